@@ -1,0 +1,4 @@
+//! Pure domain logic. Nothing here does I/O or reads the clock: `now` is a parameter.
+
+pub mod applicability;
+pub mod calendar;

@@ -1,0 +1,1 @@
+//! API requests, responses and error bodies.

@@ -1,0 +1,73 @@
+//! What an agent reports about its host: the facts applicability is computed from.
+
+use serde::{Deserialize, Serialize};
+
+/// One package that dpkg reports as installed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledPackage {
+    /// Binary package name.
+    pub name: String,
+    /// Binary version as dpkg reports it.
+    pub version: String,
+    /// Architecture (`amd64`, `all`, ...).
+    pub architecture: String,
+    /// Source package name (equals `name` when dpkg records none).
+    pub source: String,
+    /// Source version (equals `version` when dpkg records none).
+    pub source_version: String,
+}
+
+/// A bundle (software without a package manager) that the agent installed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledBundle {
+    /// Bundle name from its manifest.
+    pub name: String,
+    /// Installed version, compared with Debian version ordering.
+    pub version: String,
+}
+
+/// The `os-release` fields that matter for applicability and support dates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsRelease {
+    /// `ID`, for example `debian`.
+    pub id: String,
+    /// `VERSION_ID`, for example `12`.
+    pub version_id: String,
+    /// `VERSION_CODENAME`, for example `bookworm`.
+    pub version_codename: String,
+    /// `PRETTY_NAME`.
+    pub pretty_name: String,
+}
+
+/// Everything a host reports at check-in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// The host's own name.
+    pub hostname: String,
+    /// Parsed `/etc/os-release`.
+    pub os: OsRelease,
+    /// dpkg's native architecture.
+    pub architecture: String,
+    /// `uname -r` of the running kernel.
+    pub kernel_running: String,
+    /// Whether `/run/reboot-required` exists.
+    pub reboot_required: bool,
+    /// Packages dpkg reports as installed (`install ok installed`).
+    pub packages: Vec<InstalledPackage>,
+    /// Bundles installed by the agent.
+    #[serde(default)]
+    pub bundles: Vec<InstalledBundle>,
+}
+
+impl Inventory {
+    /// The installed package with this name and an architecture compatible with `arch`.
+    pub fn package(&self, name: &str, arch: &str) -> Option<&InstalledPackage> {
+        self.packages
+            .iter()
+            .find(|p| p.name == name && (arch == "all" || p.architecture == "all" || p.architecture == arch))
+    }
+    /// The installed bundle with this name.
+    pub fn bundle(&self, name: &str) -> Option<&InstalledBundle> {
+        self.bundles.iter().find(|b| b.name == name)
+    }
+}

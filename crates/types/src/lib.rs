@@ -1,0 +1,17 @@
+//! API types shared by the Patchday server, agent and CLI.
+//!
+//! This crate owns the wire vocabulary (ids, update documents, inventory, states,
+//! API requests and responses, error codes). It holds no logic beyond parsing and
+//! display, and it must not depend on any other Patchday crate.
+
+pub mod api;
+pub mod ids;
+pub mod inventory;
+pub mod update;
+
+pub use ids::{GroupId, HostId, IdError, TenantId, UpdateId};
+pub use inventory::{InstalledBundle, InstalledPackage, Inventory, OsRelease};
+pub use update::{
+    Classification, PayloadKind, PayloadRef, Release, Severity, UpdateDocument, UpdateState,
+    YearMonth,
+};
