@@ -1,1 +1,8 @@
-//! patchday-audit
+//! The security audit: collect facts about a host, run checks over them, and turn the
+//! findings into a prioritised plan.
+//!
+//! Facts are collected once (`facts`, `elf`); every check is pure logic over facts
+//! and imported advisory data, so the same checks run in `patchday audit` on one host
+//! and on the server over the facts that agents report.
+
+pub mod model;
