@@ -1,0 +1,433 @@
+//! Which updates a host needs, and where each one stands.
+//!
+//! The truth about what is installed is the host's inventory (what dpkg says), never
+//! the agent's claim: an agent that reports "installed" while dpkg still lists the
+//! old version shows up as failed.
+
+use patchday_pkg::version::compare_deb;
+use patchday_types::api::Decision;
+use patchday_types::{
+    Inventory, PayloadKind, PayloadRef, UpdateDocument, UpdateId, UpdateState,
+};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How one payload relates to one host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadFit {
+    /// The host does not have the package (or has another architecture).
+    Absent,
+    /// The host has an older version: installing it is needed.
+    Older,
+    /// The host has this version or a newer one.
+    Satisfied,
+}
+
+/// How a payload fits a host's inventory.
+pub fn payload_fit(inv: &Inventory, p: &PayloadRef) -> PayloadFit {
+    let installed = match p.kind {
+        PayloadKind::Deb => inv
+            .package(&p.package, &p.architecture)
+            .map(|i| i.version.as_str()),
+        PayloadKind::Bundle => inv.bundle(&p.package).map(|b| b.version.as_str()),
+    };
+    match installed {
+        None => PayloadFit::Absent,
+        Some(v) => match compare_deb(v, &p.version) {
+            Ok(Ordering::Less) => PayloadFit::Older,
+            Ok(_) => PayloadFit::Satisfied,
+            // An unparsable version cannot be ordered; treat the package as absent
+            // rather than guess (the audit reports malformed versions).
+            Err(_) => PayloadFit::Absent,
+        },
+    }
+}
+
+/// Whether an update applies to a host, and which of its payloads it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applicability {
+    /// None of its packages are on the host.
+    NotApplicable,
+    /// Every package it touches is already at its version or newer.
+    Installed,
+    /// These payload targets are missing.
+    Missing(Vec<String>),
+}
+
+/// Applicability of one update on one host.
+pub fn applicability(inv: &Inventory, update: &UpdateDocument) -> Applicability {
+    let mut missing = Vec::new();
+    let mut any_present = false;
+    for p in &update.payloads {
+        match payload_fit(inv, p) {
+            PayloadFit::Absent => {}
+            PayloadFit::Satisfied => any_present = true,
+            PayloadFit::Older => {
+                any_present = true;
+                missing.push(p.target.clone());
+            }
+        }
+    }
+    match (any_present, missing.is_empty()) {
+        (false, _) => Applicability::NotApplicable,
+        (true, true) => Applicability::Installed,
+        (true, false) => Applicability::Missing(missing),
+    }
+}
+
+/// The last state an agent reported for an update, with its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reported {
+    /// The reported state.
+    pub state: UpdateState,
+    /// The installer's message.
+    pub message: Option<String>,
+    /// Whether the report is newer than the approval it acted on.
+    pub after_approval: bool,
+}
+
+/// An operator decision that applies to a host (through one of its groups).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostDecision {
+    /// Approve or decline.
+    pub decision: Decision,
+    /// Deadline, if any.
+    pub deadline: Option<jiff::Timestamp>,
+}
+
+/// Folds the decisions of a host's groups: an approval in any group wins over a
+/// decline in another (the host is in the approving group, so it must install), and
+/// the earliest deadline wins.
+pub fn fold_decisions<'a>(decisions: impl IntoIterator<Item = &'a HostDecision>) -> Option<HostDecision> {
+    let mut out: Option<HostDecision> = None;
+    for d in decisions {
+        out = Some(match out.take() {
+            None => d.clone(),
+            Some(cur) => match (cur.decision, d.decision) {
+                (Decision::Approve, Decision::Approve) => HostDecision {
+                    decision: Decision::Approve,
+                    deadline: match (cur.deadline, d.deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    },
+                },
+                (Decision::Approve, Decision::Decline) => cur,
+                (Decision::Decline, _) => d.clone(),
+            },
+        });
+    }
+    out
+}
+
+/// Everything known about one host, as input to [`evaluate`].
+pub struct HostView<'a> {
+    /// Its latest inventory; `None` before the first check-in.
+    pub inventory: Option<&'a Inventory>,
+    /// Decisions per update, already folded over the host's groups.
+    pub decisions: &'a BTreeMap<UpdateId, HostDecision>,
+    /// The agent's last report per update.
+    pub reported: &'a BTreeMap<UpdateId, Reported>,
+}
+
+/// One update's status on one host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateStatus {
+    /// The update.
+    pub update: UpdateId,
+    /// Its state.
+    pub state: UpdateState,
+    /// Why, or the installer's message.
+    pub message: Option<String>,
+    /// Payload targets the host must install (for assignments).
+    pub missing: Vec<String>,
+    /// Deadline from the approval.
+    pub deadline: Option<jiff::Timestamp>,
+}
+
+impl UpdateStatus {
+    /// Whether the agent must act on it now.
+    pub fn is_assigned(&self) -> bool {
+        matches!(
+            self.state,
+            UpdateState::Approved
+                | UpdateState::Downloading
+                | UpdateState::Downloaded
+                | UpdateState::Installing
+                | UpdateState::Failed
+        )
+    }
+}
+
+/// Computes the status of every update for one host.
+///
+/// Order of precedence: not applicable; installed (from inventory; pending reboot
+/// when the agent said so and the host still wants a reboot); superseded by an
+/// approved successor; declined; approved (refined by the agent's last report);
+/// needed.
+pub fn evaluate(host: &HostView<'_>, updates: &[UpdateDocument]) -> Vec<UpdateStatus> {
+    let Some(inv) = host.inventory else {
+        return Vec::new();
+    };
+    let app: BTreeMap<&UpdateId, Applicability> = updates
+        .iter()
+        .map(|u| (&u.id, applicability(inv, u)))
+        .collect();
+    let approved = |id: &UpdateId| {
+        host.decisions
+            .get(id)
+            .is_some_and(|d| d.decision == Decision::Approve)
+    };
+    let superseded_by = superseded_by(updates);
+
+    let mut out = Vec::new();
+    for u in updates {
+        let status = |state, message: Option<String>, missing: Vec<String>| UpdateStatus {
+            update: u.id.clone(),
+            state,
+            message,
+            missing,
+            deadline: host.decisions.get(&u.id).and_then(|d| d.deadline),
+        };
+        let missing = match app.get(&u.id) {
+            Some(Applicability::Missing(m)) => m.clone(),
+            Some(Applicability::Installed) => {
+                let pending = inv.reboot_required
+                    && host
+                        .reported
+                        .get(&u.id)
+                        .is_some_and(|r| r.state == UpdateState::InstalledPendingReboot);
+                out.push(status(
+                    if pending {
+                        UpdateState::InstalledPendingReboot
+                    } else {
+                        UpdateState::Installed
+                    },
+                    None,
+                    Vec::new(),
+                ));
+                continue;
+            }
+            _ => {
+                out.push(status(UpdateState::NotApplicable, None, Vec::new()));
+                continue;
+            }
+        };
+        // A successor that is approved (and applies here) replaces this update.
+        if let Some(succ) = superseded_by.get(&u.id).and_then(|succs| {
+            succs.iter().find(|s| {
+                approved(s)
+                    && matches!(
+                        app.get(s),
+                        Some(Applicability::Missing(_) | Applicability::Installed)
+                    )
+            })
+        }) {
+            out.push(status(
+                UpdateState::Superseded,
+                Some(format!("superseded by {succ}")),
+                Vec::new(),
+            ));
+            continue;
+        }
+        match host.decisions.get(&u.id).map(|d| d.decision) {
+            Some(Decision::Decline) => out.push(status(UpdateState::Declined, None, missing)),
+            Some(Decision::Approve) => {
+                let (state, message) = match host.reported.get(&u.id) {
+                    Some(r) if r.after_approval => match r.state {
+                        UpdateState::Downloading
+                        | UpdateState::Downloaded
+                        | UpdateState::Installing
+                        | UpdateState::Failed => (r.state, r.message.clone()),
+                        UpdateState::Installed | UpdateState::InstalledPendingReboot => (
+                            UpdateState::Failed,
+                            Some(
+                                "the agent reported it installed, but the host's dpkg inventory still lists an older version".into(),
+                            ),
+                        ),
+                        _ => (UpdateState::Approved, None),
+                    },
+                    _ => (UpdateState::Approved, None),
+                };
+                out.push(status(state, message, missing));
+            }
+            None => out.push(status(UpdateState::Needed, None, missing)),
+        }
+    }
+    out
+}
+
+/// For each update, the updates that (transitively) supersede it.
+fn superseded_by(updates: &[UpdateDocument]) -> BTreeMap<UpdateId, BTreeSet<UpdateId>> {
+    let mut direct: BTreeMap<UpdateId, BTreeSet<UpdateId>> = BTreeMap::new();
+    for u in updates {
+        for old in &u.supersedes {
+            direct.entry(old.clone()).or_default().insert(u.id.clone());
+        }
+    }
+    // Transitive closure; catalogs are small enough for a simple fixpoint, and a
+    // cycle (a publishing mistake) terminates because sets only grow.
+    let mut changed = true;
+    while changed {
+        changed = false;
+        let snapshot = direct.clone();
+        for succs in direct.values_mut() {
+            let extra: Vec<UpdateId> = succs
+                .iter()
+                .filter_map(|s| snapshot.get(s))
+                .flatten()
+                .filter(|x| !succs.contains(*x))
+                .cloned()
+                .collect();
+            if !extra.is_empty() {
+                succs.extend(extra);
+                changed = true;
+            }
+        }
+    }
+    direct
+}
+
+/// A host is compliant when nothing approved is still missing.
+pub fn is_compliant(statuses: &[UpdateStatus]) -> bool {
+    !statuses.iter().any(UpdateStatus::is_assigned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchday_types::{Classification, InstalledPackage, Release, Severity, YearMonth};
+
+    fn inv(pkgs: &[(&str, &str)]) -> Inventory {
+        Inventory {
+            architecture: "amd64".into(),
+            packages: pkgs
+                .iter()
+                .map(|(n, v)| InstalledPackage {
+                    name: n.to_string(),
+                    version: v.to_string(),
+                    architecture: "amd64".into(),
+                    source: n.to_string(),
+                    source_version: v.to_string(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn upd(id: &str, pkg: &str, ver: &str, supersedes: &[&str]) -> UpdateDocument {
+        UpdateDocument {
+            id: UpdateId::new(id).unwrap(),
+            title: id.into(),
+            product: "debian-12".into(),
+            classification: Classification::Security,
+            severity: Severity::Important,
+            cves: vec![],
+            supersedes: supersedes.iter().map(|s| UpdateId::new(*s).unwrap()).collect(),
+            release: Release::Train { month: YearMonth { year: 2026, month: 11 } },
+            payloads: vec![PayloadRef {
+                target: format!("{pkg}_{ver}_amd64.deb"),
+                kind: PayloadKind::Deb,
+                package: pkg.into(),
+                version: ver.into(),
+                architecture: "amd64".into(),
+                source: pkg.into(),
+                source_version: ver.into(),
+            }],
+            description: String::new(),
+        }
+    }
+
+    fn approve() -> HostDecision {
+        HostDecision { decision: Decision::Approve, deadline: None }
+    }
+
+    fn run(
+        i: &Inventory,
+        ups: &[UpdateDocument],
+        dec: &[(&str, HostDecision)],
+        rep: &[(&str, UpdateState)],
+    ) -> Vec<UpdateStatus> {
+        let decisions = dec
+            .iter()
+            .map(|(k, v)| (UpdateId::new(*k).unwrap(), v.clone()))
+            .collect();
+        let reported = rep
+            .iter()
+            .map(|(k, s)| {
+                (
+                    UpdateId::new(*k).unwrap(),
+                    Reported { state: *s, message: Some("dpkg said no".into()), after_approval: true },
+                )
+            })
+            .collect();
+        evaluate(
+            &HostView { inventory: Some(i), decisions: &decisions, reported: &reported },
+            ups,
+        )
+    }
+
+    #[test]
+    fn epochs_and_tildes_decide_applicability() {
+        let u = upd("U1", "libfoo", "1:1.0", &[]);
+        assert!(matches!(applicability(&inv(&[("libfoo", "9.9")]), &u), Applicability::Missing(_)));
+        assert_eq!(applicability(&inv(&[("libfoo", "1:1.0")]), &u), Applicability::Installed);
+        let t = upd("U2", "libfoo", "1.0", &[]);
+        assert!(matches!(applicability(&inv(&[("libfoo", "1.0~rc1")]), &t), Applicability::Missing(_)));
+        assert_eq!(applicability(&inv(&[("libbar", "1")]), &t), Applicability::NotApplicable);
+    }
+
+    #[test]
+    fn states_follow_decisions_and_truth() {
+        let i = inv(&[("a", "1"), ("b", "1"), ("c", "2"), ("d", "1")]);
+        let ups = [upd("A", "a", "2", &[]), upd("B", "b", "2", &[]), upd("C", "c", "2", &[]), upd("D", "d", "2", &[])];
+        let dec = [
+            ("A", approve()),
+            ("B", HostDecision { decision: Decision::Decline, deadline: None }),
+            ("D", approve()),
+        ];
+        let s = run(&i, &ups, &dec, &[("D", UpdateState::Installed)]);
+        assert_eq!(s[0].state, UpdateState::Approved);
+        assert_eq!(s[1].state, UpdateState::Declined);
+        assert_eq!(s[2].state, UpdateState::Installed);
+        // The agent's claim does not beat dpkg's inventory.
+        assert_eq!(s[3].state, UpdateState::Failed);
+        assert!(!is_compliant(&s));
+    }
+
+    #[test]
+    fn approved_successor_supersedes_transitively() {
+        let i = inv(&[("a", "1")]);
+        let ups = [upd("A1", "a", "2", &[]), upd("A2", "a", "3", &["A1"]), upd("A3", "a", "4", &["A2"])];
+        let s = run(&i, &ups, &[("A1", approve()), ("A3", approve())], &[]);
+        assert_eq!(s[0].state, UpdateState::Superseded);
+        assert_eq!(s[1].state, UpdateState::Needed);
+        assert_eq!(s[2].state, UpdateState::Approved);
+        assert_eq!(s[2].missing, vec!["a_4_amd64.deb".to_string()]);
+        // Without the successor approved, the old one is offered.
+        let s = run(&i, &ups, &[("A1", approve())], &[]);
+        assert_eq!(s[0].state, UpdateState::Approved);
+    }
+
+    #[test]
+    fn failed_report_is_kept_and_assigned_again() {
+        let i = inv(&[("a", "1")]);
+        let s = run(&i, &[upd("A", "a", "2", &[])], &[("A", approve())], &[("A", UpdateState::Failed)]);
+        assert_eq!(s[0].state, UpdateState::Failed);
+        assert_eq!(s[0].message.as_deref(), Some("dpkg said no"));
+        assert!(s[0].is_assigned());
+    }
+
+    #[test]
+    fn approval_beats_decline_and_earliest_deadline_wins() {
+        let t1: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let t2: jiff::Timestamp = "2026-12-05T00:00:00Z".parse().unwrap();
+        let ds = [
+            HostDecision { decision: Decision::Decline, deadline: None },
+            HostDecision { decision: Decision::Approve, deadline: Some(t2) },
+            HostDecision { decision: Decision::Approve, deadline: Some(t1) },
+        ];
+        let f = fold_decisions(&ds).unwrap();
+        assert_eq!(f.decision, Decision::Approve);
+        assert_eq!(f.deadline, Some(t1));
+    }
+}

@@ -1,1 +1,589 @@
-//! patchday-store-sqlite
+//! SQLite backend for `patchday-store`: one database file in the server's data
+//! directory, WAL mode, foreign keys on, schema from `migrations/`.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use patchday_store::{
+    CatalogRecord, CatalogTarget, HostRecord, Result, Store, StoreError, StoredState,
+    TenantStore, TokenRecord,
+};
+use patchday_types::api::{
+    Approval, CatalogStatus, Decision, Group, PatchDayConfig, Role, StateReport, Tenant,
+};
+use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateState};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn backend(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_string()),
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("referenced object ({})", d.message()))
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn parse<T: FromStr>(what: &str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| corrupt(what, e))
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
+}
+
+fn opt_ts(s: Option<String>) -> Result<Option<Timestamp>> {
+    s.map(|s| parse("timestamp", &s)).transpose()
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
+        Ok(Self { pool })
+    }
+}
+
+fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: parse("tenant id", r.get::<&str, _>("id"))?,
+        name: r.get("name"),
+        patch_day: json::<PatchDayConfig>("patch day", r.get::<&str, _>("patch_day"))?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn tenant(&self, id: &TenantId) -> Result<Arc<dyn TenantStore>> {
+        let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        match exists {
+            Some(_) => Ok(Arc::new(SqliteTenant { pool: self.pool.clone(), id: id.clone() })),
+            None => Err(StoreError::NotFound(format!("tenant {id}"))),
+        }
+    }
+
+    async fn create_tenant(&self, t: &Tenant, now: Timestamp) -> Result<()> {
+        sqlx::query("INSERT INTO tenants (id, name, patch_day, created_at) VALUES (?, ?, ?, ?)")
+            .bind(t.id.as_str())
+            .bind(&t.name)
+            .bind(to_json(&t.patch_day)?)
+            .bind(now.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match backend(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("tenant {}", t.id)),
+                o => o,
+            })?;
+        Ok(())
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, patch_day FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn put_token(&self, t: &TokenRecord) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (hash, name, role, tenant_id, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&t.hash)
+            .bind(&t.name)
+            .bind(t.role.as_str())
+            .bind(t.tenant.as_ref().map(|t| t.as_str().to_string()))
+            .bind(t.created_at.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query("SELECT hash, name, role, tenant_id, created_at FROM tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(TokenRecord {
+                hash: r.get("hash"),
+                name: r.get("name"),
+                role: parse::<Role>("role", r.get::<&str, _>("role"))?,
+                tenant: r
+                    .get::<Option<String>, _>("tenant_id")
+                    .map(|t| parse("tenant id", &t))
+                    .transpose()?,
+                created_at: parse("timestamp", r.get::<&str, _>("created_at"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn has_provider_admin(&self) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM tokens WHERE role = 'provider-admin' LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.is_some())
+    }
+
+    async fn enroll_token_tenant(&self, hash: &str) -> Result<Option<TenantId>> {
+        let row = sqlx::query("SELECT tenant_id FROM enroll_tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| parse("tenant id", r.get::<&str, _>("tenant_id"))).transpose()
+    }
+
+    async fn host_by_credential(&self, hash: &str) -> Result<Option<(TenantId, HostId)>> {
+        let row = sqlx::query("SELECT tenant_id, id FROM hosts WHERE credential_hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok((
+                parse("tenant id", r.get::<&str, _>("tenant_id"))?,
+                parse("host id", r.get::<&str, _>("id"))?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn replace_catalog(&self, c: &CatalogRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for table in ["catalog_updates", "catalog_targets", "catalog_metadata", "catalog_status"] {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("INSERT INTO catalog_status (k, status) VALUES (1, ?)")
+            .bind(to_json(&c.status)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for u in &c.updates {
+            sqlx::query("INSERT INTO catalog_updates (id, doc) VALUES (?, ?)")
+                .bind(u.id.as_str())
+                .bind(to_json(u)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        for t in &c.targets {
+            sqlx::query("INSERT INTO catalog_targets (name, length, sha256) VALUES (?, ?, ?)")
+                .bind(&t.name)
+                .bind(i64::try_from(t.length).map_err(|e| StoreError::Backend(e.to_string()))?)
+                .bind(&t.sha256)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        for (name, bytes) in &c.metadata {
+            sqlx::query("INSERT INTO catalog_metadata (name, bytes) VALUES (?, ?)")
+                .bind(name)
+                .bind(bytes.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn catalog_status(&self) -> Result<CatalogStatus> {
+        let row = sqlx::query("SELECT status FROM catalog_status WHERE k = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        match row {
+            Some(r) => json("catalog status", r.get::<&str, _>("status")),
+            None => Ok(CatalogStatus::default()),
+        }
+    }
+
+    async fn catalog_updates(&self) -> Result<Vec<UpdateDocument>> {
+        let rows = sqlx::query("SELECT doc FROM catalog_updates ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| json("update document", r.get::<&str, _>("doc"))).collect()
+    }
+
+    async fn catalog_metadata(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT bytes FROM catalog_metadata WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>("bytes")))
+    }
+
+    async fn catalog_target(&self, name: &str) -> Result<Option<CatalogTarget>> {
+        let row = sqlx::query("SELECT name, length, sha256 FROM catalog_targets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(CatalogTarget {
+                name: r.get("name"),
+                length: u64::try_from(r.get::<i64, _>("length")).map_err(|e| corrupt("length", e))?,
+                sha256: r.get("sha256"),
+            })
+        })
+        .transpose()
+    }
+}
+
+/// A store handle bound to one tenant.
+struct SqliteTenant {
+    pool: SqlitePool,
+    id: TenantId,
+}
+
+impl SqliteTenant {
+    async fn require_host(&self, host: &HostId) -> Result<()> {
+        let row = sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(host.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|_| ()).ok_or_else(|| StoreError::NotFound(format!("host {host}")))
+    }
+
+    async fn host_groups(&self, host: &str) -> Result<Vec<GroupId>> {
+        let rows = sqlx::query("SELECT group_id FROM host_groups WHERE tenant_id = ? AND host_id = ? ORDER BY group_id")
+            .bind(self.id.as_str())
+            .bind(host)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| parse("group id", r.get::<&str, _>("group_id"))).collect()
+    }
+
+    async fn host_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
+        let id: String = r.get("id");
+        Ok(HostRecord {
+            groups: self.host_groups(&id).await?,
+            id: parse("host id", &id)?,
+            hostname: r.get("hostname"),
+            enrolled_at: parse("timestamp", r.get::<&str, _>("enrolled_at"))?,
+            last_seen: opt_ts(r.get("last_seen"))?,
+        })
+    }
+}
+
+#[async_trait]
+impl TenantStore for SqliteTenant {
+    fn id(&self) -> &TenantId {
+        &self.id
+    }
+
+    async fn get(&self) -> Result<Tenant> {
+        let row = sqlx::query("SELECT id, name, patch_day FROM tenants WHERE id = ?")
+            .bind(self.id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("tenant {}", self.id)))?;
+        tenant_from_row(&row)
+    }
+
+    async fn set_patch_day(&self, pd: &PatchDayConfig) -> Result<()> {
+        sqlx::query("UPDATE tenants SET patch_day = ? WHERE id = ?")
+            .bind(to_json(pd)?)
+            .bind(self.id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn add_enroll_token(&self, hash: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("INSERT INTO enroll_tokens (hash, tenant_id, created_at) VALUES (?, ?, ?)")
+            .bind(hash)
+            .bind(self.id.as_str())
+            .bind(now.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_group(&self, g: &Group) -> Result<()> {
+        sqlx::query("INSERT INTO groups (tenant_id, id, name) VALUES (?, ?, ?)")
+            .bind(self.id.as_str())
+            .bind(g.id.as_str())
+            .bind(&g.name)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match backend(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("group {}", g.id)),
+                o => o,
+            })?;
+        Ok(())
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        let rows = sqlx::query("SELECT id, name FROM groups WHERE tenant_id = ? ORDER BY id")
+            .bind(self.id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok(Group { id: parse("group id", r.get::<&str, _>("id"))?, name: r.get("name") }))
+            .collect()
+    }
+
+    async fn create_host(&self, id: &HostId, hostname: &str, cred: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("INSERT INTO hosts (tenant_id, id, hostname, credential_hash, enrolled_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .bind(hostname)
+            .bind(cred)
+            .bind(now.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match backend(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("host {id}")),
+                o => o,
+            })?;
+        Ok(())
+    }
+
+    async fn host(&self, id: &HostId) -> Result<HostRecord> {
+        let row = sqlx::query("SELECT id, hostname, enrolled_at, last_seen FROM hosts WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        self.host_from_row(&row).await
+    }
+
+    async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
+        let rows = sqlx::query("SELECT id, hostname, enrolled_at, last_seen FROM hosts WHERE tenant_id = ? ORDER BY id")
+            .bind(self.id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.host_from_row(r).await?);
+        }
+        Ok(out)
+    }
+
+    async fn set_host_groups(&self, id: &HostId, groups: &[GroupId]) -> Result<()> {
+        self.require_host(id).await?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for g in groups {
+            sqlx::query("INSERT INTO host_groups (tenant_id, host_id, group_id) VALUES (?, ?, ?)")
+                .bind(self.id.as_str())
+                .bind(id.as_str())
+                .bind(g.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match backend(e) {
+                    StoreError::NotFound(_) => StoreError::NotFound(format!("group {g}")),
+                    o => o,
+                })?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn save_inventory(&self, id: &HostId, inv: &Inventory, now: Timestamp) -> Result<()> {
+        let done = sqlx::query("UPDATE hosts SET inventory = ?, last_seen = ?, hostname = ? WHERE tenant_id = ? AND id = ?")
+            .bind(to_json(inv)?)
+            .bind(now.to_string())
+            .bind(&inv.hostname)
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("host {id}")));
+        }
+        Ok(())
+    }
+
+    async fn inventory(&self, id: &HostId) -> Result<Option<Inventory>> {
+        let row = sqlx::query("SELECT inventory FROM hosts WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        row.get::<Option<String>, _>("inventory")
+            .map(|s| json("inventory", &s))
+            .transpose()
+    }
+
+    async fn put_approval(&self, a: &Approval) -> Result<()> {
+        let decision = match a.decision {
+            Decision::Approve => "approve",
+            Decision::Decline => "decline",
+        };
+        sqlx::query(
+            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
+               decision = excluded.decision, deadline = excluded.deadline,
+               decided_at = excluded.decided_at, decided_by = excluded.decided_by",
+        )
+        .bind(self.id.as_str())
+        .bind(a.update.as_str())
+        .bind(a.group.as_str())
+        .bind(decision)
+        .bind(a.deadline.map(|d| d.to_string()))
+        .bind(a.decided_at.to_string())
+        .bind(&a.decided_by)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match backend(e) {
+            StoreError::NotFound(_) => StoreError::NotFound(format!("group {}", a.group)),
+            o => o,
+        })?;
+        Ok(())
+    }
+
+    async fn list_approvals(&self) -> Result<Vec<Approval>> {
+        let rows = sqlx::query(
+            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by FROM approvals
+             WHERE tenant_id = ? ORDER BY update_id, group_id",
+        )
+        .bind(self.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Approval {
+                    update: parse("update id", r.get::<&str, _>("update_id"))?,
+                    group: parse("group id", r.get::<&str, _>("group_id"))?,
+                    decision: match r.get::<&str, _>("decision") {
+                        "approve" => Decision::Approve,
+                        "decline" => Decision::Decline,
+                        other => return Err(corrupt("decision", other)),
+                    },
+                    deadline: opt_ts(r.get("deadline"))?,
+                    decided_at: parse("timestamp", r.get::<&str, _>("decided_at"))?,
+                    decided_by: r.get("decided_by"),
+                })
+            })
+            .collect()
+    }
+
+    async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
+        self.require_host(id).await?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for s in states {
+            sqlx::query(
+                "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET
+                   state = excluded.state, message = excluded.message, at = excluded.at",
+            )
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .bind(s.update.as_str())
+            .bind(s.state.as_str())
+            .bind(&s.message)
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn states(&self, id: &HostId) -> Result<Vec<StoredState>> {
+        let rows = sqlx::query(
+            "SELECT update_id, state, message, at FROM host_states WHERE tenant_id = ? AND host_id = ? ORDER BY update_id",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredState {
+                    report: StateReport {
+                        update: parse("update id", r.get::<&str, _>("update_id"))?,
+                        state: parse::<UpdateState>("state", r.get::<&str, _>("state"))?,
+                        message: r.get("message"),
+                    },
+                    at: parse("timestamp", r.get::<&str, _>("at"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db")).await.unwrap();
+        patchday_store::conformance::run(&store).await;
+        // Reopening applies no migration twice and keeps the data.
+        drop(store);
+        let again = SqliteStore::open(&dir.path().join("patchday.db")).await.unwrap();
+        assert_eq!(again.list_tenants().await.unwrap().len(), 2);
+    }
+}
