@@ -1,1 +1,34 @@
-//! patchday-trust
+//! Patchday's catalog trust: keys, signing and verification of the TUF catalog (on `tough`).
+//!
+//! The catalog is a TUF repository (Uptane's image repository) with consistent snapshots and
+//! flat target names: update documents `update-<ID>.json` and payload files such as
+//! `libexpat1_2.5.0-1+deb12u5_amd64.deb`, each with signed `custom` JSON.
+//!
+//! - Publisher: [`generate_keys`], [`init_catalog`], [`add_targets`], [`resign_timestamp`],
+//!   [`rotate_root`]. Signing times are parameters (`now`).
+//! - Server and agent: [`verify_repository`] (local directories), [`load_remote`] (any
+//!   [`tough::Transport`]), [`check_payload`] / [`read_verified_target`] for target files.
+//!   Expiry is judged by tough against the system clock: see [`verify`](crate::verify).
+//!
+//! This crate does no HTTP, no storage of its own beyond the files it is pointed at, and no
+//! installing.
+
+#![warn(missing_docs)]
+
+mod error;
+mod keys;
+mod names;
+mod publish;
+pub mod verify;
+
+pub use error::TrustError;
+pub use keys::{generate_keys, KeyPaths};
+pub use names::{check_target_name, MAX_TARGET_NAME_LEN};
+pub use publish::{
+    add_targets, init_catalog, resign_timestamp, rotate_root, stored_target_name, CatalogVersion,
+    Expiries, NewTarget,
+};
+pub use verify::{
+    check_bytes, check_payload, check_target_file, load_remote, metadata_limits,
+    read_verified_target, verify_repository, TargetInfo, VerifiedCatalog, MAX_METADATA_FILE,
+};

@@ -197,7 +197,55 @@ pub struct UpdateDocument {
 impl UpdateDocument {
     /// The TUF target name under which this document is published.
     pub fn target_name(id: &UpdateId) -> String {
-        format!("updates/{id}.json")
+        format!("update-{id}.json")
+    }
+}
+
+/// The signed `custom` object of every catalog target: what the target is.
+///
+/// The agent installs a payload only when this signed description agrees with the
+/// update document that names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum TargetCustom {
+    /// An update document (`update-<id>.json`).
+    Update {
+        /// The update's id.
+        id: UpdateId,
+    },
+    /// A payload.
+    Payload {
+        /// Installer backend.
+        kind: PayloadKind,
+        /// Package or bundle name.
+        package: String,
+        /// Version it installs.
+        version: String,
+        /// Architecture.
+        architecture: String,
+        /// Source package.
+        source: String,
+        /// Source version.
+        source_version: String,
+    },
+}
+
+impl TargetCustom {
+    /// The custom object for a payload.
+    pub fn for_payload(p: &PayloadRef) -> Self {
+        TargetCustom::Payload {
+            kind: p.kind,
+            package: p.package.clone(),
+            version: p.version.clone(),
+            architecture: p.architecture.clone(),
+            source: p.source.clone(),
+            source_version: p.source_version.clone(),
+        }
+    }
+
+    /// Whether this signed description agrees with a payload reference.
+    pub fn describes(&self, p: &PayloadRef) -> bool {
+        *self == Self::for_payload(p)
     }
 }
 

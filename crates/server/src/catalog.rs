@@ -1,0 +1,217 @@
+//! Catalog intake: an uploaded TUF repository is unpacked into a staging directory,
+//! verified against the pinned root (with a copy of the trusted datastore, so a
+//! refused push changes nothing), cross-checked (every update document's payloads
+//! exist and their signed descriptions agree), and only then stored.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use anyhow::Context;
+use patchday_store::{CatalogRecord, CatalogTarget};
+use patchday_types::api::{CatalogStatus, ErrorCode};
+use patchday_types::{TargetCustom, UpdateDocument};
+use std::path::{Path, PathBuf};
+
+fn catalog_dir(data: &Path) -> PathBuf {
+    data.join("catalog")
+}
+
+/// Path of the pinned root.
+pub fn pinned_root(data: &Path) -> PathBuf {
+    catalog_dir(data).join("root.json")
+}
+
+/// Pins `root` on first use; refuses a different root later.
+pub fn pin_root(data: &Path, root: Option<&Path>) -> anyhow::Result<()> {
+    let dir = catalog_dir(data);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let Some(root) = root else { return Ok(()) };
+    let new = std::fs::read(root).with_context(|| format!("reading catalog root {}", root.display()))?;
+    let pinned = pinned_root(data);
+    match std::fs::read(&pinned) {
+        Ok(old) if old == new => Ok(()),
+        Ok(_) => anyhow::bail!(
+            "this server already pins a different catalog root ({}); a root changes only by a rotation signed with the old root keys, pushed as a catalog",
+            pinned.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            serde_json::from_slice::<serde_json::Value>(&new)
+                .with_context(|| format!("{} is not JSON: pass the catalog's metadata/1.root.json", root.display()))?;
+            std::fs::write(&pinned, &new).with_context(|| format!("writing {}", pinned.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", pinned.display())),
+    }
+}
+
+fn rejected(m: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::CatalogRejected, m)
+}
+
+/// Unpacks a tar of `metadata/` and `targets/` into `dest`, refusing anything else
+/// (links, devices, absolute or `..` paths, other top-level folders).
+fn unpack(tar_path: &Path, dest: &Path) -> Result<(), ApiError> {
+    let f = std::fs::File::open(tar_path).map_err(ApiError::internal)?;
+    let mut ar = tar::Archive::new(f);
+    let entries = ar.entries().map_err(|e| rejected(format!("upload is not a tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| rejected(format!("upload is not a valid tar archive (truncated?): {e}")))?;
+        let path = entry.path().map_err(|e| rejected(format!("bad path in upload: {e}")))?.into_owned();
+        let kind = entry.header().entry_type();
+        let mut comps = path.components();
+        let top = comps.next();
+        let ok_top = matches!(top, Some(std::path::Component::Normal(t)) if t == "metadata" || t == "targets");
+        let rest: Vec<_> = comps.collect();
+        if !ok_top || rest.iter().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return Err(rejected(format!("upload contains {:?}: only metadata/ and targets/ files are accepted", path)));
+        }
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() || rest.len() != 1 {
+            return Err(rejected(format!("upload contains {:?}: only plain files directly in metadata/ and targets/ are accepted", path)));
+        }
+        let out = dest.join(&path);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
+        }
+        entry.unpack(&out).map_err(|e| rejected(format!("cannot unpack {:?}: {e}", path)))?;
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    if !from.exists() {
+        return Ok(());
+    }
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Verifies and stores an uploaded catalog (a tar file on disk).
+pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, ApiError> {
+    let _guard = state.catalog_lock.lock().await;
+    let data = &state.config.data_dir;
+    let root = pinned_root(data);
+    if !root.exists() {
+        return Err(ApiError::conflict(
+            "this server has no pinned catalog root: restart it once with --catalog-root PATH/TO/1.root.json",
+        ));
+    }
+    let staging = tempdir_in(&catalog_dir(data))?;
+    let stage = staging.path().to_path_buf();
+    let tar = tar_path.to_path_buf();
+    let stage2 = stage.clone();
+    tokio::task::spawn_blocking(move || unpack(&tar, &stage2))
+        .await
+        .map_err(ApiError::internal)??;
+
+    let trusted_ds = catalog_dir(data).join("datastore");
+    let trial_ds = stage.join("datastore");
+    copy_dir(&trusted_ds, &trial_ds).map_err(ApiError::internal)?;
+    let meta = stage.join("metadata");
+    let targets = stage.join("targets");
+    let verified = patchday_trust::verify_repository(&root, &trial_ds, &meta, &targets)
+        .await
+        .map_err(|e| rejected(e.to_string()))?;
+
+    // Cross-check update documents against the payload targets they name.
+    let mut updates = Vec::new();
+    let mut record_targets = Vec::new();
+    let mut payloads = 0u64;
+    for (name, info) in &verified.targets {
+        let custom: TargetCustom = serde_json::from_value(info.custom.clone())
+            .map_err(|e| rejected(format!("target {name}: signed custom data is not a Patchday description ({e})")))?;
+        let path = verified.target_path(&targets, name).map_err(|e| rejected(e.to_string()))?;
+        match custom {
+            TargetCustom::Update { id } => {
+                let bytes = patchday_trust::read_verified_target(&verified, &targets, name)
+                    .await
+                    .map_err(|e| rejected(e.to_string()))?;
+                let doc: UpdateDocument = serde_json::from_slice(&bytes)
+                    .map_err(|e| rejected(format!("update document {name} is not valid: {e}")))?;
+                if doc.id != id || name != &UpdateDocument::target_name(&doc.id) {
+                    return Err(rejected(format!("update document {name} carries id {} but is signed as {id}", doc.id)));
+                }
+                if doc.payloads.is_empty() {
+                    return Err(rejected(format!("update {id} names no payload")));
+                }
+                for p in &doc.payloads {
+                    let t = verified.targets.get(&p.target).ok_or_else(|| {
+                        rejected(format!("update {id} names payload {} which the catalog does not list", p.target))
+                    })?;
+                    let signed: TargetCustom = serde_json::from_value(t.custom.clone())
+                        .map_err(|e| rejected(format!("payload {}: {e}", p.target)))?;
+                    if !signed.describes(p) {
+                        return Err(rejected(format!(
+                            "update {id}: payload {} is signed as {:?} but the update document says otherwise",
+                            p.target, signed
+                        )));
+                    }
+                }
+                updates.push(doc);
+            }
+            TargetCustom::Payload { .. } => payloads += 1,
+        }
+        state.content.put_file(&path, &info.sha256).await?;
+        record_targets.push(CatalogTarget { name: name.clone(), length: info.length, sha256: info.sha256.clone() });
+    }
+    let mut metadata = Vec::new();
+    for e in std::fs::read_dir(&meta).map_err(ApiError::internal)? {
+        let e = e.map_err(ApiError::internal)?;
+        let bytes = std::fs::read(e.path()).map_err(ApiError::internal)?;
+        metadata.push((e.file_name().to_string_lossy().into_owned(), bytes));
+    }
+    let status = CatalogStatus {
+        root_version: verified.root_version,
+        targets_version: verified.targets_version,
+        snapshot_version: verified.snapshot_version,
+        timestamp_version: verified.timestamp_version,
+        updates: updates.len() as u64,
+        payloads,
+    };
+    state
+        .store
+        .replace_catalog(&CatalogRecord { status: status.clone(), updates, targets: record_targets, metadata })
+        .await?;
+    // Only now does the trusted datastore advance.
+    let old = catalog_dir(data).join("datastore.old");
+    let _ = std::fs::remove_dir_all(&old);
+    if trusted_ds.exists() {
+        std::fs::rename(&trusted_ds, &old).map_err(ApiError::internal)?;
+    }
+    std::fs::rename(&trial_ds, &trusted_ds).map_err(ApiError::internal)?;
+    let _ = std::fs::remove_dir_all(&old);
+    tracing::info!(targets = status.targets_version, updates = status.updates, "catalog accepted");
+    Ok(status)
+}
+
+/// A temporary directory under `parent`, removed on drop.
+pub fn tempdir_in(parent: &Path) -> Result<TempDir, ApiError> {
+    std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
+    let mut b = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    let p = parent.join(format!("staging-{}", hex::encode(b)));
+    std::fs::create_dir(&p).map_err(ApiError::internal)?;
+    Ok(TempDir(p))
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

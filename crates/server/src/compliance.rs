@@ -1,0 +1,51 @@
+//! Per-host statuses, from the host's inventory, its groups' decisions and its
+//! agent's reports. Shared by check-in (assignments) and reports.
+
+use crate::error::ApiError;
+use patchday_core::applicability::{evaluate, fold_decisions, HostDecision, HostView, Reported, UpdateStatus};
+use patchday_store::{HostRecord, TenantStore};
+use patchday_types::api::{Approval, Decision};
+use patchday_types::{UpdateDocument, UpdateId};
+use std::collections::BTreeMap;
+
+/// Statuses of every update for one host.
+pub async fn host_statuses(
+    tenant: &dyn TenantStore,
+    host: &HostRecord,
+    approvals: &[Approval],
+    updates: &[UpdateDocument],
+) -> Result<Vec<UpdateStatus>, ApiError> {
+    let inventory = tenant.inventory(&host.id).await?;
+    let mut per_update: BTreeMap<UpdateId, Vec<HostDecision>> = BTreeMap::new();
+    let mut approved_at: BTreeMap<UpdateId, jiff::Timestamp> = BTreeMap::new();
+    for a in approvals.iter().filter(|a| host.groups.contains(&a.group)) {
+        per_update
+            .entry(a.update.clone())
+            .or_default()
+            .push(HostDecision { decision: a.decision, deadline: a.deadline });
+        if a.decision == Decision::Approve {
+            let e = approved_at.entry(a.update.clone()).or_insert(a.decided_at);
+            *e = (*e).min(a.decided_at);
+        }
+    }
+    let decisions: BTreeMap<UpdateId, HostDecision> = per_update
+        .into_iter()
+        .filter_map(|(k, v)| fold_decisions(&v).map(|d| (k, d)))
+        .collect();
+    let reported: BTreeMap<UpdateId, Reported> = tenant
+        .states(&host.id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let after = approved_at.get(&s.report.update).is_none_or(|t| s.at >= *t);
+            (
+                s.report.update.clone(),
+                Reported { state: s.report.state, message: s.report.message, after_approval: after },
+            )
+        })
+        .collect();
+    Ok(evaluate(
+        &HostView { inventory: inventory.as_ref(), decisions: &decisions, reported: &reported },
+        updates,
+    ))
+}

@@ -1,0 +1,78 @@
+//! Shared server state and configuration.
+
+use crate::clock::Clock;
+use anyhow::Context;
+use patchday_content::{ContentStore, LocalDisk};
+use patchday_store::Store;
+use patchday_store_sqlite::SqliteStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Server configuration (from flags, environment or `server.toml`).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Data directory: database, content store, pinned root.
+    pub data_dir: PathBuf,
+    /// The catalog root to pin on first start (`root.json` from the publisher).
+    pub catalog_root: Option<PathBuf>,
+    /// Largest accepted catalog upload in bytes.
+    pub max_catalog_bytes: u64,
+    /// Seconds agents should wait between check-ins.
+    pub poll_seconds: u64,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            catalog_root: None,
+            max_catalog_bytes: 2 << 30,
+            poll_seconds: 3600,
+        }
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Payload bytes.
+    pub content: Arc<dyn ContentStore>,
+    /// The wall clock.
+    pub clock: Arc<dyn Clock>,
+    /// Configuration.
+    pub config: Arc<ServerConfig>,
+    /// Serialises catalog pushes.
+    pub catalog_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl AppState {
+    /// Opens the data directory, pinning the catalog root if one is given.
+    pub async fn open(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        set_private(dir)?;
+        let store = SqliteStore::open(&dir.join("patchday.db"))
+            .await
+            .with_context(|| format!("opening the database in {}", dir.display()))?;
+        let content = LocalDisk::new(dir.join("content"))?;
+        crate::catalog::pin_root(dir, config.catalog_root.as_deref())?;
+        Ok(Self {
+            store: Arc::new(store),
+            content: Arc::new(content),
+            clock,
+            config: Arc::new(config.clone()),
+            catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn set_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict permissions of {}", dir.display()))
+}

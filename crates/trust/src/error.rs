@@ -1,0 +1,498 @@
+//! One error type for the crate; each variant names the check that failed.
+
+use std::error::Error as _;
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use tough::TransportErrorKind;
+
+/// Why a catalog, a payload or a signing step was refused, worded for an admin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// A metadata version went down compared with what the datastore already trusts.
+    #[error("catalog rejected: {role} version {offered} is older than trusted version {trusted} (rollback?)")]
+    Rollback {
+        /// The TUF role (root, timestamp, snapshot, targets).
+        role: String,
+        /// The version the catalog offered.
+        offered: u64,
+        /// The version already trusted.
+        trusted: u64,
+    },
+
+    /// A metadata file is past its expiry (checked against the system clock by tough).
+    #[error("catalog rejected: {role} expired{} (freeze attack, or the publisher must re-sign)", at_time(.expires))]
+    Expired {
+        /// The TUF role whose metadata expired.
+        role: String,
+        /// Its claimed expiry, when it could be read.
+        expires: Option<Timestamp>,
+    },
+
+    /// Metadata is not signed by a threshold of the keys the trusted root names.
+    #[error("catalog rejected: {role} metadata is not signed by the keys the trusted root names ({detail}); it was tampered with, or signed with other keys")]
+    BadSignature {
+        /// The TUF role whose signatures failed.
+        role: String,
+        /// What the signature check said.
+        detail: String,
+    },
+
+    /// The catalog carries a root of the pinned version that is not the pinned root.
+    #[error("catalog rejected: it was made under a different root than the pinned one (its {version}.root.json differs from the pinned root); pin this catalog's root.json, or re-sign the catalog with the pinned keys")]
+    ForeignRoot {
+        /// The root version that differs.
+        version: u64,
+    },
+
+    /// A metadata file does not match the version, length or hash that its parent lists.
+    #[error("catalog rejected: {role} metadata does not match what {listed_by} lists ({detail}) (mix-and-match attack, or an incomplete upload)")]
+    MetadataMismatch {
+        /// The role whose file did not match.
+        role: String,
+        /// The role that lists it (snapshot lists targets, timestamp lists snapshot).
+        listed_by: String,
+        /// Which property differed.
+        detail: String,
+    },
+
+    /// A metadata file is larger than the crate's size cap.
+    #[error("catalog rejected: {file} is larger than the {max} byte limit (endless-data attack?)")]
+    MetadataTooLarge {
+        /// The file (URL) that was too large.
+        file: String,
+        /// The cap in bytes.
+        max: u64,
+    },
+
+    /// A metadata file the workflow needs is absent.
+    #[error("catalog rejected: {file} is missing (incomplete upload, or the wrong directory)")]
+    MetadataMissing {
+        /// The file (URL) that could not be found.
+        file: String,
+    },
+
+    /// A metadata file does not parse or lacks a required entry.
+    #[error("catalog rejected: {role} metadata is malformed: {detail}")]
+    MalformedMetadata {
+        /// The role (or file) that is malformed.
+        role: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// The pinned root file itself is unreadable or not self-signed.
+    #[error("pinned root {path} is unusable: {detail}; copy the catalog's 1.root.json (or a later root) there again")]
+    BadPinnedRoot {
+        /// Where the pinned root was read from.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// The chain of root rotations is longer than the cap.
+    #[error(
+        "catalog rejected: more than {max} root rotations in one update (endless-data attack?)"
+    )]
+    TooManyRootUpdates {
+        /// The cap.
+        max: u64,
+    },
+
+    /// The system clock is earlier than a time this datastore has already seen.
+    #[error("catalog rejected: the system clock ({now}) is behind the latest time this datastore has seen ({latest}); fix the clock (NTP) before verifying")]
+    ClockSteppedBackward {
+        /// The system time now.
+        now: Timestamp,
+        /// The latest time recorded in the datastore.
+        latest: Timestamp,
+    },
+
+    /// A target file's length differs from the signed length.
+    #[error("payload {name}: length {actual} bytes, the catalog says {expected} (truncated, tampered with, or still downloading)")]
+    LengthMismatch {
+        /// The target name.
+        name: String,
+        /// The signed length.
+        expected: u64,
+        /// The length found.
+        actual: u64,
+    },
+
+    /// A target file's sha256 differs from the signed hash.
+    #[error("payload {name}: sha256 mismatch (tampered or corrupted): the catalog says {expected}, the file has {actual}")]
+    HashMismatch {
+        /// The target name.
+        name: String,
+        /// The signed sha256 (hex).
+        expected: String,
+        /// The sha256 found (hex).
+        actual: String,
+    },
+
+    /// A target listed in the catalog has no file in the targets directory.
+    #[error("payload {name}: {} is missing (incomplete upload?)", .path.display())]
+    TargetFileMissing {
+        /// The target name.
+        name: String,
+        /// Where the file was expected.
+        path: PathBuf,
+    },
+
+    /// A target name was asked for that the verified catalog does not list.
+    #[error("target {name} is not in the verified catalog")]
+    UnknownTarget {
+        /// The target name.
+        name: String,
+    },
+
+    /// A target name is not a flat, safe file name.
+    #[error("target name {name:?} rejected: {reason}; use a flat file name such as foo_1.2.deb or update-ID.json")]
+    UnsafeTargetName {
+        /// The offending name.
+        name: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+
+    /// A target's custom metadata is not a JSON object.
+    #[error("target {name}: custom metadata must be a JSON object, e.g. {{\"type\":\"payload\"}}")]
+    CustomNotObject {
+        /// The target name.
+        name: String,
+    },
+
+    /// A key file already exists where a new key would be written.
+    #[error("refusing to overwrite existing key {}; move it away or choose another directory", .path.display())]
+    KeyExists {
+        /// The existing key file.
+        path: PathBuf,
+    },
+
+    /// A key file cannot be read or parsed.
+    #[error("key {} is unusable: {detail}", .path.display())]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// The given key files do not match the keys the catalog's root names for a role.
+    #[error("cannot sign {role}: {detail}; are these the key files of this catalog?")]
+    Signing {
+        /// The role being signed.
+        role: String,
+        /// What tough said.
+        detail: String,
+    },
+
+    /// There is no catalog in the given directory.
+    #[error("no catalog at {}: run catalog init first", .path.display())]
+    NoCatalog {
+        /// The directory looked at.
+        path: PathBuf,
+    },
+
+    /// A catalog already exists where init would write one.
+    #[error("a catalog already exists at {}; refusing to overwrite it", .path.display())]
+    CatalogExists {
+        /// The existing catalog's metadata directory.
+        path: PathBuf,
+    },
+
+    /// A signing expiry lies outside jiff's range.
+    #[error("expiry out of range: {detail}")]
+    ExpiryOutOfRange {
+        /// What overflowed.
+        detail: String,
+    },
+
+    /// A filesystem operation failed.
+    #[error("cannot {action} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Any other error from tough, with what we were doing.
+    #[error("catalog error while {context}: {source}")]
+    Tuf {
+        /// What we were doing.
+        context: &'static str,
+        /// tough's error.
+        #[source]
+        source: Box<tough::error::Error>,
+    },
+}
+
+fn at_time(t: &Option<Timestamp>) -> String {
+    match t {
+        Some(t) => format!(" at {t}"),
+        None => String::new(),
+    }
+}
+
+impl TrustError {
+    /// Shorthand for an [`TrustError::Io`] error.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| TrustError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// Shorthand for a fallback [`TrustError::Tuf`] error.
+    pub(crate) fn tuf(context: &'static str) -> impl FnOnce(tough::error::Error) -> Self {
+        move |source| TrustError::Tuf {
+            context,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Which role a metadata file name belongs to (`7.targets.json` → targets).
+fn role_of_file(url: &str) -> &'static str {
+    let file = url.rsplit('/').next().unwrap_or(url);
+    if file.ends_with("root.json") {
+        "root"
+    } else if file.ends_with("timestamp.json") {
+        "timestamp"
+    } else if file.ends_with("snapshot.json") {
+        "snapshot"
+    } else {
+        "targets"
+    }
+}
+
+fn parent_of(role: &str) -> &'static str {
+    match role {
+        "snapshot" => "timestamp",
+        "targets" => "snapshot",
+        _ => "the trusted metadata",
+    }
+}
+
+/// Turns tough's error from a client load into the check that failed.
+///
+/// `expiry_of` looks up a role's claimed expiry for the message, where it can.
+pub(crate) fn from_client_error(
+    err: tough::error::Error,
+    expiry_of: &dyn Fn(&str) -> Option<Timestamp>,
+) -> TrustError {
+    use tough::error::Error as E;
+    if let E::Transport { url, source, .. } = &err {
+        if let Some(mapped) = from_transport(url.as_str(), source) {
+            return mapped;
+        }
+    }
+    match err {
+        E::ExpiredMetadata { role, .. } => {
+            let role = role.to_string();
+            let expires = expiry_of(&role);
+            TrustError::Expired { role, expires }
+        }
+        E::OlderMetadata {
+            role,
+            current_version,
+            new_version,
+            ..
+        } => TrustError::Rollback {
+            role: role.to_string(),
+            offered: new_version,
+            trusted: current_version,
+        },
+        E::OlderSnapshotInTimestamp {
+            snapshot_new,
+            snapshot_old,
+            ..
+        } => TrustError::Rollback {
+            role: "snapshot".into(),
+            offered: snapshot_new,
+            trusted: snapshot_old,
+        },
+        E::SnapshotRoleRollback {
+            role,
+            old_role_version,
+            new_role_version,
+            ..
+        } => TrustError::Rollback {
+            role: role.trim_end_matches(".json").to_owned(),
+            offered: new_role_version,
+            trusted: old_role_version,
+        },
+        E::SnapshotRoleMissing {
+            role, new_version, ..
+        } => TrustError::MetadataMismatch {
+            role: role.trim_end_matches(".json").to_owned(),
+            listed_by: "snapshot".into(),
+            detail: format!("snapshot version {new_version} no longer lists it"),
+        },
+        E::VerifyMetadata { role, source, .. } => TrustError::BadSignature {
+            role: role.to_string(),
+            detail: source.to_string(),
+        },
+        E::VerifyRoleMetadata { role, source, .. } => TrustError::BadSignature {
+            role,
+            detail: source.to_string(),
+        },
+        E::VersionMismatch {
+            role,
+            fetched,
+            expected,
+            ..
+        } => {
+            let role = role.to_string();
+            let listed_by = parent_of(&role).to_owned();
+            TrustError::MetadataMismatch {
+                role,
+                listed_by,
+                detail: format!("file has version {fetched}, expected {expected}"),
+            }
+        }
+        E::ParseMetadata { role, source, .. } => TrustError::MalformedMetadata {
+            role: role.to_string(),
+            detail: source.to_string(),
+        },
+        E::TimestampMetaLength { version, .. } | E::MissingSnapshotMeta { version } => {
+            TrustError::MalformedMetadata {
+                role: "timestamp".into(),
+                detail: format!("version {version} must list exactly snapshot.json"),
+            }
+        }
+        E::SnapshotTargetsMetaMissing { version } => TrustError::MalformedMetadata {
+            role: "snapshot".into(),
+            detail: format!("version {version} does not list targets.json"),
+        },
+        E::MetaMissing { file, role, .. } => TrustError::MalformedMetadata {
+            role: role.to_string(),
+            detail: format!("it does not list {file}"),
+        },
+        E::MaxUpdatesExceeded {
+            max_root_updates, ..
+        } => TrustError::TooManyRootUpdates {
+            max: max_root_updates,
+        },
+        E::SystemTimeSteppedBackward {
+            sys_time,
+            latest_known_time,
+        } => TrustError::ClockSteppedBackward {
+            now: sys_time,
+            latest: latest_known_time,
+        },
+        other => TrustError::tuf("loading the catalog")(other),
+    }
+}
+
+/// A transport error's cause: file missing, too large, or hash mismatch.
+fn from_transport(url: &str, source: &tough::TransportError) -> Option<TrustError> {
+    if source.kind() == TransportErrorKind::FileNotFound {
+        return Some(TrustError::MetadataMissing { file: url.into() });
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = source.source();
+    while let Some(c) = cause {
+        if let Some(e) = c.downcast_ref::<tough::error::Error>() {
+            match e {
+                tough::error::Error::HashMismatch { .. } => {
+                    let role = role_of_file(url);
+                    return Some(TrustError::MetadataMismatch {
+                        role: role.into(),
+                        listed_by: parent_of(role).into(),
+                        detail: "sha256 differs".into(),
+                    });
+                }
+                tough::error::Error::MaxSizeExceeded {
+                    max_size,
+                    specifier,
+                    ..
+                } => {
+                    let role = role_of_file(url);
+                    if specifier.ends_with(".json") {
+                        return Some(TrustError::MetadataMismatch {
+                            role: role.into(),
+                            listed_by: parent_of(role).into(),
+                            detail: format!("file is longer than the listed {max_size} bytes"),
+                        });
+                    }
+                    return Some(TrustError::MetadataTooLarge {
+                        file: url.into(),
+                        max: *max_size,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if let Some(cap) = c.downcast_ref::<crate::verify::OverCap>() {
+            return Some(TrustError::MetadataTooLarge {
+                file: url.into(),
+                max: cap.max,
+            });
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::NotFound {
+                return Some(TrustError::MetadataMissing { file: url.into() });
+            }
+        }
+        cause = c.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_happened_and_what_to_do() {
+        let e = TrustError::Rollback {
+            role: "snapshot".into(),
+            offered: 7,
+            trusted: 9,
+        };
+        assert_eq!(
+            e.to_string(),
+            "catalog rejected: snapshot version 7 is older than trusted version 9 (rollback?)"
+        );
+        let e = TrustError::Expired {
+            role: "timestamp".into(),
+            expires: Some("2026-11-01T00:00:00Z".parse().unwrap()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "catalog rejected: timestamp expired at 2026-11-01T00:00:00Z (freeze attack, or the publisher must re-sign)"
+        );
+        let e = TrustError::HashMismatch {
+            name: "libfoo_1.2.deb".into(),
+            expected: "aa".into(),
+            actual: "bb".into(),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("payload libfoo_1.2.deb: sha256 mismatch (tampered or corrupted)"));
+    }
+
+    #[test]
+    fn role_is_read_from_metadata_file_names() {
+        assert_eq!(role_of_file("file:///r/metadata/7.targets.json"), "targets");
+        assert_eq!(
+            role_of_file("file:///r/metadata/3.snapshot.json"),
+            "snapshot"
+        );
+        assert_eq!(
+            role_of_file("file:///r/metadata/timestamp.json"),
+            "timestamp"
+        );
+        assert_eq!(role_of_file("file:///r/metadata/2.root.json"), "root");
+    }
+}

@@ -1,0 +1,567 @@
+//! Publisher side: create a catalog, add targets, refresh timestamps, rotate the root.
+//!
+//! Layout of a catalog directory (`repo_dir`):
+//! `metadata/` holds `N.root.json` for every root version, `root.json` (copy of the newest),
+//! `N.targets.json`, `N.snapshot.json` and `timestamp.json` (consistent snapshots);
+//! `targets/` holds each target as `<sha256>.<name>`.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::rand::SystemRandom;
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+use tough::editor::signed::SignedRole;
+use tough::key_source::KeySource;
+use tough::schema::{
+    Hashes, KeyHolder, Metafile, RoleKeys, RoleType, Root, Signed, Snapshot, Target, Targets,
+    Timestamp as TimestampRole,
+};
+use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, TargetName};
+use url::Url;
+
+use crate::error::from_client_error;
+use crate::keys::{load_signer, KeyPaths, PemKeySource};
+use crate::names::check_target_name;
+use crate::verify::metadata_limits;
+use crate::TrustError;
+
+const SPEC_VERSION: &str = "1.0.0";
+
+/// How long each role's signature stays valid after signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiries {
+    /// root.json lifetime (default 365 days).
+    pub root: SignedDuration,
+    /// targets.json lifetime (default 90 days).
+    pub targets: SignedDuration,
+    /// snapshot.json lifetime (default 7 days).
+    pub snapshot: SignedDuration,
+    /// timestamp.json lifetime (default 1 day).
+    pub timestamp: SignedDuration,
+}
+
+impl Default for Expiries {
+    fn default() -> Self {
+        Expiries {
+            root: days(365),
+            targets: days(90),
+            snapshot: days(7),
+            timestamp: days(1),
+        }
+    }
+}
+
+fn days(n: i64) -> SignedDuration {
+    SignedDuration::from_hours(24 * n)
+}
+
+fn expiry(now: Timestamp, d: SignedDuration, role: &str) -> Result<Timestamp, TrustError> {
+    now.checked_add(d)
+        .map_err(|e| TrustError::ExpiryOutOfRange {
+            detail: format!("{role}: {now} + {d:#}: {e}"),
+        })
+}
+
+/// A file to publish as a target, with the signed custom JSON object that describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTarget {
+    /// Flat target name, e.g. `update-PD-2026-0001.json` or `foo_1.2.tar.zst`.
+    pub name: String,
+    /// Where the file is now; it is copied into the catalog.
+    pub path: PathBuf,
+    /// Signed custom metadata; must be a JSON object, e.g. `{"type":"payload","kind":"deb"}`.
+    pub custom: serde_json::Value,
+}
+
+/// The role versions of a catalog after a signing step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogVersion {
+    /// root.json version.
+    pub root: u64,
+    /// targets.json version.
+    pub targets: u64,
+    /// snapshot.json version.
+    pub snapshot: u64,
+    /// timestamp.json version.
+    pub timestamp: u64,
+}
+
+fn metadata_dir(repo_dir: &Path) -> PathBuf {
+    repo_dir.join("metadata")
+}
+
+fn targets_dir(repo_dir: &Path) -> PathBuf {
+    repo_dir.join("targets")
+}
+
+/// The consistent-snapshot file name of a target: `<sha256 hex>.<name>`.
+pub fn stored_target_name(name: &str, sha256_hex: &str) -> String {
+    format!("{sha256_hex}.{name}")
+}
+
+/// Creates a new catalog in `repo_dir`: root v1 naming the four keys, and empty targets.
+///
+/// `now` is the signing time: every expiry is `now` + the matching [`Expiries`] field.
+pub async fn init_catalog(
+    keys: &KeyPaths,
+    repo_dir: &Path,
+    now: Timestamp,
+    exp: &Expiries,
+) -> Result<(), TrustError> {
+    let meta = metadata_dir(repo_dir);
+    if meta.join("root.json").exists() || meta.join("1.root.json").exists() {
+        return Err(TrustError::CatalogExists { path: meta });
+    }
+    create_dir(&meta)?;
+    create_dir(&targets_dir(repo_dir))?;
+
+    let root = root_for_keys(keys, NonZeroU64::MIN, expiry(now, exp.root, "root")?)?;
+    let signed_root = sign_role(root.clone(), &root, &[PemKeySource::boxed(&keys.root)]).await?;
+
+    let targets = Targets::new(
+        SPEC_VERSION.to_owned(),
+        NonZeroU64::MIN,
+        expiry(now, exp.targets, "targets")?,
+    );
+    let roles = SignedRoles::sign(
+        &root,
+        TargetsToWrite::Sign(targets),
+        NonZeroU64::MIN,
+        NonZeroU64::MIN,
+        keys,
+        now,
+        exp,
+    )
+    .await?;
+    roles.write(&meta, Some(signed_root.buffer()), 1)?;
+    Ok(())
+}
+
+/// Adds or replaces targets, copies their files in, and re-signs targets, snapshot and timestamp.
+///
+/// Needs the targets, snapshot and timestamp keys (not the root key). Target names must be flat
+/// ([`crate::check_target_name`]); when a name appears twice in `new`, the last one wins.
+pub async fn add_targets(
+    keys: &KeyPaths,
+    repo_dir: &Path,
+    new: Vec<NewTarget>,
+    now: Timestamp,
+    exp: &Expiries,
+) -> Result<CatalogVersion, TrustError> {
+    // Check every name and custom object before touching the catalog.
+    for t in &new {
+        check_target_name(&t.name)?;
+        if !t.custom.is_object() {
+            return Err(TrustError::CustomNotObject {
+                name: t.name.clone(),
+            });
+        }
+    }
+    let current = Current::load(repo_dir).await?;
+    let tdir = targets_dir(repo_dir);
+    create_dir(&tdir)?;
+
+    let mut targets = current.targets.signed.clone();
+    targets.version = current.targets.signed.version.saturating_add(1);
+    targets.expires = expiry(now, exp.targets, "targets")?;
+    for t in new {
+        let (length, sha256) = copy_into_catalog(&t.path, &tdir, &t.name)?;
+        let custom = match t.custom {
+            serde_json::Value::Object(map) => map.into_iter().collect::<HashMap<_, _>>(),
+            _ => return Err(TrustError::CustomNotObject { name: t.name }),
+        };
+        let target = Target {
+            length,
+            hashes: Hashes {
+                sha256: sha256.to_vec().into(),
+                _extra: HashMap::new(),
+            },
+            custom,
+            _extra: HashMap::new(),
+        };
+        let name = TargetName::new(t.name.clone()).map_err(|_| TrustError::UnsafeTargetName {
+            name: t.name.clone(),
+            reason: "tough refused it as a target path",
+        })?;
+        targets.add_target(name, target);
+    }
+
+    let meta = metadata_dir(repo_dir);
+    let roles = SignedRoles::sign(
+        &current.root.signed,
+        TargetsToWrite::Sign(targets),
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        keys,
+        now,
+        exp,
+    )
+    .await?;
+    roles.write(&meta, None, current.root.signed.version.get())
+}
+
+/// Re-signs snapshot and timestamp with fresh expiries (and new versions); targets stay as they are.
+///
+/// Needs only the snapshot and timestamp keys of `keys`: this is what an online server can do
+/// every day without the offline keys.
+pub async fn resign_timestamp(
+    keys: &KeyPaths,
+    repo_dir: &Path,
+    now: Timestamp,
+    exp: &Expiries,
+) -> Result<CatalogVersion, TrustError> {
+    let current = Current::load(repo_dir).await?;
+    let meta = metadata_dir(repo_dir);
+    let version = current.targets.signed.version;
+    let file = meta.join(format!("{version}.targets.json"));
+    let bytes = std::fs::read(&file).map_err(TrustError::io("read", &file))?;
+    let roles = SignedRoles::sign(
+        &current.root.signed,
+        TargetsToWrite::Keep { version, bytes },
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        keys,
+        now,
+        exp,
+    )
+    .await?;
+    roles.write(&meta, None, current.root.signed.version.get())
+}
+
+/// Publishes root N+1 naming `new_keys`, signed by both the old and the new root key, and
+/// re-signs targets, snapshot and timestamp with the new keys.
+///
+/// Clients that pinned any earlier root follow the chain `N.root.json` → `N+1.root.json`.
+pub async fn rotate_root(
+    old_keys: &KeyPaths,
+    new_keys: &KeyPaths,
+    repo_dir: &Path,
+    now: Timestamp,
+    exp: &Expiries,
+) -> Result<CatalogVersion, TrustError> {
+    let current = Current::load(repo_dir).await?;
+    let old_root = &current.root.signed;
+    let version = old_root.version.saturating_add(1);
+    let new_root = root_for_keys(new_keys, version, expiry(now, exp.root, "root")?)?;
+    // TUF 5.3.4: root N+1 must carry a threshold of signatures from root N and from itself.
+    let by_new = sign_role(
+        new_root.clone(),
+        &new_root,
+        &[PemKeySource::boxed(&new_keys.root)],
+    )
+    .await?;
+    let by_old = sign_role(
+        new_root.clone(),
+        old_root,
+        &[PemKeySource::boxed(&old_keys.root)],
+    )
+    .await?;
+    let signed_root = by_new
+        .add_old_signatures(by_old.signed().signatures.clone())
+        .map_err(|e| TrustError::Signing {
+            role: "root".into(),
+            detail: e.to_string(),
+        })?;
+
+    let mut targets = current.targets.signed.clone();
+    targets.version = targets.version.saturating_add(1);
+    targets.expires = expiry(now, exp.targets, "targets")?;
+    let meta = metadata_dir(repo_dir);
+    let roles = SignedRoles::sign(
+        &new_root,
+        TargetsToWrite::Sign(targets),
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        new_keys,
+        now,
+        exp,
+    )
+    .await?;
+    roles.write(&meta, Some(signed_root.buffer()), version.get())
+}
+
+/// The catalog as it is on disk, loaded and checked with its own newest root.
+struct Current {
+    root: Signed<Root>,
+    targets: Signed<Targets>,
+    snapshot_version: NonZeroU64,
+    timestamp_version: NonZeroU64,
+}
+
+impl Current {
+    async fn load(repo_dir: &Path) -> Result<Self, TrustError> {
+        let meta = metadata_dir(repo_dir);
+        let root_path = meta.join("root.json");
+        let root_bytes = match std::fs::read(&root_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TrustError::NoCatalog {
+                    path: repo_dir.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(TrustError::io("read", &root_path)(e)),
+        };
+        let meta_url = dir_url(&meta)?;
+        let targets_url = dir_url(&targets_dir(repo_dir))?;
+        // Signatures are checked (the publisher's own files could have been altered), but expiry
+        // is not: refreshing an expired timestamp is exactly what the publisher is here to do.
+        let repo = RepositoryLoader::new(&root_bytes, meta_url, targets_url)
+            .transport(FilesystemTransport)
+            .limits(metadata_limits())
+            .expiration_enforcement(ExpirationEnforcement::Unsafe)
+            .load()
+            .await
+            .map_err(|e| from_client_error(e, &|_| None))?;
+        Ok(Current {
+            root: repo.root().clone(),
+            targets: repo.targets().clone(),
+            snapshot_version: repo.snapshot().signed.version,
+            timestamp_version: repo.timestamp().signed.version,
+        })
+    }
+}
+
+/// `file://` URL of a directory (tough's `FilesystemTransport` reads these).
+pub(crate) fn dir_url(dir: &Path) -> Result<Url, TrustError> {
+    let abs = std::fs::canonicalize(dir).map_err(TrustError::io("open directory", dir))?;
+    Url::from_directory_path(&abs).map_err(|()| TrustError::Io {
+        action: "make a file URL of",
+        path: abs,
+        source: std::io::Error::other("not an absolute path"),
+    })
+}
+
+fn create_dir(dir: &Path) -> Result<(), TrustError> {
+    std::fs::create_dir_all(dir).map_err(TrustError::io("create directory", dir))
+}
+
+/// A root that names one key per role, threshold 1, consistent snapshots on.
+fn root_for_keys(
+    keys: &KeyPaths,
+    version: NonZeroU64,
+    expires: Timestamp,
+) -> Result<Root, TrustError> {
+    let mut root = Root {
+        spec_version: SPEC_VERSION.to_owned(),
+        consistent_snapshot: true,
+        version,
+        expires,
+        keys: HashMap::new(),
+        roles: HashMap::new(),
+        _extra: HashMap::new(),
+    };
+    for (role, path) in [
+        (RoleType::Root, &keys.root),
+        (RoleType::Targets, &keys.targets),
+        (RoleType::Snapshot, &keys.snapshot),
+        (RoleType::Timestamp, &keys.timestamp),
+    ] {
+        let key = load_signer(path)?.tuf_key();
+        let id = key.key_id().map_err(|e| TrustError::BadKey {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        root.keys.insert(id.clone(), key);
+        root.roles.insert(
+            role,
+            RoleKeys {
+                keyids: vec![id],
+                threshold: NonZeroU64::MIN,
+                _extra: HashMap::new(),
+            },
+        );
+    }
+    Ok(root)
+}
+
+/// Signs one role with the keys that `signer_root` names for it.
+async fn sign_role<T>(
+    role: T,
+    signer_root: &Root,
+    keys: &[Box<dyn KeySource>],
+) -> Result<SignedRole<T>, TrustError>
+where
+    T: tough::schema::Role + serde::Serialize,
+{
+    let name = T::TYPE.to_string();
+    SignedRole::new(
+        role,
+        &KeyHolder::Root(signer_root.clone()),
+        keys,
+        &SystemRandom::new(),
+    )
+    .await
+    .map_err(|e| TrustError::Signing {
+        role: name,
+        detail: e.to_string(),
+    })
+}
+
+/// Targets metadata to publish: freshly signed, or the current file kept as it is.
+enum TargetsToWrite {
+    Sign(Targets),
+    Keep { version: NonZeroU64, bytes: Vec<u8> },
+}
+
+/// The signed bytes of targets, snapshot and timestamp, ready to be written in order.
+struct SignedRoles {
+    targets_version: NonZeroU64,
+    targets: Option<Vec<u8>>,
+    snapshot_version: NonZeroU64,
+    snapshot: Vec<u8>,
+    timestamp_version: NonZeroU64,
+    timestamp: Vec<u8>,
+}
+
+impl SignedRoles {
+    async fn sign(
+        root: &Root,
+        targets: TargetsToWrite,
+        snapshot_version: NonZeroU64,
+        timestamp_version: NonZeroU64,
+        keys: &KeyPaths,
+        now: Timestamp,
+        exp: &Expiries,
+    ) -> Result<Self, TrustError> {
+        let (targets_version, targets_bytes, fresh) = match targets {
+            TargetsToWrite::Sign(t) => {
+                let version = t.version;
+                let signed = sign_role(t, root, &[PemKeySource::boxed(&keys.targets)]).await?;
+                (version, signed.buffer().clone(), true)
+            }
+            TargetsToWrite::Keep { version, bytes } => (version, bytes, false),
+        };
+        let mut snapshot = Snapshot::new(
+            SPEC_VERSION.to_owned(),
+            snapshot_version,
+            expiry(now, exp.snapshot, "snapshot")?,
+        );
+        snapshot.meta.insert(
+            "targets.json".to_owned(),
+            metafile(targets_version, &targets_bytes),
+        );
+        let snapshot = sign_role(snapshot, root, &[PemKeySource::boxed(&keys.snapshot)]).await?;
+
+        let mut timestamp = TimestampRole::new(
+            SPEC_VERSION.to_owned(),
+            timestamp_version,
+            expiry(now, exp.timestamp, "timestamp")?,
+        );
+        timestamp.meta.insert(
+            "snapshot.json".to_owned(),
+            metafile(snapshot_version, snapshot.buffer()),
+        );
+        let timestamp = sign_role(timestamp, root, &[PemKeySource::boxed(&keys.timestamp)]).await?;
+        Ok(SignedRoles {
+            targets_version,
+            targets: fresh.then_some(targets_bytes),
+            snapshot_version,
+            snapshot: snapshot.buffer().clone(),
+            timestamp_version,
+            timestamp: timestamp.buffer().clone(),
+        })
+    }
+
+    /// Writes root (if new), targets, snapshot, then timestamp last: a reader sees either the old
+    /// or the new catalog, since every file lands by rename and timestamp.json switches them.
+    fn write(
+        self,
+        meta: &Path,
+        new_root: Option<&Vec<u8>>,
+        root_version: u64,
+    ) -> Result<CatalogVersion, TrustError> {
+        if let Some(root) = new_root {
+            write_atomic(meta, &format!("{root_version}.root.json"), root)?;
+            write_atomic(meta, "root.json", root)?;
+        }
+        if let Some(targets) = &self.targets {
+            write_atomic(
+                meta,
+                &format!("{}.targets.json", self.targets_version),
+                targets,
+            )?;
+        }
+        write_atomic(
+            meta,
+            &format!("{}.snapshot.json", self.snapshot_version),
+            &self.snapshot,
+        )?;
+        write_atomic(meta, "timestamp.json", &self.timestamp)?;
+        Ok(CatalogVersion {
+            root: root_version,
+            targets: self.targets_version.get(),
+            snapshot: self.snapshot_version.get(),
+            timestamp: self.timestamp_version.get(),
+        })
+    }
+}
+
+fn metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
+    Metafile {
+        length: Some(bytes.len() as u64),
+        hashes: Some(Hashes {
+            sha256: Sha256::digest(bytes).to_vec().into(),
+            _extra: HashMap::new(),
+        }),
+        version,
+        _extra: HashMap::new(),
+    }
+}
+
+/// Writes `dir/name` via a temporary file, fsync and rename.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), TrustError> {
+    let path = dir.join(name);
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(TrustError::io("create a file in", dir))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(TrustError::io("write", &path))?;
+    set_readable(tmp.path())?;
+    tmp.persist(&path)
+        .map_err(|e| TrustError::io("write", &path)(e.error))?;
+    Ok(())
+}
+
+// NamedTempFile creates 0600 files; catalog files are public by nature (they are served).
+fn set_readable(path: &Path) -> Result<(), TrustError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .map_err(TrustError::io("set permissions of", path))
+}
+
+/// Copies `src` into `tdir` as `<sha256>.<name>`, hashing what it copies (so the signed hash is
+/// that of the copy even if `src` changes meanwhile). Returns length and sha256.
+fn copy_into_catalog(src: &Path, tdir: &Path, name: &str) -> Result<(u64, [u8; 32]), TrustError> {
+    let mut input = std::fs::File::open(src).map_err(TrustError::io("open target file", src))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(tdir).map_err(TrustError::io("create a file in", tdir))?;
+    let mut hasher = Sha256::new();
+    let mut length = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = input
+            .read(&mut buf)
+            .map_err(TrustError::io("read target file", src))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        hasher.update(chunk);
+        tmp.write_all(chunk)
+            .map_err(TrustError::io("write target copy in", tdir))?;
+        length += n as u64;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(TrustError::io("write target copy in", tdir))?;
+    let sha256: [u8; 32] = hasher.finalize().into();
+    let dest = tdir.join(stored_target_name(name, &hex::encode(sha256)));
+    set_readable(tmp.path())?;
+    // Same name means same content (the name carries the hash): replacing is harmless.
+    tmp.persist(&dest)
+        .map_err(|e| TrustError::io("write", &dest)(e.error))?;
+    Ok((length, sha256))
+}
