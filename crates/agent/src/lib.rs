@@ -1,1 +1,18 @@
-//! patchday-agent
+//! The Patchday agent: what runs on a managed host.
+//!
+//! One run: enrol if needed → report inventory → receive assignments → verify the
+//! catalog against the pinned root → for each assigned update, check that the
+//! update document and every payload agree with the signed catalog → download
+//! (resumable) → check length and sha256 → install (dpkg or bundle) → verify with
+//! dpkg itself → report each state → report the inventory again.
+//!
+//! It carries no server code and never decides what is approved.
+
+pub mod client;
+pub mod download;
+pub mod install;
+pub mod inventory;
+pub mod run;
+pub mod state;
+
+pub use run::{run_once, AgentConfig, RunSummary};

@@ -1,0 +1,112 @@
+//! HTTP to the server: JSON calls with the host credential, and a `tough`
+//! transport so TUF metadata travels the same authenticated channel.
+
+use anyhow::Context;
+use futures::StreamExt;
+use patchday_types::api::ErrorBody;
+use reqwest::StatusCode;
+use std::time::Duration;
+use tough::{TransportError, TransportErrorKind, TransportStream};
+use url::Url;
+
+/// A client bound to a server and (optionally) a host credential.
+#[derive(Clone)]
+pub struct Client {
+    /// Server base URL.
+    pub base: Url,
+    http: reqwest::Client,
+    credential: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("base", &self.base.as_str()).finish()
+    }
+}
+
+impl Client {
+    /// Builds a client. `read_timeout` bounds a stalled transfer (slow-retrieval defence).
+    pub fn new(base: &str, credential: Option<String>, read_timeout: Duration) -> anyhow::Result<Self> {
+        let mut base = Url::parse(base).with_context(|| format!("invalid server URL {base:?}"))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(read_timeout)
+            .user_agent(concat!("patchday-agent/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { base, http, credential })
+    }
+
+    /// An absolute URL under the server base.
+    pub fn url(&self, path: &str) -> anyhow::Result<Url> {
+        self.base.join(path.trim_start_matches('/')).with_context(|| format!("bad path {path}"))
+    }
+
+    /// A request with the credential attached.
+    pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, url);
+        match &self.credential {
+            Some(c) => r.bearer_auth(c),
+            None => r,
+        }
+    }
+
+    /// POSTs JSON and decodes JSON, turning API errors into their message.
+    pub async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<R> {
+        let url = self.url(path)?;
+        let resp = self
+            .request(reqwest::Method::POST, url.clone())
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {url}: is it running and reachable?"))?;
+        decode(resp).await
+    }
+}
+
+/// Decodes a JSON response or the server's error body.
+pub async fn decode<R: serde::de::DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<R> {
+    let status = resp.status();
+    let url = resp.url().clone();
+    let bytes = resp.bytes().await.with_context(|| format!("reading the answer from {url}"))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from {url}"));
+    }
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(e) => anyhow::bail!("server refused ({status}): {}", e.message),
+        Err(_) => anyhow::bail!("server answered {status} for {url}"),
+    }
+}
+
+/// `tough` transport over the agent's authenticated HTTP client.
+#[derive(Clone, Debug)]
+pub struct HttpTransport(pub Client);
+
+#[tough::async_trait]
+impl tough::Transport for HttpTransport {
+    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
+        let resp = self
+            .0
+            .request(reqwest::Method::GET, url.clone())
+            .send()
+            .await
+            .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e))?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(TransportError::new(TransportErrorKind::FileNotFound, url)),
+            s => {
+                return Err(TransportError::new_with_cause(
+                    TransportErrorKind::Other,
+                    url,
+                    std::io::Error::other(format!("server answered {s}")),
+                ))
+            }
+        }
+        let u = url.clone();
+        Ok(Box::pin(resp.bytes_stream().map(move |r| {
+            r.map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, u.clone(), e))
+        })))
+    }
+}

@@ -1,0 +1,88 @@
+//! Resumable, verified payload downloads.
+//!
+//! Bytes go to `<sha256>.part`; an interrupted transfer continues with an HTTP
+//! Range request from the bytes already on disk. Nothing is used before its length
+//! and sha256 match the signed catalog, and a payload that grows past its signed
+//! length is cut off at once (endless-data defence).
+
+use crate::client::Client;
+use anyhow::Context;
+use futures::StreamExt;
+use patchday_trust::TargetInfo;
+use reqwest::StatusCode;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Downloads one target into `dir`, resuming a partial file, and returns the
+/// verified file's path.
+pub async fn fetch_target(
+    client: &Client,
+    dir: &Path,
+    name: &str,
+    info: &TargetInfo,
+    deadline: Duration,
+) -> anyhow::Result<PathBuf> {
+    let done = dir.join(format!("{}.payload", info.sha256));
+    if done.exists() {
+        if patchday_trust::check_target_file(name, info, &done).is_ok() {
+            return Ok(done);
+        }
+        std::fs::remove_file(&done)?;
+    }
+    let part = dir.join(format!("{}.part", info.sha256));
+    let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    if have > info.length {
+        std::fs::remove_file(&part)?;
+        have = 0;
+    }
+    if have < info.length {
+        tokio::time::timeout(deadline, transfer(client, name, info, &part, have))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "payload {name}: download did not finish within {}s (slow or stalled server); the partial file is kept and the next run resumes it",
+                    deadline.as_secs()
+                )
+            })??;
+    }
+    if let Err(e) = patchday_trust::check_target_file(name, info, &part) {
+        // Corrupt bytes are worthless; start over next time.
+        let _ = std::fs::remove_file(&part);
+        return Err(anyhow::anyhow!("{e}; the download was discarded and will be fetched again"));
+    }
+    std::fs::rename(&part, &done)?;
+    Ok(done)
+}
+
+async fn transfer(client: &Client, name: &str, info: &TargetInfo, part: &Path, have: u64) -> anyhow::Result<()> {
+    let url = client.url(&format!("v1/tuf/targets/{}", info.stored_name(name)))?;
+    let mut req = client.request(reqwest::Method::GET, url.clone());
+    if have > 0 {
+        req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let resp = req.send().await.with_context(|| format!("payload {name}: cannot reach {url}"))?;
+    let mut f = match resp.status() {
+        StatusCode::PARTIAL_CONTENT if have > 0 => std::fs::OpenOptions::new().append(true).open(part)?,
+        StatusCode::OK => std::fs::File::create(part)?,
+        s => anyhow::bail!("payload {name}: server answered {s}"),
+    };
+    let mut written = if resp.status() == StatusCode::OK { 0 } else { have };
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| {
+            format!("payload {name}: connection dropped after {written} of {} bytes; the next run resumes", info.length)
+        })?;
+        written += chunk.len() as u64;
+        if written > info.length {
+            anyhow::bail!(
+                "payload {name}: server sent more than the signed length of {} bytes (endless-data attack?)",
+                info.length
+            );
+        }
+        f.write_all(&chunk)
+            .with_context(|| format!("payload {name}: writing {} (disk full?)", part.display()))?;
+    }
+    f.sync_all()?;
+    Ok(())
+}

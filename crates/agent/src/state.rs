@@ -1,0 +1,122 @@
+//! What the agent keeps in its state directory: its identity (credential, 0600),
+//! the pinned catalog root, TUF's trusted metadata, partial downloads and the
+//! install journal.
+
+use anyhow::Context;
+use patchday_types::{HostId, TenantId, UpdateId};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The agent's enrolled identity.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Identity {
+    /// Server base URL.
+    pub server: String,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Host id.
+    pub host: HostId,
+    /// The host credential (secret).
+    pub credential: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("server", &self.server)
+            .field("tenant", &self.tenant)
+            .field("host", &self.host)
+            .field("credential", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Paths inside the state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating with mode 0700) a state directory.
+    pub fn open(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root.join("downloads"))
+            .with_context(|| format!("cannot create state directory {}", root.display()))?;
+        std::fs::create_dir_all(root.join("tuf"))?;
+        set_mode(root, 0o700)?;
+        Ok(Self { root: root.to_path_buf() })
+    }
+    /// `identity.json`.
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join("identity.json")
+    }
+    /// The pinned catalog root.
+    pub fn trusted_root(&self) -> PathBuf {
+        self.root.join("trusted-root.json")
+    }
+    /// TUF datastore.
+    pub fn tuf(&self) -> PathBuf {
+        self.root.join("tuf")
+    }
+    /// Download directory.
+    pub fn downloads(&self) -> PathBuf {
+        self.root.join("downloads")
+    }
+    /// Install journal.
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("journal.json")
+    }
+
+    /// Loads the identity, if enrolled.
+    pub fn identity(&self) -> anyhow::Result<Option<Identity>> {
+        match std::fs::read(self.identity_path()) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
+                format!("{} is corrupt: remove it and enrol again", self.identity_path().display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("reading the agent identity"),
+        }
+    }
+
+    /// Saves the identity with mode 0600.
+    pub fn save_identity(&self, id: &Identity) -> anyhow::Result<()> {
+        write_atomic(&self.identity_path(), &serde_json::to_vec_pretty(id)?, 0o600)
+    }
+
+    /// The update whose install was under way when the agent last stopped.
+    pub fn journal_entry(&self) -> Option<UpdateId> {
+        let b = std::fs::read(self.journal()).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// Records (Some) or clears (None) the update being installed.
+    pub fn set_journal(&self, u: Option<&UpdateId>) -> anyhow::Result<()> {
+        match u {
+            Some(u) => write_atomic(&self.journal(), &serde_json::to_vec(u)?, 0o600),
+            None => match std::fs::remove_file(self.journal()) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// Writes a file by temp-file + fsync + rename, so a crash leaves old or new, never half.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {} (disk full?)", tmp.display()))?;
+        set_mode(&tmp, mode)?;
+        f.write_all(bytes).with_context(|| format!("writing {} (disk full?)", tmp.display()))?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+fn set_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting permissions of {}", p.display()))
+}
