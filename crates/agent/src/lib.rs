@@ -8,6 +8,7 @@
 //!
 //! It carries no server code and never decides what is approved.
 
+pub mod cli;
 pub mod client;
 pub mod download;
 pub mod install;

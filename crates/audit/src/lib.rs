@@ -5,4 +5,13 @@
 //! and imported advisory data, so the same checks run in `patchday audit` on one host
 //! and on the server over the facts that agents report.
 
+pub mod advisory;
+pub mod checks;
+pub mod cli;
+pub mod elf;
+pub mod facts;
+pub mod fleet;
+pub mod hardening;
 pub mod model;
+pub mod plan;
+pub mod report;

@@ -1,1 +1,8 @@
-//! patchday-cli
+//! The `patchday` command: runs the server, talks to it over its HTTP API like
+//! `kubectl` or `fleetctl` do (server URL and token from flags, environment or a
+//! config file), publishes the catalog offline with key files, and runs the demo.
+
+pub mod api;
+pub mod catalog;
+pub mod demo;
+pub mod render;

@@ -1,0 +1,138 @@
+//! The operator's HTTP client.
+
+use anyhow::Context;
+use patchday_types::api::*;
+use patchday_types::{GroupId, HostId, TenantId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Where the server is and who we are.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("base", &self.base).field("token", &"<redacted>").finish()
+    }
+}
+
+impl Api {
+    /// A client for `base` (e.g. `http://127.0.0.1:8470`) with an operator token.
+    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(Self { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http })
+    }
+
+    async fn send<R: DeserializeOwned>(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<R> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Patchday server at {}: is it running? (set --server or PATCHDAY_SERVER)", self.base))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).with_context(|| format!("{what}: unexpected answer from the server"));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => anyhow::bail!("{what}: {} ({status})", e.message),
+            Err(_) => anyhow::bail!("{what}: server answered {status}"),
+        }
+    }
+
+    async fn get<R: DeserializeOwned>(&self, path: &str, what: &str) -> anyhow::Result<R> {
+        self.send(self.http.get(format!("{}{path}", self.base)), what).await
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B, what: &str) -> anyhow::Result<R> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body), what).await
+    }
+
+    async fn put<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B, what: &str) -> anyhow::Result<R> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body), what).await
+    }
+
+    /// Creates a tenant.
+    pub async fn create_tenant(&self, req: &CreateTenant) -> anyhow::Result<Tenant> {
+        self.post("/v1/tenants", req, "creating the tenant").await
+    }
+    /// Lists tenants in scope.
+    pub async fn tenants(&self) -> anyhow::Result<Vec<Tenant>> {
+        self.get("/v1/tenants", "listing tenants").await
+    }
+    /// Creates an operator token.
+    pub async fn create_token(&self, req: &CreateToken) -> anyhow::Result<SecretCreated> {
+        self.post("/v1/tokens", req, "creating the token").await
+    }
+    /// Creates an enrolment token.
+    pub async fn create_enroll_token(&self, t: &TenantId) -> anyhow::Result<SecretCreated> {
+        self.post(&format!("/v1/tenants/{t}/enroll-tokens"), &(), "creating the enrolment token").await
+    }
+    /// Sets a tenant's patch day.
+    pub async fn set_patch_day(&self, t: &TenantId, pd: &PatchDayConfig) -> anyhow::Result<Tenant> {
+        self.put(&format!("/v1/tenants/{t}/patch-day"), pd, "setting the patch day").await
+    }
+    /// Creates a group.
+    pub async fn create_group(&self, t: &TenantId, g: &Group) -> anyhow::Result<Group> {
+        self.post(&format!("/v1/tenants/{t}/groups"), g, "creating the group").await
+    }
+    /// Lists groups.
+    pub async fn groups(&self, t: &TenantId) -> anyhow::Result<Vec<Group>> {
+        self.get(&format!("/v1/tenants/{t}/groups"), "listing groups").await
+    }
+    /// Lists hosts.
+    pub async fn hosts(&self, t: &TenantId) -> anyhow::Result<Vec<HostSummary>> {
+        self.get(&format!("/v1/tenants/{t}/hosts"), "listing hosts").await
+    }
+    /// Replaces a host's groups.
+    pub async fn set_host_groups(&self, t: &TenantId, h: &HostId, groups: &[GroupId]) -> anyhow::Result<()> {
+        self.put(
+            &format!("/v1/tenants/{t}/hosts/{h}/groups"),
+            &SetHostGroups { groups: groups.to_vec() },
+            "setting the host's groups",
+        )
+        .await
+    }
+    /// The catalog as a tenant sees it.
+    pub async fn updates(&self, t: &TenantId) -> anyhow::Result<Vec<TenantUpdate>> {
+        self.get(&format!("/v1/tenants/{t}/updates"), "listing updates").await
+    }
+    /// Approves or declines.
+    pub async fn decide(&self, t: &TenantId, req: &ApprovalRequest) -> anyhow::Result<Approval> {
+        self.post(&format!("/v1/tenants/{t}/approvals"), req, "recording the decision").await
+    }
+    /// Lists decisions.
+    pub async fn approvals(&self, t: &TenantId) -> anyhow::Result<Vec<Approval>> {
+        self.get(&format!("/v1/tenants/{t}/approvals"), "listing approvals").await
+    }
+    /// The compliance report.
+    pub async fn report(&self, tenant: Option<&TenantId>) -> anyhow::Result<ComplianceReport> {
+        let q = tenant.map(|t| format!("?tenant={t}")).unwrap_or_default();
+        self.get(&format!("/v1/report{q}"), "fetching the report").await
+    }
+    /// Catalog status.
+    pub async fn catalog_status(&self) -> anyhow::Result<CatalogStatus> {
+        self.get("/v1/catalog", "reading the catalog status").await
+    }
+    /// Pushes a catalog tar file (streamed, not loaded into memory).
+    pub async fn push_catalog(&self, tar: &std::path::Path) -> anyhow::Result<CatalogStatus> {
+        let f = tokio::fs::File::open(tar).await?;
+        let len = f.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        self.send(
+            self.http
+                .post(format!("{}/v1/catalog", self.base))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(body),
+            "pushing the catalog",
+        )
+        .await
+    }
+}

@@ -1,0 +1,178 @@
+//! Publishing: catalog keys, signing updates offline, and pushing the signed result.
+
+use anyhow::Context;
+use patchday_trust::{Expiries, KeyPaths, NewTarget};
+use patchday_types::{
+    Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument, UpdateId,
+};
+use std::path::{Path, PathBuf};
+
+/// What the publisher says about a new update.
+#[derive(Clone, Debug)]
+pub struct UpdateOptions {
+    /// Update id.
+    pub id: UpdateId,
+    /// Title; derived from the package when absent.
+    pub title: Option<String>,
+    /// Product; `debian` for packages, the bundle name for bundles, when absent.
+    pub product: Option<String>,
+    /// Classification; `security` when CVEs are named, else `bugfix`, when absent.
+    pub classification: Option<Classification>,
+    /// Severity.
+    pub severity: Severity,
+    /// Train month or emergency lane.
+    pub release: Release,
+    /// Updates this one replaces.
+    pub supersedes: Vec<UpdateId>,
+    /// Count CVEs from changelog entries newer than this version (default: the newest entry only).
+    pub since: Option<String>,
+}
+
+/// Debian's file-name form of a version (no epoch).
+fn file_version(v: &str) -> &str {
+    v.split_once(':').map(|(_, r)| r).unwrap_or(v)
+}
+
+/// Reads `.deb` files and describes them as payloads, with CVEs and changelog text.
+pub fn describe_debs(debs: &[PathBuf], since: Option<&str>) -> anyhow::Result<(Vec<PayloadRef>, Vec<String>, String)> {
+    let mut payloads = Vec::new();
+    let mut cves = Vec::new();
+    let mut text = String::new();
+    for path in debs {
+        let pkg = patchday_pkg::deb::read_deb(path).with_context(|| format!("importing {}", path.display()))?;
+        let i = &pkg.info;
+        payloads.push(PayloadRef {
+            target: format!("{}_{}_{}.deb", i.package, file_version(&i.version), i.architecture),
+            kind: PayloadKind::Deb,
+            package: i.package.clone(),
+            version: i.version.clone(),
+            architecture: i.architecture.clone(),
+            source: i.source.clone(),
+            source_version: i.source_version.clone(),
+        });
+        if let Some(log) = &pkg.changelog {
+            let entries = patchday_pkg::changelog::parse(log);
+            let newer: Vec<_> = match since {
+                Some(s) => entries
+                    .iter()
+                    .filter(|e| patchday_pkg::version::compare_deb(&e.version, s).is_ok_and(|o| o.is_gt()))
+                    .collect(),
+                None => entries.iter().take(1).collect(),
+            };
+            for e in &newer {
+                if text.len() < 8192 && !text.contains(&format!("({})", e.version)) {
+                    text.push_str(&format!("{} ({})\n{}\n", e.package, e.version, e.text.trim_end()));
+                }
+            }
+            // Without --since, only the newest entry counts: CVEs newer than the
+            // second entry's version.
+            let floor = since.map(str::to_string).or_else(|| entries.get(1).map(|e| e.version.clone()));
+            let found = patchday_pkg::changelog::cves_since(log, floor.as_deref());
+            for c in found {
+                if !cves.contains(&c) {
+                    cves.push(c);
+                }
+            }
+        }
+    }
+    cves.sort();
+    Ok((payloads, cves, text))
+}
+
+/// Signs an update (document + payload files) into the catalog at `repo`.
+pub async fn add_update(
+    keys: &KeyPaths,
+    repo: &Path,
+    files: &[PathBuf],
+    payloads: Vec<PayloadRef>,
+    cves: Vec<String>,
+    description: String,
+    opts: &UpdateOptions,
+    now: jiff::Timestamp,
+) -> anyhow::Result<UpdateDocument> {
+    let first = payloads.first().context("an update needs at least one payload")?;
+    let doc = UpdateDocument {
+        id: opts.id.clone(),
+        title: opts.title.clone().unwrap_or_else(|| {
+            if cves.is_empty() {
+                format!("{} {} update", first.source, first.source_version)
+            } else {
+                format!(
+                    "{} {} security update ({} CVE{})",
+                    first.source,
+                    first.source_version,
+                    cves.len(),
+                    if cves.len() == 1 { "" } else { "s" }
+                )
+            }
+        }),
+        product: opts.product.clone().unwrap_or_else(|| match first.kind {
+            PayloadKind::Deb => "debian".into(),
+            PayloadKind::Bundle => first.package.clone(),
+        }),
+        classification: opts.classification.unwrap_or(if cves.is_empty() {
+            Classification::Bugfix
+        } else {
+            Classification::Security
+        }),
+        severity: opts.severity,
+        cves,
+        supersedes: opts.supersedes.clone(),
+        release: opts.release.clone(),
+        payloads: payloads.clone(),
+        description,
+    };
+    let tmp = tempfile::tempdir()?;
+    let doc_path = tmp.path().join("doc.json");
+    std::fs::write(&doc_path, serde_json::to_vec_pretty(&doc)?)?;
+    let mut targets = vec![NewTarget {
+        name: UpdateDocument::target_name(&doc.id),
+        path: doc_path,
+        custom: serde_json::to_value(TargetCustom::Update { id: doc.id.clone() })?,
+    }];
+    for (p, f) in payloads.iter().zip(files) {
+        targets.push(NewTarget { name: p.target.clone(), path: f.clone(), custom: serde_json::to_value(TargetCustom::for_payload(p))? });
+    }
+    patchday_trust::add_targets(keys, repo, targets, now, &Expiries::default())
+        .await
+        .with_context(|| format!("signing update {} into {}", doc.id, repo.display()))?;
+    Ok(doc)
+}
+
+/// Describes a bundle file as a payload.
+pub fn describe_bundle(path: &Path) -> anyhow::Result<PayloadRef> {
+    let m = patchday_agent::install::bundle::read_manifest(path)
+        .with_context(|| format!("importing bundle {}", path.display()))?;
+    if !patchday_pkg::version::is_valid_deb(&m.version) {
+        anyhow::bail!("bundle version {:?} is not a valid version (Debian ordering is used)", m.version);
+    }
+    Ok(PayloadRef {
+        target: format!("{}_{}.tar.zst", m.name, file_version(&m.version)),
+        kind: PayloadKind::Bundle,
+        package: m.name.clone(),
+        version: m.version.clone(),
+        architecture: "all".into(),
+        source: m.name,
+        source_version: m.version,
+    })
+}
+
+/// Packs a catalog's `metadata/` and `targets/` into a tar file for pushing.
+pub fn pack(repo: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let out = tempfile::NamedTempFile::new()?;
+    let mut b = tar::Builder::new(out.reopen()?);
+    for sub in ["metadata", "targets"] {
+        let dir = repo.join(sub);
+        if !dir.is_dir() {
+            anyhow::bail!("{} is not a catalog (no {sub}/): run `patchday catalog init` first", repo.display());
+        }
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                b.append_path_with_name(e.path(), Path::new(sub).join(e.file_name()))?;
+            }
+        }
+    }
+    b.finish()?;
+    Ok(out)
+}

@@ -1,0 +1,252 @@
+//! Turning API answers into tables, JSON and CSV.
+
+use patchday_types::api::ComplianceReport;
+use patchday_types::UpdateState;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+    /// CSV for spreadsheets.
+    Csv,
+}
+
+/// A rectangular result.
+#[derive(Debug, Default, Serialize)]
+pub struct Table {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these columns.
+    pub fn new(cols: &[&str]) -> Self {
+        Self { columns: cols.iter().map(|c| c.to_string()).collect(), rows: Vec::new() }
+    }
+
+    /// Renders in a format.
+    pub fn render(&self, f: Format) -> String {
+        match f {
+            Format::Table => self.text(),
+            Format::Csv => {
+                let mut out = String::new();
+                for r in std::iter::once(&self.columns).chain(&self.rows) {
+                    let line: Vec<String> = r.iter().map(|c| csv_field(c)).collect();
+                    out.push_str(&line.join(","));
+                    out.push('\n');
+                }
+                out
+            }
+            Format::Json => {
+                let objs: Vec<BTreeMap<&str, &str>> = self
+                    .rows
+                    .iter()
+                    .map(|r| self.columns.iter().map(String::as_str).zip(r.iter().map(String::as_str)).collect())
+                    .collect();
+                serde_json::to_string_pretty(&objs).unwrap_or_default() + "\n"
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut w: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                if let Some(x) = w.get_mut(i) {
+                    *x = (*x).max(c.chars().count());
+                }
+            }
+        }
+        let line = |r: &Vec<String>| {
+            let cells: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{:<width$}", c, width = w.get(i).copied().unwrap_or(0))).collect();
+            cells.join("  ").trim_end().to_string() + "\n"
+        };
+        let mut out = line(&self.columns.iter().map(|c| c.to_uppercase()).collect());
+        for r in &self.rows {
+            out.push_str(&line(r));
+        }
+        out
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Counts of per-(host, update) states.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    hosts: usize,
+    compliant: usize,
+    needed: usize,
+    approved: usize,
+    installed: usize,
+    pending_reboot: usize,
+    failed: usize,
+}
+
+impl Counts {
+    fn add(&mut self, s: UpdateState) {
+        match s {
+            UpdateState::Needed => self.needed += 1,
+            UpdateState::Approved | UpdateState::Downloading | UpdateState::Downloaded | UpdateState::Installing => {
+                self.approved += 1
+            }
+            UpdateState::Installed => self.installed += 1,
+            UpdateState::InstalledPendingReboot => self.pending_reboot += 1,
+            UpdateState::Failed => self.failed += 1,
+            _ => {}
+        }
+    }
+    fn cells(&self, with_hosts: bool) -> Vec<String> {
+        let mut v = Vec::new();
+        if with_hosts {
+            v.push(self.hosts.to_string());
+            v.push(self.compliant.to_string());
+        }
+        v.extend([self.needed, self.approved, self.installed, self.pending_reboot, self.failed].map(|n| n.to_string()));
+        v
+    }
+}
+
+const COUNT_COLS: [&str; 5] = ["needed", "approved", "installed", "pending-reboot", "failed"];
+
+/// Whether a state means "approved but not there yet".
+pub fn is_outstanding(s: UpdateState) -> bool {
+    matches!(
+        s,
+        UpdateState::Approved | UpdateState::Downloading | UpdateState::Downloaded | UpdateState::Installing | UpdateState::Failed
+    )
+}
+
+/// Report grouping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    /// One row per tenant.
+    Tenant,
+    /// One row per (tenant, group).
+    Group,
+    /// One row per host.
+    Host,
+    /// One row per (tenant, update).
+    Update,
+    /// One row per (host, update).
+    Detail,
+}
+
+/// Whether a host (by tenant and id) is compliant: nothing approved is outstanding.
+pub fn compliant_hosts(r: &ComplianceReport) -> BTreeMap<(String, String), bool> {
+    let mut m: BTreeMap<(String, String), bool> =
+        r.hosts.iter().map(|h| ((h.tenant.to_string(), h.host.to_string()), true)).collect();
+    for row in &r.rows {
+        if is_outstanding(row.state) {
+            m.insert((row.tenant.to_string(), row.host.to_string()), false);
+        }
+    }
+    m
+}
+
+/// Builds the report table at a grouping level.
+pub fn report_table(r: &ComplianceReport, by: By) -> Table {
+    let compliant = compliant_hosts(r);
+    let is_ok = |t: &str, h: &str| compliant.get(&(t.to_string(), h.to_string())).copied().unwrap_or(true);
+    match by {
+        By::Detail => {
+            let mut t = Table::new(&["tenant", "host", "hostname", "update", "severity", "state", "message"]);
+            for row in &r.rows {
+                t.rows.push(vec![
+                    row.tenant.to_string(),
+                    row.host.to_string(),
+                    row.hostname.clone(),
+                    row.update.to_string(),
+                    row.severity.to_string(),
+                    row.state.to_string(),
+                    row.message.clone().unwrap_or_default(),
+                ]);
+            }
+            t
+        }
+        By::Host => {
+            let mut cols = vec!["tenant", "host", "hostname", "groups", "compliant"];
+            cols.extend(COUNT_COLS);
+            let mut t = Table::new(&cols);
+            for h in &r.hosts {
+                let mut c = Counts::default();
+                for row in r.rows.iter().filter(|x| x.host == h.host && x.tenant == h.tenant) {
+                    c.add(row.state);
+                }
+                let mut cells = vec![
+                    h.tenant.to_string(),
+                    h.host.to_string(),
+                    h.hostname.clone(),
+                    h.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
+                    if is_ok(h.tenant.as_str(), h.host.as_str()) { "yes" } else { "no" }.to_string(),
+                ];
+                cells.extend(c.cells(false));
+                t.rows.push(cells);
+            }
+            t
+        }
+        By::Update => {
+            let mut cols = vec!["tenant", "update", "severity"];
+            cols.extend(COUNT_COLS);
+            let mut t = Table::new(&cols);
+            let mut m: BTreeMap<(String, String), (String, Counts)> = BTreeMap::new();
+            for row in &r.rows {
+                let e = m
+                    .entry((row.tenant.to_string(), row.update.to_string()))
+                    .or_insert_with(|| (row.severity.to_string(), Counts::default()));
+                e.1.add(row.state);
+            }
+            for ((tn, u), (sev, c)) in m {
+                let mut cells = vec![tn, u, sev];
+                cells.extend(c.cells(false));
+                t.rows.push(cells);
+            }
+            t
+        }
+        By::Tenant | By::Group => {
+            let mut cols = if by == By::Tenant { vec!["tenant"] } else { vec!["tenant", "group"] };
+            cols.extend(["hosts", "compliant-hosts"]);
+            cols.extend(COUNT_COLS);
+            let mut t = Table::new(&cols);
+            let mut m: BTreeMap<Vec<String>, Counts> = BTreeMap::new();
+            for h in &r.hosts {
+                let keys: Vec<Vec<String>> = if by == By::Tenant {
+                    vec![vec![h.tenant.to_string()]]
+                } else if h.groups.is_empty() {
+                    vec![vec![h.tenant.to_string(), "(none)".into()]]
+                } else {
+                    h.groups.iter().map(|g| vec![h.tenant.to_string(), g.to_string()]).collect()
+                };
+                for k in keys {
+                    let c = m.entry(k).or_default();
+                    c.hosts += 1;
+                    if is_ok(h.tenant.as_str(), h.host.as_str()) {
+                        c.compliant += 1;
+                    }
+                    for row in r.rows.iter().filter(|x| x.host == h.host && x.tenant == h.tenant) {
+                        c.add(row.state);
+                    }
+                }
+            }
+            for (k, c) in m {
+                let mut cells = k;
+                cells.extend(c.cells(true));
+                t.rows.push(cells);
+            }
+            t
+        }
+    }
+}
