@@ -131,6 +131,37 @@ pub enum TrustError {
         actual: String,
     },
 
+    /// A target file's digest (other than sha256) differs from the signed one.
+    #[error("payload {name}: {algorithm} mismatch (tampered or corrupted): the catalog says {expected}, the file has {actual}")]
+    DigestMismatch {
+        /// The target name.
+        name: String,
+        /// The hash algorithm, e.g. sha512.
+        algorithm: String,
+        /// The signed digest (hex).
+        expected: String,
+        /// The digest found (hex).
+        actual: String,
+    },
+
+    /// A target lists no hash this crate can compute, so its content cannot be checked.
+    #[error("payload {name}: cannot be checked, its hash algorithm {algorithm} is not supported (sha256 and sha512 are); the publisher must list one of those")]
+    UnsupportedHash {
+        /// The target name.
+        name: String,
+        /// The algorithm that cannot be computed.
+        algorithm: String,
+    },
+
+    /// A file could not be fetched for a reason other than its absence.
+    #[error("cannot fetch {file}: {detail} (network or server problem; nothing was trusted from it, try again later)")]
+    FetchFailed {
+        /// The URL asked for.
+        file: String,
+        /// What the transport said.
+        detail: String,
+    },
+
     /// A target listed in the catalog has no file in the targets directory.
     #[error("payload {name}: {} is missing (incomplete upload?)", .path.display())]
     TargetFileMissing {
@@ -432,12 +463,6 @@ fn from_transport(url: &str, source: &tough::TransportError) -> Option<TrustErro
                 }
                 _ => {}
             }
-        }
-        if let Some(cap) = c.downcast_ref::<crate::verify::OverCap>() {
-            return Some(TrustError::MetadataTooLarge {
-                file: url.into(),
-                max: cap.max,
-            });
         }
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::NotFound {

@@ -1,4 +1,4 @@
-//! Patchday's catalog trust: keys, signing and verification of the TUF catalog (on `tough`).
+//! Patchday's catalog trust: keys, signing and verification of the TUF catalog.
 //!
 //! The catalog is a TUF repository (Uptane's image repository) with consistent snapshots and
 //! flat target names: update documents `update-<ID>.json` and payload files such as
@@ -8,13 +8,16 @@
 //!   [`rotate_root`]. Signing times are parameters (`now`).
 //! - Server and agent: [`verify_repository`] (local directories), [`load_remote`] (any
 //!   [`tough::Transport`]), [`check_payload`] / [`read_verified_target`] for target files.
-//!   Expiry is judged by tough against the system clock: see [`verify`](crate::verify).
+//!   Both run [`client::Updater`], the crate's own TUF client (specification section 5, checked
+//!   by the public conformance suite through the `patchday-tuf-client` binary). The `_at`
+//!   variants take `now`; the others read the system clock: see [`verify`](crate::verify).
 //!
 //! This crate does no HTTP, no storage of its own beyond the files it is pointed at, and no
 //! installing.
 
 #![warn(missing_docs)]
 
+pub mod client;
 mod error;
 mod keys;
 mod names;
@@ -29,6 +32,7 @@ pub use publish::{
     Expiries, NewTarget,
 };
 pub use verify::{
-    check_bytes, check_payload, check_target_file, load_remote, metadata_limits,
-    read_verified_target, verify_repository, TargetInfo, VerifiedCatalog, MAX_METADATA_FILE,
+    check_bytes, check_payload, check_target_file, load_remote, load_remote_at, metadata_limits,
+    read_verified_target, verify_repository, verify_repository_at, TargetInfo, VerifiedCatalog,
+    MAX_METADATA_FILE,
 };

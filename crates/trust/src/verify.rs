@@ -1,25 +1,21 @@
 //! Client side: the TUF workflow against a pinned root, and payload checks.
 //!
-//! Time: tough checks expiry against the system clock (`SystemTime::now`) when it loads a
-//! catalog, and records the latest time it saw in the datastore (`latest_known_time.json`),
-//! refusing to go on if the clock later runs backwards. That is the one place where this crate
-//! reads the clock instead of taking `now` as a parameter; it is tough's, and cannot be injected.
+//! Both entry points run [`crate::client::Updater`], the crate's own TUF client (the one the
+//! conformance suite drives). Time: [`verify_repository_at`] and [`load_remote_at`] take `now`;
+//! [`verify_repository`] and [`load_remote`] read the system clock in one place
+//! (`system_now`) and keep their earlier signatures. Every run records the latest time it was
+//! given in the datastore (`latest_known_time.json`) and refuses a time before it.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use tough::schema::{Root, Signed};
-use tough::{
-    ExpirationEnforcement, FilesystemTransport, Limits, Repository, RepositoryLoader, Transport,
-    TransportError, TransportErrorKind, TransportStream,
-};
+use tough::{FilesystemTransport, Limits};
 use url::Url;
 
-use crate::error::from_client_error;
+use crate::client::{self, Updater};
 use crate::names::check_target_name;
 use crate::publish::{dir_url, stored_target_name};
 use crate::TrustError;
@@ -81,24 +77,25 @@ pub const MAX_METADATA_FILE: u64 = 64 * 1024 * 1024;
 /// Size caps on metadata, against endless-data attacks.
 ///
 /// root.json 512 KiB, timestamp.json 64 KiB, snapshot.json 4 MiB, targets.json 64 MiB, at most
-/// 256 root rotations. tough trusts snapshot's listed length for targets.json over
-/// `max_targets_size`, so every fetch is also cut at [`MAX_METADATA_FILE`] by our transport.
+/// 256 root rotations. Where a parent lists a file's length, that length is the cap, and no
+/// fetch is ever read past [`MAX_METADATA_FILE`] bytes.
 pub fn metadata_limits() -> Limits {
     Limits {
         max_root_size: 512 * 1024,
         max_targets_size: 64 * 1024 * 1024,
         max_timestamp_size: 64 * 1024,
         max_snapshot_size: 4 * 1024 * 1024,
-        max_root_updates: 256,
+        max_root_updates: client::MAX_ROOT_ROTATIONS,
     }
 }
 
 /// Verifies a catalog in local directories (e.g. one just unpacked from an upload).
 ///
 /// Runs the TUF client workflow from `pinned_root`: follows root rotations (`N.root.json`),
-/// checks signatures, versions, hashes, lengths and expiry (by the system clock, see the module
-/// docs), and keeps trusted metadata in `datastore` (created if missing; one per pinned catalog)
-/// so a later call refuses rollback. Then checks every listed target file in `targets_dir`
+/// checks signatures, versions, hashes, lengths and expiry (by the system clock), and keeps
+/// trusted metadata in `datastore` (created if missing; one per pinned catalog) so a later call
+/// refuses rollback. The catalog's own snapshot and targets files are always read and checked,
+/// never taken from the datastore. Then checks every listed target file in `targets_dir`
 /// (`<sha256>.<name>`) for length and sha256.
 pub async fn verify_repository(
     pinned_root: &Path,
@@ -106,21 +103,29 @@ pub async fn verify_repository(
     metadata_dir: &Path,
     targets_dir: &Path,
 ) -> Result<VerifiedCatalog, TrustError> {
+    verify_repository_at(
+        pinned_root,
+        datastore,
+        metadata_dir,
+        targets_dir,
+        system_now(),
+    )
+    .await
+}
+
+/// [`verify_repository`] with expiry judged at `now`.
+pub async fn verify_repository_at(
+    pinned_root: &Path,
+    datastore: &Path,
+    metadata_dir: &Path,
+    targets_dir: &Path,
+    now: Timestamp,
+) -> Result<VerifiedCatalog, TrustError> {
     let pinned = read_pinned_root(pinned_root)?;
-    refuse_foreign_root(&pinned.parsed, metadata_dir)?;
-    let root = trusted_root(pinned, datastore)?;
+    refuse_foreign_root(&pinned, metadata_dir)?;
     let meta_url = dir_url(metadata_dir)?;
-    // tough never reads targets while loading; an empty catalog may come without the directory.
-    let targets_url = dir_url(targets_dir).or_else(|_| dir_url(metadata_dir))?;
-    let repo = RepositoryLoader::new(&root, meta_url, targets_url)
-        .transport(CappedTransport::new(Box::new(FilesystemTransport)))
-        .limits(metadata_limits())
-        .datastore(datastore)
-        .expiration_enforcement(ExpirationEnforcement::Safe)
-        .load()
-        .await
-        .map_err(|e| from_client_error(e, &|role| claimed_expiry(metadata_dir, role)))?;
-    let catalog = to_catalog(&repo)?;
+    let transport = Box::new(FilesystemTransport);
+    let catalog = run_client(transport, meta_url, &pinned, datastore, now, false).await?;
     for (name, info) in &catalog.targets {
         check_file(name, info, &targets_dir.join(info.stored_name(name)))?;
     }
@@ -130,7 +135,9 @@ pub async fn verify_repository(
 /// Loads and verifies catalog metadata over a caller-given transport (the agent's HTTP client).
 ///
 /// The same workflow as [`verify_repository`] without the target files: the agent downloads
-/// payloads itself and checks them with [`check_payload`]. Expiry is judged by the system clock.
+/// payloads itself and checks them with [`check_payload`]. Metadata already trusted in
+/// `datastore` that timestamp and snapshot still list is not fetched again. Expiry is judged by
+/// the system clock. `targets_base` is not used: target URLs are the caller's.
 pub async fn load_remote(
     transport: impl tough::Transport + 'static,
     metadata_base: Url,
@@ -138,17 +145,61 @@ pub async fn load_remote(
     pinned_root: &Path,
     datastore: &Path,
 ) -> Result<VerifiedCatalog, TrustError> {
+    let now = system_now();
+    load_remote_at(
+        transport,
+        metadata_base,
+        targets_base,
+        pinned_root,
+        datastore,
+        now,
+    )
+    .await
+}
+
+/// [`load_remote`] with expiry judged at `now`.
+pub async fn load_remote_at(
+    transport: impl tough::Transport + 'static,
+    metadata_base: Url,
+    _targets_base: Url,
+    pinned_root: &Path,
+    datastore: &Path,
+    now: Timestamp,
+) -> Result<VerifiedCatalog, TrustError> {
     let pinned = read_pinned_root(pinned_root)?;
-    let root = trusted_root(pinned, datastore)?;
-    let repo = RepositoryLoader::new(&root, metadata_base, targets_base)
-        .transport(CappedTransport::new(Box::new(transport)))
-        .limits(metadata_limits())
-        .datastore(datastore)
-        .expiration_enforcement(ExpirationEnforcement::Safe)
-        .load()
-        .await
-        .map_err(|e| from_client_error(e, &|_| None))?;
-    to_catalog(&repo)
+    run_client(
+        Box::new(transport),
+        metadata_base,
+        &pinned,
+        datastore,
+        now,
+        true,
+    )
+    .await
+}
+
+/// The one place where this library reads the clock: for the two entry points that predate
+/// `now` parameters (the server and the agent call them).
+#[allow(clippy::disallowed_methods)]
+fn system_now() -> Timestamp {
+    Timestamp::now()
+}
+
+async fn run_client(
+    transport: Box<dyn tough::Transport>,
+    metadata_base: Url,
+    pinned: &PinnedRoot,
+    datastore: &Path,
+    now: Timestamp,
+    reuse_local: bool,
+) -> Result<VerifiedCatalog, TrustError> {
+    std::fs::create_dir_all(datastore).map_err(TrustError::io("create datastore", datastore))?;
+    seed_trusted_root(pinned, datastore)?;
+    record_time(datastore, now)?;
+    let mut updater =
+        Updater::new(transport, metadata_base, datastore, now)?.reuse_local(reuse_local);
+    updater.refresh().await?;
+    to_catalog(&updater)
 }
 
 /// Checks a downloaded file against its signed length, then its sha256, reading it once.
@@ -264,51 +315,11 @@ fn read_checked(name: &str, info: &TargetInfo, path: &Path) -> Result<Vec<u8>, T
     Ok(bytes)
 }
 
-/// Cuts every fetched file off at [`MAX_METADATA_FILE`] bytes.
-#[derive(Debug, Clone)]
-struct CappedTransport {
-    inner: Box<dyn Transport>,
-}
-
-impl CappedTransport {
-    fn new(inner: Box<dyn Transport>) -> Self {
-        CappedTransport { inner }
-    }
-}
-
-/// The cause put into a [`tough::TransportError`] when a file passes [`MAX_METADATA_FILE`].
-#[derive(Debug, thiserror::Error)]
-#[error("more than {max} bytes")]
-pub(crate) struct OverCap {
-    pub(crate) max: u64,
-}
-
-#[tough::async_trait]
-impl Transport for CappedTransport {
-    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
-        let stream = self.inner.fetch(url.clone()).await?;
-        let mut seen = 0u64;
-        Ok(Box::pin(stream.map(move |chunk| {
-            let bytes = chunk?;
-            seen = seen.saturating_add(bytes.len() as u64);
-            if seen > MAX_METADATA_FILE {
-                return Err(TransportError::new_with_cause(
-                    TransportErrorKind::Other,
-                    url.clone(),
-                    OverCap {
-                        max: MAX_METADATA_FILE,
-                    },
-                ));
-            }
-            Ok(bytes)
-        })))
-    }
-}
-
-/// The pinned root's bytes and parsed form.
+/// The pinned root's bytes, version and signed object.
 struct PinnedRoot {
     bytes: Vec<u8>,
-    parsed: Signed<Root>,
+    version: u64,
+    signed: serde_json::Value,
 }
 
 fn read_pinned_root(path: &Path) -> Result<PinnedRoot, TrustError> {
@@ -320,158 +331,116 @@ fn read_pinned_root(path: &Path) -> Result<PinnedRoot, TrustError> {
     if bytes.len() as u64 > metadata_limits().max_root_size {
         return Err(bad("it is larger than the root size limit".into()));
     }
-    let parsed: Signed<Root> =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a TUF root: {e}")))?;
-    parsed
-        .signed
-        .verify_role(&parsed)
-        .map_err(|e| bad(format!("not signed by its own root keys: {e}")))?;
-    Ok(PinnedRoot { bytes, parsed })
+    let (version, signed) = client::self_signed_root(&bytes)
+        .map_err(|e| bad(format!("not a TUF root signed by its own keys: {e}")))?;
+    Ok(PinnedRoot {
+        bytes,
+        version,
+        signed,
+    })
 }
 
 /// A catalog whose `N.root.json` (N = the pinned version) is not the pinned root was made under
 /// another root: say so plainly instead of reporting a signature failure further down.
-fn refuse_foreign_root(pinned: &Signed<Root>, metadata_dir: &Path) -> Result<(), TrustError> {
-    let version = pinned.signed.version.get();
+fn refuse_foreign_root(pinned: &PinnedRoot, metadata_dir: &Path) -> Result<(), TrustError> {
+    let version = pinned.version;
     let Ok(bytes) = std::fs::read(metadata_dir.join(format!("{version}.root.json"))) else {
         return Ok(());
     };
-    match serde_json::from_slice::<Signed<Root>>(&bytes) {
-        Ok(theirs) if theirs.signed != pinned.signed => Err(TrustError::ForeignRoot { version }),
-        // Same root, or unreadable: tough never fetches this file, so leave it to the workflow.
+    match client::signed_part(&bytes) {
+        Some(theirs) if theirs != pinned.signed => Err(TrustError::ForeignRoot { version }),
+        // Same root, or unreadable: the client never fetches this file, so leave it be.
         _ => Ok(()),
     }
 }
 
-/// Where to start the root chain: the datastore's root when it is newer than the pinned one.
+/// Where the root chain starts: the datastore's root when it is newer than the pinned one and
+/// still signed by its own keys, else the pinned root (written into the datastore).
 ///
-/// tough always starts from the root it is given and only writes the newest root to the
-/// datastore; starting from the pinned root every time would let a catalog that drops the later
-/// `N.root.json` files fall back to old (maybe revoked) keys. So we start from what we trusted last.
-fn trusted_root(pinned: PinnedRoot, datastore: &Path) -> Result<Vec<u8>, TrustError> {
-    std::fs::create_dir_all(datastore).map_err(TrustError::io("create datastore", datastore))?;
+/// Starting from the pinned root every time would let a catalog that drops the later
+/// `N.root.json` files fall back to old (maybe revoked) keys.
+fn seed_trusted_root(pinned: &PinnedRoot, datastore: &Path) -> Result<(), TrustError> {
     let stored = datastore.join("root.json");
-    let Ok(bytes) = std::fs::read(&stored) else {
-        return Ok(pinned.bytes);
-    };
-    match serde_json::from_slice::<Signed<Root>>(&bytes) {
-        Ok(root)
-            if root.signed.version > pinned.parsed.signed.version
-                && root.signed.verify_role(&root).is_ok() =>
-        {
-            Ok(bytes)
-        }
-        _ => Ok(pinned.bytes),
+    let newer = std::fs::read(&stored)
+        .ok()
+        .and_then(|bytes| client::self_signed_root(&bytes).ok())
+        .is_some_and(|(version, _)| version > pinned.version);
+    if newer {
+        return Ok(());
     }
+    client::write_atomically(&stored, &pinned.bytes)
 }
 
-fn to_catalog(repo: &Repository) -> Result<VerifiedCatalog, TrustError> {
+/// Refuses a `now` earlier than one this datastore was already given, then records `now`.
+///
+/// Expiry is only as good as the clock: a clock set back would revive expired metadata.
+fn record_time(datastore: &Path, now: Timestamp) -> Result<(), TrustError> {
+    let file = datastore.join("latest_known_time.json");
+    if let Some(latest) = std::fs::read(&file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Timestamp>(&bytes).ok())
+    {
+        if now < latest {
+            return Err(TrustError::ClockSteppedBackward { now, latest });
+        }
+    }
+    let bytes = serde_json::to_vec(&now).map_err(|e| TrustError::Io {
+        action: "serialise the time for",
+        path: file.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    client::write_atomically(&file, &bytes)
+}
+
+/// The top-level targets as Patchday's catalog model: flat names, sha256, custom object.
+///
+/// Patchday catalogs do not delegate; targets of delegated roles are not listed here (use
+/// [`Updater::target_info`] to search them).
+fn to_catalog(updater: &Updater) -> Result<VerifiedCatalog, TrustError> {
+    let not_loaded = || TrustError::MalformedMetadata {
+        role: "targets".into(),
+        detail: "the refresh did not load it".into(),
+    };
+    let (timestamp_version, snapshot_version, targets_version, timestamp_expires) =
+        updater.top_level_versions().ok_or_else(not_loaded)?;
     let mut targets = BTreeMap::new();
-    for (name, target) in repo.all_targets() {
-        let name = name.raw().to_owned();
-        check_target_name(&name)?;
-        let custom = target
-            .custom
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<serde_json::Map<_, _>>();
+    for (name, target) in updater.top_level_targets().ok_or_else(not_loaded)? {
+        check_target_name(name)?;
+        let sha256 = target
+            .hashes
+            .get("sha256")
+            .ok_or_else(|| TrustError::UnsupportedHash {
+                name: name.clone(),
+                algorithm: "(no sha256 listed)".into(),
+            })?
+            .to_ascii_lowercase();
+        let custom = match &target.custom {
+            Some(serde_json::Value::Object(map)) => serde_json::Value::Object(map.clone()),
+            None => serde_json::Value::Object(serde_json::Map::new()),
+            Some(_) => return Err(TrustError::CustomNotObject { name: name.clone() }),
+        };
         targets.insert(
-            name,
+            name.clone(),
             TargetInfo {
                 length: target.length,
-                sha256: hex::encode(&*target.hashes.sha256),
-                custom: serde_json::Value::Object(custom),
+                sha256,
+                custom,
             },
         );
     }
     Ok(VerifiedCatalog {
-        root_version: repo.root().signed.version.get(),
-        targets_version: repo.targets().signed.version.get(),
-        snapshot_version: repo.snapshot().signed.version.get(),
-        timestamp_version: repo.timestamp().signed.version.get(),
-        timestamp_expires: repo.timestamp().signed.expires,
+        root_version: updater.root_version(),
+        targets_version,
+        snapshot_version,
+        timestamp_version,
+        timestamp_expires,
         targets,
     })
-}
-
-/// The expiry a role's file claims (unverified, for the error message only).
-fn claimed_expiry(metadata_dir: &Path, role: &str) -> Option<Timestamp> {
-    let read = |file: String| -> Option<serde_json::Value> {
-        let bytes = std::fs::read(metadata_dir.join(file)).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    };
-    let version_in = |doc: &serde_json::Value, file: &str| -> Option<u64> {
-        doc.pointer(&format!("/signed/meta/{file}/version"))?
-            .as_u64()
-    };
-    let doc = match role {
-        "timestamp" => read("timestamp.json".into())?,
-        "snapshot" => {
-            let ts = read("timestamp.json".into())?;
-            read(format!(
-                "{}.snapshot.json",
-                version_in(&ts, "snapshot.json")?
-            ))?
-        }
-        "targets" => {
-            let ts = read("timestamp.json".into())?;
-            let snap = read(format!(
-                "{}.snapshot.json",
-                version_in(&ts, "snapshot.json")?
-            ))?;
-            read(format!(
-                "{}.targets.json",
-                version_in(&snap, "targets.json")?
-            ))?
-        }
-        "root" => {
-            let mut newest = None;
-            for n in 1..=metadata_limits().max_root_updates {
-                match read(format!("{n}.root.json")) {
-                    Some(doc) => newest = Some(doc),
-                    None => break,
-                }
-            }
-            newest?
-        }
-        _ => return None,
-    };
-    doc.pointer("/signed/expires")?.as_str()?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, Clone)]
-    struct Endless;
-
-    #[tough::async_trait]
-    impl Transport for Endless {
-        async fn fetch(&self, _url: Url) -> Result<TransportStream, TransportError> {
-            let chunk = tough::Bytes::from(vec![0u8; 1 << 16]);
-            Ok(Box::pin(futures::stream::repeat(chunk).map(Ok)))
-        }
-    }
-
-    #[tokio::test]
-    async fn every_fetch_is_cut_at_the_metadata_cap() {
-        let url = Url::parse("file:///catalog/metadata/9.targets.json").unwrap();
-        let mut stream = CappedTransport::new(Box::new(Endless))
-            .fetch(url)
-            .await
-            .unwrap();
-        let mut total = 0u64;
-        let err = loop {
-            match stream.next().await.unwrap() {
-                Ok(bytes) => total += bytes.len() as u64,
-                Err(e) => break e,
-            }
-        };
-        assert!(total <= MAX_METADATA_FILE);
-        let cause = std::error::Error::source(&err).unwrap();
-        assert!(cause.downcast_ref::<OverCap>().is_some());
-    }
 
     #[test]
     fn bytes_are_checked_for_length_before_hash() {

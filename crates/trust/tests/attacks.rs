@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use jiff::{SignedDuration, Timestamp};
 use patchday_trust::{
     add_targets, check_payload, generate_keys, init_catalog, load_remote, read_verified_target,
-    resign_timestamp, rotate_root, verify_repository, Expiries, KeyPaths, NewTarget, TrustError,
-    VerifiedCatalog,
+    resign_timestamp, rotate_root, verify_repository, verify_repository_at, Expiries, KeyPaths,
+    NewTarget, TrustError, VerifiedCatalog,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -694,4 +694,26 @@ async fn remote_catalog_loads_and_endless_metadata_is_cut_off() {
     .await
     .unwrap_err();
     assert!(matches!(err, TrustError::MetadataTooLarge { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn clock_set_back_cannot_revive_expired_metadata() {
+    let publisher = Publisher::new().await;
+    let verifier = Verifier::pinning(&publisher.pinned_root());
+    let (datastore, meta, targets) = (verifier.datastore(), publisher.meta(), publisher.targets());
+    let verify_at =
+        |at: Timestamp| verify_repository_at(&verifier.pinned, &datastore, &meta, &targets, at);
+    // Two days on, the one-day timestamp has expired.
+    let later = now() + SignedDuration::from_hours(48);
+    let err = verify_at(later).await.unwrap_err();
+    assert!(
+        matches!(&err, TrustError::Expired { role, .. } if role == "timestamp"),
+        "{err}"
+    );
+    // Setting the clock back to when it was valid is refused: this datastore saw `later`.
+    let err = verify_at(now()).await.unwrap_err();
+    assert!(
+        matches!(err, TrustError::ClockSteppedBackward { latest, .. } if latest == later),
+        "{err}"
+    );
 }
