@@ -20,13 +20,19 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base", &self.base.as_str()).finish()
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish()
     }
 }
 
 impl Client {
     /// Builds a client. `read_timeout` bounds a stalled transfer (slow-retrieval defence).
-    pub fn new(base: &str, credential: Option<String>, read_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        base: &str,
+        credential: Option<String>,
+        read_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let mut base = Url::parse(base).with_context(|| format!("invalid server URL {base:?}"))?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -36,12 +42,18 @@ impl Client {
             .read_timeout(read_timeout)
             .user_agent(concat!("patchday-agent/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { base, http, credential })
+        Ok(Self {
+            base,
+            http,
+            credential,
+        })
     }
 
     /// An absolute URL under the server base.
     pub fn url(&self, path: &str) -> anyhow::Result<Url> {
-        self.base.join(path.trim_start_matches('/')).with_context(|| format!("bad path {path}"))
+        self.base
+            .join(path.trim_start_matches('/'))
+            .with_context(|| format!("bad path {path}"))
     }
 
     /// A request with the credential attached.
@@ -54,14 +66,20 @@ impl Client {
     }
 
     /// POSTs JSON and decodes JSON, turning API errors into their message.
-    pub async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<R> {
+    pub async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<R> {
         let url = self.url(path)?;
         let resp = self
             .request(reqwest::Method::POST, url.clone())
             .json(body)
             .send()
             .await
-            .with_context(|| format!("cannot reach the server at {url}: is it running and reachable?"))?;
+            .with_context(|| {
+                format!("cannot reach the server at {url}: is it running and reachable?")
+            })?;
         decode(resp).await
     }
 }
@@ -70,9 +88,13 @@ impl Client {
 pub async fn decode<R: serde::de::DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<R> {
     let status = resp.status();
     let url = resp.url().clone();
-    let bytes = resp.bytes().await.with_context(|| format!("reading the answer from {url}"))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .with_context(|| format!("reading the answer from {url}"))?;
     if status.is_success() {
-        return serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from {url}"));
+        return serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer from {url}"));
     }
     match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(e) => anyhow::bail!("server refused ({status}): {}", e.message),
@@ -92,10 +114,14 @@ impl tough::Transport for HttpTransport {
             .request(reqwest::Method::GET, url.clone())
             .send()
             .await
-            .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e))?;
+            .map_err(|e| {
+                TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e)
+            })?;
         match resp.status() {
             StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Err(TransportError::new(TransportErrorKind::FileNotFound, url)),
+            StatusCode::NOT_FOUND => {
+                return Err(TransportError::new(TransportErrorKind::FileNotFound, url))
+            }
             s => {
                 return Err(TransportError::new_with_cause(
                     TransportErrorKind::Other,

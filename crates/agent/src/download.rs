@@ -49,25 +49,42 @@ pub async fn fetch_target(
     if let Err(e) = patchday_trust::check_target_file(name, info, &part) {
         // Corrupt bytes are worthless; start over next time.
         let _ = std::fs::remove_file(&part);
-        return Err(anyhow::anyhow!("{e}; the download was discarded and will be fetched again"));
+        return Err(anyhow::anyhow!(
+            "{e}; the download was discarded and will be fetched again"
+        ));
     }
     std::fs::rename(&part, &done)?;
     Ok(done)
 }
 
-async fn transfer(client: &Client, name: &str, info: &TargetInfo, part: &Path, have: u64) -> anyhow::Result<()> {
+async fn transfer(
+    client: &Client,
+    name: &str,
+    info: &TargetInfo,
+    part: &Path,
+    have: u64,
+) -> anyhow::Result<()> {
     let url = client.url(&format!("v1/tuf/targets/{}", info.stored_name(name)))?;
     let mut req = client.request(reqwest::Method::GET, url.clone());
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    let resp = req.send().await.with_context(|| format!("payload {name}: cannot reach {url}"))?;
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("payload {name}: cannot reach {url}"))?;
     let mut f = match resp.status() {
-        StatusCode::PARTIAL_CONTENT if have > 0 => std::fs::OpenOptions::new().append(true).open(part)?,
+        StatusCode::PARTIAL_CONTENT if have > 0 => {
+            std::fs::OpenOptions::new().append(true).open(part)?
+        }
         StatusCode::OK => std::fs::File::create(part)?,
         s => anyhow::bail!("payload {name}: server answered {s}"),
     };
-    let mut written = if resp.status() == StatusCode::OK { 0 } else { have };
+    let mut written = if resp.status() == StatusCode::OK {
+        0
+    } else {
+        have
+    };
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.with_context(|| {

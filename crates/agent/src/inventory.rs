@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use patchday_pkg::osrelease::parse_os_release;
-use patchday_pkg::status::parse_status;
+use patchday_pkg::status::{parse_status, parse_unfinished};
 use patchday_types::{InstalledBundle, Inventory};
 use std::path::Path;
 
@@ -19,8 +19,12 @@ pub fn reboot_required(root: &Path) -> bool {
 
 /// Collects the inventory.
 pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
-    let status = std::fs::read_to_string(status_path(root))
-        .with_context(|| format!("cannot read {}: is this a Debian system (or the right --root)?", status_path(root).display()))?;
+    let status = std::fs::read_to_string(status_path(root)).with_context(|| {
+        format!(
+            "cannot read {}: is this a Debian system (or the right --root)?",
+            status_path(root).display()
+        )
+    })?;
     let os_text = std::fs::read_to_string(root.join("etc/os-release"))
         .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
         .unwrap_or_default();
@@ -29,7 +33,11 @@ pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let kernel_running = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -41,9 +49,13 @@ pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
         kernel_running,
         reboot_required: reboot_required(root),
         packages: parse_status(&status),
+        unfinished: parse_unfinished(&status),
         bundles: crate::install::bundle::registry(root)?
             .into_iter()
-            .map(|(name, e)| InstalledBundle { name, version: e.version })
+            .map(|(name, e)| InstalledBundle {
+                name,
+                version: e.version,
+            })
             .collect(),
     })
 }
@@ -52,7 +64,10 @@ pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
 /// else the architecture of the `dpkg` package itself in the status file.
 fn dpkg_architecture(root: &Path) -> String {
     if root == Path::new("/") {
-        if let Ok(out) = std::process::Command::new("dpkg").arg("--print-architecture").output() {
+        if let Ok(out) = std::process::Command::new("dpkg")
+            .arg("--print-architecture")
+            .output()
+        {
             if out.status.success() {
                 return String::from_utf8_lossy(&out.stdout).trim().to_string();
             }
@@ -63,7 +78,12 @@ fn dpkg_architecture(root: &Path) -> String {
         .into_iter()
         .find(|p| p.name == "dpkg")
         .map(|p| p.architecture)
-        .or_else(|| std::process::Command::new("dpkg").arg("--print-architecture").output().ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()))
+        .or_else(|| {
+            std::process::Command::new("dpkg")
+                .arg("--print-architecture")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        })
         .unwrap_or_default()
 }

@@ -7,9 +7,12 @@ use crate::state::{Identity, StateDir};
 use anyhow::Context;
 use patchday_trust::VerifiedCatalog;
 use patchday_types::api::{
-    AssignmentEntry, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReportRequest, StateReport,
+    AssignmentEntry, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReportRequest,
+    StateReport,
 };
-use patchday_types::{PayloadKind, PayloadRef, TargetCustom, UpdateDocument, UpdateId, UpdateState};
+use patchday_types::{
+    PayloadKind, PayloadRef, TargetCustom, UpdateDocument, UpdateId, UpdateState,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -51,18 +54,30 @@ async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity>
     let token = cfg.enroll_token.clone().ok_or_else(|| {
         anyhow::anyhow!("this agent is not enrolled: pass --enroll-token (from `patchday enroll-token create --tenant T`)")
     })?;
-    let hostname = crate::inventory::collect(&cfg.root).map(|i| i.hostname).unwrap_or_else(|_| "host".into());
+    let hostname = crate::inventory::collect(&cfg.root)
+        .map(|i| i.hostname)
+        .unwrap_or_else(|_| "host".into());
     let client = Client::new(&cfg.server, None, cfg.read_timeout)?;
-    let resp: EnrollResponse = client.post("v1/agent/enroll", &EnrollRequest { token, hostname }).await?;
+    let resp: EnrollResponse = client
+        .post("v1/agent/enroll", &EnrollRequest { token, hostname })
+        .await?;
     match (&cfg.catalog_root, &resp.catalog_root) {
         (Some(p), _) => {
-            let b = std::fs::read(p).with_context(|| format!("reading --catalog-root {}", p.display()))?;
+            let b = std::fs::read(p)
+                .with_context(|| format!("reading --catalog-root {}", p.display()))?;
             crate::state::write_atomic(&state.trusted_root(), &b, 0o644)?;
         }
         (None, Some(r)) => crate::state::write_atomic(&state.trusted_root(), r.as_bytes(), 0o644)?,
-        (None, None) => anyhow::bail!("the server has no catalog root to hand out and none was given with --catalog-root"),
+        (None, None) => anyhow::bail!(
+            "the server has no catalog root to hand out and none was given with --catalog-root"
+        ),
     }
-    let id = Identity { server: cfg.server.clone(), tenant: resp.tenant, host: resp.host, credential: resp.credential };
+    let id = Identity {
+        server: cfg.server.clone(),
+        tenant: resp.tenant,
+        host: resp.host,
+        credential: resp.credential,
+    };
     state.save_identity(&id)?;
     tracing::info!(host = %id.host, tenant = %id.tenant, "enrolled");
     Ok(id)
@@ -74,7 +89,13 @@ struct Reporter<'a> {
 
 impl Reporter<'_> {
     async fn send(&self, update: &UpdateId, state: UpdateState, message: Option<String>) {
-        let body = ReportRequest { states: vec![StateReport { update: update.clone(), state, message }] };
+        let body = ReportRequest {
+            states: vec![StateReport {
+                update: update.clone(),
+                state,
+                message,
+            }],
+        };
         // A lost report is repaired by the next run: the server derives installed
         // states from the inventory, not from these messages.
         if let Err(e) = self.client.post::<_, ()>("v1/agent/report", &body).await {
@@ -92,7 +113,10 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     };
     let client = Client::new(&id.server, Some(id.credential.clone()), cfg.read_timeout)?;
     let reporter = Reporter { client: &client };
-    let dpkg = Dpkg { root: cfg.root.clone(), extra_args: cfg.dpkg_args.clone() };
+    let dpkg = Dpkg {
+        root: cfg.root.clone(),
+        extra_args: cfg.dpkg_args.clone(),
+    };
 
     // Finish or undo whatever a killed run left behind, before looking at anything.
     if let Some(u) = state.journal_entry() {
@@ -104,8 +128,14 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     bundle::recover(&cfg.root)?;
 
     let inventory = crate::inventory::collect(&cfg.root)?;
-    let resp: CheckinResponse = client.post("v1/agent/checkin", &CheckinRequest { inventory }).await?;
-    let mut summary = RunSummary { assigned: resp.assignments.len(), poll_seconds: resp.poll_seconds, ..Default::default() };
+    let resp: CheckinResponse = client
+        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .await?;
+    let mut summary = RunSummary {
+        assigned: resp.assignments.len(),
+        poll_seconds: resp.poll_seconds,
+        ..Default::default()
+    };
     if resp.assignments.is_empty() {
         state.set_journal(None)?;
         return Ok(summary);
@@ -129,11 +159,15 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             }
             Ok(Outcome::PendingReboot) => {
                 summary.installed += 1;
-                reporter.send(&a.update, UpdateState::InstalledPendingReboot, None).await;
+                reporter
+                    .send(&a.update, UpdateState::InstalledPendingReboot, None)
+                    .await;
             }
             Ok(Outcome::Failed(m)) | Err(FailedBefore(m)) => {
                 tracing::error!(update = %a.update, message = %m, "update failed");
-                reporter.send(&a.update, UpdateState::Failed, Some(m.clone())).await;
+                reporter
+                    .send(&a.update, UpdateState::Failed, Some(m.clone()))
+                    .await;
                 summary.failed.push((a.update.clone(), m));
             }
         }
@@ -141,7 +175,9 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     state.set_journal(None)?;
     // Tell the server the truth as dpkg now sees it.
     let inventory = crate::inventory::collect(&cfg.root)?;
-    let _: CheckinResponse = client.post("v1/agent/checkin", &CheckinRequest { inventory }).await?;
+    let _: CheckinResponse = client
+        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .await?;
     Ok(summary)
 }
 
@@ -166,44 +202,82 @@ async fn process(
     // The update document must be a signed catalog target, and say what it is.
     let doc_name = UpdateDocument::target_name(&a.update);
     let doc_info = catalog.target(&doc_name)?;
-    let doc_path =
-        crate::download::fetch_target(client, &state.downloads(), &doc_name, doc_info, cfg.download_deadline).await?;
+    let doc_path = crate::download::fetch_target(
+        client,
+        &state.downloads(),
+        &doc_name,
+        doc_info,
+        cfg.download_deadline,
+    )
+    .await?;
     let doc: UpdateDocument = serde_json::from_slice(&std::fs::read(&doc_path)?)
         .map_err(|e| FailedBefore(format!("update document {doc_name} is not valid: {e}")))?;
     if doc.id != a.update {
-        return Err(FailedBefore(format!("update document {doc_name} names {} instead of {}", doc.id, a.update)));
+        return Err(FailedBefore(format!(
+            "update document {doc_name} names {} instead of {}",
+            doc.id, a.update
+        )));
     }
     // Every assigned payload must be named by the document and described identically
     // by the signed catalog: the server chooses among published payloads only.
     let mut chosen: Vec<(PayloadRef, &patchday_trust::TargetInfo)> = Vec::new();
     for t in &a.targets {
-        let p = doc.payloads.iter().find(|p| &p.target == t).ok_or_else(|| {
-            FailedBefore(format!("the server assigned payload {t}, which update {} does not name; refused", a.update))
-        })?;
+        let p = doc
+            .payloads
+            .iter()
+            .find(|p| &p.target == t)
+            .ok_or_else(|| {
+                FailedBefore(format!(
+                    "the server assigned payload {t}, which update {} does not name; refused",
+                    a.update
+                ))
+            })?;
         let info = catalog.target(t)?;
-        let signed: TargetCustom = serde_json::from_value(info.custom.clone())
-            .map_err(|e| FailedBefore(format!("payload {t}: signed description unreadable: {e}")))?;
+        let signed: TargetCustom = serde_json::from_value(info.custom.clone()).map_err(|e| {
+            FailedBefore(format!("payload {t}: signed description unreadable: {e}"))
+        })?;
         if !signed.describes(p) {
-            return Err(FailedBefore(format!("payload {t}: the signed catalog and the update document disagree; refused")));
+            return Err(FailedBefore(format!(
+                "payload {t}: the signed catalog and the update document disagree; refused"
+            )));
         }
         chosen.push((p.clone(), info));
     }
     if chosen.is_empty() {
-        return Err(FailedBefore(format!("update {} was assigned with no payload", a.update)));
+        return Err(FailedBefore(format!(
+            "update {} was assigned with no payload",
+            a.update
+        )));
     }
 
-    reporter.send(&a.update, UpdateState::Downloading, None).await;
+    reporter
+        .send(&a.update, UpdateState::Downloading, None)
+        .await;
     let mut files = Vec::new();
     for (p, info) in &chosen {
-        let path =
-            crate::download::fetch_target(client, &state.downloads(), &p.target, info, cfg.download_deadline).await?;
+        let path = crate::download::fetch_target(
+            client,
+            &state.downloads(),
+            &p.target,
+            info,
+            cfg.download_deadline,
+        )
+        .await?;
         files.push((p.clone(), path));
     }
-    reporter.send(&a.update, UpdateState::Downloaded, None).await;
+    reporter
+        .send(&a.update, UpdateState::Downloaded, None)
+        .await;
 
-    reporter.send(&a.update, UpdateState::Installing, None).await;
+    reporter
+        .send(&a.update, UpdateState::Installing, None)
+        .await;
     state.set_journal(Some(&a.update))?;
-    let debs: Vec<(PayloadRef, PathBuf)> = files.iter().filter(|(p, _)| p.kind == PayloadKind::Deb).cloned().collect();
+    let debs: Vec<(PayloadRef, PathBuf)> = files
+        .iter()
+        .filter(|(p, _)| p.kind == PayloadKind::Deb)
+        .cloned()
+        .collect();
     let mut outcome = Outcome::Installed;
     if !debs.is_empty() {
         // dpkg wants a .deb suffix for nothing, but its messages are clearer with one.

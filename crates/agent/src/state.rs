@@ -44,7 +44,9 @@ impl StateDir {
             .with_context(|| format!("cannot create state directory {}", root.display()))?;
         std::fs::create_dir_all(root.join("tuf"))?;
         set_mode(root, 0o700)?;
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
     /// `identity.json`.
     pub fn identity_path(&self) -> PathBuf {
@@ -71,7 +73,10 @@ impl StateDir {
     pub fn identity(&self) -> anyhow::Result<Option<Identity>> {
         match std::fs::read(self.identity_path()) {
             Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-                format!("{} is corrupt: remove it and enrol again", self.identity_path().display())
+                format!(
+                    "{} is corrupt: remove it and enrol again",
+                    self.identity_path().display()
+                )
             })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).context("reading the agent identity"),
@@ -80,7 +85,11 @@ impl StateDir {
 
     /// Saves the identity with mode 0600.
     pub fn save_identity(&self, id: &Identity) -> anyhow::Result<()> {
-        write_atomic(&self.identity_path(), &serde_json::to_vec_pretty(id)?, 0o600)
+        write_atomic(
+            &self.identity_path(),
+            &serde_json::to_vec_pretty(id)?,
+            0o600,
+        )
     }
 
     /// The update whose install was under way when the agent last stopped.
@@ -107,9 +116,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {} (disk full?)", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("writing {} (disk full?)", tmp.display()))?;
         set_mode(&tmp, mode)?;
-        f.write_all(bytes).with_context(|| format!("writing {} (disk full?)", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {} (disk full?)", tmp.display()))?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))

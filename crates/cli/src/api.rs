@@ -16,7 +16,10 @@ pub struct Api {
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Api").field("base", &self.base).field("token", &"<redacted>").finish()
+        f.debug_struct("Api")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 
@@ -26,10 +29,18 @@ impl Api {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()?;
-        Ok(Self { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http })
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http,
+        })
     }
 
-    async fn send<R: DeserializeOwned>(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<R> {
+    async fn send<R: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<R> {
         let resp = req
             .bearer_auth(&self.token)
             .send()
@@ -38,7 +49,8 @@ impl Api {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).with_context(|| format!("{what}: unexpected answer from the server"));
+            return serde_json::from_slice(&bytes)
+                .with_context(|| format!("{what}: unexpected answer from the server"));
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(e) => anyhow::bail!("{what}: {} ({status})", e.message),
@@ -47,15 +59,34 @@ impl Api {
     }
 
     async fn get<R: DeserializeOwned>(&self, path: &str, what: &str) -> anyhow::Result<R> {
-        self.send(self.http.get(format!("{}{path}", self.base)), what).await
+        self.send(self.http.get(format!("{}{path}", self.base)), what)
+            .await
     }
 
-    async fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B, what: &str) -> anyhow::Result<R> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body), what).await
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> anyhow::Result<R> {
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            what,
+        )
+        .await
     }
 
-    async fn put<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B, what: &str) -> anyhow::Result<R> {
-        self.send(self.http.put(format!("{}{path}", self.base)).json(body), what).await
+    async fn put<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> anyhow::Result<R> {
+        self.send(
+            self.http.put(format!("{}{path}", self.base)).json(body),
+            what,
+        )
+        .await
     }
 
     /// Creates a tenant.
@@ -72,49 +103,77 @@ impl Api {
     }
     /// Creates an enrolment token.
     pub async fn create_enroll_token(&self, t: &TenantId) -> anyhow::Result<SecretCreated> {
-        self.post(&format!("/v1/tenants/{t}/enroll-tokens"), &(), "creating the enrolment token").await
+        self.post(
+            &format!("/v1/tenants/{t}/enroll-tokens"),
+            &(),
+            "creating the enrolment token",
+        )
+        .await
     }
     /// Sets a tenant's patch day.
     pub async fn set_patch_day(&self, t: &TenantId, pd: &PatchDayConfig) -> anyhow::Result<Tenant> {
-        self.put(&format!("/v1/tenants/{t}/patch-day"), pd, "setting the patch day").await
+        self.put(
+            &format!("/v1/tenants/{t}/patch-day"),
+            pd,
+            "setting the patch day",
+        )
+        .await
     }
     /// Creates a group.
     pub async fn create_group(&self, t: &TenantId, g: &Group) -> anyhow::Result<Group> {
-        self.post(&format!("/v1/tenants/{t}/groups"), g, "creating the group").await
+        self.post(&format!("/v1/tenants/{t}/groups"), g, "creating the group")
+            .await
     }
     /// Lists groups.
     pub async fn groups(&self, t: &TenantId) -> anyhow::Result<Vec<Group>> {
-        self.get(&format!("/v1/tenants/{t}/groups"), "listing groups").await
+        self.get(&format!("/v1/tenants/{t}/groups"), "listing groups")
+            .await
     }
     /// Lists hosts.
     pub async fn hosts(&self, t: &TenantId) -> anyhow::Result<Vec<HostSummary>> {
-        self.get(&format!("/v1/tenants/{t}/hosts"), "listing hosts").await
+        self.get(&format!("/v1/tenants/{t}/hosts"), "listing hosts")
+            .await
     }
     /// Replaces a host's groups.
-    pub async fn set_host_groups(&self, t: &TenantId, h: &HostId, groups: &[GroupId]) -> anyhow::Result<()> {
+    pub async fn set_host_groups(
+        &self,
+        t: &TenantId,
+        h: &HostId,
+        groups: &[GroupId],
+    ) -> anyhow::Result<()> {
         self.put(
             &format!("/v1/tenants/{t}/hosts/{h}/groups"),
-            &SetHostGroups { groups: groups.to_vec() },
+            &SetHostGroups {
+                groups: groups.to_vec(),
+            },
             "setting the host's groups",
         )
         .await
     }
     /// The catalog as a tenant sees it.
     pub async fn updates(&self, t: &TenantId) -> anyhow::Result<Vec<TenantUpdate>> {
-        self.get(&format!("/v1/tenants/{t}/updates"), "listing updates").await
+        self.get(&format!("/v1/tenants/{t}/updates"), "listing updates")
+            .await
     }
     /// Approves or declines.
     pub async fn decide(&self, t: &TenantId, req: &ApprovalRequest) -> anyhow::Result<Approval> {
-        self.post(&format!("/v1/tenants/{t}/approvals"), req, "recording the decision").await
+        self.post(
+            &format!("/v1/tenants/{t}/approvals"),
+            req,
+            "recording the decision",
+        )
+        .await
     }
     /// Lists decisions.
     pub async fn approvals(&self, t: &TenantId) -> anyhow::Result<Vec<Approval>> {
-        self.get(&format!("/v1/tenants/{t}/approvals"), "listing approvals").await
+        self.get(&format!("/v1/tenants/{t}/approvals"), "listing approvals")
+            .await
     }
     /// The compliance report.
     pub async fn report(&self, tenant: Option<&TenantId>) -> anyhow::Result<ComplianceReport> {
         let q = tenant.map(|t| format!("?tenant={t}")).unwrap_or_default();
-        self.get(&format!("/v1/report{q}"), "fetching the report").await
+        self.get(&format!("/v1/report{q}"), "fetching the report")
+            .await
     }
     /// Catalog status.
     pub async fn catalog_status(&self) -> anyhow::Result<CatalogStatus> {

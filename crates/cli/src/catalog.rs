@@ -3,7 +3,8 @@
 use anyhow::Context;
 use patchday_trust::{Expiries, KeyPaths, NewTarget};
 use patchday_types::{
-    Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument, UpdateId,
+    Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument,
+    UpdateId,
 };
 use std::path::{Path, PathBuf};
 
@@ -33,16 +34,35 @@ fn file_version(v: &str) -> &str {
     v.split_once(':').map(|(_, r)| r).unwrap_or(v)
 }
 
+/// What an update carries: its payload files, their descriptions, CVEs and text.
+#[derive(Clone, Debug, Default)]
+pub struct UpdateContent {
+    /// Payload files, in the order of `payloads`.
+    pub files: Vec<PathBuf>,
+    /// Their descriptions.
+    pub payloads: Vec<PayloadRef>,
+    /// CVEs fixed.
+    pub cves: Vec<String>,
+    /// Changelog excerpt.
+    pub description: String,
+}
+
 /// Reads `.deb` files and describes them as payloads, with CVEs and changelog text.
-pub fn describe_debs(debs: &[PathBuf], since: Option<&str>) -> anyhow::Result<(Vec<PayloadRef>, Vec<String>, String)> {
+pub fn describe_debs(debs: &[PathBuf], since: Option<&str>) -> anyhow::Result<UpdateContent> {
     let mut payloads = Vec::new();
     let mut cves = Vec::new();
     let mut text = String::new();
     for path in debs {
-        let pkg = patchday_pkg::deb::read_deb(path).with_context(|| format!("importing {}", path.display()))?;
+        let pkg = patchday_pkg::deb::read_deb(path)
+            .with_context(|| format!("importing {}", path.display()))?;
         let i = &pkg.info;
         payloads.push(PayloadRef {
-            target: format!("{}_{}_{}.deb", i.package, file_version(&i.version), i.architecture),
+            target: format!(
+                "{}_{}_{}.deb",
+                i.package,
+                file_version(&i.version),
+                i.architecture
+            ),
             kind: PayloadKind::Deb,
             package: i.package.clone(),
             version: i.version.clone(),
@@ -55,18 +75,27 @@ pub fn describe_debs(debs: &[PathBuf], since: Option<&str>) -> anyhow::Result<(V
             let newer: Vec<_> = match since {
                 Some(s) => entries
                     .iter()
-                    .filter(|e| patchday_pkg::version::compare_deb(&e.version, s).is_ok_and(|o| o.is_gt()))
+                    .filter(|e| {
+                        patchday_pkg::version::compare_deb(&e.version, s).is_ok_and(|o| o.is_gt())
+                    })
                     .collect(),
                 None => entries.iter().take(1).collect(),
             };
             for e in &newer {
                 if text.len() < 8192 && !text.contains(&format!("({})", e.version)) {
-                    text.push_str(&format!("{} ({})\n{}\n", e.package, e.version, e.text.trim_end()));
+                    text.push_str(&format!(
+                        "{} ({})\n{}\n",
+                        e.package,
+                        e.version,
+                        e.text.trim_end()
+                    ));
                 }
             }
             // Without --since, only the newest entry counts: CVEs newer than the
             // second entry's version.
-            let floor = since.map(str::to_string).or_else(|| entries.get(1).map(|e| e.version.clone()));
+            let floor = since
+                .map(str::to_string)
+                .or_else(|| entries.get(1).map(|e| e.version.clone()));
             let found = patchday_pkg::changelog::cves_since(log, floor.as_deref());
             for c in found {
                 if !cves.contains(&c) {
@@ -76,21 +105,31 @@ pub fn describe_debs(debs: &[PathBuf], since: Option<&str>) -> anyhow::Result<(V
         }
     }
     cves.sort();
-    Ok((payloads, cves, text))
+    Ok(UpdateContent {
+        files: debs.to_vec(),
+        payloads,
+        cves,
+        description: text,
+    })
 }
 
 /// Signs an update (document + payload files) into the catalog at `repo`.
 pub async fn add_update(
     keys: &KeyPaths,
     repo: &Path,
-    files: &[PathBuf],
-    payloads: Vec<PayloadRef>,
-    cves: Vec<String>,
-    description: String,
+    content: UpdateContent,
     opts: &UpdateOptions,
     now: jiff::Timestamp,
 ) -> anyhow::Result<UpdateDocument> {
-    let first = payloads.first().context("an update needs at least one payload")?;
+    let UpdateContent {
+        files,
+        payloads,
+        cves,
+        description,
+    } = content;
+    let first = payloads
+        .first()
+        .context("an update needs at least one payload")?;
     let doc = UpdateDocument {
         id: opts.id.clone(),
         title: opts.title.clone().unwrap_or_else(|| {
@@ -130,8 +169,12 @@ pub async fn add_update(
         path: doc_path,
         custom: serde_json::to_value(TargetCustom::Update { id: doc.id.clone() })?,
     }];
-    for (p, f) in payloads.iter().zip(files) {
-        targets.push(NewTarget { name: p.target.clone(), path: f.clone(), custom: serde_json::to_value(TargetCustom::for_payload(p))? });
+    for (p, f) in payloads.iter().zip(&files) {
+        targets.push(NewTarget {
+            name: p.target.clone(),
+            path: f.clone(),
+            custom: serde_json::to_value(TargetCustom::for_payload(p))?,
+        });
     }
     patchday_trust::add_targets(keys, repo, targets, now, &Expiries::default())
         .await
@@ -144,7 +187,10 @@ pub fn describe_bundle(path: &Path) -> anyhow::Result<PayloadRef> {
     let m = patchday_agent::install::bundle::read_manifest(path)
         .with_context(|| format!("importing bundle {}", path.display()))?;
     if !patchday_pkg::version::is_valid_deb(&m.version) {
-        anyhow::bail!("bundle version {:?} is not a valid version (Debian ordering is used)", m.version);
+        anyhow::bail!(
+            "bundle version {:?} is not a valid version (Debian ordering is used)",
+            m.version
+        );
     }
     Ok(PayloadRef {
         target: format!("{}_{}.tar.zst", m.name, file_version(&m.version)),
@@ -164,7 +210,10 @@ pub fn pack(repo: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
     for sub in ["metadata", "targets"] {
         let dir = repo.join(sub);
         if !dir.is_dir() {
-            anyhow::bail!("{} is not a catalog (no {sub}/): run `patchday catalog init` first", repo.display());
+            anyhow::bail!(
+                "{} is not a catalog (no {sub}/): run `patchday catalog init` first",
+                repo.display()
+            );
         }
         for e in std::fs::read_dir(&dir)? {
             let e = e?;

@@ -82,22 +82,45 @@ struct Change {
 fn train_month(now: jiff::Timestamp) -> anyhow::Result<YearMonth> {
     let sched = PatchDaySchedule::default();
     let z = now.to_zoned(jiff::tz::TimeZone::UTC);
-    let this = YearMonth { year: z.year(), month: z.month() };
+    let this = YearMonth {
+        year: z.year(),
+        month: z.month(),
+    };
     if sched.is_approvable(&Release::Train { month: this }, now)? {
         return Ok(this);
     }
-    Ok(if this.month == 1 { YearMonth { year: this.year - 1, month: 12 } } else { YearMonth { year: this.year, month: this.month - 1 } })
+    Ok(if this.month == 1 {
+        YearMonth {
+            year: this.year - 1,
+            month: 12,
+        }
+    } else {
+        YearMonth {
+            year: this.year,
+            month: this.month - 1,
+        }
+    })
 }
 
-fn synthetic(dir: &Path, name: &str, old: &str, new: &str, cves: &str, reboot: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn synthetic(
+    dir: &Path,
+    name: &str,
+    old: &str,
+    new: &str,
+    cves: &str,
+    reboot: bool,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let body = |v: &str| format!("#!/bin/sh\necho '{name} {v} (Patchday demo)'\n").into_bytes();
     let base = DebSpec::new(name, old)
-        .file(&format!("/usr/bin/{name}"), body(old), 0o755)
+        .file(format!("/usr/bin/{name}"), body(old), 0o755)
         .changelog(old, "Initial demo release.");
     let old_deb = patchday_lab::build_deb(&base, dir)?;
     let new_spec = DebSpec::new(name, new)
-        .file(&format!("/usr/bin/{name}"), body(new), 0o755)
-        .changelog(new, format!("Security fix (fictional demo advisories: {cves})."))
+        .file(format!("/usr/bin/{name}"), body(new), 0o755)
+        .changelog(
+            new,
+            format!("Security fix (fictional demo advisories: {cves})."),
+        )
         .changelog(old, "Initial demo release.")
         .reboot_required(reboot);
     let new_deb = patchday_lab::build_deb(&new_spec, dir)?;
@@ -181,7 +204,14 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
         }
     }
     if !real_used {
-        let (o, n) = synthetic(&pkgs, "libpatchday-demo1", "1.0-1", "1.0-1+deb12u1", "CVE-2099-1001, CVE-2099-1002", false)?;
+        let (o, n) = synthetic(
+            &pkgs,
+            "libpatchday-demo1",
+            "1.0-1",
+            "1.0-1+deb12u1",
+            "CVE-2099-1001, CVE-2099-1002",
+            false,
+        )?;
         changes.push(Change {
             id: UpdateId::new("PD-DEMO-0001")?,
             package: "libpatchday-demo1".into(),
@@ -193,7 +223,14 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
             severity: Severity::Important,
         });
     }
-    let (o, n) = synthetic(&pkgs, "patchday-demo-tool", "2.0-1", "2.0-2", "CVE-2099-2001", false)?;
+    let (o, n) = synthetic(
+        &pkgs,
+        "patchday-demo-tool",
+        "2.0-1",
+        "2.0-2",
+        "CVE-2099-2001",
+        false,
+    )?;
     changes.push(Change {
         id: UpdateId::new("PD-DEMO-0002")?,
         package: "patchday-demo-tool".into(),
@@ -201,10 +238,19 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
         new_deb: n,
         new_version: "2.0-2".into(),
         old_version: "2.0-1".into(),
-        release: Release::Emergency { reason: "demo: a worm is spreading".into() },
+        release: Release::Emergency {
+            reason: "demo: a worm is spreading".into(),
+        },
         severity: Severity::Critical,
     });
-    let (o, n) = synthetic(&pkgs, "patchday-demo-firmware", "3.0-1", "3.1-1", "CVE-2099-3001", true)?;
+    let (o, n) = synthetic(
+        &pkgs,
+        "patchday-demo-firmware",
+        "3.0-1",
+        "3.1-1",
+        "CVE-2099-3001",
+        true,
+    )?;
     changes.push(Change {
         id: UpdateId::new("PD-DEMO-0003")?,
         package: "patchday-demo-firmware".into(),
@@ -233,7 +279,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     let repo = dir.join("catalog");
     patchday_trust::init_catalog(&keys, &repo, now, &Expiries::default()).await?;
     for c in &changes {
-        let (payloads, cves, text) = describe_debs(std::slice::from_ref(&c.new_deb), Some(&c.old_version))?;
+        let content = describe_debs(std::slice::from_ref(&c.new_deb), Some(&c.old_version))?;
         let opts = UpdateOptions {
             id: c.id.clone(),
             title: None,
@@ -244,7 +290,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
             supersedes: vec![],
             since: Some(c.old_version.clone()),
         };
-        let doc = add_update(&keys, &repo, std::slice::from_ref(&c.new_deb), payloads, cves, text, &opts, now).await?;
+        let doc = add_update(&keys, &repo, content, &opts, now).await?;
         println!("      signed {}: {} [{}]", doc.id, doc.title, doc.release);
     }
     say.step("catalog: TUF repository signed with keys kept outside the server");
@@ -253,30 +299,62 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     let mut cfg = patchday_server::ServerConfig::new(dir.join("server"));
     cfg.catalog_root = Some(repo.join("metadata/1.root.json"));
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
-    let token = init.first_admin_token.context("a fresh server must create an admin token")?;
+    let token = init
+        .first_admin_token
+        .context("a fresh server must create an admin token")?;
     let (addr, serve) = patchday_server::bind(init.state, "127.0.0.1:0".parse()?).await?;
     let server_task = tokio::spawn(serve);
     let url = format!("http://{addr}");
     let api = Api::new(&url, &token)?;
     let tar = crate::catalog::pack(&repo)?;
     let st = api.push_catalog(tar.path()).await?;
-    say.step(&format!("server on {url}: catalog verified against the pinned root and accepted ({} updates)", st.updates));
+    say.step(&format!(
+        "server on {url}: catalog verified against the pinned root and accepted ({} updates)",
+        st.updates
+    ));
 
     // Tenants, groups, hosts.
     let acme: TenantId = "acme".parse()?;
     let globex: TenantId = "globex".parse()?;
     let mut plan: Vec<(TenantId, &str, GroupId)> = Vec::new();
     for (t, name) in [(&acme, "ACME Corp"), (&globex, "Globex")] {
-        api.create_tenant(&CreateTenant { id: t.clone(), name: name.into(), patch_day: None }).await?;
+        api.create_tenant(&CreateTenant {
+            id: t.clone(),
+            name: name.into(),
+            patch_day: None,
+        })
+        .await?;
     }
     let acme_groups = ["web", "db"];
     for g in acme_groups {
-        api.create_group(&acme, &Group { id: g.parse()?, name: g.into() }).await?;
+        api.create_group(
+            &acme,
+            &Group {
+                id: g.parse()?,
+                name: g.into(),
+            },
+        )
+        .await?;
     }
-    api.create_group(&globex, &Group { id: "all".parse()?, name: "all".into() }).await?;
+    api.create_group(
+        &globex,
+        &Group {
+            id: "all".parse()?,
+            name: "all".into(),
+        },
+    )
+    .await?;
     let names = ["web-1", "web-2", "db-1", "web-3"];
     for n in names.iter().take(usize::from(args.hosts) - 1) {
-        plan.push((acme.clone(), n, if n.starts_with("web") { "web".parse()? } else { "db".parse()? }));
+        plan.push((
+            acme.clone(),
+            n,
+            if n.starts_with("web") {
+                "web".parse()?
+            } else {
+                "db".parse()?
+            },
+        ));
     }
     plan.push((globex.clone(), "gx-1", "all".parse()?));
 
@@ -287,7 +365,8 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     for (t, name, g) in &plan {
         let host = LabHost::create(&hosts_dir, name, kind)?;
         for c in &changes {
-            host.install_deb(&c.old_deb).with_context(|| format!("{name}: installing {}", c.old_deb.display()))?;
+            host.install_deb(&c.old_deb)
+                .with_context(|| format!("{name}: installing {}", c.old_deb.display()))?;
         }
         hosts.push((t.clone(), host, g.clone()));
         pb.inc(1);
@@ -296,13 +375,20 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     say.step(&format!(
         "fleet: {} hosts in 2 tenants, each with {}",
         hosts.len(),
-        changes.iter().map(|c| format!("{} {}", c.package, c.old_version)).collect::<Vec<_>>().join(", ")
+        changes
+            .iter()
+            .map(|c| format!("{} {}", c.package, c.old_version))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 
     // Enrol and report inventory.
     let enroll: std::collections::BTreeMap<TenantId, String> = [
         (acme.clone(), api.create_enroll_token(&acme).await?.secret),
-        (globex.clone(), api.create_enroll_token(&globex).await?.secret),
+        (
+            globex.clone(),
+            api.create_enroll_token(&globex).await?.secret,
+        ),
     ]
     .into_iter()
     .collect();
@@ -315,7 +401,10 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     pb.finish_and_clear();
     for t in [&acme, &globex] {
         for h in api.hosts(t).await? {
-            let g = plan.iter().find(|(pt, n, _)| pt == t && h.hostname == *n).map(|(_, _, g)| g.clone());
+            let g = plan
+                .iter()
+                .find(|(pt, n, _)| pt == t && h.hostname == *n)
+                .map(|(_, _, g)| g.clone());
             if let Some(g) = g {
                 api.set_host_groups(t, &h.id, &[g]).await?;
             }
@@ -323,15 +412,36 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     }
     say.step("agents enrolled and reported their dpkg inventory; nothing is approved yet");
     println!();
-    print!("{}", indent(&report_table(&api.report(None).await?, By::Host).render(Format::Table)));
+    print!(
+        "{}",
+        indent(&report_table(&api.report(None).await?, By::Host).render(Format::Table))
+    );
     println!();
 
     // Approve.
     for c in &changes {
         for g in acme_groups {
-            api.decide(&acme, &ApprovalRequest { update: c.id.clone(), group: g.parse()?, decision: Decision::Approve, deadline: None }).await?;
+            api.decide(
+                &acme,
+                &ApprovalRequest {
+                    update: c.id.clone(),
+                    group: g.parse()?,
+                    decision: Decision::Approve,
+                    deadline: None,
+                },
+            )
+            .await?;
         }
-        api.decide(&globex, &ApprovalRequest { update: c.id.clone(), group: "all".parse()?, decision: Decision::Approve, deadline: None }).await?;
+        api.decide(
+            &globex,
+            &ApprovalRequest {
+                update: c.id.clone(),
+                group: "all".parse()?,
+                decision: Decision::Approve,
+                deadline: None,
+            },
+        )
+        .await?;
     }
     say.step(&format!("approved {} updates for every group (train {month} has had its patch day; PD-DEMO-0002 took the emergency lane)", changes.len()));
 
@@ -351,20 +461,36 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
             let v = host.dpkg_version(&c.package)?;
             if v.as_deref() != Some(c.new_version.as_str()) {
                 truthful = false;
-                println!("      {}: dpkg reports {} at {:?}, expected {}", host.name(), c.package, v, c.new_version);
+                println!(
+                    "      {}: dpkg reports {} at {:?}, expected {}",
+                    host.name(),
+                    c.package,
+                    v,
+                    c.new_version
+                );
             }
         }
     }
     let report = api.report(None).await?;
     println!();
-    print!("{}", indent(&report_table(&report, By::Host).render(Format::Table)));
+    print!(
+        "{}",
+        indent(&report_table(&report, By::Host).render(Format::Table))
+    );
     println!();
-    print!("{}", indent(&report_table(&report, By::Update).render(Format::Table)));
+    print!(
+        "{}",
+        indent(&report_table(&report, By::Update).render(Format::Table))
+    );
     println!();
     let compliant = compliant_hosts(&report);
     let all_ok = truthful && !compliant.is_empty() && compliant.values().all(|c| *c);
     say.step(&if all_ok {
-        format!("every host is compliant ({} of {}), and dpkg on each host agrees", compliant.len(), compliant.len())
+        format!(
+            "every host is compliant ({} of {}), and dpkg on each host agrees",
+            compliant.len(),
+            compliant.len()
+        )
     } else {
         "some hosts are NOT compliant; see the report above".to_string()
     });
@@ -393,7 +519,12 @@ fn agent_program() -> anyhow::Result<(PathBuf, Vec<OsString>)> {
     }
 }
 
-fn run_agent(agent: &(PathBuf, Vec<OsString>), host: &LabHost, url: &str, enroll: Option<&str>) -> anyhow::Result<()> {
+fn run_agent(
+    agent: &(PathBuf, Vec<OsString>),
+    host: &LabHost,
+    url: &str,
+    enroll: Option<&str>,
+) -> anyhow::Result<()> {
     let mut args = agent.1.clone();
     args.extend(["--server".into(), url.into(), "--once".into()]);
     match host.root_dir() {

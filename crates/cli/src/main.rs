@@ -4,8 +4,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use patchday_cli::api::Api;
 use patchday_cli::render::{report_table, By, Format, Table};
-use patchday_types::api::{ApprovalRequest, CreateTenant, CreateToken, Decision, Group, PatchDayConfig, Role};
-use patchday_types::{Classification, GroupId, HostId, Release, Severity, TenantId, UpdateId, YearMonth};
+use patchday_types::api::{
+    ApprovalRequest, CreateTenant, CreateToken, Decision, Group, PatchDayConfig, Role,
+};
+use patchday_types::{
+    Classification, GroupId, HostId, Release, Severity, TenantId, UpdateId, YearMonth,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,11 +59,22 @@ impl Conn {
                 .map(|d| d.join("patchday/cli.toml"))
         });
         let file: File = match path.as_ref().map(std::fs::read_to_string) {
-            Some(Ok(s)) => toml::from_str(&s).with_context(|| format!("{} is not valid TOML", path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()))?,
+            Some(Ok(s)) => toml::from_str(&s).with_context(|| {
+                format!(
+                    "{} is not valid TOML",
+                    path.as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )
+            })?,
             Some(Err(_)) if self.config.is_some() => anyhow::bail!("cannot read --config file"),
             _ => File::default(),
         };
-        let server = self.server.clone().or(file.server).context("no server: pass --server URL or set PATCHDAY_SERVER")?;
+        let server = self
+            .server
+            .clone()
+            .or(file.server)
+            .context("no server: pass --server URL or set PATCHDAY_SERVER")?;
         let token = self.token.clone().or(file.token).context("no token: pass --token or set PATCHDAY_TOKEN (the first one is printed when the server starts)")?;
         Api::new(&server, &token)
     }
@@ -237,7 +252,11 @@ struct AddArgs {
     #[arg(long, default_value = "important")]
     severity: Severity,
     /// Release train (YYYY-MM): approvable from that month's patch day.
-    #[arg(long, conflicts_with = "emergency", required_unless_present = "emergency")]
+    #[arg(
+        long,
+        conflicts_with = "emergency",
+        required_unless_present = "emergency"
+    )]
     train: Option<YearMonth>,
     /// Emergency lane, with the reason: approvable at once.
     #[arg(long)]
@@ -248,7 +267,10 @@ struct AddArgs {
 }
 
 impl AddArgs {
-    fn options(&self, since: Option<String>) -> anyhow::Result<patchday_cli::catalog::UpdateOptions> {
+    fn options(
+        &self,
+        since: Option<String>,
+    ) -> anyhow::Result<patchday_cli::catalog::UpdateOptions> {
         let release = match (&self.train, &self.emergency) {
             (Some(m), None) => Release::Train { month: *m },
             (None, Some(r)) if !r.trim().is_empty() => Release::Emergency { reason: r.clone() },
@@ -319,7 +341,12 @@ struct PatchDayArgs {
 
 impl PatchDayArgs {
     fn config(&self) -> PatchDayConfig {
-        PatchDayConfig { week: self.week.clone(), weekday: self.weekday.clone(), time: self.time.clone(), time_zone: self.time_zone.clone() }
+        PatchDayConfig {
+            week: self.week.clone(),
+            weekday: self.weekday.clone(),
+            time: self.time.clone(),
+            time_zone: self.time_zone.clone(),
+        }
     }
 }
 
@@ -440,33 +467,75 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Server(a) => server(a).await,
         Command::Demo(a) => patchday_cli::demo::run(a).await,
-        Command::Agent(args) => Ok(i32::from(patchday_agent::cli::run(args).await != std::process::ExitCode::SUCCESS)),
+        Command::Agent(args) => Ok(i32::from(
+            patchday_agent::cli::run(args).await != std::process::ExitCode::SUCCESS,
+        )),
         Command::Catalog(c) => catalog(c).await,
         Command::Audit(a) => patchday_audit::cli::run(&a, now()),
-        Command::Tenant(TenantCmd::Create { id, name, patch_day, conn }) => {
+        Command::Tenant(TenantCmd::Create {
+            id,
+            name,
+            patch_day,
+            conn,
+        }) => {
             let t = conn
                 .api()?
-                .create_tenant(&CreateTenant { name: name.unwrap_or_else(|| id.to_string()), id, patch_day: Some(patch_day.config()) })
+                .create_tenant(&CreateTenant {
+                    name: name.unwrap_or_else(|| id.to_string()),
+                    id,
+                    patch_day: Some(patch_day.config()),
+                })
                 .await?;
-            println!("created tenant {} ({}); patch day: {} {} {} {}", t.id, t.name, t.patch_day.week, t.patch_day.weekday, t.patch_day.time, t.patch_day.time_zone);
+            println!(
+                "created tenant {} ({}); patch day: {} {} {} {}",
+                t.id,
+                t.name,
+                t.patch_day.week,
+                t.patch_day.weekday,
+                t.patch_day.time,
+                t.patch_day.time_zone
+            );
             Ok(0)
         }
         Command::Tenant(TenantCmd::List { conn }) => {
             let mut t = Table::new(&["id", "name", "patch-day"]);
             for x in conn.api()?.tenants().await? {
                 let p = &x.patch_day;
-                t.rows.push(vec![x.id.to_string(), x.name, format!("{} {} {} {}", p.week, p.weekday, p.time, p.time_zone)]);
+                t.rows.push(vec![
+                    x.id.to_string(),
+                    x.name,
+                    format!("{} {} {} {}", p.week, p.weekday, p.time, p.time_zone),
+                ]);
             }
             print(&t, conn.format);
             Ok(0)
         }
-        Command::Tenant(TenantCmd::PatchDay { id, patch_day, conn }) => {
+        Command::Tenant(TenantCmd::PatchDay {
+            id,
+            patch_day,
+            conn,
+        }) => {
             let t = conn.api()?.set_patch_day(&id, &patch_day.config()).await?;
-            println!("tenant {}: patch day is now {} {} {} {}", t.id, t.patch_day.week, t.patch_day.weekday, t.patch_day.time, t.patch_day.time_zone);
+            println!(
+                "tenant {}: patch day is now {} {} {} {}",
+                t.id,
+                t.patch_day.week,
+                t.patch_day.weekday,
+                t.patch_day.time,
+                t.patch_day.time_zone
+            );
             Ok(0)
         }
-        Command::Token(TokenCmd::Create { role, tenant, name, conn }) => {
-            let s = conn.api()?.create_token(&CreateToken { name, role, tenant }).await?;
+        Command::Token(TokenCmd::Create {
+            role,
+            tenant,
+            name,
+            conn,
+        }) => {
+            let s = conn
+                .api()?
+                .create_token(&CreateToken { name, role, tenant })
+                .await?;
             eprintln!("token created; it is shown only this once:");
             println!("{}", s.secret);
             Ok(0)
@@ -477,8 +546,22 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", s.secret);
             Ok(0)
         }
-        Command::Group(GroupCmd::Create { tenant, id, name, conn }) => {
-            let g = conn.api()?.create_group(&tenant, &Group { name: name.unwrap_or_else(|| id.to_string()), id }).await?;
+        Command::Group(GroupCmd::Create {
+            tenant,
+            id,
+            name,
+            conn,
+        }) => {
+            let g = conn
+                .api()?
+                .create_group(
+                    &tenant,
+                    &Group {
+                        name: name.unwrap_or_else(|| id.to_string()),
+                        id,
+                    },
+                )
+                .await?;
             println!("created group {} in {tenant}", g.id);
             Ok(0)
         }
@@ -496,28 +579,60 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 t.rows.push(vec![
                     h.id.to_string(),
                     h.hostname,
-                    h.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
+                    h.groups
+                        .iter()
+                        .map(|g| g.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     h.os,
-                    h.last_seen.map(|t| t.to_string()).unwrap_or_else(|| "never".into()),
+                    h.last_seen
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "never".into()),
                 ]);
             }
             print(&t, conn.format);
             Ok(0)
         }
-        Command::Host(HostCmd::SetGroups { tenant, host, groups, conn }) => {
+        Command::Host(HostCmd::SetGroups {
+            tenant,
+            host,
+            groups,
+            conn,
+        }) => {
             conn.api()?.set_host_groups(&tenant, &host, &groups).await?;
-            println!("host {host} is now in: {}", groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", "));
+            println!(
+                "host {host} is now in: {}",
+                groups
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             Ok(0)
         }
         Command::Updates { tenant, conn } => {
-            let mut t = Table::new(&["id", "severity", "classification", "release", "approvable", "cves", "title"]);
+            let mut t = Table::new(&[
+                "id",
+                "severity",
+                "classification",
+                "release",
+                "approvable",
+                "cves",
+                "title",
+            ]);
             for u in conn.api()?.updates(&tenant).await? {
                 t.rows.push(vec![
                     u.update.id.to_string(),
                     u.update.severity.to_string(),
                     u.update.classification.to_string(),
                     u.update.release.to_string(),
-                    if u.approvable { "yes".into() } else { u.approvable_at.map(|t| format!("from {t}")).unwrap_or_else(|| "no".into()) },
+                    if u.approvable {
+                        "yes".into()
+                    } else {
+                        u.approvable_at
+                            .map(|t| format!("from {t}"))
+                            .unwrap_or_else(|| "no".into())
+                    },
                     u.update.cves.len().to_string(),
                     u.update.title,
                 ]);
@@ -539,9 +654,21 @@ async fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<i32> {
     let r = a
         .conn
         .api()?
-        .decide(&a.tenant, &ApprovalRequest { update: a.update, group: a.group, decision, deadline: a.deadline })
+        .decide(
+            &a.tenant,
+            &ApprovalRequest {
+                update: a.update,
+                group: a.group,
+                decision,
+                deadline: a.deadline,
+            },
+        )
         .await?;
-    let verb = if decision == Decision::Approve { "approved" } else { "declined" };
+    let verb = if decision == Decision::Approve {
+        "approved"
+    } else {
+        "declined"
+    };
     println!("{verb} {} for group {} in {}", r.update, r.group, a.tenant);
     Ok(0)
 }
@@ -554,34 +681,94 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
             println!("catalog keys written to {} (keep them off the server; root and targets keys belong offline)", keys.display());
         }
         CatalogCmd::Init { keys, repo } => {
-            patchday_trust::init_catalog(&KeyPaths::in_dir(&keys), &repo, now(), &patchday_trust::Expiries::default()).await?;
+            patchday_trust::init_catalog(
+                &KeyPaths::in_dir(&keys),
+                &repo,
+                now(),
+                &patchday_trust::Expiries::default(),
+            )
+            .await?;
             println!(
                 "catalog created in {}; pin {} on the server with --catalog-root",
                 repo.display(),
                 repo.join("metadata/1.root.json").display()
             );
         }
-        CatalogCmd::AddDeb { common, debs, since } => {
-            let (payloads, cves, text) = patchday_cli::catalog::describe_debs(&debs, since.as_deref())?;
+        CatalogCmd::AddDeb {
+            common,
+            debs,
+            since,
+        } => {
+            let content = patchday_cli::catalog::describe_debs(&debs, since.as_deref())?;
             let opts = common.options(since)?;
-            let doc = patchday_cli::catalog::add_update(&KeyPaths::in_dir(&common.keys), &common.repo, &debs, payloads, cves, text, &opts, now()).await?;
-            println!("signed {}: {} [{}; {} CVEs]", doc.id, doc.title, doc.release, doc.cves.len());
+            let doc = patchday_cli::catalog::add_update(
+                &KeyPaths::in_dir(&common.keys),
+                &common.repo,
+                content,
+                &opts,
+                now(),
+            )
+            .await?;
+            println!(
+                "signed {}: {} [{}; {} CVEs]",
+                doc.id,
+                doc.title,
+                doc.release,
+                doc.cves.len()
+            );
         }
-        CatalogCmd::AddBundle { common, bundle, cves } => {
+        CatalogCmd::AddBundle {
+            common,
+            bundle,
+            cves,
+        } => {
             let p = patchday_cli::catalog::describe_bundle(&bundle)?;
             let opts = common.options(None)?;
-            let doc = patchday_cli::catalog::add_update(&KeyPaths::in_dir(&common.keys), &common.repo, &[bundle], vec![p], cves, String::new(), &opts, now()).await?;
+            let doc = patchday_cli::catalog::add_update(
+                &KeyPaths::in_dir(&common.keys),
+                &common.repo,
+                patchday_cli::catalog::UpdateContent {
+                    files: vec![bundle],
+                    payloads: vec![p],
+                    cves,
+                    description: String::new(),
+                },
+                &opts,
+                now(),
+            )
+            .await?;
             println!("signed {}: {} [{}]", doc.id, doc.title, doc.release);
         }
         CatalogCmd::Push { repo, conn } => {
             let tar = patchday_cli::catalog::pack(&repo)?;
             let s = conn.api()?.push_catalog(tar.path()).await?;
-            println!("catalog accepted: targets v{}, {} updates, {} payloads", s.targets_version, s.updates, s.payloads);
+            println!(
+                "catalog accepted: targets v{}, {} updates, {} payloads",
+                s.targets_version, s.updates, s.payloads
+            );
         }
         CatalogCmd::Status { conn } => {
             let s = conn.api()?.catalog_status().await?;
-            let mut t = Table::new(&["root", "targets", "snapshot", "timestamp", "updates", "payloads"]);
-            t.rows.push([s.root_version, s.targets_version, s.snapshot_version, s.timestamp_version, s.updates, s.payloads].map(|n| n.to_string()).to_vec());
+            let mut t = Table::new(&[
+                "root",
+                "targets",
+                "snapshot",
+                "timestamp",
+                "updates",
+                "payloads",
+            ]);
+            t.rows.push(
+                [
+                    s.root_version,
+                    s.targets_version,
+                    s.snapshot_version,
+                    s.timestamp_version,
+                    s.updates,
+                    s.payloads,
+                ]
+                .map(|n| n.to_string())
+                .to_vec(),
+            );
             print(&t, conn.format);
         }
     }
@@ -600,12 +787,20 @@ struct ServerFile {
 
 async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     let file: ServerFile = match &a.config {
-        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-            .with_context(|| format!("{} is not a valid server config", p.display()))?,
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("{} is not a valid server config", p.display()))?,
         None => ServerFile::default(),
     };
-    let data = a.data.or(file.data).context("no data directory: pass --data DIR")?;
-    let listen = a.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8470)));
+    let data = a
+        .data
+        .or(file.data)
+        .context("no data directory: pass --data DIR")?;
+    let listen = a
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8470)));
     let mut cfg = patchday_server::ServerConfig::new(data);
     cfg.catalog_root = a.catalog_root.or(file.catalog_root);
     if let Some(p) = file.poll_seconds {
@@ -638,8 +833,11 @@ async fn main() -> std::process::ExitCode {
         Command::Server(_) => "warn,patchday_server=info",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    let sub = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cli.log_json {
         sub.json().init();
     } else {

@@ -28,7 +28,10 @@ pub struct Table {
 impl Table {
     /// A table with these columns.
     pub fn new(cols: &[&str]) -> Self {
-        Self { columns: cols.iter().map(|c| c.to_string()).collect(), rows: Vec::new() }
+        Self {
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Renders in a format.
@@ -48,7 +51,13 @@ impl Table {
                 let objs: Vec<BTreeMap<&str, &str>> = self
                     .rows
                     .iter()
-                    .map(|r| self.columns.iter().map(String::as_str).zip(r.iter().map(String::as_str)).collect())
+                    .map(|r| {
+                        self.columns
+                            .iter()
+                            .map(String::as_str)
+                            .zip(r.iter().map(String::as_str))
+                            .collect()
+                    })
                     .collect();
                 serde_json::to_string_pretty(&objs).unwrap_or_default() + "\n"
             }
@@ -65,7 +74,11 @@ impl Table {
             }
         }
         let line = |r: &Vec<String>| {
-            let cells: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{:<width$}", c, width = w.get(i).copied().unwrap_or(0))).collect();
+            let cells: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{:<width$}", c, width = w.get(i).copied().unwrap_or(0)))
+                .collect();
             cells.join("  ").trim_end().to_string() + "\n"
         };
         let mut out = line(&self.columns.iter().map(|c| c.to_uppercase()).collect());
@@ -100,9 +113,10 @@ impl Counts {
     fn add(&mut self, s: UpdateState) {
         match s {
             UpdateState::Needed => self.needed += 1,
-            UpdateState::Approved | UpdateState::Downloading | UpdateState::Downloaded | UpdateState::Installing => {
-                self.approved += 1
-            }
+            UpdateState::Approved
+            | UpdateState::Downloading
+            | UpdateState::Downloaded
+            | UpdateState::Installing => self.approved += 1,
             UpdateState::Installed => self.installed += 1,
             UpdateState::InstalledPendingReboot => self.pending_reboot += 1,
             UpdateState::Failed => self.failed += 1,
@@ -115,18 +129,37 @@ impl Counts {
             v.push(self.hosts.to_string());
             v.push(self.compliant.to_string());
         }
-        v.extend([self.needed, self.approved, self.installed, self.pending_reboot, self.failed].map(|n| n.to_string()));
+        v.extend(
+            [
+                self.needed,
+                self.approved,
+                self.installed,
+                self.pending_reboot,
+                self.failed,
+            ]
+            .map(|n| n.to_string()),
+        );
         v
     }
 }
 
-const COUNT_COLS: [&str; 5] = ["needed", "approved", "installed", "pending-reboot", "failed"];
+const COUNT_COLS: [&str; 5] = [
+    "needed",
+    "approved",
+    "installed",
+    "pending-reboot",
+    "failed",
+];
 
 /// Whether a state means "approved but not there yet".
 pub fn is_outstanding(s: UpdateState) -> bool {
     matches!(
         s,
-        UpdateState::Approved | UpdateState::Downloading | UpdateState::Downloaded | UpdateState::Installing | UpdateState::Failed
+        UpdateState::Approved
+            | UpdateState::Downloading
+            | UpdateState::Downloaded
+            | UpdateState::Installing
+            | UpdateState::Failed
     )
 }
 
@@ -147,8 +180,11 @@ pub enum By {
 
 /// Whether a host (by tenant and id) is compliant: nothing approved is outstanding.
 pub fn compliant_hosts(r: &ComplianceReport) -> BTreeMap<(String, String), bool> {
-    let mut m: BTreeMap<(String, String), bool> =
-        r.hosts.iter().map(|h| ((h.tenant.to_string(), h.host.to_string()), true)).collect();
+    let mut m: BTreeMap<(String, String), bool> = r
+        .hosts
+        .iter()
+        .map(|h| ((h.tenant.to_string(), h.host.to_string()), true))
+        .collect();
     for row in &r.rows {
         if is_outstanding(row.state) {
             m.insert((row.tenant.to_string(), row.host.to_string()), false);
@@ -160,10 +196,17 @@ pub fn compliant_hosts(r: &ComplianceReport) -> BTreeMap<(String, String), bool>
 /// Builds the report table at a grouping level.
 pub fn report_table(r: &ComplianceReport, by: By) -> Table {
     let compliant = compliant_hosts(r);
-    let is_ok = |t: &str, h: &str| compliant.get(&(t.to_string(), h.to_string())).copied().unwrap_or(true);
+    let is_ok = |t: &str, h: &str| {
+        compliant
+            .get(&(t.to_string(), h.to_string()))
+            .copied()
+            .unwrap_or(true)
+    };
     match by {
         By::Detail => {
-            let mut t = Table::new(&["tenant", "host", "hostname", "update", "severity", "state", "message"]);
+            let mut t = Table::new(&[
+                "tenant", "host", "hostname", "update", "severity", "state", "message",
+            ]);
             for row in &r.rows {
                 t.rows.push(vec![
                     row.tenant.to_string(),
@@ -183,15 +226,28 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
             let mut t = Table::new(&cols);
             for h in &r.hosts {
                 let mut c = Counts::default();
-                for row in r.rows.iter().filter(|x| x.host == h.host && x.tenant == h.tenant) {
+                for row in r
+                    .rows
+                    .iter()
+                    .filter(|x| x.host == h.host && x.tenant == h.tenant)
+                {
                     c.add(row.state);
                 }
                 let mut cells = vec![
                     h.tenant.to_string(),
                     h.host.to_string(),
                     h.hostname.clone(),
-                    h.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
-                    if is_ok(h.tenant.as_str(), h.host.as_str()) { "yes" } else { "no" }.to_string(),
+                    h.groups
+                        .iter()
+                        .map(|g| g.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    if is_ok(h.tenant.as_str(), h.host.as_str()) {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                    .to_string(),
                 ];
                 cells.extend(c.cells(false));
                 t.rows.push(cells);
@@ -217,7 +273,11 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
             t
         }
         By::Tenant | By::Group => {
-            let mut cols = if by == By::Tenant { vec!["tenant"] } else { vec!["tenant", "group"] };
+            let mut cols = if by == By::Tenant {
+                vec!["tenant"]
+            } else {
+                vec!["tenant", "group"]
+            };
             cols.extend(["hosts", "compliant-hosts"]);
             cols.extend(COUNT_COLS);
             let mut t = Table::new(&cols);
@@ -228,7 +288,10 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
                 } else if h.groups.is_empty() {
                     vec![vec![h.tenant.to_string(), "(none)".into()]]
                 } else {
-                    h.groups.iter().map(|g| vec![h.tenant.to_string(), g.to_string()]).collect()
+                    h.groups
+                        .iter()
+                        .map(|g| vec![h.tenant.to_string(), g.to_string()])
+                        .collect()
                 };
                 for k in keys {
                     let c = m.entry(k).or_default();
@@ -236,7 +299,11 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
                     if is_ok(h.tenant.as_str(), h.host.as_str()) {
                         c.compliant += 1;
                     }
-                    for row in r.rows.iter().filter(|x| x.host == h.host && x.tenant == h.tenant) {
+                    for row in r
+                        .rows
+                        .iter()
+                        .filter(|x| x.host == h.host && x.tenant == h.tenant)
+                    {
                         c.add(row.state);
                     }
                 }

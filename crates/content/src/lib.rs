@@ -22,7 +22,9 @@ pub enum ContentError {
     #[error("no content with sha256 {0}")]
     NotFound(String),
     /// The bytes do not hash to the expected digest.
-    #[error("content hashes to {actual}, expected {expected}: the source file changed or is corrupt")]
+    #[error(
+        "content hashes to {actual}, expected {expected}: the source file changed or is corrupt"
+    )]
     DigestMismatch {
         /// Expected digest.
         expected: String,
@@ -67,7 +69,10 @@ pub trait ContentStore: Send + Sync {
 }
 
 fn check_key(k: &str) -> Result<(), ContentError> {
-    if k.len() == 64 && k.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if k.len() == 64
+        && k.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(ContentError::BadKey(k.to_string()))
@@ -83,7 +88,10 @@ impl LocalDisk {
     /// Uses (and creates) `root`.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, ContentError> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|source| ContentError::Io { path: root.clone(), source })?;
+        std::fs::create_dir_all(&root).map_err(|source| ContentError::Io {
+            path: root.clone(),
+            source,
+        })?;
         Ok(Self { root })
     }
 
@@ -93,7 +101,10 @@ impl LocalDisk {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContentError + '_ {
-    move |source| ContentError::Io { path: path.to_path_buf(), source }
+    move |source| ContentError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[async_trait]
@@ -125,7 +136,10 @@ impl ContentStore for LocalDisk {
             out.sync_all().await.map_err(io(&tmp))?;
             let actual = hex::encode(hasher.finalize());
             if actual != sha256 {
-                return Err(ContentError::DigestMismatch { expected: sha256.to_string(), actual });
+                return Err(ContentError::DigestMismatch {
+                    expected: sha256.to_string(),
+                    actual,
+                });
             }
             tokio::fs::rename(&tmp, &dest).await.map_err(io(&dest))
         }
@@ -160,8 +174,13 @@ impl ContentStore for LocalDisk {
         if offset > len {
             return Err(ContentError::BadRange { offset, len });
         }
-        f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io(&p))?;
-        Ok(BlobReader { len, reader: Box::new(f) })
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(io(&p))?;
+        Ok(BlobReader {
+            len,
+            reader: Box::new(f),
+        })
     }
 }
 
@@ -183,12 +202,22 @@ mod tests {
         let mut s = String::new();
         b.reader.read_to_string(&mut s).await.unwrap();
         assert_eq!((b.len, s.as_str()), (11, "world"));
-        assert!(matches!(store.open(&key, 12).await, Err(ContentError::BadRange { .. })));
+        assert!(matches!(
+            store.open(&key, 12).await,
+            Err(ContentError::BadRange { .. })
+        ));
 
         let wrong = hex::encode(Sha256::digest(b"other"));
         let e = store.put_file(&src, &wrong).await.unwrap_err();
         assert!(matches!(e, ContentError::DigestMismatch { .. }));
-        assert_eq!(store.len(&wrong).await.unwrap(), None, "a mismatched blob is not kept");
-        assert!(matches!(store.len("../etc").await, Err(ContentError::BadKey(_))));
+        assert_eq!(
+            store.len(&wrong).await.unwrap(),
+            None,
+            "a mismatched blob is not kept"
+        );
+        assert!(matches!(
+            store.len("../etc").await,
+            Err(ContentError::BadKey(_))
+        ));
     }
 }

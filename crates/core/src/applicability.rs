@@ -6,9 +6,7 @@
 
 use patchday_pkg::version::compare_deb;
 use patchday_types::api::Decision;
-use patchday_types::{
-    Inventory, PayloadKind, PayloadRef, UpdateDocument, UpdateId, UpdateState,
-};
+use patchday_types::{Inventory, PayloadKind, PayloadRef, UpdateDocument, UpdateId, UpdateState};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +23,10 @@ pub enum PayloadFit {
 
 /// How a payload fits a host's inventory.
 pub fn payload_fit(inv: &Inventory, p: &PayloadRef) -> PayloadFit {
+    if p.kind == PayloadKind::Deb && inv.is_unfinished(&p.package, &p.architecture) {
+        // A failed or killed install: dpkg does not call it installed, so neither do we.
+        return PayloadFit::Older;
+    }
     let installed = match p.kind {
         PayloadKind::Deb => inv
             .package(&p.package, &p.architecture)
@@ -98,7 +100,9 @@ pub struct HostDecision {
 /// Folds the decisions of a host's groups: an approval in any group wins over a
 /// decline in another (the host is in the approving group, so it must install), and
 /// the earliest deadline wins.
-pub fn fold_decisions<'a>(decisions: impl IntoIterator<Item = &'a HostDecision>) -> Option<HostDecision> {
+pub fn fold_decisions<'a>(
+    decisions: impl IntoIterator<Item = &'a HostDecision>,
+) -> Option<HostDecision> {
     let mut out: Option<HostDecision> = None;
     for d in decisions {
         out = Some(match out.take() {
@@ -322,8 +326,16 @@ mod tests {
             classification: Classification::Security,
             severity: Severity::Important,
             cves: vec![],
-            supersedes: supersedes.iter().map(|s| UpdateId::new(*s).unwrap()).collect(),
-            release: Release::Train { month: YearMonth { year: 2026, month: 11 } },
+            supersedes: supersedes
+                .iter()
+                .map(|s| UpdateId::new(*s).unwrap())
+                .collect(),
+            release: Release::Train {
+                month: YearMonth {
+                    year: 2026,
+                    month: 11,
+                },
+            },
             payloads: vec![PayloadRef {
                 target: format!("{pkg}_{ver}_amd64.deb"),
                 kind: PayloadKind::Deb,
@@ -338,7 +350,10 @@ mod tests {
     }
 
     fn approve() -> HostDecision {
-        HostDecision { decision: Decision::Approve, deadline: None }
+        HostDecision {
+            decision: Decision::Approve,
+            deadline: None,
+        }
     }
 
     fn run(
@@ -356,12 +371,20 @@ mod tests {
             .map(|(k, s)| {
                 (
                     UpdateId::new(*k).unwrap(),
-                    Reported { state: *s, message: Some("dpkg said no".into()), after_approval: true },
+                    Reported {
+                        state: *s,
+                        message: Some("dpkg said no".into()),
+                        after_approval: true,
+                    },
                 )
             })
             .collect();
         evaluate(
-            &HostView { inventory: Some(i), decisions: &decisions, reported: &reported },
+            &HostView {
+                inventory: Some(i),
+                decisions: &decisions,
+                reported: &reported,
+            },
             ups,
         )
     }
@@ -369,20 +392,54 @@ mod tests {
     #[test]
     fn epochs_and_tildes_decide_applicability() {
         let u = upd("U1", "libfoo", "1:1.0", &[]);
-        assert!(matches!(applicability(&inv(&[("libfoo", "9.9")]), &u), Applicability::Missing(_)));
-        assert_eq!(applicability(&inv(&[("libfoo", "1:1.0")]), &u), Applicability::Installed);
+        assert!(matches!(
+            applicability(&inv(&[("libfoo", "9.9")]), &u),
+            Applicability::Missing(_)
+        ));
+        assert_eq!(
+            applicability(&inv(&[("libfoo", "1:1.0")]), &u),
+            Applicability::Installed
+        );
         let t = upd("U2", "libfoo", "1.0", &[]);
-        assert!(matches!(applicability(&inv(&[("libfoo", "1.0~rc1")]), &t), Applicability::Missing(_)));
-        assert_eq!(applicability(&inv(&[("libbar", "1")]), &t), Applicability::NotApplicable);
+        assert!(matches!(
+            applicability(&inv(&[("libfoo", "1.0~rc1")]), &t),
+            Applicability::Missing(_)
+        ));
+        assert_eq!(
+            applicability(&inv(&[("libbar", "1")]), &t),
+            Applicability::NotApplicable
+        );
+    }
+
+    #[test]
+    fn half_configured_package_still_needs_the_update() {
+        let u = upd("U1", "libfoo", "2", &[]);
+        let mut i = inv(&[]);
+        i.unfinished = inv(&[("libfoo", "2")]).packages;
+        assert_eq!(
+            applicability(&i, &u),
+            Applicability::Missing(vec!["libfoo_2_amd64.deb".into()])
+        );
     }
 
     #[test]
     fn states_follow_decisions_and_truth() {
         let i = inv(&[("a", "1"), ("b", "1"), ("c", "2"), ("d", "1")]);
-        let ups = [upd("A", "a", "2", &[]), upd("B", "b", "2", &[]), upd("C", "c", "2", &[]), upd("D", "d", "2", &[])];
+        let ups = [
+            upd("A", "a", "2", &[]),
+            upd("B", "b", "2", &[]),
+            upd("C", "c", "2", &[]),
+            upd("D", "d", "2", &[]),
+        ];
         let dec = [
             ("A", approve()),
-            ("B", HostDecision { decision: Decision::Decline, deadline: None }),
+            (
+                "B",
+                HostDecision {
+                    decision: Decision::Decline,
+                    deadline: None,
+                },
+            ),
             ("D", approve()),
         ];
         let s = run(&i, &ups, &dec, &[("D", UpdateState::Installed)]);
@@ -397,10 +454,15 @@ mod tests {
     #[test]
     fn approved_successor_supersedes_transitively() {
         let i = inv(&[("a", "1")]);
-        let ups = [upd("A1", "a", "2", &[]), upd("A2", "a", "3", &["A1"]), upd("A3", "a", "4", &["A2"])];
+        let ups = [
+            upd("A1", "a", "2", &[]),
+            upd("A2", "a", "3", &["A1"]),
+            upd("A3", "a", "4", &["A2"]),
+        ];
         let s = run(&i, &ups, &[("A1", approve()), ("A3", approve())], &[]);
         assert_eq!(s[0].state, UpdateState::Superseded);
-        assert_eq!(s[1].state, UpdateState::Needed);
+        // A2 is not approved itself, but its approved successor A3 replaces it too.
+        assert_eq!(s[1].state, UpdateState::Superseded);
         assert_eq!(s[2].state, UpdateState::Approved);
         assert_eq!(s[2].missing, vec!["a_4_amd64.deb".to_string()]);
         // Without the successor approved, the old one is offered.
@@ -411,7 +473,12 @@ mod tests {
     #[test]
     fn failed_report_is_kept_and_assigned_again() {
         let i = inv(&[("a", "1")]);
-        let s = run(&i, &[upd("A", "a", "2", &[])], &[("A", approve())], &[("A", UpdateState::Failed)]);
+        let s = run(
+            &i,
+            &[upd("A", "a", "2", &[])],
+            &[("A", approve())],
+            &[("A", UpdateState::Failed)],
+        );
         assert_eq!(s[0].state, UpdateState::Failed);
         assert_eq!(s[0].message.as_deref(), Some("dpkg said no"));
         assert!(s[0].is_assigned());
@@ -422,9 +489,18 @@ mod tests {
         let t1: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
         let t2: jiff::Timestamp = "2026-12-05T00:00:00Z".parse().unwrap();
         let ds = [
-            HostDecision { decision: Decision::Decline, deadline: None },
-            HostDecision { decision: Decision::Approve, deadline: Some(t2) },
-            HostDecision { decision: Decision::Approve, deadline: Some(t1) },
+            HostDecision {
+                decision: Decision::Decline,
+                deadline: None,
+            },
+            HostDecision {
+                decision: Decision::Approve,
+                deadline: Some(t2),
+            },
+            HostDecision {
+                decision: Decision::Approve,
+                deadline: Some(t1),
+            },
         ];
         let f = fold_decisions(&ds).unwrap();
         assert_eq!(f.decision, Decision::Approve);

@@ -15,12 +15,38 @@ fn is_installed(status: &str) -> bool {
 /// removed, half-configured and config-files-only entries are skipped, as are entries
 /// without a name, version or architecture. Malformed lines are ignored.
 pub fn parse_status(text: &str) -> Vec<InstalledPackage> {
+    parse_where(text, is_installed)
+}
+
+/// True for the `Status:` values of an install that stopped half-way (a failed or
+/// killed maintainer script, an interrupted unpack).
+fn is_unfinished(status: &str) -> bool {
+    matches!(
+        status.split_whitespace().nth(2),
+        Some(
+            "unpacked"
+                | "half-configured"
+                | "half-installed"
+                | "triggers-awaited"
+                | "triggers-pending"
+        )
+    )
+}
+
+/// Packages that dpkg lists as present but not fully installed (unpacked,
+/// half-configured, half-installed, awaiting triggers): they need fixing, whatever
+/// their version says.
+pub fn parse_unfinished(text: &str) -> Vec<InstalledPackage> {
+    parse_where(text, is_unfinished)
+}
+
+fn parse_where(text: &str, keep: fn(&str) -> bool) -> Vec<InstalledPackage> {
     let Ok(paragraphs) = control::parse(text, false) else {
         return Vec::new();
     };
     paragraphs
         .iter()
-        .filter(|p| p.get("Status").is_some_and(is_installed))
+        .filter(|p| p.get("Status").is_some_and(keep))
         .filter_map(|p| {
             let name = p.get("Package").filter(|s| !s.is_empty())?;
             let version = p.get("Version").filter(|s| !s.is_empty())?;
@@ -108,6 +134,14 @@ this line is garbage
         assert_eq!(pkgs[2].source, "bash");
         assert_eq!(pkgs[2].source_version, "5.2.15-2+b7");
         assert_eq!(pkgs[3].architecture, "all");
+    }
+
+    #[test]
+    fn unfinished_installs_are_listed_apart() {
+        let text = "Package: a\nStatus: install ok half-configured\nVersion: 2\nArchitecture: all\n\nPackage: b\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\nPackage: c\nStatus: deinstall ok config-files\nVersion: 1\nArchitecture: all\n";
+        let names: Vec<String> = parse_unfinished(text).into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["a"]);
+        assert_eq!(parse_status(text).len(), 1);
     }
 
     #[test]

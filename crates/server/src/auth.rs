@@ -23,7 +23,9 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| unauthorized("no credential: send `Authorization: Bearer <token>` (set PATCHDAY_TOKEN for the CLI)"))?;
-    let s = h.to_str().map_err(|_| unauthorized("malformed Authorization header"))?;
+    let s = h
+        .to_str()
+        .map_err(|_| unauthorized("malformed Authorization header"))?;
     s.strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -58,14 +60,18 @@ impl Operator {
     pub fn change(&self, tenant: &TenantId) -> Result<(), ApiError> {
         self.see(tenant)?;
         if self.role == Role::ReadOnly {
-            return Err(ApiError::forbidden("this token is read-only; use a tenant-admin or provider-admin token"));
+            return Err(ApiError::forbidden(
+                "this token is read-only; use a tenant-admin or provider-admin token",
+            ));
         }
         Ok(())
     }
     /// Refuses anything but a provider admin (403).
     pub fn provider(&self) -> Result<(), ApiError> {
         if self.role != Role::ProviderAdmin {
-            return Err(ApiError::forbidden("only a provider-admin token may do this"));
+            return Err(ApiError::forbidden(
+                "only a provider-admin token may do this",
+            ));
         }
         Ok(())
     }
@@ -77,7 +83,11 @@ impl FromRequestParts<AppState> for Operator {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
         match state.store.token_by_hash(&hash_secret(secret)).await? {
-            Some(t) => Ok(Operator { name: t.name, role: t.role, tenant: t.tenant }),
+            Some(t) => Ok(Operator {
+                name: t.name,
+                role: t.role,
+                tenant: t.tenant,
+            }),
             None => Err(unauthorized("unknown or revoked token")),
         }
     }
@@ -99,7 +109,9 @@ impl FromRequestParts<AppState> for HostAuth {
         let secret = bearer(parts)?;
         match state.store.host_by_credential(&hash_secret(secret)).await? {
             Some((tenant, host)) => Ok(HostAuth { tenant, host }),
-            None => Err(unauthorized("unknown host credential: re-enrol the agent with a fresh enrolment token")),
+            None => Err(unauthorized(
+                "unknown host credential: re-enrol the agent with a fresh enrolment token",
+            )),
         }
     }
 }
@@ -113,7 +125,9 @@ impl FromRequestParts<AppState> for AnyCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
         let h = hash_secret(secret);
-        if state.store.host_by_credential(&h).await?.is_some() || state.store.token_by_hash(&h).await?.is_some() {
+        if state.store.host_by_credential(&h).await?.is_some()
+            || state.store.token_by_hash(&h).await?.is_some()
+        {
             Ok(AnyCaller)
         } else {
             Err(unauthorized("unknown credential"))

@@ -25,7 +25,8 @@ pub fn pin_root(data: &Path, root: Option<&Path>) -> anyhow::Result<()> {
     let dir = catalog_dir(data);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let Some(root) = root else { return Ok(()) };
-    let new = std::fs::read(root).with_context(|| format!("reading catalog root {}", root.display()))?;
+    let new =
+        std::fs::read(root).with_context(|| format!("reading catalog root {}", root.display()))?;
     let pinned = pinned_root(data);
     match std::fs::read(&pinned) {
         Ok(old) if old == new => Ok(()),
@@ -51,17 +52,33 @@ fn rejected(m: impl Into<String>) -> ApiError {
 fn unpack(tar_path: &Path, dest: &Path) -> Result<(), ApiError> {
     let f = std::fs::File::open(tar_path).map_err(ApiError::internal)?;
     let mut ar = tar::Archive::new(f);
-    let entries = ar.entries().map_err(|e| rejected(format!("upload is not a tar archive: {e}")))?;
+    let entries = ar
+        .entries()
+        .map_err(|e| rejected(format!("upload is not a tar archive: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| rejected(format!("upload is not a valid tar archive (truncated?): {e}")))?;
-        let path = entry.path().map_err(|e| rejected(format!("bad path in upload: {e}")))?.into_owned();
+        let mut entry = entry.map_err(|e| {
+            rejected(format!(
+                "upload is not a valid tar archive (truncated?): {e}"
+            ))
+        })?;
+        let path = entry
+            .path()
+            .map_err(|e| rejected(format!("bad path in upload: {e}")))?
+            .into_owned();
         let kind = entry.header().entry_type();
         let mut comps = path.components();
         let top = comps.next();
         let ok_top = matches!(top, Some(std::path::Component::Normal(t)) if t == "metadata" || t == "targets");
         let rest: Vec<_> = comps.collect();
-        if !ok_top || rest.iter().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            return Err(rejected(format!("upload contains {:?}: only metadata/ and targets/ files are accepted", path)));
+        if !ok_top
+            || rest
+                .iter()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(rejected(format!(
+                "upload contains {:?}: only metadata/ and targets/ files are accepted",
+                path
+            )));
         }
         if kind.is_dir() {
             continue;
@@ -73,7 +90,9 @@ fn unpack(tar_path: &Path, dest: &Path) -> Result<(), ApiError> {
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
         }
-        entry.unpack(&out).map_err(|e| rejected(format!("cannot unpack {:?}: {e}", path)))?;
+        entry
+            .unpack(&out)
+            .map_err(|e| rejected(format!("cannot unpack {:?}: {e}", path)))?;
     }
     Ok(())
 }
@@ -124,9 +143,14 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     let mut record_targets = Vec::new();
     let mut payloads = 0u64;
     for (name, info) in &verified.targets {
-        let custom: TargetCustom = serde_json::from_value(info.custom.clone())
-            .map_err(|e| rejected(format!("target {name}: signed custom data is not a Patchday description ({e})")))?;
-        let path = verified.target_path(&targets, name).map_err(|e| rejected(e.to_string()))?;
+        let custom: TargetCustom = serde_json::from_value(info.custom.clone()).map_err(|e| {
+            rejected(format!(
+                "target {name}: signed custom data is not a Patchday description ({e})"
+            ))
+        })?;
+        let path = verified
+            .target_path(&targets, name)
+            .map_err(|e| rejected(e.to_string()))?;
         match custom {
             TargetCustom::Update { id } => {
                 let bytes = patchday_trust::read_verified_target(&verified, &targets, name)
@@ -135,14 +159,20 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
                 let doc: UpdateDocument = serde_json::from_slice(&bytes)
                     .map_err(|e| rejected(format!("update document {name} is not valid: {e}")))?;
                 if doc.id != id || name != &UpdateDocument::target_name(&doc.id) {
-                    return Err(rejected(format!("update document {name} carries id {} but is signed as {id}", doc.id)));
+                    return Err(rejected(format!(
+                        "update document {name} carries id {} but is signed as {id}",
+                        doc.id
+                    )));
                 }
                 if doc.payloads.is_empty() {
                     return Err(rejected(format!("update {id} names no payload")));
                 }
                 for p in &doc.payloads {
                     let t = verified.targets.get(&p.target).ok_or_else(|| {
-                        rejected(format!("update {id} names payload {} which the catalog does not list", p.target))
+                        rejected(format!(
+                            "update {id} names payload {} which the catalog does not list",
+                            p.target
+                        ))
                     })?;
                     let signed: TargetCustom = serde_json::from_value(t.custom.clone())
                         .map_err(|e| rejected(format!("payload {}: {e}", p.target)))?;
@@ -158,7 +188,11 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
             TargetCustom::Payload { .. } => payloads += 1,
         }
         state.content.put_file(&path, &info.sha256).await?;
-        record_targets.push(CatalogTarget { name: name.clone(), length: info.length, sha256: info.sha256.clone() });
+        record_targets.push(CatalogTarget {
+            name: name.clone(),
+            length: info.length,
+            sha256: info.sha256.clone(),
+        });
     }
     let mut metadata = Vec::new();
     for e in std::fs::read_dir(&meta).map_err(ApiError::internal)? {
@@ -176,7 +210,12 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     };
     state
         .store
-        .replace_catalog(&CatalogRecord { status: status.clone(), updates, targets: record_targets, metadata })
+        .replace_catalog(&CatalogRecord {
+            status: status.clone(),
+            updates,
+            targets: record_targets,
+            metadata,
+        })
         .await?;
     // Only now does the trusted datastore advance.
     let old = catalog_dir(data).join("datastore.old");
@@ -186,7 +225,11 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     }
     std::fs::rename(&trial_ds, &trusted_ds).map_err(ApiError::internal)?;
     let _ = std::fs::remove_dir_all(&old);
-    tracing::info!(targets = status.targets_version, updates = status.updates, "catalog accepted");
+    tracing::info!(
+        targets = status.targets_version,
+        updates = status.updates,
+        "catalog accepted"
+    );
     Ok(status)
 }
 

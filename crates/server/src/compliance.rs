@@ -2,7 +2,9 @@
 //! agent's reports. Shared by check-in (assignments) and reports.
 
 use crate::error::ApiError;
-use patchday_core::applicability::{evaluate, fold_decisions, HostDecision, HostView, Reported, UpdateStatus};
+use patchday_core::applicability::{
+    evaluate, fold_decisions, HostDecision, HostView, Reported, UpdateStatus,
+};
 use patchday_store::{HostRecord, TenantStore};
 use patchday_types::api::{Approval, Decision};
 use patchday_types::{UpdateDocument, UpdateId};
@@ -22,7 +24,10 @@ pub async fn host_statuses(
         per_update
             .entry(a.update.clone())
             .or_default()
-            .push(HostDecision { decision: a.decision, deadline: a.deadline });
+            .push(HostDecision {
+                decision: a.decision,
+                deadline: a.deadline,
+            });
         if a.decision == Decision::Approve {
             let e = approved_at.entry(a.update.clone()).or_insert(a.decided_at);
             *e = (*e).min(a.decided_at);
@@ -40,12 +45,20 @@ pub async fn host_statuses(
             let after = approved_at.get(&s.report.update).is_none_or(|t| s.at >= *t);
             (
                 s.report.update.clone(),
-                Reported { state: s.report.state, message: s.report.message, after_approval: after },
+                Reported {
+                    state: s.report.state,
+                    message: s.report.message,
+                    after_approval: after,
+                },
             )
         })
         .collect();
     Ok(evaluate(
-        &HostView { inventory: inventory.as_ref(), decisions: &decisions, reported: &reported },
+        &HostView {
+            inventory: inventory.as_ref(),
+            decisions: &decisions,
+            reported: &reported,
+        },
         updates,
     ))
 }

@@ -18,7 +18,10 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
     /// 400.
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -39,7 +42,10 @@ impl ApiError {
     /// 500; the detail goes to the log, not to the client.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(ErrorCode::Internal, "internal server error; the server log has the details")
+        Self::new(
+            ErrorCode::Internal,
+            "internal server error; the server log has the details",
+        )
     }
 }
 
@@ -71,7 +77,14 @@ impl IntoResponse for ApiError {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, Json(ErrorBody { error: self.code, message: self.message })).into_response()
+        (
+            status,
+            Json(ErrorBody {
+                error: self.code,
+                message: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 

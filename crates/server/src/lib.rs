@@ -50,7 +50,10 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
             .await?;
         first = Some(secret);
     }
-    Ok(Initialised { state, first_admin_token: first })
+    Ok(Initialised {
+        state,
+        first_admin_token: first,
+    })
 }
 
 /// The API router over an initialised state.
@@ -62,7 +65,10 @@ pub fn router(state: state::AppState) -> axum::Router {
 pub async fn bind(
     state: state::AppState,
     listen: SocketAddr,
-) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+) -> anyhow::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;

@@ -4,14 +4,16 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, HostRecord, Result, Store, StoreError, StoredState,
-    TenantStore, TokenRecord,
+    CatalogRecord, CatalogTarget, HostRecord, Result, Store, StoreError, StoredState, TenantStore,
+    TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, Group, PatchDayConfig, Role, StateReport, Tenant,
 };
 use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateState};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::Row;
 use std::path::Path;
 use std::str::FromStr;
@@ -20,7 +22,9 @@ use std::time::Duration;
 
 fn backend(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_string()),
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(d.message().to_string())
+        }
         sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
             StoreError::NotFound(format!("referenced object ({})", d.message()))
         }
@@ -97,7 +101,10 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         match exists {
-            Some(_) => Ok(Arc::new(SqliteTenant { pool: self.pool.clone(), id: id.clone() })),
+            Some(_) => Ok(Arc::new(SqliteTenant {
+                pool: self.pool.clone(),
+                id: id.clone(),
+            })),
             None => Err(StoreError::NotFound(format!("tenant {id}"))),
         }
     }
@@ -126,24 +133,28 @@ impl Store for SqliteStore {
     }
 
     async fn put_token(&self, t: &TokenRecord) -> Result<()> {
-        sqlx::query("INSERT INTO tokens (hash, name, role, tenant_id, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&t.hash)
-            .bind(&t.name)
-            .bind(t.role.as_str())
-            .bind(t.tenant.as_ref().map(|t| t.as_str().to_string()))
-            .bind(t.created_at.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO tokens (hash, name, role, tenant_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&t.hash)
+        .bind(&t.name)
+        .bind(t.role.as_str())
+        .bind(t.tenant.as_ref().map(|t| t.as_str().to_string()))
+        .bind(t.created_at.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query("SELECT hash, name, role, tenant_id, created_at FROM tokens WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(
+            "SELECT hash, name, role, tenant_id, created_at FROM tokens WHERE hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.map(|r| {
             Ok(TokenRecord {
                 hash: r.get("hash"),
@@ -173,7 +184,8 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.map(|r| parse("tenant id", r.get::<&str, _>("tenant_id"))).transpose()
+        row.map(|r| parse("tenant id", r.get::<&str, _>("tenant_id")))
+            .transpose()
     }
 
     async fn host_by_credential(&self, hash: &str) -> Result<Option<(TenantId, HostId)>> {
@@ -193,7 +205,12 @@ impl Store for SqliteStore {
 
     async fn replace_catalog(&self, c: &CatalogRecord) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        for table in ["catalog_updates", "catalog_targets", "catalog_metadata", "catalog_status"] {
+        for table in [
+            "catalog_updates",
+            "catalog_targets",
+            "catalog_metadata",
+            "catalog_status",
+        ] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
                 .await
@@ -248,7 +265,9 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter().map(|r| json("update document", r.get::<&str, _>("doc"))).collect()
+        rows.iter()
+            .map(|r| json("update document", r.get::<&str, _>("doc")))
+            .collect()
     }
 
     async fn catalog_metadata(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -269,7 +288,8 @@ impl Store for SqliteStore {
         row.map(|r| {
             Ok(CatalogTarget {
                 name: r.get("name"),
-                length: u64::try_from(r.get::<i64, _>("length")).map_err(|e| corrupt("length", e))?,
+                length: u64::try_from(r.get::<i64, _>("length"))
+                    .map_err(|e| corrupt("length", e))?,
                 sha256: r.get("sha256"),
             })
         })
@@ -291,7 +311,8 @@ impl SqliteTenant {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.map(|_| ()).ok_or_else(|| StoreError::NotFound(format!("host {host}")))
+        row.map(|_| ())
+            .ok_or_else(|| StoreError::NotFound(format!("host {host}")))
     }
 
     async fn host_groups(&self, host: &str) -> Result<Vec<GroupId>> {
@@ -301,7 +322,9 @@ impl SqliteTenant {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter().map(|r| parse("group id", r.get::<&str, _>("group_id"))).collect()
+        rows.iter()
+            .map(|r| parse("group id", r.get::<&str, _>("group_id")))
+            .collect()
     }
 
     async fn host_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
@@ -374,11 +397,22 @@ impl TenantStore for SqliteTenant {
             .await
             .map_err(backend)?;
         rows.iter()
-            .map(|r| Ok(Group { id: parse("group id", r.get::<&str, _>("id"))?, name: r.get("name") }))
+            .map(|r| {
+                Ok(Group {
+                    id: parse("group id", r.get::<&str, _>("id"))?,
+                    name: r.get("name"),
+                })
+            })
             .collect()
     }
 
-    async fn create_host(&self, id: &HostId, hostname: &str, cred: &str, now: Timestamp) -> Result<()> {
+    async fn create_host(
+        &self,
+        id: &HostId,
+        hostname: &str,
+        cred: &str,
+        now: Timestamp,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO hosts (tenant_id, id, hostname, credential_hash, enrolled_at) VALUES (?, ?, ?, ?, ?)")
             .bind(self.id.as_str())
             .bind(id.as_str())
@@ -395,13 +429,15 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn host(&self, id: &HostId) -> Result<HostRecord> {
-        let row = sqlx::query("SELECT id, hostname, enrolled_at, last_seen FROM hosts WHERE tenant_id = ? AND id = ?")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        let row = sqlx::query(
+            "SELECT id, hostname, enrolled_at, last_seen FROM hosts WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
         self.host_from_row(&row).await
     }
 
@@ -579,11 +615,15 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db")).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
         patchday_store::conformance::run(&store).await;
         // Reopening applies no migration twice and keeps the data.
         drop(store);
-        let again = SqliteStore::open(&dir.path().join("patchday.db")).await.unwrap();
+        let again = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
         assert_eq!(again.list_tenants().await.unwrap().len(), 2);
     }
 }

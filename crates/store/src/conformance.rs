@@ -10,8 +10,8 @@ use patchday_types::api::{
     Approval, CatalogStatus, Decision, Group, PatchDayConfig, Role, StateReport, Tenant,
 };
 use patchday_types::{
-    Classification, GroupId, HostId, InstalledPackage, Inventory, PayloadKind, PayloadRef,
-    Release, Severity, TenantId, UpdateDocument, UpdateId, UpdateState,
+    Classification, GroupId, HostId, InstalledPackage, Inventory, PayloadKind, PayloadRef, Release,
+    Severity, TenantId, UpdateDocument, UpdateId, UpdateState,
 };
 
 fn id<T: std::str::FromStr>(s: &str) -> T
@@ -35,11 +35,18 @@ pub async fn run(store: &dyn Store) {
 
 async fn tenants_and_tokens(store: &dyn Store) {
     let now = ts("2026-11-26T10:00:00Z");
-    assert!(!store.has_provider_admin().await.unwrap(), "a new store has no admin");
+    assert!(
+        !store.has_provider_admin().await.unwrap(),
+        "a new store has no admin"
+    );
     for t in ["acme", "globex"] {
         store
             .create_tenant(
-                &Tenant { id: id(t), name: t.to_uppercase(), patch_day: PatchDayConfig::default() },
+                &Tenant {
+                    id: id(t),
+                    name: t.to_uppercase(),
+                    patch_day: PatchDayConfig::default(),
+                },
                 now,
             )
             .await
@@ -47,14 +54,30 @@ async fn tenants_and_tokens(store: &dyn Store) {
     }
     let dup = store
         .create_tenant(
-            &Tenant { id: id("acme"), name: "x".into(), patch_day: PatchDayConfig::default() },
+            &Tenant {
+                id: id("acme"),
+                name: "x".into(),
+                patch_day: PatchDayConfig::default(),
+            },
             now,
         )
         .await;
-    assert!(matches!(dup, Err(StoreError::Conflict(_))), "duplicate tenant must conflict: {dup:?}");
-    let names: Vec<String> = store.list_tenants().await.unwrap().into_iter().map(|t| t.id.to_string()).collect();
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "duplicate tenant must conflict: {dup:?}"
+    );
+    let names: Vec<String> = store
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id.to_string())
+        .collect();
     assert_eq!(names, ["acme", "globex"]);
-    assert!(matches!(store.tenant(&id("nope")).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.tenant(&id("nope")).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     let tok = TokenRecord {
         hash: hash_secret("s3cret"),
@@ -65,15 +88,40 @@ async fn tenants_and_tokens(store: &dyn Store) {
     };
     store.put_token(&tok).await.unwrap();
     assert!(store.has_provider_admin().await.unwrap());
-    assert_eq!(store.token_by_hash(&hash_secret("s3cret")).await.unwrap(), Some(tok));
-    assert_eq!(store.token_by_hash(&hash_secret("other")).await.unwrap(), None);
+    assert_eq!(
+        store.token_by_hash(&hash_secret("s3cret")).await.unwrap(),
+        Some(tok)
+    );
+    assert_eq!(
+        store.token_by_hash(&hash_secret("other")).await.unwrap(),
+        None
+    );
 
     let acme = store.tenant(&id("acme")).await.unwrap();
-    acme.add_enroll_token(&hash_secret("enrol-acme"), now).await.unwrap();
-    assert_eq!(store.enroll_token_tenant(&hash_secret("enrol-acme")).await.unwrap(), Some(id("acme")));
-    assert_eq!(store.enroll_token_tenant(&hash_secret("enrol-x")).await.unwrap(), None);
+    acme.add_enroll_token(&hash_secret("enrol-acme"), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .enroll_token_tenant(&hash_secret("enrol-acme"))
+            .await
+            .unwrap(),
+        Some(id("acme"))
+    );
+    assert_eq!(
+        store
+            .enroll_token_tenant(&hash_secret("enrol-x"))
+            .await
+            .unwrap(),
+        None
+    );
 
-    let pd = PatchDayConfig { week: "last".into(), weekday: "friday".into(), time: "22:00".into(), time_zone: "Europe/Berlin".into() };
+    let pd = PatchDayConfig {
+        week: "last".into(),
+        weekday: "friday".into(),
+        time: "22:00".into(),
+        time_zone: "Europe/Berlin".into(),
+    };
     acme.set_patch_day(&pd).await.unwrap();
     assert_eq!(acme.get().await.unwrap().patch_day, pd);
 }
@@ -82,27 +130,55 @@ async fn tenant_isolation(store: &dyn Store) {
     let now = ts("2026-11-26T10:00:00Z");
     let acme = store.tenant(&id("acme")).await.unwrap();
     let globex = store.tenant(&id("globex")).await.unwrap();
-    acme.create_group(&Group { id: id("web"), name: "Web".into() }).await.unwrap();
-    globex.create_group(&Group { id: id("web"), name: "G-Web".into() }).await.unwrap();
+    acme.create_group(&Group {
+        id: id("web"),
+        name: "Web".into(),
+    })
+    .await
+    .unwrap();
+    globex
+        .create_group(&Group {
+            id: id("web"),
+            name: "G-Web".into(),
+        })
+        .await
+        .unwrap();
     assert!(matches!(
-        acme.create_group(&Group { id: id("web"), name: "again".into() }).await,
+        acme.create_group(&Group {
+            id: id("web"),
+            name: "again".into()
+        })
+        .await,
         Err(StoreError::Conflict(_))
     ));
-    acme.create_host(&id("h1"), "alpha", &hash_secret("cred-h1"), now).await.unwrap();
-    globex.create_host(&id("g1"), "gamma", &hash_secret("cred-g1"), now).await.unwrap();
+    acme.create_host(&id("h1"), "alpha", &hash_secret("cred-h1"), now)
+        .await
+        .unwrap();
+    globex
+        .create_host(&id("g1"), "gamma", &hash_secret("cred-g1"), now)
+        .await
+        .unwrap();
 
     assert_eq!(
-        store.host_by_credential(&hash_secret("cred-h1")).await.unwrap(),
+        store
+            .host_by_credential(&hash_secret("cred-h1"))
+            .await
+            .unwrap(),
         Some((id("acme"), id("h1")))
     );
     // A host of one tenant is invisible through another tenant's handle.
-    assert!(matches!(globex.host(&id("h1")).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        globex.host(&id("h1")).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(matches!(
         globex.set_host_groups(&id("h1"), &[id("web")]).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        globex.save_inventory(&id("h1"), &Inventory::default(), now).await,
+        globex
+            .save_inventory(&id("h1"), &Inventory::default(), now)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(globex.list_hosts().await.unwrap().len(), 1);
@@ -148,9 +224,16 @@ async fn approvals_and_states(store: &dyn Store) {
     };
     acme.put_approval(&a).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![a.clone()]);
-    assert!(globex.list_approvals().await.unwrap().is_empty(), "approvals leak across tenants");
+    assert!(
+        globex.list_approvals().await.unwrap().is_empty(),
+        "approvals leak across tenants"
+    );
     // A new decision for the same (update, group) replaces the old one.
-    let d = Approval { decision: Decision::Decline, deadline: None, ..a };
+    let d = Approval {
+        decision: Decision::Decline,
+        deadline: None,
+        ..a
+    };
     acme.put_approval(&d).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![d]);
     // Approving for a group that does not exist in this tenant fails.
@@ -162,14 +245,29 @@ async fn approvals_and_states(store: &dyn Store) {
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "root".into(),
     };
-    assert!(matches!(acme.put_approval(&missing_group).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        acme.put_approval(&missing_group).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     let t1 = ts("2026-11-26T13:00:00Z");
-    let s1 = StateReport { update: id("PD-1"), state: UpdateState::Failed, message: Some("dpkg: error".into()) };
-    acme.put_states(&id("h1"), std::slice::from_ref(&s1), t1).await.unwrap();
+    let s1 = StateReport {
+        update: id("PD-1"),
+        state: UpdateState::Failed,
+        message: Some("dpkg: error".into()),
+    };
+    acme.put_states(&id("h1"), std::slice::from_ref(&s1), t1)
+        .await
+        .unwrap();
     let t2 = ts("2026-11-26T14:00:00Z");
-    let s2 = StateReport { update: id("PD-1"), state: UpdateState::Installed, message: None };
-    acme.put_states(&id("h1"), std::slice::from_ref(&s2), t2).await.unwrap();
+    let s2 = StateReport {
+        update: id("PD-1"),
+        state: UpdateState::Installed,
+        message: None,
+    };
+    acme.put_states(&id("h1"), std::slice::from_ref(&s2), t2)
+        .await
+        .unwrap();
     let st = acme.states(&id("h1")).await.unwrap();
     assert_eq!(st.len(), 1, "one latest state per update");
     assert_eq!(st[0].report, s2);
@@ -182,7 +280,10 @@ async fn approvals_and_states(store: &dyn Store) {
 }
 
 async fn catalog_replacement(store: &dyn Store) {
-    assert_eq!(store.catalog_status().await.unwrap(), CatalogStatus::default());
+    assert_eq!(
+        store.catalog_status().await.unwrap(),
+        CatalogStatus::default()
+    );
     let doc = UpdateDocument {
         id: id::<UpdateId>("PD-1"),
         title: "foo security update".into(),
@@ -191,7 +292,9 @@ async fn catalog_replacement(store: &dyn Store) {
         severity: Severity::Important,
         cves: vec!["CVE-2026-0001".into()],
         supersedes: vec![],
-        release: Release::Emergency { reason: "worm".into() },
+        release: Release::Emergency {
+            reason: "worm".into(),
+        },
         payloads: vec![PayloadRef {
             target: "libfoo1_1.0-2_amd64.deb".into(),
             kind: PayloadKind::Deb,
@@ -203,9 +306,20 @@ async fn catalog_replacement(store: &dyn Store) {
         }],
         description: String::new(),
     };
-    let target = CatalogTarget { name: "libfoo1_1.0-2_amd64.deb".into(), length: 10, sha256: "ab".repeat(32) };
+    let target = CatalogTarget {
+        name: "libfoo1_1.0-2_amd64.deb".into(),
+        length: 10,
+        sha256: "ab".repeat(32),
+    };
     let rec = CatalogRecord {
-        status: CatalogStatus { root_version: 1, targets_version: 2, snapshot_version: 2, timestamp_version: 2, updates: 1, payloads: 1 },
+        status: CatalogStatus {
+            root_version: 1,
+            targets_version: 2,
+            snapshot_version: 2,
+            timestamp_version: 2,
+            updates: 1,
+            payloads: 1,
+        },
         updates: vec![doc.clone()],
         targets: vec![target.clone()],
         metadata: vec![("timestamp.json".into(), b"{}".to_vec())],
@@ -213,12 +327,34 @@ async fn catalog_replacement(store: &dyn Store) {
     store.replace_catalog(&rec).await.unwrap();
     assert_eq!(store.catalog_status().await.unwrap(), rec.status);
     assert_eq!(store.catalog_updates().await.unwrap(), vec![doc]);
-    assert_eq!(store.catalog_target("libfoo1_1.0-2_amd64.deb").await.unwrap(), Some(target));
-    assert_eq!(store.catalog_metadata("timestamp.json").await.unwrap(), Some(b"{}".to_vec()));
+    assert_eq!(
+        store
+            .catalog_target("libfoo1_1.0-2_amd64.deb")
+            .await
+            .unwrap(),
+        Some(target)
+    );
+    assert_eq!(
+        store.catalog_metadata("timestamp.json").await.unwrap(),
+        Some(b"{}".to_vec())
+    );
     // Replacing drops what the new catalog no longer lists.
-    let empty = CatalogRecord { status: CatalogStatus { root_version: 1, targets_version: 3, snapshot_version: 3, timestamp_version: 3, updates: 0, payloads: 0 }, ..Default::default() };
+    let empty = CatalogRecord {
+        status: CatalogStatus {
+            root_version: 1,
+            targets_version: 3,
+            snapshot_version: 3,
+            timestamp_version: 3,
+            updates: 0,
+            payloads: 0,
+        },
+        ..Default::default()
+    };
     store.replace_catalog(&empty).await.unwrap();
     assert!(store.catalog_updates().await.unwrap().is_empty());
-    assert_eq!(store.catalog_metadata("timestamp.json").await.unwrap(), None);
+    assert_eq!(
+        store.catalog_metadata("timestamp.json").await.unwrap(),
+        None
+    );
     let _: TenantId = id("acme");
 }

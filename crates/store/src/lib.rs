@@ -177,8 +177,12 @@ pub trait TenantStore: Send + Sync {
     async fn set_host_groups(&self, id: &HostId, groups: &[GroupId]) -> Result<()>;
 
     /// Stores a host's latest inventory and marks it seen.
-    async fn save_inventory(&self, id: &HostId, inventory: &Inventory, now: Timestamp)
-        -> Result<()>;
+    async fn save_inventory(
+        &self,
+        id: &HostId,
+        inventory: &Inventory,
+        now: Timestamp,
+    ) -> Result<()>;
     /// A host's latest inventory.
     async fn inventory(&self, id: &HostId) -> Result<Option<Inventory>>;
 
@@ -188,8 +192,7 @@ pub trait TenantStore: Send + Sync {
     async fn list_approvals(&self) -> Result<Vec<Approval>>;
 
     /// Records the agent's latest state per update.
-    async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp)
-        -> Result<()>;
+    async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()>;
     /// The agent's latest state per update for a host.
     async fn states(&self, id: &HostId) -> Result<Vec<StoredState>>;
 }

@@ -54,6 +54,10 @@ pub struct Inventory {
     pub reboot_required: bool,
     /// Packages dpkg reports as installed (`install ok installed`).
     pub packages: Vec<InstalledPackage>,
+    /// Packages dpkg lists as present but not fully installed (a failed or killed
+    /// install): whatever their version, they still need the update.
+    #[serde(default)]
+    pub unfinished: Vec<InstalledPackage>,
     /// Bundles installed by the agent.
     #[serde(default)]
     pub bundles: Vec<InstalledBundle>,
@@ -62,9 +66,15 @@ pub struct Inventory {
 impl Inventory {
     /// The installed package with this name and an architecture compatible with `arch`.
     pub fn package(&self, name: &str, arch: &str) -> Option<&InstalledPackage> {
-        self.packages
-            .iter()
-            .find(|p| p.name == name && (arch == "all" || p.architecture == "all" || p.architecture == arch))
+        self.packages.iter().find(|p| {
+            p.name == name && (arch == "all" || p.architecture == "all" || p.architecture == arch)
+        })
+    }
+    /// Whether dpkg lists this package as half-installed or half-configured.
+    pub fn is_unfinished(&self, name: &str, arch: &str) -> bool {
+        self.unfinished.iter().any(|p| {
+            p.name == name && (arch == "all" || p.architecture == "all" || p.architecture == arch)
+        })
     }
     /// The installed bundle with this name.
     pub fn bundle(&self, name: &str) -> Option<&InstalledBundle> {

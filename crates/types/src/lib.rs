@@ -12,6 +12,6 @@ pub mod update;
 pub use ids::{GroupId, HostId, IdError, TenantId, UpdateId};
 pub use inventory::{InstalledBundle, InstalledPackage, Inventory, OsRelease};
 pub use update::{
-    Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument, UpdateState,
-    YearMonth,
+    Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument,
+    UpdateState, YearMonth,
 };

@@ -290,7 +290,13 @@ mod tests {
     #[test]
     fn year_month() {
         let m: YearMonth = "2026-12".parse().unwrap();
-        assert_eq!(m, YearMonth { year: 2026, month: 12 });
+        assert_eq!(
+            m,
+            YearMonth {
+                year: 2026,
+                month: 12
+            }
+        );
         assert_eq!(m.to_string(), "2026-12");
         assert!("2026-13".parse::<YearMonth>().is_err());
         assert!("26-1".parse::<YearMonth>().is_err());
@@ -304,7 +310,10 @@ mod tests {
             assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{s}\""));
         }
         assert!(Severity::Critical < Severity::Low);
-        assert!("urgent".parse::<Severity>().unwrap_err().contains("critical"));
+        assert!("urgent"
+            .parse::<Severity>()
+            .unwrap_err()
+            .contains("critical"));
     }
 
     #[test]

@@ -44,8 +44,12 @@ fn registry_path(root: &Path) -> PathBuf {
 /// Installed bundles by name.
 pub fn registry(root: &Path) -> anyhow::Result<BTreeMap<String, Entry>> {
     match std::fs::read(registry_path(root)) {
-        Ok(b) => serde_json::from_slice(&b)
-            .with_context(|| format!("{} is corrupt; restore it from backup or remove it", registry_path(root).display())),
+        Ok(b) => serde_json::from_slice(&b).with_context(|| {
+            format!(
+                "{} is corrupt; restore it from backup or remove it",
+                registry_path(root).display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
         Err(e) => Err(e.into()),
     }
@@ -67,8 +71,13 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 
 fn live_dir(root: &Path, install_dir: &str) -> anyhow::Result<PathBuf> {
     let rel = Path::new(install_dir);
-    if !rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) || rel == Path::new("/") {
-        anyhow::bail!("bundle install_dir {install_dir:?} must be an absolute path without '..' and not '/'");
+    if !rel.is_absolute()
+        || rel.components().any(|c| matches!(c, Component::ParentDir))
+        || rel == Path::new("/")
+    {
+        anyhow::bail!(
+            "bundle install_dir {install_dir:?} must be an absolute path without '..' and not '/'"
+        );
     }
     Ok(root.join(rel.strip_prefix("/")?))
 }
@@ -125,7 +134,12 @@ pub fn install(root: &Path, bundle: &Path, expect_name: &str, expect_version: &s
     }
 }
 
-fn try_install(root: &Path, bundle: &Path, expect_name: &str, expect_version: &str) -> anyhow::Result<()> {
+fn try_install(
+    root: &Path,
+    bundle: &Path,
+    expect_name: &str,
+    expect_version: &str,
+) -> anyhow::Result<()> {
     recover(root)?;
     let m = read_manifest(bundle)?;
     if m.name != expect_name || m.version != expect_version {
@@ -153,16 +167,24 @@ fn try_install(root: &Path, bundle: &Path, expect_name: &str, expect_version: &s
             if path == Path::new("manifest.json") {
                 continue;
             }
-            if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            if path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+            {
                 anyhow::bail!("bundle entry {path:?} escapes the install directory");
             }
             let kind = e.header().entry_type();
             if !(kind.is_file() || kind.is_dir()) {
                 anyhow::bail!("bundle entry {path:?} is not a plain file or directory");
             }
-            e.unpack_in(&new).with_context(|| format!("unpacking {path:?} (disk full?)"))?;
+            e.unpack_in(&new)
+                .with_context(|| format!("unpacking {path:?} (disk full?)"))?;
         }
-        crate::state::write_atomic(&new.join(".patchday-manifest.json"), &serde_json::to_vec(&m)?, 0o644)
+        crate::state::write_atomic(
+            &new.join(".patchday-manifest.json"),
+            &serde_json::to_vec(&m)?,
+            0o644,
+        )
     })();
     if let Err(e) = staged {
         let _ = std::fs::remove_dir_all(&new);
@@ -182,7 +204,13 @@ fn try_install(root: &Path, bundle: &Path, expect_name: &str, expect_version: &s
     }
     // Commit.
     let mut reg = registry(root)?;
-    reg.insert(m.name.clone(), Entry { version: m.version.clone(), install_dir: m.install_dir.clone() });
+    reg.insert(
+        m.name.clone(),
+        Entry {
+            version: m.version.clone(),
+            install_dir: m.install_dir.clone(),
+        },
+    );
     if let Err(e) = save_registry(root, &reg) {
         let _ = std::fs::remove_dir_all(&live);
         if had_old {

@@ -24,23 +24,35 @@ impl Dpkg {
         // dpkg needs the sbin directories (ldconfig, start-stop-daemon); a systemd
         // unit or cron may not have them on PATH.
         let path = std::env::var("PATH").unwrap_or_default();
-        c.env("PATH", format!("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{path}"));
+        c.env(
+            "PATH",
+            format!("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{path}"),
+        );
         c.env("DEBIAN_FRONTEND", "noninteractive");
         c
     }
 
     /// Finishes what an interrupted dpkg left half-done (`dpkg --configure -a`).
     pub fn recover(&self) -> Result<(), String> {
-        let status = std::fs::read_to_string(crate::inventory::status_path(&self.root)).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(crate::inventory::status_path(&self.root)).unwrap_or_default();
         let pending = status.lines().any(|l| {
             l.starts_with("Status: ")
-                && (l.ends_with(" unpacked") || l.ends_with(" half-configured") || l.ends_with(" half-installed") || l.ends_with(" triggers-awaited") || l.ends_with(" triggers-pending"))
+                && (l.ends_with(" unpacked")
+                    || l.ends_with(" half-configured")
+                    || l.ends_with(" half-installed")
+                    || l.ends_with(" triggers-awaited")
+                    || l.ends_with(" triggers-pending"))
         });
         if !pending {
             return Ok(());
         }
         tracing::warn!("dpkg was interrupted earlier; running dpkg --configure -a");
-        let out = self.command().args(["--configure", "-a"]).output().map_err(|e| e.to_string())?;
+        let out = self
+            .command()
+            .args(["--configure", "-a"])
+            .output()
+            .map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(())
         } else {
@@ -68,10 +80,16 @@ impl Dpkg {
         }
         let status = match std::fs::read_to_string(crate::inventory::status_path(&self.root)) {
             Ok(s) => s,
-            Err(e) => return Outcome::Failed(format!("cannot read dpkg status after install: {e}")),
+            Err(e) => {
+                return Outcome::Failed(format!("cannot read dpkg status after install: {e}"))
+            }
         };
         for (p, _) in items {
-            let arch = if p.architecture == "all" { "" } else { p.architecture.as_str() };
+            let arch = if p.architecture == "all" {
+                ""
+            } else {
+                p.architecture.as_str()
+            };
             match patchday_pkg::status::installed_version(&status, &p.package, arch) {
                 Some(v) if v == p.version => {}
                 Some(v) => {
@@ -80,10 +98,17 @@ impl Dpkg {
                         p.package, p.version
                     ))
                 }
-                None => return Outcome::Failed(format!("dpkg exited 0 but does not list {} as installed", p.package)),
+                None => {
+                    return Outcome::Failed(format!(
+                        "dpkg exited 0 but does not list {} as installed",
+                        p.package
+                    ))
+                }
             }
         }
-        if crate::inventory::reboot_required(&self.root) && !before_reboot || reboot_pkgs_name(&self.root, items) {
+        if crate::inventory::reboot_required(&self.root) && !before_reboot
+            || reboot_pkgs_name(&self.root, items)
+        {
             Outcome::PendingReboot
         } else {
             Outcome::Installed
@@ -94,7 +119,11 @@ impl Dpkg {
 /// Whether `/run/reboot-required.pkgs` names one of the installed packages.
 fn reboot_pkgs_name(root: &Path, items: &[(PayloadRef, PathBuf)]) -> bool {
     let text = std::fs::read_to_string(root.join("run/reboot-required.pkgs")).unwrap_or_default();
-    text.lines().any(|l| items.iter().any(|(p, _)| l.trim() == p.package || l.trim() == p.source))
+    text.lines().any(|l| {
+        items
+            .iter()
+            .any(|(p, _)| l.trim() == p.package || l.trim() == p.source)
+    })
 }
 
 fn message(out: &std::process::Output) -> String {

@@ -9,45 +9,74 @@ use axum::Json;
 use patchday_core::calendar::{parse_schedule, wait_message, PatchDaySchedule};
 use patchday_store::{hash_secret, TokenRecord};
 use patchday_types::api::{
-    Approval, ApprovalRequest, ComplianceReport, ComplianceRow, CreateTenant, CreateToken, Decision, Group,
-    HostSummary, HostSummaryRow, PatchDayConfig, Role, SecretCreated, SetHostGroups, Tenant, TenantUpdate,
+    Approval, ApprovalRequest, ComplianceReport, ComplianceRow, CreateTenant, CreateToken,
+    Decision, Group, HostSummary, HostSummaryRow, PatchDayConfig, Role, SecretCreated,
+    SetHostGroups, Tenant, TenantUpdate,
 };
 use patchday_types::{HostId, TenantId, UpdateState};
 use serde::Deserialize;
 
 fn schedule(pd: &PatchDayConfig) -> Result<PatchDaySchedule, ApiError> {
-    parse_schedule(&pd.week, &pd.weekday, &pd.time, &pd.time_zone).map_err(|e| ApiError::bad_request(e.to_string()))
+    parse_schedule(&pd.week, &pd.weekday, &pd.time, &pd.time_zone)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// `GET /v1/tenants`.
 pub async fn list_tenants(State(s): State<AppState>, op: Operator) -> ApiResult<Json<Vec<Tenant>>> {
     let all = s.store.list_tenants().await?;
-    Ok(Json(all.into_iter().filter(|t| op.see(&t.id).is_ok()).collect()))
+    Ok(Json(
+        all.into_iter().filter(|t| op.see(&t.id).is_ok()).collect(),
+    ))
 }
 
 /// `POST /v1/tenants`.
-pub async fn create_tenant(State(s): State<AppState>, op: Operator, Json(req): Json<CreateTenant>) -> ApiResult<Json<Tenant>> {
+pub async fn create_tenant(
+    State(s): State<AppState>,
+    op: Operator,
+    Json(req): Json<CreateTenant>,
+) -> ApiResult<Json<Tenant>> {
     op.provider()?;
     let patch_day = req.patch_day.unwrap_or_default();
     schedule(&patch_day)?;
-    let t = Tenant { id: req.id, name: req.name, patch_day };
+    let t = Tenant {
+        id: req.id,
+        name: req.name,
+        patch_day,
+    };
     s.store.create_tenant(&t, s.clock.now()).await?;
     Ok(Json(t))
 }
 
 /// `POST /v1/tokens`.
-pub async fn create_token(State(s): State<AppState>, op: Operator, Json(req): Json<CreateToken>) -> ApiResult<Json<SecretCreated>> {
+pub async fn create_token(
+    State(s): State<AppState>,
+    op: Operator,
+    Json(req): Json<CreateToken>,
+) -> ApiResult<Json<SecretCreated>> {
     match (req.role, &req.tenant) {
         (Role::ProviderAdmin, None) => op.provider()?,
-        (Role::ProviderAdmin, Some(_)) => return Err(ApiError::bad_request("a provider-admin token is not bound to a tenant; omit --tenant")),
+        (Role::ProviderAdmin, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "a provider-admin token is not bound to a tenant; omit --tenant",
+            ))
+        }
         (_, Some(t)) => {
             op.change(t)?;
-            if op.role == Role::TenantAdmin && req.role == Role::TenantAdmin && op.tenant.as_ref() != Some(t) {
-                return Err(ApiError::forbidden("tenant admins create tokens for their own tenant only"));
+            if op.role == Role::TenantAdmin
+                && req.role == Role::TenantAdmin
+                && op.tenant.as_ref() != Some(t)
+            {
+                return Err(ApiError::forbidden(
+                    "tenant admins create tokens for their own tenant only",
+                ));
             }
             s.store.tenant(t).await?;
         }
-        (_, None) => return Err(ApiError::bad_request("tenant-admin and read-only tokens need a tenant")),
+        (_, None) => {
+            return Err(ApiError::bad_request(
+                "tenant-admin and read-only tokens need a tenant",
+            ))
+        }
     }
     let secret = new_secret("pd");
     s.store
@@ -59,16 +88,30 @@ pub async fn create_token(State(s): State<AppState>, op: Operator, Json(req): Js
             created_at: s.clock.now(),
         })
         .await?;
-    Ok(Json(SecretCreated { secret, role: Some(req.role), tenant: req.tenant }))
+    Ok(Json(SecretCreated {
+        secret,
+        role: Some(req.role),
+        tenant: req.tenant,
+    }))
 }
 
 /// `POST /v1/tenants/{t}/enroll-tokens`.
-pub async fn create_enroll_token(State(s): State<AppState>, op: Operator, Path(t): Path<TenantId>) -> ApiResult<Json<SecretCreated>> {
+pub async fn create_enroll_token(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+) -> ApiResult<Json<SecretCreated>> {
     op.change(&t)?;
     let tenant = s.store.tenant(&t).await?;
     let secret = new_secret("pde");
-    tenant.add_enroll_token(&hash_secret(&secret), s.clock.now()).await?;
-    Ok(Json(SecretCreated { secret, role: None, tenant: Some(t) }))
+    tenant
+        .add_enroll_token(&hash_secret(&secret), s.clock.now())
+        .await?;
+    Ok(Json(SecretCreated {
+        secret,
+        role: None,
+        tenant: Some(t),
+    }))
 }
 
 /// `PUT /v1/tenants/{t}/patch-day`.
@@ -86,26 +129,49 @@ pub async fn set_patch_day(
 }
 
 /// `GET /v1/tenants/{t}/groups`.
-pub async fn list_groups(State(s): State<AppState>, op: Operator, Path(t): Path<TenantId>) -> ApiResult<Json<Vec<Group>>> {
+pub async fn list_groups(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+) -> ApiResult<Json<Vec<Group>>> {
     op.see(&t)?;
     Ok(Json(s.store.tenant(&t).await?.list_groups().await?))
 }
 
 /// `POST /v1/tenants/{t}/groups`.
-pub async fn create_group(State(s): State<AppState>, op: Operator, Path(t): Path<TenantId>, Json(g): Json<Group>) -> ApiResult<Json<Group>> {
+pub async fn create_group(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+    Json(g): Json<Group>,
+) -> ApiResult<Json<Group>> {
     op.change(&t)?;
     s.store.tenant(&t).await?.create_group(&g).await?;
     Ok(Json(g))
 }
 
 /// `GET /v1/tenants/{t}/hosts`.
-pub async fn list_hosts(State(s): State<AppState>, op: Operator, Path(t): Path<TenantId>) -> ApiResult<Json<Vec<HostSummary>>> {
+pub async fn list_hosts(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+) -> ApiResult<Json<Vec<HostSummary>>> {
     op.see(&t)?;
     let tenant = s.store.tenant(&t).await?;
     let mut out = Vec::new();
     for h in tenant.list_hosts().await? {
-        let os = tenant.inventory(&h.id).await?.map(|i| i.os.pretty_name).unwrap_or_default();
-        out.push(HostSummary { id: h.id, hostname: h.hostname, groups: h.groups, last_seen: h.last_seen, os });
+        let os = tenant
+            .inventory(&h.id)
+            .await?
+            .map(|i| i.os.pretty_name)
+            .unwrap_or_default();
+        out.push(HostSummary {
+            id: h.id,
+            hostname: h.hostname,
+            groups: h.groups,
+            last_seen: h.last_seen,
+            os,
+        });
     }
     Ok(Json(out))
 }
@@ -118,31 +184,50 @@ pub async fn set_host_groups(
     Json(req): Json<SetHostGroups>,
 ) -> ApiResult<Json<()>> {
     op.change(&t)?;
-    s.store.tenant(&t).await?.set_host_groups(&h, &req.groups).await?;
+    s.store
+        .tenant(&t)
+        .await?
+        .set_host_groups(&h, &req.groups)
+        .await?;
     Ok(Json(()))
 }
 
 /// `GET /v1/tenants/{t}/updates`: the catalog as this tenant's calendar sees it.
-pub async fn tenant_updates(State(s): State<AppState>, op: Operator, Path(t): Path<TenantId>) -> ApiResult<Json<Vec<TenantUpdate>>> {
+pub async fn tenant_updates(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+) -> ApiResult<Json<Vec<TenantUpdate>>> {
     op.see(&t)?;
     let tenant = s.store.tenant(&t).await?.get().await?;
     let sched = schedule(&tenant.patch_day)?;
     let now = s.clock.now();
     let mut out = Vec::new();
     for u in s.store.catalog_updates().await? {
-        let approvable = sched.is_approvable(&u.release, now).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let approvable = sched
+            .is_approvable(&u.release, now)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let at = sched
             .approvable_at(&u.release)
             .map_err(|e| ApiError::bad_request(e.to_string()))?
             .map(|z| z.timestamp());
         let wait = wait_message(&sched, &u.release, now);
-        out.push(TenantUpdate { update: u, approvable, approvable_at: at, wait });
+        out.push(TenantUpdate {
+            update: u,
+            approvable,
+            approvable_at: at,
+            wait,
+        });
     }
     Ok(Json(out))
 }
 
 /// `GET /v1/tenants/{t}/approvals`.
-pub async fn list_approvals(State(s): State<AppState>, op: Operator, Path(t): Path<TenantId>) -> ApiResult<Json<Vec<Approval>>> {
+pub async fn list_approvals(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+) -> ApiResult<Json<Vec<Approval>>> {
     op.see(&t)?;
     Ok(Json(s.store.tenant(&t).await?.list_approvals().await?))
 }
@@ -157,14 +242,25 @@ pub async fn approve(
     op.change(&t)?;
     let tenant = s.store.tenant(&t).await?;
     let updates = s.store.catalog_updates().await?;
-    let u = patchday_store::find_update(&updates, &req.update)
-        .ok_or_else(|| ApiError::not_found(format!("update {} is not in the catalog; push the catalog first", req.update)))?;
+    let u = patchday_store::find_update(&updates, &req.update).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "update {} is not in the catalog; push the catalog first",
+            req.update
+        ))
+    })?;
     let now = s.clock.now();
     if req.decision == Decision::Approve {
         let sched = schedule(&tenant.get().await?.patch_day)?;
-        if !sched.is_approvable(&u.release, now).map_err(|e| ApiError::bad_request(e.to_string()))? {
-            let why = wait_message(&sched, &u.release, now).unwrap_or_else(|| "its patch day has not come".into());
-            return Err(ApiError::conflict(format!("update {} cannot be approved yet: {why}", u.id)));
+        if !sched
+            .is_approvable(&u.release, now)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?
+        {
+            let why = wait_message(&sched, &u.release, now)
+                .unwrap_or_else(|| "its patch day has not come".into());
+            return Err(ApiError::conflict(format!(
+                "update {} cannot be approved yet: {why}",
+                u.id
+            )));
         }
     }
     let a = Approval {
@@ -186,16 +282,30 @@ pub struct ReportQuery {
 }
 
 /// `GET /v1/report`: compliance of every host in scope.
-pub async fn report(State(s): State<AppState>, op: Operator, Query(q): Query<ReportQuery>) -> ApiResult<Json<ComplianceReport>> {
+pub async fn report(
+    State(s): State<AppState>,
+    op: Operator,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<Json<ComplianceReport>> {
     let tenants: Vec<TenantId> = match q.tenant {
         Some(t) => {
             op.see(&t)?;
             vec![t]
         }
-        None => s.store.list_tenants().await?.into_iter().map(|t| t.id).filter(|t| op.see(t).is_ok()).collect(),
+        None => s
+            .store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(|t| t.id)
+            .filter(|t| op.see(t).is_ok())
+            .collect(),
     };
     let updates = s.store.catalog_updates().await?;
-    let mut report = ComplianceReport { generated_at: Some(s.clock.now()), ..Default::default() };
+    let mut report = ComplianceReport {
+        generated_at: Some(s.clock.now()),
+        ..Default::default()
+    };
     for t in tenants {
         let tenant = s.store.tenant(&t).await?;
         let approvals = tenant.list_approvals().await?;
@@ -204,7 +314,9 @@ pub async fn report(State(s): State<AppState>, op: Operator, Query(q): Query<Rep
                 if st.state == UpdateState::NotApplicable {
                     continue;
                 }
-                let Some(u) = patchday_store::find_update(&updates, &st.update) else { continue };
+                let Some(u) = patchday_store::find_update(&updates, &st.update) else {
+                    continue;
+                };
                 report.rows.push(ComplianceRow {
                     tenant: t.clone(),
                     host: h.id.clone(),

@@ -23,23 +23,35 @@ pub async fn root(State(s): State<AppState>) -> ApiResult<Vec<u8>> {
 }
 
 /// `POST /v1/catalog`: a tar of the catalog's `metadata/` and `targets/`.
-pub async fn push(State(s): State<AppState>, op: Operator, body: Body) -> ApiResult<Json<CatalogStatus>> {
+pub async fn push(
+    State(s): State<AppState>,
+    op: Operator,
+    body: Body,
+) -> ApiResult<Json<CatalogStatus>> {
     op.provider()?;
     let dir = tempdir_in(&s.config.data_dir.join("catalog").join("incoming"))?;
     let path = dir.path().join("upload.tar");
-    let mut f = tokio::fs::File::create(&path).await.map_err(ApiError::internal)?;
+    let mut f = tokio::fs::File::create(&path)
+        .await
+        .map_err(ApiError::internal)?;
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}; push again")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}; push again")))?;
         total += chunk.len() as u64;
         if total > s.config.max_catalog_bytes {
             return Err(ApiError::new(
                 ErrorCode::PayloadTooLarge,
-                format!("catalog upload exceeds {} bytes; raise --max-catalog-bytes on the server", s.config.max_catalog_bytes),
+                format!(
+                    "catalog upload exceeds {} bytes; raise --max-catalog-bytes on the server",
+                    s.config.max_catalog_bytes
+                ),
             ));
         }
-        f.write_all(&chunk).await.map_err(|e| ApiError::internal(format!("writing upload: {e} (disk full?)")))?;
+        f.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(format!("writing upload: {e} (disk full?)")))?;
     }
     f.flush().await.map_err(ApiError::internal)?;
     drop(f);

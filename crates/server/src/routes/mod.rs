@@ -18,15 +18,30 @@ pub fn router(state: AppState) -> Router {
     let catalog_push = post(catalog::push).layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/v1/health", get(|| async { "ok" }))
-        .route("/v1/tenants", get(admin::list_tenants).post(admin::create_tenant))
+        .route(
+            "/v1/tenants",
+            get(admin::list_tenants).post(admin::create_tenant),
+        )
         .route("/v1/tokens", post(admin::create_token))
-        .route("/v1/tenants/{tenant}/enroll-tokens", post(admin::create_enroll_token))
+        .route(
+            "/v1/tenants/{tenant}/enroll-tokens",
+            post(admin::create_enroll_token),
+        )
         .route("/v1/tenants/{tenant}/patch-day", put(admin::set_patch_day))
-        .route("/v1/tenants/{tenant}/groups", get(admin::list_groups).post(admin::create_group))
+        .route(
+            "/v1/tenants/{tenant}/groups",
+            get(admin::list_groups).post(admin::create_group),
+        )
         .route("/v1/tenants/{tenant}/hosts", get(admin::list_hosts))
-        .route("/v1/tenants/{tenant}/hosts/{host}/groups", put(admin::set_host_groups))
+        .route(
+            "/v1/tenants/{tenant}/hosts/{host}/groups",
+            put(admin::set_host_groups),
+        )
         .route("/v1/tenants/{tenant}/updates", get(admin::tenant_updates))
-        .route("/v1/tenants/{tenant}/approvals", get(admin::list_approvals).post(admin::approve))
+        .route(
+            "/v1/tenants/{tenant}/approvals",
+            get(admin::list_approvals).post(admin::approve),
+        )
         .route("/v1/report", get(admin::report))
         .route("/v1/catalog", get(catalog::status).post(catalog_push))
         .route("/v1/catalog/root.json", get(catalog::root))

@@ -10,7 +10,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// `GET /v1/tuf/metadata/{name}`.
-pub async fn metadata(State(s): State<AppState>, _c: AnyCaller, Path(name): Path<String>) -> ApiResult<Response> {
+pub async fn metadata(
+    State(s): State<AppState>,
+    _c: AnyCaller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     match s.store.catalog_metadata(&name).await? {
         Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
         None => Err(ApiError::not_found(format!("metadata {name}"))),
@@ -19,15 +23,29 @@ pub async fn metadata(State(s): State<AppState>, _c: AnyCaller, Path(name): Path
 
 /// Parses `bytes=N-` or `bytes=N-M` (one range).
 fn range_start(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ApiError> {
-    let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
-    let v = v.to_str().map_err(|_| ApiError::bad_request("malformed Range header"))?;
-    let spec = v.strip_prefix("bytes=").ok_or_else(|| ApiError::bad_request("only byte ranges are supported"))?;
-    let (a, b) = spec.split_once('-').ok_or_else(|| ApiError::bad_request("malformed Range header"))?;
-    let start: u64 = a.trim().parse().map_err(|_| ApiError::bad_request("unsupported Range: use bytes=START-"))?;
+    let Some(v) = headers.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::bad_request("malformed Range header"))?;
+    let spec = v
+        .strip_prefix("bytes=")
+        .ok_or_else(|| ApiError::bad_request("only byte ranges are supported"))?;
+    let (a, b) = spec
+        .split_once('-')
+        .ok_or_else(|| ApiError::bad_request("malformed Range header"))?;
+    let start: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_request("unsupported Range: use bytes=START-"))?;
     let end = if b.trim().is_empty() {
         len.saturating_sub(1)
     } else {
-        b.trim().parse::<u64>().map_err(|_| ApiError::bad_request("malformed Range end"))?.min(len.saturating_sub(1))
+        b.trim()
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("malformed Range end"))?
+            .min(len.saturating_sub(1))
     };
     Ok(Some((start, end)))
 }
@@ -47,7 +65,9 @@ pub async fn target(
         .catalog_target(name)
         .await?
         .filter(|t| t.sha256 == sha)
-        .ok_or_else(|| ApiError::not_found(format!("target {file} is not in the current catalog")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("target {file} is not in the current catalog"))
+        })?;
     let len = t.length;
     let range = range_start(&headers, len)?;
     let (start, end) = range.unwrap_or((0, len.saturating_sub(1)));

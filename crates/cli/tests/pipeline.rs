@@ -1,0 +1,578 @@
+//! The whole pipeline with real binaries: `patchday server` on 127.0.0.1:0, the CLI,
+//! catalogs signed with real keys, and `patchday-agent` running real dpkg inside
+//! overlay hosts. Each attack or fault test asserts that nothing was installed and
+//! that the error says which check failed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use patchday_lab::DebSpec;
+use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn bins() -> Bins {
+    Bins::new(env!("CARGO_BIN_EXE_patchday"))
+}
+
+/// A library at 1.0-1 and its security update 1.0-2, with an optional big file and postinst.
+fn debs(dir: &Path, name: &str, big: bool, postinst: Option<&str>) -> (PathBuf, PathBuf) {
+    let out = dir.join("pkgs");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut old = DebSpec::new(name, "1.0-1").changelog("1.0-1", "Initial release.");
+    let mut new = DebSpec::new(name, "1.0-2")
+        .changelog(
+            "1.0-2",
+            "Fix buffer overflow (CVE-2099-0101) and CVE-2099-0102.",
+        )
+        .changelog("1.0-1", "Initial release.");
+    if big {
+        // Incompressible, so the payload is large on the wire.
+        let mut state: u64 = 0x9e3779b97f4a7c15;
+        let noise: Vec<u8> = (0..3_000_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        new = new.file(format!("/usr/share/{name}/blob"), noise, 0o644);
+    }
+    if let Some(p) = postinst {
+        new = new.postinst(p);
+    }
+    old = old.file(
+        format!("/usr/share/{name}/version"),
+        b"1.0-1\n".to_vec(),
+        0o644,
+    );
+    let o = patchday_lab::build_deb(&old, &out).unwrap();
+    let n = patchday_lab::build_deb(&new, &out).unwrap();
+    (o, n)
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    cat: Catalog,
+    srv: Server,
+    enroll: String,
+}
+
+/// Catalog with one emergency update (`PD-T-1`: `name` 1.0-1 → 1.0-2), a server,
+/// tenant `acme` with group `web`, and an enrolment token.
+fn world(name: &str, big: bool, postinst: Option<&str>) -> (World, PathBuf, PathBuf) {
+    let d = scratch();
+    let dir = d.path().to_path_buf();
+    let b = bins();
+    let (old, new) = debs(&dir, name, big, postinst);
+    let cat = Catalog::new(&b, &dir);
+    let o = cat.add_deb(
+        "PD-T-1",
+        &new,
+        &["--emergency", "test worm", "--since", "1.0-1"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let srv = Server::start(&b, &dir, &cat.root());
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = srv
+        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .trim()
+        .to_string();
+    (
+        World {
+            _dir: d,
+            dir,
+            cat,
+            srv,
+            enroll,
+        },
+        old,
+        new,
+    )
+}
+
+impl World {
+    /// A host with the old package, enrolled, in group `web`, with the update approved.
+    fn host_approved(&self, name: &str, old: &Path) -> Host {
+        let h = Host::new(&bins(), &self.dir, name);
+        h.lab.install_deb(old).unwrap();
+        let o = h.agent(&self.srv.url, Some(&self.enroll));
+        assert!(o.status.success(), "enrol: {}", text(&o));
+        let id = self.host_id(name);
+        self.srv
+            .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+        self.srv
+            .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+        h
+    }
+
+    fn host_id(&self, hostname: &str) -> String {
+        let hosts: Vec<Value> = serde_json::from_str(
+            &self
+                .srv
+                .cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
+        )
+        .unwrap();
+        hosts
+            .iter()
+            .find(|h| h["hostname"] == hostname)
+            .and_then(|h| h["id"].as_str())
+            .unwrap_or_else(|| panic!("host {hostname} not enrolled: {hosts:?}"))
+            .to_string()
+    }
+
+    fn state_of(&self, hostname: &str, update: &str) -> (String, String) {
+        let rows = self.srv.report_rows();
+        rows.iter()
+            .find(|r| r["hostname"] == hostname && r["update"] == update)
+            .map(|r| {
+                (
+                    r["state"].as_str().unwrap().to_string(),
+                    r["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .unwrap_or_else(|| ("absent".into(), format!("{rows:?}")))
+    }
+}
+
+#[test]
+fn host_goes_from_needed_to_installed_and_a_second_run_installs_nothing() {
+    let _serial = patchday_testkit::serial();
+    let (w, old, _) = world("pd-test-happy", false, None);
+    let h = Host::new(&bins(), &w.dir, "happy-1");
+    h.lab.install_deb(&old).unwrap();
+    let o = h.agent(&w.srv.url, Some(&w.enroll));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("assigned 0"), "{}", text(&o));
+    assert_eq!(w.state_of("happy-1", "PD-T-1").0, "needed");
+
+    let id = w.host_id("happy-1");
+    w.srv
+        .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    assert_eq!(w.state_of("happy-1", "PD-T-1").0, "approved");
+    // The update document's CVEs came from the package's changelog.
+    let ups: Vec<Value> = serde_json::from_str(
+        &w.srv
+            .cli(&["updates", "--tenant", "acme", "--format", "json"]),
+    )
+    .unwrap();
+    assert_eq!(ups[0]["cves"], "2");
+
+    let o = h.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("installed 1"), "{}", text(&o));
+    assert_eq!(h.version("pd-test-happy").as_deref(), Some("1.0-2"));
+    assert_eq!(w.state_of("happy-1", "PD-T-1").0, "installed");
+    if h.is_overlay() {
+        let real = std::process::Command::new("dpkg-query")
+            .args(["-W", "pd-test-happy"])
+            .output()
+            .unwrap();
+        assert!(
+            !real.status.success(),
+            "the real machine must not have the package"
+        );
+    }
+
+    let o = h.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("assigned 0 installed 0 failed 0"),
+        "{}",
+        text(&o)
+    );
+
+    // Report formats agree.
+    let csv = w.srv.cli(&["report", "--by", "host", "--format", "csv"]);
+    assert!(
+        csv.lines().nth(1).unwrap().contains(",yes,0,0,1,0,0"),
+        "{csv}"
+    );
+    let table = w.srv.cli(&["report", "--by", "tenant"]);
+    assert!(table.contains("acme"), "{table}");
+}
+
+#[test]
+fn corrupted_payload_on_the_server_is_refused_and_nothing_is_installed() {
+    let _serial = patchday_testkit::serial();
+    let (w, old, new) = world("pd-test-corrupt", false, None);
+    let h = w.host_approved("corrupt-1", &old);
+    // Flip a byte of the payload in the server's content store (a compromised disk).
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        std::fs::read(&new).unwrap(),
+    ));
+    let blob = w.srv.data.join("content").join(&sha[..2]).join(&sha);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+
+    let o = h.agent(&w.srv.url, None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("sha256 mismatch"), "{}", text(&o));
+    assert_eq!(h.version("pd-test-corrupt").as_deref(), Some("1.0-1"));
+    let (state, msg) = w.state_of("corrupt-1", "PD-T-1");
+    assert_eq!(state, "failed");
+    assert!(msg.contains("sha256"), "{msg}");
+}
+
+#[test]
+fn tampered_update_document_and_foreign_catalogs_are_refused_at_push() {
+    let _serial = patchday_testkit::serial();
+    let (w, _, new) = world("pd-test-tamper", false, None);
+    let before = w.srv.cli(&["catalog", "status", "--format", "json"]);
+    // A second update, then tamper with its signed document.
+    let o = w
+        .cat
+        .add_deb("PD-T-2", &new, &["--train", "2026-01", "--title", "second"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc = std::fs::read_dir(w.cat.repo.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".update-PD-T-2.json"))
+        .unwrap();
+    let s = std::fs::read_to_string(&doc)
+        .unwrap()
+        .replace("second", "SECOND");
+    std::fs::write(&doc, s).unwrap();
+    let o = w.srv.cli_as(
+        &w.srv.admin,
+        &["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("sha256 mismatch"), "{}", text(&o));
+    assert_eq!(
+        w.srv.cli(&["catalog", "status", "--format", "json"]),
+        before,
+        "a refused push changes nothing"
+    );
+
+    // A catalog made with other keys is refused as well.
+    let other = scratch();
+    let cat2 = Catalog::new(&bins(), other.path());
+    let o = w.srv.cli_as(
+        &w.srv.admin,
+        &["catalog", "push", "--repo", cat2.repo.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("different root"), "{}", text(&o));
+    assert_eq!(
+        w.srv.cli(&["catalog", "status", "--format", "json"]),
+        before
+    );
+}
+
+#[test]
+fn wrong_and_foreign_credentials_are_refused_and_change_nothing() {
+    let _serial = patchday_testkit::serial();
+    let (w, _, _) = world("pd-test-auth", false, None);
+    let s = &w.srv;
+    s.cli(&["tenant", "create", "globex"]);
+    assert_eq!(s.http_get("/v1/tenants", None).0, 401);
+    assert_eq!(s.http_get("/v1/tenants", Some("pd_wrong")).0, 401);
+    let globex_admin = s
+        .cli(&[
+            "token",
+            "create",
+            "--role",
+            "tenant-admin",
+            "--tenant",
+            "globex",
+            "--name",
+            "g",
+        ])
+        .trim()
+        .to_string();
+    let (code, body) = s.http_get("/v1/tenants/acme/hosts", Some(&globex_admin));
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = s.http_get("/v1/tenants", Some(&globex_admin));
+    assert_eq!(code, 200);
+    assert!(
+        !body.contains("acme"),
+        "a tenant admin sees only its tenant: {body}"
+    );
+    let reader = s
+        .cli(&[
+            "token",
+            "create",
+            "--role",
+            "read-only",
+            "--tenant",
+            "acme",
+            "--name",
+            "r",
+        ])
+        .trim()
+        .to_string();
+    let o = s.cli_as(
+        &reader,
+        &["approve", "--tenant", "acme", "--group", "web", "PD-T-1"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("read-only"), "{}", text(&o));
+    let o = s.cli_as(
+        &globex_admin,
+        &["approve", "--tenant", "acme", "--group", "web", "PD-T-1"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not found"), "{}", text(&o));
+    let o = s.cli_as(&globex_admin, &["tenant", "create", "evil"]);
+    assert!(!o.status.success(), "only a provider admin creates tenants");
+    let approvals = s.http_get("/v1/tenants/acme/approvals", Some(&s.admin)).1;
+    assert_eq!(approvals.trim(), "[]", "nothing was approved");
+    // A host with a wrong enrolment token is refused and not created.
+    let h = Host::new(&bins(), &w.dir, "auth-1");
+    let o = h.agent(&s.url, Some("pde_wrong"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("unknown enrolment token"), "{}", text(&o));
+    assert_eq!(
+        s.http_get("/v1/tenants/acme/hosts", Some(&s.admin))
+            .1
+            .trim(),
+        "[]"
+    );
+    // A host credential is not an operator token.
+    let (code, _) = s.http_get("/v1/tenants", Some("pdh_0000"));
+    assert_eq!(code, 401);
+}
+
+#[test]
+fn malformed_deb_is_refused_at_import_and_the_catalog_is_unchanged() {
+    let _serial = patchday_testkit::serial();
+    let d = scratch();
+    let b = bins();
+    let (_, new) = debs(d.path(), "pd-test-malformed", false, None);
+    let cat = Catalog::new(&b, d.path());
+    let before = std::fs::read(cat.repo.join("metadata/timestamp.json")).unwrap();
+    let bad = d.path().join("bad.deb");
+    let bytes = std::fs::read(&new).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let o = cat.add_deb("PD-BAD", &bad, &["--emergency", "x"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("bad.deb") && (t.contains("truncated") || t.contains("corrupt")),
+        "{t}"
+    );
+    let garbage = d.path().join("garbage.deb");
+    std::fs::write(&garbage, b"this is not a package").unwrap();
+    let o = cat.add_deb("PD-BAD", &garbage, &["--emergency", "x"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not a Debian package"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(cat.repo.join("metadata/timestamp.json")).unwrap(),
+        before
+    );
+}
+
+/// A TCP proxy that can cut the first payload response after `cut_after` bytes, and
+/// records request heads.
+struct Proxy {
+    url: String,
+    cut: Arc<AtomicBool>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+fn proxy(upstream: &str, cut_after: usize) -> Proxy {
+    let up = upstream.trim_start_matches("http://").to_string();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let cut = Arc::new(AtomicBool::new(true));
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let (c2, h2) = (cut.clone(), heads.clone());
+    let served = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(200) {
+            let Ok(mut client) = conn else { continue };
+            let (up, cut, heads, _served) = (up.clone(), c2.clone(), h2.clone(), served.clone());
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut b = [0u8; 1];
+                while !buf.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    buf.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                client.read_exact(&mut body).unwrap();
+                heads.lock().unwrap().push(head.clone());
+                let head = head.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                let mut s = TcpStream::connect(&up).unwrap();
+                s.write_all(head.as_bytes()).unwrap();
+                s.write_all(&body).unwrap();
+                let payload = head.contains("/v1/tuf/targets/") && head.contains(".deb");
+                let limit = if payload && cut.swap(false, Ordering::SeqCst) {
+                    cut_after
+                } else {
+                    usize::MAX
+                };
+                let mut sent = 0usize;
+                let mut chunk = [0u8; 16384];
+                loop {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    let n = n.min(limit - sent);
+                    if client.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                    if sent >= limit {
+                        break; // drop the connection mid-body
+                    }
+                }
+            });
+        }
+    });
+    Proxy { url, cut, heads }
+}
+
+#[test]
+fn download_cut_in_the_middle_resumes_where_it_stopped() {
+    let _serial = patchday_testkit::serial();
+    let (w, old, new) = world("pd-test-resume", true, None);
+    let p = proxy(&w.srv.url, 1_000_000);
+    let h = Host::new(&bins(), &w.dir, "resume-1");
+    h.lab.install_deb(&old).unwrap();
+    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
+    w.srv.cli(&[
+        "host",
+        "set-groups",
+        "--tenant",
+        "acme",
+        &w.host_id("resume-1"),
+        "web",
+    ]);
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+
+    let o = h.agent(&p.url, None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("connection dropped") || text(&o).contains("payload"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(h.version("pd-test-resume").as_deref(), Some("1.0-1"));
+    assert!(!p.cut.load(Ordering::SeqCst), "the payload request was cut");
+
+    let o = h.agent(&p.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-resume").as_deref(), Some("1.0-2"));
+    let heads = p.heads.lock().unwrap();
+    let resumed = heads
+        .iter()
+        .find(|h| h.contains(".deb") && h.to_ascii_lowercase().contains("range: bytes="));
+    let r = resumed.unwrap_or_else(|| panic!("no Range request: {heads:?}"));
+    let from: u64 = r
+        .to_ascii_lowercase()
+        .split("range: bytes=")
+        .nth(1)
+        .unwrap()
+        .split('-')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let size = std::fs::metadata(&new).unwrap().len();
+    assert!(from > 0 && from < size, "resumed from {from} of {size}");
+    assert_eq!(w.state_of("resume-1", "PD-T-1").0, "installed");
+}
+
+#[test]
+fn agent_killed_during_install_is_never_reported_installed_and_is_finished_next_run() {
+    let _serial = patchday_testkit::serial();
+    use std::os::unix::process::CommandExt;
+    let slow = "if [ -e /etc/pd-slow ]; then sleep 60; fi";
+    let (w, old, _) = world("pd-test-kill", false, Some(slow));
+    let h = w.host_approved("kill-1", &old);
+    h.lab.write_file("/etc/pd-slow", b"1").unwrap();
+    let log = w.dir.join("agent.log");
+    let mut child = h
+        .agent_command(&w.srv.url, None, &[])
+        .process_group(0)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(w.dir.join("agent.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while w.state_of("kill-1", "PD-T-1").0 != "installing" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent never reached installing: {:?} {} {}",
+            w.state_of("kill-1", "PD-T-1"),
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            std::fs::read_to_string(w.dir.join("agent.err")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // dpkg is in the postinst now
+    let pgid = child.id();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
+    let _ = child.wait();
+    assert_ne!(w.state_of("kill-1", "PD-T-1").0, "installed");
+    assert_ne!(
+        h.version("pd-test-kill").as_deref(),
+        Some("1.0-2"),
+        "dpkg must not call a half-configured package installed"
+    );
+
+    let _ = h
+        .lab
+        .run(Path::new("/bin/rm"), &["-f".into(), "/etc/pd-slow".into()])
+        .unwrap();
+    let o = h.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-kill").as_deref(), Some("1.0-2"));
+    assert_eq!(w.state_of("kill-1", "PD-T-1").0, "installed");
+}
+
+#[test]
+fn failing_maintainer_script_is_reported_with_dpkgs_message_and_retried() {
+    let _serial = patchday_testkit::serial();
+    let (w, old, _) = world(
+        "pd-test-fail",
+        false,
+        Some("if [ -e /etc/pd-fail ]; then echo 'postinst: disk on fire' >&2; exit 1; fi"),
+    );
+    let h = w.host_approved("fail-1", &old);
+    h.lab.write_file("/etc/pd-fail", b"1").unwrap();
+    let o = h.agent(&w.srv.url, None);
+    assert!(!o.status.success());
+    let (state, msg) = w.state_of("fail-1", "PD-T-1");
+    assert_eq!(state, "failed", "{msg} / agent: {}", text(&o));
+    assert!(
+        msg.contains("disk on fire") || msg.contains("post-installation"),
+        "{msg}"
+    );
+    let _ = h
+        .lab
+        .run(Path::new("/bin/rm"), &["-f".into(), "/etc/pd-fail".into()])
+        .unwrap();
+    let o = h.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(w.state_of("fail-1", "PD-T-1").0, "installed");
+}
