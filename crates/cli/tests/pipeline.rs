@@ -576,3 +576,52 @@ fn failing_maintainer_script_is_reported_with_dpkgs_message_and_retried() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(w.state_of("fail-1", "PD-T-1").0, "installed");
 }
+
+#[test]
+fn train_update_waits_for_its_patch_day_and_an_older_catalog_is_refused() {
+    let _serial = patchday_testkit::serial();
+    let (w, _, new) = world("pd-test-train", false, None);
+    // Keep a copy of the catalog as pushed (version N), then publish N+1.
+    let old_copy = w.dir.join("catalog-old");
+    let o = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&w.cat.repo)
+        .arg(&old_copy)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let o = w.cat.add_deb("PD-T-FUTURE", &new, &["--train", "2099-01"]);
+    assert!(o.status.success(), "{}", text(&o));
+    w.srv
+        .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
+    let o = w.srv.cli_as(
+        &w.srv.admin,
+        &[
+            "approve",
+            "--tenant",
+            "acme",
+            "--group",
+            "web",
+            "PD-T-FUTURE",
+        ],
+    );
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("2099-01 train") && t.contains("emergency lane"),
+        "{t}"
+    );
+    let ups = w.srv.cli(&["updates", "--tenant", "acme"]);
+    assert!(ups.contains("from 2099-01-13T10:00:00Z"), "{ups}");
+
+    // Replaying the older catalog is a rollback.
+    let o = w.srv.cli_as(
+        &w.srv.admin,
+        &["catalog", "push", "--repo", old_copy.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("rollback"), "{}", text(&o));
+    let st: Value =
+        serde_json::from_str(&w.srv.cli(&["catalog", "status", "--format", "json"])).unwrap();
+    assert_eq!(st[0]["updates"], "2", "the newer catalog stays");
+}

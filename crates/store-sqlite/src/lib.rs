@@ -32,6 +32,15 @@ fn backend(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Like [`backend`], naming the object in conflict and not-found errors.
+fn about(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match backend(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(what),
+        StoreError::NotFound(_) => StoreError::NotFound(what),
+        o => o,
+    }
+}
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
@@ -117,10 +126,7 @@ impl Store for SqliteStore {
             .bind(now.to_string())
             .execute(&self.pool)
             .await
-            .map_err(|e| match backend(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("tenant {}", t.id)),
-                o => o,
-            })?;
+            .map_err(about(format!("tenant {}", t.id)))?;
         Ok(())
     }
 
@@ -383,10 +389,7 @@ impl TenantStore for SqliteTenant {
             .bind(&g.name)
             .execute(&self.pool)
             .await
-            .map_err(|e| match backend(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("group {}", g.id)),
-                o => o,
-            })?;
+            .map_err(about(format!("group {}", g.id)))?;
         Ok(())
     }
 
@@ -421,10 +424,7 @@ impl TenantStore for SqliteTenant {
             .bind(now.to_string())
             .execute(&self.pool)
             .await
-            .map_err(|e| match backend(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("host {id}")),
-                o => o,
-            })?;
+            .map_err(about(format!("host {id}")))?;
         Ok(())
     }
 
@@ -470,10 +470,7 @@ impl TenantStore for SqliteTenant {
                 .bind(g.as_str())
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| match backend(e) {
-                    StoreError::NotFound(_) => StoreError::NotFound(format!("group {g}")),
-                    o => o,
-                })?;
+                .map_err(about(format!("group {g}")))?;
         }
         tx.commit().await.map_err(backend)
     }
@@ -528,10 +525,7 @@ impl TenantStore for SqliteTenant {
         .bind(&a.decided_by)
         .execute(&self.pool)
         .await
-        .map_err(|e| match backend(e) {
-            StoreError::NotFound(_) => StoreError::NotFound(format!("group {}", a.group)),
-            o => o,
-        })?;
+        .map_err(about(format!("group {}", a.group)))?;
         Ok(())
     }
 
