@@ -58,6 +58,20 @@ kept_back < "$work/apt.out" | sed 's/:.*//' | sort -u > "$work/kept"
 apt-mark showhold 2> /dev/null | sed 's/:.*//' | sort -u > "$work/held"
 echo "apt:   $(wc -l < "$work/A") binary packages ($(count_sources < "$work/A") source packages) upgraded from a -security origin, of $(wc -l < "$work/apt.inst") upgrades  [${apt_cmd[*]} | Inst lines with -security]"
 
+# The exact definition, from apt's own version tables: installed lower than a version
+# that apt lists from a -security source (not what apt would upgrade to).
+dpkg-query -W -f '${db:Status-Abbrev} ${Package}:${Architecture} ${Version}\n' |
+  awk '$1 ~ /^.i/ { print $2 }' > "$work/installed"
+xargs apt-cache policy < "$work/installed" 2> /dev/null | awk '
+  /^[^ ]/ { name = $1; sub(/:$/, "", name); inst = ""; v = ""; next }
+  /^  Installed:/ { inst = $2; next }
+  /^ (\*\*\*|   ) [^ ]+ [0-9-]+$/ { v = ($1 == "***") ? $2 : $1; next }
+  /^        [0-9-]+ / && /-security/ { if (v != "") print name, inst, v }' | sort -u > "$work/policy.sec"
+while read -r n i v; do
+  if dpkg --compare-versions "$i" lt "$v"; then echo "${n%%:*}"; fi
+done < "$work/policy.sec" | sort -u > "$work/T"
+echo "truth: $(wc -l < "$work/T") binary packages ($(count_sources < "$work/T") source packages) installed below a version apt-cache policy lists from a -security source  [apt-cache policy <installed packages>]"
+
 # --- lynis --------------------------------------------------------------------------
 lynis_ok=0
 if [ -n "${LYNIS_REPORT:-}" ]; then
@@ -153,6 +167,9 @@ compare() { # peer-name peer-file
     awk -F'|' '{ printf "   %-28s %-26s %s\n", $1, $2, $3 }' "$work/classes.$peer"
   fi
 }
+echo
+echo "== ours vs apt-cache policy version tables: ours only $(comm -23 "$work/O" "$work/T" | wc -l), tables only $(comm -13 "$work/O" "$work/T" | wc -l)"
+comm -3 "$work/O" "$work/T" | sed 's/^/   differs: /'
 compare apt "$work/A"
 [ "$lynis_ok" = 1 ] && compare lynis "$work/L"
 if [ "$lynis_ok" = 1 ]; then
@@ -168,6 +185,35 @@ for n in $(comm -12 "$work/O" "$work/A"); do
     disagree=$((disagree + 1)); echo "   version differs: $n ours $secv, apt $new"; fi
 done
 echo "   on the $((agree + disagree)) packages both report, the security version agrees on $agree"
+
+# --- CVEs the pending updates fix, from their changelogs (--debs) -----------------------
+# One .deb per source package (its smallest binary at the security version) is enough:
+# a changelog belongs to the source. AUDIT_MISSING_DEBS=0 skips the download.
+if [ "${AUDIT_MISSING_DEBS:-1}" != 0 ]; then
+  echo
+  mkdir -p "$work/debs" && chmod 755 "$work" "$work/debs"
+  awk '{ print $1 "=" $4 }' "$work/ours.txt" > "$work/want"
+  if (cd "$work/debs" && xargs apt-get download --print-uris < "$work/want" 2> /dev/null) |
+      awk '{ f = $2; sub(/_.*/, "", f); print f, $3, $2 }' | sort > "$work/uris" &&
+    join "$work/uris" "$work/sources" | sort -k4,4 -k2,2n | awk '!seen[$4]++ { print $1 }' | sort > "$work/pick" &&
+    [ -s "$work/pick" ]; then
+    picks=$(join "$work/pick" <(sed 's/=/ /' "$work/want" | sort) | awk '{ print $1 "=" $2 }')
+    (cd "$work/debs" && apt-get download $picks > /dev/null 2>&1) || true
+    "$ours_bin" --debs "$work/debs" > "$work/ours.debs" 2> /dev/null
+    ndebs=$(ls "$work/debs"/*.deb 2> /dev/null | wc -l)
+    mb=$(du -sm "$work/debs" | cut -f1)
+    with=$(awk '$7 != "ids=-"' "$work/ours.debs" | wc -l)
+    cves=$(awk '{ sub(/^ids=/, "", $7); gsub(/,/, "\n", $7); print $7 }' "$work/ours.debs" | grep '^CVE-' | sort -u | wc -l)
+    srcs=$(awk '$7 != "ids=-" { print $1 }' "$work/ours.debs" | sort -u | join - "$work/sources" | awk '{ print $2 }' | sort -u | wc -l)
+    echo "== CVEs fixed by the pending updates, from changelog.Debian.gz ($ndebs .deb files, ${mb} MB, one per source, apt-get download; $ours_bin --debs DIR)"
+    echo "   $with of $(wc -l < "$work/ours.txt") findings ($srcs of $(count_sources < "$work/O") source packages) name CVEs; $cves distinct CVE ids"
+    nocl=$(awk '$7 == "ids=-" { print $1 }' "$work/ours.debs" | sort -u | join - "$work/sources" | awk '{ print $2 }' | sort -u | paste -sd' ')
+    [ -n "$nocl" ] && echo "   sources without CVE ids (no CVE in the changelog since the installed version, or the picked binary's doc dir is a symlink): $nocl"
+    awk '$7 != "ids=-" { n = split($7, a, ","); printf "   %-28s %s -> %s: %d ids, e.g. %s\n", $1, $2, $4, n, substr(a[1], 5) }' "$work/ours.debs" | head -5
+  else
+    echo "== CVEs from changelogs: skipped (apt-get download --print-uris gave nothing; no network?)"
+  fi
+fi
 
 # --- the point-release case in a throwaway root -------------------------------------
 # Three synthetic packages, installed at 1.0-1:

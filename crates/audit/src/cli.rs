@@ -39,6 +39,10 @@ pub struct AuditArgs {
     /// Also match the crates.io packages of these Cargo.lock files (repeatable).
     #[arg(long, value_name = "FILE")]
     pub cargo_lock: Vec<PathBuf>,
+    /// Directory of downloaded `.deb` files (`apt-get download`, /var/cache/apt/archives):
+    /// add the CVEs that pending security updates fix, from their changelog.Debian.gz.
+    #[arg(long, value_name = "DIR")]
+    pub debs: Option<PathBuf>,
     /// Do not audit a host: only the given lockfiles.
     #[arg(long)]
     pub no_host: bool,
@@ -81,6 +85,12 @@ pub fn run(args: &AuditArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
             security_support: security_support.as_ref(),
         };
         findings.extend(crate::checks::run_all(&facts, &inputs, now));
+        if let Some(dir) = &args.debs {
+            let done = crate::pending::pending_update_cves(&mut findings, &facts, dir);
+            for (path, error) in &done.errors {
+                eprintln!("warning: skipping {}: {error}", path.display());
+            }
+        }
         findings.extend(crate::hardening::check(&facts));
     }
     for lock in &args.cargo_lock {
@@ -363,5 +373,60 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `--debs DIR`: the pending update's changelog adds the CVEs it fixes.
+    #[test]
+    fn debs_flag_adds_cves_from_the_fixed_changelog() {
+        use crate::pending::tests::{build_deb, have_dpkg_deb, CHANGELOG};
+        if !have_dpkg_deb() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let debs = d.join("debs");
+        std::fs::create_dir_all(&debs).unwrap();
+        build_deb(d, &debs, "demo", "1.0-1+deb12u2", Some(CHANGELOG));
+        let facts = Facts {
+            packages: vec![InstalledPackage {
+                name: "demo".into(),
+                version: "1.0-1+deb12u1".into(),
+                architecture: "all".into(),
+                source: "demo".into(),
+                source_version: "1.0-1+deb12u1".into(),
+            }],
+            apt_suites: [(
+                "bookworm-security".to_string(),
+                [("demo".to_string(), "1.0-1+deb12u2".to_string())]
+                    .into_iter()
+                    .collect(),
+            )]
+            .into_iter()
+            .collect(),
+            ..Facts::default()
+        };
+        let facts_path = write(d, "facts.json", &serde_json::to_string(&facts).unwrap());
+        let out = d.join("plan.json");
+        let cli = Cli::parse_from([
+            "audit".as_ref(),
+            "--facts".as_ref(),
+            facts_path.as_os_str(),
+            "--debs".as_ref(),
+            debs.as_os_str(),
+            "--security-support".as_ref(),
+            d.join("none").as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+            "--output".as_ref(),
+            out.as_os_str(),
+        ] as [&std::ffi::OsStr; 11]);
+        assert_eq!(
+            run(&cli.args, "2026-11-26T10:00:00Z".parse().unwrap()).unwrap(),
+            1
+        );
+        let plan: crate::plan::Plan =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let demo = plan.actions.iter().find(|a| a.subject == "demo").unwrap();
+        assert_eq!(demo.ids, vec!["CVE-2099-0002", "CVE-2099-0003"]);
     }
 }

@@ -13,5 +13,6 @@ pub mod facts;
 pub mod fleet;
 pub mod hardening;
 pub mod model;
+pub mod pending;
 pub mod plan;
 pub mod report;
