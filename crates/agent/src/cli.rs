@@ -42,6 +42,9 @@ pub struct Args {
     /// Seconds one payload download may take.
     #[arg(long, default_value_t = 1800)]
     pub download_timeout: u64,
+    /// Do not collect and send security-audit facts.
+    #[arg(long)]
+    pub no_audit: bool,
     /// Log as JSON.
     #[arg(long)]
     pub log_json: bool,
@@ -58,6 +61,7 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         catalog_root: args.catalog_root.clone(),
         read_timeout: Duration::from_secs(args.stall_timeout),
         download_deadline: Duration::from_secs(args.download_timeout),
+        audit: !args.no_audit,
     };
     loop {
         let result = run_once(&cfg).await;

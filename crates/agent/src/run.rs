@@ -35,6 +35,8 @@ pub struct AgentConfig {
     pub read_timeout: Duration,
     /// Longest one payload download may take.
     pub download_deadline: Duration,
+    /// Collect and send security-audit facts after each run.
+    pub audit: bool,
 }
 
 /// What one run did.
@@ -138,6 +140,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     };
     if resp.assignments.is_empty() {
         state.set_journal(None)?;
+        send_facts(cfg, &client).await;
         return Ok(summary);
     }
 
@@ -178,7 +181,30 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     let _: CheckinResponse = client
         .post("v1/agent/checkin", &CheckinRequest { inventory })
         .await?;
+    send_facts(cfg, &client).await;
     Ok(summary)
+}
+
+/// Collects the security-audit facts and sends them; a failure is logged, never
+/// fatal: patching must not depend on the audit.
+async fn send_facts(cfg: &AgentConfig, client: &Client) {
+    if !cfg.audit {
+        return;
+    }
+    let opts = if cfg.root == std::path::Path::new("/") {
+        patchday_audit::facts::CollectOptions::host()
+    } else {
+        patchday_audit::facts::CollectOptions::image(&cfg.root)
+    };
+    let facts =
+        match tokio::task::spawn_blocking(move || patchday_audit::facts::collect(&opts)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "could not collect audit facts"),
+            Err(e) => return tracing::warn!(error = %e, "audit fact collection failed"),
+        };
+    if let Err(e) = client.post::<_, ()>("v1/agent/facts", &facts).await {
+        tracing::warn!(error = %e, "could not send audit facts");
+    }
 }
 
 /// A failure before anything was installed.

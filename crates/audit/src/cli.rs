@@ -1,8 +1,9 @@
 //! `patchday audit`: collect facts (or read them), import advisory feeds, run the checks,
 //! build the plan and print it. Runs without a server.
 
-use crate::advisory::{debian_releases, AdvisoryDb};
-use crate::checks::{CheckInputs, DistroInfo, SecuritySupport};
+use crate::advisory::AdvisoryDb;
+use crate::checks::SecuritySupport;
+use crate::feeds::{assess, FeedPaths, Feeds};
 use crate::model::{Facts, Finding, FindingKind, Fix, Outcome};
 use crate::report::Format;
 use anyhow::Context as _;
@@ -60,13 +61,13 @@ pub fn run(args: &AuditArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
     let facts = load_facts(args)?;
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
 
-    let distro_info = match distro_info_path(args, &root, &facts) {
-        Some(p) => Some(
-            DistroInfo::load(&p).with_context(|| format!("reading distro-info {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let db = load_advisories(args, distro_info.as_ref())?;
+    let feeds = Feeds::load(&FeedPaths {
+        osv: args.osv.clone(),
+        debian_tracker: args.debian_tracker.clone(),
+        kev: args.kev.clone(),
+        distro_info: distro_info_path(args, &root, &facts),
+    })?;
+    let db = &feeds.advisories;
     let security_support = match support_dir(args, &root) {
         Some(dir) if !args.no_host => {
             let major = facts.os.version_id.split('.').next().unwrap_or_default();
@@ -79,22 +80,17 @@ pub fn run(args: &AuditArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
 
     let mut findings: Vec<Finding> = Vec::new();
     if !args.no_host {
-        let inputs = CheckInputs {
-            advisories: (!db.is_empty()).then_some(&db),
-            distro_info: distro_info.as_ref(),
-            security_support: security_support.as_ref(),
-        };
-        findings.extend(crate::checks::run_all(&facts, &inputs, now));
+        let mut host = assess(&facts, &feeds, security_support.as_ref(), now);
         if let Some(dir) = &args.debs {
-            let done = crate::pending::pending_update_cves(&mut findings, &facts, dir);
+            let done = crate::pending::pending_update_cves(&mut host, &facts, dir);
             for (path, error) in &done.errors {
                 eprintln!("warning: skipping {}: {error}", path.display());
             }
         }
-        findings.extend(crate::hardening::check(&facts));
+        findings.extend(host);
     }
     for lock in &args.cargo_lock {
-        findings.extend(cargo_lock_findings(&db, lock)?);
+        findings.extend(cargo_lock_findings(db, lock)?);
     }
 
     let plan = crate::plan::build(&facts, findings, now);
@@ -150,29 +146,6 @@ fn support_dir(args: &AuditArgs, root: &Path) -> Option<PathBuf> {
     [root.join(rel), Path::new("/").join(rel)]
         .into_iter()
         .find(|p| p.is_dir())
-}
-
-fn load_advisories(args: &AuditArgs, distro: Option<&DistroInfo>) -> anyhow::Result<AdvisoryDb> {
-    let mut db = AdvisoryDb::new();
-    for p in &args.osv {
-        db.import_osv_path(p)
-            .with_context(|| format!("importing OSV advisories from {}", p.display()))?;
-    }
-    if !args.debian_tracker.is_empty() {
-        let mut releases = debian_releases();
-        if let Some(d) = distro {
-            releases.extend(d.release_names());
-        }
-        for p in &args.debian_tracker {
-            db.import_debian_tracker_path(p, &releases)
-                .with_context(|| format!("importing the Debian tracker {}", p.display()))?;
-        }
-    }
-    if let Some(p) = &args.kev {
-        db.import_kev_path(p)
-            .with_context(|| format!("importing the KEV catalog {}", p.display()))?;
-    }
-    Ok(db)
 }
 
 /// Findings for the crates.io packages of one `Cargo.lock`.

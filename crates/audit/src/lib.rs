@@ -10,6 +10,7 @@ pub mod checks;
 pub mod cli;
 pub mod elf;
 pub mod facts;
+pub mod feeds;
 pub mod fleet;
 pub mod hardening;
 pub mod model;

@@ -175,6 +175,44 @@ impl Api {
         self.get(&format!("/v1/report{q}"), "fetching the report")
             .await
     }
+    /// One host's audit plan, rendered by the server (`json`, `html` or `text`).
+    pub async fn host_audit(
+        &self,
+        t: &TenantId,
+        h: &HostId,
+        format: &str,
+    ) -> anyhow::Result<String> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/v1/tenants/{t}/hosts/{h}/audit?format={format}",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Patchday server at {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(e) => anyhow::bail!("fetching the host audit: {} ({status})", e.message),
+            Err(_) => anyhow::bail!("fetching the host audit: server answered {status}"),
+        }
+    }
+    /// The tenant's fleet audit.
+    pub async fn fleet_audit(
+        &self,
+        t: &TenantId,
+    ) -> anyhow::Result<patchday_audit::fleet::FleetReport> {
+        self.get(
+            &format!("/v1/tenants/{t}/audit"),
+            "fetching the fleet audit",
+        )
+        .await
+    }
     /// Catalog status.
     pub async fn catalog_status(&self) -> anyhow::Result<CatalogStatus> {
         self.get("/v1/catalog", "reading the catalog status").await

@@ -141,6 +141,23 @@ enum Command {
     ///
     /// Example: patchday audit --osv advisories/ --kev known_exploited_vulnerabilities.json --format html -o plan.html
     Audit(patchday_audit::cli::AuditArgs),
+    /// The security audit of enrolled hosts, from the facts their agents report.
+    ///
+    /// Example: patchday audit-report --tenant acme                 (fleet plan)
+    ///          patchday audit-report --tenant acme --host web-1-ab12 --format html > plan.html
+    AuditReport {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// One host's plan instead of the fleet's.
+        #[arg(long)]
+        host: Option<HostId>,
+        #[command(flatten)]
+        conn: Conn,
+        /// With --host: json, html or text (default text).
+        #[arg(long = "plan-format")]
+        plan_format: Option<String>,
+    },
     /// Runs the agent in this process (the demo uses it when patchday-agent is not built).
     #[command(hide = true)]
     Agent(patchday_agent::cli::Args),
@@ -163,6 +180,18 @@ struct ServerArgs {
     /// Server config file (TOML: data, listen, catalog_root, poll_seconds, max_catalog_bytes).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// OSV advisories (file or directory, repeatable) for auditing reported facts.
+    #[arg(long)]
+    osv: Vec<PathBuf>,
+    /// Debian security tracker JSON (repeatable).
+    #[arg(long)]
+    debian_tracker: Vec<PathBuf>,
+    /// CISA known-exploited catalog JSON.
+    #[arg(long)]
+    kev: Option<PathBuf>,
+    /// distro-info-data CSV [default: /usr/share/distro-info/debian.csv when present].
+    #[arg(long)]
+    distro_info: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -640,6 +669,59 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             print(&t, conn.format);
             Ok(0)
         }
+        Command::AuditReport {
+            tenant,
+            host,
+            conn,
+            plan_format,
+        } => {
+            let api = conn.api()?;
+            match host {
+                Some(h) => {
+                    print!(
+                        "{}",
+                        api.host_audit(&tenant, &h, plan_format.as_deref().unwrap_or("text"))
+                            .await?
+                    );
+                }
+                None => {
+                    let r = api.fleet_audit(&tenant).await?;
+                    let mut t = Table::new(&[
+                        "tenant",
+                        "section",
+                        "source",
+                        "fix",
+                        "hosts",
+                        "ids",
+                        "severity",
+                        "known-exploited",
+                    ]);
+                    for tr in &r.tenants {
+                        for a in &tr.actions {
+                            t.rows.push(vec![
+                                tr.tenant.clone(),
+                                serde_json::to_value(a.section)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(String::from))
+                                    .unwrap_or_default(),
+                                a.source.clone(),
+                                a.fix.clone().unwrap_or_else(|| "(no fix)".into()),
+                                a.hosts.len().to_string(),
+                                a.ids.len().to_string(),
+                                a.severity.clone().unwrap_or_default(),
+                                if a.known_exploited {
+                                    "yes".into()
+                                } else {
+                                    String::new()
+                                },
+                            ]);
+                        }
+                    }
+                    print(&t, conn.format);
+                }
+            }
+            Ok(0)
+        }
         Command::Approve(a) => decide(a, Decision::Approve).await,
         Command::Decline(a) => decide(a, Decision::Decline).await,
         Command::Report { tenant, by, conn } => {
@@ -809,6 +891,15 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     if let Some(m) = file.max_catalog_bytes {
         cfg.max_catalog_bytes = m;
     }
+    let default_distro = PathBuf::from("/usr/share/distro-info/debian.csv");
+    cfg.audit_feeds = patchday_audit::feeds::FeedPaths {
+        osv: a.osv,
+        debian_tracker: a.debian_tracker,
+        kev: a.kev,
+        distro_info: a
+            .distro_info
+            .or_else(|| default_distro.is_file().then_some(default_distro)),
+    };
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");

@@ -625,3 +625,127 @@ fn train_update_waits_for_its_patch_day_and_an_older_catalog_is_refused() {
         serde_json::from_str(&w.srv.cli(&["catalog", "status", "--format", "json"])).unwrap();
     assert_eq!(st[0]["updates"], "2", "the newer catalog stays");
 }
+
+#[test]
+fn agents_report_audit_facts_and_the_server_plans_per_host_and_fleet() {
+    let _serial = patchday_testkit::serial();
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let (old, new) = debs(dir, "pd-test-audit", false, None);
+    let osv = dir.join("osv.json");
+    std::fs::write(
+        &osv,
+        r#"{"id":"PD-OSV-0001","modified":"2026-01-01T00:00:00Z","aliases":["CVE-2099-0101"],
+           "summary":"buffer overflow in pd-test-audit",
+           "affected":[{"package":{"ecosystem":"Debian:12","name":"pd-test-audit"},
+             "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.0-2"}]}]}]}"#,
+    )
+    .unwrap();
+    let cat = Catalog::new(&b, dir);
+    cat.add_emergency("PD-T-1", &new);
+    let srv = Server::start_with(&b, dir, &cat.root(), &["--osv", osv.to_str().unwrap()]);
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = srv
+        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .trim()
+        .to_string();
+    let h = Host::new(&b, dir, "audit-1");
+    if !h.is_overlay() {
+        eprintln!(
+            "skipped: the host's os-release decides the OSV release; needs an overlay host (root)"
+        );
+        return;
+    }
+    h.lab.install_deb(&old).unwrap();
+    let o = h.agent(&srv.url, Some(&enroll));
+    assert!(o.status.success(), "{}", text(&o));
+    let hosts: Vec<Value> =
+        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
+            .unwrap();
+    let id = hosts[0]["id"].as_str().unwrap().to_string();
+
+    let plan = srv.cli(&[
+        "audit-report",
+        "--tenant",
+        "acme",
+        "--host",
+        &id,
+        "--plan-format",
+        "json",
+    ]);
+    assert!(
+        plan.contains("PD-OSV-0001") && plan.contains("CVE-2099-0101"),
+        "{plan}"
+    );
+    let html = srv.cli(&[
+        "audit-report",
+        "--tenant",
+        "acme",
+        "--host",
+        &id,
+        "--plan-format",
+        "html",
+    ]);
+    assert!(
+        html.contains("<html") && html.contains("pd-test-audit"),
+        "{html}"
+    );
+    let fleet = srv.cli(&["audit-report", "--tenant", "acme", "--format", "csv"]);
+    let row = fleet
+        .lines()
+        .find(|l| l.contains("pd-test-audit"))
+        .unwrap_or_else(|| panic!("{fleet}"));
+    assert!(row.contains(",1.0-2,1,"), "one host needs the fix: {row}");
+
+    // Patch it; the next facts show the truth and the fleet plan drops the action.
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    let o = h.agent(&srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    let fleet = srv.cli(&["audit-report", "--tenant", "acme", "--format", "csv"]);
+    assert!(!fleet.contains("pd-test-audit"), "{fleet}");
+    // A host's plan is scoped like everything else.
+    srv.cli(&["tenant", "create", "globex"]);
+    let g = srv
+        .cli(&[
+            "token",
+            "create",
+            "--role",
+            "read-only",
+            "--tenant",
+            "globex",
+            "--name",
+            "g",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(
+        srv.http_get(&format!("/v1/tenants/acme/hosts/{id}/audit"), Some(&g))
+            .0,
+        404
+    );
+}
+
+#[test]
+fn demo_runs_in_dpkg_root_sandboxes() {
+    let _serial = patchday_testkit::serial();
+    let d = scratch();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["demo", "--sandbox", "--synthetic", "--dir"])
+        .arg(d.path().join("demo"))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("dpkg --root sandboxes") && t.contains("every host is compliant (4 of 4)"),
+        "{t}"
+    );
+    assert!(
+        !d.path().join("demo").exists(),
+        "the demo cleans up after itself"
+    );
+}

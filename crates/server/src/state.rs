@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub max_catalog_bytes: u64,
     /// Seconds agents should wait between check-ins.
     pub poll_seconds: u64,
+    /// Advisory feeds for assessing the audit facts agents report.
+    pub audit_feeds: patchday_audit::feeds::FeedPaths,
 }
 
 impl ServerConfig {
@@ -29,6 +31,7 @@ impl ServerConfig {
             catalog_root: None,
             max_catalog_bytes: 2 << 30,
             poll_seconds: 3600,
+            audit_feeds: patchday_audit::feeds::FeedPaths::default(),
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Serialises catalog pushes.
     pub catalog_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Advisory data, loaded at start.
+    pub feeds: Arc<patchday_audit::feeds::Feeds>,
 }
 
 impl AppState {
@@ -60,12 +65,15 @@ impl AppState {
             .with_context(|| format!("opening the database in {}", dir.display()))?;
         let content = LocalDisk::new(dir.join("content"))?;
         crate::catalog::pin_root(dir, config.catalog_root.as_deref())?;
+        let feeds = patchday_audit::feeds::Feeds::load(&config.audit_feeds)
+            .context("loading the audit feeds")?;
         Ok(Self {
             store: Arc::new(store),
             content: Arc::new(content),
             clock,
             config: Arc::new(config.clone()),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
+            feeds: Arc::new(feeds),
         })
     }
 }

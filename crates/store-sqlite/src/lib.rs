@@ -556,6 +556,39 @@ impl TenantStore for SqliteTenant {
             .collect()
     }
 
+    async fn save_facts(&self, id: &HostId, facts: &str, now: Timestamp) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE hosts SET facts = ?, facts_at = ? WHERE tenant_id = ? AND id = ?")
+                .bind(facts)
+                .bind(now.to_string())
+                .bind(self.id.as_str())
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("host {id}")));
+        }
+        Ok(())
+    }
+
+    async fn facts(&self, id: &HostId) -> Result<Option<(String, Timestamp)>> {
+        let row = sqlx::query("SELECT facts, facts_at FROM hosts WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        match (
+            row.get::<Option<String>, _>("facts"),
+            opt_ts(row.get("facts_at"))?,
+        ) {
+            (Some(f), Some(at)) => Ok(Some((f, at))),
+            _ => Ok(None),
+        }
+    }
+
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
         self.require_host(id).await?;
         let mut tx = self.pool.begin().await.map_err(backend)?;

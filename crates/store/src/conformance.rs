@@ -209,6 +209,23 @@ async fn tenant_isolation(store: &dyn Store) {
     assert_eq!(acme.inventory(&id("h1")).await.unwrap(), Some(inv));
     assert_eq!(acme.host(&id("h1")).await.unwrap().last_seen, Some(later));
     assert_eq!(globex.inventory(&id("g1")).await.unwrap(), None);
+
+    assert_eq!(acme.facts(&id("h1")).await.unwrap(), None);
+    acme.save_facts(&id("h1"), r#"{"hostname":"alpha"}"#, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        acme.facts(&id("h1")).await.unwrap(),
+        Some((r#"{"hostname":"alpha"}"#.to_string(), later))
+    );
+    assert!(matches!(
+        globex.save_facts(&id("h1"), "{}", later).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        globex.facts(&id("h1")).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn approvals_and_states(store: &dyn Store) {

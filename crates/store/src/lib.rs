@@ -191,6 +191,11 @@ pub trait TenantStore: Send + Sync {
     /// All decisions.
     async fn list_approvals(&self) -> Result<Vec<Approval>>;
 
+    /// Stores the audit facts a host reported (JSON owned by `patchday-audit`).
+    async fn save_facts(&self, id: &HostId, facts_json: &str, now: Timestamp) -> Result<()>;
+    /// A host's latest audit facts and when they arrived.
+    async fn facts(&self, id: &HostId) -> Result<Option<(String, Timestamp)>>;
+
     /// Records the agent's latest state per update.
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()>;
     /// The agent's latest state per update for a host.

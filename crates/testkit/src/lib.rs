@@ -65,6 +65,11 @@ pub struct Server {
 impl Server {
     /// Starts a server pinning `catalog_root`, in `dir/server`.
     pub fn start(bins: &Bins, dir: &Path, catalog_root: &Path) -> Server {
+        Self::start_with(bins, dir, catalog_root, &[])
+    }
+
+    /// Like [`Server::start`], with extra `patchday server` arguments.
+    pub fn start_with(bins: &Bins, dir: &Path, catalog_root: &Path, extra: &[&str]) -> Server {
         let data = dir.join("server");
         let token_file = dir.join("admin-token");
         let mut child = Command::new(&bins.patchday)
@@ -76,6 +81,7 @@ impl Server {
             .arg(catalog_root)
             .arg("--admin-token-file")
             .arg(&token_file)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

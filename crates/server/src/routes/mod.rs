@@ -2,6 +2,7 @@
 
 mod admin;
 mod agent;
+mod audit;
 mod catalog;
 mod tuf;
 
@@ -43,6 +44,9 @@ pub fn router(state: AppState) -> Router {
             get(admin::list_approvals).post(admin::approve),
         )
         .route("/v1/report", get(admin::report))
+        .route("/v1/tenants/{tenant}/audit", get(audit::fleet))
+        .route("/v1/tenants/{tenant}/hosts/{host}/audit", get(audit::host))
+        .route("/v1/agent/facts", post(audit::facts))
         .route("/v1/catalog", get(catalog::status).post(catalog_push))
         .route("/v1/catalog/root.json", get(catalog::root))
         .route("/v1/agent/enroll", post(agent::enroll))
