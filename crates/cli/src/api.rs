@@ -36,26 +36,33 @@ impl Api {
         })
     }
 
-    async fn send<R: DeserializeOwned>(
-        &self,
-        req: reqwest::RequestBuilder,
-        what: &str,
-    ) -> anyhow::Result<R> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Patchday server at {}: is it running? (set --server or PATCHDAY_SERVER)", self.base))?;
+    /// Sends a request; returns the body of a success, or the server's error message.
+    async fn send_raw(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Vec<u8>> {
+        let resp = req.bearer_auth(&self.token).send().await.with_context(|| {
+            format!(
+                "cannot reach the Patchday server at {}: is it running? (set --server or PATCHDAY_SERVER)",
+                self.base
+            )
+        })?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .with_context(|| format!("{what}: unexpected answer from the server"));
+            return Ok(bytes.to_vec());
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(e) => anyhow::bail!("{what}: {} ({status})", e.message),
             Err(_) => anyhow::bail!("{what}: server answered {status}"),
         }
+    }
+
+    async fn send<R: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<R> {
+        let bytes = self.send_raw(req, what).await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{what}: unexpected answer from the server"))
     }
 
     async fn get<R: DeserializeOwned>(&self, path: &str, what: &str) -> anyhow::Result<R> {
@@ -182,25 +189,14 @@ impl Api {
         h: &HostId,
         format: &str,
     ) -> anyhow::Result<String> {
-        let resp = self
-            .http
-            .get(format!(
-                "{}/v1/tenants/{t}/hosts/{h}/audit?format={format}",
-                self.base
-            ))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Patchday server at {}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if status.is_success() {
-            return Ok(text);
-        }
-        match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(e) => anyhow::bail!("fetching the host audit: {} ({status})", e.message),
-            Err(_) => anyhow::bail!("fetching the host audit: server answered {status}"),
-        }
+        let url = format!(
+            "{}/v1/tenants/{t}/hosts/{h}/audit?format={format}",
+            self.base
+        );
+        let bytes = self
+            .send_raw(self.http.get(url), "fetching the host audit")
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
     /// The tenant's fleet audit.
     pub async fn fleet_audit(
