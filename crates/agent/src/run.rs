@@ -207,6 +207,27 @@ async fn send_facts(cfg: &AgentConfig, client: &Client) {
     }
 }
 
+/// Why installing `p` would move an installed package (or bundle) to an older version.
+pub fn downgrade(inv: &patchday_types::Inventory, p: &PayloadRef) -> Option<String> {
+    let installed = match p.kind {
+        PayloadKind::Deb => inv
+            .package(&p.package, &p.architecture)
+            .map(|i| i.version.clone()),
+        PayloadKind::Bundle => inv.bundle(&p.package).map(|b| b.version.clone()),
+    }?;
+    match patchday_pkg::version::compare_deb(&installed, &p.version) {
+        Ok(std::cmp::Ordering::Greater) => Some(format!(
+            "payload {} would downgrade {} from {installed} to {}; refused (rollback attack?)",
+            p.target, p.package, p.version
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "payload {}: cannot order versions: {e}; refused",
+            p.target
+        )),
+    }
+}
+
 /// A failure before anything was installed.
 struct FailedBefore(String);
 
@@ -274,6 +295,14 @@ async fn process(
             "update {} was assigned with no payload",
             a.update
         )));
+    }
+    // Never move a package backwards, whoever asks: a compromised server may choose
+    // among published payloads, but not roll a host back to an older one.
+    let now_installed = crate::inventory::collect(&cfg.root)?;
+    for (p, _) in &chosen {
+        if let Some(why) = downgrade(&now_installed, p) {
+            return Err(FailedBefore(why));
+        }
     }
 
     reporter

@@ -380,6 +380,9 @@ struct Proxy {
     url: String,
     cut: Arc<AtomicBool>,
     heads: Arc<Mutex<Vec<String>>>,
+    /// When set, check-ins are answered with this body instead of the server's:
+    /// a compromised server choosing what hosts install.
+    forge: Arc<Mutex<Option<String>>>,
 }
 
 fn proxy(upstream: &str, cut_after: usize) -> Proxy {
@@ -388,12 +391,19 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
     let url = format!("http://{}", l.local_addr().unwrap());
     let cut = Arc::new(AtomicBool::new(true));
     let heads = Arc::new(Mutex::new(Vec::new()));
-    let (c2, h2) = (cut.clone(), heads.clone());
+    let forge: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (c2, h2, f2) = (cut.clone(), heads.clone(), forge.clone());
     let served = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         for conn in l.incoming().take(200) {
             let Ok(mut client) = conn else { continue };
-            let (up, cut, heads, _served) = (up.clone(), c2.clone(), h2.clone(), served.clone());
+            let (up, cut, heads, _served, forge) = (
+                up.clone(),
+                c2.clone(),
+                h2.clone(),
+                served.clone(),
+                f2.clone(),
+            );
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut b = [0u8; 1];
@@ -415,6 +425,16 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
                 let mut body = vec![0u8; len];
                 client.read_exact(&mut body).unwrap();
                 heads.lock().unwrap().push(head.clone());
+                if head.starts_with("POST /v1/agent/checkin") {
+                    if let Some(body) = forge.lock().unwrap().clone() {
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = client.write_all(resp.as_bytes());
+                        return;
+                    }
+                }
                 let head = head.replacen("\r\n", "\r\nConnection: close\r\n", 1);
                 let mut s = TcpStream::connect(&up).unwrap();
                 s.write_all(head.as_bytes()).unwrap();
@@ -444,7 +464,12 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
             });
         }
     });
-    Proxy { url, cut, heads }
+    Proxy {
+        url,
+        cut,
+        heads,
+        forge,
+    }
 }
 
 #[test]
@@ -748,4 +773,49 @@ fn demo_runs_in_dpkg_root_sandboxes() {
         !d.path().join("demo").exists(),
         "the demo cleans up after itself"
     );
+}
+
+#[test]
+fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
+    let _serial = patchday_testkit::serial();
+    let (w, old, new) = world("pd-test-forge", false, None);
+    // The catalog also publishes the old version, as a superseded update.
+    let o = w.cat.add_deb("PD-T-0", &old, &["--emergency", "old"]);
+    assert!(o.status.success(), "{}", text(&o));
+    w.srv
+        .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
+    let p = proxy(&w.srv.url, usize::MAX);
+    let h = Host::new(&bins(), &w.dir, "forge-1");
+    h.lab.install_deb(&new).unwrap();
+    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
+
+    let cases = [
+        (
+            r#"{"assignments":[{"update":"PD-T-0","targets":["pd-test-forge_1.0-1_all.deb"],"deadline":null}],"poll_seconds":60}"#,
+            "would downgrade",
+        ),
+        (
+            r#"{"assignments":[{"update":"PD-T-1","targets":["evil_6.6_all.deb"],"deadline":null}],"poll_seconds":60}"#,
+            "does not name",
+        ),
+        (
+            r#"{"assignments":[{"update":"PD-T-1","targets":["pd-test-forge_1.0-1_all.deb"],"deadline":null}],"poll_seconds":60}"#,
+            "does not name",
+        ),
+        (
+            r#"{"assignments":[{"update":"PD-NOT-PUBLISHED","targets":["x_1_all.deb"],"deadline":null}],"poll_seconds":60}"#,
+            "PD-NOT-PUBLISHED",
+        ),
+    ];
+    for (forged, expect) in cases {
+        *p.forge.lock().unwrap() = Some(forged.to_string());
+        let o = h.agent(&p.url, None);
+        assert!(!o.status.success(), "{forged}: {}", text(&o));
+        assert!(text(&o).contains(expect), "{forged}: {}", text(&o));
+        assert_eq!(
+            h.version("pd-test-forge").as_deref(),
+            Some("1.0-2"),
+            "{forged}"
+        );
+    }
 }
