@@ -819,3 +819,101 @@ fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
         );
     }
 }
+
+/// `python3` with python-tuf importable, or None (the test then says it skipped).
+fn python_tuf() -> Option<&'static str> {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import tuf.ngclient, securesystemslib.signer"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: python-tuf is not installed (`pip install tuf`; .ci/run installs it)");
+    }
+    ok.then_some("python3")
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+#[test]
+fn python_tuf_ngclient_refreshes_and_downloads_from_patchday() {
+    let _serial = patchday_testkit::serial();
+    let Some(py) = python_tuf() else { return };
+    let (w, _, new) = world("pd-test-ngclient", false, None);
+    let name = "pd-test-ngclient_1.0-2_all.deb";
+    let o = std::process::Command::new(py)
+        .arg(script("ngclient_fetch.py"))
+        .args([w.srv.url.as_str(), w.srv.admin.as_str()])
+        .arg(w.cat.root())
+        .arg(w.dir.join("ngclient"))
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let path = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(std::fs::read(path).unwrap(), std::fs::read(&new).unwrap());
+    // And a payload changed on the server is refused by the independent client too.
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        std::fs::read(&new).unwrap(),
+    ));
+    let blob = w.srv.data.join("content").join(&sha[..2]).join(&sha);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let o = std::process::Command::new(py)
+        .arg(script("ngclient_fetch.py"))
+        .args([w.srv.url.as_str(), w.srv.admin.as_str()])
+        .arg(w.cat.root())
+        .arg(w.dir.join("ngclient2"))
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("LengthOrHashMismatch") || text(&o).contains("hash"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_catalog_made_by_python_tuf_is_accepted_served_and_installed() {
+    let _serial = patchday_testkit::serial();
+    let Some(py) = python_tuf() else { return };
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let (old, new) = debs(dir, "pd-test-pytuf", false, None);
+    let repo = dir.join("pyrepo");
+    let o = std::process::Command::new(py)
+        .arg(script("make_repo.py"))
+        .arg(&repo)
+        .arg(&new)
+        .args(["PD-PY-1", "pd-test-pytuf", "1.0-2", "all"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let srv = Server::start(&b, dir, &repo.join("metadata/1.root.json"));
+    srv.cli(&["catalog", "push", "--repo", repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = srv
+        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .trim()
+        .to_string();
+    let h = Host::new(&b, dir, "pytuf-1");
+    h.lab.install_deb(&old).unwrap();
+    assert!(h.agent(&srv.url, Some(&enroll)).status.success());
+    let hosts: Vec<Value> =
+        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
+            .unwrap();
+    let id = hosts[0]["id"].as_str().unwrap().to_string();
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-PY-1"]);
+    let o = h.agent(&srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-pytuf").as_deref(), Some("1.0-2"));
+}

@@ -58,11 +58,14 @@ fn days(n: i64) -> SignedDuration {
     SignedDuration::from_hours(24 * n)
 }
 
+/// `now + d`, in whole seconds: the TUF specification writes `expires` as
+/// `YYYY-MM-DDTHH:MM:SSZ`, and other clients (python-tuf) refuse fractions.
 fn expiry(now: Timestamp, d: SignedDuration, role: &str) -> Result<Timestamp, TrustError> {
-    now.checked_add(d)
-        .map_err(|e| TrustError::ExpiryOutOfRange {
-            detail: format!("{role}: {now} + {d:#}: {e}"),
-        })
+    let out_of_range = |e: jiff::Error| TrustError::ExpiryOutOfRange {
+        detail: format!("{role}: {now} + {d:#}: {e}"),
+    };
+    let t = now.checked_add(d).map_err(out_of_range)?;
+    Timestamp::from_second(t.as_second()).map_err(out_of_range)
 }
 
 /// A file to publish as a target, with the signed custom JSON object that describes it.
@@ -564,4 +567,16 @@ fn copy_into_catalog(src: &Path, tdir: &Path, name: &str) -> Result<(u64, [u8; 3
     tmp.persist(&dest)
         .map_err(|e| TrustError::io("write", &dest)(e.error))?;
     Ok((length, sha256))
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_whole_seconds_as_the_spec_writes_it() {
+        let now: Timestamp = "2026-11-26T12:30:38.494802808Z".parse().unwrap();
+        let t = expiry(now, SignedDuration::from_hours(24), "timestamp").unwrap();
+        assert_eq!(t.to_string(), "2026-11-27T12:30:38Z");
+    }
 }
