@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 fn bins() -> Bins {
@@ -383,6 +383,8 @@ struct Proxy {
     /// When set, check-ins are answered with this body instead of the server's:
     /// a compromised server choosing what hosts install.
     forge: Arc<Mutex<Option<String>>>,
+    /// When set, payload responses trickle out a few bytes at a time (slow retrieval).
+    trickle: Arc<AtomicBool>,
 }
 
 fn proxy(upstream: &str, cut_after: usize) -> Proxy {
@@ -392,18 +394,13 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
     let cut = Arc::new(AtomicBool::new(true));
     let heads = Arc::new(Mutex::new(Vec::new()));
     let forge: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let (c2, h2, f2) = (cut.clone(), heads.clone(), forge.clone());
-    let served = Arc::new(AtomicUsize::new(0));
+    let trickle = Arc::new(AtomicBool::new(false));
+    let (c2, h2, f2, t2) = (cut.clone(), heads.clone(), forge.clone(), trickle.clone());
     std::thread::spawn(move || {
         for conn in l.incoming().take(200) {
             let Ok(mut client) = conn else { continue };
-            let (up, cut, heads, _served, forge) = (
-                up.clone(),
-                c2.clone(),
-                h2.clone(),
-                served.clone(),
-                f2.clone(),
-            );
+            let (up, cut, heads, forge, trickle) =
+                (up.clone(), c2.clone(), h2.clone(), f2.clone(), t2.clone());
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut b = [0u8; 1];
@@ -453,6 +450,18 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
                         break;
                     }
                     let n = n.min(limit - sent);
+                    if payload && sent > 0 && trickle.load(Ordering::SeqCst) {
+                        // 16 bytes every 200 ms: never idle long enough for a
+                        // read timeout, and never done.
+                        for piece in chunk[..n].chunks(16) {
+                            if client.write_all(piece).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(200));
+                        }
+                        sent += n;
+                        continue;
+                    }
                     if client.write_all(&chunk[..n]).is_err() {
                         break;
                     }
@@ -469,6 +478,7 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
         cut,
         heads,
         forge,
+        trickle,
     }
 }
 
@@ -916,4 +926,54 @@ fn a_catalog_made_by_python_tuf_is_accepted_served_and_installed() {
     let o = h.agent(&srv.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-pytuf").as_deref(), Some("1.0-2"));
+}
+
+#[test]
+fn slow_retrieval_is_abandoned_after_a_bounded_time_and_retried_later() {
+    let _serial = patchday_testkit::serial();
+    let (w, old, _) = world("pd-test-slow", true, None);
+    let p = proxy(&w.srv.url, usize::MAX);
+    p.cut.store(false, Ordering::SeqCst);
+    let h = Host::new(&bins(), &w.dir, "slow-1");
+    h.lab.install_deb(&old).unwrap();
+    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
+    w.srv.cli(&[
+        "host",
+        "set-groups",
+        "--tenant",
+        "acme",
+        &w.host_id("slow-1"),
+        "web",
+    ]);
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+
+    p.trickle.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let o = h
+        .agent_command(
+            &p.url,
+            None,
+            &["--stall-timeout", "2", "--download-timeout", "4"],
+        )
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("did not finish within 4s"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the agent gave up in bounded time"
+    );
+    assert_eq!(h.version("pd-test-slow").as_deref(), Some("1.0-1"));
+    assert_eq!(w.state_of("slow-1", "PD-T-1").0, "failed");
+
+    // The next run, on a normal link, finishes the job.
+    p.trickle.store(false, Ordering::SeqCst);
+    let o = h.agent(&p.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-slow").as_deref(), Some("1.0-2"));
 }
