@@ -74,6 +74,12 @@ async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity>
             "the server has no catalog root to hand out and none was given with --catalog-root"
         ),
     }
+    if let Some(k) = &resp.director_key {
+        state.save_director_key(&patchday_trust::director::DirectorPublicKey {
+            keyid: k.keyid.clone(),
+            public: k.public.clone(),
+        })?;
+    }
     let id = Identity {
         server: cfg.server.clone(),
         tenant: resp.tenant,
@@ -154,7 +160,42 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     .await
     .context("catalog verification failed; nothing was installed")?;
 
+    // Uptane: the assignments must be signed by the director key pinned at enrolment.
+    let director = match state.director_key()? {
+        Some(pk) => {
+            let doc = resp.director.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("assignment rejected: signature: the server sent assignments without director metadata; nothing was installed")
+            })?;
+            let dt = patchday_trust::director::verify(
+                doc.as_bytes(),
+                &pk,
+                id.host.as_str(),
+                clock_now(),
+                state.director_version(),
+            )
+            .context("nothing was installed")?;
+            state.set_director_version(dt.version)?;
+            Some(dt)
+        }
+        None => {
+            tracing::warn!(
+                "no director key pinned (enrolled before signed assignments); re-enrol to pin one"
+            );
+            None
+        }
+    };
+
     for a in &resp.assignments {
+        if let Some(dt) = &director {
+            if let Err(m) = director_agrees(dt, a, &catalog) {
+                tracing::error!(update = %a.update, message = %m, "update refused");
+                reporter
+                    .send(&a.update, UpdateState::Failed, Some(m.clone()))
+                    .await;
+                summary.failed.push((a.update.clone(), m));
+                continue;
+            }
+        }
         match process(cfg, &state, &client, &reporter, &dpkg, &catalog, a).await {
             Ok(Outcome::Installed) => {
                 summary.installed += 1;
@@ -205,6 +246,43 @@ async fn send_facts(cfg: &AgentConfig, client: &Client) {
     if let Err(e) = client.post::<_, ()>("v1/agent/facts", &facts).await {
         tracing::warn!(error = %e, "could not send audit facts");
     }
+}
+
+#[allow(clippy::disallowed_methods)] // the agent's one clock read, for director expiry
+fn clock_now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// Uptane's full verification for one assignment: the director must name its update
+/// document and every payload for this update, with exactly the length and sha256 the
+/// catalog's offline keys signed.
+pub fn director_agrees(
+    dt: &patchday_trust::director::DirectorTargets,
+    a: &AssignmentEntry,
+    catalog: &VerifiedCatalog,
+) -> Result<(), String> {
+    let names =
+        std::iter::once(UpdateDocument::target_name(&a.update)).chain(a.targets.iter().cloned());
+    for name in names {
+        let d = dt.targets.get(&name).ok_or_else(|| {
+            format!("assignment rejected: director: {name} is not in the signed assignment")
+        })?;
+        if d.custom.update != a.update.as_str() {
+            return Err(format!(
+                "assignment rejected: director: {name} is signed for update {}, not {}",
+                d.custom.update, a.update
+            ));
+        }
+        let c = catalog.target(&name).map_err(|e| {
+            format!("assignment rejected: the catalog does not publish {name}: {e}")
+        })?;
+        if d.length != c.length || d.hashes.get("sha256") != Some(&c.sha256) {
+            return Err(format!(
+                "assignment rejected: director and catalog disagree on {name} (length or sha256); a stolen director key cannot make a payload installable"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why installing `p` would move an installed package (or bundle) to an older version.

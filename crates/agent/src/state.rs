@@ -92,6 +92,48 @@ impl StateDir {
         )
     }
 
+    /// The director key pinned at enrolment, if the server had one.
+    pub fn director_key(
+        &self,
+    ) -> anyhow::Result<Option<patchday_trust::director::DirectorPublicKey>> {
+        match std::fs::read(self.root.join("director-key.json")) {
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b).context("director-key.json is corrupt; re-enrol")?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Pins the director key.
+    pub fn save_director_key(
+        &self,
+        k: &patchday_trust::director::DirectorPublicKey,
+    ) -> anyhow::Result<()> {
+        write_atomic(
+            &self.root.join("director-key.json"),
+            &serde_json::to_vec(k)?,
+            0o644,
+        )
+    }
+
+    /// The newest director metadata version accepted (0 when none).
+    pub fn director_version(&self) -> u64 {
+        std::fs::read_to_string(self.root.join("director-version"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Records an accepted director version.
+    pub fn set_director_version(&self, v: u64) -> anyhow::Result<()> {
+        write_atomic(
+            &self.root.join("director-version"),
+            v.to_string().as_bytes(),
+            0o644,
+        )
+    }
+
     /// The update whose install was under way when the agent last stopped.
     pub fn journal_entry(&self) -> Option<UpdateId> {
         let b = std::fs::read(self.journal()).ok()?;

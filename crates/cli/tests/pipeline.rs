@@ -785,43 +785,182 @@ fn demo_runs_in_dpkg_root_sandboxes() {
     );
 }
 
+#[allow(clippy::disallowed_methods)] // a forger's clock
+fn wall_clock() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// Director metadata signed with the server's own (stolen) key.
+fn forge_director(w: &World, host: &str, update: &str, names: &[&str]) -> String {
+    use patchday_trust::director::*;
+    let key = DirectorKey::load_or_create(&w.srv.data.join("director/ed25519.pk8")).unwrap();
+    let published: Vec<PathBuf> = std::fs::read_dir(w.cat.repo.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let mut targets = std::collections::BTreeMap::new();
+    for name in names {
+        let (length, sha) = published
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .ends_with(&format!(".{name}"))
+            })
+            .map(|p| {
+                let f = p.file_name().unwrap().to_string_lossy().into_owned();
+                (
+                    std::fs::metadata(p).unwrap().len(),
+                    f.split('.').next().unwrap().to_string(),
+                )
+            })
+            .unwrap_or((6, "00".repeat(32)));
+        targets.insert(
+            name.to_string(),
+            AssignedTarget {
+                length,
+                hashes: [("sha256".to_string(), sha)].into_iter().collect(),
+                custom: AssignedCustom {
+                    update: update.into(),
+                    tenant: "acme".into(),
+                    host: host.into(),
+                    architecture: "amd64".into(),
+                },
+            },
+        );
+    }
+    let now = wall_clock();
+    let signed = DirectorTargets {
+        kind: "targets".into(),
+        spec_version: "1.0.0".into(),
+        version: now.as_second() as u64,
+        expires: expires_in(now, 600).unwrap(),
+        targets,
+    };
+    String::from_utf8(key.sign(&signed).unwrap()).unwrap()
+}
+
 #[test]
 fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
     let _serial = patchday_testkit::serial();
     let (w, old, new) = world("pd-test-forge", false, None);
-    // The catalog also publishes the old version, as a superseded update.
+    // The catalog also publishes the old version, as another update.
     let o = w.cat.add_deb("PD-T-0", &old, &["--emergency", "old"]);
     assert!(o.status.success(), "{}", text(&o));
     w.srv
         .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
     let p = proxy(&w.srv.url, usize::MAX);
+    p.cut.store(false, Ordering::SeqCst);
     let h = Host::new(&bins(), &w.dir, "forge-1");
     h.lab.install_deb(&new).unwrap();
     assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
-
+    let host = w.host_id("forge-1");
+    let answer = |update: &str, target: &str, director: Option<String>| {
+        serde_json::json!({
+            "assignments": [{"update": update, "targets": [target], "deadline": null}],
+            "poll_seconds": 60,
+            "director": director,
+        })
+        .to_string()
+    };
+    let old_deb = "pd-test-forge_1.0-1_all.deb";
+    let doc0 = "update-PD-T-0.json";
+    let doc1 = "update-PD-T-1.json";
     let cases = [
+        // A man in the middle (or a server without its key): unsigned, or signed by another key.
+        (answer("PD-T-0", old_deb, None), "without director metadata"),
         (
-            r#"{"assignments":[{"update":"PD-T-0","targets":["pd-test-forge_1.0-1_all.deb"],"deadline":null}],"poll_seconds":60}"#,
+            answer(
+                "PD-T-0",
+                old_deb,
+                Some(
+                    String::from_utf8(
+                        patchday_trust::director::DirectorKey::load_or_create(
+                            &w.dir.join("other-key"),
+                        )
+                        .unwrap()
+                        .sign(
+                            &serde_json::from_value(serde_json::json!({
+                                "_type": "targets", "spec_version": "1.0.0", "version": 1,
+                                "expires": "2099-01-01T00:00:00Z", "targets": {}
+                            }))
+                            .unwrap(),
+                        )
+                        .unwrap(),
+                    )
+                    .unwrap(),
+                ),
+            ),
+            "not signed by the director key",
+        ),
+        // Another host's signed assignment, replayed.
+        (
+            answer(
+                "PD-T-0",
+                old_deb,
+                Some(forge_director(
+                    &w,
+                    "someone-else",
+                    "PD-T-0",
+                    &[doc0, old_deb],
+                )),
+            ),
+            "not to this host",
+        ),
+        // The stolen online key: it signs, but cannot downgrade nor make new payloads installable.
+        (
+            answer(
+                "PD-T-0",
+                old_deb,
+                Some(forge_director(&w, &host, "PD-T-0", &[doc0, old_deb])),
+            ),
             "would downgrade",
         ),
         (
-            r#"{"assignments":[{"update":"PD-T-1","targets":["evil_6.6_all.deb"],"deadline":null}],"poll_seconds":60}"#,
+            answer(
+                "PD-T-1",
+                "evil_6.6_all.deb",
+                Some(forge_director(
+                    &w,
+                    &host,
+                    "PD-T-1",
+                    &[doc1, "evil_6.6_all.deb"],
+                )),
+            ),
+            "does not publish evil_6.6_all.deb",
+        ),
+        (
+            answer(
+                "PD-T-1",
+                old_deb,
+                Some(forge_director(&w, &host, "PD-T-1", &[doc1, old_deb])),
+            ),
             "does not name",
         ),
         (
-            r#"{"assignments":[{"update":"PD-T-1","targets":["pd-test-forge_1.0-1_all.deb"],"deadline":null}],"poll_seconds":60}"#,
-            "does not name",
-        ),
-        (
-            r#"{"assignments":[{"update":"PD-NOT-PUBLISHED","targets":["x_1_all.deb"],"deadline":null}],"poll_seconds":60}"#,
-            "PD-NOT-PUBLISHED",
+            answer(
+                "PD-NOT-PUBLISHED",
+                "x_1_all.deb",
+                Some(forge_director(
+                    &w,
+                    &host,
+                    "PD-NOT-PUBLISHED",
+                    &["update-PD-NOT-PUBLISHED.json", "x_1_all.deb"],
+                )),
+            ),
+            "does not publish update-PD-NOT-PUBLISHED.json",
         ),
     ];
     for (forged, expect) in cases {
-        *p.forge.lock().unwrap() = Some(forged.to_string());
+        *p.forge.lock().unwrap() = Some(forged.clone());
         let o = h.agent(&p.url, None);
         assert!(!o.status.success(), "{forged}: {}", text(&o));
-        assert!(text(&o).contains(expect), "{forged}: {}", text(&o));
+        assert!(
+            text(&o).contains(expect),
+            "expected {expect:?}: {}",
+            text(&o)
+        );
         assert_eq!(
             h.version("pd-test-forge").as_deref(),
             Some("1.0-2"),

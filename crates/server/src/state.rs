@@ -51,6 +51,8 @@ pub struct AppState {
     pub catalog_lock: Arc<tokio::sync::Mutex<()>>,
     /// Advisory data, loaded at start.
     pub feeds: Arc<patchday_audit::feeds::Feeds>,
+    /// The director's online key, which signs per-host assignments.
+    pub director: Arc<patchday_trust::director::DirectorKey>,
 }
 
 impl AppState {
@@ -67,6 +69,11 @@ impl AppState {
         crate::catalog::pin_root(dir, config.catalog_root.as_deref())?;
         let feeds = patchday_audit::feeds::Feeds::load(&config.audit_feeds)
             .context("loading the audit feeds")?;
+        // The server's own online key: the only private key in its data directory.
+        let director = patchday_trust::director::DirectorKey::load_or_create(
+            &dir.join("director/ed25519.pk8"),
+        )
+        .context("loading the director key")?;
         Ok(Self {
             store: Arc::new(store),
             content: Arc::new(content),
@@ -74,6 +81,7 @@ impl AppState {
             config: Arc::new(config.clone()),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
             feeds: Arc::new(feeds),
+            director: Arc::new(director),
         })
     }
 }

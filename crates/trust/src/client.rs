@@ -1081,7 +1081,7 @@ fn digest(algorithm: &str, bytes: &[u8]) -> Option<String> {
     }
 }
 
-fn canonical_json(value: &Value) -> Result<Vec<u8>, String> {
+pub(crate) fn canonical_json(value: &Value) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
     let mut ser =
         serde_json::Serializer::with_formatter(&mut buf, olpc_cjson::CanonicalFormatter::new());

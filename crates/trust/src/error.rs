@@ -30,6 +30,15 @@ pub enum TrustError {
         expires: Option<Timestamp>,
     },
 
+    /// Director metadata (a signed assignment) failed a check.
+    #[error("assignment rejected: {check}: {detail}")]
+    AssignmentRejected {
+        /// Which check failed (signature, rollback, expiry, host, delegations, format, size).
+        check: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+
     /// Metadata is not signed by a threshold of the keys the trusted root names.
     #[error("catalog rejected: {role} metadata is not signed by the keys the trusted root names ({detail}); it was tampered with, or signed with other keys")]
     BadSignature {

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod director;
 mod error;
 mod keys;
 mod names;

@@ -296,6 +296,18 @@ pub struct EnrollResponse {
     /// The catalog root the server trusts (root.json), for agents that were not
     /// given one explicitly.
     pub catalog_root: Option<String>,
+    /// The director's public key, which signs this host's assignments.
+    #[serde(default)]
+    pub director_key: Option<DirectorKeyInfo>,
+}
+
+/// The director's public key as agents pin it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorKeyInfo {
+    /// sha256 of the public key, hex.
+    pub keyid: String,
+    /// ed25519 public key, hex.
+    pub public: String,
 }
 
 impl fmt::Debug for EnrollResponse {
@@ -333,6 +345,9 @@ pub struct CheckinResponse {
     pub assignments: Vec<AssignmentEntry>,
     /// Suggested seconds until the next check-in.
     pub poll_seconds: u64,
+    /// Director metadata signing `assignments` (per-host TUF targets, JSON text).
+    #[serde(default)]
+    pub director: Option<String>,
 }
 
 /// One per-update state the agent reports.

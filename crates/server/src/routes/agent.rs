@@ -11,7 +11,7 @@ use patchday_types::api::{
     AssignmentEntry, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorCode,
     ReportRequest,
 };
-use patchday_types::HostId;
+use patchday_types::{HostId, UpdateDocument};
 
 /// `POST /v1/agent/enroll`.
 pub async fn enroll(
@@ -50,11 +50,16 @@ pub async fn enroll(
         .await?;
     tracing::info!(tenant = %tenant_id, host = %id, "host enrolled");
     let root = std::fs::read_to_string(crate::catalog::pinned_root(&s.config.data_dir)).ok();
+    let pk = s.director.public();
     Ok(Json(EnrollResponse {
         host: id,
         tenant: tenant_id,
         credential,
         catalog_root: root,
+        director_key: Some(patchday_types::api::DirectorKeyInfo {
+            keyid: pk.keyid.clone(),
+            public: pk.public.clone(),
+        }),
     }))
 }
 
@@ -72,7 +77,7 @@ pub async fn checkin(
     let approvals = tenant.list_approvals().await?;
     let updates = s.store.catalog_updates().await?;
     let statuses = host_statuses(tenant.as_ref(), &host, &approvals, &updates).await?;
-    let assignments = statuses
+    let assignments: Vec<AssignmentEntry> = statuses
         .into_iter()
         .filter(|st| st.is_assigned() && !st.missing.is_empty())
         .map(|st| AssignmentEntry {
@@ -81,10 +86,59 @@ pub async fn checkin(
             deadline: st.deadline,
         })
         .collect();
+    let director = if assignments.is_empty() {
+        None
+    } else {
+        Some(sign_assignments(&s, &who, &req.inventory.architecture, &assignments).await?)
+    };
     Ok(Json(CheckinResponse {
         assignments,
         poll_seconds: s.config.poll_seconds,
+        director,
     }))
+}
+
+/// Per-host director metadata naming every target of these assignments.
+async fn sign_assignments(
+    s: &AppState,
+    who: &HostAuth,
+    architecture: &str,
+    assignments: &[AssignmentEntry],
+) -> ApiResult<String> {
+    use patchday_trust::director::{expires_in, AssignedCustom, AssignedTarget, DirectorTargets};
+    let now = s.clock.now();
+    let mut targets = std::collections::BTreeMap::new();
+    for a in assignments {
+        let names = std::iter::once(UpdateDocument::target_name(&a.update))
+            .chain(a.targets.iter().cloned());
+        for name in names {
+            let t = s.store.catalog_target(&name).await?.ok_or_else(|| {
+                ApiError::internal(format!("assigned target {name} is not in the catalog"))
+            })?;
+            targets.insert(
+                name,
+                AssignedTarget {
+                    length: t.length,
+                    hashes: [("sha256".to_string(), t.sha256)].into_iter().collect(),
+                    custom: AssignedCustom {
+                        update: a.update.to_string(),
+                        tenant: who.tenant.to_string(),
+                        host: who.host.to_string(),
+                        architecture: architecture.to_string(),
+                    },
+                },
+            );
+        }
+    }
+    let signed = DirectorTargets {
+        kind: "targets".into(),
+        spec_version: "1.0.0".into(),
+        version: u64::try_from(now.as_second()).unwrap_or(0),
+        expires: expires_in(now, 3600).map_err(ApiError::internal)?,
+        targets,
+    };
+    let bytes = s.director.sign(&signed).map_err(ApiError::internal)?;
+    String::from_utf8(bytes).map_err(ApiError::internal)
 }
 
 /// `POST /v1/agent/report`.

@@ -1,0 +1,374 @@
+//! Signed assignments: Uptane's director role, in TUF targets form.
+//!
+//! The server signs, with its own online key, per-host targets metadata naming exactly
+//! the update documents and payloads that host must install (length, sha256 and custom
+//! fields: update, tenant, host, architecture). The agent pins the director's public
+//! key at enrolment and accepts an assignment only when the signature, the host, the
+//! expiry and the version hold; it then requires every assigned target to agree with
+//! the catalog the offline keys signed. So a stolen director key can choose among
+//! published payloads, never make a new one installable.
+//!
+//! Director metadata has no delegations; any `delegations` field is refused.
+
+use crate::client::canonical_json;
+use crate::TrustError;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// The director's public key as agents pin it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorPublicKey {
+    /// sha256 of the public key bytes, hex.
+    pub keyid: String,
+    /// ed25519 public key, hex.
+    pub public: String,
+}
+
+/// Custom fields of one assigned target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedCustom {
+    /// The update this target belongs to.
+    pub update: String,
+    /// The host's tenant.
+    pub tenant: String,
+    /// The host it is assigned to.
+    pub host: String,
+    /// The host's architecture.
+    pub architecture: String,
+}
+
+/// One assigned target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedTarget {
+    /// Length in bytes.
+    pub length: u64,
+    /// Hashes; `sha256` is required.
+    pub hashes: BTreeMap<String, String>,
+    /// Assignment fields.
+    pub custom: AssignedCustom,
+}
+
+/// The signed part of director metadata (TUF targets shape, no delegations).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorTargets {
+    /// Always `targets`.
+    #[serde(rename = "_type")]
+    pub kind: String,
+    /// TUF spec version.
+    pub spec_version: String,
+    /// Monotonic version (the signing time in seconds).
+    pub version: u64,
+    /// Expiry, whole seconds.
+    pub expires: String,
+    /// Assigned targets by name.
+    pub targets: BTreeMap<String, AssignedTarget>,
+}
+
+/// The director's online signing key.
+pub struct DirectorKey {
+    pair: Ed25519KeyPair,
+    public: DirectorPublicKey,
+}
+
+impl std::fmt::Debug for DirectorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectorKey")
+            .field("public", &self.public)
+            .finish()
+    }
+}
+
+fn refused(check: &'static str, detail: impl Into<String>) -> TrustError {
+    TrustError::AssignmentRejected {
+        check,
+        detail: detail.into(),
+    }
+}
+
+impl DirectorKey {
+    /// Loads the key (PKCS#8, mode 0600), creating it on first use.
+    pub fn load_or_create(path: &Path) -> Result<DirectorKey, TrustError> {
+        let der = match std::fs::read(path) {
+            Ok(b) => {
+                let mode = std::fs::metadata(path)
+                    .map_err(TrustError::io("inspect director key", path))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(TrustError::BadKey {
+                        path: path.to_path_buf(),
+                        detail: format!(
+                            "mode {:o} lets others read it; chmod 600 it",
+                            mode & 0o777
+                        ),
+                    });
+                }
+                b
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| {
+                    TrustError::BadKey {
+                        path: path.to_path_buf(),
+                        detail: format!("cannot generate: {e}"),
+                    }
+                })?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(TrustError::io("create director key directory", dir))?;
+                }
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(TrustError::io("write director key", path))?;
+                f.write_all(doc.as_ref())
+                    .map_err(TrustError::io("write director key", path))?;
+                f.sync_all()
+                    .map_err(TrustError::io("write director key", path))?;
+                doc.as_ref().to_vec()
+            }
+            Err(e) => return Err(TrustError::io("read director key", path)(e)),
+        };
+        let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|e| TrustError::BadKey {
+            path: path.to_path_buf(),
+            detail: format!("not an ed25519 PKCS#8 key: {e}"),
+        })?;
+        let pk = pair.public_key().as_ref().to_vec();
+        let public = DirectorPublicKey {
+            keyid: hex::encode(Sha256::digest(&pk)),
+            public: hex::encode(pk),
+        };
+        Ok(DirectorKey { pair, public })
+    }
+
+    /// The public half, for agents to pin.
+    pub fn public(&self) -> &DirectorPublicKey {
+        &self.public
+    }
+
+    /// Signs director metadata; returns the document (`{"signed":…,"signatures":[…]}`).
+    pub fn sign(&self, signed: &DirectorTargets) -> Result<Vec<u8>, TrustError> {
+        let value = serde_json::to_value(signed).map_err(|e| refused("encoding", e.to_string()))?;
+        let msg = canonical_json(&value).map_err(|e| refused("encoding", e))?;
+        let sig = self.pair.sign(&msg);
+        let doc = serde_json::json!({
+            "signed": value,
+            "signatures": [{"keyid": self.public.keyid, "sig": hex::encode(sig.as_ref())}],
+        });
+        serde_json::to_vec(&doc).map_err(|e| refused("encoding", e.to_string()))
+    }
+}
+
+/// Expiry `now + seconds`, in the spec's whole-second form.
+pub fn expires_in(now: Timestamp, seconds: i64) -> Result<String, TrustError> {
+    let t = Timestamp::from_second(now.as_second().saturating_add(seconds))
+        .map_err(|e| refused("expiry", e.to_string()))?;
+    Ok(t.to_string())
+}
+
+/// Verifies director metadata for `host` against the pinned key.
+///
+/// Checks, in order: size, signature by the pinned key, `_type`, no delegations, the
+/// version is not below `last_version` (rollback), not expired at `now`, and every
+/// target is assigned to `host` with a sha256.
+pub fn verify(
+    bytes: &[u8],
+    key: &DirectorPublicKey,
+    host: &str,
+    now: Timestamp,
+    last_version: u64,
+) -> Result<DirectorTargets, TrustError> {
+    if bytes.len() > 4 << 20 {
+        return Err(refused(
+            "size",
+            "director metadata is larger than 4 MiB (endless data?)",
+        ));
+    }
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| refused("format", e.to_string()))?;
+    let signed = doc
+        .get("signed")
+        .ok_or_else(|| refused("format", "no `signed` object"))?;
+    let msg = canonical_json(signed).map_err(|e| refused("format", e))?;
+    let pk = hex::decode(&key.public).map_err(|e| refused("pinned key", e.to_string()))?;
+    let good = doc
+        .get("signatures")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|s| s.get("keyid").and_then(Value::as_str) == Some(key.keyid.as_str()))
+        .filter_map(|s| {
+            s.get("sig")
+                .and_then(Value::as_str)
+                .and_then(|h| hex::decode(h).ok())
+        })
+        .any(|sig| {
+            UnparsedPublicKey::new(&ED25519, &pk)
+                .verify(&msg, &sig)
+                .is_ok()
+        });
+    if !good {
+        return Err(refused(
+            "signature",
+            "not signed by the director key pinned at enrolment (forged or altered assignment)",
+        ));
+    }
+    if signed.get("delegations").is_some() {
+        return Err(refused(
+            "delegations",
+            "director metadata must not delegate",
+        ));
+    }
+    let t: DirectorTargets =
+        serde_json::from_value(signed.clone()).map_err(|e| refused("format", e.to_string()))?;
+    if t.kind != "targets" {
+        return Err(refused(
+            "format",
+            format!("_type is {:?}, not targets", t.kind),
+        ));
+    }
+    if t.version < last_version {
+        return Err(refused(
+            "rollback",
+            format!(
+                "version {} is older than the trusted version {last_version}",
+                t.version
+            ),
+        ));
+    }
+    let expires: Timestamp = t
+        .expires
+        .parse()
+        .map_err(|e| refused("expiry", format!("{e}")))?;
+    if expires <= now {
+        return Err(refused(
+            "expiry",
+            format!("expired at {expires} (freeze attack, or a stopped server)"),
+        ));
+    }
+    for (name, target) in &t.targets {
+        if target.custom.host != host {
+            return Err(refused(
+                "host",
+                format!(
+                    "{name} is assigned to {}, not to this host",
+                    target.custom.host
+                ),
+            ));
+        }
+        if !target.hashes.contains_key("sha256") {
+            return Err(refused("format", format!("{name} has no sha256")));
+        }
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(version: u64, expires: &str, host: &str) -> DirectorTargets {
+        let mut targets = BTreeMap::new();
+        targets.insert(
+            "libfoo_1.0-2_amd64.deb".to_string(),
+            AssignedTarget {
+                length: 10,
+                hashes: [("sha256".to_string(), "ab".repeat(32))]
+                    .into_iter()
+                    .collect(),
+                custom: AssignedCustom {
+                    update: "PD-1".into(),
+                    tenant: "acme".into(),
+                    host: host.into(),
+                    architecture: "amd64".into(),
+                },
+            },
+        );
+        DirectorTargets {
+            kind: "targets".into(),
+            spec_version: "1.0.0".into(),
+            version,
+            expires: expires.into(),
+            targets,
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-26T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn director_attacks_are_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let key = DirectorKey::load_or_create(&d.path().join("k")).unwrap();
+        let again = DirectorKey::load_or_create(&d.path().join("k")).unwrap();
+        assert_eq!(key.public(), again.public(), "the key persists");
+        let pk = key.public().clone();
+        let ok = key.sign(&sample(5, "2026-11-26T13:00:00Z", "h1")).unwrap();
+        assert_eq!(verify(&ok, &pk, "h1", now(), 5).unwrap().version, 5);
+
+        let check =
+            |bytes: &[u8], last: u64, host: &str| match verify(bytes, &pk, host, now(), last) {
+                Err(TrustError::AssignmentRejected { check, .. }) => check,
+                other => panic!("{other:?}"),
+            };
+        // Altered after signing.
+        let tampered = String::from_utf8(ok.clone())
+            .unwrap()
+            .replace("PD-1", "PD-9");
+        assert_eq!(check(tampered.as_bytes(), 0, "h1"), "signature");
+        // Signed by another key (a forged director).
+        let other = DirectorKey::load_or_create(&d.path().join("other")).unwrap();
+        assert_eq!(
+            check(
+                &other
+                    .sign(&sample(5, "2026-11-26T13:00:00Z", "h1"))
+                    .unwrap(),
+                0,
+                "h1"
+            ),
+            "signature"
+        );
+        // Older version than trusted.
+        assert_eq!(check(&ok, 6, "h1"), "rollback");
+        // Expired.
+        assert_eq!(
+            check(
+                &key.sign(&sample(7, "2026-11-26T11:59:59Z", "h1")).unwrap(),
+                0,
+                "h1"
+            ),
+            "expiry"
+        );
+        // Another host's assignment.
+        assert_eq!(check(&ok, 0, "h2"), "host");
+        // Delegations.
+        let mut v: Value =
+            serde_json::from_slice(&key.sign(&sample(8, "2026-11-26T13:00:00Z", "h1")).unwrap())
+                .unwrap();
+        v["signed"]["delegations"] = serde_json::json!({"keys": {}, "roles": []});
+        let msg = canonical_json(&v["signed"]).unwrap();
+        v["signatures"][0]["sig"] = Value::String(hex::encode(key.pair.sign(&msg).as_ref()));
+        assert_eq!(
+            check(&serde_json::to_vec(&v).unwrap(), 0, "h1"),
+            "delegations"
+        );
+        // A readable key file is refused.
+        std::fs::set_permissions(d.path().join("k"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        assert!(matches!(
+            DirectorKey::load_or_create(&d.path().join("k")),
+            Err(TrustError::BadKey { .. })
+        ));
+        // Expiry strings are whole seconds.
+        assert_eq!(expires_in(now(), 3600).unwrap(), "2026-11-26T13:00:00Z");
+    }
+}
