@@ -452,7 +452,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
         pb.inc(1);
     }
     pb.finish_and_clear();
-    say.step("agents verified the catalog, downloaded, checked hashes, installed with dpkg, and reported");
+    say.step("agents verified the signed assignments against the catalog, downloaded, checked hashes, installed with dpkg, and reported");
 
     // Truth check against dpkg itself.
     let mut truthful = true;
