@@ -568,6 +568,9 @@ fn agent_killed_during_install_is_never_reported_installed_and_is_finished_next_
         .args(["-KILL", "--", &format!("-{pgid}")])
         .status();
     let _ = child.wait();
+    // dpkg runs maintainer scripts in their own process group; reap them too, as a
+    // reboot would.
+    h.lab.kill_all().unwrap();
     assert_ne!(w.state_of("kill-1", "PD-T-1").0, "installed");
     assert_ne!(
         h.version("pd-test-kill").as_deref(),

@@ -444,6 +444,43 @@ impl LabHost {
         self.write_meta(None)
     }
 
+    /// Kill every process still running inside this overlay host (a killed agent's
+    /// orphaned maintainer scripts, say) and wait until they are gone, so that the next
+    /// command does not mount the same upper directory twice. Returns how many were
+    /// killed; a sandbox host has none of its own.
+    pub fn kill_all(&self) -> Result<usize, LabError> {
+        if self.kind != HostKind::Overlay {
+            return Ok(0);
+        }
+        let merged = self.dir.join("merged");
+        let inside = || -> Vec<String> {
+            fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let pid = e.file_name().to_string_lossy().into_owned();
+                    let root = fs::read_link(e.path().join("root")).ok()?;
+                    (pid.bytes().all(|b| b.is_ascii_digit()) && root == merged).then_some(pid)
+                })
+                .collect()
+        };
+        let first = inside();
+        for _ in 0..50 {
+            let left = inside();
+            if left.is_empty() {
+                return Ok(first.len());
+            }
+            let _ = Command::new("kill").arg("-KILL").args(&left).status();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(LabError::CommandFailed {
+            what: format!("killing the processes of host {}", self.name),
+            status: "still running after 5 s".into(),
+            detail: inside().join(" "),
+        })
+    }
+
     /// Remove the host and everything installed in it.
     pub fn destroy(self) -> Result<(), LabError> {
         remove_host_dir(&self.dir)

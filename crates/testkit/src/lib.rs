@@ -316,10 +316,11 @@ impl Drop for Host {
 
 /// Serialises the tests of one binary that use lab hosts.
 ///
-/// Concurrent overlay hosts on one machine showed a lost-file flake (a marker file
-/// written into one host was not seen by its next command while other hosts were
-/// busy); until that is understood, pipeline tests run one at a time. They take a few
-/// seconds in all.
+/// Concurrent overlay hosts on one machine once showed a lost-file flake (a marker
+/// file written into one host was not seen by its next command while other hosts were
+/// busy), and the kernel has logged "upperdir is in-use" during parallel runs, i.e. one
+/// host mounted twice at once. Four later parallel runs passed, but until the double
+/// mount is found, pipeline tests run one at a time (about a minute in all).
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
