@@ -42,6 +42,9 @@ pub struct Args {
     /// Seconds one payload download may take.
     #[arg(long, default_value_t = 1800)]
     pub download_timeout: u64,
+    /// The server's CA certificate (PEM) to pin at enrolment; later runs use the pinned copy.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Do not collect and send security-audit facts.
     #[arg(long)]
     pub no_audit: bool,
@@ -62,6 +65,7 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         read_timeout: Duration::from_secs(args.stall_timeout),
         download_deadline: Duration::from_secs(args.download_timeout),
         audit: !args.no_audit,
+        ca: args.ca.clone(),
     };
     loop {
         let result = run_once(&cfg).await;

@@ -32,12 +32,22 @@ impl Client {
         base: &str,
         credential: Option<String>,
         read_timeout: Duration,
+        ca_pem: Option<&[u8]>,
     ) -> anyhow::Result<Self> {
         let mut base = Url::parse(base).with_context(|| format!("invalid server URL {base:?}"))?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            // Pin the CA the agent enrolled with: no other CA, public or private, is trusted.
+            let cert = reqwest::Certificate::from_pem(pem)
+                .context("the pinned CA is not a PEM certificate")?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(cert);
+        }
+        let http = builder
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(read_timeout)
             .user_agent(concat!("patchday-agent/", env!("CARGO_PKG_VERSION")))

@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub download_deadline: Duration,
     /// Collect and send security-audit facts after each run.
     pub audit: bool,
+    /// The server's CA certificate to pin at enrolment (PEM file).
+    pub ca: Option<PathBuf>,
 }
 
 /// What one run did.
@@ -59,7 +61,11 @@ async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity>
     let hostname = crate::inventory::collect(&cfg.root)
         .map(|i| i.hostname)
         .unwrap_or_else(|_| "host".into());
-    let client = Client::new(&cfg.server, None, cfg.read_timeout)?;
+    if let Some(p) = &cfg.ca {
+        let pem = std::fs::read(p).with_context(|| format!("reading --ca {}", p.display()))?;
+        state.save_ca(&pem)?;
+    }
+    let client = Client::new(&cfg.server, None, cfg.read_timeout, state.ca().as_deref())?;
     let resp: EnrollResponse = client
         .post("v1/agent/enroll", &EnrollRequest { token, hostname })
         .await?;
@@ -119,7 +125,12 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         Some(id) => id,
         None => enroll(cfg, &state).await?,
     };
-    let client = Client::new(&id.server, Some(id.credential.clone()), cfg.read_timeout)?;
+    let client = Client::new(
+        &id.server,
+        Some(id.credential.clone()),
+        cfg.read_timeout,
+        state.ca().as_deref(),
+    )?;
     let reporter = Reporter { client: &client };
     let dpkg = Dpkg {
         root: cfg.root.clone(),

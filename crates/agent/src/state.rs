@@ -64,6 +64,16 @@ impl StateDir {
     pub fn downloads(&self) -> PathBuf {
         self.root.join("downloads")
     }
+    /// The server CA pinned at enrolment (PEM), if any.
+    pub fn ca(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join("ca.pem")).ok()
+    }
+
+    /// Pins the server CA.
+    pub fn save_ca(&self, pem: &[u8]) -> anyhow::Result<()> {
+        write_atomic(&self.root.join("ca.pem"), pem, 0o644)
+    }
+
     /// Install journal.
     pub fn journal(&self) -> PathBuf {
         self.root.join("journal.json")

@@ -25,14 +25,20 @@ impl std::fmt::Debug for Api {
 
 impl Api {
     /// A client for `base` (e.g. `http://127.0.0.1:8470`) with an operator token.
-    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()?;
+    pub fn new(base: &str, token: &str, ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
+        if let Some(pem) = ca_pem {
+            let cert =
+                reqwest::Certificate::from_pem(pem).context("--ca is not a PEM certificate")?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(cert);
+        }
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            http,
+            http: builder.build()?,
         })
     }
 

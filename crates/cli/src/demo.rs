@@ -305,7 +305,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     let (addr, serve) = patchday_server::bind(init.state, "127.0.0.1:0".parse()?).await?;
     let server_task = tokio::spawn(serve);
     let url = format!("http://{addr}");
-    let api = Api::new(&url, &token)?;
+    let api = Api::new(&url, &token, None)?;
     let tar = crate::catalog::pack(&repo)?;
     let st = api.push_catalog(tar.path()).await?;
     say.step(&format!(

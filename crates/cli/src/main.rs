@@ -40,6 +40,9 @@ struct Conn {
     /// CLI config file.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// The server's CA certificate (PEM) to trust instead of the system's.
+    #[arg(long, env = "PATCHDAY_CA", global = true)]
+    ca: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
     format: Format,
@@ -76,7 +79,13 @@ impl Conn {
             .or(file.server)
             .context("no server: pass --server URL or set PATCHDAY_SERVER")?;
         let token = self.token.clone().or(file.token).context("no token: pass --token or set PATCHDAY_TOKEN (the first one is printed when the server starts)")?;
-        Api::new(&server, &token)
+        let ca = match &self.ca {
+            Some(p) => {
+                Some(std::fs::read(p).with_context(|| format!("reading --ca {}", p.display()))?)
+            }
+            None => None,
+        };
+        Api::new(&server, &token, ca.as_deref())
     }
 }
 
@@ -192,6 +201,18 @@ struct ServerArgs {
     /// distro-info-data CSV [default: /usr/share/distro-info/debian.csv when present].
     #[arg(long)]
     distro_info: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a private CA made in DATA/tls (agents pin DATA/tls/ca.pem with --ca).
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Names for the self-signed certificate (repeatable) [default: localhost, 127.0.0.1].
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -907,12 +928,42 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
             patchday_agent::state::write_atomic(f, tok.as_bytes(), 0o600)?;
         }
     }
-    let (addr, serve) = patchday_server::bind(init.state, listen).await?;
-    println!("patchday server listening on http://{addr}");
-    tracing::info!(%addr, "listening");
-    tokio::select! {
-        r = serve => r.context("server stopped")?,
-        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+    let tls = match (a.tls_cert, a.tls_key, a.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(patchday_server::tls::TlsFiles {
+            cert,
+            key,
+            ca: None,
+        }),
+        (_, _, true) => {
+            let names = if a.tls_names.is_empty() {
+                vec!["localhost".to_string(), "127.0.0.1".to_string()]
+            } else {
+                a.tls_names
+            };
+            Some(patchday_server::tls::self_signed(&cfg.data_dir, &names)?)
+        }
+        _ => None,
+    };
+    match tls {
+        Some(files) => {
+            if let Some(ca) = &files.ca {
+                println!("agents and operators pin this CA: {}", ca.display());
+            }
+            let (addr, serve) = patchday_server::bind_tls(init.state, listen, files).await?;
+            println!("patchday server listening on https://{addr}");
+            tokio::select! {
+                r = serve => r?,
+                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+            }
+        }
+        None => {
+            let (addr, serve) = patchday_server::bind(init.state, listen).await?;
+            println!("patchday server listening on http://{addr}");
+            tokio::select! {
+                r = serve => r.context("server stopped")?,
+                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+            }
+        }
     }
     Ok(0)
 }

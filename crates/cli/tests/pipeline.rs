@@ -1119,3 +1119,104 @@ fn slow_retrieval_is_abandoned_after_a_bounded_time_and_retried_later() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-slow").as_deref(), Some("1.0-2"));
 }
+
+/// A plain TCP forwarder whose upstream can be switched: the network position of a
+/// man in the middle (TLS passes through untouched).
+fn tcp_forwarder(upstream: &str) -> (String, Arc<Mutex<String>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let up = Arc::new(Mutex::new(upstream.to_string()));
+    let up2 = up.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(200) {
+            let Ok(client) = conn else { continue };
+            let target = up2.lock().unwrap().clone();
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(&target) else {
+                    return;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let t = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut c, mut s) = (client, server);
+                let _ = std::io::copy(&mut s, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = t.join();
+            });
+        }
+    });
+    (addr, up)
+}
+
+#[test]
+fn https_with_a_pinned_ca_refuses_a_man_in_the_middle_with_another_ca() {
+    let _serial = patchday_testkit::serial();
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let (old, new) = debs(dir, "pd-test-tls", false, None);
+    let cat = Catalog::new(&b, dir);
+    cat.add_emergency("PD-T-1", &new);
+    let srv = Server::start_with(&b, dir, &cat.root(), &["--tls-self-signed"]);
+    assert!(srv.url.starts_with("https://"), "{}", srv.url);
+    assert_eq!(srv.http_get("/v1/health", None), (200, "ok".to_string()));
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = srv
+        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .trim()
+        .to_string();
+    let ca = srv.data.join("tls/ca.pem");
+    let (fwd, upstream) = tcp_forwarder(srv.url.trim_start_matches("https://"));
+    let url = format!("https://{fwd}");
+
+    // Without the CA, the private certificate is not trusted.
+    let stranger = Host::new(&b, dir, "tls-0");
+    let o = stranger.agent(&url, Some(&enroll));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).to_lowercase().contains("certificate"),
+        "{}",
+        text(&o)
+    );
+
+    let h = Host::new(&b, dir, "tls-1");
+    h.lab.install_deb(&old).unwrap();
+    let o = h
+        .agent_command(&url, Some(&enroll), &["--ca", ca.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let hosts: Vec<Value> =
+        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
+            .unwrap();
+    let id = hosts.iter().find(|x| x["hostname"] == "tls-1").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+
+    // A man in the middle with a valid-looking certificate from another CA.
+    let mitm_dir = dir.join("mitm");
+    std::fs::create_dir_all(&mitm_dir).unwrap();
+    let mitm = Server::start_with(&b, &mitm_dir, &cat.root(), &["--tls-self-signed"]);
+    *upstream.lock().unwrap() = mitm.url.trim_start_matches("https://").to_string();
+    let o = h.agent(&url, None);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).to_lowercase().contains("certificate"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(h.version("pd-test-tls").as_deref(), Some("1.0-1"));
+
+    // Back on the real server, over the pinned CA, the update installs.
+    *upstream.lock().unwrap() = srv.url.trim_start_matches("https://").to_string();
+    let o = h.agent(&url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-tls").as_deref(), Some("1.0-2"));
+}

@@ -13,6 +13,7 @@ mod compliance;
 mod error;
 mod routes;
 mod state;
+pub mod tls;
 
 pub use clock::{Clock, SystemClock};
 pub use state::ServerConfig;
@@ -75,6 +76,23 @@ pub async fn bind(
     let addr = listener.local_addr()?;
     let app = router(state);
     Ok((addr, async move { axum::serve(listener, app).await }))
+}
+
+/// Binds `listen` and returns the bound address and the HTTPS serving future.
+pub async fn bind_tls(
+    state: state::AppState,
+    listen: SocketAddr,
+    files: tls::TlsFiles,
+) -> anyhow::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = anyhow::Result<()>>,
+)> {
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let app = router(state);
+    Ok((addr, async move { tls::serve(listener, &files, app).await }))
 }
 
 /// Keeps the `Store` trait object type nameable for callers.

@@ -108,8 +108,12 @@ impl Server {
 
     /// Runs a `patchday` CLI command against this server with `token`.
     pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
-        Command::new(&self.bins.patchday)
-            .args(args)
+        let mut c = Command::new(&self.bins.patchday);
+        let ca = self.data.join("tls/ca.pem");
+        if ca.exists() {
+            c.env("PATCHDAY_CA", ca);
+        }
+        c.args(args)
             .env("PATCHDAY_SERVER", &self.url)
             .env("PATCHDAY_TOKEN", token)
             .env_remove("XDG_CONFIG_HOME")
@@ -129,6 +133,10 @@ impl Server {
     pub fn http_get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let mut c = Command::new("curl");
         c.args(["-s", "-o", "-", "-w", "\n%{http_code}"]);
+        let ca = self.data.join("tls/ca.pem");
+        if ca.exists() {
+            c.arg("--cacert").arg(ca);
+        }
         if let Some(t) = token {
             c.arg("-H").arg(format!("Authorization: Bearer {t}"));
         }
