@@ -5,4 +5,5 @@
 pub mod api;
 pub mod catalog;
 pub mod demo;
+pub mod keys;
 pub mod render;

@@ -100,6 +100,11 @@ enum Command {
     /// Publishes the catalog: keys, signing updates offline, pushing.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    /// Catalog keys: generate (root 2-of-3 by default), rotate a role's keys, check permissions.
+    ///
+    /// Example: patchday keys generate --keys ~/patchday-keys; patchday keys check --keys ~/patchday-keys
+    #[command(subcommand)]
+    Keys(patchday_cli::keys::KeysCmd),
     /// Tenants (customers).
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -521,6 +526,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             patchday_agent::cli::run(args).await != std::process::ExitCode::SUCCESS,
         )),
         Command::Catalog(c) => catalog(c).await,
+        Command::Keys(k) => patchday_cli::keys::run(k, now()).await,
         Command::Audit(a) => patchday_audit::cli::run(&a, now()),
         Command::Tenant(TenantCmd::Create {
             id,

@@ -203,6 +203,30 @@ pub enum TrustError {
         name: String,
     },
 
+    /// A threshold that no key set can meet, or that any single key would meet alone by mistake.
+    #[error("{role} threshold {threshold} is impossible with {keys} key(s): it must be between 1 and the number of keys")]
+    BadThreshold {
+        /// The role.
+        role: String,
+        /// The threshold asked for.
+        threshold: u64,
+        /// How many keys there are.
+        keys: usize,
+    },
+
+    /// A new root would carry fewer valid signatures than a threshold requires.
+    #[error("root version {version} has {signatures} valid signature(s) from the {which} root keys, below its threshold of {threshold}; bring more root keys")]
+    BelowThreshold {
+        /// The root version being signed.
+        version: u64,
+        /// Which keys: "old" (the trusted root) or "new" (the root itself).
+        which: &'static str,
+        /// Valid signatures found.
+        signatures: usize,
+        /// Signatures needed.
+        threshold: u64,
+    },
+
     /// A key file already exists where a new key would be written.
     #[error("refusing to overwrite existing key {}; move it away or choose another directory", .path.display())]
     KeyExists {

@@ -4,8 +4,9 @@
 //! flat target names: update documents `update-<ID>.json` and payload files such as
 //! `libexpat1_2.5.0-1+deb12u5_amd64.deb`, each with signed `custom` JSON.
 //!
-//! - Publisher: [`generate_keys`], [`init_catalog`], [`add_targets`], [`resign_timestamp`],
-//!   [`rotate_root`]. Signing times are parameters (`now`).
+//! - Publisher: [`generate_keys`] / [`generate_keyset`] (root k-of-n, default 2-of-3),
+//!   [`init_catalog`], [`add_targets`], [`resign_timestamp`], [`rotate_root`] (all keys) and
+//!   [`rotate_role`] (one role's keys); [`check_key_dir`] for key file permissions. Signing times are parameters (`now`).
 //! - Server and agent: [`verify_repository`] (local directories), [`load_remote`] (any
 //!   [`tough::Transport`]), [`check_payload`] / [`read_verified_target`] for target files.
 //!   Both run [`client::Updater`], the crate's own TUF client (specification section 5, checked
@@ -26,11 +27,15 @@ mod publish;
 pub mod verify;
 
 pub use error::TrustError;
-pub use keys::{generate_keys, KeyPaths};
+pub use keys::{
+    check_key_dir, check_key_dir_mode, check_key_file_mode, generate_keys, generate_keyset,
+    public_key_id, KeyFileReport, KeyPaths, Role, DEFAULT_ROOT_KEYS, DEFAULT_ROOT_THRESHOLD,
+    MAX_ROOT_KEYS,
+};
 pub use names::{check_target_name, MAX_TARGET_NAME_LEN};
 pub use publish::{
-    add_targets, init_catalog, resign_timestamp, rotate_root, stored_target_name, CatalogVersion,
-    Expiries, NewTarget,
+    add_targets, init_catalog, resign_timestamp, rotate_role, rotate_root, stored_target_name,
+    CatalogVersion, Expiries, NewTarget,
 };
 pub use verify::{
     check_bytes, check_payload, check_target_file, load_remote, load_remote_at, metadata_limits,

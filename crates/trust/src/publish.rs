@@ -23,7 +23,7 @@ use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, Target
 use url::Url;
 
 use crate::error::from_client_error;
-use crate::keys::{load_signer, KeyPaths, PemKeySource};
+use crate::keys::{load_signer, KeyPaths, PemKeySource, Role};
 use crate::names::check_target_name;
 use crate::verify::metadata_limits;
 use crate::TrustError;
@@ -105,7 +105,8 @@ pub fn stored_target_name(name: &str, sha256_hex: &str) -> String {
     format!("{sha256_hex}.{name}")
 }
 
-/// Creates a new catalog in `repo_dir`: root v1 naming the four keys, and empty targets.
+/// Creates a new catalog in `repo_dir`: root v1 naming every key of `keys` (all root keys, with
+/// `keys.root_threshold`), signed by every root key, and empty targets.
 ///
 /// `now` is the signing time: every expiry is `now` + the matching [`Expiries`] field.
 pub async fn init_catalog(
@@ -122,7 +123,8 @@ pub async fn init_catalog(
     create_dir(&targets_dir(repo_dir))?;
 
     let root = root_for_keys(keys, NonZeroU64::MIN, expiry(now, exp.root, "root")?)?;
-    let signed_root = sign_role(root.clone(), &root, &[PemKeySource::boxed(&keys.root)]).await?;
+    let signed_root = sign_role(root.clone(), &root, &root_sources(keys)).await?;
+    check_root_signatures(&signed_root, &root, "new")?;
 
     let targets = Targets::new(
         SPEC_VERSION.to_owned(),
@@ -234,10 +236,12 @@ pub async fn resign_timestamp(
     roles.write(&meta, None, current.root.signed.version.get())
 }
 
-/// Publishes root N+1 naming `new_keys`, signed by both the old and the new root key, and
-/// re-signs targets, snapshot and timestamp with the new keys.
+/// Publishes root N+1 naming every key of `new_keys` (all four roles change), signed by a
+/// threshold of the old root keys and of the new ones, and re-signs targets, snapshot and
+/// timestamp with the new keys.
 ///
 /// Clients that pinned any earlier root follow the chain `N.root.json` → `N+1.root.json`.
+/// To change one role's keys only, see [`rotate_role`].
 pub async fn rotate_root(
     old_keys: &KeyPaths,
     new_keys: &KeyPaths,
@@ -249,25 +253,7 @@ pub async fn rotate_root(
     let old_root = &current.root.signed;
     let version = old_root.version.saturating_add(1);
     let new_root = root_for_keys(new_keys, version, expiry(now, exp.root, "root")?)?;
-    // TUF 5.3.4: root N+1 must carry a threshold of signatures from root N and from itself.
-    let by_new = sign_role(
-        new_root.clone(),
-        &new_root,
-        &[PemKeySource::boxed(&new_keys.root)],
-    )
-    .await?;
-    let by_old = sign_role(
-        new_root.clone(),
-        old_root,
-        &[PemKeySource::boxed(&old_keys.root)],
-    )
-    .await?;
-    let signed_root = by_new
-        .add_old_signatures(by_old.signed().signatures.clone())
-        .map_err(|e| TrustError::Signing {
-            role: "root".into(),
-            detail: e.to_string(),
-        })?;
+    let signed_root = cross_sign_root(&new_root, old_root, old_keys, new_keys).await?;
 
     let mut targets = current.targets.signed.clone();
     targets.version = targets.version.saturating_add(1);
@@ -284,6 +270,154 @@ pub async fn rotate_root(
     )
     .await?;
     roles.write(&meta, Some(signed_root.buffer()), version.get())
+}
+
+/// Replaces the keys of one role: publishes root N+1 in which `role` is held by `new`'s keys (for
+/// root: all of `new.root`, with `new.root_threshold`) and every other role keeps its keys,
+/// signed by a threshold of the old root keys and of the new root's own, then re-signs what the
+/// new key must now sign.
+///
+/// - `Root`: only the new root is written (the other metadata stays valid).
+/// - `Targets`: targets (new version, new key), snapshot and timestamp are re-signed.
+/// - `Snapshot`, `Timestamp`: snapshot and timestamp are re-signed; targets stays as it is.
+///
+/// `old` must hold the catalog's current keys (its root keys at least up to the threshold, and
+/// the online keys unless `role` is root); of `new` only `role`'s keys are used. Afterwards the
+/// catalog's keys are `old` with `role`'s keys from `new` ([`KeyPaths::with_role_from`]).
+pub async fn rotate_role(
+    old: &KeyPaths,
+    new: &KeyPaths,
+    repo_dir: &Path,
+    role: Role,
+    now: Timestamp,
+    exp: &Expiries,
+) -> Result<CatalogVersion, TrustError> {
+    let current = Current::load(repo_dir).await?;
+    let old_root = &current.root.signed;
+    let merged = old.with_role_from(new, role);
+    let version = old_root.version.saturating_add(1);
+
+    let mut new_root = old_root.clone();
+    new_root.version = version;
+    new_root.expires = expiry(now, exp.root, "root")?;
+    let role_type = match role {
+        Role::Root => RoleType::Root,
+        Role::Targets => RoleType::Targets,
+        Role::Snapshot => RoleType::Snapshot,
+        Role::Timestamp => RoleType::Timestamp,
+    };
+    let (threshold, paths) = match role {
+        Role::Root => {
+            merged.check_threshold()?;
+            (u64::from(merged.root_threshold), merged.root.clone())
+        }
+        _ => (1, merged.role(role).into_iter().cloned().collect()),
+    };
+    let role_keys = role_keys(&mut new_root, &paths, threshold)?;
+    new_root.roles.insert(role_type, role_keys);
+    // Drop keys that no role names any more (the rotated-out ones).
+    let used: Vec<_> = new_root
+        .roles
+        .values()
+        .flat_map(|r| r.keyids.iter().cloned())
+        .collect();
+    new_root.keys.retain(|id, _| used.contains(id));
+
+    let signed_root = cross_sign_root(&new_root, old_root, old, &merged).await?;
+    let meta = metadata_dir(repo_dir);
+    if role == Role::Root {
+        write_atomic(&meta, &format!("{version}.root.json"), signed_root.buffer())?;
+        write_atomic(&meta, "root.json", signed_root.buffer())?;
+        return Ok(CatalogVersion {
+            root: version.get(),
+            targets: current.targets.signed.version.get(),
+            snapshot: current.snapshot_version.get(),
+            timestamp: current.timestamp_version.get(),
+        });
+    }
+    let targets = if role == Role::Targets {
+        let mut targets = current.targets.signed.clone();
+        targets.version = targets.version.saturating_add(1);
+        targets.expires = expiry(now, exp.targets, "targets")?;
+        TargetsToWrite::Sign(targets)
+    } else {
+        let version = current.targets.signed.version;
+        let file = meta.join(format!("{version}.targets.json"));
+        let bytes = std::fs::read(&file).map_err(TrustError::io("read", &file))?;
+        TargetsToWrite::Keep { version, bytes }
+    };
+    let roles = SignedRoles::sign(
+        &new_root,
+        targets,
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        &merged,
+        now,
+        exp,
+    )
+    .await?;
+    roles.write(&meta, Some(signed_root.buffer()), version.get())
+}
+
+/// Signs `new_root` with `old_keys`' root keys (as `old_root` names them) and `new_keys`' root
+/// keys (as `new_root` names them), and checks that both thresholds are met (TUF 5.3.4: root N+1
+/// must carry a threshold of signatures from root N and from itself).
+async fn cross_sign_root(
+    new_root: &Root,
+    old_root: &Root,
+    old_keys: &KeyPaths,
+    new_keys: &KeyPaths,
+) -> Result<SignedRole<Root>, TrustError> {
+    let by_new = sign_role(new_root.clone(), new_root, &root_sources(new_keys)).await?;
+    let by_old = sign_role(new_root.clone(), old_root, &root_sources(old_keys)).await?;
+    let signed = by_new
+        .add_old_signatures(by_old.signed().signatures.clone())
+        .map_err(|e| TrustError::Signing {
+            role: "root".into(),
+            detail: e.to_string(),
+        })?;
+    check_root_signatures(&signed, old_root, "old")?;
+    check_root_signatures(&signed, new_root, "new")?;
+    Ok(signed)
+}
+
+/// Refuses a signed root with fewer signatures by `by`'s root keys than `by`'s root threshold.
+///
+/// The signatures were just made by us, so counting distinct listed key ids is enough.
+fn check_root_signatures(
+    signed: &SignedRole<Root>,
+    by: &Root,
+    which: &'static str,
+) -> Result<(), TrustError> {
+    let Some(role) = by.roles.get(&RoleType::Root) else {
+        return Err(TrustError::Signing {
+            role: "root".into(),
+            detail: "the root lists no root role".into(),
+        });
+    };
+    let mut ids: Vec<_> = signed
+        .signed()
+        .signatures
+        .iter()
+        .filter(|s| role.keyids.contains(&s.keyid))
+        .map(|s| s.keyid.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if (ids.len() as u64) < role.threshold.get() {
+        return Err(TrustError::BelowThreshold {
+            version: signed.signed().signed.version.get(),
+            which,
+            signatures: ids.len(),
+            threshold: role.threshold.get(),
+        });
+    }
+    Ok(())
+}
+
+/// Every root key of `keys`, as signing sources.
+fn root_sources(keys: &KeyPaths) -> Vec<Box<dyn KeySource>> {
+    keys.root.iter().map(|p| PemKeySource::boxed(p)).collect()
 }
 
 /// The catalog as it is on disk, loaded and checked with its own newest root.
@@ -341,12 +475,14 @@ fn create_dir(dir: &Path) -> Result<(), TrustError> {
     std::fs::create_dir_all(dir).map_err(TrustError::io("create directory", dir))
 }
 
-/// A root that names one key per role, threshold 1, consistent snapshots on.
+/// A root that names every root key with `keys.root_threshold`, one key (threshold 1) for each
+/// other role, consistent snapshots on.
 fn root_for_keys(
     keys: &KeyPaths,
     version: NonZeroU64,
     expires: Timestamp,
 ) -> Result<Root, TrustError> {
+    keys.check_threshold()?;
     let mut root = Root {
         spec_version: SPEC_VERSION.to_owned(),
         consistent_snapshot: true,
@@ -356,28 +492,57 @@ fn root_for_keys(
         roles: HashMap::new(),
         _extra: HashMap::new(),
     };
-    for (role, path) in [
-        (RoleType::Root, &keys.root),
-        (RoleType::Targets, &keys.targets),
-        (RoleType::Snapshot, &keys.snapshot),
-        (RoleType::Timestamp, &keys.timestamp),
-    ] {
+    let roles = [
+        (
+            RoleType::Root,
+            keys.root.clone(),
+            u64::from(keys.root_threshold),
+        ),
+        (RoleType::Targets, vec![keys.targets.clone()], 1),
+        (RoleType::Snapshot, vec![keys.snapshot.clone()], 1),
+        (RoleType::Timestamp, vec![keys.timestamp.clone()], 1),
+    ];
+    for (role, paths, threshold) in roles {
+        let role_keys = role_keys(&mut root, &paths, threshold)?;
+        root.roles.insert(role, role_keys);
+    }
+    Ok(root)
+}
+
+/// Adds the public halves of `paths` to `root.keys` and returns the role entry naming them.
+///
+/// Refuses the same key twice (it would count twice towards nothing) and an unmeetable threshold.
+fn role_keys(root: &mut Root, paths: &[PathBuf], threshold: u64) -> Result<RoleKeys, TrustError> {
+    let threshold_error = || TrustError::BadThreshold {
+        role: "root".into(),
+        threshold,
+        keys: paths.len(),
+    };
+    let threshold_nz = NonZeroU64::new(threshold).ok_or_else(threshold_error)?;
+    if threshold > paths.len() as u64 {
+        return Err(threshold_error());
+    }
+    let mut keyids = Vec::new();
+    for path in paths {
         let key = load_signer(path)?.tuf_key();
         let id = key.key_id().map_err(|e| TrustError::BadKey {
             path: path.clone(),
             detail: e.to_string(),
         })?;
+        if keyids.contains(&id) {
+            return Err(TrustError::BadKey {
+                path: path.clone(),
+                detail: "the same key is listed twice for one role".into(),
+            });
+        }
         root.keys.insert(id.clone(), key);
-        root.roles.insert(
-            role,
-            RoleKeys {
-                keyids: vec![id],
-                threshold: NonZeroU64::MIN,
-                _extra: HashMap::new(),
-            },
-        );
+        keyids.push(id);
     }
-    Ok(root)
+    Ok(RoleKeys {
+        keyids,
+        threshold: threshold_nz,
+        _extra: HashMap::new(),
+    })
 }
 
 /// Signs one role with the keys that `signer_root` names for it.

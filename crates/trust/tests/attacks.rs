@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use patchday_trust::{
-    add_targets, check_payload, generate_keys, init_catalog, load_remote, read_verified_target,
-    resign_timestamp, rotate_root, verify_repository, verify_repository_at, Expiries, KeyPaths,
-    NewTarget, TrustError, VerifiedCatalog,
+    add_targets, check_payload, generate_keys, generate_keyset, init_catalog, load_remote,
+    read_verified_target, resign_timestamp, rotate_role, rotate_root, verify_repository,
+    verify_repository_at, Expiries, KeyPaths, NewTarget, Role, TrustError, VerifiedCatalog,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -37,6 +37,17 @@ impl Publisher {
     async fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let keys = generate_keys(&tmp.path().join("keys")).unwrap();
+        let repo = tmp.path().join("catalog");
+        init_catalog(&keys, &repo, now(), &Expiries::default())
+            .await
+            .unwrap();
+        Publisher { tmp, keys, repo }
+    }
+
+    /// A publisher whose root has `n` keys with `threshold`.
+    async fn with_keyset(n: usize, threshold: u32) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = generate_keyset(&tmp.path().join("keys"), n, threshold).unwrap();
         let repo = tmp.path().join("catalog");
         init_catalog(&keys, &repo, now(), &Expiries::default())
             .await
@@ -717,6 +728,289 @@ async fn clock_set_back_cannot_revive_expired_metadata() {
     let err = verify_at(now()).await.unwrap_err();
     assert!(
         matches!(err, TrustError::ClockSteppedBackward { latest, .. } if latest == later),
+        "{err}"
+    );
+}
+
+fn read_root(path: &Path) -> Signed<Root> {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn stolen(paths: &[PathBuf]) -> Vec<Box<dyn KeySource>> {
+    paths
+        .iter()
+        .map(|p| Box::new(StolenKey(p.clone())) as Box<dyn KeySource>)
+        .collect()
+}
+
+#[tokio::test]
+async fn root_threshold_two_of_three_is_accepted() {
+    let publisher = Publisher::with_keyset(3, 2).await;
+    let root = read_root(&publisher.pinned_root());
+    let role = &root.signed.roles[&tough::schema::RoleType::Root];
+    assert_eq!((role.keyids.len(), role.threshold.get()), (3, 2));
+    assert_eq!(root.signatures.len(), 3);
+    publisher.publish("PD-1", "foo_1.2.tar.zst").await;
+    let verifier = Verifier::pinning(&publisher.pinned_root());
+    assert_eq!(
+        verifier.verify(&publisher.repo).await.unwrap().root_version,
+        1
+    );
+
+    // Two of the three root key holders rotate the root keys: enough.
+    let mut two = publisher.keys.clone();
+    two.root.truncate(2);
+    let new = generate_keyset(&publisher.tmp.path().join("keys-2"), 3, 2).unwrap();
+    let v = rotate_role(
+        &two,
+        &new,
+        &publisher.repo,
+        Role::Root,
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((v.root, v.targets), (2, 2));
+    let rotated = read_root(&publisher.meta().join("2.root.json"));
+    // Two old signatures and three new ones.
+    assert_eq!(rotated.signatures.len(), 5);
+    let catalog = verifier.verify(&publisher.repo).await.unwrap();
+    assert_eq!(catalog.root_version, 2);
+    assert!(catalog.targets.contains_key("foo_1.2.tar.zst"));
+    // The online keys did not change: they still sign.
+    publisher.publish("PD-2", "foo_1.3.tar.zst").await;
+    verifier.verify(&publisher.repo).await.unwrap();
+}
+
+#[tokio::test]
+async fn root_rotation_signed_below_threshold_is_rejected() {
+    let publisher = Publisher::with_keyset(3, 2).await;
+    publisher.publish("PD-1", "foo_1.2.tar.zst").await;
+    let verifier = Verifier::pinning(&publisher.pinned_root());
+    verifier.verify(&publisher.repo).await.unwrap();
+    let attacker = generate_keyset(&publisher.tmp.path().join("attacker"), 3, 2).unwrap();
+
+    // Our own publisher refuses to write such a root.
+    let mut one = publisher.keys.clone();
+    one.root.truncate(1);
+    one.root_threshold = 1;
+    let err = rotate_role(
+        &one,
+        &attacker,
+        &publisher.repo,
+        Role::Root,
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrustError::BelowThreshold {
+                which: "old",
+                signatures: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!publisher.meta().join("2.root.json").exists());
+
+    // An attacker who stole one of the three root keys forges root 2 naming their own keys,
+    // signed by the stolen key and by all of their own.
+    let old = read_root(&publisher.pinned_root()).signed;
+    let mut forged = old.clone();
+    forged.version = NonZeroU64::new(2).unwrap();
+    let mut ids = Vec::new();
+    for path in &attacker.root {
+        let pem = pem::parse(std::fs::read(path).unwrap()).unwrap();
+        let key = tough::sign::parse_keypair(pem.contents())
+            .unwrap()
+            .tuf_key();
+        let id = key.key_id().unwrap();
+        forged.keys.insert(id.clone(), key);
+        ids.push(id);
+    }
+    let root_role = forged
+        .roles
+        .get_mut(&tough::schema::RoleType::Root)
+        .unwrap();
+    root_role.keyids = ids;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let by_new = SignedRole::new(
+        forged.clone(),
+        &KeyHolder::Root(forged.clone()),
+        &stolen(&attacker.root),
+        &rng,
+    )
+    .await
+    .unwrap();
+    let by_old = SignedRole::new(
+        forged.clone(),
+        &KeyHolder::Root(old),
+        &stolen(&publisher.keys.root[..1]),
+        &rng,
+    )
+    .await
+    .unwrap();
+    let signed = by_new
+        .add_old_signatures(by_old.signed().signatures.clone())
+        .unwrap();
+    assert_eq!(signed.signed().signatures.len(), 4);
+    std::fs::write(publisher.meta().join("2.root.json"), signed.buffer()).unwrap();
+    std::fs::write(publisher.meta().join("root.json"), signed.buffer()).unwrap();
+
+    for v in [&verifier, &Verifier::pinning(&publisher.pinned_root())] {
+        let err = v.verify(&publisher.repo).await.unwrap_err();
+        assert!(
+            matches!(&err, TrustError::BadSignature { role, .. } if role == "root"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_two_rotations_behind_walks_the_chain() {
+    let publisher = Publisher::with_keyset(3, 2).await;
+    publisher.publish("PD-1", "foo_1.2.tar.zst").await;
+    let verifier = Verifier::pinning(&publisher.pinned_root());
+    assert_eq!(
+        verifier.verify(&publisher.repo).await.unwrap().root_version,
+        1
+    );
+
+    // Rotation 1: new root keys only. Rotation 2: every key.
+    let keys2 = generate_keyset(&publisher.tmp.path().join("keys-2"), 3, 2).unwrap();
+    rotate_role(
+        &publisher.keys,
+        &keys2,
+        &publisher.repo,
+        Role::Root,
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+    let current = publisher.keys.with_role_from(&keys2, Role::Root);
+    let keys3 = generate_keyset(&publisher.tmp.path().join("keys-3"), 5, 3).unwrap();
+    let v = rotate_root(
+        &current,
+        &keys3,
+        &publisher.repo,
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.root, 3);
+    let doc = publisher.file("update-PD-2.json", b"{}");
+    add_targets(
+        &keys3,
+        &publisher.repo,
+        vec![NewTarget {
+            name: "update-PD-2.json".into(),
+            path: doc,
+            custom: json!({"type": "update"}),
+        }],
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+
+    // The datastore still trusts root 1: the client walks 1 → 2 → 3.
+    let catalog = verifier.verify(&publisher.repo).await.unwrap();
+    assert_eq!(catalog.root_version, 3);
+    assert!(catalog.targets.contains_key("update-PD-2.json"));
+    assert!(catalog.targets.contains_key("foo_1.2.tar.zst"));
+}
+
+#[tokio::test]
+async fn rotated_targets_key_old_key_no_longer_accepted() {
+    let publisher = Publisher::new().await;
+    publisher.publish("PD-1", "foo_1.2.tar.zst").await;
+    let verifier = Verifier::pinning(&publisher.pinned_root());
+    verifier.verify(&publisher.repo).await.unwrap();
+    let old_root = read_root(&publisher.pinned_root()).signed;
+    let old_targets_bytes = std::fs::read(publisher.meta().join("2.targets.json")).unwrap();
+
+    let new = generate_keys(&publisher.tmp.path().join("keys-2")).unwrap();
+    let v = rotate_role(
+        &publisher.keys,
+        &new,
+        &publisher.repo,
+        Role::Targets,
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((v.root, v.targets), (2, 3));
+    let catalog = verifier.verify(&publisher.repo).await.unwrap();
+    assert_eq!((catalog.root_version, catalog.targets_version), (2, 3));
+    assert!(catalog.targets.contains_key("foo_1.2.tar.zst"));
+
+    // The publisher's old key set no longer signs targets; the rotated one does.
+    let err = add_targets(
+        &publisher.keys,
+        &publisher.repo,
+        vec![],
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, TrustError::Signing { .. }), "{err}");
+    let current = publisher.keys.with_role_from(&new, Role::Targets);
+    add_targets(
+        &current,
+        &publisher.repo,
+        vec![],
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+    let targets_version = verifier
+        .verify(&publisher.repo)
+        .await
+        .unwrap()
+        .targets_version;
+
+    // An attacker with the retired targets key (and the online keys) signs new targets
+    // metadata that lists their payload: refused.
+    let mut targets: Signed<tough::schema::Targets> =
+        serde_json::from_slice(&old_targets_bytes).unwrap();
+    // Same version as the genuine file it replaces, so only the signature can catch it.
+    targets.signed.version = NonZeroU64::new(targets_version).unwrap();
+    targets.signed.expires = now() + SignedDuration::from_hours(24);
+    let evil = targets.signed.targets.values().next().unwrap().clone();
+    targets.signed.add_target(
+        tough::TargetName::new("evil.deb").unwrap(),
+        tough::schema::Target {
+            length: 7,
+            hashes: Hashes {
+                sha256: Sha256::digest(b"malware").to_vec().into(),
+                _extra: HashMap::new(),
+            },
+            ..evil
+        },
+    );
+    let signed = SignedRole::new(
+        targets.signed,
+        &KeyHolder::Root(old_root),
+        &stolen(std::slice::from_ref(&publisher.keys.targets)),
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .await
+    .unwrap();
+    resign_with_online_keys(&publisher, signed.buffer().clone()).await;
+    let err = verifier.verify(&publisher.repo).await.unwrap_err();
+    assert!(
+        matches!(&err, TrustError::BadSignature { role, .. } if role == "targets"),
         "{err}"
     );
 }
