@@ -148,14 +148,23 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
 
     let inventory = crate::inventory::collect(&cfg.root)?;
     let resp: CheckinResponse = client
-        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .post(
+            "v1/agent/checkin",
+            &CheckinRequest {
+                inventory: inventory.clone(),
+            },
+        )
         .await?;
     let mut summary = RunSummary {
         assigned: resp.assignments.len(),
         poll_seconds: resp.poll_seconds,
         ..Default::default()
     };
-    if resp.assignments.is_empty() {
+    let new_certificate = resp
+        .director_certificate
+        .as_deref()
+        .filter(|c| certificate_version(c) > state.director_certificate_version());
+    if resp.assignments.is_empty() && new_certificate.is_none() {
         state.set_journal(None)?;
         send_facts(cfg, &client).await;
         return Ok(summary);
@@ -171,49 +180,67 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     .await
     .context("catalog verification failed; nothing was installed")?;
 
-    // Uptane: the assignments must be signed by the director key pinned at enrolment.
-    let director = match state.director_key()? {
-        Some(pk) => {
-            let doc = resp.director.as_deref().ok_or_else(|| {
-                anyhow::anyhow!("assignment rejected: signature: the server sent assignments without director metadata; nothing was installed")
-            })?;
-            let dt = patchday_trust::director::verify(
-                doc.as_bytes(),
-                &pk,
-                id.host.as_str(),
-                clock_now(),
-                state.director_version(),
-            )
-            .context("nothing was installed")?;
-            state.set_director_version(dt.version)?;
-            Some(dt)
-        }
-        None => {
-            tracing::warn!(
-                "no director key pinned (enrolled before signed assignments); re-enrol to pin one"
-            );
-            None
-        }
-    };
+    // A director key rotation: the new key counts once a threshold of the catalog's
+    // root keys (as this agent trusts them now) certified it.
+    if let Some(cert) = new_certificate {
+        adopt_certificate(&state, cert)?;
+    }
+    if resp.assignments.is_empty() {
+        state.set_journal(None)?;
+        send_facts(cfg, &client).await;
+        return Ok(summary);
+    }
 
+    // Uptane: the assignments must be signed by the director key pinned at enrolment
+    // (or certified by the root keys since).
+    let pk = state.director_key()?.ok_or_else(|| {
+        anyhow::anyhow!("no director key is pinned in {}: enrol this agent again (--enroll-token); nothing was installed", cfg.state_dir.display())
+    })?;
+    let doc = resp.director.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("assignment rejected: signature: the server sent assignments without director metadata; nothing was installed")
+    })?;
+    let dt = patchday_trust::director::verify(
+        doc.as_bytes(),
+        &pk,
+        id.host.as_str(),
+        clock_now(),
+        state.director_version(),
+    )
+    .context("nothing was installed")?;
+    state.set_director_version(dt.version)?;
+
+    let mut counters = state.release_counters()?;
+    let host = HostFacts {
+        tenant: id.tenant.as_str(),
+        inventory: &inventory,
+    };
     for a in &resp.assignments {
-        if let Some(dt) = &director {
-            if let Err(m) = director_agrees(dt, a, &catalog) {
-                tracing::error!(update = %a.update, message = %m, "update refused");
-                reporter
-                    .send(&a.update, UpdateState::Failed, Some(m.clone()))
-                    .await;
-                summary.failed.push((a.update.clone(), m));
-                continue;
-            }
+        if let Err(m) = director_agrees(&dt, a, &catalog, &host, &counters) {
+            tracing::error!(update = %a.update, message = %m, "update refused");
+            reporter
+                .send(&a.update, UpdateState::Failed, Some(m.clone()))
+                .await;
+            summary.failed.push((a.update.clone(), m));
+            continue;
         }
-        match process(cfg, &state, &client, &reporter, &dpkg, &catalog, a).await {
+        let ctx = Ctx {
+            cfg,
+            state: &state,
+            client: &client,
+            reporter: &reporter,
+            dpkg: &dpkg,
+            catalog: &catalog,
+            host: &host,
+        };
+        match process(&ctx, a).await {
             Ok(Outcome::Installed) => {
                 summary.installed += 1;
+                record_counters(&state, &mut counters, a, &catalog)?;
                 reporter.send(&a.update, UpdateState::Installed, None).await;
             }
             Ok(Outcome::PendingReboot) => {
                 summary.installed += 1;
+                record_counters(&state, &mut counters, a, &catalog)?;
                 reporter
                     .send(&a.update, UpdateState::InstalledPendingReboot, None)
                     .await;
@@ -264,13 +291,63 @@ fn clock_now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
+/// The version a director key certificate claims, before it is verified (to decide
+/// whether it is worth verifying); 0 when unreadable.
+fn certificate_version(text: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["signed"]["version"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Verifies a newer director key certificate against the newest catalog root this agent
+/// trusts and pins the key it names.
+fn adopt_certificate(state: &StateDir, cert: &str) -> anyhow::Result<()> {
+    let root_path = state.tuf().join("root.json");
+    let root = std::fs::read(&root_path)
+        .with_context(|| format!("reading the trusted root {}", root_path.display()))?;
+    let c = patchday_trust::director::verify_certificate(
+        cert.as_bytes(),
+        &root,
+        clock_now(),
+        state.director_certificate_version(),
+    )
+    .context("director key change refused; nothing was installed")?;
+    let before = state.director_key()?;
+    state.adopt_director_key(&c.key, c.version)?;
+    if before.as_ref() != Some(&c.key) {
+        tracing::warn!(keyid = %c.key.keyid, version = c.version, "director key rotated: assignments signed by the previous key are refused from now on");
+    }
+    Ok(())
+}
+
+/// What the agent knows of its own host, to hold assignments against.
+pub struct HostFacts<'a> {
+    /// The tenant it enrolled in.
+    pub tenant: &'a str,
+    /// dpkg's view before this run.
+    pub inventory: &'a patchday_types::Inventory,
+}
+
+/// A payload as the catalog's offline keys signed it.
+fn signed_payload(catalog: &VerifiedCatalog, name: &str) -> Result<TargetCustom, String> {
+    let c = catalog
+        .target(name)
+        .map_err(|e| format!("assignment rejected: the catalog does not publish {name}: {e}"))?;
+    serde_json::from_value(c.custom.clone())
+        .map_err(|e| format!("assignment rejected: {name}: signed description unreadable: {e}"))
+}
+
 /// Uptane's full verification for one assignment: the director must name its update
-/// document and every payload for this update, with exactly the length and sha256 the
-/// catalog's offline keys signed.
+/// document and every payload for this update, for this tenant and architecture, with
+/// exactly the length, sha256 and release counter the catalog's offline keys signed, and
+/// no payload may carry a lower release counter than this host installed before.
 pub fn director_agrees(
     dt: &patchday_trust::director::DirectorTargets,
     a: &AssignmentEntry,
     catalog: &VerifiedCatalog,
+    host: &HostFacts<'_>,
+    counters: &crate::state::ReleaseCounters,
 ) -> Result<(), String> {
     let names =
         std::iter::once(UpdateDocument::target_name(&a.update)).chain(a.targets.iter().cloned());
@@ -284,6 +361,18 @@ pub fn director_agrees(
                 d.custom.update, a.update
             ));
         }
+        if d.custom.tenant != host.tenant {
+            return Err(format!(
+                "assignment rejected: tenant: {name} is assigned for tenant {}, and this host belongs to {}",
+                d.custom.tenant, host.tenant
+            ));
+        }
+        if d.custom.architecture != host.inventory.architecture {
+            return Err(format!(
+                "assignment rejected: architecture: {name} is assigned for an {} host, and this host is {}",
+                d.custom.architecture, host.inventory.architecture
+            ));
+        }
         let c = catalog.target(&name).map_err(|e| {
             format!("assignment rejected: the catalog does not publish {name}: {e}")
         })?;
@@ -292,8 +381,65 @@ pub fn director_agrees(
                 "assignment rejected: director and catalog disagree on {name} (length or sha256); a stolen director key cannot make a payload installable"
             ));
         }
+        let signed = signed_payload(catalog, &name)?;
+        if d.custom.release_counter != signed.release_counter() {
+            return Err(format!(
+                "assignment rejected: release counter: the director says {} for {name}, the catalog signed {}",
+                d.custom.release_counter,
+                signed.release_counter()
+            ));
+        }
+        if let TargetCustom::Payload {
+            kind,
+            package,
+            architecture,
+            release_counter,
+            ..
+        } = &signed
+        {
+            let inv = host.inventory;
+            let fits = architecture == "all"
+                || *architecture == inv.architecture
+                || inv
+                    .packages
+                    .iter()
+                    .any(|p| &p.name == package && &p.architecture == architecture);
+            if !fits {
+                return Err(format!(
+                    "assignment rejected: architecture: {name} is built for {architecture}, and this host is {}",
+                    inv.architecture
+                ));
+            }
+            let installed = counters.get(*kind, package);
+            if *release_counter < installed {
+                return Err(format!(
+                    "assignment rejected: release counter: {name} is release {release_counter} of {package}, older than release {installed} installed here (rollback attack?)"
+                ));
+            }
+        }
     }
     Ok(())
+}
+
+/// Remembers the release counters of an update's payloads once it is installed.
+fn record_counters(
+    state: &StateDir,
+    counters: &mut crate::state::ReleaseCounters,
+    a: &AssignmentEntry,
+    catalog: &VerifiedCatalog,
+) -> anyhow::Result<()> {
+    for name in &a.targets {
+        if let Ok(TargetCustom::Payload {
+            kind,
+            package,
+            release_counter,
+            ..
+        }) = signed_payload(catalog, name)
+        {
+            counters.raise(kind, &package, release_counter);
+        }
+    }
+    state.save_release_counters(counters)
 }
 
 /// Why installing `p` would move an installed package (or bundle) to an older version.
@@ -326,15 +472,27 @@ impl<E: std::fmt::Display> From<E> for FailedBefore {
     }
 }
 
-async fn process(
-    cfg: &AgentConfig,
-    state: &StateDir,
-    client: &Client,
-    reporter: &Reporter<'_>,
-    dpkg: &Dpkg,
-    catalog: &VerifiedCatalog,
-    a: &AssignmentEntry,
-) -> Result<Outcome, FailedBefore> {
+/// Everything one assignment's processing reads.
+struct Ctx<'a> {
+    cfg: &'a AgentConfig,
+    state: &'a StateDir,
+    client: &'a Client,
+    reporter: &'a Reporter<'a>,
+    dpkg: &'a Dpkg,
+    catalog: &'a VerifiedCatalog,
+    host: &'a HostFacts<'a>,
+}
+
+async fn process(ctx: &Ctx<'_>, a: &AssignmentEntry) -> Result<Outcome, FailedBefore> {
+    let Ctx {
+        cfg,
+        state,
+        client,
+        reporter,
+        dpkg,
+        catalog,
+        host,
+    } = *ctx;
     // The update document must be a signed catalog target, and say what it is.
     let doc_name = UpdateDocument::target_name(&a.update);
     let doc_info = catalog.target(&doc_name)?;
@@ -352,6 +510,14 @@ async fn process(
         return Err(FailedBefore(format!(
             "update document {doc_name} names {} instead of {}",
             doc.id, a.update
+        )));
+    }
+    if !doc.published_for(host.tenant) {
+        return Err(FailedBefore(format!(
+            "assignment rejected: tenant: update {} is published for {} only, and this host belongs to {}",
+            a.update,
+            doc.tenants.join(", "),
+            host.tenant
         )));
     }
     // Every assigned payload must be named by the document and described identically
@@ -457,4 +623,58 @@ async fn process(
         }
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ReleaseCounters;
+    use patchday_types::{InstalledPackage, Inventory};
+
+    fn inv(version: &str) -> Inventory {
+        Inventory {
+            architecture: "amd64".into(),
+            packages: vec![InstalledPackage {
+                name: "libfoo".into(),
+                version: version.into(),
+                architecture: "amd64".into(),
+                source: "foo".into(),
+                source_version: version.into(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn payload(version: &str) -> PayloadRef {
+        PayloadRef {
+            target: format!("libfoo_{version}_amd64.deb"),
+            kind: PayloadKind::Deb,
+            package: "libfoo".into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+            source: "foo".into(),
+            source_version: version.into(),
+        }
+    }
+
+    #[test]
+    fn version_downgrades_are_refused_whatever_the_counters() {
+        let why = downgrade(&inv("1:2.0-1"), &payload("2.5-1")).unwrap();
+        assert!(
+            why.contains("would downgrade libfoo from 1:2.0-1 to 2.5-1"),
+            "{why}"
+        );
+        assert_eq!(downgrade(&inv("2.0-1"), &payload("2.0-1")), None);
+        assert_eq!(downgrade(&inv("2.0-1"), &payload("2.0-1+deb12u1")), None);
+        assert_eq!(downgrade(&Inventory::default(), &payload("1.0")), None);
+    }
+
+    #[test]
+    fn release_counters_only_go_up() {
+        let mut c = ReleaseCounters::default();
+        c.raise(PayloadKind::Deb, "libfoo", 4);
+        c.raise(PayloadKind::Deb, "libfoo", 2);
+        assert_eq!(c.get(PayloadKind::Deb, "libfoo"), 4);
+        assert_eq!(c.get(PayloadKind::Bundle, "libfoo"), 0, "kinds are apart");
+    }
 }

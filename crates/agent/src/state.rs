@@ -31,6 +31,29 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// Installed release counters by `kind:package`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseCounters(pub std::collections::BTreeMap<String, u64>);
+
+impl ReleaseCounters {
+    fn key(kind: patchday_types::PayloadKind, package: &str) -> String {
+        let kind = match kind {
+            patchday_types::PayloadKind::Deb => "deb",
+            patchday_types::PayloadKind::Bundle => "bundle",
+        };
+        format!("{kind}:{package}")
+    }
+    /// The highest counter installed for a package (0 when none).
+    pub fn get(&self, kind: patchday_types::PayloadKind, package: &str) -> u64 {
+        self.0.get(&Self::key(kind, package)).copied().unwrap_or(0)
+    }
+    /// Raises the counter of a package to `n` (never lowers it).
+    pub fn raise(&mut self, kind: patchday_types::PayloadKind, package: &str, n: u64) {
+        let e = self.0.entry(Self::key(kind, package)).or_default();
+        *e = (*e).max(n);
+    }
+}
+
 /// Paths inside the state directory.
 #[derive(Clone, Debug)]
 pub struct StateDir {
@@ -140,6 +163,50 @@ impl StateDir {
         write_atomic(
             &self.root.join("director-version"),
             v.to_string().as_bytes(),
+            0o644,
+        )
+    }
+
+    /// Version of the last director key certificate adopted (0 when none).
+    pub fn director_certificate_version(&self) -> u64 {
+        std::fs::read_to_string(self.root.join("director-certificate-version"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Pins a certified director key and the certificate's version, key first: a crash
+    /// in between leaves the new key pinned and the certificate adopted again next run.
+    pub fn adopt_director_key(
+        &self,
+        k: &patchday_trust::director::DirectorPublicKey,
+        certificate_version: u64,
+    ) -> anyhow::Result<()> {
+        self.save_director_key(k)?;
+        write_atomic(
+            &self.root.join("director-certificate-version"),
+            certificate_version.to_string().as_bytes(),
+            0o644,
+        )
+    }
+
+    /// The highest release counter installed per payload (`kind:package`): Uptane's
+    /// guard that no package goes back to an earlier release, whatever its version says.
+    pub fn release_counters(&self) -> anyhow::Result<ReleaseCounters> {
+        match std::fs::read(self.root.join("release-counters.json")) {
+            Ok(b) => serde_json::from_slice(&b).context(
+                "release-counters.json is corrupt: restore it from a backup (removing it drops the protection against older releases)",
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ReleaseCounters::default()),
+            Err(e) => Err(e).context("reading release-counters.json"),
+        }
+    }
+
+    /// Saves the release counters.
+    pub fn save_release_counters(&self, c: &ReleaseCounters) -> anyhow::Result<()> {
+        write_atomic(
+            &self.root.join("release-counters.json"),
+            &serde_json::to_vec_pretty(c)?,
             0o644,
         )
     }

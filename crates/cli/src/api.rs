@@ -5,6 +5,9 @@ use patchday_types::api::*;
 use patchday_types::{GroupId, HostId, TenantId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::path::PathBuf;
+
+use crate::render::Format;
 
 /// Where the server is and who we are.
 #[derive(Clone)]
@@ -219,6 +222,30 @@ impl Api {
     pub async fn catalog_status(&self) -> anyhow::Result<CatalogStatus> {
         self.get("/v1/catalog", "reading the catalog status").await
     }
+    /// The director key and its certificate version.
+    pub async fn director(&self) -> anyhow::Result<DirectorStatus> {
+        self.get("/v1/director", "reading the director key").await
+    }
+    /// Starts (or resumes) a director key rotation: the key to certify.
+    pub async fn director_rotation(&self) -> anyhow::Result<DirectorStatus> {
+        self.post(
+            "/v1/director/rotation",
+            &serde_json::json!({}),
+            "starting a director key rotation",
+        )
+        .await
+    }
+    /// Installs a root-signed director key certificate.
+    pub async fn put_director_certificate(&self, cert: Vec<u8>) -> anyhow::Result<DirectorStatus> {
+        self.send(
+            self.http
+                .put(format!("{}/v1/director/certificate", self.base))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(cert),
+            "installing the director key certificate",
+        )
+        .await
+    }
     /// Pushes a catalog tar file (streamed, not loaded into memory).
     pub async fn push_catalog(&self, tar: &std::path::Path) -> anyhow::Result<CatalogStatus> {
         let f = tokio::fs::File::open(tar).await?;
@@ -233,5 +260,68 @@ impl Api {
             "pushing the catalog",
         )
         .await
+    }
+}
+
+/// Server URL and operator token: flags, then environment, then the config file
+/// (`$XDG_CONFIG_HOME/patchday/cli.toml` or `~/.config/patchday/cli.toml`, keys `server` and `token`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Conn {
+    /// Server URL, e.g. http://127.0.0.1:8470.
+    #[arg(long, env = "PATCHDAY_SERVER", global = true)]
+    pub server: Option<String>,
+    /// Operator token.
+    #[arg(long, env = "PATCHDAY_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// CLI config file.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// The server's CA certificate (PEM) to trust instead of the system's.
+    #[arg(long, env = "PATCHDAY_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    pub format: Format,
+}
+
+impl Conn {
+    /// The API client these settings describe.
+    pub fn api(&self) -> anyhow::Result<Api> {
+        #[derive(serde::Deserialize, Default)]
+        struct File {
+            pub server: Option<String>,
+            token: Option<String>,
+        }
+        let path = self.config.clone().or_else(|| {
+            std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+                .map(|d| d.join("patchday/cli.toml"))
+        });
+        let file: File = match path.as_ref().map(std::fs::read_to_string) {
+            Some(Ok(s)) => toml::from_str(&s).with_context(|| {
+                format!(
+                    "{} is not valid TOML",
+                    path.as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )
+            })?,
+            Some(Err(_)) if self.config.is_some() => anyhow::bail!("cannot read --config file"),
+            _ => File::default(),
+        };
+        let server = self
+            .server
+            .clone()
+            .or(file.server)
+            .context("no server: pass --server URL or set PATCHDAY_SERVER")?;
+        let token = self.token.clone().or(file.token).context("no token: pass --token or set PATCHDAY_TOKEN (the first one is printed when the server starts)")?;
+        let ca = match &self.ca {
+            Some(p) => {
+                Some(std::fs::read(p).with_context(|| format!("reading --ca {}", p.display()))?)
+            }
+            None => None,
+        };
+        Api::new(&server, &token, ca.as_deref())
     }
 }

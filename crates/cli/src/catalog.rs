@@ -27,6 +27,8 @@ pub struct UpdateOptions {
     pub supersedes: Vec<UpdateId>,
     /// Count CVEs from changelog entries newer than this version (default: the newest entry only).
     pub since: Option<String>,
+    /// Tenants it is published for (empty: all).
+    pub tenants: Vec<String>,
 }
 
 /// Debian's file-name form of a version (no epoch).
@@ -160,6 +162,7 @@ pub async fn add_update(
         release: opts.release.clone(),
         payloads: payloads.clone(),
         description,
+        tenants: opts.tenants.clone(),
     };
     let tmp = tempfile::tempdir()?;
     let doc_path = tmp.path().join("doc.json");
@@ -169,17 +172,52 @@ pub async fn add_update(
         path: doc_path,
         custom: serde_json::to_value(TargetCustom::Update { id: doc.id.clone() })?,
     }];
-    for (p, f) in payloads.iter().zip(&files) {
+    let counters = release_counters(repo, &payloads).await?;
+    for ((p, f), counter) in payloads.iter().zip(&files).zip(counters) {
         targets.push(NewTarget {
             name: p.target.clone(),
             path: f.clone(),
-            custom: serde_json::to_value(TargetCustom::for_payload(p))?,
+            custom: serde_json::to_value(TargetCustom::for_payload(p, counter))?,
         });
     }
     patchday_trust::add_targets(keys, repo, targets, now, &Expiries::default())
         .await
         .with_context(|| format!("signing update {} into {}", doc.id, repo.display()))?;
     Ok(doc)
+}
+
+/// Uptane release counters for new payloads: per (kind, package), one more than the
+/// highest the catalog already signed, so the order of publication is the order agents
+/// accept, whatever the version strings claim.
+async fn release_counters(repo: &Path, payloads: &[PayloadRef]) -> anyhow::Result<Vec<u64>> {
+    let existing = patchday_trust::catalog_targets(repo)
+        .await
+        .with_context(|| format!("reading the catalog in {}", repo.display()))?;
+    let mut highest: std::collections::HashMap<(PayloadKind, String), u64> =
+        std::collections::HashMap::new();
+    for custom in existing.into_values() {
+        if let Ok(TargetCustom::Payload {
+            kind,
+            package,
+            release_counter,
+            ..
+        }) = serde_json::from_value(custom)
+        {
+            let h = highest.entry((kind, package)).or_default();
+            *h = (*h).max(release_counter);
+        }
+    }
+    // Architectures of one package published together share one counter.
+    let mut fresh: std::collections::HashMap<(PayloadKind, String), u64> =
+        std::collections::HashMap::new();
+    Ok(payloads
+        .iter()
+        .map(|p| {
+            let key = (p.kind, p.package.clone());
+            let next = highest.get(&key).copied().unwrap_or(0).saturating_add(1);
+            *fresh.entry(key).or_insert(next)
+        })
+        .collect())
 }
 
 /// Describes a bundle file as a payload.

@@ -13,7 +13,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use patchday_core::calendar::PatchDaySchedule;
 use patchday_lab::{DebSpec, HostKind, LabHost};
-use patchday_trust::{Expiries, KeyPaths};
+use patchday_trust::Expiries;
 use patchday_types::api::{ApprovalRequest, CreateTenant, Decision, Group};
 use patchday_types::{GroupId, Release, Severity, TenantId, UpdateId, YearMonth};
 use std::ffi::OsString;
@@ -274,8 +274,11 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     ));
 
     // Catalog, signed offline.
-    let keys = KeyPaths::in_dir(&dir.join("keys"));
-    patchday_trust::generate_keys(&dir.join("keys"))?;
+    let keys = patchday_trust::generate_keyset(
+        &dir.join("keys"),
+        patchday_trust::DEFAULT_ROOT_KEYS,
+        patchday_trust::DEFAULT_ROOT_THRESHOLD,
+    )?;
     let repo = dir.join("catalog");
     patchday_trust::init_catalog(&keys, &repo, now, &Expiries::default()).await?;
     for c in &changes {
@@ -289,6 +292,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
             release: c.release.clone(),
             supersedes: vec![],
             since: Some(c.old_version.clone()),
+            tenants: vec![],
         };
         let doc = add_update(&keys, &repo, content, &opts, now).await?;
         println!("      signed {}: {} [{}]", doc.id, doc.title, doc.release);

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::api::Conn;
 use anyhow::Context;
+use patchday_trust::director::{certify, DirectorPublicKey, KeyCertificate};
 use patchday_trust::{
     check_key_dir, check_key_dir_mode, generate_keyset, rotate_role, Expiries, KeyPaths, Role,
     DEFAULT_ROOT_KEYS, DEFAULT_ROOT_THRESHOLD,
@@ -32,22 +34,28 @@ pub enum KeysCmd {
         root_threshold: u32,
     },
     /// Replaces one role's keys in a catalog: publishes a new root signed by a threshold of the
-    /// old and of the new root keys, and re-signs what the new key signs.
+    /// old and of the new root keys, and re-signs what the new key signs. For `director`,
+    /// the server makes a new assignment-signing key and the root keys in --keys certify it;
+    /// agents switch to it at their next check-in and refuse the old key from then on.
     ///
-    /// Example: patchday keys rotate --role targets --keys ./keys --new-keys ./keys-2 --repo ./catalog
+    /// Examples: patchday keys rotate --role targets --keys ./keys --new-keys ./keys-2 --repo ./catalog
+    ///           patchday keys rotate --role director --keys ./keys --server URL --token T
     Rotate {
-        /// The role whose keys change: root, targets, snapshot or timestamp.
+        /// The role whose keys change: root, targets, snapshot, timestamp or director.
         #[arg(long)]
-        role: Role,
+        role: RotateRole,
         /// The catalog's current keys.
         #[arg(long)]
         keys: PathBuf,
         /// The new keys (e.g. from `patchday keys generate`); only the role's keys are used.
-        #[arg(long)]
-        new_keys: PathBuf,
+        #[arg(long, required_if_eq_any = [("role", "root"), ("role", "targets"), ("role", "snapshot"), ("role", "timestamp")])]
+        new_keys: Option<PathBuf>,
         /// Catalog directory.
-        #[arg(long)]
-        repo: PathBuf,
+        #[arg(long, required_if_eq_any = [("role", "root"), ("role", "targets"), ("role", "snapshot"), ("role", "timestamp")])]
+        repo: Option<PathBuf>,
+        /// The server (for `director`).
+        #[command(flatten)]
+        conn: Conn,
     },
     /// Checks a key directory: mode 0700, every key file mode 0600 and loadable, threshold sane.
     ///
@@ -57,6 +65,71 @@ pub enum KeysCmd {
         #[arg(long)]
         keys: PathBuf,
     },
+}
+
+/// A role whose keys `patchday keys rotate` replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RotateRole {
+    /// The catalog's root keys.
+    Root,
+    /// The catalog's targets key.
+    Targets,
+    /// The catalog's snapshot key.
+    Snapshot,
+    /// The catalog's timestamp key.
+    Timestamp,
+    /// The server's online key that signs per-host assignments.
+    Director,
+}
+
+impl RotateRole {
+    fn catalog_role(self) -> Option<Role> {
+        match self {
+            RotateRole::Root => Some(Role::Root),
+            RotateRole::Targets => Some(Role::Targets),
+            RotateRole::Snapshot => Some(Role::Snapshot),
+            RotateRole::Timestamp => Some(Role::Timestamp),
+            RotateRole::Director => None,
+        }
+    }
+}
+
+/// How long a director key certificate may be adopted by agents.
+const DIRECTOR_CERTIFICATE_DAYS: i64 = 365;
+
+/// Rotates the server's director key: the server makes the next key, the root keys in
+/// `keys` certify it (version one above the current certificate), the server installs it.
+async fn rotate_director(keys: &Path, conn: &Conn, now: jiff::Timestamp) -> anyhow::Result<i32> {
+    check_key_dir_mode(keys)?;
+    let root_keys = KeyPaths::in_dir(keys).root;
+    let api = conn.api()?;
+    let started = api.director_rotation().await?;
+    let next = started
+        .next
+        .context("the server did not name a key to certify")?;
+    let cert = KeyCertificate::new(
+        DirectorPublicKey {
+            keyid: next.keyid.clone(),
+            public: next.public.clone(),
+        },
+        started.certificate_version.saturating_add(1),
+        now,
+        DIRECTOR_CERTIFICATE_DAYS,
+    )?;
+    let signed = certify(&cert, &root_keys).await.with_context(|| {
+        format!(
+            "signing the director key certificate with the root keys in {}",
+            keys.display()
+        )
+    })?;
+    let done = api.put_director_certificate(signed).await?;
+    println!(
+        "director key rotated: key {} (was {}), certificate v{}; agents switch at their next check-in and refuse the old key from then on",
+        done.key.keyid.get(..16).unwrap_or(&done.key.keyid),
+        started.key.keyid.get(..16).unwrap_or(&started.key.keyid),
+        done.certificate_version
+    );
+    Ok(0)
 }
 
 /// Runs a `patchday keys` command; `now` is the signing time. Returns the exit code.
@@ -85,7 +158,14 @@ pub async fn run(cmd: KeysCmd, now: jiff::Timestamp) -> anyhow::Result<i32> {
             keys,
             new_keys,
             repo,
+            conn,
         } => {
+            let Some(role) = role.catalog_role() else {
+                return rotate_director(&keys, &conn, now).await;
+            };
+            let (Some(new_keys), Some(repo)) = (new_keys, repo) else {
+                anyhow::bail!("rotating {role} keys needs --new-keys and --repo");
+            };
             for dir in [&keys, &new_keys] {
                 check_key_dir_mode(dir)?;
             }
@@ -197,16 +277,17 @@ mod tests {
         let rotate = |role| KeysCmd::Rotate {
             role,
             keys: keys.clone(),
-            new_keys: new.clone(),
-            repo: repo.clone(),
+            new_keys: Some(new.clone()),
+            repo: Some(repo.clone()),
+            conn: Conn::default(),
         };
-        assert_eq!(run(rotate(Role::Root), now()).await.unwrap(), 0);
+        assert_eq!(run(rotate(RotateRole::Root), now()).await.unwrap(), 0);
 
         // A world-readable key file is refused, with the chmod to fix it.
         let targets = new.join("targets.pem");
         std::fs::set_permissions(&targets, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(check(&new), 1);
-        let err = run(rotate(Role::Targets), now()).await.unwrap_err();
+        let err = run(rotate(RotateRole::Targets), now()).await.unwrap_err();
         assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
     }
 }

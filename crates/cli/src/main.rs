@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use patchday_cli::api::Api;
+use patchday_cli::api::Conn;
 use patchday_cli::render::{report_table, By, Format, Table};
 use patchday_types::api::{
     ApprovalRequest, CreateTenant, CreateToken, Decision, Group, PatchDayConfig, Role,
@@ -25,68 +25,6 @@ struct Cli {
     /// Log as JSON.
     #[arg(long, global = true)]
     log_json: bool,
-}
-
-/// Server URL and operator token: flags, then environment, then the config file
-/// (`$XDG_CONFIG_HOME/patchday/cli.toml` or `~/.config/patchday/cli.toml`, keys `server` and `token`).
-#[derive(Args, Clone)]
-struct Conn {
-    /// Server URL, e.g. http://127.0.0.1:8470.
-    #[arg(long, env = "PATCHDAY_SERVER", global = true)]
-    server: Option<String>,
-    /// Operator token.
-    #[arg(long, env = "PATCHDAY_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
-    /// CLI config file.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// The server's CA certificate (PEM) to trust instead of the system's.
-    #[arg(long, env = "PATCHDAY_CA", global = true)]
-    ca: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
-    format: Format,
-}
-
-impl Conn {
-    fn api(&self) -> anyhow::Result<Api> {
-        #[derive(serde::Deserialize, Default)]
-        struct File {
-            server: Option<String>,
-            token: Option<String>,
-        }
-        let path = self.config.clone().or_else(|| {
-            std::env::var_os("XDG_CONFIG_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-                .map(|d| d.join("patchday/cli.toml"))
-        });
-        let file: File = match path.as_ref().map(std::fs::read_to_string) {
-            Some(Ok(s)) => toml::from_str(&s).with_context(|| {
-                format!(
-                    "{} is not valid TOML",
-                    path.as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                )
-            })?,
-            Some(Err(_)) if self.config.is_some() => anyhow::bail!("cannot read --config file"),
-            _ => File::default(),
-        };
-        let server = self
-            .server
-            .clone()
-            .or(file.server)
-            .context("no server: pass --server URL or set PATCHDAY_SERVER")?;
-        let token = self.token.clone().or(file.token).context("no token: pass --token or set PATCHDAY_TOKEN (the first one is printed when the server starts)")?;
-        let ca = match &self.ca {
-            Some(p) => {
-                Some(std::fs::read(p).with_context(|| format!("reading --ca {}", p.display()))?)
-            }
-            None => None,
-        };
-        Api::new(&server, &token, ca.as_deref())
-    }
 }
 
 #[derive(Subcommand)]
@@ -191,7 +129,7 @@ struct ServerArgs {
     /// Also write the first admin token to this file (mode 0600).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
-    /// Server config file (TOML: data, listen, catalog_root, poll_seconds, max_catalog_bytes).
+    /// Server config file (TOML: data, listen, catalog_root, poll_seconds, max_catalog_bytes, timestamp_key).
     #[arg(long)]
     config: Option<PathBuf>,
     /// OSV advisories (file or directory, repeatable) for auditing reported facts.
@@ -218,21 +156,24 @@ struct ServerArgs {
     /// Names for the self-signed certificate (repeatable) [default: localhost, 127.0.0.1].
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+    /// The catalog's timestamp key (mode 0600; the only catalog key a server may hold):
+    /// the server then signs the timestamp of every pushed catalog and re-signs it before
+    /// it expires, so an idle catalog stays fresh.
+    #[arg(long)]
+    timestamp_key: Option<PathBuf>,
+    /// Lifetime of the timestamps the server signs, in seconds.
+    #[arg(long, default_value_t = 86_400, requires = "timestamp_key")]
+    timestamp_lifetime: u32,
+    /// How often the refresher looks at the timestamp, in seconds.
+    #[arg(long, default_value_t = 60, requires = "timestamp_key", hide = true)]
+    timestamp_check: u32,
 }
 
 #[derive(Subcommand)]
 enum CatalogCmd {
-    /// Generates catalog keys (root, targets, snapshot, timestamp) in a directory outside the server.
-    ///
-    /// Example: patchday catalog keys --keys ~/patchday-keys
-    Keys {
-        /// Key directory (created 0700; keys 0600).
-        #[arg(long)]
-        keys: PathBuf,
-    },
     /// Creates an empty signed catalog.
     ///
-    /// Example: patchday catalog init --keys ~/patchday-keys --repo ~/catalog
+    /// Example: patchday catalog init --keys ~/patchday-keys --repo ~/catalog (keys from `patchday keys generate`)
     Init {
         /// Key directory.
         #[arg(long)]
@@ -319,6 +260,10 @@ struct AddArgs {
     /// Updates this one supersedes.
     #[arg(long)]
     supersedes: Vec<UpdateId>,
+    /// Publish for this tenant only (repeatable; default: every tenant), e.g. a
+    /// customer's own software. Signed: no server can offer it to other tenants' hosts.
+    #[arg(long = "tenant")]
+    tenants: Vec<String>,
 }
 
 impl AddArgs {
@@ -340,6 +285,7 @@ impl AddArgs {
             release,
             supersedes: self.supersedes.clone(),
             since,
+            tenants: self.tenants.clone(),
         })
     }
 }
@@ -785,10 +731,6 @@ async fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<i32> {
 async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
     use patchday_trust::KeyPaths;
     match c {
-        CatalogCmd::Keys { keys } => {
-            patchday_trust::generate_keys(&keys)?;
-            println!("catalog keys written to {} (keep them off the server; root and targets keys belong offline)", keys.display());
-        }
         CatalogCmd::Init { keys, repo } => {
             patchday_trust::init_catalog(
                 &KeyPaths::in_dir(&keys),
@@ -892,6 +834,7 @@ struct ServerFile {
     catalog_root: Option<PathBuf>,
     poll_seconds: Option<u64>,
     max_catalog_bytes: Option<u64>,
+    timestamp_key: Option<PathBuf>,
 }
 
 async fn server(a: ServerArgs) -> anyhow::Result<i32> {
@@ -927,6 +870,12 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
             .distro_info
             .or_else(|| default_distro.is_file().then_some(default_distro)),
     };
+    if let Some(key) = a.timestamp_key.or(file.timestamp_key) {
+        let mut online = patchday_server::freshness::OnlineTimestampKey::new(key);
+        online.lifetime = jiff::SignedDuration::from_secs(i64::from(a.timestamp_lifetime.max(2)));
+        online.check_every = std::time::Duration::from_secs(u64::from(a.timestamp_check.max(1)));
+        cfg.online_timestamp = Some(online);
+    }
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");

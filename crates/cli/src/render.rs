@@ -6,9 +6,10 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Aligned columns for people.
+    #[default]
     Table,
     /// JSON for scripts.
     Json,

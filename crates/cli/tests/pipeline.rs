@@ -385,6 +385,8 @@ struct Proxy {
     forge: Arc<Mutex<Option<String>>>,
     /// When set, payload responses trickle out a few bytes at a time (slow retrieval).
     trickle: Arc<AtomicBool>,
+    /// When set, timestamp.json never ends (endless data).
+    endless: Arc<AtomicBool>,
 }
 
 fn proxy(upstream: &str, cut_after: usize) -> Proxy {
@@ -395,12 +397,25 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
     let heads = Arc::new(Mutex::new(Vec::new()));
     let forge: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let trickle = Arc::new(AtomicBool::new(false));
-    let (c2, h2, f2, t2) = (cut.clone(), heads.clone(), forge.clone(), trickle.clone());
+    let endless = Arc::new(AtomicBool::new(false));
+    let (c2, h2, f2, t2, e2) = (
+        cut.clone(),
+        heads.clone(),
+        forge.clone(),
+        trickle.clone(),
+        endless.clone(),
+    );
     std::thread::spawn(move || {
         for conn in l.incoming().take(200) {
             let Ok(mut client) = conn else { continue };
-            let (up, cut, heads, forge, trickle) =
-                (up.clone(), c2.clone(), h2.clone(), f2.clone(), t2.clone());
+            let (up, cut, heads, forge, trickle, endless) = (
+                up.clone(),
+                c2.clone(),
+                h2.clone(),
+                f2.clone(),
+                t2.clone(),
+                e2.clone(),
+            );
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut b = [0u8; 1];
@@ -422,6 +437,21 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
                 let mut body = vec![0u8; len];
                 client.read_exact(&mut body).unwrap();
                 heads.lock().unwrap().push(head.clone());
+                if head.starts_with("GET /v1/tuf/metadata/timestamp.json")
+                    && endless.load(Ordering::SeqCst)
+                {
+                    // No length, no end: up to 256 MiB of JSON whitespace.
+                    let _ = client.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{",
+                    );
+                    let spaces = [b' '; 65536];
+                    for _ in 0..4096 {
+                        if client.write_all(&spaces).is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                }
                 if head.starts_with("POST /v1/agent/checkin") {
                     if let Some(body) = forge.lock().unwrap().clone() {
                         let resp = format!(
@@ -479,6 +509,7 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
         heads,
         forge,
         trickle,
+        endless,
     }
 }
 
@@ -793,10 +824,47 @@ fn wall_clock() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
-/// Director metadata signed with the server's own (stolen) key.
-fn forge_director(w: &World, host: &str, update: &str, names: &[&str]) -> String {
+/// dpkg's native architecture here (what agents report).
+fn native_arch() -> String {
+    let o = std::process::Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The release counter the catalog signed for `name` (0 when none or not listed).
+fn signed_counter(w: &World, name: &str) -> u64 {
+    let meta = w.cat.repo.join("metadata");
+    let newest = std::fs::read_dir(&meta)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".targets.json")?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap();
+    let v: Value = serde_json::from_slice(
+        &std::fs::read(meta.join(format!("{newest}.targets.json"))).unwrap(),
+    )
+    .unwrap();
+    v["signed"]["targets"][name]["custom"]["release_counter"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Director metadata signed with `key` (by default the server's own, stolen key):
+/// honest custom fields for this host, then `tweak` lies in them.
+fn forge_director_with(
+    w: &World,
+    key: &Path,
+    host: &str,
+    update: &str,
+    names: &[&str],
+    tweak: &dyn Fn(&mut patchday_trust::director::AssignedCustom),
+) -> String {
     use patchday_trust::director::*;
-    let key = DirectorKey::load_or_create(&w.srv.data.join("director/ed25519.pk8")).unwrap();
+    let key = DirectorKey::load_or_create(key).unwrap();
     let published: Vec<PathBuf> = std::fs::read_dir(w.cat.repo.join("targets"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -819,17 +887,21 @@ fn forge_director(w: &World, host: &str, update: &str, names: &[&str]) -> String
                 )
             })
             .unwrap_or((6, "00".repeat(32)));
+        let mut custom = AssignedCustom {
+            update: update.into(),
+            tenant: "acme".into(),
+            host: host.into(),
+            architecture: native_arch(),
+            groups: vec!["web".into()],
+            release_counter: signed_counter(w, name),
+        };
+        tweak(&mut custom);
         targets.insert(
             name.to_string(),
             AssignedTarget {
                 length,
                 hashes: [("sha256".to_string(), sha)].into_iter().collect(),
-                custom: AssignedCustom {
-                    update: update.into(),
-                    tenant: "acme".into(),
-                    host: host.into(),
-                    architecture: "amd64".into(),
-                },
+                custom,
             },
         );
     }
@@ -844,32 +916,123 @@ fn forge_director(w: &World, host: &str, update: &str, names: &[&str]) -> String
     String::from_utf8(key.sign(&signed).unwrap()).unwrap()
 }
 
+/// Director metadata signed with the server's own (stolen) key, honest fields.
+fn forge_director(w: &World, host: &str, update: &str, names: &[&str]) -> String {
+    forge_director_with(
+        w,
+        &w.srv.data.join("director/ed25519.pk8"),
+        host,
+        update,
+        names,
+        &|_| {},
+    )
+}
+
+/// A forged check-in answer: one assignment, with the given director metadata.
+fn answer(update: &str, target: &str, director: Option<String>) -> String {
+    serde_json::json!({
+        "assignments": [{"update": update, "targets": [target], "deadline": null}],
+        "poll_seconds": 60,
+        "director": director,
+    })
+    .to_string()
+}
+
 #[test]
 fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
     let _serial = patchday_testkit::serial();
     let (w, old, new) = world("pd-test-forge", false, None);
-    // The catalog also publishes the old version, as another update.
-    let o = w.cat.add_deb("PD-T-0", &old, &["--emergency", "old"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let out = w.dir.join("pkgs");
+    // Published after PD-T-1 (release 1): the old version again (release 2), a newer
+    // one (release 3), an arm64 build (release 4), and a globex-only package.
+    let v3 = patchday_lab::build_deb(
+        &DebSpec::new("pd-test-forge", "1.0-3").changelog("1.0-3", "Another fix."),
+        &out,
+    )
+    .unwrap();
+    let arm = patchday_lab::build_deb(
+        &DebSpec::new("pd-test-forge", "1.0-4")
+            .architecture("arm64")
+            .changelog("1.0-4", "arm64 build."),
+        &out,
+    )
+    .unwrap();
+    std::fs::create_dir_all(out.join("globex")).unwrap();
+    let globex = patchday_lab::build_deb(
+        &DebSpec::new("pd-test-forge", "1.0-5").changelog("1.0-5", "Globex's own build."),
+        &out.join("globex"),
+    )
+    .unwrap();
+    for (id, deb, extra) in [
+        ("PD-T-0", &old, vec!["--emergency", "old"]),
+        ("PD-T-3", &v3, vec!["--emergency", "fix"]),
+        ("PD-T-ARM", &arm, vec!["--emergency", "arm"]),
+        (
+            "PD-T-GLOBEX",
+            &globex,
+            vec!["--emergency", "customer build", "--tenant", "globex"],
+        ),
+    ] {
+        let o = w.cat.add_deb(id, deb, &extra);
+        assert!(o.status.success(), "{}", text(&o));
+    }
     w.srv
         .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
+    let v3_deb = "pd-test-forge_1.0-3_all.deb";
+    let arm_deb = "pd-test-forge_1.0-4_arm64.deb";
+    let globex_deb = "pd-test-forge_1.0-5_all.deb";
+    assert_eq!(
+        [
+            "pd-test-forge_1.0-2_all.deb",
+            "pd-test-forge_1.0-1_all.deb",
+            v3_deb,
+            arm_deb,
+            globex_deb
+        ]
+        .map(|n| signed_counter(&w, n)),
+        [1, 2, 3, 4, 5],
+        "release counters follow the order of publication"
+    );
+    // Acme's operators do not even see globex's update.
+    let updates = w
+        .srv
+        .cli(&["updates", "--tenant", "acme", "--format", "json"]);
+    assert!(!updates.contains("PD-T-GLOBEX"), "{updates}");
+
     let p = proxy(&w.srv.url, usize::MAX);
     p.cut.store(false, Ordering::SeqCst);
     let h = Host::new(&bins(), &w.dir, "forge-1");
     h.lab.install_deb(&new).unwrap();
     assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
     let host = w.host_id("forge-1");
-    let answer = |update: &str, target: &str, director: Option<String>| {
-        serde_json::json!({
-            "assignments": [{"update": update, "targets": [target], "deadline": null}],
-            "poll_seconds": 60,
-            "director": director,
-        })
-        .to_string()
-    };
+    // Honestly: release 3 (1.0-3) is approved and installed; the agent notes release 3.
+    w.srv
+        .cli(&["host", "set-groups", "--tenant", "acme", &host, "web"]);
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-3"]);
+    let o = h.agent(&p.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-forge").as_deref(), Some("1.0-3"));
+
     let old_deb = "pd-test-forge_1.0-1_all.deb";
-    let doc0 = "update-PD-T-0.json";
-    let doc1 = "update-PD-T-1.json";
+    let doc = |id: &str| format!("update-{id}.json");
+    let stolen = w.srv.data.join("director/ed25519.pk8");
+    let lie = |update: &str,
+               target: &str,
+               tweak: &dyn Fn(&mut patchday_trust::director::AssignedCustom)| {
+        answer(
+            update,
+            target,
+            Some(forge_director_with(
+                &w,
+                &stolen,
+                &host,
+                update,
+                &[&doc(update), target],
+                tweak,
+            )),
+        )
+    };
     let cases = [
         // A man in the middle (or a server without its key): unsigned, or signed by another key.
         (answer("PD-T-0", old_deb, None), "without director metadata"),
@@ -877,23 +1040,14 @@ fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
             answer(
                 "PD-T-0",
                 old_deb,
-                Some(
-                    String::from_utf8(
-                        patchday_trust::director::DirectorKey::load_or_create(
-                            &w.dir.join("other-key"),
-                        )
-                        .unwrap()
-                        .sign(
-                            &serde_json::from_value(serde_json::json!({
-                                "_type": "targets", "spec_version": "1.0.0", "version": 1,
-                                "expires": "2099-01-01T00:00:00Z", "targets": {}
-                            }))
-                            .unwrap(),
-                        )
-                        .unwrap(),
-                    )
-                    .unwrap(),
-                ),
+                Some(forge_director_with(
+                    &w,
+                    &w.dir.join("other-key"),
+                    &host,
+                    "PD-T-0",
+                    &[&doc("PD-T-0"), old_deb],
+                    &|_| {},
+                )),
             ),
             "not signed by the director key",
         ),
@@ -906,52 +1060,25 @@ fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
                     &w,
                     "someone-else",
                     "PD-T-0",
-                    &[doc0, old_deb],
+                    &[&doc("PD-T-0"), old_deb],
                 )),
             ),
             "not to this host",
         ),
-        // The stolen online key: it signs, but cannot downgrade nor make new payloads installable.
+        // The stolen online key: it signs, but cannot go back to an earlier release…
+        (lie("PD-T-0", old_deb, &|_| {}), "release counter: pd-test-forge_1.0-1_all.deb is release 2 of pd-test-forge, older than release 3"),
+        (lie("PD-T-1", "pd-test-forge_1.0-2_all.deb", &|_| {}), "release counter"),
+        (lie("PD-T-0", old_deb, &|c| c.release_counter = 99), "release counter: the director says 99"),
+        // …nor hand over another architecture's or another tenant's payload…
+        (lie("PD-T-ARM", arm_deb, &|_| {}), "architecture: pd-test-forge_1.0-4_arm64.deb is built for arm64"),
+        (lie("PD-T-3", v3_deb, &|c| c.architecture = "arm64".into()), "architecture:"),
+        (lie("PD-T-3", v3_deb, &|c| c.tenant = "globex".into()), "tenant: "),
+        (lie("PD-T-GLOBEX", globex_deb, &|_| {}), "tenant: update PD-T-GLOBEX is published for globex only"),
+        // …nor make new payloads installable.
+        (lie("PD-T-1", "evil_6.6_all.deb", &|_| {}), "does not publish evil_6.6_all.deb"),
+        (lie("PD-T-1", v3_deb, &|_| {}), "does not name"),
         (
-            answer(
-                "PD-T-0",
-                old_deb,
-                Some(forge_director(&w, &host, "PD-T-0", &[doc0, old_deb])),
-            ),
-            "would downgrade",
-        ),
-        (
-            answer(
-                "PD-T-1",
-                "evil_6.6_all.deb",
-                Some(forge_director(
-                    &w,
-                    &host,
-                    "PD-T-1",
-                    &[doc1, "evil_6.6_all.deb"],
-                )),
-            ),
-            "does not publish evil_6.6_all.deb",
-        ),
-        (
-            answer(
-                "PD-T-1",
-                old_deb,
-                Some(forge_director(&w, &host, "PD-T-1", &[doc1, old_deb])),
-            ),
-            "does not name",
-        ),
-        (
-            answer(
-                "PD-NOT-PUBLISHED",
-                "x_1_all.deb",
-                Some(forge_director(
-                    &w,
-                    &host,
-                    "PD-NOT-PUBLISHED",
-                    &["update-PD-NOT-PUBLISHED.json", "x_1_all.deb"],
-                )),
-            ),
+            lie("PD-NOT-PUBLISHED", "x_1_all.deb", &|_| {}),
             "does not publish update-PD-NOT-PUBLISHED.json",
         ),
     ];
@@ -966,7 +1093,7 @@ fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
         );
         assert_eq!(
             h.version("pd-test-forge").as_deref(),
-            Some("1.0-2"),
+            Some("1.0-3"),
             "{forged}"
         );
     }
@@ -1219,4 +1346,218 @@ fn https_with_a_pinned_ca_refuses_a_man_in_the_middle_with_another_ca() {
     let o = h.agent(&url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-tls").as_deref(), Some("1.0-2"));
+}
+
+#[test]
+fn endless_metadata_is_cut_at_its_cap_and_nothing_is_installed() {
+    let _serial = patchday_testkit::serial();
+    let (w, old, _) = world("pd-test-endless", false, None);
+    let p = proxy(&w.srv.url, usize::MAX);
+    p.cut.store(false, Ordering::SeqCst);
+    let h = Host::new(&bins(), &w.dir, "endless-1");
+    h.lab.install_deb(&old).unwrap();
+    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
+    let id = w.host_id("endless-1");
+    w.srv
+        .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    p.endless.store(true, Ordering::SeqCst);
+    let o = h.agent(&p.url, None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("timestamp.json is larger than the 65536 byte limit"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(h.version("pd-test-endless").as_deref(), Some("1.0-1"));
+    // The same agent, once the stream behaves, installs.
+    p.endless.store(false, Ordering::SeqCst);
+    let o = h.agent(&p.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-endless").as_deref(), Some("1.0-2"));
+}
+
+fn curl_put(w: &World, path: &str, body: &[u8]) -> (u16, String) {
+    let f = w.dir.join("put-body");
+    std::fs::write(&f, body).unwrap();
+    let o = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "PUT"])
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", w.srv.admin))
+        .arg("--data-binary")
+        .arg(format!("@{}", f.display()))
+        .arg(format!("{}{path}", w.srv.url))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn director_key_rotation_is_followed_by_agents_and_the_retired_key_is_refused() {
+    use patchday_trust::director::{certify, DirectorKey, KeyCertificate};
+    let _serial = patchday_testkit::serial();
+    let (w, old, _) = world("pd-test-rotate", false, None);
+    let p = proxy(&w.srv.url, usize::MAX);
+    p.cut.store(false, Ordering::SeqCst);
+    let h = Host::new(&bins(), &w.dir, "rotate-1");
+    h.lab.install_deb(&old).unwrap();
+    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
+    let host = w.host_id("rotate-1");
+    let pinned_before = h.state_file("director-key.json");
+    // A thief's copy of the key about to be retired.
+    let retired = w.dir.join("retired.pk8");
+    std::fs::copy(w.srv.data.join("director/ed25519.pk8"), &retired).unwrap();
+
+    // The root key holders certify the server's next key (two of three sign).
+    let out = w.srv.cli(&[
+        "keys",
+        "rotate",
+        "--role",
+        "director",
+        "--keys",
+        w.cat.keys.to_str().unwrap(),
+    ]);
+    assert!(out.contains("director key rotated"), "{out}");
+    assert!(out.contains("certificate v1"), "{out}");
+    // The agent follows at its next check-in, with nothing to install.
+    let o = h.agent(&p.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(h.state_file("director-key.json"), pinned_before);
+    assert_eq!(h.state_file("director-certificate-version"), b"1");
+
+    // The retired key signs nothing this agent accepts any more.
+    let deb = "pd-test-rotate_1.0-2_all.deb";
+    let retired_says = answer(
+        "PD-T-1",
+        deb,
+        Some(forge_director_with(
+            &w,
+            &retired,
+            &host,
+            "PD-T-1",
+            &["update-PD-T-1.json", deb],
+            &|_| {},
+        )),
+    );
+    *p.forge.lock().unwrap() = Some(retired_says);
+    let o = h.agent(&p.url, None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("not signed by the director key"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(h.version("pd-test-rotate").as_deref(), Some("1.0-1"));
+
+    // A thief's key certified by one root key of three (threshold two): the server
+    // refuses it, and so does the agent when a compromised server hands it out.
+    let thief_path = w.dir.join("thief.pk8");
+    let thief = DirectorKey::load_or_create(&thief_path).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cert = KeyCertificate::new(thief.public().clone(), 2, wall_clock(), 30).unwrap();
+    let one = rt
+        .block_on(certify(&cert, &[w.cat.keys.join("root-1.pem")]))
+        .unwrap();
+    let (code, body) = curl_put(&w, "/v1/director/certificate", &one);
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("director key certificate rejected: signature"),
+        "{body}"
+    );
+    let mut forged: Value = serde_json::from_str(&answer(
+        "PD-T-1",
+        deb,
+        Some(forge_director_with(
+            &w,
+            &thief_path,
+            &host,
+            "PD-T-1",
+            &["update-PD-T-1.json", deb],
+            &|_| {},
+        )),
+    ))
+    .unwrap();
+    forged["director_certificate"] = Value::String(String::from_utf8(one).unwrap());
+    *p.forge.lock().unwrap() = Some(forged.to_string());
+    let o = h.agent(&p.url, None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("director key change refused"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(h.version("pd-test-rotate").as_deref(), Some("1.0-1"));
+
+    // The honest path, signed by the new key, installs.
+    *p.forge.lock().unwrap() = None;
+    w.srv
+        .cli(&["host", "set-groups", "--tenant", "acme", &host, "web"]);
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    let o = h.agent(&p.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-rotate").as_deref(), Some("1.0-2"));
+}
+
+#[test]
+fn the_server_keeps_an_idle_catalog_fresh_with_its_online_timestamp_key() {
+    let _serial = patchday_testkit::serial();
+    let d = scratch();
+    let dir = d.path().to_path_buf();
+    let b = bins();
+    let (old, new) = debs(&dir, "pd-test-fresh", false, None);
+    let cat = Catalog::new(&b, &dir);
+    cat.add_emergency("PD-T-1", &new);
+    let key = cat.keys.join("timestamp.pem");
+    let srv = Server::start_with(
+        &b,
+        &dir,
+        &cat.root(),
+        &[
+            "--timestamp-key",
+            key.to_str().unwrap(),
+            "--timestamp-lifetime",
+            "4",
+            "--timestamp-check",
+            "1",
+        ],
+    );
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = srv
+        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .trim()
+        .to_string();
+    let status = |srv: &Server| -> u64 {
+        let v: Value =
+            serde_json::from_str(&srv.cli(&["catalog", "status", "--format", "json"])).unwrap();
+        v[0]["timestamp"].as_str().unwrap().parse().unwrap()
+    };
+    let pushed = status(&srv);
+    // Every timestamp lives 4 s; wait through two lifetimes with no push at all.
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let refreshed = status(&srv);
+    assert!(refreshed >= pushed + 2, "{pushed} -> {refreshed}");
+    // An agent verifying the catalog now finds it fresh and installs.
+    let h = Host::new(&b, &dir, "fresh-1");
+    h.lab.install_deb(&old).unwrap();
+    assert!(h.agent(&srv.url, Some(&enroll)).status.success());
+    let hosts: Vec<Value> =
+        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
+            .unwrap();
+    let id = hosts[0]["id"].as_str().unwrap().to_string();
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    let o = h.agent(&srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-test-fresh").as_deref(), Some("1.0-2"));
+    // A push signed offline after the server's own timestamps is still accepted: the
+    // server numbers the timestamp after both.
+    cat.add_emergency("PD-T-2", &old);
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    assert!(status(&srv) > refreshed);
 }

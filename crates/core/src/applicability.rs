@@ -346,6 +346,7 @@ mod tests {
                 source_version: ver.into(),
             }],
             description: String::new(),
+            tenants: vec![],
         }
     }
 

@@ -43,6 +43,28 @@ pub fn pin_root(data: &Path, root: Option<&Path>) -> anyhow::Result<()> {
     }
 }
 
+/// The newest catalog root this server trusts: the one its last accepted push ended
+/// on, or the pinned one before any push.
+pub fn newest_trusted_root(data: &Path) -> Result<Vec<u8>, ApiError> {
+    std::fs::read(catalog_dir(data).join("datastore/root.json"))
+        .or_else(|_| std::fs::read(pinned_root(data)))
+        .map_err(|_| {
+            ApiError::conflict(
+                "this server has no catalog root yet: start it once with --catalog-root PATH/TO/1.root.json",
+            )
+        })
+}
+
+/// Records a timestamp the server signed itself as trusted by its own client state.
+pub fn trust_own_timestamp(data: &Path, bytes: &[u8]) -> Result<(), ApiError> {
+    let ds = catalog_dir(data).join("datastore");
+    if !ds.is_dir() {
+        return Ok(());
+    }
+    patchday_trust::client::write_atomically(&ds.join("timestamp.json"), bytes)
+        .map_err(ApiError::internal)
+}
+
 fn rejected(m: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::CatalogRejected, m)
 }
@@ -134,6 +156,17 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     copy_dir(&trusted_ds, &trial_ds).map_err(ApiError::internal)?;
     let meta = stage.join("metadata");
     let targets = stage.join("targets");
+    if let Some(online) = &state.config.online_timestamp {
+        let trusted = std::fs::read(trusted_ds.join("timestamp.json")).ok();
+        crate::freshness::sign_pushed(
+            online,
+            &newest_trusted_root(data)?,
+            &meta,
+            trusted.as_deref(),
+            state.clock.now(),
+        )
+        .await?;
+    }
     let verified = patchday_trust::verify_repository(&root, &trial_ds, &meta, &targets)
         .await
         .map_err(|e| rejected(e.to_string()))?;
@@ -151,6 +184,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         let path = verified
             .target_path(&targets, name)
             .map_err(|e| rejected(e.to_string()))?;
+        let custom_counter = custom.release_counter();
         match custom {
             TargetCustom::Update { id } => {
                 let bytes = patchday_trust::read_verified_target(&verified, &targets, name)
@@ -192,6 +226,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
             name: name.clone(),
             length: info.length,
             sha256: info.sha256.clone(),
+            release_counter: custom_counter,
         });
     }
     let mut metadata = Vec::new();

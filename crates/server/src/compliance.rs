@@ -53,12 +53,18 @@ pub async fn host_statuses(
             )
         })
         .collect();
+    // Updates the publisher released to other tenants only do not exist for this one.
+    let visible: Vec<UpdateDocument> = updates
+        .iter()
+        .filter(|u| u.published_for(tenant.id().as_str()))
+        .cloned()
+        .collect();
     Ok(evaluate(
         &HostView {
             inventory: inventory.as_ref(),
             decisions: &decisions,
             reported: &reported,
         },
-        updates,
+        &visible,
     ))
 }

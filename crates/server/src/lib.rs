@@ -10,7 +10,9 @@ mod auth;
 mod catalog;
 mod clock;
 mod compliance;
+mod director;
 mod error;
+pub mod freshness;
 mod routes;
 mod state;
 pub mod tls;
@@ -36,6 +38,11 @@ pub struct Initialised {
 /// first provider-admin token when there is none.
 pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Initialised> {
     let state = state::AppState::open(config, clock.clone()).await?;
+    if let Some(online) = &config.online_timestamp {
+        patchday_trust::check_key_file_mode(&online.key)?;
+        freshness::check(online, &config.data_dir).await?;
+        tokio::spawn(freshness::run(state.clone(), online.clone()));
+    }
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");

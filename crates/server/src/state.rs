@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub poll_seconds: u64,
     /// Advisory feeds for assessing the audit facts agents report.
     pub audit_feeds: patchday_audit::feeds::FeedPaths,
+    /// The catalog's timestamp key, when the server signs and refreshes timestamps.
+    pub online_timestamp: Option<crate::freshness::OnlineTimestampKey>,
 }
 
 impl ServerConfig {
@@ -32,6 +34,7 @@ impl ServerConfig {
             max_catalog_bytes: 2 << 30,
             poll_seconds: 3600,
             audit_feeds: patchday_audit::feeds::FeedPaths::default(),
+            online_timestamp: None,
         }
     }
 }
@@ -51,8 +54,8 @@ pub struct AppState {
     pub catalog_lock: Arc<tokio::sync::Mutex<()>>,
     /// Advisory data, loaded at start.
     pub feeds: Arc<patchday_audit::feeds::Feeds>,
-    /// The director's online key, which signs per-host assignments.
-    pub director: Arc<patchday_trust::director::DirectorKey>,
+    /// The director's online key (and its certificate), which signs per-host assignments.
+    pub director: Arc<crate::director::Director>,
 }
 
 impl AppState {
@@ -70,10 +73,8 @@ impl AppState {
         let feeds = patchday_audit::feeds::Feeds::load(&config.audit_feeds)
             .context("loading the audit feeds")?;
         // The server's own online key: the only private key in its data directory.
-        let director = patchday_trust::director::DirectorKey::load_or_create(
-            &dir.join("director/ed25519.pk8"),
-        )
-        .context("loading the director key")?;
+        let director = crate::director::Director::open(&dir.join("director"))
+            .context("loading the director key")?;
         Ok(Self {
             store: Arc::new(store),
             content: Arc::new(content),

@@ -236,10 +236,13 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
         }
         for t in &c.targets {
-            sqlx::query("INSERT INTO catalog_targets (name, length, sha256) VALUES (?, ?, ?)")
-                .bind(&t.name)
-                .bind(i64::try_from(t.length).map_err(|e| StoreError::Backend(e.to_string()))?)
-                .bind(&t.sha256)
+            sqlx::query(
+                "INSERT INTO catalog_targets (name, length, sha256, release_counter) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&t.name)
+            .bind(i64::try_from(t.length).map_err(|e| StoreError::Backend(e.to_string()))?)
+            .bind(&t.sha256)
+            .bind(i64::try_from(t.release_counter).map_err(|e| StoreError::Backend(e.to_string()))?)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -251,6 +254,31 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn refresh_catalog_metadata(
+        &self,
+        status: &CatalogStatus,
+        metadata: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE catalog_status SET status = ? WHERE k = 1")
+            .bind(to_json(status)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for (name, bytes) in metadata {
+            sqlx::query(
+                "INSERT INTO catalog_metadata (name, bytes) VALUES (?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes",
+            )
+            .bind(name)
+            .bind(bytes.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)
     }
@@ -286,17 +314,21 @@ impl Store for SqliteStore {
     }
 
     async fn catalog_target(&self, name: &str) -> Result<Option<CatalogTarget>> {
-        let row = sqlx::query("SELECT name, length, sha256 FROM catalog_targets WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(
+            "SELECT name, length, sha256, release_counter FROM catalog_targets WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.map(|r| {
             Ok(CatalogTarget {
                 name: r.get("name"),
                 length: u64::try_from(r.get::<i64, _>("length"))
                     .map_err(|e| corrupt("length", e))?,
                 sha256: r.get("sha256"),
+                release_counter: u64::try_from(r.get::<i64, _>("release_counter"))
+                    .map_err(|e| corrupt("release_counter", e))?,
             })
         })
         .transpose()

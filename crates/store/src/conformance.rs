@@ -322,11 +322,13 @@ async fn catalog_replacement(store: &dyn Store) {
             source_version: "1.0-2".into(),
         }],
         description: String::new(),
+        tenants: vec![],
     };
     let target = CatalogTarget {
         name: "libfoo1_1.0-2_amd64.deb".into(),
         length: 10,
         sha256: "ab".repeat(32),
+        release_counter: 7,
     };
     let rec = CatalogRecord {
         status: CatalogStatus {
@@ -355,6 +357,22 @@ async fn catalog_replacement(store: &dyn Store) {
         store.catalog_metadata("timestamp.json").await.unwrap(),
         Some(b"{}".to_vec())
     );
+    // A timestamp refresh replaces one file and the status, nothing else.
+    let mut refreshed = rec.status.clone();
+    refreshed.timestamp_version = 3;
+    store
+        .refresh_catalog_metadata(
+            &refreshed,
+            &[("timestamp.json".into(), b"{\"v\":3}".to_vec())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.catalog_status().await.unwrap(), refreshed);
+    assert_eq!(
+        store.catalog_metadata("timestamp.json").await.unwrap(),
+        Some(b"{\"v\":3}".to_vec())
+    );
+    assert_eq!(store.catalog_updates().await.unwrap().len(), 1);
     // Replacing drops what the new catalog no longer lists.
     let empty = CatalogRecord {
         status: CatalogStatus {

@@ -93,6 +93,8 @@ pub struct CatalogTarget {
     pub length: u64,
     /// Hex SHA-256, also its key in the content store.
     pub sha256: String,
+    /// The signed Uptane release counter (0 when none), copied into assignments.
+    pub release_counter: u64,
 }
 
 /// A verified catalog, replaced as a whole.
@@ -140,6 +142,13 @@ pub trait Store: Send + Sync {
     async fn catalog_metadata(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// One target by name.
     async fn catalog_target(&self, name: &str) -> Result<Option<CatalogTarget>>;
+    /// Replaces some metadata files (a re-signed timestamp, or snapshot and timestamp)
+    /// and the status, atomically, leaving updates and targets as they are.
+    async fn refresh_catalog_metadata(
+        &self,
+        status: &CatalogStatus,
+        metadata: &[(String, Vec<u8>)],
+    ) -> Result<()>;
 }
 
 /// Everything that belongs to one tenant. Built by [`Store::tenant`]; every method

@@ -177,7 +177,7 @@ impl Catalog {
             repo: dir.join("catalog"),
             bins: bins.clone(),
         };
-        c.run(&["catalog", "keys", "--keys", c.keys.to_str().unwrap()]);
+        c.run(&["keys", "generate", "--keys", c.keys.to_str().unwrap()]);
         c.run(&[
             "catalog",
             "init",

@@ -949,6 +949,20 @@ pub(crate) fn self_signed_root(bytes: &[u8]) -> Result<(u64, Value), TrustError>
     Ok((root.head.version, root.envelope.signed))
 }
 
+/// The `signed` object of `doc` once a threshold of the root keys that `trusted_root`
+/// names have signed it; `trusted_root` is a root the caller already trusts (the newest
+/// one a client holds). For documents other than TUF roles that the root keys vouch for.
+pub fn verify_by_root_keys(
+    trusted_root: &[u8],
+    what: &str,
+    doc: &[u8],
+) -> Result<Value, TrustError> {
+    let root = parse_self_signed_root(trusted_root)?;
+    let envelope = parse_envelope(what, doc)?;
+    root.authority("root")?.verify(what, &envelope)?;
+    Ok(envelope.signed)
+}
+
 /// The `signed` object of a metadata file, unverified (to compare two files).
 pub(crate) fn signed_part(bytes: &[u8]) -> Option<Value> {
     serde_json::from_slice::<Envelope>(bytes)
@@ -1165,14 +1179,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
+/// Writes `bytes` to `path` through a temporary file in the same directory, fsync and a
+/// rename: a crash leaves the old file or the new one, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".partial-")
         .tempfile_in(dir)
         .map_err(TrustError::io("create a file in", dir))?;
     tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
         .map_err(TrustError::io("write", tmp.path().to_path_buf()))?;
     tmp.persist(path)
         .map_err(|e| TrustError::io("replace", path)(e.error))?;

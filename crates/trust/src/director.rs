@@ -43,6 +43,12 @@ pub struct AssignedCustom {
     pub host: String,
     /// The host's architecture.
     pub architecture: String,
+    /// The host's groups when the assignment was signed (for the record).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The payload's release counter, as the catalog signed it (0 for documents).
+    #[serde(default)]
+    pub release_counter: u64,
 }
 
 /// One assigned target.
@@ -88,6 +94,13 @@ impl std::fmt::Debug for DirectorKey {
 
 fn refused(check: &'static str, detail: impl Into<String>) -> TrustError {
     TrustError::AssignmentRejected {
+        check,
+        detail: detail.into(),
+    }
+}
+
+fn cert_refused(check: &'static str, detail: impl Into<String>) -> TrustError {
+    TrustError::CertificateRejected {
         check,
         detail: detail.into(),
     }
@@ -271,6 +284,133 @@ pub fn verify(
     Ok(t)
 }
 
+/// `_type` of a director key certificate: distinct from every TUF role, so a root
+/// signature on one can never be taken for a root, nor the reverse.
+pub const CERTIFICATE_TYPE: &str = "patchday-director-key";
+
+/// The director key certificate: which key signs assignments, vouched for by a threshold
+/// of the catalog's (offline) root keys. Rotating the director key means the server
+/// makes a new key and the root key holders sign a certificate for it with a higher
+/// version; agents switch to it when they see it. So a stolen director key is retired
+/// by the offline keys, and the server alone can never certify a key of its choosing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCertificate {
+    /// Always [`CERTIFICATE_TYPE`].
+    #[serde(rename = "_type")]
+    pub kind: String,
+    /// TUF spec version of the signing format.
+    pub spec_version: String,
+    /// Grows by one per rotation.
+    pub version: u64,
+    /// Agents do not adopt it after this (whole seconds).
+    pub expires: String,
+    /// The director key.
+    pub key: DirectorPublicKey,
+}
+
+impl KeyCertificate {
+    /// A certificate for `key` with `version`, valid for `days` from `now`.
+    pub fn new(
+        key: DirectorPublicKey,
+        version: u64,
+        now: Timestamp,
+        days: i64,
+    ) -> Result<Self, TrustError> {
+        Ok(KeyCertificate {
+            kind: CERTIFICATE_TYPE.into(),
+            spec_version: "1.0.0".into(),
+            version,
+            expires: expires_in(now, days.saturating_mul(86_400))?,
+            key,
+        })
+    }
+}
+
+/// Signs a certificate with each of `root_keys` (key files of the catalog's root role).
+pub async fn certify(
+    cert: &KeyCertificate,
+    root_keys: &[std::path::PathBuf],
+) -> Result<Vec<u8>, TrustError> {
+    let value = serde_json::to_value(cert).map_err(|e| refused("encoding", e.to_string()))?;
+    let msg = canonical_json(&value).map_err(|e| refused("encoding", e))?;
+    let rng = SystemRandom::new();
+    let mut signatures = Vec::new();
+    for path in root_keys {
+        let signer = crate::keys::load_signer(path)?;
+        let keyid = crate::keys::public_key_id(path)?;
+        let sig = signer
+            .sign(&msg, &rng)
+            .await
+            .map_err(|e| TrustError::Signing {
+                role: CERTIFICATE_TYPE.into(),
+                detail: e.to_string(),
+            })?;
+        signatures.push(serde_json::json!({"keyid": keyid, "sig": hex::encode(sig)}));
+    }
+    serde_json::to_vec(&serde_json::json!({"signed": value, "signatures": signatures}))
+        .map_err(|e| refused("encoding", e.to_string()))
+}
+
+/// Verifies a director key certificate against a trusted catalog root: a threshold of its
+/// root keys signed it, it is a certificate, it has not expired at `now`, and its version
+/// is above `last_version` (an older or replayed certificate cannot bring back a
+/// retired key).
+pub fn verify_certificate(
+    bytes: &[u8],
+    trusted_root: &[u8],
+    now: Timestamp,
+    last_version: u64,
+) -> Result<KeyCertificate, TrustError> {
+    if bytes.len() > 64 << 10 {
+        return Err(cert_refused(
+            "size",
+            "director key certificate is larger than 64 KiB",
+        ));
+    }
+    let signed = crate::client::verify_by_root_keys(trusted_root, CERTIFICATE_TYPE, bytes)
+        .map_err(|e| {
+            cert_refused(
+                "signature",
+                format!("not signed by a threshold of the catalog's root keys: {e}"),
+            )
+        })?;
+    let cert: KeyCertificate =
+        serde_json::from_value(signed).map_err(|e| cert_refused("format", e.to_string()))?;
+    if cert.kind != CERTIFICATE_TYPE {
+        return Err(cert_refused(
+            "format",
+            format!("_type is {:?}, not {CERTIFICATE_TYPE}", cert.kind),
+        ));
+    }
+    if cert.version <= last_version {
+        return Err(cert_refused(
+            "rollback",
+            format!(
+                "director key certificate version {} is not newer than the trusted version {last_version}",
+                cert.version
+            ),
+        ));
+    }
+    let expires: Timestamp = cert
+        .expires
+        .parse()
+        .map_err(|e| cert_refused("expiry", format!("{e}")))?;
+    if expires <= now {
+        return Err(cert_refused(
+            "expiry",
+            format!("director key certificate expired at {expires}"),
+        ));
+    }
+    let pk = hex::decode(&cert.key.public).map_err(|e| cert_refused("format", e.to_string()))?;
+    if pk.len() != 32 || hex::encode(Sha256::digest(&pk)) != cert.key.keyid {
+        return Err(cert_refused(
+            "format",
+            "the key id is not the sha256 of the ed25519 public key",
+        ));
+    }
+    Ok(cert)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +429,8 @@ mod tests {
                     tenant: "acme".into(),
                     host: host.into(),
                     architecture: "amd64".into(),
+                    groups: vec!["web".into()],
+                    release_counter: 3,
                 },
             },
         );
@@ -370,5 +512,49 @@ mod tests {
         ));
         // Expiry strings are whole seconds.
         assert_eq!(expires_in(now(), 3600).unwrap(), "2026-11-26T13:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn director_key_certificates_need_a_root_threshold_and_never_go_back() {
+        let d = tempfile::tempdir().unwrap();
+        let keys = crate::generate_keyset(&d.path().join("keys"), 3, 2).unwrap();
+        let repo = d.path().join("repo");
+        crate::init_catalog(&keys, &repo, now(), &crate::Expiries::default())
+            .await
+            .unwrap();
+        let root = std::fs::read(repo.join("metadata/1.root.json")).unwrap();
+        let director = DirectorKey::load_or_create(&d.path().join("director")).unwrap();
+        let cert = KeyCertificate::new(director.public().clone(), 2, now(), 365).unwrap();
+        let check = |bytes: &[u8], last: u64| match verify_certificate(bytes, &root, now(), last) {
+            Err(TrustError::CertificateRejected { check, .. }) => check,
+            other => panic!("{other:?}"),
+        };
+
+        let two = certify(&cert, &keys.root[..2]).await.unwrap();
+        assert_eq!(verify_certificate(&two, &root, now(), 1).unwrap(), cert);
+        // One root key of three, threshold two.
+        let one = certify(&cert, &keys.root[..1]).await.unwrap();
+        assert_eq!(check(&one, 1), "signature");
+        // Signed by the targets key (or any key that is not a root key).
+        let targets = certify(&cert, std::slice::from_ref(&keys.targets))
+            .await
+            .unwrap();
+        assert_eq!(check(&targets, 1), "signature");
+        // Altered after signing.
+        let other = DirectorKey::load_or_create(&d.path().join("other")).unwrap();
+        let swapped = String::from_utf8(two.clone())
+            .unwrap()
+            .replace(&director.public().public, &other.public().public);
+        assert_eq!(check(swapped.as_bytes(), 1), "signature");
+        // Replayed: not newer than what the agent holds.
+        assert_eq!(check(&two, 2), "rollback");
+        // Expired.
+        let old = KeyCertificate::new(director.public().clone(), 3, now(), -1).unwrap();
+        assert_eq!(
+            check(&certify(&old, &keys.root).await.unwrap(), 2),
+            "expiry"
+        );
+        // A real root cannot pass as a certificate.
+        assert_eq!(check(&root, 0), "format");
     }
 }

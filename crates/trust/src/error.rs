@@ -39,6 +39,15 @@ pub enum TrustError {
         detail: String,
     },
 
+    /// A director key certificate failed a check; the pinned director key stays.
+    #[error("director key certificate rejected: {check}: {detail}")]
+    CertificateRejected {
+        /// Which check failed (signature, format, rollback, expiry, size).
+        check: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+
     /// Metadata is not signed by a threshold of the keys the trusted root names.
     #[error("catalog rejected: {role} metadata is not signed by the keys the trusted root names ({detail}); it was tampered with, or signed with other keys")]
     BadSignature {

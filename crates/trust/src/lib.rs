@@ -34,8 +34,9 @@ pub use keys::{
 };
 pub use names::{check_target_name, MAX_TARGET_NAME_LEN};
 pub use publish::{
-    add_targets, init_catalog, resign_timestamp, rotate_role, rotate_root, stored_target_name,
-    CatalogVersion, Expiries, NewTarget,
+    add_targets, catalog_targets, init_catalog, resign_timestamp, rotate_role, rotate_root,
+    sign_online_timestamp, stored_target_name, CatalogVersion, Expiries, NewTarget,
+    OnlineTimestamp,
 };
 pub use verify::{
     check_bytes, check_payload, check_target_file, load_remote, load_remote_at, metadata_limits,

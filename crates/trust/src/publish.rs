@@ -37,7 +37,8 @@ pub struct Expiries {
     pub root: SignedDuration,
     /// targets.json lifetime (default 90 days).
     pub targets: SignedDuration,
-    /// snapshot.json lifetime (default 7 days).
+    /// snapshot.json lifetime (default 35 days: a monthly release with slack, while the
+    /// timestamp, refreshed daily, carries freshness).
     pub snapshot: SignedDuration,
     /// timestamp.json lifetime (default 1 day).
     pub timestamp: SignedDuration,
@@ -48,7 +49,7 @@ impl Default for Expiries {
         Expiries {
             root: days(365),
             targets: days(90),
-            snapshot: days(7),
+            snapshot: days(35),
             timestamp: days(1),
         }
     }
@@ -103,6 +104,28 @@ fn targets_dir(repo_dir: &Path) -> PathBuf {
 /// The consistent-snapshot file name of a target: `<sha256 hex>.<name>`.
 pub fn stored_target_name(name: &str, sha256_hex: &str) -> String {
     format!("{sha256_hex}.{name}")
+}
+
+/// The signed `custom` object of every target the catalog at `repo_dir` lists now (its
+/// signatures are checked first), e.g. to number a new payload after the ones before it.
+pub async fn catalog_targets(
+    repo_dir: &Path,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>, TrustError> {
+    let current = Current::load(repo_dir).await?;
+    Ok(current
+        .targets
+        .signed
+        .targets
+        .iter()
+        .map(|(name, t)| {
+            let custom: serde_json::Map<String, serde_json::Value> = t
+                .custom
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (name.raw().to_owned(), serde_json::Value::Object(custom))
+        })
+        .collect())
 }
 
 /// Creates a new catalog in `repo_dir`: root v1 naming every key of `keys` (all root keys, with
@@ -234,6 +257,53 @@ pub async fn resign_timestamp(
     )
     .await?;
     roles.write(&meta, None, current.root.signed.version.get())
+}
+
+/// A timestamp signed online (by a server that holds only the timestamp key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineTimestamp {
+    /// The signed `timestamp.json`.
+    pub bytes: Vec<u8>,
+    /// Its version.
+    pub version: u64,
+    /// When it expires.
+    pub expires: Timestamp,
+}
+
+/// Signs a timestamp over `snapshot` (the bytes of `<snapshot_version>.snapshot.json`) with
+/// the timestamp key at `key`, which `root` (a trusted root, JSON) must name for the
+/// timestamp role. For a server that keeps an idle catalog fresh, and that signs the
+/// timestamp of every catalog pushed to it, without any offline key.
+pub async fn sign_online_timestamp(
+    root: &[u8],
+    snapshot: &[u8],
+    snapshot_version: u64,
+    key: &Path,
+    version: u64,
+    now: Timestamp,
+    lifetime: SignedDuration,
+) -> Result<OnlineTimestamp, TrustError> {
+    let bad = |detail: String| TrustError::Signing {
+        role: "timestamp".into(),
+        detail,
+    };
+    let root: Signed<Root> = serde_json::from_slice(root)
+        .map_err(|e| bad(format!("the trusted root is unreadable: {e}")))?;
+    let version = NonZeroU64::new(version).ok_or_else(|| bad("version 0".into()))?;
+    let snapshot_version =
+        NonZeroU64::new(snapshot_version).ok_or_else(|| bad("snapshot version 0".into()))?;
+    let expires = expiry(now, lifetime, "timestamp")?;
+    let mut timestamp = TimestampRole::new(SPEC_VERSION.to_owned(), version, expires);
+    timestamp.meta.insert(
+        "snapshot.json".to_owned(),
+        metafile(snapshot_version, snapshot),
+    );
+    let signed = sign_role(timestamp, &root.signed, &[PemKeySource::boxed(key)]).await?;
+    Ok(OnlineTimestamp {
+        bytes: signed.buffer().clone(),
+        version: version.get(),
+        expires,
+    })
 }
 
 /// Publishes root N+1 naming every key of `new_keys` (all four roles change), signed by a

@@ -310,6 +310,18 @@ pub struct DirectorKeyInfo {
     pub public: String,
 }
 
+/// `GET /v1/director`, and the answers of the rotation steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorStatus {
+    /// The key that signs assignments now.
+    pub key: DirectorKeyInfo,
+    /// Version of the root-signed certificate for it (0: none yet).
+    pub certificate_version: u64,
+    /// The key waiting for its certificate (after `POST /v1/director/rotation`).
+    #[serde(default)]
+    pub next: Option<DirectorKeyInfo>,
+}
+
 impl fmt::Debug for EnrollResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EnrollResponse")
@@ -348,6 +360,11 @@ pub struct CheckinResponse {
     /// Director metadata signing `assignments` (per-host TUF targets, JSON text).
     #[serde(default)]
     pub director: Option<String>,
+    /// The director key certificate: the current director key, signed by a threshold
+    /// of the catalog's root keys (JSON text). Agents follow a director key rotation
+    /// through it.
+    #[serde(default)]
+    pub director_certificate: Option<String>,
 }
 
 /// One per-update state the agent reports.

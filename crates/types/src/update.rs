@@ -192,12 +192,23 @@ pub struct UpdateDocument {
     /// Longer text (changelog excerpt).
     #[serde(default)]
     pub description: String,
+    /// Tenants this update is published for; empty means every tenant. Signed with the
+    /// document, so neither the server nor its director key can hand a customer's own
+    /// software to another customer's hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
 }
 
 impl UpdateDocument {
     /// The TUF target name under which this document is published.
     pub fn target_name(id: &UpdateId) -> String {
         format!("update-{id}.json")
+    }
+
+    /// Whether the publisher released this update to `tenant` (every tenant when the
+    /// signed list is empty).
+    pub fn published_for(&self, tenant: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
     }
 }
 
@@ -227,12 +238,21 @@ pub enum TargetCustom {
         source: String,
         /// Source version.
         source_version: String,
+        /// Uptane's release counter: per package, one more than any earlier payload of
+        /// that package in this catalog. Agents never accept a lower one than they
+        /// installed, whatever the version strings say. 0 = none (catalogs made elsewhere).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        release_counter: u64,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TargetCustom {
     /// The custom object for a payload.
-    pub fn for_payload(p: &PayloadRef) -> Self {
+    pub fn for_payload(p: &PayloadRef, release_counter: u64) -> Self {
         TargetCustom::Payload {
             kind: p.kind,
             package: p.package.clone(),
@@ -240,12 +260,24 @@ impl TargetCustom {
             architecture: p.architecture.clone(),
             source: p.source.clone(),
             source_version: p.source_version.clone(),
+            release_counter,
         }
     }
 
-    /// Whether this signed description agrees with a payload reference.
+    /// The signed release counter (0 for update documents and unnumbered payloads).
+    pub fn release_counter(&self) -> u64 {
+        match self {
+            TargetCustom::Payload {
+                release_counter, ..
+            } => *release_counter,
+            TargetCustom::Update { .. } => 0,
+        }
+    }
+
+    /// Whether this signed description agrees with a payload reference (the release
+    /// counter is the catalog's alone and is not part of the document).
     pub fn describes(&self, p: &PayloadRef) -> bool {
-        *self == Self::for_payload(p)
+        *self == Self::for_payload(p, self.release_counter())
     }
 }
 

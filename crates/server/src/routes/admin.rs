@@ -204,6 +204,9 @@ pub async fn tenant_updates(
     let now = s.clock.now();
     let mut out = Vec::new();
     for u in s.store.catalog_updates().await? {
+        if !u.published_for(t.as_str()) {
+            continue;
+        }
         let approvable = sched
             .is_approvable(&u.release, now)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -242,12 +245,14 @@ pub async fn approve(
     op.change(&t)?;
     let tenant = s.store.tenant(&t).await?;
     let updates = s.store.catalog_updates().await?;
-    let u = patchday_store::find_update(&updates, &req.update).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "update {} is not in the catalog; push the catalog first",
-            req.update
-        ))
-    })?;
+    let u = patchday_store::find_update(&updates, &req.update)
+        .filter(|u| u.published_for(t.as_str()))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "update {} is not in the catalog for tenant {t}; push the catalog first (or it is published for other tenants only)",
+                req.update
+            ))
+        })?;
     let now = s.clock.now();
     if req.decision == Decision::Approve {
         let sched = schedule(&tenant.get().await?.patch_day)?;

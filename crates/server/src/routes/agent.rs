@@ -50,7 +50,8 @@ pub async fn enroll(
         .await?;
     tracing::info!(tenant = %tenant_id, host = %id, "host enrolled");
     let root = std::fs::read_to_string(crate::catalog::pinned_root(&s.config.data_dir)).ok();
-    let pk = s.director.public();
+    let key = s.director.key();
+    let pk = key.public();
     Ok(Json(EnrollResponse {
         host: id,
         tenant: tenant_id,
@@ -89,12 +90,13 @@ pub async fn checkin(
     let director = if assignments.is_empty() {
         None
     } else {
-        Some(sign_assignments(&s, &who, &req.inventory.architecture, &assignments).await?)
+        Some(sign_assignments(&s, &who, &host, &req.inventory.architecture, &assignments).await?)
     };
     Ok(Json(CheckinResponse {
         assignments,
         poll_seconds: s.config.poll_seconds,
         director,
+        director_certificate: s.director.certificate(),
     }))
 }
 
@@ -102,6 +104,7 @@ pub async fn checkin(
 async fn sign_assignments(
     s: &AppState,
     who: &HostAuth,
+    host: &patchday_store::HostRecord,
     architecture: &str,
     assignments: &[AssignmentEntry],
 ) -> ApiResult<String> {
@@ -125,6 +128,8 @@ async fn sign_assignments(
                         tenant: who.tenant.to_string(),
                         host: who.host.to_string(),
                         architecture: architecture.to_string(),
+                        groups: host.groups.iter().map(ToString::to_string).collect(),
+                        release_counter: t.release_counter,
                     },
                 },
             );
@@ -137,7 +142,7 @@ async fn sign_assignments(
         expires: expires_in(now, 3600).map_err(ApiError::internal)?,
         targets,
     };
-    let bytes = s.director.sign(&signed).map_err(ApiError::internal)?;
+    let bytes = s.director.key().sign(&signed).map_err(ApiError::internal)?;
     String::from_utf8(bytes).map_err(ApiError::internal)
 }
 

@@ -4,6 +4,7 @@ mod admin;
 mod agent;
 mod audit;
 mod catalog;
+mod director;
 mod tuf;
 
 use crate::state::AppState;
@@ -49,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/facts", post(audit::facts))
         .route("/v1/catalog", get(catalog::status).post(catalog_push))
         .route("/v1/catalog/root.json", get(catalog::root))
+        .route("/v1/director", get(director::get))
+        .route("/v1/director/rotation", post(director::rotation))
+        .route("/v1/director/certificate", put(director::certificate))
         .route("/v1/agent/enroll", post(agent::enroll))
         .route("/v1/agent/checkin", post(agent::checkin))
         .route("/v1/agent/report", post(agent::report))

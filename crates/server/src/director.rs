@@ -1,0 +1,189 @@
+//! The director's online key and its certificate, and their rotation.
+//!
+//! `DATA/director/ed25519.pk8` is the key that signs per-host assignments (the only
+//! private key the server keeps). `certificate.json`, when present, is that key's
+//! certificate: signed by a threshold of the catalog's offline root keys, version `n`.
+//! Rotation takes two steps so the server never certifies a key by itself:
+//! `begin` makes `next.pk8` and hands out its public half; the root key holders sign a
+//! certificate for it (`patchday keys rotate --role director`); `install` checks that
+//! certificate against the newest catalog root the server trusts, then switches keys.
+//! Agents switch when they see the new certificate at their next check-in.
+
+use crate::error::ApiError;
+use patchday_trust::director::{
+    verify_certificate, DirectorKey, DirectorPublicKey, KeyCertificate,
+};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// The current key and certificate, swapped as a whole on rotation.
+#[derive(Debug)]
+struct Current {
+    key: Arc<DirectorKey>,
+    certificate: Option<(KeyCertificate, String)>,
+}
+
+/// The director key slot of a running server.
+#[derive(Debug)]
+pub struct Director {
+    dir: PathBuf,
+    current: RwLock<Arc<Current>>,
+    /// Serialises rotations.
+    rotating: tokio::sync::Mutex<()>,
+}
+
+fn key_path(dir: &Path) -> PathBuf {
+    dir.join("ed25519.pk8")
+}
+
+fn next_path(dir: &Path) -> PathBuf {
+    dir.join("next.pk8")
+}
+
+fn certificate_path(dir: &Path) -> PathBuf {
+    dir.join("certificate.json")
+}
+
+/// Reads a stored certificate without verifying it (the server wrote it after verifying).
+fn read_certificate(dir: &Path) -> anyhow::Result<Option<(KeyCertificate, String)>> {
+    let path = certificate_path(dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is corrupt: {e}", path.display()))?;
+            let cert: KeyCertificate = serde_json::from_value(v["signed"].clone())
+                .map_err(|e| anyhow::anyhow!("{} is corrupt: {e}", path.display()))?;
+            Ok(Some((cert, text)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
+impl Director {
+    /// Loads (creating on first start) the key in `dir`, finishing a rotation that a
+    /// crash interrupted between writing the certificate and switching the key.
+    pub fn open(dir: &Path) -> anyhow::Result<Director> {
+        let certificate = read_certificate(dir)?;
+        if let Some((cert, _)) = &certificate {
+            let next = next_path(dir);
+            if next.exists() && DirectorKey::load_or_create(&next)?.public() == &cert.key {
+                std::fs::rename(&next, key_path(dir))?;
+                tracing::warn!("finished a director key rotation interrupted by a stop");
+            }
+        }
+        let key = DirectorKey::load_or_create(&key_path(dir))?;
+        if let Some((cert, _)) = &certificate {
+            if key.public() != &cert.key {
+                anyhow::bail!(
+                    "{} certifies key {} but {} holds key {}: restore the key that goes with the certificate, or rotate again",
+                    certificate_path(dir).display(),
+                    cert.key.keyid,
+                    key_path(dir).display(),
+                    key.public().keyid
+                );
+            }
+        }
+        Ok(Director {
+            dir: dir.to_path_buf(),
+            current: RwLock::new(Arc::new(Current {
+                key: Arc::new(key),
+                certificate,
+            })),
+            rotating: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn now(&self) -> Arc<Current> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The key that signs assignments now.
+    pub fn key(&self) -> Arc<DirectorKey> {
+        self.now().key.clone()
+    }
+
+    /// The current certificate as agents receive it (JSON text), if one was installed.
+    pub fn certificate(&self) -> Option<String> {
+        self.now().certificate.as_ref().map(|(_, t)| t.clone())
+    }
+
+    /// Version of the current certificate (0 before the first).
+    pub fn certificate_version(&self) -> u64 {
+        self.now()
+            .certificate
+            .as_ref()
+            .map_or(0, |(c, _)| c.version)
+    }
+
+    /// Step one: the key to certify next (made once, then the same until installed).
+    pub async fn begin(&self) -> Result<DirectorPublicKey, ApiError> {
+        let _g = self.rotating.lock().await;
+        let next =
+            DirectorKey::load_or_create(&next_path(&self.dir)).map_err(ApiError::internal)?;
+        Ok(next.public().clone())
+    }
+
+    /// Step two: checks `bytes` against `trusted_root` and switches to the key it
+    /// certifies (the pending key, or the current one to re-certify it).
+    pub async fn install(
+        &self,
+        bytes: &[u8],
+        trusted_root: &[u8],
+        now: jiff::Timestamp,
+    ) -> Result<KeyCertificate, ApiError> {
+        let _g = self.rotating.lock().await;
+        let cur = self.now();
+        let cert = verify_certificate(bytes, trusted_root, now, self.certificate_version())
+            .map_err(|e| {
+                ApiError::new(
+                    patchday_types::api::ErrorCode::CatalogRejected,
+                    format!("{e}; nothing changed"),
+                )
+            })?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|e| ApiError::bad_request(format!("certificate is not UTF-8: {e}")))?;
+        let next = next_path(&self.dir);
+        let key = if &cert.key == cur.key.public() {
+            cur.key.clone()
+        } else if next.exists() {
+            let pending = DirectorKey::load_or_create(&next).map_err(ApiError::internal)?;
+            if pending.public() != &cert.key {
+                return Err(ApiError::conflict(format!(
+                    "the certificate is for key {}, but the key waiting to be certified is {}: sign a certificate for the key `patchday keys rotate --role director` printed",
+                    cert.key.keyid,
+                    pending.public().keyid
+                )));
+            }
+            Arc::new(pending)
+        } else {
+            return Err(ApiError::conflict(format!(
+                "the certificate is for key {}, which this server does not hold: start a rotation first",
+                cert.key.keyid
+            )));
+        };
+        // Certificate first, then the key: `open` finishes the switch after a crash.
+        patchday_trust::client::write_atomically(&certificate_path(&self.dir), bytes)
+            .map_err(ApiError::internal)?;
+        if !Arc::ptr_eq(&key, &cur.key) {
+            std::fs::rename(&next, key_path(&self.dir)).map_err(ApiError::internal)?;
+        }
+        let fresh = Arc::new(Current {
+            key,
+            certificate: Some((cert.clone(), text)),
+        });
+        match self.current.write() {
+            Ok(mut c) => *c = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        tracing::info!(
+            keyid = %cert.key.keyid,
+            version = cert.version,
+            "director key certificate installed"
+        );
+        Ok(cert)
+    }
+}

@@ -1,0 +1,51 @@
+//! Director key rotation: the server makes the next key, the catalog's root key holders
+//! certify it offline, the server checks the certificate and switches.
+
+use crate::auth::Operator;
+use crate::error::ApiResult;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use patchday_trust::director::DirectorPublicKey;
+use patchday_types::api::{DirectorKeyInfo, DirectorStatus};
+
+fn info(k: &DirectorPublicKey) -> DirectorKeyInfo {
+    DirectorKeyInfo {
+        keyid: k.keyid.clone(),
+        public: k.public.clone(),
+    }
+}
+
+fn status(s: &AppState, next: Option<&DirectorPublicKey>) -> DirectorStatus {
+    DirectorStatus {
+        key: info(s.director.key().public()),
+        certificate_version: s.director.certificate_version(),
+        next: next.map(info),
+    }
+}
+
+/// `GET /v1/director`.
+pub async fn get(State(s): State<AppState>, op: Operator) -> ApiResult<Json<DirectorStatus>> {
+    op.provider()?;
+    Ok(Json(status(&s, None)))
+}
+
+/// `POST /v1/director/rotation`: makes (or shows again) the key to certify next.
+pub async fn rotation(State(s): State<AppState>, op: Operator) -> ApiResult<Json<DirectorStatus>> {
+    op.provider()?;
+    let next = s.director.begin().await?;
+    Ok(Json(status(&s, Some(&next))))
+}
+
+/// `PUT /v1/director/certificate`: installs a root-signed certificate.
+pub async fn certificate(
+    State(s): State<AppState>,
+    op: Operator,
+    body: Bytes,
+) -> ApiResult<Json<DirectorStatus>> {
+    op.provider()?;
+    let root = crate::catalog::newest_trusted_root(&s.config.data_dir)?;
+    s.director.install(&body, &root, s.clock.now()).await?;
+    Ok(Json(status(&s, None)))
+}
