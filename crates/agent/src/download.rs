@@ -92,8 +92,12 @@ async fn transfer(
         })?;
         written += chunk.len() as u64;
         if written > info.length {
+            // A source that sends too much cannot be trusted for what it sent before
+            // either: resuming from those bytes would only fail the hash later.
+            drop(f);
+            let _ = std::fs::remove_file(part);
             anyhow::bail!(
-                "payload {name}: server sent more than the signed length of {} bytes (endless-data attack?)",
+                "payload {name}: server sent more than the signed length of {} bytes (endless-data attack?); the partial file was discarded",
                 info.length
             );
         }

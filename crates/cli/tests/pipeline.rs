@@ -385,8 +385,8 @@ struct Proxy {
     forge: Arc<Mutex<Option<String>>>,
     /// When set, payload responses trickle out a few bytes at a time (slow retrieval).
     trickle: Arc<AtomicBool>,
-    /// When set, timestamp.json never ends (endless data).
-    endless: Arc<AtomicBool>,
+    /// When set, a GET whose request line contains this never ends (endless data).
+    endless: Arc<Mutex<Option<&'static str>>>,
 }
 
 fn proxy(upstream: &str, cut_after: usize) -> Proxy {
@@ -397,7 +397,7 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
     let heads = Arc::new(Mutex::new(Vec::new()));
     let forge: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let trickle = Arc::new(AtomicBool::new(false));
-    let endless = Arc::new(AtomicBool::new(false));
+    let endless: Arc<Mutex<Option<&'static str>>> = Arc::new(Mutex::new(None));
     let (c2, h2, f2, t2, e2) = (
         cut.clone(),
         heads.clone(),
@@ -437,8 +437,12 @@ fn proxy(upstream: &str, cut_after: usize) -> Proxy {
                 let mut body = vec![0u8; len];
                 client.read_exact(&mut body).unwrap();
                 heads.lock().unwrap().push(head.clone());
-                if head.starts_with("GET /v1/tuf/metadata/timestamp.json")
-                    && endless.load(Ordering::SeqCst)
+                let first_line = head.lines().next().unwrap_or("").to_string();
+                if first_line.starts_with("GET ")
+                    && endless
+                        .lock()
+                        .unwrap()
+                        .is_some_and(|pat| first_line.contains(pat))
                 {
                     // No length, no end: up to 256 MiB of JSON whitespace.
                     let _ = client.write_all(
@@ -1349,7 +1353,7 @@ fn https_with_a_pinned_ca_refuses_a_man_in_the_middle_with_another_ca() {
 }
 
 #[test]
-fn endless_metadata_is_cut_at_its_cap_and_nothing_is_installed() {
+fn endless_metadata_and_payloads_are_cut_off_and_nothing_is_installed() {
     let _serial = patchday_testkit::serial();
     let (w, old, _) = world("pd-test-endless", false, None);
     let p = proxy(&w.srv.url, usize::MAX);
@@ -1362,7 +1366,7 @@ fn endless_metadata_is_cut_at_its_cap_and_nothing_is_installed() {
         .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
     w.srv
         .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
-    p.endless.store(true, Ordering::SeqCst);
+    *p.endless.lock().unwrap() = Some("/v1/tuf/metadata/timestamp.json");
     let o = h.agent(&p.url, None);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
@@ -1371,8 +1375,18 @@ fn endless_metadata_is_cut_at_its_cap_and_nothing_is_installed() {
         text(&o)
     );
     assert_eq!(h.version("pd-test-endless").as_deref(), Some("1.0-1"));
+    // A payload that goes on past its signed length.
+    *p.endless.lock().unwrap() = Some(".deb ");
+    let o = h.agent(&p.url, None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("more than the signed length"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(h.version("pd-test-endless").as_deref(), Some("1.0-1"));
     // The same agent, once the stream behaves, installs.
-    p.endless.store(false, Ordering::SeqCst);
+    *p.endless.lock().unwrap() = None;
     let o = h.agent(&p.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-endless").as_deref(), Some("1.0-2"));

@@ -187,3 +187,65 @@ impl Director {
         Ok(cert)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn now() -> jiff::Timestamp {
+        "2026-11-26T12:00:00Z".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn rotation_survives_restarts_and_a_crash_between_its_two_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let keys = patchday_trust::generate_keyset(&d.path().join("keys"), 3, 2).unwrap();
+        let repo = d.path().join("repo");
+        patchday_trust::init_catalog(&keys, &repo, now(), &patchday_trust::Expiries::default())
+            .await
+            .unwrap();
+        let root = std::fs::read(repo.join("metadata/1.root.json")).unwrap();
+        let dir = d.path().join("director");
+        let director = Director::open(&dir).unwrap();
+        let first = director.key().public().clone();
+        assert_eq!(director.certificate_version(), 0);
+
+        // A certificate for a key the server does not hold is refused, nothing changes.
+        let stranger = DirectorKey::load_or_create(&d.path().join("stranger")).unwrap();
+        let cert = KeyCertificate::new(stranger.public().clone(), 1, now(), 30).unwrap();
+        let signed = patchday_trust::director::certify(&cert, &keys.root)
+            .await
+            .unwrap();
+        assert!(director.install(&signed, &root, now()).await.is_err());
+        assert_eq!(director.key().public(), &first);
+
+        // The proper rotation switches keys, and a restart keeps the new one.
+        let next = director.begin().await.unwrap();
+        assert_eq!(director.begin().await.unwrap(), next, "same pending key");
+        let cert = KeyCertificate::new(next.clone(), 1, now(), 30).unwrap();
+        let signed = patchday_trust::director::certify(&cert, &keys.root)
+            .await
+            .unwrap();
+        director.install(&signed, &root, now()).await.unwrap();
+        assert_eq!(director.key().public(), &next);
+        assert!(director.certificate().is_some());
+        drop(director);
+        let director = Director::open(&dir).unwrap();
+        assert_eq!(director.key().public(), &next);
+        assert_eq!(director.certificate_version(), 1);
+
+        // A crash after the certificate was written but before the key moved: the next
+        // start finishes the switch.
+        let third = director.begin().await.unwrap();
+        let cert = KeyCertificate::new(third.clone(), 2, now(), 30).unwrap();
+        let signed = patchday_trust::director::certify(&cert, &keys.root)
+            .await
+            .unwrap();
+        std::fs::write(certificate_path(&dir), &signed).unwrap();
+        drop(director);
+        let director = Director::open(&dir).unwrap();
+        assert_eq!(director.key().public(), &third);
+        assert_eq!(director.certificate_version(), 2);
+    }
+}
