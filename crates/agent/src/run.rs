@@ -397,17 +397,10 @@ pub fn director_agrees(
             ..
         } = &signed
         {
-            let inv = host.inventory;
-            let fits = architecture == "all"
-                || *architecture == inv.architecture
-                || inv
-                    .packages
-                    .iter()
-                    .any(|p| &p.name == package && &p.architecture == architecture);
-            if !fits {
+            if !host.inventory.fits_architecture(package, architecture) {
                 return Err(format!(
                     "assignment rejected: architecture: {name} is built for {architecture}, and this host is {}",
-                    inv.architecture
+                    host.inventory.architecture
                 ));
             }
             let installed = counters.get(*kind, package);

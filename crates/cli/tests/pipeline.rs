@@ -857,23 +857,23 @@ fn signed_counter(w: &World, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Director metadata signed with `key` (by default the server's own, stolen key):
-/// honest custom fields for this host, then `tweak` lies in them.
+/// Director metadata signed with `key` (by default the server's own, stolen key): honest
+/// fields for this host (custom fields as the server would sign them, version = now),
+/// then `tweak` lies in the signed JSON.
 fn forge_director_with(
     w: &World,
     key: &Path,
     host: &str,
     update: &str,
     names: &[&str],
-    tweak: &dyn Fn(&mut patchday_trust::director::AssignedCustom),
+    tweak: &dyn Fn(&mut Value),
 ) -> String {
-    use patchday_trust::director::*;
-    let key = DirectorKey::load_or_create(key).unwrap();
+    let key = patchday_trust::director::DirectorKey::load_or_create(key).unwrap();
     let published: Vec<PathBuf> = std::fs::read_dir(w.cat.repo.join("targets"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    let mut targets = std::collections::BTreeMap::new();
+    let mut targets = serde_json::Map::new();
     for name in names {
         let (length, sha) = published
             .iter()
@@ -891,32 +891,28 @@ fn forge_director_with(
                 )
             })
             .unwrap_or((6, "00".repeat(32)));
-        let mut custom = AssignedCustom {
-            update: update.into(),
-            tenant: "acme".into(),
-            host: host.into(),
-            architecture: native_arch(),
-            groups: vec!["web".into()],
-            release_counter: signed_counter(w, name),
-        };
-        tweak(&mut custom);
         targets.insert(
             name.to_string(),
-            AssignedTarget {
-                length,
-                hashes: [("sha256".to_string(), sha)].into_iter().collect(),
-                custom,
-            },
+            serde_json::json!({
+                "length": length,
+                "hashes": {"sha256": sha},
+                "custom": {
+                    "update": update, "tenant": "acme", "host": host,
+                    "architecture": native_arch(), "groups": ["web"],
+                    "release_counter": signed_counter(w, name),
+                },
+            }),
         );
     }
     let now = wall_clock();
-    let signed = DirectorTargets {
-        kind: "targets".into(),
-        spec_version: "1.0.0".into(),
-        version: now.as_second() as u64,
-        expires: expires_in(now, 600).unwrap(),
-        targets,
-    };
+    let mut signed = serde_json::json!({
+        "_type": "targets",
+        "spec_version": "1.0.0",
+        "version": now.as_second(),
+        "expires": patchday_trust::director::expires_in(now, 600).unwrap(),
+        "targets": targets,
+    });
+    tweak(&mut signed);
     String::from_utf8(key.sign(&signed).unwrap()).unwrap()
 }
 
@@ -942,13 +938,25 @@ fn answer(update: &str, target: &str, director: Option<String>) -> String {
     .to_string()
 }
 
-#[test]
-fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
-    let _serial = patchday_testkit::serial();
+/// A compromised server's playground: a host at `pd-test-forge` 1.0-3 (release 3,
+/// installed honestly through Patchday), behind a proxy that can forge check-in answers.
+/// The catalog holds 1.0-2 (release 1), 1.0-1 again (release 2), 1.0-3 (release 3),
+/// an arm64 1.0-4 (release 4) and a 1.0-5 published for tenant globex only (release 5).
+struct Forgery {
+    w: World,
+    h: Host,
+    p: Proxy,
+    host: String,
+}
+
+const V3_DEB: &str = "pd-test-forge_1.0-3_all.deb";
+const OLD_DEB: &str = "pd-test-forge_1.0-1_all.deb";
+const ARM_DEB: &str = "pd-test-forge_1.0-4_arm64.deb";
+const GLOBEX_DEB: &str = "pd-test-forge_1.0-5_all.deb";
+
+fn forgery() -> Forgery {
     let (w, old, new) = world("pd-test-forge", false, None);
     let out = w.dir.join("pkgs");
-    // Published after PD-T-1 (release 1): the old version again (release 2), a newer
-    // one (release 3), an arm64 build (release 4), and a globex-only package.
     let v3 = patchday_lab::build_deb(
         &DebSpec::new("pd-test-forge", "1.0-3").changelog("1.0-3", "Another fix."),
         &out,
@@ -982,34 +990,12 @@ fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
     }
     w.srv
         .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
-    let v3_deb = "pd-test-forge_1.0-3_all.deb";
-    let arm_deb = "pd-test-forge_1.0-4_arm64.deb";
-    let globex_deb = "pd-test-forge_1.0-5_all.deb";
-    assert_eq!(
-        [
-            "pd-test-forge_1.0-2_all.deb",
-            "pd-test-forge_1.0-1_all.deb",
-            v3_deb,
-            arm_deb,
-            globex_deb
-        ]
-        .map(|n| signed_counter(&w, n)),
-        [1, 2, 3, 4, 5],
-        "release counters follow the order of publication"
-    );
-    // Acme's operators do not even see globex's update.
-    let updates = w
-        .srv
-        .cli(&["updates", "--tenant", "acme", "--format", "json"]);
-    assert!(!updates.contains("PD-T-GLOBEX"), "{updates}");
-
     let p = proxy(&w.srv.url, usize::MAX);
     p.cut.store(false, Ordering::SeqCst);
     let h = Host::new(&bins(), &w.dir, "forge-1");
     h.lab.install_deb(&new).unwrap();
     assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
     let host = w.host_id("forge-1");
-    // Honestly: release 3 (1.0-3) is approved and installed; the agent notes release 3.
     w.srv
         .cli(&["host", "set-groups", "--tenant", "acme", &host, "web"]);
     w.srv
@@ -1017,39 +1003,74 @@ fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
     let o = h.agent(&p.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-forge").as_deref(), Some("1.0-3"));
+    Forgery { w, h, p, host }
+}
 
-    let old_deb = "pd-test-forge_1.0-1_all.deb";
-    let doc = |id: &str| format!("update-{id}.json");
-    let stolen = w.srv.data.join("director/ed25519.pk8");
-    let lie = |update: &str,
-               target: &str,
-               tweak: &dyn Fn(&mut patchday_trust::director::AssignedCustom)| {
+impl Forgery {
+    /// An assignment of `target` for `update`, signed with the stolen director key.
+    fn stolen(&self, update: &str, target: &str, tweak: &dyn Fn(&mut Value)) -> String {
         answer(
             update,
             target,
             Some(forge_director_with(
-                &w,
-                &stolen,
-                &host,
+                &self.w,
+                &self.w.srv.data.join("director/ed25519.pk8"),
+                &self.host,
                 update,
-                &[&doc(update), target],
+                &[&format!("update-{update}.json"), target],
                 tweak,
             )),
         )
-    };
-    let cases = [
-        // A man in the middle (or a server without its key): unsigned, or signed by another key.
-        (answer("PD-T-0", old_deb, None), "without director metadata"),
+    }
+
+    /// Each forged answer is refused with its message and installs nothing.
+    fn refused(&self, cases: &[(String, &str)]) {
+        for (forged, expect) in cases {
+            *self.p.forge.lock().unwrap() = Some(forged.clone());
+            let o = self.h.agent(&self.p.url, None);
+            assert!(!o.status.success(), "{forged}: {}", text(&o));
+            assert!(
+                text(&o).contains(expect),
+                "expected {expect:?}: {}",
+                text(&o)
+            );
+            assert_eq!(
+                self.h.version("pd-test-forge").as_deref(),
+                Some("1.0-3"),
+                "{forged}"
+            );
+        }
+        *self.p.forge.lock().unwrap() = None;
+    }
+}
+
+/// Sets one custom field of every target.
+fn every_target(field: &'static str, v: Value) -> impl Fn(&mut Value) {
+    move |signed: &mut Value| {
+        for t in signed["targets"].as_object_mut().unwrap().values_mut() {
+            t["custom"][field] = v.clone();
+        }
+    }
+}
+
+#[test]
+fn unsigned_foreign_replayed_or_delegating_assignments_are_refused() {
+    let _serial = patchday_testkit::serial();
+    let f = forgery();
+    let doc0 = "update-PD-T-0.json";
+    f.refused(&[
+        // A man in the middle, or a server without its key.
+        (answer("PD-T-0", OLD_DEB, None), "without director metadata"),
         (
             answer(
                 "PD-T-0",
-                old_deb,
+                OLD_DEB,
                 Some(forge_director_with(
-                    &w,
-                    &w.dir.join("other-key"),
-                    &host,
+                    &f.w,
+                    &f.w.dir.join("other-key"),
+                    &f.host,
                     "PD-T-0",
-                    &[&doc("PD-T-0"), old_deb],
+                    &[doc0, OLD_DEB],
                     &|_| {},
                 )),
             ),
@@ -1059,48 +1080,138 @@ fn compromised_server_can_neither_downgrade_nor_assign_unpublished_payloads() {
         (
             answer(
                 "PD-T-0",
-                old_deb,
+                OLD_DEB,
                 Some(forge_director(
-                    &w,
+                    &f.w,
                     "someone-else",
                     "PD-T-0",
-                    &[&doc("PD-T-0"), old_deb],
+                    &[doc0, OLD_DEB],
                 )),
             ),
             "not to this host",
         ),
-        // The stolen online key: it signs, but cannot go back to an earlier release…
-        (lie("PD-T-0", old_deb, &|_| {}), "release counter: pd-test-forge_1.0-1_all.deb is release 2 of pd-test-forge, older than release 3"),
-        (lie("PD-T-1", "pd-test-forge_1.0-2_all.deb", &|_| {}), "release counter"),
-        (lie("PD-T-0", old_deb, &|c| c.release_counter = 99), "release counter: the director says 99"),
-        // …nor hand over another architecture's or another tenant's payload…
-        (lie("PD-T-ARM", arm_deb, &|_| {}), "architecture: pd-test-forge_1.0-4_arm64.deb is built for arm64"),
-        (lie("PD-T-3", v3_deb, &|c| c.architecture = "arm64".into()), "architecture:"),
-        (lie("PD-T-3", v3_deb, &|c| c.tenant = "globex".into()), "tenant: "),
-        (lie("PD-T-GLOBEX", globex_deb, &|_| {}), "tenant: update PD-T-GLOBEX is published for globex only"),
-        // …nor make new payloads installable.
-        (lie("PD-T-1", "evil_6.6_all.deb", &|_| {}), "does not publish evil_6.6_all.deb"),
-        (lie("PD-T-1", v3_deb, &|_| {}), "does not name"),
+        // Director metadata older than the last accepted (rollback), expired (freeze),
+        // or delegating.
         (
-            lie("PD-NOT-PUBLISHED", "x_1_all.deb", &|_| {}),
+            f.stolen("PD-T-3", V3_DEB, &|s| s["version"] = 1.into()),
+            "rollback: version 1 is older",
+        ),
+        (
+            f.stolen("PD-T-3", V3_DEB, &|s| {
+                s["expires"] = "2020-01-01T00:00:00Z".into()
+            }),
+            "expiry: expired at 2020-01-01",
+        ),
+        (
+            f.stolen("PD-T-3", V3_DEB, &|s| {
+                s["delegations"] = serde_json::json!({"keys": {}, "roles": []})
+            }),
+            "delegations: director metadata must not delegate",
+        ),
+    ]);
+}
+
+#[test]
+fn director_lowering_a_release_counter_is_refused() {
+    let _serial = patchday_testkit::serial();
+    let f = forgery();
+    assert_eq!(
+        [
+            "pd-test-forge_1.0-2_all.deb",
+            OLD_DEB,
+            V3_DEB,
+            ARM_DEB,
+            GLOBEX_DEB
+        ]
+        .map(|n| signed_counter(&f.w, n)),
+        [1, 2, 3, 4, 5],
+        "release counters follow the order of publication"
+    );
+    f.refused(&[
+        // Earlier releases, honestly numbered: 1.0-1 (release 2) and 1.0-2 (release 1).
+        (
+            f.stolen("PD-T-0", OLD_DEB, &|_| {}),
+            "release counter: pd-test-forge_1.0-1_all.deb is release 2 of pd-test-forge, older than release 3",
+        ),
+        (
+            f.stolen("PD-T-1", "pd-test-forge_1.0-2_all.deb", &|_| {}),
+            "release counter",
+        ),
+        // The director lying about the counter.
+        (
+            f.stolen("PD-T-0", OLD_DEB, &every_target("release_counter", 99.into())),
+            "release counter: the director says 99",
+        ),
+    ]);
+}
+
+#[test]
+fn director_assigning_another_tenants_or_architectures_payload_is_refused() {
+    let _serial = patchday_testkit::serial();
+    let f = forgery();
+    // Acme's operators do not even see globex's update.
+    let updates =
+        f.w.srv
+            .cli(&["updates", "--tenant", "acme", "--format", "json"]);
+    assert!(!updates.contains("PD-T-GLOBEX"), "{updates}");
+    f.refused(&[
+        (
+            f.stolen("PD-T-ARM", ARM_DEB, &|_| {}),
+            "architecture: pd-test-forge_1.0-4_arm64.deb is built for arm64",
+        ),
+        (
+            f.stolen(
+                "PD-T-3",
+                V3_DEB,
+                &every_target("architecture", "arm64".into()),
+            ),
+            "architecture:",
+        ),
+        (
+            f.stolen("PD-T-3", V3_DEB, &every_target("tenant", "globex".into())),
+            "tenant: ",
+        ),
+        (
+            f.stolen("PD-T-GLOBEX", GLOBEX_DEB, &|_| {}),
+            "tenant: update PD-T-GLOBEX is published for globex only",
+        ),
+    ]);
+}
+
+#[test]
+fn stolen_director_key_cannot_make_an_unpublished_payload_installable() {
+    let _serial = patchday_testkit::serial();
+    let f = forgery();
+    f.refused(&[
+        // A payload the catalog does not list, with a made-up hash.
+        (
+            f.stolen("PD-T-1", "evil_6.6_all.deb", &|_| {}),
+            "does not publish evil_6.6_all.deb",
+        ),
+        // A published payload, but one the named update does not contain.
+        (f.stolen("PD-T-1", V3_DEB, &|_| {}), "does not name"),
+        // An update that was never published.
+        (
+            f.stolen("PD-NOT-PUBLISHED", "x_1_all.deb", &|_| {}),
             "does not publish update-PD-NOT-PUBLISHED.json",
         ),
-    ];
-    for (forged, expect) in cases {
-        *p.forge.lock().unwrap() = Some(forged.clone());
-        let o = h.agent(&p.url, None);
-        assert!(!o.status.success(), "{forged}: {}", text(&o));
-        assert!(
-            text(&o).contains(expect),
-            "expected {expect:?}: {}",
-            text(&o)
-        );
-        assert_eq!(
-            h.version("pd-test-forge").as_deref(),
-            Some("1.0-3"),
-            "{forged}"
-        );
-    }
+        // A published payload with another length and hash in the assignment.
+        (
+            f.stolen("PD-T-3", V3_DEB, &|s| {
+                for t in s["targets"].as_object_mut().unwrap().values_mut() {
+                    t["length"] = 12.into();
+                    t["hashes"]["sha256"] = "11".repeat(32).into();
+                }
+            }),
+            "director and catalog disagree",
+        ),
+    ]);
+    // The honest server does not offer the arm64 build to this amd64 host, approved or not.
+    f.w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-ARM"]);
+    let o = f.h.agent(&f.p.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("assigned 0"), "{}", text(&o));
 }
 
 /// `python3` with python-tuf importable, or None (the test then says it skipped).

@@ -23,6 +23,10 @@ pub enum PayloadFit {
 
 /// How a payload fits a host's inventory.
 pub fn payload_fit(inv: &Inventory, p: &PayloadRef) -> PayloadFit {
+    if !inv.fits_architecture(&p.package, &p.architecture) {
+        // Another architecture's build of a package this host has (as `all`, say).
+        return PayloadFit::Absent;
+    }
     if p.kind == PayloadKind::Deb && inv.is_unfinished(&p.package, &p.architecture) {
         // A failed or killed install: dpkg does not call it installed, so neither do we.
         return PayloadFit::Older;
@@ -506,5 +510,29 @@ mod tests {
         let f = fold_decisions(&ds).unwrap();
         assert_eq!(f.decision, Decision::Approve);
         assert_eq!(f.deadline, Some(t1));
+    }
+
+    #[test]
+    fn another_architectures_build_does_not_apply() {
+        let mut host = inv(&[("libfoo", "1.0-1")]);
+        let p = |arch: &str| PayloadRef {
+            target: format!("libfoo_1.0-2_{arch}.deb"),
+            kind: PayloadKind::Deb,
+            package: "libfoo".into(),
+            version: "1.0-2".into(),
+            architecture: arch.into(),
+            source: "foo".into(),
+            source_version: "1.0-2".into(),
+        };
+        assert_eq!(payload_fit(&host, &p("amd64")), PayloadFit::Older);
+        assert_eq!(payload_fit(&host, &p("all")), PayloadFit::Older);
+        assert_eq!(payload_fit(&host, &p("arm64")), PayloadFit::Absent);
+        // The package was `Architecture: all` on the host: still only native builds fit.
+        host.packages[0].architecture = "all".into();
+        assert_eq!(payload_fit(&host, &p("arm64")), PayloadFit::Absent);
+        assert_eq!(payload_fit(&host, &p("amd64")), PayloadFit::Older);
+        // Multiarch: a foreign architecture the package is installed for.
+        host.packages[0].architecture = "i386".into();
+        assert_eq!(payload_fit(&host, &p("i386")), PayloadFit::Older);
     }
 }

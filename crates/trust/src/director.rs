@@ -169,7 +169,7 @@ impl DirectorKey {
     }
 
     /// Signs director metadata; returns the document (`{"signed":…,"signatures":[…]}`).
-    pub fn sign(&self, signed: &DirectorTargets) -> Result<Vec<u8>, TrustError> {
+    pub fn sign(&self, signed: &impl Serialize) -> Result<Vec<u8>, TrustError> {
         let value = serde_json::to_value(signed).map_err(|e| refused("encoding", e.to_string()))?;
         let msg = canonical_json(&value).map_err(|e| refused("encoding", e))?;
         let sig = self.pair.sign(&msg);

@@ -76,6 +76,20 @@ impl Inventory {
             p.name == name && (arch == "all" || p.architecture == "all" || p.architecture == arch)
         })
     }
+    /// Whether a payload built for `arch` can go on this host: `all`, the native
+    /// architecture, or a foreign one this package is already installed for (multiarch).
+    /// An inventory that does not say its architecture fits everything (the agent, which
+    /// always knows, checks again).
+    pub fn fits_architecture(&self, package: &str, arch: &str) -> bool {
+        arch == "all"
+            || self.architecture.is_empty()
+            || self.architecture == arch
+            || self
+                .packages
+                .iter()
+                .chain(&self.unfinished)
+                .any(|p| p.name == package && p.architecture == arch)
+    }
     /// The installed bundle with this name.
     pub fn bundle(&self, name: &str) -> Option<&InstalledBundle> {
         self.bundles.iter().find(|b| b.name == name)
