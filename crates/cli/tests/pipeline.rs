@@ -101,16 +101,28 @@ fn world(name: &str, big: bool, postinst: Option<&str>) -> (World, PathBuf, Path
 impl World {
     /// A host with the old package, enrolled, in group `web`, with the update approved.
     fn host_approved(&self, name: &str, old: &Path) -> Host {
+        let (h, _) = self.host_at(&self.srv.url, name, old);
+        self.approve("PD-T-1");
+        h
+    }
+
+    /// A host with `deb` installed, enrolled through `url` (which its agent keeps
+    /// using), in group `web`; returns it with its host id.
+    fn host_at(&self, url: &str, name: &str, deb: &Path) -> (Host, String) {
         let h = Host::new(&bins(), &self.dir, name);
-        h.lab.install_deb(old).unwrap();
-        let o = h.agent(&self.srv.url, Some(&self.enroll));
+        h.lab.install_deb(deb).unwrap();
+        let o = h.agent(url, Some(&self.enroll));
         assert!(o.status.success(), "enrol: {}", text(&o));
         let id = self.host_id(name);
         self.srv
             .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+        (h, id)
+    }
+
+    /// Approves an update for group `web` of tenant `acme`.
+    fn approve(&self, update: &str) {
         self.srv
-            .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
-        h
+            .cli(&["approve", "--tenant", "acme", "--group", "web", update]);
     }
 
     fn host_id(&self, hostname: &str) -> String {
@@ -992,14 +1004,8 @@ fn forgery() -> Forgery {
         .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
     let p = proxy(&w.srv.url, usize::MAX);
     p.cut.store(false, Ordering::SeqCst);
-    let h = Host::new(&bins(), &w.dir, "forge-1");
-    h.lab.install_deb(&new).unwrap();
-    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
-    let host = w.host_id("forge-1");
-    w.srv
-        .cli(&["host", "set-groups", "--tenant", "acme", &host, "web"]);
-    w.srv
-        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-3"]);
+    let (h, host) = w.host_at(&p.url, "forge-1", &new);
+    w.approve("PD-T-3");
     let o = h.agent(&p.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-forge").as_deref(), Some("1.0-3"));
@@ -1207,8 +1213,7 @@ fn stolen_director_key_cannot_make_an_unpublished_payload_installable() {
         ),
     ]);
     // The honest server does not offer the arm64 build to this amd64 host, approved or not.
-    f.w.srv
-        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-ARM"]);
+    f.w.approve("PD-T-ARM");
     let o = f.h.agent(&f.p.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("assigned 0"), "{}", text(&o));
@@ -1469,14 +1474,8 @@ fn endless_metadata_and_payloads_are_cut_off_and_nothing_is_installed() {
     let (w, old, _) = world("pd-test-endless", false, None);
     let p = proxy(&w.srv.url, usize::MAX);
     p.cut.store(false, Ordering::SeqCst);
-    let h = Host::new(&bins(), &w.dir, "endless-1");
-    h.lab.install_deb(&old).unwrap();
-    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
-    let id = w.host_id("endless-1");
-    w.srv
-        .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
-    w.srv
-        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    let (h, _) = w.host_at(&p.url, "endless-1", &old);
+    w.approve("PD-T-1");
     *p.endless.lock().unwrap() = Some("/v1/tuf/metadata/timestamp.json");
     let o = h.agent(&p.url, None);
     assert!(!o.status.success(), "{}", text(&o));
@@ -1527,10 +1526,7 @@ fn director_key_rotation_is_followed_by_agents_and_the_retired_key_is_refused() 
     let (w, old, _) = world("pd-test-rotate", false, None);
     let p = proxy(&w.srv.url, usize::MAX);
     p.cut.store(false, Ordering::SeqCst);
-    let h = Host::new(&bins(), &w.dir, "rotate-1");
-    h.lab.install_deb(&old).unwrap();
-    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
-    let host = w.host_id("rotate-1");
+    let (h, host) = w.host_at(&p.url, "rotate-1", &old);
     let pinned_before = h.state_file("director-key.json");
     // A thief's copy of the key about to be retired.
     let retired = w.dir.join("retired.pk8");
@@ -1618,10 +1614,7 @@ fn director_key_rotation_is_followed_by_agents_and_the_retired_key_is_refused() 
 
     // The honest path, signed by the new key, installs.
     *p.forge.lock().unwrap() = None;
-    w.srv
-        .cli(&["host", "set-groups", "--tenant", "acme", &host, "web"]);
-    w.srv
-        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    w.approve("PD-T-1");
     let o = h.agent(&p.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-rotate").as_deref(), Some("1.0-2"));

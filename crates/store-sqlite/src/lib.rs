@@ -247,14 +247,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(backend)?;
         }
-        for (name, bytes) in &c.metadata {
-            sqlx::query("INSERT INTO catalog_metadata (name, bytes) VALUES (?, ?)")
-                .bind(name)
-                .bind(bytes.as_slice())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
+        put_metadata(&mut tx, &c.metadata).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -269,17 +262,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        for (name, bytes) in metadata {
-            sqlx::query(
-                "INSERT INTO catalog_metadata (name, bytes) VALUES (?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes",
-            )
-            .bind(name)
-            .bind(bytes.as_slice())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
+        put_metadata(&mut tx, metadata).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -665,6 +648,25 @@ impl TenantStore for SqliteTenant {
             })
             .collect()
     }
+}
+
+/// Writes (or replaces) catalog metadata files inside a transaction.
+async fn put_metadata(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    metadata: &[(String, Vec<u8>)],
+) -> Result<()> {
+    for (name, bytes) in metadata {
+        sqlx::query(
+            "INSERT INTO catalog_metadata (name, bytes) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes",
+        )
+        .bind(name)
+        .bind(bytes.as_slice())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
