@@ -66,6 +66,16 @@ struct World {
 /// Catalog with one emergency update (`PD-T-1`: `name` 1.0-1 → 1.0-2), a server,
 /// tenant `acme` with group `web`, and an enrolment token.
 fn world(name: &str, big: bool, postinst: Option<&str>) -> (World, PathBuf, PathBuf) {
+    world_with(name, big, postinst, &|_| vec![])
+}
+
+/// [`world`] with extra server flags, made from the catalog (e.g. its key paths).
+fn world_with(
+    name: &str,
+    big: bool,
+    postinst: Option<&str>,
+    server_flags: &dyn Fn(&Catalog) -> Vec<String>,
+) -> (World, PathBuf, PathBuf) {
     let d = scratch();
     let dir = d.path().to_path_buf();
     let b = bins();
@@ -77,7 +87,9 @@ fn world(name: &str, big: bool, postinst: Option<&str>) -> (World, PathBuf, Path
         &["--emergency", "test worm", "--since", "1.0-1"],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let srv = Server::start(&b, &dir, &cat.root());
+    let flags = server_flags(&cat);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let srv = Server::start_with(&b, &dir, &cat.root(), &flags);
     srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
     srv.cli(&["tenant", "create", "acme"]);
     srv.cli(&["group", "create", "--tenant", "acme", "web"]);
@@ -950,6 +962,18 @@ fn answer(update: &str, target: &str, director: Option<String>) -> String {
     .to_string()
 }
 
+/// Runs the agent and asserts that it failed saying `expect`, with `pkg` still at `still`.
+fn assert_refused(h: &Host, url: &str, expect: &str, pkg: &str, still: &str) {
+    let o = h.agent(url, None);
+    assert!(!o.status.success(), "expected a refusal: {}", text(&o));
+    assert!(
+        text(&o).contains(expect),
+        "expected {expect:?}: {}",
+        text(&o)
+    );
+    assert_eq!(h.version(pkg).as_deref(), Some(still), "{expect}");
+}
+
 /// A compromised server's playground: a host at `pd-test-forge` 1.0-3 (release 3,
 /// installed honestly through Patchday), behind a proxy that can forge check-in answers.
 /// The catalog holds 1.0-2 (release 1), 1.0-1 again (release 2), 1.0-3 (release 3),
@@ -1033,18 +1057,7 @@ impl Forgery {
     fn refused(&self, cases: &[(String, &str)]) {
         for (forged, expect) in cases {
             *self.p.forge.lock().unwrap() = Some(forged.clone());
-            let o = self.h.agent(&self.p.url, None);
-            assert!(!o.status.success(), "{forged}: {}", text(&o));
-            assert!(
-                text(&o).contains(expect),
-                "expected {expect:?}: {}",
-                text(&o)
-            );
-            assert_eq!(
-                self.h.version("pd-test-forge").as_deref(),
-                Some("1.0-3"),
-                "{forged}"
-            );
+            assert_refused(&self.h, &self.p.url, expect, "pd-test-forge", "1.0-3");
         }
         *self.p.forge.lock().unwrap() = None;
     }
@@ -1477,24 +1490,12 @@ fn endless_metadata_and_payloads_are_cut_off_and_nothing_is_installed() {
     let (h, _) = w.host_at(&p.url, "endless-1", &old);
     w.approve("PD-T-1");
     *p.endless.lock().unwrap() = Some("/v1/tuf/metadata/timestamp.json");
-    let o = h.agent(&p.url, None);
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("timestamp.json is larger than the 65536 byte limit"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(h.version("pd-test-endless").as_deref(), Some("1.0-1"));
+    let limit = "timestamp.json is larger than the 65536 byte limit";
+    assert_refused(&h, &p.url, limit, "pd-test-endless", "1.0-1");
     // A payload that goes on past its signed length.
     *p.endless.lock().unwrap() = Some(".deb ");
-    let o = h.agent(&p.url, None);
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("more than the signed length"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(h.version("pd-test-endless").as_deref(), Some("1.0-1"));
+    let longer = "more than the signed length";
+    assert_refused(&h, &p.url, longer, "pd-test-endless", "1.0-1");
     // The same agent, once the stream behaves, installs.
     *p.endless.lock().unwrap() = None;
     let o = h.agent(&p.url, None);
@@ -1564,14 +1565,8 @@ fn director_key_rotation_is_followed_by_agents_and_the_retired_key_is_refused() 
         )),
     );
     *p.forge.lock().unwrap() = Some(retired_says);
-    let o = h.agent(&p.url, None);
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("not signed by the director key"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(h.version("pd-test-rotate").as_deref(), Some("1.0-1"));
+    let unsigned = "not signed by the director key";
+    assert_refused(&h, &p.url, unsigned, "pd-test-rotate", "1.0-1");
 
     // A thief's key certified by one root key of three (threshold two): the server
     // refuses it, and so does the agent when a compromised server hands it out.
@@ -1603,14 +1598,8 @@ fn director_key_rotation_is_followed_by_agents_and_the_retired_key_is_refused() 
     .unwrap();
     forged["director_certificate"] = Value::String(String::from_utf8(one).unwrap());
     *p.forge.lock().unwrap() = Some(forged.to_string());
-    let o = h.agent(&p.url, None);
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("director key change refused"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(h.version("pd-test-rotate").as_deref(), Some("1.0-1"));
+    let change = "director key change refused";
+    assert_refused(&h, &p.url, change, "pd-test-rotate", "1.0-1");
 
     // The honest path, signed by the new key, installs.
     *p.forge.lock().unwrap() = None;
@@ -1623,59 +1612,40 @@ fn director_key_rotation_is_followed_by_agents_and_the_retired_key_is_refused() 
 #[test]
 fn the_server_keeps_an_idle_catalog_fresh_with_its_online_timestamp_key() {
     let _serial = patchday_testkit::serial();
-    let d = scratch();
-    let dir = d.path().to_path_buf();
-    let b = bins();
-    let (old, new) = debs(&dir, "pd-test-fresh", false, None);
-    let cat = Catalog::new(&b, &dir);
-    cat.add_emergency("PD-T-1", &new);
-    let key = cat.keys.join("timestamp.pem");
-    let srv = Server::start_with(
-        &b,
-        &dir,
-        &cat.root(),
-        &[
+    // Every timestamp the server signs lives 4 s; the refresher looks every second.
+    let (w, old, _) = world_with("pd-test-fresh", false, None, &|cat| {
+        let key = cat.keys.join("timestamp.pem");
+        [
             "--timestamp-key",
             key.to_str().unwrap(),
             "--timestamp-lifetime",
             "4",
             "--timestamp-check",
             "1",
-        ],
-    );
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
-        .trim()
-        .to_string();
-    let status = |srv: &Server| -> u64 {
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let status = || -> u64 {
         let v: Value =
-            serde_json::from_str(&srv.cli(&["catalog", "status", "--format", "json"])).unwrap();
+            serde_json::from_str(&w.srv.cli(&["catalog", "status", "--format", "json"])).unwrap();
         v[0]["timestamp"].as_str().unwrap().parse().unwrap()
     };
-    let pushed = status(&srv);
-    // Every timestamp lives 4 s; wait through two lifetimes with no push at all.
+    let pushed = status();
+    // Two lifetimes with no push at all.
     std::thread::sleep(std::time::Duration::from_secs(9));
-    let refreshed = status(&srv);
+    let refreshed = status();
     assert!(refreshed >= pushed + 2, "{pushed} -> {refreshed}");
     // An agent verifying the catalog now finds it fresh and installs.
-    let h = Host::new(&b, &dir, "fresh-1");
-    h.lab.install_deb(&old).unwrap();
-    assert!(h.agent(&srv.url, Some(&enroll)).status.success());
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts[0]["id"].as_str().unwrap().to_string();
-    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
-    srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
-    let o = h.agent(&srv.url, None);
+    let (h, _) = w.host_at(&w.srv.url, "fresh-1", &old);
+    w.approve("PD-T-1");
+    let o = h.agent(&w.srv.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-fresh").as_deref(), Some("1.0-2"));
     // A push signed offline after the server's own timestamps is still accepted: the
     // server numbers the timestamp after both.
-    cat.add_emergency("PD-T-2", &old);
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    assert!(status(&srv) > refreshed);
+    w.cat.add_emergency("PD-T-2", &old);
+    w.srv
+        .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
+    assert!(status() > refreshed);
 }
