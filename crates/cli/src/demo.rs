@@ -302,6 +302,10 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     // Server.
     let mut cfg = patchday_server::ServerConfig::new(dir.join("server"));
     cfg.catalog_root = Some(repo.join("metadata/1.root.json"));
+    // As in production: the timestamp key is the only catalog key the server holds.
+    cfg.online_timestamp = Some(patchday_server::freshness::OnlineTimestampKey::new(
+        keys.timestamp.clone(),
+    ));
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     let token = init
         .first_admin_token
@@ -313,7 +317,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     let tar = crate::catalog::pack(&repo)?;
     let st = api.push_catalog(tar.path()).await?;
     say.step(&format!(
-        "server on {url}: catalog verified against the pinned root and accepted ({} updates)",
+        "server on {url}: catalog verified against the pinned root and accepted ({} updates); the server keeps its timestamp fresh, the other catalog keys stay offline",
         st.updates
     ));
 
