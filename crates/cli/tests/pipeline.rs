@@ -1613,8 +1613,8 @@ fn director_key_rotation_is_followed_by_agents_and_the_retired_key_is_refused() 
 fn the_server_keeps_an_idle_catalog_fresh_with_its_online_timestamp_key() {
     let _serial = patchday_testkit::serial();
     // Every timestamp the server signs lives 4 s; the refresher looks every second.
-    let (w, old, _) = world_with("pd-test-fresh", false, None, &|cat| {
-        let key = cat.keys.join("timestamp.pem");
+    let online = |keys: &Path| {
+        let key = keys.join("timestamp.pem");
         [
             "--timestamp-key",
             key.to_str().unwrap(),
@@ -1625,16 +1625,17 @@ fn the_server_keeps_an_idle_catalog_fresh_with_its_online_timestamp_key() {
         ]
         .map(String::from)
         .to_vec()
-    });
-    let status = || -> u64 {
+    };
+    let (mut w, old, _) = world_with("pd-test-fresh", false, None, &|cat| online(&cat.keys));
+    let status = |srv: &Server| -> u64 {
         let v: Value =
-            serde_json::from_str(&w.srv.cli(&["catalog", "status", "--format", "json"])).unwrap();
+            serde_json::from_str(&srv.cli(&["catalog", "status", "--format", "json"])).unwrap();
         v[0]["timestamp"].as_str().unwrap().parse().unwrap()
     };
-    let pushed = status();
+    let pushed = status(&w.srv);
     // Two lifetimes with no push at all.
     std::thread::sleep(std::time::Duration::from_secs(9));
-    let refreshed = status();
+    let refreshed = status(&w.srv);
     assert!(refreshed >= pushed + 2, "{pushed} -> {refreshed}");
     // An agent verifying the catalog now finds it fresh and installs.
     let (h, _) = w.host_at(&w.srv.url, "fresh-1", &old);
@@ -1647,5 +1648,41 @@ fn the_server_keeps_an_idle_catalog_fresh_with_its_online_timestamp_key() {
     w.cat.add_emergency("PD-T-2", &old);
     w.srv
         .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
-    assert!(status() > refreshed);
+    let after_push = status(&w.srv);
+    assert!(after_push > refreshed);
+
+    // Rotating the timestamp key: the server restarts with the new key (it warns that
+    // the trusted root does not name it yet), then the catalog whose root does is pushed.
+    let keys2 = w.dir.join("keys-2");
+    let repo = w.cat.repo.to_str().unwrap();
+    let (k1, k2) = (w.cat.keys.to_str().unwrap(), keys2.to_str().unwrap());
+    w.srv.cli(&["keys", "generate", "--keys", k2]);
+    let rotate = [
+        "keys",
+        "rotate",
+        "--role",
+        "timestamp",
+        "--keys",
+        k1,
+        "--new-keys",
+        k2,
+    ];
+    w.srv.cli(&[&rotate[..], &["--repo", repo]].concat());
+    let flags = online(&keys2);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let root = w.cat.root();
+    w.srv.restart_with(&w.dir, &root, &flags);
+    w.srv.cli(&["catalog", "push", "--repo", repo]);
+    let rotated = status(&w.srv);
+    assert!(rotated > after_push, "{after_push} -> {rotated}");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(
+        status(&w.srv) > rotated,
+        "the refresher signs with the new key"
+    );
+    // A new agent walks root 1 -> 2 and accepts timestamps signed by the new key.
+    let (h2, _) = w.host_at(&w.srv.url, "fresh-2", &old);
+    let o = h2.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h2.version("pd-test-fresh").as_deref(), Some("1.0-2"));
 }

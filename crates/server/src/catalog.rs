@@ -158,9 +158,15 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     let targets = stage.join("targets");
     if let Some(online) = &state.config.online_timestamp {
         let trusted = std::fs::read(trusted_ds.join("timestamp.json")).ok();
+        // Sign under the root the push ends on (it may rotate the timestamp key); it is
+        // only used to pick the key id here, and verified with everything else below.
+        let signing_root = match std::fs::read(meta.join("root.json")) {
+            Ok(r) => r,
+            Err(_) => newest_trusted_root(data)?,
+        };
         crate::freshness::sign_pushed(
             online,
-            &newest_trusted_root(data)?,
+            &signing_root,
             &meta,
             trusted.as_deref(),
             state.clock.now(),

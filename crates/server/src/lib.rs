@@ -39,7 +39,6 @@ pub struct Initialised {
 pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Initialised> {
     let state = state::AppState::open(config, clock.clone()).await?;
     if let Some(online) = &config.online_timestamp {
-        patchday_trust::check_key_file_mode(&online.key)?;
         freshness::check(online, &config.data_dir).await?;
         tokio::spawn(freshness::run(state.clone(), online.clone()));
     }

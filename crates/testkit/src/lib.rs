@@ -106,6 +106,15 @@ impl Server {
         }
     }
 
+    /// Stops this server and starts it again on the same data directory (on a new
+    /// port) with `extra` arguments.
+    pub fn restart_with(&mut self, dir: &Path, catalog_root: &Path, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let bins = self.bins.clone();
+        *self = Self::start_with(&bins, dir, catalog_root, extra);
+    }
+
     /// Runs a `patchday` CLI command against this server with `token`.
     pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
         let mut c = Command::new(&self.bins.patchday);
