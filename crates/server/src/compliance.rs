@@ -7,17 +7,26 @@ use patchday_core::applicability::{
 };
 use patchday_store::{HostRecord, TenantStore};
 use patchday_types::api::{Approval, Decision};
-use patchday_types::{UpdateDocument, UpdateId};
+use patchday_types::{Inventory, UpdateDocument, UpdateId};
 use std::collections::BTreeMap;
 
-/// Statuses of every update for one host.
+/// Statuses of every update for one host, from `inventory` when the caller has it at
+/// hand (a check-in), else from the stored one.
 pub async fn host_statuses(
     tenant: &dyn TenantStore,
     host: &HostRecord,
     approvals: &[Approval],
     updates: &[UpdateDocument],
+    inventory: Option<&Inventory>,
 ) -> Result<Vec<UpdateStatus>, ApiError> {
-    let inventory = tenant.inventory(&host.id).await?;
+    let stored;
+    let inventory = match inventory {
+        Some(i) => Some(i),
+        None => {
+            stored = tenant.inventory(&host.id).await?;
+            stored.as_ref()
+        }
+    };
     let mut per_update: BTreeMap<UpdateId, Vec<HostDecision>> = BTreeMap::new();
     let mut approved_at: BTreeMap<UpdateId, jiff::Timestamp> = BTreeMap::new();
     for a in approvals.iter().filter(|a| host.groups.contains(&a.group)) {
@@ -61,7 +70,7 @@ pub async fn host_statuses(
         .collect();
     Ok(evaluate(
         &HostView {
-            inventory: inventory.as_ref(),
+            inventory,
             decisions: &decisions,
             reported: &reported,
         },

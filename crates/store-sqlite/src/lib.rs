@@ -304,17 +304,20 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        row.map(|r| {
-            Ok(CatalogTarget {
-                name: r.get("name"),
-                length: u64::try_from(r.get::<i64, _>("length"))
-                    .map_err(|e| corrupt("length", e))?,
-                sha256: r.get("sha256"),
-                release_counter: u64::try_from(r.get::<i64, _>("release_counter"))
-                    .map_err(|e| corrupt("release_counter", e))?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(catalog_target_row).transpose()
+    }
+
+    async fn catalog_targets(&self, names: &[String]) -> Result<Vec<CatalogTarget>> {
+        // One round trip for a whole assignment list: the names go in as a JSON array.
+        let rows = sqlx::query(
+            "SELECT name, length, sha256, release_counter FROM catalog_targets \
+             WHERE name IN (SELECT value FROM json_each(?))",
+        )
+        .bind(to_json(&names)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(catalog_target_row).collect()
     }
 }
 
@@ -491,15 +494,37 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn save_inventory(&self, id: &HostId, inv: &Inventory, now: Timestamp) -> Result<()> {
-        let done = sqlx::query("UPDATE hosts SET inventory = ?, last_seen = ?, hostname = ? WHERE tenant_id = ? AND id = ?")
-            .bind(to_json(inv)?)
-            .bind(now.to_string())
-            .bind(&inv.hostname)
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let text = to_json(inv)?;
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+        // Most check-ins send what the last one did: then only the time moves.
+        let same = sqlx::query(
+            "UPDATE hosts SET last_seen = ? WHERE tenant_id = ? AND id = ? AND inventory_sha256 = ?",
+        )
+        .bind(now.to_string())
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .bind(&sha)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if same.rows_affected() == 1 {
+            return Ok(());
+        }
+        let packed = zstd::encode_all(text.as_bytes(), 3)
+            .map_err(|e| StoreError::Backend(format!("compressing an inventory: {e}")))?;
+        let done = sqlx::query(
+            "UPDATE hosts SET inventory = NULL, inventory_zstd = ?, inventory_sha256 = ?, \
+             last_seen = ?, hostname = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(packed)
+        .bind(&sha)
+        .bind(now.to_string())
+        .bind(&inv.hostname)
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("host {id}")));
         }
@@ -507,13 +532,22 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn inventory(&self, id: &HostId) -> Result<Option<Inventory>> {
-        let row = sqlx::query("SELECT inventory FROM hosts WHERE tenant_id = ? AND id = ?")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        let row = sqlx::query(
+            "SELECT inventory, inventory_zstd FROM hosts WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        if let Some(packed) = row.get::<Option<Vec<u8>>, _>("inventory_zstd") {
+            let text =
+                zstd::decode_all(packed.as_slice()).map_err(|e| corrupt("inventory_zstd", e))?;
+            return serde_json::from_slice(&text)
+                .map(Some)
+                .map_err(|e| corrupt("inventory_zstd", e));
+        }
         row.get::<Option<String>, _>("inventory")
             .map(|s| json("inventory", &s))
             .transpose()
@@ -648,6 +682,16 @@ impl TenantStore for SqliteTenant {
             })
             .collect()
     }
+}
+
+fn catalog_target_row(r: &sqlx::sqlite::SqliteRow) -> Result<CatalogTarget> {
+    Ok(CatalogTarget {
+        name: r.get("name"),
+        length: u64::try_from(r.get::<i64, _>("length")).map_err(|e| corrupt("length", e))?,
+        sha256: r.get("sha256"),
+        release_counter: u64::try_from(r.get::<i64, _>("release_counter"))
+            .map_err(|e| corrupt("release_counter", e))?,
+    })
 }
 
 /// Writes (or replaces) catalog metadata files inside a transaction.

@@ -206,8 +206,20 @@ async fn tenant_isolation(store: &dyn Store) {
     };
     let later = ts("2026-11-26T11:00:00Z");
     acme.save_inventory(&id("h1"), &inv, later).await.unwrap();
-    assert_eq!(acme.inventory(&id("h1")).await.unwrap(), Some(inv));
+    assert_eq!(acme.inventory(&id("h1")).await.unwrap(), Some(inv.clone()));
     assert_eq!(acme.host(&id("h1")).await.unwrap().last_seen, Some(later));
+    // The same inventory again moves only the time; a changed one replaces it.
+    let again = ts("2026-11-26T12:00:00Z");
+    acme.save_inventory(&id("h1"), &inv, again).await.unwrap();
+    assert_eq!(acme.host(&id("h1")).await.unwrap().last_seen, Some(again));
+    assert_eq!(acme.inventory(&id("h1")).await.unwrap(), Some(inv.clone()));
+    let mut changed = inv.clone();
+    changed.packages[0].version = "1.0-2".into();
+    acme.save_inventory(&id("h1"), &changed, again)
+        .await
+        .unwrap();
+    assert_eq!(acme.inventory(&id("h1")).await.unwrap(), Some(changed));
+    acme.save_inventory(&id("h1"), &inv, again).await.unwrap();
     assert_eq!(globex.inventory(&id("g1")).await.unwrap(), None);
 
     assert_eq!(acme.facts(&id("h1")).await.unwrap(), None);
@@ -351,8 +363,16 @@ async fn catalog_replacement(store: &dyn Store) {
             .catalog_target("libfoo1_1.0-2_amd64.deb")
             .await
             .unwrap(),
-        Some(target)
+        Some(target.clone())
     );
+    assert_eq!(
+        store
+            .catalog_targets(&["libfoo1_1.0-2_amd64.deb".into(), "not-listed.deb".into()])
+            .await
+            .unwrap(),
+        vec![target]
+    );
+    assert!(store.catalog_targets(&[]).await.unwrap().is_empty());
     assert_eq!(
         store.catalog_metadata("timestamp.json").await.unwrap(),
         Some(b"{}".to_vec())

@@ -142,6 +142,9 @@ pub trait Store: Send + Sync {
     async fn catalog_metadata(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// One target by name.
     async fn catalog_target(&self, name: &str) -> Result<Option<CatalogTarget>>;
+    /// The listed targets among `names`, in one query (names the catalog does not list
+    /// are left out; order is unspecified).
+    async fn catalog_targets(&self, names: &[String]) -> Result<Vec<CatalogTarget>>;
     /// Replaces some metadata files (a re-signed timestamp, or snapshot and timestamp)
     /// and the status, atomically, leaving updates and targets as they are.
     async fn refresh_catalog_metadata(

@@ -315,7 +315,7 @@ pub async fn report(
         let tenant = s.store.tenant(&t).await?;
         let approvals = tenant.list_approvals().await?;
         for h in tenant.list_hosts().await? {
-            for st in host_statuses(tenant.as_ref(), &h, &approvals, &updates).await? {
+            for st in host_statuses(tenant.as_ref(), &h, &approvals, &updates, None).await? {
                 if st.state == UpdateState::NotApplicable {
                     continue;
                 }

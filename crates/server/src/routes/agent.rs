@@ -77,7 +77,15 @@ pub async fn checkin(
     let host = tenant.host(&who.host).await?;
     let approvals = tenant.list_approvals().await?;
     let updates = s.store.catalog_updates().await?;
-    let statuses = host_statuses(tenant.as_ref(), &host, &approvals, &updates).await?;
+    // The inventory just received is the host's truth; no need to read it back.
+    let statuses = host_statuses(
+        tenant.as_ref(),
+        &host,
+        &approvals,
+        &updates,
+        Some(&req.inventory),
+    )
+    .await?;
     let assignments: Vec<AssignmentEntry> = statuses
         .into_iter()
         .filter(|st| st.is_assigned() && !st.missing.is_empty())
@@ -110,12 +118,25 @@ async fn sign_assignments(
 ) -> ApiResult<String> {
     use patchday_trust::director::{expires_in, AssignedCustom, AssignedTarget, DirectorTargets};
     let now = s.clock.now();
+    let names: Vec<String> = assignments
+        .iter()
+        .flat_map(|a| {
+            std::iter::once(UpdateDocument::target_name(&a.update)).chain(a.targets.iter().cloned())
+        })
+        .collect();
+    let listed: std::collections::HashMap<String, patchday_store::CatalogTarget> = s
+        .store
+        .catalog_targets(&names)
+        .await?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
     let mut targets = std::collections::BTreeMap::new();
     for a in assignments {
         let names = std::iter::once(UpdateDocument::target_name(&a.update))
             .chain(a.targets.iter().cloned());
         for name in names {
-            let t = s.store.catalog_target(&name).await?.ok_or_else(|| {
+            let t = listed.get(&name).cloned().ok_or_else(|| {
                 ApiError::internal(format!("assigned target {name} is not in the catalog"))
             })?;
             targets.insert(
