@@ -1096,11 +1096,92 @@ fn digest(algorithm: &str, bytes: &[u8]) -> Option<String> {
 }
 
 pub(crate) fn canonical_json(value: &Value) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(1024);
+    if write_plain_canonical(value, &mut buf) {
+        return Ok(buf);
+    }
+    buf.clear();
     let mut ser =
         serde_json::Serializer::with_formatter(&mut buf, olpc_cjson::CanonicalFormatter::new());
     value.serialize(&mut ser).map_err(|e| e.to_string())?;
     Ok(buf)
+}
+
+/// The canonical form of a value whose strings are printable ASCII, written directly.
+///
+/// `olpc_cjson` stays the reference (and does everything else: non-ASCII, control
+/// characters, refusing floats), but it routes every character through a boxed writer:
+/// about 20 µs per target of a director document, more than the signature itself. For
+/// plain ASCII the canonical form is simple: no whitespace, keys in byte order, only `"`
+/// and `\` escaped, integers as they are. Returns false, leaving `out` partly written,
+/// when the value needs the reference; `canonical_forms_agree` compares the two.
+fn write_plain_canonical(v: &Value, out: &mut Vec<u8>) -> bool {
+    fn plain(s: &str) -> bool {
+        s.bytes().all(|b| (0x20..0x7f).contains(&b))
+    }
+    fn string(s: &str, out: &mut Vec<u8>) {
+        out.push(b'"');
+        for b in s.bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    }
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => out.extend_from_slice(u.to_string().as_bytes()),
+            (None, Some(i)) => out.extend_from_slice(i.to_string().as_bytes()),
+            _ => return false,
+        },
+        Value::String(s) => {
+            if !plain(s) {
+                return false;
+            }
+            string(s, out);
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if !write_plain_canonical(item, out) {
+                    return false;
+                }
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            // olpc_cjson orders keys by their quoted, escaped bytes: a key holding a byte
+            // below `#` (space, `!`, `"`) or a `\\` could sort otherwise than by its bytes.
+            if !map
+                .keys()
+                .all(|k| plain(k) && !k.contains([' ', '!', '"', '\\']))
+            {
+                return false;
+            }
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(k, out);
+                out.push(b':');
+                if !map.get(k).is_some_and(|v| write_plain_canonical(v, out)) {
+                    return false;
+                }
+            }
+            out.push(b'}');
+        }
+    }
+    true
 }
 
 /// One signature by one key; a key tough cannot parse, or a bad hex string, just does not count.
@@ -1324,5 +1405,70 @@ mod tests {
             check_target_bytes("t", &file, bytes),
             Err(TrustError::UnsupportedHash { .. })
         ));
+    }
+
+    /// The reference canonical form, straight from olpc_cjson.
+    fn reference(v: &Value) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut ser =
+            serde_json::Serializer::with_formatter(&mut buf, olpc_cjson::CanonicalFormatter::new());
+        v.serialize(&mut ser).unwrap();
+        buf
+    }
+
+    #[test]
+    fn canonical_forms_agree() {
+        // A small xorshift generator: the same 20,000 values on every run.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let alphabet: Vec<char> = "ab_-.:/Z09 \"\\{}[],\u{e9}\u{1f512}\n\t~".chars().collect();
+        fn value(next: &mut dyn FnMut(u64) -> u64, alphabet: &[char], depth: u32) -> Value {
+            let text = |next: &mut dyn FnMut(u64) -> u64| -> String {
+                let len = next(8);
+                (0..len)
+                    .map(|_| alphabet[next(alphabet.len() as u64) as usize])
+                    .collect()
+            };
+            match next(if depth == 0 { 5 } else { 7 }) {
+                0 => Value::Null,
+                1 => Value::Bool(next(2) == 1),
+                2 => Value::from(next(u64::MAX)),
+                3 => Value::from(-(next(1 << 40) as i64)),
+                4 => Value::String(text(next)),
+                5 => Value::Array(
+                    (0..next(4))
+                        .map(|_| value(next, alphabet, depth - 1))
+                        .collect(),
+                ),
+                _ => Value::Object(
+                    (0..next(5))
+                        .map(|_| (text(next), value(next, alphabet, depth - 1)))
+                        .collect(),
+                ),
+            }
+        }
+        let mut plain = 0;
+        for _ in 0..20_000 {
+            let v = value(&mut next, &alphabet, 3);
+            assert_eq!(canonical_json(&v).unwrap(), reference(&v), "{v}");
+            plain += usize::from(write_plain_canonical(&v, &mut Vec::new()));
+        }
+        assert!(plain > 2_000, "the direct path was taken {plain} times");
+        // Real metadata goes the direct way and gives the same bytes.
+        let doc = serde_json::json!({
+            "_type": "targets", "spec_version": "1.0.0", "version": 1_764_158_400u64,
+            "expires": "2026-11-26T13:00:00Z",
+            "targets": {"libfoo_1.0-2_amd64.deb": {"length": 10, "hashes": {"sha256": "ab"},
+                "custom": {"update": "PD-1", "groups": ["web", "db"], "release_counter": 3}}},
+        });
+        assert!(write_plain_canonical(&doc, &mut Vec::new()));
+        assert_eq!(canonical_json(&doc).unwrap(), reference(&doc));
+        // Floats are the reference's to refuse.
+        assert!(canonical_json(&serde_json::json!({"x": 1.5})).is_err());
     }
 }
