@@ -283,25 +283,25 @@ pub enum TrustError {
     },
 
     /// A filesystem operation failed.
-    #[error("cannot {action} {}: {source}", .path.display())]
+    // The cause is in the message and deliberately not a `source`: printed with its
+    // chain (`{:#}`), it would otherwise say the same thing twice.
+    #[error("cannot {action} {}: {cause}", .path.display())]
     Io {
         /// What was being done.
         action: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// Any other error from tough, with what we were doing.
-    #[error("catalog error while {context}: {source}")]
+    #[error("catalog error while {context}: {cause}")]
     Tuf {
         /// What we were doing.
         context: &'static str,
-        /// tough's error.
-        #[source]
-        source: Box<tough::error::Error>,
+        /// tough's error (in the message, not a `source`, as for `Io`).
+        cause: Box<tough::error::Error>,
     },
 }
 
@@ -319,18 +319,18 @@ impl TrustError {
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| TrustError::Io {
+        move |cause| TrustError::Io {
             action,
             path,
-            source,
+            cause,
         }
     }
 
     /// Shorthand for a fallback [`TrustError::Tuf`] error.
     pub(crate) fn tuf(context: &'static str) -> impl FnOnce(tough::error::Error) -> Self {
-        move |source| TrustError::Tuf {
+        move |cause| TrustError::Tuf {
             context,
-            source: Box::new(source),
+            cause: Box::new(cause),
         }
     }
 }

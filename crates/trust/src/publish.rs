@@ -537,7 +537,7 @@ pub(crate) fn dir_url(dir: &Path) -> Result<Url, TrustError> {
     Url::from_directory_path(&abs).map_err(|()| TrustError::Io {
         action: "make a file URL of",
         path: abs,
-        source: std::io::Error::other("not an absolute path"),
+        cause: std::io::Error::other("not an absolute path"),
     })
 }
 

@@ -234,7 +234,7 @@ pub async fn read_verified_target(
         .map_err(|e| TrustError::Io {
             action: "read (task failed)",
             path: targets_dir.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
+            cause: std::io::Error::other(e.to_string()),
         })?
 }
 
@@ -387,7 +387,7 @@ fn record_time(datastore: &Path, now: Timestamp) -> Result<(), TrustError> {
     let bytes = serde_json::to_vec(&now).map_err(|e| TrustError::Io {
         action: "serialise the time for",
         path: file.clone(),
-        source: std::io::Error::other(e),
+        cause: std::io::Error::other(e),
     })?;
     client::write_atomically(&file, &bytes)
 }
