@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::api::Conn;
 use anyhow::Context;
-use patchday_trust::director::{certify, DirectorPublicKey, KeyCertificate};
+use patchday_trust::director::{add_signatures, certify, DirectorPublicKey, KeyCertificate};
 use patchday_trust::{
     check_key_dir, check_key_dir_mode, generate_keyset, rotate_role, Expiries, KeyPaths, Role,
     DEFAULT_ROOT_KEYS, DEFAULT_ROOT_THRESHOLD,
@@ -40,6 +40,8 @@ pub enum KeysCmd {
     ///
     /// Examples: patchday keys rotate --role targets --keys ./keys --new-keys ./keys-2 --repo ./catalog
     ///           patchday keys rotate --role director --keys ./keys --server URL --token T
+    ///           patchday keys rotate --role director --keys ./my-root-key --certificate cert.json
+    ///           (each root key holder in turn, passing cert.json on)
     Rotate {
         /// The role whose keys change: root, targets, snapshot, timestamp or director.
         #[arg(long)]
@@ -53,6 +55,10 @@ pub enum KeysCmd {
         /// Catalog directory.
         #[arg(long, required_if_eq_any = [("role", "root"), ("role", "targets"), ("role", "snapshot"), ("role", "timestamp")])]
         repo: Option<PathBuf>,
+        /// For `director`: a certificate file that root key holders in different places
+        /// sign in turn (created by the first; the server installs it at the threshold).
+        #[arg(long)]
+        certificate: Option<PathBuf>,
         /// The server (for `director`).
         #[command(flatten)]
         conn: Conn,
@@ -99,37 +105,88 @@ const DIRECTOR_CERTIFICATE_DAYS: i64 = 365;
 
 /// Rotates the server's director key: the server makes the next key, the root keys in
 /// `keys` certify it (version one above the current certificate), the server installs it.
-async fn rotate_director(keys: &Path, conn: &Conn, now: jiff::Timestamp) -> anyhow::Result<i32> {
+///
+/// With `certificate`, root key holders in different places sign in turn: the first run
+/// starts the rotation and writes the file, each later run adds its holder's signatures,
+/// and every run offers the file to the server, which installs it once a threshold of
+/// root keys has signed (exit code 2 until then).
+async fn rotate_director(
+    keys: &Path,
+    certificate: Option<&Path>,
+    conn: &Conn,
+    now: jiff::Timestamp,
+) -> anyhow::Result<i32> {
     check_key_dir_mode(keys)?;
     let root_keys = KeyPaths::in_dir(keys).root;
+    if root_keys.is_empty() {
+        anyhow::bail!(
+            "{} holds no root key (root.pem or root-1.pem …)",
+            keys.display()
+        );
+    }
     let api = conn.api()?;
-    let started = api.director_rotation().await?;
-    let next = started
-        .next
-        .context("the server did not name a key to certify")?;
-    let cert = KeyCertificate::new(
-        DirectorPublicKey {
-            keyid: next.keyid.clone(),
-            public: next.public.clone(),
-        },
-        started.certificate_version.saturating_add(1),
-        now,
-        DIRECTOR_CERTIFICATE_DAYS,
-    )?;
-    let signed = certify(&cert, &root_keys).await.with_context(|| {
+    let signing = || {
         format!(
             "signing the director key certificate with the root keys in {}",
             keys.display()
         )
-    })?;
-    let done = api.put_director_certificate(signed).await?;
-    println!(
-        "director key rotated: key {} (was {}), certificate v{}; agents switch at their next check-in and refuse the old key from then on",
-        done.key.keyid.get(..16).unwrap_or(&done.key.keyid),
-        started.key.keyid.get(..16).unwrap_or(&started.key.keyid),
-        done.certificate_version
-    );
-    Ok(0)
+    };
+    let signed = match certificate.filter(|p| p.exists()) {
+        Some(file) => {
+            let earlier =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            add_signatures(&earlier, &root_keys)
+                .await
+                .with_context(signing)?
+        }
+        None => {
+            let started = api.director_rotation().await?;
+            let next = started
+                .next
+                .context("the server did not name a key to certify")?;
+            let cert = KeyCertificate::new(
+                DirectorPublicKey {
+                    keyid: next.keyid.clone(),
+                    public: next.public.clone(),
+                },
+                started.certificate_version.saturating_add(1),
+                now,
+                DIRECTOR_CERTIFICATE_DAYS,
+            )?;
+            certify(&cert, &root_keys).await.with_context(signing)?
+        }
+    };
+    if let Some(file) = certificate {
+        patchday_trust::client::write_atomically(file, &signed)?;
+    }
+    let before = api.director().await?;
+    match api.put_director_certificate(signed.clone()).await {
+        Ok(done) => {
+            println!(
+                "director key rotated: key {} (was {}), certificate v{}; agents switch at their next check-in and refuse the old key from then on",
+                short(&done.key.keyid),
+                short(&before.key.keyid),
+                done.certificate_version
+            );
+            Ok(0)
+        }
+        Err(e) if certificate.is_some() && format!("{e:#}").contains("rejected: signature") => {
+            let n = serde_json::from_slice::<serde_json::Value>(&signed)
+                .ok()
+                .and_then(|v| v["signatures"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            println!(
+                "{n} root key signature(s) on {} so far, fewer than the root threshold: pass the file to the next root key holder, who runs this same command with their own --keys",
+                certificate.map(|p| p.display().to_string()).unwrap_or_default()
+            );
+            Ok(2)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn short(keyid: &str) -> &str {
+    keyid.get(..16).unwrap_or(keyid)
 }
 
 /// Runs a `patchday keys` command; `now` is the signing time. Returns the exit code.
@@ -158,10 +215,11 @@ pub async fn run(cmd: KeysCmd, now: jiff::Timestamp) -> anyhow::Result<i32> {
             keys,
             new_keys,
             repo,
+            certificate,
             conn,
         } => {
             let Some(role) = role.catalog_role() else {
-                return rotate_director(&keys, &conn, now).await;
+                return rotate_director(&keys, certificate.as_deref(), &conn, now).await;
             };
             let (Some(new_keys), Some(repo)) = (new_keys, repo) else {
                 anyhow::bail!("rotating {role} keys needs --new-keys and --repo");
@@ -279,6 +337,7 @@ mod tests {
             keys: keys.clone(),
             new_keys: Some(new.clone()),
             repo: Some(repo.clone()),
+            certificate: None,
             conn: Conn::default(),
         };
         assert_eq!(run(rotate(RotateRole::Root), now()).await.unwrap(), 0);

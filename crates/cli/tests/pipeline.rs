@@ -1607,6 +1607,46 @@ fn director_key_rotation_is_followed_by_agents_and_the_retired_key_is_refused() 
     let o = h.agent(&p.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-test-rotate").as_deref(), Some("1.0-2"));
+
+    // Root key holders in different places sign one certificate file in turn; the
+    // server takes it once two of the three have signed.
+    use std::os::unix::fs::PermissionsExt;
+    let cert_file = w.dir.join("director-cert.json");
+    let holders: Vec<PathBuf> = ["root-1.pem", "root-3.pem"]
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let d = w.dir.join(format!("holder-{i}"));
+            std::fs::create_dir(&d).unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::fs::copy(w.cat.keys.join(key), d.join("root-1.pem")).unwrap();
+            d
+        })
+        .collect();
+    let sign = |holder: &Path| {
+        w.srv.cli_as(
+            &w.srv.admin,
+            &[
+                "keys",
+                "rotate",
+                "--role",
+                "director",
+                "--keys",
+                holder.to_str().unwrap(),
+                "--certificate",
+                cert_file.to_str().unwrap(),
+            ],
+        )
+    };
+    let o = sign(&holders[0]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("1 root key signature(s)"), "{}", text(&o));
+    let o = sign(&holders[1]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("certificate v2"), "{}", text(&o));
+    let o = h.agent(&p.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.state_file("director-certificate-version"), b"2");
 }
 
 #[test]

@@ -331,10 +331,32 @@ pub async fn certify(
     cert: &KeyCertificate,
     root_keys: &[std::path::PathBuf],
 ) -> Result<Vec<u8>, TrustError> {
-    let value = serde_json::to_value(cert).map_err(|e| refused("encoding", e.to_string()))?;
-    let msg = canonical_json(&value).map_err(|e| refused("encoding", e))?;
+    let value = serde_json::to_value(cert).map_err(|e| cert_refused("format", e.to_string()))?;
+    let doc = serde_json::json!({"signed": value, "signatures": []});
+    let bytes = serde_json::to_vec(&doc).map_err(|e| cert_refused("format", e.to_string()))?;
+    add_signatures(&bytes, root_keys).await
+}
+
+/// Adds the signatures of `root_keys` to a signed certificate (replacing any earlier
+/// signature by the same key), so root key holders in different places can each sign
+/// the same file in turn.
+pub async fn add_signatures(
+    certificate: &[u8],
+    root_keys: &[std::path::PathBuf],
+) -> Result<Vec<u8>, TrustError> {
+    let mut doc: Value = serde_json::from_slice(certificate)
+        .map_err(|e| cert_refused("format", format!("not a director key certificate: {e}")))?;
+    let cert: KeyCertificate = serde_json::from_value(doc["signed"].clone())
+        .map_err(|e| cert_refused("format", format!("not a director key certificate: {e}")))?;
+    if cert.kind != CERTIFICATE_TYPE {
+        return Err(cert_refused(
+            "format",
+            format!("_type is {:?}, not {CERTIFICATE_TYPE}", cert.kind),
+        ));
+    }
+    let msg = canonical_json(&doc["signed"]).map_err(|e| cert_refused("format", e))?;
     let rng = SystemRandom::new();
-    let mut signatures = Vec::new();
+    let mut signatures: Vec<Value> = doc["signatures"].as_array().cloned().unwrap_or_default();
     for path in root_keys {
         let signer = crate::keys::load_signer(path)?;
         let keyid = crate::keys::public_key_id(path)?;
@@ -345,10 +367,11 @@ pub async fn certify(
                 role: CERTIFICATE_TYPE.into(),
                 detail: e.to_string(),
             })?;
+        signatures.retain(|s| s["keyid"].as_str() != Some(keyid.as_str()));
         signatures.push(serde_json::json!({"keyid": keyid, "sig": hex::encode(sig)}));
     }
-    serde_json::to_vec(&serde_json::json!({"signed": value, "signatures": signatures}))
-        .map_err(|e| refused("encoding", e.to_string()))
+    doc["signatures"] = Value::Array(signatures);
+    serde_json::to_vec(&doc).map_err(|e| cert_refused("format", e.to_string()))
 }
 
 /// Verifies a director key certificate against a trusted catalog root: a threshold of its
@@ -554,6 +577,16 @@ mod tests {
             check(&certify(&old, &keys.root).await.unwrap(), 2),
             "expiry"
         );
+        // Two holders, each with one root key, signing the same file in turn.
+        let first = certify(&cert, &keys.root[..1]).await.unwrap();
+        let again = add_signatures(&first, &keys.root[..1]).await.unwrap();
+        assert_eq!(
+            check(&again, 1),
+            "signature",
+            "the same key twice is one signature"
+        );
+        let both = add_signatures(&again, &keys.root[1..2]).await.unwrap();
+        assert_eq!(verify_certificate(&both, &root, now(), 1).unwrap(), cert);
         // A real root cannot pass as a certificate.
         assert_eq!(check(&root, 0), "format");
     }
