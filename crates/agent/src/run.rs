@@ -303,16 +303,37 @@ fn certificate_version(text: &str) -> u64 {
 /// Verifies a newer director key certificate against the newest catalog root this agent
 /// trusts and pins the key it names.
 fn adopt_certificate(state: &StateDir, cert: &str) -> anyhow::Result<()> {
+    // A certificate for the key already pinned changes nothing: an agent enrolled after
+    // the last rotation must not stop working because that certificate has since expired.
+    let claimed = serde_json::from_str::<serde_json::Value>(cert)
+        .ok()
+        .and_then(|v| v["signed"]["key"]["keyid"].as_str().map(str::to_owned));
+    let pinned = state.director_key()?;
+    let same_key =
+        claimed.is_some() && claimed.as_deref() == pinned.as_ref().map(|k| k.keyid.as_str());
     let root_path = state.tuf().join("root.json");
     let root = std::fs::read(&root_path)
         .with_context(|| format!("reading the trusted root {}", root_path.display()))?;
-    let c = patchday_trust::director::verify_certificate(
+    let verified = patchday_trust::director::verify_certificate(
         cert.as_bytes(),
         &root,
         clock_now(),
         state.director_certificate_version(),
-    )
-    .context("director key change refused; nothing was installed")?;
+    );
+    let c = match verified {
+        Ok(c) => c,
+        // Its version is only recorded once it verifies; refusing it would stop an agent
+        // for nothing.
+        Err(e) if same_key => {
+            tracing::debug!(error = %e, "certificate for the pinned director key not adopted");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context("director key change refused; nothing was installed")
+            )
+        }
+    };
     let before = state.director_key()?;
     state.adopt_director_key(&c.key, c.version)?;
     if before.as_ref() != Some(&c.key) {
@@ -669,5 +690,46 @@ mod tests {
         c.raise(PayloadKind::Deb, "libfoo", 2);
         assert_eq!(c.get(PayloadKind::Deb, "libfoo"), 4);
         assert_eq!(c.get(PayloadKind::Bundle, "libfoo"), 0, "kinds are apart");
+    }
+
+    #[tokio::test]
+    async fn an_expired_certificate_for_the_pinned_key_does_not_stop_the_agent() {
+        use patchday_trust::director::{certify, DirectorKey, KeyCertificate};
+        let d = tempfile::tempdir().unwrap();
+        let keys = patchday_trust::generate_keyset(&d.path().join("keys"), 3, 2).unwrap();
+        let repo = d.path().join("repo");
+        let now = clock_now();
+        patchday_trust::init_catalog(&keys, &repo, now, &patchday_trust::Expiries::default())
+            .await
+            .unwrap();
+        let state = StateDir::open(&d.path().join("state")).unwrap();
+        std::fs::copy(
+            repo.join("metadata/1.root.json"),
+            state.tuf().join("root.json"),
+        )
+        .unwrap();
+        let pinned = DirectorKey::load_or_create(&d.path().join("pinned")).unwrap();
+        state.save_director_key(pinned.public()).unwrap();
+        let expired = |key: &DirectorKey| {
+            let mut c = KeyCertificate::new(key.public().clone(), 1, now, 1).unwrap();
+            c.expires = "2020-01-01T00:00:00Z".into();
+            c
+        };
+        // Enrolled after the rotation it certified: nothing to adopt, nothing refused.
+        let same = certify(&expired(&pinned), &keys.root).await.unwrap();
+        adopt_certificate(&state, std::str::from_utf8(&same).unwrap()).unwrap();
+        assert_eq!(state.director_certificate_version(), 0);
+        // An expired certificate for another key is a refused key change.
+        let other = DirectorKey::load_or_create(&d.path().join("other")).unwrap();
+        let change = certify(&expired(&other), &keys.root).await.unwrap();
+        let err = adopt_certificate(&state, std::str::from_utf8(&change).unwrap()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("director key change refused"),
+            "{err:#}"
+        );
+        assert_eq!(
+            state.director_key().unwrap().as_ref(),
+            Some(pinned.public())
+        );
     }
 }

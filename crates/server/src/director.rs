@@ -84,6 +84,13 @@ impl Director {
                 );
             }
         }
+        if let Some((cert, _)) = &certificate {
+            tracing::info!(
+                version = cert.version,
+                expires = %cert.expires,
+                "director key certificate loaded; agents adopt a newer key only while its certificate has not expired, so rotate before then"
+            );
+        }
         Ok(Director {
             dir: dir.to_path_buf(),
             current: RwLock::new(Arc::new(Current {
