@@ -329,14 +329,24 @@ struct SqliteTenant {
 
 impl SqliteTenant {
     async fn require_host(&self, host: &HostId) -> Result<()> {
-        let row = sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
-            .bind(self.id.as_str())
-            .bind(host.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|_| ())
-            .ok_or_else(|| StoreError::NotFound(format!("host {host}")))
+        self.host_row("1", host).await.map(|_| ())
+    }
+
+    /// `columns` of this tenant's host `id`, or `NotFound`.
+    async fn host_row(
+        &self,
+        columns: &'static str,
+        id: &HostId,
+    ) -> Result<sqlx::sqlite::SqliteRow> {
+        sqlx::query(&format!(
+            "SELECT {columns} FROM hosts WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("host {id}")))
     }
 
     async fn host_groups(&self, host: &str) -> Result<Vec<GroupId>> {
@@ -447,15 +457,9 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn host(&self, id: &HostId) -> Result<HostRecord> {
-        let row = sqlx::query(
-            "SELECT id, hostname, enrolled_at, last_seen FROM hosts WHERE tenant_id = ? AND id = ?",
-        )
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        let row = self
+            .host_row("id, hostname, enrolled_at, last_seen", id)
+            .await?;
         self.host_from_row(&row).await
     }
 
@@ -532,15 +536,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn inventory(&self, id: &HostId) -> Result<Option<Inventory>> {
-        let row = sqlx::query(
-            "SELECT inventory, inventory_zstd FROM hosts WHERE tenant_id = ? AND id = ?",
-        )
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        let row = self.host_row("inventory, inventory_zstd", id).await?;
         if let Some(packed) = row.get::<Option<Vec<u8>>, _>("inventory_zstd") {
             let text =
                 zstd::decode_all(packed.as_slice()).map_err(|e| corrupt("inventory_zstd", e))?;
@@ -622,13 +618,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn facts(&self, id: &HostId) -> Result<Option<(String, Timestamp)>> {
-        let row = sqlx::query("SELECT facts, facts_at FROM hosts WHERE tenant_id = ? AND id = ?")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        let row = self.host_row("facts, facts_at", id).await?;
         match (
             row.get::<Option<String>, _>("facts"),
             opt_ts(row.get("facts_at"))?,
