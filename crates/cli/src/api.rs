@@ -85,11 +85,7 @@ impl Api {
         body: &B,
         what: &str,
     ) -> anyhow::Result<R> {
-        self.send(
-            self.http.post(format!("{}{path}", self.base)).json(body),
-            what,
-        )
-        .await
+        self.json(reqwest::Method::POST, path, body, what).await
     }
 
     async fn put<B: Serialize, R: DeserializeOwned>(
@@ -98,11 +94,19 @@ impl Api {
         body: &B,
         what: &str,
     ) -> anyhow::Result<R> {
-        self.send(
-            self.http.put(format!("{}{path}", self.base)).json(body),
-            what,
-        )
-        .await
+        self.json(reqwest::Method::PUT, path, body, what).await
+    }
+
+    async fn json<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> anyhow::Result<R> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.http.request(method, url).json(body), what)
+            .await
     }
 
     /// Creates a tenant.

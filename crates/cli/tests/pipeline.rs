@@ -546,19 +546,8 @@ fn download_cut_in_the_middle_resumes_where_it_stopped() {
     let _serial = patchday_testkit::serial();
     let (w, old, new) = world("pd-test-resume", true, None);
     let p = proxy(&w.srv.url, 1_000_000);
-    let h = Host::new(&bins(), &w.dir, "resume-1");
-    h.lab.install_deb(&old).unwrap();
-    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
-    w.srv.cli(&[
-        "host",
-        "set-groups",
-        "--tenant",
-        "acme",
-        &w.host_id("resume-1"),
-        "web",
-    ]);
-    w.srv
-        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    let (h, _) = w.host_at(&p.url, "resume-1", &old);
+    w.approve("PD-T-1");
 
     let o = h.agent(&p.url, None);
     assert!(!o.status.success(), "{}", text(&o));
@@ -1336,19 +1325,8 @@ fn slow_retrieval_is_abandoned_after_a_bounded_time_and_retried_later() {
     let (w, old, _) = world("pd-test-slow", true, None);
     let p = proxy(&w.srv.url, usize::MAX);
     p.cut.store(false, Ordering::SeqCst);
-    let h = Host::new(&bins(), &w.dir, "slow-1");
-    h.lab.install_deb(&old).unwrap();
-    assert!(h.agent(&p.url, Some(&w.enroll)).status.success());
-    w.srv.cli(&[
-        "host",
-        "set-groups",
-        "--tenant",
-        "acme",
-        &w.host_id("slow-1"),
-        "web",
-    ]);
-    w.srv
-        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
+    let (h, _) = w.host_at(&p.url, "slow-1", &old);
+    w.approve("PD-T-1");
 
     p.trickle.store(true, Ordering::SeqCst);
     let started = std::time::Instant::now();

@@ -529,10 +529,7 @@ impl TenantStore for SqliteTenant {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("host {id}")));
-        }
-        Ok(())
+        host_updated(&done, id)
     }
 
     async fn inventory(&self, id: &HostId) -> Result<Option<Inventory>> {
@@ -611,10 +608,7 @@ impl TenantStore for SqliteTenant {
                 .execute(&self.pool)
                 .await
                 .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("host {id}")));
-        }
-        Ok(())
+        host_updated(&done, id)
     }
 
     async fn facts(&self, id: &HostId) -> Result<Option<(String, Timestamp)>> {
@@ -672,6 +666,14 @@ impl TenantStore for SqliteTenant {
             })
             .collect()
     }
+}
+
+/// `NotFound` when an UPDATE of one host touched no row.
+fn host_updated(done: &sqlx::sqlite::SqliteQueryResult, id: &HostId) -> Result<()> {
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("host {id}")));
+    }
+    Ok(())
 }
 
 fn catalog_target_row(r: &sqlx::sqlite::SqliteRow) -> Result<CatalogTarget> {
