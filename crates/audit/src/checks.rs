@@ -470,7 +470,10 @@ pub fn missing_security_updates(facts: &Facts) -> Vec<Finding> {
             Outcome::Fail,
             &p.name,
             reason,
-            format!("apt-get install --only-upgrade {}={}", p.name, target),
+            format!(
+                "apt-get install --only-upgrade {}",
+                crate::command::deb_package_version(&p.name, &target)
+            ),
         );
         f.fix = Some(Fix {
             source: p.source.clone(),
@@ -541,7 +544,7 @@ pub fn known_vulnerabilities(facts: &Facts, db: &AdvisoryDb) -> Vec<Finding> {
                 let remediation = match &m.fixed {
                     Some(fixed) => format!(
                         "Upgrade source package {source} to {fixed} or later (apt-get install --only-upgrade {})",
-                        binaries.join(" ")
+                        crate::command::deb_packages(binaries.iter().copied())
                     ),
                     None => "No fix yet: watch for an update, or mitigate (disable or restrict the service)".into(),
                 };

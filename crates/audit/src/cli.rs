@@ -194,7 +194,11 @@ pub fn cargo_lock_findings(db: &AdvisoryDb, lock: &Path) -> anyhow::Result<Vec<F
                     .unwrap_or_default()
             ),
             remediation: match &m.fixed {
-                Some(v) => format!("cargo update -p {}@{} --precise {v}", p.name, p.version),
+                Some(v) => format!(
+                    "cargo update -p {} --precise {}",
+                    crate::command::word(&format!("{}@{}", p.name, p.version)),
+                    crate::command::word(v)
+                ),
                 None => format!("no fixed version of {}: replace it", p.name),
             },
             ids: m.ids,

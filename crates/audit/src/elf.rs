@@ -582,7 +582,10 @@ int main(int argc, char **argv) {
                 "-s",
             ],
         ) else {
-            eprintln!("skipping: gcc not available");
+            patchday_lab::skip_or_fail(
+                patchday_lab::Requirement::GCC,
+                "gcc could not build the test program",
+            );
             return;
         };
         let soft = compile(

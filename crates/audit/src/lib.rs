@@ -8,6 +8,7 @@
 pub mod advisory;
 pub mod checks;
 pub mod cli;
+pub mod command;
 pub mod elf;
 pub mod facts;
 pub mod feeds;

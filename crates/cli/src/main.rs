@@ -651,11 +651,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let api = conn.api()?;
             match host {
                 Some(h) => {
-                    print!(
-                        "{}",
-                        api.host_audit(&tenant, &h, plan_format.as_deref().unwrap_or("text"))
-                            .await?
-                    );
+                    let format = plan_format.as_deref().unwrap_or("text");
+                    let body = api.host_audit(&tenant, &h, format).await?;
+                    // Issue 8, finding 5: the server's text never reaches the terminal
+                    // raw (agent facts are in it); JSON stays exact.
+                    if format == "json" {
+                        print!("{body}");
+                    } else {
+                        print!("{}", patchday_text::terminal_lines(&body));
+                    }
                 }
                 None => {
                     let r = api.fleet_audit(&tenant).await?;
@@ -943,7 +947,11 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Issue 8, finding 5: server answers quoted in errors are escaped too.
+            eprintln!(
+                "error: {}",
+                patchday_text::terminal_lines(&format!("{e:#}"))
+            );
             std::process::ExitCode::FAILURE
         }
     }

@@ -1,5 +1,6 @@
 //! Turning API answers into tables, JSON and CSV.
 
+use patchday_text::{csv_cell, terminal};
 use patchday_types::api::ComplianceReport;
 use patchday_types::UpdateState;
 use serde::Serialize;
@@ -39,15 +40,7 @@ impl Table {
     pub fn render(&self, f: Format) -> String {
         match f {
             Format::Table => self.text(),
-            Format::Csv => {
-                let mut out = String::new();
-                for r in std::iter::once(&self.columns).chain(&self.rows) {
-                    let line: Vec<String> = r.iter().map(|c| csv_field(c)).collect();
-                    out.push_str(&line.join(","));
-                    out.push('\n');
-                }
-                out
-            }
+            Format::Csv => self.csv(),
             Format::Json => {
                 let objs: Vec<BTreeMap<&str, &str>> = self
                     .rows
@@ -65,9 +58,19 @@ impl Table {
         }
     }
 
+    /// Aligned columns; every cell through `patchday_text::terminal` (issue 8, finding 5).
     fn text(&self) -> String {
-        let mut w: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
-        for r in &self.rows {
+        let escaped: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|c| terminal(c).into_owned()).collect())
+            .collect();
+        let mut w: Vec<usize> = self
+            .columns
+            .iter()
+            .map(|c| terminal(c).chars().count())
+            .collect();
+        for r in &escaped {
             for (i, c) in r.iter().enumerate() {
                 if let Some(x) = w.get_mut(i) {
                     *x = (*x).max(c.chars().count());
@@ -82,19 +85,33 @@ impl Table {
                 .collect();
             cells.join("  ").trim_end().to_string() + "\n"
         };
-        let mut out = line(&self.columns.iter().map(|c| c.to_uppercase()).collect());
-        for r in &self.rows {
+        let mut out = line(
+            &self
+                .columns
+                .iter()
+                .map(|c| terminal(c).to_uppercase())
+                .collect(),
+        );
+        for r in &escaped {
             out.push_str(&line(r));
         }
         out
     }
-}
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+    /// RFC 4180 CSV written by the `csv` crate; every cell through
+    /// `patchday_text::csv_cell` (no control characters, no formula cells; issue 8,
+    /// finding 5).
+    fn csv(&self) -> String {
+        let mut w = csv::WriterBuilder::new()
+            .flexible(true)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
+        for r in std::iter::once(&self.columns).chain(&self.rows) {
+            // Writing to a Vec cannot fail; a row of other length is written as it is.
+            let _ = w.write_record(r.iter().map(|c| csv_cell(c).into_owned()));
+        }
+        let bytes = w.into_inner().unwrap_or_default();
+        String::from_utf8(bytes).unwrap_or_default()
     }
 }
 
@@ -316,5 +333,73 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
             }
             t
         }
+    }
+}
+
+/// Issue 8, finding 5: server-provided text in tables and CSV.
+#[cfg(test)]
+mod escaping_tests {
+    use super::*;
+
+    /// A hostname as a hostile agent would enrol it: clear screen, an OSC title, CR over
+    /// the row, a fake row, a right-to-left override, a formula.
+    const HOSTILE: &str =
+        "=cmd|' /C calc'!A0\u{1b}[2J\u{1b}]0;pwned\u{7}\racme  fake  yes\n\u{202e}gpj.exe";
+
+    fn table() -> Table {
+        let mut t = Table::new(&["id", "hostname", "os"]);
+        t.rows
+            .push(vec!["h-1".into(), HOSTILE.into(), "-1+2".into()]);
+        t.rows
+            .push(vec!["h-2".into(), "web-2".into(), "@SUM(A1)".into()]);
+        t
+    }
+
+    fn unsafe_char(c: char) -> bool {
+        c != '\n' && patchday_text::is_unsafe_for_terminal(c)
+    }
+
+    #[test]
+    fn table_output_escapes_control_and_bidi_characters() {
+        let out = table().render(Format::Table);
+        assert!(!out.chars().any(unsafe_char), "{out:?}");
+        assert_eq!(out.lines().count(), 3, "no fake row:\n{out}");
+        assert!(out.contains(
+            "=cmd|' /C calc'!A0\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}acme  fake  yes\\u{a}\\u{202e}gpj.exe"
+        ));
+        // Columns stay aligned on the escaped text.
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1].find("-1+2"), lines[2].find("@SUM(A1)"));
+    }
+
+    #[test]
+    fn csv_output_has_no_formula_cells_and_no_control_characters() {
+        let out = table().render(Format::Csv);
+        assert!(!out.chars().any(unsafe_char), "{out:?}");
+        let mut r = csv::ReaderBuilder::new().from_reader(out.as_bytes());
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| rec.map(|rec| rec.iter().map(String::from).collect()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        assert_eq!(
+            rows,
+            vec![
+                vec![
+                    "h-1".to_string(),
+                    "'=cmd|' /C calc'!A0\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}acme  fake  yes\\u{a}\\u{202e}gpj.exe".into(),
+                    "'-1+2".into(),
+                ],
+                vec!["h-2".into(), "web-2".into(), "'@SUM(A1)".into()],
+            ]
+        );
+    }
+
+    #[test]
+    fn json_output_stays_exact() {
+        let out = table().render(Format::Json);
+        let back: Vec<BTreeMap<String, String>> = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(back[0]["hostname"], HOSTILE);
+        assert_eq!(back[1]["os"], "@SUM(A1)");
     }
 }

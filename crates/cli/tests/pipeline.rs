@@ -740,8 +740,9 @@ fn agents_report_audit_facts_and_the_server_plans_per_host_and_fleet() {
         .to_string();
     let h = Host::new(&b, dir, "audit-1");
     if !h.is_overlay() {
-        eprintln!(
-            "skipped: the host's os-release decides the OSV release; needs an overlay host (root)"
+        patchday_lab::skip_or_fail(
+            patchday_lab::Requirement::Root,
+            "the host's os-release decides the OSV release",
         );
         return;
     }
@@ -1221,16 +1222,10 @@ fn stolen_director_key_cannot_make_an_unpublished_payload_installable() {
     assert!(text(&o).contains("assigned 0"), "{}", text(&o));
 }
 
-/// `python3` with python-tuf importable, or None (the test then says it skipped).
+/// `python3` with python-tuf importable, or None (the test then says it skipped; in CI
+/// it fails instead).
 fn python_tuf() -> Option<&'static str> {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import tuf.ngclient, securesystemslib.signer"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: python-tuf is not installed (`pip install tuf`; .ci/run installs it)");
-    }
-    ok.then_some("python3")
+    patchday_lab::require(patchday_lab::Requirement::PythonTuf).then_some("python3")
 }
 
 fn script(name: &str) -> PathBuf {

@@ -3,6 +3,7 @@
 //! - [`LabHost`]: an overlay of `/` in a private mount namespace (root) or a `dpkg --root` sandbox.
 //! - [`DebSpec`] and [`build_deb`]: synthetic packages with changelogs, reboot requests and failing scripts.
 //! - [`find_real_update`] and [`download_real_update`]: genuine Debian security updates via apt.
+//! - [`require()`]: what a test needs from the machine; skipped outside CI, a failure in CI.
 //!
 //! This crate never changes the real machine's package state and never runs `apt-get update`.
 
@@ -11,6 +12,7 @@ mod error;
 mod host;
 mod process;
 mod real;
+pub mod require;
 
 pub use deb::{build_deb, ChangelogItem, DebSpec, DEFAULT_CHANGELOG_DATE, LAB_MAINTAINER};
 pub use error::LabError;
@@ -19,3 +21,4 @@ pub use real::{
     download_real_update, find_real_update, RealUpdate, DEFAULT_REAL_UPDATE_CANDIDATES,
     DOWNLOAD_LIMIT,
 };
+pub use require::{require, skip_or_fail, Requirement};

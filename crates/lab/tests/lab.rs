@@ -1,4 +1,5 @@
-//! Real dpkg, real overlay mounts, real Debian packages. Overlay tests skip (with a message) when not root.
+//! Real dpkg, real overlay mounts, real Debian packages. Overlay tests skip (with a message) when not root,
+//! and fail when `CI` is set (`patchday_lab::require`).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers outside #[test] fns
 
 use std::ffi::OsString;
@@ -9,8 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use patchday_lab::{
-    best_kind, build_deb, cleanup_stale, download_real_update, find_real_update, DebSpec, HostKind,
-    LabError, LabHost, DEFAULT_REAL_UPDATE_CANDIDATES,
+    best_kind, build_deb, cleanup_stale, download_real_update, find_real_update, require,
+    skip_or_fail, DebSpec, HostKind, LabError, LabHost, Requirement,
+    DEFAULT_REAL_UPDATE_CANDIDATES,
 };
 
 /// A base dir on the root file system (an overlay of / cannot see other mounts such as a tmpfs /tmp).
@@ -30,8 +32,7 @@ fn is_root() -> bool {
 }
 
 fn overlay_host(base: &Path, name: &str) -> Option<LabHost> {
-    if !is_root() {
-        eprintln!("skipped: needs root (overlay hosts mount an overlay of /)");
+    if !require(Requirement::Root) {
         return None;
     }
     Some(LabHost::create(base, name, HostKind::Overlay).expect("create overlay host"))
@@ -348,13 +349,14 @@ fn real_security_update_installs_in_an_overlay_host() {
     let update = match find_real_update(DEFAULT_REAL_UPDATE_CANDIDATES) {
         Ok(Some(update)) => update,
         Ok(None) => {
-            eprintln!(
-                "skipped: no candidate has a newer version in the -security suite of apt's lists"
+            skip_or_fail(
+                Requirement::DebianArchive,
+                "no candidate has a newer version in the -security suite of apt's lists",
             );
             return;
         }
         Err(e) if e.is_unavailable() => {
-            eprintln!("skipped: {e}");
+            skip_or_fail(Requirement::DebianArchive, &e.to_string());
             return;
         }
         Err(e) => panic!("{e}"),
@@ -365,7 +367,7 @@ fn real_security_update_installs_in_an_overlay_host() {
     let (old, new) = match download_real_update(&update, &dest) {
         Ok(pair) => pair,
         Err(e) if e.is_unavailable() => {
-            eprintln!("skipped: {e}");
+            skip_or_fail(Requirement::DebianArchive, &e.to_string());
             return;
         }
         Err(e) => panic!("{e}"),

@@ -452,6 +452,18 @@ fn gunzip_changelog(compressed: &[u8], path: &str) -> Result<String, Inner> {
     Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
+/// Whether `name` is a package name as Debian policy 5.6.1 allows it: lower-case letters,
+/// digits, `+`, `-` and `.`, at least two characters, starting with a letter or digit.
+/// Stricter than what this crate reads from `.deb` files; names that pass are plain shell
+/// words (issue 8, finding 5: agent facts in suggested commands).
+pub fn is_policy_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+}
+
 fn is_package_name(name: &str) -> bool {
     name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())

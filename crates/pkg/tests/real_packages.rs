@@ -1,7 +1,8 @@
 //! Integration tests against real tools: `.deb` files built by `dpkg-deb`, hand-made
 //! malformed archives, version ordering checked against `dpkg --compare-versions`, and
 //! (when the archive is reachable) a genuine Debian package from `apt-get download`.
-//! Tests that need a tool skip with a message when it is absent.
+//! Tests that need a tool skip with a message when it is absent, and fail when `CI` is set
+//! (`patchday_lab::require`).
 
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -15,13 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    if !found {
-        eprintln!("SKIP: {tool} not found");
-    }
-    found
-}
+use patchday_lab::{require, skip_or_fail, Requirement};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -94,7 +89,7 @@ impl Tree {
 
 #[test]
 fn reads_dpkg_built_packages_in_every_compression() {
-    if !have("dpkg-deb") {
+    if !require(Requirement::DPKG_DEB) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -123,7 +118,7 @@ fn reads_dpkg_built_packages_in_every_compression() {
 
 #[test]
 fn source_without_version_and_missing_changelog() {
-    if !have("dpkg-deb") {
+    if !require(Requirement::DPKG_DEB) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -152,7 +147,7 @@ fn source_without_version_and_missing_changelog() {
 
 #[test]
 fn doc_dir_symlinked_to_another_package_gives_no_changelog() {
-    if !have("dpkg-deb") {
+    if !require(Requirement::DPKG_DEB) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -180,7 +175,7 @@ fn expect_err(path: &Path, want: impl Fn(&PkgError) -> bool, label: &str) {
 
 #[test]
 fn malformed_files_give_clear_errors() {
-    if !have("dpkg-deb") {
+    if !require(Requirement::DPKG_DEB) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -571,7 +566,7 @@ fn status_versions() -> Vec<String> {
 
 #[test]
 fn compare_deb_agrees_with_dpkg() {
-    if !have("dpkg") {
+    if !require(Requirement::DPKG) {
         return;
     }
     let mut pairs: Vec<(String, String)> = Vec::new();
@@ -645,7 +640,7 @@ fn differs_from_debversion_only_where_dpkg_sides_with_us() {
         differ.iter().any(|(a, b, _)| a == "1.0.0" && b == "1.0."),
         "the known debversion divergence is gone"
     );
-    if !have("dpkg") {
+    if !require(Requirement::DPKG) {
         return;
     }
     for (a, b, ours) in differ.iter().take(40) {
@@ -665,7 +660,7 @@ fn differs_from_debversion_only_where_dpkg_sides_with_us() {
 /// A genuine Debian security update, when the archive is reachable (skips otherwise).
 #[test]
 fn genuine_debian_package_from_the_archive() {
-    if !have("apt-get") {
+    if !require(Requirement::APT_GET) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -681,10 +676,11 @@ fn genuine_debian_package_from_the_archive() {
         })
         .unwrap_or_default();
     let Some(deb) = debs.first() else {
-        eprintln!(
-            "SKIP: apt-get download libexpat1 failed (no network?): {:?}",
+        let detail = format!(
+            "apt-get download libexpat1 failed: {:?}",
             out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
         );
+        skip_or_fail(Requirement::DebianArchive, &detail);
         return;
     };
     let p = read_deb(deb).unwrap();

@@ -1,0 +1,231 @@
+//! What a test needs from the machine, and the one way a test handles its absence
+//! (issue 8, "CI must prove the claims").
+//!
+//! On a developer's machine a missing tool skips the test with a `skipped: ...` line. In
+//! CI (the `CI` environment variable is set and not empty, as `.ci/run` runs) the same
+//! absence fails the test with a message naming the requirement and how `.ci/run`
+//! provides it: a test that could not test anything must not pass there.
+//!
+//! Every test that needs root, dpkg, python-tuf, Chromium, gcc or the Debian archive
+//! calls [`require`] (or [`skip_or_fail`] when it found out for itself) and returns when
+//! it answers `false`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Something a test needs from the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// Running as root with working overlay mounts (lab overlay hosts).
+    Root,
+    /// A program on `PATH`, from a Debian package.
+    Program {
+        /// The program, e.g. `dpkg-deb`.
+        name: &'static str,
+        /// The Debian package that has it, e.g. `dpkg`.
+        package: &'static str,
+    },
+    /// python3 with python-tuf (`tuf.ngclient`) and securesystemslib importable.
+    PythonTuf,
+    /// A headless Chromium (`chromium`, `chromium-browser` or `google-chrome`).
+    Chromium,
+    /// apt's lists of the Debian archive and the archive itself (`apt-get update`,
+    /// `apt-get download`): genuine security updates.
+    DebianArchive,
+}
+
+impl Requirement {
+    /// `gcc`, from Debian's `gcc` package.
+    pub const GCC: Requirement = Requirement::Program {
+        name: "gcc",
+        package: "gcc",
+    };
+    /// `dpkg-deb`, from Debian's `dpkg` package.
+    pub const DPKG_DEB: Requirement = Requirement::Program {
+        name: "dpkg-deb",
+        package: "dpkg",
+    };
+    /// `dpkg`, from Debian's `dpkg` package.
+    pub const DPKG: Requirement = Requirement::Program {
+        name: "dpkg",
+        package: "dpkg",
+    };
+    /// `apt-get`, from Debian's `apt` package.
+    pub const APT_GET: Requirement = Requirement::Program {
+        name: "apt-get",
+        package: "apt",
+    };
+
+    /// What is needed, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Requirement::Root => "root with overlay mounts (lab overlay hosts)".into(),
+            Requirement::Program { name, package } => {
+                format!("the program `{name}` (Debian package {package})")
+            }
+            Requirement::PythonTuf => "python3 with python-tuf and securesystemslib".into(),
+            Requirement::Chromium => "a headless Chromium".into(),
+            Requirement::DebianArchive => {
+                "apt lists of the Debian archive with a genuine security update, and the archive"
+                    .into()
+            }
+        }
+    }
+
+    /// How `.ci/run` provides it (and how a developer can).
+    pub fn how_ci_provides(&self) -> String {
+        match self {
+            Requirement::Root => {
+                "CI runs .ci/run as root; run the tests as root (overlay hosts mount an overlay of /)"
+                    .into()
+            }
+            Requirement::Program { package, .. } => {
+                format!("`.ci/run` installs it with `apt-get install -y {package}`")
+            }
+            Requirement::PythonTuf => {
+                "`.ci/run` installs it with `python3 -m pip install tuf securesystemslib[crypto]`"
+                    .into()
+            }
+            Requirement::Chromium => "`.ci/run` installs it with `apt-get install -y chromium`".into(),
+            Requirement::DebianArchive => {
+                "`.ci/run` runs `apt-get update` first and needs the Debian archive to answer".into()
+            }
+        }
+    }
+
+    /// Whether this machine has it. `DebianArchive` is only known by trying: it counts as
+    /// present here, and the test reports its absence with [`skip_or_fail`].
+    pub fn is_met(&self) -> bool {
+        match self {
+            Requirement::Root => crate::best_kind().0 == crate::HostKind::Overlay,
+            Requirement::Program { name, .. } => find_program(&[name]).is_some(),
+            Requirement::PythonTuf => Command::new("python3")
+                .args(["-c", "import tuf.ngclient, securesystemslib.signer"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            Requirement::Chromium => chromium().is_some(),
+            Requirement::DebianArchive => true,
+        }
+    }
+}
+
+/// Whether this is a CI run: the `CI` environment variable is set and not empty.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// `true` when the machine meets `requirement`; otherwise [`skip_or_fail`] (so `false`
+/// outside CI, and a failed test in CI).
+pub fn require(requirement: Requirement) -> bool {
+    if requirement.is_met() {
+        return true;
+    }
+    skip_or_fail(requirement, "");
+    false
+}
+
+/// The requirement is missing (`detail` says what the test saw, may be empty): in CI the
+/// test fails here with a message naming it and how `.ci/run` provides it; elsewhere it
+/// prints `skipped: ...` and the caller returns.
+#[allow(clippy::panic)] // test support: failing the calling test is its job
+pub fn skip_or_fail(requirement: Requirement, detail: &str) {
+    match verdict(requirement, detail, in_ci()) {
+        Ok(skipped) => eprintln!("{skipped}"),
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+/// `Err(failure message)` in CI, `Ok("skipped: ...")` elsewhere.
+fn verdict(requirement: Requirement, detail: &str, ci: bool) -> Result<String, String> {
+    let what = requirement.describe();
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    };
+    let how = requirement.how_ci_provides();
+    if ci {
+        Err(format!(
+            "CI is set and this test needs {what}, which is missing{detail}: {how}; \
+             a test that cannot run must not pass in CI"
+        ))
+    } else {
+        Ok(format!(
+            "skipped: needs {what}, which is missing{detail}; {how}"
+        ))
+    }
+}
+
+/// The first of `names` found as an executable file on `PATH`.
+pub fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| is_executable(p))
+}
+
+/// The headless Chromium on `PATH`, if any.
+pub fn chromium() -> Option<PathBuf> {
+    find_program(&["chromium", "chromium-browser", "google-chrome"])
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_names_itself_and_how_ci_installs_it() {
+        let r = Requirement::Program {
+            name: "patchday-no-such-program",
+            package: "patchday-nothing",
+        };
+        assert!(!r.is_met());
+        assert_eq!(
+            r.how_ci_provides(),
+            "`.ci/run` installs it with `apt-get install -y patchday-nothing`"
+        );
+        let failure = verdict(r, "looked on PATH", true).unwrap_err();
+        assert_eq!(
+            failure,
+            "CI is set and this test needs the program `patchday-no-such-program` (Debian \
+             package patchday-nothing), which is missing (looked on PATH): `.ci/run` installs \
+             it with `apt-get install -y patchday-nothing`; a test that cannot run must not \
+             pass in CI"
+        );
+        let skipped = verdict(r, "", false).unwrap();
+        assert!(
+            skipped.starts_with("skipped: needs the program"),
+            "{skipped}"
+        );
+    }
+
+    #[test]
+    fn a_missing_requirement_fails_the_test_when_ci_is_set() {
+        if !in_ci() {
+            return; // the CI branch itself is checked through `verdict` above
+        }
+        let r = Requirement::Program {
+            name: "patchday-no-such-program",
+            package: "patchday-nothing",
+        };
+        assert!(std::panic::catch_unwind(|| require(r)).is_err());
+    }
+
+    #[test]
+    fn sh_is_found_on_path() {
+        assert!(find_program(&["sh"]).is_some());
+        assert!(Requirement::Program {
+            name: "sh",
+            package: "dash"
+        }
+        .is_met());
+    }
+}
