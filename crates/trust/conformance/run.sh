@@ -45,7 +45,7 @@ grep -q '"tuf==7.0.0"' "$suite/pyproject.toml" \
     || echo "warning: $suite/pyproject.toml no longer pins tuf==7.0.0; update the list in $0" >&2
 
 if [ -z "${CLIENT:-}" ]; then
-    (cd "$repo_root" && cargo build --quiet -p patchday-trust --bin patchday-tuf-client)
+    (cd "$repo_root" && cargo build --quiet --workspace --bin patchday-tuf-client)
     CLIENT="$target_dir/debug/patchday-tuf-client"
 fi
 [ -x "$CLIENT" ] || { echo "no client at $CLIENT" >&2; exit 2; }
