@@ -69,6 +69,8 @@ pub async fn run(args: Args) -> std::process::ExitCode {
     };
     loop {
         let result = run_once(&cfg).await;
+        // finding 13: the operator sees a failed run in the report, not only the log.
+        crate::signed::report_outcome(&cfg, &result).await;
         let mut wait = args.interval;
         match &result {
             Ok(s) => {

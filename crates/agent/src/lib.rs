@@ -14,6 +14,7 @@ pub mod download;
 pub mod install;
 pub mod inventory;
 pub mod run;
+pub mod signed;
 pub mod state;
 
 pub use run::{run_once, AgentConfig, RunSummary};
