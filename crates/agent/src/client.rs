@@ -277,3 +277,34 @@ impl Signer {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use patchday_trust::host_signature::{verify_request, HostKey};
+
+    #[test]
+    fn sequence_numbers_never_repeat_and_a_skip_is_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let key = HostKey::ephemeral().unwrap();
+        let public = key.public_hex();
+        let file = d.path().join("sequence");
+        let signer = Signer::new(key, "acme", "web-1", file.clone());
+        let (a, sig) = signer.sign("/v1/agent/checkin", b"{}").unwrap();
+        assert_eq!(a, 1);
+        verify_request(&public, &sig, "v1/agent/checkin", "acme", "web-1", 1, b"{}").unwrap();
+        // Numbers are stored before use: a new signer (the next run) continues.
+        let key2 = HostKey::ephemeral().unwrap();
+        let next = Signer::new(key2, "acme", "web-1", file.clone());
+        assert_eq!(next.sign("v1/agent/report", b"{}").unwrap().0, 2);
+        // The server saw up to 10 (a restored backup): continue above it.
+        assert!(next.skip_past(10).unwrap());
+        assert_eq!(next.sign("v1/agent/report", b"{}").unwrap().0, 11);
+        assert!(!next.skip_past(5).unwrap(), "never backwards");
+        // An unauthenticated answer cannot push the numbers towards their end.
+        let e = next.skip_past(u64::MAX - 1).unwrap_err();
+        assert!(format!("{e}").contains("far above this agent's 11"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "11");
+    }
+}
