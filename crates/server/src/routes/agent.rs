@@ -198,7 +198,7 @@ fn host_public_key(req: &EnrollRequest) -> ApiResult<String> {
     let key = req.public_key.as_deref().ok_or_else(|| {
         ApiError::new(
             ErrorCode::SignatureRejected,
-            "this agent sent no signing key: hosts sign their check-ins since issue 8; upgrade patchday-agent and enrol again",
+            "this agent sent no signing key: this server accepts only check-ins a host signs with its own key; upgrade patchday-agent and enrol again",
         )
     })?;
     patchday_trust::host_signature::check_public_key(key)
@@ -225,7 +225,8 @@ pub async fn status(
         e
     });
     if let Some(e) = &error {
-        tracing::warn!(tenant = %who.tenant, host = %who.host, error = %e, "agent reports a failed run");
+        // Debug formatting: the agent's text reaches the log with controls escaped.
+        tracing::warn!(tenant = %who.tenant, host = %who.host, error = ?e, "agent reports a failed run");
     }
     s.store
         .tenant(&who.tenant)
