@@ -12,7 +12,8 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 pub struct Args {
-    /// Server base URL.
+    /// Server base URL. After enrolment a different URL is used and stored (the CA,
+    /// catalog root, director key and host key pinned at enrolment stay).
     #[arg(long, env = "PATCHDAY_SERVER")]
     pub server: String,
     /// State directory (identity, pinned root, downloads).
@@ -69,6 +70,8 @@ pub async fn run(args: Args) -> std::process::ExitCode {
     };
     loop {
         let result = run_once(&cfg).await;
+        // finding 13: the operator sees a failed run in the report, not only the log.
+        crate::signed::report_outcome(&cfg, &result).await;
         let mut wait = args.interval;
         match &result {
             Ok(s) => {

@@ -16,6 +16,7 @@ pub struct Client {
     pub base: Url,
     http: reqwest::Client,
     credential: Option<String>,
+    signer: Option<std::sync::Arc<Signer>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -56,6 +57,7 @@ impl Client {
             base,
             http,
             credential,
+            signer: None,
         })
     }
 
@@ -75,22 +77,59 @@ impl Client {
         }
     }
 
-    /// POSTs JSON and decodes JSON, turning API errors into their message.
+    /// POSTs JSON and decodes JSON, turning API errors into their message. With a
+    /// signer, the exact body bytes are signed with the host key (finding 8).
     pub async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> anyhow::Result<R> {
         let url = self.url(path)?;
-        let resp = self
-            .request(reqwest::Method::POST, url.clone())
-            .json(body)
-            .send()
-            .await
-            .with_context(|| {
-                format!("cannot reach the server at {url}: is it running and reachable?")
-            })?;
+        let bytes = serde_json::to_vec(body).context("encoding the request")?;
+        let mut resp = self.send_json(path, &url, &bytes).await?;
+        // A host restored from a snapshot or backup signs with numbers the server has
+        // seen: move past the server's last one and sign this (new) body again, once.
+        // Only the key holder can sign, so a lying answer can at most skip numbers.
+        if let (Some(signer), StatusCode::CONFLICT) = (&self.signer, resp.status()) {
+            let last = resp
+                .headers()
+                .get(patchday_trust::host_signature::LAST_SEQUENCE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(last) = last {
+                if signer.skip_past(last)? {
+                    tracing::warn!(last, "the server has seen this host's sequence numbers up to {last} (state restored from a backup?); continuing above it");
+                    resp = self.send_json(path, &url, &bytes).await?;
+                }
+            }
+        }
         decode(resp).await
+    }
+
+    async fn send_json(
+        &self,
+        path: &str,
+        url: &Url,
+        bytes: &[u8],
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut req = self
+            .request(reqwest::Method::POST, url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(signer) = &self.signer {
+            let (sequence, signature) = signer.sign(path, bytes)?;
+            req = req
+                .header(patchday_trust::host_signature::SEQUENCE_HEADER, sequence)
+                .header(patchday_trust::host_signature::SIGNATURE_HEADER, signature);
+        }
+        req.body(bytes.to_vec()).send().await.with_context(|| {
+            format!("cannot reach the server at {url}: is it running and reachable?")
+        })
+    }
+
+    /// This client, signing every body with the host key (finding 8).
+    pub fn signing(mut self, signer: Signer) -> Self {
+        self.signer = Some(std::sync::Arc::new(signer));
+        self
     }
 }
 
@@ -144,5 +183,128 @@ impl tough::Transport for HttpTransport {
         Ok(Box::pin(resp.bytes_stream().map(move |r| {
             r.map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, u.clone(), e))
         })))
+    }
+}
+
+// issue 8, finding 8: every body the host sends is signed with its own key.
+
+/// Signs request bodies with the host key and numbers them: each number is stored
+/// before it is used, so numbers never repeat, across runs and crashes.
+pub struct Signer {
+    key: patchday_trust::host_signature::HostKey,
+    tenant: String,
+    host: String,
+    sequence_file: std::path::PathBuf,
+    lock: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer for `host` of `tenant`, numbering through `sequence_file`.
+    pub fn new(
+        key: patchday_trust::host_signature::HostKey,
+        tenant: &str,
+        host: &str,
+        sequence_file: std::path::PathBuf,
+    ) -> Self {
+        Self {
+            key,
+            tenant: tenant.to_string(),
+            host: host.to_string(),
+            sequence_file,
+            lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    fn last(&self) -> anyhow::Result<u64> {
+        match std::fs::read_to_string(&self.sequence_file) {
+            Ok(s) => s.trim().parse().with_context(|| {
+                format!(
+                    "{} is corrupt: write a number above the host's last one (see `patchday host list`) into it",
+                    self.sequence_file.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e).context("reading the sequence number"),
+        }
+    }
+
+    fn store(&self, n: u64) -> anyhow::Result<()> {
+        crate::state::write_atomic(&self.sequence_file, n.to_string().as_bytes(), 0o600)
+    }
+
+    /// The next sequence number (stored) and the signature of `body` sent to `path`.
+    pub fn sign(&self, path: &str, body: &[u8]) -> anyhow::Result<(u64, String)> {
+        let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self
+            .last()?
+            .checked_add(1)
+            .context("the sequence number is exhausted; enrol the host again")?;
+        self.store(n)?;
+        let path = path.trim_start_matches('/');
+        Ok((
+            n,
+            self.key
+                .sign_request(path, &self.tenant, &self.host, n, body),
+        ))
+    }
+
+    /// Moves the numbering past `last` if it is behind; whether it moved. A jump is
+    /// bounded, so an unauthenticated answer cannot push the numbers to their end.
+    pub fn skip_past(&self, last: u64) -> anyhow::Result<bool> {
+        const MAX_SKIP: u64 = 1 << 20;
+        let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // After the refused attempt our last number is at most `last`; above it, the
+        // refusal was not about our numbering.
+        let ours = self.last()?;
+        if ours > last {
+            return Ok(false);
+        }
+        if last - ours > MAX_SKIP {
+            anyhow::bail!(
+                "the server says this host already signed sequence number {last}, far above this agent's {ours}: if this state directory was restored from an old backup, write {last} into {}; otherwise someone else holds this host's key: enrol it again",
+                self.sequence_file.display()
+            );
+        }
+        self.store(last)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use patchday_trust::host_signature::{verify_request, HostKey};
+
+    #[test]
+    fn sequence_numbers_never_repeat_and_a_skip_is_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let key = HostKey::ephemeral().unwrap();
+        let public = key.public_hex();
+        let file = d.path().join("sequence");
+        let signer = Signer::new(key, "acme", "web-1", file.clone());
+        let (a, sig) = signer.sign("/v1/agent/checkin", b"{}").unwrap();
+        assert_eq!(a, 1);
+        verify_request(&public, &sig, "v1/agent/checkin", "acme", "web-1", 1, b"{}").unwrap();
+        // Numbers are stored before use: a new signer (the next run) continues.
+        let key2 = HostKey::ephemeral().unwrap();
+        let next = Signer::new(key2, "acme", "web-1", file.clone());
+        assert_eq!(next.sign("v1/agent/report", b"{}").unwrap().0, 2);
+        // The server saw up to 10 (a restored backup): continue above it.
+        assert!(next.skip_past(10).unwrap());
+        assert_eq!(next.sign("v1/agent/report", b"{}").unwrap().0, 11);
+        assert!(!next.skip_past(5).unwrap(), "never backwards");
+        // An unauthenticated answer cannot push the numbers towards their end.
+        let e = next.skip_past(u64::MAX - 1).unwrap_err();
+        assert!(format!("{e}").contains("far above this agent's 11"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "11");
     }
 }

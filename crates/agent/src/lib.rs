@@ -6,6 +6,9 @@
 //! (resumable) → check length and sha256 → install (dpkg or bundle) → verify with
 //! dpkg itself → report each state → report the inventory again.
 //!
+//! Everything it says about its host (check-ins, state reports, audit facts, the
+//! outcome of a run) is signed with the host's own key, made at enrolment ([`signed`]).
+//!
 //! It carries no server code and never decides what is approved.
 
 pub mod cli;
@@ -14,6 +17,7 @@ pub mod download;
 pub mod install;
 pub mod inventory;
 pub mod run;
+pub mod signed;
 pub mod state;
 
 pub use run::{run_once, AgentConfig, RunSummary};

@@ -66,8 +66,19 @@ async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity>
         state.save_ca(&pem)?;
     }
     let client = Client::new(&cfg.server, None, cfg.read_timeout, state.ca().as_deref())?;
+    // finding 8: the host's own signing key, made here; only its public half leaves.
+    let key = patchday_trust::host_signature::HostKey::generate(&state.host_key_path())?;
+    let _ = std::fs::remove_file(state.sequence_path());
+    let public_key = Some(key.public_hex());
     let resp: EnrollResponse = client
-        .post("v1/agent/enroll", &EnrollRequest { token, hostname })
+        .post(
+            "v1/agent/enroll",
+            &EnrollRequest {
+                token,
+                hostname,
+                public_key,
+            },
+        )
         .await?;
     match (&cfg.catalog_root, &resp.catalog_root) {
         (Some(p), _) => {
@@ -125,12 +136,8 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         Some(id) => id,
         None => enroll(cfg, &state).await?,
     };
-    let client = Client::new(
-        &id.server,
-        Some(id.credential.clone()),
-        cfg.read_timeout,
-        state.ca().as_deref(),
-    )?;
+    let id = crate::signed::follow_server(cfg, &state, id)?;
+    let client = crate::signed::host_client(cfg, &state, &id)?;
     let reporter = Reporter { client: &client };
     let dpkg = Dpkg {
         root: cfg.root.clone(),

@@ -230,6 +230,38 @@ impl StateDir {
     }
 }
 
+// issue 8, findings 8 and 13: the host's own signing key, its sequence numbers, and
+// whether a run error is reported and not yet cleared.
+impl StateDir {
+    /// The host's private signing key (PKCS#8, 0600); it never leaves the host.
+    pub fn host_key_path(&self) -> PathBuf {
+        self.root.join("host-key.pk8")
+    }
+
+    /// The last sequence number this host signed.
+    pub fn sequence_path(&self) -> PathBuf {
+        self.root.join("sequence")
+    }
+
+    /// Marker: the server was told of a failed run and not yet of a good one.
+    pub fn agent_error_reported_path(&self) -> PathBuf {
+        self.root.join("agent-error-reported")
+    }
+
+    /// Loads the host key, with an error that says what to do when it is missing.
+    pub fn host_key(&self) -> anyhow::Result<patchday_trust::host_signature::HostKey> {
+        let p = self.host_key_path();
+        if !p.exists() {
+            anyhow::bail!(
+                "this agent has no signing key ({}): it was enrolled before hosts signed their check-ins, or the file was lost; enrol it again: remove {} and run the agent with --enroll-token",
+                p.display(),
+                self.identity_path().display()
+            );
+        }
+        Ok(patchday_trust::host_signature::HostKey::load(&p)?)
+    }
+}
+
 /// Writes a file by temp-file + fsync + rename, so a crash leaves old or new, never half.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;

@@ -576,8 +576,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Host(HostCmd::List { tenant, conn }) => {
-            let mut t = Table::new(&["id", "hostname", "groups", "os", "last-seen"]);
+            let mut cols = vec!["id", "hostname", "groups", "os", "last-seen"];
+            cols.extend(patchday_cli::render::SIGNED_COLS); // issue 8, findings 8 and 13
+            let mut t = Table::new(&cols);
             for h in conn.api()?.hosts(&tenant).await? {
+                let [signed, agent] = patchday_cli::render::signed_cells(&h.signed);
                 t.rows.push(vec![
                     h.id.to_string(),
                     h.hostname,
@@ -590,6 +593,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     h.last_seen
                         .map(|t| t.to_string())
                         .unwrap_or_else(|| "never".into()),
+                    signed,
+                    agent,
                 ]);
             }
             print(&t, conn.format);

@@ -241,6 +241,7 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
         By::Host => {
             let mut cols = vec!["tenant", "host", "hostname", "groups", "compliant"];
             cols.extend(COUNT_COLS);
+            cols.extend(SIGNED_COLS); // issue 8, findings 8 and 13
             let mut t = Table::new(&cols);
             for h in &r.hosts {
                 let mut c = Counts::default();
@@ -268,6 +269,7 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
                     .to_string(),
                 ];
                 cells.extend(c.cells(false));
+                cells.extend(signed_cells(&h.signed)); // issue 8, findings 8 and 13
                 t.rows.push(cells);
             }
             t
@@ -334,6 +336,17 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
             t
         }
     }
+}
+
+// issue 8, findings 8 and 13: what each host signed, and its agent's last error.
+
+/// Columns appended to host tables.
+pub const SIGNED_COLS: [&str; 2] = ["signed", "agent"];
+
+/// `signed` (`yes, seq N`, `not yet`, `no key: re-enrol`) and `agent` (`ok` or
+/// `agent-error: ...`) cells of a host.
+pub fn signed_cells(s: &patchday_types::api::HostSigned) -> [String; 2] {
+    [s.signed_cell(), s.agent_cell()]
 }
 
 /// Issue 8, finding 5: server-provided text in tables and CSV.

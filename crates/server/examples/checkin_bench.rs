@@ -23,6 +23,7 @@ use anyhow::{bail, Context};
 use axum::body::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use patchday_server::Clock;
+use patchday_trust::host_signature::{HostKey, SEQUENCE_HEADER, SIGNATURE_HEADER};
 use patchday_trust::{Expiries, NewTarget};
 use patchday_types::api::{
     ApprovalRequest, AssignmentEntry, CheckinRequest, CheckinResponse, CreateTenant, Decision,
@@ -381,6 +382,8 @@ struct Fleet {
     hostnames: Vec<String>,
     /// (host id, credential) per host index.
     creds: Vec<(HostId, String)>,
+    /// (tenant, host key, last sequence number) per host index.
+    signers: Vec<(String, HostKey, std::sync::atomic::AtomicU64)>,
     variants: Vec<Variant>,
     director_key: Option<patchday_trust::director::DirectorPublicKey>,
 }
@@ -395,10 +398,16 @@ impl Fleet {
         let v = self.variant(h);
         let body = [&v.prefix[..], self.hostnames[h].as_bytes(), &v.rest].concat();
         let sent = body.len();
+        let (tenant, key, seq) = &self.signers[h];
+        let n = seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let path = "v1/agent/checkin";
+        let sig = key.sign_request(path, tenant, self.creds[h].0.as_str(), n, &body);
         let req = self
             .api
             .request(Method::POST, "/v1/agent/checkin", &self.creds[h].1)
             .header(CONTENT_TYPE, "application/json")
+            .header(SEQUENCE_HEADER, n)
+            .header(SIGNATURE_HEADER, sig)
             .body(body);
         let t0 = Instant::now();
         let answer = Api::send(req).await;
@@ -546,14 +555,21 @@ async fn client_main(
     let set = SetHostGroups { groups };
     let url = format!("{}/v1/agent/enroll", api.base);
     let (api_, t_, set, url, secret) = (&api, &t, &set, &url, &enroll.secret);
-    let enrolled: Vec<EnrollResponse> = futures::stream::iter(&hostnames)
+    let enrolled: Vec<(EnrollResponse, HostKey)> = futures::stream::iter(&hostnames)
         .map(|hostname| async move {
             let (token, hostname) = (secret.clone(), hostname.clone());
-            let req = EnrollRequest { token, hostname };
+            // Each host signs its check-ins with its own key (issue 8, finding 8).
+            let key = HostKey::ephemeral()?;
+            let public_key = Some(key.public_hex());
+            let req = EnrollRequest {
+                token,
+                hostname,
+                public_key,
+            };
             let e: EnrollResponse = Api::json(api_.http.post(url).json(&req)).await?;
             let path = format!("{t_}/hosts/{}/groups", e.host);
             let _: Value = api_.admin(Method::PUT, &path, set).await?;
-            anyhow::Ok(e)
+            anyhow::Ok((e, key))
         })
         .buffered(p.concurrency.clamp(1, 16))
         .try_collect()
@@ -574,19 +590,26 @@ async fn client_main(
     let (n, u) = (enrolled.len(), ids.len());
     println!("setup: {n} hosts enrolled and grouped, {u} updates approved, in {setup:.1}s");
 
-    let key = enrolled.iter().find_map(|e| e.director_key.as_ref());
+    let key = enrolled.iter().find_map(|(e, _)| e.director_key.as_ref());
     let director_key = key.map(|k| patchday_trust::director::DirectorPublicKey {
         keyid: k.keyid.clone(),
         public: k.public.clone(),
     });
-    let creds = enrolled
-        .into_iter()
-        .map(|e| (e.host, e.credential))
-        .collect();
+    let mut creds = Vec::new();
+    let mut signers = Vec::new();
+    for (e, key) in enrolled {
+        signers.push((
+            e.tenant.to_string(),
+            key,
+            std::sync::atomic::AtomicU64::new(0),
+        ));
+        creds.push((e.host, e.credential));
+    }
     let fleet = Fleet {
         api,
         hostnames,
         creds,
+        signers,
         variants,
         director_key,
     };

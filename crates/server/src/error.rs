@@ -76,6 +76,9 @@ impl IntoResponse for ApiError {
             ErrorCode::CatalogRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            // issue 8, finding 8: host-signed requests.
+            ErrorCode::SignatureRejected => StatusCode::UNAUTHORIZED,
+            ErrorCode::SequenceReplayed => StatusCode::CONFLICT,
         };
         (
             status,

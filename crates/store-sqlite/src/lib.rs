@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, HostRecord, Result, Store, StoreError, StoredState, TenantStore,
-    TokenRecord,
+    CatalogRecord, CatalogTarget, HostRecord, HostSigning, Result, SequenceCheck, Store,
+    StoreError, StoredState, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, Group, PatchDayConfig, Role, StateReport, Tenant,
@@ -665,6 +665,99 @@ impl TenantStore for SqliteTenant {
                 })
             })
             .collect()
+    }
+
+    // finding 8/13 (issue 8): host-signed requests and agent errors.
+
+    async fn set_host_public_key(&self, id: &HostId, public_key: &str) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE hosts SET public_key = ? WHERE tenant_id = ? AND id = ? AND public_key IS NULL",
+        )
+        .bind(public_key)
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            self.require_host(id).await?;
+            return Err(StoreError::Conflict(format!("signing key of host {id}")));
+        }
+        Ok(())
+    }
+
+    async fn host_signing(&self, id: &HostId) -> Result<HostSigning> {
+        let r = self
+            .host_row(
+                "public_key, last_sequence, last_signed_at, agent_error, agent_error_at",
+                id,
+            )
+            .await?;
+        let agent_error = match (
+            r.get::<Option<String>, _>("agent_error"),
+            opt_ts(r.get("agent_error_at"))?,
+        ) {
+            (Some(e), Some(at)) => Some((e, at)),
+            _ => None,
+        };
+        Ok(HostSigning {
+            public_key: r.get("public_key"),
+            last_sequence: u64::try_from(r.get::<i64, _>("last_sequence"))
+                .map_err(|e| corrupt("last_sequence", e))?,
+            last_signed_at: opt_ts(r.get("last_signed_at"))?,
+            agent_error,
+        })
+    }
+
+    async fn advance_sequence(
+        &self,
+        id: &HostId,
+        sequence: u64,
+        now: Timestamp,
+    ) -> Result<SequenceCheck> {
+        // SQLite integers are i64: a larger number can never be stored, so it is
+        // refused as a replay of the largest storable one rather than wrapped.
+        let Ok(seq) = i64::try_from(sequence) else {
+            return Ok(SequenceCheck::Replayed {
+                last: self.host_signing(id).await?.last_sequence,
+            });
+        };
+        let done = sqlx::query(
+            "UPDATE hosts SET last_sequence = ?, last_signed_at = ? \
+             WHERE tenant_id = ? AND id = ? AND last_sequence < ?",
+        )
+        .bind(seq)
+        .bind(now.to_string())
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .bind(seq)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 1 {
+            return Ok(SequenceCheck::Accepted);
+        }
+        let last = self.host_signing(id).await?.last_sequence;
+        Ok(SequenceCheck::Replayed { last })
+    }
+
+    async fn set_agent_error(
+        &self,
+        id: &HostId,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE hosts SET agent_error = ?, agent_error_at = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(error)
+        .bind(error.map(|_| now.to_string()))
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        host_updated(&done, id)
     }
 }
 

@@ -31,6 +31,7 @@ pub async fn run(store: &dyn Store) {
     tenant_isolation(store).await;
     approvals_and_states(store).await;
     catalog_replacement(store).await;
+    host_signing_and_sequences(store).await; // finding 8/13
 }
 
 async fn tenants_and_tokens(store: &dyn Store) {
@@ -412,4 +413,97 @@ async fn catalog_replacement(store: &dyn Store) {
         None
     );
     let _: TenantId = id("acme");
+}
+
+// finding 8/13 (issue 8): host keys, replay-proof sequence numbers, agent errors.
+async fn host_signing_and_sequences(store: &dyn Store) {
+    use crate::{HostSigning, SequenceCheck};
+    let now = ts("2026-11-27T10:00:00Z");
+    let later = ts("2026-11-27T11:00:00Z");
+    let acme = store.tenant(&id("acme")).await.unwrap();
+    let globex = store.tenant(&id("globex")).await.unwrap();
+    acme.create_host(&id("signer"), "signer", &hash_secret("cred-signer"), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        acme.host_signing(&id("signer")).await.unwrap(),
+        HostSigning::default(),
+        "a new host has no key, no sequence and no error"
+    );
+    let key = "ab".repeat(32);
+    acme.set_host_public_key(&id("signer"), &key).await.unwrap();
+    // The key is registered once: a stolen credential cannot swap it later.
+    assert!(matches!(
+        acme.set_host_public_key(&id("signer"), &"cd".repeat(32))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        globex.set_host_public_key(&id("signer"), &key).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        acme.host_signing(&id("signer")).await.unwrap().public_key,
+        Some(key.clone())
+    );
+
+    // Sequence numbers only go up; an equal or lower one is a replay and changes nothing.
+    assert_eq!(
+        acme.advance_sequence(&id("signer"), 5, now).await.unwrap(),
+        SequenceCheck::Accepted
+    );
+    for replay in [5, 4, 0] {
+        assert_eq!(
+            acme.advance_sequence(&id("signer"), replay, later)
+                .await
+                .unwrap(),
+            SequenceCheck::Replayed { last: 5 }
+        );
+    }
+    assert_eq!(
+        acme.advance_sequence(&id("signer"), u64::MAX, later)
+            .await
+            .unwrap(),
+        SequenceCheck::Replayed { last: 5 },
+        "a number the backend cannot store is refused, not wrapped"
+    );
+    let s = acme.host_signing(&id("signer")).await.unwrap();
+    assert_eq!((s.last_sequence, s.last_signed_at), (5, Some(now)));
+    assert_eq!(
+        acme.advance_sequence(&id("signer"), 9, later)
+            .await
+            .unwrap(),
+        SequenceCheck::Accepted
+    );
+    assert_eq!(
+        acme.host_signing(&id("signer"))
+            .await
+            .unwrap()
+            .last_sequence,
+        9
+    );
+    assert!(matches!(
+        globex.advance_sequence(&id("signer"), 10, later).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // The agent's last run error: recorded, then cleared by a successful run.
+    acme.set_agent_error(&id("signer"), Some("catalog verification failed: x"), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        acme.host_signing(&id("signer")).await.unwrap().agent_error,
+        Some(("catalog verification failed: x".to_string(), later))
+    );
+    assert!(matches!(
+        globex.set_agent_error(&id("signer"), None, later).await,
+        Err(StoreError::NotFound(_))
+    ));
+    acme.set_agent_error(&id("signer"), None, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        acme.host_signing(&id("signer")).await.unwrap().agent_error,
+        None
+    );
 }

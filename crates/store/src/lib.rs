@@ -212,6 +212,51 @@ pub trait TenantStore: Send + Sync {
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()>;
     /// The agent's latest state per update for a host.
     async fn states(&self, id: &HostId) -> Result<Vec<StoredState>>;
+
+    // finding 8/13 (issue 8): host-signed requests and agent errors.
+    /// Registers the host's own ed25519 public key (hex), once, at enrolment; a host
+    /// that has one already keeps it (`Conflict`).
+    async fn set_host_public_key(&self, id: &HostId, public_key: &str) -> Result<()>;
+    /// The host's signing key, last accepted sequence number and last agent error.
+    async fn host_signing(&self, id: &HostId) -> Result<HostSigning>;
+    /// Accepts `sequence` for the host only if it is above the last accepted one, in
+    /// one atomic step (two racing requests with one number: one wins).
+    async fn advance_sequence(
+        &self,
+        id: &HostId,
+        sequence: u64,
+        now: Timestamp,
+    ) -> Result<SequenceCheck>;
+    /// Records (Some) or clears (None) the error of the agent's last run.
+    async fn set_agent_error(&self, id: &HostId, error: Option<&str>, now: Timestamp)
+        -> Result<()>;
+}
+
+// finding 8/13 (issue 8): host-signed requests and agent errors.
+
+/// A host's signing state as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostSigning {
+    /// ed25519 public key, hex; `None` for hosts enrolled before signed check-ins.
+    pub public_key: Option<String>,
+    /// The last sequence number accepted (0: none yet).
+    pub last_sequence: u64,
+    /// When it was accepted.
+    pub last_signed_at: Option<Timestamp>,
+    /// The agent's last run error and when it was reported.
+    pub agent_error: Option<(String, Timestamp)>,
+}
+
+/// The outcome of [`TenantStore::advance_sequence`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// The number was above the last one and is now the last one.
+    Accepted,
+    /// The number was not above `last`: a replay; nothing changed.
+    Replayed {
+        /// The last accepted sequence number.
+        last: u64,
+    },
 }
 
 /// Looks up an update by id in a list of documents.

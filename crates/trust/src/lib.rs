@@ -20,7 +20,9 @@
 
 pub mod client;
 pub mod director;
+// issue 8, finding 8: host-signed check-ins, reports and facts.
 mod error;
+pub mod host_signature;
 mod keys;
 mod names;
 mod publish;

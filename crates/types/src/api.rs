@@ -71,6 +71,13 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Something broke on the server (500); the log has details.
     Internal,
+    // issue 8, finding 8: host-signed requests.
+    /// A host's body is unsigned, or its signature does not verify under the key the
+    /// host registered at enrolment, or the host has no key (401).
+    SignatureRejected,
+    /// A host's signed body carries a sequence number not above the last one the
+    /// server accepted: a replay (409).
+    SequenceReplayed,
 }
 
 /// The JSON body of every error response.
@@ -186,6 +193,9 @@ pub struct HostSummary {
     pub last_seen: Option<Timestamp>,
     /// Pretty OS name from its last inventory.
     pub os: String,
+    /// What the host itself signed, and its agent's last error (findings 8 and 13).
+    #[serde(default)]
+    pub signed: HostSigned,
 }
 
 /// `PUT /v1/tenants/{t}/hosts/{h}/groups`.
@@ -273,6 +283,11 @@ pub struct EnrollRequest {
     pub token: String,
     /// The host's name.
     pub hostname: String,
+    /// The host's own ed25519 public key (hex), made by the agent at enrolment; the
+    /// server checks every later check-in, report and facts upload against it
+    /// (finding 8). Required: agents that send none are refused.
+    #[serde(default)]
+    pub public_key: Option<String>,
 }
 
 impl fmt::Debug for EnrollRequest {
@@ -280,6 +295,7 @@ impl fmt::Debug for EnrollRequest {
         f.debug_struct("EnrollRequest")
             .field("token", &"<redacted>")
             .field("hostname", &self.hostname)
+            .field("public_key", &self.public_key)
             .finish()
     }
 }
@@ -431,4 +447,59 @@ pub struct HostSummaryRow {
     pub groups: Vec<GroupId>,
     /// Last check-in.
     pub last_seen: Option<Timestamp>,
+    /// What the host itself signed, and its agent's last error (findings 8 and 13).
+    #[serde(default)]
+    pub signed: HostSigned,
+}
+
+// issue 8, findings 8 and 13: what a host signed, and its agent's failures.
+
+/// What a host itself signed (finding 8) and the error its agent last reported
+/// (finding 13), as operators see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSigned {
+    /// Whether the host registered a signing key at enrolment (false: enrolled before
+    /// signed check-ins; it must be enrolled again).
+    pub key: bool,
+    /// The last sequence number the host signed and the server accepted (0: none yet).
+    pub sequence: u64,
+    /// When that signed body arrived.
+    #[serde(default)]
+    pub at: Option<Timestamp>,
+    /// The agent's last run error (catalog verification, clock, signature, disk...),
+    /// cleared by its next successful run.
+    #[serde(default)]
+    pub agent_error: Option<String>,
+    /// When the agent reported that error.
+    #[serde(default)]
+    pub agent_error_at: Option<Timestamp>,
+}
+
+impl HostSigned {
+    /// One cell for tables: `yes, seq N`, `not yet`, or `no key: re-enrol`.
+    pub fn signed_cell(&self) -> String {
+        match (self.key, self.sequence) {
+            (false, _) => "no key: re-enrol".into(),
+            (true, 0) => "not yet".into(),
+            (true, n) => format!("yes, seq {n}"),
+        }
+    }
+
+    /// One cell for tables: `agent-error: ...` or `ok`.
+    pub fn agent_cell(&self) -> String {
+        match &self.agent_error {
+            Some(e) => format!("agent-error: {e}"),
+            None => "ok".into(),
+        }
+    }
+}
+
+/// `POST /v1/agent/status`: the outcome of the agent's last run (signed like every
+/// host body). `error: None` clears a reported error.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatusRequest {
+    /// Why the run failed before or outside any single update, or `None` after a
+    /// successful run.
+    #[serde(default)]
+    pub error: Option<String>,
 }

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use patchday_core::calendar::{parse_schedule, wait_message, PatchDaySchedule};
 use patchday_store::{hash_secret, TokenRecord};
+use patchday_types::api::HostSigned;
 use patchday_types::api::{
     Approval, ApprovalRequest, ComplianceReport, ComplianceRow, CreateTenant, CreateToken,
     Decision, Group, HostSummary, HostSummaryRow, PatchDayConfig, Role, SecretCreated,
@@ -165,12 +166,14 @@ pub async fn list_hosts(
             .await?
             .map(|i| i.os.pretty_name)
             .unwrap_or_default();
+        let signed = host_signed(tenant.as_ref(), &h.id).await?;
         out.push(HostSummary {
             id: h.id,
             hostname: h.hostname,
             groups: h.groups,
             last_seen: h.last_seen,
             os,
+            signed,
         });
     }
     Ok(Json(out))
@@ -315,9 +318,16 @@ pub async fn report(
         let tenant = s.store.tenant(&t).await?;
         let approvals = tenant.list_approvals().await?;
         for h in tenant.list_hosts().await? {
-            for st in host_statuses(tenant.as_ref(), &h, &approvals, &updates, None).await? {
+            let signed = host_signed(tenant.as_ref(), &h.id).await?;
+            for mut st in host_statuses(tenant.as_ref(), &h, &approvals, &updates, None).await? {
                 if st.state == UpdateState::NotApplicable {
                     continue;
+                }
+                // finding 13: why an approved update is not moving on this host.
+                if let (UpdateState::Approved, None, Some(e)) =
+                    (st.state, &st.message, &signed.agent_error)
+                {
+                    st.message = Some(format!("agent-error: {e}"));
                 }
                 let Some(u) = patchday_store::find_update(&updates, &st.update) else {
                     continue;
@@ -339,8 +349,28 @@ pub async fn report(
                 hostname: h.hostname,
                 groups: h.groups,
                 last_seen: h.last_seen,
+                signed,
             });
         }
     }
     Ok(Json(report))
+}
+
+// issue 8, findings 8 and 13: what each host itself signed, and its agent's errors.
+async fn host_signed(
+    tenant: &dyn patchday_store::TenantStore,
+    id: &HostId,
+) -> ApiResult<HostSigned> {
+    let s = tenant.host_signing(id).await?;
+    let (agent_error, agent_error_at) = match s.agent_error {
+        Some((e, at)) => (Some(e), Some(at)),
+        None => (None, None),
+    };
+    Ok(HostSigned {
+        key: s.public_key.is_some(),
+        sequence: s.last_sequence,
+        at: s.last_signed_at,
+        agent_error,
+        agent_error_at,
+    })
 }

@@ -1,6 +1,6 @@
 //! What agents call: enrol, check in (inventory in, assignments out), report states.
 
-use crate::auth::{new_secret, HostAuth};
+use crate::auth::{new_secret, HostAuth, SignedHost};
 use crate::compliance::host_statuses;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::Json;
 use patchday_store::hash_secret;
 use patchday_types::api::{
-    AssignmentEntry, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorCode,
-    ReportRequest,
+    AgentStatusRequest, AssignmentEntry, CheckinRequest, CheckinResponse, EnrollRequest,
+    EnrollResponse, ErrorCode, ReportRequest,
 };
 use patchday_types::{HostId, UpdateDocument};
 
@@ -18,6 +18,9 @@ pub async fn enroll(
     State(s): State<AppState>,
     Json(req): Json<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
+    // finding 8: the host's own signing key, registered once, here (checked first, so
+    // an old agent is told to upgrade and uses up no enrolment token).
+    let public_key = host_public_key(&req)?;
     let tenant_id = s
         .store
         .enroll_token_tenant(&hash_secret(&req.token))
@@ -48,6 +51,7 @@ pub async fn enroll(
     tenant
         .create_host(&id, &req.hostname, &hash_secret(&credential), s.clock.now())
         .await?;
+    tenant.set_host_public_key(&id, &public_key).await?;
     tracing::info!(tenant = %tenant_id, host = %id, "host enrolled");
     let root = std::fs::read_to_string(crate::catalog::pinned_root(&s.config.data_dir)).ok();
     let key = s.director.key();
@@ -67,9 +71,13 @@ pub async fn enroll(
 /// `POST /v1/agent/checkin`.
 pub async fn checkin(
     State(s): State<AppState>,
-    who: HostAuth,
-    Json(req): Json<CheckinRequest>,
+    SignedHost {
+        who,
+        body: req,
+        sequence,
+    }: SignedHost<CheckinRequest>,
 ) -> ApiResult<Json<CheckinResponse>> {
+    tracing::debug!(tenant = %who.tenant, host = %who.host, sequence, "signed check-in");
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .save_inventory(&who.host, &req.inventory, s.clock.now())
@@ -170,8 +178,7 @@ async fn sign_assignments(
 /// `POST /v1/agent/report`.
 pub async fn report(
     State(s): State<AppState>,
-    who: HostAuth,
-    Json(req): Json<ReportRequest>,
+    SignedHost { who, body: req, .. }: SignedHost<ReportRequest>,
 ) -> ApiResult<Json<()>> {
     if req.states.len() > 10_000 {
         return Err(ApiError::bad_request("too many states in one report"));
@@ -179,6 +186,52 @@ pub async fn report(
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .put_states(&who.host, &req.states, s.clock.now())
+        .await?;
+    Ok(Json(()))
+}
+
+// issue 8, findings 8 and 13: host keys at enrolment, agent errors.
+
+/// The enrolling agent's public key, required: without it nothing the host sends
+/// later could be told apart from what a thief of its credential sends.
+fn host_public_key(req: &EnrollRequest) -> ApiResult<String> {
+    let key = req.public_key.as_deref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::SignatureRejected,
+            "this agent sent no signing key: this server accepts only check-ins a host signs with its own key; upgrade patchday-agent and enrol again",
+        )
+    })?;
+    patchday_trust::host_signature::check_public_key(key)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(key.to_ascii_lowercase())
+}
+
+/// Longest agent error kept (the rest is cut, on a character boundary).
+const MAX_AGENT_ERROR: usize = 4096;
+
+/// `POST /v1/agent/status`: the agent's last run failed (`error`) or succeeded (`null`).
+pub async fn status(
+    State(s): State<AppState>,
+    SignedHost { who, body, .. }: SignedHost<AgentStatusRequest>,
+) -> ApiResult<Json<()>> {
+    let error = body.error.map(|mut e| {
+        if e.len() > MAX_AGENT_ERROR {
+            let mut end = MAX_AGENT_ERROR;
+            while !e.is_char_boundary(end) {
+                end -= 1;
+            }
+            e.truncate(end);
+        }
+        e
+    });
+    if let Some(e) = &error {
+        // Debug formatting: the agent's text reaches the log with controls escaped.
+        tracing::warn!(tenant = %who.tenant, host = %who.host, error = ?e, "agent reports a failed run");
+    }
+    s.store
+        .tenant(&who.tenant)
+        .await?
+        .set_agent_error(&who.host, error.as_deref(), s.clock.now())
         .await?;
     Ok(Json(()))
 }

@@ -1,7 +1,7 @@
 //! The security audit over facts that agents report: one host's plan, and the
 //! tenant's fleet plan (deduplicated by release, source package and version).
 
-use crate::auth::{HostAuth, Operator};
+use crate::auth::{Operator, SignedHost};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -17,8 +17,9 @@ use serde::Deserialize;
 /// `POST /v1/agent/facts`.
 pub async fn facts(
     State(s): State<AppState>,
-    who: HostAuth,
-    Json(facts): Json<Facts>,
+    SignedHost {
+        who, body: facts, ..
+    }: SignedHost<Facts>,
 ) -> ApiResult<Json<()>> {
     let tenant = s.store.tenant(&who.tenant).await?;
     let text = serde_json::to_string(&facts).map_err(ApiError::internal)?;

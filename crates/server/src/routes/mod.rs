@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/enroll", post(agent::enroll))
         .route("/v1/agent/checkin", post(agent::checkin))
         .route("/v1/agent/report", post(agent::report))
+        // issue 8, finding 13: the agent's run errors.
+        .route("/v1/agent/status", post(agent::status))
         .route("/v1/tuf/metadata/{name}", get(tuf::metadata))
         .route("/v1/tuf/targets/{name}", get(tuf::target))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
