@@ -13,6 +13,7 @@ mod compliance;
 mod director;
 mod error;
 pub mod freshness;
+mod limits; // finding 4 (issue 8)
 mod routes;
 mod state;
 pub mod tls;
@@ -80,7 +81,8 @@ pub async fn bind(
         .await
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
     let addr = listener.local_addr()?;
-    let app = router(state);
+    // The peer address reaches handlers (finding 10: the operator log says from where).
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     Ok((addr, async move { axum::serve(listener, app).await }))
 }
 
