@@ -838,28 +838,9 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn put_approval(&self, a: &Approval) -> Result<()> {
-        let decision = match a.decision {
-            Decision::Approve => "approve",
-            Decision::Decline => "decline",
-        };
-        sqlx::query(
-            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
-               decision = excluded.decision, deadline = excluded.deadline,
-               decided_at = excluded.decided_at, decided_by = excluded.decided_by",
-        )
-        .bind(self.id.as_str())
-        .bind(a.update.as_str())
-        .bind(a.group.as_str())
-        .bind(decision)
-        .bind(a.deadline.map(|d| d.to_string()))
-        .bind(a.decided_at.to_string())
-        .bind(&a.decided_by)
-        .execute(&self.pool)
-        .await
-        .map_err(about(format!("group {}", a.group)))?;
-        Ok(())
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        self.write_approval(&mut tx, a).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn list_approvals(&self) -> Result<Vec<Approval>> {
@@ -1075,6 +1056,13 @@ impl TenantStore for SqliteTenant {
         tx.commit().await.map_err(backend)
     }
 
+    async fn put_approval_logged(&self, a: &Approval, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        self.write_approval(&mut tx, a).await?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
     async fn set_max_hosts(&self, max_hosts: Option<u32>, log: &LogEntry) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("UPDATE tenants SET max_hosts = ? WHERE id = ?")
@@ -1195,6 +1183,36 @@ async fn insert_log(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, e: &LogEntry) 
 }
 
 impl SqliteTenant {
+    /// Records (or replaces) a decision inside a transaction.
+    async fn write_approval(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        a: &Approval,
+    ) -> Result<()> {
+        let decision = match a.decision {
+            Decision::Approve => "approve",
+            Decision::Decline => "decline",
+        };
+        sqlx::query(
+            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
+               decision = excluded.decision, deadline = excluded.deadline,
+               decided_at = excluded.decided_at, decided_by = excluded.decided_by",
+        )
+        .bind(self.id.as_str())
+        .bind(a.update.as_str())
+        .bind(a.group.as_str())
+        .bind(decision)
+        .bind(a.deadline.map(|d| d.to_string()))
+        .bind(a.decided_at.to_string())
+        .bind(&a.decided_by)
+        .execute(&mut **tx)
+        .await
+        .map_err(about(format!("group {}", a.group)))?;
+        Ok(())
+    }
+
     /// Why `create_host` inserted nothing: the tenant is gone or its quota is full.
     async fn quota_refusal(&self) -> StoreError {
         let max = sqlx::query("SELECT max_hosts FROM tenants WHERE id = ?")

@@ -431,6 +431,7 @@ pub async fn lifecycle(store: &dyn Store) {
     tenant_removal_refused_while_it_has_hosts(store).await;
     host_quota_refuses_above_its_limit(store).await;
     operator_log_is_scoped_and_filtered(store).await;
+    approval_and_its_log_entry_commit_together(store).await;
 }
 
 fn log_entry(tenant: Option<&str>, action: &str, at: &str) -> LogEntry {
@@ -875,4 +876,40 @@ async fn operator_log_is_scoped_and_filtered(store: &dyn Store) {
         2,
         "limit"
     );
+}
+
+async fn approval_and_its_log_entry_commit_together(store: &dyn Store) {
+    let t = new_tenant(store, "lc-approve").await;
+    let scope = crate::LogScope::Tenant(id("lc-approve"));
+    let approval = |group: &str| Approval {
+        update: id("PD-1"),
+        group: id(group),
+        decision: Decision::Approve,
+        deadline: None,
+        decided_at: ts("2026-11-26T12:00:00Z"),
+        decided_by: "alice".into(),
+    };
+    let log = log_entry(
+        Some("lc-approve"),
+        "approval.approve",
+        "2026-11-26T12:00:00Z",
+    );
+    // A decision for a group that does not exist fails, and leaves no log entry.
+    let refused = t.put_approval_logged(&approval("nope"), &log).await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "{refused:?}"
+    );
+    assert!(store.list_log(&scope, None, 10).await.unwrap().is_empty());
+    t.create_group(&Group {
+        id: id("web"),
+        name: "web".into(),
+    })
+    .await
+    .unwrap();
+    t.put_approval_logged(&approval("web"), &log).await.unwrap();
+    assert_eq!(t.list_approvals().await.unwrap(), vec![approval("web")]);
+    let entries = store.list_log(&scope, None, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].action, "approval.approve");
 }

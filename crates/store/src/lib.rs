@@ -287,6 +287,11 @@ pub trait TenantStore: Send + Sync {
     /// Sets (or with `None` lifts) the host quota, with its log entry. `create_host`
     /// refuses (`Refused`) a host above it.
     async fn set_max_hosts(&self, max_hosts: Option<u32>, log: &LogEntry) -> Result<()>;
+
+    // ---- Finding 10 (issue 8) ----
+
+    /// [`TenantStore::put_approval`] with its operator log entry, in one transaction.
+    async fn put_approval_logged(&self, approval: &Approval, log: &LogEntry) -> Result<()>;
 }
 
 /// Looks up an update by id in a list of documents.

@@ -384,14 +384,14 @@ pub async fn approve(
         decided_at: now,
         decided_by: op.name.clone(),
     };
-    tenant.put_approval(&a).await?;
     let action = match a.decision {
         Decision::Approve => "approval.approve",
         Decision::Decline => "approval.decline",
     };
     let detail = json!({ "update": a.update, "group": a.group, "deadline": a.deadline });
     let object = format!("update {} group {}", a.update, a.group);
-    record(&s, &op.log_entry(now, Some(&t), action, object, detail)).await?;
+    let entry = op.log_entry(now, Some(&t), action, object, detail);
+    tenant.put_approval_logged(&a, &entry).await?;
     Ok(Json(a))
 }
 
