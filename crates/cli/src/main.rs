@@ -630,13 +630,14 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Tenant(TenantCmd::List { conn }) => {
-            let mut t = Table::new(&["id", "name", "patch-day"]);
+            let mut t = Table::new(&["id", "name", "patch-day", "max-hosts"]);
             for x in conn.api()?.tenants().await? {
                 let p = &x.patch_day;
                 t.rows.push(vec![
                     x.id.to_string(),
                     x.name,
                     format!("{} {} {} {}", p.week, p.weekday, p.time, p.time_zone),
+                    x.max_hosts.map(|n| n.to_string()).unwrap_or_default(),
                 ]);
             }
             print(&t, conn.format);
