@@ -5,13 +5,17 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How to enrol, shown under `--help` (finding 3 of issue 8: the token goes in the
+/// environment or a file, not on the command line, where the process list shows it).
+const ENROL_HELP: &str = "Enrol (first run) with the token in the environment or a file:
+  PATCHDAY_ENROLL_TOKEN=pde_... patchday-agent --server https://patchday.example:8470 --ca ca.pem --once
+  patchday-agent --server https://patchday.example:8470 --ca ca.pem --enroll-token-file /root/enrol.token --once
+(--enroll-token VALUE works too, but the value is visible in the process list.)";
+
 /// Patchday agent: reports inventory, installs approved updates after verifying them
 /// against the signed catalog, and reports what dpkg says.
-///
-/// Example: PATCHDAY_ENROLL_TOKEN=pde_... patchday-agent --server https://patchday.example:8470 --ca ca.pem --once
-///     (or --enroll-token-file FILE; a token on the command line is visible in the process list)
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = ENROL_HELP)]
 pub struct Args {
     /// Server base URL.
     #[arg(long, env = "PATCHDAY_SERVER")]

@@ -494,6 +494,9 @@ fn host_quota_refuses_enrolment_above_it() {
         .srv
         .cli_as(&ta, &["tenant", "set", "acme", "--max-hosts", "9"]);
     fails_with(&o, "only a provider-admin token may do this");
+    // The refused enrolment took no use of the token.
+    let rows = json_of(&w.srv, &["enroll-token", "list", "--tenant", "acme"]);
+    assert_eq!(rows[0]["uses"], "1/5");
     w.srv.cli(&["tenant", "set", "acme", "--no-max-hosts"]);
     let (code, body) = enrol(&w.srv, &token, "q-2");
     assert_eq!(code, 200, "{body}");
@@ -643,4 +646,16 @@ fn agent_reads_its_enrolment_token_from_a_file() {
         json_of(&w.srv, &["host", "list", "--tenant", "acme"]).len(),
         1
     );
+    // `--help` shows the environment variable and the file before the flag's value.
+    let help = Command::new(&bins().agent).arg("--help").output().unwrap();
+    let help = text(&help);
+    assert!(
+        help.contains("PATCHDAY_ENROLL_TOKEN=pde_... patchday-agent"),
+        "{help}"
+    );
+    assert!(
+        help.contains("--enroll-token-file <ENROLL_TOKEN_FILE>"),
+        "{help}"
+    );
+    assert!(help.contains("visible in the process list"), "{help}");
 }

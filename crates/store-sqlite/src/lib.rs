@@ -419,8 +419,10 @@ impl Store for SqliteStore {
     async fn redeem_enroll_token(&self, hash: &str, now: Timestamp) -> Result<EnrollGrant> {
         let Some(row) = sqlx::query(
             "SELECT e.tenant_id, e.group_id, e.expires_at, e.max_uses, e.revoked_at, \
-             (e.group_id IS NULL OR g.id IS NOT NULL) AS group_exists \
-             FROM enroll_tokens e LEFT JOIN groups g ON g.tenant_id = e.tenant_id AND g.id = e.group_id \
+             (e.group_id IS NULL OR g.id IS NOT NULL) AS group_exists, t.max_hosts, \
+             (SELECT count(*) FROM hosts h WHERE h.tenant_id = e.tenant_id) AS hosts \
+             FROM enroll_tokens e JOIN tenants t ON t.id = e.tenant_id \
+             LEFT JOIN groups g ON g.tenant_id = e.tenant_id AND g.id = e.group_id \
              WHERE e.hash = ?",
         )
         .bind(hash)
@@ -445,6 +447,12 @@ impl Store for SqliteStore {
         if let (Some(g), false) = (&group, row.get::<bool, _>("group_exists")) {
             return Ok(EnrollGrant::GroupRemoved { group: g.clone() });
         }
+        let tenant: TenantId = parse("tenant id", row.get::<&str, _>("tenant_id"))?;
+        if let Some(max_hosts) = u32_col(&row, "max_hosts")? {
+            if row.get::<i64, _>("hosts") >= i64::from(max_hosts) {
+                return Ok(EnrollGrant::QuotaFull { tenant, max_hosts });
+            }
+        }
         // The use is taken in one statement, so concurrent enrolments cannot share it.
         let taken = sqlx::query(
             "UPDATE enroll_tokens SET uses = uses + 1 WHERE hash = ? AND revoked_at IS NULL \
@@ -467,10 +475,7 @@ impl Store for SqliteStore {
             let max_uses = u32_col(&again, "max_uses")?.unwrap_or(0);
             return Ok(EnrollGrant::UsedUp { max_uses });
         }
-        Ok(EnrollGrant::Granted {
-            tenant: parse("tenant id", row.get::<&str, _>("tenant_id"))?,
-            group,
-        })
+        Ok(EnrollGrant::Granted { tenant, group })
     }
 
     async fn removed_host_by_credential(&self, hash: &str) -> Result<Option<RemovedHost>> {

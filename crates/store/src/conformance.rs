@@ -795,6 +795,28 @@ async fn host_quota_refuses_above_its_limit(store: &dyn Store) {
         .await
         .unwrap();
     }
+    // A full quota refuses the enrolment token before it takes a use.
+    t.create_enroll_token(
+        &enroll_token("pde_quota", Some(1), None),
+        &log_entry(
+            Some("lc-quota"),
+            "enroll-token.create",
+            "2026-11-26T11:00:00Z",
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store
+            .redeem_enroll_token(&hash_secret("pde_quota"), now)
+            .await
+            .unwrap(),
+        EnrollGrant::QuotaFull {
+            tenant: id("lc-quota"),
+            max_hosts: 2
+        }
+    );
+    assert_eq!(t.list_enroll_tokens().await.unwrap()[0].uses, 0);
     let third = t
         .create_host(&id("q-3"), "q", &hash_secret("pdh_q3"), now)
         .await;

@@ -179,7 +179,9 @@ pub trait Store: Send + Sync {
     /// Revokes an operator token by id (`NotFound` when unknown), with its log entry.
     async fn revoke_token(&self, id: &str, now: Timestamp, log: &LogEntry) -> Result<TokenInfo>;
 
-    /// Takes one use of an enrolment token, atomically, or says why it cannot be used.
+    /// Takes one use of an enrolment token, atomically, or says why it cannot be used
+    /// (a full host quota included, so that a refused enrolment takes no use; the host
+    /// insert checks the quota again).
     async fn redeem_enroll_token(&self, hash: &str, now: Timestamp) -> Result<EnrollGrant>;
     /// The host a credential belonged to before the host was removed.
     async fn removed_host_by_credential(&self, hash: &str) -> Result<Option<RemovedHost>>;
@@ -351,6 +353,13 @@ pub enum EnrollGrant {
     GroupRemoved {
         /// That group.
         group: GroupId,
+    },
+    /// The tenant has as many hosts as its quota allows (no use was taken).
+    QuotaFull {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its quota.
+        max_hosts: u32,
     },
 }
 

@@ -203,5 +203,10 @@ async fn redeem(
         EnrollGrant::GroupRemoved { group } => refuse(format!(
             "the group {group} this enrolment token enrols into was removed: {ask}"
         )),
+        // Finding 4: the same refusal as the host insert's own quota check.
+        EnrollGrant::QuotaFull { tenant, max_hosts } => Err(ApiError::conflict(format!(
+            "tenant {tenant} has reached its quota of {max_hosts} host(s): remove hosts \
+             (`patchday host remove`) or raise it (`patchday tenant set {tenant} --max-hosts N`)"
+        ))),
     }
 }
