@@ -559,6 +559,23 @@ impl Store for SqliteStore {
 
     // ---- Finding 10 (issue 8): the operator log ----
 
+    async fn create_tenant_logged(&self, t: &Tenant, now: Timestamp, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, patch_day, created_at, max_hosts) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(to_json(&t.patch_day)?)
+        .bind(now.to_string())
+        .bind(t.max_hosts.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(about(format!("tenant {}", t.id)))?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
     async fn append_log(&self, entry: &LogEntry) -> Result<u64> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let seq = insert_log(&mut tx, entry).await?;
@@ -1064,6 +1081,64 @@ impl TenantStore for SqliteTenant {
     async fn put_approval_logged(&self, a: &Approval, log: &LogEntry) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         self.write_approval(&mut tx, a).await?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn create_group_logged(&self, g: &Group, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("INSERT INTO groups (tenant_id, id, name) VALUES (?, ?, ?)")
+            .bind(self.id.as_str())
+            .bind(g.id.as_str())
+            .bind(&g.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(about(format!("group {}", g.id)))?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_patch_day_logged(&self, pd: &PatchDayConfig, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE tenants SET patch_day = ? WHERE id = ?")
+            .bind(to_json(pd)?)
+            .bind(self.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_host_groups_logged(
+        &self,
+        id: &HostId,
+        groups: &[GroupId],
+        log: &LogEntry,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for g in groups {
+            sqlx::query("INSERT INTO host_groups (tenant_id, host_id, group_id) VALUES (?, ?, ?)")
+                .bind(self.id.as_str())
+                .bind(id.as_str())
+                .bind(g.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(about(format!("group {g}")))?;
+        }
         insert_log(&mut tx, log).await?;
         tx.commit().await.map_err(backend)
     }

@@ -432,6 +432,7 @@ pub async fn lifecycle(store: &dyn Store) {
     host_quota_refuses_above_its_limit(store).await;
     operator_log_is_scoped_and_filtered(store).await;
     approval_and_its_log_entry_commit_together(store).await;
+    refused_changes_leave_no_log_entry(store).await;
 }
 
 fn log_entry(tenant: Option<&str>, action: &str, at: &str) -> LogEntry {
@@ -934,4 +935,58 @@ async fn approval_and_its_log_entry_commit_together(store: &dyn Store) {
     let entries = store.list_log(&scope, None, 10).await.unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].action, "approval.approve");
+}
+
+async fn refused_changes_leave_no_log_entry(store: &dyn Store) {
+    let now = ts("2026-11-26T12:00:00Z");
+    let t = new_tenant(store, "lc-atomic").await;
+    let scope = crate::LogScope::Tenant(id("lc-atomic"));
+    let log = log_entry(Some("lc-atomic"), "x", "2026-11-26T12:00:00Z");
+    let tenant = Tenant {
+        id: id("lc-atomic"),
+        name: "again".into(),
+        patch_day: PatchDayConfig::default(),
+        max_hosts: None,
+    };
+    assert!(matches!(
+        store.create_tenant_logged(&tenant, now, &log).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let web = Group {
+        id: id("web"),
+        name: "web".into(),
+    };
+    t.create_group_logged(&web, &log).await.unwrap();
+    assert!(matches!(
+        t.create_group_logged(&web, &log).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        t.set_host_groups_logged(&id("nope"), &[id("web")], &log)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    t.create_host(&id("h-1"), "h-1", &hash_secret("pdh_atomic"), now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        t.set_host_groups_logged(&id("h-1"), &[id("db")], &log)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    t.set_host_groups_logged(&id("h-1"), &[id("web")], &log)
+        .await
+        .unwrap();
+    let pd = PatchDayConfig {
+        week: "last".into(),
+        ..PatchDayConfig::default()
+    };
+    t.set_patch_day_logged(&pd, &log).await.unwrap();
+    assert_eq!(t.get().await.unwrap().patch_day, pd);
+    assert_eq!(t.host(&id("h-1")).await.unwrap().groups, vec![id("web")]);
+    assert_eq!(
+        store.list_log(&scope, None, 100).await.unwrap().len(),
+        3,
+        "one entry per change that was made, none for the refused ones"
+    );
 }

@@ -198,6 +198,13 @@ pub trait Store: Send + Sync {
 
     // ---- Finding 10 (issue 8): the operator log, append-only ----
 
+    /// [`Store::create_tenant`] with its operator log entry, in one transaction.
+    async fn create_tenant_logged(
+        &self,
+        tenant: &Tenant,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<()>;
     /// Appends an entry; returns its sequence number. There is no update or delete.
     async fn append_log(&self, entry: &LogEntry) -> Result<u64>;
     /// Entries in `scope` at or after `since`, oldest first, at most `limit`.
@@ -294,6 +301,17 @@ pub trait TenantStore: Send + Sync {
 
     /// [`TenantStore::put_approval`] with its operator log entry, in one transaction.
     async fn put_approval_logged(&self, approval: &Approval, log: &LogEntry) -> Result<()>;
+    /// [`TenantStore::create_group`] with its operator log entry, in one transaction.
+    async fn create_group_logged(&self, group: &Group, log: &LogEntry) -> Result<()>;
+    /// [`TenantStore::set_patch_day`] with its operator log entry, in one transaction.
+    async fn set_patch_day_logged(&self, patch_day: &PatchDayConfig, log: &LogEntry) -> Result<()>;
+    /// [`TenantStore::set_host_groups`] with its operator log entry, in one transaction.
+    async fn set_host_groups_logged(
+        &self,
+        id: &HostId,
+        groups: &[GroupId],
+        log: &LogEntry,
+    ) -> Result<()>;
 }
 
 /// Looks up an update by id in a list of documents.

@@ -4,7 +4,6 @@ use crate::auth::{new_secret, Operator};
 use crate::compliance::host_statuses;
 use crate::error::{ApiError, ApiResult};
 use crate::limits;
-use crate::routes::log::record;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -50,7 +49,6 @@ pub async fn create_tenant(
         max_hosts: req.max_hosts,
     };
     let now = s.clock.now();
-    s.store.create_tenant(&t, now).await?;
     let detail = json!({ "name": t.name, "patch_day": t.patch_day, "max_hosts": t.max_hosts });
     let entry = op.log_entry(
         now,
@@ -59,7 +57,7 @@ pub async fn create_tenant(
         format!("tenant {}", t.id),
         detail,
     );
-    record(&s, &entry).await?;
+    s.store.create_tenant_logged(&t, now, &entry).await?;
     Ok(Json(t))
 }
 
@@ -207,7 +205,6 @@ pub async fn set_patch_day(
     op.change(&t)?;
     schedule(&pd)?;
     let tenant = s.store.tenant(&t).await?;
-    tenant.set_patch_day(&pd).await?;
     let entry = op.log_entry(
         s.clock.now(),
         Some(&t),
@@ -215,7 +212,7 @@ pub async fn set_patch_day(
         format!("tenant {t}"),
         json!(pd),
     );
-    record(&s, &entry).await?;
+    tenant.set_patch_day_logged(&pd, &entry).await?;
     Ok(Json(tenant.get().await?))
 }
 
@@ -238,7 +235,6 @@ pub async fn create_group(
 ) -> ApiResult<Json<Group>> {
     op.change(&t)?;
     limits::name("group name", &g.name)?;
-    s.store.tenant(&t).await?.create_group(&g).await?;
     let entry = op.log_entry(
         s.clock.now(),
         Some(&t),
@@ -246,7 +242,11 @@ pub async fn create_group(
         format!("group {}", g.id),
         json!({ "name": g.name }),
     );
-    record(&s, &entry).await?;
+    s.store
+        .tenant(&t)
+        .await?
+        .create_group_logged(&g, &entry)
+        .await?;
     Ok(Json(g))
 }
 
@@ -284,11 +284,6 @@ pub async fn set_host_groups(
     Json(req): Json<SetHostGroups>,
 ) -> ApiResult<Json<()>> {
     op.change(&t)?;
-    s.store
-        .tenant(&t)
-        .await?
-        .set_host_groups(&h, &req.groups)
-        .await?;
     let entry = op.log_entry(
         s.clock.now(),
         Some(&t),
@@ -296,7 +291,11 @@ pub async fn set_host_groups(
         format!("host {h}"),
         json!({ "groups": req.groups }),
     );
-    record(&s, &entry).await?;
+    s.store
+        .tenant(&t)
+        .await?
+        .set_host_groups_logged(&h, &req.groups, &entry)
+        .await?;
     Ok(Json(()))
 }
 
