@@ -659,3 +659,44 @@ fn agent_reads_its_enrolment_token_from_a_file() {
     );
     assert!(help.contains("visible in the process list"), "{help}");
 }
+
+#[test]
+fn concurrent_enrolments_cannot_share_a_use_or_pass_the_quota() {
+    let w = world();
+    // 40 enrolments at once with a token good for 5: exactly 5 hosts.
+    let token = enroll_token(&w.srv, &["--uses", "5"]);
+    let codes: Vec<u16> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..40)
+            .map(|n| {
+                let (srv, token) = (&w.srv, &token);
+                sc.spawn(move || enrol(srv, token, &format!("race-{n}")).0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 5, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 401), "{codes:?}");
+    assert_eq!(
+        json_of(&w.srv, &["host", "list", "--tenant", "acme"]).len(),
+        5
+    );
+
+    // 40 at once with an unlimited token against a quota of 8: exactly 8 hosts in all.
+    w.srv.cli(&["tenant", "set", "acme", "--max-hosts", "8"]);
+    let many = enroll_token(&w.srv, &["--unlimited"]);
+    let codes: Vec<u16> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..40)
+            .map(|n| {
+                let (srv, token) = (&w.srv, &many);
+                sc.spawn(move || enrol(srv, token, &format!("quota-{n}")).0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 3, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
+    assert_eq!(
+        json_of(&w.srv, &["host", "list", "--tenant", "acme"]).len(),
+        8
+    );
+}
