@@ -1241,3 +1241,29 @@ async fn main() -> std::process::ExitCode {
         }
     }
 }
+
+// Finding 3/10 (issue 8): `--expires` and `--since`.
+#[cfg(test)]
+mod tests {
+    use super::{ago, ahead};
+
+    #[test]
+    fn expiry_durations_and_times_parse() {
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(ahead("30d", now).unwrap(), at("2026-12-31T10:00:00Z"));
+        assert_eq!(ahead("12h", now).unwrap(), at("2026-12-01T22:00:00Z"));
+        assert_eq!(ahead("2w", now).unwrap(), at("2026-12-15T10:00:00Z"));
+        assert_eq!(ago("90m", now).unwrap(), at("2026-12-01T08:30:00Z"));
+        assert_eq!(
+            ahead("2027-01-01T00:00:00Z", now).unwrap(),
+            at("2027-01-01T00:00:00Z")
+        );
+        let e = ahead("soon", now).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "\"soon\" is neither a duration (30d, 12h, 90m, 2w) nor an RFC 3339 time"
+        );
+        assert!(ahead("-3d", now).is_err());
+    }
+}
