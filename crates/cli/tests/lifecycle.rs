@@ -280,6 +280,26 @@ fn removed_host_credential_stops_working_at_once() {
     let o = h.agent(&w.srv.url, None);
     fails_with(&o, &format!("host {id} was removed from tenant acme at"));
     fails_with(&o, "delete identity.json in the agent's state directory");
+
+    // Doing what the message says enrols the machine again.
+    let identity = match h.lab.root_dir() {
+        Some(_) => h.lab.dir().join("agent-state/identity.json"),
+        None => PathBuf::from("/var/lib/patchday-agent/identity.json"),
+    };
+    let rm = h
+        .lab
+        .run(
+            std::path::Path::new("/bin/rm"),
+            &[identity.clone().into_os_string()],
+        )
+        .unwrap();
+    assert!(rm.status.success(), "{}", text(&rm));
+    let again = enroll_token(&w.srv, &[]);
+    let o = h.agent(&w.srv.url, Some(&again));
+    assert!(o.status.success(), "re-enrolment: {}", text(&o));
+    let hosts = json_of(&w.srv, &["host", "list", "--tenant", "acme"]);
+    assert_eq!(hosts.len(), 1);
+    assert_ne!(hosts[0]["id"], id.as_str(), "a new host id");
 }
 
 #[test]
