@@ -642,6 +642,13 @@ fn tenant_token_does_not_see_another_tenants_log() {
     assert_eq!(pushes[0]["tenant"], Value::Null);
     assert_eq!(pushes[0]["actor"], "first-admin");
     assert!(all.iter().any(|e| e["tenant"] == "acme"));
+    // The log starts with the first admin token, which is listed by its prefix.
+    assert_eq!(all[0]["action"], "token.create");
+    assert_eq!(all[0]["actor"], "patchday server");
+    let tokens = json_of(&w.srv, &["token", "list"]);
+    let first = tokens.iter().find(|t| t["name"] == "first-admin").unwrap();
+    assert!(w.srv.admin.starts_with(first["prefix"].as_str().unwrap()));
+    assert_eq!(first["prefix"].as_str().unwrap().len(), 11);
 }
 
 #[test]

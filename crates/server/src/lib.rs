@@ -46,15 +46,29 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");
+        let record = TokenRecord {
+            hash: hash_secret(&secret),
+            name: "first-admin".into(),
+            role: Role::ProviderAdmin,
+            tenant: None,
+            created_at: clock.now(),
+        };
+        // Finding 3/10 (issue 8): listed by its prefix, and the log starts with it.
+        let prefix: String = secret.chars().take(11).collect();
+        let entry = patchday_types::api::LogEntry {
+            seq: 0,
+            at: record.created_at,
+            tenant: None,
+            actor: "patchday server".into(),
+            actor_id: String::new(),
+            source: "local".into(),
+            action: "token.create".into(),
+            object: format!("token {}", record.hash.chars().take(12).collect::<String>()),
+            detail: serde_json::json!({ "name": record.name, "prefix": prefix, "role": record.role }),
+        };
         state
             .store
-            .put_token(&TokenRecord {
-                hash: hash_secret(&secret),
-                name: "first-admin".into(),
-                role: Role::ProviderAdmin,
-                tenant: None,
-                created_at: clock.now(),
-            })
+            .create_token(&record, &prefix, None, &entry)
             .await?;
         first = Some(secret);
     }
