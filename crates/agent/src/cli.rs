@@ -5,12 +5,17 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How to enrol, shown under `--help` (finding 3 of issue 8: the token goes in the
+/// environment or a file, not on the command line, where the process list shows it).
+const ENROL_HELP: &str = "Enrol (first run) with the token in the environment or a file:
+  PATCHDAY_ENROLL_TOKEN=pde_... patchday-agent --server https://patchday.example:8470 --ca ca.pem --once
+  patchday-agent --server https://patchday.example:8470 --ca ca.pem --enroll-token-file /root/enrol.token --once
+(--enroll-token VALUE works too, but the value is visible in the process list.)";
+
 /// Patchday agent: reports inventory, installs approved updates after verifying them
 /// against the signed catalog, and reports what dpkg says.
-///
-/// Example: patchday-agent --server http://patchday.example:8470 --state /var/lib/patchday-agent --enroll-token pde_... --once
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = ENROL_HELP)]
 pub struct Args {
     /// Server base URL. After enrolment a different URL is used and stored (the CA,
     /// catalog root, director key and host key pinned at enrolment stay).
@@ -19,9 +24,14 @@ pub struct Args {
     /// State directory (identity, pinned root, downloads).
     #[arg(long, default_value = "/var/lib/patchday-agent")]
     pub state: PathBuf,
-    /// Enrolment token (first run only).
+    /// Enrolment token (first run only). Prefer the PATCHDAY_ENROLL_TOKEN environment
+    /// variable or --enroll-token-file: a value on the command line is visible in the
+    /// process list.
     #[arg(long, env = "PATCHDAY_ENROLL_TOKEN", hide_env_values = true)]
     pub enroll_token: Option<String>,
+    /// File holding the enrolment token (first run only; read instead of --enroll-token).
+    #[arg(long)]
+    pub enroll_token_file: Option<PathBuf>,
     /// Root of the managed system (an image or a `dpkg --root` tree).
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
@@ -56,10 +66,23 @@ pub struct Args {
 
 /// Runs the agent with parsed arguments until done (`--once`) or forever.
 pub async fn run(args: Args) -> std::process::ExitCode {
+    let enroll_token = match &args.enroll_token_file {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t.trim().to_string()),
+            Err(e) => {
+                eprintln!(
+                    "error: cannot read --enroll-token-file {}: {e}",
+                    p.display()
+                );
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        None => args.enroll_token.clone(),
+    };
     let cfg = AgentConfig {
         server: args.server.clone(),
         state_dir: args.state.clone(),
-        enroll_token: args.enroll_token.clone(),
+        enroll_token,
         root: args.root.clone(),
         dpkg_args: args.dpkg_args.clone(),
         catalog_root: args.catalog_root.clone(),

@@ -56,7 +56,7 @@ pub struct RunSummary {
 
 async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity> {
     let token = cfg.enroll_token.clone().ok_or_else(|| {
-        anyhow::anyhow!("this agent is not enrolled: pass --enroll-token (from `patchday enroll-token create --tenant T`)")
+        anyhow::anyhow!("this agent is not enrolled: give it an enrolment token in PATCHDAY_ENROLL_TOKEN or --enroll-token-file (from `patchday enroll-token create --tenant T`)")
     })?;
     let hostname = crate::inventory::collect(&cfg.root)
         .map(|i| i.hostname)

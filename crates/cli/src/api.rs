@@ -121,11 +121,15 @@ impl Api {
     pub async fn create_token(&self, req: &CreateToken) -> anyhow::Result<SecretCreated> {
         self.post("/v1/tokens", req, "creating the token").await
     }
-    /// Creates an enrolment token.
-    pub async fn create_enroll_token(&self, t: &TenantId) -> anyhow::Result<SecretCreated> {
+    /// Creates an enrolment token with these limits (by default one use within 24 hours).
+    pub async fn create_enroll_token(
+        &self,
+        t: &TenantId,
+        req: &CreateEnrollToken,
+    ) -> anyhow::Result<SecretCreated> {
         self.post(
             &format!("/v1/tenants/{t}/enroll-tokens"),
-            &(),
+            req,
             "creating the enrolment token",
         )
         .await
@@ -264,6 +268,91 @@ impl Api {
             "pushing the catalog",
         )
         .await
+    }
+
+    // ---- Finding 3/4/10 (issue 8): lifecycle commands and the operator log ----
+
+    async fn delete<R: DeserializeOwned>(&self, path: &str, what: &str) -> anyhow::Result<R> {
+        self.send(self.http.delete(format!("{}{path}", self.base)), what)
+            .await
+    }
+    /// Operator tokens in scope (of one tenant with `Some`).
+    pub async fn tokens(&self, tenant: Option<&TenantId>) -> anyhow::Result<Vec<TokenInfo>> {
+        let q = tenant.map(|t| format!("?tenant={t}")).unwrap_or_default();
+        self.get(&format!("/v1/tokens{q}"), "listing tokens").await
+    }
+    /// Revokes an operator token.
+    pub async fn revoke_token(&self, id: &str) -> anyhow::Result<TokenInfo> {
+        self.delete(&format!("/v1/tokens/{id}"), "revoking the token")
+            .await
+    }
+    /// A tenant's enrolment tokens.
+    pub async fn enroll_tokens(&self, t: &TenantId) -> anyhow::Result<Vec<EnrollTokenInfo>> {
+        self.get(
+            &format!("/v1/tenants/{t}/enroll-tokens"),
+            "listing enrolment tokens",
+        )
+        .await
+    }
+    /// Revokes an enrolment token.
+    pub async fn revoke_enroll_token(
+        &self,
+        t: &TenantId,
+        id: &str,
+    ) -> anyhow::Result<EnrollTokenInfo> {
+        self.delete(
+            &format!("/v1/tenants/{t}/enroll-tokens/{id}"),
+            "revoking the enrolment token",
+        )
+        .await
+    }
+    /// Removes a host; its credential stops working at once.
+    pub async fn remove_host(&self, t: &TenantId, h: &HostId) -> anyhow::Result<Removed> {
+        self.delete(&format!("/v1/tenants/{t}/hosts/{h}"), "removing the host")
+            .await
+    }
+    /// Removes a group with its memberships and approvals.
+    pub async fn remove_group(&self, t: &TenantId, g: &GroupId) -> anyhow::Result<Removed> {
+        self.delete(&format!("/v1/tenants/{t}/groups/{g}"), "removing the group")
+            .await
+    }
+    /// Removes a tenant (refused while it has hosts unless `force`).
+    pub async fn remove_tenant(&self, t: &TenantId, force: bool) -> anyhow::Result<Removed> {
+        self.delete(
+            &format!("/v1/tenants/{t}?force={force}"),
+            "removing the tenant",
+        )
+        .await
+    }
+    /// Sets a tenant's host quota.
+    pub async fn set_limits(&self, t: &TenantId, limits: &TenantLimits) -> anyhow::Result<Tenant> {
+        self.put(
+            &format!("/v1/tenants/{t}/limits"),
+            limits,
+            "setting the tenant's limits",
+        )
+        .await
+    }
+    /// Operator log entries in scope, oldest first.
+    pub async fn log(
+        &self,
+        tenant: Option<&TenantId>,
+        since: Option<jiff::Timestamp>,
+    ) -> anyhow::Result<Vec<LogEntry>> {
+        let mut q: Vec<String> = Vec::new();
+        if let Some(t) = tenant {
+            q.push(format!("tenant={t}"));
+        }
+        if let Some(s) = since {
+            q.push(format!("since={s}"));
+        }
+        let q = if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        };
+        self.get(&format!("/v1/log{q}"), "reading the operator log")
+            .await
     }
 }
 

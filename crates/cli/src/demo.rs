@@ -330,6 +330,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
             id: t.clone(),
             name: name.into(),
             patch_day: None,
+            max_hosts: None,
         })
         .await?;
     }
@@ -391,15 +392,16 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     ));
 
     // Enrol and report inventory.
-    let enroll: std::collections::BTreeMap<TenantId, String> = [
-        (acme.clone(), api.create_enroll_token(&acme).await?.secret),
-        (
-            globex.clone(),
-            api.create_enroll_token(&globex).await?.secret,
-        ),
-    ]
-    .into_iter()
-    .collect();
+    // One token per tenant, good for exactly as many hosts as the demo enrols there.
+    let mut enroll = std::collections::BTreeMap::<TenantId, String>::new();
+    for t in [&acme, &globex] {
+        let uses = hosts.iter().filter(|(ht, _, _)| ht == t).count();
+        let req = patchday_types::api::CreateEnrollToken {
+            max_uses: Some(u32::try_from(uses)?),
+            ..Default::default()
+        };
+        enroll.insert(t.clone(), api.create_enroll_token(t, &req).await?.secret);
+    }
     let agent = agent_program()?;
     let pb = spinner(hosts.len() as u64, "agents enrolling");
     for (t, host, _) in &hosts {
@@ -554,12 +556,13 @@ fn run_agent(
             args.push("/var/lib/patchday-agent".into());
         }
     }
-    if let Some(t) = enroll {
-        args.push("--enroll-token".into());
-        args.push(t.into());
-    }
-    let out = host
-        .command(&agent.0, &args)
+    let mut cmd = host.command(&agent.0, &args);
+    // In the environment, not the process list (as the README tells users).
+    match enroll {
+        Some(t) => cmd.env("PATCHDAY_ENROLL_TOKEN", t),
+        None => cmd.env_remove("PATCHDAY_ENROLL_TOKEN"),
+    };
+    let out = cmd
         .env("RUST_LOG", "warn")
         .output()
         .with_context(|| format!("{}: cannot start the agent", host.name()))?;

@@ -110,6 +110,19 @@ enum Command {
         #[arg(long = "plan-format")]
         plan_format: Option<String>,
     },
+    /// The operator log: every change an operator made, with who, when, from where and what.
+    ///
+    /// Example: patchday log --tenant acme --since 7d --format csv > changes.csv
+    Log {
+        /// Only this tenant (tenant tokens always see only their own).
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Entries at or after this time: RFC 3339, or a duration ago such as 24h or 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Runs the agent in this process (the demo uses it when patchday-agent is not built).
     #[command(hide = true)]
     Agent(patchday_agent::cli::Args),
@@ -303,6 +316,36 @@ enum TenantCmd {
         name: Option<String>,
         #[command(flatten)]
         patch_day: PatchDayArgs,
+        /// Most hosts the tenant may enrol (no limit by default).
+        #[arg(long)]
+        max_hosts: Option<u32>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Removes a tenant with its groups, tokens and approvals (refused while it has hosts).
+    ///
+    /// Example: patchday tenant remove acme --force
+    Remove {
+        /// Tenant id.
+        id: TenantId,
+        /// Also remove its hosts (their credentials stop working at once).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Changes a tenant's host quota.
+    ///
+    /// Example: patchday tenant set acme --max-hosts 500
+    Set {
+        /// Tenant id.
+        id: TenantId,
+        /// Most hosts the tenant may enrol.
+        #[arg(long, required_unless_present = "no_max_hosts")]
+        max_hosts: Option<u32>,
+        /// Lift the host quota.
+        #[arg(long, conflicts_with = "max_hosts")]
+        no_max_hosts: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -366,6 +409,29 @@ enum TokenCmd {
         /// Label.
         #[arg(long)]
         name: String,
+        /// When it stops working: a duration such as 30d or 12h, or an RFC 3339 time
+        /// (default: never).
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Lists operator tokens by id, name and prefix (never the secret).
+    ///
+    /// Example: patchday token list --tenant acme
+    List {
+        /// Only this tenant's tokens (tenant tokens always see only their own).
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Revokes an operator token: it stops working at once.
+    ///
+    /// Example: patchday token revoke 3f2a9c0d1b7e
+    Revoke {
+        /// Token id (from `patchday token list`).
+        id: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -373,13 +439,51 @@ enum TokenCmd {
 
 #[derive(Subcommand)]
 enum EnrollTokenCmd {
-    /// Creates an enrolment token for a tenant (printed once).
+    /// Creates an enrolment token for a tenant (printed once): by default it enrols one
+    /// host within 24 hours.
     ///
-    /// Example: patchday enroll-token create --tenant acme
+    /// Example: patchday enroll-token create --tenant acme --group web --uses 20 --expires 7d
     Create {
         /// Tenant.
         #[arg(long)]
         tenant: TenantId,
+        /// How many hosts may enrol with it.
+        #[arg(long, default_value_t = 1, conflicts_with = "unlimited")]
+        uses: u32,
+        /// Any number of hosts may enrol with it until it expires or is revoked.
+        #[arg(long)]
+        unlimited: bool,
+        /// When it stops working: a duration such as 7d or 12h, or an RFC 3339 time.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// The group every host enrolled with it joins.
+        #[arg(long)]
+        group: Option<GroupId>,
+        /// A label for people.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Lists a tenant's enrolment tokens by id, name and prefix (never the secret).
+    ///
+    /// Example: patchday enroll-token list --tenant acme
+    List {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Revokes an enrolment token: no host can enrol with it any more.
+    ///
+    /// Example: patchday enroll-token revoke --tenant acme 3f2a9c0d1b7e
+    Revoke {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Token id (from `patchday enroll-token list`).
+        id: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -410,6 +514,18 @@ enum GroupCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Removes a group with its memberships and approvals (its hosts stay).
+    ///
+    /// Example: patchday group remove --tenant acme web
+    Remove {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Group id.
+        id: GroupId,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -433,6 +549,18 @@ enum HostCmd {
         host: HostId,
         /// Groups (replaces the current list).
         groups: Vec<GroupId>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Removes a host: its credential stops working at once (its agent is told so).
+    ///
+    /// Example: patchday host remove --tenant acme web-1-ab12cd34
+    Remove {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Host id.
+        host: HostId,
         #[command(flatten)]
         conn: Conn,
     },
@@ -478,6 +606,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             id,
             name,
             patch_day,
+            max_hosts,
             conn,
         }) => {
             let t = conn
@@ -486,6 +615,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     name: name.unwrap_or_else(|| id.to_string()),
                     id,
                     patch_day: Some(patch_day.config()),
+                    max_hosts,
                 })
                 .await?;
             println!(
@@ -500,13 +630,14 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Tenant(TenantCmd::List { conn }) => {
-            let mut t = Table::new(&["id", "name", "patch-day"]);
+            let mut t = Table::new(&["id", "name", "patch-day", "max-hosts"]);
             for x in conn.api()?.tenants().await? {
                 let p = &x.patch_day;
                 t.rows.push(vec![
                     x.id.to_string(),
                     x.name,
                     format!("{} {} {} {}", p.week, p.weekday, p.time, p.time_zone),
+                    x.max_hosts.map(|n| n.to_string()).unwrap_or_default(),
                 ]);
             }
             print(&t, conn.format);
@@ -528,24 +659,54 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        Command::Token(TokenCmd::Create {
-            role,
+        Command::Token(cmd) => token(cmd).await,
+        Command::EnrollToken(cmd) => enroll_token(cmd).await,
+        Command::Log {
             tenant,
-            name,
+            since,
             conn,
-        }) => {
-            let s = conn
-                .api()?
-                .create_token(&CreateToken { name, role, tenant })
-                .await?;
-            eprintln!("token created; it is shown only this once:");
-            println!("{}", s.secret);
+        } => {
+            let since = since.as_deref().map(|s| ago(s, now())).transpose()?;
+            let entries = conn.api()?.log(tenant.as_ref(), since).await?;
+            match conn.format {
+                // JSON keeps each entry's detail as an object.
+                Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                f => print(&patchday_cli::render::log_table(&entries), f),
+            }
             Ok(0)
         }
-        Command::EnrollToken(EnrollTokenCmd::Create { tenant, conn }) => {
-            let s = conn.api()?.create_enroll_token(&tenant).await?;
-            eprintln!("enrolment token for {tenant}; it is shown only this once:");
-            println!("{}", s.secret);
+        Command::Tenant(TenantCmd::Remove { id, force, conn }) => {
+            let r = conn.api()?.remove_tenant(&id, force).await?;
+            println!("removed {} ({} host(s) with it)", r.removed, r.hosts);
+            Ok(0)
+        }
+        Command::Tenant(TenantCmd::Set {
+            id,
+            max_hosts,
+            no_max_hosts: _,
+            conn,
+        }) => {
+            let t = conn
+                .api()?
+                .set_limits(&id, &patchday_types::api::TenantLimits { max_hosts })
+                .await?;
+            match t.max_hosts {
+                Some(n) => println!("tenant {}: at most {n} host(s)", t.id),
+                None => println!("tenant {}: no host quota", t.id),
+            }
+            Ok(0)
+        }
+        Command::Group(GroupCmd::Remove { tenant, id, conn }) => {
+            let r = conn.api()?.remove_group(&tenant, &id).await?;
+            println!("removed {} from {tenant}", r.removed);
+            Ok(0)
+        }
+        Command::Host(HostCmd::Remove { tenant, host, conn }) => {
+            let r = conn.api()?.remove_host(&tenant, &host).await?;
+            println!(
+                "removed {} from {tenant}; its credential no longer works",
+                r.removed
+            );
             Ok(0)
         }
         Command::Group(GroupCmd::Create {
@@ -835,6 +996,138 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+// ---- Finding 3/10 (issue 8): token lifecycle commands ----
+
+async fn token(cmd: TokenCmd) -> anyhow::Result<i32> {
+    match cmd {
+        TokenCmd::Create {
+            role,
+            tenant,
+            name,
+            expires,
+            conn,
+        } => {
+            let expires_at = expires.as_deref().map(|e| ahead(e, now())).transpose()?;
+            let s = conn
+                .api()?
+                .create_token(&CreateToken {
+                    name,
+                    role,
+                    tenant,
+                    expires_at,
+                })
+                .await?;
+            match expires_at {
+                Some(at) => {
+                    eprintln!("token created, valid until {at}; it is shown only this once:")
+                }
+                None => eprintln!("token created; it is shown only this once:"),
+            }
+            println!("{}", s.secret);
+        }
+        TokenCmd::List { tenant, conn } => {
+            let tokens = conn.api()?.tokens(tenant.as_ref()).await?;
+            print(
+                &patchday_cli::render::token_table(&tokens, now()),
+                conn.format,
+            );
+        }
+        TokenCmd::Revoke { id, conn } => {
+            let t = conn.api()?.revoke_token(&id).await?;
+            println!(
+                "revoked token {} ({}, {}); it no longer works",
+                t.id, t.name, t.prefix
+            );
+        }
+    }
+    Ok(0)
+}
+
+async fn enroll_token(cmd: EnrollTokenCmd) -> anyhow::Result<i32> {
+    match cmd {
+        EnrollTokenCmd::Create {
+            tenant,
+            uses,
+            unlimited,
+            expires,
+            group,
+            name,
+            conn,
+        } => {
+            let req = patchday_types::api::CreateEnrollToken {
+                name,
+                expires_at: Some(ahead(&expires, now())?),
+                max_uses: (!unlimited).then_some(uses),
+                unlimited,
+                group,
+            };
+            let s = conn.api()?.create_enroll_token(&tenant, &req).await?;
+            let uses = if unlimited {
+                "any number of hosts".to_string()
+            } else {
+                format!("{uses} host(s)")
+            };
+            eprintln!(
+                "enrolment token for {tenant} ({uses}, until {}); it is shown only this once.\n\
+                 Give it to agents in PATCHDAY_ENROLL_TOKEN or a file (--enroll-token-file), not on the command line:",
+                req.expires_at.map(|t| t.to_string()).unwrap_or_default()
+            );
+            println!("{}", s.secret);
+        }
+        EnrollTokenCmd::List { tenant, conn } => {
+            let tokens = conn.api()?.enroll_tokens(&tenant).await?;
+            print(
+                &patchday_cli::render::enroll_token_table(&tokens, now()),
+                conn.format,
+            );
+        }
+        EnrollTokenCmd::Revoke { tenant, id, conn } => {
+            let t = conn.api()?.revoke_enroll_token(&tenant, &id).await?;
+            println!(
+                "revoked enrolment token {} ({}) of {tenant}; no host can enrol with it now",
+                t.id, t.prefix
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// A length of time such as `90m`, `12h`, `30d` or `2w`.
+fn duration(s: &str) -> Option<jiff::SignedDuration> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: i64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    let secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return None,
+    };
+    (n >= 0).then(|| jiff::SignedDuration::from_secs(n.saturating_mul(secs)))
+}
+
+/// `--expires`: a duration from `now` or an RFC 3339 time.
+fn ahead(s: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
+    match duration(s) {
+        Some(d) => Ok(now.checked_add(d)?),
+        None => s.parse().with_context(|| {
+            format!("{s:?} is neither a duration (30d, 12h, 90m, 2w) nor an RFC 3339 time")
+        }),
+    }
+}
+
+/// `--since`: a duration before `now` or an RFC 3339 time.
+fn ago(s: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
+    match duration(s) {
+        Some(d) => Ok(now.checked_sub(d)?),
+        None => s
+            .parse()
+            .with_context(|| format!("{s:?} is neither a duration (24h, 7d) nor an RFC 3339 time")),
+    }
+}
+
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ServerFile {
@@ -959,5 +1252,31 @@ async fn main() -> std::process::ExitCode {
             );
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+// Finding 3/10 (issue 8): `--expires` and `--since`.
+#[cfg(test)]
+mod tests {
+    use super::{ago, ahead};
+
+    #[test]
+    fn expiry_durations_and_times_parse() {
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(ahead("30d", now).unwrap(), at("2026-12-31T10:00:00Z"));
+        assert_eq!(ahead("12h", now).unwrap(), at("2026-12-01T22:00:00Z"));
+        assert_eq!(ahead("2w", now).unwrap(), at("2026-12-15T10:00:00Z"));
+        assert_eq!(ago("90m", now).unwrap(), at("2026-12-01T08:30:00Z"));
+        assert_eq!(
+            ahead("2027-01-01T00:00:00Z", now).unwrap(),
+            at("2027-01-01T00:00:00Z")
+        );
+        let e = ahead("soon", now).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "\"soon\" is neither a duration (30d, 12h, 90m, 2w) nor an RFC 3339 time"
+        );
+        assert!(ahead("-3d", now).is_err());
     }
 }

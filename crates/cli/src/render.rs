@@ -416,3 +416,100 @@ mod escaping_tests {
         assert_eq!(back[1]["os"], "@SUM(A1)");
     }
 }
+
+// ---- Finding 3/10 (issue 8): tokens, enrolment tokens and the operator log ----
+
+fn when(t: Option<jiff::Timestamp>, none: &str) -> String {
+    t.map(|t| t.to_string()).unwrap_or_else(|| none.into())
+}
+
+/// `active`, `revoked` or `expired` at `now`.
+fn token_state(
+    revoked: Option<jiff::Timestamp>,
+    expires: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> &'static str {
+    match (revoked, expires) {
+        (Some(_), _) => "revoked",
+        (None, Some(e)) if e <= now => "expired",
+        _ => "active",
+    }
+}
+
+/// Operator tokens by id, name and prefix (never the secret), with their state at `now`.
+pub fn token_table(tokens: &[patchday_types::api::TokenInfo], now: jiff::Timestamp) -> Table {
+    let mut t = Table::new(&[
+        "id", "name", "prefix", "role", "tenant", "created", "expires", "state",
+    ]);
+    for k in tokens {
+        t.rows.push(vec![
+            k.id.clone(),
+            k.name.clone(),
+            k.prefix.clone(),
+            k.role.to_string(),
+            k.tenant
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            k.created_at.to_string(),
+            when(k.expires_at, "never"),
+            token_state(k.revoked_at, k.expires_at, now).into(),
+        ]);
+    }
+    t
+}
+
+/// Enrolment tokens by id, name and prefix, with uses and their state at `now`.
+pub fn enroll_token_table(
+    tokens: &[patchday_types::api::EnrollTokenInfo],
+    now: jiff::Timestamp,
+) -> Table {
+    let mut t = Table::new(&["id", "name", "prefix", "group", "uses", "expires", "state"]);
+    for k in tokens {
+        let used_up = k.max_uses.is_some_and(|m| k.uses >= m);
+        let state = match token_state(k.revoked_at, k.expires_at, now) {
+            "active" if used_up => "used-up",
+            s => s,
+        };
+        t.rows.push(vec![
+            k.id.clone(),
+            k.name.clone(),
+            k.prefix.clone(),
+            k.group
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            match k.max_uses {
+                Some(m) => format!("{}/{m}", k.uses),
+                None => format!("{}/unlimited", k.uses),
+            },
+            when(k.expires_at, "never"),
+            state.into(),
+        ]);
+    }
+    t
+}
+
+/// The operator log: who, when, from where, what.
+pub fn log_table(entries: &[patchday_types::api::LogEntry]) -> Table {
+    let mut t = Table::new(&[
+        "seq", "at", "tenant", "actor", "actor-id", "source", "action", "object", "detail",
+    ]);
+    for e in entries {
+        t.rows.push(vec![
+            e.seq.to_string(),
+            e.at.to_string(),
+            e.tenant
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            e.actor.clone(),
+            e.actor_id.clone(),
+            e.source.clone(),
+            e.action.clone(),
+            e.object.clone(),
+            e.detail.to_string(),
+        ]);
+    }
+    t
+}

@@ -94,7 +94,7 @@ fn world_with(
     srv.cli(&["tenant", "create", "acme"]);
     srv.cli(&["group", "create", "--tenant", "acme", "web"]);
     let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
         .trim()
         .to_string();
     (
@@ -735,7 +735,7 @@ fn agents_report_audit_facts_and_the_server_plans_per_host_and_fleet() {
     srv.cli(&["tenant", "create", "acme"]);
     srv.cli(&["group", "create", "--tenant", "acme", "web"]);
     let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
         .trim()
         .to_string();
     let h = Host::new(&b, dir, "audit-1");
@@ -1297,7 +1297,7 @@ fn a_catalog_made_by_python_tuf_is_accepted_served_and_installed() {
     srv.cli(&["tenant", "create", "acme"]);
     srv.cli(&["group", "create", "--tenant", "acme", "web"]);
     let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
         .trim()
         .to_string();
     let h = Host::new(&b, dir, "pytuf-1");
@@ -1399,7 +1399,7 @@ fn https_with_a_pinned_ca_refuses_a_man_in_the_middle_with_another_ca() {
     srv.cli(&["tenant", "create", "acme"]);
     srv.cli(&["group", "create", "--tenant", "acme", "web"]);
     let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
         .trim()
         .to_string();
     let ca = srv.data.join("tls/ca.pem");

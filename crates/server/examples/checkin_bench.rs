@@ -538,6 +538,7 @@ async fn client_main(
         id,
         name,
         patch_day: None,
+        max_hosts: None,
     };
     let _: Value = api.admin(Method::POST, "/v1/tenants", &new_tenant).await?;
     let t = format!("/v1/tenants/{tenant}");
@@ -547,7 +548,8 @@ async fn client_main(
         .admin(Method::POST, &format!("{t}/groups"), &new_group)
         .await?;
     let tokens = format!("{t}/enroll-tokens");
-    let enroll: SecretCreated = api.admin(Method::POST, &tokens, &()).await?;
+    let unlimited = serde_json::json!({ "unlimited": true });
+    let enroll: SecretCreated = api.admin(Method::POST, &tokens, &unlimited).await?;
 
     // Enrol and group every host, up to 16 at a time.
     let hostnames: Vec<String> = (0..p.hosts).map(|h| format!("bench-{h:05}")).collect();

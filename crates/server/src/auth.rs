@@ -45,6 +45,10 @@ pub struct Operator {
     pub role: Role,
     /// Bound tenant for tenant roles.
     pub tenant: Option<TenantId>,
+    /// The token's listed id (finding 10: who, in the operator log).
+    pub token_id: String,
+    /// The address the request came from (finding 10: from where).
+    pub source: String,
 }
 
 impl Operator {
@@ -82,15 +86,70 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
-        match state.store.token_by_hash(&hash_secret(secret)).await? {
-            Some(t) => Ok(Operator {
-                name: t.name,
-                role: t.role,
-                tenant: t.tenant,
-            }),
-            None => Err(unauthorized("unknown or revoked token")),
-        }
+        let t = live_operator_token(state, secret).await?;
+        Ok(Operator {
+            name: t.name,
+            role: t.role,
+            tenant: t.tenant,
+            token_id: t.id,
+            source: source_address(parts),
+        })
     }
+}
+
+// ---- Finding 3 (issue 8): operator tokens expire and are revoked ----
+
+/// The operator token behind `secret`, refused (401, saying which and what to do) when
+/// it is unknown, revoked or expired.
+async fn live_operator_token(
+    state: &AppState,
+    secret: &str,
+) -> Result<patchday_types::api::TokenInfo, ApiError> {
+    let Some(t) = state.store.token_info_by_hash(&hash_secret(secret)).await? else {
+        return Err(unauthorized(
+            "unknown token: check PATCHDAY_TOKEN (a provider admin makes tokens with `patchday token create`)",
+        ));
+    };
+    if let Some(at) = t.revoked_at {
+        return Err(unauthorized(&format!(
+            "token {} ({}) was revoked at {at}: ask an admin for a new one (`patchday token create`)",
+            t.id, t.name
+        )));
+    }
+    if let Some(at) = t.expires_at.filter(|at| *at <= state.clock.now()) {
+        return Err(unauthorized(&format!(
+            "token {} ({}) expired at {at}: ask an admin for a new one (`patchday token create --expires ...`)",
+            t.id, t.name
+        )));
+    }
+    Ok(t)
+}
+
+/// The peer address of the connection (finding 10), or `unknown` when the server was
+/// not started with connection info.
+pub fn source_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The 401 for a host credential the server does not know: a removed host is told so,
+/// and how to enrol again.
+async fn host_refusal(state: &AppState, hash: &str) -> Result<ApiError, ApiError> {
+    Ok(match state.store.removed_host_by_credential(hash).await? {
+        Some(r) => unauthorized(&format!(
+            "host {} was removed from tenant {} at {}: its credential no longer works. To enrol \
+             this machine again, delete identity.json in the agent's state directory (default \
+             /var/lib/patchday-agent) and run the agent with a new enrolment token \
+             (PATCHDAY_ENROLL_TOKEN or --enroll-token-file)",
+            r.host, r.tenant, r.removed_at
+        )),
+        None => {
+            unauthorized("unknown host credential: re-enrol the agent with a fresh enrolment token")
+        }
+    })
 }
 
 /// An authenticated host.
@@ -109,9 +168,7 @@ impl FromRequestParts<AppState> for HostAuth {
         let secret = bearer(parts)?;
         match state.store.host_by_credential(&hash_secret(secret)).await? {
             Some((tenant, host)) => Ok(HostAuth { tenant, host }),
-            None => Err(unauthorized(
-                "unknown host credential: re-enrol the agent with a fresh enrolment token",
-            )),
+            None => Err(host_refusal(state, &hash_secret(secret)).await?),
         }
     }
 }
@@ -125,13 +182,11 @@ impl FromRequestParts<AppState> for AnyCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
         let h = hash_secret(secret);
-        if state.store.host_by_credential(&h).await?.is_some()
-            || state.store.token_by_hash(&h).await?.is_some()
-        {
-            Ok(AnyCaller)
-        } else {
-            Err(unauthorized("unknown credential"))
+        if state.store.host_by_credential(&h).await?.is_some() {
+            return Ok(AnyCaller);
         }
+        // Finding 3: revoked and expired operator tokens read nothing either.
+        live_operator_token(state, secret).await.map(|_| AnyCaller)
     }
 }
 

@@ -54,6 +54,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            // Finding 3/4 (issue 8): the store's message says which rule and what to do.
+            StoreError::Refused(why) => ApiError::conflict(why),
             other => ApiError::internal(other),
         }
     }

@@ -13,6 +13,7 @@ mod compliance;
 mod director;
 mod error;
 pub mod freshness;
+mod limits; // finding 4 (issue 8)
 mod routes;
 mod state;
 pub mod tls;
@@ -45,15 +46,29 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");
+        let record = TokenRecord {
+            hash: hash_secret(&secret),
+            name: "first-admin".into(),
+            role: Role::ProviderAdmin,
+            tenant: None,
+            created_at: clock.now(),
+        };
+        // Finding 3/10 (issue 8): listed by its prefix, and the log starts with it.
+        let prefix: String = secret.chars().take(11).collect();
+        let entry = patchday_types::api::LogEntry {
+            seq: 0,
+            at: record.created_at,
+            tenant: None,
+            actor: "patchday server".into(),
+            actor_id: String::new(),
+            source: "local".into(),
+            action: "token.create".into(),
+            object: format!("token {}", record.hash.chars().take(12).collect::<String>()),
+            detail: serde_json::json!({ "name": record.name, "prefix": prefix, "role": record.role }),
+        };
         state
             .store
-            .put_token(&TokenRecord {
-                hash: hash_secret(&secret),
-                name: "first-admin".into(),
-                role: Role::ProviderAdmin,
-                tenant: None,
-                created_at: clock.now(),
-            })
+            .create_token(&record, &prefix, None, &entry)
             .await?;
         first = Some(secret);
     }
@@ -80,7 +95,8 @@ pub async fn bind(
         .await
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
     let addr = listener.local_addr()?;
-    let app = router(state);
+    // The peer address reaches handlers (finding 10: the operator log says from where).
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     Ok((addr, async move { axum::serve(listener, app).await }))
 }
 

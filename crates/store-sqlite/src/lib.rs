@@ -4,11 +4,12 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, HostRecord, HostSigning, Result, SequenceCheck, Store,
-    StoreError, StoredState, TenantStore, TokenRecord,
+    CatalogRecord, CatalogTarget, EnrollGrant, HostRecord, HostSigning, LogScope, NewEnrollToken,
+    RemovedHost, Result, SequenceCheck, Store, StoreError, StoredState, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
-    Approval, CatalogStatus, Decision, Group, PatchDayConfig, Role, StateReport, Tenant,
+    Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role,
+    StateReport, Tenant, TokenInfo,
 };
 use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateState};
 use sqlx::sqlite::{
@@ -98,6 +99,10 @@ fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant> {
         id: parse("tenant id", r.get::<&str, _>("id"))?,
         name: r.get("name"),
         patch_day: json::<PatchDayConfig>("patch day", r.get::<&str, _>("patch_day"))?,
+        max_hosts: r
+            .get::<Option<i64>, _>("max_hosts")
+            .map(|n| u32::try_from(n).map_err(|e| corrupt("max_hosts", e)))
+            .transpose()?,
     })
 }
 
@@ -119,11 +124,14 @@ impl Store for SqliteStore {
     }
 
     async fn create_tenant(&self, t: &Tenant, now: Timestamp) -> Result<()> {
-        sqlx::query("INSERT INTO tenants (id, name, patch_day, created_at) VALUES (?, ?, ?, ?)")
-            .bind(t.id.as_str())
-            .bind(&t.name)
-            .bind(to_json(&t.patch_day)?)
-            .bind(now.to_string())
+        sqlx::query(
+            "INSERT INTO tenants (id, name, patch_day, created_at, max_hosts) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(to_json(&t.patch_day)?)
+        .bind(now.to_string())
+        .bind(t.max_hosts.map(i64::from))
             .execute(&self.pool)
             .await
             .map_err(about(format!("tenant {}", t.id)))?;
@@ -131,7 +139,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT id, name, patch_day FROM tenants ORDER BY id")
+        let rows = sqlx::query("SELECT id, name, patch_day, max_hosts FROM tenants ORDER BY id")
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
@@ -177,10 +185,13 @@ impl Store for SqliteStore {
     }
 
     async fn has_provider_admin(&self) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM tokens WHERE role = 'provider-admin' LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        // A revoked admin token does not count: a restart then prints a new one.
+        let row = sqlx::query(
+            "SELECT 1 FROM tokens WHERE role = 'provider-admin' AND revoked_at IS NULL LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(row.is_some())
     }
 
@@ -319,6 +330,299 @@ impl Store for SqliteStore {
         .map_err(backend)?;
         rows.iter().map(catalog_target_row).collect()
     }
+
+    // ---- Finding 3 (issue 8): operator tokens expire and are revoked ----
+
+    async fn create_token(
+        &self,
+        t: &TokenRecord,
+        prefix: &str,
+        expires_at: Option<Timestamp>,
+        log: &LogEntry,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO tokens (hash, name, role, tenant_id, created_at, prefix, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.hash)
+        .bind(&t.name)
+        .bind(t.role.as_str())
+        .bind(t.tenant.as_ref().map(|t| t.as_str().to_string()))
+        .bind(t.created_at.to_string())
+        .bind(prefix)
+        .bind(expires_at.map(|e| e.to_string()))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn token_info_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(token_info_row).transpose()
+    }
+
+    async fn token_info(&self, id: &str) -> Result<Option<TokenInfo>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE substr(hash, 1, 12) = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(token_info_row).transpose()
+    }
+
+    async fn list_tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE ?1 IS NULL OR tenant_id = ?1 \
+             ORDER BY created_at, hash"
+        ))
+        .bind(tenant.map(|t| t.as_str().to_string()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(token_info_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, now: Timestamp, log: &LogEntry) -> Result<TokenInfo> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "UPDATE tokens SET revoked_at = ? WHERE substr(hash, 1, 12) = ? AND revoked_at IS NULL",
+        )
+        .bind(now.to_string())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE substr(hash, 1, 12) = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("token {id}")))?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)?;
+        token_info_row(&row)
+    }
+
+    async fn redeem_enroll_token(&self, hash: &str, now: Timestamp) -> Result<EnrollGrant> {
+        let Some(row) = sqlx::query(
+            "SELECT e.tenant_id, e.group_id, e.expires_at, e.max_uses, e.revoked_at, \
+             (e.group_id IS NULL OR g.id IS NOT NULL) AS group_exists, t.max_hosts, \
+             (SELECT count(*) FROM hosts h WHERE h.tenant_id = e.tenant_id) AS hosts \
+             FROM enroll_tokens e JOIN tenants t ON t.id = e.tenant_id \
+             LEFT JOIN groups g ON g.tenant_id = e.tenant_id AND g.id = e.group_id \
+             WHERE e.hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        else {
+            return Ok(EnrollGrant::Unknown);
+        };
+        if let Some(at) = opt_ts(row.get("revoked_at"))? {
+            return Ok(EnrollGrant::Revoked { at });
+        }
+        if let Some(at) = opt_ts(row.get("expires_at"))? {
+            if at <= now {
+                return Ok(EnrollGrant::Expired { at });
+            }
+        }
+        let group = row
+            .get::<Option<String>, _>("group_id")
+            .map(|g| parse::<GroupId>("group id", &g))
+            .transpose()?;
+        if let (Some(g), false) = (&group, row.get::<bool, _>("group_exists")) {
+            return Ok(EnrollGrant::GroupRemoved { group: g.clone() });
+        }
+        let tenant: TenantId = parse("tenant id", row.get::<&str, _>("tenant_id"))?;
+        if let Some(max_hosts) = u32_col(&row, "max_hosts")? {
+            if row.get::<i64, _>("hosts") >= i64::from(max_hosts) {
+                return Ok(EnrollGrant::QuotaFull { tenant, max_hosts });
+            }
+        }
+        // The use is taken in one statement, so concurrent enrolments cannot share it.
+        let taken = sqlx::query(
+            "UPDATE enroll_tokens SET uses = uses + 1 WHERE hash = ? AND revoked_at IS NULL \
+             AND (max_uses IS NULL OR uses < max_uses)",
+        )
+        .bind(hash)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if taken.rows_affected() == 0 {
+            let again =
+                sqlx::query("SELECT max_uses, revoked_at FROM enroll_tokens WHERE hash = ?")
+                    .bind(hash)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(backend)?;
+            if let Some(at) = opt_ts(again.get("revoked_at"))? {
+                return Ok(EnrollGrant::Revoked { at });
+            }
+            let max_uses = u32_col(&again, "max_uses")?.unwrap_or(0);
+            return Ok(EnrollGrant::UsedUp { max_uses });
+        }
+        Ok(EnrollGrant::Granted { tenant, group })
+    }
+
+    async fn removed_host_by_credential(&self, hash: &str) -> Result<Option<RemovedHost>> {
+        let row = sqlx::query(
+            "SELECT tenant_id, host_id, removed_at FROM removed_hosts WHERE credential_hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(RemovedHost {
+                tenant: parse("tenant id", r.get::<&str, _>("tenant_id"))?,
+                host: parse("host id", r.get::<&str, _>("host_id"))?,
+                removed_at: parse("timestamp", r.get::<&str, _>("removed_at"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn remove_tenant(
+        &self,
+        id: &TenantId,
+        force: bool,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("tenant {id}")))?;
+        let hosts: i64 = sqlx::query("SELECT count(*) AS n FROM hosts WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?
+            .get("n");
+        if hosts > 0 && !force {
+            return Err(StoreError::Refused(format!(
+                "tenant {id} still has {hosts} host(s): remove them first (`patchday host remove`) \
+                 or pass --force to remove them with the tenant"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO removed_hosts (credential_hash, tenant_id, host_id, removed_at) \
+             SELECT credential_hash, tenant_id, id, ? FROM hosts WHERE tenant_id = ? \
+             ON CONFLICT (credential_hash) DO NOTHING",
+        )
+        .bind(now.to_string())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for table in [
+            "host_states",
+            "host_groups",
+            "approvals",
+            "hosts",
+            "groups",
+            "enroll_tokens",
+            "tokens",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = ?"))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("DELETE FROM tenants WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(u64::try_from(hosts).unwrap_or(0))
+    }
+
+    // ---- Finding 10 (issue 8): the operator log ----
+
+    async fn create_tenant_logged(&self, t: &Tenant, now: Timestamp, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, patch_day, created_at, max_hosts) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(to_json(&t.patch_day)?)
+        .bind(now.to_string())
+        .bind(t.max_hosts.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(about(format!("tenant {}", t.id)))?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn append_log(&self, entry: &LogEntry) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let seq = insert_log(&mut tx, entry).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(seq)
+    }
+
+    async fn list_log(
+        &self,
+        scope: &LogScope,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>> {
+        let tenant = match scope {
+            LogScope::Everything => None,
+            LogScope::Tenant(t) => Some(t.as_str().to_string()),
+        };
+        let rows = sqlx::query(
+            "SELECT seq, at, tenant_id, actor, actor_id, source, action, object, detail \
+             FROM operator_log WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR at_ms >= ?2) \
+             ORDER BY seq LIMIT ?3",
+        )
+        .bind(tenant)
+        .bind(since.map(|s| s.as_millisecond()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogEntry {
+                    seq: u64::try_from(r.get::<i64, _>("seq")).map_err(|e| corrupt("seq", e))?,
+                    at: parse("timestamp", r.get::<&str, _>("at"))?,
+                    tenant: r
+                        .get::<Option<String>, _>("tenant_id")
+                        .map(|t| parse("tenant id", &t))
+                        .transpose()?,
+                    actor: r.get("actor"),
+                    actor_id: r.get("actor_id"),
+                    source: r.get("source"),
+                    action: r.get("action"),
+                    object: r.get("object"),
+                    detail: json("log detail", r.get::<&str, _>("detail"))?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A store handle bound to one tenant.
@@ -380,7 +684,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn get(&self) -> Result<Tenant> {
-        let row = sqlx::query("SELECT id, name, patch_day FROM tenants WHERE id = ?")
+        let row = sqlx::query("SELECT id, name, patch_day, max_hosts FROM tenants WHERE id = ?")
             .bind(self.id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -444,15 +748,24 @@ impl TenantStore for SqliteTenant {
         cred: &str,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO hosts (tenant_id, id, hostname, credential_hash, enrolled_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .bind(hostname)
-            .bind(cred)
-            .bind(now.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(about(format!("host {id}")))?;
+        // The quota (finding 4) is checked in the same statement, so concurrent
+        // enrolments cannot pass it together.
+        let done = sqlx::query(
+            "INSERT INTO hosts (tenant_id, id, hostname, credential_hash, enrolled_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5 FROM tenants t WHERE t.id = ?1 AND (t.max_hosts IS NULL \
+             OR (SELECT count(*) FROM hosts WHERE tenant_id = ?1) < t.max_hosts)",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .bind(hostname)
+        .bind(cred)
+        .bind(now.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(about(format!("host {id}")))?;
+        if done.rows_affected() == 0 {
+            return Err(self.quota_refusal().await);
+        }
         Ok(())
     }
 
@@ -547,28 +860,9 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn put_approval(&self, a: &Approval) -> Result<()> {
-        let decision = match a.decision {
-            Decision::Approve => "approve",
-            Decision::Decline => "decline",
-        };
-        sqlx::query(
-            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
-               decision = excluded.decision, deadline = excluded.deadline,
-               decided_at = excluded.decided_at, decided_by = excluded.decided_by",
-        )
-        .bind(self.id.as_str())
-        .bind(a.update.as_str())
-        .bind(a.group.as_str())
-        .bind(decision)
-        .bind(a.deadline.map(|d| d.to_string()))
-        .bind(a.decided_at.to_string())
-        .bind(&a.decided_by)
-        .execute(&self.pool)
-        .await
-        .map_err(about(format!("group {}", a.group)))?;
-        Ok(())
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        self.write_approval(&mut tx, a).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn list_approvals(&self) -> Result<Vec<Approval>> {
@@ -759,6 +1053,200 @@ impl TenantStore for SqliteTenant {
         .map_err(backend)?;
         host_updated(&done, id)
     }
+
+    // ---- Finding 3/4 (issue 8): enrolment tokens with limits, removal, host quota ----
+
+    async fn create_enroll_token(&self, t: &NewEnrollToken, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if let Some(g) = &t.group {
+            sqlx::query("SELECT 1 FROM groups WHERE tenant_id = ? AND id = ?")
+                .bind(self.id.as_str())
+                .bind(g.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::NotFound(format!("group {g}")))?;
+        }
+        sqlx::query(
+            "INSERT INTO enroll_tokens (hash, tenant_id, created_at, name, prefix, group_id, \
+             expires_at, max_uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.hash)
+        .bind(self.id.as_str())
+        .bind(t.created_at.to_string())
+        .bind(&t.name)
+        .bind(&t.prefix)
+        .bind(t.group.as_ref().map(|g| g.as_str().to_string()))
+        .bind(t.expires_at.map(|e| e.to_string()))
+        .bind(t.max_uses.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn list_enroll_tokens(&self) -> Result<Vec<EnrollTokenInfo>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENROLL_COLUMNS} FROM enroll_tokens WHERE tenant_id = ? ORDER BY created_at, hash"
+        ))
+        .bind(self.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(enroll_info_row).collect()
+    }
+
+    async fn revoke_enroll_token(
+        &self,
+        id: &str,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<EnrollTokenInfo> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "UPDATE enroll_tokens SET revoked_at = ? WHERE tenant_id = ? \
+             AND substr(hash, 1, 12) = ? AND revoked_at IS NULL",
+        )
+        .bind(now.to_string())
+        .bind(self.id.as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let row = sqlx::query(&format!(
+            "SELECT {ENROLL_COLUMNS} FROM enroll_tokens WHERE tenant_id = ? AND substr(hash, 1, 12) = ?"
+        ))
+        .bind(self.id.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("enrolment token {id}")))?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)?;
+        enroll_info_row(&row)
+    }
+
+    async fn remove_host(&self, id: &HostId, now: Timestamp, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let moved = sqlx::query(
+            "INSERT INTO removed_hosts (credential_hash, tenant_id, host_id, removed_at) \
+             SELECT credential_hash, tenant_id, id, ? FROM hosts WHERE tenant_id = ? AND id = ? \
+             ON CONFLICT (credential_hash) DO NOTHING",
+        )
+        .bind(now.to_string())
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Memberships and states go with the host (ON DELETE CASCADE).
+        let gone = sqlx::query("DELETE FROM hosts WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if gone.rows_affected() == 0 && moved.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("host {id}")));
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn remove_group(&self, id: &GroupId, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Memberships and approvals go with the group (ON DELETE CASCADE).
+        let gone = sqlx::query("DELETE FROM groups WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if gone.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("group {id}")));
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn put_approval_logged(&self, a: &Approval, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        self.write_approval(&mut tx, a).await?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn create_group_logged(&self, g: &Group, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("INSERT INTO groups (tenant_id, id, name) VALUES (?, ?, ?)")
+            .bind(self.id.as_str())
+            .bind(g.id.as_str())
+            .bind(&g.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(about(format!("group {}", g.id)))?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_patch_day_logged(&self, pd: &PatchDayConfig, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE tenants SET patch_day = ? WHERE id = ?")
+            .bind(to_json(pd)?)
+            .bind(self.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_host_groups_logged(
+        &self,
+        id: &HostId,
+        groups: &[GroupId],
+        log: &LogEntry,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for g in groups {
+            sqlx::query("INSERT INTO host_groups (tenant_id, host_id, group_id) VALUES (?, ?, ?)")
+                .bind(self.id.as_str())
+                .bind(id.as_str())
+                .bind(g.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(about(format!("group {g}")))?;
+        }
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_max_hosts(&self, max_hosts: Option<u32>, log: &LogEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE tenants SET max_hosts = ? WHERE id = ?")
+            .bind(max_hosts.map(i64::from))
+            .bind(self.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
 }
 
 /// `NotFound` when an UPDATE of one host touched no row.
@@ -798,6 +1286,127 @@ async fn put_metadata(
     Ok(())
 }
 
+// ---- Finding 3/4/10 (issue 8): helpers of the lifecycle and log methods ----
+
+const TOKEN_COLUMNS: &str =
+    "substr(hash, 1, 12) AS id, name, prefix, role, tenant_id, created_at, expires_at, revoked_at";
+
+const ENROLL_COLUMNS: &str = "substr(hash, 1, 12) AS id, name, prefix, tenant_id, group_id, \
+     created_at, expires_at, max_uses, uses, revoked_at";
+
+fn u32_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Option<u32>> {
+    r.get::<Option<i64>, _>(col)
+        .map(|n| u32::try_from(n).map_err(|e| corrupt(col, e)))
+        .transpose()
+}
+
+fn token_info_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: r.get("id"),
+        name: r.get("name"),
+        prefix: r.get("prefix"),
+        role: parse::<Role>("role", r.get::<&str, _>("role"))?,
+        tenant: r
+            .get::<Option<String>, _>("tenant_id")
+            .map(|t| parse("tenant id", &t))
+            .transpose()?,
+        created_at: parse("timestamp", r.get::<&str, _>("created_at"))?,
+        expires_at: opt_ts(r.get("expires_at"))?,
+        revoked_at: opt_ts(r.get("revoked_at"))?,
+    })
+}
+
+fn enroll_info_row(r: &sqlx::sqlite::SqliteRow) -> Result<EnrollTokenInfo> {
+    Ok(EnrollTokenInfo {
+        id: r.get("id"),
+        name: r.get("name"),
+        prefix: r.get("prefix"),
+        tenant: parse("tenant id", r.get::<&str, _>("tenant_id"))?,
+        group: r
+            .get::<Option<String>, _>("group_id")
+            .map(|g| parse("group id", &g))
+            .transpose()?,
+        created_at: parse("timestamp", r.get::<&str, _>("created_at"))?,
+        expires_at: opt_ts(r.get("expires_at"))?,
+        max_uses: u32_col(r, "max_uses")?,
+        uses: u32_col(r, "uses")?.unwrap_or(0),
+        revoked_at: opt_ts(r.get("revoked_at"))?,
+    })
+}
+
+/// Appends a log entry inside a transaction; returns its sequence number.
+async fn insert_log(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, e: &LogEntry) -> Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO operator_log (at, at_ms, tenant_id, actor, actor_id, source, action, object, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.at.to_string())
+    .bind(e.at.as_millisecond())
+    .bind(e.tenant.as_ref().map(|t| t.as_str().to_string()))
+    .bind(&e.actor)
+    .bind(&e.actor_id)
+    .bind(&e.source)
+    .bind(&e.action)
+    .bind(&e.object)
+    .bind(to_json(&e.detail)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    u64::try_from(done.last_insert_rowid()).map_err(|e| corrupt("seq", e))
+}
+
+impl SqliteTenant {
+    /// Records (or replaces) a decision inside a transaction.
+    async fn write_approval(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        a: &Approval,
+    ) -> Result<()> {
+        let decision = match a.decision {
+            Decision::Approve => "approve",
+            Decision::Decline => "decline",
+        };
+        sqlx::query(
+            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
+               decision = excluded.decision, deadline = excluded.deadline,
+               decided_at = excluded.decided_at, decided_by = excluded.decided_by",
+        )
+        .bind(self.id.as_str())
+        .bind(a.update.as_str())
+        .bind(a.group.as_str())
+        .bind(decision)
+        .bind(a.deadline.map(|d| d.to_string()))
+        .bind(a.decided_at.to_string())
+        .bind(&a.decided_by)
+        .execute(&mut **tx)
+        .await
+        .map_err(about(format!("group {}", a.group)))?;
+        Ok(())
+    }
+
+    /// Why `create_host` inserted nothing: the tenant is gone or its quota is full.
+    async fn quota_refusal(&self) -> StoreError {
+        let max = sqlx::query("SELECT max_hosts FROM tenants WHERE id = ?")
+            .bind(self.id.as_str())
+            .fetch_optional(&self.pool)
+            .await;
+        match max {
+            Ok(Some(r)) => match r.get::<Option<i64>, _>("max_hosts") {
+                Some(n) => StoreError::Refused(format!(
+                    "tenant {t} has reached its quota of {n} host(s): remove hosts \
+                     (`patchday host remove`) or raise it (`patchday tenant set {t} --max-hosts N`)",
+                    t = self.id
+                )),
+                None => StoreError::Backend("host insert touched no row".into()),
+            },
+            Ok(None) => StoreError::NotFound(format!("tenant {}", self.id)),
+            Err(e) => backend(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -815,5 +1424,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.list_tenants().await.unwrap().len(), 2);
+    }
+
+    // Finding 3/4/10 (issue 8).
+    #[tokio::test]
+    async fn lifecycle_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::lifecycle(&store).await;
+    }
+
+    // Finding 10 (issue 8): the log refuses changes even from outside the trait.
+    #[tokio::test]
+    async fn operator_log_refuses_update_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::lifecycle(&store).await;
+        for sql in [
+            "UPDATE operator_log SET actor = 'mallory'",
+            "DELETE FROM operator_log",
+        ] {
+            let e = sqlx::query(sql).execute(&store.pool).await.unwrap_err();
+            assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+        }
     }
 }

@@ -4,10 +4,13 @@
 //! message naming the broken promise, which is what a test wants.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use crate::{hash_secret, CatalogRecord, CatalogTarget, Store, StoreError, TokenRecord};
+use crate::{
+    hash_secret, CatalogRecord, CatalogTarget, EnrollGrant, NewEnrollToken, Store, StoreError,
+    TokenRecord,
+};
 use jiff::Timestamp;
 use patchday_types::api::{
-    Approval, CatalogStatus, Decision, Group, PatchDayConfig, Role, StateReport, Tenant,
+    Approval, CatalogStatus, Decision, Group, LogEntry, PatchDayConfig, Role, StateReport, Tenant,
 };
 use patchday_types::{
     Classification, GroupId, HostId, InstalledPackage, Inventory, PayloadKind, PayloadRef, Release,
@@ -47,6 +50,7 @@ async fn tenants_and_tokens(store: &dyn Store) {
                     id: id(t),
                     name: t.to_uppercase(),
                     patch_day: PatchDayConfig::default(),
+                    max_hosts: None,
                 },
                 now,
             )
@@ -59,6 +63,7 @@ async fn tenants_and_tokens(store: &dyn Store) {
                 id: id("acme"),
                 name: "x".into(),
                 patch_day: PatchDayConfig::default(),
+                max_hosts: None,
             },
             now,
         )
@@ -505,5 +510,577 @@ async fn host_signing_and_sequences(store: &dyn Store) {
     assert_eq!(
         acme.host_signing(&id("signer")).await.unwrap().agent_error,
         None
+    );
+}
+
+// ---- Finding 3/4/10 (issue 8): lifecycle, quotas and the operator log ----
+
+/// Runs the lifecycle steps (enrolment and operator token limits, removal, host quota,
+/// the operator log) against an empty store.
+pub async fn lifecycle(store: &dyn Store) {
+    enroll_token_limits_expiry_and_revocation(store).await;
+    enroll_token_into_a_removed_group(store).await;
+    operator_token_expiry_and_revocation(store).await;
+    removed_host_credential_is_remembered(store).await;
+    tenant_removal_refused_while_it_has_hosts(store).await;
+    host_quota_refuses_above_its_limit(store).await;
+    operator_log_is_scoped_and_filtered(store).await;
+    approval_and_its_log_entry_commit_together(store).await;
+    refused_changes_leave_no_log_entry(store).await;
+}
+
+fn log_entry(tenant: Option<&str>, action: &str, at: &str) -> LogEntry {
+    LogEntry {
+        seq: 0,
+        at: ts(at),
+        tenant: tenant.map(id),
+        actor: "alice".into(),
+        actor_id: "0123456789ab".into(),
+        source: "192.0.2.7:5000".into(),
+        action: action.into(),
+        object: "thing".into(),
+        detail: serde_json::json!({ "k": "v" }),
+    }
+}
+
+async fn new_tenant(store: &dyn Store, t: &str) -> std::sync::Arc<dyn crate::TenantStore> {
+    store
+        .create_tenant(
+            &Tenant {
+                id: id(t),
+                name: t.into(),
+                patch_day: PatchDayConfig::default(),
+                max_hosts: None,
+            },
+            ts("2026-11-26T10:00:00Z"),
+        )
+        .await
+        .unwrap();
+    store.tenant(&id(t)).await.unwrap()
+}
+
+fn enroll_token(secret: &str, max_uses: Option<u32>, expires: Option<&str>) -> NewEnrollToken {
+    NewEnrollToken {
+        hash: hash_secret(secret),
+        name: "batch".into(),
+        prefix: secret.chars().take(8).collect(),
+        group: None,
+        created_at: ts("2026-11-26T10:00:00Z"),
+        expires_at: expires.map(ts),
+        max_uses,
+    }
+}
+
+async fn enroll_token_limits_expiry_and_revocation(store: &dyn Store) {
+    let t = new_tenant(store, "lc-enrol").await;
+    let now = ts("2026-11-26T11:00:00Z");
+    let log = log_entry(
+        Some("lc-enrol"),
+        "enroll-token.create",
+        "2026-11-26T10:00:00Z",
+    );
+    t.create_enroll_token(
+        &enroll_token("pde_twice", Some(2), Some("2026-11-27T10:00:00Z")),
+        &log,
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .redeem_enroll_token(&hash_secret("pde_twice"), now)
+                .await
+                .unwrap(),
+            EnrollGrant::Granted {
+                tenant: id("lc-enrol"),
+                group: None
+            },
+            "a token with uses left is granted"
+        );
+    }
+    assert_eq!(
+        store
+            .redeem_enroll_token(&hash_secret("pde_twice"), now)
+            .await
+            .unwrap(),
+        EnrollGrant::UsedUp { max_uses: 2 },
+        "a third use of a two-use token is refused"
+    );
+    assert_eq!(
+        store
+            .redeem_enroll_token(&hash_secret("pde_twice"), ts("2026-11-27T10:00:00Z"))
+            .await
+            .unwrap(),
+        EnrollGrant::Expired {
+            at: ts("2026-11-27T10:00:00Z")
+        },
+        "a token is expired at its expiry time"
+    );
+    assert_eq!(
+        store
+            .redeem_enroll_token(&hash_secret("pde_nope"), now)
+            .await
+            .unwrap(),
+        EnrollGrant::Unknown
+    );
+
+    t.create_enroll_token(&enroll_token("pde_unlimited", None, None), &log)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert!(matches!(
+            store
+                .redeem_enroll_token(&hash_secret("pde_unlimited"), now)
+                .await
+                .unwrap(),
+            EnrollGrant::Granted { .. }
+        ));
+    }
+    let listed = t.list_enroll_tokens().await.unwrap();
+    let unlimited = listed
+        .iter()
+        .find(|e| e.prefix == "pde_unli")
+        .expect("listed by prefix");
+    assert_eq!((unlimited.uses, unlimited.max_uses), (5, None));
+    assert!(
+        !unlimited.id.is_empty() && !unlimited.id.contains("unlimited"),
+        "ids do not reveal the secret: {unlimited:?}"
+    );
+    let revoked = t
+        .revoke_enroll_token(&unlimited.id, now, &log)
+        .await
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(now));
+    assert_eq!(
+        store
+            .redeem_enroll_token(&hash_secret("pde_unlimited"), now)
+            .await
+            .unwrap(),
+        EnrollGrant::Revoked { at: now }
+    );
+    // Another tenant cannot revoke it, nor see that it exists.
+    let other = new_tenant(store, "lc-enrol-other").await;
+    assert!(matches!(
+        other.revoke_enroll_token(&unlimited.id, now, &log).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(other.list_enroll_tokens().await.unwrap().is_empty());
+}
+
+async fn enroll_token_into_a_removed_group(store: &dyn Store) {
+    let t = new_tenant(store, "lc-group").await;
+    let now = ts("2026-11-26T11:00:00Z");
+    let log = log_entry(Some("lc-group"), "group.remove", "2026-11-26T10:00:00Z");
+    t.create_group(&Group {
+        id: id("web"),
+        name: "web".into(),
+    })
+    .await
+    .unwrap();
+    let mut tok = enroll_token("pde_web", None, None);
+    tok.group = Some(id("web"));
+    t.create_enroll_token(&tok, &log).await.unwrap();
+    assert_eq!(
+        store.redeem_enroll_token(&tok.hash, now).await.unwrap(),
+        EnrollGrant::Granted {
+            tenant: id("lc-group"),
+            group: Some(id("web"))
+        }
+    );
+    let mut missing = enroll_token("pde_nogroup", None, None);
+    missing.group = Some(id("nope"));
+    assert!(
+        matches!(
+            t.create_enroll_token(&missing, &log).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "a token for a group that does not exist is refused"
+    );
+    t.remove_group(&id("web"), &log).await.unwrap();
+    assert!(t.list_groups().await.unwrap().is_empty());
+    assert!(matches!(
+        t.remove_group(&id("web"), &log).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.redeem_enroll_token(&tok.hash, now).await.unwrap(),
+        EnrollGrant::GroupRemoved { group: id("web") }
+    );
+}
+
+async fn operator_token_expiry_and_revocation(store: &dyn Store) {
+    new_tenant(store, "lc-tokens").await;
+    let now = ts("2026-11-26T11:00:00Z");
+    let log = log_entry(None, "token.create", "2026-11-26T10:00:00Z");
+    let rec = TokenRecord {
+        hash: hash_secret("pd_expiring"),
+        name: "ci".into(),
+        role: Role::ReadOnly,
+        tenant: Some(id("lc-tokens")),
+        created_at: now,
+    };
+    store
+        .create_token(&rec, "pd_expir", Some(ts("2026-12-01T00:00:00Z")), &log)
+        .await
+        .unwrap();
+    let info = store
+        .token_info_by_hash(&rec.hash)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(info.expires_at, Some(ts("2026-12-01T00:00:00Z")));
+    assert_eq!(
+        (info.name.as_str(), info.prefix.as_str()),
+        ("ci", "pd_expir")
+    );
+    assert_eq!(
+        store.token_info(&info.id).await.unwrap().as_ref(),
+        Some(&info)
+    );
+    let mine = store.list_tokens(Some(&id("lc-tokens"))).await.unwrap();
+    assert_eq!(
+        mine,
+        vec![info.clone()],
+        "a tenant lists its own tokens only"
+    );
+    let revoked = store.revoke_token(&info.id, now, &log).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(now));
+    // Revoking again keeps the first revocation time.
+    let again = store
+        .revoke_token(&info.id, ts("2026-11-27T00:00:00Z"), &log)
+        .await
+        .unwrap();
+    assert_eq!(again.revoked_at, Some(now));
+    assert!(matches!(
+        store.revoke_token("000000000000", now, &log).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn removed_host_credential_is_remembered(store: &dyn Store) {
+    let t = new_tenant(store, "lc-hosts").await;
+    let now = ts("2026-11-26T11:00:00Z");
+    let log = log_entry(Some("lc-hosts"), "host.remove", "2026-11-26T11:00:00Z");
+    let h: HostId = id("gone-1");
+    t.create_host(&h, "gone-1", &hash_secret("pdh_gone"), now)
+        .await
+        .unwrap();
+    t.put_states(
+        &h,
+        &[StateReport {
+            update: id("PD-1"),
+            state: UpdateState::Failed,
+            message: None,
+        }],
+        now,
+    )
+    .await
+    .unwrap();
+    t.remove_host(&h, now, &log).await.unwrap();
+    assert!(store
+        .host_by_credential(&hash_secret("pdh_gone"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .removed_host_by_credential(&hash_secret("pdh_gone"))
+            .await
+            .unwrap(),
+        Some(crate::RemovedHost {
+            tenant: id("lc-hosts"),
+            host: h.clone(),
+            removed_at: now
+        })
+    );
+    assert!(matches!(t.host(&h).await, Err(StoreError::NotFound(_))));
+    assert!(t.list_hosts().await.unwrap().is_empty());
+    assert!(matches!(
+        t.remove_host(&h, now, &log).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn tenant_removal_refused_while_it_has_hosts(store: &dyn Store) {
+    let t = new_tenant(store, "lc-remove").await;
+    let now = ts("2026-11-26T11:00:00Z");
+    let log = log_entry(None, "tenant.remove", "2026-11-26T11:00:00Z");
+    t.create_group(&Group {
+        id: id("web"),
+        name: "web".into(),
+    })
+    .await
+    .unwrap();
+    t.create_host(&id("h-1"), "h-1", &hash_secret("pdh_lc_remove"), now)
+        .await
+        .unwrap();
+    t.set_host_groups(&id("h-1"), &[id("web")]).await.unwrap();
+    store
+        .create_token(
+            &TokenRecord {
+                hash: hash_secret("pd_lc_remove"),
+                name: "ops".into(),
+                role: Role::TenantAdmin,
+                tenant: Some(id("lc-remove")),
+                created_at: now,
+            },
+            "pd_lc_re",
+            None,
+            &log,
+        )
+        .await
+        .unwrap();
+    let refused = store
+        .remove_tenant(&id("lc-remove"), false, now, &log)
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(m)) if m.contains("1 host") && m.contains("--force")),
+        "removing a tenant with hosts needs --force: {refused:?}"
+    );
+    assert!(
+        store.tenant(&id("lc-remove")).await.is_ok(),
+        "nothing removed"
+    );
+    assert_eq!(
+        store
+            .remove_tenant(&id("lc-remove"), true, now, &log)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.tenant(&id("lc-remove")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store
+        .token_info_by_hash(&hash_secret("pd_lc_remove"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .removed_host_by_credential(&hash_secret("pdh_lc_remove"))
+        .await
+        .unwrap()
+        .is_some());
+    let empty = new_tenant(store, "lc-empty").await;
+    drop(empty);
+    assert_eq!(
+        store
+            .remove_tenant(&id("lc-empty"), false, now, &log)
+            .await
+            .unwrap(),
+        0,
+        "a tenant without hosts is removed without --force"
+    );
+}
+
+async fn host_quota_refuses_above_its_limit(store: &dyn Store) {
+    let t = new_tenant(store, "lc-quota").await;
+    let now = ts("2026-11-26T11:00:00Z");
+    let log = log_entry(Some("lc-quota"), "tenant.set", "2026-11-26T11:00:00Z");
+    t.set_max_hosts(Some(2), &log).await.unwrap();
+    assert_eq!(t.get().await.unwrap().max_hosts, Some(2));
+    for n in 1..=2 {
+        t.create_host(
+            &id(&format!("q-{n}")),
+            "q",
+            &hash_secret(&format!("pdh_q{n}")),
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    // A full quota refuses the enrolment token before it takes a use.
+    t.create_enroll_token(
+        &enroll_token("pde_quota", Some(1), None),
+        &log_entry(
+            Some("lc-quota"),
+            "enroll-token.create",
+            "2026-11-26T11:00:00Z",
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store
+            .redeem_enroll_token(&hash_secret("pde_quota"), now)
+            .await
+            .unwrap(),
+        EnrollGrant::QuotaFull {
+            tenant: id("lc-quota"),
+            max_hosts: 2
+        }
+    );
+    assert_eq!(t.list_enroll_tokens().await.unwrap()[0].uses, 0);
+    let third = t
+        .create_host(&id("q-3"), "q", &hash_secret("pdh_q3"), now)
+        .await;
+    assert!(
+        matches!(&third, Err(StoreError::Refused(m)) if m.contains("quota of 2")),
+        "a third host above a quota of 2 is refused: {third:?}"
+    );
+    assert_eq!(t.list_hosts().await.unwrap().len(), 2);
+    t.set_max_hosts(None, &log).await.unwrap();
+    t.create_host(&id("q-3"), "q", &hash_secret("pdh_q3"), now)
+        .await
+        .unwrap();
+}
+
+async fn operator_log_is_scoped_and_filtered(store: &dyn Store) {
+    let before = store
+        .list_log(&crate::LogScope::Everything, None, 100_000)
+        .await
+        .unwrap()
+        .len();
+    let a = store
+        .append_log(&log_entry(
+            Some("lc-log-a"),
+            "approval.approve",
+            "2026-11-30T10:00:00Z",
+        ))
+        .await
+        .unwrap();
+    let b = store
+        .append_log(&log_entry(
+            Some("lc-log-b"),
+            "group.create",
+            "2026-11-30T11:00:00Z",
+        ))
+        .await
+        .unwrap();
+    let p = store
+        .append_log(&log_entry(None, "catalog.push", "2026-11-30T12:00:00.5Z"))
+        .await
+        .unwrap();
+    assert!(a < b && b < p, "sequence numbers increase: {a} {b} {p}");
+    let only_a = store
+        .list_log(&crate::LogScope::Tenant(id("lc-log-a")), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(only_a.len(), 1, "a tenant sees its own entries only");
+    assert_eq!(only_a[0].seq, a);
+    assert_eq!(only_a[0].actor, "alice");
+    assert_eq!(only_a[0].source, "192.0.2.7:5000");
+    assert_eq!(only_a[0].detail, serde_json::json!({ "k": "v" }));
+    let all = store
+        .list_log(&crate::LogScope::Everything, None, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.len(),
+        before + 3,
+        "provider scope sees provider-wide entries"
+    );
+    let since = store
+        .list_log(
+            &crate::LogScope::Everything,
+            Some(ts("2026-11-30T12:00:00Z")),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        since.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![p],
+        "--since compares times, not their text"
+    );
+    assert_eq!(
+        store
+            .list_log(&crate::LogScope::Everything, None, 2)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "limit"
+    );
+}
+
+async fn approval_and_its_log_entry_commit_together(store: &dyn Store) {
+    let t = new_tenant(store, "lc-approve").await;
+    let scope = crate::LogScope::Tenant(id("lc-approve"));
+    let approval = |group: &str| Approval {
+        update: id("PD-1"),
+        group: id(group),
+        decision: Decision::Approve,
+        deadline: None,
+        decided_at: ts("2026-11-26T12:00:00Z"),
+        decided_by: "alice".into(),
+    };
+    let log = log_entry(
+        Some("lc-approve"),
+        "approval.approve",
+        "2026-11-26T12:00:00Z",
+    );
+    // A decision for a group that does not exist fails, and leaves no log entry.
+    let refused = t.put_approval_logged(&approval("nope"), &log).await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "{refused:?}"
+    );
+    assert!(store.list_log(&scope, None, 10).await.unwrap().is_empty());
+    t.create_group(&Group {
+        id: id("web"),
+        name: "web".into(),
+    })
+    .await
+    .unwrap();
+    t.put_approval_logged(&approval("web"), &log).await.unwrap();
+    assert_eq!(t.list_approvals().await.unwrap(), vec![approval("web")]);
+    let entries = store.list_log(&scope, None, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].action, "approval.approve");
+}
+
+async fn refused_changes_leave_no_log_entry(store: &dyn Store) {
+    let now = ts("2026-11-26T12:00:00Z");
+    let t = new_tenant(store, "lc-atomic").await;
+    let scope = crate::LogScope::Tenant(id("lc-atomic"));
+    let log = log_entry(Some("lc-atomic"), "x", "2026-11-26T12:00:00Z");
+    let tenant = Tenant {
+        id: id("lc-atomic"),
+        name: "again".into(),
+        patch_day: PatchDayConfig::default(),
+        max_hosts: None,
+    };
+    assert!(matches!(
+        store.create_tenant_logged(&tenant, now, &log).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let web = Group {
+        id: id("web"),
+        name: "web".into(),
+    };
+    t.create_group_logged(&web, &log).await.unwrap();
+    assert!(matches!(
+        t.create_group_logged(&web, &log).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        t.set_host_groups_logged(&id("nope"), &[id("web")], &log)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    t.create_host(&id("h-1"), "h-1", &hash_secret("pdh_atomic"), now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        t.set_host_groups_logged(&id("h-1"), &[id("db")], &log)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    t.set_host_groups_logged(&id("h-1"), &[id("web")], &log)
+        .await
+        .unwrap();
+    let pd = PatchDayConfig {
+        week: "last".into(),
+        ..PatchDayConfig::default()
+    };
+    t.set_patch_day_logged(&pd, &log).await.unwrap();
+    assert_eq!(t.get().await.unwrap().patch_day, pd);
+    assert_eq!(t.host(&id("h-1")).await.unwrap().groups, vec![id("web")]);
+    assert_eq!(
+        store.list_log(&scope, None, 100).await.unwrap().len(),
+        3,
+        "one entry per change that was made, none for the refused ones"
     );
 }

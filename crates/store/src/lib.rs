@@ -13,7 +13,8 @@ pub mod conformance;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_types::api::{
-    Approval, CatalogStatus, Group, PatchDayConfig, Role, StateReport, Tenant,
+    Approval, CatalogStatus, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role, StateReport,
+    Tenant, TokenInfo,
 };
 use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateId};
 use sha2::{Digest, Sha256};
@@ -34,6 +35,10 @@ pub enum StoreError {
     /// Stored data could not be decoded (a bug or a hand-edited database).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A rule refuses the change (finding 3/4 of issue 8: a tenant that still has hosts,
+    /// a full host quota); the message says which rule and what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result alias for storage calls.
@@ -152,6 +157,63 @@ pub trait Store: Send + Sync {
         status: &CatalogStatus,
         metadata: &[(String, Vec<u8>)],
     ) -> Result<()>;
+
+    // ---- Finding 3 (issue 8): operator tokens expire and are revoked ----
+
+    /// Stores an operator token with the secret's first characters and an optional
+    /// expiry, and its log entry, in one transaction.
+    async fn create_token(
+        &self,
+        token: &TokenRecord,
+        prefix: &str,
+        expires_at: Option<Timestamp>,
+        log: &LogEntry,
+    ) -> Result<()>;
+    /// An operator token by the hash of its secret, revoked and expired ones included
+    /// (the caller tells them apart, with its `now`).
+    async fn token_info_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
+    /// An operator token by its listed id.
+    async fn token_info(&self, id: &str) -> Result<Option<TokenInfo>>;
+    /// Operator tokens, of one tenant or (with `None`) all of them.
+    async fn list_tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<TokenInfo>>;
+    /// Revokes an operator token by id (`NotFound` when unknown), with its log entry.
+    async fn revoke_token(&self, id: &str, now: Timestamp, log: &LogEntry) -> Result<TokenInfo>;
+
+    /// Takes one use of an enrolment token, atomically, or says why it cannot be used
+    /// (a full host quota included, so that a refused enrolment takes no use; the host
+    /// insert checks the quota again).
+    async fn redeem_enroll_token(&self, hash: &str, now: Timestamp) -> Result<EnrollGrant>;
+    /// The host a credential belonged to before the host was removed.
+    async fn removed_host_by_credential(&self, hash: &str) -> Result<Option<RemovedHost>>;
+    /// Removes a tenant with its groups, tokens and approvals, and its log entry.
+    /// Refused (`Refused`) while it has hosts unless `force`, which removes them too.
+    /// Returns how many hosts were removed.
+    async fn remove_tenant(
+        &self,
+        id: &TenantId,
+        force: bool,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<u64>;
+
+    // ---- Finding 10 (issue 8): the operator log, append-only ----
+
+    /// [`Store::create_tenant`] with its operator log entry, in one transaction.
+    async fn create_tenant_logged(
+        &self,
+        tenant: &Tenant,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<()>;
+    /// Appends an entry; returns its sequence number. There is no update or delete.
+    async fn append_log(&self, entry: &LogEntry) -> Result<u64>;
+    /// Entries in `scope` at or after `since`, oldest first, at most `limit`.
+    async fn list_log(
+        &self,
+        scope: &LogScope,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>>;
 }
 
 /// Everything that belongs to one tenant. Built by [`Store::tenant`]; every method
@@ -213,6 +275,43 @@ pub trait TenantStore: Send + Sync {
     /// The agent's latest state per update for a host.
     async fn states(&self, id: &HostId) -> Result<Vec<StoredState>>;
 
+    // ---- Finding 3/4 (issue 8): enrolment tokens with limits, removal, host quota ----
+
+    /// Stores an enrolment token with its limits, and its log entry, in one transaction.
+    async fn create_enroll_token(&self, token: &NewEnrollToken, log: &LogEntry) -> Result<()>;
+    /// The tenant's enrolment tokens (never their secrets).
+    async fn list_enroll_tokens(&self) -> Result<Vec<EnrollTokenInfo>>;
+    /// Revokes an enrolment token by id (`NotFound` when unknown), with its log entry.
+    async fn revoke_enroll_token(
+        &self,
+        id: &str,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<EnrollTokenInfo>;
+    /// Removes a host, its groups memberships and states; its credential stops working
+    /// at once and is remembered as removed. Writes the log entry in the same transaction.
+    async fn remove_host(&self, id: &HostId, now: Timestamp, log: &LogEntry) -> Result<()>;
+    /// Removes a group, its memberships and its approvals, with its log entry.
+    async fn remove_group(&self, id: &GroupId, log: &LogEntry) -> Result<()>;
+    /// Sets (or with `None` lifts) the host quota, with its log entry. `create_host`
+    /// refuses (`Refused`) a host above it.
+    async fn set_max_hosts(&self, max_hosts: Option<u32>, log: &LogEntry) -> Result<()>;
+
+    // ---- Finding 10 (issue 8) ----
+
+    /// [`TenantStore::put_approval`] with its operator log entry, in one transaction.
+    async fn put_approval_logged(&self, approval: &Approval, log: &LogEntry) -> Result<()>;
+    /// [`TenantStore::create_group`] with its operator log entry, in one transaction.
+    async fn create_group_logged(&self, group: &Group, log: &LogEntry) -> Result<()>;
+    /// [`TenantStore::set_patch_day`] with its operator log entry, in one transaction.
+    async fn set_patch_day_logged(&self, patch_day: &PatchDayConfig, log: &LogEntry) -> Result<()>;
+    /// [`TenantStore::set_host_groups`] with its operator log entry, in one transaction.
+    async fn set_host_groups_logged(
+        &self,
+        id: &HostId,
+        groups: &[GroupId],
+        log: &LogEntry,
+    ) -> Result<()>;
     // finding 8/13 (issue 8): host-signed requests and agent errors.
     /// Registers the host's own ed25519 public key (hex), once, at enrolment; a host
     /// that has one already keeps it (`Conflict`).
@@ -262,4 +361,86 @@ pub enum SequenceCheck {
 /// Looks up an update by id in a list of documents.
 pub fn find_update<'a>(updates: &'a [UpdateDocument], id: &UpdateId) -> Option<&'a UpdateDocument> {
     updates.iter().find(|u| &u.id == id)
+}
+
+// ---- Finding 3/10 (issue 8): types of the lifecycle and log methods ----
+
+/// A new enrolment token as stored (hash only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEnrollToken {
+    /// SHA-256 of the secret.
+    pub hash: String,
+    /// Label.
+    pub name: String,
+    /// The secret's first characters, for people.
+    pub prefix: String,
+    /// The group its hosts join.
+    pub group: Option<GroupId>,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working (never when absent).
+    pub expires_at: Option<Timestamp>,
+    /// Use limit (unlimited when absent).
+    pub max_uses: Option<u32>,
+}
+
+/// The answer to redeeming an enrolment token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnrollGrant {
+    /// One use was taken: enrol into this tenant (and group).
+    Granted {
+        /// The tenant.
+        tenant: TenantId,
+        /// The group the host joins.
+        group: Option<GroupId>,
+    },
+    /// No such token.
+    Unknown,
+    /// It expired then.
+    Expired {
+        /// Its expiry.
+        at: Timestamp,
+    },
+    /// It was revoked then.
+    Revoked {
+        /// When.
+        at: Timestamp,
+    },
+    /// Every allowed use is taken.
+    UsedUp {
+        /// Its use limit.
+        max_uses: u32,
+    },
+    /// The group it enrols into was removed.
+    GroupRemoved {
+        /// That group.
+        group: GroupId,
+    },
+    /// The tenant has as many hosts as its quota allows (no use was taken).
+    QuotaFull {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its quota.
+        max_hosts: u32,
+    },
+}
+
+/// A removed host, remembered by its old credential so its agent is told why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedHost {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its id.
+    pub host: HostId,
+    /// When it was removed.
+    pub removed_at: Timestamp,
+}
+
+/// Which entries of the operator log a caller may read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogScope {
+    /// Every entry, provider-wide ones included (provider tokens).
+    Everything,
+    /// One tenant's entries only.
+    Tenant(TenantId),
 }

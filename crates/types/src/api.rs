@@ -122,6 +122,9 @@ pub struct Tenant {
     pub name: String,
     /// Patch-day rule.
     pub patch_day: PatchDayConfig,
+    /// Most hosts the tenant may enrol (no limit when absent).
+    #[serde(default)]
+    pub max_hosts: Option<u32>,
 }
 
 /// `POST /v1/tenants`.
@@ -134,6 +137,9 @@ pub struct CreateTenant {
     /// Patch-day rule; second Tuesday 10:00 UTC when absent.
     #[serde(default)]
     pub patch_day: Option<PatchDayConfig>,
+    /// Most hosts the tenant may enrol (no limit when absent).
+    #[serde(default)]
+    pub max_hosts: Option<u32>,
 }
 
 /// `POST /v1/tokens`: a new operator token.
@@ -146,6 +152,9 @@ pub struct CreateToken {
     /// The tenant for tenant-admin and read-only tokens.
     #[serde(default)]
     pub tenant: Option<TenantId>,
+    /// When it stops working (never when absent).
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A freshly created secret, shown exactly once.
@@ -502,4 +511,117 @@ pub struct AgentStatusRequest {
     /// successful run.
     #[serde(default)]
     pub error: Option<String>,
+}
+
+// ---- Finding 3 (issue 8): secrets that expire and can be revoked; host quotas ----
+
+/// An operator token as listed: id, name and the secret's first characters, never the
+/// secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Stable id for `patchday token revoke ID`.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// The secret's first characters (empty for tokens made before prefixes were kept).
+    pub prefix: String,
+    /// Role.
+    pub role: Role,
+    /// Tenant for tenant roles.
+    pub tenant: Option<TenantId>,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working (never when absent).
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// `POST /v1/tenants/{t}/enroll-tokens`: limits of a new enrolment token. Every field may
+/// be left out: a token then works once, for 24 hours.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CreateEnrollToken {
+    /// A label for people.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// When it stops working (default: 24 hours from now).
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// How many hosts may enrol with it (default 1).
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+    /// Any number of hosts may enrol with it (only when asked for).
+    #[serde(default)]
+    pub unlimited: bool,
+    /// The group every host enrolled with it joins.
+    #[serde(default)]
+    pub group: Option<GroupId>,
+}
+
+/// An enrolment token as listed, never with its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollTokenInfo {
+    /// Stable id for `patchday enroll-token revoke ID`.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// The secret's first characters (empty for tokens made before prefixes were kept).
+    pub prefix: String,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Group its hosts join.
+    pub group: Option<GroupId>,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working (never when absent).
+    pub expires_at: Option<Timestamp>,
+    /// Use limit (unlimited when absent).
+    pub max_uses: Option<u32>,
+    /// Hosts enrolled with it so far.
+    pub uses: u32,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// `PUT /v1/tenants/{t}/limits`: the tenant's host quota.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLimits {
+    /// Most hosts the tenant may have (no limit when absent).
+    #[serde(default)]
+    pub max_hosts: Option<u32>,
+}
+
+/// What `DELETE` of a host, group or tenant removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// What was removed, e.g. `host web-1-ab12cd34`.
+    pub removed: String,
+    /// Hosts removed with it (a forced tenant removal).
+    #[serde(default)]
+    pub hosts: u64,
+}
+
+// ---- Finding 10 (issue 8): the operator audit log ----
+
+/// One change an operator made: who, when, from where, what. Append-only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Position in the log (increasing; 0 for an entry not yet stored).
+    pub seq: u64,
+    /// When the server accepted the change.
+    pub at: Timestamp,
+    /// The tenant it concerns; absent for provider-wide changes (catalog, director key).
+    pub tenant: Option<TenantId>,
+    /// Name of the operator token that made it.
+    pub actor: String,
+    /// Id of that token (as `patchday token list` shows it).
+    pub actor_id: String,
+    /// The address the request came from.
+    pub source: String,
+    /// What was done, e.g. `approval.approve`, `host.remove`.
+    pub action: String,
+    /// What it was done to, e.g. `update PD-2026-0001 group web`.
+    pub object: String,
+    /// Details as a small JSON object.
+    pub detail: serde_json::Value,
 }

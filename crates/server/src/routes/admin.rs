@@ -3,19 +3,22 @@
 use crate::auth::{new_secret, Operator};
 use crate::compliance::host_statuses;
 use crate::error::{ApiError, ApiResult};
+use crate::limits;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use patchday_core::calendar::{parse_schedule, wait_message, PatchDaySchedule};
-use patchday_store::{hash_secret, TokenRecord};
+use patchday_store::{hash_secret, NewEnrollToken, TokenRecord};
 use patchday_types::api::HostSigned;
 use patchday_types::api::{
-    Approval, ApprovalRequest, ComplianceReport, ComplianceRow, CreateTenant, CreateToken,
-    Decision, Group, HostSummary, HostSummaryRow, PatchDayConfig, Role, SecretCreated,
-    SetHostGroups, Tenant, TenantUpdate,
+    Approval, ApprovalRequest, ComplianceReport, ComplianceRow, CreateEnrollToken, CreateTenant,
+    CreateToken, Decision, EnrollTokenInfo, Group, HostSummary, HostSummaryRow, PatchDayConfig,
+    Removed, Role, SecretCreated, SetHostGroups, Tenant, TenantLimits, TenantUpdate, TokenInfo,
 };
+use patchday_types::GroupId;
 use patchday_types::{HostId, TenantId, UpdateState};
 use serde::Deserialize;
+use serde_json::json;
 
 fn schedule(pd: &PatchDayConfig) -> Result<PatchDaySchedule, ApiError> {
     parse_schedule(&pd.week, &pd.weekday, &pd.time, &pd.time_zone)
@@ -37,14 +40,25 @@ pub async fn create_tenant(
     Json(req): Json<CreateTenant>,
 ) -> ApiResult<Json<Tenant>> {
     op.provider()?;
+    limits::name("tenant name", &req.name)?;
     let patch_day = req.patch_day.unwrap_or_default();
     schedule(&patch_day)?;
     let t = Tenant {
         id: req.id,
         name: req.name,
         patch_day,
+        max_hosts: req.max_hosts,
     };
-    s.store.create_tenant(&t, s.clock.now()).await?;
+    let now = s.clock.now();
+    let detail = json!({ "name": t.name, "patch_day": t.patch_day, "max_hosts": t.max_hosts });
+    let entry = op.log_entry(
+        now,
+        Some(&t.id),
+        "tenant.create",
+        format!("tenant {}", t.id),
+        detail,
+    );
+    s.store.create_tenant_logged(&t, now, &entry).await?;
     Ok(Json(t))
 }
 
@@ -79,15 +93,35 @@ pub async fn create_token(
             ))
         }
     }
+    limits::name("token name", &req.name)?;
+    let now = s.clock.now();
+    if let Some(at) = req.expires_at.filter(|at| *at <= now) {
+        return Err(ApiError::bad_request(format!(
+            "expiry {at} is in the past; give a later time or a duration such as --expires 30d"
+        )));
+    }
     let secret = new_secret("pd");
+    let record = TokenRecord {
+        hash: hash_secret(&secret),
+        name: req.name,
+        role: req.role,
+        tenant: req.tenant.clone(),
+        created_at: now,
+    };
+    let prefix = secret_prefix(&secret);
+    let detail = json!({
+        "id": token_id(&record.hash), "name": record.name, "prefix": prefix,
+        "role": record.role, "expires_at": req.expires_at,
+    });
+    let entry = op.log_entry(
+        now,
+        req.tenant.as_ref(),
+        "token.create",
+        format!("token {}", token_id(&record.hash)),
+        detail,
+    );
     s.store
-        .put_token(&TokenRecord {
-            hash: hash_secret(&secret),
-            name: req.name,
-            role: req.role,
-            tenant: req.tenant.clone(),
-            created_at: s.clock.now(),
-        })
+        .create_token(&record, &prefix, req.expires_at, &entry)
         .await?;
     Ok(Json(SecretCreated {
         secret,
@@ -96,18 +130,65 @@ pub async fn create_token(
     }))
 }
 
-/// `POST /v1/tenants/{t}/enroll-tokens`.
+/// How long an enrolment token works unless asked otherwise (finding 3).
+const ENROLL_TOKEN_LIFETIME: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// `POST /v1/tenants/{t}/enroll-tokens`: by default one use within 24 hours.
 pub async fn create_enroll_token(
     State(s): State<AppState>,
     op: Operator,
     Path(t): Path<TenantId>,
+    Json(req): Json<Option<CreateEnrollToken>>,
 ) -> ApiResult<Json<SecretCreated>> {
     op.change(&t)?;
+    let req = req.unwrap_or_default();
     let tenant = s.store.tenant(&t).await?;
+    let now = s.clock.now();
+    let name = req.name.unwrap_or_default();
+    limits::name("enrolment token name", &name)?;
+    let max_uses = match (req.unlimited, req.max_uses) {
+        (true, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give either a use limit (--uses N) or --unlimited, not both",
+            ))
+        }
+        (true, None) => None,
+        (false, Some(0)) => return Err(ApiError::bad_request("a use limit must be at least 1")),
+        (false, n) => Some(n.unwrap_or(1)),
+    };
+    let expires_at = match req.expires_at {
+        Some(at) if at <= now => {
+            return Err(ApiError::bad_request(format!(
+                "expiry {at} is in the past; give a later time or a duration such as --expires 7d"
+            )))
+        }
+        Some(at) => at,
+        None => now
+            .checked_add(ENROLL_TOKEN_LIFETIME)
+            .map_err(ApiError::internal)?,
+    };
     let secret = new_secret("pde");
-    tenant
-        .add_enroll_token(&hash_secret(&secret), s.clock.now())
-        .await?;
+    let token = NewEnrollToken {
+        hash: hash_secret(&secret),
+        name,
+        prefix: secret_prefix(&secret),
+        group: req.group,
+        created_at: now,
+        expires_at: Some(expires_at),
+        max_uses,
+    };
+    let detail = json!({
+        "id": token_id(&token.hash), "name": token.name, "prefix": token.prefix,
+        "group": token.group, "expires_at": token.expires_at, "max_uses": token.max_uses,
+    });
+    let entry = op.log_entry(
+        now,
+        Some(&t),
+        "enroll-token.create",
+        format!("enrolment token {}", token_id(&token.hash)),
+        detail,
+    );
+    tenant.create_enroll_token(&token, &entry).await?;
     Ok(Json(SecretCreated {
         secret,
         role: None,
@@ -125,7 +206,14 @@ pub async fn set_patch_day(
     op.change(&t)?;
     schedule(&pd)?;
     let tenant = s.store.tenant(&t).await?;
-    tenant.set_patch_day(&pd).await?;
+    let entry = op.log_entry(
+        s.clock.now(),
+        Some(&t),
+        "tenant.patch-day",
+        format!("tenant {t}"),
+        json!(pd),
+    );
+    tenant.set_patch_day_logged(&pd, &entry).await?;
     Ok(Json(tenant.get().await?))
 }
 
@@ -147,7 +235,19 @@ pub async fn create_group(
     Json(g): Json<Group>,
 ) -> ApiResult<Json<Group>> {
     op.change(&t)?;
-    s.store.tenant(&t).await?.create_group(&g).await?;
+    limits::name("group name", &g.name)?;
+    let entry = op.log_entry(
+        s.clock.now(),
+        Some(&t),
+        "group.create",
+        format!("group {}", g.id),
+        json!({ "name": g.name }),
+    );
+    s.store
+        .tenant(&t)
+        .await?
+        .create_group_logged(&g, &entry)
+        .await?;
     Ok(Json(g))
 }
 
@@ -187,10 +287,17 @@ pub async fn set_host_groups(
     Json(req): Json<SetHostGroups>,
 ) -> ApiResult<Json<()>> {
     op.change(&t)?;
+    let entry = op.log_entry(
+        s.clock.now(),
+        Some(&t),
+        "host.set-groups",
+        format!("host {h}"),
+        json!({ "groups": req.groups }),
+    );
     s.store
         .tenant(&t)
         .await?
-        .set_host_groups(&h, &req.groups)
+        .set_host_groups_logged(&h, &req.groups, &entry)
         .await?;
     Ok(Json(()))
 }
@@ -279,7 +386,14 @@ pub async fn approve(
         decided_at: now,
         decided_by: op.name.clone(),
     };
-    tenant.put_approval(&a).await?;
+    let action = match a.decision {
+        Decision::Approve => "approval.approve",
+        Decision::Decline => "approval.decline",
+    };
+    let detail = json!({ "update": a.update, "group": a.group, "deadline": a.deadline });
+    let object = format!("update {} group {}", a.update, a.group);
+    let entry = op.log_entry(now, Some(&t), action, object, detail);
+    tenant.put_approval_logged(&a, &entry).await?;
     Ok(Json(a))
 }
 
@@ -373,4 +487,195 @@ async fn host_signed(
         agent_error,
         agent_error_at,
     })
+}
+
+// ---- Finding 3/4 (issue 8): listing and revoking secrets, removing hosts, groups and
+// tenants, host quotas ----
+
+/// A token's listed id: the first 12 hex digits of its hash (as the store keys it).
+fn token_id(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
+/// The first characters of a secret (`pd_1a2b3c4d`), for people to tell tokens apart;
+/// 32 of its 256 random bits.
+fn secret_prefix(secret: &str) -> String {
+    let kind = secret.split('_').next().unwrap_or_default();
+    secret.chars().take(kind.len() + 1 + 8).collect()
+}
+
+/// Query of `GET /v1/tokens`.
+#[derive(Deserialize)]
+pub struct TokensQuery {
+    tenant: Option<TenantId>,
+}
+
+/// `GET /v1/tokens`: operator tokens in scope (never their secrets).
+pub async fn list_tokens(
+    State(s): State<AppState>,
+    op: Operator,
+    Query(q): Query<TokensQuery>,
+) -> ApiResult<Json<Vec<TokenInfo>>> {
+    let tenant = match (&q.tenant, op.role) {
+        (Some(t), _) => {
+            op.see(t)?;
+            Some(t.clone())
+        }
+        (None, Role::ProviderAdmin) => None,
+        (None, _) => op.tenant.clone(),
+    };
+    if tenant.is_none() && op.role != Role::ProviderAdmin {
+        return Err(ApiError::forbidden("this token has no tenant"));
+    }
+    Ok(Json(s.store.list_tokens(tenant.as_ref()).await?))
+}
+
+/// `DELETE /v1/tokens/{id}`: revokes an operator token; it stops working at once.
+pub async fn revoke_token(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenInfo>> {
+    let not_found = || ApiError::not_found(format!("token {id} not found"));
+    let info = s.store.token_info(&id).await?.ok_or_else(not_found)?;
+    match &info.tenant {
+        // Provider tokens are the provider's business.
+        None => op.provider()?,
+        Some(t) => op.change(t).map_err(|e| match e.code {
+            patchday_types::api::ErrorCode::NotFound => not_found(),
+            _ => e,
+        })?,
+    }
+    let now = s.clock.now();
+    let detail = json!({ "name": info.name, "prefix": info.prefix, "role": info.role });
+    let entry = op.log_entry(
+        now,
+        info.tenant.as_ref(),
+        "token.revoke",
+        format!("token {id}"),
+        detail,
+    );
+    Ok(Json(s.store.revoke_token(&id, now, &entry).await?))
+}
+
+/// `GET /v1/tenants/{t}/enroll-tokens`.
+pub async fn list_enroll_tokens(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+) -> ApiResult<Json<Vec<EnrollTokenInfo>>> {
+    op.see(&t)?;
+    Ok(Json(s.store.tenant(&t).await?.list_enroll_tokens().await?))
+}
+
+/// `DELETE /v1/tenants/{t}/enroll-tokens/{id}`.
+pub async fn revoke_enroll_token(
+    State(s): State<AppState>,
+    op: Operator,
+    Path((t, id)): Path<(TenantId, String)>,
+) -> ApiResult<Json<EnrollTokenInfo>> {
+    op.change(&t)?;
+    let tenant = s.store.tenant(&t).await?;
+    let now = s.clock.now();
+    let entry = op.log_entry(
+        now,
+        Some(&t),
+        "enroll-token.revoke",
+        format!("enrolment token {id}"),
+        json!({}),
+    );
+    Ok(Json(tenant.revoke_enroll_token(&id, now, &entry).await?))
+}
+
+/// `DELETE /v1/tenants/{t}/hosts/{h}`: the host's credential stops working at once.
+pub async fn remove_host(
+    State(s): State<AppState>,
+    op: Operator,
+    Path((t, h)): Path<(TenantId, HostId)>,
+) -> ApiResult<Json<Removed>> {
+    op.change(&t)?;
+    let tenant = s.store.tenant(&t).await?;
+    let host = tenant.host(&h).await?;
+    let now = s.clock.now();
+    let detail = json!({ "hostname": host.hostname, "groups": host.groups });
+    let entry = op.log_entry(now, Some(&t), "host.remove", format!("host {h}"), detail);
+    tenant.remove_host(&h, now, &entry).await?;
+    tracing::info!(tenant = %t, host = %h, by = %op.name, "host removed");
+    Ok(Json(Removed {
+        removed: format!("host {h}"),
+        hosts: 1,
+    }))
+}
+
+/// `DELETE /v1/tenants/{t}/groups/{g}`: its memberships and approvals go with it.
+pub async fn remove_group(
+    State(s): State<AppState>,
+    op: Operator,
+    Path((t, g)): Path<(TenantId, GroupId)>,
+) -> ApiResult<Json<Removed>> {
+    op.change(&t)?;
+    let tenant = s.store.tenant(&t).await?;
+    let entry = op.log_entry(
+        s.clock.now(),
+        Some(&t),
+        "group.remove",
+        format!("group {g}"),
+        json!({}),
+    );
+    tenant.remove_group(&g, &entry).await?;
+    Ok(Json(Removed {
+        removed: format!("group {g}"),
+        hosts: 0,
+    }))
+}
+
+/// Query of `DELETE /v1/tenants/{t}`.
+#[derive(Deserialize)]
+pub struct RemoveTenantQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// `DELETE /v1/tenants/{t}`: refused while the tenant has hosts unless `?force=true`.
+pub async fn remove_tenant(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+    Query(q): Query<RemoveTenantQuery>,
+) -> ApiResult<Json<Removed>> {
+    op.provider()?;
+    let now = s.clock.now();
+    let entry = op.log_entry(
+        now,
+        Some(&t),
+        "tenant.remove",
+        format!("tenant {t}"),
+        json!({ "force": q.force }),
+    );
+    let hosts = s.store.remove_tenant(&t, q.force, now, &entry).await?;
+    tracing::info!(tenant = %t, hosts, by = %op.name, "tenant removed");
+    Ok(Json(Removed {
+        removed: format!("tenant {t}"),
+        hosts,
+    }))
+}
+
+/// `PUT /v1/tenants/{t}/limits`: the host quota (provider admins only).
+pub async fn set_limits(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+    Json(req): Json<TenantLimits>,
+) -> ApiResult<Json<Tenant>> {
+    op.provider()?;
+    let tenant = s.store.tenant(&t).await?;
+    let entry = op.log_entry(
+        s.clock.now(),
+        Some(&t),
+        "tenant.limits",
+        format!("tenant {t}"),
+        json!(req),
+    );
+    tenant.set_max_hosts(req.max_hosts, &entry).await?;
+    Ok(Json(tenant.get().await?))
 }

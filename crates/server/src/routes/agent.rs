@@ -21,16 +21,8 @@ pub async fn enroll(
     // finding 8: the host's own signing key, registered once, here (checked first, so
     // an old agent is told to upgrade and uses up no enrolment token).
     let public_key = host_public_key(&req)?;
-    let tenant_id = s
-        .store
-        .enroll_token_tenant(&hash_secret(&req.token))
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthorized,
-                "unknown enrolment token: ask the tenant admin for one (`patchday enroll-token create --tenant T`)",
-            )
-        })?;
+    crate::limits::hostname(&req.hostname)?; // finding 4
+    let (tenant_id, group) = redeem(&s, &req.token).await?; // finding 3
     let tenant = s.store.tenant(&tenant_id).await?;
     let credential = new_secret("pdh");
     let mut suffix = [0u8; 4];
@@ -52,6 +44,9 @@ pub async fn enroll(
         .create_host(&id, &req.hostname, &hash_secret(&credential), s.clock.now())
         .await?;
     tenant.set_host_public_key(&id, &public_key).await?;
+    if let Some(g) = &group {
+        tenant.set_host_groups(&id, std::slice::from_ref(g)).await?;
+    }
     tracing::info!(tenant = %tenant_id, host = %id, "host enrolled");
     let root = std::fs::read_to_string(crate::catalog::pinned_root(&s.config.data_dir)).ok();
     let key = s.director.key();
@@ -78,6 +73,7 @@ pub async fn checkin(
     }: SignedHost<CheckinRequest>,
 ) -> ApiResult<Json<CheckinResponse>> {
     tracing::debug!(tenant = %who.tenant, host = %who.host, sequence, "signed check-in");
+    crate::limits::inventory(&req.inventory)?; // finding 4
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .save_inventory(&who.host, &req.inventory, s.clock.now())
@@ -180,9 +176,9 @@ pub async fn report(
     State(s): State<AppState>,
     SignedHost { who, body: req, .. }: SignedHost<ReportRequest>,
 ) -> ApiResult<Json<()>> {
-    if req.states.len() > 10_000 {
-        return Err(ApiError::bad_request("too many states in one report"));
-    }
+    // Finding 4: bounded, and only for updates the catalog has.
+    let updates = s.store.catalog_updates().await?;
+    crate::limits::states(&req.states, |u| updates.iter().any(|d| d.id.as_str() == u))?;
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .put_states(&who.host, &req.states, s.clock.now())
@@ -234,4 +230,36 @@ pub async fn status(
         .set_agent_error(&who.host, error.as_deref(), s.clock.now())
         .await?;
     Ok(Json(()))
+}
+
+// ---- Finding 3 (issue 8): enrolment tokens expire, run out and are revoked ----
+
+/// Takes one use of an enrolment token: its tenant and group, or a 401 that says why not
+/// and what to do.
+async fn redeem(
+    s: &AppState,
+    token: &str,
+) -> ApiResult<(patchday_types::TenantId, Option<patchday_types::GroupId>)> {
+    use patchday_store::EnrollGrant;
+    let ask = "ask the tenant admin for a new one (`patchday enroll-token create --tenant T`)";
+    let refuse = |m: String| Err(ApiError::new(ErrorCode::Unauthorized, m));
+    match s.store.redeem_enroll_token(&hash_secret(token), s.clock.now()).await? {
+        EnrollGrant::Granted { tenant, group } => Ok((tenant, group)),
+        EnrollGrant::Unknown => refuse(format!("unknown enrolment token: {ask}")),
+        EnrollGrant::Expired { at } => refuse(format!("enrolment token expired at {at}: {ask}")),
+        EnrollGrant::Revoked { at } => {
+            refuse(format!("enrolment token was revoked at {at}: {ask}"))
+        }
+        EnrollGrant::UsedUp { max_uses } => refuse(format!(
+            "enrolment token is used up (it allowed {max_uses} enrolment(s)): {ask}, with --uses N for several hosts"
+        )),
+        EnrollGrant::GroupRemoved { group } => refuse(format!(
+            "the group {group} this enrolment token enrols into was removed: {ask}"
+        )),
+        // Finding 4: the same refusal as the host insert's own quota check.
+        EnrollGrant::QuotaFull { tenant, max_hosts } => Err(ApiError::conflict(format!(
+            "tenant {tenant} has reached its quota of {max_hosts} host(s): remove hosts \
+             (`patchday host remove`) or raise it (`patchday tenant set {tenant} --max-hosts N`)"
+        ))),
+    }
 }

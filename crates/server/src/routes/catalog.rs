@@ -55,5 +55,16 @@ pub async fn push(
     }
     f.flush().await.map_err(ApiError::internal)?;
     drop(f);
-    Ok(Json(intake(&s, &path).await?))
+    let status = intake(&s, &path).await?;
+    // Finding 10 (issue 8): a provider-wide entry in the operator log.
+    let detail = serde_json::json!(status);
+    let entry = op.log_entry(
+        s.clock.now(),
+        None,
+        "catalog.push",
+        "catalog".into(),
+        detail,
+    );
+    crate::routes::log::record(&s, &entry).await?;
+    Ok(Json(status))
 }

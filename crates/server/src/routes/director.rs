@@ -35,6 +35,16 @@ pub async fn get(State(s): State<AppState>, op: Operator) -> ApiResult<Json<Dire
 pub async fn rotation(State(s): State<AppState>, op: Operator) -> ApiResult<Json<DirectorStatus>> {
     op.provider()?;
     let next = s.director.begin().await?;
+    // Finding 10 (issue 8): key rotations are in the operator log.
+    let detail = serde_json::json!({ "next_keyid": next.keyid });
+    let entry = op.log_entry(
+        s.clock.now(),
+        None,
+        "director.rotation",
+        "director key".into(),
+        detail,
+    );
+    crate::routes::log::record(&s, &entry).await?;
     Ok(Json(status(&s, Some(&next))))
 }
 
@@ -47,5 +57,19 @@ pub async fn certificate(
     op.provider()?;
     let root = crate::catalog::newest_trusted_root(&s.config.data_dir)?;
     s.director.install(&body, &root, s.clock.now()).await?;
-    Ok(Json(status(&s, None)))
+    let now_status = status(&s, None);
+    // Finding 10 (issue 8): key rotations are in the operator log.
+    let detail = serde_json::json!({
+        "keyid": now_status.key.keyid,
+        "certificate_version": now_status.certificate_version,
+    });
+    let entry = op.log_entry(
+        s.clock.now(),
+        None,
+        "director.certificate",
+        "director key".into(),
+        detail,
+    );
+    crate::routes::log::record(&s, &entry).await?;
+    Ok(Json(now_status))
 }

@@ -5,11 +5,12 @@ mod agent;
 mod audit;
 mod catalog;
 mod director;
+pub mod log; // finding 10 (issue 8)
 mod tuf;
 
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 /// Largest JSON body (inventories of big hosts included).
@@ -24,10 +25,13 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants",
             get(admin::list_tenants).post(admin::create_tenant),
         )
-        .route("/v1/tokens", post(admin::create_token))
+        .route(
+            "/v1/tokens",
+            post(admin::create_token).get(admin::list_tokens),
+        )
         .route(
             "/v1/tenants/{tenant}/enroll-tokens",
-            post(admin::create_enroll_token),
+            post(admin::create_enroll_token).get(admin::list_enroll_tokens),
         )
         .route("/v1/tenants/{tenant}/patch-day", put(admin::set_patch_day))
         .route(
@@ -60,6 +64,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/status", post(agent::status))
         .route("/v1/tuf/metadata/{name}", get(tuf::metadata))
         .route("/v1/tuf/targets/{name}", get(tuf::target))
+        // Finding 3/4/10 (issue 8): listing and revoking secrets, removals, quotas, the log.
+        .route("/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/v1/tenants/{tenant}", delete(admin::remove_tenant))
+        .route("/v1/tenants/{tenant}/limits", put(admin::set_limits))
+        .route(
+            "/v1/tenants/{tenant}/enroll-tokens/{id}",
+            delete(admin::revoke_enroll_token),
+        )
+        .route(
+            "/v1/tenants/{tenant}/hosts/{host}",
+            delete(admin::remove_host),
+        )
+        .route(
+            "/v1/tenants/{tenant}/groups/{group}",
+            delete(admin::remove_group),
+        )
+        .route("/v1/log", get(log::list))
+        .route("/v1/tenants/{tenant}/log", get(log::tenant))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

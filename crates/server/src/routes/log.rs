@@ -1,0 +1,100 @@
+//! Finding 10 (issue 8): the operator log. Every change an operator makes is recorded
+//! with who (token name and id), when, from where (peer address) and what (action,
+//! object, a short JSON detail); entries are only ever appended, and read scoped like
+//! everything else: a tenant token sees its tenant's entries, provider tokens see all,
+//! provider-wide ones (catalog pushes, director keys) included.
+
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use jiff::Timestamp;
+use patchday_store::LogScope;
+use patchday_types::api::{LogEntry, Role};
+use patchday_types::TenantId;
+use serde::Deserialize;
+
+/// Most entries one request returns.
+const MAX_ENTRIES: u32 = 100_000;
+
+impl Operator {
+    /// A log entry for a change this operator is making now.
+    pub fn log_entry(
+        &self,
+        now: Timestamp,
+        tenant: Option<&TenantId>,
+        action: &str,
+        object: String,
+        detail: serde_json::Value,
+    ) -> LogEntry {
+        LogEntry {
+            seq: 0,
+            at: now,
+            tenant: tenant.cloned(),
+            actor: self.name.clone(),
+            actor_id: self.token_id.clone(),
+            source: self.source.clone(),
+            action: action.into(),
+            object,
+            detail,
+        }
+    }
+}
+
+/// Appends the entry of a change the store made without it; the change is not
+/// acknowledged when this fails.
+pub async fn record(s: &AppState, entry: &LogEntry) -> ApiResult<()> {
+    s.store.append_log(entry).await.map_err(|e| {
+        ApiError::internal(format!(
+            "the change ({} {}) was made but its operator log entry could not be written: {e}",
+            entry.action, entry.object
+        ))
+    })?;
+    Ok(())
+}
+
+/// Query of the log routes.
+#[derive(Deserialize)]
+pub struct LogQuery {
+    /// Only this tenant (`GET /v1/log`).
+    tenant: Option<TenantId>,
+    /// Entries at or after this time.
+    since: Option<Timestamp>,
+    /// At most this many entries.
+    limit: Option<u32>,
+}
+
+/// `GET /v1/log`: the entries in the caller's scope (`?tenant=&since=&limit=`).
+pub async fn list(
+    State(s): State<AppState>,
+    op: Operator,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Json<Vec<LogEntry>>> {
+    let scope = match (&q.tenant, op.role, &op.tenant) {
+        (Some(t), _, _) => {
+            op.see(t)?;
+            LogScope::Tenant(t.clone())
+        }
+        (None, Role::ProviderAdmin, _) => LogScope::Everything,
+        (None, _, Some(own)) => LogScope::Tenant(own.clone()),
+        (None, _, None) => return Err(ApiError::forbidden("this token has no tenant")),
+    };
+    entries(&s, &scope, &q).await
+}
+
+/// `GET /v1/tenants/{t}/log`.
+pub async fn tenant(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(t): Path<TenantId>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Json<Vec<LogEntry>>> {
+    op.see(&t)?;
+    entries(&s, &LogScope::Tenant(t), &q).await
+}
+
+async fn entries(s: &AppState, scope: &LogScope, q: &LogQuery) -> ApiResult<Json<Vec<LogEntry>>> {
+    let limit = q.limit.unwrap_or(MAX_ENTRIES).min(MAX_ENTRIES);
+    Ok(Json(s.store.list_log(scope, q.since, limit).await?))
+}
