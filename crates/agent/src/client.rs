@@ -94,14 +94,26 @@ impl Client {
     }
 }
 
-/// Decodes a JSON response or the server's error body.
+/// Largest JSON answer the agent reads (finding 1): a check-in answer carries director
+/// metadata (at most 4 MiB, see `patchday_trust::director`) and a key certificate
+/// (64 KiB), so 8 MiB leaves room; anything longer is an endless-data attack.
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+/// Decodes a JSON response or the server's error body, reading at most
+/// [`MAX_ANSWER_BYTES`].
 pub async fn decode<R: serde::de::DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<R> {
+    decode_capped(resp, MAX_ANSWER_BYTES).await
+}
+
+/// Decodes a JSON response or the server's error body, reading at most `cap` bytes
+/// while streaming: a longer answer is cut off with an error, never buffered whole.
+pub async fn decode_capped<R: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    cap: usize,
+) -> anyhow::Result<R> {
     let status = resp.status();
     let url = resp.url().clone();
-    let bytes = resp
-        .bytes()
-        .await
-        .with_context(|| format!("reading the answer from {url}"))?;
+    let bytes = read_capped(resp, cap).await?;
     if status.is_success() {
         return serde_json::from_slice(&bytes)
             .with_context(|| format!("unexpected answer from {url}"));
@@ -110,6 +122,41 @@ pub async fn decode<R: serde::de::DeserializeOwned>(resp: reqwest::Response) -> 
         Ok(e) => anyhow::bail!("server refused ({status}): {}", e.message),
         Err(_) => anyhow::bail!("server answered {status} for {url}"),
     }
+}
+
+/// The answer is longer than the agent reads (finding 1).
+#[derive(Debug, thiserror::Error)]
+#[error("the answer from {url} is longer than {cap} bytes (endless data from a hostile server or a man in the middle?); it was cut off and nothing in it was used")]
+pub struct AnswerTooLong {
+    /// Where it came from.
+    pub url: String,
+    /// The cap.
+    pub cap: usize,
+}
+
+/// Reads a body chunk by chunk, failing as soon as it passes `cap` bytes.
+async fn read_capped(resp: reqwest::Response, cap: usize) -> anyhow::Result<Vec<u8>> {
+    let url = resp.url().clone();
+    let too_long = || AnswerTooLong {
+        url: url.to_string(),
+        cap,
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(cap).unwrap_or(u64::MAX))
+    {
+        return Err(too_long().into());
+    }
+    let mut bytes = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("reading the answer from {url}"))?;
+        if bytes.len().saturating_add(chunk.len()) > cap {
+            return Err(too_long().into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// `tough` transport over the agent's authenticated HTTP client.
