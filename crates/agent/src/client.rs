@@ -1,12 +1,13 @@
-//! HTTP to the server: JSON calls with the host credential, and a `tough`
-//! transport so TUF metadata travels the same authenticated channel.
+//! HTTP to the server: JSON calls with the host credential (answers read with a cap), and
+//! the TUF client's transport so TUF metadata travels the same authenticated channel.
 
 use anyhow::Context;
+use futures::future::BoxFuture;
 use futures::StreamExt;
+use patchday_trust::transport::{ByteStream, FetchError, Transport};
 use patchday_types::api::ErrorBody;
 use reqwest::StatusCode;
 use std::time::Duration;
-use tough::{TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
 /// A client bound to a server and (optionally) a host credential.
@@ -159,37 +160,30 @@ async fn read_capped(resp: reqwest::Response, cap: usize) -> anyhow::Result<Vec<
     Ok(bytes)
 }
 
-/// `tough` transport over the agent's authenticated HTTP client.
+/// The TUF client's transport over the agent's authenticated HTTP client, so TUF metadata
+/// travels the same channel (pinned CA, credential).
 #[derive(Clone, Debug)]
 pub struct HttpTransport(pub Client);
 
-#[tough::async_trait]
-impl tough::Transport for HttpTransport {
-    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
-        let resp = self
-            .0
-            .request(reqwest::Method::GET, url.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e)
-            })?;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => {
-                return Err(TransportError::new(TransportErrorKind::FileNotFound, url))
+impl Transport for HttpTransport {
+    fn fetch(&self, url: Url) -> BoxFuture<'_, Result<ByteStream, FetchError>> {
+        Box::pin(async move {
+            let resp = self
+                .0
+                .request(reqwest::Method::GET, url.clone())
+                .send()
+                .await
+                .map_err(|e| FetchError::Other(format!("cannot reach {url}: {e}")))?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => return Err(FetchError::NotFound),
+                s => return Err(FetchError::Other(format!("server answered {s} for {url}"))),
             }
-            s => {
-                return Err(TransportError::new_with_cause(
-                    TransportErrorKind::Other,
-                    url,
-                    std::io::Error::other(format!("server answered {s}")),
-                ))
-            }
-        }
-        let u = url.clone();
-        Ok(Box::pin(resp.bytes_stream().map(move |r| {
-            r.map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, u.clone(), e))
-        })))
+            let stream: ByteStream = Box::pin(resp.bytes_stream().map(move |r| {
+                r.map(|b| b.to_vec())
+                    .map_err(|e| FetchError::Other(format!("reading {url}: {e}")))
+            }));
+            Ok(stream)
+        })
     }
 }

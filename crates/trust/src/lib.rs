@@ -8,7 +8,7 @@
 //!   [`init_catalog`], [`add_targets`], [`resign_timestamp`], [`rotate_root`] (all keys) and
 //!   [`rotate_role`] (one role's keys); [`check_key_dir`] for key file permissions. Signing times are parameters (`now`).
 //! - Server and agent: [`verify_repository`] (local directories), [`load_remote`] (any
-//!   [`tough::Transport`], at a [`LoadTime`]), [`check_payload`] / [`read_verified_target`]
+//!   [`transport::Transport`], at a [`LoadTime`]), [`check_payload`] / [`read_verified_target`]
 //!   for target files.
 //! - Agent: [`decision::decide`], the whole security decision on one assignment as a pure
 //!   function with one [`decision::Refusal`] per check.
@@ -28,6 +28,7 @@ mod error;
 mod keys;
 mod names;
 mod publish;
+pub mod transport;
 pub mod verify;
 
 pub use error::TrustError;
@@ -43,7 +44,7 @@ pub use publish::{
     OnlineTimestamp,
 };
 pub use verify::{
-    check_bytes, check_payload, check_target_file, load_remote, metadata_limits,
-    read_verified_target, verify_repository, verify_repository_at, LoadTime, TargetInfo,
-    VerifiedCatalog, MAX_METADATA_FILE,
+    check_bytes, check_payload, check_target_file, load_remote, read_verified_target,
+    verify_repository, verify_repository_at, LoadTime, TargetInfo, VerifiedCatalog,
+    MAX_METADATA_FILE,
 };

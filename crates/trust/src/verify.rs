@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use tough::{FilesystemTransport, Limits};
+use tough::Limits;
 use url::Url;
 
 use crate::client::{self, Updater};
@@ -79,7 +79,7 @@ pub const MAX_METADATA_FILE: u64 = 64 * 1024 * 1024;
 /// root.json 512 KiB, timestamp.json 64 KiB, snapshot.json 4 MiB, targets.json 64 MiB, at most
 /// 256 root rotations. Where a parent lists a file's length, that length is the cap, and no
 /// fetch is ever read past [`MAX_METADATA_FILE`] bytes.
-pub fn metadata_limits() -> Limits {
+pub(crate) fn metadata_limits() -> Limits {
     Limits {
         max_root_size: 512 * 1024,
         max_targets_size: 64 * 1024 * 1024,
@@ -124,7 +124,7 @@ pub async fn verify_repository_at(
     let pinned = read_pinned_root(pinned_root)?;
     refuse_foreign_root(&pinned, metadata_dir)?;
     let meta_url = dir_url(metadata_dir)?;
-    let transport = Box::new(FilesystemTransport);
+    let transport = Box::new(crate::transport::FileTransport);
     let catalog = run_client(
         transport,
         meta_url,
@@ -167,7 +167,7 @@ impl LoadTime {
 /// `datastore` that timestamp and snapshot still list is not fetched again. Expiry is judged at
 /// `time.now`; see [`LoadTime`] for what the datastore remembers.
 pub async fn load_remote(
-    transport: impl tough::Transport + 'static,
+    transport: impl crate::transport::Transport + 'static,
     metadata_base: Url,
     pinned_root: &Path,
     datastore: &Path,
@@ -193,7 +193,7 @@ fn system_now() -> Timestamp {
 }
 
 async fn run_client(
-    transport: Box<dyn tough::Transport>,
+    transport: Box<dyn crate::transport::Transport>,
     metadata_base: Url,
     pinned: &PinnedRoot,
     datastore: &Path,

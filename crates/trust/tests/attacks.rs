@@ -8,6 +8,7 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
+use patchday_trust::transport::{ByteStream, FetchError, FileTransport, Transport};
 use patchday_trust::{
     add_targets, check_payload, generate_keys, generate_keyset, init_catalog, load_remote,
     read_verified_target, resign_timestamp, rotate_role, rotate_root, verify_repository,
@@ -666,17 +667,18 @@ async fn unsafe_target_names_and_bad_custom_are_refused_before_signing() {
 #[derive(Debug, Clone)]
 struct EndlessTimestamp;
 
-#[tough::async_trait]
-impl tough::Transport for EndlessTimestamp {
-    async fn fetch(&self, url: url::Url) -> Result<tough::TransportStream, tough::TransportError> {
+impl Transport for EndlessTimestamp {
+    fn fetch(
+        &self,
+        url: url::Url,
+    ) -> futures::future::BoxFuture<'_, Result<ByteStream, FetchError>> {
         if url.path().ends_with("/timestamp.json") {
             use futures::StreamExt;
-            let chunk = tough::Bytes::from(vec![b' '; 64 * 1024]);
-            return Ok(Box::pin(
-                futures::stream::repeat(chunk).map(Ok).take(1 << 20),
-            ));
+            let chunk = vec![b' '; 64 * 1024];
+            let stream: ByteStream = Box::pin(futures::stream::repeat(chunk).map(Ok).take(1 << 20));
+            return Box::pin(async move { Ok(stream) });
         }
-        tough::FilesystemTransport.fetch(url).await
+        FileTransport.fetch(url)
     }
 }
 
@@ -688,7 +690,7 @@ async fn remote_catalog_loads_and_endless_metadata_is_cut_off() {
     let meta_url = url::Url::from_directory_path(publisher.meta()).unwrap();
 
     let catalog = load_remote(
-        tough::FilesystemTransport,
+        FileTransport,
         meta_url.clone(),
         &verifier.pinned,
         &verifier.datastore(),
@@ -742,7 +744,7 @@ async fn a_clock_that_ran_ahead_does_not_lock_the_agent_out_once_corrected() {
     let datastore = verifier.datastore();
     let load = |time: LoadTime| {
         load_remote(
-            tough::FilesystemTransport,
+            FileTransport,
             meta_url.clone(),
             &verifier.pinned,
             &datastore,
