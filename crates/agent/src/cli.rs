@@ -56,12 +56,37 @@ pub struct Args {
     /// The server's CA certificate (PEM) to pin at enrolment; later runs use the pinned copy.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// The director key to pin at enrolment, instead of trusting the server's on first use:
+    /// a file with `patchday director key` output, or the key's 64-digit id. Enrolment is
+    /// refused when the server's key differs.
+    #[arg(long, value_name = "FILE|KEYID")]
+    pub director_key: Option<String>,
+    /// Fail a run, saying so, when no valid signed answer from the server arrived for this
+    /// long (a withheld or stale answer); answers signed longer ago are refused. E.g. 2h, 30m, 1d.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub max_silence: jiff::SignedDuration,
     /// Do not collect and send security-audit facts.
     #[arg(long)]
     pub no_audit: bool,
     /// Log as JSON.
     #[arg(long)]
     pub log_json: bool,
+}
+
+/// A positive duration such as `2h`, `30m`, `1d` or `PT2H`.
+fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
+    let d = match s.trim().parse::<jiff::SignedDuration>() {
+        Ok(d) => d,
+        Err(_) => s
+            .trim()
+            .parse::<jiff::Span>()
+            .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+            .map_err(|e| format!("{s:?} is not a duration such as 2h, 30m or 1d: {e}"))?,
+    };
+    if d.is_negative() || d.is_zero() {
+        return Err(format!("{s:?} must be longer than zero"));
+    }
+    Ok(d)
 }
 
 /// Runs the agent with parsed arguments until done (`--once`) or forever.
@@ -90,6 +115,8 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         download_deadline: Duration::from_secs(args.download_timeout),
         audit: !args.no_audit,
         ca: args.ca.clone(),
+        director_key: args.director_key.clone(),
+        max_silence: args.max_silence,
     };
     loop {
         let result = run_once(&cfg).await;

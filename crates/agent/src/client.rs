@@ -1,12 +1,13 @@
-//! HTTP to the server: JSON calls with the host credential, and a `tough`
-//! transport so TUF metadata travels the same authenticated channel.
+//! HTTP to the server: JSON calls with the host credential (answers read with a cap), and
+//! the TUF client's transport so TUF metadata travels the same authenticated channel.
 
 use anyhow::Context;
+use futures::future::BoxFuture;
 use futures::StreamExt;
+use patchday_trust::transport::{ByteStream, FetchError, Transport};
 use patchday_types::api::ErrorBody;
 use reqwest::StatusCode;
 use std::time::Duration;
-use tough::{TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
 /// A client bound to a server and (optionally) a host credential.
@@ -133,14 +134,26 @@ impl Client {
     }
 }
 
-/// Decodes a JSON response or the server's error body.
+/// Largest JSON answer the agent reads (finding 1): a check-in answer carries director
+/// metadata (at most 4 MiB, see `patchday_trust::director`) and a key certificate
+/// (64 KiB), so 8 MiB leaves room; anything longer is an endless-data attack.
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+/// Decodes a JSON response or the server's error body, reading at most
+/// [`MAX_ANSWER_BYTES`].
 pub async fn decode<R: serde::de::DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<R> {
+    decode_capped(resp, MAX_ANSWER_BYTES).await
+}
+
+/// Decodes a JSON response or the server's error body, reading at most `cap` bytes
+/// while streaming: a longer answer is cut off with an error, never buffered whole.
+pub async fn decode_capped<R: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    cap: usize,
+) -> anyhow::Result<R> {
     let status = resp.status();
     let url = resp.url().clone();
-    let bytes = resp
-        .bytes()
-        .await
-        .with_context(|| format!("reading the answer from {url}"))?;
+    let bytes = read_capped(resp, cap).await?;
     if status.is_success() {
         return serde_json::from_slice(&bytes)
             .with_context(|| format!("unexpected answer from {url}"));
@@ -151,38 +164,66 @@ pub async fn decode<R: serde::de::DeserializeOwned>(resp: reqwest::Response) -> 
     }
 }
 
-/// `tough` transport over the agent's authenticated HTTP client.
+/// The answer is longer than the agent reads (finding 1).
+#[derive(Debug, thiserror::Error)]
+#[error("the answer from {url} is longer than {cap} bytes (endless data from a hostile server or a man in the middle?); it was cut off and nothing in it was used")]
+pub struct AnswerTooLong {
+    /// Where it came from.
+    pub url: String,
+    /// The cap.
+    pub cap: usize,
+}
+
+/// Reads a body chunk by chunk, failing as soon as it passes `cap` bytes.
+async fn read_capped(resp: reqwest::Response, cap: usize) -> anyhow::Result<Vec<u8>> {
+    let url = resp.url().clone();
+    let too_long = || AnswerTooLong {
+        url: url.to_string(),
+        cap,
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(cap).unwrap_or(u64::MAX))
+    {
+        return Err(too_long().into());
+    }
+    let mut bytes = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("reading the answer from {url}"))?;
+        if bytes.len().saturating_add(chunk.len()) > cap {
+            return Err(too_long().into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The TUF client's transport over the agent's authenticated HTTP client, so TUF metadata
+/// travels the same channel (pinned CA, credential).
 #[derive(Clone, Debug)]
 pub struct HttpTransport(pub Client);
 
-#[tough::async_trait]
-impl tough::Transport for HttpTransport {
-    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
-        let resp = self
-            .0
-            .request(reqwest::Method::GET, url.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e)
-            })?;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => {
-                return Err(TransportError::new(TransportErrorKind::FileNotFound, url))
+impl Transport for HttpTransport {
+    fn fetch(&self, url: Url) -> BoxFuture<'_, Result<ByteStream, FetchError>> {
+        Box::pin(async move {
+            let resp = self
+                .0
+                .request(reqwest::Method::GET, url.clone())
+                .send()
+                .await
+                .map_err(|e| FetchError::Other(format!("cannot reach {url}: {e}")))?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => return Err(FetchError::NotFound),
+                s => return Err(FetchError::Other(format!("server answered {s} for {url}"))),
             }
-            s => {
-                return Err(TransportError::new_with_cause(
-                    TransportErrorKind::Other,
-                    url,
-                    std::io::Error::other(format!("server answered {s}")),
-                ))
-            }
-        }
-        let u = url.clone();
-        Ok(Box::pin(resp.bytes_stream().map(move |r| {
-            r.map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, u.clone(), e))
-        })))
+            let stream: ByteStream = Box::pin(resp.bytes_stream().map(move |r| {
+                r.map(|b| b.to_vec())
+                    .map_err(|e| FetchError::Other(format!("reading {url}: {e}")))
+            }));
+            Ok(stream)
+        })
     }
 }
 

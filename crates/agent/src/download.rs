@@ -107,3 +107,39 @@ async fn transfer(
     f.sync_all()?;
     Ok(())
 }
+
+/// Removes from `dir` every download the current signed assignment does not need
+/// (finding 15): payloads of finished updates, partial files of updates no longer
+/// assigned, and anything else left by a killed run. Downloads named after a sha256 in
+/// `keep` stay, so an interrupted transfer still resumes. Returns the bytes freed.
+pub fn prune(dir: &Path, keep: &std::collections::BTreeSet<String>) -> anyhow::Result<u64> {
+    let mut freed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let sha = name.split('.').next().unwrap_or_default();
+        let wanted = (name.ends_with(".part") || name.ends_with(".payload")) && keep.contains(sha);
+        if wanted {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        let path = entry.path();
+        let removed = if meta.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => freed += meta.len(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a stale download")
+            }
+        }
+    }
+    Ok(freed)
+}

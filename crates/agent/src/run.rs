@@ -1,18 +1,24 @@
 //! One agent run, start to finish.
+//!
+//! Check in → verify the signed director answer (every answer carries one, also "nothing
+//! to do") → refresh the catalog (every run, so expiry and root rotations are noticed) →
+//! for each update the signed answer assigns, [`patchday_trust::decision::decide`] → download,
+//! install, report. The security decision itself is pure and lives in `patchday_trust`.
 
 use crate::client::{Client, HttpTransport};
 use crate::install::deb::Dpkg;
 use crate::install::{bundle, Outcome};
 use crate::state::{Identity, StateDir};
 use anyhow::Context;
-use patchday_trust::VerifiedCatalog;
+use jiff::{SignedDuration, Timestamp};
+use patchday_trust::decision::{self, Assignment, DecisionInput, HostIdentity, Install};
+use patchday_trust::director::{DirectorPublicKey, DirectorTargets};
+use patchday_trust::{LoadTime, VerifiedCatalog};
 use patchday_types::api::{
-    AssignmentEntry, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReportRequest,
+    CheckinRequest, CheckinResponse, DirectorKeyInfo, EnrollRequest, EnrollResponse, ReportRequest,
     StateReport,
 };
-use patchday_types::{
-    PayloadKind, PayloadRef, TargetCustom, UpdateDocument, UpdateId, UpdateState,
-};
+use patchday_types::{PayloadKind, PayloadRef, UpdateDocument, UpdateId, UpdateState};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,7 +45,16 @@ pub struct AgentConfig {
     pub audit: bool,
     /// The server's CA certificate to pin at enrolment (PEM file).
     pub ca: Option<PathBuf>,
+    /// The director key to pin at enrolment instead of trusting the server's on first
+    /// use (finding 7): a file with the key (`patchday director key` output) or its key id.
+    pub director_key: Option<String>,
+    /// Longest time without a valid signed director answer before a run fails saying so,
+    /// and the oldest answer a run accepts (finding 6).
+    pub max_silence: SignedDuration,
 }
+
+/// Default `--max-silence`: one day.
+pub const DEFAULT_MAX_SILENCE: SignedDuration = SignedDuration::from_hours(24);
 
 /// What one run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,7 +69,63 @@ pub struct RunSummary {
     pub poll_seconds: u64,
 }
 
-async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity> {
+/// The director key to pin at enrolment: the one `--director-key` names (finding 7), which
+/// the server's must equal, or else the server's own (trusted on first use).
+fn director_key_to_pin(
+    pin: Option<&str>,
+    offered: Option<&DirectorKeyInfo>,
+) -> anyhow::Result<Option<DirectorPublicKey>> {
+    let offered = offered.map(|k| DirectorPublicKey {
+        keyid: k.keyid.clone(),
+        public: k.public.clone(),
+    });
+    let Some(pin) = pin else {
+        if let Some(k) = &offered {
+            tracing::warn!(keyid = %k.keyid, "director key trusted on first use; pin it out of band with --director-key (`patchday director key`)");
+        }
+        return Ok(offered);
+    };
+    let path = std::path::Path::new(pin);
+    let pinned_id = if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --director-key {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "--director-key {}: not the JSON of `patchday director key`",
+                path.display()
+            )
+        })?;
+        // `patchday director key` prints the key; `GET /v1/director` wraps it in `key`.
+        let k: DirectorPublicKey = serde_json::from_value(v.get("key").cloned().unwrap_or(v))
+            .with_context(|| {
+                format!(
+                    "--director-key {}: no `keyid` and `public` in it",
+                    path.display()
+                )
+            })?;
+        patchday_trust::director::check_key_id(&k)
+            .with_context(|| format!("--director-key {}", path.display()))?;
+        k.keyid
+    } else if pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+        pin.to_ascii_lowercase()
+    } else {
+        anyhow::bail!(
+            "--director-key {pin:?} is neither a file nor a 64-digit key id (see `patchday director key`)"
+        );
+    };
+    let Some(k) = offered else {
+        anyhow::bail!("the server offered no director key, but --director-key {pinned_id} was given: enrolment refused");
+    };
+    if patchday_trust::director::check_key_id(&k).is_err() || k.keyid != pinned_id {
+        anyhow::bail!(
+            "the server's director key {} is not the pinned key {pinned_id} given with --director-key: enrolment refused (a man in the middle, or another server?); nothing was saved",
+            k.keyid
+        );
+    }
+    Ok(Some(k))
+}
+
+async fn enroll(cfg: &AgentConfig, state: &StateDir, now: Timestamp) -> anyhow::Result<Identity> {
     let token = cfg.enroll_token.clone().ok_or_else(|| {
         anyhow::anyhow!("this agent is not enrolled: give it an enrolment token in PATCHDAY_ENROLL_TOKEN or --enroll-token-file (from `patchday enroll-token create --tenant T`)")
     })?;
@@ -80,6 +151,8 @@ async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity>
             },
         )
         .await?;
+    let director_key =
+        director_key_to_pin(cfg.director_key.as_deref(), resp.director_key.as_ref())?;
     match (&cfg.catalog_root, &resp.catalog_root) {
         (Some(p), _) => {
             let b = std::fs::read(p)
@@ -91,12 +164,11 @@ async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity>
             "the server has no catalog root to hand out and none was given with --catalog-root"
         ),
     }
-    if let Some(k) = &resp.director_key {
-        state.save_director_key(&patchday_trust::director::DirectorPublicKey {
-            keyid: k.keyid.clone(),
-            public: k.public.clone(),
-        })?;
+    if let Some(k) = &director_key {
+        state.save_director_key(k)?;
     }
+    // --max-silence counts from here until the first valid answer.
+    state.set_last_director_answer(now)?;
     let id = Identity {
         server: cfg.server.clone(),
         tenant: resp.tenant,
@@ -131,10 +203,11 @@ impl Reporter<'_> {
 
 /// One complete run.
 pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
+    let now = clock_now();
     let state = StateDir::open(&cfg.state_dir)?;
     let id = match state.identity()? {
         Some(id) => id,
-        None => enroll(cfg, &state).await?,
+        None => enroll(cfg, &state, now).await?,
     };
     let id = crate::signed::follow_server(cfg, &state, id)?;
     let client = crate::signed::host_client(cfg, &state, &id)?;
@@ -154,6 +227,14 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     bundle::recover(&cfg.root)?;
 
     let inventory = crate::inventory::collect(&cfg.root)?;
+    // Until a valid signed answer arrives, every failure is also a possible withheld answer.
+    let last_answer = state.last_director_answer();
+    let silent = |e: anyhow::Error| -> anyhow::Error {
+        match last_answer.map(|t| decision::check_silence(t, now, cfg.max_silence)) {
+            Some(Err(refusal)) => e.context(refusal),
+            _ => e,
+        }
+    };
     let resp: CheckinResponse = client
         .post(
             "v1/agent/checkin",
@@ -161,75 +242,40 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                 inventory: inventory.clone(),
             },
         )
-        .await?;
+        .await
+        .map_err(silent)?;
+    let (dt, catalog) =
+        signed_answer_and_catalog(cfg, &state, &id, &client, &resp, now, last_answer)
+            .await
+            .map_err(silent)?;
+
+    // Only what the signed answer assigns is kept in downloads/ (finding 15).
+    let keep = dt
+        .targets
+        .values()
+        .filter_map(|t| t.hashes.get("sha256").cloned())
+        .collect();
+    match crate::download::prune(&state.downloads(), &keep) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(bytes = n, "removed stale downloads"),
+        Err(e) => tracing::warn!(error = %e, "could not clean the download directory"),
+    }
+
+    // Assignments come from the signed answer alone: an unsigned list can be cut on the way.
+    let assignments = decision::assignments(&dt).context("nothing was installed")?;
     let mut summary = RunSummary {
-        assigned: resp.assignments.len(),
+        assigned: assignments.len(),
         poll_seconds: resp.poll_seconds,
         ..Default::default()
     };
-    let new_certificate = resp
-        .director_certificate
-        .as_deref()
-        .filter(|c| certificate_version(c) > state.director_certificate_version());
-    if resp.assignments.is_empty() && new_certificate.is_none() {
+    if assignments.is_empty() {
         state.set_journal(None)?;
         send_facts(cfg, &client).await;
         return Ok(summary);
     }
-
-    let catalog = patchday_trust::load_remote(
-        HttpTransport(client.clone()),
-        client.url("v1/tuf/metadata/")?,
-        client.url("v1/tuf/targets/")?,
-        &state.trusted_root(),
-        &state.tuf(),
-    )
-    .await
-    .context("catalog verification failed; nothing was installed")?;
-
-    // A director key rotation: the new key counts once a threshold of the catalog's
-    // root keys (as this agent trusts them now) certified it.
-    if let Some(cert) = new_certificate {
-        adopt_certificate(&state, cert)?;
-    }
-    if resp.assignments.is_empty() {
-        state.set_journal(None)?;
-        send_facts(cfg, &client).await;
-        return Ok(summary);
-    }
-
-    // Uptane: the assignments must be signed by the director key pinned at enrolment
-    // (or certified by the root keys since).
-    let pk = state.director_key()?.ok_or_else(|| {
-        anyhow::anyhow!("no director key is pinned in {}: enrol this agent again (--enroll-token); nothing was installed", cfg.state_dir.display())
-    })?;
-    let doc = resp.director.as_deref().ok_or_else(|| {
-        anyhow::anyhow!("assignment rejected: signature: the server sent assignments without director metadata; nothing was installed")
-    })?;
-    let dt = patchday_trust::director::verify(
-        doc.as_bytes(),
-        &pk,
-        id.host.as_str(),
-        clock_now(),
-        state.director_version(),
-    )
-    .context("nothing was installed")?;
-    state.set_director_version(dt.version)?;
 
     let mut counters = state.release_counters()?;
-    let host = HostFacts {
-        tenant: id.tenant.as_str(),
-        inventory: &inventory,
-    };
-    for a in &resp.assignments {
-        if let Err(m) = director_agrees(&dt, a, &catalog, &host, &counters) {
-            tracing::error!(update = %a.update, message = %m, "update refused");
-            reporter
-                .send(&a.update, UpdateState::Failed, Some(m.clone()))
-                .await;
-            summary.failed.push((a.update.clone(), m));
-            continue;
-        }
+    for a in &assignments {
         let ctx = Ctx {
             cfg,
             state: &state,
@@ -237,22 +283,26 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             reporter: &reporter,
             dpkg: &dpkg,
             catalog: &catalog,
-            host: &host,
+            director: &dt,
+            host: HostIdentity {
+                host: id.host.as_str(),
+                tenant: id.tenant.as_str(),
+            },
+            now,
         };
-        match process(&ctx, a).await {
-            Ok(Outcome::Installed) => {
+        match process(&ctx, a, &counters).await {
+            Ok((install, outcome @ (Outcome::Installed | Outcome::PendingReboot))) => {
                 summary.installed += 1;
-                record_counters(&state, &mut counters, a, &catalog)?;
-                reporter.send(&a.update, UpdateState::Installed, None).await;
+                counters.record(&install);
+                state.save_release_counters(&counters)?;
+                let st = if outcome == Outcome::Installed {
+                    UpdateState::Installed
+                } else {
+                    UpdateState::InstalledPendingReboot
+                };
+                reporter.send(&a.update, st, None).await;
             }
-            Ok(Outcome::PendingReboot) => {
-                summary.installed += 1;
-                record_counters(&state, &mut counters, a, &catalog)?;
-                reporter
-                    .send(&a.update, UpdateState::InstalledPendingReboot, None)
-                    .await;
-            }
-            Ok(Outcome::Failed(m)) | Err(FailedBefore(m)) => {
+            Ok((_, Outcome::Failed(m))) | Err(FailedBefore(m)) => {
                 tracing::error!(update = %a.update, message = %m, "update failed");
                 reporter
                     .send(&a.update, UpdateState::Failed, Some(m.clone()))
@@ -269,6 +319,93 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         .await?;
     send_facts(cfg, &client).await;
     Ok(summary)
+}
+
+/// Verifies the signed director answer of a check-in (adopting a director key rotation
+/// first when the answer brings a newer certificate) and refreshes the catalog, which every
+/// run does so that catalog expiry and root rotations are noticed (finding 6). The catalog's
+/// datastore remembers at most the answer's signed time (finding 12).
+async fn signed_answer_and_catalog(
+    cfg: &AgentConfig,
+    state: &StateDir,
+    id: &Identity,
+    client: &Client,
+    resp: &CheckinResponse,
+    now: Timestamp,
+    last_answer: Option<Timestamp>,
+) -> anyhow::Result<(DirectorTargets, VerifiedCatalog)> {
+    let doc = resp.director.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("assignment rejected: signature: the server sent an answer without director metadata (withheld by a man in the middle, or an older server); nothing was installed")
+    })?;
+    let load = |vouched: Option<Timestamp>| async move {
+        patchday_trust::load_remote(
+            HttpTransport(client.clone()),
+            client.url("v1/tuf/metadata/")?,
+            &state.trusted_root(),
+            &state.tuf(),
+            LoadTime { now, vouched },
+        )
+        .await
+        .context("catalog verification failed; nothing was installed")
+    };
+    let new_certificate = resp
+        .director_certificate
+        .as_deref()
+        .filter(|c| certificate_version(c) > state.director_certificate_version());
+    // A director key rotation: the new key counts once a threshold of the catalog's root
+    // keys (as this agent trusts them) certified it. The root may have rotated in the same
+    // step, so a certificate refused now is tried again after the catalog refresh.
+    let deferred = match new_certificate {
+        Some(cert) => adopt_certificate(state, cert, now).err(),
+        None => None,
+    };
+    let verify = || -> anyhow::Result<DirectorTargets> {
+        let pk = state.director_key()?.ok_or_else(|| {
+            anyhow::anyhow!("no director key is pinned in {}: enrol this agent again (--enroll-token); nothing was installed", cfg.state_dir.display())
+        })?;
+        patchday_trust::director::verify(
+            doc.as_bytes(),
+            &pk,
+            id.host.as_str(),
+            now,
+            state.director_version(),
+        )
+        .context("nothing was installed")
+    };
+    let (dt, catalog) = match (verify(), deferred, new_certificate) {
+        (Ok(dt), _, _) => {
+            let signed_at = accept(state, &dt, now, cfg.max_silence)?;
+            let catalog = load(Some(signed_at)).await?;
+            (dt, catalog)
+        }
+        (Err(_), Some(_), Some(cert)) => {
+            // Until the answer verifies, the datastore remembers no more than the last
+            // answer vouched for.
+            let catalog = load(last_answer).await?;
+            adopt_certificate(state, cert, now)?;
+            let dt = verify()?;
+            accept(state, &dt, now, cfg.max_silence)?;
+            (dt, catalog)
+        }
+        (Err(e), _, _) => return Err(e),
+    };
+    Ok((dt, catalog))
+}
+
+/// Takes a verified answer as the newest: fresh enough for `--max-silence`, then recorded.
+fn accept(
+    state: &StateDir,
+    dt: &DirectorTargets,
+    now: Timestamp,
+    max_silence: SignedDuration,
+) -> anyhow::Result<Timestamp> {
+    let signed_at = dt.signed_at().ok_or_else(|| {
+        anyhow::anyhow!("assignment rejected: format: director version {} is not a signing time; nothing was installed", dt.version)
+    })?;
+    decision::check_fresh_answer(signed_at, now, max_silence).context("nothing was installed")?;
+    state.set_director_version(dt.version)?;
+    state.set_last_director_answer(signed_at)?;
+    Ok(signed_at)
 }
 
 /// Collects the security-audit facts and sends them; a failure is logged, never
@@ -293,9 +430,23 @@ async fn send_facts(cfg: &AgentConfig, client: &Client) {
     }
 }
 
-#[allow(clippy::disallowed_methods)] // the agent's one clock read, for director expiry
-fn clock_now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
+/// Test-only clock offset in seconds (finding 12's tests run an agent whose clock is
+/// ahead); never set it on a real host.
+pub const CLOCK_OFFSET_ENV: &str = "PATCHDAY_TEST_CLOCK_OFFSET_SECONDS";
+
+/// The agent's one clock read; every decision takes its result as `now`.
+#[allow(clippy::disallowed_methods)]
+fn clock_now() -> Timestamp {
+    let now = Timestamp::now();
+    match std::env::var(CLOCK_OFFSET_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+    {
+        Some(offset) => now
+            .checked_add(SignedDuration::from_secs(offset))
+            .unwrap_or(now),
+        None => now,
+    }
 }
 
 /// The version a director key certificate claims, before it is verified (to decide
@@ -309,7 +460,7 @@ fn certificate_version(text: &str) -> u64 {
 
 /// Verifies a newer director key certificate against the newest catalog root this agent
 /// trusts and pins the key it names.
-fn adopt_certificate(state: &StateDir, cert: &str) -> anyhow::Result<()> {
+fn adopt_certificate(state: &StateDir, cert: &str, now: Timestamp) -> anyhow::Result<()> {
     // A certificate for the key already pinned changes nothing: an agent enrolled after
     // the last rotation must not stop working because that certificate has since expired.
     let claimed = serde_json::from_str::<serde_json::Value>(cert)
@@ -324,7 +475,7 @@ fn adopt_certificate(state: &StateDir, cert: &str) -> anyhow::Result<()> {
     let verified = patchday_trust::director::verify_certificate(
         cert.as_bytes(),
         &root,
-        clock_now(),
+        now,
         state.director_certificate_version(),
     );
     let c = match verified {
@@ -349,141 +500,6 @@ fn adopt_certificate(state: &StateDir, cert: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the agent knows of its own host, to hold assignments against.
-pub struct HostFacts<'a> {
-    /// The tenant it enrolled in.
-    pub tenant: &'a str,
-    /// dpkg's view before this run.
-    pub inventory: &'a patchday_types::Inventory,
-}
-
-/// A payload as the catalog's offline keys signed it.
-fn signed_payload(catalog: &VerifiedCatalog, name: &str) -> Result<TargetCustom, String> {
-    let c = catalog
-        .target(name)
-        .map_err(|e| format!("assignment rejected: the catalog does not publish {name}: {e}"))?;
-    serde_json::from_value(c.custom.clone())
-        .map_err(|e| format!("assignment rejected: {name}: signed description unreadable: {e}"))
-}
-
-/// Uptane's full verification for one assignment: the director must name its update
-/// document and every payload for this update, for this tenant and architecture, with
-/// exactly the length, sha256 and release counter the catalog's offline keys signed, and
-/// no payload may carry a lower release counter than this host installed before.
-pub fn director_agrees(
-    dt: &patchday_trust::director::DirectorTargets,
-    a: &AssignmentEntry,
-    catalog: &VerifiedCatalog,
-    host: &HostFacts<'_>,
-    counters: &crate::state::ReleaseCounters,
-) -> Result<(), String> {
-    let names =
-        std::iter::once(UpdateDocument::target_name(&a.update)).chain(a.targets.iter().cloned());
-    for name in names {
-        let d = dt.targets.get(&name).ok_or_else(|| {
-            format!("assignment rejected: director: {name} is not in the signed assignment")
-        })?;
-        if d.custom.update != a.update.as_str() {
-            return Err(format!(
-                "assignment rejected: director: {name} is signed for update {}, not {}",
-                d.custom.update, a.update
-            ));
-        }
-        if d.custom.tenant != host.tenant {
-            return Err(format!(
-                "assignment rejected: tenant: {name} is assigned for tenant {}, and this host belongs to {}",
-                d.custom.tenant, host.tenant
-            ));
-        }
-        if d.custom.architecture != host.inventory.architecture {
-            return Err(format!(
-                "assignment rejected: architecture: {name} is assigned for an {} host, and this host is {}",
-                d.custom.architecture, host.inventory.architecture
-            ));
-        }
-        let c = catalog.target(&name).map_err(|e| {
-            format!("assignment rejected: the catalog does not publish {name}: {e}")
-        })?;
-        if d.length != c.length || d.hashes.get("sha256") != Some(&c.sha256) {
-            return Err(format!(
-                "assignment rejected: director and catalog disagree on {name} (length or sha256); a stolen director key cannot make a payload installable"
-            ));
-        }
-        let signed = signed_payload(catalog, &name)?;
-        if d.custom.release_counter != signed.release_counter() {
-            return Err(format!(
-                "assignment rejected: release counter: the director says {} for {name}, the catalog signed {}",
-                d.custom.release_counter,
-                signed.release_counter()
-            ));
-        }
-        if let TargetCustom::Payload {
-            kind,
-            package,
-            architecture,
-            release_counter,
-            ..
-        } = &signed
-        {
-            if !host.inventory.fits_architecture(package, architecture) {
-                return Err(format!(
-                    "assignment rejected: architecture: {name} is built for {architecture}, and this host is {}",
-                    host.inventory.architecture
-                ));
-            }
-            let installed = counters.get(*kind, package);
-            if *release_counter < installed {
-                return Err(format!(
-                    "assignment rejected: release counter: {name} is release {release_counter} of {package}, older than release {installed} installed here (rollback attack?)"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Remembers the release counters of an update's payloads once it is installed.
-fn record_counters(
-    state: &StateDir,
-    counters: &mut crate::state::ReleaseCounters,
-    a: &AssignmentEntry,
-    catalog: &VerifiedCatalog,
-) -> anyhow::Result<()> {
-    for name in &a.targets {
-        if let Ok(TargetCustom::Payload {
-            kind,
-            package,
-            release_counter,
-            ..
-        }) = signed_payload(catalog, name)
-        {
-            counters.raise(kind, &package, release_counter);
-        }
-    }
-    state.save_release_counters(counters)
-}
-
-/// Why installing `p` would move an installed package (or bundle) to an older version.
-pub fn downgrade(inv: &patchday_types::Inventory, p: &PayloadRef) -> Option<String> {
-    let installed = match p.kind {
-        PayloadKind::Deb => inv
-            .package(&p.package, &p.architecture)
-            .map(|i| i.version.clone()),
-        PayloadKind::Bundle => inv.bundle(&p.package).map(|b| b.version.clone()),
-    }?;
-    match patchday_pkg::version::compare_deb(&installed, &p.version) {
-        Ok(std::cmp::Ordering::Greater) => Some(format!(
-            "payload {} would downgrade {} from {installed} to {}; refused (rollback attack?)",
-            p.target, p.package, p.version
-        )),
-        Ok(_) => None,
-        Err(e) => Some(format!(
-            "payload {}: cannot order versions: {e}; refused",
-            p.target
-        )),
-    }
-}
-
 /// A failure before anything was installed.
 struct FailedBefore(String);
 
@@ -501,91 +517,68 @@ struct Ctx<'a> {
     reporter: &'a Reporter<'a>,
     dpkg: &'a Dpkg,
     catalog: &'a VerifiedCatalog,
-    host: &'a HostFacts<'a>,
+    director: &'a DirectorTargets,
+    host: HostIdentity<'a>,
+    now: Timestamp,
 }
 
-async fn process(ctx: &Ctx<'_>, a: &AssignmentEntry) -> Result<Outcome, FailedBefore> {
+/// The update document of an assignment, read with the catalog's signed length and sha256
+/// (`Err` with the reason when the catalog does not list it or it does not parse).
+async fn read_document(
+    ctx: &Ctx<'_>,
+    a: &Assignment,
+) -> Result<Result<UpdateDocument, String>, FailedBefore> {
+    let name = a.document();
+    let Ok(info) = ctx.catalog.target(&name) else {
+        // `decide` names the refusal: the catalog does not publish it.
+        return Ok(Err("the catalog does not list it".into()));
+    };
+    let path = crate::download::fetch_target(
+        ctx.client,
+        &ctx.state.downloads(),
+        &name,
+        info,
+        ctx.cfg.download_deadline,
+    )
+    .await?;
+    Ok(serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| e.to_string()))
+}
+
+async fn process(
+    ctx: &Ctx<'_>,
+    a: &Assignment,
+    counters: &crate::state::ReleaseCounters,
+) -> Result<(Install, Outcome), FailedBefore> {
     let Ctx {
         cfg,
         state,
         client,
         reporter,
         dpkg,
-        catalog,
-        host,
+        ..
     } = *ctx;
-    // The update document must be a signed catalog target, and say what it is.
-    let doc_name = UpdateDocument::target_name(&a.update);
-    let doc_info = catalog.target(&doc_name)?;
-    let doc_path = crate::download::fetch_target(
-        client,
-        &state.downloads(),
-        &doc_name,
-        doc_info,
-        cfg.download_deadline,
-    )
-    .await?;
-    let doc: UpdateDocument = serde_json::from_slice(&std::fs::read(&doc_path)?)
-        .map_err(|e| FailedBefore(format!("update document {doc_name} is not valid: {e}")))?;
-    if doc.id != a.update {
-        return Err(FailedBefore(format!(
-            "update document {doc_name} names {} instead of {}",
-            doc.id, a.update
-        )));
-    }
-    if !doc.published_for(host.tenant) {
-        return Err(FailedBefore(format!(
-            "assignment rejected: tenant: update {} is published for {} only, and this host belongs to {}",
-            a.update,
-            doc.tenants.join(", "),
-            host.tenant
-        )));
-    }
-    // Every assigned payload must be named by the document and described identically
-    // by the signed catalog: the server chooses among published payloads only.
-    let mut chosen: Vec<(PayloadRef, &patchday_trust::TargetInfo)> = Vec::new();
-    for t in &a.targets {
-        let p = doc
-            .payloads
-            .iter()
-            .find(|p| &p.target == t)
-            .ok_or_else(|| {
-                FailedBefore(format!(
-                    "the server assigned payload {t}, which update {} does not name; refused",
-                    a.update
-                ))
-            })?;
-        let info = catalog.target(t)?;
-        let signed: TargetCustom = serde_json::from_value(info.custom.clone()).map_err(|e| {
-            FailedBefore(format!("payload {t}: signed description unreadable: {e}"))
-        })?;
-        if !signed.describes(p) {
-            return Err(FailedBefore(format!(
-                "payload {t}: the signed catalog and the update document disagree; refused"
-            )));
-        }
-        chosen.push((p.clone(), info));
-    }
-    if chosen.is_empty() {
-        return Err(FailedBefore(format!(
-            "update {} was assigned with no payload",
-            a.update
-        )));
-    }
-    // Never move a package backwards, whoever asks: a compromised server may choose
-    // among published payloads, but not roll a host back to an older one.
-    let now_installed = crate::inventory::collect(&cfg.root)?;
-    for (p, _) in &chosen {
-        if let Some(why) = downgrade(&now_installed, p) {
-            return Err(FailedBefore(why));
-        }
-    }
+    let document = read_document(ctx, a).await?;
+    // The inventory as it is now: an earlier update of this run may have changed it.
+    let inventory = crate::inventory::collect(&cfg.root)?;
+    let input = DecisionInput {
+        director: ctx.director,
+        catalog: ctx.catalog,
+        host: ctx.host,
+        inventory: &inventory,
+        counters,
+        document: document.as_ref().map_err(String::as_str),
+        now: ctx.now,
+    };
+    let install = decision::decide(&input, a).map_err(|r| {
+        tracing::error!(update = %a.update, refusal = %r, "update refused");
+        FailedBefore(r.to_string())
+    })?;
 
     reporter
         .send(&a.update, UpdateState::Downloading, None)
         .await;
     let mut files = Vec::new();
-    for (p, info) in &chosen {
+    for (p, info) in &install.payloads {
         let path = crate::download::fetch_target(
             client,
             &state.downloads(),
@@ -643,52 +636,13 @@ async fn process(ctx: &Ctx<'_>, a: &AssignmentEntry) -> Result<Outcome, FailedBe
             let _ = std::fs::remove_file(path);
         }
     }
-    Ok(outcome)
+    Ok((install, outcome))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::ReleaseCounters;
-    use patchday_types::{InstalledPackage, Inventory};
-
-    fn inv(version: &str) -> Inventory {
-        Inventory {
-            architecture: "amd64".into(),
-            packages: vec![InstalledPackage {
-                name: "libfoo".into(),
-                version: version.into(),
-                architecture: "amd64".into(),
-                source: "foo".into(),
-                source_version: version.into(),
-            }],
-            ..Default::default()
-        }
-    }
-
-    fn payload(version: &str) -> PayloadRef {
-        PayloadRef {
-            target: format!("libfoo_{version}_amd64.deb"),
-            kind: PayloadKind::Deb,
-            package: "libfoo".into(),
-            version: version.into(),
-            architecture: "amd64".into(),
-            source: "foo".into(),
-            source_version: version.into(),
-        }
-    }
-
-    #[test]
-    fn version_downgrades_are_refused_whatever_the_counters() {
-        let why = downgrade(&inv("1:2.0-1"), &payload("2.5-1")).unwrap();
-        assert!(
-            why.contains("would downgrade libfoo from 1:2.0-1 to 2.5-1"),
-            "{why}"
-        );
-        assert_eq!(downgrade(&inv("2.0-1"), &payload("2.0-1")), None);
-        assert_eq!(downgrade(&inv("2.0-1"), &payload("2.0-1+deb12u1")), None);
-        assert_eq!(downgrade(&Inventory::default(), &payload("1.0")), None);
-    }
 
     #[test]
     fn release_counters_only_go_up() {
@@ -724,12 +678,13 @@ mod tests {
         };
         // Enrolled after the rotation it certified: nothing to adopt, nothing refused.
         let same = certify(&expired(&pinned), &keys.root).await.unwrap();
-        adopt_certificate(&state, std::str::from_utf8(&same).unwrap()).unwrap();
+        adopt_certificate(&state, std::str::from_utf8(&same).unwrap(), now).unwrap();
         assert_eq!(state.director_certificate_version(), 0);
         // An expired certificate for another key is a refused key change.
         let other = DirectorKey::load_or_create(&d.path().join("other")).unwrap();
         let change = certify(&expired(&other), &keys.root).await.unwrap();
-        let err = adopt_certificate(&state, std::str::from_utf8(&change).unwrap()).unwrap_err();
+        let err =
+            adopt_certificate(&state, std::str::from_utf8(&change).unwrap(), now).unwrap_err();
         assert!(
             format!("{err:#}").contains("director key change refused"),
             "{err:#}"

@@ -31,28 +31,8 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-/// Installed release counters by `kind:package`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseCounters(pub std::collections::BTreeMap<String, u64>);
-
-impl ReleaseCounters {
-    fn key(kind: patchday_types::PayloadKind, package: &str) -> String {
-        let kind = match kind {
-            patchday_types::PayloadKind::Deb => "deb",
-            patchday_types::PayloadKind::Bundle => "bundle",
-        };
-        format!("{kind}:{package}")
-    }
-    /// The highest counter installed for a package (0 when none).
-    pub fn get(&self, kind: patchday_types::PayloadKind, package: &str) -> u64 {
-        self.0.get(&Self::key(kind, package)).copied().unwrap_or(0)
-    }
-    /// Raises the counter of a package to `n` (never lowers it).
-    pub fn raise(&mut self, kind: patchday_types::PayloadKind, package: &str, n: u64) {
-        let e = self.0.entry(Self::key(kind, package)).or_default();
-        *e = (*e).max(n);
-    }
-}
+/// Installed release counters by `kind:package` (the decision lives in `patchday_trust`).
+pub use patchday_trust::decision::ReleaseCounters;
 
 /// Paths inside the state directory.
 #[derive(Clone, Debug)]
@@ -163,6 +143,23 @@ impl StateDir {
         write_atomic(
             &self.root.join("director-version"),
             v.to_string().as_bytes(),
+            0o644,
+        )
+    }
+
+    /// When the server signed the last valid director answer (or, before the first, when
+    /// this agent enrolled): the start of `--max-silence` (finding 6).
+    pub fn last_director_answer(&self) -> Option<jiff::Timestamp> {
+        std::fs::read_to_string(self.root.join("director-time"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Records the signing time of a valid director answer.
+    pub fn set_last_director_answer(&self, t: jiff::Timestamp) -> anyhow::Result<()> {
+        write_atomic(
+            &self.root.join("director-time"),
+            t.to_string().as_bytes(),
             0o644,
         )
     }

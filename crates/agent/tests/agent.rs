@@ -185,3 +185,101 @@ fn crash_before_commit_restores_and_crash_after_commit_cleans_up() {
     bundle::recover(&root).unwrap();
     assert!(!root.join("opt/tool.patchday-new").exists());
 }
+
+/// A hostile server (or a man in the middle) on 127.0.0.1 that answers every request with
+/// `200 OK` and a JSON string that never ends. Returns its URL and, when the connection
+/// closes, how many bytes it managed to send.
+fn endless_json_server() -> (String, std::thread::JoinHandle<u64>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if c.read(&mut b).unwrap_or(0) == 0 {
+                return 0;
+            }
+            head.push(b[0]);
+        }
+        let _ = c.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n\"",
+        );
+        let chunk = [b'a'; 65536];
+        let mut sent = 0u64;
+        // Stops only when the agent hangs up (or at 4 GiB, far past any cap).
+        while sent < 4 << 30 {
+            if c.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len() as u64;
+        }
+        sent
+    });
+    (url, h)
+}
+
+/// Finding 1: the enrolment and check-in answers are read with a cap while streaming. The
+/// agent fails with the cap error, and the server could not push more than the cap plus
+/// socket buffers before the agent hung up: memory stays bounded.
+#[test]
+fn endless_enrolment_and_checkin_answers_are_cut_off_at_the_cap() {
+    let cap = patchday_agent::client::MAX_ANSWER_BYTES as u64;
+    let expect = format!("is longer than {cap} bytes");
+
+    // Enrolment.
+    let d = tempfile::tempdir().unwrap();
+    let (url, server) = endless_json_server();
+    let o = agent()
+        .args([
+            "--server",
+            &url,
+            "--once",
+            "--enroll-token",
+            "pde_x",
+            "--state",
+        ])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains(&expect), "{err}");
+    assert!(err.contains("/v1/agent/enroll"), "{err}");
+    assert!(!d.path().join("identity.json").exists());
+    let sent = server.join().unwrap();
+    assert!(
+        sent < cap + (64 << 20),
+        "the agent kept reading: {sent} bytes"
+    );
+
+    // Check-in, as an enrolled agent.
+    let d = tempfile::tempdir().unwrap();
+    let (url, server) = endless_json_server();
+    std::fs::write(
+        d.path().join("identity.json"),
+        serde_json::json!({"server": url, "tenant": "acme", "host": "h-1", "credential": "pdh_x"})
+            .to_string(),
+    )
+    .unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let o = agent()
+        .args(["--server", &url, "--once", "--no-audit", "--root"])
+        .arg(&root)
+        .arg("--state")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains(&expect), "{err}");
+    assert!(err.contains("/v1/agent/checkin"), "{err}");
+    let sent = server.join().unwrap();
+    assert!(
+        sent < cap + (64 << 20),
+        "the agent kept reading: {sent} bytes"
+    );
+}

@@ -123,6 +123,9 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The director key that signs assignments: print it to pin it on agents out of band.
+    #[command(subcommand)]
+    Director(DirectorCmd),
     /// Runs the agent in this process (the demo uses it when patchday-agent is not built).
     #[command(hide = true)]
     Agent(patchday_agent::cli::Args),
@@ -566,6 +569,66 @@ enum HostCmd {
     },
 }
 
+/// Finding 7: the director key, for `patchday-agent --director-key`.
+#[derive(Subcommand)]
+enum DirectorCmd {
+    /// Prints the director's public key as JSON (keyid, public), for
+    /// `patchday-agent --director-key FILE` (or its keyid for `--director-key KEYID`).
+    ///
+    /// Example: patchday director key -o director-key.json          (from the API, provider token)
+    ///          patchday director key --data /var/lib/patchday      (on the server, no network)
+    Key {
+        /// Read the key from this server data directory instead of asking the server.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Write the JSON to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Finding 7: `patchday director key`.
+async fn director_key(
+    data: Option<PathBuf>,
+    output: Option<PathBuf>,
+    conn: Conn,
+) -> anyhow::Result<i32> {
+    let key = match data {
+        Some(dir) => {
+            let path = dir.join("director/ed25519.pk8");
+            anyhow::ensure!(
+                path.exists(),
+                "{} does not exist: is {} a server data directory (the server makes the key at first start)?",
+                path.display(),
+                dir.display()
+            );
+            let k = patchday_trust::director::DirectorKey::load_or_create(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            patchday_types::api::DirectorKeyInfo {
+                keyid: k.public().keyid.clone(),
+                public: k.public().public.clone(),
+            }
+        }
+        None => conn.api()?.director().await?.key,
+    };
+    let text = format!("{}\n", serde_json::to_string_pretty(&key)?);
+    match output {
+        Some(p) => {
+            std::fs::write(&p, &text).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!(
+                "director key {} written to {}; pin it with: patchday-agent --director-key {}",
+                key.keyid,
+                p.display(),
+                p.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(0)
+}
+
 #[derive(Args)]
 struct DecideArgs {
     /// Tenant.
@@ -600,6 +663,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             patchday_agent::cli::run(args).await != std::process::ExitCode::SUCCESS,
         )),
         Command::Catalog(c) => catalog(c).await,
+        Command::Director(DirectorCmd::Key { data, output, conn }) => {
+            director_key(data, output, conn).await
+        }
         Command::Keys(k) => patchday_cli::keys::run(k, now()).await,
         Command::Audit(a) => patchday_audit::cli::run(&a, now()),
         Command::Tenant(TenantCmd::Create {

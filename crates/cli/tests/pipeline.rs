@@ -924,6 +924,7 @@ fn forge_director_with(
         "spec_version": "1.0.0",
         "version": now.as_second(),
         "expires": patchday_trust::director::expires_in(now, 600).unwrap(),
+        "host": host,
         "targets": targets,
     });
     tweak(&mut signed);

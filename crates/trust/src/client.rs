@@ -14,7 +14,7 @@
 //! struct, and the types stay lenient where the specification is (any hash algorithm may be listed,
 //! unknown fields are kept in the signed bytes). From tough we keep the public-key parsing
 //! (`tough::schema::key::Key`: ed25519, ecdsa-sha2-nistp256 and rsassa-pss-sha256 keys, in hex or
-//! PEM) and the [`Transport`] trait; signatures are checked with aws-lc-rs and canonical JSON is
+//! PEM); the transport is this crate's own [`Transport`]; signatures are checked with aws-lc-rs and canonical JSON is
 //! olpc-cjson, both as in tough.
 //!
 //! Trusted metadata lives in one directory, one file per role (`root.json`, `timestamp.json`,
@@ -25,13 +25,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::transport::{FetchError, Transport};
 use futures::StreamExt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize as _};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha512};
 use tough::schema::key::{EcdsaScheme, Ed25519Scheme, Key, RsaScheme};
-use tough::{Transport, TransportErrorKind};
 use url::Url;
 
 use crate::verify::{metadata_limits, MAX_METADATA_FILE};
@@ -1231,15 +1231,15 @@ async fn fetch(transport: &dyn Transport, url: &Url, max: u64) -> Result<Fetched
     };
     let mut stream = match transport.fetch(url.clone()).await {
         Ok(stream) => stream,
-        Err(e) if e.kind() == TransportErrorKind::FileNotFound => return Ok(Fetched::NotFound),
-        Err(e) => return Err(failed(error_chain(&e))),
+        Err(FetchError::NotFound) => return Ok(Fetched::NotFound),
+        Err(e) => return Err(failed(e.to_string())),
     };
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
-            Err(e) if e.kind() == TransportErrorKind::FileNotFound => return Ok(Fetched::NotFound),
-            Err(e) => return Err(failed(error_chain(&e))),
+            Err(FetchError::NotFound) => return Ok(Fetched::NotFound),
+            Err(e) => return Err(failed(e.to_string())),
         };
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > max {
@@ -1249,7 +1249,8 @@ async fn fetch(transport: &dyn Transport, url: &Url, max: u64) -> Result<Fetched
     Ok(Fetched::Bytes(bytes))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -74,8 +74,22 @@ pub struct DirectorTargets {
     pub version: u64,
     /// Expiry, whole seconds.
     pub expires: String,
+    /// The host this answer is for (finding 6): every answer names its host, also one
+    /// with no targets, so another host's "nothing to do" cannot be replayed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Assigned targets by name.
     pub targets: BTreeMap<String, AssignedTarget>,
+}
+
+impl DirectorTargets {
+    /// When the server signed this answer (its version is the signing time in seconds):
+    /// a time the server vouches for, which the agent compares its own clock with.
+    pub fn signed_at(&self) -> Option<Timestamp> {
+        i64::try_from(self.version)
+            .ok()
+            .and_then(|s| Timestamp::from_second(s).ok())
+    }
 }
 
 /// The director's online signing key.
@@ -181,6 +195,19 @@ impl DirectorKey {
     }
 }
 
+/// Checks that a key's id is the sha256 of its 32-byte ed25519 public key, so a pinned key
+/// id (`patchday-agent --director-key KEYID`) names exactly one key.
+pub fn check_key_id(key: &DirectorPublicKey) -> Result<(), TrustError> {
+    let pk = hex::decode(&key.public).map_err(|e| refused("pinned key", e.to_string()))?;
+    if pk.len() != 32 || hex::encode(Sha256::digest(&pk)) != key.keyid.to_ascii_lowercase() {
+        return Err(refused(
+            "pinned key",
+            "the key id is not the sha256 of the ed25519 public key",
+        ));
+    }
+    Ok(())
+}
+
 /// Expiry `now + seconds`, in the spec's whole-second form.
 pub fn expires_in(now: Timestamp, seconds: i64) -> Result<String, TrustError> {
     let t = Timestamp::from_second(now.as_second().saturating_add(seconds))
@@ -191,8 +218,8 @@ pub fn expires_in(now: Timestamp, seconds: i64) -> Result<String, TrustError> {
 /// Verifies director metadata for `host` against the pinned key.
 ///
 /// Checks, in order: size, signature by the pinned key, `_type`, no delegations, the
-/// version is not below `last_version` (rollback), not expired at `now`, and every
-/// target is assigned to `host` with a sha256.
+/// version is not below `last_version` (rollback), not expired at `now`, the answer
+/// names `host`, and every target is assigned to `host` with a sha256.
 pub fn verify(
     bytes: &[u8],
     key: &DirectorPublicKey,
@@ -266,6 +293,21 @@ pub fn verify(
             "expiry",
             format!("expired at {expires} (freeze attack, or a stopped server)"),
         ));
+    }
+    match t.host.as_deref() {
+        Some(h) if h == host => {}
+        Some(other) => {
+            return Err(refused(
+                "host",
+                format!("the answer is for {other}, not to this host"),
+            ))
+        }
+        None => {
+            return Err(refused(
+                "host",
+                "the answer names no host (an answer for another host, or from an older server)",
+            ))
+        }
     }
     for (name, target) in &t.targets {
         if target.custom.host != host {
@@ -462,6 +504,7 @@ mod tests {
             spec_version: "1.0.0".into(),
             version,
             expires: expires.into(),
+            host: Some(host.into()),
             targets,
         }
     }

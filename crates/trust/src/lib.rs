@@ -8,10 +8,13 @@
 //!   [`init_catalog`], [`add_targets`], [`resign_timestamp`], [`rotate_root`] (all keys) and
 //!   [`rotate_role`] (one role's keys); [`check_key_dir`] for key file permissions. Signing times are parameters (`now`).
 //! - Server and agent: [`verify_repository`] (local directories), [`load_remote`] (any
-//!   [`tough::Transport`]), [`check_payload`] / [`read_verified_target`] for target files.
+//!   [`transport::Transport`], at a [`LoadTime`]), [`check_payload`] / [`read_verified_target`]
+//!   for target files.
+//! - Agent: [`decision::decide`], the whole security decision on one assignment as a pure
+//!   function with one [`decision::Refusal`] per check.
 //!   Both run [`client::Updater`], the crate's own TUF client (specification section 5, checked
-//!   by the public conformance suite through the `patchday-tuf-client` binary). The `_at`
-//!   variants take `now`; the others read the system clock: see [`verify`](crate::verify).
+//!   by the public conformance suite through the `patchday-tuf-client` binary). Time is a
+//!   parameter except in [`verify_repository`]: see [`verify`](crate::verify).
 //!
 //! This crate does no HTTP, no storage of its own beyond the files it is pointed at, and no
 //! installing.
@@ -19,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod decision;
 pub mod director;
 // issue 8, finding 8: host-signed check-ins, reports and facts.
 mod error;
@@ -26,6 +30,7 @@ pub mod host_signature;
 mod keys;
 mod names;
 mod publish;
+pub mod transport;
 pub mod verify;
 
 pub use error::TrustError;
@@ -41,7 +46,7 @@ pub use publish::{
     OnlineTimestamp,
 };
 pub use verify::{
-    check_bytes, check_payload, check_target_file, load_remote, load_remote_at, metadata_limits,
-    read_verified_target, verify_repository, verify_repository_at, TargetInfo, VerifiedCatalog,
+    check_bytes, check_payload, check_target_file, load_remote, read_verified_target,
+    verify_repository, verify_repository_at, LoadTime, TargetInfo, VerifiedCatalog,
     MAX_METADATA_FILE,
 };

@@ -1,10 +1,10 @@
 //! Client side: the TUF workflow against a pinned root, and payload checks.
 //!
 //! Both entry points run [`crate::client::Updater`], the crate's own TUF client (the one the
-//! conformance suite drives). Time: [`verify_repository_at`] and [`load_remote_at`] take `now`;
-//! [`verify_repository`] and [`load_remote`] read the system clock in one place
-//! (`system_now`) and keep their earlier signatures. Every run records the latest time it was
-//! given in the datastore (`latest_known_time.json`) and refuses a time before it.
+//! conformance suite drives). Time: [`verify_repository_at`] and [`load_remote`] take `now`;
+//! [`verify_repository`] (the server's catalog intake) reads the system clock in one place
+//! (`system_now`). Every run records the latest time it trusts in the datastore
+//! (`latest_known_time.json`) and refuses a time before it; see [`LoadTime`].
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use tough::{FilesystemTransport, Limits};
+use tough::Limits;
 use url::Url;
 
 use crate::client::{self, Updater};
@@ -79,7 +79,7 @@ pub const MAX_METADATA_FILE: u64 = 64 * 1024 * 1024;
 /// root.json 512 KiB, timestamp.json 64 KiB, snapshot.json 4 MiB, targets.json 64 MiB, at most
 /// 256 root rotations. Where a parent lists a file's length, that length is the cap, and no
 /// fetch is ever read past [`MAX_METADATA_FILE`] bytes.
-pub fn metadata_limits() -> Limits {
+pub(crate) fn metadata_limits() -> Limits {
     Limits {
         max_root_size: 512 * 1024,
         max_targets_size: 64 * 1024 * 1024,
@@ -124,47 +124,54 @@ pub async fn verify_repository_at(
     let pinned = read_pinned_root(pinned_root)?;
     refuse_foreign_root(&pinned, metadata_dir)?;
     let meta_url = dir_url(metadata_dir)?;
-    let transport = Box::new(FilesystemTransport);
-    let catalog = run_client(transport, meta_url, &pinned, datastore, now, false).await?;
+    let transport = Box::new(crate::transport::FileTransport);
+    let catalog = run_client(
+        transport,
+        meta_url,
+        &pinned,
+        datastore,
+        LoadTime::at(now),
+        false,
+    )
+    .await?;
     for (name, info) in &catalog.targets {
         check_file(name, info, &targets_dir.join(info.stored_name(name)))?;
     }
     Ok(catalog)
 }
 
+/// The times a remote catalog load judges expiry at and remembers (finding 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadTime {
+    /// This host's clock: expiry is judged at it.
+    pub now: Timestamp,
+    /// A time signed data vouches for, such as the signing time of the director answer that
+    /// came with this run. The datastore then remembers at most this time, so a clock that ran
+    /// ahead once is not remembered (and does not lock the agent out once corrected), and a
+    /// remembered time beyond it (written by a clock that ran ahead) is forgotten. A clock set
+    /// back below what signed data vouched for is still refused.
+    pub vouched: Option<Timestamp>,
+}
+
+impl LoadTime {
+    /// Judged and remembered at `now` alone (no signed time to compare with).
+    pub fn at(now: Timestamp) -> Self {
+        LoadTime { now, vouched: None }
+    }
+}
+
 /// Loads and verifies catalog metadata over a caller-given transport (the agent's HTTP client).
 ///
 /// The same workflow as [`verify_repository`] without the target files: the agent downloads
 /// payloads itself and checks them with [`check_payload`]. Metadata already trusted in
-/// `datastore` that timestamp and snapshot still list is not fetched again. Expiry is judged by
-/// the system clock. `targets_base` is not used: target URLs are the caller's.
+/// `datastore` that timestamp and snapshot still list is not fetched again. Expiry is judged at
+/// `time.now`; see [`LoadTime`] for what the datastore remembers.
 pub async fn load_remote(
-    transport: impl tough::Transport + 'static,
+    transport: impl crate::transport::Transport + 'static,
     metadata_base: Url,
-    targets_base: Url,
     pinned_root: &Path,
     datastore: &Path,
-) -> Result<VerifiedCatalog, TrustError> {
-    let now = system_now();
-    load_remote_at(
-        transport,
-        metadata_base,
-        targets_base,
-        pinned_root,
-        datastore,
-        now,
-    )
-    .await
-}
-
-/// [`load_remote`] with expiry judged at `now`.
-pub async fn load_remote_at(
-    transport: impl tough::Transport + 'static,
-    metadata_base: Url,
-    _targets_base: Url,
-    pinned_root: &Path,
-    datastore: &Path,
-    now: Timestamp,
+    time: LoadTime,
 ) -> Result<VerifiedCatalog, TrustError> {
     let pinned = read_pinned_root(pinned_root)?;
     run_client(
@@ -172,32 +179,32 @@ pub async fn load_remote_at(
         metadata_base,
         &pinned,
         datastore,
-        now,
+        time,
         true,
     )
     .await
 }
 
-/// The one place where this library reads the clock: for the two entry points that predate
-/// `now` parameters (the server and the agent call them).
+/// The one place where this library reads the clock: for [`verify_repository`], which the
+/// server's catalog intake calls (use [`verify_repository_at`] in new code).
 #[allow(clippy::disallowed_methods)]
 fn system_now() -> Timestamp {
     Timestamp::now()
 }
 
 async fn run_client(
-    transport: Box<dyn tough::Transport>,
+    transport: Box<dyn crate::transport::Transport>,
     metadata_base: Url,
     pinned: &PinnedRoot,
     datastore: &Path,
-    now: Timestamp,
+    time: LoadTime,
     reuse_local: bool,
 ) -> Result<VerifiedCatalog, TrustError> {
     std::fs::create_dir_all(datastore).map_err(TrustError::io("create datastore", datastore))?;
     seed_trusted_root(pinned, datastore)?;
-    record_time(datastore, now)?;
+    record_time(datastore, time)?;
     let mut updater =
-        Updater::new(transport, metadata_base, datastore, now)?.reuse_local(reuse_local);
+        Updater::new(transport, metadata_base, datastore, time.now)?.reuse_local(reuse_local);
     updater.refresh().await?;
     to_catalog(&updater)
 }
@@ -371,20 +378,34 @@ fn seed_trusted_root(pinned: &PinnedRoot, datastore: &Path) -> Result<(), TrustE
     client::write_atomically(&stored, &pinned.bytes)
 }
 
-/// Refuses a `now` earlier than one this datastore was already given, then records `now`.
+/// Refuses a `now` earlier than the latest time this datastore trusts, then remembers it.
 ///
-/// Expiry is only as good as the clock: a clock set back would revive expired metadata.
-fn record_time(datastore: &Path, now: Timestamp) -> Result<(), TrustError> {
+/// Expiry is only as good as the clock: a clock set back would revive expired metadata. What
+/// is remembered is `now`, or, when signed data vouches for a time, at most that time: a clock
+/// that ran ahead is then never remembered, and a time remembered beyond the vouched one (by
+/// a clock that ran ahead before) is dropped instead of locking the agent out (finding 12).
+fn record_time(datastore: &Path, time: LoadTime) -> Result<(), TrustError> {
     let file = datastore.join("latest_known_time.json");
-    if let Some(latest) = std::fs::read(&file)
+    let remembered = std::fs::read(&file)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<Timestamp>(&bytes).ok())
-    {
-        if now < latest {
-            return Err(TrustError::ClockSteppedBackward { now, latest });
+        .and_then(|bytes| serde_json::from_slice::<Timestamp>(&bytes).ok());
+    let floor = match (remembered, time.vouched) {
+        (Some(latest), Some(vouched)) => Some(latest.min(vouched)),
+        (latest, _) => latest,
+    };
+    if let Some(latest) = floor {
+        if time.now < latest {
+            return Err(TrustError::ClockSteppedBackward {
+                now: time.now,
+                latest,
+            });
         }
     }
-    let bytes = serde_json::to_vec(&now).map_err(|e| TrustError::Io {
+    let mut record = time.vouched.map_or(time.now, |v| v.min(time.now));
+    if let Some(latest) = floor {
+        record = record.max(latest);
+    }
+    let bytes = serde_json::to_vec(&record).map_err(|e| TrustError::Io {
         action: "serialise the time for",
         path: file.clone(),
         cause: std::io::Error::other(e),

@@ -8,10 +8,12 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
+use patchday_trust::transport::{ByteStream, FetchError, FileTransport, Transport};
 use patchday_trust::{
     add_targets, check_payload, generate_keys, generate_keyset, init_catalog, load_remote,
     read_verified_target, resign_timestamp, rotate_role, rotate_root, verify_repository,
-    verify_repository_at, Expiries, KeyPaths, NewTarget, Role, TrustError, VerifiedCatalog,
+    verify_repository_at, Expiries, KeyPaths, LoadTime, NewTarget, Role, TrustError,
+    VerifiedCatalog,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -665,17 +667,18 @@ async fn unsafe_target_names_and_bad_custom_are_refused_before_signing() {
 #[derive(Debug, Clone)]
 struct EndlessTimestamp;
 
-#[tough::async_trait]
-impl tough::Transport for EndlessTimestamp {
-    async fn fetch(&self, url: url::Url) -> Result<tough::TransportStream, tough::TransportError> {
+impl Transport for EndlessTimestamp {
+    fn fetch(
+        &self,
+        url: url::Url,
+    ) -> futures::future::BoxFuture<'_, Result<ByteStream, FetchError>> {
         if url.path().ends_with("/timestamp.json") {
             use futures::StreamExt;
-            let chunk = tough::Bytes::from(vec![b' '; 64 * 1024]);
-            return Ok(Box::pin(
-                futures::stream::repeat(chunk).map(Ok).take(1 << 20),
-            ));
+            let chunk = vec![b' '; 64 * 1024];
+            let stream: ByteStream = Box::pin(futures::stream::repeat(chunk).map(Ok).take(1 << 20));
+            return Box::pin(async move { Ok(stream) });
         }
-        tough::FilesystemTransport.fetch(url).await
+        FileTransport.fetch(url)
     }
 }
 
@@ -685,14 +688,13 @@ async fn remote_catalog_loads_and_endless_metadata_is_cut_off() {
     publisher.publish("PD-1", "foo_1.2.tar.zst").await;
     let verifier = Verifier::pinning(&publisher.pinned_root());
     let meta_url = url::Url::from_directory_path(publisher.meta()).unwrap();
-    let targets_url = url::Url::from_directory_path(publisher.targets()).unwrap();
 
     let catalog = load_remote(
-        tough::FilesystemTransport,
+        FileTransport,
         meta_url.clone(),
-        targets_url.clone(),
         &verifier.pinned,
         &verifier.datastore(),
+        LoadTime::at(now()),
     )
     .await
     .unwrap();
@@ -701,9 +703,9 @@ async fn remote_catalog_loads_and_endless_metadata_is_cut_off() {
     let err = load_remote(
         EndlessTimestamp,
         meta_url,
-        targets_url,
         &verifier.pinned,
         &verifier.datastore(),
+        LoadTime::at(now()),
     )
     .await
     .unwrap_err();
@@ -728,6 +730,74 @@ async fn clock_set_back_cannot_revive_expired_metadata() {
     let err = verify_at(now()).await.unwrap_err();
     assert!(
         matches!(err, TrustError::ClockSteppedBackward { latest, .. } if latest == later),
+        "{err}"
+    );
+}
+
+/// Finding 12: an agent whose clock ran ahead once must not be locked out after the clock is
+/// corrected. The datastore remembers at most the time the director answer vouched for.
+#[tokio::test]
+async fn a_clock_that_ran_ahead_does_not_lock_the_agent_out_once_corrected() {
+    let publisher = Publisher::new().await;
+    let verifier = Verifier::pinning(&publisher.pinned_root());
+    let meta_url = url::Url::from_directory_path(publisher.meta()).unwrap();
+    let datastore = verifier.datastore();
+    let load = |time: LoadTime| {
+        load_remote(
+            FileTransport,
+            meta_url.clone(),
+            &verifier.pinned,
+            &datastore,
+            time,
+        )
+    };
+    let server_time = now();
+    // 50 minutes ahead: the catalog and the director answer are still valid, and the run
+    // succeeds; what it remembers is the server's signed time, not its own clock.
+    let ahead = server_time + SignedDuration::from_mins(50);
+    load(LoadTime {
+        now: ahead,
+        vouched: Some(server_time),
+    })
+    .await
+    .unwrap();
+    // The clock is corrected: the next run works.
+    load(LoadTime {
+        now: server_time + SignedDuration::from_secs(1),
+        vouched: Some(server_time),
+    })
+    .await
+    .unwrap();
+
+    // A datastore in which an older agent remembered a time two days ahead recovers as soon
+    // as a signed answer vouches for an earlier time.
+    std::fs::write(
+        datastore.join("latest_known_time.json"),
+        serde_json::to_vec(&(server_time + SignedDuration::from_hours(48))).unwrap(),
+    )
+    .unwrap();
+    load(LoadTime {
+        now: server_time + SignedDuration::from_secs(2),
+        vouched: Some(server_time + SignedDuration::from_secs(1)),
+    })
+    .await
+    .unwrap();
+
+    // A clock set back below what the signed answer vouched for is still refused.
+    let err = load(LoadTime {
+        now: server_time - SignedDuration::from_hours(1),
+        vouched: Some(server_time + SignedDuration::from_secs(1)),
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, TrustError::ClockSteppedBackward { latest, .. } if latest == server_time + SignedDuration::from_secs(1)),
+        "{err}"
+    );
+    // Without a vouched time (the server's catalog intake) the clock alone counts, as before.
+    let err = load(LoadTime::at(server_time)).await.unwrap_err();
+    assert!(
+        matches!(err, TrustError::ClockSteppedBackward { .. }),
         "{err}"
     );
 }

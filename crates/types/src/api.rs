@@ -378,11 +378,14 @@ pub struct AssignmentEntry {
 /// The answer to a check-in.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CheckinResponse {
-    /// What to install now.
+    /// What to install now, for people and tools reading the answer; agents take their
+    /// assignments from `director` only (an unsigned list can be cut on the way).
     pub assignments: Vec<AssignmentEntry>,
     /// Suggested seconds until the next check-in.
     pub poll_seconds: u64,
-    /// Director metadata signing `assignments` (per-host TUF targets, JSON text).
+    /// Director metadata (per-host TUF targets, JSON text) signing what this host must
+    /// install. Every answer carries it, with no targets when there is nothing to do, so
+    /// agents notice a withheld or stale answer.
     #[serde(default)]
     pub director: Option<String>,
     /// The director key certificate: the current director key, signed by a threshold

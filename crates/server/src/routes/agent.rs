@@ -99,11 +99,10 @@ pub async fn checkin(
             deadline: st.deadline,
         })
         .collect();
-    let director = if assignments.is_empty() {
-        None
-    } else {
-        Some(sign_assignments(&s, &who, &host, &req.inventory.architecture, &assignments).await?)
-    };
+    // Finding 6: every answer is signed, "nothing to do" too, so a man in the middle can
+    // neither withhold updates nor drop single assignments unnoticed.
+    let director =
+        Some(sign_assignments(&s, &who, &host, &req.inventory.architecture, &assignments).await?);
     Ok(Json(CheckinResponse {
         assignments,
         poll_seconds: s.config.poll_seconds,
@@ -112,7 +111,11 @@ pub async fn checkin(
     }))
 }
 
-/// Per-host director metadata naming every target of these assignments.
+/// How long a signed check-in answer stays valid: short, so a withheld answer shows soon.
+const DIRECTOR_LIFETIME_SECONDS: i64 = 3600;
+
+/// Per-host director metadata naming every target of these assignments (none: a signed
+/// "nothing to do" that names the host).
 async fn sign_assignments(
     s: &AppState,
     who: &HostAuth,
@@ -164,7 +167,8 @@ async fn sign_assignments(
         kind: "targets".into(),
         spec_version: "1.0.0".into(),
         version: u64::try_from(now.as_second()).unwrap_or(0),
-        expires: expires_in(now, 3600).map_err(ApiError::internal)?,
+        expires: expires_in(now, DIRECTOR_LIFETIME_SECONDS).map_err(ApiError::internal)?,
+        host: Some(who.host.to_string()),
         targets,
     };
     let bytes = s.director.key().sign(&signed).map_err(ApiError::internal)?;

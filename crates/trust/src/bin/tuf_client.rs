@@ -18,10 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 use patchday_trust::client::{check_target_bytes, quote_role, Updater};
+use patchday_trust::transport::{ByteStream, FetchError, Transport};
 use patchday_trust::TrustError;
-use tough::{Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
 /// The most a response may carry (the client caps each file lower still).
@@ -174,24 +175,21 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
 #[derive(Debug, Clone, Copy)]
 struct PlainHttp;
 
-#[tough::async_trait]
 impl Transport for PlainHttp {
-    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
-        let body = get(&url).map_err(|(kind, detail)| {
-            TransportError::new_with_cause(kind, url.clone(), std::io::Error::other(detail))
-        })?;
-        let chunk: Result<tough::Bytes, TransportError> = Ok(tough::Bytes::from(body));
-        Ok(Box::pin(futures::stream::iter([chunk])))
+    fn fetch(&self, url: Url) -> BoxFuture<'_, Result<ByteStream, FetchError>> {
+        Box::pin(async move {
+            let body = get(&url)?;
+            let chunk: Result<Vec<u8>, FetchError> = Ok(body);
+            let stream: ByteStream = Box::pin(futures::stream::iter([chunk]));
+            Ok(stream)
+        })
     }
 }
 
-fn get(url: &Url) -> Result<Vec<u8>, (TransportErrorKind, String)> {
-    let other = |e: String| (TransportErrorKind::Other, e);
+fn get(url: &Url) -> Result<Vec<u8>, FetchError> {
+    let other = FetchError::Other;
     if url.scheme() != "http" {
-        return Err((
-            TransportErrorKind::UnsupportedUrlScheme,
-            format!("only http:// is supported, not {url}"),
-        ));
+        return Err(other(format!("only http:// is supported, not {url}")));
     }
     let host = url.host_str().ok_or_else(|| other("no host".into()))?;
     let port = url.port_or_known_default().unwrap_or(80);
@@ -228,7 +226,7 @@ fn get(url: &Url) -> Result<Vec<u8>, (TransportErrorKind, String)> {
     match status {
         200 => Ok(response.get(split + 4..).unwrap_or_default().to_vec()),
         // 5.3.2: a missing next root ends the chain; 403 is how some stores say "missing".
-        403 | 404 => Err((TransportErrorKind::FileNotFound, format!("HTTP {status}"))),
+        403 | 404 => Err(FetchError::NotFound),
         _ => Err(other(format!("HTTP {status}"))),
     }
 }
