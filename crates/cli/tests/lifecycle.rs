@@ -6,11 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server, SigningHost};
+use patchday_trust::host_signature::HostKey;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
@@ -45,41 +45,10 @@ fn world() -> World {
     World { _dir: d, dir, srv }
 }
 
-/// `METHOD path` with a JSON body and a bearer token; returns (status, body).
-fn http(srv: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut c = Command::new("curl");
-    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            "@-",
-        ]);
-    if let Some(t) = token {
-        c.arg("-H").arg(format!("Authorization: Bearer {t}"));
-    }
-    let mut child = c
-        .arg(format!("{}{path}", srv.url))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    let s = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// Enrols `hostname` over HTTP with an enrolment token; returns (status, body).
+/// Enrols `hostname` over HTTP as the agent does (an enrolment token and the host's own
+/// public key); returns (status, body).
 fn enrol(srv: &Server, token: &str, hostname: &str) -> (u16, String) {
-    let body = json!({ "token": token, "hostname": hostname }).to_string();
-    http(srv, "POST", "/v1/agent/enroll", None, &body)
+    srv.enrol_over_http(token, hostname, &HostKey::ephemeral().unwrap())
 }
 
 /// The message of an error body.
@@ -306,12 +275,9 @@ fn removed_host_credential_stops_working_at_once() {
 fn tenant_remove_refused_while_it_has_hosts() {
     let w = world();
     let token = enroll_token(&w.srv, &[]);
-    let (code, body) = enrol(&w.srv, &token, "web-1");
-    assert_eq!(code, 200, "{body}");
-    let credential = serde_json::from_str::<Value>(&body).unwrap()["credential"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let mut host = SigningHost::enrol(&w.srv, &token, "web-1").unwrap();
+    let (code, body) = host.post(&w.srv, "/v1/agent/report", br#"{"states":[]}"#);
+    assert_eq!(code, 200, "the host's signed report is accepted: {body}");
     let tenant_admin = w
         .srv
         .cli(&[
@@ -351,13 +317,7 @@ fn tenant_remove_refused_while_it_has_hosts() {
         .srv
         .cli_as(&tenant_admin, &["group", "list", "--tenant", "acme"]);
     fails_with(&o, "401");
-    let (code, body) = http(
-        &w.srv,
-        "POST",
-        "/v1/agent/report",
-        Some(&credential),
-        r#"{"states":[]}"#,
-    );
+    let (code, body) = host.post(&w.srv, "/v1/agent/report", br#"{"states":[]}"#);
     assert_eq!(code, 401, "{body}");
     assert!(
         message(&body).contains("was removed from tenant acme"),
@@ -439,19 +399,11 @@ fn oversized_hostname_is_refused() {
 fn states_for_unknown_updates_are_refused() {
     let w = world();
     let token = enroll_token(&w.srv, &[]);
-    let (_, body) = enrol(&w.srv, &token, "web-1");
-    let cred = serde_json::from_str::<Value>(&body).unwrap()["credential"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let report = |states: Value| {
-        http(
-            &w.srv,
-            "POST",
-            "/v1/agent/report",
-            Some(&cred),
-            &json!({ "states": states }).to_string(),
-        )
+    let mut host = SigningHost::enrol(&w.srv, &token, "web-1").unwrap();
+    // Signed by the host, so only the limits can refuse these reports.
+    let mut report = |states: Value| {
+        let body = json!({ "states": states }).to_string();
+        host.post(&w.srv, "/v1/agent/report", body.as_bytes())
     };
     let (code, body) = report(json!([{ "update": "PD-NOPE-1", "state": "failed" }]));
     assert_eq!(code, 400, "{body}");

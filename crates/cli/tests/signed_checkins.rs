@@ -10,7 +10,7 @@
 
 use patchday_lab::DebSpec;
 use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
-use patchday_trust::host_signature::{HostKey, SEQUENCE_HEADER, SIGNATURE_HEADER};
+use patchday_trust::host_signature::HostKey;
 use patchday_types::api::CheckinRequest;
 use patchday_types::{InstalledPackage, Inventory};
 use serde_json::Value;
@@ -194,30 +194,10 @@ fn post_as_host(
     body: &[u8],
     signed: Option<(u64, &str)>,
 ) -> (u16, Value) {
-    let f = w.dir.join("post-body");
-    std::fs::write(&f, body).unwrap();
-    let mut c = std::process::Command::new("curl");
-    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
-        .arg("-H")
-        .arg(format!("Authorization: Bearer {credential}"))
-        .args(["-H", "Content-Type: application/json"]);
-    if let Some((seq, sig)) = signed {
-        c.arg("-H")
-            .arg(format!("{SEQUENCE_HEADER}: {seq}"))
-            .arg("-H")
-            .arg(format!("{SIGNATURE_HEADER}: {sig}"));
-    }
-    let o = c
-        .arg("--data-binary")
-        .arg(format!("@{}", f.display()))
-        .arg(format!("{}{path}", w.srv.url))
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = out.rsplit_once('\n').unwrap();
+    let (code, body) = w.srv.http_post(path, Some(credential), signed, body);
     (
-        code.trim().parse().unwrap(),
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+        code,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
     )
 }
 

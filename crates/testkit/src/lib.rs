@@ -152,9 +152,7 @@ impl Server {
             c.arg("-H").arg(format!("Authorization: Bearer {t}"));
         }
         let o = c.arg(format!("{}{path}", self.url)).output().expect("curl");
-        let s = String::from_utf8_lossy(&o.stdout).into_owned();
-        let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        status_and_body(&o)
     }
 
     /// The compliance report as JSON rows.
@@ -357,4 +355,135 @@ pub fn scratch() -> tempfile::TempDir {
         .prefix("t")
         .tempdir_in("/var/tmp/patchday-tests")
         .unwrap()
+}
+
+// Issue 8, finding 8 (signed check-ins), for the tests of findings 8, 3, 4 and 10:
+// one raw-HTTP client for what agents send, signed exactly as `patchday-agent` signs.
+
+/// (status, body) of a `curl -w "\n%{http_code}"` run.
+fn status_and_body(o: &Output) -> (u16, String) {
+    let s = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+impl Server {
+    /// `POST path` with these exact body bytes as JSON, a bearer token (or none) and,
+    /// when `signed` is given, the agent's (sequence, signature) headers; returns
+    /// (status, body). Sends whatever it is given: forged, replayed or unsigned bodies.
+    pub fn http_post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        signed: Option<(u64, &str)>,
+        body: &[u8],
+    ) -> (u16, String) {
+        use patchday_trust::host_signature::{SEQUENCE_HEADER, SIGNATURE_HEADER};
+        use std::io::Write;
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                "@-",
+            ]);
+        let ca = self.data.join("tls/ca.pem");
+        if ca.exists() {
+            c.arg("--cacert").arg(ca);
+        }
+        if let Some(t) = token {
+            c.arg("-H").arg(format!("Authorization: Bearer {t}"));
+        }
+        if let Some((sequence, signature)) = signed {
+            c.arg("-H")
+                .arg(format!("{SEQUENCE_HEADER}: {sequence}"))
+                .arg("-H")
+                .arg(format!("{SIGNATURE_HEADER}: {signature}"));
+        }
+        let mut child = c
+            .arg(format!("{}{path}", self.url))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        status_and_body(&child.wait_with_output().expect("curl"))
+    }
+
+    /// `POST /v1/agent/enroll` as the agent sends it: the enrolment token, the host
+    /// name and the public half of the host's own key; returns (status, body).
+    pub fn enrol_over_http(
+        &self,
+        token: &str,
+        hostname: &str,
+        key: &patchday_trust::host_signature::HostKey,
+    ) -> (u16, String) {
+        let body = serde_json::json!({
+            "token": token,
+            "hostname": hostname,
+            "public_key": key.public_hex(),
+        });
+        self.http_post("/v1/agent/enroll", None, None, body.to_string().as_bytes())
+    }
+}
+
+/// A host enrolled over raw HTTP with its own ed25519 key, which signs every body it
+/// posts with the next sequence number, as `patchday-agent` does.
+pub struct SigningHost {
+    /// The host's tenant.
+    pub tenant: String,
+    /// The host's id.
+    pub host: String,
+    /// The host's bearer credential.
+    pub credential: String,
+    /// The host's private key, registered at enrolment.
+    pub key: patchday_trust::host_signature::HostKey,
+    /// The last sequence number this host signed.
+    pub sequence: u64,
+}
+
+impl SigningHost {
+    /// Enrols `hostname` with a new key; returns the host, or the refusal's
+    /// (status, body).
+    pub fn enrol(srv: &Server, token: &str, hostname: &str) -> Result<SigningHost, (u16, String)> {
+        let key = patchday_trust::host_signature::HostKey::ephemeral().expect("host key");
+        let (code, body) = srv.enrol_over_http(token, hostname, &key);
+        if code != 200 {
+            return Err((code, body));
+        }
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("enrolment JSON");
+        let field = |name: &str| {
+            answer[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in the enrolment answer {body}"))
+                .to_string()
+        };
+        Ok(SigningHost {
+            tenant: field("tenant"),
+            host: field("host"),
+            credential: field("credential"),
+            key,
+            sequence: 0,
+        })
+    }
+
+    /// Signs `body` for `path` with the next sequence number and posts it with the
+    /// host's credential; returns (status, body).
+    pub fn post(&mut self, srv: &Server, path: &str, body: &[u8]) -> (u16, String) {
+        self.sequence += 1;
+        let signature = self.key.sign_request(
+            path.trim_start_matches('/'),
+            &self.tenant,
+            &self.host,
+            self.sequence,
+            body,
+        );
+        srv.http_post(
+            path,
+            Some(&self.credential),
+            Some((self.sequence, &signature)),
+            body,
+        )
+    }
 }
