@@ -349,74 +349,6 @@ pub fn signed_cells(s: &patchday_types::api::HostSigned) -> [String; 2] {
     [s.signed_cell(), s.agent_cell()]
 }
 
-/// Issue 8, finding 5: server-provided text in tables and CSV.
-#[cfg(test)]
-mod escaping_tests {
-    use super::*;
-
-    /// A hostname as a hostile agent would enrol it: clear screen, an OSC title, CR over
-    /// the row, a fake row, a right-to-left override, a formula.
-    const HOSTILE: &str =
-        "=cmd|' /C calc'!A0\u{1b}[2J\u{1b}]0;pwned\u{7}\racme  fake  yes\n\u{202e}gpj.exe";
-
-    fn table() -> Table {
-        let mut t = Table::new(&["id", "hostname", "os"]);
-        t.rows
-            .push(vec!["h-1".into(), HOSTILE.into(), "-1+2".into()]);
-        t.rows
-            .push(vec!["h-2".into(), "web-2".into(), "@SUM(A1)".into()]);
-        t
-    }
-
-    fn unsafe_char(c: char) -> bool {
-        c != '\n' && patchday_text::is_unsafe_for_terminal(c)
-    }
-
-    #[test]
-    fn table_output_escapes_control_and_bidi_characters() {
-        let out = table().render(Format::Table);
-        assert!(!out.chars().any(unsafe_char), "{out:?}");
-        assert_eq!(out.lines().count(), 3, "no fake row:\n{out}");
-        assert!(out.contains(
-            "=cmd|' /C calc'!A0\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}acme  fake  yes\\u{a}\\u{202e}gpj.exe"
-        ));
-        // Columns stay aligned on the escaped text.
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[1].find("-1+2"), lines[2].find("@SUM(A1)"));
-    }
-
-    #[test]
-    fn csv_output_has_no_formula_cells_and_no_control_characters() {
-        let out = table().render(Format::Csv);
-        assert!(!out.chars().any(unsafe_char), "{out:?}");
-        let mut r = csv::ReaderBuilder::new().from_reader(out.as_bytes());
-        let rows: Vec<Vec<String>> = r
-            .records()
-            .map(|rec| rec.map(|rec| rec.iter().map(String::from).collect()))
-            .collect::<Result<_, _>>()
-            .unwrap_or_default();
-        assert_eq!(
-            rows,
-            vec![
-                vec![
-                    "h-1".to_string(),
-                    "'=cmd|' /C calc'!A0\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}acme  fake  yes\\u{a}\\u{202e}gpj.exe".into(),
-                    "'-1+2".into(),
-                ],
-                vec!["h-2".into(), "web-2".into(), "'@SUM(A1)".into()],
-            ]
-        );
-    }
-
-    #[test]
-    fn json_output_stays_exact() {
-        let out = table().render(Format::Json);
-        let back: Vec<BTreeMap<String, String>> = serde_json::from_str(&out).unwrap_or_default();
-        assert_eq!(back[0]["hostname"], HOSTILE);
-        assert_eq!(back[1]["os"], "@SUM(A1)");
-    }
-}
-
 // ---- Finding 3/10 (issue 8): tokens, enrolment tokens and the operator log ----
 
 fn when(t: Option<jiff::Timestamp>, none: &str) -> String {
@@ -512,4 +444,72 @@ pub fn log_table(entries: &[patchday_types::api::LogEntry]) -> Table {
         ]);
     }
     t
+}
+
+/// Issue 8, finding 5: server-provided text in tables and CSV.
+#[cfg(test)]
+mod escaping_tests {
+    use super::*;
+
+    /// A hostname as a hostile agent would enrol it: clear screen, an OSC title, CR over
+    /// the row, a fake row, a right-to-left override, a formula.
+    const HOSTILE: &str =
+        "=cmd|' /C calc'!A0\u{1b}[2J\u{1b}]0;pwned\u{7}\racme  fake  yes\n\u{202e}gpj.exe";
+
+    fn table() -> Table {
+        let mut t = Table::new(&["id", "hostname", "os"]);
+        t.rows
+            .push(vec!["h-1".into(), HOSTILE.into(), "-1+2".into()]);
+        t.rows
+            .push(vec!["h-2".into(), "web-2".into(), "@SUM(A1)".into()]);
+        t
+    }
+
+    fn unsafe_char(c: char) -> bool {
+        c != '\n' && patchday_text::is_unsafe_for_terminal(c)
+    }
+
+    #[test]
+    fn table_output_escapes_control_and_bidi_characters() {
+        let out = table().render(Format::Table);
+        assert!(!out.chars().any(unsafe_char), "{out:?}");
+        assert_eq!(out.lines().count(), 3, "no fake row:\n{out}");
+        assert!(out.contains(
+            "=cmd|' /C calc'!A0\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}acme  fake  yes\\u{a}\\u{202e}gpj.exe"
+        ));
+        // Columns stay aligned on the escaped text.
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1].find("-1+2"), lines[2].find("@SUM(A1)"));
+    }
+
+    #[test]
+    fn csv_output_has_no_formula_cells_and_no_control_characters() {
+        let out = table().render(Format::Csv);
+        assert!(!out.chars().any(unsafe_char), "{out:?}");
+        let mut r = csv::ReaderBuilder::new().from_reader(out.as_bytes());
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| rec.map(|rec| rec.iter().map(String::from).collect()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        assert_eq!(
+            rows,
+            vec![
+                vec![
+                    "h-1".to_string(),
+                    "'=cmd|' /C calc'!A0\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}acme  fake  yes\\u{a}\\u{202e}gpj.exe".into(),
+                    "'-1+2".into(),
+                ],
+                vec!["h-2".into(), "web-2".into(), "'@SUM(A1)".into()],
+            ]
+        );
+    }
+
+    #[test]
+    fn json_output_stays_exact() {
+        let out = table().render(Format::Json);
+        let back: Vec<BTreeMap<String, String>> = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(back[0]["hostname"], HOSTILE);
+        assert_eq!(back[1]["os"], "@SUM(A1)");
+    }
 }
