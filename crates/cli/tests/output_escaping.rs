@@ -8,7 +8,9 @@
 //! `PRETTY_NAME` (inventory and audit facts) and dpkg's message of a failing maintainer
 //! script (the state message). The hostname stays plain: the server may refuse odd
 //! hostnames at enrolment; the rendering of stored hostnames is covered by the unit
-//! tests in crates/cli/src/render.rs.
+//! tests in crates/cli/src/render.rs. The server refuses C0/C1 controls in inventory
+//! fields (the test checks that first), so os-release carries a formula and bidi
+//! overrides, and the state message carries the escape sequences.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
@@ -18,6 +20,10 @@ use serde_json::Value;
 /// ESC[2J, an OSC title, CR with a fake row, a right-to-left override, a formula.
 const HOSTILE: &str =
     "=cmd|' /C calc'!A0\u{1b}[2J\u{1b}]0;pwned\u{7}\racme  h-fake  yes\u{202e}gpj.exe\u{9b}31m";
+
+/// What still passes the server's limits in an os-release name (no C0/C1 controls; the
+/// server refuses those in inventory fields): a formula, a fake row, bidi overrides.
+const OS_HOSTILE: &str = "=cmd|' /C calc'!A0 acme  h-fake  yes\u{202e}gpj.exe\u{2066}";
 
 /// The C0/C1 controls and bidi characters none of the outputs may carry.
 fn has_unsafe(s: &str) -> Option<char> {
@@ -107,13 +113,29 @@ fn hostile_agent_text_reaches_no_terminal_or_spreadsheet_unescaped() {
         )
         .unwrap();
     let o = h.agent(&srv.url, Some(&enroll));
-    assert!(o.status.success(), "enrol: {}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("os name contains control characters"),
+        "the server refuses control characters in inventory fields: {}",
+        text(&o)
+    );
+    h.lab
+        .write_file(
+            "/etc/os-release",
+            format!(
+                "PRETTY_NAME=\"{OS_HOSTILE}\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\n\
+                 VERSION_CODENAME=bookworm\nID=debian\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let o = h.agent(&srv.url, None);
+    assert!(o.status.success(), "check-in: {}", text(&o));
     let hosts: Vec<Value> =
         serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
             .unwrap();
     let id = hosts[0]["id"].as_str().unwrap().to_string();
     // JSON stays exact: the stored text comes back as the agent sent it.
-    assert_eq!(hosts[0]["os"], HOSTILE, "{hosts:?}");
+    assert_eq!(hosts[0]["os"], OS_HOSTILE, "{hosts:?}");
     srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
     let o = h.agent(&srv.url, None);
@@ -133,7 +155,10 @@ fn hostile_agent_text_reaches_no_terminal_or_spreadsheet_unescaped() {
     // `host list`: the os column.
     let table = srv.cli(&["host", "list", "--tenant", "acme"]);
     assert_clean("host list", &table);
-    assert!(table.contains("=cmd|' /C calc'!A0\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}acme  h-fake  yes\\u{202e}gpj.exe\\u{9b}31m"), "{table}");
+    assert!(
+        table.contains("=cmd|' /C calc'!A0 acme  h-fake  yes\\u{202e}gpj.exe\\u{2066}"),
+        "{table}"
+    );
     assert_eq!(
         table.lines().count(),
         2,
@@ -144,7 +169,7 @@ fn hostile_agent_text_reaches_no_terminal_or_spreadsheet_unescaped() {
     assert!(
         csv_cells(&csv)
             .iter()
-            .any(|c| c.starts_with("'=cmd|' /C calc'!A0\\u{1b}[2J")),
+            .any(|c| c.starts_with("'=cmd|' /C calc'!A0 acme")),
         "{csv}"
     );
 
@@ -171,7 +196,7 @@ fn hostile_agent_text_reaches_no_terminal_or_spreadsheet_unescaped() {
     // and HTML, and the fleet table.
     let plan = srv.cli(&["audit-report", "--tenant", "acme", "--host", &id]);
     assert_clean("audit-report --host", &plan);
-    assert!(plan.contains("(=cmd|' /C calc'!A0\\u{1b}[2J"), "{plan}");
+    assert!(plan.contains("(=cmd|' /C calc'!A0 acme"), "{plan}");
     let html = srv.cli(&[
         "audit-report",
         "--tenant",
@@ -183,7 +208,7 @@ fn hostile_agent_text_reaches_no_terminal_or_spreadsheet_unescaped() {
     ]);
     assert_clean("audit-report --plan-format html", &html);
     assert!(
-        html.contains("=cmd|&#39; /C calc&#39;!A0\\u{1b}[2J"),
+        html.contains("=cmd|&#39; /C calc&#39;!A0 acme"),
         "{html}"
     );
     let json = srv.cli(&[
@@ -196,7 +221,7 @@ fn hostile_agent_text_reaches_no_terminal_or_spreadsheet_unescaped() {
         "json",
     ]);
     let plan_json: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(plan_json["release"], HOSTILE, "JSON stays exact");
+    assert_eq!(plan_json["release"], OS_HOSTILE, "JSON stays exact");
     let fleet = srv.cli(&["audit-report", "--tenant", "acme"]);
     assert_clean("audit-report", &fleet);
     let fleet = srv.cli(&["audit-report", "--tenant", "acme", "--format", "csv"]);
