@@ -20,7 +20,7 @@ pub struct Args {
     pub state: PathBuf,
     /// Enrolment token (first run only).
     #[arg(long, env = "PATCHDAY_ENROLL_TOKEN", hide_env_values = true)]
-    pub enroll_token: Option<String>,
+    pub enroll_token: Option<patchday_types::Secret>,
     /// Root of the managed system (an image or a `dpkg --root` tree).
     #[arg(long, default_value = "/")]
     pub root: PathBuf,

@@ -23,8 +23,8 @@ pub struct AgentConfig {
     pub server: String,
     /// State directory.
     pub state_dir: PathBuf,
-    /// Enrolment token, for the first run.
-    pub enroll_token: Option<String>,
+    /// Enrolment token, for the first run (never printed: issue 8, finding 9).
+    pub enroll_token: Option<patchday_types::Secret>,
     /// Root of the managed system.
     pub root: PathBuf,
     /// Extra dpkg arguments.
@@ -67,7 +67,13 @@ async fn enroll(cfg: &AgentConfig, state: &StateDir) -> anyhow::Result<Identity>
     }
     let client = Client::new(&cfg.server, None, cfg.read_timeout, state.ca().as_deref())?;
     let resp: EnrollResponse = client
-        .post("v1/agent/enroll", &EnrollRequest { token, hostname })
+        .post(
+            "v1/agent/enroll",
+            &EnrollRequest {
+                token: token.expose().to_string(),
+                hostname,
+            },
+        )
         .await?;
     match (&cfg.catalog_root, &resp.catalog_root) {
         (Some(p), _) => {

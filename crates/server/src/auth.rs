@@ -82,13 +82,14 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
+        login_allowed(parts, state)?;
         match state.store.token_by_hash(&hash_secret(secret)).await? {
             Some(t) => Ok(Operator {
                 name: t.name,
                 role: t.role,
                 tenant: t.tenant,
             }),
-            None => Err(unauthorized("unknown or revoked token")),
+            None => Err(login_failed(parts, state, "unknown or revoked token")),
         }
     }
 }
@@ -107,9 +108,12 @@ impl FromRequestParts<AppState> for HostAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
+        login_allowed(parts, state)?;
         match state.store.host_by_credential(&hash_secret(secret)).await? {
             Some((tenant, host)) => Ok(HostAuth { tenant, host }),
-            None => Err(unauthorized(
+            None => Err(login_failed(
+                parts,
+                state,
                 "unknown host credential: re-enrol the agent with a fresh enrolment token",
             )),
         }
@@ -124,13 +128,84 @@ impl FromRequestParts<AppState> for AnyCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
+        login_allowed(parts, state)?;
         let h = hash_secret(secret);
         if state.store.host_by_credential(&h).await?.is_some()
             || state.store.token_by_hash(&h).await?.is_some()
         {
             Ok(AnyCaller)
         } else {
-            Err(unauthorized("unknown credential"))
+            Err(login_failed(parts, state, "unknown credential"))
         }
+    }
+}
+
+// Issue 8, finding 9: failed logins are logged with their source address and limited
+// per address (see `ratelimit`).
+
+/// The client's address, when the server was reached over a socket.
+pub fn source(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// 429 when the caller's address has failed too often lately.
+pub fn login_allowed(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    allowed(source(parts), state)
+}
+
+/// Logs and counts a failed login; returns the 401 to answer.
+pub fn login_failed(parts: &Parts, state: &AppState, message: &str) -> ApiError {
+    failed(source(parts), parts.uri.path(), state, message)
+}
+
+fn allowed(ip: Option<std::net::IpAddr>, state: &AppState) -> Result<(), ApiError> {
+    let Some(ip) = ip else {
+        return Ok(());
+    };
+    state
+        .failed_logins
+        .check(ip, state.clock.now())
+        .map_err(|wait| {
+            ApiError::new(
+                ErrorCode::TooManyRequests,
+                format!("too many failed logins from {ip}; try again in {wait} s"),
+            )
+            .retry_after(wait)
+        })
+}
+
+fn failed(ip: Option<std::net::IpAddr>, path: &str, state: &AppState, message: &str) -> ApiError {
+    match ip {
+        Some(ip) => {
+            let n = state.failed_logins.record(ip, state.clock.now());
+            tracing::warn!(source = %ip, path, failures = n, "failed login");
+        }
+        None => tracing::warn!(path, "failed login"),
+    }
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+/// The caller's address, for handlers that check a secret themselves (enrolment).
+pub struct Source(pub Option<std::net::IpAddr>);
+
+impl Source {
+    /// See [`login_allowed`].
+    pub fn allowed(&self, state: &AppState) -> Result<(), ApiError> {
+        allowed(self.0, state)
+    }
+    /// See [`login_failed`].
+    pub fn failed(&self, state: &AppState, path: &str, message: &str) -> ApiError {
+        failed(self.0, path, state, message)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(source(parts)))
     }
 }

@@ -13,8 +13,11 @@ mod compliance;
 mod director;
 mod error;
 pub mod freshness;
+pub mod listener;
+mod ratelimit;
 mod routes;
 mod state;
+mod storage;
 pub mod tls;
 
 pub use clock::{Clock, SystemClock};
@@ -80,8 +83,9 @@ pub async fn bind(
         .await
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
     let addr = listener.local_addr()?;
+    let limits = state.config.limits;
     let app = router(state);
-    Ok((addr, async move { axum::serve(listener, app).await }))
+    Ok((addr, listener::serve(listener, app, limits, None)))
 }
 
 /// Binds `listen` and returns the bound address and the HTTPS serving future.
@@ -97,9 +101,75 @@ pub async fn bind_tls(
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let limits = state.config.limits;
     let app = router(state);
-    Ok((addr, async move { tls::serve(listener, &files, app).await }))
+    Ok((addr, async move {
+        tls::serve(listener, &files, app, limits).await
+    }))
 }
 
 /// Keeps the `Store` trait object type nameable for callers.
 pub type DynStore = Arc<dyn Store>;
+
+// Issue 8, finding 14: `patchday server scrub`.
+
+/// What a scrub of the content store found.
+#[derive(Debug, Default)]
+pub struct ScrubReport {
+    /// Blobs checked.
+    pub checked: usize,
+    /// Blobs whose bytes no longer match their sha256 (now quarantined).
+    pub damaged: Vec<String>,
+    /// Payloads the current catalog lists that the content store does not have.
+    pub missing: Vec<String>,
+}
+
+impl ScrubReport {
+    /// Whether everything was intact.
+    pub fn clean(&self) -> bool {
+        self.damaged.is_empty() && self.missing.is_empty()
+    }
+}
+
+/// Hashes every stored payload under `data_dir`, quarantines damaged ones, and lists
+/// what the current catalog names but the store lacks. A later catalog push repairs both.
+pub async fn scrub(data_dir: &std::path::Path) -> anyhow::Result<ScrubReport> {
+    use patchday_content::ContentStore;
+    let content_dir = data_dir.join("content");
+    anyhow::ensure!(
+        content_dir.is_dir(),
+        "{} has no content store: is it a server data directory (--data)?",
+        data_dir.display()
+    );
+    let content = patchday_content::LocalDisk::new(content_dir)?;
+    let mut report = ScrubReport::default();
+    for key in content.keys().await? {
+        report.checked += 1;
+        if !content.verify(&key).await? {
+            tracing::error!(sha256 = %key, "stored payload is damaged: quarantined");
+            content.quarantine(&key).await?;
+            report.damaged.push(key);
+        }
+    }
+    let db = data_dir.join("patchday.db");
+    if db.exists() {
+        let store = patchday_store_sqlite::SqliteStore::open(&db)
+            .await
+            .with_context(|| format!("opening {}", db.display()))?;
+        let names: Vec<String> = store
+            .catalog_updates()
+            .await?
+            .iter()
+            .flat_map(|u| {
+                std::iter::once(patchday_types::UpdateDocument::target_name(&u.id))
+                    .chain(u.payloads.iter().map(|p| p.target.clone()))
+            })
+            .collect();
+        for t in store.catalog_targets(&names).await? {
+            if content.len(&t.sha256).await?.is_none() {
+                report.missing.push(format!("{} ({})", t.name, t.sha256));
+            }
+        }
+    }
+    Ok(report)
+}

@@ -21,6 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn backend(e: sqlx::Error) -> StoreError {
+    if is_disk_full(&e) {
+        return StoreError::StorageFull(format!(
+            "disk full ({e}); free space in the data directory"
+        ));
+    }
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             StoreError::Conflict(d.message().to_string())
@@ -30,6 +35,40 @@ fn backend(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Backend(e.to_string()),
     }
+}
+
+// Issue 8, finding 11: a full disk is its own error, so the server answers 507 and
+// its health says so, and no connection goes back to the pool inside a transaction.
+
+/// SQLITE_FULL (13), or an I/O error with ENOSPC / EDQUOT.
+fn is_disk_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c == "13") || d.message().contains("database or disk is full")
+        }
+        sqlx::Error::Io(io) => matches!(io.raw_os_error(), Some(28 | 122)),
+        _ => false,
+    }
+}
+
+/// After each use: a connection still inside a transaction (SQLite can end or keep a
+/// transaction on its own after SQLITE_FULL, and sqlx then loses track of it) is
+/// rolled back and closed, never handed out again: its later statements would look
+/// committed while they are not, and its write lock would block everyone else.
+fn release_check(
+    conn: &mut sqlx::SqliteConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        match sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
+            // There was a transaction nobody was going to finish.
+            Ok(_) => {
+                tracing::warn!("a database connection was left inside a transaction (after a failed write?): rolled back and closed");
+                Ok(false)
+            }
+            Err(_) => Ok(true),
+        }
+    })
 }
 
 /// Like [`backend`], naming the object in conflict and not-found errors.
@@ -82,6 +121,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(release_check)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
@@ -318,6 +358,16 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         rows.iter().map(catalog_target_row).collect()
+    }
+
+    // Issue 8, finding 11 (server-hardening).
+    async fn probe_write(&self, now: Timestamp) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO storage_probe (id, at) VALUES (1, ?)")
+            .bind(now.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }
 

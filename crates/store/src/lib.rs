@@ -34,6 +34,9 @@ pub enum StoreError {
     /// Stored data could not be decoded (a bug or a hand-edited database).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Issue 8, finding 11: nothing can be committed now (disk full); nothing changed.
+    #[error("storage cannot write: {0}")]
+    StorageFull(String),
 }
 
 /// Result alias for storage calls.
@@ -152,6 +155,11 @@ pub trait Store: Send + Sync {
         status: &CatalogStatus,
         metadata: &[(String, Vec<u8>)],
     ) -> Result<()>;
+
+    // Issue 8, finding 11 (server-hardening).
+    /// Commits a tiny write, to learn whether the database can store anything now
+    /// ([`StoreError::StorageFull`] when it cannot).
+    async fn probe_write(&self, now: Timestamp) -> Result<()>;
 }
 
 /// Everything that belongs to one tenant. Built by [`Store::tenant`]; every method

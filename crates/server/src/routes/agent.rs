@@ -8,23 +8,25 @@ use axum::extract::State;
 use axum::Json;
 use patchday_store::hash_secret;
 use patchday_types::api::{
-    AssignmentEntry, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorCode,
-    ReportRequest,
+    AssignmentEntry, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReportRequest,
 };
 use patchday_types::{HostId, UpdateDocument};
 
 /// `POST /v1/agent/enroll`.
 pub async fn enroll(
     State(s): State<AppState>,
+    src: crate::auth::Source,
     Json(req): Json<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
+    src.allowed(&s)?; // issue 8, finding 9: failed enrolments count as failed logins
     let tenant_id = s
         .store
         .enroll_token_tenant(&hash_secret(&req.token))
         .await?
         .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthorized,
+            src.failed(
+                &s,
+                "/v1/agent/enroll",
                 "unknown enrolment token: ask the tenant admin for one (`patchday enroll-token create --tenant T`)",
             )
         })?;
