@@ -322,6 +322,23 @@ fn status_code(o: &std::process::Output) -> String {
     text(o)
 }
 
+/// Enrols a host over HTTP with `token`; returns (status, host id, credential).
+fn enroll_http(srv: &Server, token: &str, hostname: &str) -> (u16, String, String) {
+    let body = format!("{{\"token\":\"{token}\",\"hostname\":\"{hostname}\"}}");
+    let (code, answer) = curl(
+        srv,
+        "/v1/agent/enroll",
+        &["-H", "Content-Type: application/json", "--data", &body],
+    );
+    let json = answer.split("\r\n\r\n").last().unwrap_or("");
+    let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+    (
+        code,
+        v["host"].as_str().unwrap_or("").to_string(),
+        v["credential"].as_str().unwrap_or("").to_string(),
+    )
+}
+
 #[test]
 fn full_disk_writes_get_507_nothing_unstored_is_acknowledged_and_it_recovers_without_restart() {
     let d = scratch();
@@ -344,8 +361,19 @@ fn full_disk_writes_get_507_nothing_unstored_is_acknowledged_and_it_recovers_wit
     let mut srv = Server::start_logged(&bins(), d.path(), &cat.root(), &[], &[], &[]);
     assert!(push(&srv, &cat.repo).status.success());
     srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "first"]);
+    let enroll = srv
+        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .trim()
+        .to_string();
+    let (code, host, _) = enroll_http(&srv, &enroll, "full-0");
+    assert_eq!(code, 200);
+    let mut placed = Some("first".to_string());
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &host, "first"]);
 
-    // Fill the filesystem.
+    // Fill the filesystem, but for 256 KiB: some writes fit, then the disk is full.
+    let reserve = data.join("reserve");
+    std::fs::write(&reserve, vec![1u8; 256 << 10]).unwrap();
     let fill = data.join("fill");
     {
         let mut f = std::fs::File::create(&fill).unwrap();
@@ -353,13 +381,25 @@ fn full_disk_writes_get_507_nothing_unstored_is_acknowledged_and_it_recovers_wit
         while f.write_all(&chunk).is_ok() {}
         let _ = f.sync_all();
     }
+    std::fs::remove_file(&reserve).unwrap();
     let mut acknowledged = Vec::new();
     let mut refused = 0;
-    for i in 0..40 {
+    let mut credentials = Vec::new();
+    for i in 0..60 {
+        // Plain inserts, multi-statement transactions and enrolments, as the finding saw.
         let name = format!("g{i}");
         let o = srv.cli_as(&srv.admin, &["group", "create", "--tenant", "acme", &name]);
         if o.status.success() {
-            acknowledged.push(name);
+            acknowledged.push(name.clone());
+            let o = srv.cli_as(
+                &srv.admin,
+                &["host", "set-groups", "--tenant", "acme", &host, &name],
+            );
+            if o.status.success() {
+                placed = Some(name);
+            } else {
+                assert!(text(&o).contains("507"), "{}", text(&o));
+            }
         } else {
             let t = status_code(&o);
             assert!(
@@ -367,6 +407,12 @@ fn full_disk_writes_get_507_nothing_unstored_is_acknowledged_and_it_recovers_wit
                 "a write failed otherwise than with 507: {t}"
             );
             refused += 1;
+        }
+        let (code, id, cred) = enroll_http(&srv, &enroll, &format!("full-{i}"));
+        match code {
+            200 => credentials.push((id, cred)),
+            507 => refused += 1,
+            other => panic!("enrolment on a full disk answered {other}"),
         }
     }
     assert!(refused > 0, "no write was refused on a full disk");
@@ -380,11 +426,9 @@ fn full_disk_writes_get_507_nothing_unstored_is_acknowledged_and_it_recovers_wit
     assert_eq!((code, body.as_str()), (200, "ok"));
     srv.cli(&["group", "create", "--tenant", "acme", "after"]);
     acknowledged.push("after".into());
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
-        .trim()
-        .to_string();
-    assert!(enroll.starts_with("pde_"));
+    let (code, id, cred) = enroll_http(&srv, &enroll, "after");
+    assert_eq!(code, 200);
+    credentials.push((id, cred));
 
     // Every acknowledged write is stored, also after a restart.
     srv.restart_with(d.path(), &cat.root(), &[]);
@@ -396,6 +440,23 @@ fn full_disk_writes_get_507_nothing_unstored_is_acknowledged_and_it_recovers_wit
             groups.iter().any(|x| x["id"] == g.as_str()),
             "group {g} was acknowledged but is not stored: {groups:?}"
         );
+    }
+    let (code, body) = srv.http_get("/v1/tenants/acme/hosts", Some(&srv.admin));
+    assert_eq!(code, 200, "{body}");
+    let hosts: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let groups_of = hosts
+        .iter()
+        .find(|h| h["id"] == host.as_str())
+        .map(|h| h["groups"].clone())
+        .unwrap();
+    assert_eq!(groups_of, serde_json::json!([placed.unwrap()]));
+    for (id, cred) in &credentials {
+        assert!(
+            hosts.iter().any(|h| h["id"] == id.as_str()),
+            "enrolment of {id} was answered but not stored"
+        );
+        let (code, _) = srv.http_get("/v1/tuf/metadata/timestamp.json", Some(cred));
+        assert_eq!(code, 200, "the credential given to {id} is refused");
     }
 }
 

@@ -61,14 +61,61 @@ fn release_check(
 ) -> futures::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
     Box::pin(async move {
         match sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
-            // There was a transaction nobody was going to finish.
+            // There was a transaction nobody was going to finish (an error or a
+            // cancelled request left it): rolled back, and the connection is replaced.
             Ok(_) => {
-                tracing::warn!("a database connection was left inside a transaction (after a failed write?): rolled back and closed");
+                tracing::debug!(
+                    "an unfinished transaction was rolled back; its connection is closed"
+                );
                 Ok(false)
             }
             Err(_) => Ok(true),
         }
     })
+}
+
+/// A write transaction (`BEGIN IMMEDIATE` … `COMMIT`) whose connection never goes
+/// back to the pool inside a transaction: a failed commit rolls back and closes it, and
+/// one dropped unfinished (an error, a cancelled request) is rolled back and closed by
+/// `release_check`. sqlx's own transactions track their depth in a counter that a
+/// SQLITE_FULL can put out of step with SQLite.
+struct WriteTx {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+}
+
+impl WriteTx {
+    async fn begin(pool: &SqlitePool) -> Result<Self> {
+        let mut conn = pool.acquire().await.map_err(backend)?;
+        if let Err(e) = sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await {
+            let _ = conn.close().await;
+            return Err(backend(e));
+        }
+        Ok(Self { conn })
+    }
+
+    async fn commit(mut self) -> std::result::Result<(), sqlx::Error> {
+        match sqlx::Executor::execute(&mut *self.conn, "COMMIT").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = sqlx::Executor::execute(&mut *self.conn, "ROLLBACK").await;
+                let _ = self.conn.close().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
 }
 
 /// Like [`backend`], naming the object in conflict and not-found errors.
@@ -250,7 +297,7 @@ impl Store for SqliteStore {
     }
 
     async fn replace_catalog(&self, c: &CatalogRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         for table in [
             "catalog_updates",
             "catalog_targets",
@@ -296,7 +343,7 @@ impl Store for SqliteStore {
         status: &CatalogStatus,
         metadata: &[(String, Vec<u8>)],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("UPDATE catalog_status SET status = ? WHERE k = 1")
             .bind(to_json(status)?)
             .execute(&mut *tx)
@@ -528,7 +575,7 @@ impl TenantStore for SqliteTenant {
 
     async fn set_host_groups(&self, id: &HostId, groups: &[GroupId]) -> Result<()> {
         self.require_host(id).await?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
             .bind(self.id.as_str())
             .bind(id.as_str())
@@ -674,7 +721,7 @@ impl TenantStore for SqliteTenant {
 
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
         self.require_host(id).await?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         for s in states {
             sqlx::query(
                 "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES (?, ?, ?, ?, ?, ?)
@@ -737,10 +784,7 @@ fn catalog_target_row(r: &sqlx::sqlite::SqliteRow) -> Result<CatalogTarget> {
 }
 
 /// Writes (or replaces) catalog metadata files inside a transaction.
-async fn put_metadata(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    metadata: &[(String, Vec<u8>)],
-) -> Result<()> {
+async fn put_metadata(tx: &mut WriteTx, metadata: &[(String, Vec<u8>)]) -> Result<()> {
     for (name, bytes) in metadata {
         sqlx::query(
             "INSERT INTO catalog_metadata (name, bytes) VALUES (?, ?) \
