@@ -62,7 +62,10 @@ fn curl(srv: &Server, path: &str, args: &[&str]) -> (u16, String) {
 }
 
 fn addr(srv: &Server) -> String {
-    srv.url.trim_start_matches("http://").to_string()
+    srv.url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .to_string()
 }
 
 fn log(dir: &Path) -> String {
@@ -179,6 +182,37 @@ fn max_connections_flag_caps_open_connections_and_health_still_answers() {
         closed >= 10,
         "60 idle connections + 1 against a cap of 50 closed only {closed} of the oldest 20"
     );
+}
+
+#[test]
+fn tls_listener_cuts_off_silent_handshakes_and_keeps_answering_during_a_flood() {
+    let d = scratch();
+    let (cat, _, _) = catalog(d.path(), "pd-h-tls");
+    let srv = Server::start_logged(
+        &bins(),
+        d.path(),
+        &cat.root(),
+        &[
+            "--tls-self-signed",
+            "--body-timeout",
+            "2",
+            "--max-connections",
+            "20",
+        ],
+        &[],
+        &[],
+    );
+    assert!(srv.url.starts_with("https://"), "{}", srv.url);
+    // A client that connects and never says hello is dropped after the handshake timeout.
+    let mut silent = TcpStream::connect(addr(&srv)).unwrap();
+    assert!(
+        closed_by_server(&mut silent, Duration::from_secs(20)),
+        "a silent TLS client was kept"
+    );
+    let _idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(addr(&srv)).unwrap())
+        .collect();
+    assert_eq!(srv.http_get("/v1/health", None), (200, "ok".into()));
 }
 
 #[test]
