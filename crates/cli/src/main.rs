@@ -169,8 +169,8 @@ struct ServerArgs {
     /// How often the refresher looks at the timestamp, in seconds.
     #[arg(long, default_value_t = 60, requires = "timestamp_key", hide = true)]
     timestamp_check: u32,
-    /// Most open connections [default: what the open-file limit allows]; beyond it the
-    /// oldest idle connection is closed.
+    /// Most open connections [default: 10000, fewer when the open-file limit is lower];
+    /// beyond it the oldest idle connection is closed.
     #[arg(long)]
     max_connections: Option<usize>,
     /// Seconds a client has to send a request's headers (and an idle keep-alive

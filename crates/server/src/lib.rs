@@ -5,6 +5,12 @@
 //! serving TUF metadata and payloads to agents, and computing applicability and
 //! compliance from what agents report. Must not touch: signing keys of the catalog
 //! (it never has them), installing anything.
+//!
+//! It also defends itself (issue 8): the accept loop bounds connections and slow
+//! clients (`listener`), failed logins are limited per address (`ratelimit`), a full
+//! disk is answered 507 and shown in `/v1/health` (`storage`), payloads are hashed
+//! before they are served and damaged ones quarantined ([`scrub`] checks them all),
+//! and the trusted catalog state is swapped in a way a crash can recover from.
 
 mod auth;
 mod catalog;

@@ -23,11 +23,15 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Descriptors kept free for the database, payload files and the log.
 const FD_RESERVE: u64 = 128;
+/// Connections kept at most when no `--max-connections` is given (and the open-file
+/// limit allows that many).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// How many connections the server keeps and how long it waits for clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Most open connections; `None`: as many as the open-file limit allows.
+    /// Most open connections; `None`: [`DEFAULT_MAX_CONNECTIONS`], or fewer when the
+    /// open-file limit allows fewer.
     pub max_connections: Option<usize>,
     /// Longest wait for a request's headers, and for the next request on an idle
     /// keep-alive connection.
@@ -67,7 +71,7 @@ pub fn connection_cap(wanted: Option<usize>) -> usize {
             );
             fit
         }
-        None => fit,
+        None => fit.min(DEFAULT_MAX_CONNECTIONS),
     }
 }
 
