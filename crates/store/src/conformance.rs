@@ -31,6 +31,7 @@ pub async fn run(store: &dyn Store) {
     tenant_isolation(store).await;
     approvals_and_states(store).await;
     catalog_replacement(store).await;
+    storage_probe(store).await;
 }
 
 async fn tenants_and_tokens(store: &dyn Store) {
@@ -412,4 +413,13 @@ async fn catalog_replacement(store: &dyn Store) {
         None
     );
     let _: TenantId = id("acme");
+}
+
+// Issue 8, finding 11 (server-hardening): the health probe commits a write, repeatably,
+// and changes nothing anyone reads.
+async fn storage_probe(store: &dyn Store) {
+    let before = store.list_tenants().await.unwrap();
+    store.probe_write(ts("2026-12-08T02:00:00Z")).await.unwrap();
+    store.probe_write(ts("2026-12-08T02:00:01Z")).await.unwrap();
+    assert_eq!(store.list_tenants().await.unwrap(), before);
 }
