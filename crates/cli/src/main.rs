@@ -177,7 +177,8 @@ struct ServerArgs {
     /// connection to send its next request).
     #[arg(long, default_value_t = 15)]
     header_timeout: u64,
-    /// Seconds a client may pause while sending a request body or the TLS handshake.
+    /// Seconds a client may pause while sending a request body, reading an answer, or
+    /// in the TLS handshake.
     #[arg(long, default_value_t = 30)]
     body_timeout: u64,
 }

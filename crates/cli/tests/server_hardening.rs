@@ -216,6 +216,34 @@ fn tls_listener_cuts_off_silent_handshakes_and_keeps_answering_during_a_flood() 
 }
 
 #[test]
+fn client_that_never_reads_its_answers_is_cut_off() {
+    let d = scratch();
+    let (cat, _, _) = catalog(d.path(), "pd-h-noread");
+    let srv = Server::start_logged(
+        &bins(),
+        d.path(),
+        &cat.root(),
+        &["--body-timeout", "2"],
+        &[],
+        &[],
+    );
+    // Pipelined requests whose answers are never read: once the socket buffers are
+    // full the server's writes stall, and it must hang up rather than wait forever.
+    let s = TcpStream::connect(addr(&srv)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let batch = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+        let cut = (0..100_000).any(|_| w.write_all(&batch).is_err());
+        let _ = tx.send(cut);
+    });
+    let cut = rx.recv_timeout(Duration::from_secs(60)).unwrap_or(false);
+    assert!(cut, "a client that never reads was kept");
+    drop(s);
+    assert_eq!(srv.http_get("/v1/health", None), (200, "ok".into()));
+}
+
+#[test]
 fn oversized_unauthenticated_enrolment_body_gets_413() {
     let d = scratch();
     let (cat, _, _) = catalog(d.path(), "pd-h-413");

@@ -36,7 +36,8 @@ pub struct ConnectionLimits {
     /// Longest wait for a request's headers, and for the next request on an idle
     /// keep-alive connection.
     pub header_timeout: Duration,
-    /// Longest pause while a client sends a request body, and longest TLS handshake.
+    /// Longest pause while a client sends a request body or reads an answer, and
+    /// longest TLS handshake.
     pub body_timeout: Duration,
 }
 
@@ -189,10 +190,16 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => http1(stream, peer, app, limits, busy).await,
+        None => {
+            let io = WriteStall::new(stream, limits.body_timeout);
+            http1(io, peer, app, limits, busy).await
+        }
         Some(acceptor) => {
             match tokio::time::timeout(limits.body_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => http1(s, peer, app, limits, busy).await,
+                Ok(Ok(s)) => {
+                    let io = WriteStall::new(s, limits.body_timeout);
+                    http1(io, peer, app, limits, busy).await
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -232,5 +239,84 @@ async fn http1<S>(
         .keep_alive(true);
     if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
         tracing::debug!(%peer, error = %e, "connection ended");
+    }
+}
+
+/// A connection whose writes fail when the client stops reading for `limit`: a client
+/// that never reads its answer would otherwise hold a busy connection forever.
+struct WriteStall<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStall<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Turns `Pending` into a timeout error once the stall has lasted `limit`.
+    fn watch<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future;
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )));
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStall<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStall<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, r)
     }
 }
