@@ -695,6 +695,29 @@ fn server_killed_between_commit_and_state_swap_never_serves_an_older_timestamp()
     // The current catalog can be pushed again.
     let o = push(&srv, &cat.repo);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(served_timestamp(&srv) >= v2);
+    let v3 = served_timestamp(&srv);
+    assert!(v3 >= v2);
     assert_eq!(staging_dirs(&data), Vec::<PathBuf>::new());
+
+    // A data directory from before this layout (a plain `datastore` directory) is
+    // adopted at start and keeps refusing the older catalog.
+    drop(srv);
+    let link = data.join("catalog/datastore");
+    let target = std::fs::canonicalize(&link).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&target)
+        .arg(&link)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::remove_dir_all(data.join("catalog/states")).unwrap();
+    let srv = Server::start_logged(&b, d.path(), &cat.root(), &[], &[], &[]);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!push(&srv, &old_repo).status.success());
+    assert_eq!(served_timestamp(&srv), v3);
 }
