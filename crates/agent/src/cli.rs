@@ -28,7 +28,7 @@ pub struct Args {
     /// variable or --enroll-token-file: a value on the command line is visible in the
     /// process list.
     #[arg(long, env = "PATCHDAY_ENROLL_TOKEN", hide_env_values = true)]
-    pub enroll_token: Option<String>,
+    pub enroll_token: Option<patchday_types::Secret>,
     /// File holding the enrolment token (first run only; read instead of --enroll-token).
     #[arg(long)]
     pub enroll_token_file: Option<PathBuf>,
@@ -93,7 +93,7 @@ fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
 pub async fn run(args: Args) -> std::process::ExitCode {
     let enroll_token = match &args.enroll_token_file {
         Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => Some(t.trim().to_string()),
+            Ok(t) => Some(patchday_types::Secret::new(t.trim())),
             Err(e) => {
                 eprintln!(
                     "error: cannot read --enroll-token-file {}: {e}",

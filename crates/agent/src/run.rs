@@ -29,8 +29,8 @@ pub struct AgentConfig {
     pub server: String,
     /// State directory.
     pub state_dir: PathBuf,
-    /// Enrolment token, for the first run.
-    pub enroll_token: Option<String>,
+    /// Enrolment token, for the first run (never printed: issue 8, finding 9).
+    pub enroll_token: Option<patchday_types::Secret>,
     /// Root of the managed system.
     pub root: PathBuf,
     /// Extra dpkg arguments.
@@ -145,7 +145,7 @@ async fn enroll(cfg: &AgentConfig, state: &StateDir, now: Timestamp) -> anyhow::
         .post(
             "v1/agent/enroll",
             &EnrollRequest {
-                token,
+                token: token.expose().to_string(),
                 hostname,
                 public_key,
             },

@@ -365,7 +365,7 @@ pub struct Conn {
     pub server: Option<String>,
     /// Operator token.
     #[arg(long, env = "PATCHDAY_TOKEN", global = true, hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<patchday_types::Secret>,
     /// CLI config file.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
@@ -383,7 +383,7 @@ impl Conn {
         #[derive(serde::Deserialize, Default)]
         struct File {
             pub server: Option<String>,
-            token: Option<String>,
+            token: Option<patchday_types::Secret>,
         }
         let path = self.config.clone().or_else(|| {
             std::env::var_os("XDG_CONFIG_HOME")
@@ -415,6 +415,6 @@ impl Conn {
             }
             None => None,
         };
-        Api::new(&server, &token, ca.as_deref())
+        Api::new(&server, token.expose(), ca.as_deref())
     }
 }

@@ -133,6 +133,8 @@ enum Command {
 
 #[derive(Args)]
 struct ServerArgs {
+    #[command(subcommand)]
+    action: Option<ServerAction>,
     /// Data directory (database, content store, pinned root).
     #[arg(long, env = "PATCHDAY_DATA")]
     data: Option<PathBuf>,
@@ -183,6 +185,33 @@ struct ServerArgs {
     /// How often the refresher looks at the timestamp, in seconds.
     #[arg(long, default_value_t = 60, requires = "timestamp_key", hide = true)]
     timestamp_check: u32,
+    /// Most open connections [default: 10000, fewer when the open-file limit is lower];
+    /// beyond it the oldest idle connection is closed.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers (and an idle keep-alive
+    /// connection to send its next request).
+    #[arg(long, default_value_t = 15)]
+    header_timeout: u64,
+    /// Seconds a client may pause while sending a request body, reading an answer, or
+    /// in the TLS handshake.
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
+}
+
+/// Maintenance of a server's data directory (issue 8, finding 14).
+#[derive(Subcommand)]
+enum ServerAction {
+    /// Checks every stored payload against its sha256, quarantines damaged ones and
+    /// prints a summary; exits non-zero if any was damaged or missing (a catalog push
+    /// repairs them).
+    ///
+    /// Example: patchday server scrub --data /var/lib/patchday
+    Scrub {
+        /// Data directory.
+        #[arg(long, env = "PATCHDAY_DATA")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1206,6 +1235,9 @@ struct ServerFile {
 }
 
 async fn server(a: ServerArgs) -> anyhow::Result<i32> {
+    if let Some(ServerAction::Scrub { data }) = &a.action {
+        return scrub(data).await;
+    }
     let file: ServerFile = match &a.config {
         Some(p) => toml::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -1244,11 +1276,16 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         online.check_every = std::time::Duration::from_secs(u64::from(a.timestamp_check.max(1)));
         cfg.online_timestamp = Some(online);
     }
+    cfg.limits = patchday_server::listener::ConnectionLimits {
+        max_connections: a.max_connections,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout.max(1)),
+        body_timeout: std::time::Duration::from_secs(a.body_timeout.max(1)),
+    };
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");
         if let Some(f) = &a.admin_token_file {
-            patchday_agent::state::write_atomic(f, tok.as_bytes(), 0o600)?;
+            write_secret_file(f, tok)?;
         }
     }
     let tls = match (a.tls_cert, a.tls_key, a.tls_self_signed) {
@@ -1289,6 +1326,50 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+// Issue 8, findings 9 and 14: `server --admin-token-file` and `server scrub`.
+
+/// Writes a secret through a temporary file with a random name, created exclusively
+/// (never through a link someone planted) with mode 0600, then renamed into place.
+fn write_secret_file(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".patchday-token-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(secret.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+async fn scrub(data: &std::path::Path) -> anyhow::Result<i32> {
+    let r = patchday_server::scrub(data).await?;
+    for d in &r.damaged {
+        println!("damaged (quarantined): {d}");
+    }
+    for m in &r.missing {
+        println!("missing: {m}");
+    }
+    println!(
+        "scrub: {} payloads checked, {} damaged, {} missing{}",
+        r.checked,
+        r.damaged.len(),
+        r.missing.len(),
+        if r.clean() {
+            ""
+        } else {
+            "; push the catalog again to repair"
+        }
+    );
+    Ok(if r.clean() { 0 } else { 1 })
 }
 
 #[tokio::main]

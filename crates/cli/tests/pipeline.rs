@@ -242,11 +242,13 @@ fn corrupted_payload_on_the_server_is_refused_and_nothing_is_installed() {
 
     let o = h.agent(&w.srv.url, None);
     assert!(!o.status.success());
-    assert!(text(&o).contains("sha256 mismatch"), "{}", text(&o));
+    // The server checks the payload's sha256 before serving it and refuses (503)
+    // rather than send damaged bytes (issue 8, finding 14: server_hardening.rs).
+    assert!(text(&o).contains("503"), "{}", text(&o));
     assert_eq!(h.version("pd-test-corrupt").as_deref(), Some("1.0-1"));
     let (state, msg) = w.state_of("corrupt-1", "PD-T-1");
     assert_eq!(state, "failed");
-    assert!(msg.contains("sha256"), "{msg}");
+    assert!(msg.contains("503"), "{msg}");
 }
 
 #[test]
@@ -1269,8 +1271,12 @@ fn python_tuf_ngclient_refreshes_and_downloads_from_patchday() {
         .output()
         .unwrap();
     assert!(!o.status.success());
+    // The server itself now refuses a payload that fails its hash (503, issue 8,
+    // finding 14); a client that got the bytes anyway would refuse them.
     assert!(
-        text(&o).contains("LengthOrHashMismatch") || text(&o).contains("hash"),
+        text(&o).contains("LengthOrHashMismatch")
+            || text(&o).contains("hash")
+            || text(&o).contains("HTTP Error 503"),
         "{}",
         text(&o)
     );

@@ -39,6 +39,14 @@ pub enum ContentError {
         /// Blob length.
         len: u64,
     },
+    /// A stored blob no longer hashes to its key; it was quarantined.
+    #[error("stored content {expected} is damaged (it hashes to {actual}) and was quarantined: push the catalog again to repair it")]
+    Damaged {
+        /// Its key.
+        expected: String,
+        /// What the bytes hash to now.
+        actual: String,
+    },
     /// The disk failed (full, permissions, ...).
     #[error("content store I/O at {path}: {source} (check free space and permissions)")]
     Io {
@@ -66,6 +74,19 @@ pub trait ContentStore: Send + Sync {
     async fn len(&self, sha256: &str) -> Result<Option<u64>, ContentError>;
     /// Opens a blob from `offset`.
     async fn open(&self, sha256: &str, offset: u64) -> Result<BlobReader, ContentError>;
+
+    // Issue 8, finding 14: damaged blobs are found and set aside.
+    /// Hashes a stored blob: `Ok(true)` when it matches its key, `Ok(false)` when damaged.
+    async fn verify(&self, sha256: &str) -> Result<bool, ContentError>;
+    /// Moves a damaged blob out of the way (kept for inspection, never served again);
+    /// the next `put_file` with good bytes stores it anew.
+    async fn quarantine(&self, sha256: &str) -> Result<(), ContentError>;
+    /// Every stored key.
+    async fn keys(&self) -> Result<Vec<String>, ContentError>;
+    /// Like [`ContentStore::open`], after checking the blob against its key (hashed
+    /// once, and again whenever the file changes): a damaged blob is quarantined and
+    /// [`ContentError::Damaged`] returned, so its bytes are never served.
+    async fn open_verified(&self, sha256: &str, offset: u64) -> Result<BlobReader, ContentError>;
 }
 
 fn check_key(k: &str) -> Result<(), ContentError> {
@@ -82,6 +103,35 @@ fn check_key(k: &str) -> Result<(), ContentError> {
 /// Blobs as files under a directory: `ROOT/ab/abcdef...`.
 pub struct LocalDisk {
     root: PathBuf,
+    /// Blobs hashed and found good, with the file identity they had then.
+    verified: std::sync::Mutex<std::collections::HashMap<String, FileStamp>>,
+}
+
+/// What changes whenever a file's bytes change (ctime cannot be set back by hand).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        }
+    }
 }
 
 impl LocalDisk {
@@ -92,7 +142,46 @@ impl LocalDisk {
             path: root.clone(),
             source,
         })?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            verified: Default::default(),
+        })
+    }
+
+    fn verified_stamp(&self, key: &str) -> Option<FileStamp> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+    }
+
+    fn set_verified(&self, key: &str, stamp: Option<FileStamp>) {
+        let mut m = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        match stamp {
+            Some(s) => m.insert(key.to_string(), s),
+            None => m.remove(key),
+        };
+    }
+
+    /// Hashes the blob; `Some(actual)` when it does not match its key.
+    async fn mismatch(&self, sha256: &str) -> Result<Option<String>, ContentError> {
+        let mut blob = self.open(sha256, 0).await?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = blob
+                .reader
+                .read(&mut buf)
+                .await
+                .map_err(io(&self.path(sha256)))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let actual = hex::encode(hasher.finalize());
+        Ok((actual != sha256).then_some(actual))
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -113,7 +202,11 @@ impl ContentStore for LocalDisk {
         check_key(sha256)?;
         let dest = self.path(sha256);
         if tokio::fs::try_exists(&dest).await.map_err(io(&dest))? {
-            return Ok(());
+            // A push repairs what it carries: a damaged copy is set aside and replaced.
+            if self.verify(sha256).await? {
+                return Ok(());
+            }
+            self.quarantine(sha256).await?;
         }
         let dir = self.root.join(&sha256[..2]);
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
@@ -182,7 +275,82 @@ impl ContentStore for LocalDisk {
             reader: Box::new(f),
         })
     }
+
+    async fn verify(&self, sha256: &str) -> Result<bool, ContentError> {
+        Ok(self.mismatch(sha256).await?.is_none())
+    }
+
+    async fn open_verified(&self, sha256: &str, offset: u64) -> Result<BlobReader, ContentError> {
+        check_key(sha256)?;
+        let p = self.path(sha256);
+        let stamp = match tokio::fs::metadata(&p).await {
+            Ok(m) => FileStamp::of(&m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ContentError::NotFound(sha256.to_string()))
+            }
+            Err(source) => return Err(ContentError::Io { path: p, source }),
+        };
+        if self.verified_stamp(sha256) != Some(stamp) {
+            if let Some(actual) = self.mismatch(sha256).await? {
+                self.set_verified(sha256, None);
+                self.quarantine(sha256).await?;
+                return Err(ContentError::Damaged {
+                    expected: sha256.to_string(),
+                    actual,
+                });
+            }
+            self.set_verified(sha256, Some(stamp));
+        }
+        self.open(sha256, offset).await
+    }
+
+    async fn quarantine(&self, sha256: &str) -> Result<(), ContentError> {
+        check_key(sha256)?;
+        let dir = self.root.join(QUARANTINE);
+        tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+        let mut n = 0u32;
+        let dest = loop {
+            let d = dir.join(format!("{sha256}.{n}"));
+            if !tokio::fs::try_exists(&d).await.map_err(io(&d))? {
+                break d;
+            }
+            n += 1;
+        };
+        let src = self.path(sha256);
+        self.set_verified(sha256, None);
+        match tokio::fs::rename(&src, &dest).await {
+            Ok(()) => Ok(()),
+            // Already set aside by a concurrent reader.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ContentError::Io { path: src, source }),
+        }
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, ContentError> {
+        let mut keys = Vec::new();
+        let mut dirs = tokio::fs::read_dir(&self.root)
+            .await
+            .map_err(io(&self.root))?;
+        while let Some(d) = dirs.next_entry().await.map_err(io(&self.root))? {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 || !d.file_type().await.map_err(io(&d.path()))?.is_dir() {
+                continue;
+            }
+            let mut files = tokio::fs::read_dir(d.path()).await.map_err(io(&d.path()))?;
+            while let Some(f) = files.next_entry().await.map_err(io(&d.path()))? {
+                let k = f.file_name().to_string_lossy().into_owned();
+                if check_key(&k).is_ok() && k.starts_with(&name) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
 }
+
+/// Where damaged blobs go, under the store's root.
+pub const QUARANTINE: &str = "quarantine";
 
 #[cfg(test)]
 mod tests {
@@ -218,6 +386,38 @@ mod tests {
         assert!(matches!(
             store.len("../etc").await,
             Err(ContentError::BadKey(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_blob_is_found_set_aside_and_repaired_by_the_next_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDisk::new(dir.path().join("blobs")).unwrap();
+        let src = dir.path().join("x");
+        std::fs::write(&src, b"hello world").unwrap();
+        let key = hex::encode(Sha256::digest(b"hello world"));
+        store.put_file(&src, &key).await.unwrap();
+        assert_eq!(store.keys().await.unwrap(), vec![key.clone()]);
+        assert!(store.verify(&key).await.unwrap());
+        let blob = dir.path().join("blobs").join(&key[..2]).join(&key);
+        std::fs::write(&blob, b"hello worle").unwrap();
+        assert!(
+            !store.verify(&key).await.unwrap(),
+            "a flipped byte is found"
+        );
+        // Putting the good bytes again repairs it; the damaged copy is kept aside.
+        store.put_file(&src, &key).await.unwrap();
+        assert_eq!(std::fs::read(&blob).unwrap(), b"hello world");
+        let aside = dir
+            .path()
+            .join("blobs")
+            .join(QUARANTINE)
+            .join(format!("{key}.0"));
+        assert_eq!(std::fs::read(aside).unwrap(), b"hello worle");
+        store.quarantine(&key).await.unwrap();
+        assert!(matches!(
+            store.open(&key, 0).await,
+            Err(ContentError::NotFound(_))
         ));
     }
 }

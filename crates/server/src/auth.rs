@@ -86,7 +86,10 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
-        let t = live_operator_token(state, secret).await?;
+        login_allowed(parts, state)?;
+        let t = live_operator_token(state, secret)
+            .await
+            .map_err(|e| counted_failure(parts, state, e))?;
         Ok(Operator {
             name: t.name,
             role: t.role,
@@ -166,9 +169,13 @@ impl FromRequestParts<AppState> for HostAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
+        login_allowed(parts, state)?;
         match state.store.host_by_credential(&hash_secret(secret)).await? {
             Some((tenant, host)) => Ok(HostAuth { tenant, host }),
-            None => Err(host_refusal(state, &hash_secret(secret)).await?),
+            None => {
+                let refusal = host_refusal(state, &hash_secret(secret)).await?;
+                Err(counted_failure(parts, state, refusal))
+            }
         }
     }
 }
@@ -181,12 +188,16 @@ impl FromRequestParts<AppState> for AnyCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
+        login_allowed(parts, state)?;
         let h = hash_secret(secret);
         if state.store.host_by_credential(&h).await?.is_some() {
             return Ok(AnyCaller);
         }
         // Finding 3: revoked and expired operator tokens read nothing either.
-        live_operator_token(state, secret).await.map(|_| AnyCaller)
+        live_operator_token(state, secret)
+            .await
+            .map(|_| AnyCaller)
+            .map_err(|e| counted_failure(parts, state, e))
     }
 }
 
@@ -307,5 +318,86 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState>
                 Err(resp)
             }
         }
+    }
+}
+
+// Issue 8, finding 9: failed logins are logged with their source address and limited
+// per address (see `ratelimit`).
+
+/// The client's address, when the server was reached over a socket.
+pub fn source(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// 429 when the caller's address has failed too often lately.
+pub fn login_allowed(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    allowed(source(parts), state)
+}
+
+/// Logs and counts a failed login; returns the 401 to answer.
+pub fn login_failed(parts: &Parts, state: &AppState, message: &str) -> ApiError {
+    failed(source(parts), parts.uri.path(), state, message)
+}
+
+fn allowed(ip: Option<std::net::IpAddr>, state: &AppState) -> Result<(), ApiError> {
+    let Some(ip) = ip else {
+        return Ok(());
+    };
+    state
+        .failed_logins
+        .check(ip, state.clock.now())
+        .map_err(|wait| {
+            ApiError::new(
+                ErrorCode::TooManyRequests,
+                format!("too many failed logins from {ip}; try again in {wait} s"),
+            )
+            .retry_after(wait)
+        })
+}
+
+fn failed(ip: Option<std::net::IpAddr>, path: &str, state: &AppState, message: &str) -> ApiError {
+    match ip {
+        Some(ip) => {
+            let n = state.failed_logins.record(ip, state.clock.now());
+            tracing::warn!(source = %ip, path, failures = n, "failed login");
+        }
+        None => tracing::warn!(path, "failed login"),
+    }
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+/// A refused credential (401) counts as a failed login from the caller's address (finding
+/// 9) and keeps its message (finding 3: unknown, revoked, expired or removed); other
+/// errors (a store failure) pass unchanged.
+fn counted_failure(parts: &Parts, state: &AppState, e: ApiError) -> ApiError {
+    if e.code == ErrorCode::Unauthorized {
+        login_failed(parts, state, &e.message)
+    } else {
+        e
+    }
+}
+
+/// The caller's address, for handlers that check a secret themselves (enrolment).
+pub struct Source(pub Option<std::net::IpAddr>);
+
+impl Source {
+    /// See [`login_allowed`].
+    pub fn allowed(&self, state: &AppState) -> Result<(), ApiError> {
+        allowed(self.0, state)
+    }
+    /// See [`login_failed`].
+    pub fn failed(&self, state: &AppState, path: &str, message: &str) -> ApiError {
+        failed(self.0, path, state, message)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(source(parts)))
     }
 }

@@ -249,7 +249,10 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         updates: updates.len() as u64,
         payloads,
     };
-    state
+    // The new trusted state is kept under its own name before the database commit, so
+    // a crash after the commit finds it at start (issue 8, finding 15).
+    let state_dir = prepare_state(data, &trial_ds).map_err(ApiError::internal)?;
+    let committed = state
         .store
         .replace_catalog(&CatalogRecord {
             status: status.clone(),
@@ -257,15 +260,14 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
             targets: record_targets,
             metadata,
         })
-        .await?;
-    // Only now does the trusted datastore advance.
-    let old = catalog_dir(data).join("datastore.old");
-    let _ = std::fs::remove_dir_all(&old);
-    if trusted_ds.exists() {
-        std::fs::rename(&trusted_ds, &old).map_err(ApiError::internal)?;
+        .await;
+    if let Err(e) = committed {
+        let _ = std::fs::remove_dir_all(&state_dir);
+        return Err(e.into());
     }
-    std::fs::rename(&trial_ds, &trusted_ds).map_err(ApiError::internal)?;
-    let _ = std::fs::remove_dir_all(&old);
+    // Only now does the trusted datastore advance (see `commit_state` for the protocol).
+    failpoint("catalog-after-commit");
+    commit_state(data, &state_dir).map_err(ApiError::internal)?;
     tracing::info!(
         targets = status.targets_version,
         updates = status.updates,
@@ -298,4 +300,141 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+// Issue 8, finding 15: the trusted catalog state and the database commit.
+//
+// `catalog/datastore` is a symlink to `catalog/states/<name>`. A push verifies in a
+// staging copy, moves the new state to `states/<name>` (fsynced), commits the database,
+// then points the symlink at it with one atomic rename. A server killed anywhere in
+// between finds at start (`recover`) the state the database committed: the state whose
+// timestamp version is the newest not above the database's; uncommitted states and
+// staging directories are removed.
+
+fn states_dir(data: &Path) -> PathBuf {
+    catalog_dir(data).join("states")
+}
+
+/// Exits the process at a named point when `PATCHDAY_FAILPOINT` names it (crash tests).
+pub fn failpoint(name: &str) {
+    if std::env::var("PATCHDAY_FAILPOINT").is_ok_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint reached: exiting");
+        std::process::exit(1);
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Moves a verified trial datastore to `states/<random>`, durably; returns its path.
+fn prepare_state(data: &Path, trial: &Path) -> std::io::Result<PathBuf> {
+    let states = states_dir(data);
+    std::fs::create_dir_all(&states)?;
+    let mut b = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    let dest = states.join(hex::encode(b));
+    for e in std::fs::read_dir(trial)? {
+        std::fs::File::open(e?.path())?.sync_all()?;
+    }
+    std::fs::rename(trial, &dest)?;
+    sync_dir(&dest)?;
+    sync_dir(&states)?;
+    Ok(dest)
+}
+
+/// Points `catalog/datastore` at `state` (atomic rename of a symlink) and removes the
+/// states it no longer needs.
+fn commit_state(data: &Path, state: &Path) -> std::io::Result<()> {
+    let dir = catalog_dir(data);
+    let link = dir.join("datastore");
+    let next = dir.join("datastore.next");
+    let _ = std::fs::remove_file(&next);
+    let name = state
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("state directory has no name"))?;
+    std::os::unix::fs::symlink(Path::new("states").join(name), &next)?;
+    std::fs::rename(&next, &link)?;
+    sync_dir(&dir)?;
+    for e in std::fs::read_dir(states_dir(data))? {
+        let e = e?;
+        if e.file_name() != name {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// Timestamp version of a datastore directory (0 when it has none).
+fn datastore_timestamp(dir: &Path) -> u64 {
+    std::fs::read(dir.join("timestamp.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["signed"]["version"].as_u64())
+        .unwrap_or(0)
+}
+
+/// At start: removes staging directories a killed push left behind, and makes the
+/// trusted datastore the one the database committed.
+pub async fn recover(data: &Path, store: &dyn patchday_store::Store) -> anyhow::Result<()> {
+    let dir = catalog_dir(data);
+    for parent in [dir.clone(), dir.join("incoming")] {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("staging-") {
+                tracing::info!(path = %e.path().display(), "removing a staging directory left by an interrupted push");
+                std::fs::remove_dir_all(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+    }
+    let link = dir.join("datastore");
+    let _ = std::fs::remove_file(dir.join("datastore.next"));
+    let _ = std::fs::remove_dir_all(dir.join("datastore.old"));
+    // A datastore from before this protocol: adopt it as a state.
+    if std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
+        let adopted = prepare_state(data, &link)?;
+        commit_state(data, &adopted)?;
+    }
+    let committed = match store.catalog_metadata("timestamp.json").await? {
+        Some(b) => serde_json::from_slice::<serde_json::Value>(&b)
+            .ok()
+            .and_then(|v| v["signed"]["version"].as_u64())
+            .unwrap_or(0),
+        None => 0,
+    };
+    let mut best: Option<(u64, PathBuf)> = None;
+    if let Ok(entries) = std::fs::read_dir(states_dir(data)) {
+        for e in entries.flatten() {
+            let v = datastore_timestamp(&e.path());
+            if v <= committed && best.as_ref().is_none_or(|(b, _)| v > *b) {
+                best = Some((v, e.path()));
+            }
+        }
+    }
+    let Some((version, state)) = best else {
+        if let Ok(entries) = std::fs::read_dir(states_dir(data)) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        return Ok(());
+    };
+    let current = std::fs::canonicalize(&link).ok();
+    if current.as_deref() != std::fs::canonicalize(&state).ok().as_deref() {
+        tracing::warn!(
+            timestamp = version,
+            "the trusted catalog state was behind the database (a push was interrupted): recovered"
+        );
+    }
+    commit_state(data, &state)?;
+    // A timestamp the server re-signed may be in the database but not yet here.
+    if version < committed {
+        if let Some(b) = store.catalog_metadata("timestamp.json").await? {
+            patchday_trust::client::write_atomically(&link.join("timestamp.json"), &b)?;
+        }
+    }
+    Ok(())
 }

@@ -66,9 +66,12 @@ async fn sign(
     )
     .await
     .map_err(|e| {
+        // The cause names the key's path: it goes to the log, not to the client
+        // (issue 8, finding 9).
+        tracing::error!(error = %e, "the timestamp key cannot sign");
         ApiError::new(
             patchday_types::api::ErrorCode::CatalogRejected,
-            format!("the server's timestamp key cannot sign this catalog's timestamp: {e}; give `patchday server --timestamp-key` the timestamp key the catalog root names"),
+            "the server's timestamp key cannot sign this catalog's timestamp (the server log says why); give `patchday server --timestamp-key` the timestamp key the catalog root names",
         )
     })
 }

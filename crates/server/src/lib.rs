@@ -5,6 +5,12 @@
 //! serving TUF metadata and payloads to agents, and computing applicability and
 //! compliance from what agents report. Must not touch: signing keys of the catalog
 //! (it never has them), installing anything.
+//!
+//! It also defends itself (issue 8): the accept loop bounds connections and slow
+//! clients (`listener`), failed logins are limited per address (`ratelimit`), a full
+//! disk is answered 507 and shown in `/v1/health` (`storage`), payloads are hashed
+//! before they are served and damaged ones quarantined ([`scrub`] checks them all),
+//! and the trusted catalog state is swapped in a way a crash can recover from.
 
 mod auth;
 mod catalog;
@@ -14,8 +20,11 @@ mod director;
 mod error;
 pub mod freshness;
 mod limits; // finding 4 (issue 8)
+pub mod listener;
+mod ratelimit;
 mod routes;
 mod state;
+mod storage;
 pub mod tls;
 
 pub use clock::{Clock, SystemClock};
@@ -95,9 +104,11 @@ pub async fn bind(
         .await
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
     let addr = listener.local_addr()?;
-    // The peer address reaches handlers (finding 10: the operator log says from where).
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    Ok((addr, async move { axum::serve(listener, app).await }))
+    // The listener puts the peer address in each request (finding 10: the operator log
+    // says from where; finding 9: failed logins are limited per address).
+    let limits = state.config.limits;
+    let app = router(state);
+    Ok((addr, listener::serve(listener, app, limits, None)))
 }
 
 /// Binds `listen` and returns the bound address and the HTTPS serving future.
@@ -113,9 +124,75 @@ pub async fn bind_tls(
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let limits = state.config.limits;
     let app = router(state);
-    Ok((addr, async move { tls::serve(listener, &files, app).await }))
+    Ok((addr, async move {
+        tls::serve(listener, &files, app, limits).await
+    }))
 }
 
 /// Keeps the `Store` trait object type nameable for callers.
 pub type DynStore = Arc<dyn Store>;
+
+// Issue 8, finding 14: `patchday server scrub`.
+
+/// What a scrub of the content store found.
+#[derive(Debug, Default)]
+pub struct ScrubReport {
+    /// Blobs checked.
+    pub checked: usize,
+    /// Blobs whose bytes no longer match their sha256 (now quarantined).
+    pub damaged: Vec<String>,
+    /// Payloads the current catalog lists that the content store does not have.
+    pub missing: Vec<String>,
+}
+
+impl ScrubReport {
+    /// Whether everything was intact.
+    pub fn clean(&self) -> bool {
+        self.damaged.is_empty() && self.missing.is_empty()
+    }
+}
+
+/// Hashes every stored payload under `data_dir`, quarantines damaged ones, and lists
+/// what the current catalog names but the store lacks. A later catalog push repairs both.
+pub async fn scrub(data_dir: &std::path::Path) -> anyhow::Result<ScrubReport> {
+    use patchday_content::ContentStore;
+    let content_dir = data_dir.join("content");
+    anyhow::ensure!(
+        content_dir.is_dir(),
+        "{} has no content store: is it a server data directory (--data)?",
+        data_dir.display()
+    );
+    let content = patchday_content::LocalDisk::new(content_dir)?;
+    let mut report = ScrubReport::default();
+    for key in content.keys().await? {
+        report.checked += 1;
+        if !content.verify(&key).await? {
+            tracing::error!(sha256 = %key, "stored payload is damaged: quarantined");
+            content.quarantine(&key).await?;
+            report.damaged.push(key);
+        }
+    }
+    let db = data_dir.join("patchday.db");
+    if db.exists() {
+        let store = patchday_store_sqlite::SqliteStore::open(&db)
+            .await
+            .with_context(|| format!("opening {}", db.display()))?;
+        let names: Vec<String> = store
+            .catalog_updates()
+            .await?
+            .iter()
+            .flat_map(|u| {
+                std::iter::once(patchday_types::UpdateDocument::target_name(&u.id))
+                    .chain(u.payloads.iter().map(|p| p.target.clone()))
+            })
+            .collect();
+        for t in store.catalog_targets(&names).await? {
+            if content.len(&t.sha256).await?.is_none() {
+                report.missing.push(format!("{} ({})", t.name, t.sha256));
+            }
+        }
+    }
+    Ok(report)
+}

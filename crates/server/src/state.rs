@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub audit_feeds: patchday_audit::feeds::FeedPaths,
     /// The catalog's timestamp key, when the server signs and refreshes timestamps.
     pub online_timestamp: Option<crate::freshness::OnlineTimestampKey>,
+    /// Connection cap and client timeouts (issue 8, finding 2).
+    pub limits: crate::listener::ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -35,6 +37,7 @@ impl ServerConfig {
             poll_seconds: 3600,
             audit_feeds: patchday_audit::feeds::FeedPaths::default(),
             online_timestamp: None,
+            limits: crate::listener::ConnectionLimits::default(),
         }
     }
 }
@@ -56,6 +59,10 @@ pub struct AppState {
     pub feeds: Arc<patchday_audit::feeds::Feeds>,
     /// The director's online key (and its certificate), which signs per-host assignments.
     pub director: Arc<crate::director::Director>,
+    /// Failed logins per source address (issue 8, finding 9).
+    pub failed_logins: Arc<crate::ratelimit::FailedLogins>,
+    /// Whether the database can commit writes now (issue 8, finding 11).
+    pub storage: Arc<crate::storage::StorageHealth>,
 }
 
 impl AppState {
@@ -70,6 +77,9 @@ impl AppState {
             .with_context(|| format!("opening the database in {}", dir.display()))?;
         let content = LocalDisk::new(dir.join("content"))?;
         crate::catalog::pin_root(dir, config.catalog_root.as_deref())?;
+        crate::catalog::recover(dir, &store)
+            .await
+            .context("recovering the trusted catalog state")?;
         let feeds = patchday_audit::feeds::Feeds::load(&config.audit_feeds)
             .context("loading the audit feeds")?;
         // The server's own online key: the only private key in its data directory.
@@ -83,6 +93,8 @@ impl AppState {
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
             feeds: Arc::new(feeds),
             director: Arc::new(director),
+            failed_logins: Arc::default(),
+            storage: Arc::default(),
         })
     }
 }

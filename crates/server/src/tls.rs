@@ -71,11 +71,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the router over HTTPS on an already bound listener.
+/// Serves the router over HTTPS on an already bound listener, within `limits`.
 pub async fn serve(
     listener: std::net::TcpListener,
     files: &TlsFiles,
     app: axum::Router,
+    limits: crate::listener::ConnectionLimits,
 ) -> anyhow::Result<()> {
     // reqwest and rcgen bring ring; make it the process's rustls provider explicitly.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -88,8 +89,12 @@ pub async fn serve(
                 files.key.display()
             )
         })?;
-    axum_server::from_tcp_rustls(listener, config)
-        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    // HTTP/1.1 only: the accept loop's timeouts and connection cap are written for it.
+    let mut server_config = (*config.get_inner()).clone();
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    crate::listener::serve(listener, app, limits, Some(acceptor))
         .await
         .context("HTTPS server stopped")
 }

@@ -22,6 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn backend(e: sqlx::Error) -> StoreError {
+    if is_disk_full(&e) {
+        return StoreError::StorageFull(format!(
+            "disk full ({e}); free space in the data directory"
+        ));
+    }
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             StoreError::Conflict(d.message().to_string())
@@ -30,6 +35,87 @@ fn backend(e: sqlx::Error) -> StoreError {
             StoreError::NotFound(format!("referenced object ({})", d.message()))
         }
         _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+// Issue 8, finding 11: a full disk is its own error, so the server answers 507 and
+// its health says so, and no connection goes back to the pool inside a transaction.
+
+/// SQLITE_FULL (13), or an I/O error with ENOSPC / EDQUOT.
+fn is_disk_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c == "13") || d.message().contains("database or disk is full")
+        }
+        sqlx::Error::Io(io) => matches!(io.raw_os_error(), Some(28 | 122)),
+        _ => false,
+    }
+}
+
+/// After each use: a connection still inside a transaction (SQLite can end or keep a
+/// transaction on its own after SQLITE_FULL, and sqlx then loses track of it) is
+/// rolled back and closed, never handed out again: its later statements would look
+/// committed while they are not, and its write lock would block everyone else.
+fn release_check(
+    conn: &mut sqlx::SqliteConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        match sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
+            // There was a transaction nobody was going to finish (an error or a
+            // cancelled request left it): rolled back, and the connection is replaced.
+            Ok(_) => {
+                tracing::debug!(
+                    "an unfinished transaction was rolled back; its connection is closed"
+                );
+                Ok(false)
+            }
+            Err(_) => Ok(true),
+        }
+    })
+}
+
+/// A write transaction (`BEGIN IMMEDIATE` … `COMMIT`) whose connection never goes
+/// back to the pool inside a transaction: a failed commit rolls back and closes it, and
+/// one dropped unfinished (an error, a cancelled request) is rolled back and closed by
+/// `release_check`. sqlx's own transactions track their depth in a counter that a
+/// SQLITE_FULL can put out of step with SQLite.
+struct WriteTx {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+}
+
+impl WriteTx {
+    async fn begin(pool: &SqlitePool) -> Result<Self> {
+        let mut conn = pool.acquire().await.map_err(backend)?;
+        if let Err(e) = sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await {
+            let _ = conn.close().await;
+            return Err(backend(e));
+        }
+        Ok(Self { conn })
+    }
+
+    async fn commit(mut self) -> std::result::Result<(), sqlx::Error> {
+        match sqlx::Executor::execute(&mut *self.conn, "COMMIT").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = sqlx::Executor::execute(&mut *self.conn, "ROLLBACK").await;
+                let _ = self.conn.close().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
     }
 }
 
@@ -83,6 +169,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(release_check)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
@@ -221,7 +308,7 @@ impl Store for SqliteStore {
     }
 
     async fn replace_catalog(&self, c: &CatalogRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         for table in [
             "catalog_updates",
             "catalog_targets",
@@ -267,7 +354,7 @@ impl Store for SqliteStore {
         status: &CatalogStatus,
         metadata: &[(String, Vec<u8>)],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("UPDATE catalog_status SET status = ? WHERE k = 1")
             .bind(to_json(status)?)
             .execute(&mut *tx)
@@ -340,7 +427,7 @@ impl Store for SqliteStore {
         expires_at: Option<Timestamp>,
         log: &LogEntry,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query(
             "INSERT INTO tokens (hash, name, role, tenant_id, created_at, prefix, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -394,7 +481,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: &str, now: Timestamp, log: &LogEntry) -> Result<TokenInfo> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query(
             "UPDATE tokens SET revoked_at = ? WHERE substr(hash, 1, 12) = ? AND revoked_at IS NULL",
         )
@@ -503,7 +590,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         log: &LogEntry,
     ) -> Result<u64> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -560,7 +647,7 @@ impl Store for SqliteStore {
     // ---- Finding 10 (issue 8): the operator log ----
 
     async fn create_tenant_logged(&self, t: &Tenant, now: Timestamp, log: &LogEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query(
             "INSERT INTO tenants (id, name, patch_day, created_at, max_hosts) VALUES (?, ?, ?, ?, ?)",
         )
@@ -577,7 +664,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_log(&self, entry: &LogEntry) -> Result<u64> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         let seq = insert_log(&mut tx, entry).await?;
         tx.commit().await.map_err(backend)?;
         Ok(seq)
@@ -622,6 +709,16 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    // Issue 8, finding 11 (server-hardening).
+    async fn probe_write(&self, now: Timestamp) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO storage_probe (id, at) VALUES (1, ?)")
+            .bind(now.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }
 
@@ -791,7 +888,7 @@ impl TenantStore for SqliteTenant {
 
     async fn set_host_groups(&self, id: &HostId, groups: &[GroupId]) -> Result<()> {
         self.require_host(id).await?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
             .bind(self.id.as_str())
             .bind(id.as_str())
@@ -860,7 +957,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn put_approval(&self, a: &Approval) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         self.write_approval(&mut tx, a).await?;
         tx.commit().await.map_err(backend)
     }
@@ -918,7 +1015,7 @@ impl TenantStore for SqliteTenant {
 
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
         self.require_host(id).await?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         for s in states {
             sqlx::query(
                 "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES (?, ?, ?, ?, ?, ?)
@@ -1057,7 +1154,7 @@ impl TenantStore for SqliteTenant {
     // ---- Finding 3/4 (issue 8): enrolment tokens with limits, removal, host quota ----
 
     async fn create_enroll_token(&self, t: &NewEnrollToken, log: &LogEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         if let Some(g) = &t.group {
             sqlx::query("SELECT 1 FROM groups WHERE tenant_id = ? AND id = ?")
                 .bind(self.id.as_str())
@@ -1103,7 +1200,7 @@ impl TenantStore for SqliteTenant {
         now: Timestamp,
         log: &LogEntry,
     ) -> Result<EnrollTokenInfo> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query(
             "UPDATE enroll_tokens SET revoked_at = ? WHERE tenant_id = ? \
              AND substr(hash, 1, 12) = ? AND revoked_at IS NULL",
@@ -1129,7 +1226,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn remove_host(&self, id: &HostId, now: Timestamp, log: &LogEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         let moved = sqlx::query(
             "INSERT INTO removed_hosts (credential_hash, tenant_id, host_id, removed_at) \
              SELECT credential_hash, tenant_id, id, ? FROM hosts WHERE tenant_id = ? AND id = ? \
@@ -1156,7 +1253,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn remove_group(&self, id: &GroupId, log: &LogEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         // Memberships and approvals go with the group (ON DELETE CASCADE).
         let gone = sqlx::query("DELETE FROM groups WHERE tenant_id = ? AND id = ?")
             .bind(self.id.as_str())
@@ -1172,14 +1269,14 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn put_approval_logged(&self, a: &Approval, log: &LogEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         self.write_approval(&mut tx, a).await?;
         insert_log(&mut tx, log).await?;
         tx.commit().await.map_err(backend)
     }
 
     async fn create_group_logged(&self, g: &Group, log: &LogEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("INSERT INTO groups (tenant_id, id, name) VALUES (?, ?, ?)")
             .bind(self.id.as_str())
             .bind(g.id.as_str())
@@ -1192,7 +1289,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn set_patch_day_logged(&self, pd: &PatchDayConfig, log: &LogEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("UPDATE tenants SET patch_day = ? WHERE id = ?")
             .bind(to_json(pd)?)
             .bind(self.id.as_str())
@@ -1209,7 +1306,7 @@ impl TenantStore for SqliteTenant {
         groups: &[GroupId],
         log: &LogEntry,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
             .bind(self.id.as_str())
             .bind(id.as_str())
@@ -1237,7 +1334,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn set_max_hosts(&self, max_hosts: Option<u32>, log: &LogEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         sqlx::query("UPDATE tenants SET max_hosts = ? WHERE id = ?")
             .bind(max_hosts.map(i64::from))
             .bind(self.id.as_str())
@@ -1268,10 +1365,7 @@ fn catalog_target_row(r: &sqlx::sqlite::SqliteRow) -> Result<CatalogTarget> {
 }
 
 /// Writes (or replaces) catalog metadata files inside a transaction.
-async fn put_metadata(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    metadata: &[(String, Vec<u8>)],
-) -> Result<()> {
+async fn put_metadata(tx: &mut WriteTx, metadata: &[(String, Vec<u8>)]) -> Result<()> {
     for (name, bytes) in metadata {
         sqlx::query(
             "INSERT INTO catalog_metadata (name, bytes) VALUES (?, ?) \
@@ -1335,7 +1429,7 @@ fn enroll_info_row(r: &sqlx::sqlite::SqliteRow) -> Result<EnrollTokenInfo> {
 }
 
 /// Appends a log entry inside a transaction; returns its sequence number.
-async fn insert_log(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, e: &LogEntry) -> Result<u64> {
+async fn insert_log(tx: &mut WriteTx, e: &LogEntry) -> Result<u64> {
     let done = sqlx::query(
         "INSERT INTO operator_log (at, at_ms, tenant_id, actor, actor_id, source, action, object, detail) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1359,7 +1453,7 @@ impl SqliteTenant {
     /// Records (or replaces) a decision inside a transaction.
     async fn write_approval(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        tx: &mut WriteTx,
         a: &Approval,
     ) -> Result<()> {
         let decision = match a.decision {

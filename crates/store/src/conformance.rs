@@ -35,6 +35,7 @@ pub async fn run(store: &dyn Store) {
     approvals_and_states(store).await;
     catalog_replacement(store).await;
     host_signing_and_sequences(store).await; // finding 8/13
+    storage_probe(store).await;
 }
 
 async fn tenants_and_tokens(store: &dyn Store) {
@@ -1083,4 +1084,13 @@ async fn refused_changes_leave_no_log_entry(store: &dyn Store) {
         3,
         "one entry per change that was made, none for the refused ones"
     );
+}
+
+// Issue 8, finding 11 (server-hardening): the health probe commits a write, repeatably,
+// and changes nothing anyone reads.
+async fn storage_probe(store: &dyn Store) {
+    let before = store.list_tenants().await.unwrap();
+    store.probe_write(ts("2026-12-08T02:00:00Z")).await.unwrap();
+    store.probe_write(ts("2026-12-08T02:00:01Z")).await.unwrap();
+    assert_eq!(store.list_tenants().await.unwrap(), before);
 }

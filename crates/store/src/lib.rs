@@ -39,6 +39,9 @@ pub enum StoreError {
     /// a full host quota); the message says which rule and what to do.
     #[error("{0}")]
     Refused(String),
+    /// Issue 8, finding 11: nothing can be committed now (disk full); nothing changed.
+    #[error("storage cannot write: {0}")]
+    StorageFull(String),
 }
 
 /// Result alias for storage calls.
@@ -214,6 +217,10 @@ pub trait Store: Send + Sync {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<LogEntry>>;
+    // Issue 8, finding 11 (server-hardening).
+    /// Commits a tiny write, to learn whether the database can store anything now
+    /// ([`StoreError::StorageFull`] when it cannot).
+    async fn probe_write(&self, now: Timestamp) -> Result<()>;
 }
 
 /// Everything that belongs to one tenant. Built by [`Store::tenant`]; every method

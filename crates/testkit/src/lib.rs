@@ -487,3 +487,75 @@ impl SigningHost {
         )
     }
 }
+
+// Issue 8 (server hardening): servers started under a wrapper (e.g. `prlimit`), with
+// environment variables, whose log is kept in `dir/server.log`.
+impl Server {
+    /// Like [`Server::start_with`], run through `prefix` (a wrapper command and its
+    /// arguments, may be empty) with `env`; the server's log goes to `dir/server.log`.
+    pub fn start_logged(
+        bins: &Bins,
+        dir: &Path,
+        catalog_root: &Path,
+        extra: &[&str],
+        prefix: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let data = dir.join("server");
+        let token_file = dir.join("admin-token");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("server log");
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&bins.patchday);
+                c
+            }
+            None => Command::new(&bins.patchday),
+        };
+        cmd.arg("server")
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--catalog-root")
+            .arg(catalog_root)
+            .arg("--admin-token-file")
+            .arg(&token_file)
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = cmd.spawn().expect("start patchday server");
+        let out = child.stdout.take().expect("stdout");
+        let mut url = None;
+        for line in BufReader::new(out).lines() {
+            let line = line.expect("server stdout");
+            if let Some(u) = line.strip_prefix("patchday server listening on ") {
+                url = Some(u.trim().to_string());
+                break;
+            }
+        }
+        let url = url.unwrap_or_else(|| {
+            panic!(
+                "server did not print its address; its log: {}",
+                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            )
+        });
+        let admin = std::fs::read_to_string(&token_file).expect("admin token file");
+        Server {
+            url,
+            admin,
+            data,
+            bins: bins.clone(),
+            child,
+        }
+    }
+
+    /// Waits for the server process to exit (e.g. at a failpoint); returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait for server")
+    }
+}

@@ -78,6 +78,13 @@ pub enum ErrorCode {
     /// A host's signed body carries a sequence number not above the last one the
     /// server accepted: a replay (409).
     SequenceReplayed,
+    // Issue 8, findings 9, 11 and 14 (server hardening).
+    /// Too many failed logins from this address; retry after the `Retry-After` seconds (429).
+    TooManyRequests,
+    /// The server cannot store anything now (disk full); nothing was changed (507).
+    InsufficientStorage,
+    /// What was asked for is there but cannot be served now (503).
+    Unavailable,
 }
 
 /// The JSON body of every error response.

@@ -7,10 +7,12 @@
 pub mod api;
 pub mod ids;
 pub mod inventory;
+pub mod secret;
 pub mod update;
 
 pub use ids::{GroupId, HostId, IdError, TenantId, UpdateId};
 pub use inventory::{InstalledBundle, InstalledPackage, Inventory, OsRelease};
+pub use secret::Secret;
 pub use update::{
     Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument,
     UpdateState, YearMonth,

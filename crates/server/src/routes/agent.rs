@@ -16,13 +16,15 @@ use patchday_types::{HostId, UpdateDocument};
 /// `POST /v1/agent/enroll`.
 pub async fn enroll(
     State(s): State<AppState>,
+    src: crate::auth::Source,
     Json(req): Json<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
+    src.allowed(&s)?; // issue 8, finding 9: failed enrolments count as failed logins
     // finding 8: the host's own signing key, registered once, here (checked first, so
     // an old agent is told to upgrade and uses up no enrolment token).
     let public_key = host_public_key(&req)?;
     crate::limits::hostname(&req.hostname)?; // finding 4
-    let (tenant_id, group) = redeem(&s, &req.token).await?; // finding 3
+    let (tenant_id, group) = redeem(&s, &src, &req.token).await?; // finding 3
     let tenant = s.store.tenant(&tenant_id).await?;
     let credential = new_secret("pdh");
     let mut suffix = [0u8; 4];
@@ -242,11 +244,13 @@ pub async fn status(
 /// and what to do.
 async fn redeem(
     s: &AppState,
+    src: &crate::auth::Source,
     token: &str,
 ) -> ApiResult<(patchday_types::TenantId, Option<patchday_types::GroupId>)> {
     use patchday_store::EnrollGrant;
     let ask = "ask the tenant admin for a new one (`patchday enroll-token create --tenant T`)";
-    let refuse = |m: String| Err(ApiError::new(ErrorCode::Unauthorized, m));
+    // Finding 9: every refused enrolment token counts as a failed login from its address.
+    let refuse = |m: String| Err(src.failed(s, "/v1/agent/enroll", &m));
     match s.store.redeem_enroll_token(&hash_secret(token), s.clock.now()).await? {
         EnrollGrant::Granted { tenant, group } => Ok((tenant, group)),
         EnrollGrant::Unknown => refuse(format!("unknown enrolment token: {ask}")),

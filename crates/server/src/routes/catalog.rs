@@ -51,11 +51,23 @@ pub async fn push(
         }
         f.write_all(&chunk)
             .await
-            .map_err(|e| ApiError::internal(format!("writing upload: {e} (disk full?)")))?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(28) {
+                    // Issue 8, finding 11: said plainly, and health reports it.
+                    ApiError::new(
+                        ErrorCode::InsufficientStorage,
+                        "the server's disk is full: the upload was not stored; free space and push again",
+                    )
+                } else {
+                    ApiError::internal(format!("writing upload: {e} (disk full?)"))
+                }
+            })?;
     }
     f.flush().await.map_err(ApiError::internal)?;
     drop(f);
-    let status = intake(&s, &path).await?;
+    let status = intake(&s, &path)
+        .await
+        .map_err(|e| e.hide_paths(&s.config.data_dir))?;
     // Finding 10 (issue 8): a provider-wide entry in the operator log.
     let detail = serde_json::json!(status);
     let entry = op.log_entry(

@@ -16,11 +16,19 @@ use axum::Router;
 /// Largest JSON body (inventories of big hosts included).
 const JSON_LIMIT: usize = 32 << 20;
 
+// Issue 8, finding 2: per-route body caps. Enrolment is unauthenticated, so its body
+// (a token and a hostname) is held to a few KiB; state reports to what 10,000 states
+// need. Catalog pushes stream to disk up to --max-catalog-bytes, provider admins only.
+/// Largest enrolment request.
+const ENROLL_LIMIT: usize = 4 << 10;
+/// Largest state report.
+const REPORT_LIMIT: usize = 4 << 20;
+
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     let catalog_push = post(catalog::push).layer(DefaultBodyLimit::disable());
     Router::new()
-        .route("/v1/health", get(|| async { "ok" }))
+        .route("/v1/health", get(crate::storage::health))
         .route(
             "/v1/tenants",
             get(admin::list_tenants).post(admin::create_tenant),
@@ -57,11 +65,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/director", get(director::get))
         .route("/v1/director/rotation", post(director::rotation))
         .route("/v1/director/certificate", put(director::certificate))
-        .route("/v1/agent/enroll", post(agent::enroll))
+        .route(
+            "/v1/agent/enroll",
+            post(agent::enroll).layer(DefaultBodyLimit::max(ENROLL_LIMIT)),
+        )
         .route("/v1/agent/checkin", post(agent::checkin))
-        .route("/v1/agent/report", post(agent::report))
+        .route(
+            "/v1/agent/report",
+            post(agent::report).layer(DefaultBodyLimit::max(REPORT_LIMIT)),
+        )
         // issue 8, finding 13: the agent's run errors.
-        .route("/v1/agent/status", post(agent::status))
+        .route(
+            "/v1/agent/status",
+            post(agent::status).layer(DefaultBodyLimit::max(REPORT_LIMIT)),
+        )
         .route("/v1/tuf/metadata/{name}", get(tuf::metadata))
         .route("/v1/tuf/targets/{name}", get(tuf::target))
         // Finding 3/4/10 (issue 8): listing and revoking secrets, removals, quotas, the log.
@@ -83,6 +100,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/log", get(log::list))
         .route("/v1/tenants/{tenant}/log", get(log::tenant))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::storage::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -21,33 +21,59 @@ pub async fn metadata(
     }
 }
 
-/// Parses `bytes=N-` or `bytes=N-M` (one range).
-fn range_start(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ApiError> {
-    let Some(v) = headers.get(header::RANGE) else {
-        return Ok(None);
+/// What a `Range` header asks of a `len`-byte target.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    /// The whole target (no header, or one this server may ignore: several ranges,
+    /// another unit, or a malformed value — RFC 9110 §14.2 lets it answer 200).
+    Whole,
+    /// Bytes `start..=end`.
+    Part(u64, u64),
+    /// Nothing of the target is in the range (416).
+    Unsatisfiable,
+}
+
+/// Parses `bytes=N-`, `bytes=N-M` and the suffix form `bytes=-N` (issue 8, finding 9).
+fn range_ask(headers: &HeaderMap, len: u64) -> RangeAsk {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return RangeAsk::Whole;
     };
-    let v = v
-        .to_str()
-        .map_err(|_| ApiError::bad_request("malformed Range header"))?;
-    let spec = v
-        .strip_prefix("bytes=")
-        .ok_or_else(|| ApiError::bad_request("only byte ranges are supported"))?;
-    let (a, b) = spec
-        .split_once('-')
-        .ok_or_else(|| ApiError::bad_request("malformed Range header"))?;
-    let start: u64 = a
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::bad_request("unsupported Range: use bytes=START-"))?;
-    let end = if b.trim().is_empty() {
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        // Suffix: the last N bytes.
+        return match b.parse::<u64>() {
+            Ok(0) => RangeAsk::Unsatisfiable,
+            Ok(_) if len == 0 => RangeAsk::Unsatisfiable,
+            Ok(n) => RangeAsk::Part(len.saturating_sub(n), len - 1),
+            Err(_) => RangeAsk::Whole,
+        };
+    }
+    let Ok(start) = a.parse::<u64>() else {
+        return RangeAsk::Whole;
+    };
+    let end = if b.is_empty() {
         len.saturating_sub(1)
     } else {
-        b.trim()
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request("malformed Range end"))?
-            .min(len.saturating_sub(1))
+        match b.parse::<u64>() {
+            Ok(e) if e >= start => e.min(len.saturating_sub(1)),
+            _ => return RangeAsk::Whole,
+        }
     };
-    Ok(Some((start, end)))
+    if start >= len {
+        RangeAsk::Unsatisfiable
+    } else {
+        RangeAsk::Part(start, end)
+    }
 }
 
 /// `GET /v1/tuf/targets/{sha256}.{name}` (consistent-snapshot names).
@@ -69,16 +95,26 @@ pub async fn target(
             ApiError::not_found(format!("target {file} is not in the current catalog"))
         })?;
     let len = t.length;
-    let range = range_start(&headers, len)?;
-    let (start, end) = range.unwrap_or((0, len.saturating_sub(1)));
-    if range.is_some() && (start >= len || start > end) {
-        return Ok((
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
-        )
-            .into_response());
+    let (range, start, end) = match range_ask(&headers, len) {
+        RangeAsk::Whole => (false, 0, len.saturating_sub(1)),
+        RangeAsk::Part(a, b) => (true, a, b),
+        RangeAsk::Unsatisfiable => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+            )
+                .into_response())
+        }
+    };
+    // Checked against its sha256 before any byte is sent (issue 8, finding 14).
+    let blob = s.content.open_verified(&t.sha256, start).await?;
+    if blob.len != len {
+        // Cannot happen for a blob whose hash matched; kept as a guard.
+        return Err(ApiError::internal(format!(
+            "payload {} is {} bytes on disk, the catalog says {len}",
+            t.sha256, blob.len
+        )));
     }
-    let blob = s.content.open(&t.sha256, start).await?;
     let count = if len == 0 { 0 } else { end - start + 1 };
     let reader = tokio::io::AsyncReadExt::take(blob.reader, count);
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
@@ -86,10 +122,36 @@ pub async fn target(
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_LENGTH, count);
-    if range.is_some() {
+    if range {
         resp = resp
             .status(StatusCode::PARTIAL_CONTENT)
             .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
     }
     resp.body(body).map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(v: &str, len: u64) -> RangeAsk {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, v.parse().unwrap());
+        range_ask(&h, len)
+    }
+
+    #[test]
+    fn suffix_ranges_are_served_and_multiple_or_odd_ranges_get_the_whole_target() {
+        assert_eq!(ask("bytes=-4", 10), RangeAsk::Part(6, 9));
+        assert_eq!(ask("bytes=-40", 10), RangeAsk::Part(0, 9));
+        assert_eq!(ask("bytes=-0", 10), RangeAsk::Unsatisfiable);
+        assert_eq!(ask("bytes=3-", 10), RangeAsk::Part(3, 9));
+        assert_eq!(ask("bytes=3-5", 10), RangeAsk::Part(3, 5));
+        assert_eq!(ask("bytes=3-50", 10), RangeAsk::Part(3, 9));
+        assert_eq!(ask("bytes=10-", 10), RangeAsk::Unsatisfiable);
+        assert_eq!(ask("bytes=0-1,4-5", 10), RangeAsk::Whole);
+        assert_eq!(ask("items=0-1", 10), RangeAsk::Whole);
+        assert_eq!(ask("bytes=5-3", 10), RangeAsk::Whole);
+        assert_eq!(ask("bytes=x-", 10), RangeAsk::Whole);
+    }
 }

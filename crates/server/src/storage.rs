@@ -1,0 +1,86 @@
+//! Whether the server can store anything (issue 8, finding 11). A write that could not
+//! be committed is answered 507 (the store reports a full disk as its own error), the
+//! server remembers it, and `/v1/health` answers 503 "storage: cannot write: …" until
+//! a write commits again (its own probe write, or any request's) and the data
+//! directory has [`MIN_FREE`] bytes free; below that it says so before writes fail.
+
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Mutex;
+
+/// Free space below which the data directory counts as full.
+pub const MIN_FREE: u64 = 1 << 20;
+
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    rustix::fs::statvfs(dir)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// The last known write health.
+#[derive(Default)]
+pub struct StorageHealth {
+    failing: Mutex<Option<String>>,
+}
+
+impl StorageHealth {
+    fn set(&self, v: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+    fn get(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Middleware: a 507 marks storage as failing; a committed change marks it healthy.
+pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::INSUFFICIENT_STORAGE {
+        s.storage.set(Some("disk full".into()));
+    } else if writes && resp.status().is_success() {
+        s.storage.set(None);
+    }
+    resp
+}
+
+/// `GET /v1/health`: "ok", or 503 with what is wrong.
+pub async fn health(State(s): State<AppState>) -> Response {
+    let free = free_bytes(&s.config.data_dir);
+    if free.is_some_and(|f| f < MIN_FREE) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "storage: cannot write: disk full ({} KiB free in the data directory)",
+                free.unwrap_or(0) >> 10
+            ),
+        )
+            .into_response();
+    }
+    if s.storage.get().is_some() {
+        // Find out whether space came back, without waiting for someone's write.
+        match s.store.probe_write(s.clock.now()).await {
+            Ok(()) => {
+                tracing::info!("storage can write again");
+                s.storage.set(None);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "storage still cannot write");
+            }
+        }
+    }
+    match s.storage.get() {
+        None => "ok".into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage: cannot write: {why}"),
+        )
+            .into_response(),
+    }
+}
