@@ -263,6 +263,8 @@ fn endless_enrolment_and_checkin_answers_are_cut_off_at_the_cap() {
             .to_string(),
     )
     .unwrap();
+    // An enrolled agent has its own signing key (finding 8), so the check-in is sent.
+    patchday_trust::host_signature::HostKey::generate(&d.path().join("host-key.pk8")).unwrap();
     let root = d.path().join("root");
     std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
     std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();

@@ -175,7 +175,7 @@ fn world(name: &str) -> World {
     srv.cli(&["tenant", "create", "acme"]);
     srv.cli(&["group", "create", "--tenant", "acme", "web"]);
     let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
         .trim()
         .to_string();
     World {
