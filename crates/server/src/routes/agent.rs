@@ -249,11 +249,17 @@ async fn redeem(
 ) -> ApiResult<(patchday_types::TenantId, Option<patchday_types::GroupId>)> {
     use patchday_store::EnrollGrant;
     let ask = "ask the tenant admin for a new one (`patchday enroll-token create --tenant T`)";
-    // Finding 9: every refused enrolment token counts as a failed login from its address.
-    let refuse = |m: String| Err(src.failed(s, "/v1/agent/enroll", &m));
+    // Known tokens that no longer work (expired, revoked, used up) are plain 401s: a
+    // batch enrolment running past its token's uses is not guessing.
+    let refuse = |m: String| Err(ApiError::new(ErrorCode::Unauthorized, m));
     match s.store.redeem_enroll_token(&hash_secret(token), s.clock.now()).await? {
         EnrollGrant::Granted { tenant, group } => Ok((tenant, group)),
-        EnrollGrant::Unknown => refuse(format!("unknown enrolment token: {ask}")),
+        // Finding 9: an unknown token is a guess, counted as a failed login from its address.
+        EnrollGrant::Unknown => Err(src.failed(
+            s,
+            "/v1/agent/enroll",
+            &format!("unknown enrolment token: {ask}"),
+        )),
         EnrollGrant::Expired { at } => refuse(format!("enrolment token expired at {at}: {ask}")),
         EnrollGrant::Revoked { at } => {
             refuse(format!("enrolment token was revoked at {at}: {ask}"))
