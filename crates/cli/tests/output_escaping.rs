@@ -207,10 +207,7 @@ fn hostile_agent_text_reaches_no_terminal_or_spreadsheet_unescaped() {
         "html",
     ]);
     assert_clean("audit-report --plan-format html", &html);
-    assert!(
-        html.contains("=cmd|&#39; /C calc&#39;!A0 acme"),
-        "{html}"
-    );
+    assert!(html.contains("=cmd|&#39; /C calc&#39;!A0 acme"), "{html}");
     let json = srv.cli(&[
         "audit-report",
         "--tenant",

@@ -173,9 +173,10 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         )
         .await?;
     }
-    let verified = patchday_trust::verify_repository(&root, &trial_ds, &meta, &targets)
-        .await
-        .map_err(|e| rejected(e.to_string()))?;
+    let verified =
+        patchday_trust::verify_repository_at(&root, &trial_ds, &meta, &targets, state.clock.now())
+            .await
+            .map_err(|e| rejected(e.to_string()))?;
 
     // Cross-check update documents against the payload targets they name.
     let mut updates = Vec::new();

@@ -1451,11 +1451,7 @@ async fn insert_log(tx: &mut WriteTx, e: &LogEntry) -> Result<u64> {
 
 impl SqliteTenant {
     /// Records (or replaces) a decision inside a transaction.
-    async fn write_approval(
-        &self,
-        tx: &mut WriteTx,
-        a: &Approval,
-    ) -> Result<()> {
+    async fn write_approval(&self, tx: &mut WriteTx, a: &Approval) -> Result<()> {
         let decision = match a.decision {
             Decision::Approve => "approve",
             Decision::Decline => "decline",

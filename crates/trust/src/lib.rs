@@ -47,6 +47,5 @@ pub use publish::{
 };
 pub use verify::{
     check_bytes, check_payload, check_target_file, load_remote, read_verified_target,
-    verify_repository, verify_repository_at, LoadTime, TargetInfo, VerifiedCatalog,
-    MAX_METADATA_FILE,
+    verify_repository_at, LoadTime, TargetInfo, VerifiedCatalog, MAX_METADATA_FILE,
 };

@@ -92,28 +92,11 @@ pub(crate) fn metadata_limits() -> Limits {
 /// Verifies a catalog in local directories (e.g. one just unpacked from an upload).
 ///
 /// Runs the TUF client workflow from `pinned_root`: follows root rotations (`N.root.json`),
-/// checks signatures, versions, hashes, lengths and expiry (by the system clock), and keeps
+/// checks signatures, versions, hashes, lengths and expiry (at `now`: the caller reads its clock; this library never does), and keeps
 /// trusted metadata in `datastore` (created if missing; one per pinned catalog) so a later call
 /// refuses rollback. The catalog's own snapshot and targets files are always read and checked,
 /// never taken from the datastore. Then checks every listed target file in `targets_dir`
 /// (`<sha256>.<name>`) for length and sha256.
-pub async fn verify_repository(
-    pinned_root: &Path,
-    datastore: &Path,
-    metadata_dir: &Path,
-    targets_dir: &Path,
-) -> Result<VerifiedCatalog, TrustError> {
-    verify_repository_at(
-        pinned_root,
-        datastore,
-        metadata_dir,
-        targets_dir,
-        system_now(),
-    )
-    .await
-}
-
-/// [`verify_repository`] with expiry judged at `now`.
 pub async fn verify_repository_at(
     pinned_root: &Path,
     datastore: &Path,
@@ -183,13 +166,6 @@ pub async fn load_remote(
         true,
     )
     .await
-}
-
-/// The one place where this library reads the clock: for [`verify_repository`], which the
-/// server's catalog intake calls (use [`verify_repository_at`] in new code).
-#[allow(clippy::disallowed_methods)]
-fn system_now() -> Timestamp {
-    Timestamp::now()
 }
 
 async fn run_client(

@@ -11,9 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use patchday_trust::transport::{ByteStream, FetchError, FileTransport, Transport};
 use patchday_trust::{
     add_targets, check_payload, generate_keys, generate_keyset, init_catalog, load_remote,
-    read_verified_target, resign_timestamp, rotate_role, rotate_root, verify_repository,
-    verify_repository_at, Expiries, KeyPaths, LoadTime, NewTarget, Role, TrustError,
-    VerifiedCatalog,
+    read_verified_target, resign_timestamp, rotate_role, rotate_root, verify_repository_at,
+    Expiries, KeyPaths, LoadTime, NewTarget, Role, TrustError, VerifiedCatalog,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -129,11 +128,12 @@ impl Verifier {
     }
 
     async fn verify(&self, repo: &Path) -> Result<VerifiedCatalog, TrustError> {
-        verify_repository(
+        verify_repository_at(
             &self.pinned,
             &self.datastore(),
             &repo.join("metadata"),
             &repo.join("targets"),
+            now(),
         )
         .await
     }

@@ -20,8 +20,8 @@ pub async fn enroll(
     Json(req): Json<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
     src.allowed(&s)?; // issue 8, finding 9: failed enrolments count as failed logins
-    // finding 8: the host's own signing key, registered once, here (checked first, so
-    // an old agent is told to upgrade and uses up no enrolment token).
+                      // finding 8: the host's own signing key, registered once, here (checked first, so
+                      // an old agent is told to upgrade and uses up no enrolment token).
     let public_key = host_public_key(&req)?;
     crate::limits::hostname(&req.hostname)?; // finding 4
     let (tenant_id, group) = redeem(&s, &src, &req.token).await?; // finding 3
