@@ -5,6 +5,8 @@ mod agent;
 mod audit;
 mod catalog;
 mod director;
+// Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
+mod fleet;
 mod tuf;
 
 use crate::state::AppState;
@@ -58,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/report", post(agent::report))
         .route("/v1/tuf/metadata/{name}", get(tuf::metadata))
         .route("/v1/tuf/targets/{name}", get(tuf::target))
+        // Issue 9, point 1 (archive sync).
+        .route("/v1/fleet/source-packages", get(fleet::source_packages))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
