@@ -47,10 +47,13 @@ impl Keyring {
         };
         let mut keys = Vec::new();
         for k in parsed {
-            let k = k.map_err(|e| format!("not an OpenPGP public key: {e}"))?;
-            // A subkey whose binding does not verify must not sign for the primary.
-            k.verify_bindings()
-                .map_err(|e| format!("key {}: invalid self-signatures: {e}", k.fingerprint()))?;
+            let mut k = k.map_err(|e| format!("not an OpenPGP public key: {e}"))?;
+            // A subkey whose binding signature by the primary does not verify must not
+            // sign for it. (User-id certifications are not checked: archive keyrings
+            // carry third-party certifications whose issuers they do not hold.)
+            let primary = k.primary_key.clone();
+            k.public_subkeys
+                .retain(|s| s.verify_bindings(&primary).is_ok());
             keys.push(k);
         }
         if keys.is_empty() {

@@ -550,3 +550,59 @@ async fn tracker_urgency_and_kev_rate_the_update() {
     assert_eq!(u.known_exploited, ["CVE-2026-2222"]);
     assert_eq!(u.cves, ["CVE-2026-1111", "CVE-2026-2222", "CVE-2026-4444"]);
 }
+
+/// Debian's own keyring carries user-id certifications by keys it does not hold; they
+/// must not make the keyring unusable (only subkey bindings matter for signing).
+#[test]
+fn debian_archive_keyring_with_third_party_certifications_loads() {
+    let path = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    if !path.exists() {
+        eprintln!(
+            "skipped: {} absent (package debian-archive-keyring)",
+            path.display()
+        );
+        return;
+    }
+    let k = patchday_mirror::release::Keyring::load(path, "debian").unwrap();
+    assert!(!k.fingerprints().is_empty());
+}
+
+/// The genuine bookworm-security InRelease verifies against Debian's keyring, when the
+/// archive answers (skipped with a message when it does not).
+#[tokio::test]
+async fn genuine_debian_security_inrelease_verifies() {
+    let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    if !keyring.exists() {
+        eprintln!(
+            "skipped: {} absent (package debian-archive-keyring)",
+            keyring.display()
+        );
+        return;
+    }
+    let cfg = MirrorConfig::parse(&format!(
+        "[[source]]\nname = \"debian-security\"\nuri = \"http://deb.debian.org/debian-security\"\nsuite = \"bookworm-security\"\ncomponents = [\"main\"]\narchitectures = [\"amd64\"]\nkeyring = \"{}\"\n",
+        keyring.display()
+    ))
+    .unwrap();
+    let url = cfg.sources[0].inrelease_url().unwrap();
+    let fetch = HttpFetch::new().unwrap();
+    let raw = match patchday_mirror::Fetch::get(&fetch, &url, 0).await {
+        Ok(f) => f.bytes,
+        Err(e) => {
+            eprintln!("skipped: the Debian security archive did not answer: {e}");
+            return;
+        }
+    };
+    let ring = patchday_mirror::release::Keyring::load(keyring, "debian-security").unwrap();
+    let rel =
+        patchday_mirror::release::verify_inrelease(&raw, &ring, keyring, url.as_str()).unwrap();
+    assert!(rel.packages_index("main", "amd64").is_some());
+    // And a foreign key refuses it.
+    let other = tempfile::tempdir().unwrap();
+    let other_ring = other.path().join("k.gpg");
+    write_keyring(&keygen(), &other_ring);
+    let ring = patchday_mirror::release::Keyring::load(&other_ring, "x").unwrap();
+    let err = patchday_mirror::release::verify_inrelease(&raw, &ring, &other_ring, url.as_str())
+        .unwrap_err();
+    assert!(matches!(err, MirrorError::BadSignature { .. }), "{err}");
+}
