@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Import every package the sources list.
     #[arg(long)]
     all: bool,
+    /// A dpkg status file (e.g. /var/lib/dpkg/status): newer versions of the source
+    /// packages it lists as installed (one host, or a benchmark, without a server).
+    #[arg(long, conflicts_with_all = ["all", "packages"])]
+    dpkg_status: Option<PathBuf>,
     /// Server to read the fleet's installed source packages from (the default selection:
     /// newer versions of source packages installed on at least one enrolled host).
     #[arg(long, env = "PATCHDAY_SERVER")]
@@ -96,9 +100,22 @@ async fn selection(a: &RunArgs) -> anyhow::Result<Selection> {
     if a.all {
         return Ok(Selection::All);
     }
+    if let Some(path) = &a.dpkg_status {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the dpkg status file {}", path.display()))?;
+        let mut sources: std::collections::BTreeMap<String, BTreeSet<String>> =
+            std::collections::BTreeMap::new();
+        for p in patchday_pkg::status::parse_status(&text) {
+            sources
+                .entry(p.source)
+                .or_default()
+                .insert(p.source_version);
+        }
+        return Ok(Selection::Installed(sources));
+    }
     let Some(server) = &a.server else {
         anyhow::bail!(
-            "say what to import: --server URL (with --token) for what the fleet has installed, --packages a,b, or --all"
+            "say what to import: --server URL (with --token) for what the fleet has installed, --dpkg-status FILE, --packages a,b, or --all"
         );
     };
     let conn = Conn {

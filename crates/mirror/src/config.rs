@@ -8,6 +8,7 @@
 //! components = ["main"]
 //! architectures = ["amd64"]
 //! keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+//! exclude = ["*-dbg"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub struct SourceConfig {
     pub architectures: Vec<String>,
     /// The OpenPGP keyring (binary or armored) whose keys may sign this source's InRelease.
     pub keyring: PathBuf,
+    /// Binary packages never to import, by name with `*` wildcards, e.g.
+    /// `["*-dbg", "*-dbgsym"]` (kernel debug symbols are gigabytes).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 impl MirrorConfig {
@@ -128,8 +133,49 @@ impl SourceConfig {
         })
     }
 
+    /// Whether `package` matches one of the `exclude` patterns.
+    pub fn excludes(&self, package: &str) -> bool {
+        self.exclude.iter().any(|p| glob_match(p, package))
+    }
+
     /// URL of the suite's InRelease.
     pub fn inrelease_url(&self) -> Result<Url, MirrorError> {
         self.url(&format!("dists/{}/InRelease", self.suite))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = &parts[..] else {
+        return pattern == name;
+    };
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    for m in middle {
+        match rest.find(m) {
+            Some(i) => rest = &rest[i + m.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn exclude_globs() {
+        assert!(glob_match("*-dbg", "linux-image-6.1.0-28-amd64-dbg"));
+        assert!(!glob_match("*-dbg", "linux-image-6.1.0-28-amd64"));
+        assert!(glob_match("linux-image-*-rt-*", "linux-image-6.1-rt-amd64"));
+        assert!(glob_match("zlib1g", "zlib1g"));
+        assert!(!glob_match("zlib1g", "zlib1g-dev"));
+        assert!(!glob_match("a*a", "a"));
     }
 }

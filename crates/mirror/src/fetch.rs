@@ -1,5 +1,8 @@
 //! The network seam: the sync asks for bytes of a URL; tests and the CLI choose how.
 
+use std::io::Write;
+use std::path::Path;
+
 use async_trait::async_trait;
 use url::Url;
 
@@ -15,12 +18,47 @@ pub struct Fetched {
     pub ranged: bool,
 }
 
+/// What a download wrote to its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Bytes received.
+    pub bytes: u64,
+    /// The server honoured the range: the bytes were appended.
+    pub ranged: bool,
+}
+
 /// Fetches files of an archive.
 #[async_trait]
 pub trait Fetch: Send + Sync {
     /// The bytes of `url` from byte `from` on (the whole file when `from` is 0). A
-    /// non-success status is an error.
+    /// non-success status is an error. For small files (InRelease, indexes).
     async fn get(&self, url: &Url, from: u64) -> Result<Fetched, MirrorError>;
+
+    /// Writes `url` from byte `from` on into the file `to`: appended when the server
+    /// honoured the range, else the file is replaced by the whole body. Packages can be
+    /// gigabytes (kernel debug symbols): implementations should stream.
+    async fn download(&self, url: &Url, from: u64, to: &Path) -> Result<Downloaded, MirrorError> {
+        let got = self.get(url, from).await?;
+        let append = got.ranged && from > 0;
+        let mut f = open_for(to, append)?;
+        f.write_all(&got.bytes)
+            .map_err(|e| MirrorError::io(to, e))?;
+        f.sync_all().map_err(|e| MirrorError::io(to, e))?;
+        Ok(Downloaded {
+            bytes: got.bytes.len() as u64,
+            ranged: got.ranged,
+        })
+    }
+}
+
+fn open_for(to: &Path, append: bool) -> Result<std::fs::File, MirrorError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(to)
+        .map_err(|e| MirrorError::io(to, e))
 }
 
 /// Plain HTTP(S) with reqwest (rustls). Archives are untrusted transport: every byte is
@@ -68,5 +106,31 @@ impl Fetch for HttpFetch {
             bytes: bytes.to_vec(),
             ranged,
         })
+    }
+
+    async fn download(&self, url: &Url, from: u64, to: &Path) -> Result<Downloaded, MirrorError> {
+        let err = |detail: String| MirrorError::Fetch {
+            url: url.to_string(),
+            detail,
+        };
+        let mut req = self.client.get(url.clone());
+        if from > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let mut resp = req.send().await.map_err(|e| err(e.to_string()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(err(format!("HTTP {status}")));
+        }
+        let ranged = status == reqwest::StatusCode::PARTIAL_CONTENT;
+        let mut f = open_for(to, ranged && from > 0)?;
+        let mut bytes = 0u64;
+        // Each chunk is on disk before the next is read: an interrupted run resumes.
+        while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string()))? {
+            f.write_all(&chunk).map_err(|e| MirrorError::io(to, e))?;
+            bytes += chunk.len() as u64;
+        }
+        f.sync_all().map_err(|e| MirrorError::io(to, e))?;
+        Ok(Downloaded { bytes, ranged })
     }
 }

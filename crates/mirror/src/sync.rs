@@ -1,7 +1,6 @@
 //! One mirror run: for each source, verify InRelease, read its indexes, select, download,
 //! group by source version and hand each new update to the caller's [`Publish`].
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -189,7 +188,11 @@ async fn sync_source(
                 });
             }
             let text = index::decompress(&path, &bytes, iurl.as_str())?;
-            binaries.extend(index::parse_packages(&text, iurl.as_str())?);
+            binaries.extend(
+                index::parse_packages(&text, iurl.as_str())?
+                    .into_iter()
+                    .filter(|b| !source.excludes(&b.package)),
+            );
             indexes.push((path, actual));
         }
     }
@@ -268,6 +271,10 @@ async fn sync_source(
         };
         bar.set_message(format!("{} signing {id}", source.name));
         publish.publish(&update).await?;
+        // The catalog holds its own copy now.
+        for (_, path) in &update.binaries {
+            let _ = std::fs::remove_file(path);
+        }
         state.imported.insert(id.clone());
         state.save(&opts.work_dir)?;
         out.imported.push(id);
@@ -300,33 +307,37 @@ async fn download(
         actual,
     };
     if done.exists() {
-        let bytes = std::fs::read(&done).map_err(|e| MirrorError::io(&done, e))?;
-        if index::sha256_hex(&bytes) == b.sha256 && bytes.len() as u64 == b.size {
+        if file_sha256(&done)? == (b.sha256.clone(), b.size) {
             return Ok((done, 0));
         }
         std::fs::remove_file(&done).map_err(|e| MirrorError::io(&done, e))?;
     }
     let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     let have = if have >= b.size { 0 } else { have };
-    let got = fetch.get(&url, have).await?;
-    let fetched = got.bytes.len() as u64;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(got.ranged && have > 0)
-        .write(true)
-        .truncate(!(got.ranged && have > 0))
-        .open(&part)
-        .map_err(|e| MirrorError::io(&part, e))?;
-    f.write_all(&got.bytes)
-        .map_err(|e| MirrorError::io(&part, e))?;
-    f.sync_all().map_err(|e| MirrorError::io(&part, e))?;
-    drop(f);
-    let bytes = std::fs::read(&part).map_err(|e| MirrorError::io(&part, e))?;
-    let actual = index::sha256_hex(&bytes);
-    if actual != b.sha256 || bytes.len() as u64 != b.size {
+    let got = fetch.download(&url, have, &part).await?;
+    let (actual, len) = file_sha256(&part)?;
+    if actual != b.sha256 || len != b.size {
         let _ = std::fs::remove_file(&part);
-        return Err(mismatch(format!("{actual} ({} bytes)", bytes.len())));
+        return Err(mismatch(format!("{actual} ({len} bytes)")));
     }
     std::fs::rename(&part, &done).map_err(|e| MirrorError::io(&done, e))?;
-    Ok((done, fetched))
+    Ok((done, got.bytes))
+}
+
+/// SHA256 (lower-case hex) and length of a file, read in chunks.
+fn file_sha256(path: &Path) -> Result<(String, u64), MirrorError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| MirrorError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| MirrorError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), len))
 }
