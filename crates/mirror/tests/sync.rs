@@ -606,3 +606,37 @@ async fn genuine_debian_security_inrelease_verifies() {
         .unwrap_err();
     assert!(matches!(err, MirrorError::BadSignature { .. }), "{err}");
 }
+
+/// A validly signed InRelease of another suite (an older release's, say) served in place
+/// of the configured one.
+#[tokio::test]
+async fn inrelease_of_another_suite_is_refused() {
+    let a = standard_archive().await;
+    let dists = a.root().join(format!("dists/{SUITE}"));
+    let release = std::fs::read_to_string(dists.join("Release"))
+        .unwrap()
+        .replace("Suite: stable-security", "Suite: oldstable-security")
+        .replace("Codename: bookworm-security", "Codename: bullseye-security");
+    let signed = CleartextSignedMessage::sign(
+        rand::thread_rng(),
+        &release,
+        &a.key.primary_key,
+        &Password::empty(),
+    )
+    .unwrap();
+    std::fs::write(
+        dists.join("InRelease"),
+        signed.to_armored_string(ArmorOptions::default()).unwrap(),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let err = sync::run(
+        &a.config(&a.keyring),
+        &HttpFetch::new().unwrap(),
+        &Recorder::default(),
+        &options(work.path(), Selection::All),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, MirrorError::WrongSuite { .. }), "{err}");
+}
