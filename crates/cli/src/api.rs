@@ -418,3 +418,24 @@ impl Conn {
         Api::new(&server, token.expose(), ca.as_deref())
     }
 }
+
+// Issue 9, point 1 (archive sync): the fleet's installed source packages for the mirror.
+/// `GET /v1/fleet/source-packages`: installed source versions across the visible fleet.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct FleetSourcePackages {
+    /// Hosts whose inventory was read.
+    pub hosts: u64,
+    /// Source name → installed source versions.
+    pub sources: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl Api {
+    /// The source packages installed on at least one host the token may see.
+    pub async fn fleet_source_packages(&self) -> anyhow::Result<FleetSourcePackages> {
+        self.get(
+            "/v1/fleet/source-packages",
+            "reading the fleet's installed source packages",
+        )
+        .await
+    }
+}

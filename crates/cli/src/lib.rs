@@ -6,4 +6,6 @@ pub mod api;
 pub mod catalog;
 pub mod demo;
 pub mod keys;
+// Issue 9, point 1: archive sync.
+pub mod mirror;
 pub mod render;

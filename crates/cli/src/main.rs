@@ -43,6 +43,11 @@ enum Command {
     /// Example: patchday keys generate --keys ~/patchday-keys; patchday keys check --keys ~/patchday-keys
     #[command(subcommand)]
     Keys(patchday_cli::keys::KeysCmd),
+    /// Follows Debian/Ubuntu/vendor apt archives into the catalog (issue 9, archive sync).
+    ///
+    /// Example: patchday mirror run --config mirror.toml --repo ~/catalog --keys ~/patchday-keys --packages openssl
+    #[command(subcommand)]
+    Mirror(patchday_cli::mirror::MirrorCmd),
     /// Tenants (customers).
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -696,6 +701,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             director_key(data, output, conn).await
         }
         Command::Keys(k) => patchday_cli::keys::run(k, now()).await,
+        // Issue 9, point 1: archive sync.
+        Command::Mirror(m) => patchday_cli::mirror::run(m, now()).await,
         Command::Audit(a) => patchday_audit::cli::run(&a, now()),
         Command::Tenant(TenantCmd::Create {
             id,

@@ -6,6 +6,8 @@ mod audit;
 mod catalog;
 mod director;
 pub mod log; // finding 10 (issue 8)
+// Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
+mod fleet;
 mod tuf;
 
 use crate::state::AppState;
@@ -99,6 +101,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/log", get(log::list))
         .route("/v1/tenants/{tenant}/log", get(log::tenant))
+        // Issue 9, point 1 (archive sync).
+        .route("/v1/fleet/source-packages", get(fleet::source_packages))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,0 +1,297 @@
+//! `patchday mirror run` end to end (issue 9, point 1): a signed apt archive built by the
+//! test and served on 127.0.0.1, the real `patchday` server, a real host's inventory as
+//! the selection, the real catalog signing path, and the agent installing the result.
+
+// Test helpers outside #[test] fns fail loudly by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use patchday_lab::DebSpec;
+use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use pgp::composed::{
+    ArmorOptions, CleartextSignedMessage, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
+};
+use pgp::ser::Serialize as _;
+use pgp::types::Password;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const SUITE: &str = "bookworm-security";
+
+fn bins() -> Bins {
+    Bins::new(env!("CARGO_BIN_EXE_patchday"))
+}
+
+/// Builds `dir/archive` (pool, Packages.gz, InRelease signed by a fresh key), writes the
+/// public key to `dir/archive-keyring.gpg`, serves the archive on 127.0.0.1 and returns
+/// its URL.
+fn signed_archive(dir: &Path, debs: &[DebSpec]) -> String {
+    let root = dir.join("archive");
+    let pool = root.join("pool/main");
+    std::fs::create_dir_all(&pool).unwrap();
+    let mut packages = String::new();
+    for spec in debs {
+        let p = patchday_lab::build_deb(spec, &pool).unwrap();
+        let info = patchday_pkg::deb::read_deb(&p).unwrap().info;
+        let bytes = std::fs::read(&p).unwrap();
+        packages.push_str(&format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\nSource: {} ({})\nFilename: pool/main/{}\nSize: {}\nSHA256: {}\n\n",
+            info.package,
+            info.version,
+            info.architecture,
+            info.source,
+            info.source_version,
+            p.file_name().unwrap().to_str().unwrap(),
+            bytes.len(),
+            hex::encode(Sha256::digest(&bytes)),
+        ));
+    }
+    let bin = root.join(format!("dists/{SUITE}/main/binary-amd64"));
+    std::fs::create_dir_all(&bin).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(packages.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    std::fs::write(bin.join("Packages.gz"), &gz).unwrap();
+    let now = wall_clock();
+    let fmt = |t: jiff::Timestamp| t.strftime("%a, %d %b %Y %H:%M:%S UTC").to_string();
+    let release = format!(
+        "Suite: {SUITE}\nCodename: bookworm-security\nDate: {}\nValid-Until: {}\nSHA256:\n {} {} main/binary-amd64/Packages.gz\n",
+        fmt(now - jiff::SignedDuration::from_hours(1)),
+        fmt(now + jiff::SignedDuration::from_hours(24 * 7)),
+        hex::encode(Sha256::digest(&gz)),
+        gz.len()
+    );
+    let key = SecretKeyParamsBuilder::default()
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(true)
+        .primary_user_id("Test Archive <archive@test.invalid>".into())
+        .passphrase(None)
+        .build()
+        .unwrap()
+        .generate(rand::thread_rng())
+        .unwrap();
+    let signed = CleartextSignedMessage::sign(
+        rand::thread_rng(),
+        &release,
+        &key.primary_key,
+        &Password::empty(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join(format!("dists/{SUITE}/InRelease")),
+        signed.to_armored_string(ArmorOptions::default()).unwrap(),
+    )
+    .unwrap();
+    let mut f = std::fs::File::create(dir.join("archive-keyring.gpg")).unwrap();
+    SignedPublicKey::from(key).to_writer(&mut f).unwrap();
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app =
+                axum::Router::new().fallback_service(tower_http::services::ServeDir::new(root));
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    format!("http://{addr}/")
+}
+
+/// Release dates relative to the wall clock, which the CLI under test reads.
+#[allow(clippy::disallowed_methods)]
+fn wall_clock() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+fn libfoo(name: &str, version: &str, arch: &str) -> DebSpec {
+    DebSpec::new(name, version)
+        .architecture(arch)
+        .source("libfoo", version)
+        .changelog(version, "Security upload (DSA-5999-1): fix CVE-2026-1111.")
+        .changelog("1.2-1", "Initial release.")
+}
+
+fn mirror_run(cat: &Catalog, dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["mirror", "run", "--config"])
+        .arg(dir.join("mirror.toml"))
+        .arg("--repo")
+        .arg(&cat.repo)
+        .arg("--keys")
+        .arg(&cat.keys)
+        .args(extra)
+        .env_remove("PATCHDAY_SERVER")
+        .env_remove("PATCHDAY_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn write_config(dir: &Path, url: &str) -> PathBuf {
+    let p = dir.join("mirror.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[[source]]\nname = \"test-security\"\nuri = \"{url}\"\nsuite = \"{SUITE}\"\ncomponents = [\"main\"]\narchitectures = [\"amd64\"]\nkeyring = \"archive-keyring.gpg\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn mirror_run_imports_what_the_fleet_has_installed_as_one_update_per_source() {
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let url = signed_archive(
+        dir,
+        &[
+            libfoo("libfoo1", "1.2-1+deb12u1", "amd64"),
+            libfoo("libfoo-dev", "1.2-1+deb12u1", "amd64"),
+            libfoo("libfoo-doc", "1.2-1+deb12u1", "all"),
+            DebSpec::new("bar", "2.0-1"),
+        ],
+    );
+    write_config(dir, &url);
+    let cat = Catalog::new(&b, dir);
+    let srv = Server::start(&b, dir, &cat.root());
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = srv
+        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .trim()
+        .to_string();
+    // The host has the old libfoo1 and nothing of bar.
+    let old =
+        patchday_lab::build_deb(&libfoo("libfoo1", "1.2-1", "amd64"), &dir.join("old")).unwrap();
+    let h = Host::new(&b, dir, "web1");
+    h.lab.install_deb(&old).unwrap();
+    let o = h.agent(&srv.url, Some(&enroll));
+    assert!(o.status.success(), "enrol: {}", text(&o));
+
+    // A tenant token of another tenant sees none of acme's packages.
+    srv.cli(&["tenant", "create", "other"]);
+    let other = srv
+        .cli(&[
+            "token",
+            "create",
+            "--role",
+            "read-only",
+            "--tenant",
+            "other",
+            "--name",
+            "o",
+        ])
+        .trim()
+        .to_string();
+    let (status, body) = srv.http_get("/v1/fleet/source-packages", Some(&other));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["hosts"], 0);
+    assert_eq!(v["sources"], serde_json::json!({}));
+
+    // Last month's train, so its patch day has passed and it can be approved now.
+    let last_month = wall_clock()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_sub(jiff::Span::new().months(1))
+        .unwrap()
+        .strftime("%Y-%m")
+        .to_string();
+    let run = [
+        "--server",
+        &srv.url,
+        "--token",
+        &srv.admin,
+        "--train",
+        &last_month,
+    ];
+    let o = mirror_run(&cat, dir, &run);
+    assert!(o.status.success(), "mirror run: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("signed 1 update(s)"), "{out}");
+    assert!(out.contains("DEB-libfoo-1.2-1_pdeb12u1"), "{out}");
+
+    // One signed document with all three binaries, its CVE and DSA.
+    let targets = std::fs::read_dir(cat.repo.join("targets")).unwrap();
+    let doc = targets
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_str()
+                .unwrap()
+                .ends_with("update-DEB-libfoo-1.2-1_pdeb12u1.json")
+        })
+        .expect("update document signed into the catalog");
+    let doc: Value = serde_json::from_slice(&std::fs::read(doc).unwrap()).unwrap();
+    assert_eq!(doc["payloads"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["cves"], serde_json::json!(["CVE-2026-1111"]));
+    assert!(
+        doc["title"].as_str().unwrap().contains("DSA-5999-1"),
+        "{doc}"
+    );
+
+    // Nothing new: the second run says so and signs nothing.
+    let o = mirror_run(&cat, dir, &run);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("unchanged"),
+        "{}",
+        text(&o)
+    );
+
+    // The fleet installs it like any update.
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    let hosts: Vec<Value> =
+        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
+            .unwrap();
+    let id = hosts[0]["id"].as_str().unwrap().to_string();
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    srv.cli(&[
+        "approve",
+        "--tenant",
+        "acme",
+        "--group",
+        "web",
+        "DEB-libfoo-1.2-1_pdeb12u1",
+    ]);
+    let o = h.agent(&srv.url, None);
+    assert!(o.status.success(), "agent: {}", text(&o));
+    assert_eq!(h.version("libfoo1").as_deref(), Some("1.2-1+deb12u1"));
+}
+
+#[test]
+fn mirror_run_with_a_wrong_archive_key_signs_nothing() {
+    let d = scratch();
+    let dir = d.path();
+    let url = signed_archive(dir, &[DebSpec::new("bar", "2.0-1")]);
+    write_config(dir, &url);
+    // Another archive's key in place of the pinned one.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    signed_archive(&other, &[DebSpec::new("baz", "1")]);
+    std::fs::copy(
+        other.join("archive-keyring.gpg"),
+        dir.join("archive-keyring.gpg"),
+    )
+    .unwrap();
+    let cat = Catalog::new(&bins(), dir);
+    let o = mirror_run(&cat, dir, &["--all"]);
+    assert!(!o.status.success());
+    let err = text(&o);
+    assert!(
+        err.contains("does not verify against the pinned keyring"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(cat.repo.join("targets")).unwrap().count(),
+        0,
+        "nothing signed"
+    );
+}

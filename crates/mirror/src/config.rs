@@ -1,0 +1,181 @@
+//! The mirror configuration: which apt sources to follow, each with its pinned keyring.
+//!
+//! ```toml
+//! [[source]]
+//! name = "debian-security"
+//! uri = "http://deb.debian.org/debian-security"
+//! suite = "bookworm-security"
+//! components = ["main"]
+//! architectures = ["amd64"]
+//! keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+//! exclude = ["*-dbg"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::MirrorError;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// The apt sources, in order.
+    #[serde(rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One apt source (like a `deb` line of sources.list, plus the key that must sign it).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A short name for state and messages, e.g. `debian-security`.
+    pub name: String,
+    /// Archive root, e.g. `http://deb.debian.org/debian-security`.
+    pub uri: Url,
+    /// Suite, e.g. `bookworm-security`.
+    pub suite: String,
+    /// Components, e.g. `["main"]`.
+    pub components: Vec<String>,
+    /// Architectures, e.g. `["amd64"]` (each index also lists `all` packages).
+    pub architectures: Vec<String>,
+    /// The OpenPGP keyring (binary or armored) whose keys may sign this source's InRelease.
+    pub keyring: PathBuf,
+    /// Binary packages never to import, by name with `*` wildcards, e.g.
+    /// `["*-dbg", "*-dbgsym"]` (kernel debug symbols are gigabytes).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl MirrorConfig {
+    /// Reads a TOML configuration; relative keyring paths are taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Self, MirrorError> {
+        let text = std::fs::read_to_string(path).map_err(|e| MirrorError::Config {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        let mut cfg = Self::parse(&text).map_err(|detail| MirrorError::Config {
+            path: path.to_path_buf(),
+            detail,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for s in &mut cfg.sources {
+            if s.keyring.is_relative() {
+                s.keyring = base.join(&s.keyring);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses configuration text and checks it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let cfg: MirrorConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if cfg.sources.is_empty() {
+            return Err("no [[source]] given: name at least one apt source".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &cfg.sources {
+            if !patchday_types::ids::is_slug(&s.name) {
+                return Err(format!(
+                    "source name {:?}: use letters, digits, '.', '_', '-'",
+                    s.name
+                ));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(format!("source name {:?} is used twice", s.name));
+            }
+            let safe = |x: &str| {
+                !x.is_empty()
+                    && !x.contains("..")
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+            };
+            if !safe(&s.suite) {
+                return Err(format!(
+                    "source {}: suite {:?} is not a suite name",
+                    s.name, s.suite
+                ));
+            }
+            if s.components.is_empty() || s.architectures.is_empty() {
+                return Err(format!(
+                    "source {}: give at least one component and one architecture",
+                    s.name
+                ));
+            }
+            for x in s.components.iter().chain(&s.architectures) {
+                if !safe(x) || x.contains('/') && s.architectures.contains(x) {
+                    return Err(format!(
+                        "source {}: {x:?} is not a component/architecture name",
+                        s.name
+                    ));
+                }
+            }
+            if !matches!(s.uri.scheme(), "http" | "https") {
+                return Err(format!("source {}: uri must be http or https", s.name));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+impl SourceConfig {
+    /// URL of a file under the archive root (`dists/...` or a pool path).
+    pub fn url(&self, path: &str) -> Result<Url, MirrorError> {
+        let mut base = self.uri.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        base.join(path).map_err(|e| MirrorError::Fetch {
+            url: format!("{}{path}", self.uri),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Whether `package` matches one of the `exclude` patterns.
+    pub fn excludes(&self, package: &str) -> bool {
+        self.exclude.iter().any(|p| glob_match(p, package))
+    }
+
+    /// URL of the suite's InRelease.
+    pub fn inrelease_url(&self) -> Result<Url, MirrorError> {
+        self.url(&format!("dists/{}/InRelease", self.suite))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = &parts[..] else {
+        return pattern == name;
+    };
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    for m in middle {
+        match rest.find(m) {
+            Some(i) => rest = &rest[i + m.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn exclude_globs() {
+        assert!(glob_match("*-dbg", "linux-image-6.1.0-28-amd64-dbg"));
+        assert!(!glob_match("*-dbg", "linux-image-6.1.0-28-amd64"));
+        assert!(glob_match("linux-image-*-rt-*", "linux-image-6.1-rt-amd64"));
+        assert!(glob_match("zlib1g", "zlib1g"));
+        assert!(!glob_match("zlib1g", "zlib1g-dev"));
+        assert!(!glob_match("a*a", "a"));
+    }
+}

@@ -1,0 +1,52 @@
+//! Read-only views across the fleet (issue 9, point 1: archive sync).
+//!
+//! `GET /v1/fleet/source-packages`: the source packages installed on at least one
+//! enrolled host, with every installed source version, over the tenants the token may
+//! see (a provider token sees all, a tenant token its own tenant). The mirror imports
+//! newer versions of exactly these.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Operator;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// Installed source packages across the visible fleet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSourcePackages {
+    /// Hosts whose inventory was read.
+    pub hosts: u64,
+    /// Source name → installed source versions.
+    pub sources: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// `GET /v1/fleet/source-packages`.
+pub async fn source_packages(
+    State(s): State<AppState>,
+    op: Operator,
+) -> ApiResult<Json<FleetSourcePackages>> {
+    let mut out = FleetSourcePackages::default();
+    for t in s.store.list_tenants().await? {
+        if op.see(&t.id).is_err() {
+            continue;
+        }
+        let tenant = s.store.tenant(&t.id).await?;
+        for h in tenant.list_hosts().await? {
+            let Some(inv) = tenant.inventory(&h.id).await? else {
+                continue;
+            };
+            out.hosts += 1;
+            for p in inv.packages {
+                out.sources
+                    .entry(p.source)
+                    .or_default()
+                    .insert(p.source_version);
+            }
+        }
+    }
+    Ok(Json(out))
+}
