@@ -545,13 +545,17 @@ mod tests {
         let installed = status(&[PY_OLD, STDLIB_OLD, LIBC]);
         let new_py = pkg("Package: python3.11\nVersion: 3.11.2-6+deb12u5\nArchitecture: amd64\nDepends: libpython3.11-stdlib (= 3.11.2-6+deb12u5), libc6 (>= 2.34)");
         assert_eq!(
-            messages(check_transaction(&installed, &[new_py.clone()], "amd64")),
+            messages(check_transaction(
+                &installed,
+                std::slice::from_ref(&new_py),
+                "amd64"
+            )),
             ["python3.11 3.11.2-6+deb12u5 needs libpython3.11-stdlib (= 3.11.2-6+deb12u5)"]
         );
         // The other sibling alone takes away what the installed python3.11 needs.
         let new_lib = pkg("Package: libpython3.11-stdlib\nVersion: 3.11.2-6+deb12u5\nArchitecture: amd64\nMulti-Arch: same\nDepends: libc6 (>= 2.34)");
         assert_eq!(
-            messages(check_transaction(&installed, &[new_lib.clone()], "amd64")),
+            messages(check_transaction(&installed, std::slice::from_ref(&new_lib), "amd64")),
             ["installed python3.11 3.11.2-6 needs libpython3.11-stdlib (= 3.11.2-6), which this update would take away"]
         );
         // Both together, in one run: nothing unmet.
