@@ -275,7 +275,7 @@ fn half_configured_unrelated_package_reports_broken_and_does_not_block_other_upd
 }
 
 #[test]
-fn repair_configures_a_half_configured_package_and_the_host_is_no_longer_broken() {
+fn repair_configures_a_half_configured_package_and_a_decline_never_hides_a_broken_host() {
     let _serial = patchday_testkit::serial();
     let d = scratch();
     let (broken, old, new) = broken_and_other(d.path());
@@ -288,6 +288,12 @@ fn repair_configures_a_half_configured_package_and_the_host_is_no_longer_broken(
         .as_str()
         .unwrap()
         .starts_with("broken: "));
+
+    // A decline of the one update it needs does not hide a broken host.
+    w.srv
+        .cli(&["decline", "--tenant", "acme", "--group", "web", "PD-T-4"]);
+    assert_eq!(w.state_of("repair-1", "PD-T-4").0, "declined");
+    assert_eq!(w.host_row("repair-1")["compliant"], "no");
 
     // While the cause is there, repair fails, says so, and the report keeps it broken.
     let o = h
@@ -329,4 +335,5 @@ fn repair_configures_a_half_configured_package_and_the_host_is_no_longer_broken(
     let row = w.host_row("repair-1");
     assert_eq!(row["dpkg"], "ok", "{row}");
     assert_eq!(row["agent"], "ok", "{row}");
+    assert_eq!(row["compliant"], "yes", "{row}");
 }
