@@ -368,6 +368,9 @@ pub async fn repair(cfg: &AgentConfig, allow_apt: bool) -> anyhow::Result<Repair
             .steps
             .push(format!("apt-get -f install failed: {e}")),
     }
+    for step in &summary.steps {
+        tracing::info!(step = %step, "repair");
+    }
     summary.still_broken = dpkg.audit();
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     inventory.dpkg_broken = summary.still_broken.clone();
