@@ -71,6 +71,43 @@ pub struct Args {
     /// Log as JSON.
     #[arg(long)]
     pub log_json: bool,
+    /// What to do (default: check in and install what is approved).
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+}
+
+/// Agent subcommands (issue 9, point 4).
+#[derive(clap::Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Recover a broken dpkg database as an admin would: `dpkg --configure -a`, then
+    /// `apt-get -f install` only with --allow-apt (else it says what apt would do); then
+    /// check in so the server sees the result. Installs no update.
+    /// Example: patchday-agent repair --allow-apt
+    Repair {
+        /// Let `apt-get -f install` install or remove packages to fix dependencies.
+        #[arg(long)]
+        allow_apt: bool,
+    },
+}
+
+/// `patchday-agent repair` (issue 9, point 4): runs the recovery, prints each step, and
+/// reports a failure to the server like a failed run.
+async fn repair(cfg: &AgentConfig, allow_apt: bool) -> std::process::ExitCode {
+    match crate::run::repair(cfg, allow_apt).await {
+        Ok(s) => {
+            for step in &s.steps {
+                println!("{step}");
+            }
+            println!("dpkg database is clean");
+            crate::signed::report_outcome(cfg, &Ok(crate::RunSummary::default())).await;
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            crate::signed::report_outcome(cfg, &Err(e)).await;
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// A positive duration such as `2h`, `30m`, `1d` or `PT2H`.
@@ -118,6 +155,9 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         director_key: args.director_key.clone(),
         max_silence: args.max_silence,
     };
+    if let Some(AgentCommand::Repair { allow_apt }) = args.command {
+        return repair(&cfg, allow_apt).await;
+    }
     loop {
         let result = run_once(&cfg).await;
         // finding 13: the operator sees a failed run in the report, not only the log.

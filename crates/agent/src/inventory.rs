@@ -57,6 +57,8 @@ pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
                 version: e.version,
             })
             .collect(),
+        // Filled by the run, which knows how to call dpkg (issue 9, point 4).
+        dpkg_broken: None,
     })
 }
 

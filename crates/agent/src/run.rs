@@ -226,8 +226,9 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     }
     bundle::recover(&cfg.root)?;
 
-    let inventory = crate::inventory::collect(&cfg.root)?;
-    // Until a valid signed answer arrives, every failure is also a possible withheld answer.
+    let mut inventory = crate::inventory::collect(&cfg.root)?;
+    inventory.dpkg_broken = dpkg.audit(); // issue 9, point 4
+                                          // Until a valid signed answer arrives, every failure is also a possible withheld answer.
     let last_answer = state.last_director_answer();
     let silent = |e: anyhow::Error| -> anyhow::Error {
         match last_answer.map(|t| decision::check_silence(t, now, cfg.max_silence)) {
@@ -313,12 +314,81 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     }
     state.set_journal(None)?;
     // Tell the server the truth as dpkg now sees it.
-    let inventory = crate::inventory::collect(&cfg.root)?;
+    let mut inventory = crate::inventory::collect(&cfg.root)?;
+    inventory.dpkg_broken = dpkg.audit(); // issue 9, point 4
     let _: CheckinResponse = client
         .post("v1/agent/checkin", &CheckinRequest { inventory })
         .await?;
     send_facts(cfg, &client).await;
     Ok(summary)
+}
+
+// ---- issue 9, point 4: `patchday-agent repair` ----
+
+/// What `patchday-agent repair` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairSummary {
+    /// The steps run, each with its result.
+    pub steps: Vec<String>,
+    /// dpkg's words when the database is still not clean afterwards.
+    pub still_broken: Option<String>,
+}
+
+/// The recovery an admin would run: `dpkg --configure -a`, then `apt-get -f install`
+/// only when `allow_apt` (else it says what apt would do); then a check-in, so the
+/// server sees the host's dpkg state at once. `Err` when the host is still broken.
+pub async fn repair(cfg: &AgentConfig, allow_apt: bool) -> anyhow::Result<RepairSummary> {
+    let state = StateDir::open(&cfg.state_dir)?;
+    let id = state.identity()?.ok_or_else(|| {
+        anyhow::anyhow!("this agent is not enrolled: run it once with an enrolment token first")
+    })?;
+    let id = crate::signed::follow_server(cfg, &state, id)?;
+    let client = crate::signed::host_client(cfg, &state, &id)?;
+    let dpkg = Dpkg {
+        root: cfg.root.clone(),
+        extra_args: cfg.dpkg_args.clone(),
+    };
+    let mut summary = RepairSummary::default();
+    if dpkg.audit().is_some() {
+        match dpkg.configure_pending() {
+            Ok(()) => summary.steps.push("dpkg --configure -a: done".into()),
+            Err(e) => summary
+                .steps
+                .push(format!("dpkg --configure -a failed: {e}")),
+        }
+    }
+    let apt = crate::install::deb::apt_fix(&cfg.root, !allow_apt);
+    match (&apt, allow_apt) {
+        (Ok(None), _) => {}
+        (Ok(Some(m)), true) => summary.steps.push(format!("apt-get -f install: {m}")),
+        (Ok(Some(m)), false) => summary.steps.push(format!(
+            "apt-get -f install would: {m}; run `patchday-agent repair --allow-apt` to let it"
+        )),
+        (Err(e), _) => summary
+            .steps
+            .push(format!("apt-get -f install failed: {e}")),
+    }
+    for step in &summary.steps {
+        tracing::info!(step = %step, "repair");
+    }
+    summary.still_broken = dpkg.audit();
+    let mut inventory = crate::inventory::collect(&cfg.root)?;
+    inventory.dpkg_broken = summary.still_broken.clone();
+    let _: CheckinResponse = client
+        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .await?;
+    let apt_pending = matches!(&apt, Ok(Some(_)) if !allow_apt) || apt.is_err();
+    match &summary.still_broken {
+        Some(m) => anyhow::bail!(
+            "repair: the host is still broken: dpkg says: {m}; steps: {}",
+            summary.steps.join("; ")
+        ),
+        None if apt_pending => anyhow::bail!(
+            "repair: dpkg is clean, but apt has unmet dependencies: {}",
+            summary.steps.join("; ")
+        ),
+        None => Ok(summary),
+    }
 }
 
 /// Verifies the signed director answer of a check-in (adopting a director key rotation

@@ -208,6 +208,10 @@ pub fn compliant_hosts(r: &ComplianceReport) -> BTreeMap<(String, String), bool>
             m.insert((row.tenant.to_string(), row.host.to_string()), false);
         }
     }
+    // issue 9, point 4: a broken dpkg database is never compliant, declines or not.
+    for h in r.hosts.iter().filter(|h| h.dpkg_broken.is_some()) {
+        m.insert((h.tenant.to_string(), h.host.to_string()), false);
+    }
     m
 }
 
@@ -242,6 +246,7 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
             let mut cols = vec!["tenant", "host", "hostname", "groups", "compliant"];
             cols.extend(COUNT_COLS);
             cols.extend(SIGNED_COLS); // issue 8, findings 8 and 13
+            cols.push("dpkg"); // issue 9, point 4
             let mut t = Table::new(&cols);
             for h in &r.hosts {
                 let mut c = Counts::default();
@@ -270,6 +275,7 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
                 ];
                 cells.extend(c.cells(false));
                 cells.extend(signed_cells(&h.signed)); // issue 8, findings 8 and 13
+                cells.push(dpkg_cell(h.dpkg_broken.as_deref())); // issue 9, point 4
                 t.rows.push(cells);
             }
             t
@@ -347,6 +353,14 @@ pub const SIGNED_COLS: [&str; 2] = ["signed", "agent"];
 /// `agent-error: ...`) cells of a host.
 pub fn signed_cells(s: &patchday_types::api::HostSigned) -> [String; 2] {
     [s.signed_cell(), s.agent_cell()]
+}
+
+/// `dpkg` cell of a host (issue 9, point 4): `ok`, or `broken: ` and dpkg's words.
+pub fn dpkg_cell(broken: Option<&str>) -> String {
+    match broken {
+        None => "ok".into(),
+        Some(m) => format!("broken: {m}"),
+    }
 }
 
 // ---- Finding 3/10 (issue 8): tokens, enrolment tokens and the operator log ----

@@ -15,6 +15,11 @@ impl Paragraph {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Keeps only the fields whose name `keep` accepts (issue 9, point 4).
+    pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.fields.retain(|(k, _)| keep(k));
+    }
 }
 
 /// A line that is neither a field, a continuation nor a comment.

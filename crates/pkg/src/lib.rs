@@ -8,6 +8,7 @@
 pub mod changelog;
 mod control;
 pub mod deb;
+pub mod depends;
 pub mod osrelease;
 pub mod status;
 pub mod version;

@@ -290,6 +290,7 @@ fn inventory_variant(seed: u64, packages: usize, specs: &[Spec]) -> anyhow::Resu
         packages: pkgs,
         unfinished: vec![],
         bundles: vec![],
+        dpkg_broken: None,
     };
     let bytes = serde_json::to_vec(&CheckinRequest { inventory: inv })?;
     let marker = b"\"hostname\":\"";

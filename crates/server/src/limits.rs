@@ -85,6 +85,15 @@ pub fn inventory(inv: &Inventory) -> Result<(), ApiError> {
         name("bundle name", &b.name)?;
         name("bundle version", &b.version)?;
     }
+    // issue 9, point 4: dpkg's words about a broken host, one line.
+    if let Some(m) = &inv.dpkg_broken {
+        if m.len() > MAX_MESSAGE || m.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!(
+                "the dpkg state is {} bytes long or has control characters; the limit is {MAX_MESSAGE} bytes of one line",
+                m.len()
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -469,6 +469,10 @@ pub struct HostSummaryRow {
     /// What the host itself signed, and its agent's last error (findings 8 and 13).
     #[serde(default)]
     pub signed: HostSigned,
+    /// dpkg's own words when the host's dpkg database is not clean: the host is
+    /// **broken**, never compliant, whatever is declined (issue 9, point 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpkg_broken: Option<String>,
 }
 
 // issue 8, findings 8 and 13: what a host signed, and its agent's failures.

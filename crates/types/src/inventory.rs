@@ -61,6 +61,10 @@ pub struct Inventory {
     /// Bundles installed by the agent.
     #[serde(default)]
     pub bundles: Vec<InstalledBundle>,
+    /// dpkg's own words when its database is not clean (`dpkg --audit`): the host is
+    /// **broken** until repaired, whatever its updates say (issue 9, point 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpkg_broken: Option<String>,
 }
 
 impl Inventory {

@@ -61,9 +61,16 @@ impl Dpkg {
     }
 
     /// Installs the files and verifies every payload's version with dpkg's database.
+    ///
+    /// A failed `dpkg --configure -a` no longer stops the install (issue 9, point 4): the
+    /// broken package is reported as the host's dpkg state, and the transaction check
+    /// refuses only updates that need it.
     pub fn install(&self, items: &[(PayloadRef, PathBuf)]) -> Outcome {
         if let Err(e) = self.recover() {
-            return Outcome::Failed(format!("dpkg --configure -a failed: {e}"));
+            tracing::warn!(error = %e, "dpkg --configure -a failed; the host is reported broken, unrelated updates go on");
+        }
+        if let Err(refusal) = self.check(items) {
+            return Outcome::Failed(refusal);
         }
         let before_reboot = crate::inventory::reboot_required(&self.root);
         let mut c = self.command();
@@ -114,6 +121,164 @@ impl Dpkg {
             Outcome::Installed
         }
     }
+}
+
+// ---- issue 9, point 4: installs that cannot break apt ----
+
+/// Longest dpkg text the agent reports (the server's message limit is 4096 bytes).
+const MAX_DPKG_TEXT: usize = 4000;
+
+impl Dpkg {
+    /// dpkg's native architecture for this host.
+    pub fn native_architecture(&self) -> Result<String, String> {
+        let out = self
+            .command()
+            .arg("--print-architecture")
+            .output()
+            .map_err(|e| format!("cannot run dpkg --print-architecture: {e}"))?;
+        let arch = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || arch.is_empty() {
+            return Err(message(&out));
+        }
+        Ok(arch)
+    }
+
+    /// The whole transaction, checked before dpkg runs: every payload's `Depends` and
+    /// `Pre-Depends` are met by the installed packages or by the other payloads of this
+    /// one dpkg run, no installed package loses what it needs, and nothing conflicts.
+    /// `Err` is the refusal (`python3.11 3.11.2-6+deb12u5 needs libpython3.11-stdlib (=
+    /// 3.11.2-6+deb12u5)`); nothing was changed.
+    pub fn check(&self, items: &[(PayloadRef, PathBuf)]) -> Result<(), String> {
+        let refused = |m: String| format!("refused before dpkg ran, nothing was changed: {m}");
+        let status = std::fs::read_to_string(crate::inventory::status_path(&self.root))
+            .map_err(|e| refused(format!("cannot read the dpkg status file: {e}")))?;
+        let installed = patchday_pkg::depends::facts_from_status(&status);
+        let mut incoming = Vec::new();
+        for (p, path) in items {
+            let out = Command::new("dpkg-deb")
+                .arg("--field")
+                .arg(path)
+                .output()
+                .map_err(|e| refused(format!("cannot run dpkg-deb: {e}")))?;
+            if !out.status.success() {
+                return Err(refused(format!(
+                    "{} is not a readable package: {}",
+                    p.package,
+                    message(&out)
+                )));
+            }
+            let facts =
+                patchday_pkg::depends::facts_from_control(&String::from_utf8_lossy(&out.stdout))
+                    .map_err(|e| refused(format!("{}: {e}", p.package)))?;
+            incoming.push(facts);
+        }
+        let native = self.native_architecture().map_err(refused)?;
+        patchday_pkg::depends::check_transaction(&installed, &incoming, &native).map_err(|unmet| {
+            let list: Vec<String> = unmet.iter().map(ToString::to_string).collect();
+            refused(format!(
+                "{}; publish the missing packages in the same update (or install them first)",
+                list.join("; ")
+            ))
+        })
+    }
+
+    /// dpkg's own words when its database is not clean (`dpkg --audit`: half-installed,
+    /// unconfigured, triggers pending), on one line; `None` when it is clean.
+    pub fn audit(&self) -> Option<String> {
+        let out = match self.command().arg("--audit").output() {
+            Ok(o) => o,
+            Err(e) => return Some(format!("cannot run dpkg --audit: {e}")),
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let words = one_line(&text);
+        if words.is_empty() && out.status.success() {
+            None
+        } else if words.is_empty() {
+            Some(message(&out))
+        } else {
+            Some(words)
+        }
+    }
+}
+
+impl Dpkg {
+    /// `dpkg --configure -a`, whatever the status file says (for `repair`).
+    pub fn configure_pending(&self) -> Result<(), String> {
+        let out = self
+            .command()
+            .args(["--configure", "-a"])
+            .output()
+            .map_err(|e| format!("cannot run dpkg: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(one_line(&message(&out)))
+        }
+    }
+}
+
+/// `apt-get -f install` (simulated with `simulate`): `Ok(None)` when apt has nothing to
+/// fix, `Ok(Some(what))` with apt's plan, `Err` with apt's words when it cannot.
+pub fn apt_fix(root: &Path, simulate: bool) -> Result<Option<String>, String> {
+    if root != Path::new("/") {
+        return Err(format!(
+            "apt-get runs only on the host's own root, not --root {}; fix it by hand",
+            root.display()
+        ));
+    }
+    let mut c = Command::new("apt-get");
+    c.args(["-f", "install", "-y", "-q"]);
+    if simulate {
+        c.arg("-s");
+    }
+    c.env("DEBIAN_FRONTEND", "noninteractive");
+    let path = std::env::var("PATH").unwrap_or_default();
+    c.env(
+        "PATH",
+        format!("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{path}"),
+    );
+    let out = c.output().map_err(|e| format!("cannot run apt-get: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(one_line(&format!(
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    // apt's summary line: "N upgraded, N newly installed, N to remove and N not upgraded."
+    let plan: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("Inst ") || l.starts_with("Remv ") || l.starts_with("Conf "))
+        .collect();
+    let summary = text
+        .lines()
+        .find(|l| l.contains(" upgraded, "))
+        .unwrap_or("");
+    let nothing = summary.starts_with("0 upgraded, 0 newly installed, 0 to remove");
+    if nothing && plan.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(one_line(&format!("{}\n{summary}", plan.join("\n")))))
+    }
+}
+
+/// dpkg's multi-line text as one line (`; ` between lines), cut at [`MAX_DPKG_TEXT`].
+pub fn one_line(text: &str) -> String {
+    let mut s = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    s.retain(|c| !c.is_control());
+    if s.len() > MAX_DPKG_TEXT {
+        let mut cut = MAX_DPKG_TEXT;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
 }
 
 /// Whether `/run/reboot-required.pkgs` names one of the installed packages.

@@ -433,6 +433,8 @@ pub async fn report(
         let approvals = tenant.list_approvals().await?;
         for h in tenant.list_hosts().await? {
             let signed = host_signed(tenant.as_ref(), &h.id).await?;
+            // issue 9, point 4: a broken dpkg database, in dpkg's words.
+            let dpkg_broken = tenant.inventory(&h.id).await?.and_then(|i| i.dpkg_broken);
             for mut st in host_statuses(tenant.as_ref(), &h, &approvals, &updates, None).await? {
                 if st.state == UpdateState::NotApplicable {
                     continue;
@@ -464,6 +466,7 @@ pub async fn report(
                 groups: h.groups,
                 last_seen: h.last_seen,
                 signed,
+                dpkg_broken, // issue 9, point 4
             });
         }
     }
