@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{scratch, text, AcmeWorld, Bins, Catalog, Host, Server};
 use patchday_trust::host_signature::HostKey;
 use patchday_types::api::CheckinRequest;
 use patchday_types::{InstalledPackage, Inventory};
@@ -56,17 +56,13 @@ fn world(name: &str) -> (World, PathBuf) {
     let dir = d.path().to_path_buf();
     let b = bins();
     let (old, new) = debs(&dir, name);
-    let cat = Catalog::new(&b, &dir);
-    let o = cat.add_deb("PD-S-1", &new, &["--emergency", "test", "--since", "1.0-1"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let srv = Server::start(&b, &dir, &cat.root());
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
-        .trim()
-        .to_string();
+    let AcmeWorld { cat, srv, enroll } = AcmeWorld::start(
+        &b,
+        &dir,
+        ("PD-S-1", &new, &["--emergency", "test", "--since", "1.0-1"]),
+        &|_| vec![],
+        &[],
+    );
     (
         World {
             _dir: d,

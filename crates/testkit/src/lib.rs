@@ -559,3 +559,61 @@ impl Server {
         self.child.wait().expect("wait for server")
     }
 }
+
+// Issue 8 (after the merge): the world most CLI integration tests start from, once.
+
+/// A catalog in `dir` holding update `id` made of `deb` (`catalog add-deb` with
+/// `add_flags`, e.g. `["--emergency", "test"]`), asserting that it was added.
+pub fn catalog_with(bins: &Bins, dir: &Path, id: &str, deb: &Path, add_flags: &[&str]) -> Catalog {
+    let cat = Catalog::new(bins, dir);
+    let o = cat.add_deb(id, deb, add_flags);
+    assert!(o.status.success(), "add-deb {id} failed: {}", text(&o));
+    cat
+}
+
+/// Pushes the catalog in `repo` to `srv` and creates tenant `acme` with group `web`.
+pub fn acme_with_web(srv: &Server, repo: &Path) {
+    srv.cli(&["catalog", "push", "--repo", repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+}
+
+/// A new enrolment token for tenant `acme` (`enroll-token create` with `flags`, e.g.
+/// `["--unlimited"]`).
+pub fn acme_enroll_token(srv: &Server, flags: &[&str]) -> String {
+    let mut args = vec!["enroll-token", "create", "--tenant", "acme"];
+    args.extend_from_slice(flags);
+    srv.cli(&args).trim().to_string()
+}
+
+/// A catalog with one update, a server pinning it with the catalog pushed, tenant
+/// `acme` with group `web`, and an enrolment token for `acme`.
+pub struct AcmeWorld {
+    /// The catalog (its keys and repository).
+    pub cat: Catalog,
+    /// The server.
+    pub srv: Server,
+    /// The enrolment token.
+    pub enroll: String,
+}
+
+impl AcmeWorld {
+    /// Builds it in `dir`: update `id` made of `deb` (see [`catalog_with`]), a server
+    /// started with the flags `server_flags` makes from the catalog, and an enrolment
+    /// token made with `token_flags` (see [`acme_enroll_token`]).
+    pub fn start(
+        bins: &Bins,
+        dir: &Path,
+        (id, deb, add_flags): (&str, &Path, &[&str]),
+        server_flags: &dyn Fn(&Catalog) -> Vec<String>,
+        token_flags: &[&str],
+    ) -> AcmeWorld {
+        let cat = catalog_with(bins, dir, id, deb, add_flags);
+        let flags = server_flags(&cat);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let srv = Server::start_with(bins, dir, &cat.root(), &flags);
+        acme_with_web(&srv, &cat.repo);
+        let enroll = acme_enroll_token(&srv, token_flags);
+        AcmeWorld { cat, srv, enroll }
+    }
+}
