@@ -197,18 +197,7 @@ impl World {
 
     /// Puts the host into group `web`, for which `PD-T-1` gets approved.
     fn approve_for(&self, hostname: &str) {
-        let hosts: Vec<Value> = serde_json::from_str(
-            &self
-                .srv
-                .cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
-        )
-        .unwrap();
-        let id = hosts
-            .iter()
-            .find(|h| h["hostname"] == hostname)
-            .and_then(|h| h["id"].as_str())
-            .unwrap()
-            .to_string();
+        let id = self.srv.acme_host_id(hostname);
         self.srv
             .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
         self.srv

@@ -118,12 +118,7 @@ impl World {
     /// using), in group `web`; returns it with its host id.
     fn host_at(&self, url: &str, name: &str, deb: &Path) -> (Host, String) {
         let h = Host::new(&bins(), &self.dir, name);
-        h.lab.install_deb(deb).unwrap();
-        let o = h.agent(url, Some(&self.enroll));
-        assert!(o.status.success(), "enrol: {}", text(&o));
-        let id = self.host_id(name);
-        self.srv
-            .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+        let id = h.enrol_into_web(&self.srv, url, &self.enroll, deb);
         (h, id)
     }
 
@@ -134,18 +129,7 @@ impl World {
     }
 
     fn host_id(&self, hostname: &str) -> String {
-        let hosts: Vec<Value> = serde_json::from_str(
-            &self
-                .srv
-                .cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
-        )
-        .unwrap();
-        hosts
-            .iter()
-            .find(|h| h["hostname"] == hostname)
-            .and_then(|h| h["id"].as_str())
-            .unwrap_or_else(|| panic!("host {hostname} not enrolled: {hosts:?}"))
-            .to_string()
+        self.srv.acme_host_id(hostname)
     }
 
     fn state_of(&self, hostname: &str, update: &str) -> (String, String) {
@@ -744,10 +728,7 @@ fn agents_report_audit_facts_and_the_server_plans_per_host_and_fleet() {
     h.lab.install_deb(&old).unwrap();
     let o = h.agent(&srv.url, Some(&enroll));
     assert!(o.status.success(), "{}", text(&o));
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts[0]["id"].as_str().unwrap().to_string();
+    let id = srv.acme_host_id("audit-1");
 
     let plan = srv.cli(&[
         "audit-report",
@@ -1296,13 +1277,7 @@ fn a_catalog_made_by_python_tuf_is_accepted_served_and_installed() {
     acme_with_web(&srv, &repo);
     let enroll = acme_enroll_token(&srv, &["--unlimited"]);
     let h = Host::new(&b, dir, "pytuf-1");
-    h.lab.install_deb(&old).unwrap();
-    assert!(h.agent(&srv.url, Some(&enroll)).status.success());
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts[0]["id"].as_str().unwrap().to_string();
-    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    h.enrol_into_web(&srv, &srv.url, &enroll, &old);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-PY-1"]);
     let o = h.agent(&srv.url, None);
     assert!(o.status.success(), "{}", text(&o));
@@ -1413,13 +1388,7 @@ fn https_with_a_pinned_ca_refuses_a_man_in_the_middle_with_another_ca() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts.iter().find(|x| x["hostname"] == "tls-1").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = srv.acme_host_id("tls-1");
     srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
 

@@ -526,14 +526,7 @@ fn damaged_payload_is_quarantined_refused_repaired_by_a_repush_and_found_by_scru
     acme_with_web(&srv, &cat.repo);
     let enroll = acme_enroll_token(&srv, &[]);
     let h = Host::new(&bins(), d.path(), "rot-1");
-    h.lab.install_deb(&old).unwrap();
-    let o = h.agent(&srv.url, Some(&enroll));
-    assert!(o.status.success(), "enrol: {}", text(&o));
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts[0]["id"].as_str().unwrap().to_string();
-    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    h.enrol_into_web(&srv, &srv.url, &enroll, &old);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-H-1"]);
 
     // Flip one byte of the stored payload.

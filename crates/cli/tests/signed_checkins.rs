@@ -79,27 +79,13 @@ impl World {
     /// A host with `deb` installed, enrolled, in group `web`; returns it and its id.
     fn host(&self, name: &str, deb: &Path) -> (Host, String) {
         let h = Host::new(&bins(), &self.dir, name);
-        h.lab.install_deb(deb).unwrap();
-        let o = h.agent(&self.srv.url, Some(&self.enroll));
-        assert!(o.status.success(), "enrol: {}", text(&o));
-        let id = self.host_row(name)["id"].as_str().unwrap().to_string();
-        self.srv
-            .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+        let id = h.enrol_into_web(&self.srv, &self.srv.url, &self.enroll, deb);
         (h, id)
     }
 
     /// The `host list` JSON row of a host.
     fn host_row(&self, hostname: &str) -> Value {
-        let hosts: Vec<Value> = serde_json::from_str(
-            &self
-                .srv
-                .cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
-        )
-        .unwrap();
-        hosts
-            .into_iter()
-            .find(|h| h["hostname"] == hostname)
-            .unwrap_or_else(|| panic!("host {hostname} not listed"))
+        self.srv.acme_host(hostname)
     }
 
     /// (state, message) of `PD-S-1` on the host with this id.

@@ -72,10 +72,34 @@ impl Server {
 
     /// Like [`Server::start`], with extra `patchday server` arguments.
     pub fn start_with(bins: &Bins, dir: &Path, catalog_root: &Path, extra: &[&str]) -> Server {
+        let cmd = Command::new(&bins.patchday);
+        Self::launch(bins, dir, catalog_root, extra, cmd, None)
+    }
+
+    /// Runs `cmd` (`patchday` or a wrapper of it) as `patchday server` in `dir/server`
+    /// with `extra` arguments, its stderr into `log` (or nowhere), and waits for its
+    /// address.
+    fn launch(
+        bins: &Bins,
+        dir: &Path,
+        catalog_root: &Path,
+        extra: &[&str],
+        mut cmd: Command,
+        log: Option<&Path>,
+    ) -> Server {
         let data = dir.join("server");
         let token_file = dir.join("admin-token");
-        let mut child = Command::new(&bins.patchday)
-            .arg("server")
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("server log"),
+            ),
+            None => Stdio::null(),
+        };
+        cmd.arg("server")
             .arg("--data")
             .arg(&data)
             .args(["--listen", "127.0.0.1:0"])
@@ -85,9 +109,8 @@ impl Server {
             .arg(&token_file)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start patchday server");
+            .stderr(stderr);
+        let mut child = cmd.spawn().expect("start patchday server");
         let out = child.stdout.take().expect("stdout");
         let mut url = None;
         for line in BufReader::new(out).lines() {
@@ -97,7 +120,13 @@ impl Server {
                 break;
             }
         }
-        let url = url.expect("server did not print its address");
+        let url = url.unwrap_or_else(|| match log {
+            Some(path) => panic!(
+                "server did not print its address; its log: {}",
+                std::fs::read_to_string(path).unwrap_or_default()
+            ),
+            None => panic!("server did not print its address"),
+        });
         let admin = std::fs::read_to_string(&token_file).expect("admin token file");
         Server {
             url,
@@ -501,13 +530,6 @@ impl Server {
         prefix: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        let data = dir.join("server");
-        let token_file = dir.join("admin-token");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("server.log"))
-            .expect("server log");
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -516,42 +538,15 @@ impl Server {
             }
             None => Command::new(&bins.patchday),
         };
-        cmd.arg("server")
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--catalog-root")
-            .arg(catalog_root)
-            .arg("--admin-token-file")
-            .arg(&token_file)
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = cmd.spawn().expect("start patchday server");
-        let out = child.stdout.take().expect("stdout");
-        let mut url = None;
-        for line in BufReader::new(out).lines() {
-            let line = line.expect("server stdout");
-            if let Some(u) = line.strip_prefix("patchday server listening on ") {
-                url = Some(u.trim().to_string());
-                break;
-            }
-        }
-        let url = url.unwrap_or_else(|| {
-            panic!(
-                "server did not print its address; its log: {}",
-                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-            )
-        });
-        let admin = std::fs::read_to_string(&token_file).expect("admin token file");
-        Server {
-            url,
-            admin,
-            data,
-            bins: bins.clone(),
-            child,
-        }
+        cmd.envs(env.iter().copied());
+        Self::launch(
+            bins,
+            dir,
+            catalog_root,
+            extra,
+            cmd,
+            Some(&dir.join("server.log")),
+        )
     }
 
     /// Waits for the server process to exit (e.g. at a failpoint); returns its status.
@@ -615,5 +610,43 @@ impl AcmeWorld {
         acme_with_web(&srv, &cat.repo);
         let enroll = acme_enroll_token(&srv, token_flags);
         AcmeWorld { cat, srv, enroll }
+    }
+}
+
+impl Server {
+    /// The `host list --format json` row of tenant `acme`'s host `hostname`.
+    pub fn acme_host(&self, hostname: &str) -> serde_json::Value {
+        let hosts: Vec<serde_json::Value> = serde_json::from_str(
+            &self.cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
+        )
+        .expect("host list JSON");
+        hosts
+            .iter()
+            .find(|h| h["hostname"] == hostname)
+            .cloned()
+            .unwrap_or_else(|| panic!("host {hostname} not enrolled in acme: {hosts:?}"))
+    }
+
+    /// The id of tenant `acme`'s host `hostname`.
+    pub fn acme_host_id(&self, hostname: &str) -> String {
+        let row = self.acme_host(hostname);
+        row["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {row}"))
+            .to_string()
+    }
+}
+
+impl Host {
+    /// Installs `deb`, enrols with tenant `acme`'s token `enroll` through `url`
+    /// (asserting that it enrolled) and puts this host into group `web` on `srv`;
+    /// returns its host id.
+    pub fn enrol_into_web(&self, srv: &Server, url: &str, enroll: &str, deb: &Path) -> String {
+        self.lab.install_deb(deb).unwrap();
+        let o = self.agent(url, Some(enroll));
+        assert!(o.status.success(), "enrol: {}", text(&o));
+        let id = srv.acme_host_id(self.lab.name());
+        srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+        id
     }
 }
