@@ -12,7 +12,7 @@
 
 use patchday_agent::run::CLOCK_OFFSET_ENV;
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{scratch, text, AcmeWorld, Bins, Host, Server};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -167,17 +167,13 @@ fn world(name: &str) -> World {
     let dir = d.path().to_path_buf();
     let b = bins();
     let (old, new) = debs(&dir, name);
-    let cat = Catalog::new(&b, &dir);
-    let o = cat.add_deb("PD-T-1", &new, &["--emergency", "test", "--since", "1.0-1"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let srv = Server::start(&b, &dir, &cat.root());
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
-        .trim()
-        .to_string();
+    let AcmeWorld { srv, enroll, .. } = AcmeWorld::start(
+        &b,
+        &dir,
+        ("PD-T-1", &new, &["--emergency", "test", "--since", "1.0-1"]),
+        &|_| vec![],
+        &["--unlimited"],
+    );
     World {
         _dir: d,
         dir,
@@ -201,18 +197,7 @@ impl World {
 
     /// Puts the host into group `web`, for which `PD-T-1` gets approved.
     fn approve_for(&self, hostname: &str) {
-        let hosts: Vec<Value> = serde_json::from_str(
-            &self
-                .srv
-                .cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
-        )
-        .unwrap();
-        let id = hosts
-            .iter()
-            .find(|h| h["hostname"] == hostname)
-            .and_then(|h| h["id"].as_str())
-            .unwrap()
-            .to_string();
+        let id = self.srv.acme_host_id(hostname);
         self.srv
             .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
         self.srv

@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server, SigningHost};
+use patchday_testkit::{
+    acme_enroll_token, acme_with_web, scratch, text, Bins, Catalog, Host, Server, SigningHost,
+};
 use patchday_trust::host_signature::HostKey;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -38,10 +40,8 @@ fn world() -> World {
     let cat = Catalog::new(&b, &dir);
     cat.add_emergency("PD-L-1", &deb);
     let srv = Server::start(&b, &dir, &cat.root());
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
+    acme_with_web(&srv, &cat.repo);
     srv.cli(&["tenant", "create", "globex"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
     World { _dir: d, dir, srv }
 }
 
@@ -60,9 +60,7 @@ fn message(body: &str) -> String {
 }
 
 fn enroll_token(srv: &Server, extra: &[&str]) -> String {
-    let mut args = vec!["enroll-token", "create", "--tenant", "acme"];
-    args.extend_from_slice(extra);
-    srv.cli(&args).trim().to_string()
+    acme_enroll_token(srv, extra)
 }
 
 fn json_of(srv: &Server, args: &[&str]) -> Vec<Value> {

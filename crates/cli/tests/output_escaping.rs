@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{require, scratch, text, Bins, Catalog, Host, Requirement, Server};
+use patchday_testkit::{require, scratch, text, AcmeWorld, Bins, Host, Requirement};
 use serde_json::Value;
 
 /// ESC[2J, an OSC title, CR with a fake row, a right-to-left override, a formula.
@@ -89,16 +89,13 @@ fn hostile_agent_text_reaches_no_terminal_or_spreadsheet_unescaped() {
         &pkgs,
     )
     .unwrap();
-    let cat = Catalog::new(&b, dir);
-    cat.add_emergency("PD-T-1", &new);
-    let srv = Server::start(&b, dir, &cat.root());
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
-        .trim()
-        .to_string();
+    let AcmeWorld { srv, enroll, .. } = AcmeWorld::start(
+        &b,
+        dir,
+        ("PD-T-1", &new, &["--emergency", "test"]),
+        &|_| vec![],
+        &[],
+    );
 
     let h = Host::new(&b, dir, "esc-1");
     h.lab.install_deb(&old).unwrap();

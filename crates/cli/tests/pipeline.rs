@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{
+    acme_enroll_token, acme_with_web, scratch, text, AcmeWorld, Bins, Catalog, Host, Server,
+};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -80,23 +82,17 @@ fn world_with(
     let dir = d.path().to_path_buf();
     let b = bins();
     let (old, new) = debs(&dir, name, big, postinst);
-    let cat = Catalog::new(&b, &dir);
-    let o = cat.add_deb(
-        "PD-T-1",
-        &new,
-        &["--emergency", "test worm", "--since", "1.0-1"],
+    let AcmeWorld { cat, srv, enroll } = AcmeWorld::start(
+        &b,
+        &dir,
+        (
+            "PD-T-1",
+            &new,
+            &["--emergency", "test worm", "--since", "1.0-1"],
+        ),
+        server_flags,
+        &["--unlimited"],
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let flags = server_flags(&cat);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let srv = Server::start_with(&b, &dir, &cat.root(), &flags);
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
-        .trim()
-        .to_string();
     (
         World {
             _dir: d,
@@ -122,12 +118,7 @@ impl World {
     /// using), in group `web`; returns it with its host id.
     fn host_at(&self, url: &str, name: &str, deb: &Path) -> (Host, String) {
         let h = Host::new(&bins(), &self.dir, name);
-        h.lab.install_deb(deb).unwrap();
-        let o = h.agent(url, Some(&self.enroll));
-        assert!(o.status.success(), "enrol: {}", text(&o));
-        let id = self.host_id(name);
-        self.srv
-            .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+        let id = h.enrol_into_web(&self.srv, url, &self.enroll, deb);
         (h, id)
     }
 
@@ -138,18 +129,7 @@ impl World {
     }
 
     fn host_id(&self, hostname: &str) -> String {
-        let hosts: Vec<Value> = serde_json::from_str(
-            &self
-                .srv
-                .cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
-        )
-        .unwrap();
-        hosts
-            .iter()
-            .find(|h| h["hostname"] == hostname)
-            .and_then(|h| h["id"].as_str())
-            .unwrap_or_else(|| panic!("host {hostname} not enrolled: {hosts:?}"))
-            .to_string()
+        self.srv.acme_host_id(hostname)
     }
 
     fn state_of(&self, hostname: &str, update: &str) -> (String, String) {
@@ -730,16 +710,13 @@ fn agents_report_audit_facts_and_the_server_plans_per_host_and_fleet() {
              "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.0-2"}]}]}]}"#,
     )
     .unwrap();
-    let cat = Catalog::new(&b, dir);
-    cat.add_emergency("PD-T-1", &new);
-    let srv = Server::start_with(&b, dir, &cat.root(), &["--osv", osv.to_str().unwrap()]);
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
-        .trim()
-        .to_string();
+    let AcmeWorld { srv, enroll, .. } = AcmeWorld::start(
+        &b,
+        dir,
+        ("PD-T-1", &new, &["--emergency", "test"]),
+        &|_| vec!["--osv".into(), osv.to_str().unwrap().into()],
+        &["--unlimited"],
+    );
     let h = Host::new(&b, dir, "audit-1");
     if !h.is_overlay() {
         patchday_lab::skip_or_fail(
@@ -751,10 +728,7 @@ fn agents_report_audit_facts_and_the_server_plans_per_host_and_fleet() {
     h.lab.install_deb(&old).unwrap();
     let o = h.agent(&srv.url, Some(&enroll));
     assert!(o.status.success(), "{}", text(&o));
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts[0]["id"].as_str().unwrap().to_string();
+    let id = srv.acme_host_id("audit-1");
 
     let plan = srv.cli(&[
         "audit-report",
@@ -1300,21 +1274,10 @@ fn a_catalog_made_by_python_tuf_is_accepted_served_and_installed() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let srv = Server::start(&b, dir, &repo.join("metadata/1.root.json"));
-    srv.cli(&["catalog", "push", "--repo", repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
-        .trim()
-        .to_string();
+    acme_with_web(&srv, &repo);
+    let enroll = acme_enroll_token(&srv, &["--unlimited"]);
     let h = Host::new(&b, dir, "pytuf-1");
-    h.lab.install_deb(&old).unwrap();
-    assert!(h.agent(&srv.url, Some(&enroll)).status.success());
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts[0]["id"].as_str().unwrap().to_string();
-    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    h.enrol_into_web(&srv, &srv.url, &enroll, &old);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-PY-1"]);
     let o = h.agent(&srv.url, None);
     assert!(o.status.success(), "{}", text(&o));
@@ -1402,13 +1365,8 @@ fn https_with_a_pinned_ca_refuses_a_man_in_the_middle_with_another_ca() {
     let srv = Server::start_with(&b, dir, &cat.root(), &["--tls-self-signed"]);
     assert!(srv.url.starts_with("https://"), "{}", srv.url);
     assert_eq!(srv.http_get("/v1/health", None), (200, "ok".to_string()));
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
-        .trim()
-        .to_string();
+    acme_with_web(&srv, &cat.repo);
+    let enroll = acme_enroll_token(&srv, &["--unlimited"]);
     let ca = srv.data.join("tls/ca.pem");
     let (fwd, upstream) = tcp_forwarder(srv.url.trim_start_matches("https://"));
     let url = format!("https://{fwd}");
@@ -1430,13 +1388,7 @@ fn https_with_a_pinned_ca_refuses_a_man_in_the_middle_with_another_ca() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts.iter().find(|x| x["hostname"] == "tls-1").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = srv.acme_host_id("tls-1");
     srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-T-1"]);
 

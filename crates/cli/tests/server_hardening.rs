@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{
+    acme_enroll_token, acme_with_web, catalog_with, scratch, text, Bins, Catalog, Host, Server,
+};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -35,9 +37,7 @@ fn catalog(dir: &Path, name: &str) -> (Catalog, PathBuf, PathBuf) {
     );
     let old = patchday_lab::build_deb(&old, &out).unwrap();
     let new = patchday_lab::build_deb(&new, &out).unwrap();
-    let cat = Catalog::new(&bins(), dir);
-    let o = cat.add_deb("PD-H-1", &new, &["--emergency", "test"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let cat = catalog_with(&bins(), dir, "PD-H-1", &new, &["--emergency", "test"]);
     (cat, old, new)
 }
 
@@ -420,10 +420,7 @@ fn full_disk_writes_get_507_nothing_unstored_is_acknowledged_and_it_recovers_wit
     assert!(push(&srv, &cat.repo).status.success());
     srv.cli(&["tenant", "create", "acme"]);
     srv.cli(&["group", "create", "--tenant", "acme", "first"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme", "--unlimited"])
-        .trim()
-        .to_string();
+    let enroll = acme_enroll_token(&srv, &["--unlimited"]);
     let (code, host, _) = enroll_http(&srv, &enroll, "full-0");
     assert_eq!(code, 200);
     let mut placed = Some("first".to_string());
@@ -526,22 +523,10 @@ fn damaged_payload_is_quarantined_refused_repaired_by_a_repush_and_found_by_scru
     let d = scratch();
     let (cat, old, new) = catalog(d.path(), "pd-h-rot");
     let srv = Server::start_logged(&bins(), d.path(), &cat.root(), &[], &[], &[]);
-    assert!(push(&srv, &cat.repo).status.success());
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
-        .trim()
-        .to_string();
+    acme_with_web(&srv, &cat.repo);
+    let enroll = acme_enroll_token(&srv, &[]);
     let h = Host::new(&bins(), d.path(), "rot-1");
-    h.lab.install_deb(&old).unwrap();
-    let o = h.agent(&srv.url, Some(&enroll));
-    assert!(o.status.success(), "enrol: {}", text(&o));
-    let hosts: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["host", "list", "--tenant", "acme", "--format", "json"]))
-            .unwrap();
-    let id = hosts[0]["id"].as_str().unwrap().to_string();
-    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    h.enrol_into_web(&srv, &srv.url, &enroll, &old);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-H-1"]);
 
     // Flip one byte of the stored payload.

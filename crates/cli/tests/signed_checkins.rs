@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{scratch, text, AcmeWorld, Bins, Catalog, Host, Server};
 use patchday_trust::host_signature::HostKey;
 use patchday_types::api::CheckinRequest;
 use patchday_types::{InstalledPackage, Inventory};
@@ -56,17 +56,13 @@ fn world(name: &str) -> (World, PathBuf) {
     let dir = d.path().to_path_buf();
     let b = bins();
     let (old, new) = debs(&dir, name);
-    let cat = Catalog::new(&b, &dir);
-    let o = cat.add_deb("PD-S-1", &new, &["--emergency", "test", "--since", "1.0-1"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let srv = Server::start(&b, &dir, &cat.root());
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&["enroll-token", "create", "--tenant", "acme"])
-        .trim()
-        .to_string();
+    let AcmeWorld { cat, srv, enroll } = AcmeWorld::start(
+        &b,
+        &dir,
+        ("PD-S-1", &new, &["--emergency", "test", "--since", "1.0-1"]),
+        &|_| vec![],
+        &[],
+    );
     (
         World {
             _dir: d,
@@ -83,27 +79,13 @@ impl World {
     /// A host with `deb` installed, enrolled, in group `web`; returns it and its id.
     fn host(&self, name: &str, deb: &Path) -> (Host, String) {
         let h = Host::new(&bins(), &self.dir, name);
-        h.lab.install_deb(deb).unwrap();
-        let o = h.agent(&self.srv.url, Some(&self.enroll));
-        assert!(o.status.success(), "enrol: {}", text(&o));
-        let id = self.host_row(name)["id"].as_str().unwrap().to_string();
-        self.srv
-            .cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+        let id = h.enrol_into_web(&self.srv, &self.srv.url, &self.enroll, deb);
         (h, id)
     }
 
     /// The `host list` JSON row of a host.
     fn host_row(&self, hostname: &str) -> Value {
-        let hosts: Vec<Value> = serde_json::from_str(
-            &self
-                .srv
-                .cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
-        )
-        .unwrap();
-        hosts
-            .into_iter()
-            .find(|h| h["hostname"] == hostname)
-            .unwrap_or_else(|| panic!("host {hostname} not listed"))
+        self.srv.acme_host(hostname)
     }
 
     /// (state, message) of `PD-S-1` on the host with this id.

@@ -94,6 +94,14 @@ impl WriteTx {
         Ok(Self { conn })
     }
 
+    /// Commits, first appending `log` to the operator log when there is one.
+    async fn finish(mut self, log: Option<&LogEntry>) -> Result<()> {
+        if let Some(log) = log {
+            insert_log(&mut self, log).await?;
+        }
+        self.commit().await.map_err(backend)
+    }
+
     async fn commit(mut self) -> std::result::Result<(), sqlx::Error> {
         match sqlx::Executor::execute(&mut *self.conn, "COMMIT").await {
             Ok(_) => Ok(()),
@@ -179,6 +187,49 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
         Ok(Self { pool })
     }
+
+    /// Creates tenant `t`; with `log`, logs it in the same transaction (finding 10, issue 8).
+    async fn write_tenant(&self, t: &Tenant, now: Timestamp, log: Option<&LogEntry>) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, patch_day, created_at, max_hosts) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(to_json(&t.patch_day)?)
+        .bind(now.to_string())
+        .bind(t.max_hosts.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(about(format!("tenant {}", t.id)))?;
+        tx.finish(log).await
+    }
+
+    /// Stores operator token `t`; with `log`, logs it in the same transaction.
+    async fn write_token(
+        &self,
+        t: &TokenRecord,
+        prefix: &str,
+        expires_at: Option<Timestamp>,
+        log: Option<&LogEntry>,
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO tokens (hash, name, role, tenant_id, created_at, prefix, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.hash)
+        .bind(&t.name)
+        .bind(t.role.as_str())
+        .bind(t.tenant.as_ref().map(|t| t.as_str().to_string()))
+        .bind(t.created_at.to_string())
+        .bind(prefix)
+        .bind(expires_at.map(|e| e.to_string()))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.finish(log).await
+    }
 }
 
 fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant> {
@@ -211,18 +262,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_tenant(&self, t: &Tenant, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tenants (id, name, patch_day, created_at, max_hosts) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(t.id.as_str())
-        .bind(&t.name)
-        .bind(to_json(&t.patch_day)?)
-        .bind(now.to_string())
-        .bind(t.max_hosts.map(i64::from))
-            .execute(&self.pool)
-            .await
-            .map_err(about(format!("tenant {}", t.id)))?;
-        Ok(())
+        self.write_tenant(t, now, None).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -234,18 +274,8 @@ impl Store for SqliteStore {
     }
 
     async fn put_token(&self, t: &TokenRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tokens (hash, name, role, tenant_id, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&t.hash)
-        .bind(&t.name)
-        .bind(t.role.as_str())
-        .bind(t.tenant.as_ref().map(|t| t.as_str().to_string()))
-        .bind(t.created_at.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        // No prefix (the column's default) and no expiry, as before finding 3.
+        self.write_token(t, "", None, None).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
@@ -427,23 +457,7 @@ impl Store for SqliteStore {
         expires_at: Option<Timestamp>,
         log: &LogEntry,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query(
-            "INSERT INTO tokens (hash, name, role, tenant_id, created_at, prefix, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.hash)
-        .bind(&t.name)
-        .bind(t.role.as_str())
-        .bind(t.tenant.as_ref().map(|t| t.as_str().to_string()))
-        .bind(t.created_at.to_string())
-        .bind(prefix)
-        .bind(expires_at.map(|e| e.to_string()))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        insert_log(&mut tx, log).await?;
-        tx.commit().await.map_err(backend)
+        self.write_token(t, prefix, expires_at, Some(log)).await
     }
 
     async fn token_info_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
@@ -647,20 +661,7 @@ impl Store for SqliteStore {
     // ---- Finding 10 (issue 8): the operator log ----
 
     async fn create_tenant_logged(&self, t: &Tenant, now: Timestamp, log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query(
-            "INSERT INTO tenants (id, name, patch_day, created_at, max_hosts) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(t.id.as_str())
-        .bind(&t.name)
-        .bind(to_json(&t.patch_day)?)
-        .bind(now.to_string())
-        .bind(t.max_hosts.map(i64::from))
-        .execute(&mut *tx)
-        .await
-        .map_err(about(format!("tenant {}", t.id)))?;
-        insert_log(&mut tx, log).await?;
-        tx.commit().await.map_err(backend)
+        self.write_tenant(t, now, Some(log)).await
     }
 
     async fn append_log(&self, entry: &LogEntry) -> Result<u64> {
@@ -791,13 +792,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn set_patch_day(&self, pd: &PatchDayConfig) -> Result<()> {
-        sqlx::query("UPDATE tenants SET patch_day = ? WHERE id = ?")
-            .bind(to_json(pd)?)
-            .bind(self.id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        self.write_patch_day(pd, None).await
     }
 
     async fn add_enroll_token(&self, hash: &str, now: Timestamp) -> Result<()> {
@@ -812,14 +807,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn create_group(&self, g: &Group) -> Result<()> {
-        sqlx::query("INSERT INTO groups (tenant_id, id, name) VALUES (?, ?, ?)")
-            .bind(self.id.as_str())
-            .bind(g.id.as_str())
-            .bind(&g.name)
-            .execute(&self.pool)
-            .await
-            .map_err(about(format!("group {}", g.id)))?;
-        Ok(())
+        self.write_group(g, None).await
     }
 
     async fn list_groups(&self) -> Result<Vec<Group>> {
@@ -887,24 +875,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn set_host_groups(&self, id: &HostId, groups: &[GroupId]) -> Result<()> {
-        self.require_host(id).await?;
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        for g in groups {
-            sqlx::query("INSERT INTO host_groups (tenant_id, host_id, group_id) VALUES (?, ?, ?)")
-                .bind(self.id.as_str())
-                .bind(id.as_str())
-                .bind(g.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(about(format!("group {g}")))?;
-        }
-        tx.commit().await.map_err(backend)
+        self.write_host_groups(id, groups, None).await
     }
 
     async fn save_inventory(&self, id: &HostId, inv: &Inventory, now: Timestamp) -> Result<()> {
@@ -957,9 +928,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn put_approval(&self, a: &Approval) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        self.write_approval(&mut tx, a).await?;
-        tx.commit().await.map_err(backend)
+        self.write_approval(a, None).await
     }
 
     async fn list_approvals(&self) -> Result<Vec<Approval>> {
@@ -1269,35 +1238,15 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn put_approval_logged(&self, a: &Approval, log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        self.write_approval(&mut tx, a).await?;
-        insert_log(&mut tx, log).await?;
-        tx.commit().await.map_err(backend)
+        self.write_approval(a, Some(log)).await
     }
 
     async fn create_group_logged(&self, g: &Group, log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query("INSERT INTO groups (tenant_id, id, name) VALUES (?, ?, ?)")
-            .bind(self.id.as_str())
-            .bind(g.id.as_str())
-            .bind(&g.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(about(format!("group {}", g.id)))?;
-        insert_log(&mut tx, log).await?;
-        tx.commit().await.map_err(backend)
+        self.write_group(g, Some(log)).await
     }
 
     async fn set_patch_day_logged(&self, pd: &PatchDayConfig, log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query("UPDATE tenants SET patch_day = ? WHERE id = ?")
-            .bind(to_json(pd)?)
-            .bind(self.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        insert_log(&mut tx, log).await?;
-        tx.commit().await.map_err(backend)
+        self.write_patch_day(pd, Some(log)).await
     }
 
     async fn set_host_groups_logged(
@@ -1306,31 +1255,7 @@ impl TenantStore for SqliteTenant {
         groups: &[GroupId],
         log: &LogEntry,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
-        sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        for g in groups {
-            sqlx::query("INSERT INTO host_groups (tenant_id, host_id, group_id) VALUES (?, ?, ?)")
-                .bind(self.id.as_str())
-                .bind(id.as_str())
-                .bind(g.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(about(format!("group {g}")))?;
-        }
-        insert_log(&mut tx, log).await?;
-        tx.commit().await.map_err(backend)
+        self.write_host_groups(id, groups, Some(log)).await
     }
 
     async fn set_max_hosts(&self, max_hosts: Option<u32>, log: &LogEntry) -> Result<()> {
@@ -1450,8 +1375,12 @@ async fn insert_log(tx: &mut WriteTx, e: &LogEntry) -> Result<u64> {
 }
 
 impl SqliteTenant {
-    /// Records (or replaces) a decision inside a transaction.
-    async fn write_approval(&self, tx: &mut WriteTx, a: &Approval) -> Result<()> {
+    // The writes below serve a trait method and its `*_logged` twin: with `log` the
+    // operator-log entry is written in the same transaction (finding 10, issue 8).
+
+    /// Records (or replaces) a decision.
+    async fn write_approval(&self, a: &Approval, log: Option<&LogEntry>) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
         let decision = match a.decision {
             Decision::Approve => "approve",
             Decision::Decline => "decline",
@@ -1470,10 +1399,68 @@ impl SqliteTenant {
         .bind(a.deadline.map(|d| d.to_string()))
         .bind(a.decided_at.to_string())
         .bind(&a.decided_by)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(about(format!("group {}", a.group)))?;
-        Ok(())
+        tx.finish(log).await
+    }
+
+    /// Creates group `g`.
+    async fn write_group(&self, g: &Group, log: Option<&LogEntry>) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        sqlx::query("INSERT INTO groups (tenant_id, id, name) VALUES (?, ?, ?)")
+            .bind(self.id.as_str())
+            .bind(g.id.as_str())
+            .bind(&g.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(about(format!("group {}", g.id)))?;
+        tx.finish(log).await
+    }
+
+    /// Sets this tenant's patch day.
+    async fn write_patch_day(&self, pd: &PatchDayConfig, log: Option<&LogEntry>) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        sqlx::query("UPDATE tenants SET patch_day = ? WHERE id = ?")
+            .bind(to_json(pd)?)
+            .bind(self.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.finish(log).await
+    }
+
+    /// Replaces host `id`'s group memberships; `NotFound` when the host is not there.
+    async fn write_host_groups(
+        &self,
+        id: &HostId,
+        groups: &[GroupId],
+        log: Option<&LogEntry>,
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for g in groups {
+            sqlx::query("INSERT INTO host_groups (tenant_id, host_id, group_id) VALUES (?, ?, ?)")
+                .bind(self.id.as_str())
+                .bind(id.as_str())
+                .bind(g.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(about(format!("group {g}")))?;
+        }
+        tx.finish(log).await
     }
 
     /// Why `create_host` inserted nothing: the tenant is gone or its quota is full.

@@ -72,10 +72,34 @@ impl Server {
 
     /// Like [`Server::start`], with extra `patchday server` arguments.
     pub fn start_with(bins: &Bins, dir: &Path, catalog_root: &Path, extra: &[&str]) -> Server {
+        let cmd = Command::new(&bins.patchday);
+        Self::launch(bins, dir, catalog_root, extra, cmd, None)
+    }
+
+    /// Runs `cmd` (`patchday` or a wrapper of it) as `patchday server` in `dir/server`
+    /// with `extra` arguments, its stderr into `log` (or nowhere), and waits for its
+    /// address.
+    fn launch(
+        bins: &Bins,
+        dir: &Path,
+        catalog_root: &Path,
+        extra: &[&str],
+        mut cmd: Command,
+        log: Option<&Path>,
+    ) -> Server {
         let data = dir.join("server");
         let token_file = dir.join("admin-token");
-        let mut child = Command::new(&bins.patchday)
-            .arg("server")
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("server log"),
+            ),
+            None => Stdio::null(),
+        };
+        cmd.arg("server")
             .arg("--data")
             .arg(&data)
             .args(["--listen", "127.0.0.1:0"])
@@ -85,9 +109,8 @@ impl Server {
             .arg(&token_file)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start patchday server");
+            .stderr(stderr);
+        let mut child = cmd.spawn().expect("start patchday server");
         let out = child.stdout.take().expect("stdout");
         let mut url = None;
         for line in BufReader::new(out).lines() {
@@ -97,7 +120,13 @@ impl Server {
                 break;
             }
         }
-        let url = url.expect("server did not print its address");
+        let url = url.unwrap_or_else(|| match log {
+            Some(path) => panic!(
+                "server did not print its address; its log: {}",
+                std::fs::read_to_string(path).unwrap_or_default()
+            ),
+            None => panic!("server did not print its address"),
+        });
         let admin = std::fs::read_to_string(&token_file).expect("admin token file");
         Server {
             url,
@@ -501,13 +530,6 @@ impl Server {
         prefix: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        let data = dir.join("server");
-        let token_file = dir.join("admin-token");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("server.log"))
-            .expect("server log");
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -516,46 +538,115 @@ impl Server {
             }
             None => Command::new(&bins.patchday),
         };
-        cmd.arg("server")
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--catalog-root")
-            .arg(catalog_root)
-            .arg("--admin-token-file")
-            .arg(&token_file)
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = cmd.spawn().expect("start patchday server");
-        let out = child.stdout.take().expect("stdout");
-        let mut url = None;
-        for line in BufReader::new(out).lines() {
-            let line = line.expect("server stdout");
-            if let Some(u) = line.strip_prefix("patchday server listening on ") {
-                url = Some(u.trim().to_string());
-                break;
-            }
-        }
-        let url = url.unwrap_or_else(|| {
-            panic!(
-                "server did not print its address; its log: {}",
-                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-            )
-        });
-        let admin = std::fs::read_to_string(&token_file).expect("admin token file");
-        Server {
-            url,
-            admin,
-            data,
-            bins: bins.clone(),
-            child,
-        }
+        cmd.envs(env.iter().copied());
+        Self::launch(
+            bins,
+            dir,
+            catalog_root,
+            extra,
+            cmd,
+            Some(&dir.join("server.log")),
+        )
     }
 
     /// Waits for the server process to exit (e.g. at a failpoint); returns its status.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait for server")
+    }
+}
+
+// Issue 8 (after the merge): the world most CLI integration tests start from, once.
+
+/// A catalog in `dir` holding update `id` made of `deb` (`catalog add-deb` with
+/// `add_flags`, e.g. `["--emergency", "test"]`), asserting that it was added.
+pub fn catalog_with(bins: &Bins, dir: &Path, id: &str, deb: &Path, add_flags: &[&str]) -> Catalog {
+    let cat = Catalog::new(bins, dir);
+    let o = cat.add_deb(id, deb, add_flags);
+    assert!(o.status.success(), "add-deb {id} failed: {}", text(&o));
+    cat
+}
+
+/// Pushes the catalog in `repo` to `srv` and creates tenant `acme` with group `web`.
+pub fn acme_with_web(srv: &Server, repo: &Path) {
+    srv.cli(&["catalog", "push", "--repo", repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+}
+
+/// A new enrolment token for tenant `acme` (`enroll-token create` with `flags`, e.g.
+/// `["--unlimited"]`).
+pub fn acme_enroll_token(srv: &Server, flags: &[&str]) -> String {
+    let mut args = vec!["enroll-token", "create", "--tenant", "acme"];
+    args.extend_from_slice(flags);
+    srv.cli(&args).trim().to_string()
+}
+
+/// A catalog with one update, a server pinning it with the catalog pushed, tenant
+/// `acme` with group `web`, and an enrolment token for `acme`.
+pub struct AcmeWorld {
+    /// The catalog (its keys and repository).
+    pub cat: Catalog,
+    /// The server.
+    pub srv: Server,
+    /// The enrolment token.
+    pub enroll: String,
+}
+
+impl AcmeWorld {
+    /// Builds it in `dir`: update `id` made of `deb` (see [`catalog_with`]), a server
+    /// started with the flags `server_flags` makes from the catalog, and an enrolment
+    /// token made with `token_flags` (see [`acme_enroll_token`]).
+    pub fn start(
+        bins: &Bins,
+        dir: &Path,
+        (id, deb, add_flags): (&str, &Path, &[&str]),
+        server_flags: &dyn Fn(&Catalog) -> Vec<String>,
+        token_flags: &[&str],
+    ) -> AcmeWorld {
+        let cat = catalog_with(bins, dir, id, deb, add_flags);
+        let flags = server_flags(&cat);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let srv = Server::start_with(bins, dir, &cat.root(), &flags);
+        acme_with_web(&srv, &cat.repo);
+        let enroll = acme_enroll_token(&srv, token_flags);
+        AcmeWorld { cat, srv, enroll }
+    }
+}
+
+impl Server {
+    /// The `host list --format json` row of tenant `acme`'s host `hostname`.
+    pub fn acme_host(&self, hostname: &str) -> serde_json::Value {
+        let hosts: Vec<serde_json::Value> = serde_json::from_str(
+            &self.cli(&["host", "list", "--tenant", "acme", "--format", "json"]),
+        )
+        .expect("host list JSON");
+        hosts
+            .iter()
+            .find(|h| h["hostname"] == hostname)
+            .cloned()
+            .unwrap_or_else(|| panic!("host {hostname} not enrolled in acme: {hosts:?}"))
+    }
+
+    /// The id of tenant `acme`'s host `hostname`.
+    pub fn acme_host_id(&self, hostname: &str) -> String {
+        let row = self.acme_host(hostname);
+        row["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {row}"))
+            .to_string()
+    }
+}
+
+impl Host {
+    /// Installs `deb`, enrols with tenant `acme`'s token `enroll` through `url`
+    /// (asserting that it enrolled) and puts this host into group `web` on `srv`;
+    /// returns its host id.
+    pub fn enrol_into_web(&self, srv: &Server, url: &str, enroll: &str, deb: &Path) -> String {
+        self.lab.install_deb(deb).unwrap();
+        let o = self.agent(url, Some(enroll));
+        assert!(o.status.success(), "enrol: {}", text(&o));
+        let id = srv.acme_host_id(self.lab.name());
+        srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+        id
     }
 }

@@ -519,17 +519,7 @@ pub async fn list_tokens(
     op: Operator,
     Query(q): Query<TokensQuery>,
 ) -> ApiResult<Json<Vec<TokenInfo>>> {
-    let tenant = match (&q.tenant, op.role) {
-        (Some(t), _) => {
-            op.see(t)?;
-            Some(t.clone())
-        }
-        (None, Role::ProviderAdmin) => None,
-        (None, _) => op.tenant.clone(),
-    };
-    if tenant.is_none() && op.role != Role::ProviderAdmin {
-        return Err(ApiError::forbidden("this token has no tenant"));
-    }
+    let tenant = op.listing_scope(q.tenant.as_ref())?;
     Ok(Json(s.store.list_tokens(tenant.as_ref()).await?))
 }
 

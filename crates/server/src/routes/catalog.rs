@@ -69,14 +69,13 @@ pub async fn push(
         .await
         .map_err(|e| e.hide_paths(&s.config.data_dir))?;
     // Finding 10 (issue 8): a provider-wide entry in the operator log.
-    let detail = serde_json::json!(status);
-    let entry = op.log_entry(
-        s.clock.now(),
-        None,
+    crate::routes::log::record_provider(
+        &s,
+        &op,
         "catalog.push",
-        "catalog".into(),
-        detail,
-    );
-    crate::routes::log::record(&s, &entry).await?;
+        "catalog",
+        serde_json::json!(status),
+    )
+    .await?;
     Ok(Json(status))
 }

@@ -37,14 +37,8 @@ pub async fn rotation(State(s): State<AppState>, op: Operator) -> ApiResult<Json
     let next = s.director.begin().await?;
     // Finding 10 (issue 8): key rotations are in the operator log.
     let detail = serde_json::json!({ "next_keyid": next.keyid });
-    let entry = op.log_entry(
-        s.clock.now(),
-        None,
-        "director.rotation",
-        "director key".into(),
-        detail,
-    );
-    crate::routes::log::record(&s, &entry).await?;
+    crate::routes::log::record_provider(&s, &op, "director.rotation", "director key", detail)
+        .await?;
     Ok(Json(status(&s, Some(&next))))
 }
 
@@ -63,13 +57,7 @@ pub async fn certificate(
         "keyid": now_status.key.keyid,
         "certificate_version": now_status.certificate_version,
     });
-    let entry = op.log_entry(
-        s.clock.now(),
-        None,
-        "director.certificate",
-        "director key".into(),
-        detail,
-    );
-    crate::routes::log::record(&s, &entry).await?;
+    crate::routes::log::record_provider(&s, &op, "director.certificate", "director key", detail)
+        .await?;
     Ok(Json(now_status))
 }

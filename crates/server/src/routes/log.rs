@@ -40,6 +40,20 @@ impl Operator {
             detail,
         }
     }
+
+    /// The tenant a listing is about: `asked` when this operator may see it, else the
+    /// operator's own; `None` (everything) for a provider admin who names none.
+    pub fn listing_scope(&self, asked: Option<&TenantId>) -> ApiResult<Option<TenantId>> {
+        match (asked, self.role, &self.tenant) {
+            (Some(t), _, _) => {
+                self.see(t)?;
+                Ok(Some(t.clone()))
+            }
+            (None, Role::ProviderAdmin, _) => Ok(None),
+            (None, _, Some(own)) => Ok(Some(own.clone())),
+            (None, _, None) => Err(ApiError::forbidden("this token has no tenant")),
+        }
+    }
 }
 
 /// Appends the entry of a change the store made without it; the change is not
@@ -52,6 +66,18 @@ pub async fn record(s: &AppState, entry: &LogEntry) -> ApiResult<()> {
         ))
     })?;
     Ok(())
+}
+
+/// Records a provider-wide change (no tenant) this operator made now, as [`record`].
+pub async fn record_provider(
+    s: &AppState,
+    op: &Operator,
+    action: &str,
+    object: &str,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    let entry = op.log_entry(s.clock.now(), None, action, object.into(), detail);
+    record(s, &entry).await
 }
 
 /// Query of the log routes.
@@ -71,14 +97,9 @@ pub async fn list(
     op: Operator,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Json<Vec<LogEntry>>> {
-    let scope = match (&q.tenant, op.role, &op.tenant) {
-        (Some(t), _, _) => {
-            op.see(t)?;
-            LogScope::Tenant(t.clone())
-        }
-        (None, Role::ProviderAdmin, _) => LogScope::Everything,
-        (None, _, Some(own)) => LogScope::Tenant(own.clone()),
-        (None, _, None) => return Err(ApiError::forbidden("this token has no tenant")),
+    let scope = match op.listing_scope(q.tenant.as_ref())? {
+        Some(t) => LogScope::Tenant(t),
+        None => LogScope::Everything,
     };
     entries(&s, &scope, &q).await
 }
