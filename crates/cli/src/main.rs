@@ -74,8 +74,8 @@ enum Command {
     Approve(DecideArgs),
     /// Declines an update for a group.
     ///
-    /// Example: patchday decline --tenant acme --group web PD-2026-0001
-    Decline(DecideArgs),
+    /// Example: patchday decline --tenant acme --group web PD-2026-0001 --reason "replaced by the vendor's build"
+    Decline(DeclineArgs),
     /// Compliance per tenant, group, host or update.
     ///
     /// Example: patchday report --by host --format csv
@@ -197,6 +197,15 @@ struct ServerArgs {
     /// in the TLS handshake.
     #[arg(long, default_value_t = 30)]
     body_timeout: u64,
+    /// Reports call a host stale when it has not checked in for this long (90m, 12h,
+    /// 2d) [default: three poll intervals] (issue 9, point 7).
+    #[arg(long, value_parser = parse_duration)]
+    stale_after: Option<jiff::SignedDuration>,
+}
+
+/// A clap parser for durations (`90m`, `12h`, `30d`, `2w`).
+fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
+    duration(s).ok_or_else(|| format!("{s:?} is not a duration (90m, 12h, 30d, 2w)"))
 }
 
 /// Maintenance of a server's data directory (issue 8, finding 14).
@@ -675,6 +684,16 @@ struct DecideArgs {
     conn: Conn,
 }
 
+/// Issue 9, point 7: a decline carries the operator's reason, shown in reports.
+#[derive(Args)]
+struct DeclineArgs {
+    #[command(flatten)]
+    decide: DecideArgs,
+    /// Why the update is not installed (required; the report shows it).
+    #[arg(long)]
+    reason: String,
+}
+
 #[allow(clippy::disallowed_methods)] // the binary edge: publishing signs with the wall clock
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
@@ -960,8 +979,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Approve(a) => decide(a, Decision::Approve).await,
-        Command::Decline(a) => decide(a, Decision::Decline).await,
+        Command::Approve(a) => decide(a, Decision::Approve, None).await,
+        Command::Decline(a) => decide(a.decide, Decision::Decline, Some(a.reason)).await,
         Command::Report { tenant, by, conn } => {
             let r = conn.api()?.report(tenant.as_ref()).await?;
             print(&report_table(&r, by), conn.format);
@@ -970,7 +989,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-async fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<i32> {
+async fn decide(a: DecideArgs, decision: Decision, reason: Option<String>) -> anyhow::Result<i32> {
     let r = a
         .conn
         .api()?
@@ -981,6 +1000,7 @@ async fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<i32> {
                 group: a.group,
                 decision,
                 deadline: a.deadline,
+                reason,
             },
         )
         .await?;
@@ -1281,6 +1301,7 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         header_timeout: std::time::Duration::from_secs(a.header_timeout.max(1)),
         body_timeout: std::time::Duration::from_secs(a.body_timeout.max(1)),
     };
+    cfg.stale_after = a.stale_after;
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");

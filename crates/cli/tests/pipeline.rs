@@ -830,7 +830,9 @@ fn demo_runs_in_dpkg_root_sandboxes() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
-        t.contains("dpkg --root sandboxes") && t.contains("every host is compliant (4 of 4)"),
+        t.contains("dpkg --root sandboxes")
+            && t.contains("every host has every update installed (4 of 4)")
+            && t.contains("4 only wait for a reboot to be compliant"),
         "{t}"
     );
     assert!(

@@ -2,3 +2,4 @@
 
 pub mod applicability;
 pub mod calendar;
+pub mod compliance;
