@@ -201,6 +201,13 @@ struct ServerArgs {
     /// 2d) [default: three poll intervals] (issue 9, point 7).
     #[arg(long, value_parser = parse_duration)]
     stale_after: Option<jiff::SignedDuration>,
+    /// Warn (log, health, `catalog status`) this long before root, targets or snapshot
+    /// expire (issue 9, point 5).
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    catalog_expiry_warning: jiff::SignedDuration,
+    /// Warn this long before the timestamp expires (it lives a day by default).
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    timestamp_expiry_warning: jiff::SignedDuration,
 }
 
 /// A clap parser for durations (`90m`, `12h`, `30d`, `2w`).
@@ -271,10 +278,38 @@ enum CatalogCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Shows the catalog versions the server holds.
+    /// Shows the catalog the server holds: every role's version and expiry, with a
+    /// warning for a role that expires soon.
+    ///
+    /// Example: patchday catalog status
     Status {
         #[command(flatten)]
         conn: Conn,
+    },
+    /// Re-signs expiring metadata without adding an update: snapshot and timestamp
+    /// always, targets when it expires within --targets-within (issue 9, point 5).
+    ///
+    /// Example: patchday catalog refresh --keys ~/patchday-keys --repo ~/catalog && patchday catalog push --repo ~/catalog
+    Refresh {
+        /// Key directory (snapshot and timestamp keys; the targets key only when
+        /// targets is re-signed).
+        #[arg(long)]
+        keys: PathBuf,
+        /// Catalog directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Re-sign targets too when it expires within this time (14d, 2w, 0s: never).
+        #[arg(long, default_value = "14d", value_parser = parse_duration)]
+        targets_within: jiff::SignedDuration,
+        /// Lifetime of a re-signed targets role.
+        #[arg(long, default_value = "90d", value_parser = parse_duration)]
+        targets_expires: jiff::SignedDuration,
+        /// Lifetime of the new snapshot.
+        #[arg(long, default_value = "35d", value_parser = parse_duration)]
+        snapshot_expires: jiff::SignedDuration,
+        /// Lifetime of the new timestamp.
+        #[arg(long, default_value = "1d", value_parser = parse_duration)]
+        timestamp_expires: jiff::SignedDuration,
     },
 }
 
@@ -1083,8 +1118,62 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                 s.targets_version, s.updates, s.payloads
             );
         }
+        CatalogCmd::Refresh {
+            keys,
+            repo,
+            targets_within,
+            targets_expires,
+            snapshot_expires,
+            timestamp_expires,
+        } => {
+            let exp = patchday_trust::Expiries {
+                targets: targets_expires,
+                snapshot: snapshot_expires,
+                timestamp: timestamp_expires,
+                ..Default::default()
+            };
+            let now = now();
+            let (resigned_targets, roles) = patchday_cli::catalog::refresh(
+                &KeyPaths::in_dir(&keys),
+                &repo,
+                now,
+                &exp,
+                targets_within,
+            )
+            .await?;
+            for r in &roles {
+                println!("{} v{} expires {}", r.role, r.version, r.expires);
+            }
+            println!(
+                "catalog refreshed ({}); push it: patchday catalog push --repo {}",
+                if resigned_targets {
+                    "targets, snapshot and timestamp re-signed"
+                } else {
+                    "snapshot and timestamp re-signed; targets kept"
+                },
+                repo.display()
+            );
+        }
         CatalogCmd::Status { conn } => {
             let s = conn.api()?.catalog_status().await?;
+            // Issue 9, point 5: every role's expiry; JSON is the whole status.
+            if conn.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(0);
+            }
+            let mut roles = Table::new(&["role", "version", "expires", "state"]);
+            for r in &s.roles {
+                roles.rows.push(vec![
+                    r.role.clone(),
+                    r.version.to_string(),
+                    r.expires.to_string(),
+                    r.state.to_string(),
+                ]);
+            }
+            print(&roles, conn.format);
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
             let mut t = Table::new(&[
                 "root",
                 "targets",
@@ -1302,6 +1391,10 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         body_timeout: std::time::Duration::from_secs(a.body_timeout.max(1)),
     };
     cfg.stale_after = a.stale_after;
+    cfg.expiry_warning = patchday_core::catalog_expiry::ExpiryWarning {
+        roles: a.catalog_expiry_warning,
+        timestamp: a.timestamp_expiry_warning,
+    };
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");

@@ -28,6 +28,10 @@ pub struct ServerConfig {
     /// A host not seen for longer is `stale` in reports; `None`: three poll intervals
     /// (issue 9, point 7).
     pub stale_after: Option<jiff::SignedDuration>,
+    /// How long before a catalog role expires the server warns (issue 9, point 5).
+    pub expiry_warning: patchday_core::catalog_expiry::ExpiryWarning,
+    /// How often the server looks at the catalog's expiries for its log.
+    pub expiry_check_every: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -42,6 +46,8 @@ impl ServerConfig {
             online_timestamp: None,
             limits: crate::listener::ConnectionLimits::default(),
             stale_after: None,
+            expiry_warning: Default::default(),
+            expiry_check_every: std::time::Duration::from_secs(60),
         }
     }
 

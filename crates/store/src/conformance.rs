@@ -361,6 +361,7 @@ async fn catalog_replacement(store: &dyn Store) {
             timestamp_version: 2,
             updates: 1,
             payloads: 1,
+            ..Default::default()
         },
         updates: vec![doc.clone()],
         targets: vec![target.clone()],
@@ -413,6 +414,7 @@ async fn catalog_replacement(store: &dyn Store) {
             timestamp_version: 3,
             updates: 0,
             payloads: 0,
+            ..Default::default()
         },
         ..Default::default()
     };

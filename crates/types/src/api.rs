@@ -296,6 +296,12 @@ pub struct CatalogStatus {
     pub updates: u64,
     /// Number of payloads.
     pub payloads: u64,
+    /// Every role's version and expiry, and whether it expires soon (issue 9, point 5).
+    #[serde(default)]
+    pub roles: Vec<RoleExpiry>,
+    /// What the publisher must do before the catalog expires, for people.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `POST /v1/agent/enroll`.
@@ -712,3 +718,40 @@ impl fmt::Display for HostCompliance {
 /// agent's `dpkg --audit` check): `broken: <dpkg's words>`. The report shows such a
 /// host as `broken`.
 pub const AGENT_ERROR_BROKEN_PREFIX: &str = "broken: ";
+
+// ---- Issue 9, point 5: catalog upkeep ----
+
+/// One TUF role of the served catalog and when it expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleExpiry {
+    /// `root`, `targets`, `snapshot`, `timestamp`, or a delegated role's name.
+    pub role: String,
+    /// Its version.
+    pub version: u64,
+    /// When agents stop trusting it.
+    pub expires: Timestamp,
+    /// `ok`, `expires-soon` (within the server's warning time) or `expired`.
+    pub state: ExpiryState,
+}
+
+/// How close a role is to its expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpiryState {
+    /// Further away than the warning time.
+    Ok,
+    /// Within the warning time: re-sign it (`patchday catalog refresh`) and push.
+    ExpiresSoon,
+    /// Past: agents refuse the catalog.
+    Expired,
+}
+
+impl fmt::Display for ExpiryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ok => "ok",
+            Self::ExpiresSoon => "expires-soon",
+            Self::Expired => "expired",
+        })
+    }
+}
