@@ -779,7 +779,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Tenant(TenantCmd::List { conn }) => {
-            let mut t = Table::new(&["id", "name", "patch-day", "max-hosts"]);
+            let mut t =
+                Table::new(&["id", "name", "patch-day", "max-hosts"]).numbers(&["max-hosts"]);
             for x in conn.api()?.tenants().await? {
                 let p = &x.patch_day;
                 t.rows.push(vec![
@@ -936,7 +937,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "approvable",
                 "cves",
                 "title",
-            ]);
+            ])
+            .numbers(&["cves"]);
             for u in conn.api()?.updates(&tenant).await? {
                 t.rows.push(vec![
                     u.update.id.to_string(),

@@ -52,8 +52,11 @@ impl Table {
             Format::Table => self.text(),
             Format::Csv => self.csv(),
             Format::Json => {
-                let cell = |col: &str, v: &str| match v.parse::<u64>() {
-                    Ok(n) if self.numeric.contains(col) => serde_json::Value::from(n),
+                // Counts are numbers; an empty count (no limit) is null.
+                let cell = |col: &str, v: &str| match (self.numeric.contains(col), v.parse::<u64>())
+                {
+                    (true, Ok(n)) => serde_json::Value::from(n),
+                    (true, Err(_)) if v.is_empty() => serde_json::Value::Null,
                     _ => serde_json::Value::from(v),
                 };
                 let objs: Vec<BTreeMap<&str, serde_json::Value>> = self

@@ -189,7 +189,7 @@ fn host_goes_from_needed_to_installed_and_a_second_run_installs_nothing() {
             .cli(&["updates", "--tenant", "acme", "--format", "json"]),
     )
     .unwrap();
-    assert_eq!(ups[0]["cves"], "2");
+    assert_eq!(ups[0]["cves"], 2, "counts are JSON numbers");
 
     let o = h.agent(&w.srv.url, None);
     assert!(o.status.success(), "{}", text(&o));
@@ -218,7 +218,10 @@ fn host_goes_from_needed_to_installed_and_a_second_run_installs_nothing() {
     // Report formats agree.
     let csv = w.srv.cli(&["report", "--by", "host", "--format", "csv"]);
     assert!(
-        csv.lines().nth(1).unwrap().contains(",yes,0,0,1,0,0"),
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .contains(",yes,up-to-date,,0,0,1,0,0,0"),
         "{csv}"
     );
     let table = w.srv.cli(&["report", "--by", "tenant"]);
