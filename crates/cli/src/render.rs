@@ -194,18 +194,6 @@ const COUNT_COLS: [&str; 6] = [
     "declined",
 ];
 
-/// Whether a state means "approved but not there yet".
-pub fn is_outstanding(s: UpdateState) -> bool {
-    matches!(
-        s,
-        UpdateState::Approved
-            | UpdateState::Downloading
-            | UpdateState::Downloaded
-            | UpdateState::Installing
-            | UpdateState::Failed
-    )
-}
-
 /// Report grouping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum By {
