@@ -263,3 +263,43 @@ pub fn pack(repo: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
     b.finish()?;
     Ok(out)
 }
+
+// ---- Issue 9, point 5: catalog upkeep ----
+
+/// Every role of the catalog in `repo` and its expiry, read from its metadata files.
+pub fn local_role_expiries(repo: &Path) -> Vec<patchday_trust::expiry::RoleMeta> {
+    let meta = repo.join("metadata");
+    let root = std::fs::read(meta.join("root.json")).ok();
+    patchday_trust::expiry::role_expiries(root.as_deref(), |name| {
+        std::fs::read(meta.join(name)).ok()
+    })
+}
+
+/// Re-signs snapshot and timestamp with fresh expiries, and targets too when it
+/// expires within `targets_within` of `now`, adding nothing. Returns whether targets
+/// was re-signed, and every role's expiry afterwards.
+pub async fn refresh(
+    keys: &KeyPaths,
+    repo: &Path,
+    now: jiff::Timestamp,
+    exp: &Expiries,
+    targets_within: jiff::SignedDuration,
+) -> anyhow::Result<(bool, Vec<patchday_trust::expiry::RoleMeta>)> {
+    let before = local_role_expiries(repo);
+    let targets_due = before
+        .iter()
+        .find(|r| r.role == "targets")
+        .is_none_or(|t| t.expires.duration_since(now) <= targets_within);
+    if targets_due {
+        // Adding nothing re-signs targets (new version, fresh expiry), snapshot and
+        // timestamp.
+        patchday_trust::add_targets(keys, repo, Vec::new(), now, exp)
+            .await
+            .context("re-signing targets, snapshot and timestamp")?;
+    } else {
+        patchday_trust::resign_timestamp(keys, repo, now, exp)
+            .await
+            .context("re-signing snapshot and timestamp")?;
+    }
+    Ok((targets_due, local_role_expiries(repo)))
+}

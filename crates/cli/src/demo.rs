@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use patchday_core::calendar::PatchDaySchedule;
 use patchday_lab::{DebSpec, HostKind, LabHost};
 use patchday_trust::Expiries;
+use patchday_types::api::HostCompliance;
 use patchday_types::api::{ApprovalRequest, CreateTenant, Decision, Group};
 use patchday_types::{GroupId, Release, Severity, TenantId, UpdateId, YearMonth};
 use std::ffi::OsString;
@@ -438,6 +439,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
                     group: g.parse()?,
                     decision: Decision::Approve,
                     deadline: None,
+                    reason: None,
                 },
             )
             .await?;
@@ -449,6 +451,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
                 group: "all".parse()?,
                 decision: Decision::Approve,
                 deadline: None,
+                reason: None,
             },
         )
         .await?;
@@ -493,11 +496,26 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
         indent(&report_table(&report, By::Update).render(Format::Table))
     );
     println!();
+    // Issue 9, point 7: a host whose only gap is a reboot has everything installed
+    // but is not compliant until it reboots; the demo does not reboot its hosts.
     let compliant = compliant_hosts(&report);
-    let all_ok = truthful && !compliant.is_empty() && compliant.values().all(|c| *c);
-    say.step(&if all_ok {
+    let reboot = report
+        .hosts
+        .iter()
+        .filter(|h| h.compliance == HostCompliance::PendingReboot)
+        .count();
+    let all_ok = truthful
+        && !compliant.is_empty()
+        && compliant.values().filter(|c| **c).count() + reboot == compliant.len();
+    say.step(&if all_ok && reboot == 0 {
         format!(
             "every host is compliant ({} of {}), and dpkg on each host agrees",
+            compliant.len(),
+            compliant.len()
+        )
+    } else if all_ok {
+        format!(
+            "every host has every update installed ({} of {}), and dpkg on each host agrees; {reboot} only wait for a reboot to be compliant",
             compliant.len(),
             compliant.len()
         )

@@ -79,8 +79,8 @@ enum Command {
     Approve(DecideArgs),
     /// Declines an update for a group.
     ///
-    /// Example: patchday decline --tenant acme --group web PD-2026-0001
-    Decline(DecideArgs),
+    /// Example: patchday decline --tenant acme --group web PD-2026-0001 --reason "replaced by the vendor's build"
+    Decline(DeclineArgs),
     /// Compliance per tenant, group, host or update.
     ///
     /// Example: patchday report --by host --format csv
@@ -202,6 +202,22 @@ struct ServerArgs {
     /// in the TLS handshake.
     #[arg(long, default_value_t = 30)]
     body_timeout: u64,
+    /// Reports call a host stale when it has not checked in for this long (90m, 12h,
+    /// 2d) [default: three poll intervals] (issue 9, point 7).
+    #[arg(long, value_parser = parse_duration)]
+    stale_after: Option<jiff::SignedDuration>,
+    /// Warn (log, health, `catalog status`) this long before root, targets or snapshot
+    /// expire (issue 9, point 5).
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    catalog_expiry_warning: jiff::SignedDuration,
+    /// Warn this long before the timestamp expires (it lives a day by default).
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    timestamp_expiry_warning: jiff::SignedDuration,
+}
+
+/// A clap parser for durations (`90m`, `12h`, `30d`, `2w`).
+fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
+    duration(s).ok_or_else(|| format!("{s:?} is not a duration (90m, 12h, 30d, 2w)"))
 }
 
 /// Maintenance of a server's data directory (issue 8, finding 14).
@@ -267,10 +283,38 @@ enum CatalogCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Shows the catalog versions the server holds.
+    /// Shows the catalog the server holds: every role's version and expiry, with a
+    /// warning for a role that expires soon.
+    ///
+    /// Example: patchday catalog status
     Status {
         #[command(flatten)]
         conn: Conn,
+    },
+    /// Re-signs expiring metadata without adding an update: snapshot and timestamp
+    /// always, targets when it expires within --targets-within (issue 9, point 5).
+    ///
+    /// Example: patchday catalog refresh --keys ~/patchday-keys --repo ~/catalog && patchday catalog push --repo ~/catalog
+    Refresh {
+        /// Key directory (snapshot and timestamp keys; the targets key only when
+        /// targets is re-signed).
+        #[arg(long)]
+        keys: PathBuf,
+        /// Catalog directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Re-sign targets too when it expires within this time (14d, 2w, 0s: never).
+        #[arg(long, default_value = "14d", value_parser = parse_duration)]
+        targets_within: jiff::SignedDuration,
+        /// Lifetime of a re-signed targets role.
+        #[arg(long, default_value = "90d", value_parser = parse_duration)]
+        targets_expires: jiff::SignedDuration,
+        /// Lifetime of the new snapshot.
+        #[arg(long, default_value = "35d", value_parser = parse_duration)]
+        snapshot_expires: jiff::SignedDuration,
+        /// Lifetime of the new timestamp.
+        #[arg(long, default_value = "1d", value_parser = parse_duration)]
+        timestamp_expires: jiff::SignedDuration,
     },
 }
 
@@ -680,6 +724,16 @@ struct DecideArgs {
     conn: Conn,
 }
 
+/// Issue 9, point 7: a decline carries the operator's reason, shown in reports.
+#[derive(Args)]
+struct DeclineArgs {
+    #[command(flatten)]
+    decide: DecideArgs,
+    /// Why the update is not installed (required; the report shows it).
+    #[arg(long)]
+    reason: String,
+}
+
 #[allow(clippy::disallowed_methods)] // the binary edge: publishing signs with the wall clock
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
@@ -732,7 +786,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Tenant(TenantCmd::List { conn }) => {
-            let mut t = Table::new(&["id", "name", "patch-day", "max-hosts"]);
+            let mut t =
+                Table::new(&["id", "name", "patch-day", "max-hosts"]).numbers(&["max-hosts"]);
             for x in conn.api()?.tenants().await? {
                 let p = &x.patch_day;
                 t.rows.push(vec![
@@ -889,7 +944,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "approvable",
                 "cves",
                 "title",
-            ]);
+            ])
+            .numbers(&["cves"]);
             for u in conn.api()?.updates(&tenant).await? {
                 t.rows.push(vec![
                     u.update.id.to_string(),
@@ -967,8 +1023,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Approve(a) => decide(a, Decision::Approve).await,
-        Command::Decline(a) => decide(a, Decision::Decline).await,
+        Command::Approve(a) => decide(a, Decision::Approve, None).await,
+        Command::Decline(a) => decide(a.decide, Decision::Decline, Some(a.reason)).await,
         Command::Report { tenant, by, conn } => {
             let r = conn.api()?.report(tenant.as_ref()).await?;
             print(&report_table(&r, by), conn.format);
@@ -977,7 +1033,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-async fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<i32> {
+async fn decide(a: DecideArgs, decision: Decision, reason: Option<String>) -> anyhow::Result<i32> {
     let r = a
         .conn
         .api()?
@@ -988,6 +1044,7 @@ async fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<i32> {
                 group: a.group,
                 decision,
                 deadline: a.deadline,
+                reason,
             },
         )
         .await?;
@@ -1070,8 +1127,62 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                 s.targets_version, s.updates, s.payloads
             );
         }
+        CatalogCmd::Refresh {
+            keys,
+            repo,
+            targets_within,
+            targets_expires,
+            snapshot_expires,
+            timestamp_expires,
+        } => {
+            let exp = patchday_trust::Expiries {
+                targets: targets_expires,
+                snapshot: snapshot_expires,
+                timestamp: timestamp_expires,
+                ..Default::default()
+            };
+            let now = now();
+            let (resigned_targets, roles) = patchday_cli::catalog::refresh(
+                &KeyPaths::in_dir(&keys),
+                &repo,
+                now,
+                &exp,
+                targets_within,
+            )
+            .await?;
+            for r in &roles {
+                println!("{} v{} expires {}", r.role, r.version, r.expires);
+            }
+            println!(
+                "catalog refreshed ({}); push it: patchday catalog push --repo {}",
+                if resigned_targets {
+                    "targets, snapshot and timestamp re-signed"
+                } else {
+                    "snapshot and timestamp re-signed; targets kept"
+                },
+                repo.display()
+            );
+        }
         CatalogCmd::Status { conn } => {
             let s = conn.api()?.catalog_status().await?;
+            // Issue 9, point 5: every role's expiry; JSON is the whole status.
+            if conn.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(0);
+            }
+            let mut roles = Table::new(&["role", "version", "expires", "state"]);
+            for r in &s.roles {
+                roles.rows.push(vec![
+                    r.role.clone(),
+                    r.version.to_string(),
+                    r.expires.to_string(),
+                    r.state.to_string(),
+                ]);
+            }
+            print(&roles, conn.format);
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
             let mut t = Table::new(&[
                 "root",
                 "targets",
@@ -1287,6 +1398,11 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         max_connections: a.max_connections,
         header_timeout: std::time::Duration::from_secs(a.header_timeout.max(1)),
         body_timeout: std::time::Duration::from_secs(a.body_timeout.max(1)),
+    };
+    cfg.stale_after = a.stale_after;
+    cfg.expiry_warning = patchday_core::catalog_expiry::ExpiryWarning {
+        roles: a.catalog_expiry_warning,
+        timestamp: a.timestamp_expiry_warning,
     };
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {

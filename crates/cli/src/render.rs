@@ -1,7 +1,7 @@
 //! Turning API answers into tables, JSON and CSV.
 
 use patchday_text::{csv_cell, terminal};
-use patchday_types::api::ComplianceReport;
+use patchday_types::api::{ComplianceReport, HostCompliance};
 use patchday_types::UpdateState;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -25,6 +25,9 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Rows.
     pub rows: Vec<Vec<String>>,
+    /// Columns whose cells are counts: JSON shows them as numbers (issue 9, point 7).
+    #[serde(skip)]
+    pub numeric: std::collections::BTreeSet<String>,
 }
 
 impl Table {
@@ -33,7 +36,14 @@ impl Table {
         Self {
             columns: cols.iter().map(|c| c.to_string()).collect(),
             rows: Vec::new(),
+            numeric: Default::default(),
         }
+    }
+
+    /// Marks columns as counts, written as JSON numbers.
+    pub fn numbers(mut self, cols: &[&str]) -> Self {
+        self.numeric.extend(cols.iter().map(|c| c.to_string()));
+        self
     }
 
     /// Renders in a format.
@@ -42,7 +52,14 @@ impl Table {
             Format::Table => self.text(),
             Format::Csv => self.csv(),
             Format::Json => {
-                let objs: Vec<BTreeMap<&str, &str>> = self
+                // Counts are numbers; an empty count (no limit) is null.
+                let cell = |col: &str, v: &str| match (self.numeric.contains(col), v.parse::<u64>())
+                {
+                    (true, Ok(n)) => serde_json::Value::from(n),
+                    (true, Err(_)) if v.is_empty() => serde_json::Value::Null,
+                    _ => serde_json::Value::from(v),
+                };
+                let objs: Vec<BTreeMap<&str, serde_json::Value>> = self
                     .rows
                     .iter()
                     .map(|r| {
@@ -50,6 +67,7 @@ impl Table {
                             .iter()
                             .map(String::as_str)
                             .zip(r.iter().map(String::as_str))
+                            .map(|(c, v)| (c, cell(c, v)))
                             .collect()
                     })
                     .collect();
@@ -125,6 +143,9 @@ struct Counts {
     installed: usize,
     pending_reboot: usize,
     failed: usize,
+    declined: usize,
+    /// Hosts per `HOST_STATE_COLS` entry.
+    host_states: [usize; 8],
 }
 
 impl Counts {
@@ -138,6 +159,7 @@ impl Counts {
             UpdateState::Installed => self.installed += 1,
             UpdateState::InstalledPendingReboot => self.pending_reboot += 1,
             UpdateState::Failed => self.failed += 1,
+            UpdateState::Declined => self.declined += 1,
             _ => {}
         }
     }
@@ -146,6 +168,7 @@ impl Counts {
         if with_hosts {
             v.push(self.hosts.to_string());
             v.push(self.compliant.to_string());
+            v.extend(self.host_states.map(|n| n.to_string()));
         }
         v.extend(
             [
@@ -154,6 +177,7 @@ impl Counts {
                 self.installed,
                 self.pending_reboot,
                 self.failed,
+                self.declined,
             ]
             .map(|n| n.to_string()),
         );
@@ -161,25 +185,14 @@ impl Counts {
     }
 }
 
-const COUNT_COLS: [&str; 5] = [
+const COUNT_COLS: [&str; 6] = [
     "needed",
     "approved",
     "installed",
     "pending-reboot",
     "failed",
+    "declined",
 ];
-
-/// Whether a state means "approved but not there yet".
-pub fn is_outstanding(s: UpdateState) -> bool {
-    matches!(
-        s,
-        UpdateState::Approved
-            | UpdateState::Downloading
-            | UpdateState::Downloaded
-            | UpdateState::Installing
-            | UpdateState::Failed
-    )
-}
 
 /// Report grouping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -196,24 +209,32 @@ pub enum By {
     Detail,
 }
 
-/// Whether a host (by tenant and id) is compliant: nothing approved is outstanding.
+/// Whether a host (by tenant and id) is compliant: the server's verdict is
+/// `up-to-date` (nothing it needs is missing, approved or not, unless declined with a
+/// reason; issue 9, point 7).
 pub fn compliant_hosts(r: &ComplianceReport) -> BTreeMap<(String, String), bool> {
-    let mut m: BTreeMap<(String, String), bool> = r
-        .hosts
+    r.hosts
         .iter()
-        .map(|h| ((h.tenant.to_string(), h.host.to_string()), true))
-        .collect();
-    for row in &r.rows {
-        if is_outstanding(row.state) {
-            m.insert((row.tenant.to_string(), row.host.to_string()), false);
-        }
-    }
-    // issue 9, point 4: a broken dpkg database is never compliant, declines or not.
-    for h in r.hosts.iter().filter(|h| h.dpkg_broken.is_some()) {
-        m.insert((h.tenant.to_string(), h.host.to_string()), false);
-    }
-    m
+        .map(|h| {
+            (
+                (h.tenant.to_string(), h.host.to_string()),
+                h.compliance.is_compliant(),
+            )
+        })
+        .collect()
 }
+
+/// Host states counted in tenant and group tables (issue 9, point 7).
+const HOST_STATE_COLS: [HostCompliance; 8] = [
+    HostCompliance::Exposed,
+    HostCompliance::ApprovedPending,
+    HostCompliance::Overdue,
+    HostCompliance::Failed,
+    HostCompliance::Broken,
+    HostCompliance::CatalogExpired,
+    HostCompliance::PendingReboot,
+    HostCompliance::Stale,
+];
 
 /// Builds the report table at a grouping level.
 pub fn report_table(r: &ComplianceReport, by: By) -> Table {
@@ -243,11 +264,20 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
             t
         }
         By::Host => {
-            let mut cols = vec!["tenant", "host", "hostname", "groups", "compliant"];
+            // issue 9, point 7: the host's state and why, from the server's verdict.
+            let mut cols = vec![
+                "tenant",
+                "host",
+                "hostname",
+                "groups",
+                "compliant",
+                "status",
+                "why",
+            ];
             cols.extend(COUNT_COLS);
             cols.extend(SIGNED_COLS); // issue 8, findings 8 and 13
             cols.push("dpkg"); // issue 9, point 4
-            let mut t = Table::new(&cols);
+            let mut t = Table::new(&cols).numbers(&COUNT_COLS);
             for h in &r.hosts {
                 let mut c = Counts::default();
                 for row in r
@@ -272,6 +302,8 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
                         "no"
                     }
                     .to_string(),
+                    h.compliance.to_string(),
+                    h.compliance_reason.clone().unwrap_or_default(),
                 ];
                 cells.extend(c.cells(false));
                 cells.extend(signed_cells(&h.signed)); // issue 8, findings 8 and 13
@@ -283,7 +315,7 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
         By::Update => {
             let mut cols = vec!["tenant", "update", "severity"];
             cols.extend(COUNT_COLS);
-            let mut t = Table::new(&cols);
+            let mut t = Table::new(&cols).numbers(&COUNT_COLS);
             let mut m: BTreeMap<(String, String), (String, Counts)> = BTreeMap::new();
             for row in &r.rows {
                 let e = m
@@ -304,9 +336,11 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
             } else {
                 vec!["tenant", "group"]
             };
-            cols.extend(["hosts", "compliant-hosts"]);
-            cols.extend(COUNT_COLS);
-            let mut t = Table::new(&cols);
+            let mut numeric = vec!["hosts", "compliant-hosts"];
+            numeric.extend(HOST_STATE_COLS.map(HostCompliance::as_str));
+            numeric.extend(COUNT_COLS);
+            cols.extend(&numeric);
+            let mut t = Table::new(&cols).numbers(&numeric);
             let mut m: BTreeMap<Vec<String>, Counts> = BTreeMap::new();
             for h in &r.hosts {
                 let keys: Vec<Vec<String>> = if by == By::Tenant {
@@ -324,6 +358,9 @@ pub fn report_table(r: &ComplianceReport, by: By) -> Table {
                     c.hosts += 1;
                     if is_ok(h.tenant.as_str(), h.host.as_str()) {
                         c.compliant += 1;
+                    }
+                    if let Some(i) = HOST_STATE_COLS.iter().position(|s| *s == h.compliance) {
+                        c.host_states[i] += 1;
                     }
                     for row in r
                         .rows

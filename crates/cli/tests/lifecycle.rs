@@ -435,7 +435,7 @@ fn host_quota_refuses_enrolment_above_it() {
     let w = world();
     w.srv.cli(&["tenant", "set", "acme", "--max-hosts", "1"]);
     let tenants = json_of(&w.srv, &["tenant", "list"]);
-    assert_eq!(tenants[0]["max-hosts"], "1", "{tenants:?}");
+    assert_eq!(tenants[0]["max-hosts"], 1, "{tenants:?}");
     let token = enroll_token(&w.srv, &["--uses", "5"]);
     let (code, body) = enrol(&w.srv, &token, "q-1");
     assert_eq!(code, 200, "{body}");

@@ -2,3 +2,5 @@
 
 pub mod applicability;
 pub mod calendar;
+pub mod catalog_expiry;
+pub mod compliance;

@@ -584,6 +584,7 @@ async fn client_main(
             group,
             decision: Decision::Approve,
             deadline: None,
+            reason: None,
         };
         let _: Value = api
             .admin(Method::POST, &format!("{t}/approvals"), &req)

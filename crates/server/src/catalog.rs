@@ -249,6 +249,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         timestamp_version: verified.timestamp_version,
         updates: updates.len() as u64,
         payloads,
+        ..Default::default()
     };
     // The new trusted state is kept under its own name before the database commit, so
     // a crash after the commit finds it at start (issue 8, finding 15).

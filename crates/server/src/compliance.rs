@@ -7,7 +7,7 @@ use patchday_core::applicability::{
 };
 use patchday_store::{HostRecord, TenantStore};
 use patchday_types::api::{Approval, Decision};
-use patchday_types::{Inventory, UpdateDocument, UpdateId};
+use patchday_types::{Inventory, UpdateDocument, UpdateId, UpdateState};
 use std::collections::BTreeMap;
 
 /// Statuses of every update for one host, from `inventory` when the caller has it at
@@ -68,12 +68,32 @@ pub async fn host_statuses(
         .filter(|u| u.published_for(tenant.id().as_str()))
         .cloned()
         .collect();
-    Ok(evaluate(
+    let mut statuses = evaluate(
         &HostView {
             inventory,
             decisions: &decisions,
             reported: &reported,
         },
         &visible,
-    ))
+    );
+    // Issue 9, point 7: a declined update's message is the operator's reason (a decline
+    // without one does not excuse the host; see `patchday_core::compliance`).
+    for st in statuses
+        .iter_mut()
+        .filter(|s| s.state == UpdateState::Declined)
+    {
+        st.message = decline_reason(approvals, host, &st.update);
+    }
+    Ok(statuses)
+}
+
+/// The reason of the decline that applies to `host` (the first of its groups' declines
+/// that has one).
+fn decline_reason(approvals: &[Approval], host: &HostRecord, update: &UpdateId) -> Option<String> {
+    approvals
+        .iter()
+        .filter(|a| {
+            a.decision == Decision::Decline && &a.update == update && host.groups.contains(&a.group)
+        })
+        .find_map(|a| a.reason.clone())
 }

@@ -14,6 +14,7 @@
 
 mod auth;
 mod catalog;
+mod catalog_expiry; // issue 9, point 5
 mod clock;
 mod compliance;
 mod director;
@@ -52,6 +53,11 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         freshness::check(online, &config.data_dir).await?;
         tokio::spawn(freshness::run(state.clone(), online.clone()));
     }
+    // Issue 9, point 5: the log shows every role's expiry and warns before one expires.
+    tokio::spawn(catalog_expiry::watch(
+        state.clone(),
+        config.expiry_check_every,
+    ));
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");

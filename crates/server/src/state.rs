@@ -25,6 +25,13 @@ pub struct ServerConfig {
     pub online_timestamp: Option<crate::freshness::OnlineTimestampKey>,
     /// Connection cap and client timeouts (issue 8, finding 2).
     pub limits: crate::listener::ConnectionLimits,
+    /// A host not seen for longer is `stale` in reports; `None`: three poll intervals
+    /// (issue 9, point 7).
+    pub stale_after: Option<jiff::SignedDuration>,
+    /// How long before a catalog role expires the server warns (issue 9, point 5).
+    pub expiry_warning: patchday_core::catalog_expiry::ExpiryWarning,
+    /// How often the server looks at the catalog's expiries for its log.
+    pub expiry_check_every: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -38,7 +45,18 @@ impl ServerConfig {
             audit_feeds: patchday_audit::feeds::FeedPaths::default(),
             online_timestamp: None,
             limits: crate::listener::ConnectionLimits::default(),
+            stale_after: None,
+            expiry_warning: Default::default(),
+            expiry_check_every: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// How long a host may stay silent before reports call it stale (issue 9, point 7).
+    pub fn stale_after(&self) -> jiff::SignedDuration {
+        self.stale_after.unwrap_or_else(|| {
+            let poll = i64::try_from(self.poll_seconds).unwrap_or(i64::MAX / 3);
+            jiff::SignedDuration::from_secs(poll.saturating_mul(3))
+        })
     }
 }
 

@@ -75,8 +75,28 @@ pub async fn health(State(s): State<AppState>) -> Response {
             }
         }
     }
+    // Issue 9, point 5: an expired catalog is unhealthy (agents install nothing); a role
+    // close to expiry is a warning line under "ok".
+    let warnings = match crate::catalog_expiry::roles(&s).await {
+        Ok((roles, warnings)) => {
+            if let Some(w) = roles
+                .iter()
+                .filter(|r| r.state == patchday_types::api::ExpiryState::Expired)
+                .find_map(|r| patchday_core::catalog_expiry::warning(r, s.clock.now()))
+            {
+                return (StatusCode::SERVICE_UNAVAILABLE, w).into_response();
+            }
+            warnings
+        }
+        Err(_) => Vec::new(),
+    };
     match s.storage.get() {
-        None => "ok".into_response(),
+        None if warnings.is_empty() => "ok".into_response(),
+        None => std::iter::once("ok".to_string())
+            .chain(warnings.iter().map(|w| format!("warning: {w}")))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .into_response(),
         Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("storage: cannot write: {why}"),

@@ -933,7 +933,7 @@ impl TenantStore for SqliteTenant {
 
     async fn list_approvals(&self) -> Result<Vec<Approval>> {
         let rows = sqlx::query(
-            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by FROM approvals
+            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason FROM approvals
              WHERE tenant_id = ? ORDER BY update_id, group_id",
         )
         .bind(self.id.as_str())
@@ -953,6 +953,7 @@ impl TenantStore for SqliteTenant {
                     deadline: opt_ts(r.get("deadline"))?,
                     decided_at: parse("timestamp", r.get::<&str, _>("decided_at"))?,
                     decided_by: r.get("decided_by"),
+                    reason: r.get("reason"),
                 })
             })
             .collect()
@@ -1386,11 +1387,12 @@ impl SqliteTenant {
             Decision::Decline => "decline",
         };
         sqlx::query(
-            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by, reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
                decision = excluded.decision, deadline = excluded.deadline,
-               decided_at = excluded.decided_at, decided_by = excluded.decided_by",
+               decided_at = excluded.decided_at, decided_by = excluded.decided_by,
+               reason = excluded.reason",
         )
         .bind(self.id.as_str())
         .bind(a.update.as_str())
@@ -1399,6 +1401,7 @@ impl SqliteTenant {
         .bind(a.deadline.map(|d| d.to_string()))
         .bind(a.decided_at.to_string())
         .bind(&a.decided_by)
+        .bind(&a.reason)
         .execute(&mut *tx)
         .await
         .map_err(about(format!("group {}", a.group)))?;

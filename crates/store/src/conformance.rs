@@ -257,6 +257,7 @@ async fn approvals_and_states(store: &dyn Store) {
         deadline: Some(ts("2026-12-01T00:00:00Z")),
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "root".into(),
+        reason: None,
     };
     acme.put_approval(&a).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![a.clone()]);
@@ -264,10 +265,12 @@ async fn approvals_and_states(store: &dyn Store) {
         globex.list_approvals().await.unwrap().is_empty(),
         "approvals leak across tenants"
     );
-    // A new decision for the same (update, group) replaces the old one.
+    // A new decision for the same (update, group) replaces the old one, with its
+    // reason (issue 9, point 7).
     let d = Approval {
         decision: Decision::Decline,
         deadline: None,
+        reason: Some("the vendor's build replaces it".into()),
         ..a
     };
     acme.put_approval(&d).await.unwrap();
@@ -280,6 +283,7 @@ async fn approvals_and_states(store: &dyn Store) {
         deadline: None,
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "root".into(),
+        reason: None,
     };
     assert!(matches!(
         acme.put_approval(&missing_group).await,
@@ -357,6 +361,7 @@ async fn catalog_replacement(store: &dyn Store) {
             timestamp_version: 2,
             updates: 1,
             payloads: 1,
+            ..Default::default()
         },
         updates: vec![doc.clone()],
         targets: vec![target.clone()],
@@ -409,6 +414,7 @@ async fn catalog_replacement(store: &dyn Store) {
             timestamp_version: 3,
             updates: 0,
             payloads: 0,
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -1006,6 +1012,7 @@ async fn approval_and_its_log_entry_commit_together(store: &dyn Store) {
         deadline: None,
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "alice".into(),
+        reason: None,
     };
     let log = log_entry(
         Some("lc-approve"),

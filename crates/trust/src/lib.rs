@@ -24,6 +24,8 @@
 pub mod client;
 pub mod decision;
 pub mod director;
+// issue 9, point 5: every role's expiry.
+pub mod expiry;
 // issue 8, finding 8: host-signed check-ins, reports and facts.
 mod error;
 pub mod host_signature;

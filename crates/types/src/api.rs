@@ -243,6 +243,9 @@ pub struct ApprovalRequest {
     /// Install by then at the latest.
     #[serde(default)]
     pub deadline: Option<Timestamp>,
+    /// Why (required for a decline: issue 9, point 7).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A recorded approval or decline.
@@ -260,6 +263,9 @@ pub struct Approval {
     pub decided_at: Timestamp,
     /// The token name that decided it.
     pub decided_by: String,
+    /// The operator's reason (every decline made since issue 9 has one).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// An update as a tenant sees it: the signed document plus its release status.
@@ -290,6 +296,12 @@ pub struct CatalogStatus {
     pub updates: u64,
     /// Number of payloads.
     pub payloads: u64,
+    /// Every role's version and expiry, and whether it expires soon (issue 9, point 5).
+    #[serde(default)]
+    pub roles: Vec<RoleExpiry>,
+    /// What the publisher must do before the catalog expires, for people.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `POST /v1/agent/enroll`.
@@ -473,6 +485,12 @@ pub struct HostSummaryRow {
     /// **broken**, never compliant, whatever is declined (issue 9, point 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpkg_broken: Option<String>,
+    /// Where the host stands as a whole (issue 9, point 7).
+    #[serde(default)]
+    pub compliance: HostCompliance,
+    /// Why, for people: the updates, deadline, error or last check-in behind the state.
+    #[serde(default)]
+    pub compliance_reason: Option<String>,
 }
 
 // issue 8, findings 8 and 13: what a host signed, and its agent's failures.
@@ -638,4 +656,106 @@ pub struct LogEntry {
     pub object: String,
     /// Details as a small JSON object.
     pub detail: serde_json::Value,
+}
+
+// ---- Issue 9, point 7: truthful compliance ----
+
+/// Where one host stands as a whole. Only `up-to-date` is compliant; the decision is
+/// `patchday_core::compliance::host_compliance`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostCompliance {
+    /// Nothing it needs is missing (or an operator declined it with a reason).
+    UpToDate,
+    /// Everything is installed; a reboot is still needed for it to take effect.
+    PendingReboot,
+    /// Needs approved updates the agent has not installed yet (deadline not passed).
+    ApprovedPending,
+    /// Needs updates nobody approved (or declined without a reason).
+    Exposed,
+    /// An approved update's deadline passed and it is still missing.
+    Overdue,
+    /// The last install attempt of an approved update failed.
+    Failed,
+    /// The agent refuses the catalog because its metadata expired: nothing installs
+    /// until the publisher re-signs (`patchday catalog refresh`).
+    CatalogExpired,
+    /// The host's dpkg database is broken (half-installed or unconfigured packages).
+    Broken,
+    /// Not seen within the expected interval: what the report knows is old. Also the
+    /// state of a host that never checked in.
+    #[default]
+    Stale,
+}
+
+impl HostCompliance {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UpToDate => "up-to-date",
+            Self::PendingReboot => "pending-reboot",
+            Self::ApprovedPending => "approved-pending",
+            Self::Exposed => "exposed",
+            Self::Overdue => "overdue",
+            Self::Failed => "failed",
+            Self::CatalogExpired => "catalog-expired",
+            Self::Broken => "broken",
+            Self::Stale => "stale",
+        }
+    }
+
+    /// Whether the host counts as compliant.
+    pub fn is_compliant(self) -> bool {
+        self == Self::UpToDate
+    }
+}
+
+impl fmt::Display for HostCompliance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an agent's run error starts when the host's dpkg database is not clean (the
+/// agent's `dpkg --audit` check): `broken: <dpkg's words>`. The report shows such a
+/// host as `broken`.
+pub const AGENT_ERROR_BROKEN_PREFIX: &str = "broken: ";
+
+// ---- Issue 9, point 5: catalog upkeep ----
+
+/// One TUF role of the served catalog and when it expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleExpiry {
+    /// `root`, `targets`, `snapshot`, `timestamp`, or a delegated role's name.
+    pub role: String,
+    /// Its version.
+    pub version: u64,
+    /// When agents stop trusting it.
+    pub expires: Timestamp,
+    /// `ok`, `expires-soon` (within the server's warning time) or `expired`.
+    pub state: ExpiryState,
+}
+
+/// How close a role is to its expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpiryState {
+    /// Further away than the warning time.
+    Ok,
+    /// Within the warning time: re-sign it (`patchday catalog refresh`) and push.
+    ExpiresSoon,
+    /// Past: agents refuse the catalog.
+    Expired,
+}
+
+impl fmt::Display for ExpiryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ok => "ok",
+            Self::ExpiresSoon => "expires-soon",
+            Self::Expired => "expired",
+        })
+    }
 }

@@ -8,6 +8,7 @@ use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use patchday_core::calendar::{parse_schedule, wait_message, PatchDaySchedule};
+use patchday_core::compliance::{host_compliance, HostFacts};
 use patchday_store::{hash_secret, NewEnrollToken, TokenRecord};
 use patchday_types::api::HostSigned;
 use patchday_types::api::{
@@ -364,6 +365,19 @@ pub async fn approve(
             ))
         })?;
     let now = s.clock.now();
+    // issue 9, point 7: a decline excuses a host only with a reason, so it needs one.
+    let reason = req
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(String::from);
+    if req.decision == Decision::Decline && reason.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "declining update {} needs a reason (patchday decline --reason \"...\"): reports show it, and a host counts as compliant without the update only because of it",
+            req.update
+        )));
+    }
     if req.decision == Decision::Approve {
         let sched = schedule(&tenant.get().await?.patch_day)?;
         if !sched
@@ -385,12 +399,14 @@ pub async fn approve(
         deadline: req.deadline,
         decided_at: now,
         decided_by: op.name.clone(),
+        reason,
     };
     let action = match a.decision {
         Decision::Approve => "approval.approve",
         Decision::Decline => "approval.decline",
     };
-    let detail = json!({ "update": a.update, "group": a.group, "deadline": a.deadline });
+    let detail =
+        json!({ "update": a.update, "group": a.group, "deadline": a.deadline, "reason": a.reason });
     let object = format!("update {} group {}", a.update, a.group);
     let entry = op.log_entry(now, Some(&t), action, object, detail);
     tenant.put_approval_logged(&a, &entry).await?;
@@ -424,8 +440,10 @@ pub async fn report(
             .collect(),
     };
     let updates = s.store.catalog_updates().await?;
+    let now = s.clock.now();
+    let stale_after = s.config.stale_after();
     let mut report = ComplianceReport {
-        generated_at: Some(s.clock.now()),
+        generated_at: Some(seconds(now)),
         ..Default::default()
     };
     for t in tenants {
@@ -435,7 +453,19 @@ pub async fn report(
             let signed = host_signed(tenant.as_ref(), &h.id).await?;
             // issue 9, point 4: a broken dpkg database, in dpkg's words.
             let dpkg_broken = tenant.inventory(&h.id).await?.and_then(|i| i.dpkg_broken);
-            for mut st in host_statuses(tenant.as_ref(), &h, &approvals, &updates, None).await? {
+            let statuses = host_statuses(tenant.as_ref(), &h, &approvals, &updates, None).await?;
+            // issue 9, point 7: the host's state as a whole, from one pure decision.
+            let verdict = host_compliance(
+                &statuses,
+                &HostFacts {
+                    last_seen: h.last_seen,
+                    agent_error: signed.agent_error.as_deref(),
+                    dpkg_broken: dpkg_broken.as_deref(),
+                },
+                stale_after,
+                now,
+            );
+            for mut st in statuses {
                 if st.state == UpdateState::NotApplicable {
                     continue;
                 }
@@ -444,6 +474,9 @@ pub async fn report(
                     (st.state, &st.message, &signed.agent_error)
                 {
                     st.message = Some(format!("agent-error: {e}"));
+                }
+                if let (UpdateState::Declined, Some(r)) = (st.state, &st.message) {
+                    st.message = Some(format!("declined: {r}"));
                 }
                 let Some(u) = patchday_store::find_update(&updates, &st.update) else {
                     continue;
@@ -464,13 +497,24 @@ pub async fn report(
                 host: h.id,
                 hostname: h.hostname,
                 groups: h.groups,
-                last_seen: h.last_seen,
-                signed,
+                last_seen: h.last_seen.map(seconds),
+                signed: HostSigned {
+                    at: signed.at.map(seconds),
+                    agent_error_at: signed.agent_error_at.map(seconds),
+                    ..signed
+                },
                 dpkg_broken, // issue 9, point 4
+                compliance: verdict.state,
+                compliance_reason: verdict.reason,
             });
         }
     }
     Ok(Json(report))
+}
+
+/// A time as the report shows it: whole seconds (issue 9, point 7).
+fn seconds(t: jiff::Timestamp) -> jiff::Timestamp {
+    t.round(jiff::Unit::Second).unwrap_or(t)
 }
 
 // issue 8, findings 8 and 13: what each host itself signed, and its agent's errors.

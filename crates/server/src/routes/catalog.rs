@@ -13,7 +13,10 @@ use tokio::io::AsyncWriteExt;
 
 /// `GET /v1/catalog`.
 pub async fn status(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<CatalogStatus>> {
-    Ok(Json(s.store.catalog_status().await?))
+    let mut status = s.store.catalog_status().await?;
+    // Issue 9, point 5: every role's expiry, and what to do before one expires.
+    (status.roles, status.warnings) = crate::catalog_expiry::roles(&s).await?;
+    Ok(Json(status))
 }
 
 /// `GET /v1/catalog/root.json`: the pinned root (public: it holds public keys only).
