@@ -162,6 +162,8 @@ fn mirror_run_imports_what_the_fleet_has_installed_as_one_update_per_source() {
     write_config(dir, &url);
     let cat = Catalog::new(&b, dir);
     let srv = Server::start(&b, dir, &cat.root());
+    // Agents verify the catalog on every run: the server has one before hosts enrol.
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
     srv.cli(&["tenant", "create", "acme"]);
     srv.cli(&["group", "create", "--tenant", "acme", "web"]);
     let enroll = srv

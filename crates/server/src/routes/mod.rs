@@ -6,7 +6,7 @@ mod audit;
 mod catalog;
 mod director;
 pub mod log; // finding 10 (issue 8)
-// Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
+             // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
 mod fleet;
 mod tuf;
 
