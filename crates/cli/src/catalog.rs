@@ -163,6 +163,7 @@ pub async fn add_update(
         payloads: payloads.clone(),
         description,
         tenants: opts.tenants.clone(),
+        upstream: None,
     };
     let tmp = tempfile::tempdir()?;
     let doc_path = tmp.path().join("doc.json");

@@ -351,6 +351,7 @@ mod tests {
             }],
             description: String::new(),
             tenants: vec![],
+            upstream: None,
         }
     }
 
