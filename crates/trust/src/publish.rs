@@ -108,17 +108,28 @@ pub fn stored_target_name(name: &str, sha256_hex: &str) -> String {
     format!("{sha256_hex}.{name}")
 }
 
-/// The signed `custom` object of every target the catalog at `repo_dir` lists now (its
-/// signatures are checked first), e.g. to number a new payload after the ones before it.
+/// The signed `custom` object of every target the catalog at `repo_dir` lists now, its
+/// delegated roles' included (its signatures are checked first), e.g. to number a new
+/// payload after the ones before it.
 pub async fn catalog_targets(
     repo_dir: &Path,
 ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, TrustError> {
     let current = Current::load(repo_dir).await?;
+    // Issue 9: the delegated roles' targets too (a mirror's payloads count for release counters).
+    let delegated = current
+        .targets
+        .signed
+        .delegations
+        .iter()
+        .flat_map(|d| d.roles.iter())
+        .filter_map(|r| r.targets.as_ref())
+        .flat_map(|t| t.signed.targets.iter());
     Ok(current
         .targets
         .signed
         .targets
         .iter()
+        .chain(delegated)
         .map(|(name, t)| {
             let custom: serde_json::Map<String, serde_json::Value> = t
                 .custom
