@@ -94,8 +94,9 @@ pub async fn delegate(
     })
 }
 
-/// Issue 9, point 3: makes sure `tenant`'s private role exists: created on first use,
-/// signed by the offline targets key (which also signs for it), trusted for the tenant's
+/// Issue 9, point 3: makes sure `tenant`'s private role exists: created on first use (and
+/// again after a targets key rotation), signed by the offline targets key (which also signs
+/// for it), trusted for the tenant's
 /// payloads (`tenant-<t>~*`) and for update documents (`update-*`: documents keep their
 /// names, and naming each one in the delegation would show other tenants its id).
 async fn ensure_tenant_role(
@@ -108,7 +109,13 @@ async fn ensure_tenant_role(
     let existing = patchday_trust::delegated_roles(repo)
         .await
         .with_context(|| format!("reading the catalog in {}", repo.display()))?;
-    if !existing.iter().any(|d| d.role == role) {
+    let key_id = patchday_trust::public_key_id(&keys.targets)
+        .with_context(|| format!("reading the targets key {}", keys.targets.display()))?;
+    // Missing, or held by a targets key rotated out since: (re-)delegate to the current one.
+    if !existing
+        .iter()
+        .any(|d| d.role == role && d.keyids.contains(&key_id))
+    {
         let paths = vec![role_target_name(&role, "*"), "update-*".to_owned()];
         delegate(
             keys,
