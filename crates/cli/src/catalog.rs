@@ -29,6 +29,106 @@ pub struct UpdateOptions {
     pub since: Option<String>,
     /// Tenants it is published for (empty: all).
     pub tenants: Vec<String>,
+    /// Sign as this delegated role instead of the offline targets role (issue 9, point 2).
+    pub role: Option<DelegatedSigner>,
+}
+
+/// Issue 9, point 2: a delegated role and the key file(s) that sign for it (a mirror's key).
+#[derive(Clone, Debug)]
+pub struct DelegatedSigner {
+    /// Role name, e.g. `mirror`.
+    pub role: String,
+    /// Its key file(s).
+    pub key_files: Vec<PathBuf>,
+}
+
+/// The role that holds one tenant's private updates (issue 9, point 3).
+pub fn tenant_role(tenant: &str) -> String {
+    format!("tenant-{tenant}")
+}
+
+/// The target name of `name` published by delegated `role`: `<role>~<name>` (`~` appears in no
+/// role or tenant name, so one role's names never fall under another role's prefix).
+pub fn role_target_name(role: &str, name: &str) -> String {
+    format!("{role}~{name}")
+}
+
+/// Default paths of a delegated role: its payloads (`<role>~*`) and update documents whose
+/// id starts with `<role>-` (`update-<role>-*`).
+pub fn default_role_paths(role: &str) -> Vec<String> {
+    vec![format!("{role}~*"), format!("update-{role}-*")]
+}
+
+/// Delegates to `role` from the offline targets role (`keys`), held by `key_files`.
+pub async fn delegate(
+    keys: &KeyPaths,
+    repo: &Path,
+    role: &str,
+    paths: &[String],
+    key_files: &[PathBuf],
+    threshold: u64,
+    now: jiff::Timestamp,
+) -> anyhow::Result<patchday_trust::CatalogVersion> {
+    let paths = if paths.is_empty() {
+        default_role_paths(role)
+    } else {
+        paths.to_vec()
+    };
+    patchday_trust::delegate_role(
+        keys,
+        repo,
+        role,
+        &paths,
+        key_files,
+        threshold,
+        now,
+        &Expiries::default(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "delegating {} to role {role} in {}",
+            paths.join(", "),
+            repo.display()
+        )
+    })
+}
+
+/// Issue 9, point 3: makes sure `tenant`'s private role exists: created on first use (and
+/// again after a targets key rotation), signed by the offline targets key (which also signs
+/// for it), trusted for the tenant's
+/// payloads (`tenant-<t>~*`) and for update documents (`update-*`: documents keep their
+/// names, and naming each one in the delegation would show other tenants its id).
+async fn ensure_tenant_role(
+    keys: &KeyPaths,
+    repo: &Path,
+    tenant: &str,
+    now: jiff::Timestamp,
+) -> anyhow::Result<String> {
+    let role = tenant_role(tenant);
+    let existing = patchday_trust::delegated_roles(repo)
+        .await
+        .with_context(|| format!("reading the catalog in {}", repo.display()))?;
+    let key_id = patchday_trust::public_key_id(&keys.targets)
+        .with_context(|| format!("reading the targets key {}", keys.targets.display()))?;
+    // Missing, or held by a targets key rotated out since: (re-)delegate to the current one.
+    if !existing
+        .iter()
+        .any(|d| d.role == role && d.keyids.contains(&key_id))
+    {
+        let paths = vec![role_target_name(&role, "*"), "update-*".to_owned()];
+        delegate(
+            keys,
+            repo,
+            &role,
+            &paths,
+            std::slice::from_ref(&keys.targets),
+            1,
+            now,
+        )
+        .await?;
+    }
+    Ok(role)
 }
 
 /// Debian's file-name form of a version (no epoch).
@@ -125,10 +225,31 @@ pub async fn add_update(
 ) -> anyhow::Result<UpdateDocument> {
     let UpdateContent {
         files,
-        payloads,
+        mut payloads,
         cves,
         description,
     } = content;
+    // Issue 9: who signs. A delegated role (the mirror's key), one tenant's private role, or
+    // the offline targets role.
+    let signer: Option<(String, Vec<PathBuf>)> = match (&opts.role, opts.tenants.as_slice()) {
+        (Some(_), [_, ..]) => anyhow::bail!(
+            "--as and --tenant do not go together: a tenant's private update is signed into its own role"
+        ),
+        (Some(r), []) => Some((r.role.clone(), r.key_files.clone())),
+        (None, []) => None,
+        (None, [tenant]) => Some((
+            ensure_tenant_role(keys, repo, tenant, now).await?,
+            vec![keys.targets.clone()],
+        )),
+        (None, [_, _, ..]) => anyhow::bail!(
+            "a private update is for one tenant: publish it once per tenant (each tenant's updates live in the tenant's own role, served to that tenant only)"
+        ),
+    };
+    if let Some((role, _)) = &signer {
+        for p in &mut payloads {
+            p.target = role_target_name(role, &p.target);
+        }
+    }
     let first = payloads
         .first()
         .context("an update needs at least one payload")?;
@@ -163,6 +284,7 @@ pub async fn add_update(
         payloads: payloads.clone(),
         description,
         tenants: opts.tenants.clone(),
+        upstream: None,
     };
     let tmp = tempfile::tempdir()?;
     let doc_path = tmp.path().join("doc.json");
@@ -180,9 +302,28 @@ pub async fn add_update(
             custom: serde_json::to_value(TargetCustom::for_payload(p, counter))?,
         });
     }
-    patchday_trust::add_targets(keys, repo, targets, now, &Expiries::default())
+    match signer {
+        None => patchday_trust::add_targets(keys, repo, targets, now, &Expiries::default())
+            .await
+            .with_context(|| format!("signing update {} into {}", doc.id, repo.display()))?,
+        Some((role, key_files)) => patchday_trust::add_targets_as(
+            keys,
+            repo,
+            &role,
+            &key_files,
+            targets,
+            now,
+            &Expiries::default(),
+        )
         .await
-        .with_context(|| format!("signing update {} into {}", doc.id, repo.display()))?;
+        .with_context(|| {
+            format!(
+                "signing update {} into {} as role {role}",
+                doc.id,
+                repo.display()
+            )
+        })?,
+    };
     Ok(doc)
 }
 

@@ -294,6 +294,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
             supersedes: vec![],
             since: Some(c.old_version.clone()),
             tenants: vec![],
+            role: None,
         };
         let doc = add_update(&keys, &repo, content, &opts, now).await?;
         println!("      signed {}: {} [{}]", doc.id, doc.title, doc.release);

@@ -273,6 +273,33 @@ enum CatalogCmd {
         #[arg(long = "cve")]
         cves: Vec<String>,
     },
+    /// Delegates target paths to an online role (a mirror) held by its own key: the offline
+    /// targets key signs the delegation; the role can then sign only under those paths.
+    /// Run again with a new --key-file to replace a lost or stolen key.
+    ///
+    /// Example: patchday catalog delegate --keys K --repo R --role mirror --key-file mirror-keys/targets.pem
+    Delegate {
+        /// Key directory (the offline targets key, and the snapshot and timestamp keys).
+        #[arg(long)]
+        keys: PathBuf,
+        /// Catalog directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Role name, e.g. mirror.
+        #[arg(long)]
+        role: String,
+        /// Path pattern the role may sign (repeatable; default `ROLE~*` for payloads and
+        /// `update-ROLE-*` for update documents).
+        #[arg(long = "paths")]
+        paths: Vec<String>,
+        /// The role's key file (PEM; repeatable). `patchday keys generate` writes one as
+        /// targets.pem in a directory of its own.
+        #[arg(long = "key-file", required = true)]
+        key_files: Vec<PathBuf>,
+        /// How many of the role's keys must sign.
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+    },
     /// Pushes the signed catalog to the server (which verifies it against its pinned root).
     ///
     /// Example: patchday catalog push --repo ~/catalog
@@ -354,10 +381,18 @@ struct AddArgs {
     /// Updates this one supersedes.
     #[arg(long)]
     supersedes: Vec<UpdateId>,
-    /// Publish for this tenant only (repeatable; default: every tenant), e.g. a
-    /// customer's own software. Signed: no server can offer it to other tenants' hosts.
+    /// Publish for this tenant only (default: every tenant), e.g. a customer's own
+    /// software: signed into the tenant's own role (created on first use), whose metadata
+    /// and payloads the server serves to that tenant only.
     #[arg(long = "tenant")]
     tenants: Vec<String>,
+    /// Sign as this delegated role (see `catalog delegate`) with --key-file, not with the
+    /// offline targets key; the update id must lie in its paths (e.g. mirror-DSA-5555-1).
+    #[arg(long = "as", requires = "key_files")]
+    as_role: Option<String>,
+    /// The delegated role's key file (repeatable).
+    #[arg(long = "key-file")]
+    key_files: Vec<PathBuf>,
 }
 
 impl AddArgs {
@@ -380,6 +415,13 @@ impl AddArgs {
             supersedes: self.supersedes.clone(),
             since,
             tenants: self.tenants.clone(),
+            role: self
+                .as_role
+                .clone()
+                .map(|role| patchday_cli::catalog::DelegatedSigner {
+                    role,
+                    key_files: self.key_files.clone(),
+                }),
         })
     }
 }
@@ -1118,6 +1160,29 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
             )
             .await?;
             println!("signed {}: {} [{}]", doc.id, doc.title, doc.release);
+        }
+        CatalogCmd::Delegate {
+            keys,
+            repo,
+            role,
+            paths,
+            key_files,
+            threshold,
+        } => {
+            let v = patchday_cli::catalog::delegate(
+                &KeyPaths::in_dir(&keys),
+                &repo,
+                &role,
+                &paths,
+                &key_files,
+                threshold,
+                now(),
+            )
+            .await?;
+            println!(
+                "delegated to role {role} (targets v{}, snapshot v{}); push the catalog to publish it",
+                v.targets, v.snapshot
+            );
         }
         CatalogCmd::Push { repo, conn } => {
             let tar = patchday_cli::catalog::pack(&repo)?;

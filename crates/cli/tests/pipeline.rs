@@ -835,18 +835,20 @@ fn native_arch() -> String {
 /// The release counter the catalog signed for `name` (0 when none or not listed).
 fn signed_counter(w: &World, name: &str) -> u64 {
     let meta = w.cat.repo.join("metadata");
+    // Issue 9: `<role>~<file>` is listed by the delegated role, not by targets.json.
+    let role = name.split_once('~').map_or("targets", |(r, _)| r);
+    let suffix = format!(".{role}.json");
     let newest = std::fs::read_dir(&meta)
         .unwrap()
         .filter_map(|e| {
             let n = e.unwrap().file_name().to_string_lossy().into_owned();
-            n.strip_suffix(".targets.json")?.parse::<u64>().ok()
+            n.strip_suffix(&suffix)?.parse::<u64>().ok()
         })
         .max()
         .unwrap();
-    let v: Value = serde_json::from_slice(
-        &std::fs::read(meta.join(format!("{newest}.targets.json"))).unwrap(),
-    )
-    .unwrap();
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(meta.join(format!("{newest}{suffix}"))).unwrap())
+            .unwrap();
     v["signed"]["targets"][name]["custom"]["release_counter"]
         .as_u64()
         .unwrap_or(0)
@@ -960,7 +962,8 @@ struct Forgery {
 const V3_DEB: &str = "pd-test-forge_1.0-3_all.deb";
 const OLD_DEB: &str = "pd-test-forge_1.0-1_all.deb";
 const ARM_DEB: &str = "pd-test-forge_1.0-4_arm64.deb";
-const GLOBEX_DEB: &str = "pd-test-forge_1.0-5_all.deb";
+// Issue 9, point 3: a tenant's private payload lives in the tenant's own role.
+const GLOBEX_DEB: &str = "tenant-globex~pd-test-forge_1.0-5_all.deb";
 
 fn forgery() -> Forgery {
     let (w, old, new) = world("pd-test-forge", false, None);
@@ -1162,9 +1165,11 @@ fn director_assigning_another_tenants_or_architectures_payload_is_refused() {
             f.stolen("PD-T-3", V3_DEB, &every_target("tenant", "globex".into())),
             "tenant: ",
         ),
+        // Issue 9, point 3: acme's agent cannot even read globex's private role, so the
+        // update is not in the catalog it verified.
         (
             f.stolen("PD-T-GLOBEX", GLOBEX_DEB, &|_| {}),
-            "tenant: update PD-T-GLOBEX is published for globex only",
+            "does not publish update-PD-T-GLOBEX.json",
         ),
     ]);
 }

@@ -349,6 +349,7 @@ mod tests {
             }],
             description: String::new(),
             tenants: vec![],
+            upstream: None,
         }
     }
 

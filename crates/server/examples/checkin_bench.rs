@@ -150,6 +150,7 @@ fn catalog_specs(updates: usize) -> anyhow::Result<Vec<Spec>> {
             payloads: payloads.collect(),
             description: format!("{src} ({new})\n  * Security fixes (synthetic).\n"),
             tenants: vec![],
+            upstream: None,
         };
         out.push(Spec { doc, old });
     }

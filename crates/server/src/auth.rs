@@ -180,8 +180,34 @@ impl FromRequestParts<AppState> for HostAuth {
     }
 }
 
-/// Either kind of caller, for what both may read (TUF metadata and payloads).
-pub struct AnyCaller;
+/// Either kind of caller, for what both may read (TUF metadata and payloads), with the
+/// tenant it reads for (issue 9, point 3: private roles are served to their tenant only).
+pub struct AnyCaller {
+    /// Whose private updates it may read.
+    pub scope: ReadScope,
+}
+
+/// Issue 9, point 3: whose private updates a caller may read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadScope {
+    /// A provider-admin token: every tenant's.
+    All,
+    /// A host credential or a token bound to this tenant: this tenant's only.
+    Tenant(TenantId),
+    /// A tenant-role token bound to no tenant: none.
+    Public,
+}
+
+impl AnyCaller {
+    /// Whether this caller may read what is private to `tenant`.
+    pub fn reads_for(&self, tenant: &str) -> bool {
+        match &self.scope {
+            ReadScope::All => true,
+            ReadScope::Tenant(t) => t.as_str() == tenant,
+            ReadScope::Public => false,
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for AnyCaller {
     type Rejection = ApiError;
@@ -190,14 +216,21 @@ impl FromRequestParts<AppState> for AnyCaller {
         let secret = bearer(parts)?;
         login_allowed(parts, state)?;
         let h = hash_secret(secret);
-        if state.store.host_by_credential(&h).await?.is_some() {
-            return Ok(AnyCaller);
+        if let Some((tenant, _)) = state.store.host_by_credential(&h).await? {
+            return Ok(AnyCaller {
+                scope: ReadScope::Tenant(tenant),
+            });
         }
         // Finding 3: revoked and expired operator tokens read nothing either.
-        live_operator_token(state, secret)
+        let t = live_operator_token(state, secret)
             .await
-            .map(|_| AnyCaller)
-            .map_err(|e| counted_failure(parts, state, e))
+            .map_err(|e| counted_failure(parts, state, e))?;
+        let scope = match (t.role, t.tenant) {
+            (Role::ProviderAdmin, _) => ReadScope::All,
+            (_, Some(tenant)) => ReadScope::Tenant(tenant),
+            (_, None) => ReadScope::Public,
+        };
+        Ok(AnyCaller { scope })
     }
 }
 

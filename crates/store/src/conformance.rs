@@ -346,6 +346,7 @@ async fn catalog_replacement(store: &dyn Store) {
         }],
         description: String::new(),
         tenants: vec![],
+        upstream: None,
     };
     let target = CatalogTarget {
         name: "libfoo1_1.0-2_amd64.deb".into(),

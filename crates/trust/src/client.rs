@@ -299,6 +299,77 @@ impl Updater {
         Ok(None)
     }
 
+    /// Issue 9, points 2 and 3: every target that a delegated role lists, as
+    /// `(role, name, file)` in preorder (top-level's children first, in listed order).
+    ///
+    /// Each target must lie in the paths of every delegation on the way to its role, or the
+    /// whole load is refused with [`TrustError::OutsideDelegation`]: a delegated key (a mirror's)
+    /// signs under its own paths only. A role whose metadata the repository does not serve to
+    /// this client (another tenant's private role: 404) is skipped, as the specification's
+    /// search does (5.6.7: its targets cannot be found); a role that is served must verify.
+    /// Call [`Updater::refresh`] first.
+    pub async fn delegated_targets(
+        &mut self,
+    ) -> Result<Vec<(String, String, TargetFile)>, TrustError> {
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut to_visit = self.children_of("targets", &[]);
+        while let Some((role, parent, chain)) = to_visit.pop() {
+            if seen.len() >= MAX_DELEGATIONS {
+                break;
+            }
+            if !seen.insert(role.clone()) {
+                continue;
+            }
+            match self.load_targets(&role, &parent).await {
+                Ok(()) => {}
+                Err(TrustError::MetadataMissing { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+            let Some(targets) = self.targets.get(&role) else {
+                continue;
+            };
+            for (name, file) in &targets.body.targets {
+                if let Some(outside) = chain.iter().find(|d| !d.trusts(name)) {
+                    return Err(TrustError::OutsideDelegation {
+                        role: role.clone(),
+                        name: name.clone(),
+                        paths: outside.paths.clone().unwrap_or_default().join(", "),
+                    });
+                }
+                out.push((role.clone(), name.clone(), file.clone()));
+            }
+            to_visit.extend(self.children_of(&role, &chain));
+        }
+        Ok(out)
+    }
+
+    /// The roles `role` delegates to (listed roles only), reversed for a preorder stack, each
+    /// with the chain of delegation entries that leads to it.
+    fn children_of(
+        &self,
+        role: &str,
+        chain: &[DelegatedRole],
+    ) -> Vec<(String, String, Vec<DelegatedRole>)> {
+        let Some(roles) = self
+            .targets
+            .get(role)
+            .and_then(|t| t.body.delegations.as_ref())
+            .and_then(|d| d.roles.as_ref())
+        else {
+            return Vec::new();
+        };
+        roles
+            .iter()
+            .rev()
+            .map(|d| {
+                let mut c = chain.to_vec();
+                c.push(d.clone());
+                (d.name.clone(), role.to_owned(), c)
+            })
+            .collect()
+    }
+
     /// Where a target file is fetched from: with consistent snapshots the file name gets the
     /// prefix `<hash>.` in its own directory (5.7.3).
     pub fn target_url(
@@ -861,7 +932,7 @@ impl SuccinctRoles {
 }
 
 /// A delegation path pattern: shell-style per `/`-separated segment (`*` never crosses `/`).
-fn path_matches(pattern: &str, path: &str) -> bool {
+pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('/').collect();
     let path: Vec<&str> = path.split('/').collect();
     pattern.len() == path.len()

@@ -728,6 +728,7 @@ mod tests {
             payloads: vec![payload()],
             description: String::new(),
             tenants: vec![],
+            upstream: None,
         };
         World {
             director,

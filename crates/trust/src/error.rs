@@ -205,6 +205,34 @@ pub enum TrustError {
         reason: &'static str,
     },
 
+    // Issue 9, points 2 and 3: delegated roles (mirror, tenant-<slug>).
+    /// A delegated role listed (or was asked to sign) a target outside the paths its delegator gave it.
+    #[error("target {name} is outside the paths delegated to role {role} ({paths}): a delegated role may sign only under its own paths (stolen or misused {role} key?)")]
+    OutsideDelegation {
+        /// The delegated role.
+        role: String,
+        /// The target name.
+        name: String,
+        /// The paths it was delegated, comma-separated.
+        paths: String,
+    },
+
+    /// A delegated role was named that the catalog's targets role does not delegate to.
+    #[error("the catalog delegates to no role {role}: create it first with `patchday catalog delegate --role {role} ...`")]
+    UnknownRole {
+        /// The role asked for.
+        role: String,
+    },
+
+    /// A delegated role name or path pattern that Patchday does not accept.
+    #[error("delegation {role:?} rejected: {reason}")]
+    BadDelegation {
+        /// The role name.
+        role: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A target's custom metadata is not a JSON object.
     #[error("target {name}: custom metadata must be a JSON object, e.g. {{\"type\":\"payload\"}}")]
     CustomNotObject {

@@ -16,12 +16,14 @@ use sha2::{Digest, Sha256};
 use tough::editor::signed::SignedRole;
 use tough::key_source::KeySource;
 use tough::schema::{
-    Hashes, KeyHolder, Metafile, RoleKeys, RoleType, Root, Signed, Snapshot, Target, Targets,
+    DelegatedRole, DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, PathPattern,
+    PathSet, RoleKeys, RoleType, Root, Signed, Snapshot, Target, Targets,
     Timestamp as TimestampRole,
 };
 use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, TargetName};
 use url::Url;
 
+use crate::client::path_matches;
 use crate::error::from_client_error;
 use crate::keys::{load_signer, KeyPaths, PemKeySource, Role};
 use crate::names::check_target_name;
@@ -106,17 +108,28 @@ pub fn stored_target_name(name: &str, sha256_hex: &str) -> String {
     format!("{sha256_hex}.{name}")
 }
 
-/// The signed `custom` object of every target the catalog at `repo_dir` lists now (its
-/// signatures are checked first), e.g. to number a new payload after the ones before it.
+/// The signed `custom` object of every target the catalog at `repo_dir` lists now, its
+/// delegated roles' included (its signatures are checked first), e.g. to number a new
+/// payload after the ones before it.
 pub async fn catalog_targets(
     repo_dir: &Path,
 ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, TrustError> {
     let current = Current::load(repo_dir).await?;
+    // Issue 9: the delegated roles' targets too (a mirror's payloads count for release counters).
+    let delegated = current
+        .targets
+        .signed
+        .delegations
+        .iter()
+        .flat_map(|d| d.roles.iter())
+        .filter_map(|r| r.targets.as_ref())
+        .flat_map(|t| t.signed.targets.iter());
     Ok(current
         .targets
         .signed
         .targets
         .iter()
+        .chain(delegated)
         .map(|(name, t)| {
             let custom: serde_json::Map<String, serde_json::Value> = t
                 .custom
@@ -162,6 +175,7 @@ pub async fn init_catalog(
         keys,
         now,
         exp,
+        Delegated::default(),
     )
     .await?;
     roles.write(&meta, Some(signed_root.buffer()), 1)?;
@@ -179,15 +193,7 @@ pub async fn add_targets(
     now: Timestamp,
     exp: &Expiries,
 ) -> Result<CatalogVersion, TrustError> {
-    // Check every name and custom object before touching the catalog.
-    for t in &new {
-        check_target_name(&t.name)?;
-        if !t.custom.is_object() {
-            return Err(TrustError::CustomNotObject {
-                name: t.name.clone(),
-            });
-        }
-    }
+    check_new_targets(&new)?;
     let current = Current::load(repo_dir).await?;
     let tdir = targets_dir(repo_dir);
     create_dir(&tdir)?;
@@ -195,8 +201,44 @@ pub async fn add_targets(
     let mut targets = current.targets.signed.clone();
     targets.version = current.targets.signed.version.saturating_add(1);
     targets.expires = expiry(now, exp.targets, "targets")?;
+    add_new_targets(&mut targets, new, &tdir)?;
+
+    let meta = metadata_dir(repo_dir);
+    let roles = SignedRoles::sign(
+        &current.root.signed,
+        TargetsToWrite::Sign(targets),
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        keys,
+        now,
+        exp,
+        Delegated::keep(&current.delegated_meta),
+    )
+    .await?;
+    roles.write(&meta, None, current.root.signed.version.get())
+}
+
+/// Checks every name and custom object before the catalog is touched.
+fn check_new_targets(new: &[NewTarget]) -> Result<(), TrustError> {
     for t in new {
-        let (length, sha256) = copy_into_catalog(&t.path, &tdir, &t.name)?;
+        check_target_name(&t.name)?;
+        if !t.custom.is_object() {
+            return Err(TrustError::CustomNotObject {
+                name: t.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Copies each new target's file into `tdir` and lists it in `targets`.
+fn add_new_targets(
+    targets: &mut Targets,
+    new: Vec<NewTarget>,
+    tdir: &Path,
+) -> Result<(), TrustError> {
+    for t in new {
+        let (length, sha256) = copy_into_catalog(&t.path, tdir, &t.name)?;
         let custom = match t.custom {
             serde_json::Value::Object(map) => map.into_iter().collect::<HashMap<_, _>>(),
             _ => return Err(TrustError::CustomNotObject { name: t.name }),
@@ -216,19 +258,7 @@ pub async fn add_targets(
         })?;
         targets.add_target(name, target);
     }
-
-    let meta = metadata_dir(repo_dir);
-    let roles = SignedRoles::sign(
-        &current.root.signed,
-        TargetsToWrite::Sign(targets),
-        current.snapshot_version.saturating_add(1),
-        current.timestamp_version.saturating_add(1),
-        keys,
-        now,
-        exp,
-    )
-    .await?;
-    roles.write(&meta, None, current.root.signed.version.get())
+    Ok(())
 }
 
 /// Re-signs snapshot and timestamp with fresh expiries (and new versions); targets stay as they are.
@@ -254,6 +284,7 @@ pub async fn resign_timestamp(
         keys,
         now,
         exp,
+        Delegated::keep(&current.delegated_meta),
     )
     .await?;
     roles.write(&meta, None, current.root.signed.version.get())
@@ -337,6 +368,7 @@ pub async fn rotate_root(
         new_keys,
         now,
         exp,
+        Delegated::keep(&current.delegated_meta),
     )
     .await?;
     roles.write(&meta, Some(signed_root.buffer()), version.get())
@@ -424,6 +456,7 @@ pub async fn rotate_role(
         &merged,
         now,
         exp,
+        Delegated::keep(&current.delegated_meta),
     )
     .await?;
     roles.write(&meta, Some(signed_root.buffer()), version.get())
@@ -496,6 +529,8 @@ struct Current {
     targets: Signed<Targets>,
     snapshot_version: NonZeroU64,
     timestamp_version: NonZeroU64,
+    /// Snapshot entries of delegated roles (issue 9), carried into every new snapshot.
+    delegated_meta: HashMap<String, Metafile>,
 }
 
 impl Current {
@@ -522,11 +557,14 @@ impl Current {
             .load()
             .await
             .map_err(|e| from_client_error(e, &|_| None))?;
+        let mut delegated_meta = repo.snapshot().signed.meta.clone();
+        delegated_meta.remove("targets.json");
         Ok(Current {
             root: repo.root().clone(),
             targets: repo.targets().clone(),
             snapshot_version: repo.snapshot().signed.version,
             timestamp_version: repo.timestamp().signed.version,
+            delegated_meta,
         })
     }
 }
@@ -638,6 +676,23 @@ where
     })
 }
 
+/// Delegated roles for the next snapshot (issue 9): the entries kept as they are, and the
+/// roles signed anew (name, version, bytes), which replace their entries.
+#[derive(Default)]
+struct Delegated {
+    meta: HashMap<String, Metafile>,
+    new: Vec<(String, NonZeroU64, Vec<u8>)>,
+}
+
+impl Delegated {
+    fn keep(meta: &HashMap<String, Metafile>) -> Self {
+        Delegated {
+            meta: meta.clone(),
+            new: Vec::new(),
+        }
+    }
+}
+
 /// Targets metadata to publish: freshly signed, or the current file kept as it is.
 enum TargetsToWrite {
     Sign(Targets),
@@ -646,6 +701,8 @@ enum TargetsToWrite {
 
 /// The signed bytes of targets, snapshot and timestamp, ready to be written in order.
 struct SignedRoles {
+    /// Newly signed delegated roles (issue 9): name, version, bytes.
+    delegated: Vec<(String, NonZeroU64, Vec<u8>)>,
     targets_version: NonZeroU64,
     targets: Option<Vec<u8>>,
     snapshot_version: NonZeroU64,
@@ -655,6 +712,7 @@ struct SignedRoles {
 }
 
 impl SignedRoles {
+    #[allow(clippy::too_many_arguments)]
     async fn sign(
         root: &Root,
         targets: TargetsToWrite,
@@ -663,6 +721,7 @@ impl SignedRoles {
         keys: &KeyPaths,
         now: Timestamp,
         exp: &Expiries,
+        delegated: Delegated,
     ) -> Result<Self, TrustError> {
         let (targets_version, targets_bytes, fresh) = match targets {
             TargetsToWrite::Sign(t) => {
@@ -681,6 +740,13 @@ impl SignedRoles {
             "targets.json".to_owned(),
             metafile(targets_version, &targets_bytes),
         );
+        let Delegated { mut meta, new } = delegated;
+        for (name, version, bytes) in &new {
+            meta.insert(format!("{name}.json"), metafile(*version, bytes));
+        }
+        for (file, entry) in meta {
+            snapshot.meta.entry(file).or_insert(entry);
+        }
         let snapshot = sign_role(snapshot, root, &[PemKeySource::boxed(&keys.snapshot)]).await?;
 
         let mut timestamp = TimestampRole::new(
@@ -694,6 +760,7 @@ impl SignedRoles {
         );
         let timestamp = sign_role(timestamp, root, &[PemKeySource::boxed(&keys.timestamp)]).await?;
         Ok(SignedRoles {
+            delegated: new,
             targets_version,
             targets: fresh.then_some(targets_bytes),
             snapshot_version,
@@ -714,6 +781,9 @@ impl SignedRoles {
         if let Some(root) = new_root {
             write_atomic(meta, &format!("{root_version}.root.json"), root)?;
             write_atomic(meta, "root.json", root)?;
+        }
+        for (name, version, bytes) in &self.delegated {
+            write_atomic(meta, &format!("{version}.{name}.json"), bytes)?;
         }
         if let Some(targets) = &self.targets {
             write_atomic(
@@ -802,6 +872,321 @@ fn copy_into_catalog(src: &Path, tdir: &Path, name: &str) -> Result<(u64, [u8; 3
     tmp.persist(&dest)
         .map_err(|e| TrustError::io("write", &dest)(e.error))?;
     Ok((length, sha256))
+}
+
+// ---- Issue 9, points 2 and 3: delegated roles (an online mirror; each tenant's private updates) ----
+
+/// A role that the catalog's top-level targets role delegates to, as signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    /// Role name, e.g. `mirror` or `tenant-acme`.
+    pub role: String,
+    /// Path patterns it may sign under (shell-style, `*` never crosses `/`).
+    pub paths: Vec<String>,
+    /// Key ids (hex) whose signatures count for it.
+    pub keyids: Vec<String>,
+    /// How many of them must sign.
+    pub threshold: u64,
+    /// Version of its metadata now (0 when the catalog does not hold it yet).
+    pub version: u64,
+    /// The targets it lists now.
+    pub targets: Vec<String>,
+}
+
+/// The roles the catalog at `repo_dir` delegates to from its top-level targets role.
+pub async fn delegated_roles(repo_dir: &Path) -> Result<Vec<Delegation>, TrustError> {
+    let current = Current::load(repo_dir).await?;
+    let Some(delegations) = &current.targets.signed.delegations else {
+        return Ok(Vec::new());
+    };
+    Ok(delegations
+        .roles
+        .iter()
+        .map(|r| Delegation {
+            role: r.name.clone(),
+            paths: pattern_strings(&r.paths),
+            keyids: r.keyids.iter().map(|k| hex::encode(k.as_ref())).collect(),
+            threshold: r.threshold.get(),
+            version: r.targets.as_ref().map_or(0, |t| t.signed.version.get()),
+            targets: r
+                .targets
+                .as_ref()
+                .map(|t| {
+                    t.signed
+                        .targets
+                        .keys()
+                        .map(|n| n.raw().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Delegates `paths` to `role`, held by `role_keys` with `threshold`: the top-level targets
+/// role (offline key in `keys.targets`) signs the delegation, the role's metadata is signed by
+/// `role_keys`, and snapshot and timestamp are re-signed.
+///
+/// Run again on an existing role to change its paths or replace its keys (a stolen mirror
+/// key): the old keys then count for nothing, and what the role listed is re-signed by the new
+/// keys (it must still lie under the new paths). Role names are flat (letters, digits,
+/// `.`, `_`, `-`); Patchday's target names are flat, so patterns such as `mirror~*` or
+/// `update-mirror-*` are what match.
+#[allow(clippy::too_many_arguments)]
+pub async fn delegate_role(
+    keys: &KeyPaths,
+    repo_dir: &Path,
+    role: &str,
+    paths: &[String],
+    role_keys: &[PathBuf],
+    threshold: u64,
+    now: Timestamp,
+    exp: &Expiries,
+) -> Result<CatalogVersion, TrustError> {
+    check_role_name(role)?;
+    let bad = |reason: String| TrustError::BadDelegation {
+        role: role.to_owned(),
+        reason,
+    };
+    if paths.is_empty() || paths.iter().any(|p| p.is_empty()) {
+        return Err(bad("give at least one non-empty path pattern".into()));
+    }
+    let patterns = paths
+        .iter()
+        .map(|p| PathPattern::new(p.clone()).map_err(|e| bad(format!("pattern {p:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let threshold_nz = NonZeroU64::new(threshold)
+        .filter(|_| threshold <= role_keys.len() as u64)
+        .ok_or_else(|| TrustError::BadThreshold {
+            role: role.to_owned(),
+            threshold,
+            keys: role_keys.len(),
+        })?;
+
+    let current = Current::load(repo_dir).await?;
+    let mut top = current.targets.signed.clone();
+    top.version = top.version.saturating_add(1);
+    top.expires = expiry(now, exp.targets, "targets")?;
+    let mut delegations = top.delegations.take().unwrap_or_default();
+    let old = delegations
+        .roles
+        .iter()
+        .position(|r| r.name == role)
+        .map(|i| delegations.roles.remove(i));
+
+    let mut keyids = Vec::new();
+    for path in role_keys {
+        let key = load_signer(path)?.tuf_key();
+        let id = key.key_id().map_err(|e| TrustError::BadKey {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        if keyids.contains(&id) {
+            return Err(TrustError::BadKey {
+                path: path.clone(),
+                detail: "the same key is listed twice for one role".into(),
+            });
+        }
+        delegations.keys.insert(id.clone(), key);
+        keyids.push(id);
+    }
+
+    let mut content = match old.and_then(|r| r.targets) {
+        Some(t) => t.signed,
+        None => Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, now),
+    };
+    content.version = next_role_version(&current, role, &content);
+    content.expires = expiry(now, exp.targets, role)?;
+    for name in content.targets.keys() {
+        if !paths.iter().any(|p| path_matches(p, name.raw())) {
+            return Err(TrustError::OutsideDelegation {
+                role: role.to_owned(),
+                name: name.raw().to_owned(),
+                paths: paths.join(", "),
+            });
+        }
+    }
+    delegations.roles.push(DelegatedRole {
+        name: role.to_owned(),
+        keyids,
+        threshold: threshold_nz,
+        paths: PathSet::Paths(patterns),
+        terminating: false,
+        targets: None,
+    });
+    // Keys no role names any more (a replaced mirror key) are dropped.
+    let used: Vec<_> = delegations
+        .roles
+        .iter()
+        .flat_map(|r| r.keyids.iter().cloned())
+        .collect();
+    delegations.keys.retain(|id, _| used.contains(id));
+
+    let signed = sign_delegated(role, content, &delegations, role_keys).await?;
+    top.delegations = Some(delegations);
+    let mut delegated = Delegated::keep(&current.delegated_meta);
+    delegated.new.push(signed);
+    let roles = SignedRoles::sign(
+        &current.root.signed,
+        TargetsToWrite::Sign(top),
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        keys,
+        now,
+        exp,
+        delegated,
+    )
+    .await?;
+    roles.write(
+        &metadata_dir(repo_dir),
+        None,
+        current.root.signed.version.get(),
+    )
+}
+
+/// Adds or replaces targets of the delegated `role`, signed with `role_keys` (a mirror's own
+/// key, never the offline targets key), and re-signs snapshot and timestamp with `keys`'
+/// online keys. The top-level targets role is not touched.
+///
+/// Refuses, before signing anything, a name outside the role's delegated paths
+/// ([`TrustError::OutsideDelegation`]) and a role the catalog does not delegate to.
+pub async fn add_targets_as(
+    keys: &KeyPaths,
+    repo_dir: &Path,
+    role: &str,
+    role_keys: &[PathBuf],
+    new: Vec<NewTarget>,
+    now: Timestamp,
+    exp: &Expiries,
+) -> Result<CatalogVersion, TrustError> {
+    check_new_targets(&new)?;
+    let current = Current::load(repo_dir).await?;
+    let unknown = || TrustError::UnknownRole {
+        role: role.to_owned(),
+    };
+    let delegations = current
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .ok_or_else(unknown)?;
+    let entry = delegations
+        .roles
+        .iter()
+        .find(|r| r.name == role)
+        .ok_or_else(unknown)?;
+    let paths = pattern_strings(&entry.paths);
+    for t in &new {
+        if !paths.iter().any(|p| path_matches(p, &t.name)) {
+            return Err(TrustError::OutsideDelegation {
+                role: role.to_owned(),
+                name: t.name.clone(),
+                paths: paths.join(", "),
+            });
+        }
+    }
+    let mut content = match &entry.targets {
+        Some(t) => t.signed.clone(),
+        None => Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, now),
+    };
+    content.version = next_role_version(&current, role, &content);
+    content.expires = expiry(now, exp.targets, role)?;
+    let tdir = targets_dir(repo_dir);
+    create_dir(&tdir)?;
+    add_new_targets(&mut content, new, &tdir)?;
+    let signed = sign_delegated(role, content, delegations, role_keys).await?;
+
+    let meta = metadata_dir(repo_dir);
+    let version = current.targets.signed.version;
+    let file = meta.join(format!("{version}.targets.json"));
+    let bytes = std::fs::read(&file).map_err(TrustError::io("read", &file))?;
+    let mut delegated = Delegated::keep(&current.delegated_meta);
+    delegated.new.push(signed);
+    let roles = SignedRoles::sign(
+        &current.root.signed,
+        TargetsToWrite::Keep { version, bytes },
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        keys,
+        now,
+        exp,
+        delegated,
+    )
+    .await?;
+    roles.write(&meta, None, current.root.signed.version.get())
+}
+
+/// One more than both the role's own version and what the snapshot lists for it.
+fn next_role_version(current: &Current, role: &str, content: &Targets) -> NonZeroU64 {
+    let listed = current
+        .delegated_meta
+        .get(&format!("{role}.json"))
+        .map_or(0, |m| m.version.get());
+    let own = if current.delegated_meta.contains_key(&format!("{role}.json")) {
+        content.version.get()
+    } else {
+        0
+    };
+    NonZeroU64::new(listed.max(own).saturating_add(1)).unwrap_or(NonZeroU64::MIN)
+}
+
+fn pattern_strings(paths: &PathSet) -> Vec<String> {
+    match paths {
+        PathSet::Paths(p) => p.iter().map(|p| p.value().to_owned()).collect(),
+        // Patchday never signs hash-prefix delegations; they match no name here.
+        PathSet::PathHashPrefixes(_) => Vec::new(),
+    }
+}
+
+/// Flat role names: they become file names (`N.<role>.json`) and URL segments unquoted.
+fn check_role_name(role: &str) -> Result<(), TrustError> {
+    let bad = |reason: &str| {
+        Err(TrustError::BadDelegation {
+            role: role.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    if role.is_empty() || role.len() > 64 {
+        return bad("a role name has 1 to 64 characters");
+    }
+    if matches!(role, "root" | "targets" | "snapshot" | "timestamp") {
+        return bad("that is a top-level role");
+    }
+    if !role.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return bad("use ASCII letters, digits, '.', '_' and '-', starting with a letter or digit");
+    }
+    Ok(())
+}
+
+/// Signs a delegated role's metadata with `role_keys` as `delegations` names them.
+async fn sign_delegated(
+    role: &str,
+    content: Targets,
+    delegations: &Delegations,
+    role_keys: &[PathBuf],
+) -> Result<(String, NonZeroU64, Vec<u8>), TrustError> {
+    let version = content.version;
+    let sources: Vec<Box<dyn KeySource>> =
+        role_keys.iter().map(|p| PemKeySource::boxed(p)).collect();
+    let signed = SignedRole::new(
+        DelegatedTargets {
+            name: role.to_owned(),
+            targets: content,
+        },
+        &KeyHolder::Delegations(delegations.clone()),
+        &sources,
+        &SystemRandom::new(),
+    )
+    .await
+    .map_err(|e| TrustError::Signing {
+        role: role.to_owned(),
+        detail: format!("{e} (is this the key the delegation names?)"),
+    })?;
+    Ok((role.to_owned(), version, signed.buffer().clone()))
 }
 
 #[cfg(test)]

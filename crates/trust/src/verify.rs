@@ -182,7 +182,8 @@ async fn run_client(
     let mut updater =
         Updater::new(transport, metadata_base, datastore, time.now)?.reuse_local(reuse_local);
     updater.refresh().await?;
-    to_catalog(&updater)
+    let delegated = updater.delegated_targets().await?;
+    to_catalog(&updater, delegated)
 }
 
 /// Checks a downloaded file against its signed length, then its sha256, reading it once.
@@ -389,11 +390,13 @@ fn record_time(datastore: &Path, time: LoadTime) -> Result<(), TrustError> {
     client::write_atomically(&file, &bytes)
 }
 
-/// The top-level targets as Patchday's catalog model: flat names, sha256, custom object.
-///
-/// Patchday catalogs do not delegate; targets of delegated roles are not listed here (use
-/// [`Updater::target_info`] to search them).
-fn to_catalog(updater: &Updater) -> Result<VerifiedCatalog, TrustError> {
+/// The top-level targets and those of delegated roles (issue 9: `mirror`, `tenant-<slug>`) as
+/// Patchday's catalog model: flat names, sha256, custom object. Where two roles list one
+/// name, the first in search order (top-level first) wins, as in [`Updater::target_info`].
+fn to_catalog(
+    updater: &Updater,
+    delegated: Vec<(String, String, client::TargetFile)>,
+) -> Result<VerifiedCatalog, TrustError> {
     let not_loaded = || TrustError::MalformedMetadata {
         role: "targets".into(),
         detail: "the refresh did not load it".into(),
@@ -401,7 +404,12 @@ fn to_catalog(updater: &Updater) -> Result<VerifiedCatalog, TrustError> {
     let (timestamp_version, snapshot_version, targets_version, timestamp_expires) =
         updater.top_level_versions().ok_or_else(not_loaded)?;
     let mut targets = BTreeMap::new();
-    for (name, target) in updater.top_level_targets().ok_or_else(not_loaded)? {
+    let top = updater.top_level_targets().ok_or_else(not_loaded)?;
+    let all = top.iter().chain(delegated.iter().map(|(_, n, t)| (n, t)));
+    for (name, target) in all {
+        if targets.contains_key(name) {
+            continue;
+        }
         check_target_name(name)?;
         let sha256 = target
             .hashes

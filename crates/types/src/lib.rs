@@ -15,5 +15,5 @@ pub use inventory::{InstalledBundle, InstalledPackage, Inventory, OsRelease};
 pub use secret::Secret;
 pub use update::{
     Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument,
-    UpdateState, YearMonth,
+    UpdateState, UpstreamEvidence, YearMonth,
 };

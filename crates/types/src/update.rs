@@ -197,6 +197,27 @@ pub struct UpdateDocument {
     /// software to another customer's hosts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<String>,
+    /// Where a mirrored update came from (issue 9, point 2): the upstream archive's signed
+    /// evidence, signed into the document by the mirror role. Absent for hand-published ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamEvidence>,
+}
+
+/// Issue 9, point 2: the upstream apt archive evidence a mirrored update was imported
+/// from, so `patchday catalog verify-upstream` can re-check it later.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UpstreamEvidence {
+    /// URL of the `InRelease` file the update came from.
+    pub in_release_url: String,
+    /// sha256 (hex) of that `InRelease` file.
+    pub in_release_sha256: String,
+    /// Path of the index (e.g. `main/binary-amd64/Packages.xz`) relative to the suite.
+    pub index_path: String,
+    /// sha256 (hex) of that index, as `InRelease` lists it.
+    pub index_sha256: String,
+    /// Fingerprint of the OpenPGP key that signed `InRelease`.
+    pub archive_key_fingerprint: String,
 }
 
 impl UpdateDocument {

@@ -12,9 +12,12 @@ use axum::response::{IntoResponse, Response};
 /// `GET /v1/tuf/metadata/{name}`.
 pub async fn metadata(
     State(s): State<AppState>,
-    _c: AnyCaller,
+    c: AnyCaller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
+    if private_tenant_of_metadata(&name).is_some_and(|t| !c.reads_for(t)) {
+        return Err(ApiError::not_found(format!("metadata {name}")));
+    }
     match s.store.catalog_metadata(&name).await? {
         Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
         None => Err(ApiError::not_found(format!("metadata {name}"))),
@@ -76,16 +79,64 @@ fn range_ask(headers: &HeaderMap, len: u64) -> RangeAsk {
     }
 }
 
+// ---- Issue 9, point 3: private updates are served to their tenant only ----
+
+/// The tenant whose private role the metadata file `name` (`N.tenant-<t>.json` or
+/// `tenant-<t>.json`) belongs to, if it is one.
+fn private_tenant_of_metadata(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(".json")?;
+    let role = match stem.split_once('.') {
+        Some((v, role)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => role,
+        _ => stem,
+    };
+    role.strip_prefix("tenant-")
+}
+
+/// The tenant a target of a tenant role (`tenant-<t>~<name>`) is private to, if it is one.
+/// `~` is in no tenant id, so `tenant-a~` never matches a target of tenant `a-b`.
+fn private_tenant_of_target(name: &str) -> Option<&str> {
+    name.split_once('~')?.0.strip_prefix("tenant-")
+}
+
+/// 404 (as for any object of another tenant) unless `c` may read target `name`: a tenant
+/// role's payload is its tenant's; an update document whose signed tenant list leaves the
+/// caller's tenant out is theirs.
+async fn check_target_visible(s: &AppState, c: &AnyCaller, name: &str) -> ApiResult<()> {
+    let hidden = || ApiError::not_found(format!("target {name} is not in the current catalog"));
+    if let Some(t) = private_tenant_of_target(name) {
+        return if c.reads_for(t) {
+            Ok(())
+        } else {
+            Err(hidden())
+        };
+    }
+    if c.scope == crate::auth::ReadScope::All
+        || !(name.starts_with("update-") && name.ends_with(".json"))
+    {
+        return Ok(());
+    }
+    let docs = s.store.catalog_updates().await?;
+    let private = docs
+        .iter()
+        .find(|d| patchday_types::UpdateDocument::target_name(&d.id) == name)
+        .is_some_and(|d| !d.tenants.is_empty() && !d.tenants.iter().any(|t| c.reads_for(t)));
+    if private {
+        return Err(hidden());
+    }
+    Ok(())
+}
+
 /// `GET /v1/tuf/targets/{sha256}.{name}` (consistent-snapshot names).
 pub async fn target(
     State(s): State<AppState>,
-    _c: AnyCaller,
+    c: AnyCaller,
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (sha, name) = file
         .split_once('.')
         .ok_or_else(|| ApiError::not_found(format!("target {file}")))?;
+    check_target_visible(&s, &c, name).await?;
     let t = s
         .store
         .catalog_target(name)
@@ -138,6 +189,34 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::RANGE, v.parse().unwrap());
         range_ask(&h, len)
+    }
+
+    #[test]
+    fn private_names_belong_to_exactly_their_tenant() {
+        assert_eq!(
+            private_tenant_of_metadata("3.tenant-acme.json"),
+            Some("acme")
+        );
+        assert_eq!(
+            private_tenant_of_metadata("tenant-acme.x.json"),
+            Some("acme.x")
+        );
+        assert_eq!(
+            private_tenant_of_metadata("3.tenant-acme.x.json"),
+            Some("acme.x")
+        );
+        assert_eq!(private_tenant_of_metadata("3.targets.json"), None);
+        assert_eq!(private_tenant_of_metadata("3.mirror.json"), None);
+        assert_eq!(private_tenant_of_metadata("timestamp.json"), None);
+        assert_eq!(
+            private_tenant_of_target("tenant-acme-corp~tool_1.0_amd64.deb"),
+            Some("acme-corp")
+        );
+        assert_eq!(
+            private_tenant_of_target("mirror~libc6_2.36_amd64.deb"),
+            None
+        );
+        assert_eq!(private_tenant_of_target("libc6_2.36_amd64.deb"), None);
     }
 
     #[test]
