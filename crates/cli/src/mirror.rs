@@ -82,6 +82,14 @@ pub struct RunArgs {
     /// Publish for this tenant only (repeatable; default: every tenant).
     #[arg(long = "tenant")]
     tenants: Vec<String>,
+    /// Sign as this delegated role (`patchday catalog delegate --role mirror`) with
+    /// --key-file, so the offline targets key can stay offline; update ids then start
+    /// with the role (`mirror-DEB-...`), inside its delegated paths.
+    #[arg(long = "as", requires = "key_files")]
+    as_role: Option<String>,
+    /// The delegated role's key file (repeatable).
+    #[arg(long = "key-file")]
+    key_files: Vec<PathBuf>,
 }
 
 /// Runs a mirror command; `now` is the time of the run.
@@ -198,6 +206,8 @@ pub struct CatalogPublisher {
     tenants: Vec<String>,
     existing: BTreeSet<String>,
     now: jiff::Timestamp,
+    /// Issue 9, point 2: the delegated role that signs, if not the offline targets key.
+    role: Option<crate::catalog::DelegatedSigner>,
 }
 
 impl CatalogPublisher {
@@ -220,7 +230,22 @@ impl CatalogPublisher {
             tenants: a.tenants.clone(),
             existing,
             now,
+            role: a.as_role.as_ref().map(|r| crate::catalog::DelegatedSigner {
+                role: r.clone(),
+                key_files: a.key_files.clone(),
+            }),
         })
+    }
+}
+
+impl CatalogPublisher {
+    /// The update id as signed: a delegated role's updates carry its name first, so that
+    /// their documents (`update-mirror-*`) lie inside the role's paths.
+    fn signed_id(&self, id: &str) -> String {
+        match &self.role {
+            Some(r) => format!("{}-{id}", r.role),
+            None => id.to_owned(),
+        }
     }
 }
 
@@ -274,7 +299,7 @@ fn file_version(v: &str) -> &str {
 #[async_trait]
 impl Publish for CatalogPublisher {
     async fn published(&self, id: &str) -> Result<bool, MirrorError> {
-        let id = UpdateId::new(id).map_err(|e| MirrorError::Publish {
+        let id = UpdateId::new(self.signed_id(id)).map_err(|e| MirrorError::Publish {
             id: id.to_owned(),
             detail: e.to_string(),
         })?;
@@ -288,7 +313,7 @@ impl Publish for CatalogPublisher {
             id: u.id.clone(),
             detail,
         };
-        let id = UpdateId::new(&u.id).map_err(|e| fail(e.to_string()))?;
+        let id = UpdateId::new(self.signed_id(&u.id)).map_err(|e| fail(e.to_string()))?;
         let (title, description) = describe(u);
         let payloads = u
             .binaries
@@ -339,6 +364,7 @@ impl Publish for CatalogPublisher {
             supersedes: Vec::new(),
             since: None,
             tenants: self.tenants.clone(),
+            role: self.role.clone(),
         };
         add_update(&self.keys, &self.repo, content, &opts, self.now)
             .await

@@ -297,3 +297,93 @@ fn mirror_run_with_a_wrong_archive_key_signs_nothing() {
         "nothing signed"
     );
 }
+
+/// Issue 9, point 2: the mirror signs as the delegated `mirror` role with its own key, so
+/// the offline targets key stays offline; its updates carry the role's name and verify
+/// under the delegation's paths, and the offline targets role lists none of them.
+#[test]
+fn mirror_run_as_the_delegated_mirror_role_signs_inside_its_paths() {
+    let d = scratch();
+    let dir = d.path();
+    let url = signed_archive(dir, &[DebSpec::new("bar", "2.0-1")]);
+    write_config(dir, &url);
+    let cat = Catalog::new(&bins(), dir);
+    let mirror_keys = dir.join("mirror-keys");
+    let patchday = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    };
+    patchday(&["keys", "generate", "--keys", mirror_keys.to_str().unwrap()]);
+    let mirror_key = mirror_keys.join("targets.pem");
+    patchday(&[
+        "catalog",
+        "delegate",
+        "--keys",
+        cat.keys.to_str().unwrap(),
+        "--repo",
+        cat.repo.to_str().unwrap(),
+        "--role",
+        "mirror",
+        "--key-file",
+        mirror_key.to_str().unwrap(),
+    ]);
+    let o = mirror_run(
+        &cat,
+        dir,
+        &[
+            "--all",
+            "--as",
+            "mirror",
+            "--key-file",
+            mirror_key.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // The newest mirror role metadata (consistent snapshots name it N.mirror.json).
+    let mut names: Vec<(u64, String)> = std::fs::read_dir(cat.repo.join("metadata"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with("mirror.json"))
+        .map(|n| {
+            (
+                n.split('.')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                n,
+            )
+        })
+        .collect();
+    names.sort();
+    let (_, newest) = names.last().expect("mirror role metadata");
+    let mirror_role: Value =
+        serde_json::from_slice(&std::fs::read(cat.repo.join("metadata").join(newest)).unwrap())
+            .unwrap();
+    let targets = mirror_role["signed"]["targets"].as_object().unwrap();
+    assert!(
+        targets
+            .keys()
+            .any(|n| n.starts_with("update-mirror-DEB-bar-")),
+        "the mirror role signs the update document: {targets:?}"
+    );
+    assert!(
+        targets.keys().any(|n| n.starts_with("mirror~bar_")),
+        "and its payloads: {targets:?}"
+    );
+    // A second run finds the update it already signed as the role.
+    let o = mirror_run(
+        &cat,
+        dir,
+        &[
+            "--all",
+            "--as",
+            "mirror",
+            "--key-file",
+            mirror_key.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
