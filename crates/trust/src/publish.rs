@@ -15,6 +15,8 @@ use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 use tough::editor::signed::SignedRole;
 use tough::key_source::KeySource;
+use tough::schema::decoded::{Decoded, Hex};
+use tough::schema::key::Key;
 use tough::schema::{
     DelegatedRole, DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, PathPattern,
     PathSet, RoleKeys, RoleType, Root, Signed, Snapshot, Target, Targets,
@@ -617,19 +619,13 @@ fn root_for_keys(
     Ok(root)
 }
 
-/// Adds the public halves of `paths` to `root.keys` and returns the role entry naming them.
-///
-/// Refuses the same key twice (it would count twice towards nothing) and an unmeetable threshold.
-fn role_keys(root: &mut Root, paths: &[PathBuf], threshold: u64) -> Result<RoleKeys, TrustError> {
-    let threshold_error = || TrustError::BadThreshold {
-        role: "root".into(),
-        threshold,
-        keys: paths.len(),
-    };
-    let threshold_nz = NonZeroU64::new(threshold).ok_or_else(threshold_error)?;
-    if threshold > paths.len() as u64 {
-        return Err(threshold_error());
-    }
+/// Adds the public halves of the key files `paths` to `keys` (the root's or a delegation's
+/// key map) and returns their ids in order; the same key twice is refused (it would count
+/// twice towards nothing).
+fn add_public_keys(
+    paths: &[PathBuf],
+    keys: &mut HashMap<Decoded<Hex>, Key>,
+) -> Result<Vec<Decoded<Hex>>, TrustError> {
     let mut keyids = Vec::new();
     for path in paths {
         let key = load_signer(path)?.tuf_key();
@@ -643,9 +639,26 @@ fn role_keys(root: &mut Root, paths: &[PathBuf], threshold: u64) -> Result<RoleK
                 detail: "the same key is listed twice for one role".into(),
             });
         }
-        root.keys.insert(id.clone(), key);
+        keys.insert(id.clone(), key);
         keyids.push(id);
     }
+    Ok(keyids)
+}
+
+/// Adds the public halves of `paths` to `root.keys` and returns the role entry naming them.
+///
+/// Refuses the same key twice (it would count twice towards nothing) and an unmeetable threshold.
+fn role_keys(root: &mut Root, paths: &[PathBuf], threshold: u64) -> Result<RoleKeys, TrustError> {
+    let threshold_error = || TrustError::BadThreshold {
+        role: "root".into(),
+        threshold,
+        keys: paths.len(),
+    };
+    let threshold_nz = NonZeroU64::new(threshold).ok_or_else(threshold_error)?;
+    if threshold > paths.len() as u64 {
+        return Err(threshold_error());
+    }
+    let keyids = add_public_keys(paths, &mut root.keys)?;
     Ok(RoleKeys {
         keyids,
         threshold: threshold_nz,
@@ -974,22 +987,7 @@ pub async fn delegate_role(
         .position(|r| r.name == role)
         .map(|i| delegations.roles.remove(i));
 
-    let mut keyids = Vec::new();
-    for path in role_keys {
-        let key = load_signer(path)?.tuf_key();
-        let id = key.key_id().map_err(|e| TrustError::BadKey {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        if keyids.contains(&id) {
-            return Err(TrustError::BadKey {
-                path: path.clone(),
-                detail: "the same key is listed twice for one role".into(),
-            });
-        }
-        delegations.keys.insert(id.clone(), key);
-        keyids.push(id);
-    }
+    let keyids = add_public_keys(role_keys, &mut delegations.keys)?;
 
     let mut content = match old.and_then(|r| r.targets) {
         Some(t) => t.signed,
