@@ -31,6 +31,8 @@ pub struct UpdateOptions {
     pub tenants: Vec<String>,
     /// Sign as this delegated role instead of the offline targets role (issue 9, point 2).
     pub role: Option<DelegatedSigner>,
+    /// Where a mirrored update came from, signed into its document (issue 9, point 2).
+    pub upstream: Option<patchday_types::UpstreamEvidence>,
 }
 
 /// Issue 9, point 2: a delegated role and the key file(s) that sign for it (a mirror's key).
@@ -284,7 +286,7 @@ pub async fn add_update(
         payloads: payloads.clone(),
         description,
         tenants: opts.tenants.clone(),
-        upstream: None,
+        upstream: opts.upstream.clone(),
     };
     let tmp = tempfile::tempdir()?;
     let doc_path = tmp.path().join("doc.json");

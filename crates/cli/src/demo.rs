@@ -295,6 +295,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
             since: Some(c.old_version.clone()),
             tenants: vec![],
             role: None,
+            upstream: None,
         };
         let doc = add_update(&keys, &repo, content, &opts, now).await?;
         println!("      signed {}: {} [{}]", doc.id, doc.title, doc.release);

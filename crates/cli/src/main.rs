@@ -422,6 +422,7 @@ impl AddArgs {
                     role,
                     key_files: self.key_files.clone(),
                 }),
+            upstream: None,
         })
     }
 }

@@ -238,6 +238,20 @@ impl CatalogPublisher {
     }
 }
 
+/// The upstream evidence as the update document signs it: the InRelease (URL, sha256,
+/// signing key) and the first index that lists the update's binaries (all of them are in
+/// the description).
+fn signed_evidence(e: &patchday_mirror::UpstreamEvidence) -> patchday_types::UpstreamEvidence {
+    let (index_path, index_sha256) = e.indexes.first().cloned().unwrap_or_default();
+    patchday_types::UpstreamEvidence {
+        in_release_url: e.inrelease_url.clone(),
+        in_release_sha256: e.inrelease_sha256.clone(),
+        index_path,
+        index_sha256,
+        archive_key_fingerprint: e.signed_by.clone(),
+    }
+}
+
 impl CatalogPublisher {
     /// The update id as signed: a delegated role's updates carry its name first, so that
     /// their documents (`update-mirror-*`) lie inside the role's paths.
@@ -365,6 +379,7 @@ impl Publish for CatalogPublisher {
             since: None,
             tenants: self.tenants.clone(),
             role: self.role.clone(),
+            upstream: Some(signed_evidence(&u.evidence)),
         };
         add_update(&self.keys, &self.repo, content, &opts, self.now)
             .await

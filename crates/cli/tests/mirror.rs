@@ -238,6 +238,25 @@ fn mirror_run_imports_what_the_fleet_has_installed_as_one_update_per_source() {
         doc["title"].as_str().unwrap().contains("DSA-5999-1"),
         "{doc}"
     );
+    // The upstream evidence is signed into the document (issue 9, point 2).
+    let up = &doc["upstream"];
+    assert!(
+        up["in-release-url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/InRelease"),
+        "{doc}"
+    );
+    assert_eq!(up["in-release-sha256"].as_str().unwrap().len(), 64, "{doc}");
+    assert!(
+        up["index-path"].as_str().unwrap().contains("Packages"),
+        "{doc}"
+    );
+    assert_eq!(up["index-sha256"].as_str().unwrap().len(), 64, "{doc}");
+    assert!(
+        !up["archive-key-fingerprint"].as_str().unwrap().is_empty(),
+        "{doc}"
+    );
 
     // Nothing new: the second run says so and signs nothing.
     let o = mirror_run(&cat, dir, &run);
