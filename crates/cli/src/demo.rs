@@ -130,7 +130,7 @@ fn synthetic(
 
 /// Runs the demo; returns the exit code (0 only when every host ended compliant).
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
-    let mut say = Say { step: 0, total: 9 };
+    let mut say = Say { step: 0, total: 10 };
     let started = std::time::Instant::now();
     let dir = args.dir.clone();
     if dir.exists() {
@@ -468,6 +468,17 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     }
     pb.finish_and_clear();
     say.step("agents verified the signed assignments against the catalog, downloaded, checked hashes, installed with dpkg, and reported");
+
+    // Issue 9, point 7: pending reboot is not compliant. The hosts reboot (simulated: their
+    // /run is emptied, as a boot does) and check in again, as a maintenance window would.
+    let pb = spinner(hosts.len() as u64, "hosts rebooting");
+    for (_, host, _) in &hosts {
+        host.reboot()?;
+        run_agent(&agent, host, &url, None)?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    say.step("hosts that asked for a reboot rebooted (their /run emptied, as a boot does) and checked in again");
 
     // Truth check against dpkg itself.
     let mut truthful = true;
