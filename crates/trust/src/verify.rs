@@ -355,6 +355,10 @@ fn seed_trusted_root(pinned: &PinnedRoot, datastore: &Path) -> Result<(), TrustE
     client::write_atomically(&stored, &pinned.bytes)
 }
 
+/// How far the agent's clock may lag behind the time a signed answer vouches for (the
+/// answer is signed after the agent read its clock, on another machine's clock).
+const VOUCHED_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
+
 /// Refuses a `now` earlier than the latest time this datastore trusts, then remembers it.
 ///
 /// Expiry is only as good as the clock: a clock set back would revive expired metadata. What
@@ -366,8 +370,10 @@ fn record_time(datastore: &Path, time: LoadTime) -> Result<(), TrustError> {
     let remembered = std::fs::read(&file)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Timestamp>(&bytes).ok());
+    // The server signs its answer after the agent read its clock, and two machines' clocks
+    // differ a little: a clock up to VOUCHED_SKEW behind the vouched time is not "set back".
     let floor = match (remembered, time.vouched) {
-        (Some(latest), Some(vouched)) => Some(latest.min(vouched)),
+        (Some(latest), Some(vouched)) => Some(latest.min(vouched - VOUCHED_SKEW)),
         (latest, _) => latest,
     };
     if let Some(latest) = floor {

@@ -783,15 +783,30 @@ async fn a_clock_that_ran_ahead_does_not_lock_the_agent_out_once_corrected() {
     .await
     .unwrap();
 
-    // A clock set back below what the signed answer vouched for is still refused.
+    // The answer is signed after the agent read its clock: a clock a second behind the
+    // vouched time (with the datastore again two days ahead) is not a clock set back.
+    std::fs::write(
+        datastore.join("latest_known_time.json"),
+        serde_json::to_vec(&(server_time + SignedDuration::from_hours(48))).unwrap(),
+    )
+    .unwrap();
+    load(LoadTime {
+        now: server_time + SignedDuration::from_secs(2),
+        vouched: Some(server_time + SignedDuration::from_secs(3)),
+    })
+    .await
+    .unwrap();
+
+    // A clock set back below what the signed answer vouched for (beyond five minutes of
+    // skew) is still refused.
     let err = load(LoadTime {
         now: server_time - SignedDuration::from_hours(1),
-        vouched: Some(server_time + SignedDuration::from_secs(1)),
+        vouched: Some(server_time + SignedDuration::from_secs(3)),
     })
     .await
     .unwrap_err();
     assert!(
-        matches!(err, TrustError::ClockSteppedBackward { latest, .. } if latest == server_time + SignedDuration::from_secs(1)),
+        matches!(err, TrustError::ClockSteppedBackward { latest, .. } if latest == server_time + SignedDuration::from_secs(3) - SignedDuration::from_mins(5)),
         "{err}"
     );
     // Without a vouched time (the server's catalog intake) the clock alone counts, as before.
