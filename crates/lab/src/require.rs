@@ -32,6 +32,13 @@ pub enum Requirement {
     /// apt's lists of the Debian archive and the archive itself (`apt-get update`,
     /// `apt-get download`): genuine security updates.
     DebianArchive,
+    /// A file a Debian package installs, e.g. Debian's archive keyring.
+    File {
+        /// The file.
+        path: &'static str,
+        /// The Debian package that has it.
+        package: &'static str,
+    },
 }
 
 impl Requirement {
@@ -55,6 +62,11 @@ impl Requirement {
         name: "apt-get",
         package: "apt",
     };
+    /// Debian's archive keyring, from `debian-archive-keyring`.
+    pub const DEBIAN_KEYRING: Requirement = Requirement::File {
+        path: "/usr/share/keyrings/debian-archive-keyring.gpg",
+        package: "debian-archive-keyring",
+    };
 
     /// What is needed, in words.
     pub fn describe(&self) -> String {
@@ -69,6 +81,9 @@ impl Requirement {
                 "apt lists of the Debian archive with a genuine security update, and the archive"
                     .into()
             }
+            Requirement::File { path, package } => {
+                format!("the file {path} (Debian package {package})")
+            }
         }
     }
 
@@ -79,7 +94,7 @@ impl Requirement {
                 "CI runs .ci/run as root; run the tests as root (overlay hosts mount an overlay of /)"
                     .into()
             }
-            Requirement::Program { package, .. } => {
+            Requirement::Program { package, .. } | Requirement::File { package, .. } => {
                 format!("`.ci/run` installs it with `apt-get install -y {package}`")
             }
             Requirement::PythonTuf => {
@@ -107,6 +122,7 @@ impl Requirement {
                 .is_ok_and(|s| s.success()),
             Requirement::Chromium => chromium().is_some(),
             Requirement::DebianArchive => true,
+            Requirement::File { path, .. } => std::path::Path::new(path).exists(),
         }
     }
 }
