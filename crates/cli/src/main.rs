@@ -128,6 +128,23 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// When each host's state for each update changed, and how long updates took from
+    /// publication to installed (the figure a service level is about).
+    ///
+    /// Example: patchday history --tenant acme --update DEB-openssl-3.0.15-1~deb12u1
+    History {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<HostId>,
+        /// Only this update.
+        #[arg(long)]
+        update: Option<UpdateId>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// The director key that signs assignments: print it to pin it on agents out of band.
     #[command(subcommand)]
     Director(DirectorCmd),
@@ -872,6 +889,31 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 // JSON keeps each entry's detail as an object.
                 Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
                 f => print(&patchday_cli::render::log_table(&entries), f),
+            }
+            Ok(0)
+        }
+        Command::History {
+            tenant,
+            host,
+            update,
+            conn,
+        } => {
+            let h = conn
+                .api()?
+                .history(&tenant, host.as_ref(), update.as_ref())
+                .await?;
+            match conn.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&h)?),
+                f => {
+                    print(&patchday_cli::render::history_table(&h.entries), f);
+                    if f == Format::Table {
+                        println!();
+                        print(
+                            &patchday_cli::render::time_to_install_table(&h.time_to_install),
+                            f,
+                        );
+                    }
+                }
             }
             Ok(0)
         }

@@ -273,6 +273,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     // The new trusted state is kept under its own name before the database commit, so
     // a crash after the commit finds it at start (issue 8, finding 15).
     let state_dir = prepare_state(data, &trial_ds).map_err(ApiError::internal)?;
+    let updates_ids: Vec<patchday_types::UpdateId> = updates.iter().map(|u| u.id.clone()).collect();
     let committed = state
         .store
         .replace_catalog(&CatalogRecord {
@@ -289,6 +290,15 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     // Only now does the trusted datastore advance (see `commit_state` for the protocol).
     failpoint("catalog-after-commit");
     commit_state(data, &state_dir).map_err(ApiError::internal)?;
+    // Issue 10, point 1: when each update was first published, for time-to-install. The
+    // catalog is in by now; a failure here costs only that figure, so it is logged.
+    if let Err(e) = state
+        .store
+        .note_published(&updates_ids, state.clock.now())
+        .await
+    {
+        tracing::warn!(error = %e, "could not record the publication time of new updates");
+    }
     tracing::info!(
         targets = status.targets_version,
         updates = status.updates,

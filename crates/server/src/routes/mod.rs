@@ -8,6 +8,7 @@ mod director;
 pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
 mod fleet;
+pub(crate) mod history; // issue 10, point 1
 mod tuf;
 
 use crate::state::AppState;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
             put(admin::set_host_groups),
         )
         .route("/v1/tenants/{tenant}/updates", get(admin::tenant_updates))
+        .route("/v1/tenants/{tenant}/history", get(history::list)) // issue 10, point 1
         .route(
             "/v1/tenants/{tenant}/approvals",
             get(admin::list_approvals).post(admin::approve),
