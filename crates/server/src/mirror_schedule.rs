@@ -1,0 +1,195 @@
+//! Issue 9, point 1: `patchday server --mirror-every 1h`: the archive sync on a schedule,
+//! inside the server. Each tick runs the same job as `patchday mirror run`
+//! ([`patchday_publish::mirror::run_job`]), selecting newer versions of the source
+//! packages installed on at least one enrolled host, signed by the delegated mirror role
+//! into the server's working catalog directory. When that catalog is ahead of the one
+//! served, it goes through the same intake as a push ([`crate::catalog::intake_repo`]):
+//! verified against the pinned root before anything is stored.
+//!
+//! Runs never overlap (one loop, the next tick waits for the run); a failed run is logged
+//! with what to do, shown in `/v1/health`, and retried at the next tick.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use patchday_publish::mirror::MirrorJob;
+
+use crate::state::AppState;
+
+/// What the schedule runs, and how often.
+#[derive(Clone, Debug)]
+pub struct MirrorSchedule {
+    /// The mirror job (configuration, working catalog, keys).
+    pub job: MirrorJob,
+    /// Time between the starts of two runs (a longer run delays the next).
+    pub every: std::time::Duration,
+}
+
+/// How the last scheduled run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MirrorOutcome {
+    /// Update ids signed by the run, and the catalog version then served when it changed.
+    Ok {
+        /// Update ids signed in this run.
+        imported: Vec<String>,
+        /// Targets version of the catalog taken in, when one was.
+        served: Option<u64>,
+    },
+    /// What went wrong and what to do.
+    Failed(String),
+}
+
+/// The last scheduled run, for `/v1/health`.
+#[derive(Default)]
+pub struct MirrorRuns {
+    last: Mutex<Option<(Timestamp, MirrorOutcome)>>,
+}
+
+impl MirrorRuns {
+    fn set(&self, at: Timestamp, outcome: MirrorOutcome) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, outcome));
+    }
+
+    /// The last run's time and outcome, if a run has finished.
+    pub fn last(&self) -> Option<(Timestamp, MirrorOutcome)> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Lines for `/v1/health`: the last scheduled mirror run, when the server runs one.
+pub fn health_lines(state: &AppState) -> Vec<String> {
+    if state.config.mirror.is_none() {
+        return Vec::new();
+    }
+    match state.mirror_runs.last() {
+        None => vec!["mirror: no scheduled run has finished yet".into()],
+        Some((at, MirrorOutcome::Ok { imported, served })) => vec![format!(
+            "mirror: last run at {at} ok: {} update(s) imported{}",
+            imported.len(),
+            served.map_or(String::new(), |v| format!(
+                ", catalog targets version {v} taken in"
+            ))
+        )],
+        Some((at, MirrorOutcome::Failed(e))) => {
+            vec![format!("warning: mirror: last run at {at} failed: {e}")]
+        }
+    }
+}
+
+/// Runs the schedule forever: one run per tick, never two at once.
+pub async fn run(state: AppState, schedule: MirrorSchedule) {
+    let mut tick = tokio::time::interval(schedule.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let at = state.clock.now();
+        let outcome = match run_once(&state, &schedule.job, at).await {
+            Ok((imported, served)) => {
+                tracing::info!(
+                    imported = imported.len(),
+                    served = ?served,
+                    "scheduled mirror run finished"
+                );
+                MirrorOutcome::Ok { imported, served }
+            }
+            Err(e) => {
+                let msg = format!(
+                    "{e:#}; nothing was taken into the served catalog; the next run (in {}s) retries",
+                    schedule.every.as_secs()
+                );
+                tracing::error!(error = %msg, "scheduled mirror run failed");
+                MirrorOutcome::Failed(msg)
+            }
+        };
+        state.mirror_runs.set(at, outcome);
+    }
+}
+
+/// Hosts read, and source name → installed source versions, over the hosts of the
+/// tenants `visible` admits (`GET /v1/fleet/source-packages` and the schedule).
+pub async fn installed_sources(
+    state: &AppState,
+    visible: impl Fn(&patchday_types::TenantId) -> bool,
+) -> Result<(u64, BTreeMap<String, BTreeSet<String>>), crate::error::ApiError> {
+    let mut hosts = 0;
+    let mut sources: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for t in state.store.list_tenants().await? {
+        if !visible(&t.id) {
+            continue;
+        }
+        let tenant = state.store.tenant(&t.id).await?;
+        for h in tenant.list_hosts().await? {
+            let Some(inv) = tenant.inventory(&h.id).await? else {
+                continue;
+            };
+            hosts += 1;
+            for p in inv.packages {
+                sources
+                    .entry(p.source)
+                    .or_default()
+                    .insert(p.source_version);
+            }
+        }
+    }
+    Ok((hosts, sources))
+}
+
+/// Snapshot version of a timestamp's metadata (0 when unreadable).
+fn snapshot_version(timestamp: &[u8]) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(timestamp)
+        .ok()
+        .and_then(|v| v["signed"]["meta"]["snapshot.json"]["version"].as_u64())
+        .unwrap_or(0)
+}
+
+async fn run_once(
+    state: &AppState,
+    job: &MirrorJob,
+    now: Timestamp,
+) -> anyhow::Result<(Vec<String>, Option<u64>)> {
+    use anyhow::Context;
+    let (_, sources) = installed_sources(state, |_| true)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let fetch = patchday_mirror::HttpFetch::new()?;
+    let report = patchday_publish::mirror::run_job(
+        job,
+        patchday_mirror::Selection::Installed(sources),
+        &fetch,
+        now,
+    )
+    .await?;
+    let imported: Vec<String> = report
+        .sources
+        .iter()
+        .flat_map(|s| s.imported.iter().cloned())
+        .collect();
+    // The working catalog is ahead of the served one (this run signed, or an earlier
+    // run's intake failed): take it in like a push.
+    let repo = &job.publish.repo;
+    let local = std::fs::read(repo.join("metadata/timestamp.json")).with_context(|| {
+        format!(
+            "reading {}/metadata/timestamp.json (the --mirror-catalog directory must be a catalog)",
+            repo.display()
+        )
+    })?;
+    let served = state
+        .store
+        .catalog_metadata("timestamp.json")
+        .await?
+        .map_or(0, |t| snapshot_version(&t));
+    if snapshot_version(&local) <= served {
+        return Ok((imported, None));
+    }
+    let status = crate::catalog::intake_repo(state, repo)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))
+        .with_context(|| {
+            format!(
+                "taking in the mirror's catalog {} (if a catalog was pushed from elsewhere since, copy it into that directory)",
+                repo.display()
+            )
+        })?;
+    Ok((imported, Some(status.targets_version)))
+}
