@@ -175,7 +175,7 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
             s.bytes_fetched
         );
         for id in &s.imported {
-            println!("  {id}");
+            println!("  {}", job.publish.signed_id(id));
         }
     }
     if imported > 0 {

@@ -90,14 +90,24 @@ fn signed_evidence(e: &patchday_mirror::UpstreamEvidence) -> patchday_types::Ups
     }
 }
 
-impl CatalogPublisher {
+impl PublishSettings {
     /// The update id as signed: a delegated role's updates carry its name first, so that
     /// their documents (`update-mirror-*`) lie inside the role's paths.
+    pub fn signed_id(&self, id: &str) -> String {
+        signed_id(self.role.as_ref(), id)
+    }
+}
+
+impl CatalogPublisher {
     fn signed_id(&self, id: &str) -> String {
-        match &self.role {
-            Some(r) => format!("{}-{id}", r.role),
-            None => id.to_owned(),
-        }
+        signed_id(self.role.as_ref(), id)
+    }
+}
+
+fn signed_id(role: Option<&DelegatedSigner>, id: &str) -> String {
+    match role {
+        Some(r) => format!("{}-{id}", r.role),
+        None => id.to_owned(),
     }
 }
 

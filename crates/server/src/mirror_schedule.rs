@@ -40,20 +40,46 @@ pub enum MirrorOutcome {
     Failed(String),
 }
 
-/// The last scheduled run, for `/v1/health`.
+/// The last scheduled run, and the last one that changed the served catalog, for
+/// `/v1/health`.
 #[derive(Default)]
 pub struct MirrorRuns {
-    last: Mutex<Option<(Timestamp, MirrorOutcome)>>,
+    last: Mutex<(
+        Option<(Timestamp, MirrorOutcome)>,
+        Option<(Timestamp, Vec<String>, u64)>,
+    )>,
 }
 
 impl MirrorRuns {
     fn set(&self, at: Timestamp, outcome: MirrorOutcome) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, outcome));
+        let mut g = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let MirrorOutcome::Ok {
+            imported,
+            served: Some(v),
+        } = &outcome
+        {
+            g.1 = Some((at, imported.clone(), *v));
+        }
+        g.0 = Some((at, outcome));
     }
 
     /// The last run's time and outcome, if a run has finished.
     pub fn last(&self) -> Option<(Timestamp, MirrorOutcome)> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The last run that changed the served catalog: its time, the ids it signed, and
+    /// the targets version taken in.
+    pub fn last_intake(&self) -> Option<(Timestamp, Vec<String>, u64)> {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
     }
 }
 
@@ -62,27 +88,34 @@ pub fn health_lines(state: &AppState) -> Vec<String> {
     if state.config.mirror.is_none() {
         return Vec::new();
     }
-    match state.mirror_runs.last() {
-        None => vec!["mirror: no scheduled run has finished yet".into()],
-        Some((at, MirrorOutcome::Ok { imported, served })) => vec![format!(
-            "mirror: last run at {at} ok: {} update(s) imported{}",
-            imported.len(),
-            served.map_or(String::new(), |v| format!(
-                ", catalog targets version {v} taken in"
-            ))
-        )],
+    let runs = &state.mirror_runs;
+    let mut lines = vec![match runs.last() {
+        None => "mirror: no scheduled run has finished yet".into(),
+        Some((at, MirrorOutcome::Ok { imported, .. })) => format!(
+            "mirror: last run at {at} ok: {} update(s) imported",
+            imported.len()
+        ),
         Some((at, MirrorOutcome::Failed(e))) => {
-            vec![format!("warning: mirror: last run at {at} failed: {e}")]
+            format!("warning: mirror: last run at {at} failed: {e}")
         }
+    }];
+    if let Some((at, ids, version)) = runs.last_intake() {
+        let shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
+        let more = ids.len().saturating_sub(shown.len());
+        lines.push(format!(
+            "mirror: last catalog taken in at {at}: targets version {version}, {} update(s) signed{}{}",
+            ids.len(),
+            if shown.is_empty() { String::new() } else { format!(": {}", shown.join(", ")) },
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+        ));
     }
+    lines
 }
 
-/// Runs the schedule forever: one run per tick, never two at once.
+/// Runs the schedule forever: a run at start, then one `every` after each run ends, so
+/// two never overlap.
 pub async fn run(state: AppState, schedule: MirrorSchedule) {
-    let mut tick = tokio::time::interval(schedule.every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         let at = state.clock.now();
         let outcome = match run_once(&state, &schedule.job, at).await {
             Ok((imported, served)) => {
@@ -103,6 +136,7 @@ pub async fn run(state: AppState, schedule: MirrorSchedule) {
             }
         };
         state.mirror_runs.set(at, outcome);
+        tokio::time::sleep(schedule.every).await;
     }
 }
 
@@ -163,7 +197,7 @@ async fn run_once(
     let imported: Vec<String> = report
         .sources
         .iter()
-        .flat_map(|s| s.imported.iter().cloned())
+        .flat_map(|s| s.imported.iter().map(|id| job.publish.signed_id(id)))
         .collect();
     // The working catalog is ahead of the served one (this run signed, or an earlier
     // run's intake failed): take it in like a push.
