@@ -418,6 +418,13 @@ enum CatalogCmd {
     /// always, targets when it expires within --targets-within (issue 9, point 5).
     ///
     /// Example: patchday catalog refresh --keys ~/patchday-keys --repo ~/catalog && patchday catalog push --repo ~/catalog
+    /// Re-checks mirrored updates against the upstream evidence in their signed documents:
+    /// the InRelease (fetched again, or the mirror's kept copy) verifies with the pinned
+    /// keyring, lists the recorded index hash, and that index lists every payload with the
+    /// sha256 the catalog signs. Exits 1 on any difference (issue 9, point 2).
+    ///
+    /// Example: patchday catalog verify-upstream --repo ~/catalog --config mirror.toml --all
+    VerifyUpstream(patchday_cli::mirror::VerifyUpstreamArgs),
     Refresh {
         /// Key directory (snapshot and timestamp keys; the targets key only when
         /// targets is re-signed).
@@ -1288,6 +1295,10 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                 "catalog accepted: targets v{}, {} updates, {} payloads",
                 s.targets_version, s.updates, s.payloads
             );
+        }
+        // Issue 9, point 2.
+        CatalogCmd::VerifyUpstream(a) => {
+            return patchday_cli::mirror::verify_upstream(a, now()).await;
         }
         CatalogCmd::Refresh {
             keys,

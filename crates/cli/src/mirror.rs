@@ -186,3 +186,126 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+// ---- Issue 9, point 2: `patchday catalog verify-upstream` ----
+
+/// `patchday catalog verify-upstream`.
+#[derive(clap::Args)]
+pub struct VerifyUpstreamArgs {
+    /// Catalog directory (verified against its first root before anything is read).
+    #[arg(long)]
+    repo: PathBuf,
+    /// Mirror configuration: each update's InRelease is checked with the keyring its
+    /// source pins.
+    #[arg(long)]
+    config: PathBuf,
+    /// Only this update.
+    #[arg(long, conflicts_with = "all")]
+    update: Option<patchday_types::UpdateId>,
+    /// Every mirrored update (the default).
+    #[arg(long)]
+    all: bool,
+    /// The mirror's work directory, where it kept the InRelease and index files it
+    /// verified [default: REPO/mirror].
+    #[arg(long)]
+    work: Option<PathBuf>,
+}
+
+/// Re-checks mirrored updates against the upstream evidence signed into their documents;
+/// 0 when every one verified, 1 when any differs or cannot be re-checked.
+pub async fn verify_upstream(a: VerifyUpstreamArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
+    use patchday_mirror::upstream::{self, SignedPayload};
+    use patchday_types::{TargetCustom, UpdateDocument};
+    let cfg = patchday_mirror::MirrorConfig::load(&a.config)?;
+    let meta = a.repo.join("metadata");
+    let targets_dir = a.repo.join("targets");
+    let datastore = tempfile::tempdir()?;
+    let catalog = patchday_trust::verify_repository_at(
+        &meta.join("1.root.json"),
+        datastore.path(),
+        &meta,
+        &targets_dir,
+        now,
+    )
+    .await
+    .with_context(|| format!("verifying the catalog in {}", a.repo.display()))?;
+    let work = a.work.clone().unwrap_or_else(|| a.repo.join("mirror"));
+    let fetch = HttpFetch::new()?;
+    let (mut verified, mut failed, mut seen) = (0usize, 0usize, false);
+    for info in catalog.targets.values() {
+        let Ok(TargetCustom::Update { id }) = serde_json::from_value(info.custom.clone()) else {
+            continue;
+        };
+        if a.update.as_ref().is_some_and(|u| u != &id) {
+            continue;
+        }
+        seen = true;
+        let name = UpdateDocument::target_name(&id);
+        let doc: UpdateDocument = serde_json::from_slice(
+            &patchday_trust::read_verified_target(&catalog, &targets_dir, &name).await?,
+        )
+        .with_context(|| format!("update document {name} is not valid"))?;
+        let Some(evidence) = &doc.upstream else {
+            if a.update.is_some() {
+                println!(
+                    "{id}: records no upstream evidence (it was not mirrored from an archive)"
+                );
+                failed += 1;
+            }
+            continue;
+        };
+        let source = cfg.sources.iter().find(|s| {
+            s.inrelease_url()
+                .is_ok_and(|u| u.as_str() == evidence.in_release_url)
+        });
+        let Some(source) = source else {
+            println!(
+                "{id}: MISMATCH\n  - no source in {} has the InRelease URL it records ({}): no pinned keyring to check it with",
+                a.config.display(),
+                evidence.in_release_url
+            );
+            failed += 1;
+            continue;
+        };
+        let keyring = patchday_mirror::release::Keyring::load(&source.keyring, &source.name)?;
+        let mut payloads = Vec::new();
+        for p in &doc.payloads {
+            let t = catalog.target(&p.target)?;
+            payloads.push(SignedPayload {
+                target: p.target.clone(),
+                package: p.package.clone(),
+                version: p.version.clone(),
+                architecture: p.architecture.clone(),
+                sha256: t.sha256.clone(),
+                length: t.length,
+            });
+        }
+        let found = upstream::verify(
+            evidence,
+            &payloads,
+            (&keyring, &source.keyring),
+            &fetch,
+            &work,
+        )
+        .await;
+        if found.is_empty() {
+            println!("{id}: verified ({} payload(s))", payloads.len());
+            verified += 1;
+        } else {
+            println!("{id}: MISMATCH");
+            for d in &found {
+                println!("  - {d}");
+            }
+            failed += 1;
+        }
+    }
+    if let Some(u) = &a.update {
+        anyhow::ensure!(
+            seen,
+            "the catalog in {} has no update {u}",
+            a.repo.display()
+        );
+    }
+    println!("verify-upstream: {verified} verified, {failed} differ or cannot be re-checked");
+    Ok(if failed == 0 { 0 } else { 1 })
+}
