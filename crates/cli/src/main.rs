@@ -214,7 +214,7 @@ struct ServerArgs {
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timestamp_expiry_warning: jiff::SignedDuration,
     #[command(flatten)]
-    mirror: ServerMirrorArgs,
+    mirror: Box<ServerMirrorArgs>,
 }
 
 /// Issue 9, point 1: `patchday server --mirror-every 1h`: the archive sync on a schedule.

@@ -198,8 +198,7 @@ pub async fn verify(
         return out;
     }
     // The recorded index first, then those InRelease lists for other architectures.
-    let mut indexes: BTreeMap<String, BTreeMap<(String, String, String), (String, u64)>> =
-        BTreeMap::new();
+    let mut indexes: BTreeMap<String, IndexListing> = BTreeMap::new();
     for p in payloads {
         let key = (p.package.clone(), p.version.clone(), p.architecture.clone());
         let mut found = None;
@@ -257,15 +256,17 @@ fn candidate_indexes(rel: &Release, recorded: &str, arch: &str) -> Vec<String> {
     out
 }
 
-/// An index InRelease lists, checked against its hash: (package, version, arch) → (sha256,
-/// size).
+/// What an index lists: (package, version, architecture) → (sha256, size).
+type IndexListing = BTreeMap<(String, String, String), (String, u64)>;
+
+/// An index InRelease lists, checked against its hash.
 async fn read_index(
     rel: &Release,
     inrelease: &Url,
     path: &str,
     fetch: &dyn Fetch,
     work_dir: &Path,
-) -> Result<BTreeMap<(String, String, String), (String, u64)>, String> {
+) -> Result<IndexListing, String> {
     let entry = rel
         .sha256
         .get(path)

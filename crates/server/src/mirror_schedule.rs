@@ -40,45 +40,62 @@ pub enum MirrorOutcome {
     Failed(String),
 }
 
+/// A scheduled run that changed the served catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorIntake {
+    /// When the run started.
+    pub at: Timestamp,
+    /// Update ids it signed.
+    pub ids: Vec<String>,
+    /// Targets version taken in.
+    pub targets_version: u64,
+}
+
+#[derive(Default)]
+struct Runs {
+    last: Option<(Timestamp, MirrorOutcome)>,
+    last_intake: Option<MirrorIntake>,
+}
+
 /// The last scheduled run, and the last one that changed the served catalog, for
 /// `/v1/health`.
 #[derive(Default)]
 pub struct MirrorRuns {
-    last: Mutex<(
-        Option<(Timestamp, MirrorOutcome)>,
-        Option<(Timestamp, Vec<String>, u64)>,
-    )>,
+    runs: Mutex<Runs>,
 }
 
 impl MirrorRuns {
     fn set(&self, at: Timestamp, outcome: MirrorOutcome) {
-        let mut g = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         if let MirrorOutcome::Ok {
             imported,
             served: Some(v),
         } = &outcome
         {
-            g.1 = Some((at, imported.clone(), *v));
+            g.last_intake = Some(MirrorIntake {
+                at,
+                ids: imported.clone(),
+                targets_version: *v,
+            });
         }
-        g.0 = Some((at, outcome));
+        g.last = Some((at, outcome));
     }
 
     /// The last run's time and outcome, if a run has finished.
     pub fn last(&self) -> Option<(Timestamp, MirrorOutcome)> {
-        self.last
+        self.runs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .0
+            .last
             .clone()
     }
 
-    /// The last run that changed the served catalog: its time, the ids it signed, and
-    /// the targets version taken in.
-    pub fn last_intake(&self) -> Option<(Timestamp, Vec<String>, u64)> {
-        self.last
+    /// The last run that changed the served catalog.
+    pub fn last_intake(&self) -> Option<MirrorIntake> {
+        self.runs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .1
+            .last_intake
             .clone()
     }
 }
@@ -99,7 +116,12 @@ pub fn health_lines(state: &AppState) -> Vec<String> {
             format!("warning: mirror: last run at {at} failed: {e}")
         }
     }];
-    if let Some((at, ids, version)) = runs.last_intake() {
+    if let Some(MirrorIntake {
+        at,
+        ids,
+        targets_version: version,
+    }) = runs.last_intake()
+    {
         let shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
         let more = ids.len().saturating_sub(shown.len());
         lines.push(format!(
@@ -213,7 +235,18 @@ async fn run_once(
         .catalog_metadata("timestamp.json")
         .await?
         .map_or(0, |t| snapshot_version(&t));
-    if snapshot_version(&local) <= served {
+    let local = snapshot_version(&local);
+    if local < served || (local == served && !imported.is_empty()) {
+        // What this run signed is not served; once the operator replaces the working
+        // copy, the next run signs again whatever that catalog lacks.
+        patchday_mirror::state::MirrorState::forget_imports(&job.work_dir())?;
+        anyhow::bail!(
+            "the served catalog (snapshot version {served}) is ahead of the mirror's working catalog {} (snapshot version {local}): a catalog was pushed from elsewhere; copy that catalog into {}, and the next run signs again what it lacks",
+            repo.display(),
+            repo.display()
+        );
+    }
+    if local == served {
         return Ok((imported, None));
     }
     let status = crate::catalog::intake_repo(state, repo)
