@@ -209,6 +209,10 @@ pub struct VerifyUpstreamArgs {
     /// verified [default: REPO/mirror].
     #[arg(long)]
     work: Option<PathBuf>,
+    /// The delegated role the mirror signs as: its updates (`ROLE-*`) must record
+    /// upstream evidence.
+    #[arg(long, default_value = "mirror")]
+    role: String,
 }
 
 /// Re-checks mirrored updates against the upstream evidence signed into their documents;
@@ -246,7 +250,15 @@ pub async fn verify_upstream(a: VerifyUpstreamArgs, now: jiff::Timestamp) -> any
         )
         .with_context(|| format!("update document {name} is not valid"))?;
         let Some(evidence) = &doc.upstream else {
-            if a.update.is_some() {
+            // Anything the mirror role signed came from an archive; a mirror-role update
+            // without evidence is what a stolen mirror key would sign.
+            if id.as_str().starts_with(&format!("{}-", a.role)) {
+                println!(
+                    "{id}: MISMATCH\n  - signed by the {} role but records no upstream evidence",
+                    a.role
+                );
+                failed += 1;
+            } else if a.update.is_some() {
                 println!(
                     "{id}: records no upstream evidence (it was not mirrored from an archive)"
                 );

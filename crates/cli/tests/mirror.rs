@@ -452,9 +452,36 @@ fn verify_upstream_reports_a_payload_swapped_with_a_stolen_mirror_key() {
             tenants: Vec::new(),
             role: Some(patchday_publish::DelegatedSigner {
                 role: "mirror".into(),
-                key_files: vec![key],
+                key_files: vec![key.clone()],
             }),
             upstream: genuine.upstream.clone(),
+        },
+        wall_clock(),
+    ))
+    .unwrap();
+
+    // And an update of its own, without any upstream evidence.
+    let rogue = patchday_lab::build_deb(&DebSpec::new("rogue", "1"), &dir.join("rogue")).unwrap();
+    let content = patchday_cli::catalog::describe_debs(&[rogue], None).unwrap();
+    rt.block_on(patchday_publish::add_update(
+        &patchday_trust::KeyPaths::in_dir(&cat.keys),
+        &cat.repo,
+        content,
+        &patchday_publish::UpdateOptions {
+            id: patchday_types::UpdateId::new("mirror-DEB-rogue-1").unwrap(),
+            title: None,
+            product: None,
+            classification: None,
+            severity: genuine.severity,
+            release: genuine.release.clone(),
+            supersedes: Vec::new(),
+            since: None,
+            tenants: Vec::new(),
+            role: Some(patchday_publish::DelegatedSigner {
+                role: "mirror".into(),
+                key_files: vec![key.clone()],
+            }),
+            upstream: None,
         },
         wall_clock(),
     ))
@@ -471,5 +498,11 @@ fn verify_upstream_reports_a_payload_swapped_with_a_stolen_mirror_key() {
         )) && out.contains("the archive's index lists"),
         "{out}"
     );
-    assert!(out.contains("0 verified, 1 differ"), "{out}");
+    assert!(
+        out.contains(
+            "mirror-DEB-rogue-1: MISMATCH\n  - signed by the mirror role but records no upstream evidence"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("0 verified, 2 differ"), "{out}");
 }
