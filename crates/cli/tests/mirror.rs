@@ -14,7 +14,7 @@ use serde_json::Value;
 
 #[path = "support/apt_archive.rs"]
 mod apt_archive;
-use apt_archive::{libfoo, wall_clock, write_config, AptArchive};
+use apt_archive::{delegate_mirror_role, libfoo, wall_clock, write_config, AptArchive};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
@@ -225,28 +225,7 @@ fn mirror_run_as_the_delegated_mirror_role_signs_inside_its_paths() {
     let url = signed_archive(dir, &[DebSpec::new("bar", "2.0-1")]);
     write_config(dir, &url);
     let cat = Catalog::new(&bins(), dir);
-    let mirror_keys = dir.join("mirror-keys");
-    let patchday = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    };
-    patchday(&["keys", "generate", "--keys", mirror_keys.to_str().unwrap()]);
-    let mirror_key = mirror_keys.join("targets.pem");
-    patchday(&[
-        "catalog",
-        "delegate",
-        "--keys",
-        cat.keys.to_str().unwrap(),
-        "--repo",
-        cat.repo.to_str().unwrap(),
-        "--role",
-        "mirror",
-        "--key-file",
-        mirror_key.to_str().unwrap(),
-    ]);
+    let mirror_key = delegate_mirror_role(&cat, dir);
     let o = mirror_run(
         &cat,
         dir,
@@ -318,28 +297,7 @@ fn mirrored_libfoo(dir: &Path, cat: &Catalog) -> (AptArchive, std::path::PathBuf
         libfoo("libfoo-doc", "1.2-1+deb12u1", "all"),
     ]);
     write_config(dir, &archive.url);
-    let mirror_keys = dir.join("mirror-keys");
-    let patchday = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    };
-    patchday(&["keys", "generate", "--keys", mirror_keys.to_str().unwrap()]);
-    let key = mirror_keys.join("targets.pem");
-    patchday(&[
-        "catalog",
-        "delegate",
-        "--keys",
-        cat.keys.to_str().unwrap(),
-        "--repo",
-        cat.repo.to_str().unwrap(),
-        "--role",
-        "mirror",
-        "--key-file",
-        key.to_str().unwrap(),
-    ]);
+    let key = delegate_mirror_role(cat, dir);
     let o = mirror_run(
         cat,
         dir,
@@ -426,49 +384,12 @@ fn verify_upstream_reports_a_payload_swapped_with_a_stolen_mirror_key() {
         .iter()
         .find(|p| p.package == "libfoo1")
         .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(patchday_publish::add_update(
-        &patchday_trust::KeyPaths::in_dir(&cat.keys),
-        &cat.repo,
-        patchday_publish::UpdateContent {
-            files: vec![evil],
-            payloads: vec![patchday_types::PayloadRef {
-                // The role prefixes its target names itself.
-                target: payload.target.trim_start_matches("mirror~").to_owned(),
-                ..payload.clone()
-            }],
-            cves: genuine.cves.clone(),
-            description: genuine.description.clone(),
-        },
-        &patchday_publish::UpdateOptions {
-            id: genuine.id.clone(),
-            title: Some(genuine.title.clone()),
-            product: None,
-            classification: None,
-            severity: genuine.severity,
-            release: genuine.release.clone(),
-            supersedes: Vec::new(),
-            since: None,
-            tenants: Vec::new(),
-            role: Some(patchday_publish::DelegatedSigner {
-                role: "mirror".into(),
-                key_files: vec![key.clone()],
-            }),
-            upstream: genuine.upstream.clone(),
-        },
-        wall_clock(),
-    ))
-    .unwrap();
-
-    // And an update of its own, without any upstream evidence.
-    let rogue = patchday_lab::build_deb(&DebSpec::new("rogue", "1"), &dir.join("rogue")).unwrap();
-    let content = patchday_cli::catalog::describe_debs(&[rogue], None).unwrap();
-    rt.block_on(patchday_publish::add_update(
-        &patchday_trust::KeyPaths::in_dir(&cat.keys),
-        &cat.repo,
-        content,
-        &patchday_publish::UpdateOptions {
-            id: patchday_types::UpdateId::new("mirror-DEB-rogue-1").unwrap(),
+    // What the thief signs, with the mirror key and the online keys.
+    let sign = |id: &patchday_types::UpdateId,
+                content: patchday_publish::UpdateContent,
+                upstream: Option<patchday_types::UpstreamEvidence>| {
+        let opts = patchday_publish::UpdateOptions {
+            id: id.clone(),
             title: None,
             product: None,
             classification: None,
@@ -481,11 +402,39 @@ fn verify_upstream_reports_a_payload_swapped_with_a_stolen_mirror_key() {
                 role: "mirror".into(),
                 key_files: vec![key.clone()],
             }),
-            upstream: None,
+            upstream,
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(patchday_publish::add_update(
+            &patchday_trust::KeyPaths::in_dir(&cat.keys),
+            &cat.repo,
+            content,
+            &opts,
+            wall_clock(),
+        ))
+        .unwrap();
+    };
+    sign(
+        &genuine.id,
+        patchday_publish::UpdateContent {
+            files: vec![evil],
+            payloads: vec![patchday_types::PayloadRef {
+                // The role prefixes its target names itself.
+                target: payload.target.trim_start_matches("mirror~").to_owned(),
+                ..payload.clone()
+            }],
+            cves: genuine.cves.clone(),
+            description: genuine.description.clone(),
         },
-        wall_clock(),
-    ))
-    .unwrap();
+        genuine.upstream.clone(),
+    );
+    // And an update of its own, without any upstream evidence.
+    let rogue = patchday_lab::build_deb(&DebSpec::new("rogue", "1"), &dir.join("rogue")).unwrap();
+    sign(
+        &patchday_types::UpdateId::new("mirror-DEB-rogue-1").unwrap(),
+        patchday_cli::catalog::describe_debs(&[rogue], None).unwrap(),
+        None,
+    );
 
     let o = verify_upstream(&cat, dir, &["--all"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -7,8 +7,7 @@
 // Test helpers outside #[test] fns fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use patchday_lab::DebSpec;
 use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
@@ -16,50 +15,27 @@ use serde_json::Value;
 
 #[path = "support/apt_archive.rs"]
 mod apt_archive;
-use apt_archive::{libfoo, wall_clock, write_config, AptArchive};
+use apt_archive::{delegate_mirror_role, libfoo, wall_clock, write_config, AptArchive};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
 }
 
-fn patchday(args: &[&str]) {
-    let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-}
-
-/// A catalog delegating to a `mirror` role, the role's key, and a directory holding only
-/// the online keys (snapshot and timestamp) the server is given.
-fn mirror_catalog(b: &Bins, dir: &Path) -> (Catalog, PathBuf, PathBuf) {
+/// An archive serving `bar`, a catalog delegating to a `mirror` role, and a server
+/// running the mirror every second over that catalog with the role's key and only the
+/// online keys (snapshot and timestamp); returns once its first run took the catalog in.
+fn scheduled_world(b: &Bins, dir: &Path) -> (AptArchive, Catalog, Server) {
+    let mut archive = AptArchive::serve(dir);
+    archive.publish(&[DebSpec::new("bar", "2.0-1")]);
+    write_config(dir, &archive.url);
     let cat = Catalog::new(b, dir);
-    let mirror_keys = dir.join("mirror-keys");
-    patchday(&["keys", "generate", "--keys", mirror_keys.to_str().unwrap()]);
-    let mirror_key = mirror_keys.join("targets.pem");
-    patchday(&[
-        "catalog",
-        "delegate",
-        "--keys",
-        cat.keys.to_str().unwrap(),
-        "--repo",
-        cat.repo.to_str().unwrap(),
-        "--role",
-        "mirror",
-        "--key-file",
-        mirror_key.to_str().unwrap(),
-    ]);
+    let key = delegate_mirror_role(&cat, dir);
     let online = dir.join("online-keys");
     std::fs::create_dir_all(&online).unwrap();
     for k in ["snapshot.pem", "timestamp.pem"] {
         std::fs::copy(cat.keys.join(k), online.join(k)).unwrap();
     }
-    (cat, mirror_key, online)
-}
-
-/// A server running the mirror every second over `cat.repo`.
-fn scheduled_server(b: &Bins, dir: &Path, cat: &Catalog, key: &Path, online: &Path) -> Server {
-    Server::start_logged(
+    let srv = Server::start_logged(
         b,
         dir,
         &cat.root(),
@@ -77,7 +53,12 @@ fn scheduled_server(b: &Bins, dir: &Path, cat: &Catalog, key: &Path, online: &Pa
         ],
         &[],
         &[],
-    )
+    );
+    // The first run takes the catalog in (it is ahead of the empty served one).
+    health_until(&srv, dir, "took the catalog in", |h| {
+        h.contains("mirror: last catalog taken in")
+    });
+    (archive, cat, srv)
 }
 
 /// Polls `/v1/health` until a scheduled run's line satisfies `done`; returns the body.
@@ -115,15 +96,7 @@ fn scheduled_mirror_imports_a_new_source_version_without_any_cli_call_and_the_ag
     let d = scratch();
     let dir = d.path();
     let b = bins();
-    let mut archive = AptArchive::serve(dir);
-    archive.publish(&[DebSpec::new("bar", "2.0-1")]);
-    write_config(dir, &archive.url);
-    let (cat, key, online) = mirror_catalog(&b, dir);
-    let srv = scheduled_server(&b, dir, &cat, &key, &online);
-    // The first run takes the catalog in (it is ahead of the empty served one).
-    health_until(&srv, dir, "took the catalog in", |h| {
-        h.contains("mirror: last catalog taken in")
-    });
+    let (mut archive, _cat, srv) = scheduled_world(&b, dir);
     let weekday = first_weekday_of_month();
     srv.cli(&[
         "tenant",
@@ -172,14 +145,7 @@ fn scheduled_mirror_run_on_a_tampered_index_changes_nothing_and_health_says_why(
     let d = scratch();
     let dir = d.path();
     let b = bins();
-    let mut archive = AptArchive::serve(dir);
-    archive.publish(&[DebSpec::new("bar", "2.0-1")]);
-    write_config(dir, &archive.url);
-    let (cat, key, online) = mirror_catalog(&b, dir);
-    let srv = scheduled_server(&b, dir, &cat, &key, &online);
-    health_until(&srv, dir, "took the catalog in", |h| {
-        h.contains("mirror: last catalog taken in")
-    });
+    let (mut archive, _cat, srv) = scheduled_world(&b, dir);
     let before = catalog_status(&srv);
 
     // A genuinely signed InRelease, but the index served beside it is another one.

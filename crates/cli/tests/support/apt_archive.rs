@@ -173,3 +173,35 @@ pub fn libfoo(name: &str, version: &str, arch: &str) -> DebSpec {
         .changelog(version, "Security upload (DSA-5999-1): fix CVE-2026-1111.")
         .changelog("1.2-1", "Initial release.")
 }
+
+/// Delegates the `mirror` role of `cat` to a new key (`patchday catalog delegate`, with
+/// `patchday keys generate` in `dir/mirror-keys`) and returns the role's key file.
+pub fn delegate_mirror_role(cat: &patchday_testkit::Catalog, dir: &Path) -> PathBuf {
+    let mirror_keys = dir.join("mirror-keys");
+    let patchday = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_patchday"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            patchday_testkit::text(&o)
+        );
+    };
+    patchday(&["keys", "generate", "--keys", mirror_keys.to_str().unwrap()]);
+    let key = mirror_keys.join("targets.pem");
+    patchday(&[
+        "catalog",
+        "delegate",
+        "--keys",
+        cat.keys.to_str().unwrap(),
+        "--repo",
+        cat.repo.to_str().unwrap(),
+        "--role",
+        "mirror",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    key
+}
