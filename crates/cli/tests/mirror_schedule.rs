@@ -173,3 +173,59 @@ fn scheduled_mirror_run_on_a_tampered_index_changes_nothing_and_health_says_why(
     let log = std::fs::read_to_string(dir.join("server.log")).unwrap();
     assert!(log.contains("scheduled mirror run failed"), "{log}");
 }
+
+/// A catalog pushed from another copy leaves the server's working catalog behind: the
+/// schedule takes nothing in (it would roll the catalog back), says what to do, and is
+/// well again once that catalog is copied into its directory.
+#[test]
+fn scheduled_mirror_behind_a_catalog_pushed_from_elsewhere_says_so_and_recovers() {
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let (_archive, cat, srv) = scheduled_world(&b, dir);
+    let elsewhere = dir.join("elsewhere");
+    let cp = |from: &Path, to: &Path| {
+        let o = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    cp(&cat.repo, &elsewhere);
+    let deb = patchday_lab::build_deb(&DebSpec::new("baz", "1.0-1"), &dir.join("debs")).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["catalog", "add-deb", "--keys"])
+        .arg(&cat.keys)
+        .arg("--repo")
+        .arg(&elsewhere)
+        .args(["--id", "PD-2026-0001", "--emergency", "test"])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    srv.cli(&["catalog", "push", "--repo", elsewhere.to_str().unwrap()]);
+    let pushed = catalog_status(&srv);
+
+    let health = health_until(&srv, dir, "noticed the pushed catalog", |h| {
+        h.contains("is ahead of the mirror's working catalog")
+    });
+    assert!(
+        health.contains(&format!("copy that catalog into {}", cat.repo.display())),
+        "{health}"
+    );
+    assert_eq!(
+        catalog_status(&srv)["targets_version"],
+        pushed["targets_version"]
+    );
+
+    for sub in ["metadata", "targets"] {
+        std::fs::remove_dir_all(cat.repo.join(sub)).unwrap();
+        cp(&elsewhere.join(sub), &cat.repo.join(sub));
+    }
+    health_until(&srv, dir, "recovered", |h| {
+        h.contains("mirror: last run at") && h.contains("ok: 0 update(s)")
+    });
+    assert_eq!(catalog_status(&srv)["updates"], pushed["updates"]);
+}
