@@ -104,9 +104,56 @@ pub fn describe_bundle(path: &Path) -> anyhow::Result<PayloadRef> {
     })
 }
 
-/// Packs a catalog's `metadata/` and `targets/` into a tar file for pushing (shared with
-/// the server's scheduled mirror, issue 9, point 1).
-pub use patchday_publish::pack::pack;
+// Issue 9, point 1: packing is shared with the server's scheduled mirror.
+pub use patchday_publish::pack::{pack, pack_except};
+
+/// What one push sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushStats {
+    /// Target files in the catalog.
+    pub targets: usize,
+    /// Those uploaded (the server lacked them).
+    pub uploaded: usize,
+    /// Bytes of the upload.
+    pub bytes: u64,
+}
+
+/// Pushes the catalog in `repo` (issue 9, point 6): its current metadata, and only the
+/// target files the server does not hold yet, so a push costs what is new, not the
+/// catalog's whole history.
+pub async fn push(
+    api: &crate::api::Api,
+    repo: &Path,
+) -> anyhow::Result<(patchday_types::api::CatalogStatus, PushStats)> {
+    let mut hashes = std::collections::BTreeSet::new();
+    let tdir = repo.join("targets");
+    if tdir.is_dir() {
+        for e in std::fs::read_dir(&tdir)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if let Some((sha, _)) = name.split_once('.') {
+                hashes.insert(sha.to_owned());
+            }
+        }
+    }
+    let missing: std::collections::BTreeSet<String> = api
+        .missing_targets(hashes.iter().cloned().collect())
+        .await?
+        .into_iter()
+        .collect();
+    let present: std::collections::BTreeSet<String> =
+        hashes.difference(&missing).cloned().collect();
+    let tar = pack_except(repo, &present)?;
+    let bytes = tar.as_file().metadata()?.len();
+    let status = api.push_catalog(tar.path()).await?;
+    Ok((
+        status,
+        PushStats {
+            targets: hashes.len(),
+            uploaded: missing.len(),
+            bytes,
+        },
+    ))
+}
 
 // ---- Issue 9, point 5: catalog upkeep ----
 
@@ -130,14 +177,16 @@ pub async fn refresh(
     targets_within: jiff::SignedDuration,
 ) -> anyhow::Result<(bool, Vec<patchday_trust::expiry::RoleMeta>)> {
     let before = local_role_expiries(repo);
+    // Top-level targets and its hash bins (issue 9, point 6) share the offline key.
     let targets_due = before
         .iter()
-        .find(|r| r.role == "targets")
-        .is_none_or(|t| t.expires.duration_since(now) <= targets_within);
+        .filter(|r| r.role == "targets" || r.role == "targets.bin-*")
+        .any(|t| t.expires.duration_since(now) <= targets_within)
+        || !before.iter().any(|r| r.role == "targets");
     if targets_due {
-        // Adding nothing re-signs targets (new version, fresh expiry), snapshot and
-        // timestamp.
-        patchday_trust::add_targets(keys, repo, Vec::new(), now, exp)
+        // Re-signs targets and its bins that are due (new versions, fresh expiries),
+        // snapshot and timestamp, adding nothing.
+        patchday_trust::refresh_targets(keys, repo, None, now, exp, targets_within)
             .await
             .context("re-signing targets, snapshot and timestamp")?;
     } else {

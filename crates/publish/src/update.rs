@@ -226,8 +226,9 @@ pub async fn add_update(
         path: doc_path,
         custom: serde_json::to_value(TargetCustom::Update { id: doc.id.clone() })?,
     }];
-    let counters = release_counters(repo, &payloads).await?;
-    for ((p, f), counter) in payloads.iter().zip(&files).zip(counters) {
+    let cache = CounterCache::load(repo).await?;
+    let counters = release_counters(&cache, &payloads);
+    for ((p, f), counter) in payloads.iter().zip(&files).zip(counters.iter().copied()) {
         targets.push(NewTarget {
             name: p.target.clone(),
             path: f.clone(),
@@ -256,39 +257,111 @@ pub async fn add_update(
             )
         })?,
     };
+    CounterCache::record(repo, &payloads, &counters, cache);
     Ok(doc)
 }
 
 /// Uptane release counters for new payloads: per (kind, package), one more than the
 /// highest the catalog already signed, so the order of publication is the order agents
 /// accept, whatever the version strings claim.
-async fn release_counters(repo: &Path, payloads: &[PayloadRef]) -> anyhow::Result<Vec<u64>> {
-    let existing = patchday_trust::catalog_targets(repo)
-        .await
-        .with_context(|| format!("reading the catalog in {}", repo.display()))?;
-    let mut highest: std::collections::HashMap<(PayloadKind, String), u64> =
-        std::collections::HashMap::new();
-    for custom in existing.into_values() {
-        if let Ok(TargetCustom::Payload {
-            kind,
-            package,
-            release_counter,
-            ..
-        }) = serde_json::from_value(custom)
-        {
-            let h = highest.entry((kind, package)).or_default();
-            *h = (*h).max(release_counter);
-        }
-    }
+fn release_counters(highest: &CounterCache, payloads: &[PayloadRef]) -> Vec<u64> {
     // Architectures of one package published together share one counter.
     let mut fresh: std::collections::HashMap<(PayloadKind, String), u64> =
         std::collections::HashMap::new();
-    Ok(payloads
+    payloads
         .iter()
         .map(|p| {
             let key = (p.kind, p.package.clone());
-            let next = highest.get(&key).copied().unwrap_or(0).saturating_add(1);
+            let next = highest.get(&key).saturating_add(1);
             *fresh.entry(key).or_insert(next)
         })
-        .collect())
+        .collect()
+}
+
+/// The highest release counter per (kind, package) of a catalog, kept next to it in
+/// `release-counters.json` with the snapshot version it describes (issue 9, point 6):
+/// reading every role of a large catalog on each `catalog add-*` would make adding the
+/// ten-thousandth update slower than the tenth. Not trusted for anything but numbering:
+/// when the snapshot moved on without it (another tool signed, the file is gone or
+/// damaged), it is rebuilt from the signed catalog.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct CounterCache {
+    snapshot: u64,
+    highest: std::collections::BTreeMap<String, u64>,
+}
+
+impl CounterCache {
+    const FILE: &'static str = "release-counters.json";
+
+    fn key(kind: PayloadKind, package: &str) -> String {
+        format!("{kind:?} {package}")
+    }
+
+    fn get(&self, key: &(PayloadKind, String)) -> u64 {
+        self.highest
+            .get(&Self::key(key.0, &key.1))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    async fn load(repo: &Path) -> anyhow::Result<Self> {
+        let snapshot = snapshot_version(repo);
+        if let Some(c) = std::fs::read(repo.join(Self::FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<CounterCache>(&b).ok())
+            .filter(|c| Some(c.snapshot) == snapshot)
+        {
+            return Ok(c);
+        }
+        let existing = patchday_trust::catalog_targets(repo)
+            .await
+            .with_context(|| format!("reading the catalog in {}", repo.display()))?;
+        let mut cache = CounterCache {
+            snapshot: snapshot.unwrap_or(0),
+            highest: Default::default(),
+        };
+        for custom in existing.into_values() {
+            if let Ok(TargetCustom::Payload {
+                kind,
+                package,
+                release_counter,
+                ..
+            }) = serde_json::from_value(custom)
+            {
+                let h = cache.highest.entry(Self::key(kind, &package)).or_default();
+                *h = (*h).max(release_counter);
+            }
+        }
+        Ok(cache)
+    }
+
+    /// Records the counters just signed, for the snapshot the signing produced.
+    fn record(repo: &Path, payloads: &[PayloadRef], counters: &[u64], before: Self) {
+        let mut cache = before;
+        for (p, c) in payloads.iter().zip(counters) {
+            let h = cache
+                .highest
+                .entry(Self::key(p.kind, &p.package))
+                .or_default();
+            *h = (*h).max(*c);
+        }
+        cache.snapshot = snapshot_version(repo).unwrap_or(0);
+        // Only a cache: failing to write it costs the next add a full read, nothing more.
+        if let Ok(bytes) = serde_json::to_vec(&cache) {
+            let _ = std::fs::write(repo.join(Self::FILE), bytes);
+        }
+    }
+}
+
+/// The snapshot version the catalog's `timestamp.json` lists.
+fn snapshot_version(repo: &Path) -> Option<u64> {
+    let bytes = std::fs::read(repo.join("metadata/timestamp.json")).ok()?;
+    timestamp_snapshot_version(&bytes)
+}
+
+/// The snapshot version a `timestamp.json` lists (also the server's scheduled mirror's
+/// comparison of its working catalog with the served one, issue 9, point 1).
+pub fn timestamp_snapshot_version(timestamp: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(timestamp).ok()?;
+    v["signed"]["meta"]["snapshot.json"]["version"].as_u64()
 }

@@ -193,10 +193,7 @@ pub async fn installed_sources(
 
 /// Snapshot version of a timestamp's metadata (0 when unreadable).
 fn snapshot_version(timestamp: &[u8]) -> u64 {
-    serde_json::from_slice::<serde_json::Value>(timestamp)
-        .ok()
-        .and_then(|v| v["signed"]["meta"]["snapshot.json"]["version"].as_u64())
-        .unwrap_or(0)
+    patchday_publish::update::timestamp_snapshot_version(timestamp).unwrap_or(0)
 }
 
 async fn run_once(
