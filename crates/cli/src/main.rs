@@ -294,6 +294,13 @@ impl ServerMirrorArgs {
         };
         // Fail at start, not at the first tick, on a configuration that cannot work.
         patchday_mirror::MirrorConfig::load(config)?;
+        anyhow::ensure!(
+            repo.join("metadata/timestamp.json").is_file(),
+            "--mirror-catalog {} is not a catalog: copy there the catalog directory that delegates to the {} role (`patchday catalog delegate --role {}`)",
+            repo.display(),
+            self.mirror_role,
+            self.mirror_role
+        );
         for k in [&job.publish.keys.snapshot, &job.publish.keys.timestamp]
             .into_iter()
             .chain(&self.mirror_key)

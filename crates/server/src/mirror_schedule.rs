@@ -206,13 +206,20 @@ async fn run_once(
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let fetch = patchday_mirror::HttpFetch::new()?;
-    let report = patchday_publish::mirror::run_job(
-        job,
-        patchday_mirror::Selection::Installed(sources),
-        &fetch,
-        now,
-    )
-    .await?;
+    // Signing and hashing block: the run gets a thread of its own, so that requests keep
+    // their workers while it runs.
+    let owned = job.clone();
+    let handle = tokio::runtime::Handle::current();
+    let report = tokio::task::spawn_blocking(move || {
+        handle.block_on(patchday_publish::mirror::run_job(
+            &owned,
+            patchday_mirror::Selection::Installed(sources),
+            &fetch,
+            now,
+        ))
+    })
+    .await
+    .context("the mirror run's thread failed")??;
     let imported: Vec<String> = report
         .sources
         .iter()
