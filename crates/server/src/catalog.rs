@@ -500,3 +500,15 @@ pub async fn recover(data: &Path, store: &dyn patchday_store::Store) -> anyhow::
     }
     Ok(())
 }
+
+// Issue 9, point 1: the scheduled mirror's catalog goes through the same intake as a push.
+
+/// Packs the catalog directory `repo_dir` and takes it in with [`intake`].
+pub async fn intake_repo(state: &AppState, repo_dir: &Path) -> Result<CatalogStatus, ApiError> {
+    let repo = repo_dir.to_path_buf();
+    let packed = tokio::task::spawn_blocking(move || patchday_publish::pack::pack(&repo))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    intake(state, packed.path()).await
+}
