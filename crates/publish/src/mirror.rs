@@ -298,7 +298,25 @@ pub async fn run_job(
         selection,
         feeds,
     };
-    patchday_mirror::sync::run(&cfg, fetch, &publisher, &opts)
+    let report = patchday_mirror::sync::run(&cfg, fetch, &publisher, &opts)
         .await
-        .context("mirror run stopped (a rerun resumes where it stopped)")
+        .context("mirror run stopped (a rerun resumes where it stopped)")?;
+    // Issue 9, point 6: the role's hash bins that no new update touched still expire; the
+    // mirror re-signs those due within two weeks (the offline role's are `catalog refresh`'s).
+    if let Some(signer) = &job.publish.role {
+        let resigned = patchday_trust::refresh_targets(
+            &job.publish.keys,
+            &job.publish.repo,
+            Some((signer.role.as_str(), signer.key_files.as_slice())),
+            now,
+            &patchday_trust::Expiries::default(),
+            jiff::SignedDuration::from_hours(14 * 24),
+        )
+        .await
+        .with_context(|| format!("re-signing the {} role's expiring bins", signer.role))?;
+        if !resigned.is_empty() {
+            tracing::info!(roles = resigned.len(), "re-signed expiring mirror metadata");
+        }
+    }
+    Ok(report)
 }
