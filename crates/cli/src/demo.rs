@@ -442,6 +442,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
                     decision: Decision::Approve,
                     deadline: None,
                     reason: None,
+                    emergency: false,
                 },
             )
             .await?;
@@ -454,6 +455,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
                 decision: Decision::Approve,
                 deadline: None,
                 reason: None,
+                emergency: false,
             },
         )
         .await?;

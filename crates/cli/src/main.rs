@@ -76,7 +76,10 @@ enum Command {
     /// Approves an update for a group.
     ///
     /// Example: patchday approve --tenant acme --group web PD-2026-0001 --deadline 2026-12-10T18:00:00Z
-    Approve(DecideArgs),
+    ///
+    /// Emergency lane (an update exploited today, before the tenant's patch day):
+    /// patchday approve --tenant acme --group web PD-2026-0001 --emergency --reason "CVE-2026-1234 exploited, see CISA KEV"
+    Approve(ApproveArgs),
     /// Declines an update for a group.
     ///
     /// Example: patchday decline --tenant acme --group web PD-2026-0001 --reason "replaced by the vendor's build"
@@ -894,6 +897,20 @@ struct DecideArgs {
     conn: Conn,
 }
 
+/// Issue 10, point 4: an approval may take the operator's emergency lane.
+#[derive(Args)]
+struct ApproveArgs {
+    #[command(flatten)]
+    decide: DecideArgs,
+    /// Skip the tenant's patch day and deferrals for this approval (the update is still
+    /// verified against the signed catalog); needs --reason, which the log and reports show.
+    #[arg(long, requires = "reason")]
+    emergency: bool,
+    /// Why (required with --emergency).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
 /// Issue 9, point 7: a decline carries the operator's reason, shown in reports.
 #[derive(Args)]
 struct DeclineArgs {
@@ -1218,8 +1235,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Approve(a) => decide(a, Decision::Approve, None).await,
-        Command::Decline(a) => decide(a.decide, Decision::Decline, Some(a.reason)).await,
+        Command::Approve(a) => decide(a.decide, Decision::Approve, a.reason, a.emergency).await,
+        Command::Decline(a) => decide(a.decide, Decision::Decline, Some(a.reason), false).await,
         Command::Report { tenant, by, conn } => {
             let r = conn.api()?.report(tenant.as_ref()).await?;
             print(&report_table(&r, by), conn.format);
@@ -1228,7 +1245,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-async fn decide(a: DecideArgs, decision: Decision, reason: Option<String>) -> anyhow::Result<i32> {
+async fn decide(
+    a: DecideArgs,
+    decision: Decision,
+    reason: Option<String>,
+    emergency: bool,
+) -> anyhow::Result<i32> {
     let r = a
         .conn
         .api()?
@@ -1240,13 +1262,14 @@ async fn decide(a: DecideArgs, decision: Decision, reason: Option<String>) -> an
                 decision,
                 deadline: a.deadline,
                 reason,
+                emergency,
             },
         )
         .await?;
-    let verb = if decision == Decision::Approve {
-        "approved"
-    } else {
-        "declined"
+    let verb = match (decision, emergency) {
+        (Decision::Approve, false) => "approved",
+        (Decision::Approve, true) => "approved through the emergency lane",
+        (Decision::Decline, _) => "declined",
     };
     println!("{verb} {} for group {} in {}", r.update, r.group, a.tenant);
     Ok(0)

@@ -491,3 +491,66 @@ fn history_records_each_state_change_and_the_time_from_publication_to_installed(
     // What the agent claimed before dpkg's inventory confirmed it is not a failure.
     assert!(!table.contains("failed"), "{table}");
 }
+
+/// Issue 10, point 4: an operator rushes a train update that is exploited today through
+/// the emergency lane: it skips the tenant's patch day for that approval only, needs a
+/// reason, and the log says who and why; the agent installs it.
+#[test]
+fn operator_emergency_lane_approves_a_train_update_before_patch_day_with_a_reason() {
+    let _serial = patchday_testkit::serial();
+    let w = world(&[]);
+    // A train update for a month years ahead: its patch day has not come.
+    let pkgs = w.dir.join("pkgs");
+    let old = DebSpec::new("pd-comp-t", "1.0-1").changelog("1.0-1", "Initial release.");
+    let new = DebSpec::new("pd-comp-t", "1.0-2")
+        .changelog("1.0-2", "Fix CVE-2099-0999.")
+        .changelog("1.0-1", "Initial release.");
+    let old = patchday_lab::build_deb(&old, &pkgs).unwrap();
+    let new = patchday_lab::build_deb(&new, &pkgs).unwrap();
+    let out = w
+        .cat
+        .add_deb("PD-T-1", &new, &["--train", "2031-01", "--since", "1.0-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    w.push();
+    let h = w.host("emerg-1");
+    h.lab.install_deb(&old).unwrap();
+
+    let approve = |extra: &[&str]| {
+        let mut a = vec!["approve", "--tenant", "acme", "--group", "web", "PD-T-1"];
+        a.extend_from_slice(extra);
+        w.srv.cli_as(&w.srv.admin, &a)
+    };
+    let o = approve(&[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("cannot be approved yet"), "{}", text(&o));
+    // The lane needs a reason, at the CLI and at the server.
+    let o = approve(&["--emergency"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--reason"), "{}", text(&o));
+    let (code, body) = curl_post(
+        &w.srv,
+        "/v1/tenants/acme/approvals",
+        r#"{"update":"PD-T-1","group":"web","decision":"approve","emergency":true}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("needs a reason"), "{body}");
+    let why = "CVE-2099-0999 exploited in the wild (KEV)";
+    let o = approve(&["--emergency", "--reason", why]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("emergency lane"), "{}", text(&o));
+
+    let log: Value =
+        serde_json::from_str(&w.srv.cli(&["log", "--tenant", "acme", "--format", "json"])).unwrap();
+    let entry = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "approval.emergency")
+        .unwrap_or_else(|| panic!("no emergency entry in {log}"));
+    assert_eq!(entry["detail"]["reason"], why, "{entry}");
+    assert!(!entry["actor"].as_str().unwrap().is_empty(), "{entry}");
+
+    let o = h.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-comp-t").as_deref(), Some("1.0-2"));
+}

@@ -608,6 +608,7 @@ async fn client_main(
             decision: Decision::Approve,
             deadline: None,
             reason: None,
+            emergency: false,
         };
         let _: Value = api
             .admin(Method::POST, &format!("{t}/approvals"), &req)

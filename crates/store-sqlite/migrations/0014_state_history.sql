@@ -28,3 +28,5 @@ CREATE TABLE update_published (
     update_id TEXT PRIMARY KEY,
     at TEXT NOT NULL
 );
+-- Issue 10, point 4: an approval made through the operator's emergency lane.
+ALTER TABLE approvals ADD COLUMN emergency INTEGER NOT NULL DEFAULT 0;

@@ -969,7 +969,7 @@ impl TenantStore for SqliteTenant {
 
     async fn list_approvals(&self) -> Result<Vec<Approval>> {
         let rows = sqlx::query(
-            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason FROM approvals
+            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency FROM approvals
              WHERE tenant_id = ? ORDER BY update_id, group_id",
         )
         .bind(self.id.as_str())
@@ -990,6 +990,7 @@ impl TenantStore for SqliteTenant {
                     decided_at: parse("timestamp", r.get::<&str, _>("decided_at"))?,
                     decided_by: r.get("decided_by"),
                     reason: r.get("reason"),
+                    emergency: r.get::<i64, _>("emergency") != 0,
                 })
             })
             .collect()
@@ -1536,12 +1537,12 @@ impl SqliteTenant {
             Decision::Decline => "decline",
         };
         sqlx::query(
-            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by, reason)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
                decision = excluded.decision, deadline = excluded.deadline,
                decided_at = excluded.decided_at, decided_by = excluded.decided_by,
-               reason = excluded.reason",
+               reason = excluded.reason, emergency = excluded.emergency",
         )
         .bind(self.id.as_str())
         .bind(a.update.as_str())
@@ -1551,6 +1552,7 @@ impl SqliteTenant {
         .bind(a.decided_at.to_string())
         .bind(&a.decided_by)
         .bind(&a.reason)
+        .bind(i64::from(a.emergency))
         .execute(&mut *tx)
         .await
         .map_err(about(format!("group {}", a.group)))?;

@@ -259,6 +259,7 @@ async fn approvals_and_states(store: &dyn Store) {
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "root".into(),
         reason: None,
+        emergency: false,
     };
     acme.put_approval(&a).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![a.clone()]);
@@ -285,6 +286,7 @@ async fn approvals_and_states(store: &dyn Store) {
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "root".into(),
         reason: None,
+        emergency: false,
     };
     assert!(matches!(
         acme.put_approval(&missing_group).await,
@@ -1015,6 +1017,7 @@ async fn approval_and_its_log_entry_commit_together(store: &dyn Store) {
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "alice".into(),
         reason: None,
+        emergency: false,
     };
     let log = log_entry(
         Some("lc-approve"),

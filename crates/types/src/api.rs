@@ -243,9 +243,13 @@ pub struct ApprovalRequest {
     /// Install by then at the latest.
     #[serde(default)]
     pub deadline: Option<Timestamp>,
-    /// Why (required for a decline: issue 9, point 7).
+    /// Why (required for a decline: issue 9, point 7; and for an emergency approval).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Issue 10, point 4: the operator's emergency lane. Approves now, skipping the
+    /// tenant's patch day and deferrals (never a signature check); needs a reason.
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 /// A recorded approval or decline.
@@ -263,9 +267,13 @@ pub struct Approval {
     pub decided_at: Timestamp,
     /// The token name that decided it.
     pub decided_by: String,
-    /// The operator's reason (every decline made since issue 9 has one).
+    /// The operator's reason (every decline made since issue 9 has one, and every
+    /// emergency approval).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Approved through the operator's emergency lane (issue 10, point 4).
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 /// An update as a tenant sees it: the signed document plus its release status.

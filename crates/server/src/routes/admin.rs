@@ -381,7 +381,23 @@ pub async fn approve(
             req.update
         )));
     }
-    if req.decision == Decision::Approve {
+    // Issue 10, point 4: the operator's emergency lane skips patch day and deferrals for
+    // this tenant (never a signature check: the update is still the signed catalog's),
+    // and says who and why.
+    if req.emergency {
+        if req.decision != Decision::Approve {
+            return Err(ApiError::bad_request(
+                "the emergency lane is for approvals; a decline needs no hurry",
+            ));
+        }
+        if reason.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "an emergency approval of {} needs a reason (patchday approve --emergency --reason \"...\"): it skips the tenant's patch day, and the log and reports say why",
+                req.update
+            )));
+        }
+    }
+    if req.decision == Decision::Approve && !req.emergency {
         let sched = schedule(&tenant.get().await?.patch_day)?;
         if !sched
             .is_approvable(&u.release, now)
@@ -403,13 +419,14 @@ pub async fn approve(
         decided_at: now,
         decided_by: op.name.clone(),
         reason,
+        emergency: req.emergency,
     };
-    let action = match a.decision {
-        Decision::Approve => "approval.approve",
-        Decision::Decline => "approval.decline",
+    let action = match (a.decision, a.emergency) {
+        (Decision::Approve, false) => "approval.approve",
+        (Decision::Approve, true) => "approval.emergency",
+        (Decision::Decline, _) => "approval.decline",
     };
-    let detail =
-        json!({ "update": a.update, "group": a.group, "deadline": a.deadline, "reason": a.reason });
+    let detail = json!({ "update": a.update, "group": a.group, "deadline": a.deadline, "reason": a.reason, "emergency": a.emergency });
     let object = format!("update {} group {}", a.update, a.group);
     let entry = op.log_entry(now, Some(&t), action, object, detail);
     tenant.put_approval_logged(&a, &entry).await?;
