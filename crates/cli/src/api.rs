@@ -439,3 +439,21 @@ impl Api {
         .await
     }
 }
+
+// Issue 9, point 4 (closure): the server-side repair assignment.
+impl Api {
+    /// Asks the host's agent to run the repair at its next check-in.
+    pub async fn repair_host(
+        &self,
+        t: &TenantId,
+        h: &HostId,
+        allow_apt: bool,
+    ) -> anyhow::Result<()> {
+        self.post(
+            &format!("/v1/tenants/{t}/hosts/{h}/repair"),
+            &serde_json::json!({ "allow_apt": allow_apt }),
+            "asking the host to repair its dpkg database",
+        )
+        .await
+    }
+}

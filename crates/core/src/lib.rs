@@ -4,3 +4,4 @@ pub mod applicability;
 pub mod calendar;
 pub mod catalog_expiry;
 pub mod compliance;
+pub mod dependency_payloads;

@@ -16,6 +16,7 @@ mod auth;
 mod catalog;
 mod catalog_expiry; // issue 9, point 5
 mod clock;
+mod closure; // issue 9, point 4: dependency payloads, repair assignments
 mod compliance;
 mod director;
 mod error;

@@ -1,0 +1,242 @@
+//! Issue 9, point 4 (closure): what a check-in answer signs beyond the applicable
+//! payloads. The payloads of other catalog updates that an assigned update needs on this
+//! host (chosen by [`patchday_core::dependency_payloads`] with dpkg's rules), grouped
+//! into one dpkg run with it; and a pending repair request (`patchday host repair`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, OnceLock};
+
+use patchday_core::dependency_payloads::{dependency_payloads, CatalogPayload};
+use patchday_pkg::depends::{parse_relations, PackageFacts};
+use patchday_store::TenantStore;
+use patchday_trust::director::RepairInstruction;
+use patchday_types::api::AssignmentEntry;
+use patchday_types::{HostId, Inventory, PayloadKind, PayloadRef, UpdateDocument, UpdateId};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// What the signed answer carries beside its targets.
+#[derive(Clone, Debug, Default)]
+pub struct AnswerExtras {
+    /// Assigned update → the updates whose payloads go into its dpkg run.
+    pub install_with: BTreeMap<String, BTreeSet<String>>,
+    /// The host's pending repair request.
+    pub repair: Option<RepairInstruction>,
+}
+
+/// The catalog's update documents as the closure reads them: by id, and the payloads
+/// that install a package name. A slice is scanned; an index can answer faster.
+pub trait CatalogPayloads {
+    /// The update document with this id.
+    fn document(&self, id: &UpdateId) -> Option<&UpdateDocument>;
+    /// Every (update, payload) whose payload installs the package `name`.
+    fn payloads_named(&self, name: &str) -> Vec<(&UpdateDocument, &PayloadRef)>;
+}
+
+impl CatalogPayloads for [UpdateDocument] {
+    fn document(&self, id: &UpdateId) -> Option<&UpdateDocument> {
+        self.iter().find(|d| &d.id == id)
+    }
+
+    fn payloads_named(&self, name: &str) -> Vec<(&UpdateDocument, &PayloadRef)> {
+        self.iter()
+            .flat_map(|d| d.payloads.iter().map(move |p| (d, p)))
+            .filter(|(_, p)| p.kind == PayloadKind::Deb && p.package == name)
+            .collect()
+    }
+}
+
+/// Most rounds of "load the wanted names, ask again" (each round is one level deeper).
+const MAX_ROUNDS: usize = 32;
+
+/// Adds to `assignments` the catalog payloads their own payloads need on this host, and
+/// says which updates install together; then the host's repair request.
+pub async fn answer_extras(
+    s: &AppState,
+    tenant: &dyn TenantStore,
+    tenant_id: &str,
+    host: &HostId,
+    inventory: &Inventory,
+    catalog: &(impl CatalogPayloads + ?Sized),
+    assignments: &mut Vec<AssignmentEntry>,
+) -> ApiResult<AnswerExtras> {
+    let install_with =
+        dependency_assignments(s, tenant_id, inventory, catalog, assignments).await?;
+    let repair = repair_for_checkin(tenant, host, inventory, s.clock.now()).await?;
+    Ok(AnswerExtras {
+        install_with,
+        repair,
+    })
+}
+
+async fn dependency_assignments(
+    s: &AppState,
+    tenant_id: &str,
+    inventory: &Inventory,
+    catalog: &(impl CatalogPayloads + ?Sized),
+    assignments: &mut Vec<AssignmentEntry>,
+) -> ApiResult<BTreeMap<String, BTreeSet<String>>> {
+    let mut install_with: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if assignments.is_empty() {
+        return Ok(install_with);
+    }
+    let native = inventory.architecture.as_str();
+    let installed: Vec<PackageFacts> = inventory
+        .packages
+        .iter()
+        .map(|p| bare_facts(&p.name, &p.version, &p.architecture))
+        .collect();
+    let mut added: Vec<(UpdateId, String, Option<jiff::Timestamp>, UpdateId)> = Vec::new();
+    for a in assignments.iter() {
+        let Some(doc) = catalog.document(&a.update) else {
+            continue;
+        };
+        let own_refs: Vec<&PayloadRef> = doc
+            .payloads
+            .iter()
+            .filter(|p| p.kind == PayloadKind::Deb && a.targets.contains(&p.target))
+            .collect();
+        if own_refs.is_empty() {
+            continue;
+        }
+        let mut own = Vec::new();
+        for p in &own_refs {
+            own.push(payload_facts(s, p).await?);
+        }
+        let mut known: BTreeMap<String, Vec<CatalogPayload>> = BTreeMap::new();
+        let mut closure = dependency_payloads(&installed, native, &own, &known);
+        for _ in 0..MAX_ROUNDS {
+            if closure.wanted.is_empty() {
+                break;
+            }
+            for name in std::mem::take(&mut closure.wanted) {
+                let mut found = Vec::new();
+                for (d, p) in catalog.payloads_named(&name) {
+                    let fits = p.architecture == native || p.architecture == "all";
+                    if !fits || !d.published_for(tenant_id) {
+                        continue;
+                    }
+                    found.push(CatalogPayload {
+                        update: d.id.clone(),
+                        target: p.target.clone(),
+                        facts: payload_facts(s, p).await?,
+                    });
+                }
+                known.insert(name, found);
+            }
+            closure = dependency_payloads(&installed, native, &own, &known);
+        }
+        for m in &closure.unmet {
+            tracing::info!(update = %a.update, unmet = %m, "an assigned update needs what neither the host nor the catalog has; the agent will refuse it until it is published");
+        }
+        for c in closure.payloads {
+            added.push((a.update.clone(), c.target, a.deadline, c.update));
+        }
+    }
+    for (update, target, deadline, from) in added {
+        if from != update {
+            install_with
+                .entry(update.to_string())
+                .or_default()
+                .insert(from.to_string());
+        }
+        match assignments.iter_mut().find(|e| e.update == from) {
+            Some(e) => {
+                if !e.targets.contains(&target) {
+                    e.targets.push(target);
+                }
+            }
+            None => assignments.push(AssignmentEntry {
+                update: from,
+                targets: vec![target],
+                deadline,
+            }),
+        }
+    }
+    Ok(install_with)
+}
+
+/// A package known by name, version and architecture only (an inventory entry).
+fn bare_facts(name: &str, version: &str, architecture: &str) -> PackageFacts {
+    PackageFacts {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        architecture: architecture.to_owned(),
+        multi_arch: String::new(),
+        depends: Vec::new(),
+        pre_depends: Vec::new(),
+        conflicts: Vec::new(),
+        breaks: Vec::new(),
+        provides: Vec::new(),
+    }
+}
+
+/// Control facts by payload sha256: content-addressed, so never stale.
+fn facts_cache() -> &'static Mutex<HashMap<String, PackageFacts>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, PackageFacts>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The payload's name, version, architecture and `Depends`, read once from its `.deb`
+/// in the content store (checked against its sha256). `Pre-Depends` and `Provides` are
+/// left to the agent's whole-transaction check.
+async fn payload_facts(s: &AppState, p: &PayloadRef) -> ApiResult<PackageFacts> {
+    let t =
+        s.store.catalog_target(&p.target).await?.ok_or_else(|| {
+            ApiError::internal(format!("payload {} is not in the catalog", p.target))
+        })?;
+    if let Ok(cache) = facts_cache().lock() {
+        if let Some(f) = cache.get(&t.sha256) {
+            return Ok(f.clone());
+        }
+    }
+    let dir = crate::catalog::tempdir_in(&s.config.data_dir.join("dependency-facts"))?;
+    let path = dir.path().join("payload.deb");
+    let mut blob = s.content.open_verified(&t.sha256, 0).await?;
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(ApiError::internal)?;
+    tokio::io::copy(&mut blob.reader, &mut file)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(file);
+    let info = tokio::task::spawn_blocking(move || patchday_pkg::deb::read_deb(&path))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("payload {}: {e}", p.target)))?
+        .info;
+    let mut facts = bare_facts(&info.package, &info.version, &info.architecture);
+    // A malformed Depends is the agent's to refuse; here it just needs nothing.
+    facts.depends = parse_relations(&info.depends).unwrap_or_default();
+    if let Ok(mut cache) = facts_cache().lock() {
+        cache.insert(t.sha256, facts.clone());
+    }
+    Ok(facts)
+}
+
+/// The repair instruction this answer signs, if the operator asked for one: sent until
+/// the host reports a clean dpkg database after it was first sent, then cleared.
+async fn repair_for_checkin(
+    tenant: &dyn TenantStore,
+    host: &HostId,
+    inventory: &Inventory,
+    now: jiff::Timestamp,
+) -> ApiResult<Option<RepairInstruction>> {
+    let Some(r) = tenant.repair_request(host).await? else {
+        return Ok(None);
+    };
+    if r.sent_at.is_some() && inventory.dpkg_broken.is_none() {
+        tenant.clear_repair(host).await?;
+        tracing::info!(host = %host, "repair done: the host reports a clean dpkg database");
+        return Ok(None);
+    }
+    tenant.repair_sent(host, now).await?;
+    let requested = jiff::Timestamp::from_second(r.requested_at.as_second())
+        .unwrap_or(r.requested_at)
+        .to_string();
+    Ok(Some(RepairInstruction {
+        allow_apt: r.allow_apt,
+        requested,
+    }))
+}
