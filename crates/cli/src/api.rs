@@ -427,6 +427,10 @@ pub struct FleetSourcePackages {
     pub hosts: u64,
     /// Source name → installed source versions.
     pub sources: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Issue 9, point 4 (closure): binary name → installed versions (absent from older
+    /// servers).
+    #[serde(default)]
+    pub binaries: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Api {

@@ -518,6 +518,11 @@ pub fn unmet_needs<'a>(
     unmet
 }
 
+/// Does version `have` meet the constraint (none: any version does)?
+pub fn version_satisfies(constraint: &Option<(Op, String)>, have: &str) -> bool {
+    version_ok(constraint, Some(have))
+}
+
 /// The architecture `p`'s relations resolve for on a host of native architecture
 /// `native`: its own, or the native one for `all`.
 pub fn resolves_for<'a>(p: &'a PackageFacts, native: &'a str) -> &'a str {

@@ -22,6 +22,10 @@ pub struct FleetSourcePackages {
     pub hosts: u64,
     /// Source name → installed source versions.
     pub sources: BTreeMap<String, BTreeSet<String>>,
+    /// Issue 9, point 4 (closure): binary name → installed versions, against which the
+    /// mirror judges new dependencies.
+    #[serde(default)]
+    pub binaries: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// `GET /v1/fleet/source-packages`.
@@ -41,6 +45,7 @@ pub async fn source_packages(
             };
             out.hosts += 1;
             for p in inv.packages {
+                out.binaries.entry(p.name).or_default().insert(p.version);
                 out.sources
                     .entry(p.source)
                     .or_default()
