@@ -100,15 +100,15 @@ pub fn dependency_closure(
                     continue;
                 }
                 match provider(group, &all, from, native) {
-                    Some(k) => {
-                        if seen.insert(k.clone()) {
-                            out.added.push((
-                                k.clone(),
-                                format!("{id}: {} {} needs {group}", p.name, p.version),
-                            ));
-                            work.push(k);
-                        }
+                    Some(k) if seen.insert(k.clone()) => {
+                        out.added.push((
+                            k.clone(),
+                            format!("{id}: {} {} needs {group}", p.name, p.version),
+                        ));
+                        work.push(k);
                     }
+                    // Imported already (selected, or found for another dependency).
+                    Some(_) => {}
                     // An unversioned name the archive does not have is most likely a
                     // virtual package the hosts provide; the agent checks it exactly.
                     None if group.0.iter().any(|r| r.version.is_some()) => out
