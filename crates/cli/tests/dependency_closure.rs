@@ -451,3 +451,115 @@ fn host_repair_of_another_tenants_host_is_refused() {
         text(&o)
     );
 }
+
+/// A proxy in front of the server that adds `inject(check-in answer)` to every check-in
+/// answer, as a man in the middle (or an unsigned field of a compromised proxy) would.
+fn rewriting_proxy(upstream: &str, inject: fn(&mut Value)) -> String {
+    use std::io::Read;
+    let up = upstream.trim_start_matches("http://").to_string();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let up = up.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                client.read_exact(&mut body).unwrap();
+                let head = head.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                let mut s = std::net::TcpStream::connect(&up).unwrap();
+                s.write_all(head.as_bytes()).unwrap();
+                s.write_all(&body).unwrap();
+                let mut resp = Vec::new();
+                s.read_to_end(&mut resp).unwrap();
+                if head.starts_with("POST /v1/agent/checkin") {
+                    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let mut v: Value = serde_json::from_slice(&resp[split..]).unwrap();
+                    inject(&mut v);
+                    let body = serde_json::to_vec(&v).unwrap();
+                    let mut out = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    out.extend(body);
+                    resp = out;
+                }
+                let _ = client.write_all(&resp);
+            });
+        }
+    });
+    url
+}
+
+/// A repair instruction as the director metadata would carry it.
+fn instruction() -> Value {
+    serde_json::json!({"allow_apt": true, "requested": "2026-12-01T00:00:00Z"})
+}
+
+#[test]
+fn a_repair_instruction_outside_the_signed_metadata_is_ignored() {
+    let _serial = patchday_testkit::serial();
+    let d = scratch();
+    let dir = d.path();
+    let cat = Catalog::new(&bins(), dir);
+    let unrelated = patchday_lab::build_deb(
+        &pkg("pd-elsewhere", "1.0-2", "pd-elsewhere", None),
+        &dir.join("pkgs"),
+    )
+    .unwrap();
+    let o = cat.add_deb("PD-R-2", &unrelated, &["--emergency", "test"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (srv, enroll) = server(dir, &cat);
+    let (h, _) = host(dir, &srv, &enroll, "mitm-1", &[]);
+    if !h.is_overlay() {
+        eprintln!("skipped: apt-get -f install runs only in an overlay host");
+        return;
+    }
+    unpack_needy(&h, dir);
+
+    // Beside the signed metadata: in the answer, and in the director document's envelope.
+    let beside = rewriting_proxy(&srv.url, |v| {
+        v["repair"] = instruction();
+        let mut doc: Value = serde_json::from_str(v["director"].as_str().unwrap()).unwrap();
+        doc["repair"] = instruction();
+        v["director"] = Value::String(doc.to_string());
+    });
+    let o = h.agent(&beside, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("asks for a repair"), "{}", text(&o));
+    assert!(in_host(&h, "dpkg", &["--audit"]).1.contains("pd-needy"));
+
+    // Inside the signed object without the director key: the whole answer is refused.
+    let inside = rewriting_proxy(&srv.url, |v| {
+        let mut doc: Value = serde_json::from_str(v["director"].as_str().unwrap()).unwrap();
+        doc["signed"]["repair"] = instruction();
+        v["director"] = Value::String(doc.to_string());
+    });
+    let o = h.agent(&inside, None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("not signed by the director key pinned at enrolment"),
+        "{}",
+        text(&o)
+    );
+    assert!(in_host(&h, "dpkg", &["--audit"]).1.contains("pd-needy"));
+    assert!(!text(&o).contains("asks for a repair"), "{}", text(&o));
+}

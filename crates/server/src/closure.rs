@@ -100,10 +100,7 @@ async fn dependency_assignments(
         if own_refs.is_empty() {
             continue;
         }
-        let mut own = Vec::new();
-        for p in &own_refs {
-            own.push(payload_facts(s, p).await?);
-        }
+        let own = payloads_facts(s, &own_refs).await?;
         let mut known: BTreeMap<String, Vec<CatalogPayload>> = BTreeMap::new();
         let mut closure = dependency_payloads(&installed, native, &own, &known);
         for _ in 0..MAX_ROUNDS {
@@ -111,18 +108,25 @@ async fn dependency_assignments(
                 break;
             }
             for name in std::mem::take(&mut closure.wanted) {
-                let mut found = Vec::new();
-                for (d, p) in catalog.payloads_named(&name) {
-                    let fits = p.architecture == native || p.architecture == "all";
-                    if !fits || !d.published_for(tenant_id) {
-                        continue;
-                    }
-                    found.push(CatalogPayload {
+                let named: Vec<(&UpdateDocument, &PayloadRef)> = catalog
+                    .payloads_named(&name)
+                    .into_iter()
+                    .filter(|(d, p)| {
+                        (p.architecture == native || p.architecture == "all")
+                            && d.published_for(tenant_id)
+                    })
+                    .collect();
+                let refs: Vec<&PayloadRef> = named.iter().map(|(_, p)| *p).collect();
+                let facts = payloads_facts(s, &refs).await?;
+                let found = named
+                    .iter()
+                    .zip(facts)
+                    .map(|((d, p), facts)| CatalogPayload {
                         update: d.id.clone(),
                         target: p.target.clone(),
-                        facts: payload_facts(s, p).await?,
-                    });
-                }
+                        facts,
+                    })
+                    .collect();
                 known.insert(name, found);
             }
             closure = dependency_payloads(&installed, native, &own, &known);
@@ -172,9 +176,12 @@ fn bare_facts(name: &str, version: &str, architecture: &str) -> PackageFacts {
     }
 }
 
-/// Control facts by payload sha256: content-addressed, so never stale.
-fn facts_cache() -> &'static Mutex<HashMap<String, PackageFacts>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, PackageFacts>>> = OnceLock::new();
+/// Control facts by payload target name, with the sha256 they were read from (a target
+/// whose content changed is read again).
+type FactsCache = Mutex<HashMap<String, (String, PackageFacts)>>;
+
+fn facts_cache() -> &'static FactsCache {
+    static CACHE: OnceLock<FactsCache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -186,10 +193,8 @@ async fn payload_facts(s: &AppState, p: &PayloadRef) -> ApiResult<PackageFacts> 
         s.store.catalog_target(&p.target).await?.ok_or_else(|| {
             ApiError::internal(format!("payload {} is not in the catalog", p.target))
         })?;
-    if let Ok(cache) = facts_cache().lock() {
-        if let Some(f) = cache.get(&t.sha256) {
-            return Ok(f.clone());
-        }
+    if let Some(f) = cached(&p.target, &t.sha256) {
+        return Ok(f);
     }
     let dir = crate::catalog::tempdir_in(&s.config.data_dir.join("dependency-facts"))?;
     let path = dir.path().join("payload.deb");
@@ -210,9 +215,39 @@ async fn payload_facts(s: &AppState, p: &PayloadRef) -> ApiResult<PackageFacts> 
     // A malformed Depends is the agent's to refuse; here it just needs nothing.
     facts.depends = parse_relations(&info.depends).unwrap_or_default();
     if let Ok(mut cache) = facts_cache().lock() {
-        cache.insert(t.sha256, facts.clone());
+        cache.insert(p.target.clone(), (t.sha256, facts.clone()));
     }
     Ok(facts)
+}
+
+/// The cached facts of `target` when its content is still `sha256`.
+fn cached(target: &str, sha256: &str) -> Option<PackageFacts> {
+    let cache = facts_cache().lock().ok()?;
+    cache
+        .get(target)
+        .filter(|(sha, _)| sha == sha256)
+        .map(|(_, f)| f.clone())
+}
+
+/// The facts of several payloads, with one catalog query for the ones already cached.
+async fn payloads_facts(s: &AppState, refs: &[&PayloadRef]) -> ApiResult<Vec<PackageFacts>> {
+    let names: Vec<String> = refs.iter().map(|p| p.target.clone()).collect();
+    let listed: HashMap<String, String> = s
+        .store
+        .catalog_targets(&names)
+        .await?
+        .into_iter()
+        .map(|t| (t.name, t.sha256))
+        .collect();
+    let mut out = Vec::with_capacity(refs.len());
+    for p in refs {
+        let hit = listed.get(&p.target).and_then(|sha| cached(&p.target, sha));
+        out.push(match hit {
+            Some(f) => f,
+            None => payload_facts(s, p).await?,
+        });
+    }
+    Ok(out)
 }
 
 /// The repair instruction this answer signs, if the operator asked for one: sent until
