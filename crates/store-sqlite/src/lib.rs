@@ -1281,31 +1281,6 @@ impl TenantStore for SqliteTenant {
         now: Timestamp,
         log: &LogEntry,
     ) -> Result<()> {
-        self.write_repair_request(id, allow_apt, now, log).await
-    }
-
-    async fn repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>> {
-        self.read_repair_request(id).await
-    }
-
-    async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()> {
-        self.write_repair_sent(id, now).await
-    }
-
-    async fn clear_repair(&self, id: &HostId) -> Result<()> {
-        self.write_clear_repair(id).await
-    }
-}
-
-// ---- issue 9, point 4 (closure): server-side repair assignments ----
-impl SqliteTenant {
-    async fn write_repair_request(
-        &self,
-        id: &HostId,
-        allow_apt: bool,
-        now: Timestamp,
-        log: &LogEntry,
-    ) -> Result<()> {
         let mut tx = WriteTx::begin(&self.pool).await?;
         let done = sqlx::query(
             "UPDATE hosts SET repair_requested_at = ?, repair_allow_apt = ?, repair_sent_at = NULL WHERE tenant_id = ? AND id = ?",
@@ -1322,7 +1297,7 @@ impl SqliteTenant {
         tx.commit().await.map_err(backend)
     }
 
-    async fn read_repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>> {
+    async fn repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>> {
         let r = self
             .host_row("repair_requested_at, repair_allow_apt, repair_sent_at", id)
             .await?;
@@ -1336,7 +1311,7 @@ impl SqliteTenant {
         }))
     }
 
-    async fn write_repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()> {
+    async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()> {
         sqlx::query(
             "UPDATE hosts SET repair_sent_at = COALESCE(repair_sent_at, ?) WHERE tenant_id = ? AND id = ? AND repair_requested_at IS NOT NULL",
         )
@@ -1349,7 +1324,7 @@ impl SqliteTenant {
         Ok(())
     }
 
-    async fn write_clear_repair(&self, id: &HostId) -> Result<()> {
+    async fn clear_repair(&self, id: &HostId) -> Result<()> {
         sqlx::query(
             "UPDATE hosts SET repair_requested_at = NULL, repair_allow_apt = 0, repair_sent_at = NULL WHERE tenant_id = ? AND id = ?",
         )
