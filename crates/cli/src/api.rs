@@ -270,6 +270,18 @@ impl Api {
         .await
     }
 
+    /// Which of these target files (sha256) the server lacks (issue 9, point 6).
+    pub async fn missing_targets(&self, sha256: Vec<String>) -> anyhow::Result<Vec<String>> {
+        let answer: patchday_types::api::TargetHashes = self
+            .post(
+                "/v1/catalog/missing",
+                &patchday_types::api::TargetHashes { sha256 },
+                "asking the server which payloads it lacks",
+            )
+            .await?;
+        Ok(answer.sha256)
+    }
+
     // ---- Finding 3/4/10 (issue 8): lifecycle commands and the operator log ----
 
     async fn delete<R: DeserializeOwned>(&self, path: &str, what: &str) -> anyhow::Result<R> {

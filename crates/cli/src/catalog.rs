@@ -296,8 +296,9 @@ pub async fn add_update(
         path: doc_path,
         custom: serde_json::to_value(TargetCustom::Update { id: doc.id.clone() })?,
     }];
-    let counters = release_counters(repo, &payloads).await?;
-    for ((p, f), counter) in payloads.iter().zip(&files).zip(counters) {
+    let cache = CounterCache::load(repo).await?;
+    let counters = release_counters(&cache, &payloads);
+    for ((p, f), counter) in payloads.iter().zip(&files).zip(counters.iter().copied()) {
         targets.push(NewTarget {
             name: p.target.clone(),
             path: f.clone(),
@@ -326,41 +327,107 @@ pub async fn add_update(
             )
         })?,
     };
+    CounterCache::record(repo, &payloads, &counters, cache);
     Ok(doc)
 }
 
 /// Uptane release counters for new payloads: per (kind, package), one more than the
 /// highest the catalog already signed, so the order of publication is the order agents
 /// accept, whatever the version strings claim.
-async fn release_counters(repo: &Path, payloads: &[PayloadRef]) -> anyhow::Result<Vec<u64>> {
-    let existing = patchday_trust::catalog_targets(repo)
-        .await
-        .with_context(|| format!("reading the catalog in {}", repo.display()))?;
-    let mut highest: std::collections::HashMap<(PayloadKind, String), u64> =
-        std::collections::HashMap::new();
-    for custom in existing.into_values() {
-        if let Ok(TargetCustom::Payload {
-            kind,
-            package,
-            release_counter,
-            ..
-        }) = serde_json::from_value(custom)
-        {
-            let h = highest.entry((kind, package)).or_default();
-            *h = (*h).max(release_counter);
-        }
-    }
+fn release_counters(highest: &CounterCache, payloads: &[PayloadRef]) -> Vec<u64> {
     // Architectures of one package published together share one counter.
     let mut fresh: std::collections::HashMap<(PayloadKind, String), u64> =
         std::collections::HashMap::new();
-    Ok(payloads
+    payloads
         .iter()
         .map(|p| {
             let key = (p.kind, p.package.clone());
-            let next = highest.get(&key).copied().unwrap_or(0).saturating_add(1);
+            let next = highest.get(&key).saturating_add(1);
             *fresh.entry(key).or_insert(next)
         })
-        .collect())
+        .collect()
+}
+
+/// The highest release counter per (kind, package) of a catalog, kept next to it in
+/// `release-counters.json` with the snapshot version it describes (issue 9, point 6):
+/// reading every role of a large catalog on each `catalog add-*` would make adding the
+/// ten-thousandth update slower than the tenth. Not trusted for anything but numbering:
+/// when the snapshot moved on without it (another tool signed, the file is gone or
+/// damaged), it is rebuilt from the signed catalog.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct CounterCache {
+    snapshot: u64,
+    highest: std::collections::BTreeMap<String, u64>,
+}
+
+impl CounterCache {
+    const FILE: &'static str = "release-counters.json";
+
+    fn key(kind: PayloadKind, package: &str) -> String {
+        format!("{kind:?} {package}")
+    }
+
+    fn get(&self, key: &(PayloadKind, String)) -> u64 {
+        self.highest
+            .get(&Self::key(key.0, &key.1))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    async fn load(repo: &Path) -> anyhow::Result<Self> {
+        let snapshot = snapshot_version(repo);
+        if let Some(c) = std::fs::read(repo.join(Self::FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<CounterCache>(&b).ok())
+            .filter(|c| Some(c.snapshot) == snapshot)
+        {
+            return Ok(c);
+        }
+        let existing = patchday_trust::catalog_targets(repo)
+            .await
+            .with_context(|| format!("reading the catalog in {}", repo.display()))?;
+        let mut cache = CounterCache {
+            snapshot: snapshot.unwrap_or(0),
+            highest: Default::default(),
+        };
+        for custom in existing.into_values() {
+            if let Ok(TargetCustom::Payload {
+                kind,
+                package,
+                release_counter,
+                ..
+            }) = serde_json::from_value(custom)
+            {
+                let h = cache.highest.entry(Self::key(kind, &package)).or_default();
+                *h = (*h).max(release_counter);
+            }
+        }
+        Ok(cache)
+    }
+
+    /// Records the counters just signed, for the snapshot the signing produced.
+    fn record(repo: &Path, payloads: &[PayloadRef], counters: &[u64], before: Self) {
+        let mut cache = before;
+        for (p, c) in payloads.iter().zip(counters) {
+            let h = cache
+                .highest
+                .entry(Self::key(p.kind, &p.package))
+                .or_default();
+            *h = (*h).max(*c);
+        }
+        cache.snapshot = snapshot_version(repo).unwrap_or(0);
+        // Only a cache: failing to write it costs the next add a full read, nothing more.
+        if let Ok(bytes) = serde_json::to_vec(&cache) {
+            let _ = std::fs::write(repo.join(Self::FILE), bytes);
+        }
+    }
+}
+
+/// The snapshot version the catalog's `timestamp.json` lists.
+fn snapshot_version(repo: &Path) -> Option<u64> {
+    let bytes = std::fs::read(repo.join("metadata/timestamp.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["signed"]["meta"]["snapshot.json"]["version"].as_u64()
 }
 
 /// Describes a bundle file as a payload.
@@ -386,6 +453,14 @@ pub fn describe_bundle(path: &Path) -> anyhow::Result<PayloadRef> {
 
 /// Packs a catalog's `metadata/` and `targets/` into a tar file for pushing.
 pub fn pack(repo: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    pack_except(repo, &std::collections::BTreeSet::new())
+}
+
+/// Like [`pack`], leaving out the target files whose sha256 is in `present`.
+fn pack_except(
+    repo: &Path,
+    present: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<tempfile::NamedTempFile> {
     let out = tempfile::NamedTempFile::new()?;
     let mut b = tar::Builder::new(out.reopen()?);
     for sub in ["metadata", "targets"] {
@@ -398,13 +473,66 @@ pub fn pack(repo: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
         }
         for e in std::fs::read_dir(&dir)? {
             let e = e?;
-            if e.file_type()?.is_file() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let held = sub == "targets"
+                && name
+                    .split_once('.')
+                    .is_some_and(|(sha, _)| present.contains(sha));
+            if e.file_type()?.is_file() && !held {
                 b.append_path_with_name(e.path(), Path::new(sub).join(e.file_name()))?;
             }
         }
     }
     b.finish()?;
     Ok(out)
+}
+
+/// What one push sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushStats {
+    /// Target files in the catalog.
+    pub targets: usize,
+    /// Those uploaded (the server lacked them).
+    pub uploaded: usize,
+    /// Bytes of the upload.
+    pub bytes: u64,
+}
+
+/// Pushes the catalog in `repo` (issue 9, point 6): its current metadata, and only the
+/// target files the server does not hold yet, so a push costs what is new, not the
+/// catalog's whole history.
+pub async fn push(
+    api: &crate::api::Api,
+    repo: &Path,
+) -> anyhow::Result<(patchday_types::api::CatalogStatus, PushStats)> {
+    let mut hashes = std::collections::BTreeSet::new();
+    let tdir = repo.join("targets");
+    if tdir.is_dir() {
+        for e in std::fs::read_dir(&tdir)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if let Some((sha, _)) = name.split_once('.') {
+                hashes.insert(sha.to_owned());
+            }
+        }
+    }
+    let missing: std::collections::BTreeSet<String> = api
+        .missing_targets(hashes.iter().cloned().collect())
+        .await?
+        .into_iter()
+        .collect();
+    let present: std::collections::BTreeSet<String> =
+        hashes.difference(&missing).cloned().collect();
+    let tar = pack_except(repo, &present)?;
+    let bytes = tar.as_file().metadata()?.len();
+    let status = api.push_catalog(tar.path()).await?;
+    Ok((
+        status,
+        PushStats {
+            targets: hashes.len(),
+            uploaded: missing.len(),
+            bytes,
+        },
+    ))
 }
 
 // ---- Issue 9, point 5: catalog upkeep ----
@@ -429,14 +557,16 @@ pub async fn refresh(
     targets_within: jiff::SignedDuration,
 ) -> anyhow::Result<(bool, Vec<patchday_trust::expiry::RoleMeta>)> {
     let before = local_role_expiries(repo);
+    // Top-level targets and its hash bins (issue 9, point 6) share the offline key.
     let targets_due = before
         .iter()
-        .find(|r| r.role == "targets")
-        .is_none_or(|t| t.expires.duration_since(now) <= targets_within);
+        .filter(|r| r.role == "targets" || r.role == "targets.bin-*")
+        .any(|t| t.expires.duration_since(now) <= targets_within)
+        || !before.iter().any(|r| r.role == "targets");
     if targets_due {
-        // Adding nothing re-signs targets (new version, fresh expiry), snapshot and
-        // timestamp.
-        patchday_trust::add_targets(keys, repo, Vec::new(), now, exp)
+        // Re-signs targets and its bins that are due (new versions, fresh expiries),
+        // snapshot and timestamp, adding nothing.
+        patchday_trust::refresh_targets(keys, repo, None, now, exp, targets_within)
             .await
             .context("re-signing targets, snapshot and timestamp")?;
     } else {

@@ -1218,11 +1218,15 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
             );
         }
         CatalogCmd::Push { repo, conn } => {
-            let tar = patchday_cli::catalog::pack(&repo)?;
-            let s = conn.api()?.push_catalog(tar.path()).await?;
+            let (s, sent) = patchday_cli::catalog::push(&conn.api()?, &repo).await?;
             println!(
-                "catalog accepted: targets v{}, {} updates, {} payloads",
-                s.targets_version, s.updates, s.payloads
+                "catalog accepted: targets v{}, {} updates, {} payloads ({} of {} target files uploaded, {} KiB; the server held the rest)",
+                s.targets_version,
+                s.updates,
+                s.payloads,
+                sent.uploaded,
+                sent.targets,
+                sent.bytes / 1024
             );
         }
         CatalogCmd::Refresh {

@@ -308,9 +308,10 @@ fn catalog_refresh_extends_expiry_and_the_warning_appears_before_it() {
         .iter()
         .map(|r| r["role"].as_str().unwrap())
         .collect();
+    // The top-level role's hash bins (issue 9, point 6) as one line.
     assert_eq!(
         roles,
-        ["root", "targets", "snapshot", "timestamp"],
+        ["root", "targets", "targets.bin-*", "snapshot", "timestamp"],
         "{before}"
     );
     assert_eq!(

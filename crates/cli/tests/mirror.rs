@@ -259,35 +259,34 @@ fn mirror_run_as_the_delegated_mirror_role_signs_inside_its_paths() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    // The newest mirror role metadata (consistent snapshots name it N.mirror.json).
-    let mut names: Vec<(u64, String)> = std::fs::read_dir(cat.repo.join("metadata"))
+    // The mirror's hash bins (issue 9, point 6: `N.mirror.bin-xx.json`, current versions
+    // only) list what the mirror role signed.
+    let targets: Vec<String> = std::fs::read_dir(cat.repo.join("metadata"))
         .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.ends_with("mirror.json"))
-        .map(|n| {
-            (
-                n.split('.')
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                n,
-            )
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(".mirror.bin-"))
+        })
+        .flat_map(|p| {
+            let role: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            role["signed"]["targets"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
         })
         .collect();
-    names.sort();
-    let (_, newest) = names.last().expect("mirror role metadata");
-    let mirror_role: Value =
-        serde_json::from_slice(&std::fs::read(cat.repo.join("metadata").join(newest)).unwrap())
-            .unwrap();
-    let targets = mirror_role["signed"]["targets"].as_object().unwrap();
     assert!(
         targets
-            .keys()
+            .iter()
             .any(|n| n.starts_with("update-mirror-DEB-bar-")),
         "the mirror role signs the update document: {targets:?}"
     );
+
     assert!(
-        targets.keys().any(|n| n.starts_with("mirror~bar_")),
+        targets.iter().any(|n| n.starts_with("mirror~bar_")),
         "and its payloads: {targets:?}"
     );
     // A second run finds the update it already signed as the role.

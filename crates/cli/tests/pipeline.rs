@@ -837,7 +837,10 @@ fn signed_counter(w: &World, name: &str) -> u64 {
     let meta = w.cat.repo.join("metadata");
     // Issue 9: `<role>~<file>` is listed by the delegated role, not by targets.json.
     let role = name.split_once('~').map_or("targets", |(r, _)| r);
-    let suffix = format!(".{role}.json");
+    // Issue 9, point 6: the role lists it in its hash bin (catalogs keep current versions
+    // only, so the bin's one file is its current version).
+    let bin = &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(name.as_bytes()))[..2];
+    let suffix = format!(".{role}.bin-{bin}.json");
     let newest = std::fs::read_dir(&meta)
         .unwrap()
         .filter_map(|e| {

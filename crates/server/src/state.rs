@@ -81,6 +81,8 @@ pub struct AppState {
     pub failed_logins: Arc<crate::ratelimit::FailedLogins>,
     /// Whether the database can commit writes now (issue 8, finding 11).
     pub storage: Arc<crate::storage::StorageHealth>,
+    /// The catalog's update documents, indexed per catalog version (issue 9, point 6).
+    pub catalog_index: Arc<crate::catalog_index::CatalogCache>,
 }
 
 impl AppState {
@@ -113,6 +115,7 @@ impl AppState {
             director: Arc::new(director),
             failed_logins: Arc::default(),
             storage: Arc::default(),
+            catalog_index: Arc::default(),
         })
     }
 }

@@ -16,7 +16,7 @@ use patchday_types::api::{
     Approval, CatalogStatus, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role, StateReport,
     Tenant, TokenInfo,
 };
-use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateId};
+use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -392,11 +392,6 @@ pub enum SequenceCheck {
         /// The last accepted sequence number.
         last: u64,
     },
-}
-
-/// Looks up an update by id in a list of documents.
-pub fn find_update<'a>(updates: &'a [UpdateDocument], id: &UpdateId) -> Option<&'a UpdateDocument> {
-    updates.iter().find(|u| &u.id == id)
 }
 
 // ---- Finding 3/10 (issue 8): types of the lifecycle and log methods ----

@@ -281,6 +281,14 @@ pub struct TenantUpdate {
     pub wait: Option<String>,
 }
 
+/// `POST /v1/catalog/missing` (issue 9, point 6): which of these target files (by
+/// sha256) the server does not hold, so a push carries only those.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetHashes {
+    /// Lower-case hex sha256 digests.
+    pub sha256: Vec<String>,
+}
+
 /// Catalog versions the server holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogStatus {

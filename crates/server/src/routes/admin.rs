@@ -42,6 +42,7 @@ pub async fn create_tenant(
 ) -> ApiResult<Json<Tenant>> {
     op.provider()?;
     limits::name("tenant name", &req.name)?;
+    limits::tenant_id(&req.id)?; // issue 9, point 6
     let patch_day = req.patch_day.unwrap_or_default();
     schedule(&patch_day)?;
     let t = Tenant {
@@ -314,7 +315,8 @@ pub async fn tenant_updates(
     let sched = schedule(&tenant.patch_day)?;
     let now = s.clock.now();
     let mut out = Vec::new();
-    for u in s.store.catalog_updates().await? {
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    for u in catalog.updates().iter().cloned() {
         if !u.published_for(t.as_str()) {
             continue;
         }
@@ -355,8 +357,9 @@ pub async fn approve(
 ) -> ApiResult<Json<Approval>> {
     op.change(&t)?;
     let tenant = s.store.tenant(&t).await?;
-    let updates = s.store.catalog_updates().await?;
-    let u = patchday_store::find_update(&updates, &req.update)
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    let u = catalog
+        .get(req.update.as_str())
         .filter(|u| u.published_for(t.as_str()))
         .ok_or_else(|| {
             ApiError::not_found(format!(
@@ -439,7 +442,7 @@ pub async fn report(
             .filter(|t| op.see(t).is_ok())
             .collect(),
     };
-    let updates = s.store.catalog_updates().await?;
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
     let now = s.clock.now();
     let stale_after = s.config.stale_after();
     let mut report = ComplianceReport {
@@ -453,7 +456,7 @@ pub async fn report(
             let signed = host_signed(tenant.as_ref(), &h.id).await?;
             // issue 9, point 4: a broken dpkg database, in dpkg's words.
             let dpkg_broken = tenant.inventory(&h.id).await?.and_then(|i| i.dpkg_broken);
-            let statuses = host_statuses(tenant.as_ref(), &h, &approvals, &updates, None).await?;
+            let statuses = host_statuses(tenant.as_ref(), &h, &approvals, &catalog, None).await?;
             // issue 9, point 7: the host's state as a whole, from one pure decision.
             let verdict = host_compliance(
                 &statuses,
@@ -478,7 +481,7 @@ pub async fn report(
                 if let (UpdateState::Declined, Some(r)) = (st.state, &st.message) {
                     st.message = Some(format!("declined: {r}"));
                 }
-                let Some(u) = patchday_store::find_update(&updates, &st.update) else {
+                let Some(u) = catalog.get(st.update.as_str()) else {
                     continue;
                 };
                 report.rows.push(ComplianceRow {

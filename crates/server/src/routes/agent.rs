@@ -82,13 +82,14 @@ pub async fn checkin(
         .await?;
     let host = tenant.host(&who.host).await?;
     let approvals = tenant.list_approvals().await?;
-    let updates = s.store.catalog_updates().await?;
+    // Issue 9, point 6: the catalog parsed and indexed once per version, not per check-in.
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
     // The inventory just received is the host's truth; no need to read it back.
     let statuses = host_statuses(
         tenant.as_ref(),
         &host,
         &approvals,
-        &updates,
+        &catalog,
         Some(&req.inventory),
     )
     .await?;
@@ -207,8 +208,8 @@ pub async fn report(
     SignedHost { who, body: req, .. }: SignedHost<ReportRequest>,
 ) -> ApiResult<Json<()>> {
     // Finding 4: bounded, and only for updates the catalog has.
-    let updates = s.store.catalog_updates().await?;
-    crate::limits::states(&req.states, |u| updates.iter().any(|d| d.id.as_str() == u))?;
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    crate::limits::states(&req.states, |u| catalog.get(u).is_some())?;
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .put_states(&who.host, &req.states, s.clock.now())

@@ -27,6 +27,9 @@ const ENROLL_LIMIT: usize = 4 << 10;
 /// Largest state report.
 const REPORT_LIMIT: usize = 4 << 20;
 
+/// Largest list of target hashes a publisher asks about before a push (a million targets).
+const MISSING_LIMIT: usize = 80 << 20;
+
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     let catalog_push = post(catalog::push).layer(DefaultBodyLimit::disable());
@@ -69,6 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/hosts/{host}/audit", get(audit::host))
         .route("/v1/agent/facts", post(audit::facts))
         .route("/v1/catalog", get(catalog::status).post(catalog_push))
+        .route(
+            "/v1/catalog/missing",
+            post(catalog::missing).layer(DefaultBodyLimit::max(MISSING_LIMIT)),
+        )
         .route("/v1/catalog/root.json", get(catalog::root))
         .route("/v1/director", get(director::get))
         .route("/v1/director/rotation", post(director::rotation))
