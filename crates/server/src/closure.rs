@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, OnceLock};
 
+use patchday_core::applicability::CatalogIndex;
 use patchday_core::dependency_payloads::{dependency_payloads, CatalogPayload};
 use patchday_pkg::depends::{parse_relations, PackageFacts};
 use patchday_store::TenantStore;
@@ -26,7 +27,7 @@ pub struct AnswerExtras {
 }
 
 /// The catalog's update documents as the closure reads them: by id, and the payloads
-/// that install a package name. A slice is scanned; an index can answer faster.
+/// that install a package name.
 pub trait CatalogPayloads {
     /// The update document with this id.
     fn document(&self, id: &UpdateId) -> Option<&UpdateDocument>;
@@ -34,13 +35,14 @@ pub trait CatalogPayloads {
     fn payloads_named(&self, name: &str) -> Vec<(&UpdateDocument, &PayloadRef)>;
 }
 
-impl CatalogPayloads for [UpdateDocument] {
+impl CatalogPayloads for CatalogIndex {
     fn document(&self, id: &UpdateId) -> Option<&UpdateDocument> {
-        self.iter().find(|d| &d.id == id)
+        self.get(id.as_str())
     }
 
     fn payloads_named(&self, name: &str) -> Vec<(&UpdateDocument, &PayloadRef)> {
-        self.iter()
+        self.naming(name)
+            .into_iter()
             .flat_map(|d| d.payloads.iter().map(move |p| (d, p)))
             .filter(|(_, p)| p.kind == PayloadKind::Deb && p.package == name)
             .collect()

@@ -109,7 +109,7 @@ pub async fn checkin(
         who.tenant.as_str(),
         &who.host,
         &req.inventory,
-        updates.as_slice(),
+        catalog.as_ref(),
         &mut assignments,
     )
     .await?;
