@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use patchday_lab::DebSpec;
 use patchday_testkit::{
@@ -16,7 +15,7 @@ use serde_json::Value;
 
 #[path = "common/apt_archive.rs"]
 mod apt_archive;
-use apt_archive::{signed_archive, wall_clock, write_config};
+use apt_archive::{last_month, mirror_run, signed_archive, write_config};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
@@ -38,41 +37,17 @@ fn pkg(name: &str, version: &str, source: &str, depends: Option<&str>) -> DebSpe
     s
 }
 
-fn run_mirror(cat: &Catalog, dir: &Path, srv: &Server) -> Output {
-    let last_month = wall_clock()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .checked_sub(jiff::Span::new().months(1))
-        .unwrap()
-        .strftime("%Y-%m")
-        .to_string();
-    Command::new(env!("CARGO_BIN_EXE_patchday"))
-        .args(["mirror", "run", "--config"])
-        .arg(dir.join("mirror.toml"))
-        .arg("--repo")
-        .arg(&cat.repo)
-        .arg("--keys")
-        .arg(&cat.keys)
-        .args([
-            "--server",
-            &srv.url,
-            "--token",
-            &srv.admin,
-            "--train",
-            &last_month,
-        ])
-        .env_remove("PATCHDAY_SERVER")
-        .env_remove("PATCHDAY_TOKEN")
-        .output()
-        .unwrap()
-}
-
 /// A server with `cat`'s catalog, tenant `acme` with group `web`, and an enrolment token.
 fn server(dir: &Path, cat: &Catalog) -> (Server, String) {
     let srv = Server::start(&bins(), dir, &cat.root());
     acme_with_web(&srv, &cat.repo);
     let enroll = acme_enroll_token(&srv, &["--unlimited"]);
     (srv, enroll)
+}
+
+/// Approves `update` for tenant `acme`'s group `web`.
+fn approve_for_web(srv: &Server, update: &str) {
+    srv.cli(&["approve", "--tenant", "acme", "--group", "web", update]);
 }
 
 /// A host with `others` and then `deb` installed, enrolled, in group `web`; returns it
@@ -130,7 +105,14 @@ fn an_update_whose_binary_needs_a_new_library_is_mirrored_and_installed_together
     let (h, _) = host(dir, &srv, &enroll, "closure-1", &app1, &[tool1]);
 
     // The mirror imports the library without being told, and names what nothing has.
-    let o = run_mirror(&cat, dir, &srv);
+    let train = last_month();
+    let o = mirror_run(
+        &cat,
+        dir,
+        &[
+            "--server", &srv.url, "--token", &srv.admin, "--train", &train,
+        ],
+    );
     assert!(o.status.success(), "mirror run: {}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(out.contains("signed 3 update(s)"), "{out}");
@@ -152,14 +134,7 @@ fn an_update_whose_binary_needs_a_new_library_is_mirrored_and_installed_together
 
     // The operator approves the application only; the check-in brings the library along.
     srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&[
-        "approve",
-        "--tenant",
-        "acme",
-        "--group",
-        "web",
-        "DEB-pd-app-1.0-2",
-    ]);
+    approve_for_web(&srv, "DEB-pd-app-1.0-2");
     let o = h.agent(&srv.url, None);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(h.version("pd-app").as_deref(), Some("1.0-2"));
@@ -171,14 +146,7 @@ fn an_update_whose_binary_needs_a_new_library_is_mirrored_and_installed_together
     assert_consistent(&h);
 
     // What no payload satisfies is refused before dpkg runs, by name and version.
-    srv.cli(&[
-        "approve",
-        "--tenant",
-        "acme",
-        "--group",
-        "web",
-        "DEB-pd-tool-1.0-2",
-    ]);
+    approve_for_web(&srv, "DEB-pd-tool-1.0-2");
     let o = h.agent(&srv.url, None);
     assert!(!o.status.success(), "{}", text(&o));
     let (state, msg) = srv.update_state("closure-1", "DEB-pd-tool-1.0-2");
@@ -299,26 +267,27 @@ fn host_repair_of_another_tenants_host_is_refused() {
     let cat = Catalog::new(&bins(), dir);
     let (srv, _) = server(dir, &cat);
     srv.cli(&["tenant", "create", "other"]);
-    let other = srv
-        .cli(&[
-            "token",
-            "create",
-            "--role",
-            "tenant-admin",
-            "--tenant",
-            "other",
-            "--name",
-            "o",
-        ])
-        .trim()
-        .to_string();
+    let args = [
+        "token",
+        "create",
+        "--role",
+        "tenant-admin",
+        "--tenant",
+        "other",
+        "--name",
+        "o",
+    ];
+    let other = srv.cli(&args);
+    let other = other.trim();
     let o = srv.cli_as(
-        &other,
+        other,
         &["host", "repair", "--tenant", "acme", "web-1-00000000"],
     );
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("404") || text(&o).to_lowercase().contains("not found"),
+        text(&o).contains(
+            "asking the host to repair its dpkg database: tenant acme not found (404 Not Found)"
+        ),
         "{}",
         text(&o)
     );

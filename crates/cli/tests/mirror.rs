@@ -5,8 +5,7 @@
 // Test helpers outside #[test] fns fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use patchday_lab::DebSpec;
 use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
@@ -14,7 +13,7 @@ use serde_json::Value;
 
 #[path = "common/apt_archive.rs"]
 mod apt_archive;
-use apt_archive::{signed_archive, wall_clock, write_config};
+use apt_archive::{last_month, mirror_run, signed_archive, write_config};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
@@ -26,21 +25,6 @@ fn libfoo(name: &str, version: &str, arch: &str) -> DebSpec {
         .source("libfoo", version)
         .changelog(version, "Security upload (DSA-5999-1): fix CVE-2026-1111.")
         .changelog("1.2-1", "Initial release.")
-}
-
-fn mirror_run(cat: &Catalog, dir: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchday"))
-        .args(["mirror", "run", "--config"])
-        .arg(dir.join("mirror.toml"))
-        .arg("--repo")
-        .arg(&cat.repo)
-        .arg("--keys")
-        .arg(&cat.keys)
-        .args(extra)
-        .env_remove("PATCHDAY_SERVER")
-        .env_remove("PATCHDAY_TOKEN")
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -98,13 +82,7 @@ fn mirror_run_imports_what_the_fleet_has_installed_as_one_update_per_source() {
     assert_eq!(v["sources"], serde_json::json!({}));
 
     // Last month's train, so its patch day has passed and it can be approved now.
-    let last_month = wall_clock()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .checked_sub(jiff::Span::new().months(1))
-        .unwrap()
-        .strftime("%Y-%m")
-        .to_string();
+    let last_month = last_month();
     let run = [
         "--server",
         &srv.url,

@@ -7,8 +7,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use patchday_lab::DebSpec;
+use patchday_testkit::Catalog;
 use pgp::composed::{
     ArmorOptions, CleartextSignedMessage, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
 };
@@ -120,4 +122,32 @@ pub fn write_config(dir: &Path, url: &str) -> PathBuf {
     )
     .unwrap();
     p
+}
+
+/// `patchday mirror run` with `dir/mirror.toml` into `cat`, with `extra` arguments.
+pub fn mirror_run(cat: &Catalog, dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["mirror", "run", "--config"])
+        .arg(dir.join("mirror.toml"))
+        .arg("--repo")
+        .arg(&cat.repo)
+        .arg("--keys")
+        .arg(&cat.keys)
+        .args(extra)
+        .env_remove("PATCHDAY_SERVER")
+        .env_remove("PATCHDAY_TOKEN")
+        .output()
+        .unwrap()
+}
+
+/// Last month (`YYYY-MM`): a train whose patch day has passed, so its updates can be
+/// approved now.
+pub fn last_month() -> String {
+    wall_clock()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_sub(jiff::Span::new().months(1))
+        .unwrap()
+        .strftime("%Y-%m")
+        .to_string()
 }
