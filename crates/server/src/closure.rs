@@ -208,11 +208,10 @@ async fn payload_facts(s: &AppState, p: &PayloadRef) -> ApiResult<PackageFacts> 
         .await
         .map_err(ApiError::internal)?;
     drop(file);
-    let info = tokio::task::spawn_blocking(move || patchday_pkg::deb::read_deb(&path))
+    let info = tokio::task::spawn_blocking(move || patchday_pkg::deb::read_deb_info(&path))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("payload {}: {e}", p.target)))?
-        .info;
+        .map_err(|e| ApiError::internal(format!("payload {}: {e}", p.target)))?;
     let mut facts = bare_facts(&info.package, &info.version, &info.architecture);
     // A malformed Depends is the agent's to refuse; here it just needs nothing.
     facts.depends = parse_relations(&info.depends).unwrap_or_default();

@@ -1581,6 +1581,16 @@ mod tests {
         patchday_store::conformance::lifecycle(&store).await;
     }
 
+    // Issue 9, point 4 (closure).
+    #[tokio::test]
+    async fn repair_request_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::repair_requests(&store).await;
+    }
+
     // Finding 10 (issue 8): the log refuses changes even from outside the trait.
     #[tokio::test]
     async fn operator_log_refuses_update_and_delete() {
