@@ -89,20 +89,28 @@ async fn dependency_assignments(
         .iter()
         .map(|p| bare_facts(&p.name, &p.version, &p.architecture))
         .collect();
+    // Every assigned deb payload's facts, in one catalog query.
+    let own_refs: Vec<Vec<&PayloadRef>> = assignments
+        .iter()
+        .map(|a| {
+            catalog
+                .document(&a.update)
+                .map(|doc| {
+                    doc.payloads
+                        .iter()
+                        .filter(|p| p.kind == PayloadKind::Deb && a.targets.contains(&p.target))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut all_own = payloads_facts(s, &own_refs.concat()).await?.into_iter();
     let mut added: Vec<(UpdateId, String, Option<jiff::Timestamp>, UpdateId)> = Vec::new();
-    for a in assignments.iter() {
-        let Some(doc) = catalog.document(&a.update) else {
-            continue;
-        };
-        let own_refs: Vec<&PayloadRef> = doc
-            .payloads
-            .iter()
-            .filter(|p| p.kind == PayloadKind::Deb && a.targets.contains(&p.target))
-            .collect();
-        if own_refs.is_empty() {
+    for (a, refs) in assignments.iter().zip(&own_refs) {
+        let own: Vec<PackageFacts> = all_own.by_ref().take(refs.len()).collect();
+        if own.is_empty() {
             continue;
         }
-        let own = payloads_facts(s, &own_refs).await?;
         let mut known: BTreeMap<String, Vec<CatalogPayload>> = BTreeMap::new();
         let mut closure = dependency_payloads(&installed, native, &own, &known);
         for _ in 0..MAX_ROUNDS {
@@ -243,10 +251,20 @@ async fn payloads_facts(s: &AppState, refs: &[&PayloadRef]) -> ApiResult<Vec<Pac
     let mut out = Vec::with_capacity(refs.len());
     for p in refs {
         let hit = listed.get(&p.target).and_then(|sha| cached(&p.target, sha));
-        out.push(match hit {
+        let facts = match hit {
             Some(f) => f,
-            None => payload_facts(s, p).await?,
-        });
+            // An unreadable payload needs nothing here (remembered, so it is tried once):
+            // the agent checks the real file.
+            None => payload_facts(s, p).await.unwrap_or_else(|e| {
+                tracing::warn!(payload = %p.target, error = %e.message, "cannot read the payload's dependencies; assigned without its dependency payloads");
+                let bare = bare_facts(&p.package, &p.version, &p.architecture);
+                if let (Some(sha), Ok(mut cache)) = (listed.get(&p.target), facts_cache().lock()) {
+                    cache.insert(p.target.clone(), (sha.clone(), bare.clone()));
+                }
+                bare
+            }),
+        };
+        out.push(facts);
     }
     Ok(out)
 }
