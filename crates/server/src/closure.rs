@@ -14,7 +14,7 @@ use patchday_trust::director::RepairInstruction;
 use patchday_types::api::AssignmentEntry;
 use patchday_types::{HostId, Inventory, PayloadKind, PayloadRef, UpdateDocument, UpdateId};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// What the signed answer carries beside its targets.
@@ -195,37 +195,32 @@ fn facts_cache() -> &'static FactsCache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The payload's name, version, architecture and `Depends`, read once from its `.deb`
-/// in the content store (checked against its sha256). `Pre-Depends` and `Provides` are
-/// left to the agent's whole-transaction check.
-async fn payload_facts(s: &AppState, p: &PayloadRef) -> ApiResult<PackageFacts> {
-    let t =
-        s.store.catalog_target(&p.target).await?.ok_or_else(|| {
-            ApiError::internal(format!("payload {} is not in the catalog", p.target))
-        })?;
-    if let Some(f) = cached(&p.target, &t.sha256) {
-        return Ok(f);
-    }
-    let dir = crate::catalog::tempdir_in(&s.config.data_dir.join("dependency-facts"))?;
+/// The payload's name, version, architecture and `Depends`, read from its `.deb` (the
+/// blob `sha256` of the content store, checked against it). `Pre-Depends` and `Provides`
+/// are left to the agent's whole-transaction check.
+async fn read_facts(s: &AppState, sha256: &str) -> Result<PackageFacts, String> {
+    let dir = crate::catalog::tempdir_in(&s.config.data_dir.join("dependency-facts"))
+        .map_err(|e| e.message)?;
     let path = dir.path().join("payload.deb");
-    let mut blob = s.content.open_verified(&t.sha256, 0).await?;
+    let mut blob = s
+        .content
+        .open_verified(sha256, 0)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut file = tokio::fs::File::create(&path)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     tokio::io::copy(&mut blob.reader, &mut file)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     drop(file);
     let info = tokio::task::spawn_blocking(move || patchday_pkg::deb::read_deb_info(&path))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("payload {}: {e}", p.target)))?;
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let mut facts = bare_facts(&info.package, &info.version, &info.architecture);
     // A malformed Depends is the agent's to refuse; here it just needs nothing.
     facts.depends = parse_relations(&info.depends).unwrap_or_default();
-    if let Ok(mut cache) = facts_cache().lock() {
-        cache.insert(p.target.clone(), (t.sha256, facts.clone()));
-    }
     Ok(facts)
 }
 
@@ -238,7 +233,9 @@ fn cached(target: &str, sha256: &str) -> Option<PackageFacts> {
         .map(|(_, f)| f.clone())
 }
 
-/// The facts of several payloads, with one catalog query for the ones already cached.
+/// The facts of several payloads, with one catalog query, each read once per content. An
+/// unreadable payload needs nothing here (and is not tried again): the agent checks the
+/// real file.
 async fn payloads_facts(s: &AppState, refs: &[&PayloadRef]) -> ApiResult<Vec<PackageFacts>> {
     let names: Vec<String> = refs.iter().map(|p| p.target.clone()).collect();
     let listed: HashMap<String, String> = s
@@ -250,20 +247,22 @@ async fn payloads_facts(s: &AppState, refs: &[&PayloadRef]) -> ApiResult<Vec<Pac
         .collect();
     let mut out = Vec::with_capacity(refs.len());
     for p in refs {
-        let hit = listed.get(&p.target).and_then(|sha| cached(&p.target, sha));
-        let facts = match hit {
-            Some(f) => f,
-            // An unreadable payload needs nothing here (remembered, so it is tried once):
-            // the agent checks the real file.
-            None => payload_facts(s, p).await.unwrap_or_else(|e| {
-                tracing::warn!(payload = %p.target, error = %e.message, "cannot read the payload's dependencies; assigned without its dependency payloads");
-                let bare = bare_facts(&p.package, &p.version, &p.architecture);
-                if let (Some(sha), Ok(mut cache)) = (listed.get(&p.target), facts_cache().lock()) {
-                    cache.insert(p.target.clone(), (sha.clone(), bare.clone()));
-                }
-                bare
-            }),
+        let bare = || bare_facts(&p.package, &p.version, &p.architecture);
+        let Some(sha) = listed.get(&p.target) else {
+            out.push(bare());
+            continue;
         };
+        if let Some(f) = cached(&p.target, sha) {
+            out.push(f);
+            continue;
+        }
+        let facts = read_facts(s, sha).await.unwrap_or_else(|e| {
+            tracing::warn!(payload = %p.target, error = %e, "cannot read the payload's dependencies; it is assigned without dependency payloads");
+            bare()
+        });
+        if let Ok(mut cache) = facts_cache().lock() {
+            cache.insert(p.target.clone(), (sha.clone(), facts.clone()));
+        }
         out.push(facts);
     }
     Ok(out)
