@@ -836,6 +836,33 @@ mod tests {
         assert_eq!(c.get(PayloadKind::Bundle, "libfoo"), 0, "kinds are apart");
     }
 
+    #[test]
+    fn updates_the_answer_groups_install_in_one_run_and_unknown_names_group_nothing() {
+        let a = |u: &str| Assignment {
+            update: UpdateId::new(u).unwrap(),
+            targets: vec![],
+        };
+        let assignments = [a("A"), a("B"), a("C"), a("D")];
+        let with = std::collections::BTreeMap::from([
+            (
+                "D".to_string(),
+                std::collections::BTreeSet::from(["B".to_string()]),
+            ),
+            (
+                "C".to_string(),
+                std::collections::BTreeSet::from(["D".to_string(), "X".to_string()]),
+            ),
+        ]);
+        assert_eq!(
+            install_groups(&assignments, &with),
+            [vec![0], vec![1, 2, 3]]
+        );
+        assert_eq!(
+            install_groups(&assignments, &Default::default()),
+            [vec![0], vec![1], vec![2], vec![3]]
+        );
+    }
+
     #[tokio::test]
     async fn an_expired_certificate_for_the_pinned_key_does_not_stop_the_agent() {
         use patchday_trust::director::{certify, DirectorKey, KeyCertificate};
