@@ -847,8 +847,9 @@ fn signed_counter(w: &World, name: &str) -> u64 {
             let n = e.unwrap().file_name().to_string_lossy().into_owned();
             n.strip_suffix(&suffix)?.parse::<u64>().ok()
         })
-        .max()
-        .unwrap();
+        .max();
+    // No such bin: nothing the catalog signed falls there.
+    let Some(newest) = newest else { return 0 };
     let v: Value =
         serde_json::from_slice(&std::fs::read(meta.join(format!("{newest}{suffix}"))).unwrap())
             .unwrap();
