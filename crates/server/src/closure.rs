@@ -197,16 +197,18 @@ fn facts_cache() -> &'static FactsCache {
 
 /// The payload's name, version, architecture and `Depends`, read from its `.deb` (the
 /// blob `sha256` of the content store, checked against it). `Pre-Depends` and `Provides`
-/// are left to the agent's whole-transaction check.
-async fn read_facts(s: &AppState, sha256: &str) -> Result<PackageFacts, String> {
+/// are left to the agent's whole-transaction check. `Ok(Err)`: not a readable `.deb` (it
+/// stays so); `Err`: the content could not be read now (damaged, missing, I/O).
+async fn read_facts(s: &AppState, sha256: &str) -> Result<Result<PackageFacts, String>, String> {
     let dir = crate::catalog::tempdir_in(&s.config.data_dir.join("dependency-facts"))
         .map_err(|e| e.message)?;
     let path = dir.path().join("payload.deb");
+    // A damaged blob is quarantined and logged here as when it is served.
     let mut blob = s
         .content
         .open_verified(sha256, 0)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error::ApiError::from(e).message)?;
     let mut file = tokio::fs::File::create(&path)
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -216,12 +218,13 @@ async fn read_facts(s: &AppState, sha256: &str) -> Result<PackageFacts, String> 
     drop(file);
     let info = tokio::task::spawn_blocking(move || patchday_pkg::deb::read_deb_info(&path))
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let mut facts = bare_facts(&info.package, &info.version, &info.architecture);
-    // A malformed Depends is the agent's to refuse; here it just needs nothing.
-    facts.depends = parse_relations(&info.depends).unwrap_or_default();
-    Ok(facts)
+    Ok(info.map_err(|e| e.to_string()).map(|info| {
+        let mut facts = bare_facts(&info.package, &info.version, &info.architecture);
+        // A malformed Depends is the agent's to refuse; here it just needs nothing.
+        facts.depends = parse_relations(&info.depends).unwrap_or_default();
+        facts
+    }))
 }
 
 /// The cached facts of `target` when its content is still `sha256`.
@@ -234,8 +237,7 @@ fn cached(target: &str, sha256: &str) -> Option<PackageFacts> {
 }
 
 /// The facts of several payloads, with one catalog query, each read once per content. An
-/// unreadable payload needs nothing here (and is not tried again): the agent checks the
-/// real file.
+/// unreadable payload needs nothing here: the agent checks the real file.
 async fn payloads_facts(s: &AppState, refs: &[&PayloadRef]) -> ApiResult<Vec<PackageFacts>> {
     let names: Vec<String> = refs.iter().map(|p| p.target.clone()).collect();
     let listed: HashMap<String, String> = s
@@ -256,13 +258,23 @@ async fn payloads_facts(s: &AppState, refs: &[&PayloadRef]) -> ApiResult<Vec<Pac
             out.push(f);
             continue;
         }
-        let facts = read_facts(s, sha).await.unwrap_or_else(|e| {
-            tracing::warn!(payload = %p.target, error = %e, "cannot read the payload's dependencies; it is assigned without dependency payloads");
-            bare()
-        });
-        if let Ok(mut cache) = facts_cache().lock() {
-            cache.insert(p.target.clone(), (sha.clone(), facts.clone()));
-        }
+        let facts = match read_facts(s, sha).await {
+            Ok(read) => {
+                let facts = read.unwrap_or_else(|e| {
+                    tracing::warn!(payload = %p.target, error = %e, "the payload's dependencies are unreadable; it is assigned without dependency payloads");
+                    bare()
+                });
+                if let Ok(mut cache) = facts_cache().lock() {
+                    cache.insert(p.target.clone(), (sha.clone(), facts.clone()));
+                }
+                facts
+            }
+            // Tried again at the next check-in (a re-push repairs a damaged blob).
+            Err(e) => {
+                tracing::warn!(payload = %p.target, error = %e, "cannot read the payload now; it is assigned without dependency payloads");
+                bare()
+            }
+        };
         out.push(facts);
     }
     Ok(out)
