@@ -346,6 +346,32 @@ impl Api {
         .await
     }
     /// Operator log entries in scope, oldest first.
+    /// Issue 10, point 1: a tenant's state history, for one host and/or update.
+    pub async fn history(
+        &self,
+        tenant: &TenantId,
+        host: Option<&patchday_types::HostId>,
+        update: Option<&patchday_types::UpdateId>,
+    ) -> anyhow::Result<patchday_types::api::HistoryAnswer> {
+        let mut q: Vec<String> = Vec::new();
+        if let Some(h) = host {
+            q.push(format!("host={h}"));
+        }
+        if let Some(u) = update {
+            q.push(format!("update={}", url_escape(u.as_str())));
+        }
+        let q = if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        };
+        self.get(
+            &format!("/v1/tenants/{tenant}/history{q}"),
+            "reading the state history",
+        )
+        .await
+    }
+
     pub async fn log(
         &self,
         tenant: Option<&TenantId>,
@@ -472,4 +498,17 @@ impl Api {
         )
         .await
     }
+}
+
+/// Percent-encodes what a query value must not carry raw (ids are slugs, but `:` and `+`
+/// in Debian versions would otherwise be read differently).
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

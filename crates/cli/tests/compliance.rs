@@ -415,3 +415,79 @@ fn a_host_whose_catalog_expired_is_catalog_expired_in_the_report() {
         "{why}"
     );
 }
+
+/// Issue 10, point 1: every change of a host's state for an update is in the history,
+/// with its time, and `patchday history` says how long the update took from publication
+/// to installed.
+#[test]
+fn history_records_each_state_change_and_the_time_from_publication_to_installed() {
+    let _serial = patchday_testkit::serial();
+    let w = world(&[]);
+    let h = w.host("hist-1");
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-C-1"]);
+    let o = h.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-comp-a").as_deref(), Some("1.0-2"));
+
+    let hist: Value = serde_json::from_str(&w.srv.cli(&[
+        "history", "--tenant", "acme", "--update", "PD-C-1", "--format", "json",
+    ]))
+    .unwrap();
+    let states: Vec<(&str, &str)> = hist["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["previous"].as_str().unwrap_or("-"),
+                e["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Enrolment check-in: needed; the run's check-in after the approval: approved; the
+    // agent's reports: downloading ... ; the check-in with the new inventory: installed.
+    assert_eq!(states.first(), Some(&("-", "needed")), "{hist}");
+    assert!(states.contains(&("needed", "approved")), "{hist}");
+    assert_eq!(states.last().map(|s| s.1), Some("installed"), "{hist}");
+    for e in hist["entries"].as_array().unwrap() {
+        assert_eq!(e["host"].as_str().unwrap().split('-').next(), Some("hist"));
+        let at = e["at"].as_str().unwrap();
+        assert!(!at.contains('.'), "whole seconds: {at}");
+    }
+    let tti = &hist["time_to_install"][0];
+    assert_eq!(tti["update"], "PD-C-1", "{hist}");
+    assert_eq!(
+        (tti["hosts"].as_u64(), tti["installed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(tti["median_seconds"].as_i64().unwrap() >= 0, "{hist}");
+    assert!(tti["published_at"].is_string(), "{hist}");
+    // PD-C-2 was never approved: needed, and only that.
+    let other: Value = serde_json::from_str(&w.srv.cli(&[
+        "history", "--tenant", "acme", "--update", "PD-C-2", "--format", "json",
+    ]))
+    .unwrap();
+    assert!(
+        other["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["state"] == "needed"),
+        "{other}"
+    );
+    // The table form names the states.
+    let table = w.srv.cli(&[
+        "history",
+        "--tenant",
+        "acme",
+        "--host",
+        hist["entries"][0]["host"].as_str().unwrap(),
+    ]);
+    assert!(
+        table.contains("installed") && table.to_lowercase().contains("median"),
+        "{table}"
+    );
+    // What the agent claimed before dpkg's inventory confirmed it is not a failure.
+    assert!(!table.contains("failed"), "{table}");
+}

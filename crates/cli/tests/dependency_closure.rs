@@ -13,9 +13,9 @@ use patchday_testkit::{
 };
 use serde_json::Value;
 
-#[path = "common/apt_archive.rs"]
+#[path = "support/apt_archive.rs"]
 mod apt_archive;
-use apt_archive::{last_month, mirror_run, signed_archive, write_config};
+use apt_archive::{last_month, mirror_run, write_config, AptArchive};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
@@ -87,16 +87,14 @@ fn an_update_whose_binary_needs_a_new_library_is_mirrored_and_installed_together
     let b = bins();
     // pd-app 1.0-2 moves to a new library (another source, installed on no host); pd-tool
     // 1.0-2 needs a library no archive has.
-    let url = signed_archive(
-        dir,
-        &[
-            pkg("pd-app", "1.0-2", "pd-app", Some("pd-libnew2 (>= 2.0-1)")),
-            pkg("pd-libnew2", "2.0-1", "pd-libnew", None),
-            pkg("pd-tool", "1.0-2", "pd-tool", Some("pd-libgone (>= 9)")),
-            pkg("pd-unrelated", "3.0-1", "pd-unrelated", None),
-        ],
-    );
-    write_config(dir, &url);
+    let mut archive = AptArchive::serve(dir);
+    archive.publish(&[
+        pkg("pd-app", "1.0-2", "pd-app", Some("pd-libnew2 (>= 2.0-1)")),
+        pkg("pd-libnew2", "2.0-1", "pd-libnew", None),
+        pkg("pd-tool", "1.0-2", "pd-tool", Some("pd-libgone (>= 9)")),
+        pkg("pd-unrelated", "3.0-1", "pd-unrelated", None),
+    ]);
+    write_config(dir, &archive.url);
     let old = dir.join("old");
     let app1 = patchday_lab::build_deb(&pkg("pd-app", "1.0-1", "pd-app", None), &old).unwrap();
     let tool1 = patchday_lab::build_deb(&pkg("pd-tool", "1.0-1", "pd-tool", None), &old).unwrap();

@@ -5,26 +5,27 @@
 // Test helpers outside #[test] fns fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use patchday_lab::DebSpec;
 use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
 use serde_json::Value;
 
-#[path = "common/apt_archive.rs"]
+#[path = "support/apt_archive.rs"]
 mod apt_archive;
-use apt_archive::{last_month, mirror_run, signed_archive, write_config};
+use apt_archive::{delegate_mirror_role, libfoo, mirror_run, wall_clock, write_config, AptArchive};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
 }
 
-fn libfoo(name: &str, version: &str, arch: &str) -> DebSpec {
-    DebSpec::new(name, version)
-        .architecture(arch)
-        .source("libfoo", version)
-        .changelog(version, "Security upload (DSA-5999-1): fix CVE-2026-1111.")
-        .changelog("1.2-1", "Initial release.")
+/// Builds and serves a signed archive of `debs` in `dir` (keyring in
+/// `dir/archive-keyring.gpg`) and returns its URL.
+fn signed_archive(dir: &Path, debs: &[DebSpec]) -> String {
+    let mut a = AptArchive::serve(dir);
+    a.publish(debs);
+    a.url
 }
 
 #[test]
@@ -82,7 +83,13 @@ fn mirror_run_imports_what_the_fleet_has_installed_as_one_update_per_source() {
     assert_eq!(v["sources"], serde_json::json!({}));
 
     // Last month's train, so its patch day has passed and it can be approved now.
-    let last_month = last_month();
+    let last_month = wall_clock()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_sub(jiff::Span::new().months(1))
+        .unwrap()
+        .strftime("%Y-%m")
+        .to_string();
     let run = [
         "--server",
         &srv.url,
@@ -203,28 +210,7 @@ fn mirror_run_as_the_delegated_mirror_role_signs_inside_its_paths() {
     let url = signed_archive(dir, &[DebSpec::new("bar", "2.0-1")]);
     write_config(dir, &url);
     let cat = Catalog::new(&bins(), dir);
-    let mirror_keys = dir.join("mirror-keys");
-    let patchday = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    };
-    patchday(&["keys", "generate", "--keys", mirror_keys.to_str().unwrap()]);
-    let mirror_key = mirror_keys.join("targets.pem");
-    patchday(&[
-        "catalog",
-        "delegate",
-        "--keys",
-        cat.keys.to_str().unwrap(),
-        "--repo",
-        cat.repo.to_str().unwrap(),
-        "--role",
-        "mirror",
-        "--key-file",
-        mirror_key.to_str().unwrap(),
-    ]);
+    let mirror_key = delegate_mirror_role(&cat, dir);
     let o = mirror_run(
         &cat,
         dir,
@@ -280,4 +266,176 @@ fn mirror_run_as_the_delegated_mirror_role_signs_inside_its_paths() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
+}
+
+// ---- Issue 9, point 2: `patchday catalog verify-upstream` ----
+
+const LIBFOO_UPDATE: &str = "mirror-DEB-libfoo-1.2-1_pdeb12u1";
+
+/// An archive with libfoo 1.2-1+deb12u1, a catalog delegating to `mirror`, and a mirror
+/// run that signed libfoo's update as that role. Returns the archive and the role's key.
+fn mirrored_libfoo(dir: &Path, cat: &Catalog) -> (AptArchive, std::path::PathBuf) {
+    let mut archive = AptArchive::serve(dir);
+    archive.publish(&[
+        libfoo("libfoo1", "1.2-1+deb12u1", "amd64"),
+        libfoo("libfoo-doc", "1.2-1+deb12u1", "all"),
+    ]);
+    write_config(dir, &archive.url);
+    let key = delegate_mirror_role(cat, dir);
+    let o = mirror_run(
+        cat,
+        dir,
+        &[
+            "--all",
+            "--as",
+            "mirror",
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    (archive, key)
+}
+
+fn verify_upstream(cat: &Catalog, dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["catalog", "verify-upstream", "--repo"])
+        .arg(&cat.repo)
+        .arg("--config")
+        .arg(dir.join("mirror.toml"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn verify_upstream_verifies_a_genuinely_mirrored_update_also_after_the_archive_moved_on() {
+    let d = scratch();
+    let dir = d.path();
+    let cat = Catalog::new(&bins(), dir);
+    let (mut archive, _) = mirrored_libfoo(dir, &cat);
+    let o = verify_upstream(&cat, dir, &["--update", LIBFOO_UPDATE]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("{LIBFOO_UPDATE}: verified (2 payload(s))")),
+        "{out}"
+    );
+    // The archive moves on: its InRelease and index no longer list libfoo's version; the
+    // copies the mirror kept still verify with the pinned key.
+    archive.publish(&[DebSpec::new("bar", "2.0-1")]);
+    let o = verify_upstream(&cat, dir, &["--all"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 verified, 0 differ"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A stolen mirror key (with the online snapshot and timestamp keys a server running
+/// `--mirror-every` holds) re-signs libfoo's update with other bytes for its payload and
+/// the genuine upstream evidence copied into the document: the catalog verifies (the
+/// key may sign under `mirror`), but verify-upstream finds what the archive never
+/// published, and exits 1.
+#[test]
+fn verify_upstream_reports_a_payload_swapped_with_a_stolen_mirror_key() {
+    let d = scratch();
+    let dir = d.path();
+    let cat = Catalog::new(&bins(), dir);
+    let (_archive, key) = mirrored_libfoo(dir, &cat);
+    let genuine = std::fs::read_dir(cat.repo.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_str()
+                .unwrap()
+                .ends_with(&format!("update-{LIBFOO_UPDATE}.json"))
+        })
+        .unwrap();
+    let genuine: patchday_types::UpdateDocument =
+        serde_json::from_slice(&std::fs::read(genuine).unwrap()).unwrap();
+
+    let evil = patchday_lab::build_deb(
+        &DebSpec::new("libfoo1", "1.2-1+deb12u1")
+            .source("libfoo", "1.2-1+deb12u1")
+            .changelog("1.2-1+deb12u1", "Nothing to see here."),
+        &dir.join("evil"),
+    )
+    .unwrap();
+    let payload = genuine
+        .payloads
+        .iter()
+        .find(|p| p.package == "libfoo1")
+        .unwrap();
+    // What the thief signs, with the mirror key and the online keys.
+    let sign = |id: &patchday_types::UpdateId,
+                content: patchday_publish::UpdateContent,
+                upstream: Option<patchday_types::UpstreamEvidence>| {
+        let opts = patchday_publish::UpdateOptions {
+            id: id.clone(),
+            title: None,
+            product: None,
+            classification: None,
+            severity: genuine.severity,
+            release: genuine.release.clone(),
+            supersedes: Vec::new(),
+            since: None,
+            tenants: Vec::new(),
+            role: Some(patchday_publish::DelegatedSigner {
+                role: "mirror".into(),
+                key_files: vec![key.clone()],
+            }),
+            upstream,
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(patchday_publish::add_update(
+            &patchday_trust::KeyPaths::in_dir(&cat.keys),
+            &cat.repo,
+            content,
+            &opts,
+            wall_clock(),
+        ))
+        .unwrap();
+    };
+    sign(
+        &genuine.id,
+        patchday_publish::UpdateContent {
+            files: vec![evil],
+            payloads: vec![patchday_types::PayloadRef {
+                // The role prefixes its target names itself.
+                target: payload.target.trim_start_matches("mirror~").to_owned(),
+                ..payload.clone()
+            }],
+            cves: genuine.cves.clone(),
+            description: genuine.description.clone(),
+        },
+        genuine.upstream.clone(),
+    );
+    // And an update of its own, without any upstream evidence.
+    let rogue = patchday_lab::build_deb(&DebSpec::new("rogue", "1"), &dir.join("rogue")).unwrap();
+    sign(
+        &patchday_types::UpdateId::new("mirror-DEB-rogue-1").unwrap(),
+        patchday_cli::catalog::describe_debs(&[rogue], None).unwrap(),
+        None,
+    );
+
+    let o = verify_upstream(&cat, dir, &["--all"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("{LIBFOO_UPDATE}: MISMATCH")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "payload {}: the catalog signs sha256",
+            payload.target
+        )) && out.contains("the archive's index lists"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "mirror-DEB-rogue-1: MISMATCH\n  - signed by the mirror role but records no upstream evidence"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("0 verified, 2 differ"), "{out}");
 }

@@ -5,3 +5,4 @@ pub mod calendar;
 pub mod catalog_expiry;
 pub mod compliance;
 pub mod dependency_payloads;
+pub mod history;

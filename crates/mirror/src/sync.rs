@@ -156,6 +156,9 @@ async fn sync_source(
     let rel = release::verify_inrelease(&raw, &keyring, &source.keyring, url.as_str())?;
     let seen = state.sources.get(&source.name).map(|s| s.date);
     rel.check_fresh(&source.suite, seen, opts.now, url.as_str())?;
+    // Issue 9, point 2: `catalog verify-upstream` re-checks against this copy once the
+    // archive has moved on.
+    crate::upstream::keep(&opts.work_dir, &inrelease_sha256, &raw)?;
     let digest = selection_digest(&opts.selection);
     if let Some(s) = state.sources.get(&source.name) {
         if s.complete && s.inrelease_sha256 == inrelease_sha256 && s.selection == digest {
@@ -197,6 +200,7 @@ async fn sync_source(
                     actual: format!("{actual} ({} bytes)", bytes.len()),
                 });
             }
+            crate::upstream::keep(&opts.work_dir, &actual, &bytes)?;
             let text = index::decompress(&path, &bytes, iurl.as_str())?;
             binaries.extend(
                 index::parse_packages(&text, iurl.as_str())?

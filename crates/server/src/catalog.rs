@@ -273,6 +273,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     // The new trusted state is kept under its own name before the database commit, so
     // a crash after the commit finds it at start (issue 8, finding 15).
     let state_dir = prepare_state(data, &trial_ds).map_err(ApiError::internal)?;
+    let updates_ids: Vec<patchday_types::UpdateId> = updates.iter().map(|u| u.id.clone()).collect();
     let committed = state
         .store
         .replace_catalog(&CatalogRecord {
@@ -289,6 +290,15 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     // Only now does the trusted datastore advance (see `commit_state` for the protocol).
     failpoint("catalog-after-commit");
     commit_state(data, &state_dir).map_err(ApiError::internal)?;
+    // Issue 10, point 1: when each update was first published, for time-to-install. The
+    // catalog is in by now; a failure here costs only that figure, so it is logged.
+    if let Err(e) = state
+        .store
+        .note_published(&updates_ids, state.clock.now())
+        .await
+    {
+        tracing::warn!(error = %e, "could not record the publication time of new updates");
+    }
     tracing::info!(
         targets = status.targets_version,
         updates = status.updates,
@@ -489,4 +499,16 @@ pub async fn recover(data: &Path, store: &dyn patchday_store::Store) -> anyhow::
         }
     }
     Ok(())
+}
+
+// Issue 9, point 1: the scheduled mirror's catalog goes through the same intake as a push.
+
+/// Packs the catalog directory `repo_dir` and takes it in with [`intake`].
+pub async fn intake_repo(state: &AppState, repo_dir: &Path) -> Result<CatalogStatus, ApiError> {
+    let repo = repo_dir.to_path_buf();
+    let packed = tokio::task::spawn_blocking(move || patchday_publish::pack::pack(&repo))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    intake(state, packed.path()).await
 }

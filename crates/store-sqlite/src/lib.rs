@@ -4,15 +4,15 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, EnrollGrant, HostRecord, HostSigning, LogScope, NewEnrollToken,
-    RemovedHost, RepairRequest, Result, SequenceCheck, Store, StoreError, StoredState, TenantStore,
-    TokenRecord,
+    CatalogRecord, CatalogTarget, EnrollGrant, HistoryEntry, HostRecord, HostSigning, LogScope,
+    NewEnrollToken, RemovedHost, RepairRequest, Result, SequenceCheck, Store, StoreError,
+    StoredState, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role,
     StateReport, Tenant, TokenInfo,
 };
-use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateState};
+use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateId, UpdateState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -722,6 +722,41 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         Ok(())
     }
+
+    // ---- Issue 10, point 1: state history ----
+
+    async fn note_published(&self, updates: &[UpdateId], now: Timestamp) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        for u in updates {
+            sqlx::query("INSERT OR IGNORE INTO update_published (update_id, at) VALUES (?, ?)")
+                .bind(u.as_str())
+                .bind(now.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn published_at(&self, updates: &[UpdateId]) -> Result<Vec<(UpdateId, Timestamp)>> {
+        let mut out = Vec::new();
+        for chunk in updates.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql =
+                format!("SELECT update_id, at FROM update_published WHERE update_id IN ({marks})");
+            let mut q = sqlx::query(&sql);
+            for u in chunk {
+                q = q.bind(u.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(backend)? {
+                out.push((
+                    parse("update id", r.get::<&str, _>("update_id"))?,
+                    parse("timestamp", r.get::<&str, _>("at"))?,
+                ));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A store handle bound to one tenant.
@@ -1335,6 +1370,119 @@ impl TenantStore for SqliteTenant {
         .map_err(backend)?;
         Ok(())
     }
+
+    // ---- Issue 10, point 1: state history ----
+
+    async fn record_host_states(
+        &self,
+        id: &HostId,
+        states: &[StateReport],
+        now: Timestamp,
+    ) -> Result<Vec<HistoryEntry>> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let rows = sqlx::query(
+            "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut last: std::collections::HashMap<String, (String, Option<String>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>("update_id"),
+                    (
+                        r.get::<String, _>("state"),
+                        r.get::<Option<String>, _>("message"),
+                    ),
+                )
+            })
+            .collect();
+        let mut appended = Vec::new();
+        for st in states {
+            let before = last.remove(st.update.as_str());
+            if before
+                .as_ref()
+                .is_some_and(|(s, m)| s == st.state.as_str() && *m == st.message)
+            {
+                continue;
+            }
+            let previous = match &before {
+                Some((s, _)) => Some(parse::<UpdateState>("state", s)?),
+                None => None,
+            };
+            sqlx::query(
+                "INSERT INTO host_update_state (tenant_id, host_id, update_id, state, message, since)                  VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET                  state = excluded.state, message = excluded.message, since = excluded.since",
+            )
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .bind(st.update.as_str())
+            .bind(st.state.as_str())
+            .bind(&st.message)
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(
+                "INSERT INTO state_history (tenant_id, host_id, update_id, state, previous, message, at)                  VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .bind(st.update.as_str())
+            .bind(st.state.as_str())
+            .bind(previous.map(|p| p.as_str()))
+            .bind(&st.message)
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            appended.push(HistoryEntry {
+                host: id.clone(),
+                update: st.update.clone(),
+                state: st.state,
+                previous,
+                message: st.message.clone(),
+                at: now,
+            });
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(appended)
+    }
+
+    async fn history(
+        &self,
+        host: Option<&HostId>,
+        update: Option<&UpdateId>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>> {
+        let rows = sqlx::query(
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history              WHERE tenant_id = ?1 AND (?2 IS NULL OR host_id = ?2) AND (?3 IS NULL OR update_id = ?3)              ORDER BY seq LIMIT ?4",
+        )
+        .bind(self.id.as_str())
+        .bind(host.map(|h| h.as_str()))
+        .bind(update.map(|u| u.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    host: parse("host id", r.get::<&str, _>("host_id"))?,
+                    update: parse("update id", r.get::<&str, _>("update_id"))?,
+                    state: parse("state", r.get::<&str, _>("state"))?,
+                    previous: match r.get::<Option<&str>, _>("previous") {
+                        Some(p) => Some(parse("state", p)?),
+                        None => None,
+                    },
+                    message: r.get("message"),
+                    at: parse("timestamp", r.get::<&str, _>("at"))?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// `NotFound` when an UPDATE of one host touched no row.
@@ -1568,7 +1716,7 @@ mod tests {
         let again = SqliteStore::open(&dir.path().join("patchday.db"))
             .await
             .unwrap();
-        assert_eq!(again.list_tenants().await.unwrap().len(), 2);
+        assert_eq!(again.list_tenants().await.unwrap().len(), 4);
     }
 
     // Finding 3/4/10 (issue 8).

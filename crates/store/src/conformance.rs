@@ -36,6 +36,7 @@ pub async fn run(store: &dyn Store) {
     catalog_replacement(store).await;
     host_signing_and_sequences(store).await; // finding 8/13
     storage_probe(store).await;
+    state_history_records_changes_only(store).await; // issue 10, point 1
 }
 
 async fn tenants_and_tokens(store: &dyn Store) {
@@ -1149,4 +1150,92 @@ pub async fn repair_requests(store: &dyn Store) {
     assert_eq!(t.repair_request(&id("r-1")).await.unwrap(), None);
     let scope = crate::LogScope::Tenant(id("repair"));
     assert_eq!(store.list_log(&scope, None, 10).await.unwrap().len(), 2);
+}
+
+/// Issue 10, point 1: only changes are appended, per tenant, in order; publication times
+/// are kept from the first push.
+async fn state_history_records_changes_only(store: &dyn Store) {
+    use patchday_types::UpdateState as S;
+    let t = new_tenant(store, "hist").await;
+    let other = new_tenant(store, "hist-other").await;
+    let h: HostId = id("h1");
+    t.create_host(&h, "h1", &hash_secret("c-h1"), ts("2026-11-26T10:00:00Z"))
+        .await
+        .unwrap();
+    let st = |u: &str, s: S, m: Option<&str>| StateReport {
+        update: id(u),
+        state: s,
+        message: m.map(String::from),
+    };
+    let first = t
+        .record_host_states(
+            &h,
+            &[st("U1", S::Needed, None), st("U2", S::Approved, None)],
+            ts("2026-11-26T10:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].previous, None);
+    // The same states again: nothing appended.
+    let again = t
+        .record_host_states(
+            &h,
+            &[st("U1", S::Needed, None), st("U2", S::Approved, None)],
+            ts("2026-11-26T11:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    // A change of state, and one of message only.
+    let changed = t
+        .record_host_states(
+            &h,
+            &[
+                st("U1", S::Installed, None),
+                st("U2", S::Approved, Some("waiting")),
+            ],
+            ts("2026-11-26T12:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 2);
+    assert_eq!(changed[0].previous, Some(S::Needed));
+    let all = t.history(Some(&h), None, 100).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.update.as_str(), e.state))
+            .collect::<Vec<_>>(),
+        [
+            ("U1", S::Needed),
+            ("U2", S::Approved),
+            ("U1", S::Installed),
+            ("U2", S::Approved)
+        ]
+    );
+    let u1 = t.history(None, Some(&id("U1")), 100).await.unwrap();
+    assert_eq!(u1.len(), 2);
+    assert_eq!(u1[1].at, ts("2026-11-26T12:00:00Z"));
+    assert!(other.history(None, None, 100).await.unwrap().is_empty());
+
+    store
+        .note_published(&[id("U1")], ts("2026-11-20T00:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .note_published(&[id("U1"), id("U2")], ts("2026-11-25T00:00:00Z"))
+        .await
+        .unwrap();
+    let mut p = store
+        .published_at(&[id("U1"), id("U2"), id("U3")])
+        .await
+        .unwrap();
+    p.sort();
+    assert_eq!(
+        p,
+        [
+            (id("U1"), ts("2026-11-20T00:00:00Z")),
+            (id("U2"), ts("2026-11-25T00:00:00Z"))
+        ]
+    );
 }

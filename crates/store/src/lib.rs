@@ -12,11 +12,12 @@ pub mod conformance;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+pub use patchday_types::api::HistoryEntry;
 use patchday_types::api::{
     Approval, CatalogStatus, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role, StateReport,
     Tenant, TokenInfo,
 };
-use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument};
+use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateId};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -221,6 +222,14 @@ pub trait Store: Send + Sync {
     /// Commits a tiny write, to learn whether the database can store anything now
     /// ([`StoreError::StorageFull`] when it cannot).
     async fn probe_write(&self, now: Timestamp) -> Result<()>;
+
+    // ---- Issue 10, point 1: state history ----
+
+    /// Records `now` as the publication time of each update not seen before (the first
+    /// push that carried it); known updates keep their first time.
+    async fn note_published(&self, updates: &[UpdateId], now: Timestamp) -> Result<()>;
+    /// Publication times of these updates (those known).
+    async fn published_at(&self, updates: &[UpdateId]) -> Result<Vec<(UpdateId, Timestamp)>>;
 }
 
 /// Everything that belongs to one tenant. Built by [`Store::tenant`]; every method
@@ -337,6 +346,26 @@ pub trait TenantStore: Send + Sync {
     async fn set_agent_error(&self, id: &HostId, error: Option<&str>, now: Timestamp)
         -> Result<()>;
 
+    // ---- Issue 10, point 1: state history ----
+
+    /// Takes the host's current state per update (as evaluated from its inventory,
+    /// decisions and reports) and, in one transaction, appends a history entry for each
+    /// update whose state or message changed since the last call, and remembers the new
+    /// states. Updates left out keep their last state. Returns the entries appended.
+    async fn record_host_states(
+        &self,
+        id: &HostId,
+        states: &[StateReport],
+        now: Timestamp,
+    ) -> Result<Vec<HistoryEntry>>;
+    /// History entries of this tenant, oldest first, for one host and/or one update, at
+    /// most `limit`.
+    async fn history(
+        &self,
+        host: Option<&HostId>,
+        update: Option<&UpdateId>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>>;
     // ---- issue 9, point 4 (closure): server-side repair assignments ----
 
     /// Asks the host's agent to run the repair `patchday-agent repair` runs (`patchday

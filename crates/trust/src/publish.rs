@@ -1219,7 +1219,8 @@ impl BinSigner<'_> {
 /// `role` is `None` for top-level targets (signed with `keys.targets`, re-signed whatever
 /// its expiry) or a delegated role with its own keys (a mirror's: re-signed only when due
 /// itself). Bins are re-signed only when due: a catalog of thousands of updates is
-/// refreshed by re-signing what expires, not everything. Returns the roles re-signed.
+/// refreshed by re-signing what expires, not everything. Returns the roles re-signed; for
+/// a delegated role with nothing due, nothing is written.
 pub async fn refresh_targets(
     keys: &KeyPaths,
     repo_dir: &Path,
@@ -1290,6 +1291,10 @@ pub async fn refresh_targets(
             current.targets_kept()?
         }
     };
+    if resigned.is_empty() {
+        // A delegated role with nothing due: the catalog stays as it is.
+        return Ok(resigned);
+    }
     let roles = SignedRoles::sign(
         &current.root.signed,
         to_write,

@@ -13,8 +13,8 @@ use jiff::{SignedDuration, Timestamp};
 use patchday_trust::transport::{ByteStream, FetchError, FileTransport, Transport};
 use patchday_trust::{
     add_targets, add_targets_as, delegate_role, delegated_roles, generate_keys, init_catalog,
-    load_remote, verify_repository_at, Expiries, KeyPaths, LoadTime, NewTarget, TrustError,
-    VerifiedCatalog,
+    load_remote, refresh_targets, verify_repository_at, Expiries, KeyPaths, LoadTime, NewTarget,
+    TrustError, VerifiedCatalog,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -567,4 +567,77 @@ async fn another_tenants_private_role_is_skipped_not_fatal_for_the_agent() {
     // The server's intake sees both.
     let all = p.verify().await.unwrap();
     assert!(all.targets.contains_key("tenant-globex~tool_1.0_amd64.deb"));
+}
+
+/// Issue 9, point 6: bins expire like any role; a refresh re-signs those due (the offline
+/// role's with `catalog refresh`, the mirror's with its own key), and a delegated role
+/// with nothing due leaves the catalog as it is.
+#[tokio::test]
+async fn refresh_re_signs_the_bins_that_are_due_and_only_those() {
+    let p = Publisher::new().await;
+    p.delegate_mirror(&p.mirror_key).await;
+    p.add_as_mirror(&p.mirror_key, &["mirror~libfoo_1.0_amd64.deb"])
+        .await
+        .unwrap();
+    add_targets(
+        &p.keys,
+        &p.repo,
+        vec![p.target("libbar_1.0_amd64.deb")],
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+    let bin = format!(
+        "targets.bin-{}",
+        &hex::encode(Sha256::digest(b"libbar_1.0_amd64.deb"))[..2]
+    );
+    let mirror_bin = format!(
+        "mirror.bin-{}",
+        &hex::encode(Sha256::digest(b"mirror~libfoo_1.0_amd64.deb"))[..2]
+    );
+    let snapshot_version = |p: &Publisher| {
+        read_json(&p.meta().join("timestamp.json"))["signed"]["meta"]["snapshot.json"]["version"]
+            .as_u64()
+            .unwrap()
+    };
+    // Nothing of the mirror's expires within a day: nothing is written.
+    let before = snapshot_version(&p);
+    let day = SignedDuration::from_hours(24);
+    let none = refresh_targets(
+        &p.keys,
+        &p.repo,
+        Some(("mirror", std::slice::from_ref(&p.mirror_key))),
+        now(),
+        &Expiries::default(),
+        day,
+    )
+    .await
+    .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    assert_eq!(snapshot_version(&p), before);
+    // Everything expires within a year: the mirror and its bin, signed by its key.
+    let year = SignedDuration::from_hours(24 * 366);
+    let mirror = refresh_targets(
+        &p.keys,
+        &p.repo,
+        Some(("mirror", std::slice::from_ref(&p.mirror_key))),
+        now(),
+        &Expiries::default(),
+        year,
+    )
+    .await
+    .unwrap();
+    assert_eq!(mirror, ["mirror".to_string(), mirror_bin]);
+    // The offline role: targets always, its bin when due.
+    let top = refresh_targets(&p.keys, &p.repo, None, now(), &Expiries::default(), day)
+        .await
+        .unwrap();
+    assert_eq!(top, ["targets"]);
+    let top = refresh_targets(&p.keys, &p.repo, None, now(), &Expiries::default(), year)
+        .await
+        .unwrap();
+    assert_eq!(top, ["targets".to_string(), bin]);
+    let catalog = p.verify().await.unwrap();
+    assert_eq!(catalog.targets.len(), 2);
 }

@@ -767,3 +767,56 @@ impl fmt::Display for ExpiryState {
         })
     }
 }
+
+// ---- Issue 10, point 1: state history ----
+
+/// One change of a host's state for an update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The host.
+    pub host: HostId,
+    /// The update.
+    pub update: UpdateId,
+    /// The state it entered.
+    pub state: UpdateState,
+    /// The state it left (none: the first state recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<UpdateState>,
+    /// The installer's message or the reason, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the server saw the change (whole seconds).
+    pub at: Timestamp,
+}
+
+/// How long an update took from publication to installed, over the hosts of one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeToInstall {
+    /// The update.
+    pub update: UpdateId,
+    /// When it first appeared in a pushed catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<Timestamp>,
+    /// Hosts that needed it at some point.
+    pub hosts: u64,
+    /// Of those, hosts on which it was installed.
+    pub installed: u64,
+    /// Median seconds from publication to installed, over the installed hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_seconds: Option<i64>,
+    /// 90th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_seconds: Option<i64>,
+    /// The slowest host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<i64>,
+}
+
+/// `GET /v1/tenants/{t}/history`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryAnswer {
+    /// The changes, oldest first.
+    pub entries: Vec<HistoryEntry>,
+    /// Per update among the entries: time from publication to installed.
+    pub time_to_install: Vec<TimeToInstall>,
+}

@@ -93,6 +93,8 @@ pub async fn checkin(
         Some(&req.inventory),
     )
     .await?;
+    // Issue 10, point 1: what changed for this host, into the state history.
+    crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
     let mut assignments: Vec<AssignmentEntry> = statuses
         .into_iter()
         .filter(|st| st.is_assigned() && !st.missing.is_empty())
@@ -214,6 +216,31 @@ pub async fn report(
     tenant
         .put_states(&who.host, &req.states, s.clock.now())
         .await?;
+    // Issue 10, point 1: the report changes the host's states (downloading, failed...);
+    // evaluated with the stored inventory, into the state history.
+    let host = tenant.host(&who.host).await?;
+    let approvals = tenant.list_approvals().await?;
+    let statuses = host_statuses(tenant.as_ref(), &host, &approvals, &catalog, None).await?;
+    // Only the updates this report is about, and not the ones it says are installed: the
+    // stored inventory predates the install, so dpkg's word comes with the check-in that
+    // follows (recording it now would write a "failed" that never happened).
+    let in_progress: std::collections::BTreeSet<&str> = req
+        .states
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.state,
+                patchday_types::UpdateState::Installed
+                    | patchday_types::UpdateState::InstalledPendingReboot
+            )
+        })
+        .map(|r| r.update.as_str())
+        .collect();
+    let statuses: Vec<_> = statuses
+        .into_iter()
+        .filter(|st| in_progress.contains(st.update.as_str()))
+        .collect();
+    crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
     Ok(Json(()))
 }
 

@@ -8,6 +8,7 @@ mod director;
 pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
 mod fleet;
+pub(crate) mod history; // issue 10, point 1
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
 mod tuf;
 
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             post(repair::request),
         )
         .route("/v1/tenants/{tenant}/updates", get(admin::tenant_updates))
+        .route("/v1/tenants/{tenant}/history", get(history::list)) // issue 10, point 1
         .route(
             "/v1/tenants/{tenant}/approvals",
             get(admin::list_approvals).post(admin::approve),
