@@ -465,6 +465,10 @@ pub struct FleetSourcePackages {
     pub hosts: u64,
     /// Source name → installed source versions.
     pub sources: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Issue 9, point 4 (closure): binary name → installed versions (absent from older
+    /// servers).
+    #[serde(default)]
+    pub binaries: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Api {
@@ -473,6 +477,24 @@ impl Api {
         self.get(
             "/v1/fleet/source-packages",
             "reading the fleet's installed source packages",
+        )
+        .await
+    }
+}
+
+// Issue 9, point 4 (closure): the server-side repair assignment.
+impl Api {
+    /// Asks the host's agent to run the repair at its next check-in.
+    pub async fn repair_host(
+        &self,
+        t: &TenantId,
+        h: &HostId,
+        allow_apt: bool,
+    ) -> anyhow::Result<()> {
+        self.post(
+            &format!("/v1/tenants/{t}/hosts/{h}/repair"),
+            &serde_json::json!({ "allow_apt": allow_apt }),
+            "asking the host to repair its dpkg database",
         )
         .await
     }

@@ -818,6 +818,24 @@ enum HostCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Issue 9, point 4: asks the host's agent, in its next signed check-in answer, to
+    /// run the recovery of `patchday-agent repair` (`dpkg --configure -a`; `apt-get -f
+    /// install` only with --allow-apt). The request stays until the host reports a clean
+    /// dpkg database.
+    ///
+    /// Example: patchday host repair --tenant acme web-1-ab12cd34 --allow-apt
+    Repair {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Host id.
+        host: HostId,
+        /// Let `apt-get -f install` install or remove packages to fix dependencies.
+        #[arg(long)]
+        allow_apt: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 /// Finding 7: the director key, for `patchday-agent --director-key`.
@@ -1128,6 +1146,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 ]);
             }
             print(&t, conn.format);
+            Ok(0)
+        }
+        // issue 9, point 4 (closure): the server-side repair assignment
+        Command::Host(HostCmd::Repair {
+            tenant,
+            host,
+            allow_apt,
+            conn,
+        }) => {
+            conn.api()?.repair_host(&tenant, &host, allow_apt).await?;
+            println!(
+                "host {host} will run the repair{} at its next check-in",
+                if allow_apt { " (apt allowed)" } else { "" }
+            );
             Ok(0)
         }
         Command::Host(HostCmd::SetGroups {

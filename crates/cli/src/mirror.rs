@@ -99,27 +99,33 @@ pub async fn run(cmd: MirrorCmd, now: jiff::Timestamp) -> anyhow::Result<i32> {
     }
 }
 
-async fn selection(a: &RunArgs) -> anyhow::Result<Selection> {
+/// What to import, and (issue 9, point 4) the fleet's installed binaries when known.
+type Chosen = (Selection, Option<patchday_mirror::closure::FleetBinaries>);
+
+async fn selection(a: &RunArgs) -> anyhow::Result<Chosen> {
     if !a.packages.is_empty() {
-        return Ok(Selection::Packages(
-            a.packages.iter().map(|p| p.trim().to_owned()).collect(),
+        return Ok((
+            Selection::Packages(a.packages.iter().map(|p| p.trim().to_owned()).collect()),
+            None,
         ));
     }
     if a.all {
-        return Ok(Selection::All);
+        return Ok((Selection::All, None));
     }
     if let Some(path) = &a.dpkg_status {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the dpkg status file {}", path.display()))?;
         let mut sources: std::collections::BTreeMap<String, BTreeSet<String>> =
             std::collections::BTreeMap::new();
+        let mut binaries = patchday_mirror::closure::FleetBinaries::new();
         for p in patchday_pkg::status::parse_status(&text) {
+            binaries.entry(p.name).or_default().insert(p.version);
             sources
                 .entry(p.source)
                 .or_default()
                 .insert(p.source_version);
         }
-        return Ok(Selection::Installed(sources));
+        return Ok((Selection::Installed(sources), Some(binaries)));
     }
     let Some(server) = &a.server else {
         anyhow::bail!(
@@ -136,11 +142,11 @@ async fn selection(a: &RunArgs) -> anyhow::Result<Selection> {
     if fleet.hosts == 0 {
         eprintln!("note: no enrolled host has reported an inventory yet; nothing to select");
     }
-    Ok(Selection::Installed(fleet.sources))
+    Ok((Selection::Installed(fleet.sources), Some(fleet.binaries)))
 }
 
 async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
-    let selection = selection(&a).await?;
+    let (selection, fleet_binaries) = selection(&a).await?;
     let job = MirrorJob {
         config: a.config.clone(),
         work: a.work.clone(),
@@ -159,7 +165,7 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
             }),
         },
     };
-    let report = run_job(&job, selection, &HttpFetch::new()?, now).await?;
+    let report = run_job(&job, selection, fleet_binaries, &HttpFetch::new()?, now).await?;
     let mut imported = 0;
     for s in &report.sources {
         if s.unchanged {
@@ -176,6 +182,13 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
         );
         for id in &s.imported {
             println!("  {}", job.publish.signed_id(id));
+        }
+        // Issue 9, point 4 (closure).
+        for (id, why) in &s.dependencies {
+            println!("  dependency {id}: {why}");
+        }
+        for m in &s.unsatisfiable {
+            println!("  warning: {m}, which neither the fleet nor the archive has; imported anyway, agents refuse it until the dependency is published");
         }
     }
     if imported > 0 {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 #[path = "support/apt_archive.rs"]
 mod apt_archive;
-use apt_archive::{delegate_mirror_role, libfoo, wall_clock, write_config, AptArchive};
+use apt_archive::{delegate_mirror_role, libfoo, mirror_run, wall_clock, write_config, AptArchive};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
@@ -26,21 +26,6 @@ fn signed_archive(dir: &Path, debs: &[DebSpec]) -> String {
     let mut a = AptArchive::serve(dir);
     a.publish(debs);
     a.url
-}
-
-fn mirror_run(cat: &Catalog, dir: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchday"))
-        .args(["mirror", "run", "--config"])
-        .arg(dir.join("mirror.toml"))
-        .arg("--repo")
-        .arg(&cat.repo)
-        .arg("--keys")
-        .arg(&cat.keys)
-        .args(extra)
-        .env_remove("PATCHDAY_SERVER")
-        .env_remove("PATCHDAY_TOKEN")
-        .output()
-        .unwrap()
 }
 
 #[test]

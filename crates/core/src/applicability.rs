@@ -249,6 +249,19 @@ impl CatalogIndex {
     }
 }
 
+// ---- issue 9, point 4 (closure): dependency payloads are looked up by package name ----
+impl CatalogIndex {
+    /// The updates whose payloads install the package or bundle `name`, in catalog order.
+    pub fn naming(&self, name: &str) -> Vec<&UpdateDocument> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.updates.get(i))
+            .collect()
+    }
+}
+
 /// Computes the status of every update for one host (a convenience over
 /// [`evaluate_indexed`] for a catalog indexed on the spot).
 pub fn evaluate(host: &HostView<'_>, updates: &[UpdateDocument]) -> Vec<UpdateStatus> {

@@ -11,6 +11,7 @@
 //! server's store, or the clock (every check takes `now`).
 
 pub mod advisories;
+pub mod closure; // issue 9, point 4: the closure of new dependencies
 pub mod config;
 pub mod error;
 pub mod fetch;

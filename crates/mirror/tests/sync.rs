@@ -245,6 +245,7 @@ fn options(work: &Path, selection: Selection) -> SyncOptions {
         now: now(),
         selection,
         feeds: Feeds::default(),
+        fleet_binaries: None,
     }
 }
 

@@ -271,6 +271,7 @@ impl MirrorJob {
 pub async fn run_job(
     job: &MirrorJob,
     selection: patchday_mirror::Selection,
+    fleet_binaries: Option<patchday_mirror::closure::FleetBinaries>,
     fetch: &dyn patchday_mirror::Fetch,
     now: jiff::Timestamp,
 ) -> anyhow::Result<patchday_mirror::SyncReport> {
@@ -297,6 +298,7 @@ pub async fn run_job(
         now,
         selection,
         feeds,
+        fleet_binaries,
     };
     let report = patchday_mirror::sync::run(&cfg, fetch, &publisher, &opts)
         .await

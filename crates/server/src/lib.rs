@@ -17,6 +17,7 @@ mod catalog;
 mod catalog_expiry; // issue 9, point 5
 mod catalog_index; // issue 9, point 6
 mod clock;
+mod closure; // issue 9, point 4: dependency payloads, repair assignments
 mod compliance;
 mod director;
 mod error;

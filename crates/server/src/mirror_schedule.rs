@@ -162,14 +162,16 @@ pub async fn run(state: AppState, schedule: MirrorSchedule) {
     }
 }
 
-/// Hosts read, and source name → installed source versions, over the hosts of the
+/// Hosts read, source name → installed source versions, and (issue 9, point 4: the
+/// closure of new dependencies) binary name → installed versions, over the hosts of the
 /// tenants `visible` admits (`GET /v1/fleet/source-packages` and the schedule).
 pub async fn installed_sources(
     state: &AppState,
     visible: impl Fn(&patchday_types::TenantId) -> bool,
-) -> Result<(u64, BTreeMap<String, BTreeSet<String>>), crate::error::ApiError> {
+) -> Result<(u64, Installed, Installed), crate::error::ApiError> {
     let mut hosts = 0;
-    let mut sources: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut sources: Installed = BTreeMap::new();
+    let mut binaries: Installed = BTreeMap::new();
     for t in state.store.list_tenants().await? {
         if !visible(&t.id) {
             continue;
@@ -181,6 +183,7 @@ pub async fn installed_sources(
             };
             hosts += 1;
             for p in inv.packages {
+                binaries.entry(p.name).or_default().insert(p.version);
                 sources
                     .entry(p.source)
                     .or_default()
@@ -188,8 +191,11 @@ pub async fn installed_sources(
             }
         }
     }
-    Ok((hosts, sources))
+    Ok((hosts, sources, binaries))
 }
+
+/// Package name → installed versions.
+type Installed = BTreeMap<String, BTreeSet<String>>;
 
 /// Snapshot version of a timestamp's metadata (0 when unreadable).
 fn snapshot_version(timestamp: &[u8]) -> u64 {
@@ -202,7 +208,7 @@ async fn run_once(
     now: Timestamp,
 ) -> anyhow::Result<(Vec<String>, Option<u64>)> {
     use anyhow::Context;
-    let (_, sources) = installed_sources(state, |_| true)
+    let (_, sources, binaries) = installed_sources(state, |_| true)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let fetch = patchday_mirror::HttpFetch::new()?;
@@ -214,6 +220,7 @@ async fn run_once(
         handle.block_on(patchday_publish::mirror::run_job(
             &owned,
             patchday_mirror::Selection::Installed(sources),
+            Some(binaries),
             &fetch,
             now,
         ))

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
     CatalogRecord, CatalogTarget, EnrollGrant, HistoryEntry, HostRecord, HostSigning, LogScope,
-    NewEnrollToken, RemovedHost, Result, SequenceCheck, Store, StoreError, StoredState,
-    TenantStore, TokenRecord,
+    NewEnrollToken, RemovedHost, RepairRequest, Result, SequenceCheck, Store, StoreError,
+    StoredState, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role,
@@ -1308,6 +1308,70 @@ impl TenantStore for SqliteTenant {
         tx.commit().await.map_err(backend)
     }
 
+    // ---- issue 9, point 4 (closure): server-side repair assignments ----
+
+    async fn request_repair_logged(
+        &self,
+        id: &HostId,
+        allow_apt: bool,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE hosts SET repair_requested_at = ?, repair_allow_apt = ?, repair_sent_at = NULL WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(now.to_string())
+        .bind(i64::from(allow_apt))
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        host_updated(&done, id)?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>> {
+        let r = self
+            .host_row("repair_requested_at, repair_allow_apt, repair_sent_at", id)
+            .await?;
+        let Some(requested_at) = opt_ts(r.get("repair_requested_at"))? else {
+            return Ok(None);
+        };
+        Ok(Some(RepairRequest {
+            requested_at,
+            allow_apt: r.get::<i64, _>("repair_allow_apt") != 0,
+            sent_at: opt_ts(r.get("repair_sent_at"))?,
+        }))
+    }
+
+    async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE hosts SET repair_sent_at = COALESCE(repair_sent_at, ?) WHERE tenant_id = ? AND id = ? AND repair_requested_at IS NOT NULL",
+        )
+        .bind(now.to_string())
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn clear_repair(&self, id: &HostId) -> Result<()> {
+        sqlx::query(
+            "UPDATE hosts SET repair_requested_at = NULL, repair_allow_apt = 0, repair_sent_at = NULL WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     // ---- Issue 10, point 1: state history ----
 
     async fn record_host_states(
@@ -1665,6 +1729,16 @@ mod tests {
             .await
             .unwrap();
         patchday_store::conformance::lifecycle(&store).await;
+    }
+
+    // Issue 9, point 4 (closure).
+    #[tokio::test]
+    async fn repair_request_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::repair_requests(&store).await;
     }
 
     // Finding 10 (issue 8): the log refuses changes even from outside the trait.

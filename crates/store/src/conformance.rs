@@ -1107,6 +1107,54 @@ async fn storage_probe(store: &dyn Store) {
     assert_eq!(store.list_tenants().await.unwrap(), before);
 }
 
+// ---- issue 9, point 4 (closure): server-side repair requests ----
+
+/// A repair request: logged with its request, replaced by a newer one, marked sent once
+/// (the first time counts), cleared, scoped to its tenant, `NotFound` for another host.
+pub async fn repair_requests(store: &dyn Store) {
+    let t = new_tenant(store, "repair").await;
+    let other = new_tenant(store, "elsewhere").await;
+    let now = ts("2026-12-01T10:00:00Z");
+    t.create_host(&id("r-1"), "r", &hash_secret("cred-r-1"), now)
+        .await
+        .unwrap();
+    assert_eq!(t.repair_request(&id("r-1")).await.unwrap(), None);
+    let log = log_entry(Some("repair"), "host.repair", "2026-12-01T10:00:00Z");
+    assert!(matches!(
+        other
+            .request_repair_logged(&id("r-1"), true, now, &log)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    t.request_repair_logged(&id("r-1"), false, now, &log)
+        .await
+        .unwrap();
+    let later = ts("2026-12-01T11:00:00Z");
+    t.request_repair_logged(&id("r-1"), true, later, &log)
+        .await
+        .unwrap();
+    let r = t.repair_request(&id("r-1")).await.unwrap().unwrap();
+    assert_eq!(
+        (r.requested_at, r.allow_apt, r.sent_at),
+        (later, true, None)
+    );
+    t.repair_sent(&id("r-1"), ts("2026-12-01T12:00:00Z"))
+        .await
+        .unwrap();
+    t.repair_sent(&id("r-1"), ts("2026-12-01T13:00:00Z"))
+        .await
+        .unwrap();
+    let r = t.repair_request(&id("r-1")).await.unwrap().unwrap();
+    assert_eq!(r.sent_at, Some(ts("2026-12-01T12:00:00Z")));
+    t.clear_repair(&id("r-1")).await.unwrap();
+    assert_eq!(t.repair_request(&id("r-1")).await.unwrap(), None);
+    // Sending needs a request: nothing appears from a stray mark.
+    t.repair_sent(&id("r-1"), later).await.unwrap();
+    assert_eq!(t.repair_request(&id("r-1")).await.unwrap(), None);
+    let scope = crate::LogScope::Tenant(id("repair"));
+    assert_eq!(store.list_log(&scope, None, 10).await.unwrap().len(), 2);
+}
+
 /// Issue 10, point 1: only changes are appended, per tenant, in order; publication times
 /// are kept from the first push.
 async fn state_history_records_changes_only(store: &dyn Store) {

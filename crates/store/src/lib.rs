@@ -366,6 +366,34 @@ pub trait TenantStore: Send + Sync {
         update: Option<&UpdateId>,
         limit: u32,
     ) -> Result<Vec<HistoryEntry>>;
+    // ---- issue 9, point 4 (closure): server-side repair assignments ----
+
+    /// Asks the host's agent to run the repair `patchday-agent repair` runs (`patchday
+    /// host repair`), replacing an earlier request, with its operator log entry.
+    async fn request_repair_logged(
+        &self,
+        id: &HostId,
+        allow_apt: bool,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<()>;
+    /// The host's pending repair request, if any.
+    async fn repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>>;
+    /// Records that a signed check-in answer carried the request (the first time only).
+    async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()>;
+    /// Clears the request (the host reported a clean dpkg database after it was sent).
+    async fn clear_repair(&self, id: &HostId) -> Result<()>;
+}
+
+/// A pending server-side repair assignment (issue 9, point 4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairRequest {
+    /// When the operator asked.
+    pub requested_at: Timestamp,
+    /// Whether apt may install or remove packages (`--allow-apt`).
+    pub allow_apt: bool,
+    /// When a signed check-in answer first carried it.
+    pub sent_at: Option<Timestamp>,
 }
 
 // finding 8/13 (issue 8): host-signed requests and agent errors.

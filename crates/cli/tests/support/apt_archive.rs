@@ -3,8 +3,12 @@
 //! half is the keyring the mirror configuration pins. It can publish again (a new
 //! source version appears), with a later `Date` each time.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use patchday_lab::DebSpec;
 use pgp::composed::{
@@ -96,8 +100,13 @@ impl AptArchive {
             let p = patchday_lab::build_deb(spec, &pool).unwrap();
             let info = patchday_pkg::deb::read_deb(&p).unwrap().info;
             let bytes = std::fs::read(&p).unwrap();
+            // Issue 9, point 4: the mirror reads dependencies from the index.
+            let depends = match info.depends.as_str() {
+                "" => String::new(),
+                d => format!("Depends: {d}\n"),
+            };
             packages.push_str(&format!(
-                "Package: {}\nVersion: {}\nArchitecture: {}\nSource: {} ({})\nFilename: pool/main/{}\nSize: {}\nSHA256: {}\n\n",
+                "Package: {}\nVersion: {}\nArchitecture: {}\nSource: {} ({})\n{depends}Filename: pool/main/{}\nSize: {}\nSHA256: {}\n\n",
                 info.package,
                 info.version,
                 info.architecture,
@@ -204,4 +213,33 @@ pub fn delegate_mirror_role(cat: &patchday_testkit::Catalog, dir: &Path) -> Path
         key.to_str().unwrap(),
     ]);
     key
+}
+
+/// `patchday mirror run` with `dir/mirror.toml` into `cat`'s catalog, with `extra`
+/// arguments.
+pub fn mirror_run(cat: &patchday_testkit::Catalog, dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["mirror", "run", "--config"])
+        .arg(dir.join("mirror.toml"))
+        .arg("--repo")
+        .arg(&cat.repo)
+        .arg("--keys")
+        .arg(&cat.keys)
+        .args(extra)
+        .env_remove("PATCHDAY_SERVER")
+        .env_remove("PATCHDAY_TOKEN")
+        .output()
+        .unwrap()
+}
+
+/// Last month (`YYYY-MM`): a train whose patch day has passed, so its updates can be
+/// approved now.
+pub fn last_month() -> String {
+    wall_clock()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_sub(jiff::Span::new().months(1))
+        .unwrap()
+        .strftime("%Y-%m")
+        .to_string()
 }

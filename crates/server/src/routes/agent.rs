@@ -95,7 +95,7 @@ pub async fn checkin(
     .await?;
     // Issue 10, point 1: what changed for this host, into the state history.
     crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
-    let assignments: Vec<AssignmentEntry> = statuses
+    let mut assignments: Vec<AssignmentEntry> = statuses
         .into_iter()
         .filter(|st| st.is_assigned() && !st.missing.is_empty())
         .map(|st| AssignmentEntry {
@@ -104,10 +104,31 @@ pub async fn checkin(
             deadline: st.deadline,
         })
         .collect();
+    // ---- issue 9, point 4 (closure): dependency payloads and the repair assignment ----
+    let extras = crate::closure::answer_extras(
+        &s,
+        tenant.as_ref(),
+        who.tenant.as_str(),
+        &who.host,
+        &req.inventory,
+        catalog.as_ref(),
+        &mut assignments,
+    )
+    .await?;
+    // ---- end issue 9, point 4 (closure) ----
     // Finding 6: every answer is signed, "nothing to do" too, so a man in the middle can
     // neither withhold updates nor drop single assignments unnoticed.
-    let director =
-        Some(sign_assignments(&s, &who, &host, &req.inventory.architecture, &assignments).await?);
+    let director = Some(
+        sign_assignments(
+            &s,
+            &who,
+            &host,
+            &req.inventory.architecture,
+            &assignments,
+            extras,
+        )
+        .await?,
+    );
     Ok(Json(CheckinResponse {
         assignments,
         poll_seconds: s.config.poll_seconds,
@@ -127,6 +148,7 @@ async fn sign_assignments(
     host: &patchday_store::HostRecord,
     architecture: &str,
     assignments: &[AssignmentEntry],
+    extras: crate::closure::AnswerExtras,
 ) -> ApiResult<String> {
     use patchday_trust::director::{expires_in, AssignedCustom, AssignedTarget, DirectorTargets};
     let now = s.clock.now();
@@ -175,6 +197,8 @@ async fn sign_assignments(
         expires: expires_in(now, DIRECTOR_LIFETIME_SECONDS).map_err(ApiError::internal)?,
         host: Some(who.host.to_string()),
         targets,
+        install_with: extras.install_with,
+        repair: extras.repair,
     };
     let bytes = s.director.key().sign(&signed).map_err(ApiError::internal)?;
     String::from_utf8(bytes).map_err(ApiError::internal)

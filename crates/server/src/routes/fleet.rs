@@ -22,6 +22,10 @@ pub struct FleetSourcePackages {
     pub hosts: u64,
     /// Source name → installed source versions.
     pub sources: BTreeMap<String, BTreeSet<String>>,
+    /// Issue 9, point 4 (closure): binary name → installed versions, against which the
+    /// mirror judges new dependencies.
+    #[serde(default)]
+    pub binaries: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// `GET /v1/fleet/source-packages`.
@@ -29,7 +33,11 @@ pub async fn source_packages(
     State(s): State<AppState>,
     op: Operator,
 ) -> ApiResult<Json<FleetSourcePackages>> {
-    let (hosts, sources) =
+    let (hosts, sources, binaries) =
         crate::mirror_schedule::installed_sources(&s, |t| op.see(t).is_ok()).await?;
-    Ok(Json(FleetSourcePackages { hosts, sources }))
+    Ok(Json(FleetSourcePackages {
+        hosts,
+        sources,
+        binaries,
+    }))
 }

@@ -9,6 +9,7 @@ pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
 mod fleet;
 pub(crate) mod history; // issue 10, point 1
+mod repair; // issue 9, point 4 (closure): server-side repair assignments
 mod tuf;
 
 use crate::state::AppState;
@@ -56,6 +57,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/tenants/{tenant}/hosts/{host}/groups",
             put(admin::set_host_groups),
+        )
+        // issue 9, point 4 (closure)
+        .route(
+            "/v1/tenants/{tenant}/hosts/{host}/repair",
+            post(repair::request),
         )
         .route("/v1/tenants/{tenant}/updates", get(admin::tenant_updates))
         .route("/v1/tenants/{tenant}/history", get(history::list)) // issue 10, point 1
