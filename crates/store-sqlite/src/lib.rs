@@ -137,6 +137,24 @@ fn about(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
     }
 }
 
+/// One row of `approvals`.
+fn approval_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval> {
+    Ok(Approval {
+        update: parse("update id", r.get::<&str, _>("update_id"))?,
+        group: parse("group id", r.get::<&str, _>("group_id"))?,
+        decision: match r.get::<&str, _>("decision") {
+            "approve" => Decision::Approve,
+            "decline" => Decision::Decline,
+            other => return Err(corrupt("decision", other)),
+        },
+        deadline: opt_ts(r.get("deadline"))?,
+        decided_at: parse("timestamp", r.get::<&str, _>("decided_at"))?,
+        decided_by: r.get("decided_by"),
+        reason: r.get("reason"),
+        emergency: r.get::<i64, _>("emergency") != 0,
+    })
+}
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
@@ -976,24 +994,26 @@ impl TenantStore for SqliteTenant {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Approval {
-                    update: parse("update id", r.get::<&str, _>("update_id"))?,
-                    group: parse("group id", r.get::<&str, _>("group_id"))?,
-                    decision: match r.get::<&str, _>("decision") {
-                        "approve" => Decision::Approve,
-                        "decline" => Decision::Decline,
-                        other => return Err(corrupt("decision", other)),
-                    },
-                    deadline: opt_ts(r.get("deadline"))?,
-                    decided_at: parse("timestamp", r.get::<&str, _>("decided_at"))?,
-                    decided_by: r.get("decided_by"),
-                    reason: r.get("reason"),
-                    emergency: r.get::<i64, _>("emergency") != 0,
-                })
-            })
-            .collect()
+        rows.iter().map(approval_row).collect()
+    }
+
+    async fn list_approvals_for(&self, updates: &[UpdateId]) -> Result<Vec<Approval>> {
+        let mut out = Vec::new();
+        for chunk in updates.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency FROM approvals \
+                 WHERE tenant_id = ? AND update_id IN ({marks}) ORDER BY update_id, group_id"
+            );
+            let mut q = sqlx::query(&sql).bind(self.id.as_str());
+            for u in chunk {
+                q = q.bind(u.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(backend)? {
+                out.push(approval_row(&r)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn save_facts(&self, id: &HostId, facts: &str, now: Timestamp) -> Result<()> {

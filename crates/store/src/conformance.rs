@@ -263,6 +263,23 @@ async fn approvals_and_states(store: &dyn Store) {
     };
     acme.put_approval(&a).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![a.clone()]);
+    // Issue 9, point 6: the decisions about some updates only.
+    assert_eq!(
+        acme.list_approvals_for(&[a.update.clone(), id("PD-NONE")])
+            .await
+            .unwrap(),
+        vec![a.clone()]
+    );
+    assert!(acme
+        .list_approvals_for(&[id("PD-NONE")])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(globex
+        .list_approvals_for(std::slice::from_ref(&a.update))
+        .await
+        .unwrap()
+        .is_empty());
     assert!(
         globex.list_approvals().await.unwrap().is_empty(),
         "approvals leak across tenants"

@@ -280,6 +280,9 @@ pub trait TenantStore: Send + Sync {
     async fn put_approval(&self, approval: &Approval) -> Result<()>;
     /// All decisions.
     async fn list_approvals(&self) -> Result<Vec<Approval>>;
+    /// The decisions about these updates only (issue 9, point 6: a check-in reads the
+    /// decisions of the updates that may apply to the host, not of the whole catalog).
+    async fn list_approvals_for(&self, updates: &[UpdateId]) -> Result<Vec<Approval>>;
 
     /// Stores the audit facts a host reported (JSON owned by `patchday-audit`).
     async fn save_facts(&self, id: &HostId, facts_json: &str, now: Timestamp) -> Result<()>;

@@ -81,9 +81,12 @@ pub async fn checkin(
         .save_inventory(&who.host, &req.inventory, s.clock.now())
         .await?;
     let host = tenant.host(&who.host).await?;
-    let approvals = tenant.list_approvals().await?;
-    // Issue 9, point 6: the catalog parsed and indexed once per version, not per check-in.
+    // Issue 9, point 6: the catalog parsed and indexed once per version, not per check-in,
+    // and only the decisions about updates that name the host's packages.
     let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    let approvals = tenant
+        .list_approvals_for(&relevant_ids(&catalog, &req.inventory))
+        .await?;
     // The inventory just received is the host's truth; no need to read it back.
     let statuses = host_statuses(
         tenant.as_ref(),
@@ -219,8 +222,20 @@ pub async fn report(
     // Issue 10, point 1: the report changes the host's states (downloading, failed...);
     // evaluated with the stored inventory, into the state history.
     let host = tenant.host(&who.host).await?;
-    let approvals = tenant.list_approvals().await?;
-    let statuses = host_statuses(tenant.as_ref(), &host, &approvals, &catalog, None).await?;
+    let inventory = tenant.inventory(&who.host).await?;
+    let ids = inventory
+        .as_ref()
+        .map(|i| relevant_ids(&catalog, i))
+        .unwrap_or_default();
+    let approvals = tenant.list_approvals_for(&ids).await?;
+    let statuses = host_statuses(
+        tenant.as_ref(),
+        &host,
+        &approvals,
+        &catalog,
+        inventory.as_ref(),
+    )
+    .await?;
     // Only the updates this report is about, and not the ones it says are installed: the
     // stored inventory predates the install, so dpkg's word comes with the check-in that
     // follows (recording it now would write a "failed" that never happened).
@@ -328,4 +343,16 @@ async fn redeem(
              (`patchday host remove`) or raise it (`patchday tenant set {tenant} --max-hosts N`)"
         ))),
     }
+}
+
+/// Ids of the updates that may apply to a host with this inventory (issue 9, point 6).
+fn relevant_ids(
+    catalog: &patchday_core::applicability::CatalogIndex,
+    inventory: &patchday_types::Inventory,
+) -> Vec<patchday_types::UpdateId> {
+    catalog
+        .relevant(inventory)
+        .into_iter()
+        .map(|u| u.id.clone())
+        .collect()
 }
