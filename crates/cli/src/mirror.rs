@@ -387,3 +387,40 @@ impl Publish for CatalogPublisher {
         Ok(())
     }
 }
+
+// ---- archive (issue 9, real-archive demo): a publisher and a run without RunArgs ----
+
+impl CatalogPublisher {
+    /// A publisher that signs into the catalog `repo` as the delegated `role` (or with the
+    /// offline targets key in `keys` when `None`), for callers without command-line
+    /// arguments (`patchday demo`).
+    pub async fn for_catalog(
+        keys: &std::path::Path,
+        repo: &std::path::Path,
+        month: YearMonth,
+        severity: Severity,
+        role: Option<crate::catalog::DelegatedSigner>,
+        now: jiff::Timestamp,
+    ) -> anyhow::Result<Self> {
+        let existing = patchday_trust::catalog_targets(repo)
+            .await
+            .with_context(|| format!("reading the catalog in {}", repo.display()))?
+            .into_keys()
+            .collect();
+        Ok(CatalogPublisher {
+            keys: KeyPaths::in_dir(keys),
+            repo: repo.to_path_buf(),
+            month,
+            severity,
+            tenants: Vec::new(),
+            existing,
+            now,
+            role,
+        })
+    }
+
+    /// The id `update` is signed under (a delegated role's name first).
+    pub fn signed_update_id(&self, update: &str) -> String {
+        self.signed_id(update)
+    }
+}
