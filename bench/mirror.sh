@@ -94,6 +94,9 @@ if [ "$phases" = all ]; then
   find "$pdw/catalog/targets" -name '*.deb' -print0 | while IFS= read -r -d '' f; do
     dpkg-deb --show --showformat='${Package} ${Version} ${Architecture}\n' "$f"
   done | sort -u > "$pkgset"
+  # The catalog's copies of the payloads are not needed for the nothing-new phase (it
+  # reads metadata only); removed to keep the benchmark's disk use near 2 GB per tool.
+  find "$pdw/catalog/targets" -name '*.deb' -delete
 fi
 npkgs=$(wc -l < "$pkgset")
 nsources=$(grep -c '^  mirror-DEB-' "$pdw/first.out" || true)

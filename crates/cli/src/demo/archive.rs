@@ -613,3 +613,64 @@ fn judge<'a>(
     }
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bin(package: &str, version: &str, pre_depends: &str) -> Binary {
+        Binary {
+            package: package.into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+            pre_depends: pre_depends.into(),
+        }
+    }
+
+    fn pam(pre: &str) -> Mirrored {
+        Mirrored {
+            id: UpdateId::new("mirror-DEB-pam-1.5.2-6_pdeb12u3").unwrap(),
+            source: "pam".into(),
+            version: "1.5.2-6+deb12u3".into(),
+            title: String::new(),
+            binaries: vec![
+                bin("libpam-modules", "1.5.2-6+deb12u3", pre),
+                bin("libpam-modules-bin", "1.5.2-6+deb12u3", ""),
+            ],
+        }
+    }
+
+    /// Debian's pam 1.5.2-6+deb12u3: one `dpkg -i` of both binaries upgraded
+    /// libpam-modules-bin, refused libpam-modules, and left apt with an unmet dependency.
+    #[test]
+    fn a_pre_dependency_on_a_siblings_new_version_is_held_back_not_half_installed() {
+        let both = BTreeMap::from([
+            (
+                "libpam-modules:amd64".to_string(),
+                "1.5.2-6+deb12u1".to_string(),
+            ),
+            (
+                "libpam-modules-bin:amd64".to_string(),
+                "1.5.2-6+deb12u1".to_string(),
+            ),
+        ]);
+        let why = held_back(&pam("libpam-modules-bin (= 1.5.2-6+deb12u3)"), &both).unwrap();
+        assert!(
+            why.starts_with(
+                "libpam-modules pre-depends on libpam-modules-bin (= 1.5.2-6+deb12u3) of the same update: dpkg must configure libpam-modules-bin 1.5.2-6+deb12u3 before it unpacks libpam-modules"
+            ),
+            "{why}"
+        );
+        // The installed sibling already satisfies it: one dpkg run works.
+        assert_eq!(held_back(&pam("libpam-modules-bin (>= 1.5)"), &both), None);
+        // A host without the pre-depending binary installs only the sibling.
+        let bin_only = BTreeMap::from([(
+            "libpam-modules-bin:amd64".to_string(),
+            "1.5.2-6+deb12u1".to_string(),
+        )]);
+        assert_eq!(
+            held_back(&pam("libpam-modules-bin (= 1.5.2-6+deb12u3)"), &bin_only),
+            None
+        );
+    }
+}
