@@ -48,6 +48,8 @@ const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// The archive source the demo follows, once it answered.
 pub struct ArchiveSource {
     cfg: MirrorConfig,
+    /// Binary packages the mirror leaves out, and why.
+    excluded: String,
     codename: String,
     inrelease: Url,
 }
@@ -86,8 +88,17 @@ pub async fn probe(args: &DemoArgs) -> Result<ArchiveSource, String> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .ok_or("dpkg --print-architecture failed")?;
+    let mut exclude = vec!["*-dbg", "*-dbgsym"];
+    let mut excluded = "debug symbols (*-dbg, *-dbgsym)".to_owned();
+    if !has_kernel_package() {
+        exclude.extend(KERNEL_BUILDS);
+        excluded.push_str(&format!(
+            ", and kernel builds, headers, sources and docs ({}): this machine has no kernel package installed (a container), so neither have its copies",
+            KERNEL_BUILDS.join(", ")
+        ));
+    }
     let text = format!(
-        "[[source]]\nname = \"debian-security\"\nuri = {uri:?}\nsuite = \"{codename}-security\"\ncomponents = [\"main\"]\narchitectures = [{arch:?}]\nkeyring = {DEBIAN_KEYRING:?}\nexclude = [\"*-dbg\", \"*-dbgsym\"]\n",
+        "[[source]]\nname = \"debian-security\"\nuri = {uri:?}\nsuite = \"{codename}-security\"\ncomponents = [\"main\"]\narchitectures = [{arch:?}]\nkeyring = {DEBIAN_KEYRING:?}\nexclude = {exclude:?}\n",
         uri = args.archive_uri
     );
     let cfg = MirrorConfig::parse(&text).map_err(|e| format!("--archive-uri: {e}"))?;
@@ -96,6 +107,7 @@ pub async fn probe(args: &DemoArgs) -> Result<ArchiveSource, String> {
     match tokio::time::timeout(PROBE_LIMIT, fetch.get(&inrelease, 0)).await {
         Ok(Ok(_)) => Ok(ArchiveSource {
             cfg,
+            excluded,
             codename,
             inrelease,
         }),
@@ -105,6 +117,33 @@ pub async fn probe(args: &DemoArgs) -> Result<ArchiveSource, String> {
             PROBE_LIMIT.as_secs()
         )),
     }
+}
+
+/// Kernel packages a machine without a kernel package never installs; the demo's mirror
+/// leaves them out then (the kernel's source version alone is ~370 MB of them per version).
+const KERNEL_BUILDS: [&str; 4] = [
+    "linux-image-*",
+    "linux-headers-*",
+    "linux-source-*",
+    "linux-doc-*",
+];
+
+/// Whether this machine has a Debian kernel image installed.
+fn has_kernel_package() -> bool {
+    std::process::Command::new("dpkg-query")
+        .args([
+            "-W",
+            "-f",
+            "${db:Status-Abbrev} ${Package}\n",
+            "linux-image-*",
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("ii "))
+        })
+        .unwrap_or(true)
 }
 
 /// The package cache: `--archive-cache`, else `$XDG_CACHE_HOME/patchday/archive`, else
@@ -364,8 +403,8 @@ pub async fn run(
     let now = now();
     let month = train_month(now)?;
     say.step(&format!(
-        "archive: {} answered; this demo ships the genuine pending security updates of this machine ({} {}), mirrored from it",
-        source.inrelease, "Debian", source.codename
+        "archive: {} answered; this demo ships the genuine pending security updates of this machine (Debian {}), mirrored from it, leaving out {}",
+        source.inrelease, source.codename, source.excluded
     ));
 
     // Catalog: offline keys, and a delegation of the mirror's paths to the mirror's key.
