@@ -392,13 +392,8 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
         }
     }
     let report = print_report(&api, &[By::Host, By::Update]).await?;
-    finish(
-        report_verdict(&report, truthful),
-        say,
-        server_task,
-        hosts,
-        args.keep,
-    )
+    let verdict = report_verdict(&report, truthful);
+    finish(verdict, say, server_task, hosts, args.keep)
 }
 
 /// Whether every host ended compliant (or waits only for a reboot) and dpkg agreed:

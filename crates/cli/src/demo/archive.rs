@@ -554,13 +554,8 @@ pub async fn run(
     let truthful = judge(&hosts, &before, approved.iter().copied())?;
     let report = api.report(None).await?;
     summary(&report);
-    finish(
-        report_verdict(&report, truthful),
-        say,
-        server_task,
-        hosts,
-        args.keep,
-    )
+    let verdict = report_verdict(&report, truthful);
+    finish(verdict, say, server_task, hosts, args.keep)
 }
 
 /// One line per host: where it stands and how many updates are in which state.
