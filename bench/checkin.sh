@@ -12,13 +12,15 @@
 # (10,000 / 3600 s = 2.8/s, so >= 27.8 check-ins/s) on this 2-core machine, with p99 < 1 s.
 # Whole-process CPU and peak memory (server and load client together) come from
 # /usr/bin/time when it is installed.
-# Usage: bench/checkin.sh [HOSTS UPDATES PACKAGES CONCURRENCY CHECKINS]
+# Usage: bench/checkin.sh [HOSTS UPDATES PACKAGES CONCURRENCY CHECKINS [PRESENT]]
+# PRESENT: how many catalog updates name packages each host has (default: 40% of them);
+# bench/checkin-scale.sh compares 50 and 10,000 updates at the same PRESENT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -q -p patchday-server --example checkin_bench
 BIN=$CARGO_TARGET_DIR/release/examples/checkin_bench
-ARGS=("${1:-1000}" "${2:-50}" "${3:-800}" "${4:-32}" "${5:-5000}")
+ARGS=("${1:-1000}" "${2:-50}" "${3:-800}" "${4:-32}" "${5:-5000}" ${6:+"$6"})
 echo "checkin: hosts=${ARGS[0]} updates=${ARGS[1]} packages=${ARGS[2]} concurrency=${ARGS[3]} checkins=${ARGS[4]}"
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT

@@ -262,6 +262,16 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         Err(e) => tracing::warn!(error = %e, "could not clean the download directory"),
     }
 
+    // Issue 9, point 4 (closure): a repair the operator asked for, from the signed answer
+    // only (`patchday host repair`); before any install, as an admin would.
+    let repaired = match &dt.repair {
+        Some(r) => {
+            tracing::warn!(requested = %r.requested, allow_apt = r.allow_apt, "the server asks for a repair of the dpkg database");
+            Some(recover(cfg, &dpkg, r.allow_apt))
+        }
+        None => None,
+    };
+
     // Assignments come from the signed answer alone: an unsigned list can be cut on the way.
     let assignments = decision::assignments(&dt).context("nothing was installed")?;
     let mut summary = RunSummary {
@@ -269,14 +279,15 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         poll_seconds: resp.poll_seconds,
         ..Default::default()
     };
-    if assignments.is_empty() {
+    if assignments.is_empty() && repaired.is_none() {
         state.set_journal(None)?;
         send_facts(cfg, &client).await;
         return Ok(summary);
     }
 
     let mut counters = state.release_counters()?;
-    for a in &assignments {
+    // Issue 9, point 4 (closure): updates the signed answer groups go into one dpkg run.
+    for group in install_groups(&assignments, &dt.install_with) {
         let ctx = Ctx {
             cfg,
             state: &state,
@@ -291,24 +302,29 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             },
             now,
         };
-        match process(&ctx, a, &counters).await {
-            Ok((install, outcome @ (Outcome::Installed | Outcome::PendingReboot))) => {
-                summary.installed += 1;
-                counters.record(&install);
-                state.save_release_counters(&counters)?;
+        let members: Vec<&Assignment> = group.iter().map(|&i| &assignments[i]).collect();
+        match process_together(&ctx, &members, &counters).await {
+            Ok((installs, outcome @ (Outcome::Installed | Outcome::PendingReboot))) => {
                 let st = if outcome == Outcome::Installed {
                     UpdateState::Installed
                 } else {
                     UpdateState::InstalledPendingReboot
                 };
-                reporter.send(&a.update, st, None).await;
+                for install in &installs {
+                    summary.installed += 1;
+                    counters.record(install);
+                    state.save_release_counters(&counters)?;
+                    reporter.send(&install.update, st, None).await;
+                }
             }
             Ok((_, Outcome::Failed(m))) | Err(FailedBefore(m)) => {
-                tracing::error!(update = %a.update, message = %m, "update failed");
-                reporter
-                    .send(&a.update, UpdateState::Failed, Some(m.clone()))
-                    .await;
-                summary.failed.push((a.update.clone(), m));
+                for a in &members {
+                    tracing::error!(update = %a.update, message = %m, "update failed");
+                    reporter
+                        .send(&a.update, UpdateState::Failed, Some(m.clone()))
+                        .await;
+                    summary.failed.push((a.update.clone(), m.clone()));
+                }
             }
         }
     }
@@ -320,6 +336,9 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         .post("v1/agent/checkin", &CheckinRequest { inventory })
         .await?;
     send_facts(cfg, &client).await;
+    if let Some(r) = repaired {
+        r.outcome()?;
+    }
     Ok(summary)
 }
 
@@ -348,6 +367,43 @@ pub async fn repair(cfg: &AgentConfig, allow_apt: bool) -> anyhow::Result<Repair
         root: cfg.root.clone(),
         extra_args: cfg.dpkg_args.clone(),
     };
+    let done = recover(cfg, &dpkg, allow_apt);
+    let mut inventory = crate::inventory::collect(&cfg.root)?;
+    inventory.dpkg_broken = done.summary.still_broken.clone();
+    let _: CheckinResponse = client
+        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .await?;
+    done.outcome()
+}
+
+/// A recovery that ran: what it did, and whether apt still has something to fix.
+struct Recovery {
+    summary: RepairSummary,
+    apt_pending: bool,
+}
+
+impl Recovery {
+    /// `Err` when the host is still broken (dpkg's words) or apt still has unmet
+    /// dependencies.
+    fn outcome(self) -> anyhow::Result<RepairSummary> {
+        match &self.summary.still_broken {
+            Some(m) => anyhow::bail!(
+                "repair: the host is still broken: dpkg says: {m}; steps: {}",
+                self.summary.steps.join("; ")
+            ),
+            None if self.apt_pending => anyhow::bail!(
+                "repair: dpkg is clean, but apt has unmet dependencies: {}",
+                self.summary.steps.join("; ")
+            ),
+            None => Ok(self.summary),
+        }
+    }
+}
+
+/// The recovery itself, shared by `patchday-agent repair` and the server's repair
+/// assignment: `dpkg --configure -a` when dpkg's database is not clean, then `apt-get -f
+/// install` (simulated unless `allow_apt`).
+fn recover(cfg: &AgentConfig, dpkg: &Dpkg, allow_apt: bool) -> Recovery {
     let mut summary = RepairSummary::default();
     if dpkg.audit().is_some() {
         match dpkg.configure_pending() {
@@ -372,22 +428,10 @@ pub async fn repair(cfg: &AgentConfig, allow_apt: bool) -> anyhow::Result<Repair
         tracing::info!(step = %step, "repair");
     }
     summary.still_broken = dpkg.audit();
-    let mut inventory = crate::inventory::collect(&cfg.root)?;
-    inventory.dpkg_broken = summary.still_broken.clone();
-    let _: CheckinResponse = client
-        .post("v1/agent/checkin", &CheckinRequest { inventory })
-        .await?;
     let apt_pending = matches!(&apt, Ok(Some(_)) if !allow_apt) || apt.is_err();
-    match &summary.still_broken {
-        Some(m) => anyhow::bail!(
-            "repair: the host is still broken: dpkg says: {m}; steps: {}",
-            summary.steps.join("; ")
-        ),
-        None if apt_pending => anyhow::bail!(
-            "repair: dpkg is clean, but apt has unmet dependencies: {}",
-            summary.steps.join("; ")
-        ),
-        None => Ok(summary),
+    Recovery {
+        summary,
+        apt_pending,
     }
 }
 
@@ -614,17 +658,75 @@ async fn read_document(
     Ok(serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| e.to_string()))
 }
 
-async fn process(
+/// Issue 9, point 4 (closure): the assigned updates the signed answer says install
+/// together (`install_with`), as groups of indexes into `assignments`, each group in
+/// assignment order, groups in the order of their first member. Names the answer does
+/// not assign were refused when it was verified.
+fn install_groups(
+    assignments: &[Assignment],
+    with: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Vec<Vec<usize>> {
+    let mut group: Vec<usize> = (0..assignments.len()).collect();
+    let index = |u: &str| assignments.iter().position(|a| a.update.as_str() == u);
+    for (u, others) in with {
+        for o in others {
+            if let (Some(a), Some(b)) = (index(u), index(o)) {
+                let (keep, gone) = (group[a].min(group[b]), group[a].max(group[b]));
+                for g in group.iter_mut().filter(|g| **g == gone) {
+                    *g = keep;
+                }
+            }
+        }
+    }
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (i, g) in group.iter().enumerate() {
+        match out.iter_mut().find(|m| group[m[0]] == *g) {
+            Some(m) => m.push(i),
+            None => out.push(vec![i]),
+        }
+    }
+    out
+}
+
+/// Installs the updates of one group in one dpkg run: each is decided on its own (a
+/// refusal of one fails them all, nothing is changed), then all their payloads go to
+/// dpkg together, checked whole first.
+async fn process_together(
+    ctx: &Ctx<'_>,
+    members: &[&Assignment],
+    counters: &crate::state::ReleaseCounters,
+) -> Result<(Vec<Install>, Outcome), FailedBefore> {
+    let mut installs = Vec::new();
+    let mut files = Vec::new();
+    for a in members {
+        let (install, mut f) = prepare(ctx, a, counters).await.map_err(|FailedBefore(m)| {
+            if members.len() > 1 {
+                FailedBefore(format!("{} (installed together with it): {m}", a.update))
+            } else {
+                FailedBefore(m)
+            }
+        })?;
+        installs.push(install);
+        files.append(&mut f);
+    }
+    let Some(first) = members.first() else {
+        return Ok((installs, Outcome::Installed));
+    };
+    let outcome = apply(ctx, &first.update, &files)?;
+    Ok((installs, outcome))
+}
+
+/// Decides and downloads one assignment.
+async fn prepare(
     ctx: &Ctx<'_>,
     a: &Assignment,
     counters: &crate::state::ReleaseCounters,
-) -> Result<(Install, Outcome), FailedBefore> {
+) -> Result<(Install, Vec<(PayloadRef, PathBuf)>), FailedBefore> {
     let Ctx {
         cfg,
         state,
         client,
         reporter,
-        dpkg,
         ..
     } = *ctx;
     let document = read_document(ctx, a).await?;
@@ -662,11 +764,22 @@ async fn process(
     reporter
         .send(&a.update, UpdateState::Downloaded, None)
         .await;
-
     reporter
         .send(&a.update, UpdateState::Installing, None)
         .await;
-    state.set_journal(Some(&a.update))?;
+    Ok((install, files))
+}
+
+/// Installs the downloaded payloads of one dpkg run (debs together, then bundles).
+fn apply(
+    ctx: &Ctx<'_>,
+    journal: &UpdateId,
+    files: &[(PayloadRef, PathBuf)],
+) -> Result<Outcome, FailedBefore> {
+    let Ctx {
+        cfg, state, dpkg, ..
+    } = *ctx;
+    state.set_journal(Some(journal))?;
     let debs: Vec<(PayloadRef, PathBuf)> = files
         .iter()
         .filter(|(p, _)| p.kind == PayloadKind::Deb)
@@ -702,11 +815,11 @@ async fn process(
         }
     }
     if !matches!(outcome, Outcome::Failed(_)) {
-        for (_, path) in &files {
+        for (_, path) in files {
             let _ = std::fs::remove_file(path);
         }
     }
-    Ok((install, outcome))
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -721,6 +834,33 @@ mod tests {
         c.raise(PayloadKind::Deb, "libfoo", 2);
         assert_eq!(c.get(PayloadKind::Deb, "libfoo"), 4);
         assert_eq!(c.get(PayloadKind::Bundle, "libfoo"), 0, "kinds are apart");
+    }
+
+    #[test]
+    fn updates_the_answer_groups_install_in_one_run_and_unknown_names_group_nothing() {
+        let a = |u: &str| Assignment {
+            update: UpdateId::new(u).unwrap(),
+            targets: vec![],
+        };
+        let assignments = [a("A"), a("B"), a("C"), a("D")];
+        let with = std::collections::BTreeMap::from([
+            (
+                "D".to_string(),
+                std::collections::BTreeSet::from(["B".to_string()]),
+            ),
+            (
+                "C".to_string(),
+                std::collections::BTreeSet::from(["D".to_string(), "X".to_string()]),
+            ),
+        ]);
+        assert_eq!(
+            install_groups(&assignments, &with),
+            [vec![0], vec![1, 2, 3]]
+        );
+        assert_eq!(
+            install_groups(&assignments, &Default::default()),
+            [vec![0], vec![1], vec![2], vec![3]]
+        );
     }
 
     #[tokio::test]

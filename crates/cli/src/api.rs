@@ -270,6 +270,18 @@ impl Api {
         .await
     }
 
+    /// Which of these target files (sha256) the server lacks (issue 9, point 6).
+    pub async fn missing_targets(&self, sha256: Vec<String>) -> anyhow::Result<Vec<String>> {
+        let answer: patchday_types::api::TargetHashes = self
+            .post(
+                "/v1/catalog/missing",
+                &patchday_types::api::TargetHashes { sha256 },
+                "asking the server which payloads it lacks",
+            )
+            .await?;
+        Ok(answer.sha256)
+    }
+
     // ---- Finding 3/4/10 (issue 8): lifecycle commands and the operator log ----
 
     async fn delete<R: DeserializeOwned>(&self, path: &str, what: &str) -> anyhow::Result<R> {
@@ -334,6 +346,32 @@ impl Api {
         .await
     }
     /// Operator log entries in scope, oldest first.
+    /// Issue 10, point 1: a tenant's state history, for one host and/or update.
+    pub async fn history(
+        &self,
+        tenant: &TenantId,
+        host: Option<&patchday_types::HostId>,
+        update: Option<&patchday_types::UpdateId>,
+    ) -> anyhow::Result<patchday_types::api::HistoryAnswer> {
+        let mut q: Vec<String> = Vec::new();
+        if let Some(h) = host {
+            q.push(format!("host={h}"));
+        }
+        if let Some(u) = update {
+            q.push(format!("update={}", url_escape(u.as_str())));
+        }
+        let q = if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        };
+        self.get(
+            &format!("/v1/tenants/{tenant}/history{q}"),
+            "reading the state history",
+        )
+        .await
+    }
+
     pub async fn log(
         &self,
         tenant: Option<&TenantId>,
@@ -427,6 +465,10 @@ pub struct FleetSourcePackages {
     pub hosts: u64,
     /// Source name → installed source versions.
     pub sources: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Issue 9, point 4 (closure): binary name → installed versions (absent from older
+    /// servers).
+    #[serde(default)]
+    pub binaries: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Api {
@@ -438,4 +480,35 @@ impl Api {
         )
         .await
     }
+}
+
+// Issue 9, point 4 (closure): the server-side repair assignment.
+impl Api {
+    /// Asks the host's agent to run the repair at its next check-in.
+    pub async fn repair_host(
+        &self,
+        t: &TenantId,
+        h: &HostId,
+        allow_apt: bool,
+    ) -> anyhow::Result<()> {
+        self.post(
+            &format!("/v1/tenants/{t}/hosts/{h}/repair"),
+            &serde_json::json!({ "allow_apt": allow_apt }),
+            "asking the host to repair its dpkg database",
+        )
+        .await
+    }
+}
+
+/// Percent-encodes what a query value must not carry raw (ids are slugs, but `:` and `+`
+/// in Debian versions would otherwise be read differently).
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -1,154 +1,20 @@
 //! Publishing: catalog keys, signing updates offline, and pushing the signed result.
 
 use anyhow::Context;
-use patchday_trust::{Expiries, KeyPaths, NewTarget};
-use patchday_types::{
-    Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument,
-    UpdateId,
-};
+use patchday_trust::{Expiries, KeyPaths};
+use patchday_types::{PayloadKind, PayloadRef};
 use std::path::{Path, PathBuf};
 
-/// What the publisher says about a new update.
-#[derive(Clone, Debug)]
-pub struct UpdateOptions {
-    /// Update id.
-    pub id: UpdateId,
-    /// Title; derived from the package when absent.
-    pub title: Option<String>,
-    /// Product; `debian` for packages, the bundle name for bundles, when absent.
-    pub product: Option<String>,
-    /// Classification; `security` when CVEs are named, else `bugfix`, when absent.
-    pub classification: Option<Classification>,
-    /// Severity.
-    pub severity: Severity,
-    /// Train month or emergency lane.
-    pub release: Release,
-    /// Updates this one replaces.
-    pub supersedes: Vec<UpdateId>,
-    /// Count CVEs from changelog entries newer than this version (default: the newest entry only).
-    pub since: Option<String>,
-    /// Tenants it is published for (empty: all).
-    pub tenants: Vec<String>,
-    /// Sign as this delegated role instead of the offline targets role (issue 9, point 2).
-    pub role: Option<DelegatedSigner>,
-    /// Where a mirrored update came from, signed into its document (issue 9, point 2).
-    pub upstream: Option<patchday_types::UpstreamEvidence>,
-}
-
-/// Issue 9, point 2: a delegated role and the key file(s) that sign for it (a mirror's key).
-#[derive(Clone, Debug)]
-pub struct DelegatedSigner {
-    /// Role name, e.g. `mirror`.
-    pub role: String,
-    /// Its key file(s).
-    pub key_files: Vec<PathBuf>,
-}
-
-/// The role that holds one tenant's private updates (issue 9, point 3).
-pub fn tenant_role(tenant: &str) -> String {
-    format!("tenant-{tenant}")
-}
-
-/// The target name of `name` published by delegated `role`: `<role>~<name>` (`~` appears in no
-/// role or tenant name, so one role's names never fall under another role's prefix).
-pub fn role_target_name(role: &str, name: &str) -> String {
-    format!("{role}~{name}")
-}
-
-/// Default paths of a delegated role: its payloads (`<role>~*`) and update documents whose
-/// id starts with `<role>-` (`update-<role>-*`).
-pub fn default_role_paths(role: &str) -> Vec<String> {
-    vec![format!("{role}~*"), format!("update-{role}-*")]
-}
-
-/// Delegates to `role` from the offline targets role (`keys`), held by `key_files`.
-pub async fn delegate(
-    keys: &KeyPaths,
-    repo: &Path,
-    role: &str,
-    paths: &[String],
-    key_files: &[PathBuf],
-    threshold: u64,
-    now: jiff::Timestamp,
-) -> anyhow::Result<patchday_trust::CatalogVersion> {
-    let paths = if paths.is_empty() {
-        default_role_paths(role)
-    } else {
-        paths.to_vec()
-    };
-    patchday_trust::delegate_role(
-        keys,
-        repo,
-        role,
-        &paths,
-        key_files,
-        threshold,
-        now,
-        &Expiries::default(),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "delegating {} to role {role} in {}",
-            paths.join(", "),
-            repo.display()
-        )
-    })
-}
-
-/// Issue 9, point 3: makes sure `tenant`'s private role exists: created on first use (and
-/// again after a targets key rotation), signed by the offline targets key (which also signs
-/// for it), trusted for the tenant's
-/// payloads (`tenant-<t>~*`) and for update documents (`update-*`: documents keep their
-/// names, and naming each one in the delegation would show other tenants its id).
-async fn ensure_tenant_role(
-    keys: &KeyPaths,
-    repo: &Path,
-    tenant: &str,
-    now: jiff::Timestamp,
-) -> anyhow::Result<String> {
-    let role = tenant_role(tenant);
-    let existing = patchday_trust::delegated_roles(repo)
-        .await
-        .with_context(|| format!("reading the catalog in {}", repo.display()))?;
-    let key_id = patchday_trust::public_key_id(&keys.targets)
-        .with_context(|| format!("reading the targets key {}", keys.targets.display()))?;
-    // Missing, or held by a targets key rotated out since: (re-)delegate to the current one.
-    if !existing
-        .iter()
-        .any(|d| d.role == role && d.keyids.contains(&key_id))
-    {
-        let paths = vec![role_target_name(&role, "*"), "update-*".to_owned()];
-        delegate(
-            keys,
-            repo,
-            &role,
-            &paths,
-            std::slice::from_ref(&keys.targets),
-            1,
-            now,
-        )
-        .await?;
-    }
-    Ok(role)
-}
+// Issue 9, point 1: signing lives in `patchday-publish`, shared with the server's
+// scheduled mirror.
+pub use patchday_publish::update::{
+    add_update, default_role_paths, delegate, role_target_name, tenant_role, DelegatedSigner,
+    UpdateContent, UpdateOptions,
+};
 
 /// Debian's file-name form of a version (no epoch).
 fn file_version(v: &str) -> &str {
     v.split_once(':').map(|(_, r)| r).unwrap_or(v)
-}
-
-/// What an update carries: its payload files, their descriptions, CVEs and text.
-#[derive(Clone, Debug, Default)]
-pub struct UpdateContent {
-    /// Payload files, in the order of `payloads`.
-    pub files: Vec<PathBuf>,
-    /// Their descriptions.
-    pub payloads: Vec<PayloadRef>,
-    /// CVEs fixed.
-    pub cves: Vec<String>,
-    /// Changelog excerpt.
-    pub description: String,
 }
 
 /// Reads `.deb` files and describes them as payloads, with CVEs and changelog text.
@@ -217,152 +83,6 @@ pub fn describe_debs(debs: &[PathBuf], since: Option<&str>) -> anyhow::Result<Up
     })
 }
 
-/// Signs an update (document + payload files) into the catalog at `repo`.
-pub async fn add_update(
-    keys: &KeyPaths,
-    repo: &Path,
-    content: UpdateContent,
-    opts: &UpdateOptions,
-    now: jiff::Timestamp,
-) -> anyhow::Result<UpdateDocument> {
-    let UpdateContent {
-        files,
-        mut payloads,
-        cves,
-        description,
-    } = content;
-    // Issue 9: who signs. A delegated role (the mirror's key), one tenant's private role, or
-    // the offline targets role.
-    let signer: Option<(String, Vec<PathBuf>)> = match (&opts.role, opts.tenants.as_slice()) {
-        (Some(_), [_, ..]) => anyhow::bail!(
-            "--as and --tenant do not go together: a tenant's private update is signed into its own role"
-        ),
-        (Some(r), []) => Some((r.role.clone(), r.key_files.clone())),
-        (None, []) => None,
-        (None, [tenant]) => Some((
-            ensure_tenant_role(keys, repo, tenant, now).await?,
-            vec![keys.targets.clone()],
-        )),
-        (None, [_, _, ..]) => anyhow::bail!(
-            "a private update is for one tenant: publish it once per tenant (each tenant's updates live in the tenant's own role, served to that tenant only)"
-        ),
-    };
-    if let Some((role, _)) = &signer {
-        for p in &mut payloads {
-            p.target = role_target_name(role, &p.target);
-        }
-    }
-    let first = payloads
-        .first()
-        .context("an update needs at least one payload")?;
-    let doc = UpdateDocument {
-        id: opts.id.clone(),
-        title: opts.title.clone().unwrap_or_else(|| {
-            if cves.is_empty() {
-                format!("{} {} update", first.source, first.source_version)
-            } else {
-                format!(
-                    "{} {} security update ({} CVE{})",
-                    first.source,
-                    first.source_version,
-                    cves.len(),
-                    if cves.len() == 1 { "" } else { "s" }
-                )
-            }
-        }),
-        product: opts.product.clone().unwrap_or_else(|| match first.kind {
-            PayloadKind::Deb => "debian".into(),
-            PayloadKind::Bundle => first.package.clone(),
-        }),
-        classification: opts.classification.unwrap_or(if cves.is_empty() {
-            Classification::Bugfix
-        } else {
-            Classification::Security
-        }),
-        severity: opts.severity,
-        cves,
-        supersedes: opts.supersedes.clone(),
-        release: opts.release.clone(),
-        payloads: payloads.clone(),
-        description,
-        tenants: opts.tenants.clone(),
-        upstream: opts.upstream.clone(),
-    };
-    let tmp = tempfile::tempdir()?;
-    let doc_path = tmp.path().join("doc.json");
-    std::fs::write(&doc_path, serde_json::to_vec_pretty(&doc)?)?;
-    let mut targets = vec![NewTarget {
-        name: UpdateDocument::target_name(&doc.id),
-        path: doc_path,
-        custom: serde_json::to_value(TargetCustom::Update { id: doc.id.clone() })?,
-    }];
-    let counters = release_counters(repo, &payloads).await?;
-    for ((p, f), counter) in payloads.iter().zip(&files).zip(counters) {
-        targets.push(NewTarget {
-            name: p.target.clone(),
-            path: f.clone(),
-            custom: serde_json::to_value(TargetCustom::for_payload(p, counter))?,
-        });
-    }
-    match signer {
-        None => patchday_trust::add_targets(keys, repo, targets, now, &Expiries::default())
-            .await
-            .with_context(|| format!("signing update {} into {}", doc.id, repo.display()))?,
-        Some((role, key_files)) => patchday_trust::add_targets_as(
-            keys,
-            repo,
-            &role,
-            &key_files,
-            targets,
-            now,
-            &Expiries::default(),
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "signing update {} into {} as role {role}",
-                doc.id,
-                repo.display()
-            )
-        })?,
-    };
-    Ok(doc)
-}
-
-/// Uptane release counters for new payloads: per (kind, package), one more than the
-/// highest the catalog already signed, so the order of publication is the order agents
-/// accept, whatever the version strings claim.
-async fn release_counters(repo: &Path, payloads: &[PayloadRef]) -> anyhow::Result<Vec<u64>> {
-    let existing = patchday_trust::catalog_targets(repo)
-        .await
-        .with_context(|| format!("reading the catalog in {}", repo.display()))?;
-    let mut highest: std::collections::HashMap<(PayloadKind, String), u64> =
-        std::collections::HashMap::new();
-    for custom in existing.into_values() {
-        if let Ok(TargetCustom::Payload {
-            kind,
-            package,
-            release_counter,
-            ..
-        }) = serde_json::from_value(custom)
-        {
-            let h = highest.entry((kind, package)).or_default();
-            *h = (*h).max(release_counter);
-        }
-    }
-    // Architectures of one package published together share one counter.
-    let mut fresh: std::collections::HashMap<(PayloadKind, String), u64> =
-        std::collections::HashMap::new();
-    Ok(payloads
-        .iter()
-        .map(|p| {
-            let key = (p.kind, p.package.clone());
-            let next = highest.get(&key).copied().unwrap_or(0).saturating_add(1);
-            *fresh.entry(key).or_insert(next)
-        })
-        .collect())
-}
-
 /// Describes a bundle file as a payload.
 pub fn describe_bundle(path: &Path) -> anyhow::Result<PayloadRef> {
     let m = patchday_agent::install::bundle::read_manifest(path)
@@ -384,27 +104,55 @@ pub fn describe_bundle(path: &Path) -> anyhow::Result<PayloadRef> {
     })
 }
 
-/// Packs a catalog's `metadata/` and `targets/` into a tar file for pushing.
-pub fn pack(repo: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
-    let out = tempfile::NamedTempFile::new()?;
-    let mut b = tar::Builder::new(out.reopen()?);
-    for sub in ["metadata", "targets"] {
-        let dir = repo.join(sub);
-        if !dir.is_dir() {
-            anyhow::bail!(
-                "{} is not a catalog (no {sub}/): run `patchday catalog init` first",
-                repo.display()
-            );
-        }
-        for e in std::fs::read_dir(&dir)? {
-            let e = e?;
-            if e.file_type()?.is_file() {
-                b.append_path_with_name(e.path(), Path::new(sub).join(e.file_name()))?;
+// Issue 9, point 1: packing is shared with the server's scheduled mirror.
+pub use patchday_publish::pack::{pack, pack_except};
+
+/// What one push sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushStats {
+    /// Target files in the catalog.
+    pub targets: usize,
+    /// Those uploaded (the server lacked them).
+    pub uploaded: usize,
+    /// Bytes of the upload.
+    pub bytes: u64,
+}
+
+/// Pushes the catalog in `repo` (issue 9, point 6): its current metadata, and only the
+/// target files the server does not hold yet, so a push costs what is new, not the
+/// catalog's whole history.
+pub async fn push(
+    api: &crate::api::Api,
+    repo: &Path,
+) -> anyhow::Result<(patchday_types::api::CatalogStatus, PushStats)> {
+    let mut hashes = std::collections::BTreeSet::new();
+    let tdir = repo.join("targets");
+    if tdir.is_dir() {
+        for e in std::fs::read_dir(&tdir)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if let Some((sha, _)) = name.split_once('.') {
+                hashes.insert(sha.to_owned());
             }
         }
     }
-    b.finish()?;
-    Ok(out)
+    let missing: std::collections::BTreeSet<String> = api
+        .missing_targets(hashes.iter().cloned().collect())
+        .await?
+        .into_iter()
+        .collect();
+    let present: std::collections::BTreeSet<String> =
+        hashes.difference(&missing).cloned().collect();
+    let tar = pack_except(repo, &present)?;
+    let bytes = tar.as_file().metadata()?.len();
+    let status = api.push_catalog(tar.path()).await?;
+    Ok((
+        status,
+        PushStats {
+            targets: hashes.len(),
+            uploaded: missing.len(),
+            bytes,
+        },
+    ))
 }
 
 // ---- Issue 9, point 5: catalog upkeep ----
@@ -429,14 +177,16 @@ pub async fn refresh(
     targets_within: jiff::SignedDuration,
 ) -> anyhow::Result<(bool, Vec<patchday_trust::expiry::RoleMeta>)> {
     let before = local_role_expiries(repo);
+    // Top-level targets and its hash bins (issue 9, point 6) share the offline key.
     let targets_due = before
         .iter()
-        .find(|r| r.role == "targets")
-        .is_none_or(|t| t.expires.duration_since(now) <= targets_within);
+        .filter(|r| r.role == "targets" || r.role == "targets.bin-*")
+        .any(|t| t.expires.duration_since(now) <= targets_within)
+        || !before.iter().any(|r| r.role == "targets");
     if targets_due {
-        // Adding nothing re-signs targets (new version, fresh expiry), snapshot and
-        // timestamp.
-        patchday_trust::add_targets(keys, repo, Vec::new(), now, exp)
+        // Re-signs targets and its bins that are due (new versions, fresh expiries),
+        // snapshot and timestamp, adding nothing.
+        patchday_trust::refresh_targets(keys, repo, None, now, exp, targets_within)
             .await
             .context("re-signing targets, snapshot and timestamp")?;
     } else {

@@ -604,6 +604,7 @@ async fn decide_everywhere(
                 decision,
                 deadline: None,
                 reason: reason.map(str::to_owned),
+                emergency: false,
             },
         )
         .await?;

@@ -76,7 +76,10 @@ enum Command {
     /// Approves an update for a group.
     ///
     /// Example: patchday approve --tenant acme --group web PD-2026-0001 --deadline 2026-12-10T18:00:00Z
-    Approve(DecideArgs),
+    ///
+    /// Emergency lane (an update exploited today, before the tenant's patch day):
+    /// patchday approve --tenant acme --group web PD-2026-0001 --emergency --reason "CVE-2026-1234 exploited, see CISA KEV"
+    Approve(ApproveArgs),
     /// Declines an update for a group.
     ///
     /// Example: patchday decline --tenant acme --group web PD-2026-0001 --reason "replaced by the vendor's build"
@@ -125,6 +128,23 @@ enum Command {
         /// Entries at or after this time: RFC 3339, or a duration ago such as 24h or 7d.
         #[arg(long)]
         since: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// When each host's state for each update changed, and how long updates took from
+    /// publication to installed (the figure a service level is about).
+    ///
+    /// Example: patchday history --tenant acme --update DEB-openssl-3.0.15-1~deb12u1
+    History {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<HostId>,
+        /// Only this update.
+        #[arg(long)]
+        update: Option<UpdateId>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -213,6 +233,109 @@ struct ServerArgs {
     /// Warn this long before the timestamp expires (it lives a day by default).
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timestamp_expiry_warning: jiff::SignedDuration,
+    #[command(flatten)]
+    mirror: Box<ServerMirrorArgs>,
+}
+
+/// Issue 9, point 1: `patchday server --mirror-every 1h`: the archive sync on a schedule.
+#[derive(Args)]
+struct ServerMirrorArgs {
+    /// Run the archive sync (what `patchday mirror run` does, selecting newer versions of
+    /// the source packages the fleet has installed) inside the server this often (30m,
+    /// 1h, 1d); what it signs is taken in like a push. Needs --mirror-config,
+    /// --mirror-catalog, --mirror-key and --mirror-online-keys.
+    #[arg(
+        long,
+        value_parser = parse_duration,
+        requires_all = ["mirror_config", "mirror_catalog", "mirror_key", "mirror_online_keys"]
+    )]
+    mirror_every: Option<jiff::SignedDuration>,
+    /// Mirror configuration (TOML with [[source]] tables, as for `patchday mirror run`).
+    #[arg(long, requires = "mirror_every")]
+    mirror_config: Option<PathBuf>,
+    /// The server's working copy of the catalog the mirror signs into (a copy of the
+    /// catalog directory that delegates to the mirror role).
+    #[arg(long, requires = "mirror_every")]
+    mirror_catalog: Option<PathBuf>,
+    /// The delegated role the mirror signs as (`patchday catalog delegate --role mirror`).
+    #[arg(long, default_value = "mirror", requires = "mirror_every")]
+    mirror_role: String,
+    /// The mirror role's key file (repeatable; never the offline targets key).
+    #[arg(long = "mirror-key", requires = "mirror_every")]
+    mirror_key: Vec<PathBuf>,
+    /// Directory with the catalog's online keys, snapshot.pem and timestamp.pem.
+    #[arg(long, requires = "mirror_every")]
+    mirror_online_keys: Option<PathBuf>,
+    /// Mirror state and downloads [default: MIRROR_CATALOG/mirror].
+    #[arg(long, requires = "mirror_every")]
+    mirror_work: Option<PathBuf>,
+}
+
+impl ServerMirrorArgs {
+    /// The schedule, when --mirror-every is given; the server's tracker and KEV feeds rate
+    /// the mirrored updates too.
+    fn schedule(
+        &self,
+        feeds: &patchday_audit::feeds::FeedPaths,
+    ) -> anyhow::Result<Option<patchday_server::mirror_schedule::MirrorSchedule>> {
+        let Some(every) = self.mirror_every else {
+            return Ok(None);
+        };
+        let every = std::time::Duration::try_from(every)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--mirror-every must be longer than zero")?;
+        let (Some(config), Some(repo), Some(online)) = (
+            &self.mirror_config,
+            &self.mirror_catalog,
+            &self.mirror_online_keys,
+        ) else {
+            anyhow::bail!(
+                "--mirror-every needs --mirror-config, --mirror-catalog and --mirror-online-keys"
+            );
+        };
+        let job = patchday_publish::mirror::MirrorJob {
+            config: config.clone(),
+            work: self.mirror_work.clone(),
+            debian_tracker: feeds.debian_tracker.first().cloned(),
+            kev: feeds.kev.clone(),
+            codename: None,
+            train: None,
+            publish: patchday_publish::mirror::PublishSettings {
+                keys: patchday_trust::KeyPaths::in_dir(online),
+                repo: repo.clone(),
+                severity: patchday_types::Severity::Important,
+                tenants: Vec::new(),
+                role: Some(patchday_publish::DelegatedSigner {
+                    role: self.mirror_role.clone(),
+                    key_files: self.mirror_key.clone(),
+                }),
+            },
+        };
+        // Fail at start, not at the first tick, on a configuration that cannot work.
+        patchday_mirror::MirrorConfig::load(config)?;
+        anyhow::ensure!(
+            repo.join("metadata/timestamp.json").is_file(),
+            "--mirror-catalog {} is not a catalog: copy there the catalog directory that delegates to the {} role (`patchday catalog delegate --role {}`)",
+            repo.display(),
+            self.mirror_role,
+            self.mirror_role
+        );
+        for k in [&job.publish.keys.snapshot, &job.publish.keys.timestamp]
+            .into_iter()
+            .chain(&self.mirror_key)
+        {
+            anyhow::ensure!(
+                k.is_file(),
+                "{} does not exist: --mirror-online-keys names a directory with snapshot.pem and timestamp.pem, --mirror-key the mirror role's key file",
+                k.display()
+            );
+        }
+        Ok(Some(patchday_server::mirror_schedule::MirrorSchedule {
+            job,
+            every,
+        }))
+    }
 }
 
 /// A clap parser for durations (`90m`, `12h`, `30d`, `2w`).
@@ -322,6 +445,13 @@ enum CatalogCmd {
     /// always, targets when it expires within --targets-within (issue 9, point 5).
     ///
     /// Example: patchday catalog refresh --keys ~/patchday-keys --repo ~/catalog && patchday catalog push --repo ~/catalog
+    /// Re-checks mirrored updates against the upstream evidence in their signed documents:
+    /// the InRelease (fetched again, or the mirror's kept copy) verifies with the pinned
+    /// keyring, lists the recorded index hash, and that index lists every payload with the
+    /// sha256 the catalog signs. Exits 1 on any difference (issue 9, point 2).
+    ///
+    /// Example: patchday catalog verify-upstream --repo ~/catalog --config mirror.toml --all
+    VerifyUpstream(patchday_cli::mirror::VerifyUpstreamArgs),
     Refresh {
         /// Key directory (snapshot and timestamp keys; the targets key only when
         /// targets is re-signed).
@@ -688,6 +818,24 @@ enum HostCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Issue 9, point 4: asks the host's agent, in its next signed check-in answer, to
+    /// run the recovery of `patchday-agent repair` (`dpkg --configure -a`; `apt-get -f
+    /// install` only with --allow-apt). The request stays until the host reports a clean
+    /// dpkg database.
+    ///
+    /// Example: patchday host repair --tenant acme web-1-ab12cd34 --allow-apt
+    Repair {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Host id.
+        host: HostId,
+        /// Let `apt-get -f install` install or remove packages to fix dependencies.
+        #[arg(long)]
+        allow_apt: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 /// Finding 7: the director key, for `patchday-agent --director-key`.
@@ -765,6 +913,20 @@ struct DecideArgs {
     deadline: Option<jiff::Timestamp>,
     #[command(flatten)]
     conn: Conn,
+}
+
+/// Issue 10, point 4: an approval may take the operator's emergency lane.
+#[derive(Args)]
+struct ApproveArgs {
+    #[command(flatten)]
+    decide: DecideArgs,
+    /// Skip the tenant's patch day and deferrals for this approval (the update is still
+    /// verified against the signed catalog); needs --reason, which the log and reports show.
+    #[arg(long, requires = "reason")]
+    emergency: bool,
+    /// Why (required with --emergency).
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 /// Issue 9, point 7: a decline carries the operator's reason, shown in reports.
@@ -875,6 +1037,31 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::History {
+            tenant,
+            host,
+            update,
+            conn,
+        } => {
+            let h = conn
+                .api()?
+                .history(&tenant, host.as_ref(), update.as_ref())
+                .await?;
+            match conn.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&h)?),
+                f => {
+                    print(&patchday_cli::render::history_table(&h.entries), f);
+                    if f == Format::Table {
+                        println!();
+                        print(
+                            &patchday_cli::render::time_to_install_table(&h.time_to_install),
+                            f,
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
         Command::Tenant(TenantCmd::Remove { id, force, conn }) => {
             let r = conn.api()?.remove_tenant(&id, force).await?;
             println!("removed {} ({} host(s) with it)", r.removed, r.hosts);
@@ -959,6 +1146,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 ]);
             }
             print(&t, conn.format);
+            Ok(0)
+        }
+        // issue 9, point 4 (closure): the server-side repair assignment
+        Command::Host(HostCmd::Repair {
+            tenant,
+            host,
+            allow_apt,
+            conn,
+        }) => {
+            conn.api()?.repair_host(&tenant, &host, allow_apt).await?;
+            println!(
+                "host {host} will run the repair{} at its next check-in",
+                if allow_apt { " (apt allowed)" } else { "" }
+            );
             Ok(0)
         }
         Command::Host(HostCmd::SetGroups {
@@ -1066,8 +1267,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Approve(a) => decide(a, Decision::Approve, None).await,
-        Command::Decline(a) => decide(a.decide, Decision::Decline, Some(a.reason)).await,
+        Command::Approve(a) => decide(a.decide, Decision::Approve, a.reason, a.emergency).await,
+        Command::Decline(a) => decide(a.decide, Decision::Decline, Some(a.reason), false).await,
         Command::Report { tenant, by, conn } => {
             let r = conn.api()?.report(tenant.as_ref()).await?;
             print(&report_table(&r, by), conn.format);
@@ -1076,7 +1277,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-async fn decide(a: DecideArgs, decision: Decision, reason: Option<String>) -> anyhow::Result<i32> {
+async fn decide(
+    a: DecideArgs,
+    decision: Decision,
+    reason: Option<String>,
+    emergency: bool,
+) -> anyhow::Result<i32> {
     let r = a
         .conn
         .api()?
@@ -1088,13 +1294,14 @@ async fn decide(a: DecideArgs, decision: Decision, reason: Option<String>) -> an
                 decision,
                 deadline: a.deadline,
                 reason,
+                emergency,
             },
         )
         .await?;
-    let verb = if decision == Decision::Approve {
-        "approved"
-    } else {
-        "declined"
+    let verb = match (decision, emergency) {
+        (Decision::Approve, false) => "approved",
+        (Decision::Approve, true) => "approved through the emergency lane",
+        (Decision::Decline, _) => "declined",
     };
     println!("{verb} {} for group {} in {}", r.update, r.group, a.tenant);
     Ok(0)
@@ -1186,12 +1393,20 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
             );
         }
         CatalogCmd::Push { repo, conn } => {
-            let tar = patchday_cli::catalog::pack(&repo)?;
-            let s = conn.api()?.push_catalog(tar.path()).await?;
+            let (s, sent) = patchday_cli::catalog::push(&conn.api()?, &repo).await?;
             println!(
-                "catalog accepted: targets v{}, {} updates, {} payloads",
-                s.targets_version, s.updates, s.payloads
+                "catalog accepted: targets v{}, {} updates, {} payloads ({} of {} target files uploaded, {} KiB; the server held the rest)",
+                s.targets_version,
+                s.updates,
+                s.payloads,
+                sent.uploaded,
+                sent.targets,
+                sent.bytes / 1024
             );
+        }
+        // Issue 9, point 2.
+        CatalogCmd::VerifyUpstream(a) => {
+            return patchday_cli::mirror::verify_upstream(a, now()).await;
         }
         CatalogCmd::Refresh {
             keys,
@@ -1470,6 +1685,8 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         roles: a.catalog_expiry_warning,
         timestamp: a.timestamp_expiry_warning,
     };
+    // Issue 9, point 1: the archive sync on a schedule.
+    cfg.mirror = a.mirror.schedule(&cfg.audit_feeds)?;
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");

@@ -1,21 +1,21 @@
 //! `patchday mirror run`: follows apt archives into the catalog (issue 9, point 1).
 //!
 //! The archive work (verification, selection, download, grouping) is `patchday-mirror`'s;
-//! this module chooses what to import, and signs each update with the same path as
-//! `patchday catalog add-deb` ([`CatalogPublisher`]).
+//! this module chooses what to import; `patchday-publish` runs it and signs each update
+//! with the same path as `patchday catalog add-deb` (shared with the server's
+//! `--mirror-every` schedule).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use async_trait::async_trait;
-use patchday_mirror::sync::{self, MirroredUpdate, Publish, SyncOptions};
-use patchday_mirror::{advisories::Feeds, HttpFetch, MirrorConfig, MirrorError, Selection};
+use patchday_mirror::{HttpFetch, Selection};
+use patchday_publish::mirror::{run_job, MirrorJob, PublishSettings};
+use patchday_publish::DelegatedSigner;
 use patchday_trust::KeyPaths;
-use patchday_types::{PayloadKind, PayloadRef, Release, Severity, UpdateId, YearMonth};
+use patchday_types::{Severity, YearMonth};
 
 use crate::api::Conn;
-use crate::catalog::{add_update, UpdateContent, UpdateOptions};
 
 /// Mirror commands.
 #[derive(clap::Subcommand)]
@@ -99,27 +99,33 @@ pub async fn run(cmd: MirrorCmd, now: jiff::Timestamp) -> anyhow::Result<i32> {
     }
 }
 
-async fn selection(a: &RunArgs) -> anyhow::Result<Selection> {
+/// What to import, and (issue 9, point 4) the fleet's installed binaries when known.
+type Chosen = (Selection, Option<patchday_mirror::closure::FleetBinaries>);
+
+async fn selection(a: &RunArgs) -> anyhow::Result<Chosen> {
     if !a.packages.is_empty() {
-        return Ok(Selection::Packages(
-            a.packages.iter().map(|p| p.trim().to_owned()).collect(),
+        return Ok((
+            Selection::Packages(a.packages.iter().map(|p| p.trim().to_owned()).collect()),
+            None,
         ));
     }
     if a.all {
-        return Ok(Selection::All);
+        return Ok((Selection::All, None));
     }
     if let Some(path) = &a.dpkg_status {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the dpkg status file {}", path.display()))?;
         let mut sources: std::collections::BTreeMap<String, BTreeSet<String>> =
             std::collections::BTreeMap::new();
+        let mut binaries = patchday_mirror::closure::FleetBinaries::new();
         for p in patchday_pkg::status::parse_status(&text) {
+            binaries.entry(p.name).or_default().insert(p.version);
             sources
                 .entry(p.source)
                 .or_default()
                 .insert(p.source_version);
         }
-        return Ok(Selection::Installed(sources));
+        return Ok((Selection::Installed(sources), Some(binaries)));
     }
     let Some(server) = &a.server else {
         anyhow::bail!(
@@ -136,38 +142,30 @@ async fn selection(a: &RunArgs) -> anyhow::Result<Selection> {
     if fleet.hosts == 0 {
         eprintln!("note: no enrolled host has reported an inventory yet; nothing to select");
     }
-    Ok(Selection::Installed(fleet.sources))
+    Ok((Selection::Installed(fleet.sources), Some(fleet.binaries)))
 }
 
 async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
-    let cfg = MirrorConfig::load(&a.config)?;
-    let codename = a.codename.clone().unwrap_or_else(|| {
-        let suite = cfg.sources.first().map(|s| s.suite.as_str()).unwrap_or("");
-        suite.split(['-', '/']).next().unwrap_or(suite).to_owned()
-    });
-    let feeds = Feeds::load(a.debian_tracker.as_deref(), a.kev.as_deref(), &codename)?;
-    let selection = selection(&a).await?;
-    let month = match a.train {
-        Some(m) => m,
-        None => {
-            let d = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-            YearMonth {
-                year: d.year(),
-                month: d.month(),
-            }
-        }
+    let (selection, fleet_binaries) = selection(&a).await?;
+    let job = MirrorJob {
+        config: a.config.clone(),
+        work: a.work.clone(),
+        debian_tracker: a.debian_tracker.clone(),
+        kev: a.kev.clone(),
+        codename: a.codename.clone(),
+        train: a.train,
+        publish: PublishSettings {
+            keys: KeyPaths::in_dir(&a.keys),
+            repo: a.repo.clone(),
+            severity: a.severity,
+            tenants: a.tenants.clone(),
+            role: a.as_role.as_ref().map(|r| DelegatedSigner {
+                role: r.clone(),
+                key_files: a.key_files.clone(),
+            }),
+        },
     };
-    let publisher = CatalogPublisher::open(&a, month, now).await?;
-    let work = a.work.clone().unwrap_or_else(|| a.repo.join("mirror"));
-    let opts = SyncOptions {
-        work_dir: work,
-        now,
-        selection,
-        feeds,
-    };
-    let report = sync::run(&cfg, &HttpFetch::new()?, &publisher, &opts)
-        .await
-        .context("mirror run stopped (a rerun resumes where it stopped)")?;
+    let report = run_job(&job, selection, fleet_binaries, &HttpFetch::new()?, now).await?;
     let mut imported = 0;
     for s in &report.sources {
         if s.unchanged {
@@ -183,7 +181,14 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
             s.bytes_fetched
         );
         for id in &s.imported {
-            println!("  {id}");
+            println!("  {}", job.publish.signed_id(id));
+        }
+        // Issue 9, point 4 (closure).
+        for (id, why) in &s.dependencies {
+            println!("  dependency {id}: {why}");
+        }
+        for m in &s.unsatisfiable {
+            println!("  warning: {m}, which neither the fleet nor the archive has; imported anyway, agents refuse it until the dependency is published");
         }
     }
     if imported > 0 {
@@ -195,232 +200,137 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Signs mirrored updates into the catalog with the offline keys, through the same
-/// `add_update` as `patchday catalog add-deb`. The one place to change to sign as a
-/// delegated mirror role.
-pub struct CatalogPublisher {
-    keys: KeyPaths,
+// ---- Issue 9, point 2: `patchday catalog verify-upstream` ----
+
+/// `patchday catalog verify-upstream`.
+#[derive(clap::Args)]
+pub struct VerifyUpstreamArgs {
+    /// Catalog directory (verified against its first root before anything is read).
+    #[arg(long)]
     repo: PathBuf,
-    month: YearMonth,
-    severity: Severity,
-    tenants: Vec<String>,
-    existing: BTreeSet<String>,
-    now: jiff::Timestamp,
-    /// Issue 9, point 2: the delegated role that signs, if not the offline targets key.
-    role: Option<crate::catalog::DelegatedSigner>,
+    /// Mirror configuration: each update's InRelease is checked with the keyring its
+    /// source pins.
+    #[arg(long)]
+    config: PathBuf,
+    /// Only this update.
+    #[arg(long, conflicts_with = "all")]
+    update: Option<patchday_types::UpdateId>,
+    /// Every mirrored update (the default).
+    #[arg(long)]
+    all: bool,
+    /// The mirror's work directory, where it kept the InRelease and index files it
+    /// verified [default: REPO/mirror].
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// The delegated role the mirror signs as: its updates (`ROLE-*`) must record
+    /// upstream evidence.
+    #[arg(long, default_value = "mirror")]
+    role: String,
 }
 
-impl CatalogPublisher {
-    async fn open(a: &RunArgs, month: YearMonth, now: jiff::Timestamp) -> anyhow::Result<Self> {
-        let existing = patchday_trust::catalog_targets(&a.repo)
-            .await
-            .with_context(|| {
-                format!(
-                    "reading the catalog in {} (create it with `patchday catalog init`)",
-                    a.repo.display()
-                )
-            })?
-            .into_keys()
-            .collect();
-        Ok(CatalogPublisher {
-            keys: KeyPaths::in_dir(&a.keys),
-            repo: a.repo.clone(),
-            month,
-            severity: a.severity,
-            tenants: a.tenants.clone(),
-            existing,
-            now,
-            role: a.as_role.as_ref().map(|r| crate::catalog::DelegatedSigner {
-                role: r.clone(),
-                key_files: a.key_files.clone(),
-            }),
-        })
-    }
-}
-
-/// The upstream evidence as the update document signs it: the InRelease (URL, sha256,
-/// signing key) and the first index that lists the update's binaries (all of them are in
-/// the description).
-fn signed_evidence(e: &patchday_mirror::UpstreamEvidence) -> patchday_types::UpstreamEvidence {
-    let (index_path, index_sha256) = e.indexes.first().cloned().unwrap_or_default();
-    patchday_types::UpstreamEvidence {
-        in_release_url: e.inrelease_url.clone(),
-        in_release_sha256: e.inrelease_sha256.clone(),
-        index_path,
-        index_sha256,
-        archive_key_fingerprint: e.signed_by.clone(),
-    }
-}
-
-impl CatalogPublisher {
-    /// The update id as signed: a delegated role's updates carry its name first, so that
-    /// their documents (`update-mirror-*`) lie inside the role's paths.
-    fn signed_id(&self, id: &str) -> String {
-        match &self.role {
-            Some(r) => format!("{}-{id}", r.role),
-            None => id.to_owned(),
+/// Re-checks mirrored updates against the upstream evidence signed into their documents;
+/// 0 when every one verified, 1 when any differs or cannot be re-checked.
+pub async fn verify_upstream(a: VerifyUpstreamArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
+    use patchday_mirror::upstream::{self, SignedPayload};
+    use patchday_types::{TargetCustom, UpdateDocument};
+    let cfg = patchday_mirror::MirrorConfig::load(&a.config)?;
+    let meta = a.repo.join("metadata");
+    let targets_dir = a.repo.join("targets");
+    let datastore = tempfile::tempdir()?;
+    let catalog = patchday_trust::verify_repository_at(
+        &meta.join("1.root.json"),
+        datastore.path(),
+        &meta,
+        &targets_dir,
+        now,
+    )
+    .await
+    .with_context(|| format!("verifying the catalog in {}", a.repo.display()))?;
+    let work = a.work.clone().unwrap_or_else(|| a.repo.join("mirror"));
+    let fetch = HttpFetch::new()?;
+    let (mut verified, mut failed, mut seen) = (0usize, 0usize, false);
+    for info in catalog.targets.values() {
+        let Ok(TargetCustom::Update { id }) = serde_json::from_value(info.custom.clone()) else {
+            continue;
+        };
+        if a.update.as_ref().is_some_and(|u| u != &id) {
+            continue;
+        }
+        seen = true;
+        let name = UpdateDocument::target_name(&id);
+        let doc: UpdateDocument = serde_json::from_slice(
+            &patchday_trust::read_verified_target(&catalog, &targets_dir, &name).await?,
+        )
+        .with_context(|| format!("update document {name} is not valid"))?;
+        let Some(evidence) = &doc.upstream else {
+            // Anything the mirror role signed came from an archive; a mirror-role update
+            // without evidence is what a stolen mirror key would sign.
+            if id.as_str().starts_with(&format!("{}-", a.role)) {
+                println!(
+                    "{id}: MISMATCH\n  - signed by the {} role but records no upstream evidence",
+                    a.role
+                );
+                failed += 1;
+            } else if a.update.is_some() {
+                println!(
+                    "{id}: records no upstream evidence (it was not mirrored from an archive)"
+                );
+                failed += 1;
+            }
+            continue;
+        };
+        let source = cfg.sources.iter().find(|s| {
+            s.inrelease_url()
+                .is_ok_and(|u| u.as_str() == evidence.in_release_url)
+        });
+        let Some(source) = source else {
+            println!(
+                "{id}: MISMATCH\n  - no source in {} has the InRelease URL it records ({}): no pinned keyring to check it with",
+                a.config.display(),
+                evidence.in_release_url
+            );
+            failed += 1;
+            continue;
+        };
+        let keyring = patchday_mirror::release::Keyring::load(&source.keyring, &source.name)?;
+        let mut payloads = Vec::new();
+        for p in &doc.payloads {
+            let t = catalog.target(&p.target)?;
+            payloads.push(SignedPayload {
+                target: p.target.clone(),
+                package: p.package.clone(),
+                version: p.version.clone(),
+                architecture: p.architecture.clone(),
+                sha256: t.sha256.clone(),
+                length: t.length,
+            });
+        }
+        let found = upstream::verify(
+            evidence,
+            &payloads,
+            (&keyring, &source.keyring),
+            &fetch,
+            &work,
+        )
+        .await;
+        if found.is_empty() {
+            println!("{id}: verified ({} payload(s))", payloads.len());
+            verified += 1;
+        } else {
+            println!("{id}: MISMATCH");
+            for d in &found {
+                println!("  - {d}");
+            }
+            failed += 1;
         }
     }
-}
-
-/// The signed document's text for a mirrored update: title and description.
-pub fn describe(u: &MirroredUpdate) -> (String, String) {
-    let mut ids: Vec<String> = u.advisories.clone();
-    if !u.cves.is_empty() {
-        ids.push(format!(
-            "{} CVE{}",
-            u.cves.len(),
-            if u.cves.len() == 1 { "" } else { "s" }
-        ));
+    if let Some(u) = &a.update {
+        anyhow::ensure!(
+            seen,
+            "the catalog in {} has no update {u}",
+            a.repo.display()
+        );
     }
-    let kind = if u.cves.is_empty() && u.advisories.is_empty() {
-        "update"
-    } else {
-        "security update"
-    };
-    let title = if ids.is_empty() {
-        format!("{} {} {kind}", u.source, u.version)
-    } else {
-        format!("{} {} {kind} ({})", u.source, u.version, ids.join(", "))
-    };
-    let mut d = String::new();
-    if !u.advisories.is_empty() {
-        d.push_str(&format!("Advisories: {}\n", u.advisories.join(", ")));
-    }
-    if !u.known_exploited.is_empty() {
-        d.push_str(&format!(
-            "Known exploited (CISA KEV): {}\n",
-            u.known_exploited.join(", ")
-        ));
-    }
-    let e = &u.evidence;
-    d.push_str(&format!(
-        "Upstream: {} (sha256 {}, Date {}, signed by {})\n",
-        e.inrelease_url, e.inrelease_sha256, e.release_date, e.signed_by
-    ));
-    for (path, sha) in &e.indexes {
-        d.push_str(&format!("Index: {path} (sha256 {sha})\n"));
-    }
-    d.push('\n');
-    d.push_str(&u.description);
-    (title, d)
-}
-
-fn file_version(v: &str) -> &str {
-    v.split_once(':').map(|(_, r)| r).unwrap_or(v)
-}
-
-#[async_trait]
-impl Publish for CatalogPublisher {
-    async fn published(&self, id: &str) -> Result<bool, MirrorError> {
-        let id = UpdateId::new(self.signed_id(id)).map_err(|e| MirrorError::Publish {
-            id: id.to_owned(),
-            detail: e.to_string(),
-        })?;
-        Ok(self
-            .existing
-            .contains(&patchday_types::UpdateDocument::target_name(&id)))
-    }
-
-    async fn publish(&self, u: &MirroredUpdate) -> Result<(), MirrorError> {
-        let fail = |detail: String| MirrorError::Publish {
-            id: u.id.clone(),
-            detail,
-        };
-        let id = UpdateId::new(self.signed_id(&u.id)).map_err(|e| fail(e.to_string()))?;
-        let (title, description) = describe(u);
-        let payloads = u
-            .binaries
-            .iter()
-            .map(|(b, _)| PayloadRef {
-                target: format!(
-                    "{}_{}_{}.deb",
-                    b.package,
-                    file_version(&b.version),
-                    b.architecture
-                ),
-                kind: PayloadKind::Deb,
-                package: b.package.clone(),
-                version: b.version.clone(),
-                architecture: b.architecture.clone(),
-                source: b.source.clone(),
-                source_version: b.source_version.clone(),
-            })
-            .collect();
-        let content = UpdateContent {
-            files: u.binaries.iter().map(|(_, p)| p.clone()).collect(),
-            payloads,
-            cves: u.cves.clone(),
-            description,
-        };
-        let release = if u.known_exploited.is_empty() {
-            Release::Train { month: self.month }
-        } else {
-            Release::Emergency {
-                reason: format!(
-                    "known exploited (CISA KEV): {}",
-                    u.known_exploited.join(", ")
-                ),
-            }
-        };
-        let severity = if u.known_exploited.is_empty() {
-            u.severity.unwrap_or(self.severity)
-        } else {
-            Severity::Critical
-        };
-        let opts = UpdateOptions {
-            id,
-            title: Some(title),
-            product: None,
-            classification: None,
-            severity,
-            release,
-            supersedes: Vec::new(),
-            since: None,
-            tenants: self.tenants.clone(),
-            role: self.role.clone(),
-            upstream: Some(signed_evidence(&u.evidence)),
-        };
-        add_update(&self.keys, &self.repo, content, &opts, self.now)
-            .await
-            .map_err(|e| fail(format!("{e:#}")))?;
-        Ok(())
-    }
-}
-
-// ---- archive (issue 9, real-archive demo): a publisher and a run without RunArgs ----
-
-impl CatalogPublisher {
-    /// A publisher that signs into the catalog `repo` as the delegated `role` (or with the
-    /// offline targets key in `keys` when `None`), for callers without command-line
-    /// arguments (`patchday demo`).
-    pub async fn for_catalog(
-        keys: &std::path::Path,
-        repo: &std::path::Path,
-        month: YearMonth,
-        severity: Severity,
-        role: Option<crate::catalog::DelegatedSigner>,
-        now: jiff::Timestamp,
-    ) -> anyhow::Result<Self> {
-        let existing = patchday_trust::catalog_targets(repo)
-            .await
-            .with_context(|| format!("reading the catalog in {}", repo.display()))?
-            .into_keys()
-            .collect();
-        Ok(CatalogPublisher {
-            keys: KeyPaths::in_dir(keys),
-            repo: repo.to_path_buf(),
-            month,
-            severity,
-            tenants: Vec::new(),
-            existing,
-            now,
-            role,
-        })
-    }
-
-    /// The id `update` is signed under (a delegated role's name first).
-    pub fn signed_update_id(&self, update: &str) -> String {
-        self.signed_id(update)
-    }
+    println!("verify-upstream: {verified} verified, {failed} differ or cannot be re-checked");
+    Ok(if failed == 0 { 0 } else { 1 })
 }

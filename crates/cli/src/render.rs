@@ -497,6 +497,51 @@ pub fn log_table(entries: &[patchday_types::api::LogEntry]) -> Table {
     t
 }
 
+/// Issue 10, point 1: the state history, one row per change.
+pub fn history_table(entries: &[patchday_types::api::HistoryEntry]) -> Table {
+    let mut t = Table::new(&["at", "host", "update", "from", "to", "message"]);
+    for e in entries {
+        t.rows.push(vec![
+            e.at.to_string(),
+            e.host.to_string(),
+            e.update.to_string(),
+            e.previous.map(|p| p.to_string()).unwrap_or_default(),
+            e.state.to_string(),
+            e.message.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+/// Issue 10, point 1: time from publication to installed, per update.
+pub fn time_to_install_table(rows: &[patchday_types::api::TimeToInstall]) -> Table {
+    let mut t = Table::new(&[
+        "update",
+        "published",
+        "hosts",
+        "installed",
+        "median",
+        "p90",
+        "max",
+    ]);
+    let d = |s: Option<i64>| {
+        s.map(|s| format!("{:#}", jiff::SignedDuration::from_secs(s)))
+            .unwrap_or_default()
+    };
+    for r in rows {
+        t.rows.push(vec![
+            r.update.to_string(),
+            r.published_at.map(|p| p.to_string()).unwrap_or_default(),
+            r.hosts.to_string(),
+            r.installed.to_string(),
+            d(r.median_seconds),
+            d(r.p90_seconds),
+            d(r.max_seconds),
+        ]);
+    }
+    t
+}
+
 /// Issue 8, finding 5: server-provided text in tables and CSV.
 #[cfg(test)]
 mod escaping_tests {

@@ -308,9 +308,10 @@ fn catalog_refresh_extends_expiry_and_the_warning_appears_before_it() {
         .iter()
         .map(|r| r["role"].as_str().unwrap())
         .collect();
+    // The top-level role's hash bins (issue 9, point 6) as one line.
     assert_eq!(
         roles,
-        ["root", "targets", "snapshot", "timestamp"],
+        ["root", "targets", "targets.bin-*", "snapshot", "timestamp"],
         "{before}"
     );
     assert_eq!(
@@ -413,4 +414,143 @@ fn a_host_whose_catalog_expired_is_catalog_expired_in_the_report() {
         why.contains("catalog rejected: timestamp expired at"),
         "{why}"
     );
+}
+
+/// Issue 10, point 1: every change of a host's state for an update is in the history,
+/// with its time, and `patchday history` says how long the update took from publication
+/// to installed.
+#[test]
+fn history_records_each_state_change_and_the_time_from_publication_to_installed() {
+    let _serial = patchday_testkit::serial();
+    let w = world(&[]);
+    let h = w.host("hist-1");
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-C-1"]);
+    let o = h.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-comp-a").as_deref(), Some("1.0-2"));
+
+    let hist: Value = serde_json::from_str(&w.srv.cli(&[
+        "history", "--tenant", "acme", "--update", "PD-C-1", "--format", "json",
+    ]))
+    .unwrap();
+    let states: Vec<(&str, &str)> = hist["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["previous"].as_str().unwrap_or("-"),
+                e["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Enrolment check-in: needed; the run's check-in after the approval: approved; the
+    // agent's reports: downloading ... ; the check-in with the new inventory: installed.
+    assert_eq!(states.first(), Some(&("-", "needed")), "{hist}");
+    assert!(states.contains(&("needed", "approved")), "{hist}");
+    assert_eq!(states.last().map(|s| s.1), Some("installed"), "{hist}");
+    for e in hist["entries"].as_array().unwrap() {
+        assert_eq!(e["host"].as_str().unwrap().split('-').next(), Some("hist"));
+        let at = e["at"].as_str().unwrap();
+        assert!(!at.contains('.'), "whole seconds: {at}");
+    }
+    let tti = &hist["time_to_install"][0];
+    assert_eq!(tti["update"], "PD-C-1", "{hist}");
+    assert_eq!(
+        (tti["hosts"].as_u64(), tti["installed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(tti["median_seconds"].as_i64().unwrap() >= 0, "{hist}");
+    assert!(tti["published_at"].is_string(), "{hist}");
+    // PD-C-2 was never approved: needed, and only that.
+    let other: Value = serde_json::from_str(&w.srv.cli(&[
+        "history", "--tenant", "acme", "--update", "PD-C-2", "--format", "json",
+    ]))
+    .unwrap();
+    assert!(
+        other["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["state"] == "needed"),
+        "{other}"
+    );
+    // The table form names the states.
+    let table = w.srv.cli(&[
+        "history",
+        "--tenant",
+        "acme",
+        "--host",
+        hist["entries"][0]["host"].as_str().unwrap(),
+    ]);
+    assert!(
+        table.contains("installed") && table.to_lowercase().contains("median"),
+        "{table}"
+    );
+    // What the agent claimed before dpkg's inventory confirmed it is not a failure.
+    assert!(!table.contains("failed"), "{table}");
+}
+
+/// Issue 10, point 4: an operator rushes a train update that is exploited today through
+/// the emergency lane: it skips the tenant's patch day for that approval only, needs a
+/// reason, and the log says who and why; the agent installs it.
+#[test]
+fn operator_emergency_lane_approves_a_train_update_before_patch_day_with_a_reason() {
+    let _serial = patchday_testkit::serial();
+    let w = world(&[]);
+    // A train update for a month years ahead: its patch day has not come.
+    let pkgs = w.dir.join("pkgs");
+    let old = DebSpec::new("pd-comp-t", "1.0-1").changelog("1.0-1", "Initial release.");
+    let new = DebSpec::new("pd-comp-t", "1.0-2")
+        .changelog("1.0-2", "Fix CVE-2099-0999.")
+        .changelog("1.0-1", "Initial release.");
+    let old = patchday_lab::build_deb(&old, &pkgs).unwrap();
+    let new = patchday_lab::build_deb(&new, &pkgs).unwrap();
+    let out = w
+        .cat
+        .add_deb("PD-T-1", &new, &["--train", "2031-01", "--since", "1.0-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    w.push();
+    let h = w.host("emerg-1");
+    h.lab.install_deb(&old).unwrap();
+
+    let approve = |extra: &[&str]| {
+        let mut a = vec!["approve", "--tenant", "acme", "--group", "web", "PD-T-1"];
+        a.extend_from_slice(extra);
+        w.srv.cli_as(&w.srv.admin, &a)
+    };
+    let o = approve(&[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("cannot be approved yet"), "{}", text(&o));
+    // The lane needs a reason, at the CLI and at the server.
+    let o = approve(&["--emergency"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--reason"), "{}", text(&o));
+    let (code, body) = curl_post(
+        &w.srv,
+        "/v1/tenants/acme/approvals",
+        r#"{"update":"PD-T-1","group":"web","decision":"approve","emergency":true}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("needs a reason"), "{body}");
+    let why = "CVE-2099-0999 exploited in the wild (KEV)";
+    let o = approve(&["--emergency", "--reason", why]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("emergency lane"), "{}", text(&o));
+
+    let log: Value =
+        serde_json::from_str(&w.srv.cli(&["log", "--tenant", "acme", "--format", "json"])).unwrap();
+    let entry = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "approval.emergency")
+        .unwrap_or_else(|| panic!("no emergency entry in {log}"));
+    assert_eq!(entry["detail"]["reason"], why, "{entry}");
+    assert!(!entry["actor"].as_str().unwrap().is_empty(), "{entry}");
+
+    let o = h.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-comp-t").as_deref(), Some("1.0-2"));
 }

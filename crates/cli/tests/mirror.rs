@@ -5,144 +5,27 @@
 // Test helpers outside #[test] fns fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use patchday_lab::DebSpec;
 use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
-use pgp::composed::{
-    ArmorOptions, CleartextSignedMessage, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
-};
-use pgp::ser::Serialize as _;
-use pgp::types::Password;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-const SUITE: &str = "bookworm-security";
+#[path = "support/apt_archive.rs"]
+mod apt_archive;
+use apt_archive::{delegate_mirror_role, libfoo, mirror_run, wall_clock, write_config, AptArchive};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
 }
 
-/// Builds `dir/archive` (pool, Packages.gz, InRelease signed by a fresh key), writes the
-/// public key to `dir/archive-keyring.gpg`, serves the archive on 127.0.0.1 and returns
-/// its URL.
+/// Builds and serves a signed archive of `debs` in `dir` (keyring in
+/// `dir/archive-keyring.gpg`) and returns its URL.
 fn signed_archive(dir: &Path, debs: &[DebSpec]) -> String {
-    let root = dir.join("archive");
-    let pool = root.join("pool/main");
-    std::fs::create_dir_all(&pool).unwrap();
-    let mut packages = String::new();
-    for spec in debs {
-        let p = patchday_lab::build_deb(spec, &pool).unwrap();
-        let info = patchday_pkg::deb::read_deb(&p).unwrap().info;
-        let bytes = std::fs::read(&p).unwrap();
-        packages.push_str(&format!(
-            "Package: {}\nVersion: {}\nArchitecture: {}\nSource: {} ({})\nFilename: pool/main/{}\nSize: {}\nSHA256: {}\n\n",
-            info.package,
-            info.version,
-            info.architecture,
-            info.source,
-            info.source_version,
-            p.file_name().unwrap().to_str().unwrap(),
-            bytes.len(),
-            hex::encode(Sha256::digest(&bytes)),
-        ));
-    }
-    let bin = root.join(format!("dists/{SUITE}/main/binary-amd64"));
-    std::fs::create_dir_all(&bin).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(packages.as_bytes()).unwrap();
-    let gz = gz.finish().unwrap();
-    std::fs::write(bin.join("Packages.gz"), &gz).unwrap();
-    let now = wall_clock();
-    let fmt = |t: jiff::Timestamp| t.strftime("%a, %d %b %Y %H:%M:%S UTC").to_string();
-    let release = format!(
-        "Suite: {SUITE}\nCodename: bookworm-security\nDate: {}\nValid-Until: {}\nSHA256:\n {} {} main/binary-amd64/Packages.gz\n",
-        fmt(now - jiff::SignedDuration::from_hours(1)),
-        fmt(now + jiff::SignedDuration::from_hours(24 * 7)),
-        hex::encode(Sha256::digest(&gz)),
-        gz.len()
-    );
-    let key = SecretKeyParamsBuilder::default()
-        .key_type(KeyType::Ed25519Legacy)
-        .can_certify(true)
-        .can_sign(true)
-        .primary_user_id("Test Archive <archive@test.invalid>".into())
-        .passphrase(None)
-        .build()
-        .unwrap()
-        .generate(rand::thread_rng())
-        .unwrap();
-    let signed = CleartextSignedMessage::sign(
-        rand::thread_rng(),
-        &release,
-        &key.primary_key,
-        &Password::empty(),
-    )
-    .unwrap();
-    std::fs::write(
-        root.join(format!("dists/{SUITE}/InRelease")),
-        signed.to_armored_string(ArmorOptions::default()).unwrap(),
-    )
-    .unwrap();
-    let mut f = std::fs::File::create(dir.join("archive-keyring.gpg")).unwrap();
-    SignedPublicKey::from(key).to_writer(&mut f).unwrap();
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app =
-                axum::Router::new().fallback_service(tower_http::services::ServeDir::new(root));
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    format!("http://{addr}/")
-}
-
-/// Release dates relative to the wall clock, which the CLI under test reads.
-#[allow(clippy::disallowed_methods)]
-fn wall_clock() -> jiff::Timestamp {
-    jiff::Timestamp::now()
-}
-
-fn libfoo(name: &str, version: &str, arch: &str) -> DebSpec {
-    DebSpec::new(name, version)
-        .architecture(arch)
-        .source("libfoo", version)
-        .changelog(version, "Security upload (DSA-5999-1): fix CVE-2026-1111.")
-        .changelog("1.2-1", "Initial release.")
-}
-
-fn mirror_run(cat: &Catalog, dir: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchday"))
-        .args(["mirror", "run", "--config"])
-        .arg(dir.join("mirror.toml"))
-        .arg("--repo")
-        .arg(&cat.repo)
-        .arg("--keys")
-        .arg(&cat.keys)
-        .args(extra)
-        .env_remove("PATCHDAY_SERVER")
-        .env_remove("PATCHDAY_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn write_config(dir: &Path, url: &str) -> PathBuf {
-    let p = dir.join("mirror.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[[source]]\nname = \"test-security\"\nuri = \"{url}\"\nsuite = \"{SUITE}\"\ncomponents = [\"main\"]\narchitectures = [\"amd64\"]\nkeyring = \"archive-keyring.gpg\"\n"
-        ),
-    )
-    .unwrap();
-    p
+    let mut a = AptArchive::serve(dir);
+    a.publish(debs);
+    a.url
 }
 
 #[test]
@@ -327,28 +210,7 @@ fn mirror_run_as_the_delegated_mirror_role_signs_inside_its_paths() {
     let url = signed_archive(dir, &[DebSpec::new("bar", "2.0-1")]);
     write_config(dir, &url);
     let cat = Catalog::new(&bins(), dir);
-    let mirror_keys = dir.join("mirror-keys");
-    let patchday = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    };
-    patchday(&["keys", "generate", "--keys", mirror_keys.to_str().unwrap()]);
-    let mirror_key = mirror_keys.join("targets.pem");
-    patchday(&[
-        "catalog",
-        "delegate",
-        "--keys",
-        cat.keys.to_str().unwrap(),
-        "--repo",
-        cat.repo.to_str().unwrap(),
-        "--role",
-        "mirror",
-        "--key-file",
-        mirror_key.to_str().unwrap(),
-    ]);
+    let mirror_key = delegate_mirror_role(&cat, dir);
     let o = mirror_run(
         &cat,
         dir,
@@ -361,35 +223,34 @@ fn mirror_run_as_the_delegated_mirror_role_signs_inside_its_paths() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    // The newest mirror role metadata (consistent snapshots name it N.mirror.json).
-    let mut names: Vec<(u64, String)> = std::fs::read_dir(cat.repo.join("metadata"))
+    // The mirror's hash bins (issue 9, point 6: `N.mirror.bin-xx.json`, current versions
+    // only) list what the mirror role signed.
+    let targets: Vec<String> = std::fs::read_dir(cat.repo.join("metadata"))
         .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.ends_with("mirror.json"))
-        .map(|n| {
-            (
-                n.split('.')
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                n,
-            )
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(".mirror.bin-"))
+        })
+        .flat_map(|p| {
+            let role: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            role["signed"]["targets"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
         })
         .collect();
-    names.sort();
-    let (_, newest) = names.last().expect("mirror role metadata");
-    let mirror_role: Value =
-        serde_json::from_slice(&std::fs::read(cat.repo.join("metadata").join(newest)).unwrap())
-            .unwrap();
-    let targets = mirror_role["signed"]["targets"].as_object().unwrap();
     assert!(
         targets
-            .keys()
+            .iter()
             .any(|n| n.starts_with("update-mirror-DEB-bar-")),
         "the mirror role signs the update document: {targets:?}"
     );
+
     assert!(
-        targets.keys().any(|n| n.starts_with("mirror~bar_")),
+        targets.iter().any(|n| n.starts_with("mirror~bar_")),
         "and its payloads: {targets:?}"
     );
     // A second run finds the update it already signed as the role.
@@ -405,4 +266,176 @@ fn mirror_run_as_the_delegated_mirror_role_signs_inside_its_paths() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
+}
+
+// ---- Issue 9, point 2: `patchday catalog verify-upstream` ----
+
+const LIBFOO_UPDATE: &str = "mirror-DEB-libfoo-1.2-1_pdeb12u1";
+
+/// An archive with libfoo 1.2-1+deb12u1, a catalog delegating to `mirror`, and a mirror
+/// run that signed libfoo's update as that role. Returns the archive and the role's key.
+fn mirrored_libfoo(dir: &Path, cat: &Catalog) -> (AptArchive, std::path::PathBuf) {
+    let mut archive = AptArchive::serve(dir);
+    archive.publish(&[
+        libfoo("libfoo1", "1.2-1+deb12u1", "amd64"),
+        libfoo("libfoo-doc", "1.2-1+deb12u1", "all"),
+    ]);
+    write_config(dir, &archive.url);
+    let key = delegate_mirror_role(cat, dir);
+    let o = mirror_run(
+        cat,
+        dir,
+        &[
+            "--all",
+            "--as",
+            "mirror",
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    (archive, key)
+}
+
+fn verify_upstream(cat: &Catalog, dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["catalog", "verify-upstream", "--repo"])
+        .arg(&cat.repo)
+        .arg("--config")
+        .arg(dir.join("mirror.toml"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn verify_upstream_verifies_a_genuinely_mirrored_update_also_after_the_archive_moved_on() {
+    let d = scratch();
+    let dir = d.path();
+    let cat = Catalog::new(&bins(), dir);
+    let (mut archive, _) = mirrored_libfoo(dir, &cat);
+    let o = verify_upstream(&cat, dir, &["--update", LIBFOO_UPDATE]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("{LIBFOO_UPDATE}: verified (2 payload(s))")),
+        "{out}"
+    );
+    // The archive moves on: its InRelease and index no longer list libfoo's version; the
+    // copies the mirror kept still verify with the pinned key.
+    archive.publish(&[DebSpec::new("bar", "2.0-1")]);
+    let o = verify_upstream(&cat, dir, &["--all"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 verified, 0 differ"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A stolen mirror key (with the online snapshot and timestamp keys a server running
+/// `--mirror-every` holds) re-signs libfoo's update with other bytes for its payload and
+/// the genuine upstream evidence copied into the document: the catalog verifies (the
+/// key may sign under `mirror`), but verify-upstream finds what the archive never
+/// published, and exits 1.
+#[test]
+fn verify_upstream_reports_a_payload_swapped_with_a_stolen_mirror_key() {
+    let d = scratch();
+    let dir = d.path();
+    let cat = Catalog::new(&bins(), dir);
+    let (_archive, key) = mirrored_libfoo(dir, &cat);
+    let genuine = std::fs::read_dir(cat.repo.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_str()
+                .unwrap()
+                .ends_with(&format!("update-{LIBFOO_UPDATE}.json"))
+        })
+        .unwrap();
+    let genuine: patchday_types::UpdateDocument =
+        serde_json::from_slice(&std::fs::read(genuine).unwrap()).unwrap();
+
+    let evil = patchday_lab::build_deb(
+        &DebSpec::new("libfoo1", "1.2-1+deb12u1")
+            .source("libfoo", "1.2-1+deb12u1")
+            .changelog("1.2-1+deb12u1", "Nothing to see here."),
+        &dir.join("evil"),
+    )
+    .unwrap();
+    let payload = genuine
+        .payloads
+        .iter()
+        .find(|p| p.package == "libfoo1")
+        .unwrap();
+    // What the thief signs, with the mirror key and the online keys.
+    let sign = |id: &patchday_types::UpdateId,
+                content: patchday_publish::UpdateContent,
+                upstream: Option<patchday_types::UpstreamEvidence>| {
+        let opts = patchday_publish::UpdateOptions {
+            id: id.clone(),
+            title: None,
+            product: None,
+            classification: None,
+            severity: genuine.severity,
+            release: genuine.release.clone(),
+            supersedes: Vec::new(),
+            since: None,
+            tenants: Vec::new(),
+            role: Some(patchday_publish::DelegatedSigner {
+                role: "mirror".into(),
+                key_files: vec![key.clone()],
+            }),
+            upstream,
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(patchday_publish::add_update(
+            &patchday_trust::KeyPaths::in_dir(&cat.keys),
+            &cat.repo,
+            content,
+            &opts,
+            wall_clock(),
+        ))
+        .unwrap();
+    };
+    sign(
+        &genuine.id,
+        patchday_publish::UpdateContent {
+            files: vec![evil],
+            payloads: vec![patchday_types::PayloadRef {
+                // The role prefixes its target names itself.
+                target: payload.target.trim_start_matches("mirror~").to_owned(),
+                ..payload.clone()
+            }],
+            cves: genuine.cves.clone(),
+            description: genuine.description.clone(),
+        },
+        genuine.upstream.clone(),
+    );
+    // And an update of its own, without any upstream evidence.
+    let rogue = patchday_lab::build_deb(&DebSpec::new("rogue", "1"), &dir.join("rogue")).unwrap();
+    sign(
+        &patchday_types::UpdateId::new("mirror-DEB-rogue-1").unwrap(),
+        patchday_cli::catalog::describe_debs(&[rogue], None).unwrap(),
+        None,
+    );
+
+    let o = verify_upstream(&cat, dir, &["--all"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("{LIBFOO_UPDATE}: MISMATCH")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "payload {}: the catalog signs sha256",
+            payload.target
+        )) && out.contains("the archive's index lists"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "mirror-DEB-rogue-1: MISMATCH\n  - signed by the mirror role but records no upstream evidence"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("0 verified, 2 differ"), "{out}");
 }

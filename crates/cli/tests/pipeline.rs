@@ -837,15 +837,19 @@ fn signed_counter(w: &World, name: &str) -> u64 {
     let meta = w.cat.repo.join("metadata");
     // Issue 9: `<role>~<file>` is listed by the delegated role, not by targets.json.
     let role = name.split_once('~').map_or("targets", |(r, _)| r);
-    let suffix = format!(".{role}.json");
+    // Issue 9, point 6: the role lists it in its hash bin (catalogs keep current versions
+    // only, so the bin's one file is its current version).
+    let bin = &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(name.as_bytes()))[..2];
+    let suffix = format!(".{role}.bin-{bin}.json");
     let newest = std::fs::read_dir(&meta)
         .unwrap()
         .filter_map(|e| {
             let n = e.unwrap().file_name().to_string_lossy().into_owned();
             n.strip_suffix(&suffix)?.parse::<u64>().ok()
         })
-        .max()
-        .unwrap();
+        .max();
+    // No such bin: nothing the catalog signed falls there.
+    let Some(newest) = newest else { return 0 };
     let v: Value =
         serde_json::from_slice(&std::fs::read(meta.join(format!("{newest}{suffix}"))).unwrap())
             .unwrap();

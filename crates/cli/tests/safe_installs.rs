@@ -9,7 +9,6 @@
 use patchday_lab::DebSpec;
 use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
 use serde_json::Value;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 fn bins() -> Bins {
@@ -97,37 +96,18 @@ impl World {
     }
 
     fn state_of(&self, hostname: &str, update: &str) -> (String, String) {
-        let rows = self.srv.report_rows();
-        rows.iter()
-            .find(|r| r["hostname"] == hostname && r["update"] == update)
-            .map(|r| {
-                (
-                    r["state"].as_str().unwrap().to_string(),
-                    r["message"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .unwrap_or_else(|| ("absent".into(), format!("{rows:?}")))
+        self.srv.update_state(hostname, update)
     }
 
     /// The host's row of `patchday report --by host` (JSON).
     fn host_row(&self, hostname: &str) -> Value {
-        let rows: Vec<Value> = serde_json::from_str(
-            &self
-                .srv
-                .cli(&["report", "--by", "host", "--format", "json"]),
-        )
-        .unwrap();
-        rows.into_iter()
-            .find(|r| r["hostname"] == hostname)
-            .unwrap_or_else(|| panic!("no report row for {hostname}"))
+        self.srv.host_report(hostname)
     }
 }
 
 /// Runs a program in the host; returns (success, stdout + stderr).
 fn in_host(h: &Host, program: &str, args: &[&str]) -> (bool, String) {
-    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-    let o = h.lab.run(Path::new(program), &args).unwrap();
-    (o.status.success(), text(&o))
+    h.run_in(program, args)
 }
 
 /// A `python3.11`-style pair built from one source: the interpreter needs the stdlib at

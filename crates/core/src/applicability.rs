@@ -8,7 +8,7 @@ use patchday_pkg::version::compare_deb;
 use patchday_types::api::Decision;
 use patchday_types::{Inventory, PayloadKind, PayloadRef, UpdateDocument, UpdateId, UpdateState};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How one payload relates to one host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,13 +166,141 @@ impl UpdateStatus {
     }
 }
 
-/// Computes the status of every update for one host.
+/// The catalog's update documents, indexed once per catalog version (issue 9, point 6):
+/// by the package and bundle names their payloads install, by id and by target name, with
+/// the supersedence closure worked out. A check-in then touches only the updates that name
+/// one of the host's packages, so its cost follows the host, not the catalog's history.
+#[derive(Debug, Default)]
+pub struct CatalogIndex {
+    updates: Vec<UpdateDocument>,
+    by_name: HashMap<String, Vec<usize>>,
+    by_id: HashMap<UpdateId, usize>,
+    by_target: HashMap<String, usize>,
+    superseded_by: BTreeMap<UpdateId, BTreeSet<UpdateId>>,
+}
+
+impl CatalogIndex {
+    /// Indexes `updates` (kept in the given order).
+    pub fn new(updates: Vec<UpdateDocument>) -> Self {
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_id = HashMap::new();
+        let mut by_target = HashMap::new();
+        for (i, u) in updates.iter().enumerate() {
+            by_id.insert(u.id.clone(), i);
+            by_target.insert(UpdateDocument::target_name(&u.id), i);
+            let names: BTreeSet<&str> = u.payloads.iter().map(|p| p.package.as_str()).collect();
+            for n in names {
+                by_name.entry(n.to_owned()).or_default().push(i);
+            }
+        }
+        let superseded_by = superseded_by(&updates);
+        CatalogIndex {
+            updates,
+            by_name,
+            by_id,
+            by_target,
+            superseded_by,
+        }
+    }
+
+    /// Every update, in catalog order.
+    pub fn updates(&self) -> &[UpdateDocument] {
+        &self.updates
+    }
+
+    /// How many updates the catalog has.
+    pub fn len(&self) -> usize {
+        self.updates.len()
+    }
+
+    /// Whether the catalog has no update.
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty()
+    }
+
+    /// The update with this id.
+    pub fn get(&self, id: &str) -> Option<&UpdateDocument> {
+        let id = UpdateId::new(id).ok()?;
+        self.by_id.get(&id).and_then(|&i| self.updates.get(i))
+    }
+
+    /// The update whose document is the target `name` (`update-<id>.json`).
+    pub fn by_target_name(&self, name: &str) -> Option<&UpdateDocument> {
+        self.by_target.get(name).and_then(|&i| self.updates.get(i))
+    }
+
+    /// The updates that name a package or bundle the host has (installed or left
+    /// unfinished), in catalog order: every other update is not applicable to it.
+    pub fn relevant(&self, inv: &Inventory) -> Vec<&UpdateDocument> {
+        let names = inv
+            .packages
+            .iter()
+            .chain(&inv.unfinished)
+            .map(|p| p.name.as_str())
+            .chain(inv.bundles.iter().map(|b| b.name.as_str()));
+        let hits: BTreeSet<usize> = names
+            .filter_map(|n| self.by_name.get(n))
+            .flatten()
+            .copied()
+            .collect();
+        hits.into_iter()
+            .filter_map(|i| self.updates.get(i))
+            .collect()
+    }
+}
+
+// ---- issue 9, point 4 (closure): dependency payloads are looked up by package name ----
+impl CatalogIndex {
+    /// The updates whose payloads install the package or bundle `name`, in catalog order.
+    pub fn naming(&self, name: &str) -> Vec<&UpdateDocument> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.updates.get(i))
+            .collect()
+    }
+}
+
+/// Computes the status of every update for one host (a convenience over
+/// [`evaluate_indexed`] for a catalog indexed on the spot).
+pub fn evaluate(host: &HostView<'_>, updates: &[UpdateDocument]) -> Vec<UpdateStatus> {
+    let index = CatalogIndex::new(updates.to_vec());
+    let all: Vec<&UpdateDocument> = index.updates().iter().collect();
+    evaluate_among(host, &index, &all)
+}
+
+/// The status of each update of `catalog` that may apply to the host (those naming one
+/// of its packages, see [`CatalogIndex::relevant`]) and that `visible` lets through (an
+/// update published for other tenants only does not exist for this host). Updates left
+/// out are not applicable.
+pub fn evaluate_indexed(
+    host: &HostView<'_>,
+    catalog: &CatalogIndex,
+    visible: impl Fn(&UpdateDocument) -> bool,
+) -> Vec<UpdateStatus> {
+    let Some(inv) = host.inventory else {
+        return Vec::new();
+    };
+    let updates: Vec<&UpdateDocument> = catalog
+        .relevant(inv)
+        .into_iter()
+        .filter(|u| visible(u))
+        .collect();
+    evaluate_among(host, catalog, &updates)
+}
+
+/// Computes the status of `updates` (of `catalog`) for one host.
 ///
 /// Order of precedence: not applicable; installed (from inventory; pending reboot
 /// when the agent said so and the host still wants a reboot); superseded by an
-/// approved successor; declined; approved (refined by the agent's last report);
-/// needed.
-pub fn evaluate(host: &HostView<'_>, updates: &[UpdateDocument]) -> Vec<UpdateStatus> {
+/// approved successor among `updates`; declined; approved (refined by the agent's last
+/// report); needed.
+fn evaluate_among(
+    host: &HostView<'_>,
+    catalog: &CatalogIndex,
+    updates: &[&UpdateDocument],
+) -> Vec<UpdateStatus> {
     let Some(inv) = host.inventory else {
         return Vec::new();
     };
@@ -185,10 +313,10 @@ pub fn evaluate(host: &HostView<'_>, updates: &[UpdateDocument]) -> Vec<UpdateSt
             .get(id)
             .is_some_and(|d| d.decision == Decision::Approve)
     };
-    let superseded_by = superseded_by(updates);
+    let superseded_by = &catalog.superseded_by;
 
     let mut out = Vec::new();
-    for u in updates {
+    for &u in updates {
         let status = |state, message: Option<String>, missing: Vec<String>| UpdateStatus {
             update: u.id.clone(),
             state,
@@ -508,6 +636,44 @@ mod tests {
         let f = fold_decisions(&ds).unwrap();
         assert_eq!(f.decision, Decision::Approve);
         assert_eq!(f.deadline, Some(t1));
+    }
+
+    #[test]
+    fn the_index_touches_only_updates_naming_the_hosts_packages() {
+        let i = inv(&[("a", "1"), ("c", "2")]);
+        let mut ups: Vec<UpdateDocument> = (0..500)
+            .map(|n| upd(&format!("X{n:03}"), &format!("other{n}"), "2", &[]))
+            .collect();
+        ups.push(upd("A1", "a", "2", &[]));
+        ups.push(upd("A2", "a", "3", &["A1"]));
+        ups.push(upd("C", "c", "2", &[]));
+        let index = CatalogIndex::new(ups.clone());
+        let relevant: Vec<&str> = index.relevant(&i).iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(relevant, ["A1", "A2", "C"]);
+        let decisions: BTreeMap<UpdateId, HostDecision> =
+            [(UpdateId::new("A2").unwrap(), approve())].into();
+        let reported = BTreeMap::new();
+        let host = HostView {
+            inventory: Some(&i),
+            decisions: &decisions,
+            reported: &reported,
+        };
+        let indexed = evaluate_indexed(&host, &index, |_| true);
+        let full: Vec<UpdateStatus> = evaluate(&host, &ups)
+            .into_iter()
+            .filter(|s| s.state != UpdateState::NotApplicable)
+            .collect();
+        assert_eq!(indexed, full);
+        assert_eq!(indexed[0].state, UpdateState::Superseded);
+        // What the visibility filter leaves out is not evaluated at all.
+        let hidden = evaluate_indexed(&host, &index, |u| u.id.as_str() != "A2");
+        assert_eq!(hidden.len(), 2);
+        assert_eq!(hidden[0].state, UpdateState::Needed);
+        assert_eq!(
+            index.by_target_name("update-C.json").unwrap().id.as_str(),
+            "C"
+        );
+        assert!(index.get("nope").is_none());
     }
 
     #[test]

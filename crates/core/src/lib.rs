@@ -4,3 +4,5 @@ pub mod applicability;
 pub mod calendar;
 pub mod catalog_expiry;
 pub mod compliance;
+pub mod dependency_payloads;
+pub mod history;

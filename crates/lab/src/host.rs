@@ -40,7 +40,11 @@ pub fn best_kind() -> (HostKind, String) {
         );
     }
     let base = Path::new(DEFAULT_BASE);
-    let name = format!("probe-{}", std::process::id());
+    // One name per probe: tests of one process probe from parallel threads, and a shared
+    // name made one probe destroy another's (a flaky "no overlay mounts" under CI).
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("probe-{}-{n}", std::process::id());
     let probe = match LabHost::create(base, &name, HostKind::Overlay) {
         Ok(host) => host,
         Err(e) => {

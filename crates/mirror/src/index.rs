@@ -30,6 +30,10 @@ pub struct BinaryPackage {
     pub sha256: String,
     /// `Depends:`, verbatim (empty when absent).
     pub depends: String,
+    /// `Pre-Depends:`, verbatim (empty when absent): issue 9, point 4 (closure).
+    pub pre_depends: String,
+    /// `Provides:`, verbatim (empty when absent): issue 9, point 4 (closure).
+    pub provides: String,
 }
 
 /// Lower-case hex SHA256 of bytes.
@@ -118,6 +122,14 @@ pub fn parse_packages(text: &str, url: &str) -> Result<Vec<BinaryPackage>, Mirro
             sha256: need("SHA256")?.to_ascii_lowercase(),
             depends: get
                 .get("Depends")
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            pre_depends: get
+                .get("Pre-Depends")
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            provides: get
+                .get("Provides")
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
             package,

@@ -67,4 +67,19 @@ impl MirrorState {
         f.sync_all().map_err(|e| MirrorError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| MirrorError::io(&path, e))
     }
+
+    /// Makes the next run look at every source again and ask only the catalog which
+    /// updates it holds (keeping each source's last Date, so replay protection stays):
+    /// for a working catalog that was replaced by another copy (issue 9, point 1).
+    pub fn forget_imports(work_dir: &Path) -> Result<(), MirrorError> {
+        let mut s = Self::load(work_dir)?;
+        s.imported.clear();
+        for src in s.sources.values_mut() {
+            src.complete = false;
+        }
+        if Self::path(work_dir).exists() {
+            s.save(work_dir)?;
+        }
+        Ok(())
+    }
 }

@@ -81,6 +81,10 @@ pub struct SyncOptions {
     pub selection: Selection,
     /// Tracker and KEV data.
     pub feeds: Feeds,
+    /// Issue 9, point 4 (closure): the fleet's installed binary packages (name →
+    /// versions), against which new dependencies are judged; `None` when unknown (then
+    /// only an update's own binaries count, and the archive supplies the rest).
+    pub fleet_binaries: Option<crate::closure::FleetBinaries>,
 }
 
 /// What happened to one source.
@@ -96,6 +100,12 @@ pub struct SourceOutcome {
     pub already: usize,
     /// Bytes fetched from the archive.
     pub bytes_fetched: u64,
+    /// Issue 9, point 4 (closure): source versions imported because a selected update
+    /// needs them (update id, why).
+    pub dependencies: Vec<(String, String)>,
+    /// Issue 9, point 4 (closure): dependencies nothing satisfies (`DEB-x: x 2 needs
+    /// libgone (>= 9)`); their updates were imported anyway.
+    pub unsatisfiable: Vec<String>,
 }
 
 /// What a run did.
@@ -146,6 +156,9 @@ async fn sync_source(
     let rel = release::verify_inrelease(&raw, &keyring, &source.keyring, url.as_str())?;
     let seen = state.sources.get(&source.name).map(|s| s.date);
     rel.check_fresh(&source.suite, seen, opts.now, url.as_str())?;
+    // Issue 9, point 2: `catalog verify-upstream` re-checks against this copy once the
+    // archive has moved on.
+    crate::upstream::keep(&opts.work_dir, &inrelease_sha256, &raw)?;
     let digest = selection_digest(&opts.selection);
     if let Some(s) = state.sources.get(&source.name) {
         if s.complete && s.inrelease_sha256 == inrelease_sha256 && s.selection == digest {
@@ -187,6 +200,7 @@ async fn sync_source(
                     actual: format!("{actual} ({} bytes)", bytes.len()),
                 });
             }
+            crate::upstream::keep(&opts.work_dir, &actual, &bytes)?;
             let text = index::decompress(&path, &bytes, iurl.as_str())?;
             binaries.extend(
                 index::parse_packages(&text, iurl.as_str())?
@@ -199,17 +213,43 @@ async fn sync_source(
 
     let groups = select::group_by_source(binaries);
     let mut todo = Vec::new();
-    for ((src, ver), bins) in groups {
-        if !opts.selection.wants(&src, &ver, &bins) {
+    let mut selected = Vec::new();
+    for ((src, ver), bins) in &groups {
+        if !opts.selection.wants(src, ver, bins) {
             continue;
         }
-        let id = select::update_id(&src, &ver);
+        selected.push((src.clone(), ver.clone()));
+        let id = select::update_id(src, ver);
         if state.imported.contains(&id) || publish.published(&id).await? {
             state.imported.insert(id);
             out.already += 1;
             continue;
         }
-        todo.push((id, src, ver, bins));
+        todo.push((id, src.clone(), ver.clone(), bins.clone()));
+    }
+    // Issue 9, point 4 (closure): what the selected updates need that the fleet lacks.
+    let native = source
+        .architectures
+        .first()
+        .map(String::as_str)
+        .unwrap_or("amd64");
+    let closure = crate::closure::dependency_closure(
+        &groups,
+        &selected,
+        opts.fleet_binaries.as_ref(),
+        native,
+    );
+    out.unsatisfiable = closure.unsatisfiable;
+    for ((src, ver), why) in closure.added {
+        let id = select::update_id(&src, &ver);
+        out.dependencies.push((id.clone(), why));
+        if state.imported.contains(&id) || publish.published(&id).await? {
+            state.imported.insert(id);
+            continue;
+        }
+        if let Some(bins) = groups.get(&(src.clone(), ver.clone())) {
+            todo.push((id, src, ver, bins.clone()));
+        }
     }
 
     let total: u64 = todo.iter().flat_map(|t| &t.3).map(|b| b.size).sum();

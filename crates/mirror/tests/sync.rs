@@ -245,6 +245,7 @@ fn options(work: &Path, selection: Selection) -> SyncOptions {
         now: now(),
         selection,
         feeds: Feeds::default(),
+        fleet_binaries: None,
     }
 }
 
@@ -635,4 +636,142 @@ async fn inrelease_of_another_suite_is_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, MirrorError::WrongSuite { .. }), "{err}");
+}
+
+// ---- Issue 9, point 2: re-checking an update against its upstream evidence ----
+
+/// Every way an update can differ from the upstream evidence it records is named, and a
+/// genuine one verifies, also from the kept copies once the archive has moved on.
+#[tokio::test]
+async fn upstream_evidence_verifies_and_every_difference_is_named() {
+    use patchday_mirror::release::Keyring;
+    use patchday_mirror::upstream::{verify, Discrepancy, SignedPayload};
+    let a = standard_archive().await;
+    let work = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let fetch = HttpFetch::new().unwrap();
+    sync::run(
+        &a.config(&a.keyring),
+        &fetch,
+        &rec,
+        &options(work.path(), Selection::All),
+    )
+    .await
+    .unwrap();
+    let foo = rec
+        .signed
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|u| u.source == "libfoo")
+        .cloned()
+        .unwrap();
+    let evidence = patchday_types::UpstreamEvidence {
+        in_release_url: foo.evidence.inrelease_url.clone(),
+        in_release_sha256: foo.evidence.inrelease_sha256.clone(),
+        index_path: foo.evidence.indexes[0].0.clone(),
+        index_sha256: foo.evidence.indexes[0].1.clone(),
+        archive_key_fingerprint: foo.evidence.signed_by.clone(),
+    };
+    let payloads: Vec<SignedPayload> = foo
+        .binaries
+        .iter()
+        .map(|(b, _)| SignedPayload {
+            target: format!("mirror~{}", b.package),
+            package: b.package.clone(),
+            version: b.version.clone(),
+            architecture: b.architecture.clone(),
+            sha256: b.sha256.clone(),
+            length: b.size,
+        })
+        .collect();
+    let keyring = Keyring::load(&a.keyring, "test-security").unwrap();
+    let check = |e: patchday_types::UpstreamEvidence, p: Vec<SignedPayload>| {
+        let keyring = &keyring;
+        let fetch = &fetch;
+        let a = &a;
+        let work = work.path().to_path_buf();
+        async move { verify(&e, &p, (keyring, &a.keyring), fetch, &work).await }
+    };
+    assert_eq!(check(evidence.clone(), payloads.clone()).await, []);
+
+    let other_key = evidence
+        .archive_key_fingerprint
+        .replace(|c: char| c != '0', "0");
+    let found = check(
+        patchday_types::UpstreamEvidence {
+            archive_key_fingerprint: other_key.clone(),
+            ..evidence.clone()
+        },
+        payloads.clone(),
+    )
+    .await;
+    assert_eq!(
+        found,
+        [Discrepancy::ArchiveKey {
+            recorded: other_key,
+            actual: evidence.archive_key_fingerprint.clone()
+        }]
+    );
+
+    let found = check(
+        patchday_types::UpstreamEvidence {
+            index_sha256: "00".repeat(32),
+            ..evidence.clone()
+        },
+        payloads.clone(),
+    )
+    .await;
+    assert!(
+        matches!(&found[..], [Discrepancy::IndexHash { .. }]),
+        "{found:?}"
+    );
+
+    let mut swapped = payloads.clone();
+    swapped[0].sha256 = "11".repeat(32);
+    swapped[1].version = "9.9-9".into();
+    let found = check(evidence.clone(), swapped.clone()).await;
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        matches!(&found[0], Discrepancy::PayloadHash { target, .. } if *target == swapped[0].target),
+        "{found:?}"
+    );
+    assert!(
+        matches!(&found[1], Discrepancy::PayloadNotListed { version, .. } if version == "9.9-9"),
+        "{found:?}"
+    );
+
+    // Another archive's key in place of the pinned one.
+    let foreign = work.path().join("foreign.gpg");
+    write_keyring(&keygen(), &foreign);
+    let foreign_ring = Keyring::load(&foreign, "test-security").unwrap();
+    let found = verify(
+        &evidence,
+        &payloads,
+        (&foreign_ring, &foreign),
+        &fetch,
+        work.path(),
+    )
+    .await;
+    assert!(
+        matches!(&found[..], [Discrepancy::Signature(_)]),
+        "{found:?}"
+    );
+
+    // The archive moves on: the kept copies still verify; an InRelease nobody kept cannot.
+    a.add(&DebSpec::new("bar", "2.0-2"));
+    a.publish(now(), now() + SignedDuration::from_hours(24 * 7));
+    assert_eq!(check(evidence.clone(), payloads.clone()).await, []);
+    let found = check(
+        patchday_types::UpstreamEvidence {
+            in_release_sha256: "22".repeat(32),
+            ..evidence.clone()
+        },
+        payloads.clone(),
+    )
+    .await;
+    assert!(
+        matches!(&found[..], [Discrepancy::InReleaseUnavailable { .. }]),
+        "{found:?}"
+    );
 }

@@ -64,6 +64,17 @@ struct Member {
 /// error that names the file and the problem; it never panics and never reads more
 /// than the size limits above into memory.
 pub fn read_deb(path: &Path) -> Result<DebPackage, PkgError> {
+    read(path, true)
+}
+
+/// Issue 9, point 4 (closure): only a `.deb`'s control fields, with the checks of
+/// [`read_deb`], without decompressing its data member (the server reads the `Depends`
+/// of assigned payloads, which may be large).
+pub fn read_deb_info(path: &Path) -> Result<DebInfo, PkgError> {
+    read(path, false).map(|p| p.info)
+}
+
+fn read(path: &Path, with_changelog: bool) -> Result<DebPackage, PkgError> {
     let shown = path.display().to_string();
     let io_err = |source: io::Error| PkgError::Io {
         path: shown.clone(),
@@ -129,7 +140,14 @@ pub fn read_deb(path: &Path) -> Result<DebPackage, PkgError> {
             (None, Some(ext), _) => {
                 let control = reader
                     .with_member(&m, ext, MAX_CONTROL_TAR, |tar| find_control(tar, &m.name))?;
-                info = Some(parse_control(&shown, &control)?);
+                let parsed = parse_control(&shown, &control)?;
+                if !with_changelog {
+                    return Ok(DebPackage {
+                        info: parsed,
+                        changelog: None,
+                    });
+                }
+                info = Some(parsed);
             }
             (Some(i), _, Some(ext)) => {
                 let package = i.package.clone();

@@ -445,18 +445,13 @@ pub fn check_transaction(
 ) -> Result<(), Vec<Unmet>> {
     let after = result_set(installed, incoming);
     let before: Vec<&PackageFacts> = installed.iter().collect();
-    let mut unmet = Vec::new();
-    for p in incoming {
-        let from = arch_of(p, native);
-        for group in p.pre_depends.iter().chain(&p.depends) {
-            if !satisfied(group, &after, from, native) {
-                unmet.push(Unmet::Needs {
-                    package: label(p),
-                    needs: group.clone(),
-                });
-            }
-        }
-    }
+    let mut unmet: Vec<Unmet> = unmet_needs(installed, incoming, native)
+        .into_iter()
+        .map(|(p, group)| Unmet::Needs {
+            package: label(p),
+            needs: group.clone(),
+        })
+        .collect();
     for p in after.iter().filter(|p| installed.contains(p)) {
         let from = arch_of(p, native);
         for group in p.pre_depends.iter().chain(&p.depends) {
@@ -491,6 +486,47 @@ pub fn check_transaction(
     } else {
         Err(unmet)
     }
+}
+
+// ---- issue 9, point 4: the closure of new dependencies (server and mirror) ----
+
+/// Does `candidate` satisfy `rel` for a depender of architecture `from` on a host of
+/// native architecture `native`, by its own name and version or through its `Provides`?
+/// dpkg's rules, as [`check_transaction`] applies them.
+pub fn satisfies(rel: &Relation, candidate: &PackageFacts, from: &str, native: &str) -> bool {
+    real_match(rel, candidate, from, native) || provides_match(rel, candidate, from)
+}
+
+/// The `Depends`/`Pre-Depends` groups of `incoming` that installing it together, in one
+/// dpkg run, on a host with `installed` packages leaves unmet: each with the package that
+/// declares it.
+pub fn unmet_needs<'a>(
+    installed: &[PackageFacts],
+    incoming: &'a [PackageFacts],
+    native: &str,
+) -> Vec<(&'a PackageFacts, &'a Alternatives)> {
+    let after = result_set(installed, incoming);
+    let mut unmet = Vec::new();
+    for p in incoming {
+        let from = arch_of(p, native);
+        for group in p.pre_depends.iter().chain(&p.depends) {
+            if !satisfied(group, &after, from, native) {
+                unmet.push((p, group));
+            }
+        }
+    }
+    unmet
+}
+
+/// Does version `have` meet the constraint (none: any version does)?
+pub fn version_satisfies(constraint: &Option<(Op, String)>, have: &str) -> bool {
+    version_ok(constraint, Some(have))
+}
+
+/// The architecture `p`'s relations resolve for on a host of native architecture
+/// `native`: its own, or the native one for `all`.
+pub fn resolves_for<'a>(p: &'a PackageFacts, native: &'a str) -> &'a str {
+    arch_of(p, native)
 }
 
 #[cfg(test)]

@@ -8,9 +8,11 @@
 //! threads, the load client) and latency with one client at a time, and verifies one
 //! answer's director metadata as an agent would.
 //!
-//! `cargo run --release -p patchday-server --example checkin_bench -- 1000 50 800 32 5000`
+//! `cargo run --release -p patchday-server --example checkin_bench -- 1000 50 800 32 5000 [PRESENT]`
 //! (hosts, updates in the catalog, packages per inventory, concurrent clients,
-//! check-ins). `bench/checkin.sh` runs it under `/usr/bin/time` for the whole process's
+//! check-ins, and optionally how many of the catalog's updates name packages each host
+//! has: without it 40% of them do; with it, a catalog of 10,000 updates can be compared
+//! with one of 50 at the same number of assignments, issue 9 point 6). `bench/checkin.sh` runs it under `/usr/bin/time` for the whole process's
 //! peak RSS.
 //!
 //! Target (printed as PASS/FAIL): at least 10x the check-in rate of 10,000 hosts polling
@@ -224,12 +226,31 @@ struct Variant {
     expected_assignments: usize,
 }
 
-fn inventory_variant(seed: u64, packages: usize, specs: &[Spec]) -> anyhow::Result<Variant> {
+fn inventory_variant(
+    seed: u64,
+    packages: usize,
+    specs: &[Spec],
+    present: Option<usize>,
+) -> anyhow::Result<Variant> {
     let mut rng = Lcg(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03);
     let mut pkgs = Vec::with_capacity(packages);
     let mut expected = 0;
-    for s in specs {
-        let r = rng.below(100);
+    // With a fixed count, that many updates (chosen at random) name packages of the host.
+    let chosen: Option<std::collections::BTreeSet<usize>> = present.map(|n| {
+        let n = n.min(specs.len());
+        let mut set = std::collections::BTreeSet::new();
+        while set.len() < n {
+            set.insert(rng.below(specs.len() as u64) as usize);
+        }
+        set
+    });
+    for (i, s) in specs.iter().enumerate() {
+        let r = match &chosen {
+            // Present; fixed already with the same odds as below.
+            Some(set) if set.contains(&i) => rng.below(PRESENT_PCT),
+            Some(_) => continue,
+            None => rng.below(100),
+        };
         if r >= PRESENT_PCT {
             continue;
         }
@@ -377,6 +398,7 @@ struct Params {
     packages: usize,
     concurrency: usize,
     checkins: usize,
+    present: Option<usize>,
 }
 
 struct Fleet {
@@ -586,6 +608,7 @@ async fn client_main(
             decision: Decision::Approve,
             deadline: None,
             reason: None,
+            emergency: false,
         };
         let _: Value = api
             .admin(Method::POST, &format!("{t}/approvals"), &req)
@@ -647,11 +670,12 @@ async fn main() -> anyhow::Result<()> {
         packages: arg(3, 800),
         concurrency: arg(4, 32).max(1),
         checkins: arg(5, 5000),
+        present: std::env::args().nth(6).and_then(|s| s.parse().ok()),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "checkin-bench: hosts={} updates={} packages={} concurrency={} checkins={} (cores: {cores})",
-        p.hosts, p.updates, p.packages, p.concurrency, p.checkins
+        "checkin-bench: hosts={} updates={} packages={} concurrency={} checkins={} present={:?} (cores: {cores})",
+        p.hosts, p.updates, p.packages, p.concurrency, p.checkins, p.present
     );
     let tmp = tempfile::tempdir()?;
     let specs = catalog_specs(p.updates)?;
@@ -666,7 +690,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let nvar = p.hosts.min(64);
     let variants: Vec<Variant> = (0..nvar)
-        .map(|v| inventory_variant(v as u64, p.packages, &specs))
+        .map(|v| inventory_variant(v as u64, p.packages, &specs, p.present))
         .collect::<anyhow::Result<_>>()?;
     let bytes = variants.iter().map(|v| v.prefix.len() + v.rest.len());
     let kib = bytes.sum::<usize>() / nvar / 1024;

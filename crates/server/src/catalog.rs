@@ -173,10 +173,12 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         )
         .await?;
     }
-    let verified =
-        patchday_trust::verify_repository_at(&root, &trial_ds, &meta, &targets, state.clock.now())
-            .await
-            .map_err(|e| rejected(e.to_string()))?;
+    // Issue 9, point 6: the metadata whole, then only the target files the upload carries
+    // (each checked against its signed length and sha256 below); the rest must already be
+    // in the content store.
+    let verified = patchday_trust::verify_metadata_at(&root, &trial_ds, &meta, state.clock.now())
+        .await
+        .map_err(|e| rejected(e.to_string()))?;
 
     // Cross-check update documents against the payload targets they name.
     let mut updates = Vec::new();
@@ -192,11 +194,26 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
             .target_path(&targets, name)
             .map_err(|e| rejected(e.to_string()))?;
         let custom_counter = custom.release_counter();
+        // Issue 9, point 6: a push carries only the files the server lacks
+        // (`/v1/catalog/missing`); the others must be in the content store already.
+        let uploaded = path.exists();
+        if uploaded {
+            patchday_trust::check_target_file(name, info, &path)
+                .map_err(|e| rejected(e.to_string()))?;
+        } else if state.content.len(&info.sha256).await? != Some(info.length) {
+            return Err(rejected(format!(
+                "target {name} is neither in the upload nor on the server: push again (`patchday catalog push` asks the server what it lacks)"
+            )));
+        }
         match custom {
             TargetCustom::Update { id } => {
-                let bytes = patchday_trust::read_verified_target(&verified, &targets, name)
-                    .await
-                    .map_err(|e| rejected(e.to_string()))?;
+                let bytes = if uploaded {
+                    patchday_trust::read_verified_target(&verified, &targets, name)
+                        .await
+                        .map_err(|e| rejected(e.to_string()))?
+                } else {
+                    stored_bytes(state, name, &info.sha256, info.length).await?
+                };
                 let doc: UpdateDocument = serde_json::from_slice(&bytes)
                     .map_err(|e| rejected(format!("update document {name} is not valid: {e}")))?;
                 if doc.id != id || name != &UpdateDocument::target_name(&doc.id) {
@@ -228,7 +245,9 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
             }
             TargetCustom::Payload { .. } => payloads += 1,
         }
-        state.content.put_file(&path, &info.sha256).await?;
+        if uploaded {
+            state.content.put_file(&path, &info.sha256).await?;
+        }
         record_targets.push(CatalogTarget {
             name: name.clone(),
             length: info.length,
@@ -254,6 +273,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     // The new trusted state is kept under its own name before the database commit, so
     // a crash after the commit finds it at start (issue 8, finding 15).
     let state_dir = prepare_state(data, &trial_ds).map_err(ApiError::internal)?;
+    let updates_ids: Vec<patchday_types::UpdateId> = updates.iter().map(|u| u.id.clone()).collect();
     let committed = state
         .store
         .replace_catalog(&CatalogRecord {
@@ -270,12 +290,52 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     // Only now does the trusted datastore advance (see `commit_state` for the protocol).
     failpoint("catalog-after-commit");
     commit_state(data, &state_dir).map_err(ApiError::internal)?;
+    // Issue 10, point 1: when each update was first published, for time-to-install. The
+    // catalog is in by now; a failure here costs only that figure, so it is logged.
+    if let Err(e) = state
+        .store
+        .note_published(&updates_ids, state.clock.now())
+        .await
+    {
+        tracing::warn!(error = %e, "could not record the publication time of new updates");
+    }
     tracing::info!(
         targets = status.targets_version,
         updates = status.updates,
         "catalog accepted"
     );
     Ok(status)
+}
+
+/// A small target (an update document) the server already holds, read back and checked
+/// against its signed length and sha256.
+async fn stored_bytes(
+    state: &AppState,
+    name: &str,
+    sha256: &str,
+    length: u64,
+) -> Result<Vec<u8>, ApiError> {
+    use tokio::io::AsyncReadExt;
+    const MAX_DOCUMENT: u64 = 4 << 20;
+    if length > MAX_DOCUMENT {
+        return Err(rejected(format!(
+            "update document {name} is {length} bytes, more than {MAX_DOCUMENT}"
+        )));
+    }
+    let mut reader = state.content.open_verified(sha256, 0).await?;
+    let mut bytes = Vec::new();
+    reader
+        .reader
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(ApiError::internal)?;
+    if bytes.len() as u64 != length {
+        return Err(rejected(format!(
+            "the server's copy of {name} has {} bytes, the catalog signs {length}: push it again",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// A temporary directory under `parent`, removed on drop.
@@ -439,4 +499,16 @@ pub async fn recover(data: &Path, store: &dyn patchday_store::Store) -> anyhow::
         }
     }
     Ok(())
+}
+
+// Issue 9, point 1: the scheduled mirror's catalog goes through the same intake as a push.
+
+/// Packs the catalog directory `repo_dir` and takes it in with [`intake`].
+pub async fn intake_repo(state: &AppState, repo_dir: &Path) -> Result<CatalogStatus, ApiError> {
+    let repo = repo_dir.to_path_buf();
+    let packed = tokio::task::spawn_blocking(move || patchday_publish::pack::pack(&repo))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    intake(state, packed.path()).await
 }

@@ -3,20 +3,21 @@
 
 use crate::error::ApiError;
 use patchday_core::applicability::{
-    evaluate, fold_decisions, HostDecision, HostView, Reported, UpdateStatus,
+    evaluate_indexed, fold_decisions, CatalogIndex, HostDecision, HostView, Reported, UpdateStatus,
 };
 use patchday_store::{HostRecord, TenantStore};
 use patchday_types::api::{Approval, Decision};
-use patchday_types::{Inventory, UpdateDocument, UpdateId, UpdateState};
+use patchday_types::{Inventory, UpdateId, UpdateState};
 use std::collections::BTreeMap;
 
-/// Statuses of every update for one host, from `inventory` when the caller has it at
-/// hand (a check-in), else from the stored one.
+/// Statuses of the updates that may apply to one host (those naming one of its
+/// packages; every other update is not applicable), from `inventory` when the caller has
+/// it at hand (a check-in), else from the stored one.
 pub async fn host_statuses(
     tenant: &dyn TenantStore,
     host: &HostRecord,
     approvals: &[Approval],
-    updates: &[UpdateDocument],
+    catalog: &CatalogIndex,
     inventory: Option<&Inventory>,
 ) -> Result<Vec<UpdateStatus>, ApiError> {
     let stored;
@@ -63,18 +64,15 @@ pub async fn host_statuses(
         })
         .collect();
     // Updates the publisher released to other tenants only do not exist for this one.
-    let visible: Vec<UpdateDocument> = updates
-        .iter()
-        .filter(|u| u.published_for(tenant.id().as_str()))
-        .cloned()
-        .collect();
-    let mut statuses = evaluate(
+    let tenant_id = tenant.id().as_str();
+    let mut statuses = evaluate_indexed(
         &HostView {
             inventory,
             decisions: &decisions,
             reported: &reported,
         },
-        &visible,
+        catalog,
+        |u| u.published_for(tenant_id),
     );
     // Issue 9, point 7: a declined update's message is the operator's reason (a decline
     // without one does not excuse the host; see `patchday_core::compliance`).

@@ -15,13 +15,16 @@
 mod auth;
 mod catalog;
 mod catalog_expiry; // issue 9, point 5
+mod catalog_index; // issue 9, point 6
 mod clock;
+mod closure; // issue 9, point 4: dependency payloads, repair assignments
 mod compliance;
 mod director;
 mod error;
 pub mod freshness;
 mod limits; // finding 4 (issue 8)
 pub mod listener;
+pub mod mirror_schedule; // issue 9, point 1
 mod ratelimit;
 mod routes;
 mod state;
@@ -58,6 +61,10 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         state.clone(),
         config.expiry_check_every,
     ));
+    // Issue 9, point 1: the archive sync on a schedule.
+    if let Some(schedule) = &config.mirror {
+        tokio::spawn(mirror_schedule::run(state.clone(), schedule.clone()));
+    }
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");

@@ -129,6 +129,35 @@ pub fn states(states: &[StateReport], known: impl Fn(&str) -> bool) -> Result<()
     Ok(())
 }
 
+// ---- Issue 9, point 6: hash-bin role names ----
+
+/// `role` without a hash-bin suffix (`.bin-` and two lower-case hex digits), as the
+/// publisher names a role's bins (`tenant-acme.bin-3f` belongs to `tenant-acme`).
+pub fn strip_bin_suffix(role: &str) -> &str {
+    match role.rsplit_once(".bin-") {
+        Some((parent, hex))
+            if hex.len() == 2
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            parent
+        }
+        _ => role,
+    }
+}
+
+/// A new tenant's id must not end like a hash bin, or its private role's name would read
+/// as another tenant's bin.
+pub fn tenant_id(id: &patchday_types::TenantId) -> Result<(), ApiError> {
+    if strip_bin_suffix(id.as_str()) != id.as_str() {
+        return Err(ApiError::bad_request(format!(
+            "tenant id {id} ends like a catalog hash bin (.bin-xx): choose another id"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

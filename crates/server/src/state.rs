@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub expiry_warning: patchday_core::catalog_expiry::ExpiryWarning,
     /// How often the server looks at the catalog's expiries for its log.
     pub expiry_check_every: std::time::Duration,
+    /// Issue 9, point 1: the archive sync the server runs on a schedule (`--mirror-every`).
+    pub mirror: Option<crate::mirror_schedule::MirrorSchedule>,
 }
 
 impl ServerConfig {
@@ -48,6 +50,7 @@ impl ServerConfig {
             stale_after: None,
             expiry_warning: Default::default(),
             expiry_check_every: std::time::Duration::from_secs(60),
+            mirror: None,
         }
     }
 
@@ -81,6 +84,10 @@ pub struct AppState {
     pub failed_logins: Arc<crate::ratelimit::FailedLogins>,
     /// Whether the database can commit writes now (issue 8, finding 11).
     pub storage: Arc<crate::storage::StorageHealth>,
+    /// The catalog's update documents, indexed per catalog version (issue 9, point 6).
+    pub catalog_index: Arc<crate::catalog_index::CatalogCache>,
+    /// Issue 9, point 1: the scheduled mirror's last run.
+    pub mirror_runs: Arc<crate::mirror_schedule::MirrorRuns>,
 }
 
 impl AppState {
@@ -113,6 +120,8 @@ impl AppState {
             director: Arc::new(director),
             failed_logins: Arc::default(),
             storage: Arc::default(),
+            catalog_index: Arc::default(),
+            mirror_runs: Arc::default(),
         })
     }
 }

@@ -91,9 +91,10 @@ pub async fn health(State(s): State<AppState>) -> Response {
         Err(_) => Vec::new(),
     };
     match s.storage.get() {
-        None if warnings.is_empty() => "ok".into_response(),
         None => std::iter::once("ok".to_string())
             .chain(warnings.iter().map(|w| format!("warning: {w}")))
+            // Issue 9, point 1: the scheduled mirror's last run.
+            .chain(crate::mirror_schedule::health_lines(&s))
             .collect::<Vec<_>>()
             .join("\n")
             .into_response(),

@@ -4,14 +4,15 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, EnrollGrant, HostRecord, HostSigning, LogScope, NewEnrollToken,
-    RemovedHost, Result, SequenceCheck, Store, StoreError, StoredState, TenantStore, TokenRecord,
+    CatalogRecord, CatalogTarget, EnrollGrant, HistoryEntry, HostRecord, HostSigning, LogScope,
+    NewEnrollToken, RemovedHost, RepairRequest, Result, SequenceCheck, Store, StoreError,
+    StoredState, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role,
     StateReport, Tenant, TokenInfo,
 };
-use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateState};
+use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateId, UpdateState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -721,6 +722,41 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         Ok(())
     }
+
+    // ---- Issue 10, point 1: state history ----
+
+    async fn note_published(&self, updates: &[UpdateId], now: Timestamp) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        for u in updates {
+            sqlx::query("INSERT OR IGNORE INTO update_published (update_id, at) VALUES (?, ?)")
+                .bind(u.as_str())
+                .bind(now.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn published_at(&self, updates: &[UpdateId]) -> Result<Vec<(UpdateId, Timestamp)>> {
+        let mut out = Vec::new();
+        for chunk in updates.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql =
+                format!("SELECT update_id, at FROM update_published WHERE update_id IN ({marks})");
+            let mut q = sqlx::query(&sql);
+            for u in chunk {
+                q = q.bind(u.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(backend)? {
+                out.push((
+                    parse("update id", r.get::<&str, _>("update_id"))?,
+                    parse("timestamp", r.get::<&str, _>("at"))?,
+                ));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A store handle bound to one tenant.
@@ -933,7 +969,7 @@ impl TenantStore for SqliteTenant {
 
     async fn list_approvals(&self) -> Result<Vec<Approval>> {
         let rows = sqlx::query(
-            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason FROM approvals
+            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency FROM approvals
              WHERE tenant_id = ? ORDER BY update_id, group_id",
         )
         .bind(self.id.as_str())
@@ -954,6 +990,7 @@ impl TenantStore for SqliteTenant {
                     decided_at: parse("timestamp", r.get::<&str, _>("decided_at"))?,
                     decided_by: r.get("decided_by"),
                     reason: r.get("reason"),
+                    emergency: r.get::<i64, _>("emergency") != 0,
                 })
             })
             .collect()
@@ -1270,6 +1307,183 @@ impl TenantStore for SqliteTenant {
         insert_log(&mut tx, log).await?;
         tx.commit().await.map_err(backend)
     }
+
+    // ---- issue 9, point 4 (closure): server-side repair assignments ----
+
+    async fn request_repair_logged(
+        &self,
+        id: &HostId,
+        allow_apt: bool,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE hosts SET repair_requested_at = ?, repair_allow_apt = ?, repair_sent_at = NULL WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(now.to_string())
+        .bind(i64::from(allow_apt))
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        host_updated(&done, id)?;
+        insert_log(&mut tx, log).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>> {
+        let r = self
+            .host_row("repair_requested_at, repair_allow_apt, repair_sent_at", id)
+            .await?;
+        let Some(requested_at) = opt_ts(r.get("repair_requested_at"))? else {
+            return Ok(None);
+        };
+        Ok(Some(RepairRequest {
+            requested_at,
+            allow_apt: r.get::<i64, _>("repair_allow_apt") != 0,
+            sent_at: opt_ts(r.get("repair_sent_at"))?,
+        }))
+    }
+
+    async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE hosts SET repair_sent_at = COALESCE(repair_sent_at, ?) WHERE tenant_id = ? AND id = ? AND repair_requested_at IS NOT NULL",
+        )
+        .bind(now.to_string())
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn clear_repair(&self, id: &HostId) -> Result<()> {
+        sqlx::query(
+            "UPDATE hosts SET repair_requested_at = NULL, repair_allow_apt = 0, repair_sent_at = NULL WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    // ---- Issue 10, point 1: state history ----
+
+    async fn record_host_states(
+        &self,
+        id: &HostId,
+        states: &[StateReport],
+        now: Timestamp,
+    ) -> Result<Vec<HistoryEntry>> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let rows = sqlx::query(
+            "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut last: std::collections::HashMap<String, (String, Option<String>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>("update_id"),
+                    (
+                        r.get::<String, _>("state"),
+                        r.get::<Option<String>, _>("message"),
+                    ),
+                )
+            })
+            .collect();
+        let mut appended = Vec::new();
+        for st in states {
+            let before = last.remove(st.update.as_str());
+            if before
+                .as_ref()
+                .is_some_and(|(s, m)| s == st.state.as_str() && *m == st.message)
+            {
+                continue;
+            }
+            let previous = match &before {
+                Some((s, _)) => Some(parse::<UpdateState>("state", s)?),
+                None => None,
+            };
+            sqlx::query(
+                "INSERT INTO host_update_state (tenant_id, host_id, update_id, state, message, since)                  VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET                  state = excluded.state, message = excluded.message, since = excluded.since",
+            )
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .bind(st.update.as_str())
+            .bind(st.state.as_str())
+            .bind(&st.message)
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(
+                "INSERT INTO state_history (tenant_id, host_id, update_id, state, previous, message, at)                  VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .bind(st.update.as_str())
+            .bind(st.state.as_str())
+            .bind(previous.map(|p| p.as_str()))
+            .bind(&st.message)
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            appended.push(HistoryEntry {
+                host: id.clone(),
+                update: st.update.clone(),
+                state: st.state,
+                previous,
+                message: st.message.clone(),
+                at: now,
+            });
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(appended)
+    }
+
+    async fn history(
+        &self,
+        host: Option<&HostId>,
+        update: Option<&UpdateId>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>> {
+        let rows = sqlx::query(
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history              WHERE tenant_id = ?1 AND (?2 IS NULL OR host_id = ?2) AND (?3 IS NULL OR update_id = ?3)              ORDER BY seq LIMIT ?4",
+        )
+        .bind(self.id.as_str())
+        .bind(host.map(|h| h.as_str()))
+        .bind(update.map(|u| u.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    host: parse("host id", r.get::<&str, _>("host_id"))?,
+                    update: parse("update id", r.get::<&str, _>("update_id"))?,
+                    state: parse("state", r.get::<&str, _>("state"))?,
+                    previous: match r.get::<Option<&str>, _>("previous") {
+                        Some(p) => Some(parse("state", p)?),
+                        None => None,
+                    },
+                    message: r.get("message"),
+                    at: parse("timestamp", r.get::<&str, _>("at"))?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// `NotFound` when an UPDATE of one host touched no row.
@@ -1387,12 +1601,12 @@ impl SqliteTenant {
             Decision::Decline => "decline",
         };
         sqlx::query(
-            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by, reason)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
                decision = excluded.decision, deadline = excluded.deadline,
                decided_at = excluded.decided_at, decided_by = excluded.decided_by,
-               reason = excluded.reason",
+               reason = excluded.reason, emergency = excluded.emergency",
         )
         .bind(self.id.as_str())
         .bind(a.update.as_str())
@@ -1402,6 +1616,7 @@ impl SqliteTenant {
         .bind(a.decided_at.to_string())
         .bind(&a.decided_by)
         .bind(&a.reason)
+        .bind(i64::from(a.emergency))
         .execute(&mut *tx)
         .await
         .map_err(about(format!("group {}", a.group)))?;
@@ -1503,7 +1718,7 @@ mod tests {
         let again = SqliteStore::open(&dir.path().join("patchday.db"))
             .await
             .unwrap();
-        assert_eq!(again.list_tenants().await.unwrap().len(), 2);
+        assert_eq!(again.list_tenants().await.unwrap().len(), 4);
     }
 
     // Finding 3/4/10 (issue 8).
@@ -1514,6 +1729,16 @@ mod tests {
             .await
             .unwrap();
         patchday_store::conformance::lifecycle(&store).await;
+    }
+
+    // Issue 9, point 4 (closure).
+    #[tokio::test]
+    async fn repair_request_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::repair_requests(&store).await;
     }
 
     // Finding 10 (issue 8): the log refuses changes even from outside the trait.

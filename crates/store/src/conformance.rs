@@ -36,6 +36,7 @@ pub async fn run(store: &dyn Store) {
     catalog_replacement(store).await;
     host_signing_and_sequences(store).await; // finding 8/13
     storage_probe(store).await;
+    state_history_records_changes_only(store).await; // issue 10, point 1
 }
 
 async fn tenants_and_tokens(store: &dyn Store) {
@@ -258,6 +259,7 @@ async fn approvals_and_states(store: &dyn Store) {
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "root".into(),
         reason: None,
+        emergency: false,
     };
     acme.put_approval(&a).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![a.clone()]);
@@ -284,6 +286,7 @@ async fn approvals_and_states(store: &dyn Store) {
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "root".into(),
         reason: None,
+        emergency: false,
     };
     assert!(matches!(
         acme.put_approval(&missing_group).await,
@@ -1014,6 +1017,7 @@ async fn approval_and_its_log_entry_commit_together(store: &dyn Store) {
         decided_at: ts("2026-11-26T12:00:00Z"),
         decided_by: "alice".into(),
         reason: None,
+        emergency: false,
     };
     let log = log_entry(
         Some("lc-approve"),
@@ -1101,4 +1105,140 @@ async fn storage_probe(store: &dyn Store) {
     store.probe_write(ts("2026-12-08T02:00:00Z")).await.unwrap();
     store.probe_write(ts("2026-12-08T02:00:01Z")).await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap(), before);
+}
+
+// ---- issue 9, point 4 (closure): server-side repair requests ----
+
+/// A repair request: logged with its request, replaced by a newer one, marked sent once
+/// (the first time counts), cleared, scoped to its tenant, `NotFound` for another host.
+pub async fn repair_requests(store: &dyn Store) {
+    let t = new_tenant(store, "repair").await;
+    let other = new_tenant(store, "elsewhere").await;
+    let now = ts("2026-12-01T10:00:00Z");
+    t.create_host(&id("r-1"), "r", &hash_secret("cred-r-1"), now)
+        .await
+        .unwrap();
+    assert_eq!(t.repair_request(&id("r-1")).await.unwrap(), None);
+    let log = log_entry(Some("repair"), "host.repair", "2026-12-01T10:00:00Z");
+    assert!(matches!(
+        other
+            .request_repair_logged(&id("r-1"), true, now, &log)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    t.request_repair_logged(&id("r-1"), false, now, &log)
+        .await
+        .unwrap();
+    let later = ts("2026-12-01T11:00:00Z");
+    t.request_repair_logged(&id("r-1"), true, later, &log)
+        .await
+        .unwrap();
+    let r = t.repair_request(&id("r-1")).await.unwrap().unwrap();
+    assert_eq!(
+        (r.requested_at, r.allow_apt, r.sent_at),
+        (later, true, None)
+    );
+    t.repair_sent(&id("r-1"), ts("2026-12-01T12:00:00Z"))
+        .await
+        .unwrap();
+    t.repair_sent(&id("r-1"), ts("2026-12-01T13:00:00Z"))
+        .await
+        .unwrap();
+    let r = t.repair_request(&id("r-1")).await.unwrap().unwrap();
+    assert_eq!(r.sent_at, Some(ts("2026-12-01T12:00:00Z")));
+    t.clear_repair(&id("r-1")).await.unwrap();
+    assert_eq!(t.repair_request(&id("r-1")).await.unwrap(), None);
+    // Sending needs a request: nothing appears from a stray mark.
+    t.repair_sent(&id("r-1"), later).await.unwrap();
+    assert_eq!(t.repair_request(&id("r-1")).await.unwrap(), None);
+    let scope = crate::LogScope::Tenant(id("repair"));
+    assert_eq!(store.list_log(&scope, None, 10).await.unwrap().len(), 2);
+}
+
+/// Issue 10, point 1: only changes are appended, per tenant, in order; publication times
+/// are kept from the first push.
+async fn state_history_records_changes_only(store: &dyn Store) {
+    use patchday_types::UpdateState as S;
+    let t = new_tenant(store, "hist").await;
+    let other = new_tenant(store, "hist-other").await;
+    let h: HostId = id("h1");
+    t.create_host(&h, "h1", &hash_secret("c-h1"), ts("2026-11-26T10:00:00Z"))
+        .await
+        .unwrap();
+    let st = |u: &str, s: S, m: Option<&str>| StateReport {
+        update: id(u),
+        state: s,
+        message: m.map(String::from),
+    };
+    let first = t
+        .record_host_states(
+            &h,
+            &[st("U1", S::Needed, None), st("U2", S::Approved, None)],
+            ts("2026-11-26T10:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].previous, None);
+    // The same states again: nothing appended.
+    let again = t
+        .record_host_states(
+            &h,
+            &[st("U1", S::Needed, None), st("U2", S::Approved, None)],
+            ts("2026-11-26T11:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    // A change of state, and one of message only.
+    let changed = t
+        .record_host_states(
+            &h,
+            &[
+                st("U1", S::Installed, None),
+                st("U2", S::Approved, Some("waiting")),
+            ],
+            ts("2026-11-26T12:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 2);
+    assert_eq!(changed[0].previous, Some(S::Needed));
+    let all = t.history(Some(&h), None, 100).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.update.as_str(), e.state))
+            .collect::<Vec<_>>(),
+        [
+            ("U1", S::Needed),
+            ("U2", S::Approved),
+            ("U1", S::Installed),
+            ("U2", S::Approved)
+        ]
+    );
+    let u1 = t.history(None, Some(&id("U1")), 100).await.unwrap();
+    assert_eq!(u1.len(), 2);
+    assert_eq!(u1[1].at, ts("2026-11-26T12:00:00Z"));
+    assert!(other.history(None, None, 100).await.unwrap().is_empty());
+
+    store
+        .note_published(&[id("U1")], ts("2026-11-20T00:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .note_published(&[id("U1"), id("U2")], ts("2026-11-25T00:00:00Z"))
+        .await
+        .unwrap();
+    let mut p = store
+        .published_at(&[id("U1"), id("U2"), id("U3")])
+        .await
+        .unwrap();
+    p.sort();
+    assert_eq!(
+        p,
+        [
+            (id("U1"), ts("2026-11-20T00:00:00Z")),
+            (id("U2"), ts("2026-11-25T00:00:00Z"))
+        ]
+    );
 }

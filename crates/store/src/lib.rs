@@ -12,6 +12,7 @@ pub mod conformance;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+pub use patchday_types::api::HistoryEntry;
 use patchday_types::api::{
     Approval, CatalogStatus, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role, StateReport,
     Tenant, TokenInfo,
@@ -221,6 +222,14 @@ pub trait Store: Send + Sync {
     /// Commits a tiny write, to learn whether the database can store anything now
     /// ([`StoreError::StorageFull`] when it cannot).
     async fn probe_write(&self, now: Timestamp) -> Result<()>;
+
+    // ---- Issue 10, point 1: state history ----
+
+    /// Records `now` as the publication time of each update not seen before (the first
+    /// push that carried it); known updates keep their first time.
+    async fn note_published(&self, updates: &[UpdateId], now: Timestamp) -> Result<()>;
+    /// Publication times of these updates (those known).
+    async fn published_at(&self, updates: &[UpdateId]) -> Result<Vec<(UpdateId, Timestamp)>>;
 }
 
 /// Everything that belongs to one tenant. Built by [`Store::tenant`]; every method
@@ -336,6 +345,55 @@ pub trait TenantStore: Send + Sync {
     /// Records (Some) or clears (None) the error of the agent's last run.
     async fn set_agent_error(&self, id: &HostId, error: Option<&str>, now: Timestamp)
         -> Result<()>;
+
+    // ---- Issue 10, point 1: state history ----
+
+    /// Takes the host's current state per update (as evaluated from its inventory,
+    /// decisions and reports) and, in one transaction, appends a history entry for each
+    /// update whose state or message changed since the last call, and remembers the new
+    /// states. Updates left out keep their last state. Returns the entries appended.
+    async fn record_host_states(
+        &self,
+        id: &HostId,
+        states: &[StateReport],
+        now: Timestamp,
+    ) -> Result<Vec<HistoryEntry>>;
+    /// History entries of this tenant, oldest first, for one host and/or one update, at
+    /// most `limit`.
+    async fn history(
+        &self,
+        host: Option<&HostId>,
+        update: Option<&UpdateId>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>>;
+    // ---- issue 9, point 4 (closure): server-side repair assignments ----
+
+    /// Asks the host's agent to run the repair `patchday-agent repair` runs (`patchday
+    /// host repair`), replacing an earlier request, with its operator log entry.
+    async fn request_repair_logged(
+        &self,
+        id: &HostId,
+        allow_apt: bool,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<()>;
+    /// The host's pending repair request, if any.
+    async fn repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>>;
+    /// Records that a signed check-in answer carried the request (the first time only).
+    async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()>;
+    /// Clears the request (the host reported a clean dpkg database after it was sent).
+    async fn clear_repair(&self, id: &HostId) -> Result<()>;
+}
+
+/// A pending server-side repair assignment (issue 9, point 4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairRequest {
+    /// When the operator asked.
+    pub requested_at: Timestamp,
+    /// Whether apt may install or remove packages (`--allow-apt`).
+    pub allow_apt: bool,
+    /// When a signed check-in answer first carried it.
+    pub sent_at: Option<Timestamp>,
 }
 
 // finding 8/13 (issue 8): host-signed requests and agent errors.
@@ -363,11 +421,6 @@ pub enum SequenceCheck {
         /// The last accepted sequence number.
         last: u64,
     },
-}
-
-/// Looks up an update by id in a list of documents.
-pub fn find_update<'a>(updates: &'a [UpdateDocument], id: &UpdateId) -> Option<&'a UpdateDocument> {
-    updates.iter().find(|u| &u.id == id)
 }
 
 // ---- Finding 3/10 (issue 8): types of the lifecycle and log methods ----

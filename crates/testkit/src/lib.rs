@@ -650,3 +650,44 @@ impl Host {
         id
     }
 }
+
+// Issue 9, point 4 (closure): what the host-state tests read, written once.
+
+impl Server {
+    /// The state and message of `update` on host `hostname` in the detail report
+    /// (`("absent", rows)` when there is no such row).
+    pub fn update_state(&self, hostname: &str, update: &str) -> (String, String) {
+        let rows = self.report_rows();
+        rows.iter()
+            .find(|r| r["hostname"] == hostname && r["update"] == update)
+            .map(|r| {
+                (
+                    r["state"].as_str().unwrap_or_default().to_string(),
+                    r["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .unwrap_or_else(|| ("absent".into(), format!("{rows:?}")))
+    }
+
+    /// Host `hostname`'s row of `report --by host --format json`.
+    pub fn host_report(&self, hostname: &str) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&self.cli(&["report", "--by", "host", "--format", "json"]))
+                .expect("report JSON");
+        rows.into_iter()
+            .find(|r| r["hostname"] == hostname)
+            .unwrap_or_else(|| panic!("no report row for {hostname}"))
+    }
+}
+
+impl Host {
+    /// Runs a program in the host; returns (success, stdout + stderr).
+    pub fn run_in(&self, program: &str, args: &[&str]) -> (bool, String) {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let o = self
+            .lab
+            .run(Path::new(program), &args)
+            .expect("run in lab host");
+        (o.status.success(), text(&o))
+    }
+}

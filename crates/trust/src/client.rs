@@ -43,6 +43,12 @@ pub const MAX_ROOT_ROTATIONS: u64 = 256;
 /// At most this many targets roles are visited in one target search.
 pub const MAX_DELEGATIONS: usize = 32;
 
+/// At most this many delegated roles are read when every target is listed (the server's
+/// intake, [`Updater::delegated_targets`]): a role with hash bins has up to 256 of them
+/// (issue 9, point 6), and a catalog a few such roles; a hostile repository still cannot
+/// make the walk endless, and each role's size is capped on its own.
+pub const MAX_LISTED_ROLES: usize = 4096;
+
 const TOP_LEVEL_ROLES: [&str; 4] = ["root", "timestamp", "snapshot", "targets"];
 
 /// What a targets role says about one target file.
@@ -315,8 +321,12 @@ impl Updater {
         let mut seen = BTreeSet::new();
         let mut to_visit = self.children_of("targets", &[]);
         while let Some((role, parent, chain)) = to_visit.pop() {
-            if seen.len() >= MAX_DELEGATIONS {
-                break;
+            if seen.len() >= MAX_LISTED_ROLES {
+                // Listing fewer targets than the catalog has would be a silent lie.
+                return Err(TrustError::MalformedMetadata {
+                    role: role.clone(),
+                    detail: format!("the catalog delegates to more than {MAX_LISTED_ROLES} roles"),
+                });
             }
             if !seen.insert(role.clone()) {
                 continue;

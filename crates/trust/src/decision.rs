@@ -672,6 +672,8 @@ mod tests {
                 (DEB.to_string(), assigned(20, &deb_sha, 3)),
             ]
             .into(),
+            install_with: Default::default(),
+            repair: None,
         };
         let catalog = VerifiedCatalog {
             root_version: 1,

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -80,6 +80,24 @@ pub struct DirectorTargets {
     pub host: Option<String>,
     /// Assigned targets by name.
     pub targets: BTreeMap<String, AssignedTarget>,
+    /// Issue 9, point 4: assigned updates whose payloads go into one dpkg run together
+    /// (an update → the updates publishing the dependencies it needs on this host).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub install_with: BTreeMap<String, BTreeSet<String>>,
+    /// Issue 9, point 4: an operator asked for the recovery `patchday-agent repair` runs
+    /// (`patchday host repair`). Only this signed field counts; the agent ignores any
+    /// instruction anywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<RepairInstruction>,
+}
+
+/// A server-side repair assignment (issue 9, point 4): run the recovery an admin would.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairInstruction {
+    /// Let `apt-get -f install` install or remove packages (`--allow-apt`).
+    pub allow_apt: bool,
+    /// When the operator asked (whole seconds), for the record.
+    pub requested: String,
 }
 
 impl DirectorTargets {
@@ -309,6 +327,17 @@ pub fn verify(
             ))
         }
     }
+    // Issue 9, point 4: a run groups assigned updates only.
+    for (update, with) in &t.install_with {
+        for u in std::iter::once(update).chain(with) {
+            if !t.targets.values().any(|x| &x.custom.update == u) {
+                return Err(refused(
+                    "format",
+                    format!("install_with names {u}, which the answer does not assign"),
+                ));
+            }
+        }
+    }
     for (name, target) in &t.targets {
         if target.custom.host != host {
             return Err(refused(
@@ -506,6 +535,8 @@ mod tests {
             expires: expires.into(),
             host: Some(host.into()),
             targets,
+            install_with: BTreeMap::new(),
+            repair: None,
         }
     }
 
@@ -578,6 +609,52 @@ mod tests {
         ));
         // Expiry strings are whole seconds.
         assert_eq!(expires_in(now(), 3600).unwrap(), "2026-11-26T13:00:00Z");
+    }
+
+    #[test]
+    fn a_repair_instruction_outside_the_signed_metadata_is_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let key = DirectorKey::load_or_create(&d.path().join("k")).unwrap();
+        let pk = key.public().clone();
+        let ok = key.sign(&sample(5, "2026-11-26T13:00:00Z", "h1")).unwrap();
+        let instruction =
+            serde_json::json!({"allow_apt": true, "requested": "2026-11-26T12:00:00Z"});
+        // Beside the signed object (a man in the middle, or an unsigned server field): the
+        // answer verifies, and carries no repair.
+        let mut v: Value = serde_json::from_slice(&ok).unwrap();
+        v["repair"] = instruction.clone();
+        v["signatures"][0]["repair"] = instruction.clone();
+        let t = verify(&serde_json::to_vec(&v).unwrap(), &pk, "h1", now(), 0).unwrap();
+        assert_eq!(t.repair, None);
+        // Put into the signed object without the key: the signature no longer holds.
+        let mut v: Value = serde_json::from_slice(&ok).unwrap();
+        v["signed"]["repair"] = instruction;
+        assert!(matches!(
+            verify(&serde_json::to_vec(&v).unwrap(), &pk, "h1", now(), 0),
+            Err(TrustError::AssignmentRejected {
+                check: "signature",
+                ..
+            })
+        ));
+        // Signed by the director: it counts.
+        let mut signed = sample(6, "2026-11-26T13:00:00Z", "h1");
+        signed.repair = Some(RepairInstruction {
+            allow_apt: false,
+            requested: "2026-11-26T12:00:00Z".into(),
+        });
+        let t = verify(&key.sign(&signed).unwrap(), &pk, "h1", now(), 0).unwrap();
+        assert_eq!(t.repair.map(|r| r.allow_apt), Some(false));
+    }
+
+    #[test]
+    fn install_with_names_only_assigned_updates() {
+        let d = tempfile::tempdir().unwrap();
+        let key = DirectorKey::load_or_create(&d.path().join("k")).unwrap();
+        let mut t = sample(5, "2026-11-26T13:00:00Z", "h1");
+        t.install_with
+            .insert("PD-1".into(), BTreeSet::from(["PD-2".to_string()]));
+        let err = verify(&key.sign(&t).unwrap(), key.public(), "h1", now(), 0).unwrap_err();
+        assert!(err.to_string().contains("install_with names PD-2"), "{err}");
     }
 
     #[tokio::test]

@@ -1,10 +1,8 @@
 //! One error type for the crate; each variant names the check that failed.
 
-use std::error::Error as _;
 use std::path::PathBuf;
 
 use jiff::Timestamp;
-use tough::TransportErrorKind;
 
 /// Why a catalog, a payload or a signing step was refused, worded for an admin.
 #[derive(Debug, thiserror::Error)]
@@ -322,15 +320,6 @@ pub enum TrustError {
         /// The underlying error.
         cause: std::io::Error,
     },
-
-    /// Any other error from tough, with what we were doing.
-    #[error("catalog error while {context}: {cause}")]
-    Tuf {
-        /// What we were doing.
-        context: &'static str,
-        /// tough's error (in the message, not a `source`, as for `Io`).
-        cause: Box<tough::error::Error>,
-    },
 }
 
 fn at_time(t: &Option<Timestamp>) -> String {
@@ -353,195 +342,6 @@ impl TrustError {
             cause,
         }
     }
-
-    /// Shorthand for a fallback [`TrustError::Tuf`] error.
-    pub(crate) fn tuf(context: &'static str) -> impl FnOnce(tough::error::Error) -> Self {
-        move |cause| TrustError::Tuf {
-            context,
-            cause: Box::new(cause),
-        }
-    }
-}
-
-/// Which role a metadata file name belongs to (`7.targets.json` → targets).
-fn role_of_file(url: &str) -> &'static str {
-    let file = url.rsplit('/').next().unwrap_or(url);
-    if file.ends_with("root.json") {
-        "root"
-    } else if file.ends_with("timestamp.json") {
-        "timestamp"
-    } else if file.ends_with("snapshot.json") {
-        "snapshot"
-    } else {
-        "targets"
-    }
-}
-
-fn parent_of(role: &str) -> &'static str {
-    match role {
-        "snapshot" => "timestamp",
-        "targets" => "snapshot",
-        _ => "the trusted metadata",
-    }
-}
-
-/// Turns tough's error from a client load into the check that failed.
-///
-/// `expiry_of` looks up a role's claimed expiry for the message, where it can.
-pub(crate) fn from_client_error(
-    err: tough::error::Error,
-    expiry_of: &dyn Fn(&str) -> Option<Timestamp>,
-) -> TrustError {
-    use tough::error::Error as E;
-    if let E::Transport { url, source, .. } = &err {
-        if let Some(mapped) = from_transport(url.as_str(), source) {
-            return mapped;
-        }
-    }
-    match err {
-        E::ExpiredMetadata { role, .. } => {
-            let role = role.to_string();
-            let expires = expiry_of(&role);
-            TrustError::Expired { role, expires }
-        }
-        E::OlderMetadata {
-            role,
-            current_version,
-            new_version,
-            ..
-        } => TrustError::Rollback {
-            role: role.to_string(),
-            offered: new_version,
-            trusted: current_version,
-        },
-        E::OlderSnapshotInTimestamp {
-            snapshot_new,
-            snapshot_old,
-            ..
-        } => TrustError::Rollback {
-            role: "snapshot".into(),
-            offered: snapshot_new,
-            trusted: snapshot_old,
-        },
-        E::SnapshotRoleRollback {
-            role,
-            old_role_version,
-            new_role_version,
-            ..
-        } => TrustError::Rollback {
-            role: role.trim_end_matches(".json").to_owned(),
-            offered: new_role_version,
-            trusted: old_role_version,
-        },
-        E::SnapshotRoleMissing {
-            role, new_version, ..
-        } => TrustError::MetadataMismatch {
-            role: role.trim_end_matches(".json").to_owned(),
-            listed_by: "snapshot".into(),
-            detail: format!("snapshot version {new_version} no longer lists it"),
-        },
-        E::VerifyMetadata { role, source, .. } => TrustError::BadSignature {
-            role: role.to_string(),
-            detail: source.to_string(),
-        },
-        E::VerifyRoleMetadata { role, source, .. } => TrustError::BadSignature {
-            role,
-            detail: source.to_string(),
-        },
-        E::VersionMismatch {
-            role,
-            fetched,
-            expected,
-            ..
-        } => {
-            let role = role.to_string();
-            let listed_by = parent_of(&role).to_owned();
-            TrustError::MetadataMismatch {
-                role,
-                listed_by,
-                detail: format!("file has version {fetched}, expected {expected}"),
-            }
-        }
-        E::ParseMetadata { role, source, .. } => TrustError::MalformedMetadata {
-            role: role.to_string(),
-            detail: source.to_string(),
-        },
-        E::TimestampMetaLength { version, .. } | E::MissingSnapshotMeta { version } => {
-            TrustError::MalformedMetadata {
-                role: "timestamp".into(),
-                detail: format!("version {version} must list exactly snapshot.json"),
-            }
-        }
-        E::SnapshotTargetsMetaMissing { version } => TrustError::MalformedMetadata {
-            role: "snapshot".into(),
-            detail: format!("version {version} does not list targets.json"),
-        },
-        E::MetaMissing { file, role, .. } => TrustError::MalformedMetadata {
-            role: role.to_string(),
-            detail: format!("it does not list {file}"),
-        },
-        E::MaxUpdatesExceeded {
-            max_root_updates, ..
-        } => TrustError::TooManyRootUpdates {
-            max: max_root_updates,
-        },
-        E::SystemTimeSteppedBackward {
-            sys_time,
-            latest_known_time,
-        } => TrustError::ClockSteppedBackward {
-            now: sys_time,
-            latest: latest_known_time,
-        },
-        other => TrustError::tuf("loading the catalog")(other),
-    }
-}
-
-/// A transport error's cause: file missing, too large, or hash mismatch.
-fn from_transport(url: &str, source: &tough::TransportError) -> Option<TrustError> {
-    if source.kind() == TransportErrorKind::FileNotFound {
-        return Some(TrustError::MetadataMissing { file: url.into() });
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = source.source();
-    while let Some(c) = cause {
-        if let Some(e) = c.downcast_ref::<tough::error::Error>() {
-            match e {
-                tough::error::Error::HashMismatch { .. } => {
-                    let role = role_of_file(url);
-                    return Some(TrustError::MetadataMismatch {
-                        role: role.into(),
-                        listed_by: parent_of(role).into(),
-                        detail: "sha256 differs".into(),
-                    });
-                }
-                tough::error::Error::MaxSizeExceeded {
-                    max_size,
-                    specifier,
-                    ..
-                } => {
-                    let role = role_of_file(url);
-                    if specifier.ends_with(".json") {
-                        return Some(TrustError::MetadataMismatch {
-                            role: role.into(),
-                            listed_by: parent_of(role).into(),
-                            detail: format!("file is longer than the listed {max_size} bytes"),
-                        });
-                    }
-                    return Some(TrustError::MetadataTooLarge {
-                        file: url.into(),
-                        max: *max_size,
-                    });
-                }
-                _ => {}
-            }
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::NotFound {
-                return Some(TrustError::MetadataMissing { file: url.into() });
-            }
-        }
-        cause = c.source();
-    }
-    None
 }
 
 #[cfg(test)]
@@ -575,19 +375,5 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("payload libfoo_1.2.deb: sha256 mismatch (tampered or corrupted)"));
-    }
-
-    #[test]
-    fn role_is_read_from_metadata_file_names() {
-        assert_eq!(role_of_file("file:///r/metadata/7.targets.json"), "targets");
-        assert_eq!(
-            role_of_file("file:///r/metadata/3.snapshot.json"),
-            "snapshot"
-        );
-        assert_eq!(
-            role_of_file("file:///r/metadata/timestamp.json"),
-            "timestamp"
-        );
-        assert_eq!(role_of_file("file:///r/metadata/2.root.json"), "root");
     }
 }

@@ -77,11 +77,23 @@ pub fn role_expiries(
                 if let Some((version, expires, _)) =
                     fetch(&format!("{v}.{name}")).as_deref().and_then(read)
                 {
-                    roles.push(RoleMeta {
-                        role: role.to_string(),
-                        version,
-                        expires,
-                    });
+                    // Issue 9, point 6: a role's hash bins (`mirror.bin-3f`) are shown as
+                    // one line, `mirror.bin-*`, with the earliest expiry among them.
+                    let role = match role.rsplit_once(".bin-") {
+                        Some((parent, _)) => format!("{parent}.bin-*"),
+                        None => role.to_string(),
+                    };
+                    match roles.iter_mut().find(|r: &&mut RoleMeta| r.role == role) {
+                        Some(r) => {
+                            r.version = r.version.max(version);
+                            r.expires = r.expires.min(expires);
+                        }
+                        None => roles.push(RoleMeta {
+                            role,
+                            version,
+                            expires,
+                        }),
+                    }
                 }
             }
         }

@@ -44,10 +44,11 @@ pub use keys::{
 pub use names::{check_target_name, MAX_TARGET_NAME_LEN};
 pub use publish::{
     add_targets, add_targets_as, catalog_targets, delegate_role, delegated_roles, init_catalog,
-    resign_timestamp, rotate_role, rotate_root, sign_online_timestamp, stored_target_name,
-    CatalogVersion, Delegation, Expiries, NewTarget, OnlineTimestamp,
+    refresh_targets, resign_timestamp, rotate_role, rotate_root, sign_online_timestamp,
+    stored_target_name, CatalogVersion, Delegation, Expiries, NewTarget, OnlineTimestamp,
 };
 pub use verify::{
     check_bytes, check_payload, check_target_file, load_remote, read_verified_target,
-    verify_repository_at, LoadTime, TargetInfo, VerifiedCatalog, MAX_METADATA_FILE,
+    verify_metadata_at, verify_repository_at, LoadTime, TargetInfo, VerifiedCatalog,
+    MAX_METADATA_FILE,
 };

@@ -22,14 +22,12 @@ use tough::schema::{
     PathSet, RoleKeys, RoleType, Root, Signed, Snapshot, Target, Targets,
     Timestamp as TimestampRole,
 };
-use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, TargetName};
+use tough::TargetName;
 use url::Url;
 
 use crate::client::path_matches;
-use crate::error::from_client_error;
 use crate::keys::{load_signer, KeyPaths, PemKeySource, Role};
 use crate::names::check_target_name;
-use crate::verify::metadata_limits;
 use crate::TrustError;
 
 const SPEC_VERSION: &str = "1.0.0";
@@ -117,30 +115,14 @@ pub async fn catalog_targets(
     repo_dir: &Path,
 ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, TrustError> {
     let current = Current::load(repo_dir).await?;
-    // Issue 9: the delegated roles' targets too (a mirror's payloads count for release counters).
-    let delegated = current
-        .targets
-        .signed
-        .delegations
-        .iter()
-        .flat_map(|d| d.roles.iter())
-        .filter_map(|r| r.targets.as_ref())
-        .flat_map(|t| t.signed.targets.iter());
-    Ok(current
-        .targets
-        .signed
-        .targets
-        .iter()
-        .chain(delegated)
-        .map(|(name, t)| {
-            let custom: serde_json::Map<String, serde_json::Value> = t
-                .custom
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (name.raw().to_owned(), serde_json::Value::Object(custom))
-        })
-        .collect())
+    // Issue 9: the delegated roles' targets too (a mirror's payloads count for release
+    // counters); where two roles list a name, the first in search order wins.
+    let mut out = std::collections::BTreeMap::new();
+    for (_, name, t) in current.all_targets()? {
+        let custom: serde_json::Map<String, serde_json::Value> = t.custom.into_iter().collect();
+        out.entry(name).or_insert(serde_json::Value::Object(custom));
+    }
+    Ok(out)
 }
 
 /// Creates a new catalog in `repo_dir`: root v1 naming every key of `keys` (all root keys, with
@@ -201,23 +183,52 @@ pub async fn add_targets(
     create_dir(&tdir)?;
 
     let mut targets = current.targets.signed.clone();
-    targets.version = current.targets.signed.version.saturating_add(1);
-    targets.expires = expiry(now, exp.targets, "targets")?;
-    add_new_targets(&mut targets, new, &tdir)?;
+    let mut delegated = Delegated::keep(&current.delegated_meta);
+    let bins = BinSigner {
+        parent: "targets",
+        keys: std::slice::from_ref(&keys.targets),
+        threshold: NonZeroU64::MIN,
+    };
+    let to_write = if current.targets.signed.targets.is_empty() {
+        // Issue 9, point 6: targets go into hash bins, one re-signed per new target's bin;
+        // top-level targets is re-signed only when a bin is new (at most 256 times).
+        let (changed, signed) = bins
+            .place(&current, &mut targets, new, &tdir, now, exp)
+            .await?;
+        delegated.new.extend(signed);
+        if changed || new_is_refresh(&delegated) {
+            targets.version = current.targets.signed.version.saturating_add(1);
+            targets.expires = expiry(now, exp.targets, "targets")?;
+            TargetsToWrite::Sign(targets)
+        } else {
+            current.targets_kept()?
+        }
+    } else {
+        // A catalog from before bins lists its targets in top-level targets: it goes on so.
+        targets.version = current.targets.signed.version.saturating_add(1);
+        targets.expires = expiry(now, exp.targets, "targets")?;
+        add_new_targets(&mut targets, new, &tdir)?;
+        TargetsToWrite::Sign(targets)
+    };
 
     let meta = metadata_dir(repo_dir);
     let roles = SignedRoles::sign(
         &current.root.signed,
-        TargetsToWrite::Sign(targets),
+        to_write,
         current.snapshot_version.saturating_add(1),
         current.timestamp_version.saturating_add(1),
         keys,
         now,
         exp,
-        Delegated::keep(&current.delegated_meta),
+        delegated,
     )
     .await?;
     roles.write(&meta, None, current.root.signed.version.get())
+}
+
+/// Adding nothing (no bin signed) is how `catalog refresh` re-signs top-level targets.
+fn new_is_refresh(delegated: &Delegated) -> bool {
+    delegated.new.is_empty()
 }
 
 /// Checks every name and custom object before the catalog is touched.
@@ -275,12 +286,9 @@ pub async fn resign_timestamp(
 ) -> Result<CatalogVersion, TrustError> {
     let current = Current::load(repo_dir).await?;
     let meta = metadata_dir(repo_dir);
-    let version = current.targets.signed.version;
-    let file = meta.join(format!("{version}.targets.json"));
-    let bytes = std::fs::read(&file).map_err(TrustError::io("read", &file))?;
     let roles = SignedRoles::sign(
         &current.root.signed,
-        TargetsToWrite::Keep { version, bytes },
+        current.targets_kept()?,
         current.snapshot_version.saturating_add(1),
         current.timestamp_version.saturating_add(1),
         keys,
@@ -445,10 +453,7 @@ pub async fn rotate_role(
         targets.expires = expiry(now, exp.targets, "targets")?;
         TargetsToWrite::Sign(targets)
     } else {
-        let version = current.targets.signed.version;
-        let file = meta.join(format!("{version}.targets.json"));
-        let bytes = std::fs::read(&file).map_err(TrustError::io("read", &file))?;
-        TargetsToWrite::Keep { version, bytes }
+        current.targets_kept()?
     };
     let roles = SignedRoles::sign(
         &new_root,
@@ -527,6 +532,8 @@ fn root_sources(keys: &KeyPaths) -> Vec<Box<dyn KeySource>> {
 
 /// The catalog as it is on disk, loaded and checked with its own newest root.
 struct Current {
+    /// The catalog's `metadata/` directory.
+    meta: PathBuf,
     root: Signed<Root>,
     targets: Signed<Targets>,
     snapshot_version: NonZeroU64,
@@ -536,39 +543,192 @@ struct Current {
 }
 
 impl Current {
+    /// Reads and checks the current root, timestamp, snapshot and top-level targets, and
+    /// nothing else: delegated roles are read when needed ([`Current::role`]), so signing
+    /// one more update costs the same in a catalog of ten updates as in one of ten thousand
+    /// (issue 9, point 6).
+    ///
+    /// Signatures are checked (the publisher's own files could have been altered), and each
+    /// file against the version, length and hash its parent lists, but not expiry:
+    /// refreshing an expired timestamp is exactly what the publisher is here to do.
     async fn load(repo_dir: &Path) -> Result<Self, TrustError> {
         let meta = metadata_dir(repo_dir);
-        let root_path = meta.join("root.json");
-        let root_bytes = match std::fs::read(&root_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TrustError::NoCatalog {
-                    path: repo_dir.to_path_buf(),
-                })
-            }
-            Err(e) => return Err(TrustError::io("read", &root_path)(e)),
-        };
-        let meta_url = dir_url(&meta)?;
-        let targets_url = dir_url(&targets_dir(repo_dir))?;
-        // Signatures are checked (the publisher's own files could have been altered), but expiry
-        // is not: refreshing an expired timestamp is exactly what the publisher is here to do.
-        let repo = RepositoryLoader::new(&root_bytes, meta_url, targets_url)
-            .transport(FilesystemTransport)
-            .limits(metadata_limits())
-            .expiration_enforcement(ExpirationEnforcement::Unsafe)
-            .load()
-            .await
-            .map_err(|e| from_client_error(e, &|_| None))?;
-        let mut delegated_meta = repo.snapshot().signed.meta.clone();
+        if !meta.join("root.json").exists() {
+            return Err(TrustError::NoCatalog {
+                path: repo_dir.to_path_buf(),
+            });
+        }
+        let (root, _) = read_role::<Root>(&meta, "root.json")?;
+        root.signed
+            .verify_role(&root)
+            .map_err(|e| bad_signature("root", &e))?;
+        let (timestamp, _) = read_role::<TimestampRole>(&meta, "timestamp.json")?;
+        root.signed
+            .verify_role(&timestamp)
+            .map_err(|e| bad_signature("timestamp", &e))?;
+        let listed = timestamp
+            .signed
+            .meta
+            .get("snapshot.json")
+            .ok_or_else(|| missing_entry("timestamp", "snapshot.json"))?;
+        let (snapshot, bytes) =
+            read_role::<Snapshot>(&meta, &format!("{}.snapshot.json", listed.version))?;
+        check_listed("snapshot", "timestamp", listed, &bytes)?;
+        root.signed
+            .verify_role(&snapshot)
+            .map_err(|e| bad_signature("snapshot", &e))?;
+        let listed = snapshot
+            .signed
+            .meta
+            .get("targets.json")
+            .ok_or_else(|| missing_entry("snapshot", "targets.json"))?;
+        let (targets, bytes) =
+            read_role::<Targets>(&meta, &format!("{}.targets.json", listed.version))?;
+        check_listed("targets", "snapshot", listed, &bytes)?;
+        root.signed
+            .verify_role(&targets)
+            .map_err(|e| bad_signature("targets", &e))?;
+        let mut delegated_meta = snapshot.signed.meta.clone();
         delegated_meta.remove("targets.json");
         Ok(Current {
-            root: repo.root().clone(),
-            targets: repo.targets().clone(),
-            snapshot_version: repo.snapshot().signed.version,
-            timestamp_version: repo.timestamp().signed.version,
+            meta,
+            root,
+            targets,
+            snapshot_version: snapshot.signed.version,
+            timestamp_version: timestamp.signed.version,
             delegated_meta,
         })
     }
+
+    /// The current metadata of delegated role `name`, checked against what the snapshot
+    /// lists and against the keys `by` (its delegator's delegations) names; `None` when
+    /// the snapshot does not list it yet.
+    fn role(&self, name: &str, by: &Delegations) -> Result<Option<Signed<Targets>>, TrustError> {
+        let Some(listed) = self.delegated_meta.get(&format!("{name}.json")) else {
+            return Ok(None);
+        };
+        let (role, bytes) =
+            read_role::<Targets>(&self.meta, &format!("{}.{name}.json", listed.version))?;
+        check_listed(name, "snapshot", listed, &bytes)?;
+        by.verify_role(&role, name)
+            .map_err(|e| bad_signature(name, &e))?;
+        Ok(Some(role))
+    }
+
+    /// Every target the catalog lists, top-level targets' own first, then each delegated
+    /// role's in preorder, as (role, name, target). Reads every role: for enumerations
+    /// (`catalog status`, a mirror run's start), not for signing one update.
+    fn all_targets(&self) -> Result<Vec<(String, String, Target)>, TrustError> {
+        let mut out: Vec<(String, String, Target)> = self
+            .targets
+            .signed
+            .targets
+            .iter()
+            .map(|(n, t)| ("targets".to_owned(), n.raw().to_owned(), t.clone()))
+            .collect();
+        if let Some(d) = &self.targets.signed.delegations {
+            self.walk(d, 0, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn walk(
+        &self,
+        delegations: &Delegations,
+        depth: usize,
+        out: &mut Vec<(String, String, Target)>,
+    ) -> Result<(), TrustError> {
+        if depth > MAX_DELEGATION_DEPTH {
+            return Ok(());
+        }
+        for r in &delegations.roles {
+            let Some(role) = self.role(&r.name, delegations)? else {
+                continue;
+            };
+            out.extend(
+                role.signed
+                    .targets
+                    .iter()
+                    .map(|(n, t)| (r.name.clone(), n.raw().to_owned(), t.clone())),
+            );
+            if let Some(d) = &role.signed.delegations {
+                self.walk(d, depth + 1, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of the current top-level targets file, to publish it unchanged.
+    fn targets_kept(&self) -> Result<TargetsToWrite, TrustError> {
+        let version = self.targets.signed.version;
+        let file = self.meta.join(format!("{version}.targets.json"));
+        let bytes = std::fs::read(&file).map_err(TrustError::io("read", &file))?;
+        Ok(TargetsToWrite::Keep { version, bytes })
+    }
+}
+
+/// How deep delegations are followed when every target is listed (Patchday signs two levels:
+/// a role and its bins).
+const MAX_DELEGATION_DEPTH: usize = 8;
+
+/// Reads one metadata file of the publisher's catalog: the parsed role and its bytes.
+fn read_role<T: serde::de::DeserializeOwned>(
+    meta: &Path,
+    file: &str,
+) -> Result<(Signed<T>, Vec<u8>), TrustError> {
+    let path = meta.join(file);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(TrustError::MetadataMissing {
+                file: path.display().to_string(),
+            })
+        }
+        Err(e) => return Err(TrustError::io("read", &path)(e)),
+    };
+    let role = serde_json::from_slice(&bytes).map_err(|e| TrustError::MalformedMetadata {
+        role: file.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok((role, bytes))
+}
+
+fn bad_signature(role: &str, e: &tough::schema::Error) -> TrustError {
+    TrustError::BadSignature {
+        role: role.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn missing_entry(role: &str, entry: &str) -> TrustError {
+    TrustError::MalformedMetadata {
+        role: role.to_owned(),
+        detail: format!("it does not list {entry}"),
+    }
+}
+
+/// Checks a metadata file against the length and sha256 its parent lists (when listed).
+fn check_listed(role: &str, listed_by: &str, m: &Metafile, bytes: &[u8]) -> Result<(), TrustError> {
+    let mismatch = |detail: String| TrustError::MetadataMismatch {
+        role: role.to_owned(),
+        listed_by: listed_by.to_owned(),
+        detail,
+    };
+    if let Some(len) = m.length {
+        if len != bytes.len() as u64 {
+            return Err(mismatch(format!(
+                "length {} listed, {} found",
+                len,
+                bytes.len()
+            )));
+        }
+    }
+    if let Some(h) = &m.hashes {
+        if h.sha256.as_ref() != Sha256::digest(bytes).as_slice() {
+            return Err(mismatch("sha256 differs".into()));
+        }
+    }
+    Ok(())
 }
 
 /// `file://` URL of a directory (tough's `FilesystemTransport` reads these).
@@ -722,6 +882,9 @@ struct SignedRoles {
     snapshot: Vec<u8>,
     timestamp_version: NonZeroU64,
     timestamp: Vec<u8>,
+    /// The versioned metadata files the new snapshot lists, and itself (issue 9, point 6:
+    /// every other version is removed once the new timestamp is written).
+    current_files: std::collections::BTreeSet<String>,
 }
 
 impl SignedRoles {
@@ -760,6 +923,12 @@ impl SignedRoles {
         for (file, entry) in meta {
             snapshot.meta.entry(file).or_insert(entry);
         }
+        let mut current_files: std::collections::BTreeSet<String> = snapshot
+            .meta
+            .iter()
+            .map(|(file, m)| format!("{}.{file}", m.version))
+            .collect();
+        current_files.insert(format!("{snapshot_version}.snapshot.json"));
         let snapshot = sign_role(snapshot, root, &[PemKeySource::boxed(&keys.snapshot)]).await?;
 
         let mut timestamp = TimestampRole::new(
@@ -780,6 +949,7 @@ impl SignedRoles {
             snapshot: snapshot.buffer().clone(),
             timestamp_version,
             timestamp: timestamp.buffer().clone(),
+            current_files,
         })
     }
 
@@ -811,6 +981,7 @@ impl SignedRoles {
             &self.snapshot,
         )?;
         write_atomic(meta, "timestamp.json", &self.timestamp)?;
+        prune_old_versions(meta, &self.current_files)?;
         Ok(CatalogVersion {
             root: root_version,
             targets: self.targets_version.get(),
@@ -818,6 +989,30 @@ impl SignedRoles {
             timestamp: self.timestamp_version.get(),
         })
     }
+}
+
+/// Removes every versioned metadata file (`N.<role>.json`) of a role other than root that
+/// the current snapshot does not list (issue 9, point 6): a catalog, its pushes and the
+/// server keep the current versions only, not every version ever signed. Root versions
+/// stay: clients walk the root chain one version at a time.
+fn prune_old_versions(
+    meta: &Path,
+    current: &std::collections::BTreeSet<String>,
+) -> Result<(), TrustError> {
+    for e in std::fs::read_dir(meta).map_err(TrustError::io("list", meta))? {
+        let e = e.map_err(TrustError::io("list", meta))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let versioned = name.split_once('.').is_some_and(|(v, rest)| {
+            !v.is_empty()
+                && v.bytes().all(|b| b.is_ascii_digit())
+                && rest.ends_with(".json")
+                && rest != "root.json"
+        });
+        if versioned && !current.contains(&name) {
+            std::fs::remove_file(e.path()).map_err(TrustError::io("remove", e.path()))?;
+        }
+    }
+    Ok(())
 }
 
 fn metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
@@ -887,6 +1082,238 @@ fn copy_into_catalog(src: &Path, tdir: &Path, name: &str) -> Result<(u64, [u8; 3
     Ok((length, sha256))
 }
 
+// ---- Issue 9, point 6: hash bins ----
+//
+// A role that signs many targets (top-level targets for the publisher's own updates, the
+// mirror role for an archive's history) does not list them itself: it delegates to up to
+// 256 bin roles `<role>.bin-<xx>` by the first two hex digits of the sha256 of the target
+// name (TUF `path_hash_prefixes`, as PEP 458 does), signed with the role's own keys. Adding a
+// target re-signs one bin, snapshot and timestamp; the role itself is re-signed only when
+// a bin is created. Bins are created when first needed, so a small catalog stays small.
+// The classic form is used rather than TAP 15's succinct delegations because tough, which
+// signs here, has no schema for `succinct_roles` (and a role with bins must still be able
+// to name other roles).
+
+/// Hex digits of the name's sha256 that choose its bin: 2, so at most 256 bins per role.
+const BIN_PREFIX_DIGITS: usize = 2;
+
+/// The bin prefix of a target name.
+fn bin_prefix(name: &str) -> String {
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    digest
+        .get(..BIN_PREFIX_DIGITS)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Whether a delegation entry is one of Patchday's hash bins.
+fn is_bin(r: &DelegatedRole) -> bool {
+    matches!(r.paths, PathSet::PathHashPrefixes(_))
+}
+
+/// Who signs the bins of one role.
+struct BinSigner<'a> {
+    /// The role whose bins these are (`targets`, `mirror`, ...).
+    parent: &'a str,
+    /// Its keys (the bins are signed by the same keys as the role).
+    keys: &'a [PathBuf],
+    /// Its threshold.
+    threshold: NonZeroU64,
+}
+
+impl BinSigner<'_> {
+    fn bin_name(&self, prefix: &str) -> String {
+        format!("{}.bin-{prefix}", self.parent)
+    }
+
+    /// Puts `new` into the bins of `parent` (the role's content, delegations included) and
+    /// signs the bins that changed. Returns whether `parent` itself changed (a bin was
+    /// created, or the role's keys changed so every bin was re-signed) and the signed bins.
+    async fn place(
+        &self,
+        current: &Current,
+        parent: &mut Targets,
+        new: Vec<NewTarget>,
+        tdir: &Path,
+        now: Timestamp,
+        exp: &Expiries,
+    ) -> Result<(bool, Vec<(String, NonZeroU64, Vec<u8>)>), TrustError> {
+        let old = parent.delegations.clone().unwrap_or_default();
+        let mut delegations = old.clone();
+        let keyids = add_public_keys(self.keys, &mut delegations.keys)?;
+        let mut changed = false;
+        // Keys changed (a rotation): every bin names the new keys and is re-signed by them.
+        let mut resign_all = false;
+        for r in delegations.roles.iter_mut().filter(|r| is_bin(r)) {
+            if r.keyids != keyids || r.threshold != self.threshold {
+                r.keyids = keyids.clone();
+                r.threshold = self.threshold;
+                resign_all = true;
+            }
+        }
+        let used: Vec<_> = delegations
+            .roles
+            .iter()
+            .flat_map(|r| r.keyids.iter().cloned())
+            .collect();
+        delegations
+            .keys
+            .retain(|id, _| used.contains(id) || keyids.contains(id));
+        changed |= resign_all;
+
+        let mut groups: std::collections::BTreeMap<String, Vec<NewTarget>> =
+            std::collections::BTreeMap::new();
+        for t in new {
+            groups.entry(bin_prefix(&t.name)).or_default().push(t);
+        }
+        if resign_all {
+            for r in old.roles.iter().filter(|r| is_bin(r)) {
+                if let PathSet::PathHashPrefixes(p) = &r.paths {
+                    for prefix in p {
+                        groups.entry(prefix.value().to_owned()).or_default();
+                    }
+                }
+            }
+        }
+        let mut signed = Vec::new();
+        for (prefix, targets) in groups {
+            let name = self.bin_name(&prefix);
+            let content = match old.roles.iter().any(|r| r.name == name) {
+                true => current.role(&name, &old)?.map(|r| r.signed),
+                false => None,
+            };
+            if !delegations.roles.iter().any(|r| r.name == name) {
+                let prefix = tough::schema::PathHashPrefix::new(prefix.clone()).map_err(|e| {
+                    TrustError::BadDelegation {
+                        role: name.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                delegations.roles.push(DelegatedRole {
+                    name: name.clone(),
+                    keyids: keyids.clone(),
+                    threshold: self.threshold,
+                    paths: PathSet::PathHashPrefixes(vec![prefix]),
+                    terminating: false,
+                    targets: None,
+                });
+                changed = true;
+            }
+            let mut content = content
+                .unwrap_or_else(|| Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, now));
+            content.version = next_role_version(current, &name, &content);
+            content.expires = expiry(now, exp.targets, &name)?;
+            add_new_targets(&mut content, targets, tdir)?;
+            signed.push(sign_delegated(&name, content, &delegations, self.keys).await?);
+        }
+        if changed {
+            parent.delegations = Some(delegations);
+        }
+        Ok((changed, signed))
+    }
+}
+
+/// Re-signs a targets role and those of its hash bins that expire within `within` of
+/// `now` (issue 9, points 5 and 6), adding nothing, then snapshot and timestamp.
+///
+/// `role` is `None` for top-level targets (signed with `keys.targets`, re-signed whatever
+/// its expiry) or a delegated role with its own keys (a mirror's: re-signed only when due
+/// itself). Bins are re-signed only when due: a catalog of thousands of updates is
+/// refreshed by re-signing what expires, not everything. Returns the roles re-signed; for
+/// a delegated role with nothing due, nothing is written.
+pub async fn refresh_targets(
+    keys: &KeyPaths,
+    repo_dir: &Path,
+    role: Option<(&str, &[PathBuf])>,
+    now: Timestamp,
+    exp: &Expiries,
+    within: SignedDuration,
+) -> Result<Vec<String>, TrustError> {
+    let current = Current::load(repo_dir).await?;
+    let due = |t: &Targets| t.expires.duration_since(now) <= within;
+    let mut delegated = Delegated::keep(&current.delegated_meta);
+    let mut resigned = Vec::new();
+    let (name, signer_keys, content, by) = match role {
+        None => (
+            "targets",
+            vec![keys.targets.clone()],
+            current.targets.signed.clone(),
+            None,
+        ),
+        Some((name, role_keys)) => {
+            let top = current.targets.signed.delegations.as_ref().ok_or_else(|| {
+                TrustError::UnknownRole {
+                    role: name.to_owned(),
+                }
+            })?;
+            let content = current
+                .role(name, top)?
+                .ok_or_else(|| TrustError::UnknownRole {
+                    role: name.to_owned(),
+                })?;
+            (name, role_keys.to_vec(), content.signed, Some(top))
+        }
+    };
+    if let Some(d) = &content.delegations {
+        for r in d.roles.iter().filter(|r| is_bin(r)) {
+            let Some(bin) = current.role(&r.name, d)? else {
+                continue;
+            };
+            if due(&bin.signed) {
+                let mut t = bin.signed;
+                t.version = next_role_version(&current, &r.name, &t);
+                t.expires = expiry(now, exp.targets, &r.name)?;
+                delegated
+                    .new
+                    .push(sign_delegated(&r.name, t, d, &signer_keys).await?);
+                resigned.push(r.name.clone());
+            }
+        }
+    }
+    let to_write = match by {
+        None => {
+            let mut t = content;
+            t.version = t.version.saturating_add(1);
+            t.expires = expiry(now, exp.targets, "targets")?;
+            resigned.insert(0, "targets".to_owned());
+            TargetsToWrite::Sign(t)
+        }
+        Some(top) => {
+            if due(&content) {
+                let mut t = content;
+                t.version = next_role_version(&current, name, &t);
+                t.expires = expiry(now, exp.targets, name)?;
+                delegated
+                    .new
+                    .push(sign_delegated(name, t, top, &signer_keys).await?);
+                resigned.insert(0, name.to_owned());
+            }
+            current.targets_kept()?
+        }
+    };
+    if resigned.is_empty() {
+        // A delegated role with nothing due: the catalog stays as it is.
+        return Ok(resigned);
+    }
+    let roles = SignedRoles::sign(
+        &current.root.signed,
+        to_write,
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        keys,
+        now,
+        exp,
+        delegated,
+    )
+    .await?;
+    roles.write(
+        &metadata_dir(repo_dir),
+        None,
+        current.root.signed.version.get(),
+    )?;
+    Ok(resigned)
+}
+
 // ---- Issue 9, points 2 and 3: delegated roles (an online mirror; each tenant's private updates) ----
 
 /// A role that the catalog's top-level targets role delegates to, as signed.
@@ -912,28 +1339,30 @@ pub async fn delegated_roles(repo_dir: &Path) -> Result<Vec<Delegation>, TrustEr
     let Some(delegations) = &current.targets.signed.delegations else {
         return Ok(Vec::new());
     };
-    Ok(delegations
-        .roles
-        .iter()
-        .map(|r| Delegation {
+    let mut out = Vec::new();
+    // The top-level role's own hash bins are not roles anyone delegated to by name.
+    for r in delegations.roles.iter().filter(|r| !is_bin(r)) {
+        let role = current.role(&r.name, delegations)?;
+        let mut targets = Vec::new();
+        if let Some(role) = &role {
+            targets.extend(role.signed.targets.keys().map(|n| n.raw().to_owned()));
+            if let Some(d) = &role.signed.delegations {
+                let mut below = Vec::new();
+                current.walk(d, 1, &mut below)?;
+                targets.extend(below.into_iter().map(|(_, n, _)| n));
+            }
+        }
+        targets.sort();
+        out.push(Delegation {
             role: r.name.clone(),
             paths: pattern_strings(&r.paths),
             keyids: r.keyids.iter().map(|k| hex::encode(k.as_ref())).collect(),
             threshold: r.threshold.get(),
-            version: r.targets.as_ref().map_or(0, |t| t.signed.version.get()),
-            targets: r
-                .targets
-                .as_ref()
-                .map(|t| {
-                    t.signed
-                        .targets
-                        .keys()
-                        .map(|n| n.raw().to_owned())
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
-        .collect())
+            version: role.map_or(0, |t| t.signed.version.get()),
+            targets,
+        });
+    }
+    Ok(out)
 }
 
 /// Delegates `paths` to `role`, held by `role_keys` with `threshold`: the top-level targets
@@ -980,7 +1409,8 @@ pub async fn delegate_role(
     let mut top = current.targets.signed.clone();
     top.version = top.version.saturating_add(1);
     top.expires = expiry(now, exp.targets, "targets")?;
-    let mut delegations = top.delegations.take().unwrap_or_default();
+    let before = top.delegations.take().unwrap_or_default();
+    let mut delegations = before.clone();
     let old = delegations
         .roles
         .iter()
@@ -989,29 +1419,48 @@ pub async fn delegate_role(
 
     let keyids = add_public_keys(role_keys, &mut delegations.keys)?;
 
-    let mut content = match old.and_then(|r| r.targets) {
-        Some(t) => t.signed,
-        None => Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, now),
-    };
+    let mut content = match old {
+        Some(_) => current.role(role, &before)?.map(|t| t.signed),
+        None => None,
+    }
+    .unwrap_or_else(|| Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, now));
     content.version = next_role_version(&current, role, &content);
     content.expires = expiry(now, exp.targets, role)?;
-    for name in content.targets.keys() {
-        if !paths.iter().any(|p| path_matches(p, name.raw())) {
-            return Err(TrustError::OutsideDelegation {
-                role: role.to_owned(),
-                name: name.raw().to_owned(),
-                paths: paths.join(", "),
-            });
-        }
+    // What the role lists, its bins' targets included, must lie under the new paths.
+    let mut listed: Vec<String> = content.targets.keys().map(|n| n.raw().to_owned()).collect();
+    if let Some(d) = &content.delegations {
+        let mut below = Vec::new();
+        current.walk(d, 1, &mut below)?;
+        listed.extend(below.into_iter().map(|(_, n, _)| n));
     }
-    delegations.roles.push(DelegatedRole {
-        name: role.to_owned(),
-        keyids,
-        threshold: threshold_nz,
-        paths: PathSet::Paths(patterns),
-        terminating: false,
-        targets: None,
-    });
+    if let Some(name) = listed
+        .iter()
+        .find(|name| !paths.iter().any(|p| path_matches(p, name)))
+    {
+        return Err(TrustError::OutsideDelegation {
+            role: role.to_owned(),
+            name: name.clone(),
+            paths: paths.join(", "),
+        });
+    }
+    // Named roles come before the top-level role's hash bins, so a name under a named role's
+    // paths is looked up there first.
+    let at = delegations
+        .roles
+        .iter()
+        .position(is_bin)
+        .unwrap_or(delegations.roles.len());
+    delegations.roles.insert(
+        at,
+        DelegatedRole {
+            name: role.to_owned(),
+            keyids,
+            threshold: threshold_nz,
+            paths: PathSet::Paths(patterns),
+            terminating: false,
+            targets: None,
+        },
+    );
     // Keys no role names any more (a replaced mirror key) are dropped.
     let used: Vec<_> = delegations
         .roles
@@ -1020,10 +1469,22 @@ pub async fn delegate_role(
         .collect();
     delegations.keys.retain(|id, _| used.contains(id));
 
+    // The role's own bins follow its keys (re-signed by the new ones when they changed).
+    let bins = BinSigner {
+        parent: role,
+        keys: role_keys,
+        threshold: threshold_nz,
+    };
+    let tdir = targets_dir(repo_dir);
+    create_dir(&tdir)?;
+    let (_, resigned_bins) = bins
+        .place(&current, &mut content, Vec::new(), &tdir, now, exp)
+        .await?;
     let signed = sign_delegated(role, content, &delegations, role_keys).await?;
     top.delegations = Some(delegations);
     let mut delegated = Delegated::keep(&current.delegated_meta);
     delegated.new.push(signed);
+    delegated.new.extend(resigned_bins);
     let roles = SignedRoles::sign(
         &current.root.signed,
         TargetsToWrite::Sign(top),
@@ -1083,26 +1544,42 @@ pub async fn add_targets_as(
             });
         }
     }
-    let mut content = match &entry.targets {
-        Some(t) => t.signed.clone(),
-        None => Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, now),
-    };
-    content.version = next_role_version(&current, role, &content);
-    content.expires = expiry(now, exp.targets, role)?;
     let tdir = targets_dir(repo_dir);
     create_dir(&tdir)?;
-    add_new_targets(&mut content, new, &tdir)?;
-    let signed = sign_delegated(role, content, delegations, role_keys).await?;
+    let mut content = current
+        .role(role, delegations)?
+        .map(|t| t.signed)
+        .unwrap_or_else(|| Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, now));
+    let mut delegated = Delegated::keep(&current.delegated_meta);
+    let resign_role = if content.targets.is_empty() {
+        // Issue 9, point 6: into the role's hash bins, signed by the role's keys.
+        let bins = BinSigner {
+            parent: role,
+            keys: role_keys,
+            threshold: entry.threshold,
+        };
+        let (changed, signed) = bins
+            .place(&current, &mut content, new, &tdir, now, exp)
+            .await?;
+        delegated.new.extend(signed);
+        changed
+    } else {
+        // A role signed before bins lists its targets itself: it goes on so.
+        add_new_targets(&mut content, new, &tdir)?;
+        true
+    };
+    if resign_role {
+        content.version = next_role_version(&current, role, &content);
+        content.expires = expiry(now, exp.targets, role)?;
+        delegated
+            .new
+            .push(sign_delegated(role, content, delegations, role_keys).await?);
+    }
 
     let meta = metadata_dir(repo_dir);
-    let version = current.targets.signed.version;
-    let file = meta.join(format!("{version}.targets.json"));
-    let bytes = std::fs::read(&file).map_err(TrustError::io("read", &file))?;
-    let mut delegated = Delegated::keep(&current.delegated_meta);
-    delegated.new.push(signed);
     let roles = SignedRoles::sign(
         &current.root.signed,
-        TargetsToWrite::Keep { version, bytes },
+        current.targets_kept()?,
         current.snapshot_version.saturating_add(1),
         current.timestamp_version.saturating_add(1),
         keys,

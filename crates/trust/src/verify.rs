@@ -104,11 +104,27 @@ pub async fn verify_repository_at(
     targets_dir: &Path,
     now: Timestamp,
 ) -> Result<VerifiedCatalog, TrustError> {
+    let catalog = verify_metadata_at(pinned_root, datastore, metadata_dir, now).await?;
+    for (name, info) in &catalog.targets {
+        check_file(name, info, &targets_dir.join(info.stored_name(name)))?;
+    }
+    Ok(catalog)
+}
+
+/// Like [`verify_repository_at`] for the metadata alone: the target files are the caller's
+/// to check ([`check_target_file`]), e.g. only those an incremental upload carries while
+/// the rest are already stored (issue 9, point 6).
+pub async fn verify_metadata_at(
+    pinned_root: &Path,
+    datastore: &Path,
+    metadata_dir: &Path,
+    now: Timestamp,
+) -> Result<VerifiedCatalog, TrustError> {
     let pinned = read_pinned_root(pinned_root)?;
     refuse_foreign_root(&pinned, metadata_dir)?;
     let meta_url = dir_url(metadata_dir)?;
     let transport = Box::new(crate::transport::FileTransport);
-    let catalog = run_client(
+    run_client(
         transport,
         meta_url,
         &pinned,
@@ -116,11 +132,7 @@ pub async fn verify_repository_at(
         LoadTime::at(now),
         false,
     )
-    .await?;
-    for (name, info) in &catalog.targets {
-        check_file(name, info, &targets_dir.join(info.stored_name(name)))?;
-    }
-    Ok(catalog)
+    .await
 }
 
 /// The times a remote catalog load judges expiry at and remembers (finding 12).

@@ -291,9 +291,20 @@ fn metafile(version: u64, bytes: &[u8]) -> Metafile {
 /// An attacker with the online snapshot and timestamp keys (not the offline targets key)
 /// swaps in `targets_bytes` and re-signs snapshot and timestamp so that they match it.
 async fn resign_with_online_keys(publisher: &Publisher, targets_bytes: Vec<u8>) {
+    resign_role_with_online_keys(publisher, "targets", targets_bytes).await
+}
+
+/// The bin role (issue 9, point 6) that lists `target` in a catalog the publisher made.
+fn bin_of(target: &str) -> String {
+    format!(
+        "targets.bin-{}",
+        &hex::encode(Sha256::digest(target.as_bytes()))[..2]
+    )
+}
+
+/// The current metadata file of `role` in the publisher's catalog.
+fn role_file(publisher: &Publisher, role: &str) -> PathBuf {
     let meta = publisher.meta();
-    let root: Signed<Root> =
-        serde_json::from_slice(&std::fs::read(meta.join("root.json")).unwrap()).unwrap();
     let ts: serde_json::Value =
         serde_json::from_slice(&std::fs::read(meta.join("timestamp.json")).unwrap()).unwrap();
     let snap_v = ts["signed"]["meta"]["snapshot.json"]["version"]
@@ -303,14 +314,30 @@ async fn resign_with_online_keys(publisher: &Publisher, targets_bytes: Vec<u8>) 
         &std::fs::read(meta.join(format!("{snap_v}.snapshot.json"))).unwrap(),
     )
     .unwrap();
-    let targets_v = snap["signed"]["meta"]["targets.json"]["version"]
+    let v = snap["signed"]["meta"][format!("{role}.json")]["version"]
         .as_u64()
         .unwrap();
-    std::fs::write(
-        meta.join(format!("{targets_v}.targets.json")),
-        &targets_bytes,
+    meta.join(format!("{v}.{role}.json"))
+}
+
+/// Like [`resign_with_online_keys`] for any targets role (a bin): the snapshot keeps every
+/// other entry.
+async fn resign_role_with_online_keys(publisher: &Publisher, role: &str, role_bytes: Vec<u8>) {
+    let meta = publisher.meta();
+    let root: Signed<Root> =
+        serde_json::from_slice(&std::fs::read(meta.join("root.json")).unwrap()).unwrap();
+    let ts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(meta.join("timestamp.json")).unwrap()).unwrap();
+    let snap_v = ts["signed"]["meta"]["snapshot.json"]["version"]
+        .as_u64()
+        .unwrap();
+    let old_snapshot: Signed<Snapshot> = serde_json::from_slice(
+        &std::fs::read(meta.join(format!("{snap_v}.snapshot.json"))).unwrap(),
     )
     .unwrap();
+    let entry = format!("{role}.json");
+    let role_v = old_snapshot.signed.meta[&entry].version.get();
+    std::fs::write(meta.join(format!("{role_v}.{role}.json")), &role_bytes).unwrap();
 
     let holder = KeyHolder::Root(root.signed.clone());
     let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -320,9 +347,8 @@ async fn resign_with_online_keys(publisher: &Publisher, targets_bytes: Vec<u8>) 
         NonZeroU64::new(snap_v + 1).unwrap(),
         expires,
     );
-    snapshot
-        .meta
-        .insert("targets.json".into(), metafile(targets_v, &targets_bytes));
+    snapshot.meta = old_snapshot.signed.meta.clone();
+    snapshot.meta.insert(entry, metafile(role_v, &role_bytes));
     let keys: Vec<Box<dyn KeySource>> = vec![Box::new(StolenKey(publisher.keys.snapshot.clone()))];
     let snapshot = SignedRole::new(snapshot, &holder, &keys, &rng)
         .await
@@ -355,9 +381,11 @@ async fn tampered_targets_metadata_signature_is_rejected() {
     let verifier = Verifier::pinning(&publisher.pinned_root());
     verifier.verify(&publisher.repo).await.unwrap();
 
-    // Point the payload at the attacker's bytes: edit targets.json, keep its old signature.
+    // Point the payload at the attacker's bytes: edit the bin that lists it (issue 9,
+    // point 6: targets live in hash bins), keep its old signature.
     let evil = publisher.file("evil", b"malware");
-    let targets_file = publisher.meta().join("2.targets.json");
+    let bin = bin_of("foo_1.2.tar.zst");
+    let targets_file = role_file(&publisher, &bin);
     let mut targets: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&targets_file).unwrap()).unwrap();
     let entry = &mut targets["signed"]["targets"]["foo_1.2.tar.zst"];
@@ -377,15 +405,15 @@ async fn tampered_targets_metadata_signature_is_rejected() {
     std::fs::write(&targets_file, &tampered).unwrap();
     let err = verifier.verify(&publisher.repo).await.unwrap_err();
     assert!(
-        matches!(&err, TrustError::MetadataMismatch { role, .. } if role == "targets"),
+        matches!(&err, TrustError::MetadataMismatch { role, .. } if *role == bin),
         "{err}"
     );
 
     // With the online keys stolen too, snapshot agrees, but the targets signature does not.
-    resign_with_online_keys(&publisher, tampered).await;
+    resign_role_with_online_keys(&publisher, &bin, tampered).await;
     let err = verifier.verify(&publisher.repo).await.unwrap_err();
     assert!(
-        matches!(&err, TrustError::BadSignature { role, .. } if role == "targets"),
+        matches!(&err, TrustError::BadSignature { role, .. } if *role == bin),
         "{err}"
     );
 }
@@ -464,22 +492,39 @@ async fn expired_timestamp_is_rejected() {
 async fn mix_and_match_snapshot_is_rejected() {
     let publisher = Publisher::new().await;
     publisher.publish("PD-1", "foo_1.2.tar.zst").await;
-    publisher.publish("PD-2", "foo_1.3.tar.zst").await;
     let meta = publisher.meta();
+    // Only current versions stay in a catalog (issue 9, point 6): the attacker kept copies.
+    let old_targets = std::fs::read(role_file(&publisher, "targets")).unwrap();
+    let old_snapshot = std::fs::read(meta.join("2.snapshot.json")).unwrap();
+    // Adding nothing re-signs targets, snapshot and timestamp.
+    add_targets(
+        &publisher.keys,
+        &publisher.repo,
+        vec![],
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !meta.join("2.snapshot.json").exists(),
+        "old versions are pruned"
+    );
     let verifier = Verifier::pinning(&publisher.pinned_root());
 
-    // targets.json of version 2 served under version 3's name.
-    let genuine = std::fs::read(meta.join("3.targets.json")).unwrap();
-    std::fs::copy(meta.join("2.targets.json"), meta.join("3.targets.json")).unwrap();
+    // The older targets.json served under the current version's name.
+    let current = role_file(&publisher, "targets");
+    let genuine = std::fs::read(&current).unwrap();
+    std::fs::write(&current, &old_targets).unwrap();
     let err = verifier.verify(&publisher.repo).await.unwrap_err();
     assert!(
         matches!(&err, TrustError::MetadataMismatch { role, listed_by, .. } if role == "targets" && listed_by == "snapshot"),
         "{err}"
     );
-    std::fs::write(meta.join("3.targets.json"), genuine).unwrap();
+    std::fs::write(&current, genuine).unwrap();
 
-    // snapshot.json of version 2 served under version 3's name.
-    std::fs::copy(meta.join("2.snapshot.json"), meta.join("3.snapshot.json")).unwrap();
+    // The older snapshot.json served under the current version's name.
+    std::fs::write(meta.join("3.snapshot.json"), old_snapshot).unwrap();
     let err = verifier.verify(&publisher.repo).await.unwrap_err();
     assert!(
         matches!(&err, TrustError::MetadataMismatch { role, listed_by, .. } if role == "snapshot" && listed_by == "timestamp"),
@@ -1020,7 +1065,7 @@ async fn rotated_targets_key_old_key_no_longer_accepted() {
     let verifier = Verifier::pinning(&publisher.pinned_root());
     verifier.verify(&publisher.repo).await.unwrap();
     let old_root = read_root(&publisher.pinned_root()).signed;
-    let old_targets_bytes = std::fs::read(publisher.meta().join("2.targets.json")).unwrap();
+    let old_targets_bytes = std::fs::read(role_file(&publisher, "targets")).unwrap();
 
     let new = generate_keys(&publisher.tmp.path().join("keys-2")).unwrap();
     let v = rotate_role(
@@ -1072,7 +1117,6 @@ async fn rotated_targets_key_old_key_no_longer_accepted() {
     // Same version as the genuine file it replaces, so only the signature can catch it.
     targets.signed.version = NonZeroU64::new(targets_version).unwrap();
     targets.signed.expires = now() + SignedDuration::from_hours(24);
-    let evil = targets.signed.targets.values().next().unwrap().clone();
     targets.signed.add_target(
         tough::TargetName::new("evil.deb").unwrap(),
         tough::schema::Target {
@@ -1081,7 +1125,8 @@ async fn rotated_targets_key_old_key_no_longer_accepted() {
                 sha256: Sha256::digest(b"malware").to_vec().into(),
                 _extra: HashMap::new(),
             },
-            ..evil
+            custom: HashMap::new(),
+            _extra: HashMap::new(),
         },
     );
     let signed = SignedRole::new(
@@ -1098,4 +1143,77 @@ async fn rotated_targets_key_old_key_no_longer_accepted() {
         matches!(&err, TrustError::BadSignature { role, .. } if role == "targets"),
         "{err}"
     );
+}
+
+/// Issue 9, point 6: one more update re-signs the bins its targets fall in, snapshot and
+/// timestamp, not top-level targets nor the other bins, and the catalog keeps only the
+/// current version of each role.
+#[tokio::test]
+async fn one_more_update_re_signs_its_bins_only_and_old_versions_are_pruned() {
+    let publisher = Publisher::new().await;
+    publisher.publish("PD-1", "foo_1.2.tar.zst").await;
+    for n in 0..20 {
+        publisher
+            .publish(&format!("PD-FILL-{n}"), &format!("fill_{n}.deb"))
+            .await;
+    }
+    let versions = |p: &Publisher| -> std::collections::BTreeMap<String, u64> {
+        let snap = role_file(p, "targets")
+            .parent()
+            .unwrap()
+            .join("timestamp.json");
+        let ts: serde_json::Value = serde_json::from_slice(&std::fs::read(snap).unwrap()).unwrap();
+        let v = ts["signed"]["meta"]["snapshot.json"]["version"]
+            .as_u64()
+            .unwrap();
+        let s: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(p.meta().join(format!("{v}.snapshot.json"))).unwrap(),
+        )
+        .unwrap();
+        s["signed"]["meta"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, m)| (k.clone(), m["version"].as_u64().unwrap()))
+            .collect()
+    };
+    let prefix = |n: &str| hex::encode(Sha256::digest(n.as_bytes()))[..2].to_owned();
+    // A new update whose two targets fall into bins that already exist.
+    let (id, payload) = (0..)
+        .map(|n| (format!("PD-N{n}"), format!("new_{n}.deb")))
+        .find(|(id, pl)| {
+            let before = versions(&publisher);
+            before.contains_key(&format!(
+                "targets.bin-{}.json",
+                prefix(&format!("update-{id}.json"))
+            )) && before.contains_key(&format!("targets.bin-{}.json", prefix(pl)))
+        })
+        .unwrap();
+    let before = versions(&publisher);
+    publisher.publish(&id, &payload).await;
+    let after = versions(&publisher);
+    let changed: std::collections::BTreeSet<&String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    let expected: std::collections::BTreeSet<String> = [
+        format!("targets.bin-{}.json", prefix(&format!("update-{id}.json"))),
+        format!("targets.bin-{}.json", prefix(&payload)),
+    ]
+    .into();
+    assert_eq!(changed, expected.iter().collect());
+    // Only current versions are left: root versions, root.json, timestamp.json, the
+    // snapshot and one file per role the snapshot lists.
+    let files: Vec<String> = std::fs::read_dir(publisher.meta())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 1 + 2 + 1 + after.len(), "{files:?} {after:?}");
+    let catalog = Verifier::pinning(&publisher.pinned_root())
+        .verify(&publisher.repo)
+        .await
+        .unwrap();
+    assert_eq!(catalog.targets.len(), 2 * 22);
+    assert!(catalog.targets.contains_key(&payload));
 }

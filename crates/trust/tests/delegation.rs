@@ -13,8 +13,8 @@ use jiff::{SignedDuration, Timestamp};
 use patchday_trust::transport::{ByteStream, FetchError, FileTransport, Transport};
 use patchday_trust::{
     add_targets, add_targets_as, delegate_role, delegated_roles, generate_keys, init_catalog,
-    load_remote, verify_repository_at, Expiries, KeyPaths, LoadTime, NewTarget, TrustError,
-    VerifiedCatalog,
+    load_remote, refresh_targets, verify_repository_at, Expiries, KeyPaths, LoadTime, NewTarget,
+    TrustError, VerifiedCatalog,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -161,6 +161,13 @@ fn read_json(path: &Path) -> serde_json::Value {
 /// mirror role that lists `name` (a file it writes into the catalog) and a snapshot and
 /// timestamp that match.
 async fn forge_mirror_role(p: &Publisher, key: &Path, name: &str) {
+    forge_role(p, key, "mirror", name).await
+}
+
+/// Like [`forge_mirror_role`] for any role under the mirror: `mirror` itself, or one of its
+/// hash bins (`mirror.bin-xx`, issue 9 point 6), which the mirror's key signs. The snapshot
+/// keeps its other entries.
+async fn forge_role(p: &Publisher, key: &Path, forged: &str, name: &str) {
     let meta = p.meta();
     let root: Signed<Root> =
         serde_json::from_slice(&std::fs::read(meta.join("root.json")).unwrap()).unwrap();
@@ -172,14 +179,24 @@ async fn forge_mirror_role(p: &Publisher, key: &Path, name: &str) {
     let targets_v = snap["signed"]["meta"]["targets.json"]["version"]
         .as_u64()
         .unwrap();
-    let mirror_v = snap["signed"]["meta"]["mirror.json"]["version"]
+    let mirror_v = snap["signed"]["meta"][format!("{forged}.json")]["version"]
         .as_u64()
-        .unwrap();
+        .unwrap_or(0);
     let top: Signed<Targets> = serde_json::from_slice(
         &std::fs::read(meta.join(format!("{targets_v}.targets.json"))).unwrap(),
     )
     .unwrap();
-    let delegations = top.signed.delegations.clone().unwrap();
+    let delegations = if forged == "mirror" {
+        top.signed.delegations.clone().unwrap()
+    } else {
+        let v = snap["signed"]["meta"]["mirror.json"]["version"]
+            .as_u64()
+            .unwrap();
+        let mirror: Signed<Targets> =
+            serde_json::from_slice(&std::fs::read(meta.join(format!("{v}.mirror.json"))).unwrap())
+                .unwrap();
+        mirror.signed.delegations.clone().unwrap()
+    };
 
     // The payload the attacker wants every host to install.
     let content = b"evil libc";
@@ -215,7 +232,7 @@ async fn forge_mirror_role(p: &Publisher, key: &Path, name: &str) {
     let holder = KeyHolder::Delegations(delegations.clone());
     let signed = match SignedRole::new(
         DelegatedTargets {
-            name: "mirror".into(),
+            name: forged.into(),
             targets: role.clone(),
         },
         &holder,
@@ -243,7 +260,11 @@ async fn forge_mirror_role(p: &Publisher, key: &Path, name: &str) {
             serde_json::to_vec(&doc).unwrap()
         }
     };
-    std::fs::write(meta.join(format!("{}.mirror.json", mirror_v + 1)), &signed).unwrap();
+    std::fs::write(
+        meta.join(format!("{}.{forged}.json", mirror_v + 1)),
+        &signed,
+    )
+    .unwrap();
 
     let holder = KeyHolder::Root(root.signed.clone());
     let mut snapshot = Snapshot::new(
@@ -251,13 +272,14 @@ async fn forge_mirror_role(p: &Publisher, key: &Path, name: &str) {
         NonZeroU64::new(snap_v + 1).unwrap(),
         expires,
     );
-    let top_bytes = std::fs::read(meta.join(format!("{targets_v}.targets.json"))).unwrap();
+    let old: Signed<Snapshot> = serde_json::from_slice(
+        &std::fs::read(meta.join(format!("{snap_v}.snapshot.json"))).unwrap(),
+    )
+    .unwrap();
+    snapshot.meta = old.signed.meta;
     snapshot
         .meta
-        .insert("targets.json".into(), metafile(targets_v, &top_bytes));
-    snapshot
-        .meta
-        .insert("mirror.json".into(), metafile(mirror_v + 1, &signed));
+        .insert(format!("{forged}.json"), metafile(mirror_v + 1, &signed));
     let keys: Vec<Box<dyn KeySource>> = vec![Box::new(StolenKey(p.keys.snapshot.clone()))];
     let snapshot = SignedRole::new(snapshot, &holder, &keys, &rng)
         .await
@@ -371,6 +393,30 @@ async fn stolen_mirror_key_signed_target_outside_mirror_paths_is_refused_by_veri
     assert!(
         matches!(&err, TrustError::OutsideDelegation { role, .. } if role == "mirror"),
         "agent: {err}"
+    );
+}
+
+#[tokio::test]
+async fn stolen_mirror_key_signed_bin_listing_a_name_outside_mirror_paths_is_refused() {
+    // Issue 9, point 6: the mirror's targets live in its hash bins, signed by its key; a
+    // bin is trusted only for names under every delegation on the way to it.
+    let p = Publisher::new().await;
+    p.delegate_mirror(&p.mirror_key).await;
+    p.add_as_mirror(&p.mirror_key, &["mirror~libfoo_1.0_amd64.deb"])
+        .await
+        .unwrap();
+    let prefix = |n: &str| hex::encode(Sha256::digest(n.as_bytes()))[..2].to_owned();
+    let bin = format!("mirror.bin-{}", prefix("mirror~libfoo_1.0_amd64.deb"));
+    // A real libc6 name that falls into the same bin, so only the mirror's paths stop it.
+    let name = (0..)
+        .map(|n| format!("libc6_9.{n}_amd64.deb"))
+        .find(|n| format!("mirror.bin-{}", prefix(n)) == bin)
+        .unwrap();
+    forge_role(&p, &p.mirror_key, &bin, &name).await;
+    let err = p.verify().await.unwrap_err();
+    assert!(
+        matches!(&err, TrustError::OutsideDelegation { role, name: n, .. } if *role == bin && *n == name),
+        "{err}"
     );
 }
 
@@ -521,4 +567,77 @@ async fn another_tenants_private_role_is_skipped_not_fatal_for_the_agent() {
     // The server's intake sees both.
     let all = p.verify().await.unwrap();
     assert!(all.targets.contains_key("tenant-globex~tool_1.0_amd64.deb"));
+}
+
+/// Issue 9, point 6: bins expire like any role; a refresh re-signs those due (the offline
+/// role's with `catalog refresh`, the mirror's with its own key), and a delegated role
+/// with nothing due leaves the catalog as it is.
+#[tokio::test]
+async fn refresh_re_signs_the_bins_that_are_due_and_only_those() {
+    let p = Publisher::new().await;
+    p.delegate_mirror(&p.mirror_key).await;
+    p.add_as_mirror(&p.mirror_key, &["mirror~libfoo_1.0_amd64.deb"])
+        .await
+        .unwrap();
+    add_targets(
+        &p.keys,
+        &p.repo,
+        vec![p.target("libbar_1.0_amd64.deb")],
+        now(),
+        &Expiries::default(),
+    )
+    .await
+    .unwrap();
+    let bin = format!(
+        "targets.bin-{}",
+        &hex::encode(Sha256::digest(b"libbar_1.0_amd64.deb"))[..2]
+    );
+    let mirror_bin = format!(
+        "mirror.bin-{}",
+        &hex::encode(Sha256::digest(b"mirror~libfoo_1.0_amd64.deb"))[..2]
+    );
+    let snapshot_version = |p: &Publisher| {
+        read_json(&p.meta().join("timestamp.json"))["signed"]["meta"]["snapshot.json"]["version"]
+            .as_u64()
+            .unwrap()
+    };
+    // Nothing of the mirror's expires within a day: nothing is written.
+    let before = snapshot_version(&p);
+    let day = SignedDuration::from_hours(24);
+    let none = refresh_targets(
+        &p.keys,
+        &p.repo,
+        Some(("mirror", std::slice::from_ref(&p.mirror_key))),
+        now(),
+        &Expiries::default(),
+        day,
+    )
+    .await
+    .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    assert_eq!(snapshot_version(&p), before);
+    // Everything expires within a year: the mirror and its bin, signed by its key.
+    let year = SignedDuration::from_hours(24 * 366);
+    let mirror = refresh_targets(
+        &p.keys,
+        &p.repo,
+        Some(("mirror", std::slice::from_ref(&p.mirror_key))),
+        now(),
+        &Expiries::default(),
+        year,
+    )
+    .await
+    .unwrap();
+    assert_eq!(mirror, ["mirror".to_string(), mirror_bin]);
+    // The offline role: targets always, its bin when due.
+    let top = refresh_targets(&p.keys, &p.repo, None, now(), &Expiries::default(), day)
+        .await
+        .unwrap();
+    assert_eq!(top, ["targets"]);
+    let top = refresh_targets(&p.keys, &p.repo, None, now(), &Expiries::default(), year)
+        .await
+        .unwrap();
+    assert_eq!(top, ["targets".to_string(), bin]);
+    let catalog = p.verify().await.unwrap();
+    assert_eq!(catalog.targets.len(), 2);
 }

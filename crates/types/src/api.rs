@@ -243,9 +243,13 @@ pub struct ApprovalRequest {
     /// Install by then at the latest.
     #[serde(default)]
     pub deadline: Option<Timestamp>,
-    /// Why (required for a decline: issue 9, point 7).
+    /// Why (required for a decline: issue 9, point 7; and for an emergency approval).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Issue 10, point 4: the operator's emergency lane. Approves now, skipping the
+    /// tenant's patch day and deferrals (never a signature check); needs a reason.
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 /// A recorded approval or decline.
@@ -263,9 +267,13 @@ pub struct Approval {
     pub decided_at: Timestamp,
     /// The token name that decided it.
     pub decided_by: String,
-    /// The operator's reason (every decline made since issue 9 has one).
+    /// The operator's reason (every decline made since issue 9 has one, and every
+    /// emergency approval).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Approved through the operator's emergency lane (issue 10, point 4).
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 /// An update as a tenant sees it: the signed document plus its release status.
@@ -279,6 +287,14 @@ pub struct TenantUpdate {
     pub approvable_at: Option<Timestamp>,
     /// Why not yet, for people.
     pub wait: Option<String>,
+}
+
+/// `POST /v1/catalog/missing` (issue 9, point 6): which of these target files (by
+/// sha256) the server does not hold, so a push carries only those.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetHashes {
+    /// Lower-case hex sha256 digests.
+    pub sha256: Vec<String>,
 }
 
 /// Catalog versions the server holds.
@@ -758,4 +774,57 @@ impl fmt::Display for ExpiryState {
             Self::Expired => "expired",
         })
     }
+}
+
+// ---- Issue 10, point 1: state history ----
+
+/// One change of a host's state for an update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The host.
+    pub host: HostId,
+    /// The update.
+    pub update: UpdateId,
+    /// The state it entered.
+    pub state: UpdateState,
+    /// The state it left (none: the first state recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<UpdateState>,
+    /// The installer's message or the reason, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the server saw the change (whole seconds).
+    pub at: Timestamp,
+}
+
+/// How long an update took from publication to installed, over the hosts of one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeToInstall {
+    /// The update.
+    pub update: UpdateId,
+    /// When it first appeared in a pushed catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<Timestamp>,
+    /// Hosts that needed it at some point.
+    pub hosts: u64,
+    /// Of those, hosts on which it was installed.
+    pub installed: u64,
+    /// Median seconds from publication to installed, over the installed hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_seconds: Option<i64>,
+    /// 90th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_seconds: Option<i64>,
+    /// The slowest host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<i64>,
+}
+
+/// `GET /v1/tenants/{t}/history`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryAnswer {
+    /// The changes, oldest first.
+    pub entries: Vec<HistoryEntry>,
+    /// Per update among the entries: time from publication to installed.
+    pub time_to_install: Vec<TimeToInstall>,
 }

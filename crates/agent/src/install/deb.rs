@@ -176,7 +176,7 @@ impl Dpkg {
         patchday_pkg::depends::check_transaction(&installed, &incoming, &native).map_err(|unmet| {
             let list: Vec<String> = unmet.iter().map(ToString::to_string).collect();
             refused(format!(
-                "{}; publish the missing packages in the same update (or install them first)",
+                "{}; publish the missing packages in the same update or in the catalog, where the server assigns them with it (or install them first)",
                 list.join("; ")
             ))
         })

@@ -32,7 +32,7 @@ use super::{
     report_verdict, start_server, train_month, DemoArgs, Fleet, Say,
 };
 use crate::catalog::DelegatedSigner;
-use crate::mirror::CatalogPublisher;
+use patchday_publish::mirror::{describe, CatalogPublisher, PublishSettings};
 
 /// The archive the demo follows unless `--archive-uri` names another.
 pub const DEFAULT_ARCHIVE: &str = "http://security.debian.org/debian-security";
@@ -349,6 +349,7 @@ fn op_holds(op: patchday_pkg::depends::Op, have: &str, want: &str) -> bool {
 /// Signs through [`CatalogPublisher`] and remembers what it signed.
 struct Recorder {
     inner: CatalogPublisher,
+    settings: PublishSettings,
     signed: Mutex<Vec<Mirrored>>,
 }
 
@@ -364,13 +365,12 @@ impl Publish for Recorder {
             id: u.id.clone(),
             detail,
         };
-        let id =
-            UpdateId::new(self.inner.signed_update_id(&u.id)).map_err(|e| fail(e.to_string()))?;
+        let id = UpdateId::new(self.settings.signed_id(&u.id)).map_err(|e| fail(e.to_string()))?;
         let m = Mirrored {
             id,
             source: u.source.clone(),
             version: u.version.clone(),
-            title: crate::mirror::describe(u).0,
+            title: describe(u).0,
             binaries: u
                 .binaries
                 .iter()
@@ -455,20 +455,19 @@ pub async fn run(
 
     // Mirror what the fleet has installed, as the delegated mirror role.
     let installed = api.fleet_source_packages().await?;
-    let publisher = CatalogPublisher::for_catalog(
-        &dir.join("keys"),
-        &repo,
-        month,
-        Severity::Important,
-        Some(DelegatedSigner {
+    let settings = PublishSettings {
+        keys: keys.clone(),
+        repo: repo.clone(),
+        severity: Severity::Important,
+        tenants: Vec::new(),
+        role: Some(DelegatedSigner {
             role: ROLE.into(),
             key_files: vec![mirror_keys.targets.clone()],
         }),
-        now,
-    )
-    .await?;
+    };
     let recorder = Recorder {
-        inner: publisher,
+        inner: CatalogPublisher::open(settings.clone(), month, now).await?,
+        settings,
         signed: Mutex::new(Vec::new()),
     };
     let cache = CachingFetch::new(cache_dir(args))?;
@@ -477,6 +476,7 @@ pub async fn run(
         now,
         selection: Selection::Installed(installed.sources),
         feeds: Feeds::load(None, None, &source.codename)?,
+        fleet_binaries: Some(installed.binaries),
     };
     let outcome = match sync::run(&source.cfg, &cache, &recorder, &opts).await {
         Ok(r) => r,

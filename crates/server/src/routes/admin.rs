@@ -42,6 +42,7 @@ pub async fn create_tenant(
 ) -> ApiResult<Json<Tenant>> {
     op.provider()?;
     limits::name("tenant name", &req.name)?;
+    limits::tenant_id(&req.id)?; // issue 9, point 6
     let patch_day = req.patch_day.unwrap_or_default();
     schedule(&patch_day)?;
     let t = Tenant {
@@ -314,7 +315,8 @@ pub async fn tenant_updates(
     let sched = schedule(&tenant.patch_day)?;
     let now = s.clock.now();
     let mut out = Vec::new();
-    for u in s.store.catalog_updates().await? {
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    for u in catalog.updates().iter().cloned() {
         if !u.published_for(t.as_str()) {
             continue;
         }
@@ -355,8 +357,9 @@ pub async fn approve(
 ) -> ApiResult<Json<Approval>> {
     op.change(&t)?;
     let tenant = s.store.tenant(&t).await?;
-    let updates = s.store.catalog_updates().await?;
-    let u = patchday_store::find_update(&updates, &req.update)
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    let u = catalog
+        .get(req.update.as_str())
         .filter(|u| u.published_for(t.as_str()))
         .ok_or_else(|| {
             ApiError::not_found(format!(
@@ -378,7 +381,23 @@ pub async fn approve(
             req.update
         )));
     }
-    if req.decision == Decision::Approve {
+    // Issue 10, point 4: the operator's emergency lane skips patch day and deferrals for
+    // this tenant (never a signature check: the update is still the signed catalog's),
+    // and says who and why.
+    if req.emergency {
+        if req.decision != Decision::Approve {
+            return Err(ApiError::bad_request(
+                "the emergency lane is for approvals; a decline needs no hurry",
+            ));
+        }
+        if reason.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "an emergency approval of {} needs a reason (patchday approve --emergency --reason \"...\"): it skips the tenant's patch day, and the log and reports say why",
+                req.update
+            )));
+        }
+    }
+    if req.decision == Decision::Approve && !req.emergency {
         let sched = schedule(&tenant.get().await?.patch_day)?;
         if !sched
             .is_approvable(&u.release, now)
@@ -400,13 +419,14 @@ pub async fn approve(
         decided_at: now,
         decided_by: op.name.clone(),
         reason,
+        emergency: req.emergency,
     };
-    let action = match a.decision {
-        Decision::Approve => "approval.approve",
-        Decision::Decline => "approval.decline",
+    let action = match (a.decision, a.emergency) {
+        (Decision::Approve, false) => "approval.approve",
+        (Decision::Approve, true) => "approval.emergency",
+        (Decision::Decline, _) => "approval.decline",
     };
-    let detail =
-        json!({ "update": a.update, "group": a.group, "deadline": a.deadline, "reason": a.reason });
+    let detail = json!({ "update": a.update, "group": a.group, "deadline": a.deadline, "reason": a.reason, "emergency": a.emergency });
     let object = format!("update {} group {}", a.update, a.group);
     let entry = op.log_entry(now, Some(&t), action, object, detail);
     tenant.put_approval_logged(&a, &entry).await?;
@@ -439,7 +459,7 @@ pub async fn report(
             .filter(|t| op.see(t).is_ok())
             .collect(),
     };
-    let updates = s.store.catalog_updates().await?;
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
     let now = s.clock.now();
     let stale_after = s.config.stale_after();
     let mut report = ComplianceReport {
@@ -453,7 +473,7 @@ pub async fn report(
             let signed = host_signed(tenant.as_ref(), &h.id).await?;
             // issue 9, point 4: a broken dpkg database, in dpkg's words.
             let dpkg_broken = tenant.inventory(&h.id).await?.and_then(|i| i.dpkg_broken);
-            let statuses = host_statuses(tenant.as_ref(), &h, &approvals, &updates, None).await?;
+            let statuses = host_statuses(tenant.as_ref(), &h, &approvals, &catalog, None).await?;
             // issue 9, point 7: the host's state as a whole, from one pure decision.
             let verdict = host_compliance(
                 &statuses,
@@ -478,7 +498,7 @@ pub async fn report(
                 if let (UpdateState::Declined, Some(r)) = (st.state, &st.message) {
                     st.message = Some(format!("declined: {r}"));
                 }
-                let Some(u) = patchday_store::find_update(&updates, &st.update) else {
+                let Some(u) = catalog.get(st.update.as_str()) else {
                     continue;
                 };
                 report.rows.push(ComplianceRow {

@@ -82,17 +82,20 @@ pub async fn checkin(
         .await?;
     let host = tenant.host(&who.host).await?;
     let approvals = tenant.list_approvals().await?;
-    let updates = s.store.catalog_updates().await?;
+    // Issue 9, point 6: the catalog parsed and indexed once per version, not per check-in.
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
     // The inventory just received is the host's truth; no need to read it back.
     let statuses = host_statuses(
         tenant.as_ref(),
         &host,
         &approvals,
-        &updates,
+        &catalog,
         Some(&req.inventory),
     )
     .await?;
-    let assignments: Vec<AssignmentEntry> = statuses
+    // Issue 10, point 1: what changed for this host, into the state history.
+    crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
+    let mut assignments: Vec<AssignmentEntry> = statuses
         .into_iter()
         .filter(|st| st.is_assigned() && !st.missing.is_empty())
         .map(|st| AssignmentEntry {
@@ -101,10 +104,31 @@ pub async fn checkin(
             deadline: st.deadline,
         })
         .collect();
+    // ---- issue 9, point 4 (closure): dependency payloads and the repair assignment ----
+    let extras = crate::closure::answer_extras(
+        &s,
+        tenant.as_ref(),
+        who.tenant.as_str(),
+        &who.host,
+        &req.inventory,
+        catalog.as_ref(),
+        &mut assignments,
+    )
+    .await?;
+    // ---- end issue 9, point 4 (closure) ----
     // Finding 6: every answer is signed, "nothing to do" too, so a man in the middle can
     // neither withhold updates nor drop single assignments unnoticed.
-    let director =
-        Some(sign_assignments(&s, &who, &host, &req.inventory.architecture, &assignments).await?);
+    let director = Some(
+        sign_assignments(
+            &s,
+            &who,
+            &host,
+            &req.inventory.architecture,
+            &assignments,
+            extras,
+        )
+        .await?,
+    );
     Ok(Json(CheckinResponse {
         assignments,
         poll_seconds: s.config.poll_seconds,
@@ -124,6 +148,7 @@ async fn sign_assignments(
     host: &patchday_store::HostRecord,
     architecture: &str,
     assignments: &[AssignmentEntry],
+    extras: crate::closure::AnswerExtras,
 ) -> ApiResult<String> {
     use patchday_trust::director::{expires_in, AssignedCustom, AssignedTarget, DirectorTargets};
     let now = s.clock.now();
@@ -172,6 +197,8 @@ async fn sign_assignments(
         expires: expires_in(now, DIRECTOR_LIFETIME_SECONDS).map_err(ApiError::internal)?,
         host: Some(who.host.to_string()),
         targets,
+        install_with: extras.install_with,
+        repair: extras.repair,
     };
     let bytes = s.director.key().sign(&signed).map_err(ApiError::internal)?;
     String::from_utf8(bytes).map_err(ApiError::internal)
@@ -183,12 +210,37 @@ pub async fn report(
     SignedHost { who, body: req, .. }: SignedHost<ReportRequest>,
 ) -> ApiResult<Json<()>> {
     // Finding 4: bounded, and only for updates the catalog has.
-    let updates = s.store.catalog_updates().await?;
-    crate::limits::states(&req.states, |u| updates.iter().any(|d| d.id.as_str() == u))?;
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    crate::limits::states(&req.states, |u| catalog.get(u).is_some())?;
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .put_states(&who.host, &req.states, s.clock.now())
         .await?;
+    // Issue 10, point 1: the report changes the host's states (downloading, failed...);
+    // evaluated with the stored inventory, into the state history.
+    let host = tenant.host(&who.host).await?;
+    let approvals = tenant.list_approvals().await?;
+    let statuses = host_statuses(tenant.as_ref(), &host, &approvals, &catalog, None).await?;
+    // Only the updates this report is about, and not the ones it says are installed: the
+    // stored inventory predates the install, so dpkg's word comes with the check-in that
+    // follows (recording it now would write a "failed" that never happened).
+    let in_progress: std::collections::BTreeSet<&str> = req
+        .states
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.state,
+                patchday_types::UpdateState::Installed
+                    | patchday_types::UpdateState::InstalledPendingReboot
+            )
+        })
+        .map(|r| r.update.as_str())
+        .collect();
+    let statuses: Vec<_> = statuses
+        .into_iter()
+        .filter(|st| in_progress.contains(st.update.as_str()))
+        .collect();
+    crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
     Ok(Json(()))
 }
 

@@ -82,3 +82,37 @@ pub async fn push(
     .await?;
     Ok(Json(status))
 }
+
+/// `POST /v1/catalog/missing` (issue 9, point 6): the sha256 digests among the given ones
+/// whose bytes the server does not hold, so that a push uploads only new payloads, not the
+/// catalog's whole history.
+pub async fn missing(
+    State(s): State<AppState>,
+    op: Operator,
+    Json(req): Json<patchday_types::api::TargetHashes>,
+) -> ApiResult<Json<patchday_types::api::TargetHashes>> {
+    op.provider()?;
+    let mut missing = Vec::new();
+    for h in req.sha256 {
+        if h.len() != 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(ApiError::bad_request(format!(
+                "{h:?} is not a lower-case hex sha256 digest"
+            )));
+        }
+        // Held means intact: a damaged copy is quarantined here and asked for again, so a
+        // push repairs it (the check is cached until the file changes).
+        match s.content.open_verified(&h, 0).await {
+            Ok(_) => {}
+            Err(
+                patchday_content::ContentError::NotFound(_)
+                | patchday_content::ContentError::Damaged { .. },
+            ) => missing.push(h),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Json(patchday_types::api::TargetHashes { sha256: missing }))
+}

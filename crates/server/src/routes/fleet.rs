@@ -22,6 +22,10 @@ pub struct FleetSourcePackages {
     pub hosts: u64,
     /// Source name → installed source versions.
     pub sources: BTreeMap<String, BTreeSet<String>>,
+    /// Issue 9, point 4 (closure): binary name → installed versions, against which the
+    /// mirror judges new dependencies.
+    #[serde(default)]
+    pub binaries: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// `GET /v1/fleet/source-packages`.
@@ -29,24 +33,11 @@ pub async fn source_packages(
     State(s): State<AppState>,
     op: Operator,
 ) -> ApiResult<Json<FleetSourcePackages>> {
-    let mut out = FleetSourcePackages::default();
-    for t in s.store.list_tenants().await? {
-        if op.see(&t.id).is_err() {
-            continue;
-        }
-        let tenant = s.store.tenant(&t.id).await?;
-        for h in tenant.list_hosts().await? {
-            let Some(inv) = tenant.inventory(&h.id).await? else {
-                continue;
-            };
-            out.hosts += 1;
-            for p in inv.packages {
-                out.sources
-                    .entry(p.source)
-                    .or_default()
-                    .insert(p.source_version);
-            }
-        }
-    }
-    Ok(Json(out))
+    let (hosts, sources, binaries) =
+        crate::mirror_schedule::installed_sources(&s, |t| op.see(t).is_ok()).await?;
+    Ok(Json(FleetSourcePackages {
+        hosts,
+        sources,
+        binaries,
+    }))
 }

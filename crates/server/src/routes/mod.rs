@@ -8,6 +8,8 @@ mod director;
 pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
 mod fleet;
+pub(crate) mod history; // issue 10, point 1
+mod repair; // issue 9, point 4 (closure): server-side repair assignments
 mod tuf;
 
 use crate::state::AppState;
@@ -25,6 +27,9 @@ const JSON_LIMIT: usize = 32 << 20;
 const ENROLL_LIMIT: usize = 4 << 10;
 /// Largest state report.
 const REPORT_LIMIT: usize = 4 << 20;
+
+/// Largest list of target hashes a publisher asks about before a push (a million targets).
+const MISSING_LIMIT: usize = 80 << 20;
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
@@ -53,7 +58,13 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/hosts/{host}/groups",
             put(admin::set_host_groups),
         )
+        // issue 9, point 4 (closure)
+        .route(
+            "/v1/tenants/{tenant}/hosts/{host}/repair",
+            post(repair::request),
+        )
         .route("/v1/tenants/{tenant}/updates", get(admin::tenant_updates))
+        .route("/v1/tenants/{tenant}/history", get(history::list)) // issue 10, point 1
         .route(
             "/v1/tenants/{tenant}/approvals",
             get(admin::list_approvals).post(admin::approve),
@@ -63,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/hosts/{host}/audit", get(audit::host))
         .route("/v1/agent/facts", post(audit::facts))
         .route("/v1/catalog", get(catalog::status).post(catalog_push))
+        .route(
+            "/v1/catalog/missing",
+            post(catalog::missing).layer(DefaultBodyLimit::max(MISSING_LIMIT)),
+        )
         .route("/v1/catalog/root.json", get(catalog::root))
         .route("/v1/director", get(director::get))
         .route("/v1/director/rotation", post(director::rotation))

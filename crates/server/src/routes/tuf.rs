@@ -82,13 +82,16 @@ fn range_ask(headers: &HeaderMap, len: u64) -> RangeAsk {
 // ---- Issue 9, point 3: private updates are served to their tenant only ----
 
 /// The tenant whose private role the metadata file `name` (`N.tenant-<t>.json` or
-/// `tenant-<t>.json`) belongs to, if it is one.
+/// `tenant-<t>.json`, or one of that role's hash bins, `N.tenant-<t>.bin-<xx>.json`)
+/// belongs to, if it is one. Tenant ids that end like a bin are refused at creation
+/// ([`crate::limits::tenant_id`]), so the name is never ambiguous.
 fn private_tenant_of_metadata(name: &str) -> Option<&str> {
     let stem = name.strip_suffix(".json")?;
     let role = match stem.split_once('.') {
         Some((v, role)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => role,
         _ => stem,
     };
+    let role = crate::limits::strip_bin_suffix(role);
     role.strip_prefix("tenant-")
 }
 
@@ -115,10 +118,9 @@ async fn check_target_visible(s: &AppState, c: &AnyCaller, name: &str) -> ApiRes
     {
         return Ok(());
     }
-    let docs = s.store.catalog_updates().await?;
-    let private = docs
-        .iter()
-        .find(|d| patchday_types::UpdateDocument::target_name(&d.id) == name)
+    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    let private = catalog
+        .by_target_name(name)
         .is_some_and(|d| !d.tenants.is_empty() && !d.tenants.iter().any(|t| c.reads_for(t)));
     if private {
         return Err(hidden());
@@ -205,6 +207,11 @@ mod tests {
             private_tenant_of_metadata("3.tenant-acme.x.json"),
             Some("acme.x")
         );
+        assert_eq!(
+            private_tenant_of_metadata("3.tenant-acme.bin-3f.json"),
+            Some("acme")
+        );
+        assert_eq!(private_tenant_of_metadata("3.targets.bin-3f.json"), None);
         assert_eq!(private_tenant_of_metadata("3.targets.json"), None);
         assert_eq!(private_tenant_of_metadata("3.mirror.json"), None);
         assert_eq!(private_tenant_of_metadata("timestamp.json"), None);
