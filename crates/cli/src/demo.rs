@@ -1,10 +1,11 @@
 //! `patchday demo`: a server, a signed catalog and a small fleet going from
 //! vulnerable to compliant, on embedded defaults.
 //!
-//! As root it uses overlay hosts (real Debian systems in mount namespaces, see
-//! `patchday-lab`) and a genuine Debian security update fetched with
-//! `apt-get download` when the registry answers; otherwise synthetic packages and
-//! `dpkg --root` sandboxes. It says which it used.
+//! As root it uses overlay hosts (copies of this machine in mount namespaces, see
+//! `patchday-lab`) and, when the Debian security archive answers, this machine's genuine
+//! pending security updates mirrored through the delegated mirror role ([`archive`]);
+//! otherwise one genuine update fetched with `apt-get download` and synthetic packages,
+//! or synthetic packages in `dpkg --root` sandboxes. It says which it used.
 
 use crate::api::Api;
 use crate::catalog::{add_update, describe_debs, UpdateOptions};
@@ -39,7 +40,17 @@ pub struct DemoArgs {
     /// Keep the working directory and hosts for inspection.
     #[arg(long)]
     pub keep: bool,
+    /// Where packages mirrored from the Debian security archive are kept between runs
+    /// [default: $XDG_CACHE_HOME/patchday/archive, else ~/.cache/patchday/archive].
+    #[arg(long)]
+    pub archive_cache: Option<PathBuf>,
+    /// The Debian security archive to mirror from (its InRelease must be signed by
+    /// Debian's archive keyring).
+    #[arg(long, default_value = archive::DEFAULT_ARCHIVE)]
+    pub archive_uri: String,
 }
+
+mod archive;
 
 #[allow(clippy::disallowed_methods)] // the demo is a binary edge
 fn now() -> jiff::Timestamp {
@@ -166,6 +177,24 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     if args.sandbox {
         kind = HostKind::Sandbox;
     }
+    // Issue 9 ("Real parts and tests"): the genuine pending security updates of this
+    // machine, mirrored from the Debian security archive, when it answers.
+    let archive = if kind == HostKind::Overlay && !args.synthetic {
+        match archive::probe(args).await {
+            Ok(source) => {
+                say.total = archive::STEPS;
+                Some(source)
+            }
+            Err(why) => {
+                println!(
+                    "      the Debian security archive path is not taken ({why}); falling back to one genuine update fetched with apt-get download, and synthetic ones"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     say.step(&format!(
         "hosts: {} ({})",
         match kind {
@@ -174,6 +203,9 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
         },
         why
     ));
+    if let Some(source) = archive {
+        return archive::run(args, dir, say, kind, source).await;
+    }
 
     // Packages.
     let pkgs = dir.join("packages");
@@ -302,7 +334,120 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     }
     say.step("catalog: TUF repository signed with keys kept outside the server");
 
-    // Server.
+    let (api, url, server_task) = start_server(dir, &keys, &repo).await?;
+    let st = api
+        .push_catalog(crate::catalog::pack(&repo)?.path())
+        .await?;
+    say.step(&format!(
+        "server on {url}: catalog verified against the pinned root and accepted ({} updates); the server keeps its timestamp fresh, the other catalog keys stay offline",
+        st.updates
+    ));
+
+    let (plan, hosts) = fleet(&api, args, kind, dir, |host| {
+        for c in &changes {
+            host.install_deb(&c.old_deb)
+                .with_context(|| format!("{}: installing {}", host.name(), c.old_deb.display()))?;
+        }
+        Ok(())
+    })
+    .await?;
+    say.step(&format!(
+        "fleet: {} hosts in 2 tenants, each with {}",
+        hosts.len(),
+        changes
+            .iter()
+            .map(|c| format!("{} {}", c.package, c.old_version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    let agent = agent_program()?;
+    enrol(&api, &plan, &hosts, &agent, &url).await?;
+    say.step("agents enrolled and reported their dpkg inventory; nothing is approved yet");
+    print_report(&api, &[By::Host]).await?;
+
+    // Approve.
+    for c in &changes {
+        decide_everywhere(&api, &c.id, Decision::Approve, None).await?;
+    }
+    say.step(&format!("approved {} updates for every group (train {month} has had its patch day; PD-DEMO-0002 took the emergency lane)", changes.len()));
+
+    install_and_reboot(&hosts, &agent, &url, say)?;
+
+    // Truth check against dpkg itself.
+    let mut truthful = true;
+    for (_, host, _) in &hosts {
+        for c in &changes {
+            let v = host.dpkg_version(&c.package)?;
+            if v.as_deref() != Some(c.new_version.as_str()) {
+                truthful = false;
+                println!(
+                    "      {}: dpkg reports {} at {:?}, expected {}",
+                    host.name(),
+                    c.package,
+                    v,
+                    c.new_version
+                );
+            }
+        }
+    }
+    let report = print_report(&api, &[By::Host, By::Update]).await?;
+    let verdict = report_verdict(&report, truthful);
+    finish(verdict, say, server_task, hosts, args.keep)
+}
+
+/// Whether every host ended compliant (or waits only for a reboot) and dpkg agreed:
+/// `(all_ok, compliant hosts, hosts, hosts pending reboot)`.
+fn report_verdict(
+    report: &patchday_types::api::ComplianceReport,
+    truthful: bool,
+) -> (bool, usize, usize, usize) {
+    let compliant = compliant_hosts(report);
+    let reboot = report
+        .hosts
+        .iter()
+        .filter(|h| h.compliance == HostCompliance::PendingReboot)
+        .count();
+    let ok = compliant.values().filter(|c| **c).count();
+    let all_ok = truthful && !compliant.is_empty() && ok + reboot == compliant.len();
+    (all_ok, ok, compliant.len(), reboot)
+}
+
+/// The last step: says whether every host is compliant, stops the server, removes the
+/// hosts unless kept; the exit code.
+fn finish(
+    (all_ok, _ok, total, reboot): (bool, usize, usize, usize),
+    say: &mut Say,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    hosts: Vec<(TenantId, LabHost, GroupId)>,
+    keep: bool,
+) -> anyhow::Result<i32> {
+    // Issue 9, point 7: a host whose only gap is a reboot has everything installed
+    // but is not compliant until it reboots.
+    say.step(&if all_ok && reboot == 0 {
+        format!("every host is compliant ({total} of {total}), and dpkg on each host agrees")
+    } else if all_ok {
+        format!(
+            "every host has every update installed ({total} of {total}), and dpkg on each host agrees; {reboot} only wait for a reboot to be compliant"
+        )
+    } else {
+        "some hosts are NOT compliant; see the report above".to_string()
+    });
+    server_task.abort();
+    if !keep {
+        for (_, host, _) in hosts {
+            host.destroy()?;
+        }
+    }
+    Ok(if all_ok { 0 } else { 1 })
+}
+
+/// Starts the demo's server with `repo`'s root pinned and only the timestamp key online.
+async fn start_server(
+    dir: &Path,
+    keys: &patchday_trust::KeyPaths,
+    repo: &Path,
+) -> anyhow::Result<(Api, String, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let mut cfg = patchday_server::ServerConfig::new(dir.join("server"));
     cfg.catalog_root = Some(repo.join("metadata/1.root.json"));
     // As in production: the timestamp key is the only catalog key the server holds.
@@ -317,17 +462,25 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     let server_task = tokio::spawn(serve);
     let url = format!("http://{addr}");
     let api = Api::new(&url, &token, None)?;
-    let tar = crate::catalog::pack(&repo)?;
-    let st = api.push_catalog(tar.path()).await?;
-    say.step(&format!(
-        "server on {url}: catalog verified against the pinned root and accepted ({} updates); the server keeps its timestamp fresh, the other catalog keys stay offline",
-        st.updates
-    ));
+    Ok((api, url, server_task))
+}
 
-    // Tenants, groups, hosts.
-    let acme: TenantId = "acme".parse()?;
-    let globex: TenantId = "globex".parse()?;
-    let mut plan: Vec<(TenantId, &str, GroupId)> = Vec::new();
+/// Which host is in which tenant and group.
+type Plan = Vec<(TenantId, &'static str, GroupId)>;
+/// The demo's hosts, with their tenant and group.
+type Fleet = Vec<(TenantId, LabHost, GroupId)>;
+
+/// The demo's tenants (acme with groups web and db, globex with all) and hosts, each
+/// made vulnerable by `prepare`.
+async fn fleet(
+    api: &Api,
+    args: &DemoArgs,
+    kind: HostKind,
+    dir: &Path,
+    prepare: impl Fn(&LabHost) -> anyhow::Result<()>,
+) -> anyhow::Result<(Plan, Fleet)> {
+    let (acme, globex) = tenants()?;
+    let mut plan: Plan = Vec::new();
     for (t, name) in [(&acme, "ACME Corp"), (&globex, "Globex")] {
         api.create_tenant(&CreateTenant {
             id: t.clone(),
@@ -337,8 +490,7 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
         })
         .await?;
     }
-    let acme_groups = ["web", "db"];
-    for g in acme_groups {
+    for g in ACME_GROUPS {
         api.create_group(
             &acme,
             &Group {
@@ -376,26 +528,32 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
     let mut hosts = Vec::new();
     for (t, name, g) in &plan {
         let host = LabHost::create(&hosts_dir, name, kind)?;
-        for c in &changes {
-            host.install_deb(&c.old_deb)
-                .with_context(|| format!("{name}: installing {}", c.old_deb.display()))?;
-        }
+        prepare(&host)?;
         hosts.push((t.clone(), host, g.clone()));
         pb.inc(1);
     }
     pb.finish_and_clear();
-    say.step(&format!(
-        "fleet: {} hosts in 2 tenants, each with {}",
-        hosts.len(),
-        changes
-            .iter()
-            .map(|c| format!("{} {}", c.package, c.old_version))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    Ok((plan, hosts))
+}
 
-    // Enrol and report inventory.
-    // One token per tenant, good for exactly as many hosts as the demo enrols there.
+/// The demo's two tenants.
+fn tenants() -> anyhow::Result<(TenantId, TenantId)> {
+    Ok(("acme".parse()?, "globex".parse()?))
+}
+
+/// acme's groups.
+const ACME_GROUPS: [&str; 2] = ["web", "db"];
+
+/// Enrols every host (one token per tenant, good for exactly its hosts), lets it report
+/// its dpkg inventory, and puts it in its group.
+async fn enrol(
+    api: &Api,
+    plan: &Plan,
+    hosts: &Fleet,
+    agent: &(PathBuf, Vec<OsString>),
+    url: &str,
+) -> anyhow::Result<()> {
+    let (acme, globex) = tenants()?;
     let mut enroll = std::collections::BTreeMap::<TenantId, String>::new();
     for t in [&acme, &globex] {
         let uses = hosts.iter().filter(|(ht, _, _)| ht == t).count();
@@ -405,10 +563,9 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
         };
         enroll.insert(t.clone(), api.create_enroll_token(t, &req).await?.secret);
     }
-    let agent = agent_program()?;
     let pb = spinner(hosts.len() as u64, "agents enrolling");
-    for (t, host, _) in &hosts {
-        run_agent(&agent, host, &url, enroll.get(t).map(String::as_str))?;
+    for (t, host, _) in hosts {
+        run_agent(agent, host, url, enroll.get(t).map(String::as_str))?;
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -423,127 +580,80 @@ async fn run_in(args: &DemoArgs, dir: &Path, say: &mut Say) -> anyhow::Result<i3
             }
         }
     }
-    say.step("agents enrolled and reported their dpkg inventory; nothing is approved yet");
-    println!();
-    print!(
-        "{}",
-        indent(&report_table(&api.report(None).await?, By::Host).render(Format::Table))
-    );
-    println!();
+    Ok(())
+}
 
-    // Approve.
-    for c in &changes {
-        for g in acme_groups {
-            api.decide(
-                &acme,
-                &ApprovalRequest {
-                    update: c.id.clone(),
-                    group: g.parse()?,
-                    decision: Decision::Approve,
-                    deadline: None,
-                    reason: None,
-                    emergency: false,
-                },
-            )
-            .await?;
-        }
+/// Approves (or declines, with `reason`) `update` for every group of both tenants.
+async fn decide_everywhere(
+    api: &Api,
+    update: &UpdateId,
+    decision: Decision,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    let (acme, globex) = tenants()?;
+    let groups = ACME_GROUPS
+        .iter()
+        .map(|g| (&acme, *g))
+        .chain([(&globex, "all")]);
+    for (t, g) in groups {
         api.decide(
-            &globex,
+            t,
             &ApprovalRequest {
-                update: c.id.clone(),
-                group: "all".parse()?,
-                decision: Decision::Approve,
+                update: update.clone(),
+                group: g.parse()?,
+                decision,
                 deadline: None,
-                reason: None,
+                reason: reason.map(str::to_owned),
                 emergency: false,
             },
         )
         .await?;
     }
-    say.step(&format!("approved {} updates for every group (train {month} has had its patch day; PD-DEMO-0002 took the emergency lane)", changes.len()));
+    Ok(())
+}
 
-    // Install.
+/// Agents install what is assigned; then the hosts reboot (simulated: their /run is
+/// emptied, as a boot does) and check in again, as a maintenance window would (issue 9,
+/// point 7: pending reboot is not compliant).
+fn install_and_reboot(
+    hosts: &Fleet,
+    agent: &(PathBuf, Vec<OsString>),
+    url: &str,
+    say: &mut Say,
+) -> anyhow::Result<()> {
     let pb = spinner(hosts.len() as u64, "agents installing");
-    for (_, host, _) in &hosts {
-        run_agent(&agent, host, &url, None)?;
+    for (_, host, _) in hosts {
+        run_agent(agent, host, url, None)?;
         pb.inc(1);
     }
     pb.finish_and_clear();
     say.step("agents verified the signed assignments against the catalog, downloaded, checked hashes, installed with dpkg, and reported");
-
-    // Issue 9, point 7: pending reboot is not compliant. The hosts reboot (simulated: their
-    // /run is emptied, as a boot does) and check in again, as a maintenance window would.
     let pb = spinner(hosts.len() as u64, "hosts rebooting");
-    for (_, host, _) in &hosts {
+    for (_, host, _) in hosts {
         host.reboot()?;
-        run_agent(&agent, host, &url, None)?;
+        run_agent(agent, host, url, None)?;
         pb.inc(1);
     }
     pb.finish_and_clear();
     say.step("hosts that asked for a reboot rebooted (their /run emptied, as a boot does) and checked in again");
+    Ok(())
+}
 
-    // Truth check against dpkg itself.
-    let mut truthful = true;
-    for (_, host, _) in &hosts {
-        for c in &changes {
-            let v = host.dpkg_version(&c.package)?;
-            if v.as_deref() != Some(c.new_version.as_str()) {
-                truthful = false;
-                println!(
-                    "      {}: dpkg reports {} at {:?}, expected {}",
-                    host.name(),
-                    c.package,
-                    v,
-                    c.new_version
-                );
-            }
-        }
-    }
+/// Prints the compliance report, by each of `views`; returns it.
+async fn print_report(
+    api: &Api,
+    views: &[By],
+) -> anyhow::Result<patchday_types::api::ComplianceReport> {
     let report = api.report(None).await?;
     println!();
-    print!(
-        "{}",
-        indent(&report_table(&report, By::Host).render(Format::Table))
-    );
-    println!();
-    print!(
-        "{}",
-        indent(&report_table(&report, By::Update).render(Format::Table))
-    );
-    println!();
-    // Issue 9, point 7: a host whose only gap is a reboot has everything installed
-    // but is not compliant until it reboots; the demo does not reboot its hosts.
-    let compliant = compliant_hosts(&report);
-    let reboot = report
-        .hosts
-        .iter()
-        .filter(|h| h.compliance == HostCompliance::PendingReboot)
-        .count();
-    let all_ok = truthful
-        && !compliant.is_empty()
-        && compliant.values().filter(|c| **c).count() + reboot == compliant.len();
-    say.step(&if all_ok && reboot == 0 {
-        format!(
-            "every host is compliant ({} of {}), and dpkg on each host agrees",
-            compliant.len(),
-            compliant.len()
-        )
-    } else if all_ok {
-        format!(
-            "every host has every update installed ({} of {}), and dpkg on each host agrees; {reboot} only wait for a reboot to be compliant",
-            compliant.len(),
-            compliant.len()
-        )
-    } else {
-        "some hosts are NOT compliant; see the report above".to_string()
-    });
-    server_task.abort();
-    if !args.keep {
-        for (_, host, _) in hosts {
-            host.destroy()?;
-        }
+    for by in views {
+        print!(
+            "{}",
+            indent(&report_table(&report, *by).render(Format::Table))
+        );
+        println!();
     }
-    Ok(if all_ok { 0 } else { 1 })
+    Ok(report)
 }
 
 fn indent(s: &str) -> String {

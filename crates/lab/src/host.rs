@@ -814,3 +814,83 @@ mod tests {
         .alive());
     }
 }
+
+// ---- archive (issue 9, real-archive demo): a whole host's packages and dpkg's health ----
+
+/// What dpkg and apt say about a host's package database after an install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpkgHealth {
+    /// `dpkg --audit`'s complaints (empty: none).
+    pub audit: String,
+    /// `apt-get check`'s complaint when it failed (`None`: every dependency is met). Run in
+    /// overlay hosts only: a sandbox has no apt configuration of its own.
+    pub apt_check: Option<String>,
+}
+
+impl DpkgHealth {
+    /// No half-installed or unconfigured package, and no unmet dependency.
+    pub fn is_clean(&self) -> bool {
+        self.audit.trim().is_empty() && self.apt_check.is_none()
+    }
+}
+
+impl LabHost {
+    /// Every installed package as `name:architecture` (`all` for architecture-independent
+    /// ones) and its version, as dpkg-query lists those "install ok installed".
+    pub fn installed_packages(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, LabError> {
+        let mut args = self.dpkg_query_root_args();
+        args.extend(
+            [
+                "-W",
+                "-f",
+                "${Status}\t${Package}:${Architecture}\t${Version}\n",
+            ]
+            .map(OsString::from),
+        );
+        let out = self.run(Path::new("dpkg-query"), &args)?;
+        if !out.status.success() {
+            return Err(process::failed(
+                format!("dpkg-query -W in host {}", self.name),
+                &out,
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                match (f.next(), f.next(), f.next()) {
+                    (Some("install ok installed"), Some(p), Some(v)) => {
+                        Some((p.to_owned(), v.to_owned()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    /// `dpkg --audit` and, in an overlay host, `apt-get check` (unmet dependencies).
+    pub fn dpkg_health(&self) -> Result<DpkgHealth, LabError> {
+        let mut args = self.dpkg_args();
+        args.push("--audit".into());
+        let out = self.run(Path::new("dpkg"), &args)?;
+        let audit = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            if out.status.success() {
+                String::new()
+            } else {
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            }
+        );
+        let apt_check = match self.kind {
+            HostKind::Sandbox => None,
+            HostKind::Overlay => {
+                let out = self.run(Path::new("apt-get"), &["-q".into(), "check".into()])?;
+                (!out.status.success()).then(|| process::tail(&out))
+            }
+        };
+        Ok(DpkgHealth { audit, apt_check })
+    }
+}

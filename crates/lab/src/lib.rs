@@ -16,7 +16,9 @@ pub mod require;
 
 pub use deb::{build_deb, ChangelogItem, DebSpec, DEFAULT_CHANGELOG_DATE, LAB_MAINTAINER};
 pub use error::LabError;
-pub use host::{best_kind, cleanup_stale, HostKind, LabHost, DEFAULT_BASE, INBOX_IN_HOST};
+pub use host::{
+    best_kind, cleanup_stale, DpkgHealth, HostKind, LabHost, DEFAULT_BASE, INBOX_IN_HOST,
+};
 pub use real::{
     download_real_update, find_real_update, RealUpdate, DEFAULT_REAL_UPDATE_CANDIDATES,
     DOWNLOAD_LIMIT,
