@@ -529,6 +529,73 @@ pub fn resolves_for<'a>(p: &'a PackageFacts, native: &'a str) -> &'a str {
     arch_of(p, native)
 }
 
+/// The order of dpkg runs for packages installed together (`incoming`, as checked by
+/// [`check_transaction`]): indices grouped into stages, each one `dpkg -i` run, so that a
+/// package whose `Pre-Depends` names another package of the set (by name or `Provides`)
+/// comes in a later run than it. dpkg needs a pre-dependency *configured* before it
+/// unpacks the package; within one `dpkg -i` run it only unpacks, so the run stops half
+/// way (`libpam-modules` pre-depends on `libpam-modules-bin` of the same version). apt
+/// orders its dpkg runs the same way. Plain `Depends` stay in one run (dpkg configures
+/// them together). A cycle of pre-dependencies (which dpkg cannot install either) keeps
+/// its packages in one stage.
+pub fn dpkg_stages(incoming: &[PackageFacts]) -> Vec<Vec<usize>> {
+    let provides = |p: &PackageFacts, name: &str| {
+        p.name == name || p.provides.iter().any(|r| r.name == name)
+    };
+    // needs[i]: the other packages of the set that i pre-depends on.
+    let needs: Vec<Vec<usize>> = incoming
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut v: Vec<usize> = p
+                .pre_depends
+                .iter()
+                .flat_map(|alts| alts.0.iter())
+                .flat_map(|r| {
+                    incoming
+                        .iter()
+                        .enumerate()
+                        .filter(move |(j, q)| *j != i && provides(q, &r.name))
+                        .map(|(j, _)| j)
+                })
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
+    let mut stage = vec![0usize; incoming.len()];
+    // Longest-path layering; at most n rounds, so a cycle ends (its members stay as far
+    // as the rounds took them, and the cycle is flattened below).
+    for _ in 0..incoming.len() {
+        let mut changed = false;
+        for i in 0..incoming.len() {
+            let want = needs[i]
+                .iter()
+                .map(|&j| stage[j] + 1)
+                .max()
+                .unwrap_or(0)
+                .min(incoming.len());
+            if want > stage[i] {
+                stage[i] = want;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let cyclic = (0..incoming.len()).any(|i| needs[i].iter().any(|&j| stage[j] >= stage[i]));
+    if cyclic {
+        return vec![(0..incoming.len()).collect()];
+    }
+    let top = stage.iter().copied().max().unwrap_or(0);
+    (0..=top)
+        .map(|s| (0..incoming.len()).filter(|&i| stage[i] == s).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,5 +797,31 @@ mod tests {
             .unwrap_or_else(|| "amd64".into());
         let r = check_transaction(&installed, &installed, &native);
         assert_eq!(r, Ok(()), "{:?}", messages(r.clone()));
+    }
+
+    #[test]
+    fn a_pre_dependency_inside_one_update_gets_its_own_earlier_dpkg_run() {
+        let modules = pkg("Package: libpam-modules\nVersion: 1.5.2-6+deb12u2\nArchitecture: amd64\nPre-Depends: libpam-modules-bin (= 1.5.2-6+deb12u2)\nDepends: libpam0g (>= 1.5)");
+        let bin = pkg("Package: libpam-modules-bin\nVersion: 1.5.2-6+deb12u2\nArchitecture: amd64\nDepends: libpam0g (>= 1.5)");
+        let lib = pkg("Package: libpam0g\nVersion: 1.5.2-6+deb12u2\nArchitecture: amd64");
+        // Order given: the dependent first.
+        assert_eq!(
+            dpkg_stages(&[modules.clone(), bin.clone(), lib.clone()]),
+            vec![vec![1, 2], vec![0]]
+        );
+        // Plain Depends only: one run.
+        assert_eq!(dpkg_stages(&[bin.clone(), lib.clone()]), vec![vec![0, 1]]);
+        // Through Provides, and a chain of two.
+        let top = pkg("Package: top\nVersion: 1\nArchitecture: all\nPre-Depends: virtual-thing");
+        let provider = pkg("Package: provider\nVersion: 1\nArchitecture: all\nProvides: virtual-thing\nPre-Depends: libpam-modules-bin");
+        assert_eq!(
+            dpkg_stages(&[top, provider, bin.clone()]),
+            vec![vec![2], vec![1], vec![0]]
+        );
+        // A cycle cannot be ordered: one run, and dpkg says what it says.
+        let a = pkg("Package: a\nVersion: 1\nArchitecture: all\nPre-Depends: b");
+        let b = pkg("Package: b\nVersion: 1\nArchitecture: all\nPre-Depends: a");
+        assert_eq!(dpkg_stages(&[a, b]), vec![vec![0, 1]]);
+        assert!(dpkg_stages(&[]).is_empty());
     }
 }

@@ -69,21 +69,29 @@ impl Dpkg {
         if let Err(e) = self.recover() {
             tracing::warn!(error = %e, "dpkg --configure -a failed; the host is reported broken, unrelated updates go on");
         }
-        if let Err(refusal) = self.check(items) {
-            return Outcome::Failed(refusal);
-        }
-        let before_reboot = crate::inventory::reboot_required(&self.root);
-        let mut c = self.command();
-        c.arg("-i");
-        for (_, path) in items {
-            c.arg(path);
-        }
-        let out = match c.output() {
-            Ok(o) => o,
-            Err(e) => return Outcome::Failed(format!("cannot run dpkg: {e}")),
+        let facts = match self.check(items) {
+            Ok(f) => f,
+            Err(refusal) => return Outcome::Failed(refusal),
         };
-        if !out.status.success() {
-            return Outcome::Failed(message(&out));
+        let before_reboot = crate::inventory::reboot_required(&self.root);
+        // A package that pre-depends on another of this transaction goes into a later
+        // dpkg run than it (dpkg needs the pre-dependency configured before it unpacks);
+        // everything else goes in together.
+        for stage in patchday_pkg::depends::dpkg_stages(&facts) {
+            let mut c = self.command();
+            c.arg("-i");
+            for i in stage {
+                if let Some((_, path)) = items.get(i) {
+                    c.arg(path);
+                }
+            }
+            let out = match c.output() {
+                Ok(o) => o,
+                Err(e) => return Outcome::Failed(format!("cannot run dpkg: {e}")),
+            };
+            if !out.status.success() {
+                return Outcome::Failed(message(&out));
+            }
         }
         let status = match std::fs::read_to_string(crate::inventory::status_path(&self.root)) {
             Ok(s) => s,
@@ -148,7 +156,11 @@ impl Dpkg {
     /// one dpkg run, no installed package loses what it needs, and nothing conflicts.
     /// `Err` is the refusal (`python3.11 3.11.2-6+deb12u5 needs libpython3.11-stdlib (=
     /// 3.11.2-6+deb12u5)`); nothing was changed.
-    pub fn check(&self, items: &[(PayloadRef, PathBuf)]) -> Result<(), String> {
+    /// On success, the packages' control facts, in the order of `items`.
+    pub fn check(
+        &self,
+        items: &[(PayloadRef, PathBuf)],
+    ) -> Result<Vec<patchday_pkg::depends::PackageFacts>, String> {
         let refused = |m: String| format!("refused before dpkg ran, nothing was changed: {m}");
         let status = std::fs::read_to_string(crate::inventory::status_path(&self.root))
             .map_err(|e| refused(format!("cannot read the dpkg status file: {e}")))?;
@@ -179,7 +191,8 @@ impl Dpkg {
                 "{}; publish the missing packages in the same update or in the catalog, where the server assigns them with it (or install them first)",
                 list.join("; ")
             ))
-        })
+        })?;
+        Ok(incoming)
     }
 
     /// dpkg's own words when its database is not clean (`dpkg --audit`: half-installed,
