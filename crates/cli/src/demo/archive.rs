@@ -280,71 +280,8 @@ struct Binary {
     package: String,
     version: String,
     architecture: String,
-    /// Its `Pre-Depends:` (dpkg-deb's reading of the package; empty when none).
-    pre_depends: String,
 }
 
-/// The `Pre-Depends:` field of a package file (empty when it has none).
-fn pre_depends(deb: &Path) -> Result<String, String> {
-    let out = std::process::Command::new("dpkg-deb")
-        .arg("--field")
-        .arg(deb)
-        .arg("Pre-Depends")
-        .output()
-        .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "dpkg-deb --field {} Pre-Depends: {}",
-            deb.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// Why the hosts hold `m` back, if they do: one of its binaries that the hosts have
-/// pre-depends on the new version of a sibling the hosts also have. dpkg wants that
-/// sibling configured before it unpacks the binary, which the agent's single `dpkg -i`
-/// run of the whole update cannot do: dpkg would refuse the binary after upgrading the
-/// sibling, and leave apt with an unmet dependency. An admin holds such an update back
-/// until the agent installs pre-dependencies first.
-fn held_back(m: &Mirrored, installed: &BTreeMap<String, String>) -> Option<String> {
-    let had = |b: &Binary| installed.get(&format!("{}:{}", b.package, b.architecture));
-    for b in m.binaries.iter().filter(|b| had(b).is_some()) {
-        let Ok(rels) = patchday_pkg::depends::parse_relations(&b.pre_depends) else {
-            continue;
-        };
-        for alt in rels {
-            let [rel] = alt.0.as_slice() else { continue };
-            let Some(sib) = m.binaries.iter().find(|s| s.package == rel.name) else {
-                continue;
-            };
-            let (Some(old), Some((op, v))) = (had(sib), &rel.version) else {
-                continue;
-            };
-            if !op_holds(*op, old, v) && op_holds(*op, &sib.version, v) {
-                return Some(format!(
-                    "{} pre-depends on {rel} of the same update: dpkg must configure {} {} before it unpacks {}, which one dpkg run of the whole update cannot do (it would upgrade {} and refuse {}, leaving an unmet dependency); held back until the agent installs pre-dependencies first",
-                    b.package, sib.package, sib.version, b.package, sib.package, b.package
-                ));
-            }
-        }
-    }
-    None
-}
-
-/// Whether `have` satisfies `op want`.
-fn op_holds(op: patchday_pkg::depends::Op, have: &str, want: &str) -> bool {
-    use patchday_pkg::depends::Op;
-    use std::cmp::Ordering::{Equal, Greater, Less};
-    compare_deb(have, want).is_ok_and(|o| match op {
-        Op::Earlier => o == Less,
-        Op::EarlierEqual => o != Greater,
-        Op::Equal => o == Equal,
-        Op::LaterEqual => o != Less,
-        Op::Later => o == Greater,
-    })
-}
 
 /// Signs through [`CatalogPublisher`] and remembers what it signed.
 struct Recorder {
@@ -374,15 +311,12 @@ impl Publish for Recorder {
             binaries: u
                 .binaries
                 .iter()
-                .map(|(b, path)| {
-                    Ok(Binary {
-                        package: b.package.clone(),
-                        version: b.version.clone(),
-                        architecture: b.architecture.clone(),
-                        pre_depends: pre_depends(path).map_err(fail)?,
-                    })
+                .map(|(b, _)| Binary {
+                    package: b.package.clone(),
+                    version: b.version.clone(),
+                    architecture: b.architecture.clone(),
                 })
-                .collect::<Result<_, MirrorError>>()?,
+                .collect(),
         };
         self.signed
             .lock()
@@ -527,25 +461,16 @@ pub async fn run(
         }
     }
     let mut approved = Vec::new();
-    let mut held = 0;
     for m in newest.values() {
-        match held_back(m, &before) {
-            None => {
-                println!("      approve {}: {}", m.id, m.title);
-                decide_everywhere(&api, &m.id, Decision::Approve, None).await?;
-                approved.push(*m);
-            }
-            Some(reason) => {
-                println!("      HOLD BACK {}: {reason}", m.id);
-                decide_everywhere(&api, &m.id, Decision::Decline, Some(&reason)).await?;
-                held += 1;
-            }
-        }
+        println!("      approve {}: {}", m.id, m.title);
+        decide_everywhere(&api, &m.id, Decision::Approve, None).await?;
+        approved.push(*m);
     }
+    // A binary that pre-depends on a sibling's new version (pam's libpam-modules on
+    // libpam-modules-bin) is fine: the agent gives the sibling an earlier dpkg run.
     say.step(&format!(
-        "approved the newest version of {} of {} source packages for every group (train {month}); {held} held back, declined with the reason listed above",
-        approved.len(),
-        newest.len()
+        "approved the newest version of each of {} source packages for every group (train {month})",
+        approved.len()
     ));
 
     install_and_reboot(&hosts, &agent, &url, say)?;
@@ -646,65 +571,4 @@ fn judge<'a>(
         }
     }
     Ok(all)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bin(package: &str, version: &str, pre_depends: &str) -> Binary {
-        Binary {
-            package: package.into(),
-            version: version.into(),
-            architecture: "amd64".into(),
-            pre_depends: pre_depends.into(),
-        }
-    }
-
-    fn pam(pre: &str) -> Mirrored {
-        Mirrored {
-            id: UpdateId::new("mirror-DEB-pam-1.5.2-6_pdeb12u3").unwrap(),
-            source: "pam".into(),
-            version: "1.5.2-6+deb12u3".into(),
-            title: String::new(),
-            binaries: vec![
-                bin("libpam-modules", "1.5.2-6+deb12u3", pre),
-                bin("libpam-modules-bin", "1.5.2-6+deb12u3", ""),
-            ],
-        }
-    }
-
-    /// Debian's pam 1.5.2-6+deb12u3: one `dpkg -i` of both binaries upgraded
-    /// libpam-modules-bin, refused libpam-modules, and left apt with an unmet dependency.
-    #[test]
-    fn a_pre_dependency_on_a_siblings_new_version_is_held_back_not_half_installed() {
-        let both = BTreeMap::from([
-            (
-                "libpam-modules:amd64".to_string(),
-                "1.5.2-6+deb12u1".to_string(),
-            ),
-            (
-                "libpam-modules-bin:amd64".to_string(),
-                "1.5.2-6+deb12u1".to_string(),
-            ),
-        ]);
-        let why = held_back(&pam("libpam-modules-bin (= 1.5.2-6+deb12u3)"), &both).unwrap();
-        assert!(
-            why.starts_with(
-                "libpam-modules pre-depends on libpam-modules-bin (= 1.5.2-6+deb12u3) of the same update: dpkg must configure libpam-modules-bin 1.5.2-6+deb12u3 before it unpacks libpam-modules"
-            ),
-            "{why}"
-        );
-        // The installed sibling already satisfies it: one dpkg run works.
-        assert_eq!(held_back(&pam("libpam-modules-bin (>= 1.5)"), &both), None);
-        // A host without the pre-depending binary installs only the sibling.
-        let bin_only = BTreeMap::from([(
-            "libpam-modules-bin:amd64".to_string(),
-            "1.5.2-6+deb12u1".to_string(),
-        )]);
-        assert_eq!(
-            held_back(&pam("libpam-modules-bin (= 1.5.2-6+deb12u3)"), &bin_only),
-            None
-        );
-    }
 }
