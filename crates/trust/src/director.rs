@@ -89,6 +89,25 @@ pub struct DirectorTargets {
     /// instruction anywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair: Option<RepairInstruction>,
+    /// Issue 10, point 5: when each assigned update may be installed and the host
+    /// rebooted (update → its group's windows, deadline, reboot policy). Signed, so an
+    /// agent whose server is unreachable still obeys it; an update without an entry has
+    /// no window (install at once) and the reboot policy `never`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedule: BTreeMap<String, InstallSchedule>,
+}
+
+/// Issue 10, point 5: the signed install and reboot policy of one assigned update.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSchedule {
+    /// Weekly maintenance windows (`Sat 02:00-05:00 Europe/Berlin`); empty: any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<String>,
+    /// After this instant (whole seconds) the update is installed whatever the windows say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// `in-window`, `now` or `never`.
+    pub reboot: String,
 }
 
 /// A server-side repair assignment (issue 9, point 4): run the recovery an admin would.
@@ -537,6 +556,7 @@ mod tests {
             targets,
             install_with: BTreeMap::new(),
             repair: None,
+            schedule: Default::default(),
         }
     }
 
