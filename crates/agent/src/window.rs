@@ -578,7 +578,10 @@ mod tests {
         );
         let err = group_decision(&dt, &[&d], tue).unwrap_err();
         assert!(err.contains("cannot be read"), "{err}");
-        assert_eq!(reboot_policy(&dt, std::slice::from_ref(&b)).0, RebootPolicy::Now);
+        assert_eq!(
+            reboot_policy(&dt, std::slice::from_ref(&b)).0,
+            RebootPolicy::Now
+        );
         assert_eq!(reboot_policy(&dt, &[a, b]).0, RebootPolicy::Never);
         assert_eq!(reboot_policy(&dt, &[id("X")]).0, RebootPolicy::Never);
     }
