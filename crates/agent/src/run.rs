@@ -350,14 +350,25 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         };
         match result {
             Ok((installs, None)) => {
-                let why = match crate::window::group_decision(&dt, &updates, now) {
-                    Ok(patchday_core::window::InstallDecision::Wait { message, .. }) => message,
-                    _ => "waiting for a maintenance window".to_string(),
+                let (why, reason) = match crate::window::group_decision(&dt, &updates, now) {
+                    Ok(patchday_core::window::InstallDecision::Wait {
+                        message, reason, ..
+                    }) => (message, reason),
+                    _ => {
+                        let m = "waiting for a maintenance window".to_string();
+                        (m.clone(), m)
+                    }
                 };
                 for install in &installs {
                     tracing::info!(update = %install.update, "{why}");
+                    // Without the relative time: the server's history records a change
+                    // only when the state or the message changes, not at every poll.
                     reporter
-                        .send(&install.update, UpdateState::Downloaded, Some(why.clone()))
+                        .send(
+                            &install.update,
+                            UpdateState::Downloaded,
+                            Some(reason.clone()),
+                        )
                         .await;
                     summary.waiting.push((install.update.clone(), why.clone()));
                 }
@@ -771,13 +782,16 @@ async fn process_together(
     let mut installs = Vec::new();
     let mut files = Vec::new();
     for a in members {
-        let (install, mut f) = prepare(ctx, a, counters).await.map_err(|FailedBefore(m)| {
-            if members.len() > 1 {
-                FailedBefore(format!("{} (installed together with it): {m}", a.update))
-            } else {
-                FailedBefore(m)
-            }
-        })?;
+        let (install, mut f) =
+            prepare(ctx, a, counters, install_now)
+                .await
+                .map_err(|FailedBefore(m)| {
+                    if members.len() > 1 {
+                        FailedBefore(format!("{} (installed together with it): {m}", a.update))
+                    } else {
+                        FailedBefore(m)
+                    }
+                })?;
         installs.push(install);
         files.append(&mut f);
     }
@@ -802,6 +816,7 @@ async fn prepare(
     ctx: &Ctx<'_>,
     a: &Assignment,
     counters: &crate::state::ReleaseCounters,
+    report: bool,
 ) -> Result<(Install, Vec<(PayloadRef, PathBuf)>), FailedBefore> {
     let Ctx {
         cfg,
@@ -827,9 +842,12 @@ async fn prepare(
         FailedBefore(r.to_string())
     })?;
 
-    reporter
-        .send(&a.update, UpdateState::Downloading, None)
-        .await;
+    // Issue 10, point 5: an update staged for its window says so once, not at every poll.
+    if report {
+        reporter
+            .send(&a.update, UpdateState::Downloading, None)
+            .await;
+    }
     let mut files = Vec::new();
     for (p, info) in &install.payloads {
         let path = crate::download::fetch_target(
@@ -842,9 +860,11 @@ async fn prepare(
         .await?;
         files.push((p.clone(), path));
     }
-    reporter
-        .send(&a.update, UpdateState::Downloaded, None)
-        .await;
+    if report {
+        reporter
+            .send(&a.update, UpdateState::Downloaded, None)
+            .await;
+    }
     Ok((install, files))
 }
 

@@ -213,6 +213,18 @@ fn an_approved_update_outside_its_window_waits_and_says_why_inside_it_is_install
         message.starts_with("waiting for the maintenance window"),
         "{message}"
     );
+    // Polling again while it waits adds nothing to the state history.
+    let history = || -> Vec<Value> {
+        let v: Value = serde_json::from_str(&w.srv.cli(&[
+            "history", "--tenant", "acme", "--update", "PD-W-1", "--format", "json",
+        ]))
+        .unwrap();
+        v["entries"].as_array().unwrap().clone()
+    };
+    let before = history();
+    let o = run(&h, &w.srv.url, None, 0, &w.reboot);
+    assert!(text(&o).contains(&expected), "{}", text(&o));
+    assert_eq!(history(), before);
 
     // A window open now: installed.
     w.set_window("web", &[closed, window(-60, 120)], "never");

@@ -285,6 +285,9 @@ pub enum InstallDecision {
         until: Timestamp,
         /// Why, for people: "waiting for the maintenance window Sat 02:00 Europe/Berlin (in 2 days 3 hours)".
         message: String,
+        /// The same without the relative time, so that it reads the same at every poll
+        /// (for the server's state history): "... Europe/Berlin (opens 2026-12-05T01:00:00Z)".
+        reason: String,
     },
 }
 
@@ -323,6 +326,7 @@ pub fn install_decision(
                 "waiting for the deadline {d} (no maintenance window opens before it; {})",
                 in_text(d, "UTC", now)
             ),
+            reason: format!("waiting for the deadline {d} (no maintenance window opens before it)"),
         },
         (Some(o), _) => InstallDecision::Wait {
             until: o.opens,
@@ -331,11 +335,17 @@ pub fn install_decision(
                 o.window.opening_text(),
                 in_text(o.opens, o.window.time_zone(), now)
             ),
+            reason: format!(
+                "waiting for the maintenance window {} (opens {})",
+                o.window.opening_text(),
+                o.opens
+            ),
         },
         // Unreachable in practice (a parsed window always has a next occurrence); stay closed.
         (None, _) => InstallDecision::Wait {
             until: now,
             message: "waiting: no maintenance window can be computed".to_string(),
+            reason: "waiting: no maintenance window can be computed".to_string(),
         },
     }
 }
@@ -619,11 +629,17 @@ mod tests {
         let win = sched(&["Sat 02:00-05:00 Europe/Berlin"]);
         let tue = ts("2026-12-01T12:00:00Z");
         match install_decision(&win, None, tue) {
-            InstallDecision::Wait { until, message } => {
+            InstallDecision::Wait { until, message, .. } => {
                 assert_eq!(until, ts("2026-12-05T01:00:00Z"));
                 assert_eq!(
                     message,
                     "waiting for the maintenance window Sat 02:00 Europe/Berlin (in 3 days)"
+                );
+                let later = install_decision(&win, None, ts("2026-12-01T13:00:00Z"));
+                assert!(
+                    matches!(&later, InstallDecision::Wait { reason, .. }
+                        if reason == "waiting for the maintenance window Sat 02:00 Europe/Berlin (opens 2026-12-05T01:00:00Z)"),
+                    "the reason reads the same an hour later: {later:?}"
                 );
             }
             other => panic!("expected a wait, got {other:?}"),
@@ -634,7 +650,7 @@ mod tests {
         );
         // A deadline before the next window: wait for the deadline, not the window.
         match install_decision(&win, Some(ts("2026-12-02T12:00:00Z")), tue) {
-            InstallDecision::Wait { until, message } => {
+            InstallDecision::Wait { until, message, .. } => {
                 assert_eq!(until, ts("2026-12-02T12:00:00Z"));
                 assert!(message.starts_with("waiting for the deadline"), "{message}");
             }
