@@ -94,13 +94,9 @@ pub fn reboot_policy(dt: &DirectorTargets, updates: &[UpdateId]) -> (RebootPolic
     for u in updates {
         // An unreadable schedule reboots never.
         let s = schedule_of(dt, u).unwrap_or_default();
-        policy = Some(match (policy, s.reboot) {
-            (None, p) => p,
-            (Some(RebootPolicy::Never), _) | (_, RebootPolicy::Never) => RebootPolicy::Never,
-            (Some(RebootPolicy::InWindow), _) | (_, RebootPolicy::InWindow) => {
-                RebootPolicy::InWindow
-            }
-            _ => RebootPolicy::Now,
+        policy = Some(match policy {
+            None => s.reboot,
+            Some(p) => p.most_careful(s.reboot),
         });
         for w in s.windows.0 {
             if !windows.0.contains(&w) {
@@ -212,7 +208,7 @@ pub fn add_pending_reboot(
     pending.reboot = if first {
         policy
     } else {
-        most_careful(pending.reboot, policy)
+        pending.reboot.most_careful(policy)
     };
     for w in windows.0 {
         if !pending.windows.0.contains(&w) {
@@ -221,14 +217,6 @@ pub fn add_pending_reboot(
     }
     pending.updates = all;
     state.save_pending_reboot(&pending)
-}
-
-fn most_careful(a: RebootPolicy, b: RebootPolicy) -> RebootPolicy {
-    match (a, b) {
-        (RebootPolicy::Never, _) | (_, RebootPolicy::Never) => RebootPolicy::Never,
-        (RebootPolicy::InWindow, _) | (_, RebootPolicy::InWindow) => RebootPolicy::InWindow,
-        _ => RebootPolicy::Now,
-    }
 }
 
 /// The updates waiting for a reboot that the host no longer asks for: a reboot completed
@@ -469,11 +457,7 @@ impl StateDir {
 
     /// Replaces the staged updates.
     pub fn save_staged(&self, s: &Staged) -> anyhow::Result<()> {
-        write_atomic(
-            &self.windows_file("staged.json"),
-            &serde_json::to_vec_pretty(s)?,
-            0o600,
-        )
+        write_json(&self.windows_file("staged.json"), s)
     }
 
     /// The updates waiting for a reboot.
@@ -483,12 +467,12 @@ impl StateDir {
 
     /// Replaces the updates waiting for a reboot.
     pub fn save_pending_reboot(&self, p: &PendingReboot) -> anyhow::Result<()> {
-        write_atomic(
-            &self.windows_file("pending-reboot.json"),
-            &serde_json::to_vec_pretty(p)?,
-            0o600,
-        )
+        write_json(&self.windows_file("pending-reboot.json"), p)
     }
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
+    write_atomic(path, &serde_json::to_vec_pretty(v)?, 0o600)
 }
 
 fn read_json<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {

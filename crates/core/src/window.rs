@@ -380,6 +380,16 @@ impl RebootPolicy {
         }
     }
 
+    /// The more careful of two policies (never before in-window before now): a host in
+    /// several groups, or one dpkg run of several updates, reboots as the most careful says.
+    pub fn most_careful(self, other: RebootPolicy) -> RebootPolicy {
+        match (self, other) {
+            (RebootPolicy::Never, _) | (_, RebootPolicy::Never) => RebootPolicy::Never,
+            (RebootPolicy::InWindow, _) | (_, RebootPolicy::InWindow) => RebootPolicy::InWindow,
+            _ => RebootPolicy::Now,
+        }
+    }
+
     /// Whether to reboot at `now` given the windows.
     pub fn reboot_now(self, windows: &WindowSchedule, now: Timestamp) -> bool {
         match self {
@@ -675,6 +685,18 @@ mod tests {
         assert!(!RebootPolicy::InWindow.reboot_now(&win, outside));
         assert!(RebootPolicy::InWindow.reboot_now(&win, inside));
         assert!(!RebootPolicy::Never.reboot_now(&win, inside));
+        assert_eq!(
+            RebootPolicy::Now.most_careful(RebootPolicy::InWindow),
+            RebootPolicy::InWindow
+        );
+        assert_eq!(
+            RebootPolicy::Never.most_careful(RebootPolicy::Now),
+            RebootPolicy::Never
+        );
+        assert_eq!(
+            RebootPolicy::Now.most_careful(RebootPolicy::Now),
+            RebootPolicy::Now
+        );
         assert_eq!(
             "in-window".parse::<RebootPolicy>().unwrap(),
             RebootPolicy::InWindow

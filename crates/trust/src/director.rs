@@ -666,6 +666,52 @@ mod tests {
         assert_eq!(t.repair.map(|r| r.allow_apt), Some(false));
     }
 
+    // Issue 10, point 5.
+    #[test]
+    fn a_window_or_deadline_moved_in_transit_breaks_the_signature_and_an_unsigned_one_is_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let key = DirectorKey::load_or_create(&d.path().join("k")).unwrap();
+        let pk = key.public().clone();
+        let mut t = sample(5, "2026-11-26T13:00:00Z", "h1");
+        t.schedule.insert(
+            "PD-1".into(),
+            InstallSchedule {
+                windows: vec!["Sat 02:00-05:00 Europe/Berlin".into()],
+                deadline: Some("2026-12-10T18:00:00Z".into()),
+                reboot: "in-window".into(),
+            },
+        );
+        let ok = key.sign(&t).unwrap();
+        assert_eq!(
+            verify(&ok, &pk, "h1", now(), 0).unwrap().schedule,
+            t.schedule
+        );
+        // Someone in the middle opens the window now, or pulls the deadline in.
+        for (from, to) in [
+            ("Sat 02:00-05:00", "Thu 00:00-23:59"),
+            ("2026-12-10T18:00:00Z", "2026-11-26T12:00:00Z"),
+            ("in-window", "now"),
+        ] {
+            let tampered = String::from_utf8(ok.clone()).unwrap().replace(from, to);
+            assert!(
+                matches!(
+                    verify(tampered.as_bytes(), &pk, "h1", now(), 0),
+                    Err(TrustError::AssignmentRejected {
+                        check: "signature",
+                        ..
+                    })
+                ),
+                "{from} -> {to}"
+            );
+        }
+        // A schedule beside the signed object counts for nothing.
+        let plain = key.sign(&sample(6, "2026-11-26T13:00:00Z", "h1")).unwrap();
+        let mut v: Value = serde_json::from_slice(&plain).unwrap();
+        v["schedule"] = serde_json::json!({"PD-1": {"windows": [], "reboot": "now"}});
+        let t = verify(&serde_json::to_vec(&v).unwrap(), &pk, "h1", now(), 0).unwrap();
+        assert!(t.schedule.is_empty());
+    }
+
     #[test]
     fn install_with_names_only_assigned_updates() {
         let d = tempfile::tempdir().unwrap();

@@ -74,15 +74,6 @@ fn normalise(req: &GroupPolicy) -> Result<GroupPolicy, ApiError> {
     })
 }
 
-/// Most careful first: a host in several groups reboots as the most careful one says.
-fn care(p: RebootPolicy) -> u8 {
-    match p {
-        RebootPolicy::Never => 0,
-        RebootPolicy::InWindow => 1,
-        RebootPolicy::Now => 2,
-    }
-}
-
 /// The signed schedule of each assignment: the windows of the host's groups that approved
 /// it (of all its groups, for an update the closure added), the reboot policy the most
 /// careful of them has, and the assignment's deadline. Groups whose policy was never set
@@ -127,7 +118,7 @@ pub async fn schedule(
         let reboot = chosen
             .iter()
             .filter_map(|p| p.reboot.parse::<RebootPolicy>().ok())
-            .min_by_key(|p| care(*p))
+            .reduce(RebootPolicy::most_careful)
             .unwrap_or_default();
         out.insert(
             a.update.to_string(),
