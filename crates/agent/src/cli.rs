@@ -65,6 +65,10 @@ pub struct Args {
     /// long (a withheld or stale answer); answers signed longer ago are refused. E.g. 2h, 30m, 1d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub max_silence: jiff::SignedDuration,
+    /// Issue 10, point 5: the command that reboots the host when the signed reboot policy
+    /// says so (`now`, or `in-window` inside a window), split on spaces.
+    #[arg(long, default_value = "systemctl reboot")]
+    pub reboot_command: String,
     /// Do not collect and send security-audit facts.
     #[arg(long)]
     pub no_audit: bool,
@@ -154,6 +158,11 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         ca: args.ca.clone(),
         director_key: args.director_key.clone(),
         max_silence: args.max_silence,
+        reboot_command: args
+            .reboot_command
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
     };
     if let Some(AgentCommand::Repair { allow_apt }) = args.command {
         return repair(&cfg, allow_apt).await;
@@ -174,6 +183,24 @@ pub async fn run(args: Args) -> std::process::ExitCode {
                 for (u, m) in &s.failed {
                     println!("failed {u}: {m}");
                 }
+                // Issue 10, point 5: windows, reboots, an unreachable server.
+                if let Some(e) = &s.offline {
+                    println!("server unreachable ({e}): acted on the last signed answer");
+                }
+                for (u, m) in &s.waiting {
+                    println!("waiting {u}: {m}");
+                }
+                for u in &s.reboot_completed {
+                    println!("reboot completed {u}");
+                }
+                if let Some((us, why)) = &s.pending_reboot {
+                    let us: Vec<String> = us.iter().map(ToString::to_string).collect();
+                    println!("pending reboot {}: {why}", us.join(" "));
+                }
+                if !s.rebooted.is_empty() {
+                    let us: Vec<String> = s.rebooted.iter().map(ToString::to_string).collect();
+                    println!("rebooting for {}", us.join(" "));
+                }
                 if s.poll_seconds > 0 {
                     wait = wait.min(s.poll_seconds);
                 }
@@ -182,7 +209,9 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         }
         if args.once {
             return match result {
-                Ok(s) if s.failed.is_empty() => std::process::ExitCode::SUCCESS,
+                Ok(s) if s.failed.is_empty() && s.offline.is_none() => {
+                    std::process::ExitCode::SUCCESS
+                }
                 _ => std::process::ExitCode::FAILURE,
             };
         }

@@ -19,5 +19,6 @@ pub mod inventory;
 pub mod run;
 pub mod signed;
 pub mod state;
+pub mod window; // issue 10, point 5: maintenance windows, deadlines, reboots
 
 pub use run::{run_once, AgentConfig, RunSummary};

@@ -51,6 +51,8 @@ pub struct AgentConfig {
     /// Longest time without a valid signed director answer before a run fails saying so,
     /// and the oldest answer a run accepts (finding 6).
     pub max_silence: SignedDuration,
+    /// Issue 10, point 5: the command that reboots the host (program and arguments).
+    pub reboot_command: Vec<String>,
 }
 
 /// Default `--max-silence`: one day.
@@ -67,6 +69,17 @@ pub struct RunSummary {
     pub failed: Vec<(UpdateId, String)>,
     /// Seconds the server suggests until the next check-in.
     pub poll_seconds: u64,
+    // ---- issue 10, point 5: maintenance windows, deadlines, reboots ----
+    /// Updates downloaded and waiting for a window (or their deadline), with why.
+    pub waiting: Vec<(UpdateId, String)>,
+    /// Installed updates waiting for a reboot, with why the agent did not reboot.
+    pub pending_reboot: Option<(Vec<UpdateId>, String)>,
+    /// The reboot command ran (for these updates).
+    pub rebooted: Vec<UpdateId>,
+    /// Updates a reboot since the last run completed (installed-pending-reboot → installed).
+    pub reboot_completed: Vec<UpdateId>,
+    /// The server could not be reached; the run acted on the last signed answer kept.
+    pub offline: Option<String>,
 }
 
 /// The director key to pin at enrolment: the one `--director-key` names (finding 7), which
@@ -236,7 +249,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             _ => e,
         }
     };
-    let resp: CheckinResponse = client
+    let resp: CheckinResponse = match client
         .post(
             "v1/agent/checkin",
             &CheckinRequest {
@@ -244,11 +257,19 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             },
         )
         .await
-        .map_err(silent)?;
+    {
+        Ok(r) => r,
+        // Issue 10, point 5: the server is unreachable; obey the last signed answer.
+        Err(e) => return crate::window::offline_run(cfg, &state, &id, &dpkg, now, e, silent),
+    };
     let (dt, catalog) =
         signed_answer_and_catalog(cfg, &state, &id, &client, &resp, now, last_answer)
             .await
             .map_err(silent)?;
+    // Issue 10, point 5: kept for the runs that cannot reach the server.
+    if let Some(doc) = resp.director.as_deref() {
+        state.save_last_answer(doc.as_bytes())?;
+    }
 
     // Only what the signed answer assigns is kept in downloads/ (finding 15).
     let keep = dt
@@ -279,13 +300,29 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         poll_seconds: resp.poll_seconds,
         ..Default::default()
     };
+    // Issue 10, point 5: what a reboot since the last run completed.
+    for u in crate::window::reboot_completed(cfg, &state)? {
+        reporter
+            .send(
+                &u,
+                UpdateState::Installed,
+                Some("the reboot completed the install".into()),
+            )
+            .await;
+        summary.reboot_completed.push(u);
+    }
     if assignments.is_empty() && repaired.is_none() {
         state.set_journal(None)?;
+        state.save_staged(&Default::default())?;
+        // A reboot left for a window that is open now.
         send_facts(cfg, &client).await;
+        // Issue 10, point 5: a reboot left for a window that is open now.
+        crate::window::reboot_if_due(cfg, &state, now, &mut summary)?;
         return Ok(summary);
     }
 
     let mut counters = state.release_counters()?;
+    let mut staged = crate::window::Staged::default();
     // Issue 9, point 4 (closure): updates the signed answer groups go into one dpkg run.
     for group in install_groups(&assignments, &dt.install_with) {
         let ctx = Ctx {
@@ -303,8 +340,46 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             now,
         };
         let members: Vec<&Assignment> = group.iter().map(|&i| &assignments[i]).collect();
-        match process_together(&ctx, &members, &counters).await {
-            Ok((installs, outcome @ (Outcome::Installed | Outcome::PendingReboot))) => {
+        // Issue 10, point 5: inside a window or past the deadline, else staged.
+        let updates: Vec<&UpdateId> = members.iter().map(|a| &a.update).collect();
+        let when = crate::window::group_decision(&dt, &updates, now);
+        let install_now = when.as_ref().is_ok_and(|d| d.install());
+        let result = match when {
+            Err(m) => Err(FailedBefore(m)),
+            Ok(_) => process_together(&ctx, &members, &counters, install_now).await,
+        };
+        match result {
+            Ok((installs, None)) => {
+                let (why, reason) = match crate::window::group_decision(&dt, &updates, now) {
+                    Ok(patchday_core::window::InstallDecision::Wait {
+                        message, reason, ..
+                    }) => (message, reason),
+                    _ => {
+                        let m = "waiting for a maintenance window".to_string();
+                        (m.clone(), m)
+                    }
+                };
+                for install in &installs {
+                    tracing::info!(update = %install.update, "{why}");
+                    // Without the relative time: the server's history records a change
+                    // only when the state or the message changes, not at every poll.
+                    reporter
+                        .send(
+                            &install.update,
+                            UpdateState::Downloaded,
+                            Some(reason.clone()),
+                        )
+                        .await;
+                    summary.waiting.push((install.update.clone(), why.clone()));
+                }
+                staged.runs.push(
+                    installs
+                        .iter()
+                        .map(crate::window::StagedInstall::new)
+                        .collect(),
+                );
+            }
+            Ok((installs, Some(outcome @ (Outcome::Installed | Outcome::PendingReboot)))) => {
                 let st = if outcome == Outcome::Installed {
                     UpdateState::Installed
                 } else {
@@ -316,8 +391,12 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                     state.save_release_counters(&counters)?;
                     reporter.send(&install.update, st, None).await;
                 }
+                if outcome == Outcome::PendingReboot {
+                    let done: Vec<UpdateId> = installs.iter().map(|i| i.update.clone()).collect();
+                    crate::window::add_pending_reboot(&state, &dt, &done)?;
+                }
             }
-            Ok((_, Outcome::Failed(m))) | Err(FailedBefore(m)) => {
+            Ok((_, Some(Outcome::Failed(m)))) | Err(FailedBefore(m)) => {
                 for a in &members {
                     tracing::error!(update = %a.update, message = %m, "update failed");
                     reporter
@@ -329,13 +408,16 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         }
     }
     state.set_journal(None)?;
-    // Tell the server the truth as dpkg now sees it.
+    state.save_staged(&staged)?; // issue 10, point 5
+                                 // Tell the server the truth as dpkg now sees it.
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     inventory.dpkg_broken = dpkg.audit(); // issue 9, point 4
     let _: CheckinResponse = client
         .post("v1/agent/checkin", &CheckinRequest { inventory })
         .await?;
     send_facts(cfg, &client).await;
+    // Issue 10, point 5: reboot as the policy says, after the server heard the truth.
+    crate::window::reboot_if_due(cfg, &state, now, &mut summary)?;
     if let Some(r) = repaired {
         r.outcome()?;
     }
@@ -615,7 +697,7 @@ fn adopt_certificate(state: &StateDir, cert: &str, now: Timestamp) -> anyhow::Re
 }
 
 /// A failure before anything was installed.
-struct FailedBefore(String);
+pub(crate) struct FailedBefore(pub(crate) String);
 
 impl<E: std::fmt::Display> From<E> for FailedBefore {
     fn from(e: E) -> Self {
@@ -695,25 +777,38 @@ async fn process_together(
     ctx: &Ctx<'_>,
     members: &[&Assignment],
     counters: &crate::state::ReleaseCounters,
-) -> Result<(Vec<Install>, Outcome), FailedBefore> {
+    install_now: bool,
+) -> Result<(Vec<Install>, Option<Outcome>), FailedBefore> {
     let mut installs = Vec::new();
     let mut files = Vec::new();
     for a in members {
-        let (install, mut f) = prepare(ctx, a, counters).await.map_err(|FailedBefore(m)| {
-            if members.len() > 1 {
-                FailedBefore(format!("{} (installed together with it): {m}", a.update))
-            } else {
-                FailedBefore(m)
-            }
-        })?;
+        let (install, mut f) =
+            prepare(ctx, a, counters, install_now)
+                .await
+                .map_err(|FailedBefore(m)| {
+                    if members.len() > 1 {
+                        FailedBefore(format!("{} (installed together with it): {m}", a.update))
+                    } else {
+                        FailedBefore(m)
+                    }
+                })?;
         installs.push(install);
         files.append(&mut f);
     }
+    // Issue 10, point 5: outside its window the update stays downloaded (staged).
+    if !install_now {
+        return Ok((installs, None));
+    }
     let Some(first) = members.first() else {
-        return Ok((installs, Outcome::Installed));
+        return Ok((installs, Some(Outcome::Installed)));
     };
-    let outcome = apply(ctx, &first.update, &files)?;
-    Ok((installs, outcome))
+    for a in members {
+        ctx.reporter
+            .send(&a.update, UpdateState::Installing, None)
+            .await;
+    }
+    let outcome = apply(ctx.cfg, ctx.state, ctx.dpkg, &first.update, &files)?;
+    Ok((installs, Some(outcome)))
 }
 
 /// Decides and downloads one assignment.
@@ -721,6 +816,7 @@ async fn prepare(
     ctx: &Ctx<'_>,
     a: &Assignment,
     counters: &crate::state::ReleaseCounters,
+    report: bool,
 ) -> Result<(Install, Vec<(PayloadRef, PathBuf)>), FailedBefore> {
     let Ctx {
         cfg,
@@ -746,9 +842,12 @@ async fn prepare(
         FailedBefore(r.to_string())
     })?;
 
-    reporter
-        .send(&a.update, UpdateState::Downloading, None)
-        .await;
+    // Issue 10, point 5: an update staged for its window says so once, not at every poll.
+    if report {
+        reporter
+            .send(&a.update, UpdateState::Downloading, None)
+            .await;
+    }
     let mut files = Vec::new();
     for (p, info) in &install.payloads {
         let path = crate::download::fetch_target(
@@ -761,24 +860,22 @@ async fn prepare(
         .await?;
         files.push((p.clone(), path));
     }
-    reporter
-        .send(&a.update, UpdateState::Downloaded, None)
-        .await;
-    reporter
-        .send(&a.update, UpdateState::Installing, None)
-        .await;
+    if report {
+        reporter
+            .send(&a.update, UpdateState::Downloaded, None)
+            .await;
+    }
     Ok((install, files))
 }
 
 /// Installs the downloaded payloads of one dpkg run (debs together, then bundles).
-fn apply(
-    ctx: &Ctx<'_>,
+pub(crate) fn apply(
+    cfg: &AgentConfig,
+    state: &StateDir,
+    dpkg: &Dpkg,
     journal: &UpdateId,
     files: &[(PayloadRef, PathBuf)],
 ) -> Result<Outcome, FailedBefore> {
-    let Ctx {
-        cfg, state, dpkg, ..
-    } = *ctx;
     state.set_journal(Some(journal))?;
     let debs: Vec<(PayloadRef, PathBuf)> = files
         .iter()

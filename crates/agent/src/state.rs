@@ -138,6 +138,11 @@ impl StateDir {
             .unwrap_or(0)
     }
 
+    /// A file in the state directory (issue 10, point 5: kept answer, staged updates).
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
     /// Records an accepted director version.
     pub fn set_director_version(&self, v: u64) -> anyhow::Result<()> {
         write_atomic(

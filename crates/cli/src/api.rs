@@ -482,6 +482,35 @@ impl Api {
     }
 }
 
+// Issue 10, point 5: maintenance windows and reboot policy per group.
+impl Api {
+    /// Every group's windows and reboot policy.
+    pub async fn group_policies(
+        &self,
+        t: &TenantId,
+    ) -> anyhow::Result<Vec<patchday_types::api::GroupPolicyInfo>> {
+        self.get(
+            &format!("/v1/tenants/{t}/groups/policies"),
+            "listing the groups' maintenance windows",
+        )
+        .await
+    }
+    /// Replaces a group's windows and reboot policy.
+    pub async fn set_group_policy(
+        &self,
+        t: &TenantId,
+        g: &GroupId,
+        policy: &patchday_types::api::GroupPolicy,
+    ) -> anyhow::Result<patchday_types::api::GroupPolicy> {
+        self.put(
+            &format!("/v1/tenants/{t}/groups/{g}/policy"),
+            policy,
+            "setting the group's maintenance windows",
+        )
+        .await
+    }
+}
+
 // Issue 9, point 4 (closure): the server-side repair assignment.
 impl Api {
     /// Asks the host's agent to run the repair at its next check-in.

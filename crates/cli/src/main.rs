@@ -780,6 +780,30 @@ enum GroupCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    // Issue 10, point 5: maintenance windows and reboot policy per group.
+    /// Sets a group's maintenance windows (replacing them; none: install any time) and
+    /// reboot policy. Agents install only inside a window or once the deadline passed,
+    /// also while the server is unreachable.
+    ///
+    /// Example: patchday group set-window --tenant acme --group web --window "Sat 02:00-05:00 Europe/Berlin" --reboot in-window
+    SetWindow {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Group id.
+        #[arg(long)]
+        group: GroupId,
+        /// A weekly window, "DAY HH:MM-HH:MM ZONE" (repeatable; an end at or before the
+        /// start crosses midnight).
+        #[arg(long = "window")]
+        windows: Vec<String>,
+        /// in-window (reboot only inside a window), now (right after the install), or
+        /// never (the admin reboots; the host reports pending reboot). Unchanged if not given.
+        #[arg(long)]
+        reboot: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1116,11 +1140,62 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Group(GroupCmd::List { tenant, conn }) => {
-            let mut t = Table::new(&["id", "name"]);
-            for g in conn.api()?.groups(&tenant).await? {
-                t.rows.push(vec![g.id.to_string(), g.name]);
+            let api = conn.api()?;
+            // Issue 10, point 5: each group's windows and reboot policy.
+            let policies = api.group_policies(&tenant).await?;
+            let mut t = Table::new(&["id", "name", "windows", "reboot"]);
+            for g in api.groups(&tenant).await? {
+                let p = policies
+                    .iter()
+                    .find(|p| p.group == g.id)
+                    .map(|p| p.policy.clone())
+                    .unwrap_or_default();
+                let windows = if p.windows.is_empty() {
+                    "any time".to_string()
+                } else {
+                    p.windows.join("; ")
+                };
+                t.rows
+                    .push(vec![g.id.to_string(), g.name, windows, p.reboot]);
             }
             print(&t, conn.format);
+            Ok(0)
+        }
+        // Issue 10, point 5.
+        Command::Group(GroupCmd::SetWindow {
+            tenant,
+            group,
+            windows,
+            reboot,
+            conn,
+        }) => {
+            let api = conn.api()?;
+            let reboot = match reboot {
+                Some(r) => r,
+                None => api
+                    .group_policies(&tenant)
+                    .await?
+                    .into_iter()
+                    .find(|p| p.group == group)
+                    .map(|p| p.policy.reboot)
+                    .unwrap_or_else(|| "never".to_string()),
+            };
+            let p = api
+                .set_group_policy(
+                    &tenant,
+                    &group,
+                    &patchday_types::api::GroupPolicy { windows, reboot },
+                )
+                .await?;
+            let windows = if p.windows.is_empty() {
+                "any time".to_string()
+            } else {
+                p.windows.join("; ")
+            };
+            println!(
+                "group {group} in {tenant}: installs {windows}; reboot {}",
+                p.reboot
+            );
             Ok(0)
         }
         Command::Host(HostCmd::List { tenant, conn }) => {

@@ -326,7 +326,7 @@ pub fn wait_message(
 
 /// "in 11 days", "in 1 day 3 hours", "in 5 hours 20 minutes", "in 7 minutes", counted in
 /// the zone's calendar days so that a DST change does not make 11 days read as 10.
-fn describe_wait(at: &Zoned, now: Timestamp) -> Option<String> {
+pub(crate) fn describe_wait(at: &Zoned, now: Timestamp) -> Option<String> {
     let from = now.to_zoned(at.time_zone().clone());
     let span = from.until((Unit::Day, at)).ok()?;
     let (days, hours, minutes) = (span.get_days(), span.get_hours(), span.get_minutes());
@@ -362,7 +362,7 @@ fn describe_wait(at: &Zoned, now: Timestamp) -> Option<String> {
     })
 }
 
-fn lookup_time_zone(name: &str) -> Result<TimeZone, CalendarError> {
+pub(crate) fn lookup_time_zone(name: &str) -> Result<TimeZone, CalendarError> {
     TimeZone::get(name).map_err(|e| {
         let reason = if jiff::tz::db().is_definitively_empty() {
             format!("{e}; the time zone database is empty: install tzdata or set TZDIR")
@@ -389,7 +389,7 @@ fn shift_month(month: YearMonth, by: i8) -> Result<YearMonth, CalendarError> {
     }
 }
 
-fn parse_weekday(s: &str) -> Result<Weekday, CalendarError> {
+pub(crate) fn parse_weekday(s: &str) -> Result<Weekday, CalendarError> {
     let day = match s.trim().to_ascii_lowercase().as_str() {
         "monday" | "mon" => Weekday::Monday,
         "tuesday" | "tue" | "tues" => Weekday::Tuesday,
@@ -420,7 +420,7 @@ fn weekday_name(day: Weekday) -> &'static str {
 }
 
 /// Accepts `H:MM`, `HH:MM` and `HH:MM:SS` on a 24-hour clock.
-fn parse_time(s: &str) -> Result<Time, CalendarError> {
+pub(crate) fn parse_time(s: &str) -> Result<Time, CalendarError> {
     let bad = || CalendarError::InvalidTime {
         given: s.to_string(),
     };
@@ -440,7 +440,7 @@ fn parse_time(s: &str) -> Result<Time, CalendarError> {
 }
 
 /// `10:00`, or `10:00:30` when the seconds matter.
-fn format_time(t: Time) -> String {
+pub(crate) fn format_time(t: Time) -> String {
     if t.second() == 0 {
         format!("{:02}:{:02}", t.hour(), t.minute())
     } else {

@@ -1392,6 +1392,52 @@ impl TenantStore for SqliteTenant {
         Ok(())
     }
 
+    // ---- Issue 10, point 5: maintenance windows and reboot policy per group ----
+
+    async fn set_group_policy_logged(
+        &self,
+        group: &GroupId,
+        policy: &patchday_types::api::GroupPolicy,
+        log: &LogEntry,
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done =
+            sqlx::query("UPDATE groups SET windows = ?, reboot = ? WHERE tenant_id = ? AND id = ?")
+                .bind(to_json(&policy.windows)?)
+                .bind(&policy.reboot)
+                .bind(self.id.as_str())
+                .bind(group.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("group {group}")));
+        }
+        tx.finish(Some(log)).await
+    }
+
+    async fn group_policies(
+        &self,
+    ) -> Result<std::collections::BTreeMap<GroupId, patchday_types::api::GroupPolicy>> {
+        let rows = sqlx::query("SELECT id, windows, reboot FROM groups WHERE tenant_id = ?")
+            .bind(self.id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let id: GroupId = parse("group id", r.get::<&str, _>("id"))?;
+                let windows: Vec<String> = serde_json::from_str(&r.get::<String, _>("windows"))
+                    .map_err(|e| corrupt("group windows", e))?;
+                let policy = patchday_types::api::GroupPolicy {
+                    windows,
+                    reboot: r.get("reboot"),
+                };
+                Ok((id, policy))
+            })
+            .collect()
+    }
+
     // ---- Issue 10, point 1: state history ----
 
     async fn record_host_states(
@@ -1759,6 +1805,16 @@ mod tests {
             .await
             .unwrap();
         patchday_store::conformance::repair_requests(&store).await;
+    }
+
+    // Issue 10, point 5: maintenance windows and reboot policy per group.
+    #[tokio::test]
+    async fn group_policy_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::group_policies(&store).await;
     }
 
     // Finding 10 (issue 8): the log refuses changes even from outside the trait.

@@ -1259,3 +1259,54 @@ async fn state_history_records_changes_only(store: &dyn Store) {
         ]
     );
 }
+
+// ---- Issue 10, point 5: maintenance windows and reboot policy per group ----
+
+/// A group's policy: defaults until set, replaced whole, logged with its change, scoped
+/// to its tenant, `NotFound` for a group that is not there (and then nothing is logged).
+pub async fn group_policies(store: &dyn Store) {
+    use patchday_types::api::GroupPolicy;
+    let t = new_tenant(store, "windows").await;
+    let other = new_tenant(store, "windows-elsewhere").await;
+    let web: GroupId = id("web");
+    t.create_group(&Group {
+        id: web.clone(),
+        name: "Web".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        t.group_policies().await.unwrap().get(&web),
+        Some(&GroupPolicy::default())
+    );
+    let policy = GroupPolicy {
+        windows: vec![
+            "Sat 02:00-05:00 Europe/Berlin".into(),
+            "Wed 22:00-23:00 UTC".into(),
+        ],
+        reboot: "in-window".into(),
+    };
+    let log = log_entry(Some("windows"), "group.policy", "2026-12-01T10:00:00Z");
+    let elsewhere = other.set_group_policy_logged(&web, &policy, &log).await;
+    assert!(
+        matches!(elsewhere, Err(StoreError::NotFound(_))),
+        "{elsewhere:?}"
+    );
+    t.set_group_policy_logged(&web, &policy, &log)
+        .await
+        .unwrap();
+    assert_eq!(t.group_policies().await.unwrap().get(&web), Some(&policy));
+    assert!(other.group_policies().await.unwrap().is_empty());
+    let cleared = GroupPolicy {
+        windows: vec![],
+        reboot: "now".into(),
+    };
+    t.set_group_policy_logged(&web, &cleared, &log)
+        .await
+        .unwrap();
+    assert_eq!(t.group_policies().await.unwrap().get(&web), Some(&cleared));
+    let scope = crate::LogScope::Tenant(id("windows"));
+    assert_eq!(store.list_log(&scope, None, 10).await.unwrap().len(), 2);
+    let scope = crate::LogScope::Tenant(id("windows-elsewhere"));
+    assert!(store.list_log(&scope, None, 10).await.unwrap().is_empty());
+}

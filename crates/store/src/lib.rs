@@ -386,6 +386,21 @@ pub trait TenantStore: Send + Sync {
     async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()>;
     /// Clears the request (the host reported a clean dpkg database after it was sent).
     async fn clear_repair(&self, id: &HostId) -> Result<()>;
+
+    // ---- Issue 10, point 5: maintenance windows and reboot policy per group ----
+
+    /// Replaces a group's maintenance windows and reboot policy (the caller validated
+    /// them), with its operator log entry; `NotFound` when the group is not there.
+    async fn set_group_policy_logged(
+        &self,
+        group: &GroupId,
+        policy: &patchday_types::api::GroupPolicy,
+        log: &LogEntry,
+    ) -> Result<()>;
+    /// Every group's policy (groups never set have no windows and reboot `never`).
+    async fn group_policies(
+        &self,
+    ) -> Result<std::collections::BTreeMap<GroupId, patchday_types::api::GroupPolicy>>;
 }
 
 /// A pending server-side repair assignment (issue 9, point 4).

@@ -674,6 +674,7 @@ mod tests {
             .into(),
             install_with: Default::default(),
             repair: None,
+            schedule: Default::default(),
         };
         let catalog = VerifiedCatalog {
             root_version: 1,

@@ -89,6 +89,25 @@ pub struct DirectorTargets {
     /// instruction anywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair: Option<RepairInstruction>,
+    /// Issue 10, point 5: when each assigned update may be installed and the host
+    /// rebooted (update → its group's windows, deadline, reboot policy). Signed, so an
+    /// agent whose server is unreachable still obeys it; an update without an entry has
+    /// no window (install at once) and the reboot policy `never`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedule: BTreeMap<String, InstallSchedule>,
+}
+
+/// Issue 10, point 5: the signed install and reboot policy of one assigned update.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSchedule {
+    /// Weekly maintenance windows (`Sat 02:00-05:00 Europe/Berlin`); empty: any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<String>,
+    /// After this instant (whole seconds) the update is installed whatever the windows say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// `in-window`, `now` or `never`.
+    pub reboot: String,
 }
 
 /// A server-side repair assignment (issue 9, point 4): run the recovery an admin would.
@@ -537,6 +556,7 @@ mod tests {
             targets,
             install_with: BTreeMap::new(),
             repair: None,
+            schedule: Default::default(),
         }
     }
 
@@ -644,6 +664,52 @@ mod tests {
         });
         let t = verify(&key.sign(&signed).unwrap(), &pk, "h1", now(), 0).unwrap();
         assert_eq!(t.repair.map(|r| r.allow_apt), Some(false));
+    }
+
+    // Issue 10, point 5.
+    #[test]
+    fn a_window_or_deadline_moved_in_transit_breaks_the_signature_and_an_unsigned_one_is_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let key = DirectorKey::load_or_create(&d.path().join("k")).unwrap();
+        let pk = key.public().clone();
+        let mut t = sample(5, "2026-11-26T13:00:00Z", "h1");
+        t.schedule.insert(
+            "PD-1".into(),
+            InstallSchedule {
+                windows: vec!["Sat 02:00-05:00 Europe/Berlin".into()],
+                deadline: Some("2026-12-10T18:00:00Z".into()),
+                reboot: "in-window".into(),
+            },
+        );
+        let ok = key.sign(&t).unwrap();
+        assert_eq!(
+            verify(&ok, &pk, "h1", now(), 0).unwrap().schedule,
+            t.schedule
+        );
+        // Someone in the middle opens the window now, or pulls the deadline in.
+        for (from, to) in [
+            ("Sat 02:00-05:00", "Thu 00:00-23:59"),
+            ("2026-12-10T18:00:00Z", "2026-11-26T12:00:00Z"),
+            ("in-window", "now"),
+        ] {
+            let tampered = String::from_utf8(ok.clone()).unwrap().replace(from, to);
+            assert!(
+                matches!(
+                    verify(tampered.as_bytes(), &pk, "h1", now(), 0),
+                    Err(TrustError::AssignmentRejected {
+                        check: "signature",
+                        ..
+                    })
+                ),
+                "{from} -> {to}"
+            );
+        }
+        // A schedule beside the signed object counts for nothing.
+        let plain = key.sign(&sample(6, "2026-11-26T13:00:00Z", "h1")).unwrap();
+        let mut v: Value = serde_json::from_slice(&plain).unwrap();
+        v["schedule"] = serde_json::json!({"PD-1": {"windows": [], "reboot": "now"}});
+        let t = verify(&serde_json::to_vec(&v).unwrap(), &pk, "h1", now(), 0).unwrap();
+        assert!(t.schedule.is_empty());
     }
 
     #[test]

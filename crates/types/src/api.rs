@@ -828,3 +828,34 @@ pub struct HistoryAnswer {
     /// Per update among the entries: time from publication to installed.
     pub time_to_install: Vec<TimeToInstall>,
 }
+
+// ---- Issue 10, point 5: maintenance windows and reboot policy per group ----
+
+/// A group's maintenance windows and reboot policy (`PUT /v1/tenants/{t}/groups/{g}/policy`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPolicy {
+    /// Weekly windows, `Sat 02:00-05:00 Europe/Berlin`; empty: install any time.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    /// `in-window`, `now` or `never`.
+    pub reboot: String,
+}
+
+impl Default for GroupPolicy {
+    fn default() -> Self {
+        GroupPolicy {
+            windows: Vec::new(),
+            reboot: "never".to_string(),
+        }
+    }
+}
+
+/// One group's policy in `GET /v1/tenants/{t}/groups/policies`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPolicyInfo {
+    /// The group.
+    pub group: GroupId,
+    /// Its policy.
+    #[serde(flatten)]
+    pub policy: GroupPolicy,
+}

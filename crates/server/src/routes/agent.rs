@@ -202,6 +202,13 @@ async fn sign_assignments(
         targets,
         install_with: extras.install_with,
         repair: extras.repair,
+        // Issue 10, point 5: windows, deadline and reboot policy, signed.
+        schedule: crate::routes::windows::schedule(
+            s.store.tenant(&who.tenant).await?.as_ref(),
+            host,
+            assignments,
+        )
+        .await?,
     };
     let bytes = s.director.key().sign(&signed).map_err(ApiError::internal)?;
     String::from_utf8(bytes).map_err(ApiError::internal)

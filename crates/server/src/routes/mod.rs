@@ -11,6 +11,7 @@ mod fleet;
 pub(crate) mod history; // issue 10, point 1
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
 mod tuf;
+pub(crate) mod windows; // issue 10, point 5: maintenance windows, reboot policy
 
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -65,6 +66,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tenants/{tenant}/updates", get(admin::tenant_updates))
         .route("/v1/tenants/{tenant}/history", get(history::list)) // issue 10, point 1
+        // issue 10, point 5: maintenance windows and reboot policy per group
+        .route(
+            "/v1/tenants/{tenant}/groups/{group}/policy",
+            put(windows::set_policy),
+        )
+        .route(
+            "/v1/tenants/{tenant}/groups/policies",
+            get(windows::list_policies),
+        )
         .route(
             "/v1/tenants/{tenant}/approvals",
             get(admin::list_approvals).post(admin::approve),
