@@ -539,9 +539,8 @@ pub fn resolves_for<'a>(p: &'a PackageFacts, native: &'a str) -> &'a str {
 /// them together). A cycle of pre-dependencies (which dpkg cannot install either) keeps
 /// its packages in one stage.
 pub fn dpkg_stages(incoming: &[PackageFacts]) -> Vec<Vec<usize>> {
-    let provides = |p: &PackageFacts, name: &str| {
-        p.name == name || p.provides.iter().any(|r| r.name == name)
-    };
+    let provides =
+        |p: &PackageFacts, name: &str| p.name == name || p.provides.iter().any(|r| r.name == name);
     // needs[i]: the other packages of the set that i pre-depends on.
     let needs: Vec<Vec<usize>> = incoming
         .iter()
@@ -591,7 +590,11 @@ pub fn dpkg_stages(incoming: &[PackageFacts]) -> Vec<Vec<usize>> {
     }
     let top = stage.iter().copied().max().unwrap_or(0);
     (0..=top)
-        .map(|s| (0..incoming.len()).filter(|&i| stage[i] == s).collect::<Vec<_>>())
+        .map(|s| {
+            (0..incoming.len())
+                .filter(|&i| stage[i] == s)
+                .collect::<Vec<_>>()
+        })
         .filter(|v| !v.is_empty())
         .collect()
 }

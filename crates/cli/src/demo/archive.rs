@@ -282,7 +282,6 @@ struct Binary {
     architecture: String,
 }
 
-
 /// Signs through [`CatalogPublisher`] and remembers what it signed.
 struct Recorder {
     inner: CatalogPublisher,

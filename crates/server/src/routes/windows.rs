@@ -92,7 +92,9 @@ pub async fn schedule(
     if set.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let approvals = tenant.list_approvals().await?;
+    // Only the decisions about the assigned updates (issue 9, point 6).
+    let ids: Vec<patchday_types::UpdateId> = assignments.iter().map(|a| a.update.clone()).collect();
+    let approvals = tenant.list_approvals_for(&ids).await?;
     let mut out = BTreeMap::new();
     for a in assignments {
         let approving: Vec<&GroupPolicy> = set
