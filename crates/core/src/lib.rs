@@ -6,3 +6,4 @@ pub mod catalog_expiry;
 pub mod compliance;
 pub mod dependency_payloads;
 pub mod history;
+pub mod rollout; // issue 10, points 2 and 3 (rings)
