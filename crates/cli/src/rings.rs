@@ -314,9 +314,10 @@ pub async fn rollout_cmd(cmd: RolloutCmd) -> anyhow::Result<i32> {
                 "applicable",
                 "installed",
                 "failed",
+                "wave",
                 "gate",
             ])
-            .numbers(&["applicable", "installed", "failed"]);
+            .numbers(&["applicable", "installed", "failed", "wave"]);
             for r in &s.rings {
                 t.rows.push(vec![
                     r.tenant.to_string(),
@@ -325,6 +326,7 @@ pub async fn rollout_cmd(cmd: RolloutCmd) -> anyhow::Result<i32> {
                     r.applicable.to_string(),
                     r.installed.to_string(),
                     r.failed.to_string(),
+                    r.wave_admitted.to_string(),
                     r.verdict.clone(),
                 ]);
             }

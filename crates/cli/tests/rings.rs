@@ -378,3 +378,57 @@ fn the_operator_emergency_lane_still_honours_the_failure_halt() {
         .expect("webhook call");
     assert!(signature_ok(&got));
 }
+
+#[test]
+fn a_rings_first_wave_is_a_share_of_its_hosts_and_the_rest_follow_on_its_evidence() {
+    let _serial = patchday_testkit::serial();
+    let w = world();
+    let hosts: Vec<Host> = (1..=3)
+        .map(|i| w.host(&format!("wave-pilot-{i}"), 0))
+        .collect();
+    // A rule by source package: only pd-ring-a's update, so the bad one stays out. An
+    // hour's soak: no wave follows another in this test until the soak is shortened.
+    let rings = |soak: &str| {
+        w.srv.cli(&[
+            "ring",
+            "set",
+            "--tenant",
+            "acme",
+            "pilot:0d",
+            "--source-package",
+            "pd-ring-a",
+            "--soak",
+            soak,
+        ])
+    };
+    rings("1h");
+    wait_for("the pilot's rule to approve PD-R-GOOD", || {
+        w.approval("PD-R-GOOD", "pilot").is_some()
+    });
+    assert!(w.approval("PD-R-BAD", "pilot").is_none());
+    let installed = |hs: &[Host]| {
+        hs.iter()
+            .filter(|h| h.version("pd-ring-a").as_deref() == Some("1.0-2"))
+            .count()
+    };
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        for h in &hosts {
+            outs.push(w.run(h));
+        }
+    }
+    // The first wave (10% of 3, at least one host) got it; the others wait, also after
+    // its evidence came in, for as long as it soaks.
+    assert_eq!(installed(&hosts), 1, "{outs:#?}");
+    let status = w.rollout("PD-R-GOOD");
+    assert_eq!(status["rings"][0]["wave_admitted"], 1, "{status}");
+    assert_eq!(status["rings"][0]["installed"], 1, "{status}");
+    // Soaked: the rest follow.
+    rings("1s");
+    wait_for("the next wave", || {
+        for h in &hosts {
+            w.run(h);
+        }
+        installed(&hosts) == 3
+    });
+}

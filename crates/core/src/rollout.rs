@@ -203,9 +203,17 @@ pub fn next_step(
 }
 
 /// How many of a ring's `hosts` the waves admit, given the evidence of the hosts
-/// admitted so far (`admitted` of them): the next wave opens once those reach the
-/// ring's success ratio without tripping its failure threshold.
-pub fn wave_size(ring: &Ring, hosts: u32, admitted: u32, e: Evidence) -> u32 {
+/// admitted so far (`admitted` of them, the last at `last_admitted`): the next wave
+/// opens once those reach the ring's success ratio without tripping its failure
+/// threshold, and have soaked for the ring's soak time.
+pub fn wave_size(
+    ring: &Ring,
+    hosts: u32,
+    admitted: u32,
+    e: Evidence,
+    last_admitted: Option<Timestamp>,
+    now: Timestamp,
+) -> u32 {
     let share = |p: u32| {
         (u64::from(hosts) * u64::from(p))
             .div_ceil(100)
@@ -216,7 +224,8 @@ pub fn wave_size(ring: &Ring, hosts: u32, admitted: u32, e: Evidence) -> u32 {
     if admitted < first {
         return first;
     }
-    let passed = matches!(judge(ring, e, Timestamp::MIN, Timestamp::MAX), Gate::Passed);
+    let since = last_admitted.unwrap_or(Timestamp::MIN);
+    let passed = matches!(judge(ring, e, since, now), Gate::Passed);
     if !passed {
         return admitted;
     }
@@ -482,18 +491,25 @@ mod tests {
 
     #[test]
     fn waves_grow_only_on_evidence() {
-        let r = &rings()[0];
-        assert_eq!(wave_size(r, 100, 0, Evidence::default()), 10);
-        assert_eq!(wave_size(r, 100, 10, ev(10, 5, 0)), 10);
-        assert_eq!(wave_size(r, 100, 10, ev(10, 10, 0)), 30);
-        assert_eq!(wave_size(r, 100, 30, ev(30, 30, 0)), 100);
+        let r = &rings()[0]; // soak: one hour
+        let at = Some(t(PATCH_DAY));
+        let later = t("2026-12-08T10:00:00Z");
+        assert_eq!(wave_size(r, 100, 0, Evidence::default(), None, later), 10);
+        assert_eq!(wave_size(r, 100, 10, ev(10, 5, 0), at, later), 10);
+        assert_eq!(wave_size(r, 100, 10, ev(10, 10, 0), at, later), 30);
         assert_eq!(
-            wave_size(r, 100, 10, ev(10, 8, 2)),
+            wave_size(r, 100, 10, ev(10, 10, 0), at, t("2026-12-08T09:59:59Z")),
+            10,
+            "a wave soaks before the next opens"
+        );
+        assert_eq!(wave_size(r, 100, 30, ev(30, 30, 0), at, later), 100);
+        assert_eq!(
+            wave_size(r, 100, 10, ev(10, 8, 2), at, later),
             10,
             "a failing wave opens no next"
         );
-        assert_eq!(wave_size(r, 3, 0, Evidence::default()), 1);
-        assert_eq!(wave_size(r, 0, 0, Evidence::default()), 0);
+        assert_eq!(wave_size(r, 3, 0, Evidence::default(), None, later), 1);
+        assert_eq!(wave_size(r, 0, 0, Evidence::default(), None, later), 0);
     }
 
     #[test]

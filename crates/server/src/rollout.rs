@@ -203,6 +203,18 @@ pub async fn tick(state: &AppState, now: Timestamp) -> ApiResult<()> {
             if halt.is_some_and(|h| h.active()) {
                 continue;
             }
+            // Untouched by the rings (no ring approved it, the first ring's rule does
+            // not take it): skip without reading its states.
+            let touched = approvals
+                .iter()
+                .any(|a| a.update == u.id && rings.iter().any(|r| r.group == a.group));
+            let first = rings
+                .first()
+                .and_then(|r| r.rule.as_ref())
+                .is_some_and(|rule| patchday_core::rollout::rule_matches(rule, u));
+            if !touched && !first {
+                continue;
+            }
             let forgiven = halt.and_then(|h| h.resumed_at);
             let views =
                 ring_views(tenant.as_ref(), &rings, &approvals, &hosts, &u.id, forgiven).await?;
@@ -272,9 +284,11 @@ async fn advance(
                 object: format!("update {} group {}", u.id, r.group),
                 detail: serde_json::json!({ "update": u.id, "group": r.group, "ring": ring + 1, "deadline": deadline, "rule": r.rule }),
             };
+            // The first wave before the approval, so no check-in sees the approval
+            // without its wave.
+            open_waves(tenant, r, &u.id, &views[ring].hosts, now).await?;
             tenant.put_approval_logged(&a, &entry).await?;
             tracing::info!(tenant = %t, update = %u.id, group = %r.group, "ring approved by its rule");
-            open_waves(tenant, r, &u.id, &views[ring].hosts, now).await?;
         }
         Step::Wait(_) => {}
     }
@@ -297,11 +311,9 @@ async fn open_waves(
     // A stable order per update, so each update's first wave is a different slice.
     let mut order: Vec<&(HostId, Option<UpdateState>)> = hosts.iter().collect();
     order.sort_by_key(|(h, _)| Sha256::digest(format!("{update}\n{h}").as_bytes()));
-    let admitted: BTreeSet<HostId> = tenant
-        .wave_admitted(update, &ring.group)
-        .await?
-        .into_iter()
-        .collect();
+    let rows = tenant.wave_admitted(update, &ring.group).await?;
+    let last = rows.iter().map(|(_, at)| *at).max();
+    let admitted: BTreeSet<HostId> = rows.into_iter().map(|(h, _)| h).collect();
     let e = Evidence::count(
         order
             .iter()
@@ -310,7 +322,7 @@ async fn open_waves(
     );
     let total = u32::try_from(order.len()).unwrap_or(u32::MAX);
     let have = u32::try_from(admitted.len()).unwrap_or(u32::MAX);
-    let size = wave_size(ring, total, have, e) as usize;
+    let size = wave_size(ring, total, have, e, last, now) as usize;
     let next: Vec<HostId> = order
         .iter()
         .take(size)

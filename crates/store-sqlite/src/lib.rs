@@ -1578,9 +1578,13 @@ impl TenantStore for SqliteTenant {
         tx.commit().await.map_err(backend)
     }
 
-    async fn wave_admitted(&self, update: &UpdateId, group: &GroupId) -> Result<Vec<HostId>> {
+    async fn wave_admitted(
+        &self,
+        update: &UpdateId,
+        group: &GroupId,
+    ) -> Result<Vec<(HostId, Timestamp)>> {
         let rows = sqlx::query(
-            "SELECT host_id FROM rollout_waves WHERE tenant_id = ? AND update_id = ? AND group_id = ?",
+            "SELECT host_id, admitted_at FROM rollout_waves WHERE tenant_id = ? AND update_id = ? AND group_id = ?",
         )
         .bind(self.id.as_str())
         .bind(update.as_str())
@@ -1589,7 +1593,12 @@ impl TenantStore for SqliteTenant {
         .await
         .map_err(backend)?;
         rows.iter()
-            .map(|r| parse("host id", r.get::<&str, _>("host_id")))
+            .map(|r| {
+                Ok((
+                    parse("host id", r.get::<&str, _>("host_id"))?,
+                    parse("timestamp", r.get::<&str, _>("admitted_at"))?,
+                ))
+            })
             .collect()
     }
 

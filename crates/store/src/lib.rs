@@ -427,8 +427,12 @@ pub trait TenantStore: Send + Sync {
         hosts: &[HostId],
         now: Timestamp,
     ) -> Result<()>;
-    /// The hosts of `group` admitted to the waves of `update`.
-    async fn wave_admitted(&self, update: &UpdateId, group: &GroupId) -> Result<Vec<HostId>>;
+    /// The hosts of `group` admitted to the waves of `update`, with when.
+    async fn wave_admitted(
+        &self,
+        update: &UpdateId,
+        group: &GroupId,
+    ) -> Result<Vec<(HostId, Timestamp)>>;
     /// Of `updates`, those whose waves run in a group of `host` that has not admitted it.
     async fn wave_held(&self, host: &HostId, updates: &[UpdateId]) -> Result<Vec<UpdateId>>;
 }

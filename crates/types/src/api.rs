@@ -929,6 +929,9 @@ pub struct RingProgress {
     pub installed: u32,
     /// Of those, failed.
     pub failed: u32,
+    /// Hosts of the ring its waves admitted so far (0: no waves, an approval by hand).
+    #[serde(default)]
+    pub wave_admitted: u32,
     /// The gate's verdict in words.
     pub verdict: String,
 }

@@ -204,7 +204,9 @@ pub async fn status(
                     Gate::Halt(why) => format!("failing: {why}"),
                 },
             };
+            let admitted = tenant.wave_admitted(&u, &r.group).await?.len();
             out.push(RingProgress {
+                wave_admitted: u32::try_from(admitted).unwrap_or(u32::MAX),
                 tenant: t.id.clone(),
                 group: r.group.clone(),
                 approved_at: v.approved_at,
