@@ -92,6 +92,18 @@ struct World {
 /// `early`; a server whose rollout looks every second and announces halts to the
 /// test's receiver.
 fn world() -> World {
+    world_with(&[
+        ("PD-R-GOOD", "pd-ring-a", "1.0-2", false, &[]),
+        ("PD-R-BAD", "pd-ring-b", "1.0-2", true, &[]),
+    ])
+}
+
+/// An emergency update: id, package, version, whether its postinst fails, more
+/// `catalog add-deb` flags.
+type Spec<'a> = (&'a str, &'a str, &'a str, bool, &'a [&'a str]);
+
+/// Like [`world`], with these updates (each package starts at 1.0-1 on every host).
+fn world_with(updates: &[Spec]) -> World {
     let d = scratch();
     let dir = d.path().to_path_buf();
     let b = bins();
@@ -99,18 +111,20 @@ fn world() -> World {
     std::fs::create_dir_all(&pkgs).unwrap();
     let cat = Catalog::new(&b, &dir);
     let mut old = Vec::new();
-    for (id, name, fail) in [
-        ("PD-R-GOOD", "pd-ring-a", false),
-        ("PD-R-BAD", "pd-ring-b", true),
-    ] {
-        let o = DebSpec::new(name, "1.0-1").changelog("1.0-1", "Initial release.");
-        let n = DebSpec::new(name, "1.0-2")
-            .changelog("1.0-2", "Fix CVE-2099-1001.")
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, name, version, fail, flags) in updates {
+        if seen.insert(*name) {
+            let o = DebSpec::new(*name, "1.0-1").changelog("1.0-1", "Initial release.");
+            old.push(patchday_lab::build_deb(&o, &pkgs).unwrap());
+        }
+        let n = DebSpec::new(*name, *version)
+            .changelog(*version, "Fix CVE-2099-1001.")
             .changelog("1.0-1", "Initial release.")
-            .fail_postinst(fail);
-        old.push(patchday_lab::build_deb(&o, &pkgs).unwrap());
+            .fail_postinst(*fail);
         let new = patchday_lab::build_deb(&n, &pkgs).unwrap();
-        let out = cat.add_deb(id, &new, &["--emergency", "test", "--since", "1.0-1"]);
+        let mut args = vec!["--emergency", "test", "--since", "1.0-1"];
+        args.extend_from_slice(flags);
+        let out = cat.add_deb(id, &new, &args);
         assert!(out.status.success(), "{}", text(&out));
     }
     let (url, hook) = webhook_receiver();
@@ -431,4 +445,45 @@ fn a_rings_first_wave_is_a_share_of_its_hosts_and_the_rest_follow_on_its_evidenc
         }
         installed(&hosts) == 3
     });
+}
+
+#[test]
+fn a_superseded_update_declines_itself_once_its_successor_is_installed_wherever_it_was_needed() {
+    let _serial = patchday_testkit::serial();
+    let w = world_with(&[
+        ("PD-S-1", "pd-sup", "1.0-2", false, &[]),
+        (
+            "PD-S-2",
+            "pd-sup",
+            "1.0-3",
+            false,
+            &["--supersedes", "PD-S-1"],
+        ),
+    ]);
+    let h = w.host("sup-1", 0);
+    for u in ["PD-S-1", "PD-S-2"] {
+        w.srv
+            .cli(&["approve", "--tenant", "acme", "--group", "pilot", u]);
+    }
+    w.run(&h);
+    assert_eq!(h.version("pd-sup").as_deref(), Some("1.0-3"));
+    w.run(&h); // the check-in after the install carries dpkg's word
+    wait_for("PD-S-1 to decline itself", || {
+        w.approval("PD-S-1", "pilot")
+            .is_some_and(|a| a["decision"] == "decline")
+    });
+    for g in ["pilot", "early"] {
+        let a = w.approval("PD-S-1", g).unwrap();
+        assert_eq!(a["decided_by"], "supersedence", "{a}");
+        assert_eq!(
+            a["reason"], "superseded by PD-S-2, installed on every host that needed it (1)",
+            "{a}"
+        );
+    }
+    assert_eq!(
+        w.approval("PD-S-2", "pilot").unwrap()["decision"],
+        "approve"
+    );
+    let log = w.srv.cli(&["log", "--tenant", "acme", "--format", "json"]);
+    assert!(log.contains("\"actor\": \"supersedence\""), "{log}");
 }

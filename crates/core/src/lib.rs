@@ -7,3 +7,4 @@ pub mod compliance;
 pub mod dependency_payloads;
 pub mod history;
 pub mod rollout; // issue 10, points 2 and 3 (rings)
+pub mod supersedence; // issue 10, point 7 (first half)

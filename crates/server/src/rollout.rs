@@ -93,6 +93,10 @@ pub async fn run(state: AppState, every: std::time::Duration) {
         if let Err(e) = tick(&state, state.clock.now()).await {
             tracing::warn!(error = %e.message, "the rollout could not advance this time");
         }
+        // Issue 10, point 7 (first half).
+        if let Err(e) = decline_superseded(&state, state.clock.now()).await {
+            tracing::warn!(error = %e.message, "cannot decline superseded updates this time");
+        }
         tokio::time::sleep(every).await;
     }
 }
@@ -371,4 +375,89 @@ pub async fn held(
         .collect();
     held.extend(tenant.wave_held(host, &not_started).await?);
     Ok(held)
+}
+
+// ---- Issue 10, point 7 (first half): superseded updates decline themselves ----
+
+/// Who the log names for a decline of a superseded update.
+pub const SUPERSEDENCE: &str = "supersedence";
+
+/// In every tenant, declines (for every group not declining it yet) each update whose
+/// successor is installed on every host that needed it, with the reason and a log entry.
+pub async fn decline_superseded(state: &AppState, now: Timestamp) -> ApiResult<()> {
+    let catalog = state.catalog_index.index(state.store.as_ref()).await?;
+    let pairs: Vec<(&UpdateDocument, &UpdateDocument)> = catalog
+        .updates()
+        .iter()
+        .flat_map(|new| {
+            new.supersedes
+                .iter()
+                .filter_map(|old| catalog.get(old.as_str()))
+                .map(move |old| (old, new))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    for t in state.store.list_tenants().await? {
+        let tenant = state.store.tenant(&t.id).await?;
+        let groups = tenant.list_groups().await?;
+        let approvals = tenant.list_approvals().await?;
+        for (old, new) in &pairs {
+            if !old.published_for(t.id.as_str()) || !new.published_for(t.id.as_str()) {
+                continue;
+            }
+            let open: Vec<_> = groups
+                .iter()
+                .filter(|g| {
+                    !approvals.iter().any(|a| {
+                        a.update == old.id && a.group == g.id && a.decision == Decision::Decline
+                    })
+                })
+                .collect();
+            if open.is_empty() {
+                continue;
+            }
+            let strip = |v: Vec<(HostId, UpdateState, Timestamp)>| -> Vec<(HostId, UpdateState)> {
+                v.into_iter().map(|(h, s, _)| (h, s)).collect()
+            };
+            let old_states = strip(tenant.update_states(&old.id).await?);
+            let new_states = strip(tenant.update_states(&new.id).await?);
+            let Some(hosts) =
+                patchday_core::supersedence::successor_everywhere(&old_states, &new_states)
+            else {
+                continue;
+            };
+            let reason = format!(
+                "superseded by {}, installed on every host that needed it ({hosts})",
+                new.id
+            );
+            for g in open {
+                let a = Approval {
+                    update: old.id.clone(),
+                    group: g.id.clone(),
+                    decision: Decision::Decline,
+                    deadline: None,
+                    decided_at: now,
+                    decided_by: SUPERSEDENCE.into(),
+                    reason: Some(reason.clone()),
+                    emergency: false,
+                };
+                let entry = LogEntry {
+                    seq: 0,
+                    at: now,
+                    tenant: Some(t.id.clone()),
+                    actor: SUPERSEDENCE.into(),
+                    actor_id: String::new(),
+                    source: "server".into(),
+                    action: "approval.decline".into(),
+                    object: format!("update {} group {}", old.id, g.id),
+                    detail: serde_json::json!({ "update": old.id, "group": g.id, "reason": reason, "successor": new.id }),
+                };
+                tenant.put_approval_logged(&a, &entry).await?;
+            }
+            tracing::info!(tenant = %t.id, update = %old.id, successor = %new.id, "superseded update declined");
+        }
+    }
+    Ok(())
 }
