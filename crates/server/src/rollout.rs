@@ -87,6 +87,32 @@ pub async fn halt(state: &AppState, halt: &RolloutHalt, log: Option<&LogEntry>) 
     Ok(new)
 }
 
+/// The log entry of an approval or decline the server makes by itself (its
+/// `decided_by` is the actor).
+fn approval_entry(a: &Approval, t: &TenantId, action: &str, detail: serde_json::Value) -> LogEntry {
+    LogEntry {
+        seq: 0,
+        at: a.decided_at,
+        tenant: Some(t.clone()),
+        actor: a.decided_by.clone(),
+        actor_id: String::new(),
+        source: "server".into(),
+        action: action.into(),
+        object: format!("update {} group {}", a.update, a.group),
+        detail,
+    }
+}
+
+/// The halt of `update`, active or resumed, if it was ever halted.
+pub async fn halt_of(state: &AppState, update: &UpdateId) -> ApiResult<Option<RolloutHalt>> {
+    Ok(state
+        .store
+        .rollout_halts()
+        .await?
+        .into_iter()
+        .find(|h| &h.update == update))
+}
+
 /// Runs the rollout forever, every `every`.
 pub async fn run(state: AppState, every: std::time::Duration) {
     loop {
@@ -277,17 +303,12 @@ async fn advance(
                 reason: Some(format!("ring {} of {}, by its rule", ring + 1, rings.len())),
                 emergency: false,
             };
-            let entry = LogEntry {
-                seq: 0,
-                at: now,
-                tenant: Some(t.clone()),
-                actor: rule_actor(r),
-                actor_id: String::new(),
-                source: "server".into(),
-                action: "approval.rule".into(),
-                object: format!("update {} group {}", u.id, r.group),
-                detail: serde_json::json!({ "update": u.id, "group": r.group, "ring": ring + 1, "deadline": deadline, "rule": r.rule }),
-            };
+            let entry = approval_entry(
+                &a,
+                t,
+                "approval.rule",
+                serde_json::json!({ "update": u.id, "group": r.group, "ring": ring + 1, "deadline": deadline, "rule": r.rule }),
+            );
             // The first wave before the approval, so no check-in sees the approval
             // without its wave.
             open_waves(tenant, r, &u.id, &views[ring].hosts, now).await?;
@@ -443,17 +464,12 @@ pub async fn decline_superseded(state: &AppState, now: Timestamp) -> ApiResult<(
                     reason: Some(reason.clone()),
                     emergency: false,
                 };
-                let entry = LogEntry {
-                    seq: 0,
-                    at: now,
-                    tenant: Some(t.id.clone()),
-                    actor: SUPERSEDENCE.into(),
-                    actor_id: String::new(),
-                    source: "server".into(),
-                    action: "approval.decline".into(),
-                    object: format!("update {} group {}", old.id, g.id),
-                    detail: serde_json::json!({ "update": old.id, "group": g.id, "reason": reason, "successor": new.id }),
-                };
+                let entry = approval_entry(
+                    &a,
+                    &t.id,
+                    "approval.decline",
+                    serde_json::json!({ "update": old.id, "group": g.id, "reason": reason, "successor": new.id }),
+                );
                 tenant.put_approval_logged(&a, &entry).await?;
             }
             tracing::info!(tenant = %t.id, update = %old.id, successor = %new.id, "superseded update declined");

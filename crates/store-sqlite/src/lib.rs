@@ -1940,6 +1940,16 @@ mod tests {
         patchday_store::conformance::lifecycle(&store).await;
     }
 
+    // Issue 10, points 2 and 3 (rings).
+    #[tokio::test]
+    async fn rings_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::rings_halts_and_waves(&store).await;
+    }
+
     // Issue 9, point 4 (closure).
     #[tokio::test]
     async fn repair_request_conformance() {

@@ -121,12 +121,7 @@ pub async fn preview(
     let approvals = tenant.list_approvals().await?;
     let hosts = tenant.list_hosts().await?;
     let now = s.clock.now();
-    let halt = s
-        .store
-        .rollout_halts()
-        .await?
-        .into_iter()
-        .find(|h| h.update == u.id);
+    let halt = crate::rollout::halt_of(&s, &u.id).await?;
     let forgiven = halt.as_ref().and_then(|h| h.resumed_at);
     let halted = halt.filter(RolloutHalt::active);
     let views = ring_views(tenant.as_ref(), &rings, &approvals, &hosts, &u.id, forgiven).await?;
@@ -177,12 +172,7 @@ pub async fn status(
     Path(u): Path<UpdateId>,
 ) -> ApiResult<Json<RolloutStatus>> {
     let now = s.clock.now();
-    let halt = s
-        .store
-        .rollout_halts()
-        .await?
-        .into_iter()
-        .find(|h| h.update == u);
+    let halt = crate::rollout::halt_of(&s, &u).await?;
     let mut out = Vec::new();
     for t in s.store.list_tenants().await? {
         if op.see(&t.id).is_err() {
