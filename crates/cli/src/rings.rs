@@ -35,6 +35,9 @@ pub enum RingCmd {
         /// Rule: updates of these source packages only (comma-separated).
         #[arg(long, value_delimiter = ',')]
         source_package: Vec<String>,
+        /// Rule: only updates fixing a CVE in the server's KEV catalog (`server --kev`).
+        #[arg(long)]
+        known_exploited: bool,
         /// How long a ring's evidence must stand before the next ring follows.
         #[arg(long, default_value = "1h")]
         soak: String,
@@ -180,10 +183,15 @@ fn rule_text(rule: &Option<AutoRule>) -> String {
         }
     };
     format!(
-        "auto: severity {} / classification {} / source {}",
+        "auto: severity {} / classification {} / source {}{}",
         list(r.severities.iter().map(ToString::to_string).collect()),
         list(r.classifications.iter().map(ToString::to_string).collect()),
-        list(r.source_packages.clone())
+        list(r.source_packages.clone()),
+        if r.known_exploited {
+            " / known-exploited only"
+        } else {
+            ""
+        }
     )
 }
 
@@ -223,6 +231,7 @@ pub async fn ring_cmd(cmd: RingCmd) -> anyhow::Result<i32> {
             severity,
             classification,
             source_package,
+            known_exploited,
             soak,
             success,
             failure,
@@ -232,7 +241,8 @@ pub async fn ring_cmd(cmd: RingCmd) -> anyhow::Result<i32> {
             let auto = auto
                 || !severity.is_empty()
                 || !classification.is_empty()
-                || !source_package.is_empty();
+                || !source_package.is_empty()
+                || known_exploited;
             let soak = seconds(&soak)?;
             let mut out = Vec::new();
             for spec in &rings {
@@ -245,6 +255,7 @@ pub async fn ring_cmd(cmd: RingCmd) -> anyhow::Result<i32> {
                     severities: severity.clone(),
                     classifications: classification.clone(),
                     source_packages: source_package.clone(),
+                    known_exploited,
                 });
                 out.push(r);
             }

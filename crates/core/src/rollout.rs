@@ -30,9 +30,11 @@ pub fn ring(group: GroupId, deferral: SignedDuration) -> Ring {
     }
 }
 
-/// Whether a ring's rule approves this update.
-pub fn rule_matches(rule: &AutoRule, update: &UpdateDocument) -> bool {
-    (rule.severities.is_empty() || rule.severities.contains(&update.severity))
+/// Whether a ring's rule approves this update; `known_exploited`: whether it fixes a
+/// CVE the KEV catalog lists.
+pub fn rule_matches(rule: &AutoRule, update: &UpdateDocument, known_exploited: bool) -> bool {
+    (!rule.known_exploited || known_exploited)
+        && (rule.severities.is_empty() || rule.severities.contains(&update.severity))
         && (rule.classifications.is_empty()
             || rule.classifications.contains(&update.classification))
         && (rule.source_packages.is_empty()
@@ -155,6 +157,7 @@ pub enum Step {
 /// anyone, the emergency lane included) and its evidence.
 pub fn next_step(
     update: &UpdateDocument,
+    known_exploited: bool,
     rings: &[Ring],
     progress: &[(Option<Timestamp>, Evidence)],
     release_at: Timestamp,
@@ -175,7 +178,7 @@ pub fn next_step(
     let Some(rule) = &ring.rule else {
         return Step::Wait(format!("ring {} approves by hand only", ring.group));
     };
-    if !rule_matches(rule, update) {
+    if !rule_matches(rule, update, known_exploited) {
         return Step::Wait(format!(
             "ring {}'s rule does not match {}",
             ring.group, update.id
@@ -301,15 +304,49 @@ mod tests {
         }
     }
 
+    fn step(
+        u: &UpdateDocument,
+        r: &[Ring],
+        p: &[(Option<Timestamp>, Evidence)],
+        release: Timestamp,
+        now: Timestamp,
+    ) -> Step {
+        next_step(u, false, r, p, release, now)
+    }
+
+    #[test]
+    fn a_known_exploited_rule_takes_only_updates_fixing_a_kev_cve() {
+        let mut r = rings();
+        r[0].rule = Some(AutoRule {
+            known_exploited: true,
+            ..AutoRule::default()
+        });
+        let u = update(train());
+        let none = vec![(None, Evidence::default()); 3];
+        let s = next_step(&u, false, &r, &none, t(PATCH_DAY), t(PATCH_DAY));
+        assert!(
+            matches!(&s, Step::Wait(w) if w.contains("does not match")),
+            "{s:?}"
+        );
+        let s = next_step(&u, true, &r, &none, t(PATCH_DAY), t(PATCH_DAY));
+        assert_eq!(
+            s,
+            Step::Approve {
+                ring: 0,
+                deadline: None
+            }
+        );
+    }
+
     const PATCH_DAY: &str = "2026-12-08T09:00:00Z";
 
     #[test]
     fn pilot_is_approved_on_patch_day_and_not_before() {
         let u = update(train());
         let none = vec![(None, Evidence::default()); 3];
-        let before = next_step(&u, &rings(), &none, t(PATCH_DAY), t("2026-12-08T08:59:59Z"));
+        let before = step(&u, &rings(), &none, t(PATCH_DAY), t("2026-12-08T08:59:59Z"));
         assert!(matches!(before, Step::Wait(_)), "{before:?}");
-        let on = next_step(&u, &rings(), &none, t(PATCH_DAY), t(PATCH_DAY));
+        let on = step(&u, &rings(), &none, t(PATCH_DAY), t(PATCH_DAY));
         assert_eq!(
             on,
             Step::Approve {
@@ -329,7 +366,7 @@ mod tests {
             (None, Evidence::default()),
             (None, Evidence::default()),
         ];
-        let s = next_step(&u, &rings(), &p, t(PATCH_DAY), t("2026-12-09T08:00:00Z"));
+        let s = step(&u, &rings(), &p, t(PATCH_DAY), t("2026-12-09T08:00:00Z"));
         assert!(
             matches!(&s, Step::Wait(w) if w.contains("turn comes")),
             "{s:?}"
@@ -340,13 +377,13 @@ mod tests {
             (None, Evidence::default()),
             (None, Evidence::default()),
         ];
-        let s = next_step(&u, &rings(), &p2, t(PATCH_DAY), t("2026-12-09T10:00:00Z"));
+        let s = step(&u, &rings(), &p2, t(PATCH_DAY), t("2026-12-09T10:00:00Z"));
         assert!(
             matches!(&s, Step::Wait(w) if w.contains("9 of 10")),
             "{s:?}"
         );
         // At 100% and soaked: early now.
-        let s = next_step(&u, &rings(), &p, t(PATCH_DAY), t("2026-12-09T10:00:00Z"));
+        let s = step(&u, &rings(), &p, t(PATCH_DAY), t("2026-12-09T10:00:00Z"));
         assert_eq!(
             s,
             Step::Approve {
@@ -367,9 +404,9 @@ mod tests {
             (None, Evidence::default()),
             (None, Evidence::default()),
         ];
-        let s = next_step(&u, &r, &p, t(PATCH_DAY), t("2026-12-08T10:00:00Z"));
+        let s = step(&u, &r, &p, t(PATCH_DAY), t("2026-12-08T10:00:00Z"));
         assert!(matches!(&s, Step::Wait(w) if w.contains("soaks")), "{s:?}");
-        let s = next_step(&u, &r, &p, t(PATCH_DAY), t("2026-12-08T11:00:00Z"));
+        let s = step(&u, &r, &p, t(PATCH_DAY), t("2026-12-08T11:00:00Z"));
         assert_eq!(
             s,
             Step::Approve {
@@ -390,7 +427,7 @@ mod tests {
             (None, Evidence::default()),
             (None, Evidence::default()),
         ];
-        let s = next_step(&u, &rings(), &p, t(PATCH_DAY), t(PATCH_DAY));
+        let s = step(&u, &rings(), &p, t(PATCH_DAY), t(PATCH_DAY));
         assert!(
             matches!(&s, Step::Halt(w) if w.contains("1 of 10")),
             "{s:?}"
@@ -430,7 +467,7 @@ mod tests {
         let mut r = rings();
         r[0].soak_seconds = 0;
         assert_eq!(
-            next_step(&u, &r, &p, published, published),
+            step(&u, &r, &p, published, published),
             Step::Approve {
                 ring: 1,
                 deadline: None
@@ -442,7 +479,7 @@ mod tests {
             (None, Evidence::default()),
         ];
         assert!(matches!(
-            next_step(&u, &r, &p, published, published),
+            step(&u, &r, &p, published, published),
             Step::Wait(_)
         ));
     }
@@ -457,7 +494,7 @@ mod tests {
         let u = update(train());
         let none = vec![(None, Evidence::default()); 3];
         assert!(
-            matches!(next_step(&u, &r, &none, t(PATCH_DAY), t(PATCH_DAY)), Step::Wait(w) if w.contains("does not match"))
+            matches!(step(&u, &r, &none, t(PATCH_DAY), t(PATCH_DAY)), Step::Wait(w) if w.contains("does not match"))
         );
         r[0].rule = Some(AutoRule {
             source_packages: vec!["foo".into()],
@@ -465,12 +502,12 @@ mod tests {
             ..AutoRule::default()
         });
         assert!(matches!(
-            next_step(&u, &r, &none, t(PATCH_DAY), t(PATCH_DAY)),
+            step(&u, &r, &none, t(PATCH_DAY), t(PATCH_DAY)),
             Step::Approve { ring: 0, .. }
         ));
         r[0].rule = None;
         assert!(
-            matches!(next_step(&u, &r, &none, t(PATCH_DAY), t(PATCH_DAY)), Step::Wait(w) if w.contains("by hand"))
+            matches!(step(&u, &r, &none, t(PATCH_DAY), t(PATCH_DAY)), Step::Wait(w) if w.contains("by hand"))
         );
     }
 
@@ -481,7 +518,7 @@ mod tests {
         let u = update(train());
         let none = vec![(None, Evidence::default()); 3];
         assert_eq!(
-            next_step(&u, &r, &none, t(PATCH_DAY), t(PATCH_DAY)),
+            step(&u, &r, &none, t(PATCH_DAY), t(PATCH_DAY)),
             Step::Approve {
                 ring: 0,
                 deadline: Some(t("2026-12-08T10:00:00Z"))

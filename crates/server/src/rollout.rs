@@ -103,6 +103,13 @@ fn approval_entry(a: &Approval, t: &TenantId, action: &str, detail: serde_json::
     }
 }
 
+/// Whether `u` fixes a CVE the server's KEV catalog (`--kev`) lists.
+pub fn known_exploited(state: &AppState, u: &UpdateDocument) -> bool {
+    u.cves
+        .iter()
+        .any(|c| state.feeds.advisories.known_exploited(c).is_some())
+}
+
 /// The halt of `update`, active or resumed, if it was ever halted.
 pub async fn halt_of(state: &AppState, update: &UpdateId) -> ApiResult<Option<RolloutHalt>> {
     Ok(state
@@ -241,7 +248,9 @@ pub async fn tick(state: &AppState, now: Timestamp) -> ApiResult<()> {
             let first = rings
                 .first()
                 .and_then(|r| r.rule.as_ref())
-                .is_some_and(|rule| patchday_core::rollout::rule_matches(rule, u));
+                .is_some_and(|rule| {
+                    patchday_core::rollout::rule_matches(rule, u, known_exploited(state, u))
+                });
             if !touched && !first {
                 continue;
             }
@@ -279,7 +288,8 @@ async fn advance(
         .collect();
     let pd = tenant.get().await?.patch_day;
     let release = release_at_for(state, &pd, u, now).await?;
-    match next_step(u, &rings[..stop], &progress, release, now) {
+    let kev = known_exploited(state, u);
+    match next_step(u, kev, &rings[..stop], &progress, release, now) {
         Step::Halt(reason) => {
             let h = RolloutHalt {
                 update: u.id.clone(),

@@ -843,6 +843,9 @@ pub struct AutoRule {
     /// Source packages that match, any payload's (empty: any).
     #[serde(default)]
     pub source_packages: Vec<String>,
+    /// Only updates fixing a CVE the server's KEV catalog lists (`patchday server --kev`).
+    #[serde(default)]
+    pub known_exploited: bool,
 }
 
 /// One ring of a tenant's rollout: a group, when its turn comes, and its evidence gate.

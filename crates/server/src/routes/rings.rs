@@ -128,7 +128,8 @@ pub async fn preview(
     let progress: Vec<_> = views.iter().map(|v| (v.approved_at, v.evidence)).collect();
     let pd = tenant.get().await?.patch_day;
     let release = crate::rollout::release_at_for(&s, &pd, u, now).await?;
-    let next = match (&halted, next_step(u, &rings, &progress, release, now)) {
+    let kev = crate::rollout::known_exploited(&s, u);
+    let next = match (&halted, next_step(u, kev, &rings, &progress, release, now)) {
         (Some(h), _) => format!("halted: {}", h.reason),
         (None, Step::Approve { ring, .. }) => {
             format!("approve ring {} ({})", ring + 1, rings[ring].group)
@@ -142,7 +143,10 @@ pub async fn preview(
             .zip(&views)
             .map(|(r, v)| RingPreview {
                 group: r.group.clone(),
-                rule_matches: r.rule.as_ref().is_some_and(|rule| rule_matches(rule, u)),
+                rule_matches: r
+                    .rule
+                    .as_ref()
+                    .is_some_and(|rule| rule_matches(rule, u, kev)),
                 hosts: v
                     .hosts
                     .iter()
