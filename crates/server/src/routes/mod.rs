@@ -9,8 +9,8 @@ pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
 mod fleet;
 pub(crate) mod history; // issue 10, point 1
-mod repair;
-mod rings; // issue 10, points 2 and 3 (rings) // issue 9, point 4 (closure): server-side repair assignments
+mod repair; // issue 9, point 4 (closure): server-side repair assignments
+mod rings; // issue 10, points 2 and 3 (rings)
 mod tuf;
 
 use crate::state::AppState;
