@@ -394,6 +394,77 @@ impl Api {
     }
 }
 
+// ---- Issue 10, points 2 and 3 (rings) ----
+impl Api {
+    /// Replaces a tenant's rings.
+    pub async fn set_rings(
+        &self,
+        t: &TenantId,
+        rings: &patchday_types::api::RingsRequest,
+    ) -> anyhow::Result<Vec<patchday_types::api::Ring>> {
+        self.put(
+            &format!("/v1/tenants/{t}/rings"),
+            rings,
+            "setting the rings",
+        )
+        .await
+    }
+    /// A tenant's rings, first to last.
+    pub async fn rings(&self, t: &TenantId) -> anyhow::Result<Vec<patchday_types::api::Ring>> {
+        self.get(&format!("/v1/tenants/{t}/rings"), "reading the rings")
+            .await
+    }
+    /// Which hosts each ring's approval of `u` would touch.
+    pub async fn ring_preview(
+        &self,
+        t: &TenantId,
+        u: &patchday_types::UpdateId,
+    ) -> anyhow::Result<Vec<patchday_types::api::RingPreview>> {
+        let u = url_escape(u.as_str());
+        self.get(
+            &format!("/v1/tenants/{t}/rings/preview?update={u}"),
+            "previewing the rings",
+        )
+        .await
+    }
+    /// An update's rollout: halt and every ring's evidence.
+    pub async fn rollout(
+        &self,
+        u: &patchday_types::UpdateId,
+    ) -> anyhow::Result<patchday_types::api::RolloutStatus> {
+        let u = url_escape(u.as_str());
+        self.get(&format!("/v1/rollouts/{u}"), "reading the rollout")
+            .await
+    }
+    /// Halts an update's rollout for every tenant.
+    pub async fn halt_rollout(
+        &self,
+        u: &patchday_types::UpdateId,
+        reason: &str,
+    ) -> anyhow::Result<patchday_types::api::RolloutHalt> {
+        let body = patchday_types::api::HaltRequest {
+            reason: reason.into(),
+        };
+        let u = url_escape(u.as_str());
+        self.post(
+            &format!("/v1/rollouts/{u}/halt"),
+            &body,
+            "halting the rollout",
+        )
+        .await
+    }
+    /// Resumes a halted rollout.
+    pub async fn resume_rollout(&self, u: &patchday_types::UpdateId) -> anyhow::Result<()> {
+        let u = url_escape(u.as_str());
+        self.post(
+            &format!("/v1/rollouts/{u}/resume"),
+            &serde_json::json!({}),
+            "resuming the rollout",
+        )
+        .await
+    }
+}
+
 /// Server URL and operator token: flags, then environment, then the config file
 /// (`$XDG_CONFIG_HOME/patchday/cli.toml` or `~/.config/patchday/cli.toml`, keys `server` and `token`).
 #[derive(clap::Args, Clone, Debug, Default)]

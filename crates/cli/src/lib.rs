@@ -9,3 +9,5 @@ pub mod keys;
 // Issue 9, point 1: archive sync.
 pub mod mirror;
 pub mod render;
+// Issue 10, points 2 and 3: rings, evidence gates, halt and resume.
+pub mod rings;

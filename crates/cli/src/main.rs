@@ -148,6 +148,17 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Rings per tenant: groups in order, each with a deferral, a deadline, an
+    /// auto-approval rule and an evidence gate (issue 10).
+    ///
+    /// Example: patchday ring set --tenant acme pilot:0d early:1d broad:5d last:9d --auto
+    #[command(subcommand)]
+    Ring(patchday_cli::rings::RingCmd),
+    /// An update's rollout: evidence per ring, halt and resume (issue 10).
+    ///
+    /// Example: patchday rollout status --update PD-2026-0001
+    #[command(subcommand)]
+    Rollout(patchday_cli::rings::RolloutCmd),
     /// The director key that signs assignments: print it to pin it on agents out of band.
     #[command(subcommand)]
     Director(DirectorCmd),
@@ -235,6 +246,16 @@ struct ServerArgs {
     timestamp_expiry_warning: jiff::SignedDuration,
     #[command(flatten)]
     mirror: Box<ServerMirrorArgs>,
+    /// Issue 10, point 3 (rings): announce halted rollouts to this URL (a JSON body
+    /// signed with HMAC-SHA256 in the X-Patchday-Signature-256 header).
+    #[arg(long, requires = "webhook_secret_file")]
+    webhook: Option<String>,
+    /// The webhook's shared secret, in a file (mode 0600).
+    #[arg(long, requires = "webhook")]
+    webhook_secret_file: Option<PathBuf>,
+    /// How often the rollout looks at the rings' evidence.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    rollout_every: jiff::SignedDuration,
 }
 
 /// Issue 9, point 1: `patchday server --mirror-every 1h`: the archive sync on a schedule.
@@ -986,6 +1007,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Keys(k) => patchday_cli::keys::run(k, now()).await,
         // Issue 9, point 1: archive sync.
         Command::Mirror(m) => patchday_cli::mirror::run(m, now()).await,
+        Command::Ring(c) => patchday_cli::rings::ring_cmd(c).await, // issue 10 (rings)
+        Command::Rollout(c) => patchday_cli::rings::rollout_cmd(c).await, // issue 10 (rings)
         Command::Audit(a) => patchday_audit::cli::run(&a, now()),
         Command::Tenant(TenantCmd::Create {
             id,
@@ -1762,6 +1785,23 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     };
     // Issue 9, point 1: the archive sync on a schedule.
     cfg.mirror = a.mirror.schedule(&cfg.audit_feeds)?;
+    // Issue 10, point 3 (rings): the halt webhook and the rollout's pace.
+    if let (Some(url), Some(f)) = (a.webhook, a.webhook_secret_file) {
+        let secret = std::fs::read_to_string(&f)
+            .with_context(|| format!("reading the webhook secret {}", f.display()))?;
+        anyhow::ensure!(
+            !secret.trim().is_empty(),
+            "the webhook secret file {} is empty: put a long random secret in it",
+            f.display()
+        );
+        cfg.webhook = Some(patchday_server::rollout::Webhook {
+            url,
+            secret: patchday_types::Secret::new(secret.trim()),
+        });
+    }
+    cfg.rollout_every = std::time::Duration::try_from(a.rollout_every)
+        .unwrap_or(cfg.rollout_every)
+        .max(std::time::Duration::from_secs(1));
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");

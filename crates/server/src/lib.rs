@@ -26,6 +26,7 @@ mod limits; // finding 4 (issue 8)
 pub mod listener;
 pub mod mirror_schedule; // issue 9, point 1
 mod ratelimit;
+pub mod rollout; // issue 10, points 2 and 3 (rings)
 mod routes;
 mod state;
 mod storage;
@@ -65,6 +66,8 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     if let Some(schedule) = &config.mirror {
         tokio::spawn(mirror_schedule::run(state.clone(), schedule.clone()));
     }
+    // Issue 10, points 2 and 3 (rings): rings advance on evidence, failures halt.
+    tokio::spawn(rollout::run(state.clone(), config.rollout_every));
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub expiry_check_every: std::time::Duration,
     /// Issue 9, point 1: the archive sync the server runs on a schedule (`--mirror-every`).
     pub mirror: Option<crate::mirror_schedule::MirrorSchedule>,
+    /// Issue 10, point 3 (rings): where halted rollouts are announced (`--webhook`).
+    pub webhook: Option<crate::rollout::Webhook>,
+    /// Issue 10, points 2 and 3 (rings): how often the rollout task looks.
+    pub rollout_every: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -51,6 +55,8 @@ impl ServerConfig {
             expiry_warning: Default::default(),
             expiry_check_every: std::time::Duration::from_secs(60),
             mirror: None,
+            webhook: None,
+            rollout_every: std::time::Duration::from_secs(30),
         }
     }
 

@@ -775,6 +775,71 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
+
+    // ---- Issue 10, point 3 (rings): halted rollouts ----
+
+    async fn halt_rollout(
+        &self,
+        halt: &patchday_types::api::RolloutHalt,
+        log: Option<&LogEntry>,
+    ) -> Result<bool> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done = sqlx::query(
+            "INSERT INTO rollout_halts (update_id, reason, at, halted_by) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (update_id) DO UPDATE SET reason = excluded.reason, at = excluded.at, \
+             halted_by = excluded.halted_by, resumed_at = NULL WHERE resumed_at IS NOT NULL",
+        )
+        .bind(halt.update.as_str())
+        .bind(&halt.reason)
+        .bind(halt.at.to_string())
+        .bind(&halt.by)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let new = done.rows_affected() > 0;
+        tx.finish(log.filter(|_| new)).await?;
+        Ok(new)
+    }
+
+    async fn resume_rollout(
+        &self,
+        update: &UpdateId,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<bool> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE rollout_halts SET resumed_at = ? WHERE update_id = ? AND resumed_at IS NULL",
+        )
+        .bind(now.to_string())
+        .bind(update.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let was = done.rows_affected() > 0;
+        tx.finish(Some(log).filter(|_| was)).await?;
+        Ok(was)
+    }
+
+    async fn rollout_halts(&self) -> Result<Vec<patchday_types::api::RolloutHalt>> {
+        let rows = sqlx::query(
+            "SELECT update_id, reason, at, halted_by, resumed_at FROM rollout_halts ORDER BY update_id",
+        )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(patchday_types::api::RolloutHalt {
+                    update: parse("update id", r.get::<&str, _>("update_id"))?,
+                    reason: r.get("reason"),
+                    at: parse("timestamp", r.get::<&str, _>("at"))?,
+                    by: r.get("halted_by"),
+                    resumed_at: opt_ts(r.get("resumed_at"))?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A store handle bound to one tenant.
@@ -1518,6 +1583,113 @@ impl TenantStore for SqliteTenant {
         Ok(appended)
     }
 
+    // ---- Issue 10, points 2 and 3 (rings) ----
+
+    async fn set_rings_logged(
+        &self,
+        rings: &[patchday_types::api::Ring],
+        log: &LogEntry,
+    ) -> Result<()> {
+        self.write_rings(rings, log).await
+    }
+
+    async fn rings(&self) -> Result<Vec<patchday_types::api::Ring>> {
+        self.read_rings().await
+    }
+
+    async fn update_states(
+        &self,
+        update: &UpdateId,
+    ) -> Result<Vec<(HostId, UpdateState, Timestamp)>> {
+        let rows = sqlx::query(
+            "SELECT host_id, state, since FROM host_update_state WHERE tenant_id = ? AND update_id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(update.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse("host id", r.get::<&str, _>("host_id"))?,
+                    parse("state", r.get::<&str, _>("state"))?,
+                    parse("timestamp", r.get::<&str, _>("since"))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn admit_wave(
+        &self,
+        update: &UpdateId,
+        group: &GroupId,
+        hosts: &[HostId],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        for h in hosts {
+            sqlx::query(
+                "INSERT OR IGNORE INTO rollout_waves (tenant_id, update_id, group_id, host_id, admitted_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(self.id.as_str())
+            .bind(update.as_str())
+            .bind(group.as_str())
+            .bind(h.as_str())
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn wave_admitted(
+        &self,
+        update: &UpdateId,
+        group: &GroupId,
+    ) -> Result<Vec<(HostId, Timestamp)>> {
+        let rows = sqlx::query(
+            "SELECT host_id, admitted_at FROM rollout_waves WHERE tenant_id = ? AND update_id = ? AND group_id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(update.as_str())
+        .bind(group.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse("host id", r.get::<&str, _>("host_id"))?,
+                    parse("timestamp", r.get::<&str, _>("admitted_at"))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn wave_held(&self, host: &HostId, updates: &[UpdateId]) -> Result<Vec<UpdateId>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT w.update_id FROM rollout_waves w \
+             JOIN host_groups g ON g.tenant_id = w.tenant_id AND g.group_id = w.group_id AND g.host_id = ?2 \
+             WHERE w.tenant_id = ?1 AND NOT EXISTS (SELECT 1 FROM rollout_waves a \
+               WHERE a.tenant_id = w.tenant_id AND a.update_id = w.update_id AND a.host_id = ?2)",
+        )
+        .bind(self.id.as_str())
+        .bind(host.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut held = Vec::new();
+        for r in &rows {
+            let u: UpdateId = parse("update id", r.get::<&str, _>("update_id"))?;
+            if updates.contains(&u) {
+                held.push(u);
+            }
+        }
+        Ok(held)
+    }
+
     async fn history(
         &self,
         host: Option<&HostId>,
@@ -1548,6 +1720,43 @@ impl TenantStore for SqliteTenant {
                     at: parse("timestamp", r.get::<&str, _>("at"))?,
                 })
             })
+            .collect()
+    }
+}
+
+// ---- Issue 10, points 2 and 3 (rings) ----
+
+impl SqliteTenant {
+    async fn write_rings(&self, rings: &[patchday_types::api::Ring], log: &LogEntry) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        sqlx::query("DELETE FROM rings WHERE tenant_id = ?")
+            .bind(self.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for (i, r) in rings.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO rings (tenant_id, position, group_id, spec) VALUES (?, ?, ?, ?)",
+            )
+            .bind(self.id.as_str())
+            .bind(i64::try_from(i).map_err(|e| corrupt("ring position", e))?)
+            .bind(r.group.as_str())
+            .bind(to_json(r)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.finish(Some(log)).await
+    }
+
+    async fn read_rings(&self) -> Result<Vec<patchday_types::api::Ring>> {
+        let rows = sqlx::query("SELECT spec FROM rings WHERE tenant_id = ? ORDER BY position")
+            .bind(self.id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| json("ring", r.get::<&str, _>("spec")))
             .collect()
     }
 }
@@ -1795,6 +2004,16 @@ mod tests {
             .await
             .unwrap();
         patchday_store::conformance::lifecycle(&store).await;
+    }
+
+    // Issue 10, points 2 and 3 (rings).
+    #[tokio::test]
+    async fn rings_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::rings_halts_and_waves(&store).await;
     }
 
     // Issue 9, point 4 (closure).

@@ -1310,3 +1310,127 @@ pub async fn group_policies(store: &dyn Store) {
     let scope = crate::LogScope::Tenant(id("windows-elsewhere"));
     assert!(store.list_log(&scope, None, 10).await.unwrap().is_empty());
 }
+
+// ---- Issue 10, points 2 and 3 (rings) ----
+
+/// Rings replace each other in order and stay in their tenant; halts are per update and
+/// resume once; waves admit hosts idempotently and hold the others of the group.
+pub async fn rings_halts_and_waves(store: &dyn Store) {
+    use patchday_types::api::{Ring, RolloutHalt};
+    let t = new_tenant(store, "rings").await;
+    let other = new_tenant(store, "rings-other").await;
+    let log = |action: &str| LogEntry {
+        seq: 0,
+        at: ts("2026-11-26T10:00:00Z"),
+        tenant: Some(id("rings")),
+        actor: "test".into(),
+        actor_id: String::new(),
+        source: "local".into(),
+        action: action.into(),
+        object: String::new(),
+        detail: serde_json::json!({}),
+    };
+    let ring = |g: &str, d: i64| Ring {
+        group: id(g),
+        deferral_seconds: d,
+        deadline_seconds: None,
+        grace_seconds: 0,
+        soak_seconds: 60,
+        rule: None,
+        success_permille: 950,
+        failure_permille: 50,
+        failure_count: None,
+    };
+    t.set_rings_logged(
+        &[ring("pilot", 0), ring("early", 86_400)],
+        &log("rings.set"),
+    )
+    .await
+    .unwrap();
+    t.set_rings_logged(&[ring("early", 0), ring("pilot", 3600)], &log("rings.set"))
+        .await
+        .unwrap();
+    let got = t.rings().await.unwrap();
+    assert_eq!(
+        got,
+        vec![ring("early", 0), ring("pilot", 3600)],
+        "replaced, in order"
+    );
+    assert!(
+        other.rings().await.unwrap().is_empty(),
+        "rings leak across tenants"
+    );
+
+    let u: UpdateId = id("PD-RING-1");
+    let halt = RolloutHalt {
+        update: u.clone(),
+        reason: "1 of 1 failed".into(),
+        at: ts("2026-11-26T11:00:00Z"),
+        by: "rollout gate".into(),
+        resumed_at: None,
+    };
+    assert!(store.halt_rollout(&halt, None).await.unwrap());
+    assert!(
+        !store.halt_rollout(&halt, None).await.unwrap(),
+        "halted twice"
+    );
+    let resumed_at = ts("2026-11-26T12:00:00Z");
+    assert!(store
+        .resume_rollout(&u, resumed_at, &log("rollout.resume"))
+        .await
+        .unwrap());
+    assert!(!store
+        .resume_rollout(&u, resumed_at, &log("rollout.resume"))
+        .await
+        .unwrap());
+    let halts = store.rollout_halts().await.unwrap();
+    assert_eq!(halts.len(), 1);
+    assert_eq!(halts[0].resumed_at, Some(resumed_at));
+    assert!(
+        store.halt_rollout(&halt, None).await.unwrap(),
+        "a resumed update halts again"
+    );
+    assert!(store.rollout_halts().await.unwrap()[0].active());
+
+    let g: GroupId = id("pilot");
+    t.create_group(&Group {
+        id: g.clone(),
+        name: "pilot".into(),
+    })
+    .await
+    .unwrap();
+    for h in ["w1", "w2"] {
+        let h: HostId = id(h);
+        t.create_host(
+            &h,
+            h.as_str(),
+            &hash_secret(&format!("c-{h}")),
+            ts("2026-11-26T10:00:00Z"),
+        )
+        .await
+        .unwrap();
+        t.set_host_groups(&h, std::slice::from_ref(&g))
+            .await
+            .unwrap();
+    }
+    let (w1, w2): (HostId, HostId) = (id("w1"), id("w2"));
+    let ups = vec![u.clone()];
+    assert!(
+        t.wave_held(&w2, &ups).await.unwrap().is_empty(),
+        "no waves: nothing held"
+    );
+    for _ in 0..2 {
+        t.admit_wave(
+            &u,
+            &g,
+            std::slice::from_ref(&w1),
+            ts("2026-11-26T10:30:00Z"),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(t.wave_admitted(&u, &g).await.unwrap().len(), 1);
+    assert!(t.wave_held(&w1, &ups).await.unwrap().is_empty());
+    assert_eq!(t.wave_held(&w2, &ups).await.unwrap(), ups);
+    assert!(other.wave_held(&w2, &ups).await.unwrap().is_empty());
+}

@@ -230,6 +230,25 @@ pub trait Store: Send + Sync {
     async fn note_published(&self, updates: &[UpdateId], now: Timestamp) -> Result<()>;
     /// Publication times of these updates (those known).
     async fn published_at(&self, updates: &[UpdateId]) -> Result<Vec<(UpdateId, Timestamp)>>;
+
+    // ---- Issue 10, point 3 (rings): halted rollouts, for every tenant ----
+
+    /// Halts the rollout of an update (no further ring, no host not yet started), with
+    /// its log entry when an operator does it. False when it was halted already.
+    async fn halt_rollout(
+        &self,
+        halt: &patchday_types::api::RolloutHalt,
+        log: Option<&LogEntry>,
+    ) -> Result<bool>;
+    /// Resumes a halted rollout at `now`, with its log entry. False when it was not halted.
+    async fn resume_rollout(
+        &self,
+        update: &UpdateId,
+        now: Timestamp,
+        log: &LogEntry,
+    ) -> Result<bool>;
+    /// Every rollout ever halted, resumed ones with `resumed_at`.
+    async fn rollout_halts(&self) -> Result<Vec<patchday_types::api::RolloutHalt>>;
 }
 
 /// Everything that belongs to one tenant. Built by [`Store::tenant`]; every method
@@ -401,6 +420,38 @@ pub trait TenantStore: Send + Sync {
     async fn group_policies(
         &self,
     ) -> Result<std::collections::BTreeMap<GroupId, patchday_types::api::GroupPolicy>>;
+    // ---- Issue 10, points 2 and 3 (rings) ----
+
+    /// Replaces the tenant's rings (first to last), with the operator log entry.
+    async fn set_rings_logged(
+        &self,
+        rings: &[patchday_types::api::Ring],
+        log: &LogEntry,
+    ) -> Result<()>;
+    /// The tenant's rings, first to last.
+    async fn rings(&self) -> Result<Vec<patchday_types::api::Ring>>;
+    /// The current state (and since when) of every host of this tenant that has one for
+    /// `update` (the state read model, not a re-evaluation).
+    async fn update_states(
+        &self,
+        update: &UpdateId,
+    ) -> Result<Vec<(HostId, patchday_types::UpdateState, Timestamp)>>;
+    /// Admits hosts of `group` to the waves of `update` (idempotent).
+    async fn admit_wave(
+        &self,
+        update: &UpdateId,
+        group: &GroupId,
+        hosts: &[HostId],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// The hosts of `group` admitted to the waves of `update`, with when.
+    async fn wave_admitted(
+        &self,
+        update: &UpdateId,
+        group: &GroupId,
+    ) -> Result<Vec<(HostId, Timestamp)>>;
+    /// Of `updates`, those whose waves run in a group of `host` that has not admitted it.
+    async fn wave_held(&self, host: &HostId, updates: &[UpdateId]) -> Result<Vec<UpdateId>>;
 }
 
 /// A pending server-side repair assignment (issue 9, point 4).

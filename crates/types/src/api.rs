@@ -859,3 +859,139 @@ pub struct GroupPolicyInfo {
     #[serde(flatten)]
     pub policy: GroupPolicy,
 }
+
+// ---- Issue 10, points 2 and 3 (rings): rings, auto-approval rules, evidence gates ----
+
+/// Which new updates a ring approves by itself; an empty list matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoRule {
+    /// Severities that match (empty: any).
+    #[serde(default)]
+    pub severities: Vec<Severity>,
+    /// Classifications that match (empty: any).
+    #[serde(default)]
+    pub classifications: Vec<crate::update::Classification>,
+    /// Source packages that match, any payload's (empty: any).
+    #[serde(default)]
+    pub source_packages: Vec<String>,
+    /// Only updates fixing a CVE the server's KEV catalog lists (`patchday server --kev`).
+    #[serde(default)]
+    pub known_exploited: bool,
+}
+
+/// One ring of a tenant's rollout: a group, when its turn comes, and its evidence gate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ring {
+    /// The group this ring approves for.
+    pub group: GroupId,
+    /// Seconds after patch day (train updates) before the ring's turn; emergency updates
+    /// skip it.
+    pub deferral_seconds: i64,
+    /// Seconds after the ring's approval by which hosts must have installed (the
+    /// approval's deadline), if any.
+    #[serde(default)]
+    pub deadline_seconds: Option<i64>,
+    /// Seconds a host may run past the deadline before it counts as overdue.
+    #[serde(default)]
+    pub grace_seconds: i64,
+    /// Seconds the ring's evidence must have had before the next ring may follow.
+    pub soak_seconds: i64,
+    /// Approves matching updates by itself when its turn has come (none: only by hand).
+    #[serde(default)]
+    pub rule: Option<AutoRule>,
+    /// Share of the ring's applicable hosts (per mille) that must be installed before
+    /// the next ring (default 950).
+    pub success_permille: u32,
+    /// Share of failed hosts (per mille) above which the update halts (default 50).
+    pub failure_permille: u32,
+    /// Absolute number of failed hosts at which the update halts, if set.
+    #[serde(default)]
+    pub failure_count: Option<u32>,
+}
+
+/// `PUT /v1/tenants/{t}/rings`: the tenant's rings, first to last.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingsRequest {
+    /// In order: pilot first.
+    pub rings: Vec<Ring>,
+}
+
+/// A halted rollout: no ring is approved further and no host not yet started gets it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutHalt {
+    /// The update.
+    pub update: UpdateId,
+    /// Why (the failing ring's evidence, or the operator's reason).
+    pub reason: String,
+    /// When.
+    pub at: Timestamp,
+    /// Who: an operator's token name, or `rollout gate`.
+    pub by: String,
+    /// When an operator resumed it (failures recorded before then no longer count);
+    /// none while it is halted.
+    #[serde(default)]
+    pub resumed_at: Option<Timestamp>,
+}
+
+impl RolloutHalt {
+    /// Whether the rollout is halted now (not resumed).
+    pub fn active(&self) -> bool {
+        self.resumed_at.is_none()
+    }
+}
+
+/// `POST /v1/rollouts/{u}/halt`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaltRequest {
+    /// Why.
+    pub reason: String,
+}
+
+/// One ring's progress for an update, from the state read model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingProgress {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The ring's group.
+    pub group: GroupId,
+    /// When the update was approved for it, if it was.
+    #[serde(default)]
+    pub approved_at: Option<Timestamp>,
+    /// Hosts of the ring the update applies to.
+    pub applicable: u32,
+    /// Of those, installed (and back from the reboot it needed).
+    pub installed: u32,
+    /// Of those, failed.
+    pub failed: u32,
+    /// Hosts of the ring its waves admitted so far (0: no waves, an approval by hand).
+    #[serde(default)]
+    pub wave_admitted: u32,
+    /// The gate's verdict in words.
+    pub verdict: String,
+}
+
+/// `GET /v1/rollouts/{u}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    /// The update.
+    pub update: UpdateId,
+    /// Set while the rollout is halted.
+    #[serde(default)]
+    pub halt: Option<RolloutHalt>,
+    /// Every ring the operator may see, tenant by tenant.
+    pub rings: Vec<RingProgress>,
+}
+
+/// `GET /v1/tenants/{t}/rings/preview?update=U`: per ring, the hosts an approval (by
+/// hand or by the ring's rule) would touch, and what the rollout would do next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingPreview {
+    /// The ring's group.
+    pub group: GroupId,
+    /// Whether the ring's rule matches the update.
+    pub rule_matches: bool,
+    /// Hosts of the ring the update applies to and that do not have it yet.
+    pub hosts: Vec<HostId>,
+    /// What the rollout does next for this update in this tenant.
+    pub next: String,
+}

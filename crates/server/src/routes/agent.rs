@@ -98,9 +98,13 @@ pub async fn checkin(
     .await?;
     // Issue 10, point 1: what changed for this host, into the state history.
     crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
+    // ---- issue 10, point 3 (rings): a halted rollout or an unopened wave holds it ----
+    let held = crate::rollout::held(&s, tenant.as_ref(), &who.host, &statuses).await?;
+    // ---- end issue 10, point 3 (rings) ----
     let mut assignments: Vec<AssignmentEntry> = statuses
         .into_iter()
         .filter(|st| st.is_assigned() && !st.missing.is_empty())
+        .filter(|st| !held.contains(&st.update)) // issue 10, point 3 (rings)
         .map(|st| AssignmentEntry {
             update: st.update,
             targets: st.missing,

@@ -10,6 +10,7 @@ pub mod log; // finding 10 (issue 8)
 mod fleet;
 pub(crate) mod history; // issue 10, point 1
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
+mod rings; // issue 10, points 2 and 3 (rings)
 mod tuf;
 pub(crate) mod windows; // issue 10, point 5: maintenance windows, reboot policy
 
@@ -126,6 +127,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/log", get(log::list))
         .route("/v1/tenants/{tenant}/log", get(log::tenant))
+        // Issue 10, points 2 and 3 (rings).
+        .route(
+            "/v1/tenants/{tenant}/rings",
+            get(rings::list).put(rings::set),
+        )
+        .route("/v1/tenants/{tenant}/rings/preview", get(rings::preview))
+        .route("/v1/rollouts/{update}", get(rings::status))
+        .route("/v1/rollouts/{update}/halt", post(rings::halt))
+        .route("/v1/rollouts/{update}/resume", post(rings::resume))
         // Issue 9, point 1 (archive sync).
         .route("/v1/fleet/source-packages", get(fleet::source_packages))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))

@@ -1,0 +1,489 @@
+//! Issue 10, points 2 and 3, with the real binaries, real agents and real dpkg: rings
+//! advance on evidence (the pilot installs, the early ring gets it by its rule), a
+//! failing postinst halts the update before the next ring and the webhook receives a
+//! correctly signed body, resume, and the operator's emergency lane still honours the
+//! halt. The server's rollout looks every second; the tests poll for outcomes and
+//! assert nothing about time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use hmac::{Hmac, Mac};
+use patchday_lab::DebSpec;
+use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+fn bins() -> Bins {
+    Bins::new(env!("CARGO_BIN_EXE_patchday"))
+}
+
+const SECRET: &str = "webhook-secret-for-the-rings-test";
+
+/// A request the test's webhook receiver got: its headers (lower-case names) and body.
+struct Received {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A tiny HTTP receiver on 127.0.0.1: every POST goes into the channel, answered 200.
+fn webhook_receiver() -> (String, mpsc::Receiver<Received>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap(); // request line
+            loop {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((n, v)) = l.split_once(':') {
+                    headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx.send(Received { headers, body }).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    srv: Server,
+    /// pilot and early enrolment tokens.
+    tokens: [String; 2],
+    /// Old .debs the hosts start with.
+    old: Vec<PathBuf>,
+    hook: mpsc::Receiver<Received>,
+}
+
+/// Emergency updates `PD-R-GOOD` (pd-ring-a 1.0-1 → 1.0-2) and `PD-R-BAD`
+/// (pd-ring-b 1.0-2, whose postinst fails); tenant `acme` with groups `pilot` and
+/// `early`; a server whose rollout looks every second and announces halts to the
+/// test's receiver.
+fn world() -> World {
+    world_with(&[
+        ("PD-R-GOOD", "pd-ring-a", "1.0-2", false, &[]),
+        ("PD-R-BAD", "pd-ring-b", "1.0-2", true, &[]),
+    ])
+}
+
+/// An emergency update: id, package, version, whether its postinst fails, more
+/// `catalog add-deb` flags.
+type Spec<'a> = (&'a str, &'a str, &'a str, bool, &'a [&'a str]);
+
+/// Like [`world`], with these updates (each package starts at 1.0-1 on every host).
+fn world_with(updates: &[Spec]) -> World {
+    let d = scratch();
+    let dir = d.path().to_path_buf();
+    let b = bins();
+    let pkgs = dir.join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let cat = Catalog::new(&b, &dir);
+    let mut old = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, name, version, fail, flags) in updates {
+        if seen.insert(*name) {
+            let o = DebSpec::new(*name, "1.0-1").changelog("1.0-1", "Initial release.");
+            old.push(patchday_lab::build_deb(&o, &pkgs).unwrap());
+        }
+        let n = DebSpec::new(*name, *version)
+            .changelog(*version, "Fix CVE-2099-1001.")
+            .changelog("1.0-1", "Initial release.")
+            .fail_postinst(*fail);
+        let new = patchday_lab::build_deb(&n, &pkgs).unwrap();
+        let mut args = vec!["--emergency", "test", "--since", "1.0-1"];
+        args.extend_from_slice(flags);
+        let out = cat.add_deb(id, &new, &args);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (url, hook) = webhook_receiver();
+    let secret = dir.join("webhook-secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let flags = [
+        "--rollout-every",
+        "1s",
+        "--webhook",
+        url.as_str(),
+        "--webhook-secret-file",
+        secret.to_str().unwrap(),
+    ];
+    let srv = Server::start_with(&b, &dir, &cat.root(), &flags);
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    let mut tokens = Vec::new();
+    for g in ["pilot", "early"] {
+        srv.cli(&["group", "create", "--tenant", "acme", g]);
+        tokens.push(
+            srv.cli(&[
+                "enroll-token",
+                "create",
+                "--tenant",
+                "acme",
+                "--unlimited",
+                "--group",
+                g,
+            ])
+            .trim()
+            .to_string(),
+        );
+    }
+    World {
+        _dir: d,
+        dir,
+        srv,
+        tokens: [tokens[0].clone(), tokens[1].clone()],
+        old,
+        hook,
+    }
+}
+
+impl World {
+    /// A host with both old packages, enrolled into `pilot` (0) or `early` (1).
+    fn host(&self, name: &str, ring: usize) -> Host {
+        let h = Host::new(&bins(), &self.dir, name);
+        for deb in &self.old {
+            h.lab.install_deb(deb).unwrap();
+        }
+        let o = h.agent(&self.srv.url, Some(&self.tokens[ring]));
+        assert!(o.status.success(), "enrol: {}", text(&o));
+        h
+    }
+
+    fn run(&self, h: &Host) -> String {
+        text(&h.agent(&self.srv.url, None))
+    }
+
+    fn approvals(&self) -> Vec<Value> {
+        let (code, body) = self
+            .srv
+            .http_get("/v1/tenants/acme/approvals", Some(&self.srv.admin));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn approval(&self, update: &str, group: &str) -> Option<Value> {
+        self.approvals()
+            .into_iter()
+            .find(|a| a["update"] == update && a["group"] == group)
+    }
+
+    fn rollout(&self, update: &str) -> Value {
+        serde_json::from_str(
+            &self
+                .srv
+                .cli(&["rollout", "status", "--update", update, "--format", "json"]),
+        )
+        .unwrap()
+    }
+
+    fn halted(&self, update: &str) -> bool {
+        let r = self.rollout(update);
+        r["halt"].is_object() && r["halt"]["resumed_at"].is_null()
+    }
+}
+
+/// Polls `cond` until it holds (a hung rollout fails after minutes, not a timing claim).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("gave up waiting for {what}");
+}
+
+fn signature_ok(r: &Received) -> bool {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&r.body);
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    r.header("x-patchday-signature-256") == Some(want.as_str())
+}
+
+#[test]
+fn pilot_evidence_opens_the_early_ring_and_a_failing_postinst_halts_before_it_with_a_signed_webhook(
+) {
+    let _serial = patchday_testkit::serial();
+    let w = world();
+    let p1 = w.host("ring-pilot-1", 0);
+    let e1 = w.host("ring-early-1", 1);
+    let set = w.srv.cli(&[
+        "ring", "set", "--tenant", "acme", "pilot:0d", "early:1d", "--auto", "--soak", "1s",
+    ]);
+    assert!(set.contains("pilot") && set.contains("early"), "{set}");
+    let list = w.srv.cli(&["ring", "list", "--tenant", "acme"]);
+    assert!(list.contains("auto: severity any"), "{list}");
+
+    // The preview names the hosts before anything takes effect.
+    let preview = w.srv.cli(&[
+        "ring",
+        "preview",
+        "--tenant",
+        "acme",
+        "PD-R-GOOD",
+        "--format",
+        "json",
+    ]);
+    let preview: Vec<Value> = serde_json::from_str(&preview).unwrap();
+    assert_eq!(preview[0]["group"], "pilot");
+    assert_eq!(
+        preview[0]["hosts"].as_array().unwrap().len(),
+        1,
+        "{preview:?}"
+    );
+    assert_eq!(
+        preview[1]["hosts"].as_array().unwrap().len(),
+        1,
+        "{preview:?}"
+    );
+
+    // The pilot's rule approves both updates (emergency updates: no deferral).
+    wait_for("the pilot's rule to approve both updates", || {
+        w.approval("PD-R-GOOD", "pilot").is_some() && w.approval("PD-R-BAD", "pilot").is_some()
+    });
+    let a = w.approval("PD-R-GOOD", "pilot").unwrap();
+    assert_eq!(a["decided_by"], "rule of ring pilot", "{a}");
+    // Nothing installed in the pilot yet: the early ring has nothing (its gate holds).
+    assert!(w.approval("PD-R-GOOD", "early").is_none());
+
+    // The pilot host installs the good one; the bad one's postinst fails.
+    let out = w.run(&p1);
+    assert_eq!(p1.version("pd-ring-a").as_deref(), Some("1.0-2"), "{out}");
+    w.run(&p1); // the check-in after the install carries dpkg's word
+
+    // Evidence: pilot 1/1 installed, soaked: the early ring gets the good update...
+    wait_for("the early ring's approval of PD-R-GOOD", || {
+        w.approval("PD-R-GOOD", "early").is_some()
+    });
+    assert_eq!(
+        w.approval("PD-R-GOOD", "early").unwrap()["decided_by"],
+        "rule of ring early"
+    );
+    w.run(&e1);
+    assert_eq!(e1.version("pd-ring-a").as_deref(), Some("1.0-2"));
+
+    // ...and the bad one is halted, for every tenant, before the early ring.
+    wait_for("PD-R-BAD to halt", || w.halted("PD-R-BAD"));
+    let status = w.rollout("PD-R-BAD");
+    let reason = status["halt"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("1 of 1 applicable host(s) in ring pilot failed"),
+        "{reason}"
+    );
+    assert_eq!(status["halt"]["by"], "rollout gate");
+    assert!(w.approval("PD-R-BAD", "early").is_none());
+    w.run(&e1);
+    assert_eq!(e1.version("pd-ring-b").as_deref(), Some("1.0-1"));
+
+    // The webhook got the halt, signed with the shared secret.
+    let got = w
+        .hook
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("webhook call");
+    assert!(
+        signature_ok(&got),
+        "bad signature: {:?}",
+        got.header("x-patchday-signature-256")
+    );
+    let body: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(body["event"], "rollout.halted");
+    assert_eq!(body["halt"]["update"], "PD-R-BAD");
+
+    // Halting again is refused; resume is an operator action, logged.
+    let o = w.srv.cli_as(
+        &w.srv.admin,
+        &["rollout", "halt", "--update", "PD-R-BAD", "--reason", "x"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("the rollout of PD-R-BAD is halted already"),
+        "{}",
+        text(&o)
+    );
+    w.srv.cli(&["rollout", "resume", "--update", "PD-R-BAD"]);
+    assert!(!w.halted("PD-R-BAD"));
+    let log = w.srv.cli(&["log", "--tenant", "acme", "--format", "json"]);
+    assert!(
+        log.contains("approval.rule") && log.contains("rule of ring early"),
+        "{log}"
+    );
+    let all = w.srv.cli(&["log", "--format", "json"]);
+    assert!(all.contains("rollout.resume"), "{all}");
+    // After the resume the pilot's old failure no longer halts, but it still holds the
+    // early ring: nothing installed there.
+    let status = w.rollout("PD-R-BAD");
+    let pilot = status["rings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == "pilot")
+        .unwrap();
+    assert!(
+        pilot["verdict"].as_str().unwrap().starts_with("waiting"),
+        "{pilot}"
+    );
+}
+
+#[test]
+fn the_operator_emergency_lane_still_honours_the_failure_halt() {
+    let _serial = patchday_testkit::serial();
+    let w = world();
+    let p1 = w.host("lane-pilot-1", 0);
+    let p2 = w.host("lane-pilot-2", 0);
+    // Rings without rules: approvals are the operator's.
+    w.srv.cli(&[
+        "ring", "set", "--tenant", "acme", "pilot:0d", "early:0d", "--soak", "1s",
+    ]);
+    w.srv.cli(&[
+        "approve",
+        "--tenant",
+        "acme",
+        "--group",
+        "pilot",
+        "PD-R-BAD",
+        "--emergency",
+        "--reason",
+        "exploited today",
+    ]);
+    let out = w.run(&p1);
+    assert_ne!(
+        p1.version("pd-ring-b").as_deref(),
+        Some("1.0-1"),
+        "p1 tried it: {out}"
+    );
+    wait_for("PD-R-BAD to halt", || w.halted("PD-R-BAD"));
+    // The halt holds the second pilot host, which had not started.
+    let out = w.run(&p2);
+    assert_eq!(p2.version("pd-ring-b").as_deref(), Some("1.0-1"), "{out}");
+    let got = w
+        .hook
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("webhook call");
+    assert!(signature_ok(&got));
+}
+
+#[test]
+fn a_rings_first_wave_is_a_share_of_its_hosts_and_the_rest_follow_on_its_evidence() {
+    let _serial = patchday_testkit::serial();
+    let w = world();
+    let hosts: Vec<Host> = (1..=3)
+        .map(|i| w.host(&format!("wave-pilot-{i}"), 0))
+        .collect();
+    // A rule by source package: only pd-ring-a's update, so the bad one stays out. An
+    // hour's soak: no wave follows another in this test until the soak is shortened.
+    let rings = |soak: &str| {
+        w.srv.cli(&[
+            "ring",
+            "set",
+            "--tenant",
+            "acme",
+            "pilot:0d",
+            "--source-package",
+            "pd-ring-a",
+            "--soak",
+            soak,
+        ])
+    };
+    rings("1h");
+    wait_for("the pilot's rule to approve PD-R-GOOD", || {
+        w.approval("PD-R-GOOD", "pilot").is_some()
+    });
+    assert!(w.approval("PD-R-BAD", "pilot").is_none());
+    let installed = |hs: &[Host]| {
+        hs.iter()
+            .filter(|h| h.version("pd-ring-a").as_deref() == Some("1.0-2"))
+            .count()
+    };
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        for h in &hosts {
+            outs.push(w.run(h));
+        }
+    }
+    // The first wave (10% of 3, at least one host) got it; the others wait, also after
+    // its evidence came in, for as long as it soaks.
+    assert_eq!(installed(&hosts), 1, "{outs:#?}");
+    let status = w.rollout("PD-R-GOOD");
+    assert_eq!(status["rings"][0]["wave_admitted"], 1, "{status}");
+    assert_eq!(status["rings"][0]["installed"], 1, "{status}");
+    // Soaked: the rest follow.
+    rings("1s");
+    wait_for("the next wave", || {
+        for h in &hosts {
+            w.run(h);
+        }
+        installed(&hosts) == 3
+    });
+}
+
+#[test]
+fn a_superseded_update_declines_itself_once_its_successor_is_installed_wherever_it_was_needed() {
+    let _serial = patchday_testkit::serial();
+    let w = world_with(&[
+        ("PD-S-1", "pd-sup", "1.0-2", false, &[]),
+        (
+            "PD-S-2",
+            "pd-sup",
+            "1.0-3",
+            false,
+            &["--supersedes", "PD-S-1"],
+        ),
+    ]);
+    let h = w.host("sup-1", 0);
+    for u in ["PD-S-1", "PD-S-2"] {
+        w.srv
+            .cli(&["approve", "--tenant", "acme", "--group", "pilot", u]);
+    }
+    w.run(&h);
+    assert_eq!(h.version("pd-sup").as_deref(), Some("1.0-3"));
+    w.run(&h); // the check-in after the install carries dpkg's word
+    wait_for("PD-S-1 to decline itself", || {
+        w.approval("PD-S-1", "pilot")
+            .is_some_and(|a| a["decision"] == "decline")
+    });
+    for g in ["pilot", "early"] {
+        let a = w.approval("PD-S-1", g).unwrap();
+        assert_eq!(a["decided_by"], "supersedence", "{a}");
+        assert_eq!(
+            a["reason"], "superseded by PD-S-2, installed on every host that needed it (1)",
+            "{a}"
+        );
+    }
+    assert_eq!(
+        w.approval("PD-S-2", "pilot").unwrap()["decision"],
+        "approve"
+    );
+    let log = w.srv.cli(&["log", "--tenant", "acme", "--format", "json"]);
+    assert!(log.contains("\"actor\": \"supersedence\""), "{log}");
+}
