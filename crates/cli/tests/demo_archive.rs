@@ -43,7 +43,11 @@ fn archive_answers() -> Result<(), String> {
     }
 }
 
+// Minutes of real dpkg work on four copies of this machine: `.ci/run` runs it beside the
+// rest of the suite (`--ignored`), so it never holds the other tests up and still runs
+// (and fails the run) under CI.
 #[test]
+#[ignore = "long: .ci/run runs it beside the workspace tests with --ignored"]
 fn demo_on_the_real_archive_leaves_no_host_vulnerable_or_with_unmet_dependencies() {
     if !require(Requirement::Root)
         || !require(Requirement::DEBIAN_KEYRING)
