@@ -566,28 +566,20 @@ impl Current {
         root.signed
             .verify_role(&timestamp)
             .map_err(|e| bad_signature("timestamp", &e))?;
-        let listed = timestamp
-            .signed
-            .meta
-            .get("snapshot.json")
-            .ok_or_else(|| missing_entry("timestamp", "snapshot.json"))?;
-        let (snapshot, bytes) =
-            read_role::<Snapshot>(&meta, &format!("{}.snapshot.json", listed.version))?;
-        check_listed("snapshot", "timestamp", listed, &bytes)?;
-        root.signed
-            .verify_role(&snapshot)
-            .map_err(|e| bad_signature("snapshot", &e))?;
-        let listed = snapshot
-            .signed
-            .meta
-            .get("targets.json")
-            .ok_or_else(|| missing_entry("snapshot", "targets.json"))?;
-        let (targets, bytes) =
-            read_role::<Targets>(&meta, &format!("{}.targets.json", listed.version))?;
-        check_listed("targets", "snapshot", listed, &bytes)?;
-        root.signed
-            .verify_role(&targets)
-            .map_err(|e| bad_signature("targets", &e))?;
+        let snapshot: Signed<Snapshot> = read_listed(
+            &meta,
+            &root.signed,
+            "timestamp",
+            &timestamp.signed.meta,
+            "snapshot",
+        )?;
+        let targets: Signed<Targets> = read_listed(
+            &meta,
+            &root.signed,
+            "snapshot",
+            &snapshot.signed.meta,
+            "targets",
+        )?;
         let mut delegated_meta = snapshot.signed.meta.clone();
         delegated_meta.remove("targets.json");
         Ok(Current {
@@ -691,6 +683,29 @@ fn read_role<T: serde::de::DeserializeOwned>(
         detail: e.to_string(),
     })?;
     Ok((role, bytes))
+}
+
+/// The current version of top-level `role` as `listed_by`'s `meta` lists it, checked
+/// against that entry and signed by the keys `root` names for it.
+fn read_listed<T>(
+    meta: &Path,
+    root: &Root,
+    listed_by: &str,
+    entries: &HashMap<String, Metafile>,
+    role: &str,
+) -> Result<Signed<T>, TrustError>
+where
+    T: tough::schema::Role + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let file = format!("{role}.json");
+    let listed = entries
+        .get(&file)
+        .ok_or_else(|| missing_entry(listed_by, &file))?;
+    let (signed, bytes) = read_role::<T>(meta, &format!("{}.{file}", listed.version))?;
+    check_listed(role, listed_by, listed, &bytes)?;
+    root.verify_role(&signed)
+        .map_err(|e| bad_signature(role, &e))?;
+    Ok(signed)
 }
 
 fn bad_signature(role: &str, e: &tough::schema::Error) -> TrustError {
