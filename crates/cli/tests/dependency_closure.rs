@@ -186,8 +186,8 @@ fn broken_world(dir: &Path, name: &str) -> Option<(Server, Host, String)> {
     assert!(o.status.success(), "{}", text(&o));
     let (srv, enroll) = server(dir, &cat);
     let (h, id) = host(dir, &srv, &enroll, name, &base, &[]);
-    if !h.is_overlay() {
-        eprintln!("skipped: apt-get -f install runs only in an overlay host");
+    // apt-get -f install runs only in an overlay host: a missing one fails under CI.
+    if !h.is_overlay() && !patchday_lab::require(patchday_lab::Requirement::Root) {
         return None;
     }
     unpack_needy(&h, dir);
