@@ -304,6 +304,8 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         updates = status.updates,
         "catalog accepted"
     );
+    // Issue 10, point 6 (push): new updates, supersedence, payloads: every agent checks in.
+    state.push.everyone();
     Ok(status)
 }
 

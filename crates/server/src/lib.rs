@@ -25,6 +25,7 @@ pub mod freshness;
 mod limits; // finding 4 (issue 8)
 pub mod listener;
 pub mod mirror_schedule; // issue 9, point 1
+pub mod push; // issue 10, point 6
 mod ratelimit;
 pub mod rollout; // issue 10, points 2 and 3 (rings)
 mod routes;
@@ -116,9 +117,10 @@ pub async fn bind(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>>,
 )> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    // Issue 10, point 6 (push): a backlog sized for a fleet reconnecting at once.
+    let listener = listener::bind_with_backlog(listen, state.config.listen_backlog)
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     // The listener puts the peer address in each request (finding 10: the operator log
     // says from where; finding 9: failed logins are limited per address).
@@ -136,9 +138,8 @@ pub async fn bind_tls(
     SocketAddr,
     impl std::future::Future<Output = anyhow::Result<()>>,
 )> {
-    let listener = std::net::TcpListener::bind(listen)
+    let listener = listener::bind_with_backlog(listen, state.config.listen_backlog)
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
-    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let limits = state.config.limits;
     let app = router(state);

@@ -430,6 +430,28 @@ pub struct CheckinResponse {
     pub director_certificate: Option<String>,
 }
 
+// ---- Issue 10, point 6 (push): the long poll ----
+
+/// `POST /v1/agent/wait`: hold until this host's generation differs from `since`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitRequest {
+    /// The generation the agent last saw (0 on its first call).
+    pub since: u64,
+}
+
+/// The answer to a wait (also the body of its 503 when the server holds too many).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitAnswer {
+    /// The host's generation now: send it as `since` next time.
+    pub generation: u64,
+    /// Something that can change this host's assignments happened: check in now.
+    pub wake: bool,
+    /// When refused (503): seconds to wait before trying again (jittered); else 0.
+    pub retry_after_seconds: u64,
+}
+
+// ---- end issue 10, point 6 (push) ----
+
 /// One per-update state the agent reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateReport {
