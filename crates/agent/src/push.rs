@@ -170,7 +170,10 @@ mod tests {
         let (base, cap) = (Duration::from_secs(30), Duration::from_secs(3600));
         for _ in 0..200 {
             let first = backoff(1, base, cap);
-            assert!(first >= Duration::from_secs(15) && first <= base, "{first:?}");
+            assert!(
+                first >= Duration::from_secs(15) && first <= base,
+                "{first:?}"
+            );
             let third = backoff(3, base, cap);
             assert!(
                 third >= Duration::from_secs(60) && third <= Duration::from_secs(120),

@@ -56,7 +56,9 @@ impl PushLimits {
     /// These limits with `max_waiting` kept below `connections`, leaving a tenth of the
     /// connections (at least 16) for everything that is not a long poll.
     pub fn within(self, connections: usize) -> Self {
-        let room = connections.saturating_sub((connections / 10).max(16)).max(1);
+        let room = connections
+            .saturating_sub((connections / 10).max(16))
+            .max(1);
         if self.max_waiting > room {
             tracing::info!(
                 wanted = self.max_waiting,
@@ -123,7 +125,8 @@ impl PushHub {
 
     /// Something changed for hosts of `t`: wake them.
     pub fn tenant(&self, t: &TenantId) {
-        self.tenant_sender(t).send_modify(|g| *g = g.wrapping_add(1));
+        self.tenant_sender(t)
+            .send_modify(|g| *g = g.wrapping_add(1));
         tracing::debug!(tenant = %t, "push: tenant generation bumped");
     }
 
@@ -220,12 +223,11 @@ pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
             .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(retry));
         return resp;
     };
-    let SignedHost {
-        who, body: ask, ..
-    } = match SignedHost::<WaitRequest>::from_request(req, &s).await {
-        Ok(b) => b,
-        Err(refused) => return refused,
-    };
+    let SignedHost { who, body: ask, .. } =
+        match SignedHost::<WaitRequest>::from_request(req, &s).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
     let (generation, wake) = push
         .wait(&who.tenant, ask.since, push.limits().long_poll)
         .await;

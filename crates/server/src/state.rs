@@ -140,9 +140,9 @@ impl AppState {
             // Issue 10, point 6 (push): long polls stay below the connection cap.
             push: Arc::new(crate::push::PushHub::new(
                 push_start,
-                config
-                    .push
-                    .within(crate::listener::connection_cap(config.limits.max_connections)),
+                config.push.within(crate::listener::connection_cap(
+                    config.limits.max_connections,
+                )),
             )),
         })
     }
