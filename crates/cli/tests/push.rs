@@ -273,7 +273,15 @@ fn the_wait_answers_a_stale_generation_at_once_wakes_on_approve_and_refuses_over
 
     std::thread::scope(|s| {
         // A current generation is held...
-        let held = s.spawn(|| wait(&w.srv, &mut a, g));
+        // (while another host's quick answer holds the place for a moment, it is
+        // refused too: then it asks again).
+        let held = s.spawn(|| loop {
+            let r = wait(&w.srv, &mut a, g);
+            if r.0 != 503 {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        });
         // ...taking the only place, so another host's wait is refused with a Retry-After.
         let deadline = Instant::now() + LIMIT;
         loop {
