@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub webhook: Option<crate::rollout::Webhook>,
     /// Issue 10, points 2 and 3 (rings): how often the rollout task looks.
     pub rollout_every: std::time::Duration,
+    /// Issue 10, point 7: how often the cleanup looks for payloads no host can need.
+    pub cleanup_every: std::time::Duration,
+    /// Issue 10, point 7: how long such a payload is kept (`--retain`, 30 days by default).
+    pub retain: jiff::SignedDuration,
 }
 
 impl ServerConfig {
@@ -57,6 +61,8 @@ impl ServerConfig {
             mirror: None,
             webhook: None,
             rollout_every: std::time::Duration::from_secs(30),
+            cleanup_every: std::time::Duration::from_secs(3600),
+            retain: jiff::SignedDuration::from_hours(30 * 24),
         }
     }
 
@@ -94,6 +100,8 @@ pub struct AppState {
     pub catalog_index: Arc<crate::catalog_index::CatalogCache>,
     /// Issue 9, point 1: the scheduled mirror's last run.
     pub mirror_runs: Arc<crate::mirror_schedule::MirrorRuns>,
+    /// Issue 10, point 7: the cleanup's last run.
+    pub cleanup_runs: Arc<crate::cleanup::CleanupRuns>,
 }
 
 impl AppState {
@@ -128,6 +136,7 @@ impl AppState {
             storage: Arc::default(),
             catalog_index: Arc::default(),
             mirror_runs: Arc::default(),
+            cleanup_runs: Arc::default(),
         })
     }
 }
