@@ -46,18 +46,26 @@ pub struct Pass {
     pub freed: u64,
     /// Evicted payloads that are needed again (their evictions are forgotten).
     pub needed_again: Vec<String>,
+    /// Blobs no target of the current catalog names any more (the publisher dropped
+    /// their updates), removed.
+    pub orphans: Vec<String>,
 }
 
 /// Runs the cleanup forever, every `every`.
 pub async fn run(state: AppState, every: std::time::Duration) {
     loop {
         match pass(&state, state.clock.now()).await {
-            Ok(p) if !p.evicted.is_empty() || !p.needed_again.is_empty() => tracing::info!(
-                evicted = p.evicted.len(),
-                freed_bytes = p.freed,
-                needed_again = p.needed_again.len(),
-                "content store cleaned up"
-            ),
+            Ok(p)
+                if !p.evicted.is_empty() || !p.needed_again.is_empty() || !p.orphans.is_empty() =>
+            {
+                tracing::info!(
+                    evicted = p.evicted.len(),
+                    unlisted = p.orphans.len(),
+                    freed_bytes = p.freed,
+                    needed_again = p.needed_again.len(),
+                    "content store cleaned up"
+                )
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e.message, "the cleanup could not run this time"),
         }
@@ -214,6 +222,27 @@ pub async fn pass(state: &AppState, now: Timestamp) -> ApiResult<Pass> {
             .store
             .forget_evictions(&out.needed_again, &entry)
             .await?;
+    }
+    // Blobs of targets the publisher dropped from the catalog: nobody can ask for them
+    // (a target request names a listed target), so they go at once.
+    let listed = state.store.catalog_digests().await?;
+    let mut orphan_bytes = 0;
+    for key in state.content.keys().await? {
+        if !listed.contains(&key) {
+            if let Some(n) = state.content.remove(&key).await? {
+                orphan_bytes += n;
+                out.orphans.push(key);
+            }
+        }
+    }
+    if !out.orphans.is_empty() {
+        out.freed += orphan_bytes;
+        let entry = log_entry(
+            now,
+            "content.drop-unlisted",
+            serde_json::json!({ "sha256": out.orphans, "bytes": orphan_bytes }),
+        );
+        state.store.append_log(&entry).await?;
     }
     state.cleanup_runs.set(now);
     Ok(out)

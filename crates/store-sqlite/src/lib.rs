@@ -889,6 +889,14 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn catalog_digests(&self) -> Result<std::collections::BTreeSet<String>> {
+        let rows = sqlx::query("SELECT DISTINCT sha256 FROM catalog_targets")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(|r| r.get::<String, _>("sha256")).collect())
+    }
+
     async fn forget_evictions(&self, sha256: &[String], log: &LogEntry) -> Result<u64> {
         let mut tx = WriteTx::begin(&self.pool).await?;
         let mut n = 0;

@@ -259,6 +259,9 @@ pub trait Store: Send + Sync {
     async fn evictions(&self) -> Result<Vec<PayloadEviction>>;
     /// The eviction of one payload (by sha256), if it was evicted.
     async fn eviction(&self, sha256: &str) -> Result<Option<PayloadEviction>>;
+    /// The sha256 of every target the current catalog lists (documents and payloads): a
+    /// stored blob outside it is left over from an older catalog.
+    async fn catalog_digests(&self) -> Result<std::collections::BTreeSet<String>>;
     /// Forgets evictions (a payload is needed again: the next push uploads it), with one
     /// operator log entry; returns how many were forgotten.
     async fn forget_evictions(&self, sha256: &[String], log: &LogEntry) -> Result<u64>;
