@@ -144,20 +144,34 @@ pub async fn pass(state: &AppState, now: Timestamp) -> ApiResult<Pass> {
         .into_iter()
         .map(|e| (e.sha256.clone(), e))
         .collect();
+    // Each package's payloads (by name and architecture), so finding a newer version
+    // costs one package's history, not the catalog's.
+    let mut by_package: HashMap<(&str, &str), Vec<&PayloadRef>> = HashMap::new();
+    for p in &all {
+        by_package
+            .entry((p.package.as_str(), p.architecture.as_str()))
+            .or_default()
+            .push(p);
+    }
     let mut uses = Uses::new(state);
     let mut out = Pass::default();
     let mut to_remove = Vec::new();
     for (sha, l) in &by_sha {
         let was = evicted.contains_key(sha);
-        let newer = newer_version(l.payload, all.iter().copied());
-        // The quick answers first: a catalog's history is mostly its packages' newest
-        // versions and updates nobody superseded.
+        // The quick answers first: a catalog's history is mostly updates nobody
+        // superseded and its packages' newest versions.
         if !was
-            && (newer.is_none()
-                || l.updates
-                    .iter()
-                    .any(|u| catalog.successors(&u.id).is_none()))
+            && l.updates
+                .iter()
+                .any(|u| catalog.successors(&u.id).is_none())
         {
+            continue;
+        }
+        let p = l.payload;
+        let newer = by_package
+            .get(&(p.package.as_str(), p.architecture.as_str()))
+            .and_then(|same| newer_version(p, same.iter().copied()));
+        if !was && newer.is_none() {
             continue;
         }
         let mut listing = Vec::new();
