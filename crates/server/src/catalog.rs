@@ -180,13 +180,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         .await
         .map_err(|e| rejected(e.to_string()))?;
 
-    let evicted: std::collections::BTreeSet<String> = state
-        .store
-        .evictions()
-        .await?
-        .into_iter()
-        .map(|e| e.sha256)
-        .collect();
+    let evicted = crate::cleanup::evicted_digests(state.store.as_ref()).await?;
     // Cross-check update documents against the payload targets they name.
     let mut updates = Vec::new();
     let mut record_targets = Vec::new();
@@ -316,6 +310,19 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         "catalog accepted"
     );
     Ok(status)
+}
+
+/// The listed targets among `names`, by name.
+pub async fn targets_by_name(
+    store: &dyn patchday_store::Store,
+    names: &[String],
+) -> patchday_store::Result<std::collections::HashMap<String, CatalogTarget>> {
+    Ok(store
+        .catalog_targets(names)
+        .await?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect())
 }
 
 /// A small target (an update document) the server already holds, read back and checked

@@ -73,6 +73,19 @@ pub async fn run(state: AppState, every: std::time::Duration) {
     }
 }
 
+/// The sha256 of every evicted payload: a push is not asked for them, intake and scrub do
+/// not miss them.
+pub async fn evicted_digests(
+    store: &dyn patchday_store::Store,
+) -> patchday_store::Result<std::collections::BTreeSet<String>> {
+    Ok(store
+        .evictions()
+        .await?
+        .into_iter()
+        .map(|e| e.sha256)
+        .collect())
+}
+
 /// The content store's figures for status answers.
 pub async fn content_status(state: &AppState) -> ApiResult<ContentStatus> {
     let usage = state.content.usage().await?;
@@ -112,13 +125,7 @@ pub async fn pass(state: &AppState, now: Timestamp) -> ApiResult<Pass> {
         n.dedup();
         n
     };
-    let targets: HashMap<String, patchday_store::CatalogTarget> = state
-        .store
-        .catalog_targets(&names)
-        .await?
-        .into_iter()
-        .map(|t| (t.name.clone(), t))
-        .collect();
+    let targets = crate::catalog::targets_by_name(state.store.as_ref(), &names).await?;
     // By content: two names with the same bytes share one blob.
     let mut by_sha: BTreeMap<String, Listed> = BTreeMap::new();
     for u in catalog.updates() {

@@ -209,12 +209,7 @@ pub async fn scrub(data_dir: &std::path::Path) -> anyhow::Result<ScrubReport> {
             })
             .collect();
         // Issue 10, point 7: an evicted payload is absent on purpose.
-        let evicted: std::collections::BTreeSet<String> = store
-            .evictions()
-            .await?
-            .into_iter()
-            .map(|e| e.sha256)
-            .collect();
+        let evicted = cleanup::evicted_digests(&store).await?;
         for t in store.catalog_targets(&names).await? {
             if content.len(&t.sha256).await?.is_none() && !evicted.contains(&t.sha256) {
                 report.missing.push(format!("{} ({})", t.name, t.sha256));

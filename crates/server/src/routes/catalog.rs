@@ -95,13 +95,7 @@ pub async fn missing(
 ) -> ApiResult<Json<patchday_types::api::TargetHashes>> {
     op.provider()?;
     // Issue 10, point 7: evicted payloads are not asked for again.
-    let evicted: std::collections::BTreeSet<String> = s
-        .store
-        .evictions()
-        .await?
-        .into_iter()
-        .map(|e| e.sha256)
-        .collect();
+    let evicted = crate::cleanup::evicted_digests(s.store.as_ref()).await?;
     let mut missing = Vec::new();
     for h in req.sha256 {
         if h.len() != 64
