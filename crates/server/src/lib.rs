@@ -16,6 +16,7 @@ mod auth;
 mod catalog;
 mod catalog_expiry; // issue 9, point 5
 mod catalog_index; // issue 9, point 6
+pub mod cleanup; // issue 10, point 7 (second half)
 mod clock;
 mod closure; // issue 9, point 4: dependency payloads, repair assignments
 mod compliance;
@@ -69,6 +70,8 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     }
     // Issue 10, points 2 and 3 (rings): rings advance on evidence, failures halt.
     tokio::spawn(rollout::run(state.clone(), config.rollout_every));
+    // Issue 10, point 7: payloads no host can need leave the content store.
+    tokio::spawn(cleanup::run(state.clone(), config.cleanup_every));
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");
@@ -160,7 +163,8 @@ pub struct ScrubReport {
     pub checked: usize,
     /// Blobs whose bytes no longer match their sha256 (now quarantined).
     pub damaged: Vec<String>,
-    /// Payloads the current catalog lists that the content store does not have.
+    /// Payloads the current catalog lists that the content store does not have (evicted
+    /// ones left out: issue 10, point 7).
     pub missing: Vec<String>,
 }
 
@@ -205,8 +209,10 @@ pub async fn scrub(data_dir: &std::path::Path) -> anyhow::Result<ScrubReport> {
                     .chain(u.payloads.iter().map(|p| p.target.clone()))
             })
             .collect();
+        // Issue 10, point 7: an evicted payload is absent on purpose.
+        let evicted = cleanup::evicted_digests(&store).await?;
         for t in store.catalog_targets(&names).await? {
-            if content.len(&t.sha256).await?.is_none() {
+            if content.len(&t.sha256).await?.is_none() && !evicted.contains(&t.sha256) {
                 report.missing.push(format!("{} ({})", t.name, t.sha256));
             }
         }

@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub push: crate::push::PushLimits,
     /// Issue 10, point 6 (push): the listen backlog (`--listen-backlog`).
     pub listen_backlog: u32,
+    /// Issue 10, point 7: how often the cleanup looks for payloads no host can need.
+    pub cleanup_every: std::time::Duration,
+    /// Issue 10, point 7: how long such a payload is kept (`--retain`, 30 days by default).
+    pub retain: jiff::SignedDuration,
 }
 
 impl ServerConfig {
@@ -63,6 +67,8 @@ impl ServerConfig {
             rollout_every: std::time::Duration::from_secs(30),
             push: crate::push::PushLimits::default(),
             listen_backlog: crate::listener::DEFAULT_LISTEN_BACKLOG,
+            cleanup_every: std::time::Duration::from_secs(3600),
+            retain: jiff::SignedDuration::from_hours(30 * 24),
         }
     }
 
@@ -102,6 +108,8 @@ pub struct AppState {
     pub mirror_runs: Arc<crate::mirror_schedule::MirrorRuns>,
     /// Issue 10, point 6 (push): generations per tenant and the held waits.
     pub push: Arc<crate::push::PushHub>,
+    /// Issue 10, point 7: the cleanup's last run.
+    pub cleanup_runs: Arc<crate::cleanup::CleanupRuns>,
 }
 
 impl AppState {
@@ -144,6 +152,7 @@ impl AppState {
                     config.limits.max_connections,
                 )),
             )),
+            cleanup_runs: Arc::default(),
         })
     }
 }
