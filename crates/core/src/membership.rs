@@ -37,7 +37,9 @@ pub enum RuleError {
         key: String,
     },
     /// A value with control characters or too long.
-    #[error("label {key}: its value is longer than {MAX_LABEL_VALUE} bytes or has control characters")]
+    #[error(
+        "label {key}: its value is longer than {MAX_LABEL_VALUE} bytes or has control characters"
+    )]
     BadValue {
         /// The key.
         key: String,
@@ -52,7 +54,9 @@ pub enum RuleError {
     #[error("a group rule needs at least one condition: --release, --hostname or --label")]
     Empty,
     /// An empty, too long or control-character pattern.
-    #[error("{what} pattern {given:?} is invalid: 1 to {MAX_PATTERN} bytes without control characters")]
+    #[error(
+        "{what} pattern {given:?} is invalid: 1 to {MAX_PATTERN} bytes without control characters"
+    )]
     BadPattern {
         /// `release` or `hostname`.
         what: &'static str,
@@ -312,7 +316,10 @@ mod tests {
             &rule(Some("debian-12"), Some("web-*"), &[("env", "test")]),
             &h
         ));
-        assert!(!rule_matches(&rule(None, Some("db-*"), &[("env", "prod")]), &h));
+        assert!(!rule_matches(
+            &rule(None, Some("db-*"), &[("env", "prod")]),
+            &h
+        ));
         assert!(!rule_matches(&rule(None, None, &[("role", "db")]), &h));
         // A host that never checked in has no release and no labels.
         let bare = MembershipFacts {
@@ -352,7 +359,9 @@ mod tests {
     fn rules_never_remove_manual_memberships_and_do_not_join_twice() {
         let h = HostId::new("h-1").unwrap();
         let current = Memberships {
-            groups: [g("manual"), g("old-rule"), g("both")].into_iter().collect(),
+            groups: [g("manual"), g("old-rule"), g("both")]
+                .into_iter()
+                .collect(),
             by_rule: [g("old-rule")].into_iter().collect(),
         };
         let wanted: BTreeSet<GroupId> = [g("both"), g("new")].into_iter().collect();
@@ -378,10 +387,7 @@ mod tests {
             parse_label("envprod"),
             Err(RuleError::NotKeyValue { .. })
         ));
-        assert!(matches!(
-            parse_label("-x=1"),
-            Err(RuleError::BadKey { .. })
-        ));
+        assert!(matches!(parse_label("-x=1"), Err(RuleError::BadKey { .. })));
         assert!(matches!(
             parse_label("x=a\u{1b}[2J"),
             Err(RuleError::BadValue { .. })

@@ -408,7 +408,8 @@ impl RebootPolicy {
 /// `None` without a deadline, or without a grace period (no ring governs the approval).
 pub fn grace_end(deadline: Option<Timestamp>, grace_seconds: Option<i64>) -> Option<Timestamp> {
     let (d, g) = (deadline?, grace_seconds?);
-    d.checked_add(jiff::SignedDuration::from_secs(g.max(0))).ok()
+    d.checked_add(jiff::SignedDuration::from_secs(g.max(0)))
+        .ok()
 }
 
 /// Whether a pending reboot happens now.
@@ -758,10 +759,16 @@ mod tests {
         let p = RebootPolicy::InWindow;
         // After the deadline, inside the grace period: waits for the window.
         let wed_morning = ts("2026-12-02T06:00:00Z");
-        assert_eq!(reboot_due(p, &berlin, Some(end), wed_morning), RebootDue::NotYet);
+        assert_eq!(
+            reboot_due(p, &berlin, Some(end), wed_morning),
+            RebootDue::NotYet
+        );
         // The grace period is over: forced, window or not.
         let wed_noon = ts("2026-12-02T12:00:00Z");
-        assert_eq!(reboot_due(p, &berlin, Some(end), wed_noon), RebootDue::GraceOver);
+        assert_eq!(
+            reboot_due(p, &berlin, Some(end), wed_noon),
+            RebootDue::GraceOver
+        );
         // Inside the window the policy alone reboots.
         let sat = ts("2026-12-05T02:30:00Z");
         assert_eq!(reboot_due(p, &berlin, Some(end), sat), RebootDue::ByPolicy);
