@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{scratch, text, wait_for, Bins, Catalog, Host, Server};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -91,6 +91,14 @@ impl World {
         )
     }
 
+    /// Runs the agent until the host has PD-G-1 (the ring's waves admit it in turn).
+    fn install_by_runs(&self, h: &Host, flags: &[&str]) {
+        wait_for("the host to install PD-G-1", || {
+            self.run(h, flags);
+            h.version("pd-grp-a").as_deref() == Some("1.0-2")
+        });
+    }
+
     fn hosts(&self) -> Vec<Value> {
         let (code, body) = self
             .srv
@@ -129,17 +137,6 @@ impl World {
     }
 }
 
-/// Polls `cond` until it holds (a hung rollout fails after minutes, not a timing claim).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-    panic!("gave up waiting for {what}");
-}
-
 #[test]
 fn a_labelled_host_joins_a_rings_group_by_rule_after_a_preview_and_installs_its_approval() {
     let _serial = patchday_testkit::serial();
@@ -165,21 +162,14 @@ fn a_labelled_host_joins_a_rings_group_by_rule_after_a_preview_and_installs_its_
     assert_eq!(w.groups("db-1"), (vec!["manual".to_string()], vec![]));
 
     // The preview lists the web host, and only it, before anything takes effect.
-    let preview: Value = serde_json::from_str(&w.srv.cli(&[
-        "group",
-        "rule",
-        "preview",
-        "--tenant",
-        "acme",
-        "prod",
-        "--label",
-        "env=prod",
-        "--hostname",
-        "web-*",
-        "--format",
-        "json",
-    ]))
-    .unwrap();
+    let rule = |verb: &'static str, more: &[&'static str]| -> Vec<&'static str> {
+        let mut args = vec!["group", "rule", verb, "--tenant", "acme", "prod"];
+        args.extend(["--label", "env=prod", "--hostname", "web-*"]);
+        args.extend(more);
+        args
+    };
+    let preview: Value =
+        serde_json::from_str(&w.srv.cli(&rule("preview", &["--format", "json"]))).unwrap();
     let changes = preview["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{preview}");
     assert_eq!(changes[0]["host"], web1_id.as_str());
@@ -199,18 +189,7 @@ fn a_labelled_host_joins_a_rings_group_by_rule_after_a_preview_and_installs_its_
     );
 
     // The rule takes effect for the hosts the server knows at once.
-    let set = w.srv.cli(&[
-        "group",
-        "rule",
-        "set",
-        "--tenant",
-        "acme",
-        "prod",
-        "--label",
-        "env=prod",
-        "--hostname",
-        "web-*",
-    ]);
+    let set = w.srv.cli(&rule("set", &[]));
     assert!(
         set.contains("rule 1 added") && set.contains(&web1_id),
         "{set}"
@@ -232,10 +211,7 @@ fn a_labelled_host_joins_a_rings_group_by_rule_after_a_preview_and_installs_its_
     let a = w.approval("PD-G-1", "prod").unwrap();
     assert_eq!(a["decided_by"], "rule of ring prod", "{a}");
     assert!(a["deadline"].is_string(), "{a}");
-    wait_for("web-1 to install PD-G-1", || {
-        w.run(&web1, &prod);
-        web1.version("pd-grp-a").as_deref() == Some("1.0-2")
-    });
+    w.install_by_runs(&web1, &prod);
 
     // A host enrolled after the rule exists, labelled by /etc/patchday/labels, joins at
     // its first check-in and gets the approval too.
@@ -254,10 +230,7 @@ fn a_labelled_host_joins_a_rings_group_by_rule_after_a_preview_and_installs_its_
         (vec!["prod".to_string()], vec!["prod".to_string()]),
         "joined at its first check-in"
     );
-    wait_for("web-2 to install PD-G-1", || {
-        w.run(&web2, &[]);
-        web2.version("pd-grp-a").as_deref() == Some("1.0-2")
-    });
+    w.install_by_runs(&web2, &[]);
     // The db host is in no group the rule governs: untouched.
     w.run(&db1, &["--label", "env=test"]);
     assert_eq!(db1.version("pd-grp-a").as_deref(), Some("1.0-1"));

@@ -32,12 +32,7 @@ pub async fn host_statuses(
     let mut per_update: BTreeMap<UpdateId, Vec<HostDecision>> = BTreeMap::new();
     let mut approved_at: BTreeMap<UpdateId, jiff::Timestamp> = BTreeMap::new();
     // Issue 10, point 2: a ring's grace period after the deadline before it is overdue.
-    let graces: BTreeMap<GroupId, i64> = tenant
-        .rings()
-        .await?
-        .into_iter()
-        .map(|r| (r.group, r.grace_seconds))
-        .collect();
+    let graces = ring_graces(tenant).await?;
     for a in approvals.iter().filter(|a| host.groups.contains(&a.group)) {
         let grace = graces.get(&a.group).copied().unwrap_or(0);
         per_update
@@ -104,4 +99,14 @@ fn decline_reason(approvals: &[Approval], host: &HostRecord, update: &UpdateId) 
             a.decision == Decision::Decline && &a.update == update && host.groups.contains(&a.group)
         })
         .find_map(|a| a.reason.clone())
+}
+
+/// Issue 10, point 2: the grace period (seconds) of each of the tenant's ring groups.
+pub async fn ring_graces(tenant: &dyn TenantStore) -> Result<BTreeMap<GroupId, i64>, ApiError> {
+    Ok(tenant
+        .rings()
+        .await?
+        .into_iter()
+        .map(|r| (r.group, r.grace_seconds))
+        .collect())
 }

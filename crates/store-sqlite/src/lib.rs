@@ -1732,13 +1732,10 @@ impl TenantStore for SqliteTenant {
         log: &LogEntry,
     ) -> Result<GroupRuleInfo> {
         let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query("SELECT 1 FROM groups WHERE tenant_id = ? AND id = ?")
-            .bind(self.id.as_str())
-            .bind(group.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("group {group}")))?;
+        self.must_exist(&mut tx, "groups", group.as_str(), || {
+            format!("group {group}")
+        })
+        .await?;
         // Numbered per tenant, never reused (a removed rule's number stays removed).
         let row = sqlx::query(
             "UPDATE tenants SET last_group_rule = last_group_rule + 1 WHERE id = ? \
@@ -1836,22 +1833,14 @@ impl TenantStore for SqliteTenant {
     ) -> Result<()> {
         let mut tx = WriteTx::begin(&self.pool).await?;
         for c in changes {
-            let known = sqlx::query(
-                "SELECT (SELECT 1 FROM hosts WHERE tenant_id = ?1 AND id = ?2) AS h, \
-                 (SELECT 1 FROM groups WHERE tenant_id = ?1 AND id = ?3) AS g",
-            )
-            .bind(self.id.as_str())
-            .bind(c.host.as_str())
-            .bind(c.group.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if known.get::<Option<i64>, _>("h").is_none() {
-                return Err(StoreError::NotFound(format!("host {}", c.host)));
-            }
-            if known.get::<Option<i64>, _>("g").is_none() {
-                return Err(StoreError::NotFound(format!("group {}", c.group)));
-            }
+            self.must_exist(&mut tx, "hosts", c.host.as_str(), || {
+                format!("host {}", c.host)
+            })
+            .await?;
+            self.must_exist(&mut tx, "groups", c.group.as_str(), || {
+                format!("group {}", c.group)
+            })
+            .await?;
             let sql = if c.join {
                 "INSERT INTO host_groups (tenant_id, host_id, group_id, by_rule) VALUES (?, ?, ?, 1) \
                  ON CONFLICT (tenant_id, host_id, group_id) DO NOTHING"
@@ -1874,6 +1863,26 @@ impl TenantStore for SqliteTenant {
 }
 
 impl SqliteTenant {
+    /// `NotFound` (named by `what`) unless this tenant's `table` has a row with `id`.
+    async fn must_exist(
+        &self,
+        tx: &mut WriteTx,
+        table: &str,
+        id: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        sqlx::query(&format!(
+            "SELECT 1 FROM {table} WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(self.id.as_str())
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(what()))
+    }
+
     /// Facts and memberships of every host, or of `one`.
     async fn read_memberships(&self, one: Option<&HostId>) -> Result<Vec<HostMemberships>> {
         let hosts = sqlx::query(
@@ -2133,13 +2142,8 @@ impl SqliteTenant {
         log: Option<&LogEntry>,
     ) -> Result<()> {
         let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        self.must_exist(&mut tx, "hosts", id.as_str(), || format!("host {id}"))
+            .await?;
         // Issue 10, point 2: only the manual memberships are replaced; what a rule made
         // stays, unless named here, which makes it manual.
         sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ? AND by_rule = 0")

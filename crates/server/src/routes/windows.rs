@@ -96,12 +96,7 @@ pub async fn schedule(
     let ids: Vec<patchday_types::UpdateId> = assignments.iter().map(|a| a.update.clone()).collect();
     let approvals = tenant.list_approvals_for(&ids).await?;
     // Issue 10, point 2: the grace period of each ring's group.
-    let graces: BTreeMap<GroupId, i64> = tenant
-        .rings()
-        .await?
-        .into_iter()
-        .map(|r| (r.group, r.grace_seconds))
-        .collect();
+    let graces = crate::compliance::ring_graces(tenant).await?;
     let mut out = BTreeMap::new();
     for a in assignments {
         let approves = |g: &GroupId| {
