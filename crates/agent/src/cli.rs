@@ -78,6 +78,12 @@ pub struct Args {
     /// says so (`now`, or `in-window` inside a window), split on spaces.
     #[arg(long, default_value = "systemctl reboot")]
     pub reboot_command: String,
+    /// Issue 10, point 2: a `key=value` label this host reports at every check-in, which
+    /// group rules match (repeatable; wins over the same key in /etc/patchday/labels, one
+    /// `key=value` a line).
+    /// Example: --label env=prod --label site=fra
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
     /// Do not collect and send security-audit facts.
     #[arg(long)]
     pub no_audit: bool,
@@ -124,6 +130,10 @@ async fn repair(cfg: &AgentConfig, allow_apt: bool) -> std::process::ExitCode {
 }
 
 /// A positive duration such as `2h`, `30m`, `1d` or `PT2H`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    patchday_core::membership::parse_label(s).map_err(|e| e.to_string())
+}
+
 fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
     let d = match s.trim().parse::<jiff::SignedDuration>() {
         Ok(d) => d,
@@ -172,6 +182,7 @@ pub async fn run(args: Args) -> std::process::ExitCode {
             .split_whitespace()
             .map(String::from)
             .collect(),
+        labels: args.labels.iter().cloned().collect(),
     };
     if let Some(AgentCommand::Repair { allow_apt }) = args.command {
         return repair(&cfg, allow_apt).await;

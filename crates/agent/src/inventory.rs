@@ -89,3 +89,22 @@ fn dpkg_architecture(root: &Path) -> String {
         })
         .unwrap_or_default()
 }
+
+/// Issue 10, point 2: the labels this host reports, which group rules match: those of
+/// `/etc/patchday/labels` under the managed root (one `key=value` a line, `#` comments),
+/// with `--label` winning for the same key. A bad file fails the run, saying what to fix.
+pub fn labels(
+    cfg: &crate::run::AgentConfig,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let path = cfg.root.join("etc/patchday/labels");
+    let mut labels = match std::fs::read_to_string(&path) {
+        Ok(text) => patchday_core::membership::parse_labels_file(&text)
+            .with_context(|| format!("{} is invalid: fix or remove it", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    labels.extend(cfg.labels.clone());
+    patchday_core::membership::check_labels(&labels)
+        .context("the labels from --label and /etc/patchday/labels together are refused")?;
+    Ok(labels)
+}

@@ -53,6 +53,8 @@ pub struct AgentConfig {
     pub max_silence: SignedDuration,
     /// Issue 10, point 5: the command that reboots the host (program and arguments).
     pub reboot_command: Vec<String>,
+    /// Issue 10, point 2: labels from `--label`, over those of `/etc/patchday/labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Default `--max-silence`: one day.
@@ -240,6 +242,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     bundle::recover(&cfg.root)?;
 
     let mut inventory = crate::inventory::collect(&cfg.root)?;
+    let labels = crate::inventory::labels(cfg)?; // issue 10, point 2
     inventory.dpkg_broken = dpkg.audit(); // issue 9, point 4
                                           // Until a valid signed answer arrives, every failure is also a possible withheld answer.
     let last_answer = state.last_director_answer();
@@ -254,6 +257,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             "v1/agent/checkin",
             &CheckinRequest {
                 inventory: inventory.clone(),
+                labels: Some(labels.clone()),
             },
         )
         .await
@@ -413,7 +417,13 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     inventory.dpkg_broken = dpkg.audit(); // issue 9, point 4
     let _: CheckinResponse = client
-        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .post(
+            "v1/agent/checkin",
+            &CheckinRequest {
+                inventory,
+                labels: Some(labels),
+            },
+        )
         .await?;
     send_facts(cfg, &client).await;
     // Issue 10, point 5: reboot as the policy says, after the server heard the truth.
@@ -453,7 +463,13 @@ pub async fn repair(cfg: &AgentConfig, allow_apt: bool) -> anyhow::Result<Repair
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     inventory.dpkg_broken = done.summary.still_broken.clone();
     let _: CheckinResponse = client
-        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .post(
+            "v1/agent/checkin",
+            &CheckinRequest {
+                inventory,
+                labels: Some(crate::inventory::labels(cfg)?),
+            },
+        )
         .await?;
     done.outcome()
 }

@@ -18,7 +18,10 @@ use crate::run::{AgentConfig, RunSummary};
 use crate::state::{write_atomic, StateDir};
 use anyhow::Context;
 use jiff::Timestamp;
-use patchday_core::window::{install_decision, InstallDecision, RebootPolicy, WindowSchedule};
+use patchday_core::window::{
+    grace_end, install_decision, reboot_due, InstallDecision, RebootDue, RebootPolicy,
+    WindowSchedule,
+};
 use patchday_trust::decision::Install;
 use patchday_trust::director::DirectorTargets;
 use patchday_trust::TargetInfo;
@@ -35,6 +38,8 @@ pub struct Schedule {
     pub deadline: Option<Timestamp>,
     /// What to do after an install that needs a reboot.
     pub reboot: RebootPolicy,
+    /// Issue 10, point 2: the ring's grace period after the deadline (none outside rings).
+    pub grace_seconds: Option<i64>,
 }
 
 /// The signed schedule of `update` (none in the answer: any time, never reboot); `Err`
@@ -55,6 +60,7 @@ pub fn schedule_of(dt: &DirectorTargets, update: &UpdateId) -> Result<Schedule, 
             .transpose()
             .map_err(|e| bad(&e))?,
         reboot: s.reboot.parse().map_err(|e| bad(&e))?,
+        grace_seconds: s.grace_seconds,
     })
 }
 
@@ -87,13 +93,21 @@ pub fn group_decision(
 }
 
 /// The most careful reboot policy among `updates` (never before in-window before now),
-/// with their windows together.
-pub fn reboot_policy(dt: &DirectorTargets, updates: &[UpdateId]) -> (RebootPolicy, WindowSchedule) {
+/// with their windows together, and the earliest end of their grace periods (issue 10,
+/// point 2: after it, an `in-window` reboot no longer waits for a window).
+pub fn reboot_policy(
+    dt: &DirectorTargets,
+    updates: &[UpdateId],
+) -> (RebootPolicy, WindowSchedule, Option<Timestamp>) {
     let mut policy: Option<RebootPolicy> = None;
     let mut windows = WindowSchedule::default();
+    let mut forced: Option<Timestamp> = None;
     for u in updates {
         // An unreadable schedule reboots never.
         let s = schedule_of(dt, u).unwrap_or_default();
+        if let Some(end) = grace_end(s.deadline, s.grace_seconds) {
+            forced = Some(forced.map_or(end, |f| f.min(end)));
+        }
         policy = Some(match policy {
             None => s.reboot,
             Some(p) => p.most_careful(s.reboot),
@@ -104,7 +118,7 @@ pub fn reboot_policy(dt: &DirectorTargets, updates: &[UpdateId]) -> (RebootPolic
             }
         }
     }
-    (policy.unwrap_or_default(), windows)
+    (policy.unwrap_or_default(), windows, forced)
 }
 
 /// One staged payload: what the decision verified, kept for an install later.
@@ -188,6 +202,10 @@ pub struct PendingReboot {
     /// Their windows.
     #[serde(default)]
     pub windows: WindowSchedule,
+    /// Issue 10, point 2: when the earliest grace period among them ends (deadline plus
+    /// the ring's grace): from then on an `in-window` reboot no longer waits.
+    #[serde(default)]
+    pub grace_end: Option<Timestamp>,
 }
 
 /// Remembers installed updates that wait for a reboot, with their signed reboot policy.
@@ -203,8 +221,11 @@ pub fn add_pending_reboot(
             all.push(u.clone());
         }
     }
-    let (policy, windows) = reboot_policy(dt, updates);
+    let (policy, windows, forced) = reboot_policy(dt, updates);
     let first = pending.updates.is_empty();
+    if let Some(end) = forced {
+        pending.grace_end = Some(pending.grace_end.map_or(end, |e| e.min(end)));
+    }
     pending.reboot = if first {
         policy
     } else {
@@ -245,21 +266,38 @@ pub fn reboot_if_due(
     if pending.updates.is_empty() || !crate::inventory::reboot_required(&cfg.root) {
         return Ok(false);
     }
-    if pending.reboot.reboot_now(&pending.windows, now) {
-        tracing::warn!(updates = ?pending.updates, policy = %pending.reboot, "rebooting to complete the install");
-        reboot(&cfg.reboot_command)?;
-        summary.rebooted = pending.updates;
-        return Ok(true);
+    match reboot_due(pending.reboot, &pending.windows, pending.grace_end, now) {
+        RebootDue::ByPolicy => {
+            tracing::warn!(updates = ?pending.updates, policy = %pending.reboot, "rebooting to complete the install");
+            reboot(&cfg.reboot_command)?;
+            summary.rebooted = pending.updates;
+            return Ok(true);
+        }
+        // Issue 10, point 2: the deadline plus the ring's grace period passed.
+        RebootDue::GraceOver => {
+            tracing::warn!(updates = ?pending.updates, grace_end = ?pending.grace_end, "the grace period after the deadline is over: rebooting outside the maintenance window");
+            reboot(&cfg.reboot_command)?;
+            summary.rebooted = pending.updates;
+            return Ok(true);
+        }
+        RebootDue::NotYet => {}
     }
     let why = match pending.reboot {
         RebootPolicy::Never => {
             "reboot pending: the reboot policy is never, the admin reboots".to_string()
         }
         _ => match pending.windows.next_opening(now) {
-            Some(o) => format!(
-                "reboot pending until the maintenance window {}",
-                o.window.opening_text()
-            ),
+            Some(o) => match pending.grace_end.filter(|e| *e < o.opens) {
+                // Issue 10, point 2: forced before the window opens.
+                Some(e) => format!(
+                    "reboot pending until the maintenance window {} or the end of the grace period at {e}, whichever comes first",
+                    o.window.opening_text()
+                ),
+                None => format!(
+                    "reboot pending until the maintenance window {}",
+                    o.window.opening_text()
+                ),
+            },
             None => "reboot pending until a maintenance window".to_string(),
         },
     };
@@ -528,6 +566,7 @@ mod tests {
                             windows: w.iter().map(|s| s.to_string()).collect(),
                             deadline: d.map(str::to_string),
                             reboot: r.to_string(),
+                            grace_seconds: None,
                         },
                     )
                 })
@@ -568,5 +607,44 @@ mod tests {
         );
         assert_eq!(reboot_policy(&dt, &[a, b]).0, RebootPolicy::Never);
         assert_eq!(reboot_policy(&dt, &[id("X")]).0, RebootPolicy::Never);
+    }
+
+    // Issue 10, point 2: the grace period travels in the signed schedule, and the
+    // earliest end among a dpkg run's updates forces the reboot.
+    #[test]
+    fn the_earliest_grace_end_among_the_updates_forces_an_in_window_reboot() {
+        let mut dt = answer(&[
+            (
+                "A",
+                &["Sat 02:00-05:00 Europe/Berlin"],
+                Some("2026-12-01T12:00:00Z"),
+                "in-window",
+            ),
+            (
+                "B",
+                &["Sat 02:00-05:00 Europe/Berlin"],
+                Some("2026-12-01T18:00:00Z"),
+                "in-window",
+            ),
+            ("C", &["Sat 02:00-05:00 Europe/Berlin"], None, "in-window"),
+        ]);
+        for (u, g) in [("A", 86_400), ("B", 3600), ("C", 60)] {
+            dt.schedule.get_mut(u).unwrap().grace_seconds = Some(g);
+        }
+        let (policy, windows, forced) = reboot_policy(&dt, &[id("A"), id("B"), id("C")]);
+        assert_eq!(policy, RebootPolicy::InWindow);
+        // B: 18:00 + 1h comes before A: 12:00 + 1 day; C has no deadline, so no end.
+        assert_eq!(forced, Some("2026-12-01T19:00:00Z".parse().unwrap()));
+        let before: Timestamp = "2026-12-01T18:59:59Z".parse().unwrap();
+        let after: Timestamp = "2026-12-01T19:00:00Z".parse().unwrap();
+        assert_eq!(
+            reboot_due(policy, &windows, forced, before),
+            RebootDue::NotYet
+        );
+        assert_eq!(
+            reboot_due(policy, &windows, forced, after),
+            RebootDue::GraceOver
+        );
+        assert_eq!(reboot_policy(&dt, &[id("C")]).2, None);
     }
 }

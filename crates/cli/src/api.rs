@@ -600,6 +600,63 @@ impl Api {
     }
 }
 
+// ---- Issue 10, point 2: groups joined by rules on host facts ----
+
+impl Api {
+    /// The tenant's group rules.
+    pub async fn group_rules(
+        &self,
+        t: &TenantId,
+    ) -> anyhow::Result<Vec<patchday_types::api::GroupRuleInfo>> {
+        self.get(
+            &format!("/v1/tenants/{t}/groups/rules"),
+            "listing the group rules",
+        )
+        .await
+    }
+    /// Adds a rule to group `g`; the answer lists the hosts that joined.
+    pub async fn add_group_rule(
+        &self,
+        t: &TenantId,
+        g: &GroupId,
+        rule: &patchday_types::api::GroupRule,
+    ) -> anyhow::Result<patchday_types::api::RuleChangeAnswer> {
+        self.post(
+            &format!("/v1/tenants/{t}/groups/{g}/rules"),
+            rule,
+            "adding the group rule",
+        )
+        .await
+    }
+    /// Removes rule `id` of group `g`; the answer lists the hosts that left.
+    pub async fn remove_group_rule(
+        &self,
+        t: &TenantId,
+        g: &GroupId,
+        id: u64,
+    ) -> anyhow::Result<patchday_types::api::RuleChangeAnswer> {
+        self.delete(
+            &format!("/v1/tenants/{t}/groups/{g}/rules/{id}"),
+            "removing the group rule",
+        )
+        .await
+    }
+    /// Which hosts would join or leave group `g`; changes nothing.
+    pub async fn preview_group_rule(
+        &self,
+        t: &TenantId,
+        g: &GroupId,
+        req: &patchday_types::api::RulePreviewRequest,
+    ) -> anyhow::Result<patchday_types::api::RuleChangeAnswer> {
+        self.post(
+            &format!("/v1/tenants/{t}/groups/{g}/rules/preview"),
+            req,
+            "previewing the group rule",
+        )
+        .await
+    }
+}
+
 /// Percent-encodes what a query value must not carry raw (ids are slugs, but `:` and `+`
 /// in Debian versions would otherwise be read differently).
 fn url_escape(s: &str) -> String {

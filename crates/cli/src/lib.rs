@@ -5,6 +5,8 @@
 pub mod api;
 pub mod catalog;
 pub mod demo;
+// Issue 10, point 2: groups joined by rules on host facts.
+pub mod group_rules;
 pub mod keys;
 // Issue 9, point 1: archive sync.
 pub mod mirror;

@@ -821,6 +821,12 @@ enum GroupCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Membership rules on host facts (release, hostname, labels) and their preview
+    /// (issue 10).
+    ///
+    /// Example: patchday group rule set --tenant acme web --release debian-12 --hostname 'web-*' --label env=prod
+    #[command(subcommand)]
+    Rule(patchday_cli::group_rules::GroupRuleCmd),
     // Issue 10, point 5: maintenance windows and reboot policy per group.
     /// Sets a group's maintenance windows (replacing them; none: install any time) and
     /// reboot policy. Agents install only inside a window or once the deadline passed,
@@ -1205,6 +1211,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         // Issue 10, point 5.
+        // Issue 10, point 2: groups joined by rules on host facts.
+        Command::Group(GroupCmd::Rule(c)) => patchday_cli::group_rules::group_rule_cmd(c).await,
         Command::Group(GroupCmd::SetWindow {
             tenant,
             group,

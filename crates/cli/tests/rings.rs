@@ -10,7 +10,7 @@
 
 use hmac::{Hmac, Mac};
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{scratch, text, wait_for, Bins, Catalog, Host, Server};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -217,17 +217,6 @@ impl World {
         let r = self.rollout(update);
         r["halt"].is_object() && r["halt"]["resumed_at"].is_null()
     }
-}
-
-/// Polls `cond` until it holds (a hung rollout fails after minutes, not a timing claim).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-    panic!("gave up waiting for {what}");
 }
 
 fn signature_ok(r: &Received) -> bool {

@@ -207,7 +207,11 @@ fn forged_checkin(package: &str, hostname: &str) -> Vec<u8> {
         }],
         ..Default::default()
     };
-    serde_json::to_vec(&CheckinRequest { inventory }).unwrap()
+    serde_json::to_vec(&CheckinRequest {
+        inventory,
+        labels: None,
+    })
+    .unwrap()
 }
 
 fn assert_refused(answer: &(u16, Value), status: u16, code: &str, message: &str) {

@@ -99,6 +99,9 @@ pub struct HostDecision {
     pub decision: Decision,
     /// Deadline, if any.
     pub deadline: Option<jiff::Timestamp>,
+    /// Issue 10, point 2: the deadline plus the ring's grace period, after which a host
+    /// not installed counts as overdue (the deadline itself outside rings).
+    pub overdue_at: Option<jiff::Timestamp>,
 }
 
 /// Folds the decisions of a host's groups: an approval in any group wins over a
@@ -114,10 +117,8 @@ pub fn fold_decisions<'a>(
             Some(cur) => match (cur.decision, d.decision) {
                 (Decision::Approve, Decision::Approve) => HostDecision {
                     decision: Decision::Approve,
-                    deadline: match (cur.deadline, d.deadline) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    },
+                    deadline: earliest(cur.deadline, d.deadline),
+                    overdue_at: earliest(cur.overdue_at, d.overdue_at),
                 },
                 (Decision::Approve, Decision::Decline) => cur,
                 (Decision::Decline, _) => d.clone(),
@@ -125,6 +126,13 @@ pub fn fold_decisions<'a>(
         });
     }
     out
+}
+
+fn earliest(a: Option<jiff::Timestamp>, b: Option<jiff::Timestamp>) -> Option<jiff::Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Everything known about one host, as input to [`evaluate`].
@@ -150,6 +158,9 @@ pub struct UpdateStatus {
     pub missing: Vec<String>,
     /// Deadline from the approval.
     pub deadline: Option<jiff::Timestamp>,
+    /// When the host counts as overdue if not installed: the deadline plus the ring's
+    /// grace period (issue 10, point 2).
+    pub overdue_at: Option<jiff::Timestamp>,
 }
 
 impl UpdateStatus {
@@ -328,6 +339,7 @@ fn evaluate_among(
             message,
             missing,
             deadline: host.decisions.get(&u.id).and_then(|d| d.deadline),
+            overdue_at: host.decisions.get(&u.id).and_then(|d| d.overdue_at),
         };
         let missing = match app.get(&u.id) {
             Some(Applicability::Missing(m)) => m.clone(),
@@ -490,6 +502,7 @@ mod tests {
         HostDecision {
             decision: Decision::Approve,
             deadline: None,
+            overdue_at: None,
         }
     }
 
@@ -575,6 +588,7 @@ mod tests {
                 HostDecision {
                     decision: Decision::Decline,
                     deadline: None,
+                    overdue_at: None,
                 },
             ),
             ("D", approve()),
@@ -628,14 +642,17 @@ mod tests {
             HostDecision {
                 decision: Decision::Decline,
                 deadline: None,
+                overdue_at: None,
             },
             HostDecision {
                 decision: Decision::Approve,
                 deadline: Some(t2),
+                overdue_at: None,
             },
             HostDecision {
                 decision: Decision::Approve,
                 deadline: Some(t1),
+                overdue_at: None,
             },
         ];
         let f = fold_decisions(&ds).unwrap();

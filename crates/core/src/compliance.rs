@@ -122,9 +122,23 @@ pub fn host_compliance(
                 | UpdateState::Installing
         )
     };
-    let overdue = ids(&|s| outstanding(s) && s.deadline.is_some_and(|d| d <= now));
+    // Issue 10, point 2: not installed (a pending reboot included) by the deadline plus
+    // the ring's grace period (the deadline alone outside rings).
+    let is_overdue = |s: &UpdateStatus| {
+        (outstanding(s) || s.state == UpdateState::InstalledPendingReboot)
+            && s.overdue_at.or(s.deadline).is_some_and(|d| d <= now)
+    };
+    let overdue = ids(&is_overdue);
     if !overdue.is_empty() {
-        return verdict(HostCompliance::Overdue, list("past its deadline", &overdue));
+        let graced = statuses
+            .iter()
+            .any(|s| is_overdue(s) && s.overdue_at.is_some_and(|o| Some(o) != s.deadline));
+        let what = if graced {
+            "past its deadline and grace period"
+        } else {
+            "past its deadline"
+        };
+        return verdict(HostCompliance::Overdue, list(what, &overdue));
     }
     let exposed = ids(&|s| {
         s.state == UpdateState::Needed
@@ -193,6 +207,7 @@ mod tests {
             message: None,
             missing: vec![],
             deadline: None,
+            overdue_at: None,
         }
     }
 
@@ -377,5 +392,32 @@ mod tests {
             ..seen_ago(60)
         };
         assert_eq!(decide(&[], &host).state, HostCompliance::UpToDate);
+    }
+
+    // Issue 10, point 2: the ring's grace period.
+    #[test]
+    fn within_the_grace_period_a_host_is_not_overdue_and_after_it_is() {
+        let mut a = st("PD-1", UpdateState::Approved);
+        a.deadline = Some(now() - SignedDuration::from_hours(1));
+        a.overdue_at = Some(now() + SignedDuration::from_hours(23));
+        let v = decide(std::slice::from_ref(&a), &seen_ago(60));
+        assert_eq!(v.state, HostCompliance::ApprovedPending);
+        a.overdue_at = Some(now() - SignedDuration::from_secs(1));
+        let v = decide(std::slice::from_ref(&a), &seen_ago(60));
+        assert_eq!(v.state, HostCompliance::Overdue);
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("past its deadline and grace period: PD-1")
+        );
+        // Installed but still waiting for its reboot after the grace period: overdue.
+        let mut r = st("PD-2", UpdateState::InstalledPendingReboot);
+        r.deadline = Some(now() - SignedDuration::from_hours(2));
+        r.overdue_at = Some(now() + SignedDuration::from_hours(1));
+        assert_eq!(
+            decide(std::slice::from_ref(&r), &seen_ago(60)).state,
+            HostCompliance::PendingReboot
+        );
+        r.overdue_at = Some(now() - SignedDuration::from_hours(1));
+        assert_eq!(decide(&[r], &seen_ago(60)).state, HostCompliance::Overdue);
     }
 }

@@ -7,6 +7,7 @@ pub mod cleanup; // issue 10, point 7 (second half)
 pub mod compliance;
 pub mod dependency_payloads;
 pub mod history;
+pub mod membership; // issue 10, point 2: groups joined by rules on host facts
 pub mod rollout; // issue 10, points 2 and 3 (rings)
 pub mod supersedence;
 pub mod window; // issue 10, point 7 (first half)

@@ -400,6 +400,47 @@ impl RebootPolicy {
     }
 }
 
+// ---- Issue 10, point 2: a ring's grace period ----
+
+/// The end of a grace period: `deadline + grace`. Intune's meaning: at the deadline the
+/// install happens whatever the windows say; a pending reboot may wait for a window for
+/// `grace` longer, then it is forced, and a host not installed by then is overdue.
+/// `None` without a deadline, or without a grace period (no ring governs the approval).
+pub fn grace_end(deadline: Option<Timestamp>, grace_seconds: Option<i64>) -> Option<Timestamp> {
+    let (d, g) = (deadline?, grace_seconds?);
+    d.checked_add(jiff::SignedDuration::from_secs(g.max(0)))
+        .ok()
+}
+
+/// Whether a pending reboot happens now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RebootDue {
+    /// The policy allows it now (`now`, or `in-window` inside a window).
+    ByPolicy,
+    /// `in-window` outside a window, but the grace period after the deadline is over.
+    GraceOver,
+    /// Not yet (or never, by the policy `never`).
+    NotYet,
+}
+
+/// The reboot decision at `now`: the policy, overridden once `grace_end` passed for an
+/// `in-window` policy. `never` stays never: the admin chose to reboot by hand, and the
+/// report shows the host overdue instead.
+pub fn reboot_due(
+    policy: RebootPolicy,
+    windows: &WindowSchedule,
+    grace_end: Option<Timestamp>,
+    now: Timestamp,
+) -> RebootDue {
+    if policy.reboot_now(windows, now) {
+        return RebootDue::ByPolicy;
+    }
+    match (policy, grace_end) {
+        (RebootPolicy::InWindow, Some(end)) if end <= now => RebootDue::GraceOver,
+        _ => RebootDue::NotYet,
+    }
+}
+
 impl FromStr for RebootPolicy {
     type Err = WindowError;
     fn from_str(s: &str) -> Result<Self, WindowError> {
@@ -702,5 +743,56 @@ mod tests {
             RebootPolicy::InWindow
         );
         assert_eq!(RebootPolicy::InWindow.to_string(), "in-window");
+    }
+
+    // Issue 10, point 2: the grace period.
+    #[test]
+    fn a_pending_reboot_waits_for_its_window_until_the_grace_period_ends() {
+        let berlin = sched(&["Sat 02:00-05:00 Europe/Berlin"]);
+        let deadline = ts("2026-12-01T12:00:00Z"); // a Tuesday
+        let end = grace_end(Some(deadline), Some(86_400)).unwrap();
+        assert_eq!(end, ts("2026-12-02T12:00:00Z"));
+        assert_eq!(grace_end(Some(deadline), None), None);
+        assert_eq!(grace_end(None, Some(60)), None);
+        // Negative grace counts as none.
+        assert_eq!(grace_end(Some(deadline), Some(-5)), Some(deadline));
+        let p = RebootPolicy::InWindow;
+        // After the deadline, inside the grace period: waits for the window.
+        let wed_morning = ts("2026-12-02T06:00:00Z");
+        assert_eq!(
+            reboot_due(p, &berlin, Some(end), wed_morning),
+            RebootDue::NotYet
+        );
+        // The grace period is over: forced, window or not.
+        let wed_noon = ts("2026-12-02T12:00:00Z");
+        assert_eq!(
+            reboot_due(p, &berlin, Some(end), wed_noon),
+            RebootDue::GraceOver
+        );
+        // Inside the window the policy alone reboots.
+        let sat = ts("2026-12-05T02:30:00Z");
+        assert_eq!(reboot_due(p, &berlin, Some(end), sat), RebootDue::ByPolicy);
+        // No grace period (no ring): waits for the window for ever.
+        assert_eq!(reboot_due(p, &berlin, None, wed_noon), RebootDue::NotYet);
+        // never stays never; now is now.
+        assert_eq!(
+            reboot_due(RebootPolicy::Never, &berlin, Some(end), wed_noon),
+            RebootDue::NotYet
+        );
+        assert_eq!(
+            reboot_due(RebootPolicy::Now, &berlin, None, wed_morning),
+            RebootDue::ByPolicy
+        );
+    }
+
+    #[test]
+    fn the_grace_period_is_counted_in_seconds_across_a_dst_change() {
+        // A day of grace from Saturday noon in Berlin ends 24 real hours later, though
+        // the clocks went back in between (2026-10-25 03:00 CEST -> 02:00 CET).
+        let deadline = ts("2026-10-24T10:00:00Z");
+        assert_eq!(
+            grace_end(Some(deadline), Some(86_400)),
+            Some(ts("2026-10-25T10:00:00Z"))
+        );
     }
 }

@@ -314,7 +314,10 @@ fn inventory_variant(
         bundles: vec![],
         dpkg_broken: None,
     };
-    let bytes = serde_json::to_vec(&CheckinRequest { inventory: inv })?;
+    let bytes = serde_json::to_vec(&CheckinRequest {
+        inventory: inv,
+        labels: None,
+    })?;
     let marker = b"\"hostname\":\"";
     let at = (bytes.windows(marker.len()).position(|w| w == marker))
         .context("serialised inventory has no hostname field")?;

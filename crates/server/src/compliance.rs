@@ -5,9 +5,10 @@ use crate::error::ApiError;
 use patchday_core::applicability::{
     evaluate_indexed, fold_decisions, CatalogIndex, HostDecision, HostView, Reported, UpdateStatus,
 };
+use patchday_core::window::grace_end;
 use patchday_store::{HostRecord, TenantStore};
 use patchday_types::api::{Approval, Decision};
-use patchday_types::{Inventory, UpdateId, UpdateState};
+use patchday_types::{GroupId, Inventory, UpdateId, UpdateState};
 use std::collections::BTreeMap;
 
 /// Statuses of the updates that may apply to one host (those naming one of its
@@ -30,13 +31,17 @@ pub async fn host_statuses(
     };
     let mut per_update: BTreeMap<UpdateId, Vec<HostDecision>> = BTreeMap::new();
     let mut approved_at: BTreeMap<UpdateId, jiff::Timestamp> = BTreeMap::new();
+    // Issue 10, point 2: a ring's grace period after the deadline before it is overdue.
+    let graces = ring_graces(tenant).await?;
     for a in approvals.iter().filter(|a| host.groups.contains(&a.group)) {
+        let grace = graces.get(&a.group).copied().unwrap_or(0);
         per_update
             .entry(a.update.clone())
             .or_default()
             .push(HostDecision {
                 decision: a.decision,
                 deadline: a.deadline,
+                overdue_at: grace_end(a.deadline, Some(grace)),
             });
         if a.decision == Decision::Approve {
             let e = approved_at.entry(a.update.clone()).or_insert(a.decided_at);
@@ -94,4 +99,14 @@ fn decline_reason(approvals: &[Approval], host: &HostRecord, update: &UpdateId) 
             a.decision == Decision::Decline && &a.update == update && host.groups.contains(&a.group)
         })
         .find_map(|a| a.reason.clone())
+}
+
+/// Issue 10, point 2: the grace period (seconds) of each of the tenant's ring groups.
+pub async fn ring_graces(tenant: &dyn TenantStore) -> Result<BTreeMap<GroupId, i64>, ApiError> {
+    Ok(tenant
+        .rings()
+        .await?
+        .into_iter()
+        .map(|r| (r.group, r.grace_seconds))
+        .collect())
 }

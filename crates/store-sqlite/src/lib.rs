@@ -4,13 +4,13 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, EnrollGrant, HistoryEntry, HostRecord, HostSigning, LogScope,
-    NewEnrollToken, RemovedHost, RepairRequest, Result, SequenceCheck, Store, StoreError,
-    StoredState, TenantStore, TokenRecord,
+    CatalogRecord, CatalogTarget, EnrollGrant, HistoryEntry, HostMemberships, HostRecord,
+    HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest, Result, SequenceCheck,
+    Store, StoreError, StoredState, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
-    Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role,
-    StateReport, Tenant, TokenInfo,
+    Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, GroupRule, GroupRuleInfo, LogEntry,
+    MembershipChange, MembershipFacts, PatchDayConfig, Role, StateReport, Tenant, TokenInfo,
 };
 use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateId, UpdateState};
 use sqlx::sqlite::{
@@ -1804,6 +1804,217 @@ impl TenantStore for SqliteTenant {
             })
             .collect()
     }
+
+    // ---- Issue 10, point 2: groups joined by rules on host facts ----
+
+    async fn add_group_rule_logged(
+        &self,
+        group: &GroupId,
+        rule: &GroupRule,
+        log: &LogEntry,
+    ) -> Result<GroupRuleInfo> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        self.must_exist(&mut tx, "groups", group.as_str(), || {
+            format!("group {group}")
+        })
+        .await?;
+        // Numbered per tenant, never reused (a removed rule's number stays removed).
+        let row = sqlx::query(
+            "UPDATE tenants SET last_group_rule = last_group_rule + 1 WHERE id = ? \
+             RETURNING last_group_rule",
+        )
+        .bind(self.id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let n: i64 = row.get("last_group_rule");
+        sqlx::query("INSERT INTO group_rules (tenant_id, id, group_id, spec) VALUES (?, ?, ?, ?)")
+            .bind(self.id.as_str())
+            .bind(n)
+            .bind(group.as_str())
+            .bind(to_json(rule)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.finish(Some(log)).await?;
+        Ok(GroupRuleInfo {
+            id: u64::try_from(n).map_err(|e| corrupt("rule id", e))?,
+            group: group.clone(),
+            rule: rule.clone(),
+        })
+    }
+
+    async fn remove_group_rule_logged(
+        &self,
+        group: &GroupId,
+        id: u64,
+        log: &LogEntry,
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let n = i64::try_from(id).map_err(|_| StoreError::NotFound(format!("rule {id}")))?;
+        let gone =
+            sqlx::query("DELETE FROM group_rules WHERE tenant_id = ? AND group_id = ? AND id = ?")
+                .bind(self.id.as_str())
+                .bind(group.as_str())
+                .bind(n)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if gone.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("rule {id} of group {group}")));
+        }
+        tx.finish(Some(log)).await
+    }
+
+    async fn group_rules(&self) -> Result<Vec<GroupRuleInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, group_id, spec FROM group_rules WHERE tenant_id = ? ORDER BY id",
+        )
+        .bind(self.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(GroupRuleInfo {
+                    id: u64::try_from(r.get::<i64, _>("id")).map_err(|e| corrupt("rule id", e))?,
+                    group: parse("group id", r.get::<&str, _>("group_id"))?,
+                    rule: json("group rule", r.get::<&str, _>("spec"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_membership_facts(&self, id: &HostId, facts: &MembershipFacts) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE hosts SET membership_facts = ? WHERE tenant_id = ? AND id = ?")
+                .bind(to_json(facts)?)
+                .bind(self.id.as_str())
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        host_updated(&done, id)
+    }
+
+    async fn memberships(&self) -> Result<Vec<HostMemberships>> {
+        self.read_memberships(None).await
+    }
+
+    async fn host_memberships(&self, id: &HostId) -> Result<HostMemberships> {
+        self.read_memberships(Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))
+    }
+
+    async fn apply_membership_changes_logged(
+        &self,
+        changes: &[MembershipChange],
+        logs: &[LogEntry],
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        for c in changes {
+            self.must_exist(&mut tx, "hosts", c.host.as_str(), || {
+                format!("host {}", c.host)
+            })
+            .await?;
+            self.must_exist(&mut tx, "groups", c.group.as_str(), || {
+                format!("group {}", c.group)
+            })
+            .await?;
+            let sql = if c.join {
+                "INSERT INTO host_groups (tenant_id, host_id, group_id, by_rule) VALUES (?, ?, ?, 1) \
+                 ON CONFLICT (tenant_id, host_id, group_id) DO NOTHING"
+            } else {
+                "DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ? AND group_id = ? AND by_rule = 1"
+            };
+            sqlx::query(sql)
+                .bind(self.id.as_str())
+                .bind(c.host.as_str())
+                .bind(c.group.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        for log in logs {
+            insert_log(&mut tx, log).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+}
+
+impl SqliteTenant {
+    /// `NotFound` (named by `what`) unless this tenant's `table` has a row with `id`.
+    async fn must_exist(
+        &self,
+        tx: &mut WriteTx,
+        table: &str,
+        id: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        sqlx::query(&format!(
+            "SELECT 1 FROM {table} WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(self.id.as_str())
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(what()))
+    }
+
+    /// Facts and memberships of every host, or of `one`.
+    async fn read_memberships(&self, one: Option<&HostId>) -> Result<Vec<HostMemberships>> {
+        let hosts = sqlx::query(
+            "SELECT id, hostname, membership_facts FROM hosts \
+             WHERE tenant_id = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id",
+        )
+        .bind(self.id.as_str())
+        .bind(one.map(HostId::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT host_id, group_id, by_rule FROM host_groups \
+             WHERE tenant_id = ?1 AND (?2 IS NULL OR host_id = ?2) ORDER BY host_id, group_id",
+        )
+        .bind(self.id.as_str())
+        .bind(one.map(HostId::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut groups: std::collections::BTreeMap<String, (Vec<GroupId>, Vec<GroupId>)> =
+            std::collections::BTreeMap::new();
+        for r in &rows {
+            let g: GroupId = parse("group id", r.get::<&str, _>("group_id"))?;
+            let e = groups.entry(r.get("host_id")).or_default();
+            if r.get::<i64, _>("by_rule") != 0 {
+                e.1.push(g.clone());
+            }
+            e.0.push(g);
+        }
+        hosts
+            .iter()
+            .map(|r| {
+                let host: String = r.get("id");
+                let mut facts: MembershipFacts = match r.get::<Option<&str>, _>("membership_facts")
+                {
+                    Some(f) => json("membership facts", f)?,
+                    None => MembershipFacts::default(),
+                };
+                facts.hostname = r.get("hostname");
+                let (all, by_rule) = groups.remove(&host).unwrap_or_default();
+                Ok(HostMemberships {
+                    host: parse("host id", &host)?,
+                    facts,
+                    groups: all,
+                    rule_groups: by_rule,
+                })
+            })
+            .collect()
+    }
 }
 
 // ---- Issue 10, points 2 and 3 (rings) ----
@@ -2013,21 +2224,21 @@ impl SqliteTenant {
         log: Option<&LogEntry>,
     ) -> Result<()> {
         let mut tx = WriteTx::begin(&self.pool).await?;
-        sqlx::query("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
-        sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ?")
+        self.must_exist(&mut tx, "hosts", id.as_str(), || format!("host {id}"))
+            .await?;
+        // Issue 10, point 2: only the manual memberships are replaced; what a rule made
+        // stays, unless named here, which makes it manual.
+        sqlx::query("DELETE FROM host_groups WHERE tenant_id = ? AND host_id = ? AND by_rule = 0")
             .bind(self.id.as_str())
             .bind(id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
         for g in groups {
-            sqlx::query("INSERT INTO host_groups (tenant_id, host_id, group_id) VALUES (?, ?, ?)")
+            sqlx::query(
+                "INSERT INTO host_groups (tenant_id, host_id, group_id, by_rule) VALUES (?, ?, ?, 0) \
+                 ON CONFLICT (tenant_id, host_id, group_id) DO UPDATE SET by_rule = 0",
+            )
                 .bind(self.id.as_str())
                 .bind(id.as_str())
                 .bind(g.as_str())
@@ -2106,6 +2317,16 @@ mod tests {
             .await
             .unwrap();
         patchday_store::conformance::payload_evictions(&store).await;
+    }
+
+    // Issue 10, point 2: groups joined by rules on host facts.
+    #[tokio::test]
+    async fn group_rules_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::group_rules_and_memberships(&store).await;
     }
 
     // Issue 9, point 4 (closure).

@@ -1519,3 +1519,232 @@ pub async fn payload_evictions(store: &dyn Store) {
         "one entry per change, none for no change"
     );
 }
+
+// ---- Issue 10, point 2: groups joined by rules on host facts ----
+
+/// Group rules get ids per tenant, stay in their tenant and go with their group; facts
+/// are stored per host; rule-made memberships join and leave, manual ones never leave by
+/// a rule, and `set_host_groups` replaces only the manual ones; every change is logged in
+/// the same transaction.
+pub async fn group_rules_and_memberships(store: &dyn Store) {
+    use patchday_types::api::{GroupRule, MembershipChange, MembershipFacts};
+    let t = new_tenant(store, "rules").await;
+    let other = new_tenant(store, "rules-other").await;
+    for g in ["web", "prod", "manual"] {
+        t.create_group(&Group {
+            id: id(g),
+            name: g.into(),
+        })
+        .await
+        .unwrap();
+    }
+    let now = ts("2026-12-01T10:00:00Z");
+    for h in ["web-1", "db-1"] {
+        t.create_host(&id(h), h, &hash_secret(&format!("cred-{h}")), now)
+            .await
+            .unwrap();
+    }
+    let log = log_entry(Some("rules"), "group.rule.add", "2026-12-01T10:00:00Z");
+    let by_name = GroupRule {
+        hostname: Some("web-*".into()),
+        ..Default::default()
+    };
+    let by_label = GroupRule {
+        labels: [("env".to_string(), "prod".to_string())].into(),
+        release: Some("debian-12".into()),
+        ..Default::default()
+    };
+    // Another tenant's handle cannot add rules to this tenant's group.
+    let elsewhere = other
+        .add_group_rule_logged(&id("web"), &by_name, &log)
+        .await;
+    assert!(
+        matches!(elsewhere, Err(StoreError::NotFound(_))),
+        "{elsewhere:?}"
+    );
+    let r1 = t
+        .add_group_rule_logged(&id("web"), &by_name, &log)
+        .await
+        .unwrap();
+    let r2 = t
+        .add_group_rule_logged(&id("prod"), &by_label, &log)
+        .await
+        .unwrap();
+    assert_ne!(r1.id, r2.id, "rule ids are distinct");
+    assert_eq!(r2.rule, by_label);
+    assert_eq!(r2.group, id::<GroupId>("prod"));
+    let rules = t.group_rules().await.unwrap();
+    assert_eq!(rules, vec![r1.clone(), r2.clone()], "rules listed by id");
+    assert!(other.group_rules().await.unwrap().is_empty());
+    let missing = t.remove_group_rule_logged(&id("prod"), r1.id, &log).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "a rule is removed only through its own group: {missing:?}"
+    );
+    let missing = t.add_group_rule_logged(&id("nope"), &by_name, &log).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    // Facts: the hostname as enrolled, the rest as stored.
+    let facts = MembershipFacts {
+        hostname: "ignored: the enrolled name counts".into(),
+        os: patchday_types::OsRelease {
+            id: "debian".into(),
+            version_id: "12".into(),
+            version_codename: "bookworm".into(),
+            pretty_name: "Debian".into(),
+        },
+        labels: [("env".to_string(), "prod".to_string())].into(),
+    };
+    t.set_membership_facts(&id("web-1"), &facts).await.unwrap();
+    assert!(matches!(
+        t.set_membership_facts(&id("nope"), &facts).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        other.set_membership_facts(&id("web-1"), &facts).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let m = t.memberships().await.unwrap();
+    assert_eq!(m.len(), 2);
+    let db = m.iter().find(|h| h.host.as_str() == "db-1").unwrap();
+    assert_eq!(db.facts.hostname, "db-1");
+    assert!(db.facts.labels.is_empty() && db.facts.os.id.is_empty());
+    let web = m.iter().find(|h| h.host.as_str() == "web-1").unwrap();
+    assert_eq!(web.facts.hostname, "web-1");
+    assert_eq!(web.facts.os, facts.os);
+    assert_eq!(web.facts.labels, facts.labels);
+    assert_eq!(&t.host_memberships(&id("web-1")).await.unwrap(), web);
+    assert!(matches!(
+        other.host_memberships(&id("web-1")).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Memberships: manual first, then rules join and leave around it.
+    t.set_host_groups(&id("web-1"), &[id("manual"), id("prod")])
+        .await
+        .unwrap();
+    let change = |h: &str, g: &str, join: bool| MembershipChange {
+        host: id(h),
+        group: id(g),
+        join,
+    };
+    let logs = vec![
+        log_entry(Some("rules"), "group.join", "2026-12-01T10:01:00Z"),
+        log_entry(Some("rules"), "group.join", "2026-12-01T10:01:00Z"),
+    ];
+    t.apply_membership_changes_logged(
+        &[change("web-1", "web", true), change("web-1", "prod", true)],
+        &logs,
+    )
+    .await
+    .unwrap();
+    let of = |all: &[crate::HostMemberships], h: &str| {
+        let x = all.iter().find(|m| m.host.as_str() == h).unwrap();
+        (
+            x.groups.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            x.rule_groups
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let m = t.memberships().await.unwrap();
+    assert_eq!(
+        of(&m, "web-1"),
+        (
+            vec!["manual".to_string(), "prod".into(), "web".into()],
+            vec!["web".to_string()]
+        ),
+        "a join where a manual membership exists keeps it manual"
+    );
+    assert_eq!(
+        t.host(&id("web-1")).await.unwrap().groups,
+        vec![id::<GroupId>("manual"), id("prod"), id("web")]
+    );
+    // A rule never removes a manual membership.
+    t.apply_membership_changes_logged(
+        &[
+            change("web-1", "prod", false),
+            change("web-1", "manual", false),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let m = t.memberships().await.unwrap();
+    assert_eq!(of(&m, "web-1").0, vec!["manual", "prod", "web"]);
+    // set_host_groups replaces the manual ones and keeps what rules made.
+    t.set_host_groups(&id("web-1"), &[id("prod")])
+        .await
+        .unwrap();
+    let m = t.memberships().await.unwrap();
+    assert_eq!(
+        of(&m, "web-1"),
+        (
+            vec!["prod".to_string(), "web".into()],
+            vec!["web".to_string()]
+        )
+    );
+    // A rule-made membership leaves.
+    t.apply_membership_changes_logged(&[change("web-1", "web", false)], &[])
+        .await
+        .unwrap();
+    assert_eq!(of(&t.memberships().await.unwrap(), "web-1").0, vec!["prod"]);
+    // Naming a rule-made group in set_host_groups makes it manual.
+    t.apply_membership_changes_logged(&[change("db-1", "web", true)], &[])
+        .await
+        .unwrap();
+    t.set_host_groups(&id("db-1"), &[id("web")]).await.unwrap();
+    assert_eq!(
+        of(&t.memberships().await.unwrap(), "db-1"),
+        (vec!["web".to_string()], vec![])
+    );
+    // Unknown hosts or groups change nothing, the log entries included.
+    let before = store
+        .list_log(&crate::LogScope::Tenant(id("rules")), None, 100)
+        .await
+        .unwrap()
+        .len();
+    let bad = t
+        .apply_membership_changes_logged(
+            &[change("db-1", "prod", true), change("db-1", "nope", true)],
+            &logs,
+        )
+        .await;
+    assert!(matches!(bad, Err(StoreError::NotFound(_))), "{bad:?}");
+    assert_eq!(of(&t.memberships().await.unwrap(), "db-1").0, vec!["web"]);
+    let bad = other
+        .apply_membership_changes_logged(&[change("db-1", "prod", true)], &[])
+        .await;
+    assert!(matches!(bad, Err(StoreError::NotFound(_))), "{bad:?}");
+    let after = store
+        .list_log(&crate::LogScope::Tenant(id("rules")), None, 100)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "a refused change logs nothing");
+    // Logged: two rules added, two joins.
+    assert_eq!(after, 4);
+
+    // Removing a rule, then its group, takes the rest with them.
+    t.remove_group_rule_logged(&id("web"), r1.id, &log)
+        .await
+        .unwrap();
+    assert_eq!(t.group_rules().await.unwrap(), vec![r2.clone()]);
+    t.apply_membership_changes_logged(&[change("web-1", "web", true)], &[])
+        .await
+        .unwrap();
+    t.remove_group(&id("prod"), &log).await.unwrap();
+    assert!(t.group_rules().await.unwrap().is_empty());
+    let m = t.memberships().await.unwrap();
+    assert_eq!(of(&m, "web-1").0, vec!["web"]);
+    // A new rule never reuses an id.
+    let r3 = t
+        .add_group_rule_logged(&id("web"), &by_name, &log)
+        .await
+        .unwrap();
+    assert!(r3.id > r2.id, "{} after {}", r3.id, r2.id);
+}

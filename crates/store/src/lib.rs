@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 pub use patchday_types::api::HistoryEntry;
 use patchday_types::api::{
-    Approval, CatalogStatus, EnrollTokenInfo, Group, LogEntry, PatchDayConfig, Role, StateReport,
-    Tenant, TokenInfo,
+    Approval, CatalogStatus, EnrollTokenInfo, Group, GroupRule, GroupRuleInfo, LogEntry,
+    MembershipChange, MembershipFacts, PatchDayConfig, Role, StateReport, Tenant, TokenInfo,
 };
 use patchday_types::{GroupId, HostId, Inventory, TenantId, UpdateDocument, UpdateId};
 use sha2::{Digest, Sha256};
@@ -313,7 +313,8 @@ pub trait TenantStore: Send + Sync {
     async fn host(&self, id: &HostId) -> Result<HostRecord>;
     /// All hosts.
     async fn list_hosts(&self) -> Result<Vec<HostRecord>>;
-    /// Replaces a host's groups (each must exist).
+    /// Replaces a host's manual groups (each must exist); memberships a group rule made
+    /// stay (issue 10, point 2), unless the list names them, which makes them manual.
     async fn set_host_groups(&self, id: &HostId, groups: &[GroupId]) -> Result<()>;
 
     /// Stores a host's latest inventory and marks it seen.
@@ -483,6 +484,58 @@ pub trait TenantStore: Send + Sync {
     ) -> Result<Vec<(HostId, Timestamp)>>;
     /// Of `updates`, those whose waves run in a group of `host` that has not admitted it.
     async fn wave_held(&self, host: &HostId, updates: &[UpdateId]) -> Result<Vec<UpdateId>>;
+
+    // ---- Issue 10, point 2: groups joined by rules on host facts ----
+
+    /// Adds a membership rule to `group` (the caller checked it), with its operator log
+    /// entry; `NotFound` when the group is not there. Returns the rule with its new id.
+    async fn add_group_rule_logged(
+        &self,
+        group: &GroupId,
+        rule: &GroupRule,
+        log: &LogEntry,
+    ) -> Result<GroupRuleInfo>;
+    /// Removes rule `id` of `group`, with its operator log entry; `NotFound` when the group
+    /// has no such rule. The memberships it made stay until the next evaluation.
+    async fn remove_group_rule_logged(
+        &self,
+        group: &GroupId,
+        id: u64,
+        log: &LogEntry,
+    ) -> Result<()>;
+    /// Every group rule of the tenant, by id.
+    async fn group_rules(&self) -> Result<Vec<GroupRuleInfo>>;
+    /// Stores what rules match about a host besides its name (its os-release and labels,
+    /// from a check-in); `NotFound` when the host is not there.
+    async fn set_membership_facts(&self, id: &HostId, facts: &MembershipFacts) -> Result<()>;
+    /// Every host's facts and memberships (the hostname as enrolled; os-release and
+    /// labels as last stored, empty before the first check-in), by host id.
+    async fn memberships(&self) -> Result<Vec<HostMemberships>>;
+    /// One host's facts and memberships (what a check-in re-evaluates); `NotFound` when
+    /// the host is not there.
+    async fn host_memberships(&self, id: &HostId) -> Result<HostMemberships>;
+    /// Applies rule-made membership changes with their operator log entries, in one
+    /// transaction: a join adds a rule-made membership unless the host is in the group
+    /// already (a manual membership stays manual); a leave removes a rule-made membership
+    /// only (a manual one is never removed by a rule). Unknown hosts or groups: `NotFound`.
+    async fn apply_membership_changes_logged(
+        &self,
+        changes: &[MembershipChange],
+        logs: &[LogEntry],
+    ) -> Result<()>;
+}
+
+/// One host's facts and group memberships, for the group rules (issue 10, point 2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostMemberships {
+    /// The host.
+    pub host: HostId,
+    /// What rules match.
+    pub facts: MembershipFacts,
+    /// All its groups.
+    pub groups: Vec<GroupId>,
+    /// Of those, the ones a rule made (the rest are manual).
+    pub rule_groups: Vec<GroupId>,
 }
 
 /// A pending server-side repair assignment (issue 9, point 4).

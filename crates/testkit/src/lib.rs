@@ -727,3 +727,15 @@ impl Host {
         (o.status.success(), text(&o))
     }
 }
+
+/// Polls `cond` every 250 ms until it holds; panics after five minutes (a hung rollout
+/// fails the test, but nothing is asserted about how long it took).
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("gave up waiting for {what}");
+}

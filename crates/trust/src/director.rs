@@ -108,6 +108,10 @@ pub struct InstallSchedule {
     pub deadline: Option<String>,
     /// `in-window`, `now` or `never`.
     pub reboot: String,
+    /// Issue 10, point 2: the ring's grace period (seconds after the deadline a pending
+    /// reboot may still wait for a window before it is forced); absent outside rings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<i64>,
 }
 
 /// A server-side repair assignment (issue 9, point 4): run the recovery an admin would.
@@ -679,6 +683,7 @@ mod tests {
                 windows: vec!["Sat 02:00-05:00 Europe/Berlin".into()],
                 deadline: Some("2026-12-10T18:00:00Z".into()),
                 reboot: "in-window".into(),
+                grace_seconds: Some(86_400),
             },
         );
         let ok = key.sign(&t).unwrap();

@@ -214,6 +214,12 @@ pub struct HostSummary {
     /// What the host itself signed, and its agent's last error (findings 8 and 13).
     #[serde(default)]
     pub signed: HostSigned,
+    /// Issue 10, point 2: of `groups`, those a group rule made (the rest are manual).
+    #[serde(default)]
+    pub rule_groups: Vec<GroupId>,
+    /// Issue 10, point 2: the labels the host's agent reported.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// `PUT /v1/tenants/{t}/hosts/{h}/groups`.
@@ -422,6 +428,10 @@ impl fmt::Debug for EnrollResponse {
 pub struct CheckinRequest {
     /// The host's current inventory.
     pub inventory: Inventory,
+    /// Issue 10, point 2: the host's `key=value` labels (`patchday-agent --label`,
+    /// `/etc/patchday/labels`), which group rules match; absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// One update the host must install now.
@@ -1041,4 +1051,81 @@ pub struct RingPreview {
     pub hosts: Vec<HostId>,
     /// What the rollout does next for this update in this tenant.
     pub next: String,
+}
+
+// ---- Issue 10, point 2: groups joined by rules on host facts ----
+
+/// One membership rule of a group: a host matches when every given condition holds
+/// (none given: refused); a group with several rules takes hosts matching any of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRule {
+    /// OS release glob, matched against `ID-VERSION_ID` (`debian-12`), `ID-CODENAME`
+    /// (`debian-bookworm`) and `CODENAME` (`bookworm`) from the host's os-release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Hostname glob (`web-*`; `*` any run, `?` one character; case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Labels the host must report with exactly these values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A stored group rule (`GET /v1/tenants/{t}/groups/rules`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRuleInfo {
+    /// Its number in the tenant (for `group rule remove`).
+    pub id: u64,
+    /// The group it puts hosts in.
+    pub group: GroupId,
+    /// The conditions.
+    #[serde(flatten)]
+    pub rule: GroupRule,
+}
+
+/// A host joining or leaving a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipChange {
+    /// The host.
+    pub host: HostId,
+    /// The group.
+    pub group: GroupId,
+    /// Joins (true) or leaves (false).
+    pub join: bool,
+}
+
+/// `POST /v1/tenants/{t}/groups/{g}/rules/preview`: what adding a rule, or removing one,
+/// would change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulePreviewRequest {
+    /// A rule to add to the group.
+    #[serde(default)]
+    pub add: Option<GroupRule>,
+    /// The id of a rule of the group to remove.
+    #[serde(default)]
+    pub remove: Option<u64>,
+}
+
+/// The answer to a rule change or its preview: which hosts join and leave which groups.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleChangeAnswer {
+    /// The rule added (none for a removal or a preview).
+    #[serde(default)]
+    pub rule: Option<GroupRuleInfo>,
+    /// The memberships that change (or would).
+    pub changes: Vec<MembershipChange>,
+}
+
+/// What a group rule can match about a host: the hostname the server knows, the
+/// os-release of its last inventory, and the labels its agent last reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipFacts {
+    /// The host's name as enrolled (what `patchday host list` shows).
+    pub hostname: String,
+    /// Its os-release (empty before the first check-in).
+    #[serde(default)]
+    pub os: crate::inventory::OsRelease,
+    /// Its labels (empty before the first check-in, or from an older agent).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }

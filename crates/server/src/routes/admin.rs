@@ -262,8 +262,17 @@ pub async fn list_hosts(
 ) -> ApiResult<Json<Vec<HostSummary>>> {
     op.see(&t)?;
     let tenant = s.store.tenant(&t).await?;
+    // Issue 10, point 2: which memberships rules made, and the labels rules match.
+    let mut memberships: std::collections::BTreeMap<HostId, patchday_store::HostMemberships> =
+        tenant
+            .memberships()
+            .await?
+            .into_iter()
+            .map(|m| (m.host.clone(), m))
+            .collect();
     let mut out = Vec::new();
     for h in tenant.list_hosts().await? {
+        let m = memberships.remove(&h.id);
         let os = tenant
             .inventory(&h.id)
             .await?
@@ -277,6 +286,11 @@ pub async fn list_hosts(
             last_seen: h.last_seen,
             os,
             signed,
+            rule_groups: m
+                .as_ref()
+                .map(|m| m.rule_groups.clone())
+                .unwrap_or_default(),
+            labels: m.map(|m| m.facts.labels).unwrap_or_default(),
         });
     }
     Ok(Json(out))

@@ -76,10 +76,20 @@ pub async fn checkin(
 ) -> ApiResult<Json<CheckinResponse>> {
     tracing::debug!(tenant = %who.tenant, host = %who.host, sequence, "signed check-in");
     crate::limits::inventory(&req.inventory)?; // finding 4
+    crate::routes::group_rules::check_checkin_labels(req.labels.as_ref())?; // issue 10, point 2
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .save_inventory(&who.host, &req.inventory, s.clock.now())
         .await?;
+    // Issue 10, point 2: the group rules on this host's facts, before its assignments.
+    crate::routes::group_rules::at_checkin(
+        tenant.as_ref(),
+        &who.host,
+        &req.inventory,
+        req.labels.as_ref(),
+        s.clock.now(),
+    )
+    .await?;
     let host = tenant.host(&who.host).await?;
     // Issue 9, point 6: the catalog parsed and indexed once per version, not per check-in,
     // and only the decisions about updates that name the host's packages.

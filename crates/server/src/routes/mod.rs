@@ -8,6 +8,7 @@ mod director;
 pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
 mod fleet;
+pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host facts
 pub(crate) mod history; // issue 10, point 1
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
 mod rings; // issue 10, points 2 and 3 (rings)
@@ -137,6 +138,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rollouts/{update}", get(rings::status))
         .route("/v1/rollouts/{update}/halt", post(rings::halt))
         .route("/v1/rollouts/{update}/resume", post(rings::resume))
+        // Issue 10, point 2: groups joined by rules on host facts.
+        .route("/v1/tenants/{tenant}/groups/rules", get(group_rules::list))
+        .route(
+            "/v1/tenants/{tenant}/groups/{group}/rules",
+            post(group_rules::add),
+        )
+        .route(
+            "/v1/tenants/{tenant}/groups/{group}/rules/preview",
+            post(group_rules::preview),
+        )
+        .route(
+            "/v1/tenants/{tenant}/groups/{group}/rules/{id}",
+            delete(group_rules::remove),
+        )
         // Issue 9, point 1 (archive sync).
         .route("/v1/fleet/source-packages", get(fleet::source_packages))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))

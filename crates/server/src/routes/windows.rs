@@ -96,17 +96,27 @@ pub async fn schedule(
     // Only the decisions about the assigned updates (issue 9, point 6).
     let ids: Vec<patchday_types::UpdateId> = assignments.iter().map(|a| a.update.clone()).collect();
     let approvals = tenant.list_approvals_for(&ids).await?;
+    // Issue 10, point 2: the grace period of each ring's group.
+    let graces = crate::compliance::ring_graces(tenant).await?;
     let mut out = BTreeMap::new();
     for a in assignments {
+        let approves = |g: &GroupId| {
+            approvals.iter().any(|ap| {
+                ap.update == a.update && &ap.group == g && ap.decision == Decision::Approve
+            })
+        };
         let approving: Vec<&GroupPolicy> = set
             .iter()
-            .filter(|(g, _)| {
-                approvals.iter().any(|ap| {
-                    ap.update == a.update && &ap.group == **g && ap.decision == Decision::Approve
-                })
-            })
+            .filter(|(g, _)| approves(g))
             .map(|(_, p)| *p)
             .collect();
+        // The shortest grace among the host's approving ring groups (none outside rings).
+        let grace_seconds = host
+            .groups
+            .iter()
+            .filter(|g| approves(g))
+            .filter_map(|g| graces.get(g).copied())
+            .min();
         let chosen: Vec<&GroupPolicy> = if approving.is_empty() {
             set.values().copied().collect()
         } else {
@@ -131,6 +141,7 @@ pub async fn schedule(
                     .deadline
                     .map(|d| d.round(jiff::Unit::Second).unwrap_or(d).to_string()),
                 reboot: reboot.to_string(),
+                grace_seconds: a.deadline.and(grace_seconds),
             },
         );
     }
