@@ -80,6 +80,11 @@ pub struct RunSummary {
     pub reboot_completed: Vec<UpdateId>,
     /// The server could not be reached; the run acted on the last signed answer kept.
     pub offline: Option<String>,
+    // ---- issue 10, point 3: decline with removal ----
+    /// Updates taken back, with what was done.
+    pub removed: Vec<(UpdateId, String)>,
+    /// Updates that could not be taken back, with why.
+    pub remove_failed: Vec<(UpdateId, String)>,
 }
 
 /// The director key to pin at enrolment: the one `--director-key` names (finding 7), which
@@ -238,6 +243,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         tracing::warn!(error = %e, "dpkg recovery failed");
     }
     bundle::recover(&cfg.root)?;
+    crate::take_back::recover(&state, &dpkg)?; // issue 10, point 3
 
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     inventory.dpkg_broken = dpkg.audit(); // issue 9, point 4
@@ -311,7 +317,36 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             .await;
         summary.reboot_completed.push(u);
     }
-    if assignments.is_empty() && repaired.is_none() {
+    // Issue 10, point 3: updates an operator declined with removal, from the signed
+    // answer only; before any install, so a bad update is gone before the next arrives.
+    let took_back = !dt.remove.is_empty();
+    if took_back {
+        let ctx = crate::take_back::TakeBackCtx {
+            cfg,
+            state: &state,
+            client: &client,
+            dpkg: &dpkg,
+            catalog: &catalog,
+            director: &dt,
+        };
+        for (u, result) in crate::take_back::take_back_all(&ctx).await {
+            match result {
+                Ok(m) => {
+                    reporter
+                        .send(&u, UpdateState::Removed, Some(m.clone()))
+                        .await;
+                    summary.removed.push((u, m));
+                }
+                Err(m) => {
+                    reporter
+                        .send(&u, UpdateState::RemoveFailed, Some(m.clone()))
+                        .await;
+                    summary.remove_failed.push((u, m));
+                }
+            }
+        }
+    }
+    if assignments.is_empty() && repaired.is_none() && !took_back {
         state.set_journal(None)?;
         state.save_staged(&Default::default())?;
         // A reboot left for a window that is open now.
@@ -344,6 +379,8 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         let updates: Vec<&UpdateId> = members.iter().map(|a| &a.update).collect();
         let when = crate::window::group_decision(&dt, &updates, now);
         let install_now = when.as_ref().is_ok_and(|d| d.install());
+        // Issue 10, point 3: what the host had before, for a later removal.
+        let before = crate::inventory::collect(&cfg.root)?;
         let result = match when {
             Err(m) => Err(FailedBefore(m)),
             Ok(_) => process_together(&ctx, &members, &counters, install_now).await,
@@ -391,6 +428,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                     state.save_release_counters(&counters)?;
                     reporter.send(&install.update, st, None).await;
                 }
+                crate::take_back::record_installs(&state, &before, &installs)?;
                 if outcome == Outcome::PendingReboot {
                     let done: Vec<UpdateId> = installs.iter().map(|i| i.update.clone()).collect();
                     crate::window::add_pending_reboot(&state, &dt, &done)?;

@@ -609,6 +609,7 @@ async fn client_main(
             deadline: None,
             reason: None,
             emergency: false,
+            remove: false,
         };
         let _: Value = api
             .admin(Method::POST, &format!("{t}/approvals"), &req)

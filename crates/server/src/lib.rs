@@ -18,6 +18,7 @@ mod catalog_expiry; // issue 9, point 5
 mod catalog_index; // issue 9, point 6
 mod clock;
 mod closure; // issue 9, point 4: dependency payloads, repair assignments
+mod take_back; // issue 10, point 3: decline with removal
 mod compliance;
 mod director;
 mod error;
