@@ -323,7 +323,11 @@ impl StateDir {
 
     /// Saves what this agent installed.
     pub fn save_installed_records(&self, r: &InstalledRecords) -> anyhow::Result<()> {
-        write_atomic(&self.installed_path(), &serde_json::to_vec_pretty(r)?, 0o600)
+        write_atomic(
+            &self.installed_path(),
+            &serde_json::to_vec_pretty(r)?,
+            0o600,
+        )
     }
 
     /// The removal a stopped run left unfinished.

@@ -86,7 +86,9 @@ pub(crate) fn recover(state: &StateDir, dpkg: &Dpkg) -> anyhow::Result<()> {
 
 /// Takes back every update the signed answer asks for: per update `Ok(what was done)` or
 /// `Err(why not)`.
-pub(crate) async fn take_back_all(ctx: &TakeBackCtx<'_>) -> Vec<(UpdateId, Result<String, String>)> {
+pub(crate) async fn take_back_all(
+    ctx: &TakeBackCtx<'_>,
+) -> Vec<(UpdateId, Result<String, String>)> {
     let mut out = Vec::new();
     for (id, instruction) in &ctx.director.remove {
         let Ok(update) = UpdateId::new(id.clone()) else {
@@ -133,7 +135,10 @@ async fn document(ctx: &TakeBackCtx<'_>, update: &UpdateId) -> Result<UpdateDocu
 /// One update: decide, download, check the whole step, then change the host.
 async fn take_back(ctx: &TakeBackCtx<'_>, update: &UpdateId) -> Result<String, String> {
     let document = document(ctx, update).await;
-    let mut records = ctx.state.installed_records().map_err(|e| format!("{e:#}"))?;
+    let mut records = ctx
+        .state
+        .installed_records()
+        .map_err(|e| format!("{e:#}"))?;
     let inventory = crate::inventory::collect(&ctx.cfg.root).map_err(|e| format!("{e:#}"))?;
     let plan = removal::decide(
         &RemovalInput {
@@ -166,7 +171,12 @@ async fn take_back(ctx: &TakeBackCtx<'_>, update: &UpdateId) -> Result<String, S
                     ctx.cfg.download_deadline,
                 )
                 .await
-                .map_err(|e| format!("cannot remove {update}: downloading {}: {e:#}; nothing was changed", payload.target))?;
+                .map_err(|e| {
+                    format!(
+                        "cannot remove {update}: downloading {}: {e:#}; nothing was changed",
+                        payload.target
+                    )
+                })?;
                 done.push(format!(
                     "{} {from} downgraded to {} (signed payload {})",
                     payload.package, payload.version, payload.target
@@ -178,7 +188,9 @@ async fn take_back(ctx: &TakeBackCtx<'_>, update: &UpdateId) -> Result<String, S
                 architecture,
                 version,
             } => {
-                done.push(format!("{package} {version} removed (the update brought it)"));
+                done.push(format!(
+                    "{package} {version} removed (the update brought it)"
+                ));
                 removing.push((package.clone(), architecture.clone()));
             }
         }

@@ -1378,7 +1378,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             decide(a.decide, Decision::Approve, a.reason, (a.emergency, false)).await
         }
         Command::Decline(a) => {
-            decide(a.decide, Decision::Decline, Some(a.reason), (false, a.remove)).await
+            decide(
+                a.decide,
+                Decision::Decline,
+                Some(a.reason),
+                (false, a.remove),
+            )
+            .await
         }
         Command::Report { tenant, by, conn } => {
             let r = conn.api()?.report(tenant.as_ref()).await?;

@@ -63,8 +63,7 @@ impl World {
 
     fn decline_remove(&self, update: &str, reason: &str) {
         let out = self.srv.cli(&[
-            "decline", "--tenant", "acme", "--group", "web", update, "--remove", "--reason",
-            reason,
+            "decline", "--tenant", "acme", "--group", "web", update, "--remove", "--reason", reason,
         ]);
         assert!(out.contains("declined with removal"), "{out}");
     }
@@ -73,8 +72,7 @@ impl World {
     fn history(&self, hostname: &str, update: &str) -> Vec<(String, String)> {
         let id = self.srv.acme_host_id(hostname);
         let hist: Value = serde_json::from_str(&self.srv.cli(&[
-            "history", "--tenant", "acme", "--host", &id, "--update", update, "--format",
-            "json",
+            "history", "--tenant", "acme", "--host", &id, "--update", update, "--format", "json",
         ]))
         .unwrap();
         hist["entries"]
@@ -132,7 +130,11 @@ fn decline_remove_downgrades_to_the_signed_older_payload_and_reports_removed() {
         "{msg}"
     );
     let hist = w.history("dr-down-1", "PD-DR-2");
-    assert_eq!(hist.last().map(|e| e.0.as_str()), Some("removed"), "{hist:?}");
+    assert_eq!(
+        hist.last().map(|e| e.0.as_str()),
+        Some("removed"),
+        "{hist:?}"
+    );
     assert!(hist.iter().any(|e| e.0 == "installed"), "{hist:?}");
     // The operator log says who and why.
     let log: Value =

@@ -592,7 +592,10 @@ mod tests {
         let back = inv(&[("a", "1")]);
         let still = inv(&[("a", "2")]);
         // Taken back (the host is at the older version again): removed.
-        assert_eq!(state(&back, &[("U", UpdateState::Removed)]).0, UpdateState::Removed);
+        assert_eq!(
+            state(&back, &[("U", UpdateState::Removed)]).0,
+            UpdateState::Removed
+        );
         // Refused by the agent: still installed, and the report says why.
         assert_eq!(
             state(&still, &[("U", UpdateState::RemoveFailed)]),

@@ -77,11 +77,9 @@ impl Evidence {
             use UpdateState as S;
             match s {
                 // Issue 10, point 3: taken back (or refused) after a decline: declined.
-                S::NotApplicable
-                | S::Declined
-                | S::Superseded
-                | S::Removed
-                | S::RemoveFailed => continue,
+                S::NotApplicable | S::Declined | S::Superseded | S::Removed | S::RemoveFailed => {
+                    continue
+                }
                 _ => e.applicable += 1,
             }
             match s {

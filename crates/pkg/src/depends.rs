@@ -692,7 +692,12 @@ mod tests {
         // Something installed since depends on it: refused, naming it.
         let installed = status(&[app_new, lib, user]);
         assert_eq!(
-            messages(check_take_back(&installed, &[pkg(app_old)], &removing, "amd64")),
+            messages(check_take_back(
+                &installed,
+                &[pkg(app_old)],
+                &removing,
+                "amd64"
+            )),
             ["installed pd-user 1 needs pd-newlib (>= 1.0), which this update would take away"]
         );
         // A downgrade that an installed package's versioned need forbids is refused too.

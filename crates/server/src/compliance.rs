@@ -49,9 +49,10 @@ pub async fn host_statuses(
         .collect();
     // Issue 10, point 3: a report about a declined update counts when newer than the decline.
     let mut declined_at: BTreeMap<UpdateId, jiff::Timestamp> = BTreeMap::new();
-    for a in approvals.iter().filter(|a| {
-        host.groups.contains(&a.group) && a.decision == Decision::Decline
-    }) {
+    for a in approvals
+        .iter()
+        .filter(|a| host.groups.contains(&a.group) && a.decision == Decision::Decline)
+    {
         let e = declined_at.entry(a.update.clone()).or_insert(a.decided_at);
         *e = (*e).max(a.decided_at);
     }
@@ -62,9 +63,7 @@ pub async fn host_statuses(
         .map(|s| {
             let after = match approved_at.get(&s.report.update) {
                 Some(t) => s.at >= *t,
-                None => declined_at
-                    .get(&s.report.update)
-                    .is_none_or(|t| s.at >= *t),
+                None => declined_at.get(&s.report.update).is_none_or(|t| s.at >= *t),
             };
             (
                 s.report.update.clone(),

@@ -18,7 +18,6 @@ mod catalog_expiry; // issue 9, point 5
 mod catalog_index; // issue 9, point 6
 mod clock;
 mod closure; // issue 9, point 4: dependency payloads, repair assignments
-mod take_back; // issue 10, point 3: decline with removal
 mod compliance;
 mod director;
 mod error;
@@ -31,6 +30,7 @@ pub mod rollout; // issue 10, points 2 and 3 (rings)
 mod routes;
 mod state;
 mod storage;
+mod take_back; // issue 10, point 3: decline with removal
 pub mod tls;
 
 pub use clock::{Clock, SystemClock};

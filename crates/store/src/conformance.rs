@@ -297,7 +297,10 @@ async fn approvals_and_states(store: &dyn Store) {
     assert_eq!(acme.list_approvals().await.unwrap(), vec![d.clone()]);
     // Issue 10, point 3: a decline with removal keeps its flag, and a later decision
     // without it clears it.
-    let r = Approval { remove: true, ..d.clone() };
+    let r = Approval {
+        remove: true,
+        ..d.clone()
+    };
     acme.put_approval(&r).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![r.clone()]);
     assert_eq!(

@@ -173,12 +173,13 @@ pub fn decide(input: &RemovalInput<'_>, update: &UpdateId) -> Result<Removal, Re
             names: doc.id.clone(),
         });
     }
-    let record = input
-        .record
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| RemovalRefusal::NeverInstalled {
-            update: update.clone(),
-        })?;
+    let record =
+        input
+            .record
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| RemovalRefusal::NeverInstalled {
+                update: update.clone(),
+            })?;
     // Only packages the signed document names for this update, at its versions, and
     // still installed at them: the record alone never makes the agent act.
     let mut downgrades = Vec::new();
@@ -219,19 +220,18 @@ pub fn decide(input: &RemovalInput<'_>, update: &UpdateId) -> Result<Removal, Re
                 version: r.version.clone(),
             }),
             Some(before) => {
-                let (payload, info) = newest_older(input.catalog, r).map_err(|detail| {
-                    RemovalRefusal::UnorderableVersion {
+                let (payload, info) = newest_older(input.catalog, r)
+                    .map_err(|detail| RemovalRefusal::UnorderableVersion {
                         update: update.clone(),
                         detail,
-                    }
-                })?
-                .ok_or_else(|| RemovalRefusal::NoOlderPayload {
-                    update: update.clone(),
-                    package: r.package.clone(),
-                    architecture: r.architecture.clone(),
-                    version: r.version.clone(),
-                    before: before.clone(),
-                })?;
+                    })?
+                    .ok_or_else(|| RemovalRefusal::NoOlderPayload {
+                        update: update.clone(),
+                        package: r.package.clone(),
+                        architecture: r.architecture.clone(),
+                        version: r.version.clone(),
+                        before: before.clone(),
+                    })?;
                 downgrades.push(TakeBack::Downgrade {
                     from: r.version.clone(),
                     payload,
@@ -256,8 +256,7 @@ pub fn decide(input: &RemovalInput<'_>, update: &UpdateId) -> Result<Removal, Re
     Ok(Removal {
         update: update.clone(),
         steps: downgrades,
-    }
-    )
+    })
 }
 
 /// The newest payload the signed catalog has for the record's package, kind and
@@ -433,7 +432,10 @@ mod tests {
     #[test]
     fn an_upgrade_goes_back_to_the_newest_older_signed_payload_and_a_new_package_is_removed() {
         let u = UpdateId::new("PD-2").unwrap();
-        let d = doc("PD-2", vec![payload("app", "1.1"), payload("newlib", "1.0")]);
+        let d = doc(
+            "PD-2",
+            vec![payload("app", "1.1"), payload("newlib", "1.0")],
+        );
         let cat = catalog(&[
             payload("app", "0.9"),
             payload("app", "1.0"),
@@ -441,7 +443,10 @@ mod tests {
             payload("newlib", "1.0"),
         ]);
         let dt = director(&["PD-2"]);
-        let rec = [record("app", "1.1", Some("1.0")), record("newlib", "1.0", None)];
+        let rec = [
+            record("app", "1.1", Some("1.0")),
+            record("newlib", "1.0", None),
+        ];
         let inv = inventory(&[("app", "1.1"), ("newlib", "1.0")]);
         let r = decide(
             &RemovalInput {
