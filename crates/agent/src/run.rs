@@ -762,17 +762,30 @@ async fn read_document(
     ctx: &Ctx<'_>,
     a: &Assignment,
 ) -> Result<Result<UpdateDocument, String>, FailedBefore> {
-    let name = a.document();
-    let Ok(info) = ctx.catalog.target(&name) else {
-        // `decide` names the refusal: the catalog does not publish it.
+    signed_document(ctx.cfg, ctx.state, ctx.client, ctx.catalog, &a.update).await
+}
+
+/// An update's signed document from the verified catalog, read with its signed length
+/// and sha256 (`Ok(Err)` with the reason when the catalog does not list it or it does
+/// not parse). Shared by installs and removals (issue 10, point 3).
+pub(crate) async fn signed_document(
+    cfg: &AgentConfig,
+    state: &StateDir,
+    client: &Client,
+    catalog: &VerifiedCatalog,
+    update: &UpdateId,
+) -> Result<Result<UpdateDocument, String>, FailedBefore> {
+    let name = UpdateDocument::target_name(update);
+    let Ok(info) = catalog.target(&name) else {
+        // The caller's decision names the refusal: the catalog does not publish it.
         return Ok(Err("the catalog does not list it".into()));
     };
     let path = crate::download::fetch_target(
-        ctx.client,
-        &ctx.state.downloads(),
+        client,
+        &state.downloads(),
         &name,
         info,
-        ctx.cfg.download_deadline,
+        cfg.download_deadline,
     )
     .await?;
     Ok(serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| e.to_string()))

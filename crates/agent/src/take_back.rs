@@ -114,22 +114,9 @@ pub(crate) async fn take_back_all(
 
 /// Reads the update's signed document from the catalog (its signed length and sha256).
 async fn document(ctx: &TakeBackCtx<'_>, update: &UpdateId) -> Result<UpdateDocument, String> {
-    let name = UpdateDocument::target_name(update);
-    let info = ctx
-        .catalog
-        .target(&name)
-        .map_err(|_| "the catalog does not list it".to_string())?;
-    let path = crate::download::fetch_target(
-        ctx.client,
-        &ctx.state.downloads(),
-        &name,
-        info,
-        ctx.cfg.download_deadline,
-    )
-    .await
-    .map_err(|e| format!("{e:#}"))?;
-    let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    crate::run::signed_document(ctx.cfg, ctx.state, ctx.client, ctx.catalog, update)
+        .await
+        .map_err(|crate::run::FailedBefore(m)| m)?
 }
 
 /// One update: decide, download, check the whole step, then change the host.
