@@ -211,6 +211,13 @@ pub async fn run(args: Args) -> std::process::ExitCode {
                 for (u, m) in &s.failed {
                     println!("failed {u}: {m}");
                 }
+                // Issue 10, point 3: decline with removal.
+                for (u, m) in &s.removed {
+                    println!("removed {u}: {m}");
+                }
+                for (u, m) in &s.remove_failed {
+                    println!("remove-failed {u}: {m}");
+                }
                 // Issue 10, point 5: windows, reboots, an unreachable server.
                 if let Some(e) = &s.offline {
                     println!("server unreachable ({e}): acted on the last signed answer");

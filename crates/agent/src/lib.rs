@@ -20,6 +20,7 @@ pub mod push; // issue 10, point 6: long-poll waits, back-off
 pub mod run;
 pub mod signed;
 pub mod state;
+mod take_back; // issue 10, point 3: decline with removal
 pub mod window; // issue 10, point 5: maintenance windows, deadlines, reboots
 
 pub use run::{run_once, AgentConfig, RunSummary};

@@ -82,6 +82,11 @@ pub struct RunSummary {
     pub reboot_completed: Vec<UpdateId>,
     /// The server could not be reached; the run acted on the last signed answer kept.
     pub offline: Option<String>,
+    // ---- issue 10, point 3: decline with removal ----
+    /// Updates taken back, with what was done.
+    pub removed: Vec<(UpdateId, String)>,
+    /// Updates that could not be taken back, with why.
+    pub remove_failed: Vec<(UpdateId, String)>,
 }
 
 /// The director key to pin at enrolment: the one `--director-key` names (finding 7), which
@@ -240,6 +245,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         tracing::warn!(error = %e, "dpkg recovery failed");
     }
     bundle::recover(&cfg.root)?;
+    crate::take_back::recover(&state, &dpkg)?; // issue 10, point 3
 
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     let labels = crate::inventory::labels(cfg)?; // issue 10, point 2
@@ -315,7 +321,36 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             .await;
         summary.reboot_completed.push(u);
     }
-    if assignments.is_empty() && repaired.is_none() {
+    // Issue 10, point 3: updates an operator declined with removal, from the signed
+    // answer only; before any install, so a bad update is gone before the next arrives.
+    let took_back = !dt.remove.is_empty();
+    if took_back {
+        let ctx = crate::take_back::TakeBackCtx {
+            cfg,
+            state: &state,
+            client: &client,
+            dpkg: &dpkg,
+            catalog: &catalog,
+            director: &dt,
+        };
+        for (u, result) in crate::take_back::take_back_all(&ctx).await {
+            match result {
+                Ok(m) => {
+                    reporter
+                        .send(&u, UpdateState::Removed, Some(m.clone()))
+                        .await;
+                    summary.removed.push((u, m));
+                }
+                Err(m) => {
+                    reporter
+                        .send(&u, UpdateState::RemoveFailed, Some(m.clone()))
+                        .await;
+                    summary.remove_failed.push((u, m));
+                }
+            }
+        }
+    }
+    if assignments.is_empty() && repaired.is_none() && !took_back {
         state.set_journal(None)?;
         state.save_staged(&Default::default())?;
         // A reboot left for a window that is open now.
@@ -348,6 +383,8 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
         let updates: Vec<&UpdateId> = members.iter().map(|a| &a.update).collect();
         let when = crate::window::group_decision(&dt, &updates, now);
         let install_now = when.as_ref().is_ok_and(|d| d.install());
+        // Issue 10, point 3: what the host had before, for a later removal.
+        let before = crate::inventory::collect(&cfg.root)?;
         let result = match when {
             Err(m) => Err(FailedBefore(m)),
             Ok(_) => process_together(&ctx, &members, &counters, install_now).await,
@@ -395,6 +432,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                     state.save_release_counters(&counters)?;
                     reporter.send(&install.update, st, None).await;
                 }
+                crate::take_back::record_installs(&state, &before, &installs)?;
                 if outcome == Outcome::PendingReboot {
                     let done: Vec<UpdateId> = installs.iter().map(|i| i.update.clone()).collect();
                     crate::window::add_pending_reboot(&state, &dt, &done)?;
@@ -740,17 +778,30 @@ async fn read_document(
     ctx: &Ctx<'_>,
     a: &Assignment,
 ) -> Result<Result<UpdateDocument, String>, FailedBefore> {
-    let name = a.document();
-    let Ok(info) = ctx.catalog.target(&name) else {
-        // `decide` names the refusal: the catalog does not publish it.
+    signed_document(ctx.cfg, ctx.state, ctx.client, ctx.catalog, &a.update).await
+}
+
+/// An update's signed document from the verified catalog, read with its signed length
+/// and sha256 (`Ok(Err)` with the reason when the catalog does not list it or it does
+/// not parse). Shared by installs and removals (issue 10, point 3).
+pub(crate) async fn signed_document(
+    cfg: &AgentConfig,
+    state: &StateDir,
+    client: &Client,
+    catalog: &VerifiedCatalog,
+    update: &UpdateId,
+) -> Result<Result<UpdateDocument, String>, FailedBefore> {
+    let name = UpdateDocument::target_name(update);
+    let Ok(info) = catalog.target(&name) else {
+        // The caller's decision names the refusal: the catalog does not publish it.
         return Ok(Err("the catalog does not list it".into()));
     };
     let path = crate::download::fetch_target(
-        ctx.client,
-        &ctx.state.downloads(),
+        client,
+        &state.downloads(),
         &name,
         info,
-        ctx.cfg.download_deadline,
+        cfg.download_deadline,
     )
     .await?;
     Ok(serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| e.to_string()))

@@ -284,3 +284,67 @@ fn set_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting permissions of {}", p.display()))
 }
+
+// ---- issue 10, point 3: what this agent installed, so it can take it back ----
+
+/// Per update, the payloads this agent installed for it and what the host had before.
+pub type InstalledRecords =
+    std::collections::BTreeMap<UpdateId, Vec<patchday_trust::removal::InstalledPayload>>;
+
+/// A removal under way: the packages `dpkg --remove` must finish if the agent stops.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemovalJournal {
+    /// The update being taken back.
+    pub update: Option<UpdateId>,
+    /// Packages (`name:arch`) to remove.
+    pub remove: Vec<String>,
+}
+
+impl StateDir {
+    fn installed_path(&self) -> PathBuf {
+        self.root.join("installed-updates.json")
+    }
+
+    fn removal_journal_path(&self) -> PathBuf {
+        self.root.join("removal-journal.json")
+    }
+
+    /// What this agent installed, per update (issue 10, point 3). Only the agent writes
+    /// it, after a verified install: a removal the server asks for acts on it alone.
+    pub fn installed_records(&self) -> anyhow::Result<InstalledRecords> {
+        match std::fs::read(self.installed_path()) {
+            Ok(b) => serde_json::from_slice(&b).context(
+                "installed-updates.json is corrupt: remove it (the agent then refuses to take back updates installed before)",
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(e).context("reading installed-updates.json"),
+        }
+    }
+
+    /// Saves what this agent installed.
+    pub fn save_installed_records(&self, r: &InstalledRecords) -> anyhow::Result<()> {
+        write_atomic(
+            &self.installed_path(),
+            &serde_json::to_vec_pretty(r)?,
+            0o600,
+        )
+    }
+
+    /// The removal a stopped run left unfinished.
+    pub fn removal_journal(&self) -> Option<RemovalJournal> {
+        let b = std::fs::read(self.removal_journal_path()).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// Records (Some) or clears (None) the removal under way.
+    pub fn set_removal_journal(&self, j: Option<&RemovalJournal>) -> anyhow::Result<()> {
+        match j {
+            Some(j) => write_atomic(&self.removal_journal_path(), &serde_json::to_vec(j)?, 0o600),
+            None => match std::fs::remove_file(self.removal_journal_path()) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}

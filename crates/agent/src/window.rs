@@ -387,6 +387,7 @@ pub fn offline_run(
         let Some(first) = updates.first() else {
             continue;
         };
+        let before = crate::inventory::collect(&cfg.root)?; // issue 10, point 3
         let outcome = match crate::run::apply(cfg, state, dpkg, first, &files) {
             Ok(o) => o,
             Err(crate::run::FailedBefore(m)) => crate::install::Outcome::Failed(m),
@@ -404,6 +405,8 @@ pub fn offline_run(
                     counters.record(&s.install());
                     state.save_release_counters(&counters)?;
                 }
+                let installs: Vec<_> = run.iter().map(|s| s.install()).collect();
+                crate::take_back::record_installs(state, &before, &installs)?;
                 if o == crate::install::Outcome::PendingReboot {
                     let done: Vec<UpdateId> = updates.iter().map(|u| (*u).clone()).collect();
                     add_pending_reboot(state, &dt, &done)?;
@@ -557,6 +560,7 @@ mod tests {
             targets: Default::default(),
             install_with: Default::default(),
             repair: None,
+            remove: Default::default(),
             schedule: entries
                 .iter()
                 .map(|(u, w, d, r)| {

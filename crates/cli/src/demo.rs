@@ -605,6 +605,7 @@ async fn decide_everywhere(
                 deadline: None,
                 reason: reason.map(str::to_owned),
                 emergency: false,
+                remove: false,
             },
         )
         .await?;

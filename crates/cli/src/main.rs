@@ -83,6 +83,11 @@ enum Command {
     /// Declines an update for a group.
     ///
     /// Example: patchday decline --tenant acme --group web PD-2026-0001 --reason "replaced by the vendor's build"
+    ///
+    /// Take it back from the group's hosts that installed it (issue 10, point 3): a package
+    /// it brought is removed, an upgraded one goes back to the newest older signed payload,
+    /// and a host that cannot (nothing older signed, something depends on it) reports why:
+    /// patchday decline --tenant acme --group web PD-2026-0001 --remove --reason "breaks the web app"
     Decline(DeclineArgs),
     /// Compliance per tenant, group, host or update.
     ///
@@ -1008,6 +1013,10 @@ struct DeclineArgs {
     /// Why the update is not installed (required; the report shows it).
     #[arg(long)]
     reason: String,
+    /// Also take it back from the group's hosts that installed it: they report
+    /// `removed`, or `remove-failed` with why (see `patchday history --update U`).
+    #[arg(long)]
+    remove: bool,
 }
 
 #[allow(clippy::disallowed_methods)] // the binary edge: publishing signs with the wall clock
@@ -1393,8 +1402,18 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Approve(a) => decide(a.decide, Decision::Approve, a.reason, a.emergency).await,
-        Command::Decline(a) => decide(a.decide, Decision::Decline, Some(a.reason), false).await,
+        Command::Approve(a) => {
+            decide(a.decide, Decision::Approve, a.reason, (a.emergency, false)).await
+        }
+        Command::Decline(a) => {
+            decide(
+                a.decide,
+                Decision::Decline,
+                Some(a.reason),
+                (false, a.remove),
+            )
+            .await
+        }
         Command::Report { tenant, by, conn } => {
             let r = conn.api()?.report(tenant.as_ref()).await?;
             print(&report_table(&r, by), conn.format);
@@ -1407,7 +1426,7 @@ async fn decide(
     a: DecideArgs,
     decision: Decision,
     reason: Option<String>,
-    emergency: bool,
+    (emergency, remove): (bool, bool),
 ) -> anyhow::Result<i32> {
     let r = a
         .conn
@@ -1421,13 +1440,16 @@ async fn decide(
                 deadline: a.deadline,
                 reason,
                 emergency,
+                remove,
             },
         )
         .await?;
-    let verb = match (decision, emergency) {
-        (Decision::Approve, false) => "approved",
-        (Decision::Approve, true) => "approved through the emergency lane",
-        (Decision::Decline, _) => "declined",
+    let verb = match (decision, emergency, remove) {
+        (Decision::Approve, false, _) => "approved",
+        (Decision::Approve, true, _) => "approved through the emergency lane",
+        (Decision::Decline, _, false) => "declined",
+        // Issue 10, point 3.
+        (Decision::Decline, _, true) => "declined with removal",
     };
     println!("{verb} {} for group {} in {}", r.update, r.group, a.tenant);
     Ok(0)

@@ -159,7 +159,10 @@ impl Counts {
             UpdateState::Installed => self.installed += 1,
             UpdateState::InstalledPendingReboot => self.pending_reboot += 1,
             UpdateState::Failed => self.failed += 1,
-            UpdateState::Declined => self.declined += 1,
+            // Issue 10, point 3: a decline with removal is still a decline.
+            UpdateState::Declined | UpdateState::Removed | UpdateState::RemoveFailed => {
+                self.declined += 1
+            }
             _ => {}
         }
     }

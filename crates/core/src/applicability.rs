@@ -88,7 +88,8 @@ pub struct Reported {
     pub state: UpdateState,
     /// The installer's message.
     pub message: Option<String>,
-    /// Whether the report is newer than the approval it acted on.
+    /// Whether the report is newer than the approval it acted on (for a declined update,
+    /// newer than the decline: issue 10, point 3).
     pub after_approval: bool,
 }
 
@@ -344,6 +345,12 @@ fn evaluate_among(
         let missing = match app.get(&u.id) {
             Some(Applicability::Missing(m)) => m.clone(),
             Some(Applicability::Installed) => {
+                // Issue 10, point 3: declined with removal, and the agent could not take
+                // it back (or says it did while dpkg still lists it).
+                if let Some(st) = take_back_state(host, &u.id, true) {
+                    out.push(status(st.0, st.1, Vec::new()));
+                    continue;
+                }
                 let pending = inv.reboot_required
                     && host
                         .reported
@@ -383,7 +390,11 @@ fn evaluate_among(
             continue;
         }
         match host.decisions.get(&u.id).map(|d| d.decision) {
-            Some(Decision::Decline) => out.push(status(UpdateState::Declined, None, missing)),
+            Some(Decision::Decline) => match take_back_state(host, &u.id, false) {
+                // Issue 10, point 3: the agent's report of taking it back.
+                Some((state, message)) => out.push(status(state, message, missing)),
+                None => out.push(status(UpdateState::Declined, None, missing)),
+            },
             Some(Decision::Approve) => {
                 let (state, message) = match host.reported.get(&u.id) {
                     Some(r) if r.after_approval => match r.state {
@@ -407,6 +418,30 @@ fn evaluate_among(
         }
     }
     out
+}
+
+/// Issue 10, point 3: the state of a declined update the agent reported taking back (or
+/// failing to), when that report is newer than the decline. `still_installed`: dpkg's
+/// inventory still lists the update's versions, so a "removed" is not the truth.
+fn take_back_state(
+    host: &HostView<'_>,
+    update: &UpdateId,
+    still_installed: bool,
+) -> Option<(UpdateState, Option<String>)> {
+    if host.decisions.get(update).map(|d| d.decision) != Some(Decision::Decline) {
+        return None;
+    }
+    let r = host.reported.get(update).filter(|r| r.after_approval)?;
+    match (r.state, still_installed) {
+        (UpdateState::RemoveFailed, _) | (UpdateState::Removed, false) => {
+            Some((r.state, r.message.clone()))
+        }
+        (UpdateState::Removed, true) => Some((
+            UpdateState::RemoveFailed,
+            Some("the agent reported it removed, but the host's dpkg inventory still lists the update's versions".into()),
+        )),
+        _ => None,
+    }
 }
 
 /// For each update, the updates that (transitively) supersede it.
@@ -559,6 +594,39 @@ mod tests {
             applicability(&inv(&[("libbar", "1")]), &t),
             Applicability::NotApplicable
         );
+    }
+
+    #[test]
+    fn a_declined_update_taken_back_shows_what_the_agent_did_and_dpkg_confirms() {
+        let decline = HostDecision {
+            decision: Decision::Decline,
+            deadline: None,
+        };
+        let ups = [upd("U", "a", "2", &[])];
+        let state = |i: &Inventory, rep: &[(&str, UpdateState)]| {
+            let s = run(i, &ups, &[("U", decline.clone())], rep);
+            (s[0].state, s[0].message.clone())
+        };
+        let back = inv(&[("a", "1")]);
+        let still = inv(&[("a", "2")]);
+        // Taken back (the host is at the older version again): removed.
+        assert_eq!(
+            state(&back, &[("U", UpdateState::Removed)]).0,
+            UpdateState::Removed
+        );
+        // Refused by the agent: still installed, and the report says why.
+        assert_eq!(
+            state(&still, &[("U", UpdateState::RemoveFailed)]),
+            (UpdateState::RemoveFailed, Some("dpkg said no".into()))
+        );
+        // "Removed" while dpkg still lists it is not the truth.
+        assert_eq!(
+            state(&still, &[("U", UpdateState::Removed)]).0,
+            UpdateState::RemoveFailed
+        );
+        // Without a report: a plain decline (installed stays installed).
+        assert_eq!(state(&back, &[]).0, UpdateState::Declined);
+        assert_eq!(state(&still, &[]).0, UpdateState::Installed);
     }
 
     #[test]

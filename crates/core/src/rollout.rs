@@ -76,7 +76,10 @@ impl Evidence {
         for s in states {
             use UpdateState as S;
             match s {
-                S::NotApplicable | S::Declined | S::Superseded => continue,
+                // Issue 10, point 3: taken back (or refused) after a decline: declined.
+                S::NotApplicable | S::Declined | S::Superseded | S::Removed | S::RemoveFailed => {
+                    continue
+                }
                 _ => e.applicable += 1,
             }
             match s {

@@ -13,7 +13,15 @@ pub fn successor_everywhere(
     let new: HashMap<&HostId, UpdateState> = successor.iter().map(|(h, s)| (h, *s)).collect();
     let needed: Vec<&HostId> = old
         .iter()
-        .filter(|(_, s)| !matches!(s, UpdateState::NotApplicable | UpdateState::Declined))
+        .filter(|(_, s)| {
+            !matches!(
+                s,
+                UpdateState::NotApplicable
+                    | UpdateState::Declined
+                    | UpdateState::Removed
+                    | UpdateState::RemoveFailed
+            )
+        })
         .map(|(h, _)| h)
         .collect();
     let done = needed

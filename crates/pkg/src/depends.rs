@@ -488,6 +488,50 @@ pub fn check_transaction(
     }
 }
 
+// ---- issue 10, point 3: taking a declined update back ----
+
+/// Checks that taking an update back in one step leaves every dependency satisfied:
+/// `incoming` (older versions, installed with `dpkg -i`) replace their installed
+/// versions, then the packages named in `removing` (`dpkg --remove`) go. Refused when an
+/// installed package would lose what it needs ([`Unmet::Breaks`], dpkg's "X depends on
+/// Y"), when an older version needs what the host would not have, or conflicts.
+/// Dependencies already unmet before are not its fault.
+pub fn check_take_back(
+    installed: &[PackageFacts],
+    incoming: &[PackageFacts],
+    removing: &[String],
+    native: &str,
+) -> Result<(), Vec<Unmet>> {
+    let mut unmet = match check_transaction(installed, incoming, native) {
+        Ok(()) => Vec::new(),
+        Err(u) => u,
+    };
+    let after_install = result_set(installed, incoming);
+    let after: Vec<&PackageFacts> = after_install
+        .iter()
+        .copied()
+        .filter(|p| !removing.contains(&p.name))
+        .collect();
+    for p in &after {
+        let from = arch_of(p, native);
+        for group in p.pre_depends.iter().chain(&p.depends) {
+            if satisfied(group, &after_install, from, native)
+                && !satisfied(group, &after, from, native)
+            {
+                unmet.push(Unmet::Breaks {
+                    installed: label(p),
+                    needs: group.clone(),
+                });
+            }
+        }
+    }
+    if unmet.is_empty() {
+        Ok(())
+    } else {
+        Err(unmet)
+    }
+}
+
 // ---- issue 9, point 4: the closure of new dependencies (server and mirror) ----
 
 /// Does `candidate` satisfy `rel` for a depender of architecture `from` on a host of
@@ -626,6 +670,44 @@ mod tests {
     const PY_OLD: &str = "Package: python3.11\nVersion: 3.11.2-6\nArchitecture: amd64\nMulti-Arch: allowed\nDepends: libpython3.11-stdlib (= 3.11.2-6), libc6 (>= 2.34)";
     const STDLIB_OLD: &str = "Package: libpython3.11-stdlib\nVersion: 3.11.2-6\nArchitecture: amd64\nMulti-Arch: same\nDepends: libc6 (>= 2.34)";
     const LIBC: &str = "Package: libc6\nVersion: 2.36-9\nArchitecture: amd64\nMulti-Arch: same";
+
+    #[test]
+    fn taking_back_refuses_a_removal_something_still_needs_and_allows_the_rest() {
+        let app_old = "Package: pd-app\nVersion: 1.0\nArchitecture: amd64";
+        let app_new = "Package: pd-app\nVersion: 1.1\nArchitecture: amd64\nDepends: pd-newlib";
+        let lib = "Package: pd-newlib\nVersion: 1.0\nArchitecture: amd64";
+        let user = "Package: pd-user\nVersion: 1\nArchitecture: amd64\nDepends: pd-newlib (>= 1.0)";
+        let removing = ["pd-newlib".to_string()];
+        // The downgrade drops pd-app's need for the library: it may go.
+        let installed = status(&[app_new, lib]);
+        assert_eq!(
+            check_take_back(&installed, &[pkg(app_old)], &removing, "amd64"),
+            Ok(())
+        );
+        // Without the downgrade, pd-app 1.1 still needs it.
+        assert_eq!(
+            messages(check_take_back(&installed, &[], &removing, "amd64")),
+            ["installed pd-app 1.1 needs pd-newlib, which this update would take away"]
+        );
+        // Something installed since depends on it: refused, naming it.
+        let installed = status(&[app_new, lib, user]);
+        assert_eq!(
+            messages(check_take_back(
+                &installed,
+                &[pkg(app_old)],
+                &removing,
+                "amd64"
+            )),
+            ["installed pd-user 1 needs pd-newlib (>= 1.0), which this update would take away"]
+        );
+        // A downgrade that an installed package's versioned need forbids is refused too.
+        let strict = "Package: pd-user\nVersion: 1\nArchitecture: amd64\nDepends: pd-app (>= 1.1)";
+        let installed = status(&[app_new, strict]);
+        assert_eq!(
+            messages(check_take_back(&installed, &[pkg(app_old)], &[], "amd64")),
+            ["installed pd-user 1 needs pd-app (>= 1.1), which this update would take away"]
+        );
+    }
 
     #[test]
     fn relations_parse_as_dpkg_writes_them() {

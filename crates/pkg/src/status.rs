@@ -75,6 +75,19 @@ pub fn installed_version(text: &str, name: &str, arch: &str) -> Option<String> {
         .map(|p| p.version)
 }
 
+/// Issue 10, point 3: whether dpkg marks the installed package `name` `Essential: yes`
+/// (dpkg refuses to remove it without a force option the agent never uses).
+pub fn is_essential(text: &str, name: &str) -> bool {
+    crate::control::parse(text, false)
+        .unwrap_or_default()
+        .iter()
+        .any(|p| {
+            p.get("Package") == Some(name)
+                && p.get("Essential")
+                    .is_some_and(|e| e.trim().eq_ignore_ascii_case("yes"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -612,6 +612,7 @@ async fn client_main(
             deadline: None,
             reason: None,
             emergency: false,
+            remove: false,
         };
         let _: Value = api
             .admin(Method::POST, &format!("{t}/approvals"), &req)

@@ -24,6 +24,8 @@ pub struct AnswerExtras {
     pub install_with: BTreeMap<String, BTreeSet<String>>,
     /// The host's pending repair request.
     pub repair: Option<RepairInstruction>,
+    /// Issue 10, point 3: updates declined with removal that this host installed.
+    pub remove: BTreeMap<String, patchday_trust::director::RemoveInstruction>,
 }
 
 /// The catalog's update documents as the closure reads them: by id, and the payloads
@@ -69,6 +71,7 @@ pub async fn answer_extras(
     Ok(AnswerExtras {
         install_with,
         repair,
+        remove: BTreeMap::new(),
     })
 }
 

@@ -52,12 +52,24 @@ pub async fn host_statuses(
         .into_iter()
         .filter_map(|(k, v)| fold_decisions(&v).map(|d| (k, d)))
         .collect();
+    // Issue 10, point 3: a report about a declined update counts when newer than the decline.
+    let mut declined_at: BTreeMap<UpdateId, jiff::Timestamp> = BTreeMap::new();
+    for a in approvals
+        .iter()
+        .filter(|a| host.groups.contains(&a.group) && a.decision == Decision::Decline)
+    {
+        let e = declined_at.entry(a.update.clone()).or_insert(a.decided_at);
+        *e = (*e).max(a.decided_at);
+    }
     let reported: BTreeMap<UpdateId, Reported> = tenant
         .states(&host.id)
         .await?
         .into_iter()
         .map(|s| {
-            let after = approved_at.get(&s.report.update).is_none_or(|t| s.at >= *t);
+            let after = match approved_at.get(&s.report.update) {
+                Some(t) => s.at >= *t,
+                None => declined_at.get(&s.report.update).is_none_or(|t| s.at >= *t),
+            };
             (
                 s.report.update.clone(),
                 Reported {

@@ -32,6 +32,7 @@ pub mod rollout; // issue 10, points 2 and 3 (rings)
 mod routes;
 mod state;
 mod storage;
+mod take_back; // issue 10, point 3: decline with removal
 pub mod tls;
 
 pub use clock::{Clock, SystemClock};

@@ -314,6 +314,7 @@ async fn advance(
                 decided_by: rule_actor(r),
                 reason: Some(format!("ring {} of {}, by its rule", ring + 1, rings.len())),
                 emergency: false,
+                remove: false,
             };
             let entry = approval_entry(
                 &a,
@@ -476,6 +477,7 @@ pub async fn decline_superseded(state: &AppState, now: Timestamp) -> ApiResult<(
                     decided_by: SUPERSEDENCE.into(),
                     reason: Some(reason.clone()),
                     emergency: false,
+                    remove: false,
                 };
                 let entry = approval_entry(
                     &a,

@@ -152,6 +152,7 @@ fn approval_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval> {
         decided_by: r.get("decided_by"),
         reason: r.get("reason"),
         emergency: r.get::<i64, _>("emergency") != 0,
+        remove: r.get::<i64, _>("remove") != 0,
     })
 }
 
@@ -1134,7 +1135,7 @@ impl TenantStore for SqliteTenant {
 
     async fn list_approvals(&self) -> Result<Vec<Approval>> {
         let rows = sqlx::query(
-            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency FROM approvals
+            "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency, remove FROM approvals
              WHERE tenant_id = ? ORDER BY update_id, group_id",
         )
         .bind(self.id.as_str())
@@ -1149,7 +1150,7 @@ impl TenantStore for SqliteTenant {
         for chunk in updates.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let sql = format!(
-                "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency FROM approvals \
+                "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency, remove FROM approvals \
                  WHERE tenant_id = ? AND update_id IN ({marks}) ORDER BY update_id, group_id"
             );
             let mut q = sqlx::query(&sql).bind(self.id.as_str());
@@ -2169,12 +2170,12 @@ impl SqliteTenant {
             Decision::Decline => "decline",
         };
         sqlx::query(
-            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO approvals (tenant_id, update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency, remove)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (tenant_id, update_id, group_id) DO UPDATE SET
                decision = excluded.decision, deadline = excluded.deadline,
                decided_at = excluded.decided_at, decided_by = excluded.decided_by,
-               reason = excluded.reason, emergency = excluded.emergency",
+               reason = excluded.reason, emergency = excluded.emergency, remove = excluded.remove",
         )
         .bind(self.id.as_str())
         .bind(a.update.as_str())
@@ -2185,6 +2186,7 @@ impl SqliteTenant {
         .bind(&a.decided_by)
         .bind(&a.reason)
         .bind(i64::from(a.emergency))
+        .bind(i64::from(a.remove))
         .execute(&mut *tx)
         .await
         .map_err(about(format!("group {}", a.group)))?;

@@ -260,6 +260,7 @@ async fn approvals_and_states(store: &dyn Store) {
         decided_by: "root".into(),
         reason: None,
         emergency: false,
+        remove: false,
     };
     acme.put_approval(&a).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![a.clone()]);
@@ -293,6 +294,22 @@ async fn approvals_and_states(store: &dyn Store) {
         ..a
     };
     acme.put_approval(&d).await.unwrap();
+    assert_eq!(acme.list_approvals().await.unwrap(), vec![d.clone()]);
+    // Issue 10, point 3: a decline with removal keeps its flag, and a later decision
+    // without it clears it.
+    let r = Approval {
+        remove: true,
+        ..d.clone()
+    };
+    acme.put_approval(&r).await.unwrap();
+    assert_eq!(acme.list_approvals().await.unwrap(), vec![r.clone()]);
+    assert_eq!(
+        acme.list_approvals_for(std::slice::from_ref(&r.update))
+            .await
+            .unwrap(),
+        vec![r]
+    );
+    acme.put_approval(&d).await.unwrap();
     assert_eq!(acme.list_approvals().await.unwrap(), vec![d]);
     // Approving for a group that does not exist in this tenant fails.
     let missing_group = Approval {
@@ -304,6 +321,7 @@ async fn approvals_and_states(store: &dyn Store) {
         decided_by: "root".into(),
         reason: None,
         emergency: false,
+        remove: false,
     };
     assert!(matches!(
         acme.put_approval(&missing_group).await,
@@ -1035,6 +1053,7 @@ async fn approval_and_its_log_entry_commit_together(store: &dyn Store) {
         decided_by: "alice".into(),
         reason: None,
         emergency: false,
+        remove: false,
     };
     let log = log_entry(
         Some("lc-approve"),

@@ -675,6 +675,7 @@ mod tests {
             install_with: Default::default(),
             repair: None,
             schedule: Default::default(),
+            remove: Default::default(),
         };
         let catalog = VerifiedCatalog {
             root_version: 1,

@@ -95,6 +95,22 @@ pub struct DirectorTargets {
     /// no window (install at once) and the reboot policy `never`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schedule: BTreeMap<String, InstallSchedule>,
+    /// Issue 10, point 3: updates an operator declined with removal (update id → why),
+    /// for this host to take back. Only this signed field counts, and the agent acts only
+    /// on what it installed itself for that update (`crate::removal::decide`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remove: BTreeMap<String, RemoveInstruction>,
+}
+
+/// Issue 10, point 3: an operator's decline with removal, as the agent receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveInstruction {
+    /// The operator's reason (for the record and the agent's log).
+    pub reason: String,
+    /// Who declined it (the token name).
+    pub by: String,
+    /// When it was declined (whole seconds).
+    pub requested: String,
 }
 
 /// Issue 10, point 5: the signed install and reboot policy of one assigned update.
@@ -561,6 +577,7 @@ mod tests {
             install_with: BTreeMap::new(),
             repair: None,
             schedule: Default::default(),
+            remove: Default::default(),
         }
     }
 

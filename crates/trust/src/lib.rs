@@ -24,6 +24,8 @@
 pub mod client;
 pub mod decision;
 pub mod director;
+// issue 10, point 3: taking a declined update back.
+pub mod removal;
 // issue 9, point 5: every role's expiry.
 pub mod expiry;
 // issue 8, finding 8: host-signed check-ins, reports and facts.

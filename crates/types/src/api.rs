@@ -258,6 +258,10 @@ pub struct ApprovalRequest {
     /// tenant's patch day and deferrals (never a signature check); needs a reason.
     #[serde(default)]
     pub emergency: bool,
+    /// Issue 10, point 3: a decline that also takes the update back from the group's
+    /// hosts that installed it (`patchday decline --remove`); declines only.
+    #[serde(default)]
+    pub remove: bool,
 }
 
 /// A recorded approval or decline.
@@ -282,6 +286,9 @@ pub struct Approval {
     /// Approved through the operator's emergency lane (issue 10, point 4).
     #[serde(default)]
     pub emergency: bool,
+    /// Issue 10, point 3: declined with removal from the hosts that installed it.
+    #[serde(default)]
+    pub remove: bool,
 }
 
 /// An update as a tenant sees it: the signed document plus its release status.

@@ -328,13 +328,20 @@ pub enum UpdateState {
     Superseded,
     /// An operator declined it for the host's group.
     Declined,
+    /// Issue 10, point 3: declined with removal, and the agent took it back (removed the
+    /// package it brought, or downgraded to the signed payload before it).
+    Removed,
+    /// Issue 10, point 3: declined with removal, and the agent could not take it back;
+    /// the message says why (nothing older signed, something depends on it, essential).
+    RemoveFailed,
 }
 
 kebab_enum_str!(UpdateState, "update state",
     NotApplicable => "not-applicable", Needed => "needed", Approved => "approved",
     Downloading => "downloading", Downloaded => "downloaded", Installing => "installing",
     InstalledPendingReboot => "installed-pending-reboot", Installed => "installed",
-    Failed => "failed", Superseded => "superseded", Declined => "declined");
+    Failed => "failed", Superseded => "superseded", Declined => "declined",
+    Removed => "removed", RemoveFailed => "remove-failed");
 
 #[cfg(test)]
 mod tests {

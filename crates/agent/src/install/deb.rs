@@ -133,6 +133,32 @@ impl Dpkg {
 
 // ---- issue 9, point 4: installs that cannot break apt ----
 
+/// The control facts of each `.deb` (`dpkg-deb --field`), in the order of `items`.
+pub fn control_facts(
+    items: &[(PayloadRef, PathBuf)],
+) -> Result<Vec<patchday_pkg::depends::PackageFacts>, String> {
+    let mut incoming = Vec::new();
+    for (p, path) in items {
+        let out = Command::new("dpkg-deb")
+            .arg("--field")
+            .arg(path)
+            .output()
+            .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} is not a readable package: {}",
+                p.package,
+                message(&out)
+            ));
+        }
+        let facts =
+            patchday_pkg::depends::facts_from_control(&String::from_utf8_lossy(&out.stdout))
+                .map_err(|e| format!("{}: {e}", p.package))?;
+        incoming.push(facts);
+    }
+    Ok(incoming)
+}
+
 /// Longest dpkg text the agent reports (the server's message limit is 4096 bytes).
 const MAX_DPKG_TEXT: usize = 4000;
 
@@ -165,25 +191,7 @@ impl Dpkg {
         let status = std::fs::read_to_string(crate::inventory::status_path(&self.root))
             .map_err(|e| refused(format!("cannot read the dpkg status file: {e}")))?;
         let installed = patchday_pkg::depends::facts_from_status(&status);
-        let mut incoming = Vec::new();
-        for (p, path) in items {
-            let out = Command::new("dpkg-deb")
-                .arg("--field")
-                .arg(path)
-                .output()
-                .map_err(|e| refused(format!("cannot run dpkg-deb: {e}")))?;
-            if !out.status.success() {
-                return Err(refused(format!(
-                    "{} is not a readable package: {}",
-                    p.package,
-                    message(&out)
-                )));
-            }
-            let facts =
-                patchday_pkg::depends::facts_from_control(&String::from_utf8_lossy(&out.stdout))
-                    .map_err(|e| refused(format!("{}: {e}", p.package)))?;
-            incoming.push(facts);
-        }
+        let incoming = control_facts(items).map_err(refused)?;
         let native = self.native_architecture().map_err(refused)?;
         patchday_pkg::depends::check_transaction(&installed, &incoming, &native).map_err(|unmet| {
             let list: Vec<String> = unmet.iter().map(ToString::to_string).collect();
@@ -215,6 +223,35 @@ impl Dpkg {
 }
 
 impl Dpkg {
+    /// Issue 10, point 3: `dpkg --remove` of these packages (`name:arch`) in one run,
+    /// then dpkg's database must list none of them as installed. Never forces anything:
+    /// dpkg's own refusals (essential, depended on) stand, in its words.
+    pub fn remove(&self, packages: &[String]) -> Result<(), String> {
+        if packages.is_empty() {
+            return Ok(());
+        }
+        let out = self
+            .command()
+            .arg("--remove")
+            .args(packages)
+            .output()
+            .map_err(|e| format!("cannot run dpkg: {e}"))?;
+        if !out.status.success() {
+            return Err(one_line(&message(&out)));
+        }
+        let status = std::fs::read_to_string(crate::inventory::status_path(&self.root))
+            .map_err(|e| format!("cannot read dpkg status after removal: {e}"))?;
+        for p in packages {
+            let (name, arch) = p.split_once(':').unwrap_or((p.as_str(), ""));
+            if let Some(v) = patchday_pkg::status::installed_version(&status, name, arch) {
+                return Err(format!(
+                    "dpkg --remove exited 0 but still lists {name} {v} as installed"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `dpkg --configure -a`, whatever the status file says (for `repair`).
     pub fn configure_pending(&self) -> Result<(), String> {
         let out = self

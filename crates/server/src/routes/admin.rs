@@ -413,6 +413,12 @@ pub async fn approve(
             )));
         }
     }
+    // Issue 10, point 3: removal goes with a decline only (the reason above is required).
+    if req.remove && req.decision != Decision::Decline {
+        return Err(ApiError::bad_request(
+            "--remove takes an update back from the hosts that installed it; it goes with a decline (patchday decline U --group G --remove --reason \"...\"), not an approval",
+        ));
+    }
     if req.decision == Decision::Approve && !req.emergency {
         let sched = schedule(&tenant.get().await?.patch_day)?;
         if !sched
@@ -436,13 +442,15 @@ pub async fn approve(
         decided_by: op.name.clone(),
         reason,
         emergency: req.emergency,
+        remove: req.remove,
     };
-    let action = match (a.decision, a.emergency) {
-        (Decision::Approve, false) => "approval.approve",
-        (Decision::Approve, true) => "approval.emergency",
-        (Decision::Decline, _) => "approval.decline",
+    let action = match (a.decision, a.emergency, a.remove) {
+        (Decision::Approve, false, _) => "approval.approve",
+        (Decision::Approve, true, _) => "approval.emergency",
+        (Decision::Decline, _, false) => "approval.decline",
+        (Decision::Decline, _, true) => "approval.decline-remove",
     };
-    let detail = json!({ "update": a.update, "group": a.group, "deadline": a.deadline, "reason": a.reason, "emergency": a.emergency });
+    let detail = json!({ "update": a.update, "group": a.group, "deadline": a.deadline, "reason": a.reason, "emergency": a.emergency, "remove": a.remove });
     let object = format!("update {} group {}", a.update, a.group);
     let entry = op.log_entry(now, Some(&t), action, object, detail);
     tenant.put_approval_logged(&a, &entry).await?;

@@ -111,6 +111,8 @@ pub async fn checkin(
     // ---- issue 10, point 3 (rings): a halted rollout or an unopened wave holds it ----
     let held = crate::rollout::held(&s, tenant.as_ref(), &who.host, &statuses).await?;
     // ---- end issue 10, point 3 (rings) ----
+    // Issue 10, point 3: updates declined with removal that this host has installed.
+    let remove = crate::take_back::instructions(&approvals, &host, &statuses);
     let mut assignments: Vec<AssignmentEntry> = statuses
         .into_iter()
         .filter(|st| st.is_assigned() && !st.missing.is_empty())
@@ -122,7 +124,7 @@ pub async fn checkin(
         })
         .collect();
     // ---- issue 9, point 4 (closure): dependency payloads and the repair assignment ----
-    let extras = crate::closure::answer_extras(
+    let mut extras = crate::closure::answer_extras(
         &s,
         tenant.as_ref(),
         who.tenant.as_str(),
@@ -133,6 +135,7 @@ pub async fn checkin(
     )
     .await?;
     // ---- end issue 9, point 4 (closure) ----
+    extras.remove = remove;
     // Finding 6: every answer is signed, "nothing to do" too, so a man in the middle can
     // neither withhold updates nor drop single assignments unnoticed.
     let director = Some(
@@ -210,6 +213,7 @@ async fn sign_assignments(
         targets,
         install_with: extras.install_with,
         repair: extras.repair,
+        remove: extras.remove,
         // Issue 10, point 5: windows, deadline and reboot policy, signed.
         schedule: crate::routes::windows::schedule(
             s.store.tenant(&who.tenant).await?.as_ref(),
@@ -262,6 +266,8 @@ pub async fn report(
                 r.state,
                 patchday_types::UpdateState::Installed
                     | patchday_types::UpdateState::InstalledPendingReboot
+                    // Issue 10, point 3: dpkg's word on a removal comes with the check-in.
+                    | patchday_types::UpdateState::Removed
             )
         })
         .map(|r| r.update.as_str())

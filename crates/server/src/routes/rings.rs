@@ -158,6 +158,8 @@ pub async fn preview(
                                 UpdateState::Installed
                                     | UpdateState::NotApplicable
                                     | UpdateState::Declined
+                                    | UpdateState::Removed
+                                    | UpdateState::RemoveFailed
                                     | UpdateState::Superseded
                             )
                         })
