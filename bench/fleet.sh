@@ -18,7 +18,8 @@
 #
 # Usage: bench/fleet.sh [N] ; environment: SCENARIOS (default "a b c"), C_HOSTS
 # (pilot,early,broad; default 500,500,1000), INSTALL_MS (default 2000), A_POLL (10),
-# IDLE_SECONDS (default 60), KEEP=1 keeps the temporary directory.
+# IDLE_SECONDS (default 60), KEEP=1 keeps the temporary directory, PROFILE=debug uses
+# the debug binaries (to try the script; figures only from release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
@@ -35,9 +36,11 @@ if [ "$(ulimit -n)" -lt $((N + 2000)) ]; then
   echo "FAIL: the open-file limit $(ulimit -n) is below $((N + 2000)); raise the hard limit (ulimit -Hn) for $N hosts"
   exit 1
 fi
-cargo build --release -q -p patchday-cli -p patchday-fleet
-PD=$CARGO_TARGET_DIR/release/patchday
-FLEET=$CARGO_TARGET_DIR/release/patchday-fleet
+# PROFILE=debug tries the script against the debug binaries of `cargo build --workspace`.
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then cargo build --release -q -p patchday-cli -p patchday-fleet; fi
+PD=$CARGO_TARGET_DIR/$PROFILE/patchday
+FLEET=$CARGO_TARGET_DIR/$PROFILE/patchday-fleet
 
 W=$(mktemp -d /tmp/patchday-fleet.XXXXXX)
 STATE=/dev/shm/patchday-fleet-$$
@@ -83,7 +86,7 @@ PATCHDAY_TOKEN=$(cat "$W/admin-token")
 "$PD" catalog push --repo "$W/catalog" >/dev/null
 "$PD" tenant create acme >/dev/null
 "$PD" group create --tenant acme fleet >/dev/null
-"$PD" enroll-token create --tenant acme --unlimited --group fleet | tr -d '\n' >"$W/token-fleet"
+"$PD" enroll-token create --tenant acme --unlimited --group fleet 2>/dev/null | tr -d '\n' >"$W/token-fleet"
 
 # Push present? The wait route answers 401 without a credential, 404 when absent.
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/v1/agent/wait" || true)
@@ -97,14 +100,14 @@ fi
 echo "server $URL (pid $SERVER_PID), payload $PAYLOAD_BYTES bytes, $N hosts; $A_NOTE"
 
 json() { sed -n 's/^FLEET-JSON //p' "$1"; }
-field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
+field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print("" if v is None else (round(v, 1) if isinstance(v, float) else v))' "$1" "$2"; }
 declare -A R
 status=0
-common=(--server "$URL" --server-pid "$SERVER_PID" --install-ms "$INSTALL_MS" --idle-seconds "$IDLE_SECONDS")
+common=(--server "$URL" --server-pid "$SERVER_PID" --install-ms "$INSTALL_MS")
 
 if [[ " $SCENARIOS " == *" a "* ]]; then
   echo; echo "== (a) $N hosts, emergency approval, 1 MB payload, ${A_MODE[*]}"
-  "$FLEET" "${common[@]}" --label a "${A_MODE[@]}" --state "$STATE" \
+  "$FLEET" "${common[@]}" --idle-seconds "$IDLE_SECONDS" --label a "${A_MODE[@]}" --state "$STATE" \
     --group "fleet=$W/token-fleet:$N" --package pd-fleet-a:1.0-1 --package pd-fleet-b:1.0-1 \
     --package libfiller1:2.3-1 --package libfiller2:0.9-4 --package libfiller3:5.1-2 \
     --horizon-seconds 600 \
@@ -114,7 +117,7 @@ if [[ " $SCENARIOS " == *" a "* ]]; then
 fi
 if [[ " $SCENARIOS " == *" b "* ]]; then
   echo; echo "== (b) the same $N hosts polling every 300 s (uniform random phase), no push"
-  "$FLEET" "${common[@]}" --label b --mode poll --poll-seconds 300 --state "$STATE" \
+  "$FLEET" "${common[@]}" --idle-seconds "$IDLE_SECONDS" --label b --mode poll --poll-seconds 300 --state "$STATE" \
     --group "fleet=$W/token-fleet:$N" --package pd-fleet-a:1.0-1 --package pd-fleet-b:1.0-1 \
     --package libfiller1:2.3-1 --package libfiller2:0.9-4 --package libfiller3:5.1-2 \
     --horizon-seconds 900 \
@@ -131,7 +134,7 @@ if [[ " $SCENARIOS " == *" c "* ]]; then
   "$PD" tenant patch-day ringco --week "$w" --weekday "$(date -u +%A | tr '[:upper:]' '[:lower:]')" --time 00:00 --time-zone UTC >/dev/null
   for g in pilot early broad; do
     "$PD" group create --tenant ringco "$g" >/dev/null
-    "$PD" enroll-token create --tenant ringco --unlimited --group "$g" | tr -d '\n' >"$W/token-$g"
+    "$PD" enroll-token create --tenant ringco --unlimited --group "$g" 2>/dev/null | tr -d '\n' >"$W/token-$g"
   done
   halted="$PD rollout status --update PD-FLEET-C --format json | python3 -c 'import json,sys; h=json.load(sys.stdin).get(\"halt\"); sys.exit(0 if h and h.get(\"resumed_at\") is None else 1)'"
   "$FLEET" "${common[@]}" --label c "${A_MODE[@]}" --state "$STATE-c" --idle-seconds 10 \
@@ -153,8 +156,8 @@ for k in a b c; do
   [ -n "${R[$k]:-}" ] || continue
   j=${R[$k]}
   printf '%-4s %-5s %7s %9s %9s %9s %9s %9.2f %8.1f %9.0f %12s %8s\n' "$k" "$(field "$j" mode)" "$(field "$j" expected)" \
-    "$(field "$j" p50_seconds)" "$(field "$j" p90_seconds)" "$(field "$j" p99_seconds)" "$(field "$j" p100_seconds)" \
-    "$(python3 -c 'import sys; print(float(sys.argv[1])*100)' "$(field "$j" idle_cpu_per_second)")" \
+    "$(field "$j" p50_seconds)" "$(field "$j" p90_seconds)" "$(field "$j" p99_seconds)" "$(field "$j" p100_seconds || true)" \
+    "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["idle_cpu_per_second"]*100)' "$j")" \
     "$(field "$j" server_cpu_seconds)" "$(field "$j" server_peak_rss_mib)" "$(field "$j" loopback_bytes)" "$(field "$j" errors)"
 done
 echo
@@ -162,7 +165,7 @@ verdict() { # CONDITION-EXIT MESSAGE
   if [ "$1" = 0 ]; then echo "PASS: $2"; else echo "FAIL: $2"; status=1; fi
 }
 if [ -n "${R[a]:-}" ]; then
-  p99=$(field "${R[a]}" p99_seconds); idle=$(field "${R[a]}" idle_cpu_per_second)
+  p99=$(field "${R[a]}" p99_seconds); idle=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["idle_cpu_per_second"])' "${R[a]}")
   python3 -c 'import sys; sys.exit(0 if sys.argv[1] and float(sys.argv[1]) < 30 else 1)' "$p99" && r=0 || r=1
   verdict $r "(a) 99% of $N hosts installed ${p99:-never} s after the emergency approval (target < 30 s; ${A_NOTE})"
   python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 0.05 else 1)' "$idle" && r=0 || r=1

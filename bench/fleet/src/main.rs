@@ -135,6 +135,8 @@ struct Package {
     version: String,
     source: String,
     architecture: String,
+    /// dpkg's status word: `installed`, or `half-configured` after a failed postinst.
+    status: String,
 }
 
 /// A simulated host.
@@ -182,11 +184,12 @@ fn status_text(hostname: &str, packages: &[Package]) -> String {
         version: "1.21.22".into(),
         source: "dpkg".into(),
         architecture: "amd64".into(),
+        status: "installed".into(),
     };
     for p in std::iter::once(&dpkg).chain(packages) {
         s.push_str(&format!(
-            "Package: {}\nStatus: install ok installed\nPriority: optional\nArchitecture: {}\nSource: {}\nVersion: {}\nDescription: simulated package of {hostname}\n\n",
-            p.name, p.architecture, p.source, p.version
+            "Package: {}\nStatus: install ok {}\nPriority: optional\nArchitecture: {}\nSource: {}\nVersion: {}\nDescription: simulated package of {hostname}\n\n",
+            p.name, p.status, p.architecture, p.source, p.version
         ));
     }
     s
@@ -240,6 +243,7 @@ fn parse_packages(packages: &[String]) -> anyhow::Result<Vec<Package>> {
                 version: version.into(),
                 source: parts.next().unwrap_or(name).into(),
                 architecture: "amd64".into(),
+                status: "installed".into(),
             })
         })
         .collect()
@@ -281,15 +285,19 @@ async fn make_host(
             enroll(&cfg, &state, clock_now()).await?
         }
     };
-    let packages = patchday_agent::inventory::collect(&root)?
+    let inventory = patchday_agent::inventory::collect(&root)?;
+    let packages = inventory
         .packages
         .into_iter()
-        .filter(|p| p.name != "dpkg")
-        .map(|p| Package {
+        .map(|p| (p, "installed"))
+        .chain(inventory.unfinished.into_iter().map(|p| (p, "half-configured")))
+        .filter(|(p, _)| p.name != "dpkg")
+        .map(|(p, status)| Package {
             name: p.name,
             version: p.version,
             source: p.source,
             architecture: p.architecture,
+            status: status.into(),
         })
         .collect();
     let signer = Signer::new(
@@ -415,30 +423,32 @@ async fn run_once(host: &Host, install: Duration) -> anyhow::Result<RunOutcome> 
         for f in &files {
             let _ = std::fs::remove_file(f);
         }
-        if host.fails {
-            report(
-                host,
-                &a.update,
-                UpdateState::Failed,
-                Some("simulated failure: installed post-installation script subprocess returned error exit status 1".into()),
-            )
-            .await;
-            out.failed = true;
-            continue;
-        }
+        // What dpkg leaves: the new version, configured, or half-configured when the
+        // (simulated) postinst failed, as a real failing package does.
         {
             let mut pkgs = host.packages.lock().await;
             for (p, _) in &decided.payloads {
                 for have in pkgs.iter_mut().filter(|h| h.name == p.package) {
                     have.version = p.version.clone();
+                    have.status = if host.fails { "half-configured" } else { "installed" }.into();
                 }
             }
-            let hostname = inventory.hostname.clone();
             patchday_agent::state::write_atomic(
                 &patchday_agent::inventory::status_path(&host.cfg.root),
-                status_text(&hostname, &pkgs).as_bytes(),
+                status_text(&inventory.hostname, &pkgs).as_bytes(),
                 0o644,
             )?;
+        }
+        if host.fails {
+            report(
+                host,
+                &a.update,
+                UpdateState::Failed,
+                Some("simulated failure: installed pd post-installation script subprocess returned error exit status 1".into()),
+            )
+            .await;
+            out.failed = true;
+            continue;
         }
         counters.record(&decided);
         host.state.save_release_counters(&counters)?;
