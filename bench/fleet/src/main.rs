@@ -155,7 +155,7 @@ enum Event {
     /// Its first run after enrolment (or reuse) is done.
     Ready,
     /// A run got an assignment (first time after approval only counts).
-    Assigned { group: usize },
+    Assigned { host: usize, group: usize, at: Duration },
     /// Installed and checked in with the new inventory.
     Installed { host: usize, at: Duration },
     /// The simulated install failed (reported as failed).
@@ -470,9 +470,13 @@ async fn run_until_done(index: usize, host: &Host, install: Duration, tx: &mpsc:
     loop {
         match run_once(host, install).await {
             Ok(o) => {
-                if o.assigned && !*announced && since_approval().is_some() {
+                if let (true, false, Some(at)) = (o.assigned, *announced, since_approval()) {
                     *announced = true;
-                    let _ = tx.send(Event::Assigned { group: host.group });
+                    let _ = tx.send(Event::Assigned {
+                        host: index,
+                        group: host.group,
+                        at,
+                    });
                 }
                 if let Some(at) = since_approval() {
                     if o.installed {
@@ -630,6 +634,8 @@ struct Figures {
     setup_seconds: f64,
     idle_seconds: f64,
     idle_cpu_per_second: f64,
+    first_assigned_seconds: Option<f64>,
+    assigned_p50_seconds: Option<f64>,
     p50_seconds: Option<f64>,
     p90_seconds: Option<f64>,
     p99_seconds: Option<f64>,
@@ -786,6 +792,7 @@ async fn main() -> anyhow::Result<()> {
     let group_names: Vec<String> = groups.iter().map(|(g, _, _)| g.clone()).collect();
     let mut installed_at: Vec<Option<f64>> = vec![None; total];
     let mut failed_at: Vec<Option<f64>> = vec![None; total];
+    let mut assigned_at: Vec<Option<f64>> = vec![None; total];
     let mut assigned = vec![0usize; groups.len()];
     let horizon = Duration::from_secs(args.horizon_seconds);
     let mut halted_at: Option<f64> = None;
@@ -830,7 +837,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(Some(Event::Failed { host, at })) => {
                 failed_at[host].get_or_insert(at.as_secs_f64());
             }
-            Ok(Some(Event::Assigned { group, .. })) => assigned[group] += 1,
+            Ok(Some(Event::Assigned { host, group, at })) => {
+                assigned[group] += 1;
+                assigned_at[host].get_or_insert(at.as_secs_f64());
+            }
             Ok(Some(Event::Error(e))) => {
                 errors.fetch_add(1, Ordering::Relaxed);
                 if first_errors.len() < 5 {
@@ -850,6 +860,8 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|(t, _)| *t)
         .collect();
     times.sort_by(f64::total_cmp);
+    let mut assigned_times: Vec<f64> = assigned_at.iter().filter_map(|t| *t).collect();
+    assigned_times.sort_by(f64::total_cmp);
     let by_group = |v: &[Option<f64>]| -> Vec<(String, usize)> {
         group_names
             .iter()
@@ -878,6 +890,8 @@ async fn main() -> anyhow::Result<()> {
         setup_seconds,
         idle_seconds,
         idle_cpu_per_second: idle_cpu,
+        first_assigned_seconds: assigned_times.first().copied(),
+        assigned_p50_seconds: percentile(&assigned_times, expected, 50.0),
         p50_seconds: percentile(&times, expected, 50.0),
         p90_seconds: percentile(&times, expected, 90.0),
         p99_seconds: percentile(&times, expected, 99.0),
@@ -896,6 +910,7 @@ async fn main() -> anyhow::Result<()> {
     println!("fleet run {} ({} mode, {} hosts, {} expected to install)", figures.label, figures.mode, total, expected);
     println!("  set-up (enrol + first check-in): {setup_seconds:.1} s");
     println!("  idle server CPU: {:.2}% of one core ({idle_seconds:.0} s, all hosts connected)", idle_cpu * 100.0);
+    println!("  first assignment {}, 50% assigned {}", show(figures.first_assigned_seconds), show(figures.assigned_p50_seconds));
     println!("  installed: 50% {}, 90% {}, 99% {}, 100% {}", show(figures.p50_seconds), show(figures.p90_seconds), show(figures.p99_seconds), show(figures.p100_seconds));
     println!("  installed {} / failed {} of {expected} in {rollout_seconds:.1} s", figures.installed, figures.failed);
     println!("  per group: assigned {:?}, installed {:?}, failed {:?}", figures.assigned_by_group, figures.installed_by_group, figures.failed_by_group);
