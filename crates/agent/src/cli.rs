@@ -45,8 +45,17 @@ pub struct Args {
     #[arg(long)]
     pub once: bool,
     /// Seconds between runs without --once (the server's suggestion wins when smaller).
+    /// Between runs the agent holds a wait at the server and runs at once when it says
+    /// something changed (issue 10, point 6), so the interval is only the fallback.
     #[arg(long, default_value_t = 3600)]
     pub interval: u64,
+    /// Poll only: do not hold waits at the server between runs.
+    #[arg(long)]
+    pub no_push: bool,
+    /// Seconds before retrying a failed run (or a failed wait), doubling with jitter up
+    /// to the interval.
+    #[arg(long, default_value_t = 30)]
+    pub retry_seconds: u64,
     /// Seconds a transfer may stall before the agent gives up (and retries next run).
     #[arg(long, default_value_t = 30)]
     pub stall_timeout: u64,
@@ -167,6 +176,14 @@ pub async fn run(args: Args) -> std::process::ExitCode {
     if let Some(AgentCommand::Repair { allow_apt }) = args.command {
         return repair(&cfg, allow_apt).await;
     }
+    // Issue 10, point 6 (push): the generation seen before the first run, so that
+    // whatever changes during it wakes the first wait.
+    let mut since = if args.once || args.no_push {
+        0
+    } else {
+        crate::push::current_generation(&cfg).await
+    };
+    let mut failed_runs: u32 = 0;
     loop {
         let result = run_once(&cfg).await;
         // finding 13: the operator sees a failed run in the report, not only the log.
@@ -215,8 +232,31 @@ pub async fn run(args: Args) -> std::process::ExitCode {
                 _ => std::process::ExitCode::FAILURE,
             };
         }
-        // Jitter spreads a fleet's check-ins so they do not arrive together.
-        let jitter = rand::random::<u64>() % (wait / 10 + 1);
-        tokio::time::sleep(Duration::from_secs(wait + jitter)).await;
+        let interval = Duration::from_secs(wait.max(1));
+        let retry = Duration::from_secs(args.retry_seconds.max(1));
+        // Issue 10, point 6: a failed run (an error, a failed update, an unreachable
+        // server) is tried again after a jittered, doubling back-off, not a whole interval.
+        let failed = match &result {
+            Ok(s) => !s.failed.is_empty() || s.offline.is_some(),
+            Err(_) => true,
+        };
+        if failed {
+            failed_runs = failed_runs.saturating_add(1);
+            let pause = crate::push::backoff(failed_runs, retry, interval);
+            println!("run failed: trying again in {}s", pause.as_secs());
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        failed_runs = 0;
+        if args.no_push {
+            // Jitter spreads a fleet's check-ins so they do not arrive together.
+            tokio::time::sleep(crate::push::jittered(interval)).await;
+            continue;
+        }
+        if crate::push::until_work(&cfg, &mut since, interval, retry).await
+            == crate::push::Woken::Pushed
+        {
+            println!("woken by the server: running now");
+        }
     }
 }

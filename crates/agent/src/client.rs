@@ -97,6 +97,16 @@ impl Client {
         path: &str,
         body: &B,
     ) -> anyhow::Result<R> {
+        decode(self.post_response(path, body).await?).await
+    }
+
+    /// Like [`Client::post`], but hands back the response undecoded, for callers that
+    /// act on its status (issue 10, point 6: a wait answered 503 says when to come back).
+    pub async fn post_response<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<reqwest::Response> {
         let url = self.url(path)?;
         let bytes = serde_json::to_vec(body).context("encoding the request")?;
         let mut resp = self.send_json(path, &url, &bytes).await?;
@@ -116,7 +126,7 @@ impl Client {
                 }
             }
         }
-        decode(resp).await
+        Ok(resp)
     }
 
     async fn send_json(

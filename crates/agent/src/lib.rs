@@ -16,6 +16,7 @@ pub mod client;
 pub mod download;
 pub mod install;
 pub mod inventory;
+pub mod push; // issue 10, point 6: long-poll waits, back-off
 pub mod run;
 pub mod signed;
 pub mod state;

@@ -256,6 +256,26 @@ struct ServerArgs {
     /// How often the rollout looks at the rings' evidence.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     rollout_every: jiff::SignedDuration,
+    /// Issue 10, point 6 (push): seconds the server holds an agent's wait
+    /// (`/v1/agent/wait`) before answering "nothing new" (1 to 300).
+    #[arg(long, default_value_t = 50)]
+    long_poll_seconds: u64,
+    /// Most agent waits held at once (kept below --max-connections); more are answered
+    /// 503 with a jittered Retry-After.
+    #[arg(long, default_value_t = 20_000)]
+    max_long_polls: usize,
+    /// Connections the kernel queues before the server accepts them, for a fleet
+    /// reconnecting at once (capped by net.core.somaxconn: raise it with sysctl).
+    #[arg(long, default_value_t = 4096)]
+    listen_backlog: u32,
+    /// Issue 10, point 7: how often the cleanup evicts from the content store the
+    /// payloads no host can need any more (superseded and declined, or needed nowhere).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    cleanup_every: jiff::SignedDuration,
+    /// How long such a payload is kept after its update was superseded and declined
+    /// (0s: at the next cleanup).
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    retain: jiff::SignedDuration,
 }
 
 /// Issue 9, point 1: `patchday server --mirror-every 1h`: the archive sync on a schedule.
@@ -1583,6 +1603,27 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                 .to_vec(),
             );
             print(&t, conn.format);
+            // Issue 10, point 7: the content store and what the cleanup freed.
+            if let Some(c) = &s.content {
+                let mut t = Table::new(&[
+                    "stored blobs",
+                    "stored bytes",
+                    "evicted payloads",
+                    "bytes freed",
+                    "retain",
+                    "last cleanup",
+                ]);
+                t.rows.push(vec![
+                    c.blobs.to_string(),
+                    c.bytes.to_string(),
+                    c.evicted.to_string(),
+                    c.evicted_bytes.to_string(),
+                    format!("{}s", c.retain_seconds),
+                    c.last_cleanup
+                        .map_or_else(|| "not yet".to_string(), |t| t.to_string()),
+                ]);
+                print(&t, conn.format);
+            }
         }
     }
     Ok(0)
@@ -1802,6 +1843,17 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     cfg.rollout_every = std::time::Duration::try_from(a.rollout_every)
         .unwrap_or(cfg.rollout_every)
         .max(std::time::Duration::from_secs(1));
+    // Issue 10, point 6 (push).
+    cfg.push = patchday_server::push::PushLimits {
+        long_poll: std::time::Duration::from_secs(a.long_poll_seconds.clamp(1, 300)),
+        max_waiting: a.max_long_polls,
+    };
+    cfg.listen_backlog = a.listen_backlog;
+    // Issue 10, point 7: the content store stays bounded.
+    cfg.cleanup_every = std::time::Duration::try_from(a.cleanup_every)
+        .unwrap_or(cfg.cleanup_every)
+        .max(std::time::Duration::from_secs(1));
+    cfg.retain = a.retain;
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");

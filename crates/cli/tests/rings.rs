@@ -3,7 +3,8 @@
 //! failing postinst halts the update before the next ring and the webhook receives a
 //! correctly signed body, resume, and the operator's emergency lane still honours the
 //! halt. The server's rollout looks every second; the tests poll for outcomes and
-//! assert nothing about time.
+//! assert nothing about time. Issue 10, point 7: a superseded update declines itself, its
+//! payload leaves the content store, and K publish cycles leave one payload, not K.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -137,6 +138,11 @@ fn world_with(updates: &[Spec]) -> World {
         url.as_str(),
         "--webhook-secret-file",
         secret.to_str().unwrap(),
+        // Issue 10, point 7: the cleanup looks every second and keeps nothing back.
+        "--cleanup-every",
+        "1s",
+        "--retain",
+        "0s",
     ];
     let srv = Server::start_with(&b, &dir, &cat.root(), &flags);
     srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
@@ -486,4 +492,198 @@ fn a_superseded_update_declines_itself_once_its_successor_is_installed_wherever_
     );
     let log = w.srv.cli(&["log", "--tenant", "acme", "--format", "json"]);
     assert!(log.contains("\"actor\": \"supersedence\""), "{log}");
+}
+
+// ---- Issue 10, point 7 (second half): the content store stays bounded ----
+
+/// The sha256 of a file, hex.
+fn sha256_of(path: &std::path::Path) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        std::fs::read(path).unwrap(),
+    ))
+}
+
+/// Where the server keeps the blob with this sha256.
+fn blob(srv: &Server, sha: &str) -> PathBuf {
+    srv.data.join("content").join(&sha[..2]).join(sha)
+}
+
+/// The bytes of every blob in the content store (quarantine left out).
+fn content_bytes(srv: &Server) -> u64 {
+    let mut total = 0;
+    for d in std::fs::read_dir(srv.data.join("content")).unwrap() {
+        let d = d.unwrap();
+        if d.file_name().len() != 2 {
+            continue;
+        }
+        for f in std::fs::read_dir(d.path()).unwrap() {
+            total += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+fn content_status(srv: &Server) -> Value {
+    let s: Value =
+        serde_json::from_str(&srv.cli(&["catalog", "status", "--format", "json"])).unwrap();
+    s["content"].clone()
+}
+
+fn scrub(srv: &Server) -> std::process::Output {
+    std::process::Command::new(&bins().patchday)
+        .args(["server", "scrub", "--data", srv.data.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_superseded_payload_leaves_the_content_store_is_not_pushed_again_and_answers_410() {
+    let _serial = patchday_testkit::serial();
+    let w = world_with(&[
+        ("PD-C-1", "pd-clean", "1.0-2", false, &[]),
+        (
+            "PD-C-2",
+            "pd-clean",
+            "1.0-3",
+            false,
+            &["--supersedes", "PD-C-1"],
+        ),
+    ]);
+    let deb = |v: &str| {
+        std::fs::read_dir(w.dir.join("pkgs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.starts_with("pd-clean_") && n.contains(v) && n.ends_with(".deb")
+            })
+            .expect("the built package")
+    };
+    // The served name of a payload: its catalog file, `<sha256>.<name>`.
+    let target_of = |sha: &str| {
+        std::fs::read_dir(w.dir.join("catalog/targets"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with(&format!("{sha}.")))
+            .expect("the payload in the catalog's targets")
+    };
+    let sha = sha256_of(&deb("1.0-2"));
+    let len = std::fs::metadata(deb("1.0-2")).unwrap().len();
+    let target = target_of(&sha);
+    assert!(blob(&w.srv, &sha).is_file(), "pushed");
+    let before = content_bytes(&w.srv);
+
+    // Both approved: the host installs the successor; PD-C-1 declines itself.
+    let h = w.host("clean-1", 0);
+    for u in ["PD-C-1", "PD-C-2"] {
+        w.srv
+            .cli(&["approve", "--tenant", "acme", "--group", "pilot", u]);
+    }
+    w.run(&h);
+    assert_eq!(h.version("pd-clean").as_deref(), Some("1.0-3"));
+    w.run(&h);
+    wait_for("PD-C-1's payload to leave the content store", || {
+        !blob(&w.srv, &sha).exists()
+    });
+    assert!(
+        w.approval("PD-C-1", "pilot")
+            .is_some_and(|a| a["decision"] == "decline"),
+        "evicted only once declined"
+    );
+    assert_eq!(
+        content_bytes(&w.srv),
+        before - len,
+        "the store shrank by it"
+    );
+    let c = content_status(&w.srv);
+    assert_eq!(c["evicted"], 1, "{c}");
+    assert_eq!(c["evicted_bytes"], len, "{c}");
+    assert_eq!(c["bytes"], before - len, "{c}");
+    let log = w.srv.cli(&["log", "--format", "json"]);
+    assert!(
+        log.contains("\"actor\": \"cleanup\"")
+            && log.contains("content.evict")
+            && log.contains(&sha),
+        "{log}"
+    );
+
+    // Scrub does not miss it; a push of the same catalog does not upload it again.
+    let o = scrub(&w.srv);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = w.srv.cli(&[
+        "catalog",
+        "push",
+        "--repo",
+        w.dir.join("catalog").to_str().unwrap(),
+    ]);
+    assert!(out.contains("(0 of "), "{out}");
+    assert!(!blob(&w.srv, &sha).exists(), "{out}");
+    assert!(scrub(&w.srv).status.success());
+
+    // Asking for it answers 410 with what to do.
+    let (code, body) = w
+        .srv
+        .http_get(&format!("/v1/tuf/targets/{target}"), Some(&w.srv.admin));
+    assert_eq!(code, 410, "{body}");
+    assert!(
+        body.contains("no host can need it") && body.contains("successor"),
+        "{body}"
+    );
+    // The successor is still served.
+    let next = target_of(&sha256_of(&deb("1.0-3")));
+    let (code, _) = w
+        .srv
+        .http_get(&format!("/v1/tuf/targets/{next}"), Some(&w.srv.admin));
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn k_publish_cycles_each_superseding_the_last_leave_one_payload_not_k() {
+    let _serial = patchday_testkit::serial();
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let pkgs = dir.join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let cat = Catalog::new(&b, dir);
+    let srv = Server::start_with(
+        &b,
+        dir,
+        &cat.root(),
+        &["--cleanup-every", "1s", "--retain", "0s"],
+    );
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "pilot"]);
+    const K: usize = 5;
+    let mut shas = Vec::new();
+    for i in 1..=K {
+        let v = format!("1.0-{i}");
+        let deb = patchday_lab::build_deb(
+            &DebSpec::new("pd-bound", &v).changelog(&v, "Fix CVE-2099-1002."),
+            &pkgs,
+        )
+        .unwrap();
+        shas.push(sha256_of(&deb));
+        let prev = format!("PD-B-{}", i - 1);
+        let mut args = vec!["--emergency", "test"];
+        if i > 1 {
+            args.extend(["--supersedes", prev.as_str()]);
+        }
+        let o = cat.add_deb(&format!("PD-B-{i}"), &deb, &args);
+        assert!(o.status.success(), "{}", text(&o));
+        let out = srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+        // Each push uploads the new payload and update document, never an evicted one.
+        assert!(out.contains("(2 of "), "cycle {i}: {out}");
+        if i > 1 {
+            wait_for("the superseded payload to leave", || {
+                !blob(&srv, &shas[i - 2]).exists()
+            });
+        }
+    }
+    let held: Vec<&String> = shas.iter().filter(|s| blob(&srv, s).exists()).collect();
+    assert_eq!(held, vec![&shas[K - 1]], "only the newest payload is held");
+    let c = content_status(&srv);
+    assert_eq!(c["evicted"], K as u64 - 1, "{c}");
+    let o = scrub(&srv);
+    assert!(o.status.success(), "{}", text(&o));
 }

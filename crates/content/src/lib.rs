@@ -90,6 +90,21 @@ pub trait ContentStore: Send + Sync {
     /// once, and again whenever the file changes): a damaged blob is quarantined and
     /// [`ContentError::Damaged`] returned, so its bytes are never served.
     async fn open_verified(&self, sha256: &str, offset: u64) -> Result<BlobReader, ContentError>;
+
+    // Issue 10, point 7 (cleanup): payloads no host can need are removed.
+    /// Removes a blob; returns the bytes it freed (`None` when it was not there).
+    async fn remove(&self, sha256: &str) -> Result<Option<u64>, ContentError>;
+    /// How many blobs the store holds and their bytes (quarantined ones left out).
+    async fn usage(&self) -> Result<Usage, ContentError>;
+}
+
+/// What a content store holds (issue 10, point 7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Blobs.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 fn check_key(k: &str) -> Result<(), ContentError> {
@@ -474,6 +489,34 @@ impl ContentStore for LocalDisk {
         keys.sort();
         Ok(keys)
     }
+
+    async fn remove(&self, sha256: &str) -> Result<Option<u64>, ContentError> {
+        check_key(sha256)?;
+        let p = self.path(sha256);
+        let len = match tokio::fs::metadata(&p).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ContentError::Io { path: p, source }),
+        };
+        self.set_verified(sha256, None);
+        match tokio::fs::remove_file(&p).await {
+            Ok(()) => Ok(Some(len)),
+            // Removed by a concurrent caller.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ContentError::Io { path: p, source }),
+        }
+    }
+
+    async fn usage(&self) -> Result<Usage, ContentError> {
+        let mut u = Usage::default();
+        for k in self.keys().await? {
+            if let Some(len) = self.len(&k).await? {
+                u.blobs += 1;
+                u.bytes += len;
+            }
+        }
+        Ok(u)
+    }
 }
 
 /// Where damaged blobs go, under the store's root.
@@ -514,6 +557,23 @@ mod tests {
             store.len("../etc").await,
             Err(ContentError::BadKey(_))
         ));
+
+        // Issue 10, point 7: removal frees the blob's bytes, once.
+        assert_eq!(
+            store.usage().await.unwrap(),
+            Usage {
+                blobs: 1,
+                bytes: 11
+            }
+        );
+        assert_eq!(store.remove(&key).await.unwrap(), Some(11));
+        assert_eq!(store.remove(&key).await.unwrap(), None);
+        assert_eq!(store.len(&key).await.unwrap(), None);
+        assert_eq!(store.usage().await.unwrap(), Usage::default());
+        assert!(matches!(
+            store.remove("../etc").await,
+            Err(ContentError::BadKey(_))
+        ));
     }
 
     #[tokio::test]
@@ -542,6 +602,7 @@ mod tests {
             .join(format!("{key}.0"));
         assert_eq!(std::fs::read(aside).unwrap(), b"hello worle");
         store.quarantine(&key).await.unwrap();
+        assert_eq!(store.usage().await.unwrap(), Usage::default());
         assert!(matches!(
             store.open(&key, 0).await,
             Err(ContentError::NotFound(_))

@@ -224,6 +224,11 @@ impl CatalogIndex {
         self.by_id.get(&id).and_then(|&i| self.updates.get(i))
     }
 
+    /// The updates that (transitively) supersede `id` (issue 10, point 7: cleanup).
+    pub fn successors(&self, id: &UpdateId) -> Option<&BTreeSet<UpdateId>> {
+        self.superseded_by.get(id)
+    }
+
     /// The update whose document is the target `name` (`update-<id>.json`).
     pub fn by_target_name(&self, name: &str) -> Option<&UpdateDocument> {
         self.by_target.get(name).and_then(|&i| self.updates.get(i))

@@ -3,6 +3,7 @@
 pub mod applicability;
 pub mod calendar;
 pub mod catalog_expiry;
+pub mod cleanup; // issue 10, point 7 (second half)
 pub mod compliance;
 pub mod dependency_payloads;
 pub mod history;

@@ -180,6 +180,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         .await
         .map_err(|e| rejected(e.to_string()))?;
 
+    let evicted = crate::cleanup::evicted_digests(state.store.as_ref()).await?;
     // Cross-check update documents against the payload targets they name.
     let mut updates = Vec::new();
     let mut record_targets = Vec::new();
@@ -197,10 +198,14 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         // Issue 9, point 6: a push carries only the files the server lacks
         // (`/v1/catalog/missing`); the others must be in the content store already.
         let uploaded = path.exists();
+        // Issue 10, point 7: a payload the cleanup evicted stays out; it is neither
+        // asked for nor missed (an update document is never evicted).
+        let evicted =
+            matches!(custom, TargetCustom::Payload { .. }) && evicted.contains(&info.sha256);
         if uploaded {
             patchday_trust::check_target_file(name, info, &path)
                 .map_err(|e| rejected(e.to_string()))?;
-        } else if state.content.len(&info.sha256).await? != Some(info.length) {
+        } else if !evicted && state.content.len(&info.sha256).await? != Some(info.length) {
             return Err(rejected(format!(
                 "target {name} is neither in the upload nor on the server: push again (`patchday catalog push` asks the server what it lacks)"
             )));
@@ -245,7 +250,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
             }
             TargetCustom::Payload { .. } => payloads += 1,
         }
-        if uploaded {
+        if uploaded && !evicted {
             state.content.put_file(&path, &info.sha256).await?;
         }
         record_targets.push(CatalogTarget {
@@ -304,7 +309,22 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         updates = status.updates,
         "catalog accepted"
     );
+    // Issue 10, point 6 (push): new updates, supersedence, payloads: every agent checks in.
+    state.push.everyone();
     Ok(status)
+}
+
+/// The listed targets among `names`, by name.
+pub async fn targets_by_name(
+    store: &dyn patchday_store::Store,
+    names: &[String],
+) -> patchday_store::Result<std::collections::HashMap<String, CatalogTarget>> {
+    Ok(store
+        .catalog_targets(names)
+        .await?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect())
 }
 
 /// A small target (an update document) the server already holds, read back and checked

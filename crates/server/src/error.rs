@@ -149,6 +149,7 @@ impl IntoResponse for ApiError {
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Gone => StatusCode::GONE,
         };
         let mut resp = (
             status,

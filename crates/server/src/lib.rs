@@ -16,6 +16,7 @@ mod auth;
 mod catalog;
 mod catalog_expiry; // issue 9, point 5
 mod catalog_index; // issue 9, point 6
+pub mod cleanup; // issue 10, point 7 (second half)
 mod clock;
 mod closure; // issue 9, point 4: dependency payloads, repair assignments
 mod compliance;
@@ -25,6 +26,7 @@ pub mod freshness;
 mod limits; // finding 4 (issue 8)
 pub mod listener;
 pub mod mirror_schedule; // issue 9, point 1
+pub mod push; // issue 10, point 6
 mod ratelimit;
 pub mod rollout; // issue 10, points 2 and 3 (rings)
 mod routes;
@@ -68,6 +70,8 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     }
     // Issue 10, points 2 and 3 (rings): rings advance on evidence, failures halt.
     tokio::spawn(rollout::run(state.clone(), config.rollout_every));
+    // Issue 10, point 7: payloads no host can need leave the content store.
+    tokio::spawn(cleanup::run(state.clone(), config.cleanup_every));
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");
@@ -116,9 +120,10 @@ pub async fn bind(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>>,
 )> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    // Issue 10, point 6 (push): a backlog sized for a fleet reconnecting at once.
+    let listener = listener::bind_with_backlog(listen, state.config.listen_backlog)
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     // The listener puts the peer address in each request (finding 10: the operator log
     // says from where; finding 9: failed logins are limited per address).
@@ -136,9 +141,8 @@ pub async fn bind_tls(
     SocketAddr,
     impl std::future::Future<Output = anyhow::Result<()>>,
 )> {
-    let listener = std::net::TcpListener::bind(listen)
+    let listener = listener::bind_with_backlog(listen, state.config.listen_backlog)
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
-    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let limits = state.config.limits;
     let app = router(state);
@@ -159,7 +163,8 @@ pub struct ScrubReport {
     pub checked: usize,
     /// Blobs whose bytes no longer match their sha256 (now quarantined).
     pub damaged: Vec<String>,
-    /// Payloads the current catalog lists that the content store does not have.
+    /// Payloads the current catalog lists that the content store does not have (evicted
+    /// ones left out: issue 10, point 7).
     pub missing: Vec<String>,
 }
 
@@ -204,8 +209,10 @@ pub async fn scrub(data_dir: &std::path::Path) -> anyhow::Result<ScrubReport> {
                     .chain(u.payloads.iter().map(|p| p.target.clone()))
             })
             .collect();
+        // Issue 10, point 7: an evicted payload is absent on purpose.
+        let evicted = cleanup::evicted_digests(&store).await?;
         for t in store.catalog_targets(&names).await? {
-            if content.len(&t.sha256).await?.is_none() {
+            if content.len(&t.sha256).await?.is_none() && !evicted.contains(&t.sha256) {
                 report.missing.push(format!("{} ({})", t.name, t.sha256));
             }
         }

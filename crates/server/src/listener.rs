@@ -27,6 +27,46 @@ const FD_RESERVE: u64 = 128;
 /// limit allows that many).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// Issue 10, point 6 (push): connections the kernel queues before `accept` when no
+/// `--listen-backlog` is given; tokio's own 1024 reset hundreds of a 3,000-agent
+/// fleet reconnecting after a restart.
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with room for `backlog` connections waiting for `accept` (the kernel
+/// caps it at `net.core.somaxconn`, which is read and reported). Non-blocking, ready for
+/// tokio.
+pub fn bind_with_backlog(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // A restarted server binds again at once, past connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    let wanted = i32::try_from(backlog.max(1)).unwrap_or(i32::MAX);
+    socket.listen(wanted)?;
+    socket.set_nonblocking(true)?;
+    if let Some(cap) = somaxconn() {
+        if cap < backlog {
+            tracing::warn!(
+                backlog,
+                somaxconn = cap,
+                "the kernel caps the listen backlog at net.core.somaxconn={cap}: a fleet reconnecting at once may see resets; raise it (`sysctl -w net.core.somaxconn={backlog}`)"
+            );
+        } else {
+            tracing::info!(backlog, somaxconn = cap, "listen backlog");
+        }
+    }
+    Ok(socket.into())
+}
+
+/// The kernel's cap on listen backlogs (Linux), when it can be read.
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// How many connections the server keeps and how long it waits for clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {

@@ -82,6 +82,8 @@ pub async fn halt(state: &AppState, halt: &RolloutHalt, log: Option<&LogEntry>) 
     let new = state.store.halt_rollout(halt, log).await?;
     if new {
         tracing::warn!(update = %halt.update, reason = %halt.reason, by = %halt.by, "rollout halted");
+        // Issue 10, point 6 (push): agents that have not started drop the assignment.
+        state.push.everyone();
         notify(state, halt).await;
     }
     Ok(new)
@@ -323,13 +325,14 @@ async fn advance(
             // without its wave.
             open_waves(tenant, r, &u.id, &views[ring].hosts, now).await?;
             tenant.put_approval_logged(&a, &entry).await?;
+            state.push.tenant(t); // issue 10, point 6 (push)
             tracing::info!(tenant = %t, update = %u.id, group = %r.group, "ring approved by its rule");
         }
         Step::Wait(_) => {}
     }
     for (r, v) in rings.iter().zip(views).take(stop) {
-        if v.by_rule {
-            open_waves(tenant, r, &u.id, &v.hosts, now).await?;
+        if v.by_rule && open_waves(tenant, r, &u.id, &v.hosts, now).await? {
+            state.push.tenant(t); // issue 10, point 6 (push): a wave opened
         }
     }
     Ok(())
@@ -342,7 +345,7 @@ async fn open_waves(
     update: &UpdateId,
     hosts: &[(HostId, Option<UpdateState>)],
     now: Timestamp,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     // A stable order per update, so each update's first wave is a different slice.
     let mut order: Vec<&(HostId, Option<UpdateState>)> = hosts.iter().collect();
     order.sort_by_key(|(h, _)| Sha256::digest(format!("{update}\n{h}").as_bytes()));
@@ -368,7 +371,7 @@ async fn open_waves(
         tracing::info!(update = %update, group = %ring.group, hosts = next.len(), "wave opened");
         tenant.admit_wave(update, &ring.group, &next, now).await?;
     }
-    Ok(())
+    Ok(!next.is_empty())
 }
 
 /// The check-in's question: of this host's assignments, which do a halt or a wave hold
@@ -482,6 +485,7 @@ pub async fn decline_superseded(state: &AppState, now: Timestamp) -> ApiResult<(
                 );
                 tenant.put_approval_logged(&a, &entry).await?;
             }
+            state.push.tenant(&t.id); // issue 10, point 6 (push)
             tracing::info!(tenant = %t.id, update = %old.id, successor = %new.id, "superseded update declined");
         }
     }

@@ -38,6 +38,14 @@ pub struct ServerConfig {
     pub webhook: Option<crate::rollout::Webhook>,
     /// Issue 10, points 2 and 3 (rings): how often the rollout task looks.
     pub rollout_every: std::time::Duration,
+    /// Issue 10, point 6 (push): how long waits are held and how many at most.
+    pub push: crate::push::PushLimits,
+    /// Issue 10, point 6 (push): the listen backlog (`--listen-backlog`).
+    pub listen_backlog: u32,
+    /// Issue 10, point 7: how often the cleanup looks for payloads no host can need.
+    pub cleanup_every: std::time::Duration,
+    /// Issue 10, point 7: how long such a payload is kept (`--retain`, 30 days by default).
+    pub retain: jiff::SignedDuration,
 }
 
 impl ServerConfig {
@@ -57,6 +65,10 @@ impl ServerConfig {
             mirror: None,
             webhook: None,
             rollout_every: std::time::Duration::from_secs(30),
+            push: crate::push::PushLimits::default(),
+            listen_backlog: crate::listener::DEFAULT_LISTEN_BACKLOG,
+            cleanup_every: std::time::Duration::from_secs(3600),
+            retain: jiff::SignedDuration::from_hours(30 * 24),
         }
     }
 
@@ -94,6 +106,10 @@ pub struct AppState {
     pub catalog_index: Arc<crate::catalog_index::CatalogCache>,
     /// Issue 9, point 1: the scheduled mirror's last run.
     pub mirror_runs: Arc<crate::mirror_schedule::MirrorRuns>,
+    /// Issue 10, point 6 (push): generations per tenant and the held waits.
+    pub push: Arc<crate::push::PushHub>,
+    /// Issue 10, point 7: the cleanup's last run.
+    pub cleanup_runs: Arc<crate::cleanup::CleanupRuns>,
 }
 
 impl AppState {
@@ -116,6 +132,7 @@ impl AppState {
         // The server's own online key: the only private key in its data directory.
         let director = crate::director::Director::open(&dir.join("director"))
             .context("loading the director key")?;
+        let push_start = u64::try_from(clock.now().as_second()).unwrap_or(0);
         Ok(Self {
             store: Arc::new(store),
             content: Arc::new(content),
@@ -128,6 +145,14 @@ impl AppState {
             storage: Arc::default(),
             catalog_index: Arc::default(),
             mirror_runs: Arc::default(),
+            // Issue 10, point 6 (push): long polls stay below the connection cap.
+            push: Arc::new(crate::push::PushHub::new(
+                push_start,
+                config.push.within(crate::listener::connection_cap(
+                    config.limits.max_connections,
+                )),
+            )),
+            cleanup_runs: Arc::default(),
         })
     }
 }

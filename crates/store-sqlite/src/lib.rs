@@ -840,6 +840,88 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+
+    // ---- Issue 10, point 7 (cleanup): evicted payloads ----
+
+    async fn record_evictions(
+        &self,
+        evictions: &[patchday_store::PayloadEviction],
+        log: &LogEntry,
+    ) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        for e in evictions {
+            sqlx::query(
+                "INSERT OR IGNORE INTO payload_evictions (sha256, name, length, evicted_at, reason) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&e.sha256)
+            .bind(&e.name)
+            .bind(i64::try_from(e.length).unwrap_or(i64::MAX))
+            .bind(e.evicted_at.to_string())
+            .bind(&e.reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.finish(Some(log).filter(|_| !evictions.is_empty())).await
+    }
+
+    async fn evictions(&self) -> Result<Vec<patchday_store::PayloadEviction>> {
+        let rows = sqlx::query(
+            "SELECT sha256, name, length, evicted_at, reason FROM payload_evictions ORDER BY sha256",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(eviction_row).collect()
+    }
+
+    async fn eviction(&self, sha256: &str) -> Result<Option<patchday_store::PayloadEviction>> {
+        sqlx::query(
+            "SELECT sha256, name, length, evicted_at, reason FROM payload_evictions WHERE sha256 = ?",
+        )
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(eviction_row)
+        .transpose()
+    }
+
+    async fn catalog_digests(&self) -> Result<std::collections::BTreeSet<String>> {
+        let rows = sqlx::query("SELECT DISTINCT sha256 FROM catalog_targets")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(|r| r.get::<String, _>("sha256")).collect())
+    }
+
+    async fn forget_evictions(&self, sha256: &[String], log: &LogEntry) -> Result<u64> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut n = 0;
+        for h in sha256 {
+            n += sqlx::query("DELETE FROM payload_evictions WHERE sha256 = ?")
+                .bind(h)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.finish(Some(log).filter(|_| n > 0)).await?;
+        Ok(n)
+    }
+}
+
+fn eviction_row(r: &sqlx::sqlite::SqliteRow) -> Result<patchday_store::PayloadEviction> {
+    Ok(patchday_store::PayloadEviction {
+        sha256: r.get("sha256"),
+        name: r.get("name"),
+        length: u64::try_from(r.get::<i64, _>("length"))
+            .map_err(|_| StoreError::Corrupt("negative payload length".into()))?,
+        evicted_at: parse("timestamp", r.get::<&str, _>("evicted_at"))?,
+        reason: r.get("reason"),
+    })
 }
 
 /// A store handle bound to one tenant.
@@ -2014,6 +2096,16 @@ mod tests {
             .await
             .unwrap();
         patchday_store::conformance::rings_halts_and_waves(&store).await;
+    }
+
+    // Issue 10, point 7 (cleanup).
+    #[tokio::test]
+    async fn eviction_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::payload_evictions(&store).await;
     }
 
     // Issue 9, point 4 (closure).

@@ -1434,3 +1434,88 @@ pub async fn rings_halts_and_waves(store: &dyn Store) {
     assert_eq!(t.wave_held(&w2, &ups).await.unwrap(), ups);
     assert!(other.wave_held(&w2, &ups).await.unwrap().is_empty());
 }
+
+/// Issue 10, point 7 (cleanup): evicted payloads are recorded once, with their log entry,
+/// listed, found by sha256 and forgotten when needed again.
+pub async fn payload_evictions(store: &dyn Store) {
+    use crate::{LogScope, PayloadEviction};
+    let e = |n: u8, at: &str| PayloadEviction {
+        sha256: format!("{n:02x}").repeat(32),
+        name: format!("payloads/p{n}.deb"),
+        length: 1000 + u64::from(n),
+        evicted_at: ts(at),
+        reason: "superseded".into(),
+    };
+    let log = |action: &str| LogEntry {
+        actor: "cleanup".into(),
+        ..log_entry(None, action, "2026-11-30T10:00:00Z")
+    };
+    assert!(store.evictions().await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .eviction(&e(1, "2026-11-30T10:00:00Z").sha256)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .record_evictions(
+            &[e(1, "2026-11-30T10:00:00Z"), e(2, "2026-11-30T10:00:00Z")],
+            &log("content.evict"),
+        )
+        .await
+        .unwrap();
+    // Recording one again keeps its first record.
+    store
+        .record_evictions(&[e(1, "2026-12-01T10:00:00Z")], &log("content.evict"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.evictions().await.unwrap(),
+        vec![e(1, "2026-11-30T10:00:00Z"), e(2, "2026-11-30T10:00:00Z")]
+    );
+    assert_eq!(
+        store
+            .eviction(&e(2, "2026-11-30T10:00:00Z").sha256)
+            .await
+            .unwrap(),
+        Some(e(2, "2026-11-30T10:00:00Z"))
+    );
+    // Nothing recorded, nothing logged.
+    store
+        .record_evictions(&[], &log("content.evict"))
+        .await
+        .unwrap();
+    let forgotten = store
+        .forget_evictions(
+            &[e(1, "2026-11-30T10:00:00Z").sha256, "ff".repeat(32)],
+            &log("content.needed-again"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 1);
+    assert_eq!(
+        store.evictions().await.unwrap(),
+        vec![e(2, "2026-11-30T10:00:00Z")]
+    );
+    assert_eq!(
+        store
+            .forget_evictions(&["ff".repeat(32)], &log("content.needed-again"))
+            .await
+            .unwrap(),
+        0
+    );
+    let actions: Vec<String> = store
+        .list_log(&LogScope::Everything, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.actor == "cleanup")
+        .map(|l| l.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["content.evict", "content.evict", "content.needed-again"],
+        "one entry per change, none for no change"
+    );
+}

@@ -249,6 +249,37 @@ pub trait Store: Send + Sync {
     ) -> Result<bool>;
     /// Every rollout ever halted, resumed ones with `resumed_at`.
     async fn rollout_halts(&self) -> Result<Vec<patchday_types::api::RolloutHalt>>;
+
+    // ---- Issue 10, point 7 (cleanup): payloads evicted from the content store ----
+
+    /// Records payloads the cleanup evicted (one already recorded keeps its first
+    /// record), with one operator log entry, in one transaction.
+    async fn record_evictions(&self, evictions: &[PayloadEviction], log: &LogEntry) -> Result<()>;
+    /// Every evicted payload, by sha256.
+    async fn evictions(&self) -> Result<Vec<PayloadEviction>>;
+    /// The eviction of one payload (by sha256), if it was evicted.
+    async fn eviction(&self, sha256: &str) -> Result<Option<PayloadEviction>>;
+    /// The sha256 of every target the current catalog lists (documents and payloads): a
+    /// stored blob outside it is left over from an older catalog.
+    async fn catalog_digests(&self) -> Result<std::collections::BTreeSet<String>>;
+    /// Forgets evictions (a payload is needed again: the next push uploads it), with one
+    /// operator log entry; returns how many were forgotten.
+    async fn forget_evictions(&self, sha256: &[String], log: &LogEntry) -> Result<u64>;
+}
+
+/// A payload evicted from the content store (issue 10, point 7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadEviction {
+    /// Hex SHA-256, its key in the content store.
+    pub sha256: String,
+    /// Its TUF target name when it was evicted.
+    pub name: String,
+    /// Its length in bytes (what the eviction freed).
+    pub length: u64,
+    /// When it was evicted.
+    pub evicted_at: Timestamp,
+    /// Why no host could need it any more.
+    pub reason: String,
 }
 
 /// Everything that belongs to one tenant. Built by [`Store::tenant`]; every method

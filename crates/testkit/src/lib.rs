@@ -99,11 +99,12 @@ impl Server {
             ),
             None => Stdio::null(),
         };
-        cmd.arg("server")
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--catalog-root")
+        cmd.arg("server").arg("--data").arg(&data);
+        // Issue 10, point 6 (push): a restart may ask for the port it had.
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--catalog-root")
             .arg(catalog_root)
             .arg("--admin-token-file")
             .arg(&token_file)
@@ -144,6 +145,28 @@ impl Server {
         let _ = self.child.wait();
         let bins = self.bins.clone();
         *self = Self::start_with(&bins, dir, catalog_root, extra);
+    }
+
+    /// Issue 10, point 6 (push): stops this server (as a crash or an upgrade would).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Issue 10, point 6 (push): starts this stopped server again on the same data
+    /// directory and the same port, so agents find it where they left it.
+    pub fn start_again_on_same_port(&mut self, dir: &Path, catalog_root: &Path, extra: &[&str]) {
+        self.stop();
+        let listen = self
+            .url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
+        let mut args = vec!["--listen", listen.as_str()];
+        args.extend_from_slice(extra);
+        let bins = self.bins.clone();
+        *self = Self::start_with(&bins, dir, catalog_root, &args);
     }
 
     /// Runs a `patchday` CLI command against this server with `token`.
@@ -299,7 +322,20 @@ impl Host {
 
     /// The agent command for one run (`--once`), not yet started.
     pub fn agent_command(&self, server: &str, enroll: Option<&str>, extra: &[&str]) -> Command {
-        let mut args: Vec<OsString> = vec!["--server".into(), server.into(), "--once".into()];
+        let mut args: Vec<OsString> = vec!["--once".into()];
+        args.extend(extra.iter().map(OsString::from));
+        self.agent_daemon_command(server, enroll, &args)
+    }
+
+    /// Issue 10, point 6 (push): the agent command without `--once` (the daemon that
+    /// runs until it is killed; start it in its own process group), not yet started.
+    pub fn agent_daemon_command(
+        &self,
+        server: &str,
+        enroll: Option<&str>,
+        extra: &[OsString],
+    ) -> Command {
+        let mut args: Vec<OsString> = vec!["--server".into(), server.into()];
         match self.lab.root_dir() {
             Some(root) => {
                 args.extend([
@@ -321,7 +357,7 @@ impl Host {
         if let Some(t) = enroll {
             args.extend(["--enroll-token".into(), t.into()]);
         }
-        args.extend(extra.iter().map(OsString::from));
+        args.extend(extra.iter().cloned());
         let mut c = self.lab.command(&self.bins.agent, &args);
         c.env("RUST_LOG", "info");
         c

@@ -85,6 +85,8 @@ pub enum ErrorCode {
     InsufficientStorage,
     /// What was asked for is there but cannot be served now (503).
     Unavailable,
+    /// Issue 10, point 7: the payload was evicted because no host can need it (410).
+    Gone,
 }
 
 /// The JSON body of every error response.
@@ -318,6 +320,29 @@ pub struct CatalogStatus {
     /// What the publisher must do before the catalog expires, for people.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Issue 10, point 7: the content store and what the cleanup freed.
+    #[serde(default)]
+    pub content: Option<ContentStatus>,
+}
+
+/// The server's content store (issue 10, point 7): what it holds and what the cleanup
+/// evicted because no host can need it any more.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentStatus {
+    /// Blobs held (payloads and update documents).
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Payloads evicted so far.
+    pub evicted: u64,
+    /// The bytes their eviction freed.
+    pub evicted_bytes: u64,
+    /// When the cleanup last looked (absent before its first run).
+    #[serde(default)]
+    pub last_cleanup: Option<jiff::Timestamp>,
+    /// How long a payload no host needs is kept, in seconds.
+    #[serde(default)]
+    pub retain_seconds: u64,
 }
 
 /// `POST /v1/agent/enroll`.
@@ -429,6 +454,28 @@ pub struct CheckinResponse {
     #[serde(default)]
     pub director_certificate: Option<String>,
 }
+
+// ---- Issue 10, point 6 (push): the long poll ----
+
+/// `POST /v1/agent/wait`: hold until this host's generation differs from `since`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitRequest {
+    /// The generation the agent last saw (0 on its first call).
+    pub since: u64,
+}
+
+/// The answer to a wait (also the body of its 503 when the server holds too many).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitAnswer {
+    /// The host's generation now: send it as `since` next time.
+    pub generation: u64,
+    /// Something that can change this host's assignments happened: check in now.
+    pub wake: bool,
+    /// When refused (503): seconds to wait before trying again (jittered); else 0.
+    pub retry_after_seconds: u64,
+}
+
+// ---- end issue 10, point 6 (push) ----
 
 /// One per-update state the agent reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

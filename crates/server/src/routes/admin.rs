@@ -216,6 +216,7 @@ pub async fn set_patch_day(
         json!(pd),
     );
     tenant.set_patch_day_logged(&pd, &entry).await?;
+    s.push.tenant(&t); // issue 10, point 6 (push): the release train moved
     Ok(Json(tenant.get().await?))
 }
 
@@ -301,6 +302,7 @@ pub async fn set_host_groups(
         .await?
         .set_host_groups_logged(&h, &req.groups, &entry)
         .await?;
+    s.push.tenant(&t); // issue 10, point 6 (push): group membership changed
     Ok(Json(()))
 }
 
@@ -430,6 +432,7 @@ pub async fn approve(
     let object = format!("update {} group {}", a.update, a.group);
     let entry = op.log_entry(now, Some(&t), action, object, detail);
     tenant.put_approval_logged(&a, &entry).await?;
+    s.push.tenant(&t); // issue 10, point 6 (push): wake the tenant's agents now
     Ok(Json(a))
 }
 
@@ -680,6 +683,7 @@ pub async fn remove_group(
         json!({}),
     );
     tenant.remove_group(&g, &entry).await?;
+    s.push.tenant(&t); // issue 10, point 6 (push): its members' approvals went with it
     Ok(Json(Removed {
         removed: format!("group {g}"),
         hosts: 0,

@@ -165,13 +165,7 @@ async fn sign_assignments(
             std::iter::once(UpdateDocument::target_name(&a.update)).chain(a.targets.iter().cloned())
         })
         .collect();
-    let listed: std::collections::HashMap<String, patchday_store::CatalogTarget> = s
-        .store
-        .catalog_targets(&names)
-        .await?
-        .into_iter()
-        .map(|t| (t.name.clone(), t))
-        .collect();
+    let listed = crate::catalog::targets_by_name(s.store.as_ref(), &names).await?;
     let mut targets = std::collections::BTreeMap::new();
     for a in assignments {
         let names = std::iter::once(UpdateDocument::target_name(&a.update))

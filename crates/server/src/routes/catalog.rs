@@ -16,6 +16,8 @@ pub async fn status(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<
     let mut status = s.store.catalog_status().await?;
     // Issue 9, point 5: every role's expiry, and what to do before one expires.
     (status.roles, status.warnings) = crate::catalog_expiry::roles(&s).await?;
+    // Issue 10, point 7: the content store's size and what the cleanup freed.
+    status.content = Some(crate::cleanup::content_status(&s).await?);
     Ok(Json(status))
 }
 
@@ -92,6 +94,8 @@ pub async fn missing(
     Json(req): Json<patchday_types::api::TargetHashes>,
 ) -> ApiResult<Json<patchday_types::api::TargetHashes>> {
     op.provider()?;
+    // Issue 10, point 7: evicted payloads are not asked for again.
+    let evicted = crate::cleanup::evicted_digests(s.store.as_ref()).await?;
     let mut missing = Vec::new();
     for h in req.sha256 {
         if h.len() != 64
@@ -102,6 +106,9 @@ pub async fn missing(
             return Err(ApiError::bad_request(format!(
                 "{h:?} is not a lower-case hex sha256 digest"
             )));
+        }
+        if evicted.contains(&h) {
+            continue;
         }
         // Held means intact: a damaged copy is quarantined here and asked for again, so a
         // push repairs it (the check is cached until the file changes).

@@ -51,6 +51,7 @@ pub async fn certificate(
     op.provider()?;
     let root = crate::catalog::newest_trusted_root(&s.config.data_dir)?;
     s.director.install(&body, &root, s.clock.now()).await?;
+    s.push.everyone(); // issue 10, point 6 (push): agents fetch the new certificate now
     let now_status = status(&s, None);
     // Finding 10 (issue 8): key rotations are in the operator log.
     let detail = serde_json::json!({

@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
             post(agent::enroll).layer(DefaultBodyLimit::max(ENROLL_LIMIT)),
         )
         .route("/v1/agent/checkin", post(agent::checkin))
+        .route("/v1/agent/wait", post(crate::push::wait)) // issue 10, point 6 (push)
         .route(
             "/v1/agent/report",
             post(agent::report).layer(DefaultBodyLimit::max(REPORT_LIMIT)),

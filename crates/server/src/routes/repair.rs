@@ -42,5 +42,6 @@ pub async fn request(
         .await?
         .request_repair_logged(&h, req.allow_apt, now, &entry)
         .await?;
+    s.push.tenant(&t); // issue 10, point 6 (push): the repair travels in the next answer
     Ok(Json(()))
 }

@@ -79,6 +79,7 @@ pub async fn set(
         json!({ "rings": req.rings }),
     );
     tenant.set_rings_logged(&req.rings, &entry).await?;
+    s.push.tenant(&t); // issue 10, point 6 (push)
     Ok(Json(req.rings))
 }
 
@@ -275,5 +276,6 @@ pub async fn resume(
         )));
     }
     tracing::info!(update = %u, by = %op.name, "rollout resumed");
+    s.push.everyone(); // issue 10, point 6 (push): held hosts of every tenant may go on
     Ok(Json(()))
 }

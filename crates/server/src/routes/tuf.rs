@@ -160,7 +160,17 @@ pub async fn target(
         }
     };
     // Checked against its sha256 before any byte is sent (issue 8, finding 14).
-    let blob = s.content.open_verified(&t.sha256, start).await?;
+    let blob = match s.content.open_verified(&t.sha256, start).await {
+        Ok(b) => b,
+        // Issue 10, point 7: evicted on purpose, said so.
+        Err(patchday_content::ContentError::NotFound(_)) => {
+            return Err(match s.store.eviction(&t.sha256).await? {
+                Some(e) => gone(&file, &e),
+                None => patchday_content::ContentError::NotFound(t.sha256.clone()).into(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
     if blob.len != len {
         // Cannot happen for a blob whose hash matched; kept as a guard.
         return Err(ApiError::internal(format!(
@@ -190,6 +200,17 @@ pub async fn target(
             .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
     }
     resp.body(body).map_err(ApiError::internal)
+}
+
+/// 410 for a payload the cleanup evicted (issue 10, point 7).
+fn gone(file: &str, e: &patchday_store::PayloadEviction) -> ApiError {
+    ApiError::new(
+        patchday_types::api::ErrorCode::Gone,
+        format!(
+            "target {file} was removed from this server at {} because no host can need it any more ({}); install its successor instead",
+            e.evicted_at, e.reason
+        ),
+    )
 }
 
 #[cfg(test)]

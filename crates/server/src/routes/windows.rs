@@ -41,6 +41,7 @@ pub async fn set_policy(
         .await?
         .set_group_policy_logged(&g, &policy, &entry)
         .await?;
+    s.push.tenant(&t); // issue 10, point 6 (push): the signed schedule changed
     Ok(Json(policy))
 }
 

@@ -1,0 +1,316 @@
+//! Issue 10, point 6 (push): agents hold `POST /v1/agent/wait` and learn within a moment
+//! that something changed for them, instead of at their next poll.
+//!
+//! The hub keeps one generation counter per tenant and one for everyone; a host's
+//! generation is their sum, so it only grows while the server runs. It starts at the
+//! server's start time in seconds, so after a restart every agent's `since` differs and
+//! each checks in once (nothing that happened while it was down is lost; the agents'
+//! jittered back-off spreads those check-ins). Every event that can change an assignment
+//! calls [`PushHub::tenant`] or [`PushHub::everyone`]; a bump costs a counter increment
+//! and wakes only the waiters of that tenant (or all).
+//!
+//! Admission: at most `max_waiting` requests are held at once, well below the connection
+//! cap (a held request keeps its connection busy, and a busy connection is never closed
+//! to make room), so long polls cannot lock out check-ins, downloads and operators.
+//! Beyond it a wait is answered 503 with a jittered `Retry-After`, before any database
+//! work.
+
+use crate::auth::SignedHost;
+use crate::state::AppState;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use patchday_types::api::{WaitAnswer, WaitRequest};
+use patchday_types::TenantId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Longest hold when none is configured (`--long-poll-seconds`).
+pub const DEFAULT_LONG_POLL: Duration = Duration::from_secs(50);
+/// Most held waits when none is configured (`--max-long-polls`).
+pub const DEFAULT_MAX_LONG_POLLS: usize = 20_000;
+
+/// How long waits are held and how many at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PushLimits {
+    /// Longest hold of one wait.
+    pub long_poll: Duration,
+    /// Most waits held at once; more are answered 503.
+    pub max_waiting: usize,
+}
+
+impl Default for PushLimits {
+    fn default() -> Self {
+        Self {
+            long_poll: DEFAULT_LONG_POLL,
+            max_waiting: DEFAULT_MAX_LONG_POLLS,
+        }
+    }
+}
+
+impl PushLimits {
+    /// These limits with `max_waiting` kept below `connections`, leaving a tenth of the
+    /// connections (at least 16) for everything that is not a long poll.
+    pub fn within(self, connections: usize) -> Self {
+        let room = connections
+            .saturating_sub((connections / 10).max(16))
+            .max(1);
+        if self.max_waiting > room {
+            tracing::info!(
+                wanted = self.max_waiting,
+                room,
+                "--max-long-polls is above what the connection cap leaves; holding at most {room}"
+            );
+        }
+        Self {
+            max_waiting: self.max_waiting.min(room),
+            ..self
+        }
+    }
+}
+
+/// The generation counters and the admission count.
+pub struct PushHub {
+    global: watch::Sender<u64>,
+    tenants: Mutex<HashMap<TenantId, watch::Sender<u64>>>,
+    waiting: AtomicUsize,
+    limits: PushLimits,
+}
+
+impl std::fmt::Debug for PushHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushHub")
+            .field("global", &*self.global.borrow())
+            .field("waiting", &self.waiting.load(Ordering::Relaxed))
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One held wait's place; given back when dropped (answered, or the client went away).
+pub struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PushHub {
+    /// A hub whose generations start at `start` (the server's start time in seconds).
+    pub fn new(start: u64, limits: PushLimits) -> Self {
+        Self {
+            global: watch::Sender::new(start),
+            tenants: Mutex::default(),
+            waiting: AtomicUsize::new(0),
+            limits,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> PushLimits {
+        self.limits
+    }
+
+    fn tenant_sender(&self, t: &TenantId) -> watch::Sender<u64> {
+        let mut map = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(t.clone())
+            .or_insert_with(|| watch::Sender::new(0))
+            .clone()
+    }
+
+    /// Something changed for hosts of `t`: wake them.
+    pub fn tenant(&self, t: &TenantId) {
+        self.tenant_sender(t)
+            .send_modify(|g| *g = g.wrapping_add(1));
+        tracing::debug!(tenant = %t, "push: tenant generation bumped");
+    }
+
+    /// Something changed for every tenant (catalog, director, a halt): wake everyone.
+    pub fn everyone(&self) {
+        self.global.send_modify(|g| *g = g.wrapping_add(1));
+        tracing::debug!("push: global generation bumped");
+    }
+
+    /// The generation of hosts of `t` now.
+    pub fn generation(&self, t: &TenantId) -> u64 {
+        let tenant = *self.tenant_sender(t).borrow();
+        self.global.borrow().wrapping_add(tenant)
+    }
+
+    /// Takes a place among the held waits, or `None` when all are taken.
+    pub fn admit(&self) -> Option<Slot<'_>> {
+        let max = self.limits.max_waiting;
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(&self.waiting))
+    }
+
+    /// Waits held now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Waits until the generation of `t` differs from `since`, at most `hold`: the
+    /// generation then and whether it changed.
+    pub async fn wait(&self, t: &TenantId, since: u64, hold: Duration) -> (u64, bool) {
+        let mut global = self.global.subscribe();
+        let mut tenant = self.tenant_sender(t).subscribe();
+        let now = |g: &watch::Receiver<u64>, t: &watch::Receiver<u64>| {
+            g.borrow().wrapping_add(*t.borrow())
+        };
+        let first = now(&global, &tenant);
+        if first != since {
+            return (first, true);
+        }
+        let changed = async {
+            loop {
+                // The senders live as long as the hub; an error cannot happen while a
+                // request holds the state, and would only end the wait early.
+                let r = tokio::select! {
+                    r = global.changed() => r,
+                    r = tenant.changed() => r,
+                };
+                let g = now(&global, &tenant);
+                if r.is_err() || g != since {
+                    return g;
+                }
+            }
+        };
+        match tokio::time::timeout(hold, changed).await {
+            Ok(g) => (g, g != since),
+            Err(_) => (now(&global, &tenant), false),
+        }
+    }
+
+    /// Seconds a refused agent should wait: around the hold time, jittered so a refused
+    /// crowd does not come back together.
+    pub fn retry_after(&self) -> u64 {
+        let base = self.limits.long_poll.as_secs().max(2);
+        base / 2 + rand::random::<u64>() % (base + 1)
+    }
+}
+
+/// `POST /v1/agent/wait` (issue 10, point 6): held until something changes for the
+/// caller's tenant or the hold ends. Signed like a check-in; the admission check comes
+/// first, so a refused wait costs no database work.
+pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
+    let push = s.push.clone();
+    let Some(_slot) = push.admit() else {
+        let retry = push.retry_after();
+        tracing::debug!(
+            waiting = push.waiting(),
+            retry,
+            "push: too many waits held, refusing one"
+        );
+        let mut resp = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(WaitAnswer {
+                generation: 0,
+                wake: false,
+                retry_after_seconds: retry,
+            }),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(retry));
+        return resp;
+    };
+    let SignedHost { who, body: ask, .. } =
+        match SignedHost::<WaitRequest>::from_request(req, &s).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
+    let (generation, wake) = push
+        .wait(&who.tenant, ask.since, push.limits().long_poll)
+        .await;
+    Json(WaitAnswer {
+        generation,
+        wake,
+        retry_after_seconds: 0,
+    })
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::sync::Arc;
+
+    fn t(s: &str) -> TenantId {
+        TenantId::new(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stale_since_answers_at_once_and_a_bump_wakes_only_its_tenant() {
+        let hub = Arc::new(PushHub::new(1000, PushLimits::default()));
+        let (acme, other) = (t("acme"), t("other"));
+        assert_eq!(hub.generation(&acme), 1000);
+        // Stale: at once, even with an hour's hold.
+        assert_eq!(
+            hub.wait(&acme, 0, Duration::from_secs(3600)).await,
+            (1000, true)
+        );
+        // Current: held until the tenant's bump.
+        let h = hub.clone();
+        let a = acme.clone();
+        let held = tokio::spawn(async move { h.wait(&a, 1000, Duration::from_secs(3600)).await });
+        let o = hub.clone();
+        let b = other.clone();
+        let unmoved = tokio::spawn(async move { o.wait(&b, 1000, Duration::from_secs(1)).await });
+        tokio::task::yield_now().await;
+        hub.tenant(&acme);
+        assert_eq!(held.await.unwrap(), (1001, true));
+        assert_eq!(
+            unmoved.await.unwrap(),
+            (1000, false),
+            "another tenant's bump wakes nobody here"
+        );
+        // Everyone's bump reaches every tenant.
+        let o = hub.clone();
+        let b = other.clone();
+        let woken = tokio::spawn(async move { o.wait(&b, 1000, Duration::from_secs(3600)).await });
+        tokio::task::yield_now().await;
+        hub.everyone();
+        assert_eq!(woken.await.unwrap(), (1001, true));
+        assert_eq!(hub.generation(&acme), 1002);
+    }
+
+    #[test]
+    fn admission_stops_at_the_cap_and_frees_on_drop() {
+        let hub = PushHub::new(
+            1,
+            PushLimits {
+                long_poll: Duration::from_secs(50),
+                max_waiting: 2,
+            },
+        );
+        let a = hub.admit().unwrap();
+        let _b = hub.admit().unwrap();
+        assert!(hub.admit().is_none());
+        drop(a);
+        assert!(hub.admit().is_some());
+        let r = hub.retry_after();
+        assert!((25..=76).contains(&r), "{r}");
+    }
+
+    #[test]
+    fn long_polls_stay_below_the_connection_cap() {
+        let l = PushLimits::default().within(10_000);
+        assert_eq!(l.max_waiting, 9_000);
+        assert_eq!(PushLimits::default().within(100).max_waiting, 84);
+        let small = PushLimits {
+            max_waiting: 10,
+            ..PushLimits::default()
+        };
+        assert_eq!(small.within(10_000).max_waiting, 10);
+    }
+}
