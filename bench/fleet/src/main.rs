@@ -31,7 +31,9 @@ use patchday_agent::run::{enroll, signed_answer_and_catalog};
 use patchday_agent::state::{Identity, StateDir};
 use patchday_agent::AgentConfig;
 use patchday_trust::decision::{self, DecisionInput, HostIdentity};
-use patchday_types::api::{CheckinRequest, CheckinResponse, ReportRequest, StateReport};
+use patchday_types::api::{
+    CheckinRequest, CheckinResponse, ReportRequest, StateReport, WaitAnswer, WaitRequest,
+};
 use patchday_types::{UpdateDocument, UpdateId, UpdateState};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -111,21 +113,6 @@ struct Args {
 enum Mode {
     Push,
     Poll,
-}
-
-/// `POST /v1/agent/wait` body (the push contract).
-#[derive(Serialize)]
-struct WaitRequest {
-    since: u64,
-}
-
-/// `POST /v1/agent/wait` answer (the push contract).
-#[derive(Deserialize)]
-struct WaitAnswer {
-    generation: u64,
-    wake: bool,
-    #[serde(default)]
-    retry_after_seconds: u64,
 }
 
 /// One package line of a fake dpkg status file.
@@ -511,6 +498,7 @@ async fn live(
         Mode::Push => {
             let mut since = 0u64;
             let mut ready = false;
+            let mut errors = 0u32;
             loop {
                 match host
                     .client
@@ -518,6 +506,7 @@ async fn live(
                     .await
                 {
                     Ok(w) => {
+                        errors = 0;
                         since = w.generation;
                         if w.wake {
                             run_until_done(index, &host, install, &tx, &mut announced).await;
@@ -533,11 +522,16 @@ async fn live(
                         }
                     }
                     Err(e) => {
-                        // 503 (too many waiting) or a dropped connection: back off with
-                        // jitter, as the contract's Retry-After asks.
+                        // 503 (too many waiting) or a dropped connection: the agent's
+                        // jittered back-off (`patchday_agent::push::backoff`).
+                        errors = errors.saturating_add(1);
                         let _ = tx.send(Event::Error(format!("wait: {e:#}")));
-                        let ms = rand::thread_rng().gen_range(1000..=5000);
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        tokio::time::sleep(patchday_agent::push::backoff(
+                            errors,
+                            Duration::from_secs(1),
+                            Duration::from_secs(60),
+                        ))
+                        .await;
                     }
                 }
             }
