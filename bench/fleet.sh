@@ -38,7 +38,7 @@ if [ "$(ulimit -n)" -lt $((N + 2000)) ]; then
 fi
 # PROFILE=debug tries the script against the debug binaries of `cargo build --workspace`.
 PROFILE=${PROFILE:-release}
-if [ "$PROFILE" = release ]; then cargo build --release -q -p patchday-cli -p patchday-fleet; fi
+if [ "$PROFILE" = release ] && [ "${BUILD:-1}" = 1 ]; then cargo build --release -q -p patchday-cli -p patchday-fleet; fi
 PD=$CARGO_TARGET_DIR/$PROFILE/patchday
 FLEET=$CARGO_TARGET_DIR/$PROFILE/patchday-fleet
 

@@ -36,7 +36,7 @@ use patchday_types::api::{
 };
 use patchday_types::{UpdateDocument, UpdateId, UpdateState};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -142,7 +142,11 @@ enum Event {
     /// Its first run after enrolment (or reuse) is done.
     Ready,
     /// A run got an assignment (first time after approval only counts).
-    Assigned { host: usize, group: usize, at: Duration },
+    Assigned {
+        host: usize,
+        group: usize,
+        at: Duration,
+    },
     /// Installed and checked in with the new inventory.
     Installed { host: usize, at: Duration },
     /// The simulated install failed (reported as failed).
@@ -277,7 +281,12 @@ async fn make_host(
         .packages
         .into_iter()
         .map(|p| (p, "installed"))
-        .chain(inventory.unfinished.into_iter().map(|p| (p, "half-configured")))
+        .chain(
+            inventory
+                .unfinished
+                .into_iter()
+                .map(|p| (p, "half-configured")),
+        )
         .filter(|(p, _)| p.name != "dpkg")
         .map(|(p, status)| Package {
             name: p.name,
@@ -385,7 +394,13 @@ async fn run_once(host: &Host, install: Duration) -> anyhow::Result<RunOutcome> 
         let decided = match decision::decide(&input, a) {
             Ok(d) => d,
             Err(refusal) => {
-                report(host, &a.update, UpdateState::Failed, Some(refusal.to_string())).await;
+                report(
+                    host,
+                    &a.update,
+                    UpdateState::Failed,
+                    Some(refusal.to_string()),
+                )
+                .await;
                 bail!("{}: refused: {refusal}", a.update);
             }
         };
@@ -417,7 +432,12 @@ async fn run_once(host: &Host, install: Duration) -> anyhow::Result<RunOutcome> 
             for (p, _) in &decided.payloads {
                 for have in pkgs.iter_mut().filter(|h| h.name == p.package) {
                     have.version = p.version.clone();
-                    have.status = if host.fails { "half-configured" } else { "installed" }.into();
+                    have.status = if host.fails {
+                        "half-configured"
+                    } else {
+                        "installed"
+                    }
+                    .into();
                 }
             }
             patchday_agent::state::write_atomic(
@@ -452,7 +472,13 @@ async fn run_once(host: &Host, install: Duration) -> anyhow::Result<RunOutcome> 
 }
 
 /// A run, retried with jittered exponential back-off (1 s doubling to 60 s) until it works.
-async fn run_until_done(index: usize, host: &Host, install: Duration, tx: &mpsc::UnboundedSender<Event>, announced: &mut bool) {
+async fn run_until_done(
+    index: usize,
+    host: &Host,
+    install: Duration,
+    tx: &mpsc::UnboundedSender<Event>,
+    announced: &mut bool,
+) {
     let mut backoff = 1u64;
     loop {
         match run_once(host, install).await {
@@ -716,7 +742,10 @@ async fn main() -> anyhow::Result<()> {
         hosts[i] = Some(Arc::new(h));
         done += 1;
         if done % 1000 == 0 {
-            eprintln!("set up {done}/{total} hosts ({:.0} s)", setup_start.elapsed().as_secs_f64());
+            eprintln!(
+                "set up {done}/{total} hosts ({:.0} s)",
+                setup_start.elapsed().as_secs_f64()
+            );
         }
     }
     let hosts: Vec<Arc<Host>> = hosts.into_iter().flatten().collect();
@@ -766,7 +795,10 @@ async fn main() -> anyhow::Result<()> {
     let idle_b = sample(args.server_pid)?;
     let idle_seconds = idle_t.elapsed().as_secs_f64();
     let idle_cpu = (idle_b.cpu_ticks - idle_a.cpu_ticks) as f64 / ticks / idle_seconds;
-    eprintln!("idle: {:.1}% of one core over {idle_seconds:.0} s", idle_cpu * 100.0);
+    eprintln!(
+        "idle: {:.1}% of one core over {idle_seconds:.0} s",
+        idle_cpu * 100.0
+    );
 
     // ---- Approval: time zero. ----
     let overall_hwm = sample(args.server_pid)?.hwm_kib;
@@ -814,7 +846,10 @@ async fn main() -> anyhow::Result<()> {
                 next_halt_check = Instant::now() + Duration::from_secs(2);
                 if shell(cmd).await.is_ok_and(|o| o.status.success()) {
                     halted_at = Some(since_approval().unwrap_or_default().as_secs_f64());
-                    eprintln!("the rollout halted at {:.1} s", halted_at.unwrap_or_default());
+                    eprintln!(
+                        "the rollout halted at {:.1} s",
+                        halted_at.unwrap_or_default()
+                    );
                 }
             }
         }
@@ -878,7 +913,11 @@ async fn main() -> anyhow::Result<()> {
         expected,
         installed: times.len(),
         failed: failed_at.iter().filter(|t| t.is_some()).count(),
-        assigned_by_group: group_names.iter().cloned().zip(assigned.iter().copied()).collect(),
+        assigned_by_group: group_names
+            .iter()
+            .cloned()
+            .zip(assigned.iter().copied())
+            .collect(),
         installed_by_group: by_group(&installed_at),
         failed_by_group: by_group(&failed_at),
         setup_seconds,
@@ -901,15 +940,40 @@ async fn main() -> anyhow::Result<()> {
         first_errors,
     };
     let show = |v: Option<f64>| v.map_or("not reached".to_string(), |s| format!("{s:.1} s"));
-    println!("fleet run {} ({} mode, {} hosts, {} expected to install)", figures.label, figures.mode, total, expected);
+    println!(
+        "fleet run {} ({} mode, {} hosts, {} expected to install)",
+        figures.label, figures.mode, total, expected
+    );
     println!("  set-up (enrol + first check-in): {setup_seconds:.1} s");
-    println!("  idle server CPU: {:.2}% of one core ({idle_seconds:.0} s, all hosts connected)", idle_cpu * 100.0);
-    println!("  first assignment {}, 50% assigned {}", show(figures.first_assigned_seconds), show(figures.assigned_p50_seconds));
-    println!("  installed: 50% {}, 90% {}, 99% {}, 100% {}", show(figures.p50_seconds), show(figures.p90_seconds), show(figures.p99_seconds), show(figures.p100_seconds));
-    println!("  installed {} / failed {} of {expected} in {rollout_seconds:.1} s", figures.installed, figures.failed);
-    println!("  per group: assigned {:?}, installed {:?}, failed {:?}", figures.assigned_by_group, figures.installed_by_group, figures.failed_by_group);
+    println!(
+        "  idle server CPU: {:.2}% of one core ({idle_seconds:.0} s, all hosts connected)",
+        idle_cpu * 100.0
+    );
+    println!(
+        "  first assignment {}, 50% assigned {}",
+        show(figures.first_assigned_seconds),
+        show(figures.assigned_p50_seconds)
+    );
+    println!(
+        "  installed: 50% {}, 90% {}, 99% {}, 100% {}",
+        show(figures.p50_seconds),
+        show(figures.p90_seconds),
+        show(figures.p99_seconds),
+        show(figures.p100_seconds)
+    );
+    println!(
+        "  installed {} / failed {} of {expected} in {rollout_seconds:.1} s",
+        figures.installed, figures.failed
+    );
+    println!(
+        "  per group: assigned {:?}, installed {:?}, failed {:?}",
+        figures.assigned_by_group, figures.installed_by_group, figures.failed_by_group
+    );
     println!("  server: {:.1} CPU-s, peak RSS {:.0} MiB during the rollout ({:.0} MiB since start), {} bytes written (wchar)", figures.server_cpu_seconds, figures.server_peak_rss_mib, figures.server_peak_rss_mib_overall, figures.server_wchar_bytes);
-    println!("  loopback bytes (both directions): {}", figures.loopback_bytes);
+    println!(
+        "  loopback bytes (both directions): {}",
+        figures.loopback_bytes
+    );
     if let Some(h) = halted_at {
         println!("  the rollout halted at {h:.1} s");
     }

@@ -138,7 +138,11 @@ fn director_key_to_pin(
     Ok(Some(k))
 }
 
-pub async fn enroll(cfg: &AgentConfig, state: &StateDir, now: Timestamp) -> anyhow::Result<Identity> {
+pub async fn enroll(
+    cfg: &AgentConfig,
+    state: &StateDir,
+    now: Timestamp,
+) -> anyhow::Result<Identity> {
     let token = cfg.enroll_token.clone().ok_or_else(|| {
         anyhow::anyhow!("this agent is not enrolled: give it an enrolment token in PATCHDAY_ENROLL_TOKEN or --enroll-token-file (from `patchday enroll-token create --tenant T`)")
     })?;

@@ -180,7 +180,8 @@ impl MemoryCache {
         }
         self.clock += 1;
         self.total += len;
-        self.blobs.insert(key.to_string(), (stamp, bytes, self.clock));
+        self.blobs
+            .insert(key.to_string(), (stamp, bytes, self.clock));
     }
 }
 
@@ -656,7 +657,10 @@ mod tests {
         for i in 0..n {
             m.insert(&format!("k{i}"), stamp, blob());
         }
-        assert!(m.get("k0", stamp).is_some(), "k0 used last: k1 is the oldest");
+        assert!(
+            m.get("k0", stamp).is_some(),
+            "k0 used last: k1 is the oldest"
+        );
         m.insert("new", stamp, blob());
         assert!(m.total <= MEMORY_TOTAL_MAX);
         assert!(m.get("k1", stamp).is_none() && m.get("k0", stamp).is_some());

@@ -187,7 +187,10 @@ pub async fn target(
         }
         _ => {
             let reader = tokio::io::AsyncReadExt::take(blob.reader, count);
-            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 64 << 10))
+            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                reader,
+                64 << 10,
+            ))
         }
     };
     let mut resp = Response::builder()
