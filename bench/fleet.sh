@@ -104,25 +104,22 @@ field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]
 declare -A R
 status=0
 common=(--server "$URL" --server-pid "$SERVER_PID" --install-ms "$INSTALL_MS")
+# (a) and (b): the same hosts, each with both updates' packages at 1.0-1.
+fleet=(--idle-seconds "$IDLE_SECONDS" --state "$STATE" --group "fleet=$W/token-fleet:$N"
+  --package pd-fleet-a:1.0-1 --package pd-fleet-b:1.0-1
+  --package libfiller1:2.3-1 --package libfiller2:0.9-4 --package libfiller3:5.1-2)
+emergency() { echo "$PD approve --tenant acme --group fleet $1 --emergency --reason 'fleet benchmark: exploited today' >/dev/null"; }
 
 if [[ " $SCENARIOS " == *" a "* ]]; then
   echo; echo "== (a) $N hosts, emergency approval, 1 MB payload, ${A_MODE[*]}"
-  "$FLEET" "${common[@]}" --idle-seconds "$IDLE_SECONDS" --label a "${A_MODE[@]}" --state "$STATE" \
-    --group "fleet=$W/token-fleet:$N" --package pd-fleet-a:1.0-1 --package pd-fleet-b:1.0-1 \
-    --package libfiller1:2.3-1 --package libfiller2:0.9-4 --package libfiller3:5.1-2 \
-    --horizon-seconds 600 \
-    --approve "$PD approve --tenant acme --group fleet PD-FLEET-A --emergency --reason 'fleet benchmark: exploited today' >/dev/null" \
-    | tee "$W/a.out"
+  "$FLEET" "${common[@]}" "${fleet[@]}" --label a "${A_MODE[@]}" --horizon-seconds 600 \
+    --approve "$(emergency PD-FLEET-A)" | tee "$W/a.out"
   R[a]=$(json "$W/a.out")
 fi
 if [[ " $SCENARIOS " == *" b "* ]]; then
   echo; echo "== (b) the same $N hosts polling every 300 s (uniform random phase), no push"
-  "$FLEET" "${common[@]}" --idle-seconds "$IDLE_SECONDS" --label b --mode poll --poll-seconds 300 --state "$STATE" \
-    --group "fleet=$W/token-fleet:$N" --package pd-fleet-a:1.0-1 --package pd-fleet-b:1.0-1 \
-    --package libfiller1:2.3-1 --package libfiller2:0.9-4 --package libfiller3:5.1-2 \
-    --horizon-seconds 900 \
-    --approve "$PD approve --tenant acme --group fleet PD-FLEET-B --emergency --reason 'fleet benchmark: exploited today' >/dev/null" \
-    | tee "$W/b.out"
+  "$FLEET" "${common[@]}" "${fleet[@]}" --label b --mode poll --poll-seconds 300 --horizon-seconds 900 \
+    --approve "$(emergency PD-FLEET-B)" | tee "$W/b.out"
   R[b]=$(json "$W/b.out")
 fi
 if [[ " $SCENARIOS " == *" c "* ]]; then

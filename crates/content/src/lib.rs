@@ -527,14 +527,20 @@ pub const QUARANTINE: &str = "quarantine";
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn put_open_range_and_mismatch() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A store in `dir` holding "hello world": the store, its source file and key.
+    async fn hello(dir: &tempfile::TempDir) -> (LocalDisk, PathBuf, String) {
         let store = LocalDisk::new(dir.path().join("blobs")).unwrap();
         let src = dir.path().join("x");
         std::fs::write(&src, b"hello world").unwrap();
         let key = hex::encode(Sha256::digest(b"hello world"));
         store.put_file(&src, &key).await.unwrap();
+        (store, src, key)
+    }
+
+    #[tokio::test]
+    async fn put_open_range_and_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, src, key) = hello(&dir).await;
         store.put_file(&src, &key).await.unwrap();
         assert_eq!(store.len(&key).await.unwrap(), Some(11));
         let mut b = store.open(&key, 6).await.unwrap();
@@ -615,11 +621,7 @@ mod tests {
     #[tokio::test]
     async fn a_blob_held_in_memory_is_hashed_again_when_its_file_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalDisk::new(dir.path().join("blobs")).unwrap();
-        let src = dir.path().join("x");
-        std::fs::write(&src, b"hello world").unwrap();
-        let key = hex::encode(Sha256::digest(b"hello world"));
-        store.put_file(&src, &key).await.unwrap();
+        let (store, _, key) = hello(&dir).await;
         let b = store.open_verified(&key, 6).await.unwrap();
         assert_eq!(b.whole.as_deref(), Some(&b"hello world"[..]));
         let mut s = String::new();
