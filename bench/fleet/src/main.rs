@@ -135,6 +135,8 @@ struct Host {
     group: usize,
     fails: bool,
     packages: tokio::sync::Mutex<Vec<Package>>,
+    /// Its first assignment after the approval was announced.
+    announced: std::sync::atomic::AtomicBool,
 }
 
 /// What a host tells the collector.
@@ -311,6 +313,7 @@ async fn make_host(
         group,
         fails,
         packages: tokio::sync::Mutex::new(packages),
+        announced: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -329,14 +332,17 @@ async fn report(host: &Host, update: &UpdateId, state: UpdateState, message: Opt
 /// What one run did.
 #[derive(Default)]
 struct RunOutcome {
-    assigned: bool,
     installed: bool,
     failed: bool,
 }
 
 /// One agent run: check in, verify the signed answer and the catalog, decide, download
 /// and verify, simulated install, report, check in with the new inventory.
-async fn run_once(host: &Host, install: Duration) -> anyhow::Result<RunOutcome> {
+async fn run_once(
+    host: &Host,
+    install: Duration,
+    tell: Option<(&mpsc::UnboundedSender<Event>, usize)>,
+) -> anyhow::Result<RunOutcome> {
     let now = clock_now();
     let mut out = RunOutcome::default();
     let inventory = patchday_agent::inventory::collect(&host.cfg.root)?;
@@ -359,7 +365,15 @@ async fn run_once(host: &Host, install: Duration) -> anyhow::Result<RunOutcome> 
     if assignments.is_empty() {
         return Ok(out);
     }
-    out.assigned = true;
+    if let (Some((tx, index)), Some(at)) = (tell, since_approval()) {
+        if !host.announced.swap(true, Ordering::Relaxed) {
+            let _ = tx.send(Event::Assigned {
+                host: index,
+                group: host.group,
+                at,
+            });
+        }
+    }
     let mut counters = host.state.release_counters()?;
     for a in &assignments {
         // The update document, fetched and checked against the catalog as the agent does.
@@ -471,26 +485,18 @@ async fn run_once(host: &Host, install: Duration) -> anyhow::Result<RunOutcome> 
     Ok(out)
 }
 
-/// A run, retried with jittered exponential back-off (1 s doubling to 60 s) until it works.
+/// A run, retried with the agent's jittered exponential back-off (1 s doubling to 60 s)
+/// until it works.
 async fn run_until_done(
     index: usize,
     host: &Host,
     install: Duration,
     tx: &mpsc::UnboundedSender<Event>,
-    announced: &mut bool,
 ) {
-    let mut backoff = 1u64;
+    let mut attempt = 0u32;
     loop {
-        match run_once(host, install).await {
+        match run_once(host, install, Some((tx, index))).await {
             Ok(o) => {
-                if let (true, false, Some(at)) = (o.assigned, *announced, since_approval()) {
-                    *announced = true;
-                    let _ = tx.send(Event::Assigned {
-                        host: index,
-                        group: host.group,
-                        at,
-                    });
-                }
                 if let Some(at) = since_approval() {
                     if o.installed {
                         let _ = tx.send(Event::Installed { host: index, at });
@@ -502,9 +508,13 @@ async fn run_until_done(
             }
             Err(e) => {
                 let _ = tx.send(Event::Error(format!("{e:#}")));
-                let jitter = rand::thread_rng().gen_range(0..=backoff * 1000);
-                tokio::time::sleep(Duration::from_millis(backoff * 500 + jitter / 2)).await;
-                backoff = (backoff * 2).min(60);
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(patchday_agent::push::backoff(
+                    attempt,
+                    Duration::from_secs(1),
+                    Duration::from_secs(60),
+                ))
+                .await;
             }
         }
     }
@@ -519,7 +529,6 @@ async fn live(
     tx: mpsc::UnboundedSender<Event>,
 ) {
     let install = Duration::from_millis(args.install_ms);
-    let mut announced = false;
     match args.mode {
         Mode::Push => {
             let mut since = 0u64;
@@ -535,7 +544,7 @@ async fn live(
                         errors = 0;
                         since = w.generation;
                         if w.wake {
-                            run_until_done(index, &host, install, &tx, &mut announced).await;
+                            run_until_done(index, &host, install, &tx).await;
                         } else if w.retry_after_seconds > 0 {
                             // The server asks for a pause before the next wait.
                             let ms = rand::thread_rng()
@@ -569,7 +578,7 @@ async fn live(
             let mut next = start + Duration::from_millis(phase);
             loop {
                 tokio::time::sleep_until(next.into()).await;
-                run_until_done(index, &host, install, &tx, &mut announced).await;
+                run_until_done(index, &host, install, &tx).await;
                 next += period;
             }
         }
@@ -726,7 +735,7 @@ async fn main() -> anyhow::Result<()> {
                 let host = make_host(&args, &base, (g, &name, &token), i, &packages, fails)
                     .await
                     .with_context(|| format!("setting up host {name}-{i}"))?;
-                run_once(&host, Duration::ZERO)
+                run_once(&host, Duration::ZERO, None)
                     .await
                     .with_context(|| format!("first check-in of host {name}-{i}"))?;
                 anyhow::Ok((my, host))
