@@ -62,6 +62,18 @@ impl Client {
         })
     }
 
+    /// This client's connection pool and settings with another host credential and no
+    /// signer: the fleet simulator (`bench/fleet`) gives each simulated host its own
+    /// credential without building a TLS configuration and pool per host.
+    pub fn with_credential(&self, credential: String) -> Self {
+        Self {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            credential: Some(credential),
+            signer: None,
+        }
+    }
+
     /// An absolute URL under the server base.
     pub fn url(&self, path: &str) -> anyhow::Result<Url> {
         self.base

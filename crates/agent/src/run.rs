@@ -145,7 +145,11 @@ fn director_key_to_pin(
     Ok(Some(k))
 }
 
-async fn enroll(cfg: &AgentConfig, state: &StateDir, now: Timestamp) -> anyhow::Result<Identity> {
+pub async fn enroll(
+    cfg: &AgentConfig,
+    state: &StateDir,
+    now: Timestamp,
+) -> anyhow::Result<Identity> {
     let token = cfg.enroll_token.clone().ok_or_else(|| {
         anyhow::anyhow!("this agent is not enrolled: give it an enrolment token in PATCHDAY_ENROLL_TOKEN or --enroll-token-file (from `patchday enroll-token create --tenant T`)")
     })?;
@@ -574,8 +578,9 @@ fn recover(cfg: &AgentConfig, dpkg: &Dpkg, allow_apt: bool) -> Recovery {
 /// Verifies the signed director answer of a check-in (adopting a director key rotation
 /// first when the answer brings a newer certificate) and refreshes the catalog, which every
 /// run does so that catalog expiry and root rotations are noticed (finding 6). The catalog's
-/// datastore remembers at most the answer's signed time (finding 12).
-async fn signed_answer_and_catalog(
+/// datastore remembers at most the answer's signed time (finding 12). Public for the
+/// fleet simulator (`bench/fleet`), which runs this same verification per simulated host.
+pub async fn signed_answer_and_catalog(
     cfg: &AgentConfig,
     state: &StateDir,
     id: &Identity,

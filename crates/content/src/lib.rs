@@ -63,6 +63,9 @@ pub struct BlobReader {
     pub len: u64,
     /// The bytes from the requested offset to the end.
     pub reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// The whole blob, when it is held in memory (verified when it was read): a server
+    /// sends a slice of it without copying or reading the disk (issue 10, point 8).
+    pub whole: Option<bytes::Bytes>,
 }
 
 /// Content-addressed storage.
@@ -120,6 +123,81 @@ pub struct LocalDisk {
     root: PathBuf,
     /// Blobs hashed and found good, with the file identity they had then.
     verified: std::sync::Mutex<std::collections::HashMap<String, FileStamp>>,
+    /// Issue 10, point 8: small blobs held in memory after their verification, so that
+    /// 10,000 hosts fetching the same payload cost one read and one hash, not 10,000.
+    memory: std::sync::Mutex<MemoryCache>,
+    /// One verification at a time: hosts asking for a blob nobody verified yet wait for
+    /// the first one's hash instead of each hashing it (a thundering herd).
+    verifying: tokio::sync::Mutex<()>,
+}
+
+/// Largest blob [`LocalDisk`] holds in memory.
+pub const MEMORY_BLOB_MAX: u64 = 8 << 20;
+/// Most bytes [`LocalDisk`] holds in memory; the least recently served blob goes first.
+pub const MEMORY_TOTAL_MAX: u64 = 64 << 20;
+
+/// Verified blobs in memory, each with the file identity it had when it was read.
+#[derive(Default)]
+struct MemoryCache {
+    blobs: std::collections::HashMap<String, (FileStamp, bytes::Bytes, u64)>,
+    total: u64,
+    clock: u64,
+}
+
+impl MemoryCache {
+    /// The blob, when it is held and its file has not changed since.
+    fn get(&mut self, key: &str, stamp: FileStamp) -> Option<bytes::Bytes> {
+        self.clock += 1;
+        let clock = self.clock;
+        match self.blobs.get_mut(key) {
+            Some((s, b, used)) if *s == stamp => {
+                *used = clock;
+                Some(b.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, b, _)) = self.blobs.remove(key) {
+            self.total -= b.len() as u64;
+        }
+    }
+
+    fn insert(&mut self, key: &str, stamp: FileStamp, bytes: bytes::Bytes) {
+        self.remove(key);
+        let len = bytes.len() as u64;
+        while self.total + len > MEMORY_TOTAL_MAX {
+            let Some(oldest) = self
+                .blobs
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        self.clock += 1;
+        self.total += len;
+        self.blobs
+            .insert(key.to_string(), (stamp, bytes, self.clock));
+    }
+}
+
+/// A reader over an in-memory blob from `offset`.
+fn memory_reader(bytes: bytes::Bytes, offset: u64) -> Result<BlobReader, ContentError> {
+    let len = bytes.len() as u64;
+    if offset > len {
+        return Err(ContentError::BadRange { offset, len });
+    }
+    let mut cursor = std::io::Cursor::new(bytes.clone());
+    cursor.set_position(offset);
+    Ok(BlobReader {
+        len,
+        reader: Box::new(cursor),
+        whole: Some(bytes),
+    })
 }
 
 /// What changes whenever a file's bytes change (ctime cannot be set back by hand).
@@ -160,6 +238,8 @@ impl LocalDisk {
         Ok(Self {
             root,
             verified: Default::default(),
+            memory: Default::default(),
+            verifying: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -171,7 +251,14 @@ impl LocalDisk {
             .copied()
     }
 
+    fn memory(&self) -> std::sync::MutexGuard<'_, MemoryCache> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn set_verified(&self, key: &str, stamp: Option<FileStamp>) {
+        if stamp.is_none() {
+            self.memory().remove(key);
+        }
         let mut m = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         match stamp {
             Some(s) => m.insert(key.to_string(), s),
@@ -288,6 +375,7 @@ impl ContentStore for LocalDisk {
         Ok(BlobReader {
             len,
             reader: Box::new(f),
+            whole: None,
         })
     }
 
@@ -298,13 +386,54 @@ impl ContentStore for LocalDisk {
     async fn open_verified(&self, sha256: &str, offset: u64) -> Result<BlobReader, ContentError> {
         check_key(sha256)?;
         let p = self.path(sha256);
-        let stamp = match tokio::fs::metadata(&p).await {
-            Ok(m) => FileStamp::of(&m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ContentError::NotFound(sha256.to_string()))
+        let stat = || async {
+            match tokio::fs::metadata(&p).await {
+                Ok(m) => Ok(FileStamp::of(&m)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(ContentError::NotFound(sha256.to_string()))
+                }
+                Err(source) => Err(ContentError::Io {
+                    path: p.clone(),
+                    source,
+                }),
             }
-            Err(source) => return Err(ContentError::Io { path: p, source }),
         };
+        let stamp = stat().await?;
+        if let Some(bytes) = self.memory().get(sha256, stamp) {
+            return memory_reader(bytes, offset);
+        }
+        // Not verified as it is now: one caller hashes, the others wait for its verdict.
+        let _one = self.verifying.lock().await;
+        let stamp = stat().await?;
+        if let Some(bytes) = self.memory().get(sha256, stamp) {
+            return memory_reader(bytes, offset);
+        }
+        if stamp.len <= MEMORY_BLOB_MAX {
+            // Read once, hash what was read, serve exactly those bytes from memory.
+            let bytes = bytes::Bytes::from(tokio::fs::read(&p).await.map_err(io(&p))?);
+            let hashed = bytes.clone();
+            let actual = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&hashed)))
+                .await
+                .map_err(|e| ContentError::Io {
+                    path: p.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            if actual != sha256 {
+                self.set_verified(sha256, None);
+                self.quarantine(sha256).await?;
+                return Err(ContentError::Damaged {
+                    expected: sha256.to_string(),
+                    actual,
+                });
+            }
+            // The file changed while it was read: serve the bytes that hashed right,
+            // keep nothing (the next request looks again).
+            if stat().await? == stamp && bytes.len() as u64 == stamp.len {
+                self.memory().insert(sha256, stamp, bytes.clone());
+                self.set_verified(sha256, Some(stamp));
+            }
+            return memory_reader(bytes, offset);
+        }
         if self.verified_stamp(sha256) != Some(stamp) {
             if let Some(actual) = self.mismatch(sha256).await? {
                 self.set_verified(sha256, None);
@@ -318,7 +447,6 @@ impl ContentStore for LocalDisk {
         }
         self.open(sha256, offset).await
     }
-
     async fn quarantine(&self, sha256: &str) -> Result<(), ContentError> {
         check_key(sha256)?;
         let dir = self.root.join(QUARANTINE);
@@ -399,14 +527,20 @@ pub const QUARANTINE: &str = "quarantine";
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn put_open_range_and_mismatch() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A store in `dir` holding "hello world": the store, its source file and key.
+    async fn hello(dir: &tempfile::TempDir) -> (LocalDisk, PathBuf, String) {
         let store = LocalDisk::new(dir.path().join("blobs")).unwrap();
         let src = dir.path().join("x");
         std::fs::write(&src, b"hello world").unwrap();
         let key = hex::encode(Sha256::digest(b"hello world"));
         store.put_file(&src, &key).await.unwrap();
+        (store, src, key)
+    }
+
+    #[tokio::test]
+    async fn put_open_range_and_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, src, key) = hello(&dir).await;
         store.put_file(&src, &key).await.unwrap();
         assert_eq!(store.len(&key).await.unwrap(), Some(11));
         let mut b = store.open(&key, 6).await.unwrap();
@@ -480,5 +614,58 @@ mod tests {
             store.open(&key, 0).await,
             Err(ContentError::NotFound(_))
         ));
+    }
+
+    /// Issue 10, point 8: a blob served from memory is still never served once its file
+    /// changed: the next request hashes the file again and quarantines it.
+    #[tokio::test]
+    async fn a_blob_held_in_memory_is_hashed_again_when_its_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, key) = hello(&dir).await;
+        let b = store.open_verified(&key, 6).await.unwrap();
+        assert_eq!(b.whole.as_deref(), Some(&b"hello world"[..]));
+        let mut s = String::new();
+        { b }.reader.read_to_string(&mut s).await.unwrap();
+        assert_eq!(s, "world");
+        assert_eq!(store.memory().blobs.len(), 1, "held after one verification");
+        let blob = dir.path().join("blobs").join(&key[..2]).join(&key);
+        std::fs::write(&blob, b"hello worle").unwrap();
+        assert!(matches!(
+            store.open_verified(&key, 0).await,
+            Err(ContentError::Damaged { .. })
+        ));
+        assert!(!blob.exists(), "quarantined");
+        assert_eq!(store.memory().blobs.len(), 0, "and dropped from memory");
+        assert!(matches!(
+            store.open_verified(&key, 0).await,
+            Err(ContentError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn memory_keeps_the_recently_served_blobs_within_its_bound() {
+        let mut m = MemoryCache::default();
+        let stamp = FileStamp {
+            dev: 0,
+            ino: 0,
+            len: 0,
+            ctime: 0,
+            ctime_nsec: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+        };
+        let blob = || bytes::Bytes::from(vec![0u8; (MEMORY_BLOB_MAX) as usize]);
+        let n = (MEMORY_TOTAL_MAX / MEMORY_BLOB_MAX) as usize;
+        for i in 0..n {
+            m.insert(&format!("k{i}"), stamp, blob());
+        }
+        assert!(
+            m.get("k0", stamp).is_some(),
+            "k0 used last: k1 is the oldest"
+        );
+        m.insert("new", stamp, blob());
+        assert!(m.total <= MEMORY_TOTAL_MAX);
+        assert!(m.get("k1", stamp).is_none() && m.get("k0", stamp).is_some());
+        assert_eq!(m.blobs.len(), n);
     }
 }
