@@ -269,6 +269,7 @@ async fn make_host(
         director_key: None,
         max_silence: patchday_agent::run::DEFAULT_MAX_SILENCE,
         reboot_command: vec![],
+        labels: Default::default(),
     };
     let state = StateDir::open(&cfg.state_dir)?;
     let id = match state.identity()? {
@@ -349,7 +350,13 @@ async fn run_once(
     let last_answer = host.state.last_director_answer();
     let resp: CheckinResponse = host
         .client
-        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .post(
+            "v1/agent/checkin",
+            &CheckinRequest {
+                inventory,
+                labels: None,
+            },
+        )
         .await?;
     let (dt, catalog) = signed_answer_and_catalog(
         &host.cfg,
@@ -480,7 +487,13 @@ async fn run_once(
     let inventory = patchday_agent::inventory::collect(&host.cfg.root)?;
     let _: CheckinResponse = host
         .client
-        .post("v1/agent/checkin", &CheckinRequest { inventory })
+        .post(
+            "v1/agent/checkin",
+            &CheckinRequest {
+                inventory,
+                labels: None,
+            },
+        )
         .await?;
     Ok(out)
 }

@@ -238,6 +238,15 @@ impl PatchDaySchedule {
         self.next_train(now).map(|(_, day)| day)
     }
 
+    /// Whether a patch day fell in `(from, to]` (a server that looks now and then asks
+    /// whether one came since it last looked).
+    pub fn came_between(&self, from: Timestamp, to: Timestamp) -> bool {
+        from < to
+            && self
+                .next_patch_day(from)
+                .is_ok_and(|d| d.timestamp() > from && d.timestamp() <= to)
+    }
+
     /// When an update in `release` becomes approvable; `None` for the emergency lane.
     pub fn approvable_at(&self, release: &Release) -> Result<Option<Zoned>, CalendarError> {
         match release {
@@ -499,6 +508,27 @@ mod tests {
         ] {
             TimeZone::get(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn calendar_a_patch_day_came_between_two_looks_exactly_once() {
+        let s = berlin_10();
+        // December 2026's patch day: Tuesday 8 December, 10:00 in Berlin (09:00 UTC).
+        let day = at("Europe/Berlin", 2026, 12, 8, 10, 0);
+        let before = at("Europe/Berlin", 2026, 12, 8, 9, 59);
+        let after = at("Europe/Berlin", 2026, 12, 8, 10, 1);
+        assert!(
+            s.came_between(before, day),
+            "the look at the instant itself"
+        );
+        assert!(s.came_between(before, after));
+        assert!(!s.came_between(day, after), "seen by the look before");
+        assert!(!s.came_between(after, at("Europe/Berlin", 2027, 1, 12, 9, 59)));
+        assert!(s.came_between(after, at("Europe/Berlin", 2027, 1, 12, 10, 0)));
+        assert!(
+            !s.came_between(after, before),
+            "time going back wakes nobody"
+        );
     }
 
     #[test]

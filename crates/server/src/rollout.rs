@@ -124,7 +124,15 @@ pub async fn halt_of(state: &AppState, update: &UpdateId) -> ApiResult<Option<Ro
 
 /// Runs the rollout forever, every `every`.
 pub async fn run(state: AppState, every: std::time::Duration) {
+    let mut last = state.clock.now();
     loop {
+        // Issue 10, point 6 (push): a train update becomes installable when the tenant's
+        // patch day comes, with nobody approving anything then: wake that tenant's agents.
+        let now = state.clock.now();
+        if let Err(e) = wake_on_patch_day(&state, last, now).await {
+            tracing::warn!(error = %e.message, "cannot look for patch days this time");
+        }
+        last = now;
         if let Err(e) = tick(&state, state.clock.now()).await {
             tracing::warn!(error = %e.message, "the rollout could not advance this time");
         }
@@ -134,6 +142,21 @@ pub async fn run(state: AppState, every: std::time::Duration) {
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Wakes the agents of every tenant whose patch day came in `(from, to]`.
+async fn wake_on_patch_day(state: &AppState, from: Timestamp, to: Timestamp) -> ApiResult<()> {
+    for t in state.store.list_tenants().await? {
+        let pd = &t.patch_day;
+        let Ok(sched) = parse_schedule(&pd.week, &pd.weekday, &pd.time, &pd.time_zone) else {
+            continue; // refused when it was set; nothing to wake for
+        };
+        if sched.came_between(from, to) {
+            tracing::info!(tenant = %t.id, "patch day: waking the tenant's agents");
+            state.push.tenant(&t.id);
+        }
+    }
+    Ok(())
 }
 
 /// One ring's view of an update: when it was approved, by the rule or not, its evidence.
