@@ -1614,7 +1614,10 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                 println!("{line}");
             }
             if !report.dropped.is_empty() {
-                println!("push the catalog: patchday catalog push --repo {}", repo.display());
+                println!(
+                    "push the catalog: patchday catalog push --repo {}",
+                    repo.display()
+                );
             }
         }
         CatalogCmd::Status { conn } => {

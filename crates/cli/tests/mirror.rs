@@ -465,7 +465,8 @@ fn mirror_targets(cat: &Catalog) -> Vec<String> {
         .filter(|n| n.ends_with(".snapshot.json"))
         .max_by_key(|n| n.split('.').next().unwrap().parse::<u64>().unwrap())
         .unwrap();
-    let snapshot: Value = serde_json::from_slice(&std::fs::read(meta.join(snapshot)).unwrap()).unwrap();
+    let snapshot: Value =
+        serde_json::from_slice(&std::fs::read(meta.join(snapshot)).unwrap()).unwrap();
     let mut names = Vec::new();
     for (file, m) in snapshot["signed"]["meta"].as_object().unwrap() {
         if !file.starts_with("mirror.bin-") {
@@ -473,7 +474,13 @@ fn mirror_targets(cat: &Catalog) -> Vec<String> {
         }
         let path = meta.join(format!("{}.{file}", m["version"]));
         let role: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        names.extend(role["signed"]["targets"].as_object().unwrap().keys().cloned());
+        names.extend(
+            role["signed"]["targets"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned(),
+        );
     }
     names.sort();
     names
@@ -533,7 +540,9 @@ fn k_mirror_runs_each_superseding_the_last_keep_the_catalog_and_the_server_bound
             let prev = format!("mirror-DEB-libfoo-1.2-1_pdeb12u{}", k - 1);
             let this = format!("mirror-DEB-libfoo-1.2-1_pdeb12u{k}");
             assert!(
-                out.contains(&format!("dropped {prev} from the catalog: superseded by {this}")),
+                out.contains(&format!(
+                    "dropped {prev} from the catalog: superseded by {this}"
+                )),
                 "run {k}: {out}"
             );
         }
@@ -549,7 +558,10 @@ fn k_mirror_runs_each_superseding_the_last_keep_the_catalog_and_the_server_bound
         );
         // The publisher's targets/ holds just those files.
         let files = std::fs::read_dir(cat.repo.join("targets")).unwrap().count();
-        assert_eq!(files, 2, "run {k}: targets/ keeps only what the catalog lists");
+        assert_eq!(
+            files, 2,
+            "run {k}: targets/ keeps only what the catalog lists"
+        );
         sizes.push(metadata_size(&cat));
         // The server verifies the pruned catalog against its pinned root and takes it in.
         let pushed = srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);

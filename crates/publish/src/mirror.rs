@@ -296,13 +296,11 @@ pub async fn run_job(
     now: jiff::Timestamp,
 ) -> anyhow::Result<JobReport> {
     let cfg = patchday_mirror::MirrorConfig::load(&job.config)?;
-    let retain = job
-        .retain
-        .unwrap_or_else(|| match cfg.retain.as_deref() {
-            Some(r) if patchday_mirror::config::retention_is_off(r) => None,
-            Some(_) => cfg.retention(),
-            None => Some(DEFAULT_RETAIN),
-        });
+    let retain = job.retain.unwrap_or_else(|| match cfg.retain.as_deref() {
+        Some(r) if patchday_mirror::config::retention_is_off(r) => None,
+        Some(_) => cfg.retention(),
+        None => Some(DEFAULT_RETAIN),
+    });
     let codename = job.codename.clone().unwrap_or_else(|| {
         let suite = cfg.sources.first().map(|s| s.suite.as_str()).unwrap_or("");
         suite.split(['-', '/']).next().unwrap_or(suite).to_owned()

@@ -116,7 +116,9 @@ pub fn superseded_before(updates: &[Listed], cutoff: Timestamp) -> Vec<Dropped> 
         let u = &updates[h];
         for p in &u.doc.payloads {
             let c = u.counters.get(&p.target).copied().unwrap_or(0);
-            let e = head_counter.entry((p.kind, p.package.as_str())).or_default();
+            let e = head_counter
+                .entry((p.kind, p.package.as_str()))
+                .or_default();
             *e = (*e).max(c);
         }
     }
@@ -408,7 +410,10 @@ mod tests {
                 classification: Classification::Security,
                 severity: Severity::Important,
                 cves: vec![],
-                supersedes: supersedes.iter().map(|s| UpdateId::new(*s).unwrap()).collect(),
+                supersedes: supersedes
+                    .iter()
+                    .map(|s| UpdateId::new(*s).unwrap())
+                    .collect(),
                 release: Release::Train {
                     month: YearMonth {
                         year: 2026,
@@ -432,9 +437,24 @@ mod tests {
     #[test]
     fn a_newer_version_supersedes_once_the_retention_has_passed() {
         let u = [
-            upd("A-1", vec![payload("zlib1g", "1.2-1", "amd64")], &[], "2026-01-01T00:00:00Z"),
-            upd("A-2", vec![payload("zlib1g", "1.2-2", "amd64")], &[], "2026-02-01T00:00:00Z"),
-            upd("A-3", vec![payload("zlib1g", "1.2-3", "amd64")], &[], "2026-03-01T00:00:00Z"),
+            upd(
+                "A-1",
+                vec![payload("zlib1g", "1.2-1", "amd64")],
+                &[],
+                "2026-01-01T00:00:00Z",
+            ),
+            upd(
+                "A-2",
+                vec![payload("zlib1g", "1.2-2", "amd64")],
+                &[],
+                "2026-02-01T00:00:00Z",
+            ),
+            upd(
+                "A-3",
+                vec![payload("zlib1g", "1.2-3", "amd64")],
+                &[],
+                "2026-03-01T00:00:00Z",
+            ),
         ];
         // A-1 is superseded since A-2 (Feb 1st), A-2 since A-3 (Mar 1st).
         assert!(superseded_before(&u, t("2026-01-31T23:59:59Z")).is_empty());
@@ -452,16 +472,34 @@ mod tests {
     #[test]
     fn an_update_not_superseded_stays() {
         let u = [
-            upd("A-1", vec![payload("zlib1g", "1.2-1", "amd64")], &[], "2026-01-01T00:00:00Z"),
-            upd("B-1", vec![payload("curl", "8.0-1", "amd64")], &[], "2026-01-01T00:00:00Z"),
-            // Only one of two architectures has a newer version.
             upd(
-                "C-1",
-                vec![payload("libc6", "2.36-1", "amd64"), payload("libc6", "2.36-1", "arm64")],
+                "A-1",
+                vec![payload("zlib1g", "1.2-1", "amd64")],
                 &[],
                 "2026-01-01T00:00:00Z",
             ),
-            upd("C-2", vec![payload("libc6", "2.36-2", "amd64")], &[], "2026-01-02T00:00:00Z"),
+            upd(
+                "B-1",
+                vec![payload("curl", "8.0-1", "amd64")],
+                &[],
+                "2026-01-01T00:00:00Z",
+            ),
+            // Only one of two architectures has a newer version.
+            upd(
+                "C-1",
+                vec![
+                    payload("libc6", "2.36-1", "amd64"),
+                    payload("libc6", "2.36-1", "arm64"),
+                ],
+                &[],
+                "2026-01-01T00:00:00Z",
+            ),
+            upd(
+                "C-2",
+                vec![payload("libc6", "2.36-2", "amd64")],
+                &[],
+                "2026-01-02T00:00:00Z",
+            ),
         ];
         assert!(superseded_before(&u, t("2030-01-01T00:00:00Z")).is_empty());
     }
@@ -469,12 +507,32 @@ mod tests {
     #[test]
     fn a_named_supersedence_keeps_a_package_the_successor_does_not_carry() {
         let u = [
-            upd("A-1", vec![payload("tool", "1.0-1", "amd64")], &[], "2026-01-01T00:00:00Z"),
+            upd(
+                "A-1",
+                vec![payload("tool", "1.0-1", "amd64")],
+                &[],
+                "2026-01-01T00:00:00Z",
+            ),
             // B-1 names A-1 but ships another package: A-1 is still its package's newest.
-            upd("B-1", vec![payload("tool-ng", "2.0-1", "amd64")], &["A-1"], "2026-01-02T00:00:00Z"),
+            upd(
+                "B-1",
+                vec![payload("tool-ng", "2.0-1", "amd64")],
+                &["A-1"],
+                "2026-01-02T00:00:00Z",
+            ),
             // D-2 names D-1 and carries its package again, same version: D-1 may go.
-            upd("D-1", vec![payload("agent", "3.0-1", "all")], &[], "2026-01-01T00:00:00Z"),
-            upd("D-2", vec![payload("agent", "3.0-1", "all")], &["D-1"], "2026-01-03T00:00:00Z"),
+            upd(
+                "D-1",
+                vec![payload("agent", "3.0-1", "all")],
+                &[],
+                "2026-01-01T00:00:00Z",
+            ),
+            upd(
+                "D-2",
+                vec![payload("agent", "3.0-1", "all")],
+                &["D-1"],
+                "2026-01-03T00:00:00Z",
+            ),
         ];
         assert_eq!(
             ids(&superseded_before(&u, t("2030-01-01T00:00:00Z"))),
@@ -485,8 +543,18 @@ mod tests {
     #[test]
     fn updates_that_supersede_each_other_both_stay() {
         let u = [
-            upd("A-1", vec![payload("x", "1.0-1", "amd64")], &["A-2"], "2026-01-01T00:00:00Z"),
-            upd("A-2", vec![payload("x", "1.0-1", "amd64")], &["A-1"], "2026-01-01T00:00:00Z"),
+            upd(
+                "A-1",
+                vec![payload("x", "1.0-1", "amd64")],
+                &["A-2"],
+                "2026-01-01T00:00:00Z",
+            ),
+            upd(
+                "A-2",
+                vec![payload("x", "1.0-1", "amd64")],
+                &["A-1"],
+                "2026-01-01T00:00:00Z",
+            ),
         ];
         assert!(superseded_before(&u, t("2030-01-01T00:00:00Z")).is_empty());
     }
@@ -495,8 +563,18 @@ mod tests {
     fn the_highest_release_counter_of_a_package_stays() {
         // Published out of version order: the older version holds the higher counter.
         let mut u = vec![
-            upd("A-1", vec![payload("x", "1.0-1", "amd64")], &[], "2026-01-01T00:00:00Z"),
-            upd("A-2", vec![payload("x", "1.0-2", "amd64")], &[], "2026-01-02T00:00:00Z"),
+            upd(
+                "A-1",
+                vec![payload("x", "1.0-1", "amd64")],
+                &[],
+                "2026-01-01T00:00:00Z",
+            ),
+            upd(
+                "A-2",
+                vec![payload("x", "1.0-2", "amd64")],
+                &[],
+                "2026-01-02T00:00:00Z",
+            ),
         ];
         u[0].counters.insert("x_1.0-1_amd64.deb".into(), 9);
         assert!(superseded_before(&u, t("2030-01-01T00:00:00Z")).is_empty());
@@ -505,9 +583,24 @@ mod tests {
     #[test]
     fn the_first_successor_starts_the_retention() {
         let u = [
-            upd("A-1", vec![payload("x", "1.0-1", "amd64")], &[], "2026-01-01T00:00:00Z"),
-            upd("A-3", vec![payload("x", "1.0-3", "amd64")], &[], "2026-03-01T00:00:00Z"),
-            upd("A-2", vec![payload("x", "1.0-2", "amd64")], &[], "2026-02-01T00:00:00Z"),
+            upd(
+                "A-1",
+                vec![payload("x", "1.0-1", "amd64")],
+                &[],
+                "2026-01-01T00:00:00Z",
+            ),
+            upd(
+                "A-3",
+                vec![payload("x", "1.0-3", "amd64")],
+                &[],
+                "2026-03-01T00:00:00Z",
+            ),
+            upd(
+                "A-2",
+                vec![payload("x", "1.0-2", "amd64")],
+                &[],
+                "2026-02-01T00:00:00Z",
+            ),
         ];
         let d = superseded_before(&u, t("2026-02-15T00:00:00Z"));
         assert_eq!(ids(&d), ["A-1"]);
