@@ -357,6 +357,8 @@ impl ServerMirrorArgs {
                     key_files: self.mirror_key.clone(),
                 }),
             },
+            // The configuration's `retain` (issue 10, point 7).
+            retain: None,
         };
         // Fail at start, not at the first tick, on a configuration that cannot work.
         patchday_mirror::MirrorConfig::load(config)?;
@@ -498,6 +500,33 @@ enum CatalogCmd {
     ///
     /// Example: patchday catalog verify-upstream --repo ~/catalog --config mirror.toml --all
     VerifyUpstream(patchday_cli::mirror::VerifyUpstreamArgs),
+    /// Drops superseded updates from the catalog (issue 10, point 7): those whose first
+    /// successor was published at or before --superseded-before, never the newest update
+    /// of a package nor one nothing supersedes; re-signs the hash bins they were in,
+    /// snapshot and timestamp, and deletes their files. The server drops them at the next
+    /// push and frees their payloads.
+    ///
+    /// Example: patchday catalog prune --keys ~/patchday-keys --repo ~/catalog --superseded-before 2026-06-01 && patchday catalog push --repo ~/catalog
+    Prune {
+        /// Key directory (targets, snapshot and timestamp keys; with --as only snapshot
+        /// and timestamp).
+        #[arg(long)]
+        keys: PathBuf,
+        /// Catalog directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Drop updates superseded at or before this: a date (2026-06-01, midnight UTC),
+        /// an RFC 3339 time, or a duration ago (90d).
+        #[arg(long)]
+        superseded_before: String,
+        /// Prune the updates of this delegated role (e.g. `mirror`), signed with
+        /// --key-file, instead of the offline targets role's.
+        #[arg(long = "as", requires = "key_files")]
+        as_role: Option<String>,
+        /// The delegated role's key file (repeatable).
+        #[arg(long = "key-file")]
+        key_files: Vec<PathBuf>,
+    },
     Refresh {
         /// Key directory (snapshot and timestamp keys; the targets key only when
         /// targets is re-signed).
@@ -1592,6 +1621,35 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                 repo.display()
             );
         }
+        CatalogCmd::Prune {
+            keys,
+            repo,
+            superseded_before,
+            as_role,
+            key_files,
+        } => {
+            let now = now();
+            let cutoff = before(&superseded_before, now)?;
+            let role = as_role.map(|role| patchday_publish::DelegatedSigner { role, key_files });
+            let report = patchday_publish::prune::prune(
+                &KeyPaths::in_dir(&keys),
+                &repo,
+                role.as_ref(),
+                patchday_publish::prune::Scope::All,
+                cutoff,
+                now,
+            )
+            .await?;
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if !report.dropped.is_empty() {
+                println!(
+                    "push the catalog: patchday catalog push --repo {}",
+                    repo.display()
+                );
+            }
+        }
         CatalogCmd::Status { conn } => {
             let s = conn.api()?.catalog_status().await?;
             // Issue 9, point 5: every role's expiry; JSON is the whole status.
@@ -1769,6 +1827,20 @@ fn duration(s: &str) -> Option<jiff::SignedDuration> {
         _ => return None,
     };
     (n >= 0).then(|| jiff::SignedDuration::from_secs(n.saturating_mul(secs)))
+}
+
+/// `--superseded-before`: a duration before `now`, an RFC 3339 time or a date (midnight UTC).
+fn before(s: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
+    if let Some(d) = duration(s) {
+        return Ok(now.checked_sub(d)?);
+    }
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let date: jiff::civil::Date = s.parse().with_context(|| {
+        format!("{s:?} is neither a date (2026-06-01), an RFC 3339 time nor a duration (90d)")
+    })?;
+    Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
 }
 
 /// `--expires`: a duration from `now` or an RFC 3339 time.

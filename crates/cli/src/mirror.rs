@@ -90,6 +90,21 @@ pub struct RunArgs {
     /// The delegated role's key file (repeatable).
     #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
+    /// Drop from the catalog the mirrored updates superseded longer ago than this (90d,
+    /// 12w), or `off` [default: the configuration's `retain`, else 180d].
+    #[arg(long, value_parser = parse_retain)]
+    retain: Option<Retain>,
+}
+
+/// `--retain`: a duration, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct Retain(Option<jiff::SignedDuration>);
+
+fn parse_retain(s: &str) -> Result<Retain, String> {
+    if patchday_mirror::config::retention_is_off(s) {
+        return Ok(Retain(None));
+    }
+    patchday_mirror::config::parse_retention(s).map(|d| Retain(Some(d)))
 }
 
 /// Runs a mirror command; `now` is the time of the run.
@@ -164,10 +179,11 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
                 key_files: a.key_files.clone(),
             }),
         },
+        retain: a.retain.map(|r| r.0),
     };
     let report = run_job(&job, selection, fleet_binaries, &HttpFetch::new()?, now).await?;
     let mut imported = 0;
-    for s in &report.sources {
+    for s in &report.sync.sources {
         if s.unchanged {
             println!("{}: unchanged since the last run", s.name);
             continue;
@@ -191,7 +207,14 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
             println!("  warning: {m}, which neither the fleet nor the archive has; imported anyway, agents refuse it until the dependency is published");
         }
     }
-    if imported > 0 {
+    // Issue 10, point 7.
+    let pruned = report.pruned.as_ref().map_or(0, |p| p.dropped.len());
+    if let Some(p) = report.pruned.as_ref().filter(|p| !p.dropped.is_empty()) {
+        for line in p.lines() {
+            println!("{line}");
+        }
+    }
+    if imported > 0 || pruned > 0 {
         println!(
             "push the catalog: patchday catalog push --repo {}",
             a.repo.display()

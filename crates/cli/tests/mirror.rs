@@ -439,3 +439,174 @@ fn verify_upstream_reports_a_payload_swapped_with_a_stolen_mirror_key() {
     );
     assert!(out.contains("0 verified, 2 differ"), "{out}");
 }
+
+// ---- Issue 10, point 7: superseded mirrored updates leave the catalog ----
+
+/// The files of the catalog's `metadata/` other than root versions, and their bytes.
+fn metadata_size(cat: &Catalog) -> (usize, u64) {
+    let mut out = (0, 0);
+    for e in std::fs::read_dir(cat.repo.join("metadata")).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().ends_with("root.json") {
+            continue;
+        }
+        out.0 += 1;
+        out.1 += e.metadata().unwrap().len();
+    }
+    out
+}
+
+/// Every name the mirror role's hash bins list now.
+fn mirror_targets(cat: &Catalog) -> Vec<String> {
+    let meta = cat.repo.join("metadata");
+    let snapshot = std::fs::read_dir(&meta)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".snapshot.json"))
+        .max_by_key(|n| n.split('.').next().unwrap().parse::<u64>().unwrap())
+        .unwrap();
+    let snapshot: Value =
+        serde_json::from_slice(&std::fs::read(meta.join(snapshot)).unwrap()).unwrap();
+    let mut names = Vec::new();
+    for (file, m) in snapshot["signed"]["meta"].as_object().unwrap() {
+        if !file.starts_with("mirror.bin-") {
+            continue;
+        }
+        let path = meta.join(format!("{}.{file}", m["version"]));
+        let role: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        names.extend(
+            role["signed"]["targets"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned(),
+        );
+    }
+    names.sort();
+    names
+}
+
+/// The sha256 of the catalog's stored payload of `name` (`targets/<sha>.<name>`).
+fn stored_sha(cat: &Catalog, name: &str) -> Option<String> {
+    std::fs::read_dir(cat.repo.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find_map(|f| {
+            let (sha, rest) = f.split_once('.')?;
+            (rest == name).then(|| sha.to_owned())
+        })
+}
+
+#[test]
+fn k_mirror_runs_each_superseding_the_last_keep_the_catalog_and_the_server_bounded() {
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let mut archive = AptArchive::serve(dir);
+    archive.publish(&[libfoo("libfoo1", "1.2-1+deb12u1", "amd64")]);
+    write_config(dir, &archive.url);
+    let cat = Catalog::new(&b, dir);
+    let key = delegate_mirror_role(&cat, dir);
+    let srv = Server::start_with(
+        &b,
+        dir,
+        &cat.root(),
+        &["--cleanup-every", "1s", "--retain", "0s"],
+    );
+    srv.cli(&["tenant", "create", "acme"]);
+    let run = [
+        "--all",
+        "--as",
+        "mirror",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--retain",
+        "0s",
+    ];
+    const K: u32 = 6;
+    let mut payload_shas = Vec::new();
+    let mut sizes = Vec::new();
+    for k in 1..=K {
+        if k > 1 {
+            archive.publish(&[libfoo("libfoo1", &format!("1.2-1+deb12u{k}"), "amd64")]);
+        }
+        let o = mirror_run(&cat, dir, &run);
+        assert!(o.status.success(), "run {k}: {}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let payload = format!("mirror~libfoo1_1.2-1+deb12u{k}_amd64.deb");
+        payload_shas.push(stored_sha(&cat, &payload).expect("the new payload is in targets/"));
+        if k > 1 {
+            // The previous version leaves, said so, with its successor.
+            let prev = format!("mirror-DEB-libfoo-1.2-1_pdeb12u{}", k - 1);
+            let this = format!("mirror-DEB-libfoo-1.2-1_pdeb12u{k}");
+            assert!(
+                out.contains(&format!(
+                    "dropped {prev} from the catalog: superseded by {this}"
+                )),
+                "run {k}: {out}"
+            );
+        }
+        // The catalog lists one update of libfoo (its document and its payload), not k.
+        let listed = mirror_targets(&cat);
+        assert_eq!(
+            listed,
+            vec![
+                payload.clone(),
+                format!("update-mirror-DEB-libfoo-1.2-1_pdeb12u{k}.json")
+            ],
+            "run {k}"
+        );
+        // The publisher's targets/ holds just those files.
+        let files = std::fs::read_dir(cat.repo.join("targets")).unwrap().count();
+        assert_eq!(
+            files, 2,
+            "run {k}: targets/ keeps only what the catalog lists"
+        );
+        sizes.push(metadata_size(&cat));
+        // The server verifies the pruned catalog against its pinned root and takes it in.
+        let pushed = srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+        assert!(!pushed.is_empty(), "run {k}");
+    }
+    // Metadata stays bounded: every target entry beyond the newest update is gone (above),
+    // no file grows with K but the snapshot (one entry per bin), and the files are at
+    // most top-level targets, snapshot, timestamp, the mirror role and its 256 hash bins
+    // (an emptied bin stays, empty: see docs/notes-prune.md).
+    let (files_k, bytes_k) = sizes[K as usize - 1];
+    assert!(files_k <= 4 + 256, "{sizes:?}");
+    assert!(
+        bytes_k <= files_k as u64 * 1500,
+        "a metadata file grew with K: {sizes:?}"
+    );
+
+    // A TUF client (tough, as the agent verifies) still verifies the catalog, and the one
+    // kept update still matches its upstream evidence.
+    let o = verify_upstream(&cat, dir, &["--all"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("mirror-DEB-libfoo-1.2-1_pdeb12u{K}")),
+        "{}",
+        text(&o)
+    );
+
+    // The server dropped the old updates on intake, and its cleanup the blobs no target
+    // lists (`content.drop-unlisted`): only the newest payload is held.
+    let blob = |sha: &str| srv.data.join("content").join(&sha[..2]).join(sha);
+    let (old, newest) = payload_shas.split_at(K as usize - 1);
+    for _ in 0..1200 {
+        if old.iter().all(|s| !blob(s).exists()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let held: Vec<&String> = payload_shas.iter().filter(|s| blob(s).exists()).collect();
+    assert_eq!(held, vec![&newest[0]], "only the newest payload is held");
+    let updates = srv.cli(&["updates", "--tenant", "acme", "--format", "json"]);
+    assert!(
+        updates.contains(&format!("\"mirror-DEB-libfoo-1.2-1_pdeb12u{K}\"")),
+        "{updates}"
+    );
+    assert!(
+        !updates.contains("\"mirror-DEB-libfoo-1.2-1_pdeb12u1\""),
+        "the server no longer lists the dropped updates: {updates}"
+    );
+}

@@ -10,6 +10,10 @@
 //! keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
 //! exclude = ["*-dbg"]
 //! ```
+//!
+//! A top-level `retain = "90d"` (before the first `[[source]]`) drops from the catalog,
+//! at the end of each run, the mirrored updates superseded for longer than that (issue
+//! 10, point 7; default 180 days, `"off"` keeps them forever).
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +29,10 @@ pub struct MirrorConfig {
     /// The apt sources, in order.
     #[serde(rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// Issue 10, point 7: how long a mirrored update stays in the catalog after a newer
+    /// one superseded it (`90d`, `12w`, or `off`); absent: the publisher's default.
+    #[serde(default)]
+    pub retain: Option<String>,
 }
 
 /// One apt source (like a `deb` line of sources.list, plus the key that must sign it).
@@ -72,6 +80,9 @@ impl MirrorConfig {
     /// Parses configuration text and checks it.
     pub fn parse(text: &str) -> Result<Self, String> {
         let cfg: MirrorConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(r) = cfg.retain.as_deref().filter(|r| !retention_is_off(r)) {
+            parse_retention(r)?;
+        }
         if cfg.sources.is_empty() {
             return Err("no [[source]] given: name at least one apt source".into());
         }
@@ -118,6 +129,35 @@ impl MirrorConfig {
         }
         Ok(cfg)
     }
+}
+
+impl MirrorConfig {
+    /// The `retain` setting as a duration (checked by [`MirrorConfig::parse`]); `None`
+    /// when absent or `off`.
+    pub fn retention(&self) -> Option<jiff::SignedDuration> {
+        self.retain
+            .as_deref()
+            .filter(|r| !retention_is_off(r))
+            .and_then(|r| parse_retention(r).ok())
+    }
+}
+
+/// `retain = "off"` (or `"never"`): superseded updates stay forever.
+pub fn retention_is_off(s: &str) -> bool {
+    matches!(s.trim(), "off" | "never")
+}
+
+/// A retention such as `90d`, `12w` or `36h` (days and weeks of 24 hours).
+pub fn parse_retention(s: &str) -> Result<jiff::SignedDuration, String> {
+    let bad = || format!("retain = {s:?}: give a duration such as \"90d\", \"12w\" or \"36h\"");
+    let span: jiff::Span = s.trim().parse().map_err(|_| bad())?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| bad())?;
+    if d.is_negative() {
+        return Err(bad());
+    }
+    Ok(d)
 }
 
 impl SourceConfig {
@@ -168,6 +208,20 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::glob_match;
+
+    #[test]
+    fn retention_parses_days_and_weeks_and_refuses_nonsense() {
+        use super::parse_retention;
+        assert_eq!(parse_retention("90d").unwrap().as_secs(), 90 * 86_400);
+        assert_eq!(parse_retention("2w").unwrap().as_secs(), 14 * 86_400);
+        assert_eq!(parse_retention("0s").unwrap().as_secs(), 0);
+        assert!(parse_retention("soon").is_err());
+        assert!(parse_retention("-5d").is_err());
+        let cfg = super::MirrorConfig::parse(
+            "retain = \"nope\"\n[[source]]\nname = \"a\"\nuri = \"http://x/\"\nsuite = \"s\"\ncomponents = [\"main\"]\narchitectures = [\"amd64\"]\nkeyring = \"k\"\n",
+        );
+        assert!(cfg.unwrap_err().contains("retain"));
+    }
 
     #[test]
     fn exclude_globs() {

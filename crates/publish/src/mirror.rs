@@ -255,6 +255,26 @@ pub struct MirrorJob {
     pub train: Option<YearMonth>,
     /// Who signs, into which catalog.
     pub publish: PublishSettings,
+    /// Issue 10, point 7: how long a superseded mirrored update stays in the catalog
+    /// [default: the configuration's `retain`, else [`DEFAULT_RETAIN`]]; `Some(None)`
+    /// keeps them forever.
+    pub retain: Option<Option<jiff::SignedDuration>>,
+}
+
+/// How long a superseded mirrored update stays in the catalog when neither the
+/// configuration nor the command says (issue 10, point 7): 180 days, six patch days. Far
+/// longer than any rollout or the server's payload retention (30 days), and no host
+/// installs a superseded version meanwhile (the successor is what every host gets); long
+/// enough that an operator reading last quarter's report still finds the update.
+pub const DEFAULT_RETAIN: jiff::SignedDuration = jiff::SignedDuration::from_hours(180 * 24);
+
+/// What one mirror run did: the sync, and what left the catalog.
+#[derive(Debug)]
+pub struct JobReport {
+    /// What the sync signed.
+    pub sync: patchday_mirror::SyncReport,
+    /// The superseded updates dropped (issue 10, point 7); `None` when pruning is off.
+    pub pruned: Option<crate::prune::PruneReport>,
 }
 
 impl MirrorJob {
@@ -274,8 +294,13 @@ pub async fn run_job(
     fleet_binaries: Option<patchday_mirror::closure::FleetBinaries>,
     fetch: &dyn patchday_mirror::Fetch,
     now: jiff::Timestamp,
-) -> anyhow::Result<patchday_mirror::SyncReport> {
+) -> anyhow::Result<JobReport> {
     let cfg = patchday_mirror::MirrorConfig::load(&job.config)?;
+    let retain = job.retain.unwrap_or_else(|| match cfg.retain.as_deref() {
+        Some(r) if patchday_mirror::config::retention_is_off(r) => None,
+        Some(_) => cfg.retention(),
+        None => Some(DEFAULT_RETAIN),
+    });
     let codename = job.codename.clone().unwrap_or_else(|| {
         let suite = cfg.sources.first().map(|s| s.suite.as_str()).unwrap_or("");
         suite.split(['-', '/']).next().unwrap_or(suite).to_owned()
@@ -320,5 +345,36 @@ pub async fn run_job(
             tracing::info!(roles = resigned.len(), "re-signed expiring mirror metadata");
         }
     }
-    Ok(report)
+    // Issue 10, point 7: superseded mirrored updates leave the catalog after `retain`.
+    let pruned = match retain {
+        None => None,
+        Some(retain) => {
+            let cutoff = now
+                .checked_sub(retain)
+                .context("the retention reaches before the year -9999")?;
+            let p = crate::prune::prune(
+                &job.publish.keys,
+                &job.publish.repo,
+                job.publish.role.as_ref(),
+                crate::prune::Scope::Mirrored,
+                cutoff,
+                now,
+            )
+            .await
+            .context("dropping superseded updates from the catalog (a rerun tries again)")?;
+            for d in &p.dropped {
+                tracing::info!(
+                    update = %d.id,
+                    superseded_by = %d.superseded_by,
+                    since = %d.since,
+                    "dropped a superseded update from the catalog"
+                );
+            }
+            Some(p)
+        }
+    };
+    Ok(JobReport {
+        sync: report,
+        pruned,
+    })
 }

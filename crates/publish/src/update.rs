@@ -258,6 +258,11 @@ pub async fn add_update(
         })?,
     };
     CounterCache::record(repo, &payloads, &counters, cache);
+    // Issue 10, point 7: the prune counts supersedence from here. Losing it only
+    // postpones a prune (it then counts from the document file's time).
+    if let Err(e) = crate::prune::Publications::record(repo, &doc.id, now) {
+        tracing::warn!(error = %format!("{e:#}"), "could not record the publication time");
+    }
     Ok(doc)
 }
 

@@ -228,6 +228,7 @@ async fn run_once(
     .await
     .context("the mirror run's thread failed")??;
     let imported: Vec<String> = report
+        .sync
         .sources
         .iter()
         .flat_map(|s| s.imported.iter().map(|id| job.publish.signed_id(id)))

@@ -45,9 +45,10 @@ pub use keys::{
 };
 pub use names::{check_target_name, MAX_TARGET_NAME_LEN};
 pub use publish::{
-    add_targets, add_targets_as, catalog_targets, delegate_role, delegated_roles, init_catalog,
-    refresh_targets, resign_timestamp, rotate_role, rotate_root, sign_online_timestamp,
-    stored_target_name, CatalogVersion, Delegation, Expiries, NewTarget, OnlineTimestamp,
+    add_targets, add_targets_as, catalog_listing, catalog_targets, delegate_role, delegated_roles,
+    init_catalog, refresh_targets, remove_targets, resign_timestamp, rotate_role, rotate_root,
+    sign_online_timestamp, stored_target_name, CatalogVersion, Delegation, Expiries, ListedTarget,
+    NewTarget, OnlineTimestamp, Removal,
 };
 pub use verify::{
     check_bytes, check_payload, check_target_file, load_remote, read_verified_target,

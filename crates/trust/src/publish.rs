@@ -1121,6 +1121,11 @@ fn bin_prefix(name: &str) -> String {
         .to_owned()
 }
 
+/// The name of `parent`'s bin for `prefix`: `<parent>.bin-<prefix>`.
+fn bin_role_name(parent: &str, prefix: &str) -> String {
+    format!("{parent}.bin-{prefix}")
+}
+
 /// Whether a delegation entry is one of Patchday's hash bins.
 fn is_bin(r: &DelegatedRole) -> bool {
     matches!(r.paths, PathSet::PathHashPrefixes(_))
@@ -1138,7 +1143,7 @@ struct BinSigner<'a> {
 
 impl BinSigner<'_> {
     fn bin_name(&self, prefix: &str) -> String {
-        format!("{}.bin-{prefix}", self.parent)
+        bin_role_name(self.parent, prefix)
     }
 
     /// Puts `new` into the bins of `parent` (the role's content, delegations included) and
@@ -1248,27 +1253,12 @@ pub async fn refresh_targets(
     let due = |t: &Targets| t.expires.duration_since(now) <= within;
     let mut delegated = Delegated::keep(&current.delegated_meta);
     let mut resigned = Vec::new();
-    let (name, signer_keys, content, by) = match role {
-        None => (
-            "targets",
-            vec![keys.targets.clone()],
-            current.targets.signed.clone(),
-            None,
-        ),
-        Some((name, role_keys)) => {
-            let top = current.targets.signed.delegations.as_ref().ok_or_else(|| {
-                TrustError::UnknownRole {
-                    role: name.to_owned(),
-                }
-            })?;
-            let content = current
-                .role(name, top)?
-                .ok_or_else(|| TrustError::UnknownRole {
-                    role: name.to_owned(),
-                })?;
-            (name, role_keys.to_vec(), content.signed, Some(top))
-        }
-    };
+    let RoleToSign {
+        name,
+        keys: signer_keys,
+        content,
+        by,
+    } = role_to_sign(&current, keys, role)?;
     if let Some(d) = &content.delegations {
         for r in d.roles.iter().filter(|r| is_bin(r)) {
             let Some(bin) = current.role(&r.name, d)? else {
@@ -1604,6 +1594,222 @@ pub async fn add_targets_as(
     )
     .await?;
     roles.write(&meta, None, current.root.signed.version.get())
+}
+
+/// A target the catalog lists, with the role that signs it and its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedTarget {
+    /// The role whose metadata lists it (`targets`, `mirror.bin-3f`, ...).
+    pub role: String,
+    /// Its length, sha256 and custom object (its file is `targets/<sha256>.<name>`).
+    pub info: crate::TargetInfo,
+}
+
+/// Every target the catalog at `repo_dir` lists, by name, with its role and hash (where
+/// two roles list a name, the first in search order wins). Reads every role: for
+/// enumerations such as a prune (issue 10, point 7), not for signing one update.
+pub async fn catalog_listing(
+    repo_dir: &Path,
+) -> Result<std::collections::BTreeMap<String, ListedTarget>, TrustError> {
+    let current = Current::load(repo_dir).await?;
+    let mut out = std::collections::BTreeMap::new();
+    for (role, name, t) in current.all_targets()? {
+        out.entry(name).or_insert_with(|| ListedTarget {
+            role,
+            info: crate::TargetInfo {
+                length: t.length,
+                sha256: hex::encode(t.hashes.sha256.as_ref()),
+                custom: serde_json::Value::Object(t.custom.into_iter().collect()),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// What [`remove_targets`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// The names taken out of the catalog (those asked for that the role listed).
+    pub removed: Vec<String>,
+    /// The roles re-signed: the bins the names were in (and the role itself when it
+    /// lists targets directly, a catalog from before bins).
+    pub resigned: Vec<String>,
+    /// Target files deleted from `targets/`.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The catalog's versions after; `None` when no name was listed (nothing written).
+    pub version: Option<CatalogVersion>,
+}
+
+/// Takes `names` out of a targets role (issue 10, point 7: pruning superseded updates):
+/// out of the hash bins they hash to, each re-signed once, then snapshot and timestamp;
+/// then deletes their files from `targets/` (a name another role still lists keeps its
+/// file). An emptied bin stays, empty, so the role itself is not re-signed.
+///
+/// `role` is `None` for top-level targets (its bins signed with `keys.targets`) or a
+/// delegated role with its own keys (a mirror's: the offline key is not needed). Names the
+/// role does not list are ignored; when none is listed, nothing is written.
+pub async fn remove_targets(
+    keys: &KeyPaths,
+    repo_dir: &Path,
+    role: Option<(&str, &[PathBuf])>,
+    names: &std::collections::BTreeSet<String>,
+    now: Timestamp,
+    exp: &Expiries,
+) -> Result<Removal, TrustError> {
+    let current = Current::load(repo_dir).await?;
+    let RoleToSign {
+        name,
+        keys: signer_keys,
+        mut content,
+        by,
+    } = role_to_sign(&current, keys, role)?;
+    let mut out = Removal::default();
+    let mut taken: Vec<(String, Target)> = Vec::new();
+    let mut delegated = Delegated::keep(&current.delegated_meta);
+    // A role signed before bins lists its targets itself.
+    for n in names {
+        taken.extend(take_target(&mut content, n));
+    }
+    let resign_role = !taken.is_empty();
+    if let Some(d) = content.delegations.clone() {
+        let mut by_bin: std::collections::BTreeMap<String, Vec<&String>> = Default::default();
+        for n in names {
+            by_bin
+                .entry(bin_role_name(name, &bin_prefix(n)))
+                .or_default()
+                .push(n);
+        }
+        for (bin, in_bin) in by_bin {
+            if !d.roles.iter().any(|r| r.name == bin && is_bin(r)) {
+                continue;
+            }
+            let Some(signed) = current.role(&bin, &d)? else {
+                continue;
+            };
+            let mut t = signed.signed;
+            let before = taken.len();
+            for n in in_bin {
+                taken.extend(take_target(&mut t, n));
+            }
+            if taken.len() > before {
+                t.version = next_role_version(&current, &bin, &t);
+                t.expires = expiry(now, exp.targets, &bin)?;
+                delegated
+                    .new
+                    .push(sign_delegated(&bin, t, &d, &signer_keys).await?);
+                out.resigned.push(bin);
+            }
+        }
+    }
+    if taken.is_empty() {
+        return Ok(out);
+    }
+    let to_write = match by {
+        None if resign_role => {
+            content.version = content.version.saturating_add(1);
+            content.expires = expiry(now, exp.targets, "targets")?;
+            out.resigned.insert(0, "targets".to_owned());
+            TargetsToWrite::Sign(content)
+        }
+        None => current.targets_kept()?,
+        Some(top) => {
+            if resign_role {
+                content.version = next_role_version(&current, name, &content);
+                content.expires = expiry(now, exp.targets, name)?;
+                delegated
+                    .new
+                    .push(sign_delegated(name, content, top, &signer_keys).await?);
+                out.resigned.insert(0, name.to_owned());
+            }
+            current.targets_kept()?
+        }
+    };
+    let roles = SignedRoles::sign(
+        &current.root.signed,
+        to_write,
+        current.snapshot_version.saturating_add(1),
+        current.timestamp_version.saturating_add(1),
+        keys,
+        now,
+        exp,
+        delegated,
+    )
+    .await?;
+    out.version = Some(roles.write(
+        &metadata_dir(repo_dir),
+        None,
+        current.root.signed.version.get(),
+    )?);
+    // The files go once the catalog no longer lists them.
+    let still = catalog_listing(repo_dir).await?;
+    let tdir = targets_dir(repo_dir);
+    for (n, t) in taken {
+        let sha = hex::encode(t.hashes.sha256.as_ref());
+        out.removed.push(n.clone());
+        if still.get(&n).is_some_and(|l| l.info.sha256 == sha) {
+            continue;
+        }
+        let file = tdir.join(stored_target_name(&n, &sha));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {
+                out.files += 1;
+                out.bytes += t.length;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(TrustError::io("remove", &file)(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Takes `name` out of `t`, if listed.
+fn take_target(t: &mut Targets, name: &str) -> Option<(String, Target)> {
+    let key = t.targets.keys().find(|k| k.raw() == name)?.clone();
+    t.targets.remove(&key).map(|x| (name.to_owned(), x))
+}
+
+/// A targets role to re-sign: top-level targets or a delegated role, its keys, its
+/// content, and the delegations that name it (`None` for top-level targets).
+struct RoleToSign<'a> {
+    name: &'a str,
+    keys: Vec<PathBuf>,
+    content: Targets,
+    by: Option<&'a Delegations>,
+}
+
+fn role_to_sign<'a>(
+    current: &'a Current,
+    keys: &KeyPaths,
+    role: Option<(&'a str, &[PathBuf])>,
+) -> Result<RoleToSign<'a>, TrustError> {
+    match role {
+        None => Ok(RoleToSign {
+            name: "targets",
+            keys: vec![keys.targets.clone()],
+            content: current.targets.signed.clone(),
+            by: None,
+        }),
+        Some((name, role_keys)) => {
+            let unknown = || TrustError::UnknownRole {
+                role: name.to_owned(),
+            };
+            let top = current
+                .targets
+                .signed
+                .delegations
+                .as_ref()
+                .ok_or_else(unknown)?;
+            let content = current.role(name, top)?.ok_or_else(unknown)?;
+            Ok(RoleToSign {
+                name,
+                keys: role_keys.to_vec(),
+                content: content.signed,
+                by: Some(top),
+            })
+        }
+    }
 }
 
 /// One more than both the role's own version and what the snapshot lists for it.
