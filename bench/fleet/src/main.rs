@@ -763,7 +763,7 @@ async fn main() -> anyhow::Result<()> {
         let (i, h) = r.context("a setup task panicked")??;
         hosts[i] = Some(Arc::new(h));
         done += 1;
-        if done % 1000 == 0 {
+        if done.is_multiple_of(1000) {
             eprintln!(
                 "set up {done}/{total} hosts ({:.0} s)",
                 setup_start.elapsed().as_secs_f64()

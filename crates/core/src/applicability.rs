@@ -601,6 +601,7 @@ mod tests {
         let decline = HostDecision {
             decision: Decision::Decline,
             deadline: None,
+            overdue_at: None,
         };
         let ups = [upd("U", "a", "2", &[])];
         let state = |i: &Inventory, rep: &[(&str, UpdateState)]| {
