@@ -570,7 +570,7 @@ fn k_mirror_runs_each_superseding_the_last_keep_the_catalog_and_the_server_bound
     // Metadata stays bounded: every target entry beyond the newest update is gone (above),
     // no file grows with K but the snapshot (one entry per bin), and the files are at
     // most top-level targets, snapshot, timestamp, the mirror role and its 256 hash bins
-    // (an emptied bin stays, empty: see docs/notes-prune.md).
+    // (an emptied bin stays, empty, so that a bin made again never restarts its version).
     let (files_k, bytes_k) = sizes[K as usize - 1];
     assert!(files_k <= 4 + 256, "{sizes:?}");
     assert!(
