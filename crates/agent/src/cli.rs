@@ -266,12 +266,18 @@ pub async fn run(args: Args) -> std::process::ExitCode {
             continue;
         }
         failed_runs = 0;
+        // Jitter spreads a fleet's check-ins so they do not arrive together; a run due
+        // sooner (a window opening, a deadline) comes a little after that moment.
+        let due = result.as_ref().ok().and_then(|s| s.due_in_seconds);
+        let pause = crate::push::next_run(interval, due.map(Duration::from_secs));
+        if let Some(d) = due.filter(|d| Duration::from_secs(*d) < interval) {
+            println!("next run in {}s, when the waiting work falls due", d + 1);
+        }
         if args.no_push {
-            // Jitter spreads a fleet's check-ins so they do not arrive together.
-            tokio::time::sleep(crate::push::jittered(interval)).await;
+            tokio::time::sleep(pause).await;
             continue;
         }
-        if crate::push::until_work(&cfg, &mut since, interval, retry).await
+        if crate::push::until_work(&cfg, &mut since, pause, retry).await
             == crate::push::Woken::Pushed
         {
             println!("woken by the server: running now");

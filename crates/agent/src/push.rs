@@ -47,6 +47,22 @@ pub fn jittered(interval: Duration) -> Duration {
     interval + Duration::from_millis(rand::random::<u64>() % (tenth + 1))
 }
 
+/// Most jitter added to a run that falls due (a window opening): a fleet whose window
+/// opens at 02:00 spreads over a minute, not over a tenth of the days it waited.
+const DUE_JITTER: Duration = Duration::from_secs(60);
+
+/// How long until the next run: the interval (jittered), or sooner when something the
+/// last run left waiting falls due (one second after it, plus up to [`DUE_JITTER`]).
+pub fn next_run(interval: Duration, due: Option<Duration>) -> Duration {
+    match due {
+        Some(d) if d < interval => {
+            let spread = u64::try_from((d / 10).min(DUE_JITTER).as_millis()).unwrap_or(0);
+            d + Duration::from_secs(1) + Duration::from_millis(rand::random::<u64>() % (spread + 1))
+        }
+        _ => jittered(interval),
+    }
+}
+
 /// One wait, as the agent sees it.
 enum Outcome {
     Answer(WaitAnswer),
@@ -98,7 +114,8 @@ pub async fn current_generation(cfg: &AgentConfig) -> u64 {
     }
 }
 
-/// Holds waits until the server pushes (`Woken::Pushed`) or `interval` is over; `since`
+/// Holds waits until the server pushes (`Woken::Pushed`) or `interval` (already
+/// jittered: [`next_run`]) is over; `since`
 /// follows the generations the server names. `retry` is the back-off's first step after
 /// a failed wait.
 pub async fn until_work(
@@ -107,7 +124,7 @@ pub async fn until_work(
     interval: Duration,
     retry: Duration,
 ) -> Woken {
-    let deadline = Instant::now() + jittered(interval);
+    let deadline = Instant::now() + interval;
     let mut errors: u32 = 0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -164,6 +181,25 @@ pub async fn until_work(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn a_run_falls_due_soon_after_its_moment_not_a_tenth_of_the_interval_later() {
+        let hour = Duration::from_secs(3600);
+        for _ in 0..200 {
+            // A window opening in 3 days, with an hourly interval: the interval.
+            let far = next_run(hour, Some(Duration::from_secs(3 * 86_400)));
+            assert!(far >= hour && far <= hour + hour / 10, "{far:?}");
+            // One opening in 20 minutes: a second after it, spread over at most a minute.
+            let soon = next_run(hour, Some(Duration::from_secs(1200)));
+            assert!(
+                soon >= Duration::from_secs(1201) && soon <= Duration::from_secs(1261),
+                "{soon:?}"
+            );
+            // Due now: a second later, spread over nothing.
+            assert_eq!(next_run(hour, Some(Duration::ZERO)), Duration::from_secs(1));
+            assert!(next_run(hour, None) >= hour);
+        }
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter_in_the_upper_half() {

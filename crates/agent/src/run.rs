@@ -87,6 +87,18 @@ pub struct RunSummary {
     pub removed: Vec<(UpdateId, String)>,
     /// Updates that could not be taken back, with why.
     pub remove_failed: Vec<(UpdateId, String)>,
+    /// Seconds from this run until something it left waiting falls due (a window opens,
+    /// a deadline or a grace period ends): the daemon runs again then, not an interval
+    /// later, and without the server's push (these are the agent's own signed schedules).
+    pub due_in_seconds: Option<u64>,
+}
+
+impl RunSummary {
+    /// Notes that something the run left waiting falls due at `at`.
+    pub fn due_at(&mut self, at: Timestamp, now: Timestamp) {
+        let secs = u64::try_from(at.duration_since(now).as_secs()).unwrap_or(0);
+        self.due_in_seconds = Some(self.due_in_seconds.map_or(secs, |d| d.min(secs)));
+    }
 }
 
 /// The director key to pin at enrolment: the one `--director-key` names (finding 7), which
@@ -397,8 +409,13 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             Ok((installs, None)) => {
                 let (why, reason) = match crate::window::group_decision(&dt, &updates, now) {
                     Ok(patchday_core::window::InstallDecision::Wait {
-                        message, reason, ..
-                    }) => (message, reason),
+                        message,
+                        reason,
+                        until,
+                    }) => {
+                        summary.due_at(until, now);
+                        (message, reason)
+                    }
                     _ => {
                         let m = "waiting for a maintenance window".to_string();
                         (m.clone(), m)

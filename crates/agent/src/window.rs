@@ -282,6 +282,16 @@ pub fn reboot_if_due(
         }
         RebootDue::NotYet => {}
     }
+    // Run again when the window opens or the grace period ends, whichever comes first.
+    if pending.reboot != RebootPolicy::Never {
+        let due = [
+            pending.windows.next_opening(now).map(|o| o.opens),
+            pending.grace_end,
+        ];
+        if let Some(at) = due.into_iter().flatten().min() {
+            summary.due_at(at, now);
+        }
+    }
     let why = match pending.reboot {
         RebootPolicy::Never => {
             "reboot pending: the reboot policy is never, the admin reboots".to_string()
@@ -365,7 +375,8 @@ pub fn offline_run(
                 }
                 continue;
             }
-            Ok(InstallDecision::Wait { message, .. }) => {
+            Ok(InstallDecision::Wait { message, until, .. }) => {
+                summary.due_at(until, now);
                 for u in &updates {
                     tracing::info!(update = %u, "{message}");
                     summary.waiting.push(((*u).clone(), message.clone()));

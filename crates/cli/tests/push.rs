@@ -6,12 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, AcmeWorld, Bins, Host, Server, SigningHost};
+use patchday_testkit::{scratch, AcmeWorld, Bins, Daemon, Host, Server, SigningHost};
 use serde_json::Value;
-use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn bins() -> Bins {
@@ -64,55 +62,6 @@ fn world(name: &str, flags: &[&str]) -> World {
         srv,
         enroll,
         old,
-    }
-}
-
-/// A running `patchday-agent` daemon (its own process group), killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(h: &Host, url: &str, dir: &Path, extra: &[&str]) -> Daemon {
-        let log = dir.join(format!("daemon-{}.log", h.lab.name()));
-        let extra: Vec<OsString> = extra.iter().map(OsString::from).collect();
-        let child = h
-            .agent_daemon_command(url, None, &extra)
-            .process_group(0)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls until the daemon's log contains `line`.
-    fn until_logged(&self, line: &str) {
-        let deadline = Instant::now() + LIMIT;
-        while !self.log().contains(line) {
-            assert!(
-                Instant::now() < deadline,
-                "the agent never said {line:?}: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.wait();
     }
 }
 

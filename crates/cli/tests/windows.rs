@@ -7,7 +7,7 @@
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use patchday_agent::run::CLOCK_OFFSET_ENV;
 use patchday_lab::DebSpec;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
+use patchday_testkit::{scratch, text, Bins, Catalog, Daemon, Host, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -253,6 +253,51 @@ fn past_its_deadline_an_update_is_installed_outside_the_window() {
         "{}",
         text(&o)
     );
+}
+
+/// A daemon with an hourly interval, push off, whose approved update waits for a window:
+/// it runs again when the window opens (its own signed schedule says when), not an
+/// interval later, and installs. The agent's clock is set so that the window, which opens
+/// at the next minute but four, opens 20 seconds after the daemon starts.
+#[test]
+fn a_daemon_runs_again_when_its_window_opens_not_an_interval_later() {
+    let _serial = patchday_testkit::serial();
+    let w = world();
+    let h = w.host("due-1", "web");
+    let t = now();
+    let opens = Timestamp::from_second((t + 5.minutes()).as_second() / 60 * 60).unwrap();
+    let start = opens.to_zoned(jiff::tz::TimeZone::UTC);
+    let end = (opens + 60.minutes()).to_zoned(jiff::tz::TimeZone::UTC);
+    let win = format!(
+        "{} {:02}:{:02}-{:02}:{:02} UTC",
+        &format!("{:?}", start.weekday())[..3],
+        start.hour(),
+        start.minute(),
+        end.hour(),
+        end.minute()
+    );
+    w.set_window("web", std::slice::from_ref(&win), "never");
+    w.approve("web", "PD-W-1", None);
+    let offset = opens.duration_since(now()).as_secs() - 20;
+    let cmd = format!("sh {}", w.reboot.display());
+    let mut daemon = h.agent_daemon_command(
+        &w.srv.url,
+        None,
+        &[
+            "--interval".into(),
+            "3600".into(),
+            "--no-push".into(),
+            "--reboot-command".into(),
+            cmd.into(),
+        ],
+    );
+    daemon.env(CLOCK_OFFSET_ENV, offset.to_string());
+    let d = Daemon::spawn(daemon, w.dir.join("due-1.log"));
+    d.until_logged("waiting PD-W-1: waiting for the maintenance window");
+    d.until_logged("when the waiting work falls due");
+    d.until_logged("assigned 1 installed 1 failed 0");
+    drop(d);
+    assert_eq!(h.version("pd-win-a").as_deref(), Some("1.0-2"));
 }
 
 /// The server is stopped after the agent received a signed assignment outside its

@@ -139,35 +139,9 @@ pub fn check_rule(rule: &GroupRule) -> Result<(), RuleError> {
     check_labels(&rule.labels)
 }
 
-/// Case-insensitive wildcard match: `*` any run of characters, `?` exactly one; every
-/// other character matches itself. Linear backtracking (no exponential blow-up).
+/// Case-insensitive wildcard match (`*`, `?`, `[a-z]`; see [`patchday_types::glob`]).
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().flat_map(char::to_lowercase).collect();
-    let t: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    // Where the last `*` was and which text position it is tried against.
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..).unwrap_or_default().iter().all(|c| *c == '*')
+    patchday_types::glob::matches(pattern, text, patchday_types::glob::Case::Insensitive)
 }
 
 /// The names a release rule is matched against: `debian-12`, `debian-bookworm`,

@@ -184,25 +184,9 @@ impl SourceConfig {
     }
 }
 
-/// `*` matches any run of characters; everything else matches itself.
+/// Shell-style (`*`, `?`, `[a-z]`), case-sensitive as package names are.
 fn glob_match(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let [first, middle @ .., last] = &parts[..] else {
-        return pattern == name;
-    };
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let Some(mut rest) = name.strip_prefix(first) else {
-        return false;
-    };
-    for m in middle {
-        match rest.find(m) {
-            Some(i) => rest = &rest[i + m.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
+    patchday_types::glob::matches(pattern, name, patchday_types::glob::Case::Sensitive)
 }
 
 #[cfg(test)]

@@ -728,6 +728,64 @@ impl Host {
     }
 }
 
+/// A running `patchday-agent` daemon (its own process group, stdout and stderr in a log
+/// file), killed with its children when dropped.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `h`'s agent daemon against `url` with `extra` flags, its log in `dir`.
+    pub fn start(h: &Host, url: &str, dir: &Path, extra: &[&str]) -> Daemon {
+        let extra: Vec<OsString> = extra.iter().map(OsString::from).collect();
+        let log = dir.join(format!("daemon-{}.log", h.lab.name()));
+        Daemon::spawn(h.agent_daemon_command(url, None, &extra), log)
+    }
+
+    /// Starts a daemon command the caller prepared (flags, environment), logging to `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = cmd
+            .process_group(0)
+            .stdout(out)
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    /// What the daemon printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls until the daemon's log contains `line`; panics after three minutes (a
+    /// generous limit: nothing is asserted about how long it took).
+    pub fn until_logged(&self, line: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while !self.log().contains(line) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent never said {line:?}: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 /// Polls `cond` every 250 ms until it holds; panics after five minutes (a hung rollout
 /// fails the test, but nothing is asserted about how long it took).
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {

@@ -943,70 +943,12 @@ impl SuccinctRoles {
 
 /// A delegation path pattern: shell-style per `/`-separated segment (`*` never crosses `/`).
 pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
-    let pattern: Vec<&str> = pattern.split('/').collect();
-    let path: Vec<&str> = path.split('/').collect();
-    pattern.len() == path.len()
-        && pattern.iter().zip(&path).all(|(p, s)| {
-            let p: Vec<char> = p.chars().collect();
-            let s: Vec<char> = s.chars().collect();
-            glob(&p, &s)
-        })
-}
-
-/// `fnmatch` within one segment: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`; case-sensitive.
-fn glob(p: &[char], s: &[char]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some(('*', rest)) => (0..=s.len()).any(|i| glob(rest, s.get(i..).unwrap_or_default())),
-        Some(('?', rest)) => s
-            .split_first()
-            .is_some_and(|(_, s_rest)| glob(rest, s_rest)),
-        Some(('[', rest)) => match class(rest) {
-            Some((negated, set, after)) => s
-                .split_first()
-                .is_some_and(|(c, s_rest)| set_contains(set, *c) != negated && glob(after, s_rest)),
-            // No closing bracket: a literal '['.
-            None => s
-                .split_first()
-                .is_some_and(|(c, s_rest)| *c == '[' && glob(rest, s_rest)),
-        },
-        Some((lit, rest)) => s
-            .split_first()
-            .is_some_and(|(c, s_rest)| c == lit && glob(rest, s_rest)),
-    }
-}
-
-/// Parses a bracket class after `[`: (negated, members, rest of pattern after `]`).
-fn class(p: &[char]) -> Option<(bool, &[char], &[char])> {
-    let (negated, body) = match p.first() {
-        Some('!') => (true, p.get(1..)?),
-        _ => (false, p),
-    };
-    // As in fnmatch, a `]` first in the class is a member; the class ends at the next one.
-    let close = body.iter().skip(1).position(|c| *c == ']')? + 1;
-    Some((negated, body.get(..close)?, body.get(close + 1..)?))
-}
-
-fn set_contains(set: &[char], c: char) -> bool {
-    let mut i = 0;
-    while i < set.len() {
-        match (set.get(i), set.get(i + 1), set.get(i + 2)) {
-            (Some(lo), Some('-'), Some(hi)) => {
-                if *lo <= c && c <= *hi {
-                    return true;
-                }
-                i += 3;
-            }
-            (Some(x), _, _) => {
-                if *x == c {
-                    return true;
-                }
-                i += 1;
-            }
-            _ => break,
-        }
-    }
-    false
+    use patchday_types::glob::{matches, Case};
+    pattern.split('/').count() == path.split('/').count()
+        && pattern
+            .split('/')
+            .zip(path.split('/'))
+            .all(|(p, s)| matches(p, s, Case::Sensitive))
 }
 
 /// A root that verifies with its own keys: how a pinned or stored root is accepted.

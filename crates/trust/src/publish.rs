@@ -211,19 +211,7 @@ pub async fn add_targets(
         TargetsToWrite::Sign(targets)
     };
 
-    let meta = metadata_dir(repo_dir);
-    let roles = SignedRoles::sign(
-        &current.root.signed,
-        to_write,
-        current.snapshot_version.saturating_add(1),
-        current.timestamp_version.saturating_add(1),
-        keys,
-        now,
-        exp,
-        delegated,
-    )
-    .await?;
-    roles.write(&meta, None, current.root.signed.version.get())
+    current.publish(to_write, keys, now, exp, delegated).await
 }
 
 /// Adding nothing (no bin signed) is how `catalog refresh` re-signs top-level targets.
@@ -285,19 +273,15 @@ pub async fn resign_timestamp(
     exp: &Expiries,
 ) -> Result<CatalogVersion, TrustError> {
     let current = Current::load(repo_dir).await?;
-    let meta = metadata_dir(repo_dir);
-    let roles = SignedRoles::sign(
-        &current.root.signed,
-        current.targets_kept()?,
-        current.snapshot_version.saturating_add(1),
-        current.timestamp_version.saturating_add(1),
-        keys,
-        now,
-        exp,
-        Delegated::keep(&current.delegated_meta),
-    )
-    .await?;
-    roles.write(&meta, None, current.root.signed.version.get())
+    current
+        .publish(
+            current.targets_kept()?,
+            keys,
+            now,
+            exp,
+            Delegated::keep(&current.delegated_meta),
+        )
+        .await
 }
 
 /// A timestamp signed online (by a server that holds only the timestamp key).
@@ -543,6 +527,31 @@ struct Current {
 }
 
 impl Current {
+    /// Signs the next snapshot and timestamp over `targets` and the delegated roles under
+    /// the current root, and writes them (timestamp last): every change that keeps the
+    /// root goes through here.
+    async fn publish(
+        &self,
+        targets: TargetsToWrite,
+        keys: &KeyPaths,
+        now: Timestamp,
+        exp: &Expiries,
+        delegated: Delegated,
+    ) -> Result<CatalogVersion, TrustError> {
+        let roles = SignedRoles::sign(
+            &self.root.signed,
+            targets,
+            self.snapshot_version.saturating_add(1),
+            self.timestamp_version.saturating_add(1),
+            keys,
+            now,
+            exp,
+            delegated,
+        )
+        .await?;
+        roles.write(&self.meta, None, self.root.signed.version.get())
+    }
+
     /// Reads and checks the current root, timestamp, snapshot and top-level targets, and
     /// nothing else: delegated roles are read when needed ([`Current::role`]), so signing
     /// one more update costs the same in a catalog of ten updates as in one of ten thousand
@@ -1300,22 +1309,7 @@ pub async fn refresh_targets(
         // A delegated role with nothing due: the catalog stays as it is.
         return Ok(resigned);
     }
-    let roles = SignedRoles::sign(
-        &current.root.signed,
-        to_write,
-        current.snapshot_version.saturating_add(1),
-        current.timestamp_version.saturating_add(1),
-        keys,
-        now,
-        exp,
-        delegated,
-    )
-    .await?;
-    roles.write(
-        &metadata_dir(repo_dir),
-        None,
-        current.root.signed.version.get(),
-    )?;
+    current.publish(to_write, keys, now, exp, delegated).await?;
     Ok(resigned)
 }
 
@@ -1490,22 +1484,9 @@ pub async fn delegate_role(
     let mut delegated = Delegated::keep(&current.delegated_meta);
     delegated.new.push(signed);
     delegated.new.extend(resigned_bins);
-    let roles = SignedRoles::sign(
-        &current.root.signed,
-        TargetsToWrite::Sign(top),
-        current.snapshot_version.saturating_add(1),
-        current.timestamp_version.saturating_add(1),
-        keys,
-        now,
-        exp,
-        delegated,
-    )
-    .await?;
-    roles.write(
-        &metadata_dir(repo_dir),
-        None,
-        current.root.signed.version.get(),
-    )
+    current
+        .publish(TargetsToWrite::Sign(top), keys, now, exp, delegated)
+        .await
 }
 
 /// Adds or replaces targets of the delegated `role`, signed with `role_keys` (a mirror's own
@@ -1581,19 +1562,9 @@ pub async fn add_targets_as(
             .push(sign_delegated(role, content, delegations, role_keys).await?);
     }
 
-    let meta = metadata_dir(repo_dir);
-    let roles = SignedRoles::sign(
-        &current.root.signed,
-        current.targets_kept()?,
-        current.snapshot_version.saturating_add(1),
-        current.timestamp_version.saturating_add(1),
-        keys,
-        now,
-        exp,
-        delegated,
-    )
-    .await?;
-    roles.write(&meta, None, current.root.signed.version.get())
+    current
+        .publish(current.targets_kept()?, keys, now, exp, delegated)
+        .await
 }
 
 /// A target the catalog lists, with the role that signs it and its hash.
@@ -1726,22 +1697,7 @@ pub async fn remove_targets(
             current.targets_kept()?
         }
     };
-    let roles = SignedRoles::sign(
-        &current.root.signed,
-        to_write,
-        current.snapshot_version.saturating_add(1),
-        current.timestamp_version.saturating_add(1),
-        keys,
-        now,
-        exp,
-        delegated,
-    )
-    .await?;
-    out.version = Some(roles.write(
-        &metadata_dir(repo_dir),
-        None,
-        current.root.signed.version.get(),
-    )?);
+    out.version = Some(current.publish(to_write, keys, now, exp, delegated).await?);
     // The files go once the catalog no longer lists them.
     let still = catalog_listing(repo_dir).await?;
     let tdir = targets_dir(repo_dir);

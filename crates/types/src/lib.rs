@@ -1,10 +1,11 @@
 //! API types shared by the Patchday server, agent and CLI.
 //!
 //! This crate owns the wire vocabulary (ids, update documents, inventory, states,
-//! API requests and responses, error codes). It holds no logic beyond parsing and
-//! display, and it must not depend on any other Patchday crate.
+//! API requests and responses, error codes). It holds no logic beyond parsing, display and
+//! the one wildcard matcher ([`glob`]), and it must not depend on any other Patchday crate.
 
 pub mod api;
+pub mod glob;
 pub mod ids;
 pub mod inventory;
 pub mod secret;
