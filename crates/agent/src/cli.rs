@@ -101,6 +101,7 @@ pub enum AgentCommand {
     /// Recover a broken dpkg database as an admin would: `dpkg --configure -a`, then
     /// `apt-get -f install` only with --allow-apt (else it says what apt would do); then
     /// check in so the server sees the result. Installs no update.
+    ///
     /// Example: patchday-agent repair --allow-apt
     Repair {
         /// Let `apt-get -f install` install or remove packages to fix dependencies.

@@ -87,6 +87,44 @@ fn read(root: &Path, p: &str) -> String {
     std::fs::read_to_string(root.join(p)).unwrap_or_default()
 }
 
+/// Issue 11, point 8: a bundle made the way people make archives, `tar -C dir .` (every
+/// entry `./`-prefixed, and `./` itself), by GNU tar and zstd.
+#[test]
+fn a_bundle_made_with_tar_dash_c_dir_dot_installs() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::write(
+        src.join("manifest.json"),
+        r#"{"name":"tool","version":"1.4","install_dir":"/opt/tool"}"#,
+    )
+    .unwrap();
+    std::fs::write(src.join("bin/tool"), "v1.4").unwrap();
+    let tarball = d.path().join("tool_1.4.tar");
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let bundle = d.path().join("tool_1.4.tar.zst");
+    let mut enc = zstd::Encoder::new(std::fs::File::create(&bundle).unwrap(), 3).unwrap();
+    std::io::copy(&mut std::fs::File::open(&tarball).unwrap(), &mut enc).unwrap();
+    enc.finish().unwrap();
+    assert_eq!(bundle::read_manifest(&bundle).unwrap().version, "1.4");
+    let root = d.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    assert_eq!(
+        bundle::install(&root, &bundle, "tool", "1.4"),
+        Outcome::Installed
+    );
+    assert_eq!(read(&root, "opt/tool/bin/tool"), "v1.4");
+    assert!(!root.join("opt/tool/manifest.json").exists());
+}
+
 #[test]
 fn bundle_update_swaps_in_and_a_bad_bundle_leaves_the_old_version() {
     let d = tempfile::tempdir().unwrap();

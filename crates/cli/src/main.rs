@@ -34,6 +34,8 @@ enum Command {
     /// Example: patchday server --data /var/lib/patchday --listen 127.0.0.1:8470 --catalog-root keys/../catalog/metadata/1.root.json
     Server(ServerArgs),
     /// Runs a server, a catalog and a small fleet from vulnerable to compliant.
+    ///
+    /// Example: patchday demo   (or: patchday demo --hosts 5 --keep --dir /tmp/demo)
     Demo(patchday_cli::demo::DemoArgs),
     /// Publishes the catalog: keys, signing updates offline, pushing.
     #[command(subcommand)]
@@ -489,10 +491,6 @@ enum CatalogCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Re-signs expiring metadata without adding an update: snapshot and timestamp
-    /// always, targets when it expires within --targets-within (issue 9, point 5).
-    ///
-    /// Example: patchday catalog refresh --keys ~/patchday-keys --repo ~/catalog && patchday catalog push --repo ~/catalog
     /// Re-checks mirrored updates against the upstream evidence in their signed documents:
     /// the InRelease (fetched again, or the mirror's kept copy) verifies with the pinned
     /// keyring, lists the recorded index hash, and that index lists every payload with the
@@ -527,6 +525,10 @@ enum CatalogCmd {
         #[arg(long = "key-file")]
         key_files: Vec<PathBuf>,
     },
+    /// Re-signs expiring metadata without adding an update: snapshot and timestamp
+    /// always, targets when it expires within --targets-within (issue 9, point 5).
+    ///
+    /// Example: patchday catalog refresh --keys ~/patchday-keys --repo ~/catalog && patchday catalog push --repo ~/catalog
     Refresh {
         /// Key directory (snapshot and timestamp keys; the targets key only when
         /// targets is re-signed).
@@ -679,6 +681,8 @@ enum TenantCmd {
         conn: Conn,
     },
     /// Lists tenants.
+    ///
+    /// Example: patchday tenant list --format json
     List {
         #[command(flatten)]
         conn: Conn,
@@ -835,7 +839,9 @@ enum GroupCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Lists groups.
+    /// Lists groups, with their windows, reboot policy and rules.
+    ///
+    /// Example: patchday group list --tenant acme
     List {
         /// Tenant.
         #[arg(long)]
@@ -889,7 +895,9 @@ enum GroupCmd {
 
 #[derive(Subcommand)]
 enum HostCmd {
-    /// Lists hosts.
+    /// Lists hosts, with their groups and when each last checked in.
+    ///
+    /// Example: patchday host list --tenant acme
     List {
         /// Tenant.
         #[arg(long)]
@@ -2081,6 +2089,42 @@ async fn main() -> std::process::ExitCode {
 #[cfg(test)]
 mod tests {
     use super::{ago, ahead};
+
+    /// Issue 11, point 8: every command an operator runs shows an example in its help.
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let subs: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|c| c.get_name() != "help")
+                .collect();
+            if subs.is_empty() {
+                let about = cmd.get_long_about().map(ToString::to_string);
+                let after = cmd.get_after_help().map(ToString::to_string);
+                if ![about, after]
+                    .iter()
+                    .flatten()
+                    .any(|t| t.contains("Example"))
+                {
+                    missing.push(path.clone());
+                }
+            }
+            for s in subs {
+                walk(s, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<super::Cli as clap::CommandFactory>::command(),
+            "",
+            &mut missing,
+        );
+        assert!(
+            missing.is_empty(),
+            "commands without an example: {missing:?}"
+        );
+    }
 
     #[test]
     fn expiry_durations_and_times_parse() {

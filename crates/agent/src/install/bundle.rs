@@ -1,7 +1,8 @@
 //! The bundle backend, for software without a package manager.
 //!
 //! A bundle is a `tar.zst` with `manifest.json` (`name`, `version`, `install_dir`)
-//! and the files to place under `install_dir`. Phases:
+//! and the files to place under `install_dir`, at the archive's top (`./` prefixes, as
+//! `tar -C dir .` writes them, are fine). Phases:
 //! 1. stage: unpack into `<install_dir>.patchday-new` (path-checked);
 //! 2. apply: rename the live dir to `.patchday-old`, the staged dir into place;
 //! 3. commit: record the new version in the registry (the commit point);
@@ -88,13 +89,22 @@ pub fn read_manifest(bundle: &Path) -> anyhow::Result<Manifest> {
     let mut ar = tar::Archive::new(zstd::Decoder::new(f).context("bundle is not zstd-compressed")?);
     for e in ar.entries().context("bundle is not a tar archive")? {
         let mut e = e.context("bundle archive is corrupt")?;
-        if e.path()?.as_ref() == Path::new("manifest.json") {
+        if entry_path(&e)? == Path::new("manifest.json") {
             let mut s = String::new();
             e.by_ref().take(1 << 20).read_to_string(&mut s)?;
             return serde_json::from_str(&s).context("bundle manifest.json is invalid");
         }
     }
     anyhow::bail!("bundle has no manifest.json")
+}
+
+/// An entry's path without `.` components: `tar -C dir .` writes `./manifest.json`,
+/// `./bin/tool` (and `./` itself, which becomes the empty path).
+fn entry_path<R: Read>(e: &tar::Entry<'_, R>) -> anyhow::Result<PathBuf> {
+    Ok(e.path()?
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect())
 }
 
 /// Finishes or undoes interrupted bundle installs.
@@ -163,8 +173,9 @@ fn try_install(
         ar.set_preserve_permissions(true);
         for e in ar.entries()? {
             let mut e = e?;
-            let path = e.path()?.into_owned();
-            if path == Path::new("manifest.json") {
+            let path = entry_path(&e)?;
+            // The manifest, and the `./` entry of `tar -C dir .` (the install dir itself).
+            if path == Path::new("manifest.json") || path.as_os_str().is_empty() {
                 continue;
             }
             if path
