@@ -7,6 +7,7 @@
 pub mod api;
 pub mod ids;
 pub mod inventory;
+pub mod notify; // issue 11, point 5
 pub mod secret;
 pub mod update;
 
