@@ -84,8 +84,8 @@ fn given(arg: &clap::Arg, args: &[OsString]) -> bool {
 fn file_args(cmd: &clap::Command, args: &[OsString], file: &Path) -> anyhow::Result<Vec<OsString>> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the config file {}", file.display()))?;
-    let table: toml::Table = toml::from_str(&text)
-        .with_context(|| format!("{} is not valid TOML", file.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
     let settable: Vec<&clap::Arg> = cmd
         .get_arguments()
         .filter(|a| {
@@ -96,7 +96,10 @@ fn file_args(cmd: &clap::Command, args: &[OsString], file: &Path) -> anyhow::Res
     let mut out = Vec::new();
     for (key, value) in table {
         let long = key.replace('_', "-");
-        let Some(arg) = settable.iter().find(|a| a.get_long() == Some(long.as_str())) else {
+        let Some(arg) = settable
+            .iter()
+            .find(|a| a.get_long() == Some(long.as_str()))
+        else {
             let mut keys: Vec<String> = settable
                 .iter()
                 .filter_map(|a| a.get_long())
@@ -196,12 +199,23 @@ mod tests {
 
         let args = expand(
             &Demo::command(),
-            argv(&["agent", "--interval=5", "--config", p, "--server", "https://b.example"]),
+            argv(&[
+                "agent",
+                "--interval=5",
+                "--config",
+                p,
+                "--server",
+                "https://b.example",
+            ]),
             &[],
         )
         .unwrap();
         let d = Demo::try_parse_from(args).unwrap();
-        assert_eq!(d.server.as_deref(), Some("https://b.example"), "the flag wins");
+        assert_eq!(
+            d.server.as_deref(),
+            Some("https://b.example"),
+            "the flag wins"
+        );
         assert_eq!(d.interval, 5);
 
         std::fs::write(&f, "server = \"x\"\nintervall = 60\n").unwrap();

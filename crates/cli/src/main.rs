@@ -32,7 +32,7 @@ enum Command {
     /// Runs the server.
     ///
     /// Example: patchday server --data /var/lib/patchday --listen 127.0.0.1:8470 --catalog-root keys/../catalog/metadata/1.root.json
-    Server(ServerArgs),
+    Server(Box<ServerArgs>), // boxed: its flags outweigh every other command's
     /// Runs a server, a catalog and a small fleet from vulnerable to compliant.
     Demo(patchday_cli::demo::DemoArgs),
     /// Publishes the catalog: keys, signing updates offline, pushing.
@@ -1096,7 +1096,7 @@ fn print(t: &Table, f: Format) {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Server(a) => server(a).await,
+        Command::Server(a) => server(*a).await,
         Command::Demo(a) => patchday_cli::demo::run(a).await,
         Command::Agent(args) => Ok(i32::from(
             patchday_agent::cli::run(args).await != std::process::ExitCode::SUCCESS,
@@ -1110,7 +1110,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mirror(m) => patchday_cli::mirror::run(m, now()).await,
         Command::Ring(c) => patchday_cli::rings::ring_cmd(c).await, // issue 10 (rings)
         Command::Rollout(c) => patchday_cli::rings::rollout_cmd(c).await, // issue 10 (rings)
-        Command::Notify(c) => patchday_cli::notify::run(c).await, // issue 11, point 5
+        Command::Notify(c) => patchday_cli::notify::run(c).await,   // issue 11, point 5
         // Issue 11, point 7: completions and man pages from the definitions above.
         Command::Completions(a) => patchday_cli::manuals::completions(&a, Cli::command()),
         Command::Man(a) => patchday_cli::manuals::man(&a, Cli::command()),
@@ -2017,7 +2017,9 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
 
 /// Issue 11, point 5: the notification targets (`--webhook`, `--notify-targets`) and pace.
 fn notify_config(a: &ServerArgs) -> anyhow::Result<patchday_server::notify::NotifyConfig> {
-    use patchday_server::notify::{read_secret_file, NotifyConfig, RetryPolicy, Target, TargetKind};
+    use patchday_server::notify::{
+        read_secret_file, NotifyConfig, RetryPolicy, Target, TargetKind,
+    };
     let mut targets = Vec::new();
     if let (Some(url), Some(f)) = (&a.webhook, &a.webhook_secret_file) {
         targets.push(Target {

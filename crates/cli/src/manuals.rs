@@ -34,7 +34,9 @@ pub fn completions(a: &CompletionsArgs, cmd: clap::Command) -> anyhow::Result<i3
     let mut script = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, name, &mut script);
     let mut out = std::io::stdout().lock();
-    match std::io::Write::write_all(&mut out, &script).and_then(|()| std::io::Write::flush(&mut out)) {
+    match std::io::Write::write_all(&mut out, &script)
+        .and_then(|()| std::io::Write::flush(&mut out))
+    {
         Ok(()) => Ok(0),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         Err(e) => Err(e).context("writing the completion script"),

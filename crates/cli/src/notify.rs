@@ -69,7 +69,9 @@ pub async fn run(cmd: NotifyCmd) -> anyhow::Result<i32> {
                     x.name,
                     x.kind,
                     x.destination,
-                    x.tenant.map(|t| t.to_string()).unwrap_or_else(|| "(all)".into()),
+                    x.tenant
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "(all)".into()),
                     if events.is_empty() {
                         "(all)".into()
                     } else {
@@ -102,7 +104,10 @@ pub async fn run(cmd: NotifyCmd) -> anyhow::Result<i32> {
                     d.target,
                     d.status.as_str().into(),
                     d.attempts.len().to_string(),
-                    d.attempts.last().map(|a| a.detail.clone()).unwrap_or_default(),
+                    d.attempts
+                        .last()
+                        .map(|a| a.detail.clone())
+                        .unwrap_or_default(),
                     d.subject,
                 ]);
             }

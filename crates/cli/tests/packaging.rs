@@ -64,7 +64,11 @@ fn build_debs(out: &Path) -> (PathBuf, PathBuf) {
 
 /// `dpkg-deb --contents` of a package.
 fn contents(deb: &Path) -> String {
-    let o = Command::new("dpkg-deb").arg("-c").arg(deb).output().unwrap();
+    let o = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(deb)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -224,11 +228,16 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
 
     // The shipped config, with the catalog root added; an unknown key is refused.
     s.lab
-        .write_file("/etc/patchday/root.json", &std::fs::read(cat.root()).unwrap())
+        .write_file(
+            "/etc/patchday/root.json",
+            &std::fs::read(cat.root()).unwrap(),
+        )
         .unwrap();
     let mut toml = s.lab.read_file("/etc/patchday/server.toml").unwrap();
     toml.extend_from_slice(b"catalog_root = \"/etc/patchday/root.json\"\n");
-    s.lab.write_file("/etc/patchday/server.toml", &toml).unwrap();
+    s.lab
+        .write_file("/etc/patchday/server.toml", &toml)
+        .unwrap();
     s.lab
         .write_file("/etc/patchday/typo.toml", b"lisen = \"127.0.0.1:1\"\n")
         .unwrap();
@@ -306,11 +315,22 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
         &["catalog", "push", "--repo", cat.repo.to_str().unwrap()],
     );
     cli(&url, &token, &["tenant", "create", "acme"]);
-    cli(&url, &token, &["group", "create", "--tenant", "acme", "web"]);
+    cli(
+        &url,
+        &token,
+        &["group", "create", "--tenant", "acme", "web"],
+    );
     let enroll = cli(
         &url,
         &token,
-        &["enroll-token", "create", "--tenant", "acme", "--group", "web"],
+        &[
+            "enroll-token",
+            "create",
+            "--tenant",
+            "acme",
+            "--group",
+            "web",
+        ],
     )
     .trim()
     .to_string();
@@ -327,7 +347,11 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
         .lab
         .command(
             Path::new("/usr/bin/patchday-agent"),
-            &["--config".into(), "/etc/patchday/agent.toml".into(), "--once".into()],
+            &[
+                "--config".into(),
+                "/etc/patchday/agent.toml".into(),
+                "--once".into(),
+            ],
         )
         .env("PATCHDAY_ENROLL_TOKEN", &enroll)
         .env("RUST_LOG", "info")
@@ -396,5 +420,8 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
     s.lab.kill_all().unwrap();
     let l = std::fs::read_to_string(&server_log).unwrap();
     assert!(!l.is_empty(), "the server logged nothing");
-    assert!(!l.contains('\u{1b}'), "colour codes in the server's log: {l}");
+    assert!(
+        !l.contains('\u{1b}'),
+        "colour codes in the server's log: {l}"
+    );
 }

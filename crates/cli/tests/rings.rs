@@ -159,8 +159,7 @@ fn world_notifying(updates: &[Spec], fail_first: usize, more_flags: &[String]) -
     let secret = dir.join("webhook-secret");
     std::fs::write(&secret, SECRET).unwrap();
     // Issue 11, point 5: secrets are refused unless only their owner can read them.
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut flags: Vec<&str> = vec![
         "--rollout-every",
         "1s",
@@ -817,6 +816,13 @@ fn a_halt_is_announced_once_to_a_webhook_that_refuses_twice_and_by_mail_to_a_rea
         ),
     )
     .unwrap();
+    // CISA's catalog lists the CVE the update fixes: a known-exploited hole in the fleet.
+    let kev = d.path().join("kev.json");
+    std::fs::write(
+        &kev,
+        r#"{"vulnerabilities": [{"cveID": "CVE-2099-1001", "dateAdded": "2099-01-01", "dueDate": "2099-01-22", "knownRansomwareCampaignUse": "Known"}]}"#,
+    )
+    .unwrap();
     let w = world_notifying(
         &[("PD-R-BAD", "pd-ring-b", "1.0-2", true, &[])],
         2,
@@ -825,6 +831,8 @@ fn a_halt_is_announced_once_to_a_webhook_that_refuses_twice_and_by_mail_to_a_rea
             targets.to_str().unwrap().into(),
             "--notify-retry-base".into(),
             "1s".into(),
+            "--kev".into(),
+            kev.to_str().unwrap().into(),
         ],
     );
     let targets = w.srv.cli(&["notify", "targets"]);
@@ -932,16 +940,26 @@ fn a_halt_is_announced_once_to_a_webhook_that_refuses_twice_and_by_mail_to_a_rea
             .starts_with("SMTP 250"),
         "{mail}"
     );
-    let broken: Vec<&Value> = log
-        .iter()
-        .filter(|d| d["event"] == "host.broken")
-        .collect();
+    let broken: Vec<&Value> = log.iter().filter(|d| d["event"] == "host.broken").collect();
     assert!(
         broken
             .iter()
             .all(|d| d["target"] == "webhook" && d["tenant"] == "acme"),
         "{broken:?}"
     );
-    assert!(!broken.is_empty(), "the failed install is a broken host: {log:?}");
+    assert!(
+        !broken.is_empty(),
+        "the failed install is a broken host: {log:?}"
+    );
+    // The exposed host made the KEV-listed CVE an event of tenant acme, once.
+    let kev: Vec<&Value> = log
+        .iter()
+        .filter(|d| d["event"] == "vulnerability.known-exploited")
+        .collect();
+    assert_eq!(kev.len(), 1, "{log:?}");
+    assert_eq!(
+        kev[0]["key"],
+        "vulnerability.known-exploited:acme:CVE-2099-1001"
+    );
     drop(sink);
 }

@@ -1864,7 +1864,11 @@ pub async fn notification_outbox(store: &dyn Store) {
         .due_deliveries(ts("2026-11-30T10:10:30Z"), 10)
         .await
         .unwrap();
-    assert_eq!(due.len(), 1, "a retry waits for its back-off; given up is never due");
+    assert_eq!(
+        due.len(),
+        1,
+        "a retry waits for its back-off; given up is never due"
+    );
     assert_eq!(due[0].event.key, "catalog.expiring:root:1");
     let due = store
         .due_deliveries(ts("2026-11-30T10:11:00Z"), 10)

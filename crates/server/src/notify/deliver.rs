@@ -40,8 +40,7 @@ pub fn retry_delay(policy: &RetryPolicy, attempts: u32, jitter: f64) -> SignedDu
     let exp = attempts.saturating_sub(1).min(30);
     let full = (base * f64::from(1u32 << exp)).min(policy.max_delay.as_secs_f64().max(0.0));
     let jitter = jitter.clamp(0.0, 1.0);
-    SignedDuration::try_from_secs_f64(full / 2.0 + full / 2.0 * jitter)
-        .unwrap_or(policy.max_delay)
+    SignedDuration::try_from_secs_f64(full / 2.0 + full / 2.0 * jitter).unwrap_or(policy.max_delay)
 }
 
 /// The JSON a receiver gets: the event's envelope and its own fields.
@@ -113,9 +112,7 @@ async fn record(
         (DeliveryStatus::Failed, at)
     } else {
         let jitter: f64 = rand::thread_rng().gen();
-        let next = at
-            .checked_add(retry_delay(policy, n, jitter))
-            .unwrap_or(at);
+        let next = at.checked_add(retry_delay(policy, n, jitter)).unwrap_or(at);
         tracing::warn!(key = %d.event.key, target = %d.target, attempt = n, error = %detail, next = %next, "notification failed; will retry");
         (DeliveryStatus::Pending, next)
     };
@@ -183,7 +180,9 @@ async fn mail(m: &EmailTarget, e: &OutboxEvent) -> Result<String, String> {
         "{}\n\nevent: {}\ntenant: {}\nat: {}\nid: {}\n\n{}\n",
         e.subject,
         e.event,
-        e.tenant.as_ref().map_or("(the whole server)", |t| t.as_str()),
+        e.tenant
+            .as_ref()
+            .map_or("(the whole server)", |t| t.as_str()),
         e.at,
         e.key,
         serde_json::to_string_pretty(&e.body).unwrap_or_default()

@@ -65,9 +65,19 @@ pub async fn scan(state: &AppState, watch: &mut Watch, now: Timestamp) -> ApiRes
                         state,
                         event(
                             NotifyEvent::HostBroken,
-                            format!("{}:{}:{}:{}:{}", t.id, h.id, st.update, st.state, since.as_second()),
+                            format!(
+                                "{}:{}:{}:{}:{}",
+                                t.id,
+                                h.id,
+                                st.update,
+                                st.state,
+                                since.as_second()
+                            ),
                             Some(t.id.clone()),
-                            format!("host {} ({}): the {what} of {} failed", h.hostname, h.id, st.update),
+                            format!(
+                                "host {} ({}): the {what} of {} failed",
+                                h.hostname, h.id, st.update
+                            ),
                             serde_json::json!({
                                 "host": h.id, "hostname": h.hostname, "update": st.update,
                                 "state": st.state, "message": st.message, "since": since,
@@ -118,7 +128,10 @@ pub async fn scan(state: &AppState, watch: &mut Watch, now: Timestamp) -> ApiRes
                         NotifyEvent::HostBroken,
                         format!("{}:{}:dpkg:{}", t.id, h.id, short_hash(&b)),
                         Some(t.id.clone()),
-                        format!("host {} ({}): its dpkg database is broken", h.hostname, h.id),
+                        format!(
+                            "host {} ({}): its dpkg database is broken",
+                            h.hostname, h.id
+                        ),
                         serde_json::json!({ "host": h.id, "hostname": h.hostname, "dpkg": b }),
                         now,
                     ),
@@ -144,7 +157,10 @@ pub async fn scan(state: &AppState, watch: &mut Watch, now: Timestamp) -> ApiRes
                                         first.as_second()
                                     ),
                                     Some(t.id.clone()),
-                                    format!("host {} ({}): its runs keep failing", h.hostname, h.id),
+                                    format!(
+                                        "host {} ({}): its runs keep failing",
+                                        h.hostname, h.id
+                                    ),
                                     serde_json::json!({
                                         "host": h.id, "hostname": h.hostname, "error": err,
                                         "first_seen": first, "last_seen": at,

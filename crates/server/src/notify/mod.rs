@@ -288,9 +288,10 @@ impl TargetsFile {
             });
         }
         for e in self.email {
-            let (host, port) = e.smtp.rsplit_once(':').with_context(|| {
-                format!("email {}: smtp {:?} is not host:port", e.name, e.smtp)
-            })?;
+            let (host, port) = e
+                .smtp
+                .rsplit_once(':')
+                .with_context(|| format!("email {}: smtp {:?} is not host:port", e.name, e.smtp))?;
             let port: u16 = port
                 .parse()
                 .with_context(|| format!("email {}: {port:?} is not a port", e.name))?;
@@ -308,10 +309,7 @@ impl TargetsFile {
             let login = match (e.username, e.password_file) {
                 (Some(u), Some(p)) => Some((u, read_secret_file(&p, "SMTP password")?)),
                 (None, None) => None,
-                _ => anyhow::bail!(
-                    "email {}: username and password_file go together",
-                    e.name
-                ),
+                _ => anyhow::bail!("email {}: username and password_file go together", e.name),
             };
             out.push(Target {
                 events: events(&e.events, &e.name)?,
