@@ -285,9 +285,13 @@ struct ServerArgs {
     /// and events). See `patchday notify --help`.
     #[arg(long)]
     notify_targets: Option<PathBuf>,
-    /// How often the server looks for events to announce and deliveries to retry.
+    /// How often the server delivers notifications that are due (and retries).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     notify_every: jiff::SignedDuration,
+    /// How often it reads every host for broken hosts, overdue updates and
+    /// known-exploited vulnerabilities (halts and catalog expiry are announced at once).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    notify_scan_every: jiff::SignedDuration,
     /// The first retry of a failed delivery waits about this long; each next one twice
     /// as long (with jitter, at most an hour).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -2044,6 +2048,7 @@ fn notify_config(a: &ServerArgs) -> anyhow::Result<patchday_server::notify::Noti
     Ok(NotifyConfig {
         targets,
         every: secs(a.notify_every, 1),
+        scan_every: secs(a.notify_scan_every, 1),
         retry: RetryPolicy {
             base: a.notify_retry_base.max(jiff::SignedDuration::from_secs(1)),
             max_delay: jiff::SignedDuration::from_hours(1),

@@ -175,6 +175,8 @@ fn world_notifying(updates: &[Spec], fail_first: usize, more_flags: &[String]) -
         // Issue 11, point 5: the notification task looks every second.
         "--notify-every",
         "1s",
+        "--notify-scan-every",
+        "1s",
     ];
     flags.extend(more_flags.iter().map(String::as_str));
     let srv = Server::start_with(&b, &dir, &cat.root(), &flags);

@@ -27,8 +27,11 @@ use std::path::{Path, PathBuf};
 pub struct NotifyConfig {
     /// Configured targets.
     pub targets: Vec<Target>,
-    /// How often the task looks for new events and due deliveries.
+    /// How often the task delivers what is due (and retries).
     pub every: std::time::Duration,
+    /// How often it reads every tenant's hosts for broken hosts, overdue updates and
+    /// known-exploited vulnerabilities (a read of every host: slower than deliveries).
+    pub scan_every: std::time::Duration,
     /// Retries of a failed delivery.
     pub retry: RetryPolicy,
 }
@@ -38,6 +41,7 @@ impl Default for NotifyConfig {
         Self {
             targets: Vec::new(),
             every: std::time::Duration::from_secs(10),
+            scan_every: std::time::Duration::from_secs(60),
             retry: RetryPolicy::default(),
         }
     }
@@ -393,14 +397,18 @@ pub fn event(
     }
 }
 
-/// Runs forever: every `every` (or sooner when an event is queued), looks for new
-/// events and delivers what is due.
+/// Runs forever: every `every` (or sooner when an event is queued) delivers what is
+/// due; every `scan_every` first looks for new events.
 pub async fn run(state: AppState) {
     let every = state.config.notify.every;
     let mut watch = detect::Watch::default();
+    let mut last_scan: Option<tokio::time::Instant> = None;
     loop {
-        if let Err(e) = detect::scan(&state, &mut watch, state.clock.now()).await {
-            tracing::warn!(error = %e.message, "cannot look for notification events this time");
+        if last_scan.is_none_or(|t| t.elapsed() >= state.config.notify.scan_every) {
+            last_scan = Some(tokio::time::Instant::now());
+            if let Err(e) = detect::scan(&state, &mut watch, state.clock.now()).await {
+                tracing::warn!(error = %e.message, "cannot look for notification events this time");
+            }
         }
         if let Err(e) = deliver::due(&state).await {
             tracing::warn!(error = %e, "cannot deliver notifications this time");
