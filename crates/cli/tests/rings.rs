@@ -845,6 +845,7 @@ fn a_halt_is_announced_once_to_a_webhook_that_refuses_twice_and_by_mail_to_a_rea
 
     // The ring machinery halts the update: the pilot's rule approves, its postinst fails.
     let p1 = w.host("notify-pilot-1", 0);
+    let e1 = w.host("notify-early-1", 1);
     w.srv.cli(&[
         "ring", "set", "--tenant", "acme", "pilot:0d", "early:0d", "--auto", "--soak", "1s",
     ]);
@@ -953,6 +954,39 @@ fn a_halt_is_announced_once_to_a_webhook_that_refuses_twice_and_by_mail_to_a_rea
         !broken.is_empty(),
         "the failed install is a broken host: {log:?}"
     );
+    // An operator's approval for the early ring with a deadline long past: the early
+    // host (held by the halt) is overdue, announced once with its host.
+    w.srv.cli(&[
+        "approve",
+        "--tenant",
+        "acme",
+        "--group",
+        "early",
+        "PD-R-BAD",
+        "--deadline",
+        "2001-01-01T00:00:00Z",
+    ]);
+    let overdue = || -> Vec<Value> {
+        let log: Vec<Value> =
+            serde_json::from_str(&w.srv.cli(&["notify", "log", "--format", "json"])).unwrap();
+        log.into_iter()
+            .filter(|d| d["event"] == "update.overdue")
+            .collect()
+    };
+    wait_for("the overdue update's notification", || {
+        !overdue().is_empty()
+    });
+    let o = overdue();
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(o[0]["tenant"], "acme");
+    assert!(
+        o[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("PD-R-BAD is overdue on 1 host(s)"),
+        "{o:?}"
+    );
+    drop(e1);
     // The exposed host made the KEV-listed CVE an event of tenant acme, once.
     let kev: Vec<&Value> = log
         .iter()
