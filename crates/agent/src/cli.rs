@@ -90,6 +90,11 @@ pub struct Args {
     /// Log as JSON.
     #[arg(long)]
     pub log_json: bool,
+    /// Settings file (TOML; each key is a flag above, `_` or `-`, e.g. `server`,
+    /// `catalog_root`, `interval`; unknown keys are an error; flags and environment
+    /// override it). Packages install /etc/patchday/agent.toml (issue 11, point 7).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// What to do (default: check in and install what is approved).
     #[command(subcommand)]
     pub command: Option<AgentCommand>,

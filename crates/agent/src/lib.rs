@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod config_file; // issue 11, point 7: --config FILE, keys from the flags
 pub mod download;
 pub mod install;
 pub mod inventory;

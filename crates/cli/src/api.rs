@@ -436,6 +436,22 @@ impl Api {
         self.get(&format!("/v1/rollouts/{u}"), "reading the rollout")
             .await
     }
+    /// Issue 11, point 5: the notification targets and delivery log in scope.
+    pub async fn notifications(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+    ) -> anyhow::Result<patchday_types::notify::NotificationsView> {
+        let q = match tenant {
+            Some(t) => format!("?tenant={}&limit={limit}", url_escape(t.as_str())),
+            None => format!("?limit={limit}"),
+        };
+        self.get(
+            &format!("/v1/notifications{q}"),
+            "reading the notification log",
+        )
+        .await
+    }
     /// Halts an update's rollout for every tenant.
     pub async fn halt_rollout(
         &self,

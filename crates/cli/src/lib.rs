@@ -8,8 +8,12 @@ pub mod demo;
 // Issue 10, point 2: groups joined by rules on host facts.
 pub mod group_rules;
 pub mod keys;
+// Issue 11, point 7: completions and man pages from the CLI definitions.
+pub mod manuals;
 // Issue 9, point 1: archive sync.
 pub mod mirror;
+// Issue 11, point 5: notification targets and the delivery log.
+pub mod notify;
 pub mod render;
 // Issue 10, points 2 and 3: rings, evidence gates, halt and resume.
 pub mod rings;

@@ -1,7 +1,7 @@
 //! `patchday`: server, admin commands, catalog publishing and the demo.
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use patchday_cli::api::Conn;
 use patchday_cli::render::{report_table, By, Format, Table};
 use patchday_types::api::{
@@ -32,7 +32,7 @@ enum Command {
     /// Runs the server.
     ///
     /// Example: patchday server --data /var/lib/patchday --listen 127.0.0.1:8470 --catalog-root keys/../catalog/metadata/1.root.json
-    Server(ServerArgs),
+    Server(Box<ServerArgs>), // boxed: its flags outweigh every other command's
     /// Runs a server, a catalog and a small fleet from vulnerable to compliant.
     ///
     /// Example: patchday demo   (or: patchday demo --hosts 5 --keep --dir /tmp/demo)
@@ -169,6 +169,19 @@ enum Command {
     /// The director key that signs assignments: print it to pin it on agents out of band.
     #[command(subcommand)]
     Director(DirectorCmd),
+    /// Prints a shell completion script (issue 11, point 7).
+    ///
+    /// Example: patchday completions bash > /usr/share/bash-completion/completions/patchday
+    Completions(patchday_cli::manuals::CompletionsArgs),
+    /// Writes man pages for patchday, each subcommand, and patchday-agent (issue 11).
+    ///
+    /// Example: patchday man /usr/share/man/man1
+    Man(patchday_cli::manuals::ManArgs),
+    /// Notification targets and their delivery log (issue 11).
+    ///
+    /// Example: patchday notify log --tenant acme
+    #[command(subcommand)]
+    Notify(patchday_cli::notify::NotifyCmd),
     /// Runs the agent in this process (the demo uses it when patchday-agent is not built).
     #[command(hide = true)]
     Agent(patchday_agent::cli::Args),
@@ -190,9 +203,17 @@ struct ServerArgs {
     /// Also write the first admin token to this file (mode 0600).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
-    /// Server config file (TOML: data, listen, catalog_root, poll_seconds, max_catalog_bytes, timestamp_key).
+    /// Settings file (TOML; each key is one of these flags, `_` or `-`: data, listen,
+    /// catalog_root, webhook, notify_targets, ...; unknown keys are an error; flags and
+    /// environment override it). Packages install /etc/patchday/server.toml (issue 11).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Seconds agents should wait between check-ins [default: 3600].
+    #[arg(long)]
+    poll_seconds: Option<u64>,
+    /// Largest accepted catalog upload in bytes [default: 2 GiB].
+    #[arg(long)]
+    max_catalog_bytes: Option<u64>,
     /// OSV advisories (file or directory, repeatable) for auditing reported facts.
     #[arg(long)]
     osv: Vec<PathBuf>,
@@ -253,13 +274,33 @@ struct ServerArgs {
     timestamp_expiry_warning: jiff::SignedDuration,
     #[command(flatten)]
     mirror: Box<ServerMirrorArgs>,
-    /// Issue 10, point 3 (rings): announce halted rollouts to this URL (a JSON body
-    /// signed with HMAC-SHA256 in the X-Patchday-Signature-256 header).
+    /// Announce every notification (halted rollouts, broken hosts, overdue updates,
+    /// expiring catalog roles, known-exploited vulnerabilities) to this URL: a JSON body,
+    /// HMAC-SHA256 over "TIMESTAMP.BODY" in X-Patchday-Signature-256 (issues 10 and 11).
     #[arg(long, requires = "webhook_secret_file")]
     webhook: Option<String>,
     /// The webhook's shared secret, in a file (mode 0600).
     #[arg(long, requires = "webhook")]
     webhook_secret_file: Option<PathBuf>,
+    /// Issue 11, point 5: notification targets, global or per tenant (TOML: [[webhook]]
+    /// name, url, secret_file; [[email]] name, smtp, tls, from, to; both may have tenant
+    /// and events). See `patchday notify --help`.
+    #[arg(long)]
+    notify_targets: Option<PathBuf>,
+    /// How often the server delivers notifications that are due (and retries).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    notify_every: jiff::SignedDuration,
+    /// How often it reads every host for broken hosts, overdue updates and
+    /// known-exploited vulnerabilities (halts and catalog expiry are announced at once).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    notify_scan_every: jiff::SignedDuration,
+    /// The first retry of a failed delivery waits about this long; each next one twice
+    /// as long (with jitter, at most an hour).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    notify_retry_base: jiff::SignedDuration,
+    /// Tries of one delivery before it is given up (and logged as failed).
+    #[arg(long, default_value_t = 8)]
+    notify_max_attempts: u32,
     /// How often the rollout looks at the rings' evidence.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     rollout_every: jiff::SignedDuration,
@@ -1067,7 +1108,7 @@ fn print(t: &Table, f: Format) {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Server(a) => server(a).await,
+        Command::Server(a) => server(*a).await,
         Command::Demo(a) => patchday_cli::demo::run(a).await,
         Command::Agent(args) => Ok(i32::from(
             patchday_agent::cli::run(args).await != std::process::ExitCode::SUCCESS,
@@ -1081,6 +1122,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mirror(m) => patchday_cli::mirror::run(m, now()).await,
         Command::Ring(c) => patchday_cli::rings::ring_cmd(c).await, // issue 10 (rings)
         Command::Rollout(c) => patchday_cli::rings::rollout_cmd(c).await, // issue 10 (rings)
+        Command::Notify(c) => patchday_cli::notify::run(c).await,   // issue 11, point 5
+        // Issue 11, point 7: completions and man pages from the definitions above.
+        Command::Completions(a) => patchday_cli::manuals::completions(&a, Cli::command()),
+        Command::Man(a) => patchday_cli::manuals::man(&a, Cli::command()),
         Command::Audit(a) => patchday_audit::cli::run(&a, now()),
         Command::Tenant(TenantCmd::Create {
             id,
@@ -1871,42 +1916,26 @@ fn ago(s: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
     }
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ServerFile {
-    data: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    catalog_root: Option<PathBuf>,
-    poll_seconds: Option<u64>,
-    max_catalog_bytes: Option<u64>,
-    timestamp_key: Option<PathBuf>,
-}
-
 async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     if let Some(ServerAction::Scrub { data }) = &a.action {
         return scrub(data).await;
     }
-    let file: ServerFile = match &a.config {
-        Some(p) => toml::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("{} is not a valid server config", p.display()))?,
-        None => ServerFile::default(),
-    };
+    // Issue 11, point 7: `--config FILE` was turned into flags before parsing.
     let data = a
         .data
-        .or(file.data)
-        .context("no data directory: pass --data DIR")?;
+        .clone()
+        .context("no data directory: pass --data DIR (or data = \"DIR\" in --config)")?;
     let listen = a
         .listen
-        .or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8470)));
     let mut cfg = patchday_server::ServerConfig::new(data);
-    cfg.catalog_root = a.catalog_root.or(file.catalog_root);
-    if let Some(p) = file.poll_seconds {
+    // Issues 10 and 11 (point 5): notification targets.
+    cfg.notify = notify_config(&a)?;
+    cfg.catalog_root = a.catalog_root.clone();
+    if let Some(p) = a.poll_seconds {
         cfg.poll_seconds = p;
     }
-    if let Some(m) = file.max_catalog_bytes {
+    if let Some(m) = a.max_catalog_bytes {
         cfg.max_catalog_bytes = m;
     }
     let default_distro = PathBuf::from("/usr/share/distro-info/debian.csv");
@@ -1918,7 +1947,7 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
             .distro_info
             .or_else(|| default_distro.is_file().then_some(default_distro)),
     };
-    if let Some(key) = a.timestamp_key.or(file.timestamp_key) {
+    if let Some(key) = a.timestamp_key.clone() {
         let mut online = patchday_server::freshness::OnlineTimestampKey::new(key);
         online.lifetime = jiff::SignedDuration::from_secs(i64::from(a.timestamp_lifetime.max(2)));
         online.check_every = std::time::Duration::from_secs(u64::from(a.timestamp_check.max(1)));
@@ -1936,20 +1965,7 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     };
     // Issue 9, point 1: the archive sync on a schedule.
     cfg.mirror = a.mirror.schedule(&cfg.audit_feeds)?;
-    // Issue 10, point 3 (rings): the halt webhook and the rollout's pace.
-    if let (Some(url), Some(f)) = (a.webhook, a.webhook_secret_file) {
-        let secret = std::fs::read_to_string(&f)
-            .with_context(|| format!("reading the webhook secret {}", f.display()))?;
-        anyhow::ensure!(
-            !secret.trim().is_empty(),
-            "the webhook secret file {} is empty: put a long random secret in it",
-            f.display()
-        );
-        cfg.webhook = Some(patchday_server::rollout::Webhook {
-            url,
-            secret: patchday_types::Secret::new(secret.trim()),
-        });
-    }
+    // Issues 10 and 11 (point 5): the rollout's pace.
     cfg.rollout_every = std::time::Duration::try_from(a.rollout_every)
         .unwrap_or(cfg.rollout_every)
         .max(std::time::Duration::from_secs(1));
@@ -2011,6 +2027,44 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Issue 11, point 5: the notification targets (`--webhook`, `--notify-targets`) and pace.
+fn notify_config(a: &ServerArgs) -> anyhow::Result<patchday_server::notify::NotifyConfig> {
+    use patchday_server::notify::{
+        read_secret_file, NotifyConfig, RetryPolicy, Target, TargetKind,
+    };
+    let mut targets = Vec::new();
+    if let (Some(url), Some(f)) = (&a.webhook, &a.webhook_secret_file) {
+        targets.push(Target {
+            name: "webhook".into(),
+            tenant: None,
+            events: Vec::new(),
+            kind: TargetKind::Webhook {
+                url: url.clone(),
+                secret: read_secret_file(f, "webhook secret")?,
+            },
+        });
+    }
+    if let Some(f) = &a.notify_targets {
+        targets.extend(patchday_server::notify::TargetsFile::load(f)?);
+    }
+    patchday_server::notify::check_names(&targets)?;
+    let secs = |d: jiff::SignedDuration, min: u64| {
+        std::time::Duration::try_from(d)
+            .unwrap_or_default()
+            .max(std::time::Duration::from_secs(min))
+    };
+    Ok(NotifyConfig {
+        targets,
+        every: secs(a.notify_every, 1),
+        scan_every: secs(a.notify_scan_every, 1),
+        retry: RetryPolicy {
+            base: a.notify_retry_base.max(jiff::SignedDuration::from_secs(1)),
+            max_delay: jiff::SignedDuration::from_hours(1),
+            max_attempts: a.notify_max_attempts.max(1),
+        },
+    })
+}
+
 // Issue 8, findings 9 and 14: `server --admin-token-file` and `server scrub`.
 
 /// Writes a secret through a temporary file with a random name, created exclusively
@@ -2057,7 +2111,18 @@ async fn scrub(data: &std::path::Path) -> anyhow::Result<i32> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Issue 11, point 7: `--config FILE` of `server` and `agent` supplies the flags not given.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    for path in [["server"], ["agent"]] {
+        argv = match patchday_agent::config_file::expand(&Cli::command(), argv, &path) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+    }
+    let cli = Cli::parse_from(argv);
     let default = match cli.command {
         Command::Server(_) => "warn,patchday_server=info",
         _ => "warn",
@@ -2066,7 +2131,9 @@ async fn main() -> std::process::ExitCode {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let sub = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Issue 11, point 7: no colour codes in a journal or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if cli.log_json {
         sub.json().init();
     } else {

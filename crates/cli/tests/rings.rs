@@ -22,10 +22,12 @@ fn bins() -> Bins {
 
 const SECRET: &str = "webhook-secret-for-the-rings-test";
 
-/// A request the test's webhook receiver got: its headers (lower-case names) and body.
+/// A request the test's webhook receiver got: its headers (lower-case names), body, and
+/// the status it was answered with.
 struct Received {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    status: u16,
 }
 
 impl Received {
@@ -37,12 +39,14 @@ impl Received {
     }
 }
 
-/// A tiny HTTP receiver on 127.0.0.1: every POST goes into the channel, answered 200.
-fn webhook_receiver() -> (String, mpsc::Receiver<Received>) {
+/// A tiny HTTP receiver on 127.0.0.1: every POST goes into the channel, answered 200
+/// (the first `fail_first` of each delivery 503: issue 11, point 5's retries).
+fn webhook_receiver(fail_first: usize) -> (String, mpsc::Receiver<Received>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut tries: std::collections::HashMap<String, usize> = Default::default();
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
             let mut r = BufReader::new(s.try_clone().unwrap());
@@ -67,9 +71,26 @@ fn webhook_receiver() -> (String, mpsc::Receiver<Received>) {
                 .unwrap_or(0);
             let mut body = vec![0; len];
             r.read_exact(&mut body).unwrap();
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            if tx.send(Received { headers, body }).is_err() {
+            let delivery = headers
+                .iter()
+                .find(|(n, _)| n == "x-patchday-delivery")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let n = tries.entry(delivery).or_default();
+            *n += 1;
+            let status = if *n <= fail_first { 503 } else { 200 };
+            let _ = s.write_all(
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            if tx
+                .send(Received {
+                    headers,
+                    body,
+                    status,
+                })
+                .is_err()
+            {
                 return;
             }
         }
@@ -105,6 +126,12 @@ type Spec<'a> = (&'a str, &'a str, &'a str, bool, &'a [&'a str]);
 
 /// Like [`world`], with these updates (each package starts at 1.0-1 on every host).
 fn world_with(updates: &[Spec]) -> World {
+    world_notifying(updates, 0, &[])
+}
+
+/// Like [`world_with`], with a webhook that fails each delivery's first `fail_first`
+/// tries, and more server flags (issue 11, point 5).
+fn world_notifying(updates: &[Spec], fail_first: usize, more_flags: &[String]) -> World {
     let d = scratch();
     let dir = d.path().to_path_buf();
     let b = bins();
@@ -128,10 +155,12 @@ fn world_with(updates: &[Spec]) -> World {
         let out = cat.add_deb(id, &new, &args);
         assert!(out.status.success(), "{}", text(&out));
     }
-    let (url, hook) = webhook_receiver();
+    let (url, hook) = webhook_receiver(fail_first);
     let secret = dir.join("webhook-secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let flags = [
+    // Issue 11, point 5: secrets are refused unless only their owner can read them.
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut flags: Vec<&str> = vec![
         "--rollout-every",
         "1s",
         "--webhook",
@@ -143,7 +172,13 @@ fn world_with(updates: &[Spec]) -> World {
         "1s",
         "--retain",
         "0s",
+        // Issue 11, point 5: the notification task looks every second.
+        "--notify-every",
+        "1s",
+        "--notify-scan-every",
+        "1s",
     ];
+    flags.extend(more_flags.iter().map(String::as_str));
     let srv = Server::start_with(&b, &dir, &cat.root(), &flags);
     srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
     srv.cli(&["tenant", "create", "acme"]);
@@ -219,11 +254,28 @@ impl World {
     }
 }
 
+/// Issue 11, point 5: the signature covers the timestamp header, a dot and the body.
 fn signature_ok(r: &Received) -> bool {
+    let Some(ts) = r.header("x-patchday-timestamp") else {
+        return false;
+    };
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
     mac.update(&r.body);
     let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     r.header("x-patchday-signature-256") == Some(want.as_str())
+}
+
+/// The next webhook request for `event` (other events, a broken host say, are skipped).
+fn next_event(hook: &mpsc::Receiver<Received>, event: &str) -> Received {
+    loop {
+        let got = hook
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no {event} webhook call"));
+        if got.header("x-patchday-event") == Some(event) {
+            return got;
+        }
+    }
 }
 
 #[test]
@@ -302,10 +354,7 @@ fn pilot_evidence_opens_the_early_ring_and_a_failing_postinst_halts_before_it_wi
     assert_eq!(e1.version("pd-ring-b").as_deref(), Some("1.0-1"));
 
     // The webhook got the halt, signed with the shared secret.
-    let got = w
-        .hook
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .expect("webhook call");
+    let got = next_event(&w.hook, "rollout.halted");
     assert!(
         signature_ok(&got),
         "bad signature: {:?}",
@@ -381,10 +430,7 @@ fn the_operator_emergency_lane_still_honours_the_failure_halt() {
     // The halt holds the second pilot host, which had not started.
     let out = w.run(&p2);
     assert_eq!(p2.version("pd-ring-b").as_deref(), Some("1.0-1"), "{out}");
-    let got = w
-        .hook
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .expect("webhook call");
+    let got = next_event(&w.hook, "rollout.halted");
     assert!(signature_ok(&got));
 }
 
@@ -675,4 +721,281 @@ fn k_publish_cycles_each_superseding_the_last_leave_one_payload_not_k() {
     assert_eq!(c["evicted"], K as u64 - 1, "{c}");
     let o = scrub(&srv);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+// ---- Issue 11, point 5: notifications ----
+
+/// A real SMTP server (aiosmtpd) on 127.0.0.1 that writes each message it accepts into a
+/// directory. Killed when dropped.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sink: aiosmtpd's SMTP protocol on an ephemeral port (printed first), each
+/// message written as NNNN.eml once whole.
+const SMTP_SINK: &str = r#"
+import asyncio, os, sys
+from aiosmtpd.smtp import SMTP
+out = sys.argv[1]
+class Keep:
+    async def handle_DATA(self, server, session, envelope):
+        n = len([f for f in os.listdir(out) if f.endswith(".eml")])
+        tmp = os.path.join(out, "%04d.tmp" % n)
+        with open(tmp, "wb") as f:
+            f.write(("X-Envelope-To: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
+            f.write(envelope.original_content or envelope.content)
+        os.rename(tmp, os.path.join(out, "%04d.eml" % n))
+        return "250 kept"
+async def main():
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(lambda: SMTP(Keep(), hostname="sink.test"), "127.0.0.1", 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+asyncio.run(main())
+"#;
+
+fn smtp_sink(dir: &std::path::Path) -> SmtpSink {
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SMTP_SINK])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the SMTP sink");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("the sink prints its port");
+    SmtpSink { child, port }
+}
+
+/// The messages the sink kept, headers unfolded.
+fn mails(dir: &std::path::Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .replace("\r\n ", " ")
+                .replace("\r\n\t", " ")
+        })
+        .collect()
+}
+
+#[test]
+fn a_halt_is_announced_once_to_a_webhook_that_refuses_twice_and_by_mail_to_a_real_smtp_server() {
+    let _serial = patchday_testkit::serial();
+    if !patchday_lab::require(patchday_lab::Requirement::PythonSmtp) {
+        return;
+    }
+    let d = scratch();
+    let mail_dir = d.path().join("mail");
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let sink = smtp_sink(&mail_dir);
+    // A tenant's mail target that takes halts only; plain SMTP, allowed to loopback only.
+    let targets = d.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[email]]\nname = \"acme-mail\"\nsmtp = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+             from = \"patchday@provider.test\"\nto = [\"noc@acme.test\"]\ntenant = \"acme\"\n\
+             events = [\"rollout.halted\"]\n",
+            sink.port
+        ),
+    )
+    .unwrap();
+    // CISA's catalog lists the CVE the update fixes: a known-exploited hole in the fleet.
+    let kev = d.path().join("kev.json");
+    std::fs::write(
+        &kev,
+        r#"{"vulnerabilities": [{"cveID": "CVE-2099-1001", "dateAdded": "2099-01-01", "dueDate": "2099-01-22", "knownRansomwareCampaignUse": "Known"}]}"#,
+    )
+    .unwrap();
+    let w = world_notifying(
+        &[("PD-R-BAD", "pd-ring-b", "1.0-2", true, &[])],
+        2,
+        &[
+            "--notify-targets".into(),
+            targets.to_str().unwrap().into(),
+            "--notify-retry-base".into(),
+            "1s".into(),
+            "--kev".into(),
+            kev.to_str().unwrap().into(),
+        ],
+    );
+    let targets = w.srv.cli(&["notify", "targets"]);
+    assert!(
+        targets.contains("acme-mail") && targets.contains("webhook"),
+        "{targets}"
+    );
+
+    // The ring machinery halts the update: the pilot's rule approves, its postinst fails.
+    let p1 = w.host("notify-pilot-1", 0);
+    let e1 = w.host("notify-early-1", 1);
+    w.srv.cli(&[
+        "ring", "set", "--tenant", "acme", "pilot:0d", "early:0d", "--auto", "--soak", "1s",
+    ]);
+    wait_for("the pilot's rule to approve PD-R-BAD", || {
+        w.approval("PD-R-BAD", "pilot").is_some()
+    });
+    let out = w.run(&p1);
+    w.run(&p1);
+    assert!(out.contains("failing on purpose"), "{out}");
+    wait_for("PD-R-BAD to halt", || w.halted("PD-R-BAD"));
+
+    // The webhook refused the halt twice (503) and took the third try: the same
+    // delivery each time, each signed over its own timestamp.
+    let tries: Vec<Received> = (0..3)
+        .map(|_| next_event(&w.hook, "rollout.halted"))
+        .collect();
+    assert_eq!(
+        tries.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 503, 200]
+    );
+    for r in &tries {
+        assert!(
+            signature_ok(r),
+            "bad signature: {:?}",
+            r.header("x-patchday-signature-256")
+        );
+        assert_eq!(
+            r.header("x-patchday-delivery"),
+            tries[0].header("x-patchday-delivery")
+        );
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["event"], "rollout.halted");
+        assert_eq!(body["halt"]["update"], "PD-R-BAD");
+        assert_eq!(body["tenant"], "acme");
+    }
+    // A body replayed under another timestamp does not verify.
+    let mut replay = Received {
+        headers: tries[2].headers.clone(),
+        body: tries[2].body.clone(),
+        status: 200,
+    };
+    for (n, v) in &mut replay.headers {
+        if n == "x-patchday-timestamp" {
+            *v = (v.parse::<i64>().unwrap() + 600).to_string();
+        }
+    }
+    assert!(!signature_ok(&replay));
+
+    // The real SMTP server got the halt mail, to the tenant's address.
+    wait_for("the halt mail", || !mails(&mail_dir).is_empty());
+    let m = &mails(&mail_dir)[0];
+    assert!(m.contains("X-Envelope-To: noc@acme.test"), "{m}");
+    assert!(m.contains("From: patchday@provider.test"), "{m}");
+    assert!(
+        m.contains("Subject: [patchday] rollout of PD-R-BAD halted"),
+        "{m}"
+    );
+    assert!(m.contains("event: rollout.halted"), "{m}");
+
+    // The delivery log: the halt once per target, its tries and answers; the broken
+    // host went to the webhook (the mail target takes halts only).
+    let log = || -> Vec<Value> {
+        serde_json::from_str(&w.srv.cli(&["notify", "log", "--format", "json"])).unwrap()
+    };
+    wait_for("the log to show both halt deliveries done", || {
+        log()
+            .iter()
+            .filter(|d| d["event"] == "rollout.halted" && d["status"] == "delivered")
+            .count()
+            == 2
+    });
+    let log = log();
+    let halts: Vec<&Value> = log
+        .iter()
+        .filter(|d| d["event"] == "rollout.halted")
+        .collect();
+    assert_eq!(halts.len(), 2, "each event once per target: {log:?}");
+    let hook = halts.iter().find(|d| d["target"] == "webhook").unwrap();
+    let tries: Vec<(bool, &str)> = hook["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["ok"].as_bool().unwrap(), a["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        tries,
+        [(false, "HTTP 503"), (false, "HTTP 503"), (true, "HTTP 200")]
+    );
+    let mail = halts.iter().find(|d| d["target"] == "acme-mail").unwrap();
+    assert_eq!(mail["attempts"].as_array().unwrap().len(), 1, "{mail}");
+    assert!(
+        mail["attempts"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("SMTP 250"),
+        "{mail}"
+    );
+    let broken: Vec<&Value> = log.iter().filter(|d| d["event"] == "host.broken").collect();
+    assert!(
+        broken
+            .iter()
+            .all(|d| d["target"] == "webhook" && d["tenant"] == "acme"),
+        "{broken:?}"
+    );
+    assert!(
+        !broken.is_empty(),
+        "the failed install is a broken host: {log:?}"
+    );
+    // An operator's approval for the early ring with a deadline long past: the early
+    // host (held by the halt) is overdue, announced once with its host.
+    w.srv.cli(&[
+        "approve",
+        "--tenant",
+        "acme",
+        "--group",
+        "early",
+        "PD-R-BAD",
+        "--deadline",
+        "2001-01-01T00:00:00Z",
+    ]);
+    let overdue = || -> Vec<Value> {
+        let log: Vec<Value> =
+            serde_json::from_str(&w.srv.cli(&["notify", "log", "--format", "json"])).unwrap();
+        log.into_iter()
+            .filter(|d| d["event"] == "update.overdue")
+            .collect()
+    };
+    wait_for("the overdue update's notification", || {
+        !overdue().is_empty()
+    });
+    let o = overdue();
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(o[0]["tenant"], "acme");
+    assert!(
+        o[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("PD-R-BAD is overdue on 1 host(s)"),
+        "{o:?}"
+    );
+    drop(e1);
+    // The exposed host made the KEV-listed CVE an event of tenant acme, once.
+    let kev: Vec<&Value> = log
+        .iter()
+        .filter(|d| d["event"] == "vulnerability.known-exploited")
+        .collect();
+    assert_eq!(kev.len(), 1, "{log:?}");
+    assert_eq!(
+        kev[0]["key"],
+        "vulnerability.known-exploited:acme:CVE-2099-1001"
+    );
+    drop(sink);
 }

@@ -29,6 +29,10 @@ pub enum Requirement {
     PythonTuf,
     /// A headless Chromium (`chromium`, `chromium-browser` or `google-chrome`).
     Chromium,
+    /// python3 with aiosmtpd: a real SMTP server for the notification tests (issue 11).
+    PythonSmtp,
+    /// cargo-deb, which builds the .deb packages (issue 11, point 7).
+    CargoDeb,
     /// apt's lists of the Debian archive and the archive itself (`apt-get update`,
     /// `apt-get download`): genuine security updates.
     DebianArchive,
@@ -77,6 +81,8 @@ impl Requirement {
             }
             Requirement::PythonTuf => "python3 with python-tuf and securesystemslib".into(),
             Requirement::Chromium => "a headless Chromium".into(),
+            Requirement::PythonSmtp => "python3 with aiosmtpd (an SMTP server)".into(),
+            Requirement::CargoDeb => "cargo-deb (`cargo deb`)".into(),
             Requirement::DebianArchive => {
                 "apt lists of the Debian archive with a genuine security update, and the archive"
                     .into()
@@ -102,6 +108,12 @@ impl Requirement {
                     .into()
             }
             Requirement::Chromium => "`.ci/run` installs it with `apt-get install -y chromium`".into(),
+            Requirement::PythonSmtp => {
+                "`.ci/run` installs it with `python3 -m pip install aiosmtpd`".into()
+            }
+            Requirement::CargoDeb => {
+                "`.ci/run` installs it with `cargo install --locked cargo-deb`".into()
+            }
             Requirement::DebianArchive => {
                 "`.ci/run` runs `apt-get update` first and needs the Debian archive to answer".into()
             }
@@ -121,6 +133,13 @@ impl Requirement {
                 .status()
                 .is_ok_and(|s| s.success()),
             Requirement::Chromium => chromium().is_some(),
+            Requirement::PythonSmtp => Command::new("python3")
+                .args(["-c", "import aiosmtpd.controller"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            Requirement::CargoDeb => find_program(&["cargo-deb"]).is_some(),
             Requirement::DebianArchive => true,
             Requirement::File { path, .. } => std::path::Path::new(path).exists(),
         }

@@ -72,6 +72,19 @@ pub async fn watch(state: AppState, every: std::time::Duration) {
                     if warned.insert(key) {
                         if let Some(w) = warning(r, now) {
                             tracing::warn!(role = %r.role, expires = %r.expires, "{w}");
+                            // Issue 11, point 5: and the notification targets.
+                            crate::notify::enqueue(
+                                &state,
+                                crate::notify::event(
+                                    patchday_types::notify::NotifyEvent::CatalogExpiring,
+                                    format!("{}:{}:{}", r.role, r.version, r.state),
+                                    None,
+                                    w.clone(),
+                                    serde_json::json!({ "role": r.role, "version": r.version, "expires": r.expires, "state": r.state }),
+                                    now,
+                                ),
+                            )
+                            .await;
                         }
                     }
                 }

@@ -26,6 +26,7 @@ pub mod freshness;
 mod limits; // finding 4 (issue 8)
 pub mod listener;
 pub mod mirror_schedule; // issue 9, point 1
+pub mod notify; // issue 11, point 5
 pub mod push; // issue 10, point 6
 mod ratelimit;
 pub mod rollout; // issue 10, points 2 and 3 (rings)
@@ -73,6 +74,9 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     tokio::spawn(rollout::run(state.clone(), config.rollout_every));
     // Issue 10, point 7: payloads no host can need leave the content store.
     tokio::spawn(cleanup::run(state.clone(), config.cleanup_every));
+    // Issue 11, point 5: notifications, from the outbox, with retries.
+    crate::notify::check_names(&config.notify.targets)?;
+    tokio::spawn(notify::run(state.clone()));
     let mut first = None;
     if !state.store.has_provider_admin().await? {
         let secret = auth::new_secret("pd");

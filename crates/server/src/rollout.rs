@@ -7,7 +7,6 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use patchday_core::calendar::parse_schedule;
 use patchday_core::rollout::{next_step, wave_size, Evidence, Step};
@@ -20,71 +19,37 @@ use std::collections::{BTreeSet, HashMap};
 /// Who the log names for what the rollout task does.
 pub const ACTOR: &str = "rollout gate";
 
-/// Where halts are announced: a URL and the HMAC-SHA256 secret that signs each body.
-#[derive(Clone)]
-pub struct Webhook {
-    /// The receiver.
-    pub url: String,
-    /// The shared secret (never logged).
-    pub secret: patchday_types::Secret,
+/// Queues the halt's notification (issue 11, point 5): once per halt, for the tenant
+/// whose ring failed (`None` when an operator halted it for every tenant).
+pub async fn notify(state: &AppState, halt: &RolloutHalt, tenant: Option<&TenantId>) {
+    crate::notify::enqueue(
+        state,
+        crate::notify::event(
+            patchday_types::notify::NotifyEvent::RolloutHalted,
+            format!("{}:{}", halt.update, halt.at.as_second()),
+            tenant.cloned(),
+            format!("rollout of {} halted: {}", halt.update, halt.reason),
+            serde_json::json!({ "halt": halt }),
+            halt.at,
+        ),
+    )
+    .await;
 }
 
-impl std::fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook")
-            .field("url", &self.url)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
-
-/// The `X-Patchday-Signature-256` header value for `body`: `sha256=` and the hex HMAC.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    // HMAC takes keys of any length; the error case cannot happen.
-    match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(mut mac) => {
-            mac.update(body);
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        }
-        Err(_) => String::new(),
-    }
-}
-
-/// Posts a halt to the webhook, signed; failures go to the log (the halt stands).
-pub async fn notify(state: &AppState, halt: &RolloutHalt) {
-    let Some(hook) = &state.config.webhook else {
-        return;
-    };
-    let body = serde_json::json!({ "event": "rollout.halted", "halt": halt }).to_string();
-    let sig = signature(hook.secret.expose().as_bytes(), body.as_bytes());
-    let sent = reqwest::Client::new()
-        .post(&hook.url)
-        .header("content-type", "application/json")
-        .header("x-patchday-event", "rollout.halted")
-        .header("x-patchday-signature-256", sig)
-        .timeout(std::time::Duration::from_secs(10))
-        .body(body)
-        .send()
-        .await;
-    match sent.map(|r| r.status()) {
-        Ok(s) if s.is_success() => {
-            tracing::info!(update = %halt.update, "webhook notified of the halt")
-        }
-        Ok(s) => {
-            tracing::warn!(update = %halt.update, status = %s, "the webhook refused the halt notice")
-        }
-        Err(e) => tracing::warn!(update = %halt.update, error = %e, "cannot reach the webhook"),
-    }
-}
-
-/// Halts `update` (every tenant) and notifies; the operator's `log`, or none for the gate.
-pub async fn halt(state: &AppState, halt: &RolloutHalt, log: Option<&LogEntry>) -> ApiResult<bool> {
+/// Halts `update` (every tenant) and notifies; the operator's `log`, or none for the gate
+/// (then `tenant` is the tenant whose ring failed).
+pub async fn halt(
+    state: &AppState,
+    halt: &RolloutHalt,
+    log: Option<&LogEntry>,
+    tenant: Option<&TenantId>,
+) -> ApiResult<bool> {
     let new = state.store.halt_rollout(halt, log).await?;
     if new {
         tracing::warn!(update = %halt.update, reason = %halt.reason, by = %halt.by, "rollout halted");
         // Issue 10, point 6 (push): agents that have not started drop the assignment.
         state.push.everyone();
-        notify(state, halt).await;
+        notify(state, halt, tenant).await;
     }
     Ok(new)
 }
@@ -323,7 +288,7 @@ async fn advance(
                 by: ACTOR.into(),
                 resumed_at: None,
             };
-            halt(state, &h, None).await?;
+            halt(state, &h, None, Some(t)).await?;
             return Ok(());
         }
         Step::Approve { ring, deadline } => {

@@ -34,8 +34,9 @@ pub struct ServerConfig {
     pub expiry_check_every: std::time::Duration,
     /// Issue 9, point 1: the archive sync the server runs on a schedule (`--mirror-every`).
     pub mirror: Option<crate::mirror_schedule::MirrorSchedule>,
-    /// Issue 10, point 3 (rings): where halted rollouts are announced (`--webhook`).
-    pub webhook: Option<crate::rollout::Webhook>,
+    /// Issue 11, point 5 (generalising issue 10's `--webhook`): notification targets,
+    /// the task's pace and its retries.
+    pub notify: crate::notify::NotifyConfig,
     /// Issue 10, points 2 and 3 (rings): how often the rollout task looks.
     pub rollout_every: std::time::Duration,
     /// Issue 10, point 6 (push): how long waits are held and how many at most.
@@ -63,7 +64,7 @@ impl ServerConfig {
             expiry_warning: Default::default(),
             expiry_check_every: std::time::Duration::from_secs(60),
             mirror: None,
-            webhook: None,
+            notify: crate::notify::NotifyConfig::default(),
             rollout_every: std::time::Duration::from_secs(30),
             push: crate::push::PushLimits::default(),
             listen_backlog: crate::listener::DEFAULT_LISTEN_BACKLOG,
@@ -110,6 +111,8 @@ pub struct AppState {
     pub push: Arc<crate::push::PushHub>,
     /// Issue 10, point 7: the cleanup's last run.
     pub cleanup_runs: Arc<crate::cleanup::CleanupRuns>,
+    /// Issue 11, point 5: wakes the notification task when an event is queued.
+    pub notify_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -153,6 +156,7 @@ impl AppState {
                 )),
             )),
             cleanup_runs: Arc::default(),
+            notify_wake: Arc::default(),
         })
     }
 }

@@ -912,6 +912,189 @@ impl Store for SqliteStore {
         tx.finish(Some(log).filter(|_| n > 0)).await?;
         Ok(n)
     }
+
+    // ---- Issue 11, point 5: notifications ----
+
+    async fn enqueue_notification(
+        &self,
+        e: &patchday_store::OutboxEvent,
+        targets: &[String],
+    ) -> Result<bool> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO notification_outbox \
+             (event_key, tenant_id, event, subject, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.key)
+        .bind(e.tenant.as_ref().map(|t| t.as_str()))
+        .bind(e.event.as_str())
+        .bind(&e.subject)
+        .bind(e.body.to_string())
+        .bind(e.at.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            tx.finish(None).await?;
+            return Ok(false);
+        }
+        let outbox = done.last_insert_rowid();
+        for t in targets {
+            sqlx::query(
+                "INSERT OR IGNORE INTO notification_deliveries \
+                 (outbox_id, target, status, attempts, next_at) VALUES (?, ?, 'pending', 0, ?)",
+            )
+            .bind(outbox)
+            .bind(t)
+            .bind(e.at.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.finish(None).await?;
+        Ok(true)
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<patchday_store::DueDelivery>> {
+        // Timestamps are stored as RFC 3339 text in UTC, which sorts as time does only at
+        // equal precision: compare parsed, after a coarse filter on status.
+        let rows = sqlx::query(
+            "SELECT d.id, d.target, d.attempts, d.next_at, o.event_key, o.tenant_id, o.event, \
+             o.subject, o.body, o.created_at FROM notification_deliveries d \
+             JOIN notification_outbox o ON o.id = d.outbox_id \
+             WHERE d.status = 'pending' ORDER BY d.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut due = Vec::new();
+        for r in &rows {
+            let next: Timestamp = parse("timestamp", r.get::<&str, _>("next_at"))?;
+            if next > now {
+                continue;
+            }
+            due.push(patchday_store::DueDelivery {
+                id: u64::try_from(r.get::<i64, _>("id"))
+                    .map_err(|_| StoreError::Corrupt("negative delivery id".into()))?,
+                target: r.get("target"),
+                attempts: u32::try_from(r.get::<i64, _>("attempts")).unwrap_or(u32::MAX),
+                event: outbox_row(r)?,
+            });
+            if due.len() >= limit as usize {
+                break;
+            }
+        }
+        Ok(due)
+    }
+
+    async fn record_delivery(
+        &self,
+        delivery: u64,
+        attempt: &patchday_types::notify::DeliveryAttempt,
+        status: patchday_types::notify::DeliveryStatus,
+        next_at: Timestamp,
+    ) -> Result<()> {
+        let id = i64::try_from(delivery)
+            .map_err(|_| StoreError::NotFound(format!("delivery {delivery}")))?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE notification_deliveries SET status = ?, attempts = ?, next_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(i64::from(attempt.attempt))
+        .bind(next_at.to_string())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("delivery {delivery}")));
+        }
+        sqlx::query(
+            "INSERT INTO notification_attempts (delivery_id, attempt, at, ok, detail) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(i64::from(attempt.attempt))
+        .bind(attempt.at.to_string())
+        .bind(attempt.ok)
+        .bind(&attempt.detail)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.finish(None).await
+    }
+
+    async fn notification_log(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<patchday_types::notify::NotificationDelivery>> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.target, d.status, d.next_at, o.event_key, o.tenant_id, o.event, \
+             o.subject, o.body, o.created_at FROM notification_deliveries d \
+             JOIN notification_outbox o ON o.id = d.outbox_id \
+             WHERE (?1 IS NULL OR o.tenant_id = ?1) ORDER BY o.id DESC, d.target LIMIT ?2",
+        )
+        .bind(tenant.map(|t| t.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let e = outbox_row(r)?;
+            let attempts = sqlx::query(
+                "SELECT attempt, at, ok, detail FROM notification_attempts \
+                 WHERE delivery_id = ? ORDER BY id",
+            )
+            .bind(r.get::<i64, _>("id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|a| {
+                Ok(patchday_types::notify::DeliveryAttempt {
+                    attempt: u32::try_from(a.get::<i64, _>("attempt")).unwrap_or(u32::MAX),
+                    at: parse("timestamp", a.get::<&str, _>("at"))?,
+                    ok: a.get("ok"),
+                    detail: a.get("detail"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            out.push(patchday_types::notify::NotificationDelivery {
+                key: e.key,
+                tenant: e.tenant,
+                event: e.event,
+                subject: e.subject,
+                created_at: e.at,
+                target: r.get("target"),
+                status: parse("delivery status", r.get::<&str, _>("status"))?,
+                next_at: parse("timestamp", r.get::<&str, _>("next_at"))?,
+                attempts,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// An outbox row (issue 11, point 5), from a query that selects its columns.
+fn outbox_row(r: &sqlx::sqlite::SqliteRow) -> Result<patchday_store::OutboxEvent> {
+    Ok(patchday_store::OutboxEvent {
+        key: r.get("event_key"),
+        tenant: r
+            .get::<Option<&str>, _>("tenant_id")
+            .map(|t| parse("tenant id", t))
+            .transpose()?,
+        event: parse("notification event", r.get::<&str, _>("event"))?,
+        subject: r.get("subject"),
+        body: json("notification body", r.get::<&str, _>("body"))?,
+        at: parse("timestamp", r.get::<&str, _>("created_at"))?,
+    })
 }
 
 fn eviction_row(r: &sqlx::sqlite::SqliteRow) -> Result<patchday_store::PayloadEviction> {
@@ -2319,6 +2502,16 @@ mod tests {
             .await
             .unwrap();
         patchday_store::conformance::payload_evictions(&store).await;
+    }
+
+    // Issue 11, point 5: the notification outbox and its delivery log.
+    #[tokio::test]
+    async fn notification_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::notification_outbox(&store).await;
     }
 
     // Issue 10, point 2: groups joined by rules on host facts.

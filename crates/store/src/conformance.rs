@@ -1767,3 +1767,175 @@ pub async fn group_rules_and_memberships(store: &dyn Store) {
         .unwrap();
     assert!(r3.id > r2.id, "{} after {}", r3.id, r2.id);
 }
+
+/// Issue 11, point 5 (notifications): an event is enqueued once per key with one
+/// pending delivery per target; due deliveries come oldest first and not before their
+/// time; each try is logged; a delivered or given-up delivery is no longer due; the log
+/// is scoped to one tenant or shows every event.
+pub async fn notification_outbox(store: &dyn Store) {
+    use crate::OutboxEvent;
+    use patchday_types::notify::{DeliveryAttempt, DeliveryStatus, NotifyEvent};
+    let ev = |key: &str, tenant: Option<&str>, at: &str| OutboxEvent {
+        key: key.into(),
+        tenant: tenant.map(id),
+        event: NotifyEvent::RolloutHalted,
+        subject: format!("subject of {key}"),
+        body: serde_json::json!({ "key": key }),
+        at: ts(at),
+    };
+    let targets = vec!["hook".to_string(), "mail".to_string()];
+    let halt = ev("rollout.halted:U1", Some("acme"), "2026-11-30T10:00:00Z");
+    assert!(store.enqueue_notification(&halt, &targets).await.unwrap());
+    // The same key again (the gate sees the same halt next round): nothing new.
+    let again = ev("rollout.halted:U1", Some("acme"), "2026-11-30T11:00:00Z");
+    assert!(
+        !store.enqueue_notification(&again, &targets).await.unwrap(),
+        "an event key is enqueued once"
+    );
+    let expiry = ev("catalog.expiring:root:1", None, "2026-11-30T10:05:00Z");
+    assert!(store
+        .enqueue_notification(&expiry, &["hook".to_string()])
+        .await
+        .unwrap());
+
+    assert!(
+        store
+            .due_deliveries(ts("2026-11-30T09:59:59Z"), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is due before its time"
+    );
+    let due = store
+        .due_deliveries(ts("2026-11-30T10:10:00Z"), 10)
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = due
+        .iter()
+        .map(|d| (d.event.key.as_str(), d.target.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("rollout.halted:U1", "hook"),
+            ("rollout.halted:U1", "mail"),
+            ("catalog.expiring:root:1", "hook"),
+        ]
+    );
+    assert_eq!(due[0].event, halt, "the event comes back as enqueued");
+    assert_eq!(due[0].attempts, 0);
+    assert_eq!(
+        store
+            .due_deliveries(ts("2026-11-30T10:10:00Z"), 1)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the limit holds"
+    );
+
+    // The hook fails once (due again later), then takes it; the mail is given up.
+    let attempt = |n: u32, at: &str, ok: bool, detail: &str| DeliveryAttempt {
+        attempt: n,
+        at: ts(at),
+        ok,
+        detail: detail.into(),
+    };
+    let (hook, mail) = (due[0].id, due[1].id);
+    store
+        .record_delivery(
+            hook,
+            &attempt(1, "2026-11-30T10:10:00Z", false, "HTTP 503"),
+            DeliveryStatus::Pending,
+            ts("2026-11-30T10:11:00Z"),
+        )
+        .await
+        .unwrap();
+    store
+        .record_delivery(
+            mail,
+            &attempt(1, "2026-11-30T10:10:00Z", false, "connection refused"),
+            DeliveryStatus::Failed,
+            ts("2026-11-30T10:10:00Z"),
+        )
+        .await
+        .unwrap();
+    let due = store
+        .due_deliveries(ts("2026-11-30T10:10:30Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.len(),
+        1,
+        "a retry waits for its back-off; given up is never due"
+    );
+    assert_eq!(due[0].event.key, "catalog.expiring:root:1");
+    let due = store
+        .due_deliveries(ts("2026-11-30T10:11:00Z"), 10)
+        .await
+        .unwrap();
+    let retry = due.iter().find(|d| d.id == hook).expect("the retry is due");
+    assert_eq!(retry.attempts, 1);
+    store
+        .record_delivery(
+            hook,
+            &attempt(2, "2026-11-30T10:11:00Z", true, "HTTP 200"),
+            DeliveryStatus::Delivered,
+            ts("2026-11-30T10:11:00Z"),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .due_deliveries(ts("2026-12-30T00:00:00Z"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|d| d.id != hook && d.id != mail));
+    assert!(matches!(
+        store
+            .record_delivery(
+                999_999,
+                &attempt(1, "2026-11-30T10:11:00Z", true, "HTTP 200"),
+                DeliveryStatus::Delivered,
+                ts("2026-11-30T10:11:00Z"),
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // The log: newest event first; the tries in order; scoped per tenant.
+    let log = store.notification_log(None, 100).await.unwrap();
+    let keys: Vec<(&str, &str)> = log
+        .iter()
+        .map(|d| (d.key.as_str(), d.target.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("catalog.expiring:root:1", "hook"),
+            ("rollout.halted:U1", "hook"),
+            ("rollout.halted:U1", "mail"),
+        ]
+    );
+    let h = &log[1];
+    assert_eq!(h.status, DeliveryStatus::Delivered);
+    assert_eq!(
+        h.attempts
+            .iter()
+            .map(|a| (a.attempt, a.ok, a.detail.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, false, "HTTP 503"), (2, true, "HTTP 200")]
+    );
+    assert_eq!(log[2].status, DeliveryStatus::Failed);
+    let acme = store
+        .notification_log(Some(&id("acme")), 100)
+        .await
+        .unwrap();
+    assert_eq!(acme.len(), 2, "a tenant's log has its own events only");
+    assert!(store
+        .notification_log(Some(&id("globex")), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.notification_log(None, 1).await.unwrap().len(), 1);
+}

@@ -265,6 +265,61 @@ pub trait Store: Send + Sync {
     /// Forgets evictions (a payload is needed again: the next push uploads it), with one
     /// operator log entry; returns how many were forgotten.
     async fn forget_evictions(&self, sha256: &[String], log: &LogEntry) -> Result<u64>;
+
+    // ---- Issue 11, point 5: notifications (outbox and delivery log) ----
+
+    /// Enqueues an event with one pending delivery per target, due at the event's time.
+    /// False, and nothing changes, when an event with the same key was enqueued before
+    /// (each event is announced once).
+    async fn enqueue_notification(&self, event: &OutboxEvent, targets: &[String]) -> Result<bool>;
+    /// Pending deliveries due at `now`, oldest first, at most `limit`.
+    async fn due_deliveries(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>>;
+    /// Records one try at a delivery and where it stands after it (delivered, pending
+    /// again at a later time, or given up).
+    async fn record_delivery(
+        &self,
+        delivery: u64,
+        attempt: &patchday_types::notify::DeliveryAttempt,
+        status: patchday_types::notify::DeliveryStatus,
+        next_at: Timestamp,
+    ) -> Result<()>;
+    /// The delivery log, newest event first, at most `limit` deliveries: one tenant's
+    /// events (`Some`) or every event (`None`).
+    async fn notification_log(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<patchday_types::notify::NotificationDelivery>>;
+}
+
+/// An event for the notification outbox (issue 11, point 5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Deduplication key: the same key is enqueued once.
+    pub key: String,
+    /// The tenant it is about; `None` for the whole server.
+    pub tenant: Option<TenantId>,
+    /// What happened.
+    pub event: patchday_types::notify::NotifyEvent,
+    /// One line for people.
+    pub subject: String,
+    /// The JSON body receivers get.
+    pub body: serde_json::Value,
+    /// When it happened.
+    pub at: Timestamp,
+}
+
+/// A delivery that is due (issue 11, point 5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueDelivery {
+    /// Its id, for [`Store::record_delivery`].
+    pub id: u64,
+    /// The target's name.
+    pub target: String,
+    /// Tries made so far.
+    pub attempts: u32,
+    /// The event.
+    pub event: OutboxEvent,
 }
 
 /// A payload evicted from the content store (issue 10, point 7).

@@ -8,6 +8,7 @@ pub mod api;
 pub mod glob;
 pub mod ids;
 pub mod inventory;
+pub mod notify; // issue 11, point 5
 pub mod secret;
 pub mod update;
 

@@ -10,6 +10,7 @@ pub mod log; // finding 10 (issue 8)
 mod fleet;
 pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host facts
 pub(crate) mod history; // issue 10, point 1
+mod notify; // issue 11, point 5
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
 mod rings; // issue 10, points 2 and 3 (rings)
 mod tuf;
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
             delete(admin::remove_group),
         )
         .route("/v1/log", get(log::list))
+        .route("/v1/notifications", get(notify::list)) // issue 11, point 5
         .route("/v1/tenants/{tenant}/log", get(log::tenant))
         // Issue 10, points 2 and 3 (rings).
         .route(

@@ -250,7 +250,7 @@ pub async fn halt(
         format!("update {u}"),
         json!({ "reason": reason }),
     );
-    if !crate::rollout::halt(&s, &h, Some(&entry)).await? {
+    if !crate::rollout::halt(&s, &h, Some(&entry), None).await? {
         return Err(ApiError::conflict(format!(
             "the rollout of {u} is halted already"
         )));
