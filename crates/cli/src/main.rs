@@ -305,9 +305,13 @@ struct ServerArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     rollout_every: jiff::SignedDuration,
     /// Issue 10, point 6 (push): seconds the server holds an agent's wait
-    /// (`/v1/agent/wait`) before answering "nothing new" (1 to 300).
-    #[arg(long, default_value_t = 50)]
+    /// (`/v1/agent/wait`) before answering "nothing new" (1 to 3600).
+    #[arg(long, default_value_t = 600)]
     long_poll_seconds: u64,
+    /// Seconds between the bytes of whitespace a held wait sends, to keep proxies and
+    /// load balancers from closing it as idle (5 to 300; below their idle timeout).
+    #[arg(long, default_value_t = 25)]
+    heartbeat_seconds: u64,
     /// Most agent waits held at once (kept below --max-connections); more are answered
     /// 503 with a jittered Retry-After.
     #[arg(long, default_value_t = 20_000)]
@@ -1971,8 +1975,9 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         .max(std::time::Duration::from_secs(1));
     // Issue 10, point 6 (push).
     cfg.push = patchday_server::push::PushLimits {
-        long_poll: std::time::Duration::from_secs(a.long_poll_seconds.clamp(1, 300)),
+        long_poll: std::time::Duration::from_secs(a.long_poll_seconds.clamp(1, 3600)),
         max_waiting: a.max_long_polls,
+        heartbeat: std::time::Duration::from_secs(a.heartbeat_seconds.clamp(5, 300)),
     };
     cfg.listen_backlog = a.listen_backlog;
     // Issue 10, point 7: the content store stays bounded.

@@ -140,6 +140,16 @@ fn a_failed_run_is_retried_with_back_off_and_installs_after_the_server_returns()
 
 /// A signed `POST /v1/agent/wait` as the agent sends it; (status, Retry-After, body).
 fn wait(srv: &Server, host: &mut SigningHost, since: u64) -> (u16, Option<u64>, Value) {
+    let (status, retry, body) = wait_raw(srv, host, since);
+    (
+        status,
+        retry,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+/// One signed wait with curl: status, Retry-After, the body as sent.
+fn wait_raw(srv: &Server, host: &mut SigningHost, since: u64) -> (u16, Option<u64>, String) {
     use patchday_trust::host_signature::{SEQUENCE_HEADER, SIGNATURE_HEADER};
     host.sequence += 1;
     let body = format!("{{\"since\":{since}}}");
@@ -183,11 +193,32 @@ fn wait(srv: &Server, host: &mut SigningHost, since: u64) -> (u16, Option<u64>, 
             .then(|| v.trim().parse().ok())
             .flatten()
     });
-    (
-        status,
-        retry,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+    (status, retry, body.to_string())
+}
+
+/// A held wait sends a newline every --heartbeat-seconds (so a proxy or load balancer
+/// with a 60-second idle timeout keeps it open through a ten-minute hold), then its
+/// answer: whitespace before JSON, which every agent reads as before.
+#[test]
+fn a_held_wait_sends_heartbeats_then_its_answer() {
+    let w = world(
+        "pd-push-d",
+        &["--long-poll-seconds", "12", "--heartbeat-seconds", "5"],
+    );
+    let mut a = SigningHost::enrol(&w.srv, &w.enroll, "beat-a").unwrap();
+    let (_, _, first) = wait(&w.srv, &mut a, 0);
+    let g = first["generation"].as_u64().unwrap();
+    let (code, _, raw) = wait_raw(&w.srv, &mut a, g);
+    assert_eq!(code, 200, "{raw:?}");
+    assert!(
+        raw.starts_with("\n\n") && raw.trim_start().starts_with('{'),
+        "two heartbeats in a 12 s hold, then the answer: {raw:?}"
+    );
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        (v["wake"].clone(), v["generation"].as_u64()),
+        (Value::Bool(false), Some(g))
+    );
 }
 
 #[test]

@@ -25,12 +25,19 @@ use patchday_types::api::{WaitAnswer, WaitRequest};
 use patchday_types::TenantId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Longest hold when none is configured (`--long-poll-seconds`).
-pub const DEFAULT_LONG_POLL: Duration = Duration::from_secs(50);
+/// Longest hold when none is configured (`--long-poll-seconds`): ten minutes, so that a
+/// fleet of 10,000 idle agents costs 17 signed waits a second, not 200.
+pub const DEFAULT_LONG_POLL: Duration = Duration::from_secs(600);
+/// How often a held wait sends one byte of whitespace when none is configured
+/// (`--heartbeat-seconds`): below the 60-second idle timeouts of common proxies and load
+/// balancers (nginx's `proxy_read_timeout`, cloud load balancers), so a long hold survives
+/// them, and a vanished agent is noticed at the next write instead of at the hold's end.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
 /// Most held waits when none is configured (`--max-long-polls`).
 pub const DEFAULT_MAX_LONG_POLLS: usize = 20_000;
 
@@ -41,6 +48,8 @@ pub struct PushLimits {
     pub long_poll: Duration,
     /// Most waits held at once; more are answered 503.
     pub max_waiting: usize,
+    /// How often a held wait sends a byte of whitespace (JSON allows it before the answer).
+    pub heartbeat: Duration,
 }
 
 impl Default for PushLimits {
@@ -48,6 +57,7 @@ impl Default for PushLimits {
         Self {
             long_poll: DEFAULT_LONG_POLL,
             max_waiting: DEFAULT_MAX_LONG_POLLS,
+            heartbeat: DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -77,7 +87,7 @@ impl PushLimits {
 pub struct PushHub {
     global: watch::Sender<u64>,
     tenants: Mutex<HashMap<TenantId, watch::Sender<u64>>>,
-    waiting: AtomicUsize,
+    waiting: Arc<AtomicUsize>,
     limits: PushLimits,
 }
 
@@ -92,9 +102,9 @@ impl std::fmt::Debug for PushHub {
 }
 
 /// One held wait's place; given back when dropped (answered, or the client went away).
-pub struct Slot<'a>(&'a AtomicUsize);
+pub struct Slot(Arc<AtomicUsize>);
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -106,7 +116,7 @@ impl PushHub {
         Self {
             global: watch::Sender::new(start),
             tenants: Mutex::default(),
-            waiting: AtomicUsize::new(0),
+            waiting: Arc::new(AtomicUsize::new(0)),
             limits,
         }
     }
@@ -143,14 +153,14 @@ impl PushHub {
     }
 
     /// Takes a place among the held waits, or `None` when all are taken.
-    pub fn admit(&self) -> Option<Slot<'_>> {
+    pub fn admit(&self) -> Option<Slot> {
         let max = self.limits.max_waiting;
         self.waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Slot(&self.waiting))
+            .map(|_| Slot(self.waiting.clone()))
     }
 
     /// Waits held now.
@@ -203,7 +213,7 @@ impl PushHub {
 /// first, so a refused wait costs no database work.
 pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
     let push = s.push.clone();
-    let Some(_slot) = push.admit() else {
+    let Some(slot) = push.admit() else {
         let retry = push.retry_after();
         tracing::debug!(
             waiting = push.waiting(),
@@ -228,15 +238,52 @@ pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
             Ok(b) => b,
             Err(refused) => return refused,
         };
-    let (generation, wake) = push
-        .wait(&who.tenant, ask.since, push.limits().long_poll)
-        .await;
-    Json(WaitAnswer {
-        generation,
-        wake,
-        retry_after_seconds: 0,
-    })
-    .into_response()
+    // The answer streams: a newline every heartbeat while held (JSON allows whitespace
+    // before the value, so any agent reads it as before), then the answer. A heartbeat
+    // that cannot be written means the agent is gone: the wait and its slot end there.
+    let limits = push.limits();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    tokio::spawn(async move {
+        let held = push.wait(&who.tenant, ask.since, limits.long_poll);
+        tokio::pin!(held);
+        let mut beat = tokio::time::interval_at(
+            tokio::time::Instant::now() + limits.heartbeat,
+            limits.heartbeat,
+        );
+        let (generation, wake) = loop {
+            tokio::select! {
+                r = &mut held => break r,
+                _ = beat.tick() => {
+                    if tx.send(b"\n".to_vec()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        // The place is free before the answer leaves: whoever reads it may wait again.
+        drop(slot);
+        let answer = WaitAnswer {
+            generation,
+            wake,
+            retry_after_seconds: 0,
+        };
+        if let Ok(body) = serde_json::to_vec(&answer) {
+            let _ = tx.send(body).await;
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -291,6 +338,7 @@ mod tests {
             PushLimits {
                 long_poll: Duration::from_secs(50),
                 max_waiting: 2,
+                heartbeat: DEFAULT_HEARTBEAT,
             },
         );
         let a = hub.admit().unwrap();
