@@ -29,6 +29,13 @@ pub enum Requirement {
     PythonTuf,
     /// A headless Chromium (`chromium`, `chromium-browser` or `google-chrome`).
     Chromium,
+    /// Issue 11, point 4: a Python module python3 can import, from PyPI.
+    PythonModule {
+        /// The module, e.g. `prometheus_client`.
+        module: &'static str,
+        /// The PyPI package that has it, e.g. `prometheus-client`.
+        package: &'static str,
+    },
     /// apt's lists of the Debian archive and the archive itself (`apt-get update`,
     /// `apt-get download`): genuine security updates.
     DebianArchive,
@@ -68,6 +75,12 @@ impl Requirement {
         package: "debian-archive-keyring",
     };
 
+    /// Prometheus's Python client, whose parser reads `/metrics` in the tests.
+    pub const PROMETHEUS_CLIENT: Requirement = Requirement::PythonModule {
+        module: "prometheus_client",
+        package: "prometheus-client",
+    };
+
     /// What is needed, in words.
     pub fn describe(&self) -> String {
         match self {
@@ -77,6 +90,9 @@ impl Requirement {
             }
             Requirement::PythonTuf => "python3 with python-tuf and securesystemslib".into(),
             Requirement::Chromium => "a headless Chromium".into(),
+            Requirement::PythonModule { module, package } => {
+                format!("python3 with the module {module} (PyPI package {package})")
+            }
             Requirement::DebianArchive => {
                 "apt lists of the Debian archive with a genuine security update, and the archive"
                     .into()
@@ -102,6 +118,9 @@ impl Requirement {
                     .into()
             }
             Requirement::Chromium => "`.ci/run` installs it with `apt-get install -y chromium`".into(),
+            Requirement::PythonModule { package, .. } => {
+                format!("`.ci/run` installs it with `python3 -m pip install {package}`")
+            }
             Requirement::DebianArchive => {
                 "`.ci/run` runs `apt-get update` first and needs the Debian archive to answer".into()
             }
@@ -121,6 +140,12 @@ impl Requirement {
                 .status()
                 .is_ok_and(|s| s.success()),
             Requirement::Chromium => chromium().is_some(),
+            Requirement::PythonModule { module, .. } => Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
             Requirement::DebianArchive => true,
             Requirement::File { path, .. } => std::path::Path::new(path).exists(),
         }
