@@ -64,6 +64,9 @@ struct OutcomeLabels {
     outcome: String,
 }
 
+/// Hosts per (tenant, compliance state).
+type ComplianceCounts = BTreeMap<(String, String), u64>;
+
 /// What the server counts as it runs.
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
@@ -73,7 +76,7 @@ pub struct Metrics {
     download_bytes: Counter,
     install_outcomes: Family<StateLabels, Counter>,
     /// The last compliance counts and when they were made.
-    compliance: Mutex<Option<(Instant, BTreeMap<(String, String), u64>)>>,
+    compliance: Mutex<Option<(Instant, ComplianceCounts)>>,
 }
 
 impl Default for Metrics {
@@ -290,7 +293,7 @@ fn api_error(e: crate::error::ApiError) -> anyhow::Error {
 }
 
 /// Hosts per (tenant, compliance state), reused for [`COMPLIANCE_TTL`].
-async fn compliance_counts(s: &AppState) -> anyhow::Result<BTreeMap<(String, String), u64>> {
+async fn compliance_counts(s: &AppState) -> anyhow::Result<ComplianceCounts> {
     let fresh = {
         let g = s
             .metrics

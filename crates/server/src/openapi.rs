@@ -219,20 +219,13 @@ pub async fn docs(Extension(doc): Extension<Document>) -> Response {
         .into_response()
 }
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML (the audit report's escaping: markup, control and
+/// bidirectional characters), keeping the line breaks of multi-line descriptions.
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    s.split('\n')
+        .map(patchday_audit::report::escape_html)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A schema in one line: `TenantUpdate`, `array of Approval`, `string (date-time)`.
