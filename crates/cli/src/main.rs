@@ -1877,6 +1877,8 @@ struct ServerFile {
     poll_seconds: Option<u64>,
     max_catalog_bytes: Option<u64>,
     timestamp_key: Option<PathBuf>,
+    /// Issue 11, point 4: `--metrics-token-file`.
+    metrics_token_file: Option<PathBuf>,
 }
 
 async fn server(a: ServerArgs) -> anyhow::Result<i32> {
@@ -1962,7 +1964,11 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         .max(std::time::Duration::from_secs(1));
     cfg.retain = a.retain;
     // Issue 11, point 4: the scrape secret (a secret of its own, not an operator token).
-    if let Some(f) = &a.metrics_token_file {
+    if let Some(f) = a
+        .metrics_token_file
+        .as_ref()
+        .or(file.metrics_token_file.as_ref())
+    {
         let token = std::fs::read_to_string(f)
             .with_context(|| format!("reading the metrics token {}", f.display()))?;
         anyhow::ensure!(
