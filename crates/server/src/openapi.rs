@@ -159,6 +159,26 @@ fn operations(
     .flatten()
 }
 
+/// Raw bytes in a request or answer (a catalog tar, a payload): `string`, `binary`.
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Binary {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Binary".into()
+    }
+}
+
 /// The served document, made once when the router is built.
 #[derive(Clone)]
 pub struct Document {

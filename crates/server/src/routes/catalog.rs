@@ -44,7 +44,7 @@ pub async fn root(State(s): State<AppState>) -> ApiResult<Vec<u8>> {
     post,
     path = "/v1/catalog",
     tag = "operator",
-    request_body(content = Vec<u8>, content_type = "application/x-tar", description = "A tar of the catalog's `metadata/` and `targets/` (`patchday catalog push`)"),
+    request_body(content = crate::openapi::Binary, content_type = "application/x-tar", description = "A tar of the catalog's `metadata/` and `targets/` (`patchday catalog push`)"),
     responses((status = 200, description = "The catalog now trusted", body = patchday_types::api::CatalogStatus))
 )]
 pub async fn push(

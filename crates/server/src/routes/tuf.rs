@@ -141,7 +141,7 @@ async fn check_target_visible(s: &AppState, c: &AnyCaller, name: &str) -> ApiRes
     path = "/v1/tuf/targets/{name}",
     tag = "tuf",
     params(("name" = String, Path, description = "Consistent-snapshot target name: `SHA256.NAME`"), ("Range" = Option<String>, Header, description = "`bytes=N-`, `bytes=N-M` or `bytes=-N`")),
-    responses((status = 200, description = "The whole payload", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The requested range", body = Vec<u8>, content_type = "application/octet-stream"))
+    responses((status = 200, description = "The whole payload", body = crate::openapi::Binary, content_type = "application/octet-stream"), (status = 206, description = "The requested range", body = crate::openapi::Binary, content_type = "application/octet-stream"))
 )]
 pub async fn target(
     State(s): State<AppState>,
