@@ -37,6 +37,7 @@ pub enum AdvisoryError {
 
 /// How versions of an ecosystem are ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum VersionScheme {
     /// dpkg ordering (Debian, Ubuntu).
@@ -99,6 +100,9 @@ pub fn parse_semver(text: &str) -> Option<semver::Version> {
 
 /// Severity on one scale for every feed (CVSS ratings, Debian urgencies, GHSA labels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Issue 11, point 3: one name per schema in the API document (`Severity` is the update's).
+#[cfg_attr(feature = "openapi", schema(as = AdvisorySeverity))]
 #[serde(rename_all = "kebab-case")]
 pub enum Severity {
     /// Debian's "unimportant": no security impact in Debian's build.
@@ -231,6 +235,7 @@ pub fn cvss_base_score(vector: &str) -> Option<f64> {
 
 /// One event of an OSV range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RangeEvent {
     /// The vulnerability starts at this version (`0`: before every version).
@@ -253,6 +258,7 @@ impl RangeEvent {
 
 /// Where an advisory came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AdvisoryOrigin {
     /// An OSV record.
@@ -263,6 +269,7 @@ pub enum AdvisoryOrigin {
 
 /// One imported advisory (the per-package ranges live in the index).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Advisory {
     /// The advisory's own id (`RUSTSEC-2016-0001`, `DSA-3029-1`, `CVE-2024-1234`).
     pub id: String,
@@ -297,6 +304,7 @@ struct Affected {
 
 /// A KEV catalog entry that matters to the plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KevEntry {
     /// CVE id.
     pub cve: String,
@@ -310,6 +318,7 @@ pub struct KevEntry {
 
 /// One advisory that affects an installed version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VulnMatch {
     /// The advisory's own id (the first one imported when several aliases matched).
     pub id: String,
@@ -331,6 +340,7 @@ pub struct VulnMatch {
 
 /// A package pinned in a `Cargo.lock`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LockedPackage {
     /// Crate name.
     pub name: String,
@@ -451,6 +461,7 @@ impl AliasSets {
 
 /// Counts of what an import brought in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportStats {
     /// Advisories imported.
     pub advisories: usize,
@@ -481,6 +492,7 @@ pub struct AdvisoryDb {
 // --- OSV wire format (only the fields we use) ---
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct OsvRecord {
     id: String,
     #[serde(default)]
@@ -502,6 +514,7 @@ struct OsvRecord {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct OsvSeverity {
     #[serde(rename = "type")]
     kind: String,
@@ -509,6 +522,7 @@ struct OsvSeverity {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct OsvAffected {
     #[serde(default)]
     package: Option<OsvPackage>,
@@ -525,12 +539,14 @@ struct OsvAffected {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct OsvPackage {
     ecosystem: String,
     name: String,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct OsvRange {
     #[serde(rename = "type")]
     kind: String,
@@ -539,6 +555,7 @@ struct OsvRange {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 enum OsvDocument {
     Many(Vec<OsvRecord>),
@@ -1153,6 +1170,7 @@ fn collect_json_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Advisory
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct TrackerIssue {
     #[serde(default)]
     description: Option<String>,
@@ -1161,6 +1179,7 @@ struct TrackerIssue {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct TrackerRelease {
     #[serde(default)]
     status: Option<String>,
@@ -1175,11 +1194,13 @@ struct TrackerRelease {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct KevCatalog {
     vulnerabilities: Vec<KevRecord>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 struct KevRecord {
     #[serde(rename = "cveID")]

@@ -43,6 +43,7 @@ fn read(path: &Path) -> Result<String, CheckDataError> {
 
 /// One release row of a distro-info-data CSV.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DistroRelease {
     /// Numeric version (`12`); empty for sid/experimental.
     pub version: String,

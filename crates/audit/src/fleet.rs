@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// A distinct (release, source package, source version), interned by a [`Fleet`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PackageVersionId(pub u32);
 
 #[derive(Clone, Debug, Default)]
@@ -57,6 +58,7 @@ pub struct Fleet {
 /// One deduplicated piece of work for a tenant: upgrade one source package in one
 /// release to one version, on these hosts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetAction {
     /// Plan section (known exploited, available fixes, informational).
     pub section: Section,
@@ -80,6 +82,7 @@ pub struct FleetAction {
 
 /// One tenant's aggregated plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantReport {
     /// Tenant name.
     pub tenant: String,
@@ -93,6 +96,7 @@ pub struct TenantReport {
 
 /// The fleet's aggregated plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetReport {
     /// Per tenant, sorted by name.
     pub tenants: Vec<TenantReport>,
@@ -371,6 +375,7 @@ impl Fleet {
 
 /// The support status of one release in one tenant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseSupport {
     /// Tenant name.
     pub tenant: String,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 /// Everything the checks look at, collected from one host (or a `--root` image).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Facts {
     /// Host name.
     pub hostname: String,
@@ -40,6 +41,7 @@ pub struct Facts {
 
 /// Hardening properties of one ELF file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BinaryFacts {
     /// Absolute path on the host.
     pub path: String,
@@ -65,6 +67,7 @@ pub struct BinaryFacts {
 
 /// Why a binary was examined.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum BinaryReason {
     /// It has the setuid or setgid bit.
@@ -78,6 +81,7 @@ pub enum BinaryReason {
 
 /// RELRO level of an ELF file.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Relro {
     /// No GNU_RELRO segment.
@@ -91,6 +95,7 @@ pub enum Relro {
 
 /// The outcome of one check on one subject.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The check failed: something to do.
@@ -103,6 +108,7 @@ pub enum Outcome {
 
 /// What kind of check produced a finding.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum FindingKind {
     /// The release itself is past its support dates.
@@ -121,6 +127,7 @@ pub enum FindingKind {
 
 /// One result of the audit.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     /// Stable check id, e.g. `hardening.sysctl.kernel.randomize_va_space`.
     pub check: String,
@@ -150,6 +157,7 @@ pub struct Finding {
 
 /// A package upgrade that closes a finding.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Fix {
     /// Source package name.
     pub source: String,

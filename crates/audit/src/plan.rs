@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Where an action sits in the plan, in plan order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Section {
     /// The release (or a package) is past its security support.
@@ -44,6 +45,7 @@ impl Section {
 
 /// One remediation action and the findings it closes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Action {
     /// Plan section.
     pub section: Section,
@@ -69,6 +71,7 @@ pub struct Action {
 
 /// Counts for the top of a report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Summary {
     /// Failing findings.
     pub failed: usize,
@@ -88,6 +91,7 @@ pub struct Summary {
 
 /// The security plan of one host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     /// Host name.
     pub host: String,

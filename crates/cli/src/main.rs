@@ -328,6 +328,11 @@ struct ServerArgs {
     /// (0s: at the next cleanup).
     #[arg(long, default_value = "30d", value_parser = parse_duration)]
     retain: jiff::SignedDuration,
+    /// Issue 11, point 4: serve Prometheus metrics at `/metrics` to scrapers that send
+    /// `Authorization: Bearer <the file's content>` (Prometheus: `authorization:
+    /// credentials_file:`). Without it `/metrics` answers 404.
+    #[arg(long, value_name = "FILE")]
+    metrics_token_file: Option<PathBuf>,
 }
 
 /// Issue 9, point 1: `patchday server --mirror-every 1h`: the archive sync on a schedule.
@@ -1985,6 +1990,17 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         .unwrap_or(cfg.cleanup_every)
         .max(std::time::Duration::from_secs(1));
     cfg.retain = a.retain;
+    // Issue 11, point 4: the scrape secret (a secret of its own, not an operator token).
+    if let Some(f) = a.metrics_token_file.as_ref() {
+        let token = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the metrics token {}", f.display()))?;
+        anyhow::ensure!(
+            token.trim().len() >= 16,
+            "the metrics token file {} holds fewer than 16 characters: put a long random secret in it (for example `openssl rand -hex 32`)",
+            f.display()
+        );
+        cfg.metrics_token = Some(patchday_types::Secret::new(token.trim()));
+    }
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     if let Some(tok) = &init.first_admin_token {
         println!("first provider-admin token (shown once; store it now): {tok}");

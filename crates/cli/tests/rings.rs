@@ -799,7 +799,7 @@ fn mails(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn a_halt_is_announced_once_to_a_webhook_that_refuses_twice_and_by_mail_to_a_real_smtp_server() {
     let _serial = patchday_testkit::serial();
-    if !patchday_lab::require(patchday_lab::Requirement::PythonSmtp) {
+    if !patchday_lab::require(patchday_lab::Requirement::PYTHON_SMTP) {
         return;
     }
     let d = scratch();

@@ -29,8 +29,13 @@ pub enum Requirement {
     PythonTuf,
     /// A headless Chromium (`chromium`, `chromium-browser` or `google-chrome`).
     Chromium,
-    /// python3 with aiosmtpd: a real SMTP server for the notification tests (issue 11).
-    PythonSmtp,
+    /// Issue 11, point 4: a Python module python3 can import, from PyPI.
+    PythonModule {
+        /// The module, e.g. `prometheus_client`.
+        module: &'static str,
+        /// The PyPI package that has it, e.g. `prometheus-client`.
+        package: &'static str,
+    },
     /// cargo-deb, which builds the .deb packages (issue 11, point 7).
     CargoDeb,
     /// apt's lists of the Debian archive and the archive itself (`apt-get update`,
@@ -72,6 +77,18 @@ impl Requirement {
         package: "debian-archive-keyring",
     };
 
+    /// aiosmtpd: a real SMTP server for the notification tests (issue 11, point 5).
+    pub const PYTHON_SMTP: Requirement = Requirement::PythonModule {
+        module: "aiosmtpd.controller",
+        package: "aiosmtpd",
+    };
+
+    /// Prometheus's Python client, whose parser reads `/metrics` in the tests.
+    pub const PROMETHEUS_CLIENT: Requirement = Requirement::PythonModule {
+        module: "prometheus_client",
+        package: "prometheus-client",
+    };
+
     /// What is needed, in words.
     pub fn describe(&self) -> String {
         match self {
@@ -81,7 +98,9 @@ impl Requirement {
             }
             Requirement::PythonTuf => "python3 with python-tuf and securesystemslib".into(),
             Requirement::Chromium => "a headless Chromium".into(),
-            Requirement::PythonSmtp => "python3 with aiosmtpd (an SMTP server)".into(),
+            Requirement::PythonModule { module, package } => {
+                format!("python3 with the module {module} (PyPI package {package})")
+            }
             Requirement::CargoDeb => "cargo-deb (`cargo deb`)".into(),
             Requirement::DebianArchive => {
                 "apt lists of the Debian archive with a genuine security update, and the archive"
@@ -108,8 +127,8 @@ impl Requirement {
                     .into()
             }
             Requirement::Chromium => "`.ci/run` installs it with `apt-get install -y chromium`".into(),
-            Requirement::PythonSmtp => {
-                "`.ci/run` installs it with `python3 -m pip install aiosmtpd`".into()
+            Requirement::PythonModule { package, .. } => {
+                format!("`.ci/run` installs it with `python3 -m pip install {package}`")
             }
             Requirement::CargoDeb => {
                 "`.ci/run` installs it with `cargo install --locked cargo-deb`".into()
@@ -133,8 +152,8 @@ impl Requirement {
                 .status()
                 .is_ok_and(|s| s.success()),
             Requirement::Chromium => chromium().is_some(),
-            Requirement::PythonSmtp => Command::new("python3")
-                .args(["-c", "import aiosmtpd.controller"])
+            Requirement::PythonModule { module, .. } => Command::new("python3")
+                .args(["-c", &format!("import {module}")])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()

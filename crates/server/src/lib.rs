@@ -25,8 +25,10 @@ mod error;
 pub mod freshness;
 mod limits; // finding 4 (issue 8)
 pub mod listener;
+pub mod metrics; // issue 11, point 4
 pub mod mirror_schedule; // issue 9, point 1
 pub mod notify; // issue 11, point 5
+pub mod openapi; // issue 11, point 3
 pub mod push; // issue 10, point 6
 mod ratelimit;
 pub mod rollout; // issue 10, points 2 and 3 (rings)
@@ -115,6 +117,11 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
 /// The API router over an initialised state.
 pub fn router(state: state::AppState) -> axum::Router {
     routes::router(state)
+}
+
+/// Issue 11, point 3: the OpenAPI document of the `/v1` API (also at `/v1/openapi.json`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes::document()
 }
 
 /// Binds `listen` and returns the bound address and the serving future.

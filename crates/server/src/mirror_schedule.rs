@@ -55,6 +55,9 @@ pub struct MirrorIntake {
 struct Runs {
     last: Option<(Timestamp, MirrorOutcome)>,
     last_intake: Option<MirrorIntake>,
+    /// Issue 11, point 4: runs finished since the start, succeeded and failed.
+    ok: u64,
+    failed: u64,
 }
 
 /// The last scheduled run, and the last one that changed the served catalog, for
@@ -67,6 +70,10 @@ pub struct MirrorRuns {
 impl MirrorRuns {
     fn set(&self, at: Timestamp, outcome: MirrorOutcome) {
         let mut g = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        match &outcome {
+            MirrorOutcome::Ok { .. } => g.ok += 1,
+            MirrorOutcome::Failed(_) => g.failed += 1,
+        }
         if let MirrorOutcome::Ok {
             imported,
             served: Some(v),
@@ -88,6 +95,12 @@ impl MirrorRuns {
             .unwrap_or_else(|e| e.into_inner())
             .last
             .clone()
+    }
+
+    /// Issue 11, point 4: runs finished since the server started, (succeeded, failed).
+    pub fn counts(&self) -> (u64, u64) {
+        let g = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        (g.ok, g.failed)
     }
 
     /// The last run that changed the served catalog.

@@ -211,6 +211,16 @@ impl PushHub {
 /// `POST /v1/agent/wait` (issue 10, point 6): held until something changes for the
 /// caller's tenant or the hold ends. Signed like a check-in; the admission check comes
 /// first, so a refused wait costs no database work.
+#[utoipa::path(
+    post,
+    path = "/v1/agent/wait",
+    tag = "agent",
+    request_body = patchday_types::api::WaitRequest,
+    responses(
+        (status = 200, description = "Something changed for the caller's tenant (`wake`), or the hold ended", body = patchday_types::api::WaitAnswer),
+        (status = 503, description = "Too many waits held: retry after `retry_after_seconds` (also in `Retry-After`)", body = patchday_types::api::WaitAnswer)
+    )
+)]
 pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
     let push = s.push.clone();
     let Some(slot) = push.admit() else {

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub cleanup_every: std::time::Duration,
     /// Issue 10, point 7: how long such a payload is kept (`--retain`, 30 days by default).
     pub retain: jiff::SignedDuration,
+    /// Issue 11, point 4: the secret a scraper of `/metrics` sends (`--metrics-token-file`);
+    /// `None`: `/metrics` is off.
+    pub metrics_token: Option<patchday_types::Secret>,
 }
 
 impl ServerConfig {
@@ -70,6 +73,7 @@ impl ServerConfig {
             listen_backlog: crate::listener::DEFAULT_LISTEN_BACKLOG,
             cleanup_every: std::time::Duration::from_secs(3600),
             retain: jiff::SignedDuration::from_hours(30 * 24),
+            metrics_token: None,
         }
     }
 
@@ -113,6 +117,8 @@ pub struct AppState {
     pub cleanup_runs: Arc<crate::cleanup::CleanupRuns>,
     /// Issue 11, point 5: wakes the notification task when an event is queued.
     pub notify_wake: Arc<tokio::sync::Notify>,
+    /// Issue 11, point 4: counters and histograms for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -145,7 +151,10 @@ impl AppState {
             feeds: Arc::new(feeds),
             director: Arc::new(director),
             failed_logins: Arc::default(),
-            storage: Arc::default(),
+            // Issue 11, point 4: `/v1/ready` checks the database is still this file.
+            storage: Arc::new(crate::storage::StorageHealth::opened(
+                &dir.join("patchday.db"),
+            )),
             catalog_index: Arc::default(),
             mirror_runs: Arc::default(),
             // Issue 10, point 6 (push): long polls stay below the connection cap.
@@ -157,6 +166,7 @@ impl AppState {
             )),
             cleanup_runs: Arc::default(),
             notify_wake: Arc::default(),
+            metrics: Arc::default(),
         })
     }
 }

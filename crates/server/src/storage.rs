@@ -24,9 +24,18 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
 #[derive(Default)]
 pub struct StorageHealth {
     failing: Mutex<Option<String>>,
+    /// Issue 11, point 4: the database file the server opened (device, inode).
+    database: Option<(u64, u64)>,
 }
 
 impl StorageHealth {
+    /// Remembers which file `database` is, for `/v1/ready`.
+    pub fn opened(database: &std::path::Path) -> Self {
+        Self {
+            failing: Mutex::default(),
+            database: file_identity(database),
+        }
+    }
     fn set(&self, v: Option<String>) {
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = v;
     }
@@ -51,6 +60,15 @@ pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Respo
 }
 
 /// `GET /v1/health`: "ok", or 503 with what is wrong.
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "public",
+    responses(
+        (status = 200, description = "Alive: `ok`, then a `warning:` line per catalog role close to expiry and the scheduled mirror's last run", body = String, content_type = "text/plain"),
+        (status = 503, description = "Alive but unhealthy: the disk is full, storage cannot write, or a catalog role expired", body = String, content_type = "text/plain")
+    )
+)]
 pub async fn health(State(s): State<AppState>) -> Response {
     let free = free_bytes(&s.config.data_dir);
     if free.is_some_and(|f| f < MIN_FREE) {
@@ -103,5 +121,86 @@ pub async fn health(State(s): State<AppState>) -> Response {
             format!("storage: cannot write: {why}"),
         )
             .into_response(),
+    }
+}
+
+// Issue 11, point 4: readiness.
+
+/// How long the database may take to answer the readiness query.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// `GET /v1/ready`: whether this server can serve now: the database answers a query
+/// (and is still the file it opened) and the content store can be listed, written and
+/// read. 503 names each part that failed, one line each.
+#[utoipa::path(
+    get,
+    path = "/v1/ready",
+    tag = "public",
+    responses(
+        (status = 200, description = "Ready: `ready`", body = String, content_type = "text/plain"),
+        (status = 503, description = "Not ready: one line per failed part, `database: …` or `content store: …`", body = String, content_type = "text/plain")
+    )
+)]
+pub async fn ready(State(s): State<AppState>) -> Response {
+    let mut failed = Vec::new();
+    if let Err(why) = database_ready(&s).await {
+        failed.push(format!("database: {why}"));
+    }
+    if let Err(why) = content_ready(&s.config.data_dir.join("content")).await {
+        failed.push(format!("content store: {why}"));
+    }
+    if failed.is_empty() {
+        "ready".into_response()
+    } else {
+        tracing::warn!(failed = %failed.join("; "), "not ready");
+        (StatusCode::SERVICE_UNAVAILABLE, failed.join("\n")).into_response()
+    }
+}
+
+async fn database_ready(s: &AppState) -> Result<(), String> {
+    let file = s.config.data_dir.join("patchday.db");
+    if s.storage.database.is_some() && file_identity(&file) != s.storage.database {
+        return Err(format!(
+            "{} is gone or was replaced while the server runs (what it writes now would be lost): put the file back, or restart the server on the new one",
+            file.display()
+        ));
+    }
+    match tokio::time::timeout(READY_TIMEOUT, s.store.has_provider_admin()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("a query failed: {e}")),
+        Err(_) => Err(format!(
+            "no answer to a query within {} s (locked or stuck?)",
+            READY_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Lists the content directory and writes, reads and removes a probe file in it (a
+/// name the store never lists as a blob).
+async fn content_ready(dir: &std::path::Path) -> Result<(), String> {
+    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", dir.display());
+    let mut entries = tokio::fs::read_dir(dir)
+        .await
+        .map_err(|e| fail("list", e))?;
+    entries.next_entry().await.map_err(|e| fail("list", e))?;
+    let probe = dir.join(format!(".ready-probe-{}", rand::random::<u64>()));
+    let text = b"patchday readiness probe\n";
+    tokio::fs::write(&probe, text)
+        .await
+        .map_err(|e| fail("write in", e))?;
+    let back = tokio::fs::read(&probe).await;
+    let _ = tokio::fs::remove_file(&probe).await;
+    match back {
+        Ok(b) if b == text => Ok(()),
+        Ok(_) => Err(format!(
+            "{} returned other bytes than were written",
+            dir.display()
+        )),
+        Err(e) => Err(fail("read from", e)),
     }
 }

@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 /// What an operator token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Every tenant, including creating tenants and pushing the catalog.
@@ -53,6 +54,7 @@ impl FromStr for Role {
 
 /// Machine-readable error class; the HTTP status follows from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     /// No credential, or one the server does not know (401).
@@ -91,6 +93,7 @@ pub enum ErrorCode {
 
 /// The JSON body of every error response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Error class.
     pub error: ErrorCode,
@@ -100,6 +103,7 @@ pub struct ErrorBody {
 
 /// A tenant's patch-day rule, as strings; `patchday-core` parses and checks it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatchDayConfig {
     /// `first`, `second`, `third`, `fourth` or `last`.
     pub week: String,
@@ -124,6 +128,7 @@ impl Default for PatchDayConfig {
 
 /// A tenant as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Id.
     pub id: TenantId,
@@ -138,6 +143,7 @@ pub struct Tenant {
 
 /// `POST /v1/tenants`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTenant {
     /// Id.
     pub id: TenantId,
@@ -153,6 +159,7 @@ pub struct CreateTenant {
 
 /// `POST /v1/tokens`: a new operator token.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     /// A label for people.
     pub name: String,
@@ -168,6 +175,7 @@ pub struct CreateToken {
 
 /// A freshly created secret, shown exactly once.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretCreated {
     /// The secret; only its hash is stored.
     pub secret: String,
@@ -191,6 +199,7 @@ impl fmt::Debug for SecretCreated {
 
 /// `POST /v1/tenants/{t}/groups`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Group {
     /// Id.
     pub id: GroupId,
@@ -200,6 +209,7 @@ pub struct Group {
 
 /// A host as operators see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostSummary {
     /// Id.
     pub id: HostId,
@@ -224,6 +234,7 @@ pub struct HostSummary {
 
 /// `PUT /v1/tenants/{t}/hosts/{h}/groups`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetHostGroups {
     /// The complete new group list.
     pub groups: Vec<GroupId>,
@@ -231,6 +242,7 @@ pub struct SetHostGroups {
 
 /// An operator's decision on an update for a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Decision {
     /// Install on the group's hosts.
@@ -241,6 +253,7 @@ pub enum Decision {
 
 /// `POST /v1/tenants/{t}/approvals`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalRequest {
     /// Which update.
     pub update: UpdateId,
@@ -266,6 +279,7 @@ pub struct ApprovalRequest {
 
 /// A recorded approval or decline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Approval {
     /// Which update.
     pub update: UpdateId,
@@ -293,6 +307,7 @@ pub struct Approval {
 
 /// An update as a tenant sees it: the signed document plus its release status.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantUpdate {
     /// The signed update document.
     pub update: UpdateDocument,
@@ -307,6 +322,7 @@ pub struct TenantUpdate {
 /// `POST /v1/catalog/missing` (issue 9, point 6): which of these target files (by
 /// sha256) the server does not hold, so a push carries only those.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetHashes {
     /// Lower-case hex sha256 digests.
     pub sha256: Vec<String>,
@@ -314,6 +330,7 @@ pub struct TargetHashes {
 
 /// Catalog versions the server holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CatalogStatus {
     /// Trusted root version.
     pub root_version: u64,
@@ -341,6 +358,7 @@ pub struct CatalogStatus {
 /// The server's content store (issue 10, point 7): what it holds and what the cleanup
 /// evicted because no host can need it any more.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContentStatus {
     /// Blobs held (payloads and update documents).
     pub blobs: u64,
@@ -360,6 +378,7 @@ pub struct ContentStatus {
 
 /// `POST /v1/agent/enroll`.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollRequest {
     /// The tenant's enrolment token.
     pub token: String,
@@ -384,6 +403,7 @@ impl fmt::Debug for EnrollRequest {
 
 /// The answer to an enrolment.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     /// The new host's id.
     pub host: HostId,
@@ -401,6 +421,7 @@ pub struct EnrollResponse {
 
 /// The director's public key as agents pin it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DirectorKeyInfo {
     /// sha256 of the public key, hex.
     pub keyid: String,
@@ -410,6 +431,7 @@ pub struct DirectorKeyInfo {
 
 /// `GET /v1/director`, and the answers of the rotation steps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DirectorStatus {
     /// The key that signs assignments now.
     pub key: DirectorKeyInfo,
@@ -432,6 +454,7 @@ impl fmt::Debug for EnrollResponse {
 
 /// `POST /v1/agent/checkin`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckinRequest {
     /// The host's current inventory.
     pub inventory: Inventory,
@@ -443,6 +466,7 @@ pub struct CheckinRequest {
 
 /// One update the host must install now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssignmentEntry {
     /// The update.
     pub update: UpdateId,
@@ -454,6 +478,7 @@ pub struct AssignmentEntry {
 
 /// The answer to a check-in.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckinResponse {
     /// What to install now, for people and tools reading the answer; agents take their
     /// assignments from `director` only (an unsigned list can be cut on the way).
@@ -476,6 +501,7 @@ pub struct CheckinResponse {
 
 /// `POST /v1/agent/wait`: hold until this host's generation differs from `since`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WaitRequest {
     /// The generation the agent last saw (0 on its first call).
     pub since: u64,
@@ -483,6 +509,7 @@ pub struct WaitRequest {
 
 /// The answer to a wait (also the body of its 503 when the server holds too many).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WaitAnswer {
     /// The host's generation now: send it as `since` next time.
     pub generation: u64,
@@ -496,6 +523,7 @@ pub struct WaitAnswer {
 
 /// One per-update state the agent reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StateReport {
     /// The update.
     pub update: UpdateId,
@@ -508,6 +536,7 @@ pub struct StateReport {
 
 /// `POST /v1/agent/report`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportRequest {
     /// State changes since the last report.
     pub states: Vec<StateReport>,
@@ -515,6 +544,7 @@ pub struct ReportRequest {
 
 /// One row of the compliance report: one update on one host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComplianceRow {
     /// Tenant.
     pub tenant: TenantId,
@@ -536,6 +566,7 @@ pub struct ComplianceRow {
 
 /// `GET /v1/report`: every (host, update) pair that is not `not-applicable`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComplianceReport {
     /// When the server computed it.
     pub generated_at: Option<Timestamp>,
@@ -547,6 +578,7 @@ pub struct ComplianceReport {
 
 /// A host listed in a compliance report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostSummaryRow {
     /// Tenant.
     pub tenant: TenantId,
@@ -578,6 +610,7 @@ pub struct HostSummaryRow {
 /// What a host itself signed (finding 8) and the error its agent last reported
 /// (finding 13), as operators see it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostSigned {
     /// Whether the host registered a signing key at enrolment (false: enrolled before
     /// signed check-ins; it must be enrolled again).
@@ -618,6 +651,7 @@ impl HostSigned {
 /// `POST /v1/agent/status`: the outcome of the agent's last run (signed like every
 /// host body). `error: None` clears a reported error.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentStatusRequest {
     /// Why the run failed before or outside any single update, or `None` after a
     /// successful run.
@@ -630,6 +664,7 @@ pub struct AgentStatusRequest {
 /// An operator token as listed: id, name and the secret's first characters, never the
 /// secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     /// Stable id for `patchday token revoke ID`.
     pub id: String,
@@ -652,6 +687,7 @@ pub struct TokenInfo {
 /// `POST /v1/tenants/{t}/enroll-tokens`: limits of a new enrolment token. Every field may
 /// be left out: a token then works once, for 24 hours.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateEnrollToken {
     /// A label for people.
     #[serde(default)]
@@ -672,6 +708,7 @@ pub struct CreateEnrollToken {
 
 /// An enrolment token as listed, never with its secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollTokenInfo {
     /// Stable id for `patchday enroll-token revoke ID`.
     pub id: String,
@@ -697,6 +734,7 @@ pub struct EnrollTokenInfo {
 
 /// `PUT /v1/tenants/{t}/limits`: the tenant's host quota.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantLimits {
     /// Most hosts the tenant may have (no limit when absent).
     #[serde(default)]
@@ -705,6 +743,7 @@ pub struct TenantLimits {
 
 /// What `DELETE` of a host, group or tenant removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Removed {
     /// What was removed, e.g. `host web-1-ab12cd34`.
     pub removed: String,
@@ -717,6 +756,7 @@ pub struct Removed {
 
 /// One change an operator made: who, when, from where, what. Append-only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     /// Position in the log (increasing; 0 for an entry not yet stored).
     pub seq: u64,
@@ -745,6 +785,7 @@ pub struct LogEntry {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum HostCompliance {
     /// Nothing it needs is missing (or an operator declined it with a reason).
@@ -807,6 +848,7 @@ pub const AGENT_ERROR_BROKEN_PREFIX: &str = "broken: ";
 
 /// One TUF role of the served catalog and when it expires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleExpiry {
     /// `root`, `targets`, `snapshot`, `timestamp`, or a delegated role's name.
     pub role: String,
@@ -820,6 +862,7 @@ pub struct RoleExpiry {
 
 /// How close a role is to its expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ExpiryState {
     /// Further away than the warning time.
@@ -844,6 +887,7 @@ impl fmt::Display for ExpiryState {
 
 /// One change of a host's state for an update.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     /// The host.
     pub host: HostId,
@@ -863,6 +907,7 @@ pub struct HistoryEntry {
 
 /// How long an update took from publication to installed, over the hosts of one tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimeToInstall {
     /// The update.
     pub update: UpdateId,
@@ -886,6 +931,7 @@ pub struct TimeToInstall {
 
 /// `GET /v1/tenants/{t}/history`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryAnswer {
     /// The changes, oldest first.
     pub entries: Vec<HistoryEntry>,
@@ -897,6 +943,7 @@ pub struct HistoryAnswer {
 
 /// A group's maintenance windows and reboot policy (`PUT /v1/tenants/{t}/groups/{g}/policy`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupPolicy {
     /// Weekly windows, `Sat 02:00-05:00 Europe/Berlin`; empty: install any time.
     #[serde(default)]
@@ -916,6 +963,7 @@ impl Default for GroupPolicy {
 
 /// One group's policy in `GET /v1/tenants/{t}/groups/policies`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupPolicyInfo {
     /// The group.
     pub group: GroupId,
@@ -928,6 +976,7 @@ pub struct GroupPolicyInfo {
 
 /// Which new updates a ring approves by itself; an empty list matches anything.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AutoRule {
     /// Severities that match (empty: any).
     #[serde(default)]
@@ -945,6 +994,7 @@ pub struct AutoRule {
 
 /// One ring of a tenant's rollout: a group, when its turn comes, and its evidence gate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ring {
     /// The group this ring approves for.
     pub group: GroupId,
@@ -975,6 +1025,7 @@ pub struct Ring {
 
 /// `PUT /v1/tenants/{t}/rings`: the tenant's rings, first to last.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RingsRequest {
     /// In order: pilot first.
     pub rings: Vec<Ring>,
@@ -982,6 +1033,7 @@ pub struct RingsRequest {
 
 /// A halted rollout: no ring is approved further and no host not yet started gets it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RolloutHalt {
     /// The update.
     pub update: UpdateId,
@@ -1006,6 +1058,7 @@ impl RolloutHalt {
 
 /// `POST /v1/rollouts/{u}/halt`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HaltRequest {
     /// Why.
     pub reason: String,
@@ -1013,6 +1066,7 @@ pub struct HaltRequest {
 
 /// One ring's progress for an update, from the state read model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RingProgress {
     /// The tenant.
     pub tenant: TenantId,
@@ -1036,6 +1090,7 @@ pub struct RingProgress {
 
 /// `GET /v1/rollouts/{u}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RolloutStatus {
     /// The update.
     pub update: UpdateId,
@@ -1049,6 +1104,7 @@ pub struct RolloutStatus {
 /// `GET /v1/tenants/{t}/rings/preview?update=U`: per ring, the hosts an approval (by
 /// hand or by the ring's rule) would touch, and what the rollout would do next.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RingPreview {
     /// The ring's group.
     pub group: GroupId,
@@ -1065,6 +1121,7 @@ pub struct RingPreview {
 /// One membership rule of a group: a host matches when every given condition holds
 /// (none given: refused); a group with several rules takes hosts matching any of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupRule {
     /// OS release glob, matched against `ID-VERSION_ID` (`debian-12`), `ID-CODENAME`
     /// (`debian-bookworm`) and `CODENAME` (`bookworm`) from the host's os-release.
@@ -1080,6 +1137,7 @@ pub struct GroupRule {
 
 /// A stored group rule (`GET /v1/tenants/{t}/groups/rules`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupRuleInfo {
     /// Its number in the tenant (for `group rule remove`).
     pub id: u64,
@@ -1092,6 +1150,7 @@ pub struct GroupRuleInfo {
 
 /// A host joining or leaving a group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MembershipChange {
     /// The host.
     pub host: HostId,
@@ -1104,6 +1163,7 @@ pub struct MembershipChange {
 /// `POST /v1/tenants/{t}/groups/{g}/rules/preview`: what adding a rule, or removing one,
 /// would change.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RulePreviewRequest {
     /// A rule to add to the group.
     #[serde(default)]
@@ -1115,6 +1175,7 @@ pub struct RulePreviewRequest {
 
 /// The answer to a rule change or its preview: which hosts join and leave which groups.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleChangeAnswer {
     /// The rule added (none for a removal or a preview).
     #[serde(default)]
@@ -1126,6 +1187,7 @@ pub struct RuleChangeAnswer {
 /// What a group rule can match about a host: the hostname the server knows, the
 /// os-release of its last inventory, and the labels its agent last reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MembershipFacts {
     /// The host's name as enrolled (what `patchday host list` shows).
     pub hostname: String,

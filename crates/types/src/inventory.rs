@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One package that dpkg reports as installed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstalledPackage {
     /// Binary package name.
     pub name: String,
@@ -19,6 +20,7 @@ pub struct InstalledPackage {
 
 /// A bundle (software without a package manager) that the agent installed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstalledBundle {
     /// Bundle name from its manifest.
     pub name: String,
@@ -28,6 +30,7 @@ pub struct InstalledBundle {
 
 /// The `os-release` fields that matter for applicability and support dates.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OsRelease {
     /// `ID`, for example `debian`.
     pub id: String,
@@ -41,6 +44,7 @@ pub struct OsRelease {
 
 /// Everything a host reports at check-in.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Inventory {
     /// The host's own name.
     pub hostname: String,

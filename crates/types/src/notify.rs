@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// What happened. The event name is in the webhook's `X-Patchday-Event` header and in
 /// the body's `event` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NotifyEvent {
     /// A rollout was halted (by the rings' gate or an operator).
     #[serde(rename = "rollout.halted")]
@@ -70,6 +71,7 @@ impl std::str::FromStr for NotifyEvent {
 
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DeliveryStatus {
     /// Not delivered yet; the next try is due at `next_at`.
@@ -105,6 +107,7 @@ impl std::str::FromStr for DeliveryStatus {
 
 /// One try at one delivery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryAttempt {
     /// 1 for the first try.
     pub attempt: u32,
@@ -118,6 +121,7 @@ pub struct DeliveryAttempt {
 
 /// One event's delivery to one target, with its tries (the delivery log).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationDelivery {
     /// The event's deduplication key (also the webhook's `X-Patchday-Delivery`).
     pub key: String,
@@ -141,6 +145,7 @@ pub struct NotificationDelivery {
 
 /// A configured target as `GET /v1/notifications` shows it (no secret).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetInfo {
     /// Its name.
     pub name: String,
@@ -156,6 +161,7 @@ pub struct TargetInfo {
 
 /// `GET /v1/notifications`: the targets the caller may see and their delivery log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationsView {
     /// Configured targets.
     pub targets: Vec<TargetInfo>,

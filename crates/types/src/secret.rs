@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A secret string.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Secret(String);
 

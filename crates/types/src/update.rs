@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 /// What kind of change an update makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Classification {
     /// Fixes a vulnerability.
@@ -21,6 +22,7 @@ pub enum Classification {
 
 /// How urgent an update is; ordered from most to least severe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Severity {
     /// Exploitable remotely without interaction; patch now.
@@ -73,6 +75,27 @@ pub struct YearMonth {
     pub month: i8,
 }
 
+// Issue 11, point 3: on the wire a release month is a string, `2026-12`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for YearMonth {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9]{4}-[0-9]{2}$"))
+            .description(Some(
+                "A calendar month, the name of a release train: `YYYY-MM`",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for YearMonth {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "YearMonth".into()
+    }
+}
+
 impl fmt::Display for YearMonth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}", self.year, self.month)
@@ -111,6 +134,7 @@ impl From<YearMonth> for String {
 
 /// When an update may be approved: on a monthly train's patch day, or at once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "lane", rename_all = "kebab-case")]
 pub enum Release {
     /// Waits for the patch day of this month, in each tenant's time zone.
@@ -136,6 +160,7 @@ impl fmt::Display for Release {
 
 /// How a payload is installed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PayloadKind {
     /// A Debian binary package installed with dpkg.
@@ -149,6 +174,7 @@ pub enum PayloadKind {
 /// The same fields are carried as the target's signed `custom` data, and the agent
 /// checks that the two agree before it installs anything.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PayloadRef {
     /// TUF target name, for example `payloads/libexpat1_2.5.0-1+deb12u5_amd64.deb`.
     pub target: String,
@@ -168,6 +194,7 @@ pub struct PayloadRef {
 
 /// One advisory: the signed document that is itself a TUF target.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateDocument {
     /// Unique id, for example `PD-2026-0001`.
     pub id: UpdateId,
@@ -206,6 +233,7 @@ pub struct UpdateDocument {
 /// Issue 9, point 2: the upstream apt archive evidence a mirrored update was imported
 /// from, so `patchday catalog verify-upstream` can re-check it later.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub struct UpstreamEvidence {
     /// URL of the `InRelease` file the update came from.
@@ -238,6 +266,7 @@ impl UpdateDocument {
 /// The agent installs a payload only when this signed description agrees with the
 /// update document that names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum TargetCustom {
     /// An update document (`update-<id>.json`).
@@ -304,6 +333,7 @@ impl TargetCustom {
 
 /// Where one update stands on one host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum UpdateState {
     /// The host has none of the update's packages, or already has newer ones.

@@ -27,6 +27,12 @@ fn schedule(pd: &PatchDayConfig) -> Result<PatchDaySchedule, ApiError> {
 }
 
 /// `GET /v1/tenants`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "operator",
+    responses((status = 200, description = "Tenants the token may see", body = Vec<patchday_types::api::Tenant>))
+)]
 pub async fn list_tenants(State(s): State<AppState>, op: Operator) -> ApiResult<Json<Vec<Tenant>>> {
     let all = s.store.list_tenants().await?;
     Ok(Json(
@@ -35,6 +41,13 @@ pub async fn list_tenants(State(s): State<AppState>, op: Operator) -> ApiResult<
 }
 
 /// `POST /v1/tenants`.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "operator",
+    request_body = patchday_types::api::CreateTenant,
+    responses((status = 200, description = "The new tenant", body = patchday_types::api::Tenant))
+)]
 pub async fn create_tenant(
     State(s): State<AppState>,
     op: Operator,
@@ -65,6 +78,13 @@ pub async fn create_tenant(
 }
 
 /// `POST /v1/tokens`.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "operator",
+    request_body = patchday_types::api::CreateToken,
+    responses((status = 200, description = "The token, shown once", body = patchday_types::api::SecretCreated))
+)]
 pub async fn create_token(
     State(s): State<AppState>,
     op: Operator,
@@ -136,6 +156,14 @@ pub async fn create_token(
 const ENROLL_TOKEN_LIFETIME: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 
 /// `POST /v1/tenants/{t}/enroll-tokens`: by default one use within 24 hours.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/enroll-tokens",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    request_body = Option<patchday_types::api::CreateEnrollToken>,
+    responses((status = 200, description = "The enrolment token, shown once", body = patchday_types::api::SecretCreated))
+)]
 pub async fn create_enroll_token(
     State(s): State<AppState>,
     op: Operator,
@@ -199,6 +227,14 @@ pub async fn create_enroll_token(
 }
 
 /// `PUT /v1/tenants/{t}/patch-day`.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/patch-day",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    request_body = patchday_types::api::PatchDayConfig,
+    responses((status = 200, description = "The tenant with its new patch day", body = patchday_types::api::Tenant))
+)]
 pub async fn set_patch_day(
     State(s): State<AppState>,
     op: Operator,
@@ -221,6 +257,13 @@ pub async fn set_patch_day(
 }
 
 /// `GET /v1/tenants/{t}/groups`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/groups",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "Groups", body = Vec<patchday_types::api::Group>))
+)]
 pub async fn list_groups(
     State(s): State<AppState>,
     op: Operator,
@@ -231,6 +274,14 @@ pub async fn list_groups(
 }
 
 /// `POST /v1/tenants/{t}/groups`.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/groups",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    request_body = patchday_types::api::Group,
+    responses((status = 200, description = "The new group", body = patchday_types::api::Group))
+)]
 pub async fn create_group(
     State(s): State<AppState>,
     op: Operator,
@@ -255,6 +306,13 @@ pub async fn create_group(
 }
 
 /// `GET /v1/tenants/{t}/hosts`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/hosts",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "Hosts", body = Vec<patchday_types::api::HostSummary>))
+)]
 pub async fn list_hosts(
     State(s): State<AppState>,
     op: Operator,
@@ -297,6 +355,14 @@ pub async fn list_hosts(
 }
 
 /// `PUT /v1/tenants/{t}/hosts/{h}/groups`.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/hosts/{host}/groups",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("host" = patchday_types::HostId, Path, description = "Host id")),
+    request_body = patchday_types::api::SetHostGroups,
+    responses((status = 200, description = "Done (the body is `null`)"))
+)]
 pub async fn set_host_groups(
     State(s): State<AppState>,
     op: Operator,
@@ -321,6 +387,13 @@ pub async fn set_host_groups(
 }
 
 /// `GET /v1/tenants/{t}/updates`: the catalog as this tenant's calendar sees it.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/updates",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "Updates as this tenant sees them", body = Vec<patchday_types::api::TenantUpdate>))
+)]
 pub async fn tenant_updates(
     State(s): State<AppState>,
     op: Operator,
@@ -355,6 +428,13 @@ pub async fn tenant_updates(
 }
 
 /// `GET /v1/tenants/{t}/approvals`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/approvals",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "Approvals", body = Vec<patchday_types::api::Approval>))
+)]
 pub async fn list_approvals(
     State(s): State<AppState>,
     op: Operator,
@@ -365,6 +445,14 @@ pub async fn list_approvals(
 }
 
 /// `POST /v1/tenants/{t}/approvals`.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/approvals",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    request_body = patchday_types::api::ApprovalRequest,
+    responses((status = 200, description = "The approval or decline", body = patchday_types::api::Approval))
+)]
 pub async fn approve(
     State(s): State<AppState>,
     op: Operator,
@@ -459,12 +547,20 @@ pub async fn approve(
 }
 
 /// Query of `GET /v1/report`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     tenant: Option<TenantId>,
 }
 
 /// `GET /v1/report`: compliance of every host in scope.
+#[utoipa::path(
+    get,
+    path = "/v1/report",
+    tag = "operator",
+    params(ReportQuery),
+    responses((status = 200, description = "Compliance of every host in scope", body = patchday_types::api::ComplianceReport))
+)]
 pub async fn report(
     State(s): State<AppState>,
     op: Operator,
@@ -495,21 +591,12 @@ pub async fn report(
         let tenant = s.store.tenant(&t).await?;
         let approvals = tenant.list_approvals().await?;
         for h in tenant.list_hosts().await? {
-            let signed = host_signed(tenant.as_ref(), &h.id).await?;
-            // issue 9, point 4: a broken dpkg database, in dpkg's words.
-            let dpkg_broken = tenant.inventory(&h.id).await?.and_then(|i| i.dpkg_broken);
-            let statuses = host_statuses(tenant.as_ref(), &h, &approvals, &catalog, None).await?;
-            // issue 9, point 7: the host's state as a whole, from one pure decision.
-            let verdict = host_compliance(
-                &statuses,
-                &HostFacts {
-                    last_seen: h.last_seen,
-                    agent_error: signed.agent_error.as_deref(),
-                    dpkg_broken: dpkg_broken.as_deref(),
-                },
-                stale_after,
-                now,
-            );
+            let HostVerdict {
+                statuses,
+                signed,
+                dpkg_broken,
+                verdict,
+            } = host_verdict(tenant.as_ref(), &h, &approvals, &catalog, stale_after, now).await?;
             for mut st in statuses {
                 if st.state == UpdateState::NotApplicable {
                     continue;
@@ -557,6 +644,48 @@ pub async fn report(
     Ok(Json(report))
 }
 
+/// Where one host stands, with what the verdict was made from.
+pub(crate) struct HostVerdict {
+    /// Its state per update.
+    pub statuses: Vec<patchday_core::applicability::UpdateStatus>,
+    /// What the host itself signed, and its agent's last error.
+    pub signed: HostSigned,
+    /// A broken dpkg database, in dpkg's words (issue 9, point 4).
+    pub dpkg_broken: Option<String>,
+    /// The host's state as a whole (issue 9, point 7).
+    pub verdict: patchday_core::compliance::Verdict,
+}
+
+/// Evaluates one host for the report and the compliance metrics (issue 11, point 4).
+pub(crate) async fn host_verdict(
+    tenant: &dyn patchday_store::TenantStore,
+    h: &patchday_store::HostRecord,
+    approvals: &[Approval],
+    catalog: &patchday_core::applicability::CatalogIndex,
+    stale_after: jiff::SignedDuration,
+    now: jiff::Timestamp,
+) -> ApiResult<HostVerdict> {
+    let signed = host_signed(tenant, &h.id).await?;
+    let dpkg_broken = tenant.inventory(&h.id).await?.and_then(|i| i.dpkg_broken);
+    let statuses = host_statuses(tenant, h, approvals, catalog, None).await?;
+    let verdict = host_compliance(
+        &statuses,
+        &HostFacts {
+            last_seen: h.last_seen,
+            agent_error: signed.agent_error.as_deref(),
+            dpkg_broken: dpkg_broken.as_deref(),
+        },
+        stale_after,
+        now,
+    );
+    Ok(HostVerdict {
+        statuses,
+        signed,
+        dpkg_broken,
+        verdict,
+    })
+}
+
 /// A time as the report shows it: whole seconds (issue 9, point 7).
 fn seconds(t: jiff::Timestamp) -> jiff::Timestamp {
     t.round(jiff::Unit::Second).unwrap_or(t)
@@ -597,12 +726,20 @@ fn secret_prefix(secret: &str) -> String {
 }
 
 /// Query of `GET /v1/tokens`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokensQuery {
     tenant: Option<TenantId>,
 }
 
 /// `GET /v1/tokens`: operator tokens in scope (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    tag = "operator",
+    params(TokensQuery),
+    responses((status = 200, description = "Tokens in scope", body = Vec<patchday_types::api::TokenInfo>))
+)]
 pub async fn list_tokens(
     State(s): State<AppState>,
     op: Operator,
@@ -613,6 +750,13 @@ pub async fn list_tokens(
 }
 
 /// `DELETE /v1/tokens/{id}`: revokes an operator token; it stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    tag = "operator",
+    params(("id" = String, Path, description = "Token id (its hash prefix)")),
+    responses((status = 200, description = "The revoked token", body = patchday_types::api::TokenInfo))
+)]
 pub async fn revoke_token(
     State(s): State<AppState>,
     op: Operator,
@@ -641,6 +785,13 @@ pub async fn revoke_token(
 }
 
 /// `GET /v1/tenants/{t}/enroll-tokens`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/enroll-tokens",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "Enrolment tokens", body = Vec<patchday_types::api::EnrollTokenInfo>))
+)]
 pub async fn list_enroll_tokens(
     State(s): State<AppState>,
     op: Operator,
@@ -651,6 +802,13 @@ pub async fn list_enroll_tokens(
 }
 
 /// `DELETE /v1/tenants/{t}/enroll-tokens/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/enroll-tokens/{id}",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("id" = String, Path, description = "Enrolment token id")),
+    responses((status = 200, description = "The revoked enrolment token", body = patchday_types::api::EnrollTokenInfo))
+)]
 pub async fn revoke_enroll_token(
     State(s): State<AppState>,
     op: Operator,
@@ -670,6 +828,13 @@ pub async fn revoke_enroll_token(
 }
 
 /// `DELETE /v1/tenants/{t}/hosts/{h}`: the host's credential stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/hosts/{host}",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("host" = patchday_types::HostId, Path, description = "Host id")),
+    responses((status = 200, description = "What was removed", body = patchday_types::api::Removed))
+)]
 pub async fn remove_host(
     State(s): State<AppState>,
     op: Operator,
@@ -690,6 +855,13 @@ pub async fn remove_host(
 }
 
 /// `DELETE /v1/tenants/{t}/groups/{g}`: its memberships and approvals go with it.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/groups/{group}",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("group" = patchday_types::GroupId, Path, description = "Group id")),
+    responses((status = 200, description = "What was removed", body = patchday_types::api::Removed))
+)]
 pub async fn remove_group(
     State(s): State<AppState>,
     op: Operator,
@@ -713,13 +885,21 @@ pub async fn remove_group(
 }
 
 /// Query of `DELETE /v1/tenants/{t}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveTenantQuery {
     #[serde(default)]
     force: bool,
 }
 
 /// `DELETE /v1/tenants/{t}`: refused while the tenant has hosts unless `?force=true`.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), RemoveTenantQuery),
+    responses((status = 200, description = "What was removed", body = patchday_types::api::Removed))
+)]
 pub async fn remove_tenant(
     State(s): State<AppState>,
     op: Operator,
@@ -744,6 +924,14 @@ pub async fn remove_tenant(
 }
 
 /// `PUT /v1/tenants/{t}/limits`: the host quota (provider admins only).
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/limits",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    request_body = patchday_types::api::TenantLimits,
+    responses((status = 200, description = "The tenant with its new limits", body = patchday_types::api::Tenant))
+)]
 pub async fn set_limits(
     State(s): State<AppState>,
     op: Operator,

@@ -14,6 +14,13 @@ use patchday_types::api::{
 use patchday_types::{HostId, UpdateDocument};
 
 /// `POST /v1/agent/enroll`.
+#[utoipa::path(
+    post,
+    path = "/v1/agent/enroll",
+    tag = "enrolment",
+    request_body = patchday_types::api::EnrollRequest,
+    responses((status = 200, description = "The host credential and the pinned keys", body = patchday_types::api::EnrollResponse))
+)]
 pub async fn enroll(
     State(s): State<AppState>,
     src: crate::auth::Source,
@@ -66,6 +73,13 @@ pub async fn enroll(
 }
 
 /// `POST /v1/agent/checkin`.
+#[utoipa::path(
+    post,
+    path = "/v1/agent/checkin",
+    tag = "agent",
+    request_body = patchday_types::api::CheckinRequest,
+    responses((status = 200, description = "Signed assignments", body = patchday_types::api::CheckinResponse))
+)]
 pub async fn checkin(
     State(s): State<AppState>,
     SignedHost {
@@ -227,6 +241,13 @@ async fn sign_assignments(
 }
 
 /// `POST /v1/agent/report`.
+#[utoipa::path(
+    post,
+    path = "/v1/agent/report",
+    tag = "agent",
+    request_body = patchday_types::api::ReportRequest,
+    responses((status = 200, description = "Done (the body is `null`)"))
+)]
 pub async fn report(
     State(s): State<AppState>,
     SignedHost { who, body: req, .. }: SignedHost<ReportRequest>,
@@ -238,8 +259,9 @@ pub async fn report(
     tenant
         .put_states(&who.host, &req.states, s.clock.now())
         .await?;
-    // Issue 10, point 1: the report changes the host's states (downloading, failed...);
-    // evaluated with the stored inventory, into the state history.
+    s.metrics.reported(&req.states); // issue 11, point 4
+                                     // Issue 10, point 1: the report changes the host's states (downloading, failed...);
+                                     // evaluated with the stored inventory, into the state history.
     let host = tenant.host(&who.host).await?;
     let inventory = tenant.inventory(&who.host).await?;
     let ids = inventory
@@ -300,6 +322,13 @@ fn host_public_key(req: &EnrollRequest) -> ApiResult<String> {
 const MAX_AGENT_ERROR: usize = 4096;
 
 /// `POST /v1/agent/status`: the agent's last run failed (`error`) or succeeded (`null`).
+#[utoipa::path(
+    post,
+    path = "/v1/agent/status",
+    tag = "agent",
+    request_body = patchday_types::api::AgentStatusRequest,
+    responses((status = 200, description = "Done (the body is `null`)"))
+)]
 pub async fn status(
     State(s): State<AppState>,
     SignedHost { who, body, .. }: SignedHost<AgentStatusRequest>,

@@ -15,6 +15,13 @@ use patchday_types::{HostId, TenantId};
 use serde::Deserialize;
 
 /// `POST /v1/agent/facts`.
+#[utoipa::path(
+    post,
+    path = "/v1/agent/facts",
+    tag = "agent",
+    request_body = patchday_audit::model::Facts,
+    responses((status = 200, description = "Done (the body is `null`)"))
+)]
 pub async fn facts(
     State(s): State<AppState>,
     SignedHost {
@@ -28,12 +35,20 @@ pub async fn facts(
 }
 
 /// Query of the host audit.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormatQuery {
     format: Option<String>,
 }
 
 /// `GET /v1/tenants/{t}/hosts/{h}/audit?format=text|json|html`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/hosts/{host}/audit",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("host" = patchday_types::HostId, Path, description = "Host id"), FormatQuery),
+    responses((status = 200, description = "The host's audit plan", content((patchday_audit::plan::Plan = "application/json"), (String = "text/plain"), (String = "text/html"))))
+)]
 pub async fn host(
     State(s): State<AppState>,
     op: Operator,
@@ -71,6 +86,13 @@ pub async fn host(
 }
 
 /// `GET /v1/tenants/{t}/audit`: the tenant's fleet plan.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/audit",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "The fleet audit plan", body = patchday_audit::fleet::FleetReport))
+)]
 pub async fn fleet(
     State(s): State<AppState>,
     op: Operator,

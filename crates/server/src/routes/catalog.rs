@@ -12,6 +12,12 @@ use patchday_types::api::{CatalogStatus, ErrorCode};
 use tokio::io::AsyncWriteExt;
 
 /// `GET /v1/catalog`.
+#[utoipa::path(
+    get,
+    path = "/v1/catalog",
+    tag = "operator",
+    responses((status = 200, description = "Catalog versions, role expiry and content store", body = patchday_types::api::CatalogStatus))
+)]
 pub async fn status(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<CatalogStatus>> {
     let mut status = s.store.catalog_status().await?;
     // Issue 9, point 5: every role's expiry, and what to do before one expires.
@@ -22,12 +28,25 @@ pub async fn status(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<
 }
 
 /// `GET /v1/catalog/root.json`: the pinned root (public: it holds public keys only).
+#[utoipa::path(
+    get,
+    path = "/v1/catalog/root.json",
+    tag = "public",
+    responses((status = 200, description = "The pinned TUF root (public keys only)", body = Object, content_type = "application/json"))
+)]
 pub async fn root(State(s): State<AppState>) -> ApiResult<Vec<u8>> {
     std::fs::read(pinned_root(&s.config.data_dir))
         .map_err(|_| ApiError::not_found("this server has no pinned catalog root yet"))
 }
 
 /// `POST /v1/catalog`: a tar of the catalog's `metadata/` and `targets/`.
+#[utoipa::path(
+    post,
+    path = "/v1/catalog",
+    tag = "operator",
+    request_body(content = crate::openapi::Binary, content_type = "application/x-tar", description = "A tar of the catalog's `metadata/` and `targets/` (`patchday catalog push`)"),
+    responses((status = 200, description = "The catalog now trusted", body = patchday_types::api::CatalogStatus))
+)]
 pub async fn push(
     State(s): State<AppState>,
     op: Operator,
@@ -88,6 +107,13 @@ pub async fn push(
 /// `POST /v1/catalog/missing` (issue 9, point 6): the sha256 digests among the given ones
 /// whose bytes the server does not hold, so that a push uploads only new payloads, not the
 /// catalog's whole history.
+#[utoipa::path(
+    post,
+    path = "/v1/catalog/missing",
+    tag = "operator",
+    request_body = patchday_types::api::TargetHashes,
+    responses((status = 200, description = "The hashes this server lacks", body = patchday_types::api::TargetHashes))
+)]
 pub async fn missing(
     State(s): State<AppState>,
     op: Operator,

@@ -26,12 +26,24 @@ fn status(s: &AppState, next: Option<&DirectorPublicKey>) -> DirectorStatus {
 }
 
 /// `GET /v1/director`.
+#[utoipa::path(
+    get,
+    path = "/v1/director",
+    tag = "operator",
+    responses((status = 200, description = "The director key and its certificate", body = patchday_types::api::DirectorStatus))
+)]
 pub async fn get(State(s): State<AppState>, op: Operator) -> ApiResult<Json<DirectorStatus>> {
     op.provider()?;
     Ok(Json(status(&s, None)))
 }
 
 /// `POST /v1/director/rotation`: makes (or shows again) the key to certify next.
+#[utoipa::path(
+    post,
+    path = "/v1/director/rotation",
+    tag = "operator",
+    responses((status = 200, description = "The key to certify next", body = patchday_types::api::DirectorStatus))
+)]
 pub async fn rotation(State(s): State<AppState>, op: Operator) -> ApiResult<Json<DirectorStatus>> {
     op.provider()?;
     let next = s.director.begin().await?;
@@ -43,6 +55,13 @@ pub async fn rotation(State(s): State<AppState>, op: Operator) -> ApiResult<Json
 }
 
 /// `PUT /v1/director/certificate`: installs a root-signed certificate.
+#[utoipa::path(
+    put,
+    path = "/v1/director/certificate",
+    tag = "operator",
+    request_body(content = Object, content_type = "application/json", description = "A director certificate signed by a threshold of the catalog's root keys (`patchday keys rotate --role director`)"),
+    responses((status = 200, description = "The director now in use", body = patchday_types::api::DirectorStatus))
+)]
 pub async fn certificate(
     State(s): State<AppState>,
     op: Operator,

@@ -16,7 +16,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// Installed source packages across the visible fleet.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FleetSourcePackages {
     /// Hosts whose inventory was read.
     pub hosts: u64,
@@ -29,6 +29,12 @@ pub struct FleetSourcePackages {
 }
 
 /// `GET /v1/fleet/source-packages`.
+#[utoipa::path(
+    get,
+    path = "/v1/fleet/source-packages",
+    tag = "operator",
+    responses((status = 200, description = "Installed source and binary packages across the visible fleet", body = FleetSourcePackages))
+)]
 pub async fn source_packages(
     State(s): State<AppState>,
     op: Operator,

@@ -28,6 +28,13 @@ use std::collections::BTreeMap;
 const MAX_RULES: usize = 256;
 
 /// `GET /v1/tenants/{t}/groups/rules`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/groups/rules",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "Rules", body = Vec<patchday_types::api::GroupRuleInfo>))
+)]
 pub async fn list(
     State(s): State<AppState>,
     op: Operator,
@@ -39,6 +46,14 @@ pub async fn list(
 
 /// `POST /v1/tenants/{t}/groups/{g}/rules`: adds a rule; every host of the tenant is
 /// re-evaluated at once.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/groups/{group}/rules",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("group" = patchday_types::GroupId, Path, description = "Group id")),
+    request_body = patchday_types::api::GroupRule,
+    responses((status = 200, description = "The rule and the memberships it changed", body = patchday_types::api::RuleChangeAnswer))
+)]
 pub async fn add(
     State(s): State<AppState>,
     op: Operator,
@@ -83,6 +98,13 @@ pub async fn add(
 
 /// `DELETE /v1/tenants/{t}/groups/{g}/rules/{id}`: removes a rule; the hosts only it
 /// put in the group leave at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/groups/{group}/rules/{id}",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("group" = patchday_types::GroupId, Path, description = "Group id"), ("id" = u64, Path, description = "Rule id")),
+    responses((status = 200, description = "The memberships that changed", body = patchday_types::api::RuleChangeAnswer))
+)]
 pub async fn remove(
     State(s): State<AppState>,
     op: Operator,
@@ -112,6 +134,14 @@ pub async fn remove(
 
 /// `POST /v1/tenants/{t}/groups/{g}/rules/preview`: the hosts that would join or leave
 /// `g` if the rule were added (or rule `remove` removed); nothing changes.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/groups/{group}/rules/preview",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("group" = patchday_types::GroupId, Path, description = "Group id")),
+    request_body = patchday_types::api::RulePreviewRequest,
+    responses((status = 200, description = "What would change; nothing is changed", body = patchday_types::api::RuleChangeAnswer))
+)]
 pub async fn preview(
     State(s): State<AppState>,
     op: Operator,

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 const MAX_ENTRIES: u32 = 100_000;
 
 /// Query of `GET /v1/tenants/{t}/history`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     host: Option<HostId>,
     update: Option<UpdateId>,
@@ -24,6 +25,13 @@ pub struct HistoryQuery {
 }
 
 /// `GET /v1/tenants/{t}/history?host=H&update=U&limit=N`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/history",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), HistoryQuery),
+    responses((status = 200, description = "State changes and time to install", body = patchday_types::api::HistoryAnswer))
+)]
 pub async fn list(
     State(s): State<AppState>,
     op: Operator,

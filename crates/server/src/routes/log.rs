@@ -81,7 +81,8 @@ pub async fn record_provider(
 }
 
 /// Query of the log routes.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only this tenant (`GET /v1/log`).
     tenant: Option<TenantId>,
@@ -92,6 +93,13 @@ pub struct LogQuery {
 }
 
 /// `GET /v1/log`: the entries in the caller's scope (`?tenant=&since=&limit=`).
+#[utoipa::path(
+    get,
+    path = "/v1/log",
+    tag = "operator",
+    params(LogQuery),
+    responses((status = 200, description = "Operator log entries in scope", body = Vec<patchday_types::api::LogEntry>))
+)]
 pub async fn list(
     State(s): State<AppState>,
     op: Operator,
@@ -105,6 +113,13 @@ pub async fn list(
 }
 
 /// `GET /v1/tenants/{t}/log`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/log",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), LogQuery),
+    responses((status = 200, description = "The tenant's operator log", body = Vec<patchday_types::api::LogEntry>))
+)]
 pub async fn tenant(
     State(s): State<AppState>,
     op: Operator,

@@ -17,9 +17,12 @@ mod tuf;
 pub(crate) mod windows; // issue 10, point 5: maintenance windows, reboot policy
 
 use crate::state::AppState;
+pub(crate) use admin::host_verdict; // issue 11, point 4: compliance metrics
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest JSON body (inventories of big hosts included).
 const JSON_LIMIT: usize = 32 << 20;
@@ -35,132 +38,108 @@ const REPORT_LIMIT: usize = 4 << 20;
 /// Largest list of target hashes a publisher asks about before a push (a million targets).
 const MISSING_LIMIT: usize = 80 << 20;
 
-/// Builds the router.
+/// Builds the router and the OpenAPI document of its `/v1` routes.
+///
+/// Issue 11, point 3: every `/v1` route is registered with `routes!`, which takes its
+/// path and method from the handler's `#[utoipa::path]`, so the document cannot drift
+/// from the router. Routes outside `/v1` (the dashboard, `/metrics`) are merged into the
+/// plain router after the split and stay out of the document.
 pub fn router(state: AppState) -> Router {
-    let catalog_push = post(catalog::push).layer(DefaultBodyLimit::disable());
-    Router::new()
-        .route("/v1/health", get(crate::storage::health))
-        .route(
-            "/v1/tenants",
-            get(admin::list_tenants).post(admin::create_tenant),
-        )
-        .route(
-            "/v1/tokens",
-            post(admin::create_token).get(admin::list_tokens),
-        )
-        .route(
-            "/v1/tenants/{tenant}/enroll-tokens",
-            post(admin::create_enroll_token).get(admin::list_enroll_tokens),
-        )
-        .route("/v1/tenants/{tenant}/patch-day", put(admin::set_patch_day))
-        .route(
-            "/v1/tenants/{tenant}/groups",
-            get(admin::list_groups).post(admin::create_group),
-        )
-        .route("/v1/tenants/{tenant}/hosts", get(admin::list_hosts))
-        .route(
-            "/v1/tenants/{tenant}/hosts/{host}/groups",
-            put(admin::set_host_groups),
-        )
-        // issue 9, point 4 (closure)
-        .route(
-            "/v1/tenants/{tenant}/hosts/{host}/repair",
-            post(repair::request),
-        )
-        .route("/v1/tenants/{tenant}/updates", get(admin::tenant_updates))
-        .route("/v1/tenants/{tenant}/history", get(history::list)) // issue 10, point 1
-        // issue 10, point 5: maintenance windows and reboot policy per group
-        .route(
-            "/v1/tenants/{tenant}/groups/{group}/policy",
-            put(windows::set_policy),
-        )
-        .route(
-            "/v1/tenants/{tenant}/groups/policies",
-            get(windows::list_policies),
-        )
-        .route(
-            "/v1/tenants/{tenant}/approvals",
-            get(admin::list_approvals).post(admin::approve),
-        )
-        .route("/v1/report", get(admin::report))
-        .route("/v1/tenants/{tenant}/audit", get(audit::fleet))
-        .route("/v1/tenants/{tenant}/hosts/{host}/audit", get(audit::host))
-        .route("/v1/agent/facts", post(audit::facts))
-        .route("/v1/catalog", get(catalog::status).post(catalog_push))
-        .route(
-            "/v1/catalog/missing",
-            post(catalog::missing).layer(DefaultBodyLimit::max(MISSING_LIMIT)),
-        )
-        .route("/v1/catalog/root.json", get(catalog::root))
-        .route("/v1/director", get(director::get))
-        .route("/v1/director/rotation", post(director::rotation))
-        .route("/v1/director/certificate", put(director::certificate))
-        .route(
-            "/v1/agent/enroll",
-            post(agent::enroll).layer(DefaultBodyLimit::max(ENROLL_LIMIT)),
-        )
-        .route("/v1/agent/checkin", post(agent::checkin))
-        .route("/v1/agent/wait", post(crate::push::wait)) // issue 10, point 6 (push)
-        .route(
-            "/v1/agent/report",
-            post(agent::report).layer(DefaultBodyLimit::max(REPORT_LIMIT)),
-        )
-        // issue 8, finding 13: the agent's run errors.
-        .route(
-            "/v1/agent/status",
-            post(agent::status).layer(DefaultBodyLimit::max(REPORT_LIMIT)),
-        )
-        .route("/v1/tuf/metadata/{name}", get(tuf::metadata))
-        .route("/v1/tuf/targets/{name}", get(tuf::target))
-        // Finding 3/4/10 (issue 8): listing and revoking secrets, removals, quotas, the log.
-        .route("/v1/tokens/{id}", delete(admin::revoke_token))
-        .route("/v1/tenants/{tenant}", delete(admin::remove_tenant))
-        .route("/v1/tenants/{tenant}/limits", put(admin::set_limits))
-        .route(
-            "/v1/tenants/{tenant}/enroll-tokens/{id}",
-            delete(admin::revoke_enroll_token),
-        )
-        .route(
-            "/v1/tenants/{tenant}/hosts/{host}",
-            delete(admin::remove_host),
-        )
-        .route(
-            "/v1/tenants/{tenant}/groups/{group}",
-            delete(admin::remove_group),
-        )
-        .route("/v1/log", get(log::list))
-        .route("/v1/notifications", get(notify::list)) // issue 11, point 5
-        .route("/v1/tenants/{tenant}/log", get(log::tenant))
-        // Issue 10, points 2 and 3 (rings).
-        .route(
-            "/v1/tenants/{tenant}/rings",
-            get(rings::list).put(rings::set),
-        )
-        .route("/v1/tenants/{tenant}/rings/preview", get(rings::preview))
-        .route("/v1/rollouts/{update}", get(rings::status))
-        .route("/v1/rollouts/{update}/halt", post(rings::halt))
-        .route("/v1/rollouts/{update}/resume", post(rings::resume))
-        // Issue 10, point 2: groups joined by rules on host facts.
-        .route("/v1/tenants/{tenant}/groups/rules", get(group_rules::list))
-        .route(
-            "/v1/tenants/{tenant}/groups/{group}/rules",
-            post(group_rules::add),
-        )
-        .route(
-            "/v1/tenants/{tenant}/groups/{group}/rules/preview",
-            post(group_rules::preview),
-        )
-        .route(
-            "/v1/tenants/{tenant}/groups/{group}/rules/{id}",
-            delete(group_rules::remove),
-        )
-        // Issue 9, point 1 (archive sync).
-        .route("/v1/fleet/source-packages", get(fleet::source_packages))
+    let (api, mut doc) = api_router().split_for_parts();
+    utoipa::Modify::modify(&crate::openapi::Frame, &mut doc);
+    let document = crate::openapi::Document::new(&doc);
+    api
+        // Issue 11, point 4: Prometheus metrics, outside `/v1` and the API document.
+        .merge(crate::metrics::router())
+        .layer(axum::Extension(document))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::storage::track,
         ))
+        // Issue 11, point 4: requests by route and status, check-in latency.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The OpenAPI document of the `/v1` API, as the router builds it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = api_router().split_for_parts().1;
+    utoipa::Modify::modify(&crate::openapi::Frame, &mut doc);
+    doc
+}
+
+/// The `/v1` routes with their descriptions.
+fn api_router() -> OpenApiRouter<AppState> {
+    use utoipa_axum::router::UtoipaMethodRouterExt;
+    let catalog_push = routes!(catalog::push).layer(DefaultBodyLimit::disable());
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(crate::storage::health))
+        .routes(routes!(crate::storage::ready)) // issue 11, point 4
+        .routes(routes!(crate::openapi::openapi_json)) // issue 11, point 3
+        .routes(routes!(crate::openapi::docs))
+        .routes(routes!(admin::list_tenants, admin::create_tenant))
+        .routes(routes!(admin::create_token, admin::list_tokens))
+        .routes(routes!(
+            admin::create_enroll_token,
+            admin::list_enroll_tokens
+        ))
+        .routes(routes!(admin::set_patch_day))
+        .routes(routes!(admin::list_groups, admin::create_group))
+        .routes(routes!(admin::list_hosts))
+        .routes(routes!(admin::set_host_groups))
+        // issue 9, point 4 (closure)
+        .routes(routes!(repair::request))
+        .routes(routes!(admin::tenant_updates))
+        .routes(routes!(history::list)) // issue 10, point 1
+        // issue 10, point 5: maintenance windows and reboot policy per group
+        .routes(routes!(windows::set_policy))
+        .routes(routes!(windows::list_policies))
+        .routes(routes!(admin::list_approvals, admin::approve))
+        .routes(routes!(admin::report))
+        .routes(routes!(audit::fleet))
+        .routes(routes!(audit::host))
+        .routes(routes!(audit::facts))
+        .routes(routes!(catalog::status))
+        .routes(catalog_push)
+        .routes(routes!(catalog::missing).layer(DefaultBodyLimit::max(MISSING_LIMIT)))
+        .routes(routes!(catalog::root))
+        .routes(routes!(director::get))
+        .routes(routes!(director::rotation))
+        .routes(routes!(director::certificate))
+        .routes(routes!(agent::enroll).layer(DefaultBodyLimit::max(ENROLL_LIMIT)))
+        .routes(routes!(agent::checkin))
+        .routes(routes!(crate::push::wait)) // issue 10, point 6 (push)
+        .routes(routes!(agent::report).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
+        // issue 8, finding 13: the agent's run errors.
+        .routes(routes!(agent::status).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
+        .routes(routes!(tuf::metadata))
+        .routes(routes!(tuf::target))
+        // Finding 3/4/10 (issue 8): listing and revoking secrets, removals, quotas, the log.
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(admin::remove_tenant))
+        .routes(routes!(admin::set_limits))
+        .routes(routes!(admin::revoke_enroll_token))
+        .routes(routes!(admin::remove_host))
+        .routes(routes!(admin::remove_group))
+        .routes(routes!(log::list))
+        .routes(routes!(log::tenant))
+        // Issue 10, points 2 and 3 (rings).
+        .routes(routes!(rings::list, rings::set))
+        .routes(routes!(rings::preview))
+        .routes(routes!(rings::status))
+        .routes(routes!(rings::halt))
+        .routes(routes!(rings::resume))
+        // Issue 10, point 2: groups joined by rules on host facts.
+        .routes(routes!(notify::list)) // issue 11, point 5
+        .routes(routes!(group_rules::list))
+        .routes(routes!(group_rules::add))
+        .routes(routes!(group_rules::preview))
+        .routes(routes!(group_rules::remove))
+        // Issue 9, point 1 (archive sync).
+        .routes(routes!(fleet::source_packages))
 }

@@ -13,13 +13,23 @@ use patchday_types::TenantId;
 use serde::Deserialize;
 
 /// Query of `GET /v1/notifications`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotifyQuery {
+    /// Only this tenant's targets and events.
     tenant: Option<TenantId>,
+    /// At most this many deliveries (default 200).
     limit: Option<u32>,
 }
 
 /// `GET /v1/notifications`.
+#[utoipa::path(
+    get,
+    path = "/v1/notifications",
+    tag = "operator",
+    params(NotifyQuery),
+    responses((status = 200, description = "Notification targets and the delivery log in scope", body = patchday_types::notify::NotificationsView))
+)]
 pub async fn list(
     State(s): State<AppState>,
     op: Operator,

@@ -14,7 +14,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// The body of a repair request.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepairHost {
     /// Let `apt-get -f install` install or remove packages.
     #[serde(default)]
@@ -22,6 +22,14 @@ pub struct RepairHost {
 }
 
 /// `POST /v1/tenants/{t}/hosts/{h}/repair`.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/hosts/{host}/repair",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("host" = patchday_types::HostId, Path, description = "Host id")),
+    request_body = RepairHost,
+    responses((status = 200, description = "Done (the body is `null`)"))
+)]
 pub async fn request(
     State(s): State<AppState>,
     op: Operator,

@@ -56,6 +56,14 @@ fn check(rings: &[Ring], groups: &[patchday_types::GroupId]) -> ApiResult<()> {
 }
 
 /// `PUT /v1/tenants/{t}/rings`.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/rings",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    request_body = patchday_types::api::RingsRequest,
+    responses((status = 200, description = "The rings now in force", body = Vec<patchday_types::api::Ring>))
+)]
 pub async fn set(
     State(s): State<AppState>,
     op: Operator,
@@ -84,6 +92,13 @@ pub async fn set(
 }
 
 /// `GET /v1/tenants/{t}/rings`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/rings",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "Rings in order", body = Vec<patchday_types::api::Ring>))
+)]
 pub async fn list(
     State(s): State<AppState>,
     op: Operator,
@@ -94,12 +109,20 @@ pub async fn list(
 }
 
 /// Query of the preview.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PreviewQuery {
     update: UpdateId,
 }
 
 /// `GET /v1/tenants/{t}/rings/preview?update=U`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/rings/preview",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), PreviewQuery),
+    responses((status = 200, description = "When each ring would receive the update", body = Vec<patchday_types::api::RingPreview>))
+)]
 pub async fn preview(
     State(s): State<AppState>,
     op: Operator,
@@ -173,6 +196,13 @@ pub async fn preview(
 }
 
 /// `GET /v1/rollouts/{u}`: the halt, and every ring this operator may see.
+#[utoipa::path(
+    get,
+    path = "/v1/rollouts/{update}",
+    tag = "operator",
+    params(("update" = patchday_types::UpdateId, Path, description = "Update id")),
+    responses((status = 200, description = "The halt and every visible ring", body = patchday_types::api::RolloutStatus))
+)]
 pub async fn status(
     State(s): State<AppState>,
     op: Operator,
@@ -222,6 +252,14 @@ pub async fn status(
 }
 
 /// `POST /v1/rollouts/{u}/halt`: every tenant's rollout of `u` stops (provider admins).
+#[utoipa::path(
+    post,
+    path = "/v1/rollouts/{update}/halt",
+    tag = "operator",
+    params(("update" = patchday_types::UpdateId, Path, description = "Update id")),
+    request_body = patchday_types::api::HaltRequest,
+    responses((status = 200, description = "The halt", body = patchday_types::api::RolloutHalt))
+)]
 pub async fn halt(
     State(s): State<AppState>,
     op: Operator,
@@ -259,6 +297,13 @@ pub async fn halt(
 }
 
 /// `POST /v1/rollouts/{u}/resume` (provider admins).
+#[utoipa::path(
+    post,
+    path = "/v1/rollouts/{update}/resume",
+    tag = "operator",
+    params(("update" = patchday_types::UpdateId, Path, description = "Update id")),
+    responses((status = 200, description = "Done (the body is `null`)"))
+)]
 pub async fn resume(
     State(s): State<AppState>,
     op: Operator,

@@ -10,6 +10,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// `GET /v1/tuf/metadata/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/tuf/metadata/{name}",
+    tag = "tuf",
+    params(("name" = String, Path, description = "TUF metadata file name, e.g. `2.root.json`, `timestamp.json`")),
+    responses((status = 200, description = "TUF metadata as signed by the catalog's keys", body = Object, content_type = "application/json"))
+)]
 pub async fn metadata(
     State(s): State<AppState>,
     c: AnyCaller,
@@ -129,6 +136,13 @@ async fn check_target_visible(s: &AppState, c: &AnyCaller, name: &str) -> ApiRes
 }
 
 /// `GET /v1/tuf/targets/{sha256}.{name}` (consistent-snapshot names).
+#[utoipa::path(
+    get,
+    path = "/v1/tuf/targets/{name}",
+    tag = "tuf",
+    params(("name" = String, Path, description = "Consistent-snapshot target name: `SHA256.NAME`"), ("Range" = Option<String>, Header, description = "`bytes=N-`, `bytes=N-M` or `bytes=-N`")),
+    responses((status = 200, description = "The whole payload", body = crate::openapi::Binary, content_type = "application/octet-stream"), (status = 206, description = "The requested range", body = crate::openapi::Binary, content_type = "application/octet-stream"))
+)]
 pub async fn target(
     State(s): State<AppState>,
     c: AnyCaller,

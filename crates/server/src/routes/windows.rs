@@ -20,6 +20,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// `PUT /v1/tenants/{t}/groups/{g}/policy`: replaces the group's windows and reboot policy.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/groups/{group}/policy",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id"), ("group" = patchday_types::GroupId, Path, description = "Group id")),
+    request_body = patchday_types::api::GroupPolicy,
+    responses((status = 200, description = "The policy now in force", body = patchday_types::api::GroupPolicy))
+)]
 pub async fn set_policy(
     State(s): State<AppState>,
     op: Operator,
@@ -46,6 +54,13 @@ pub async fn set_policy(
 }
 
 /// `GET /v1/tenants/{t}/groups/policies`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/groups/policies",
+    tag = "operator",
+    params(("tenant" = patchday_types::TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "Every group's policy", body = Vec<patchday_types::api::GroupPolicyInfo>))
+)]
 pub async fn list_policies(
     State(s): State<AppState>,
     op: Operator,
