@@ -265,6 +265,34 @@ pub trait Store: Send + Sync {
     /// Forgets evictions (a payload is needed again: the next push uploads it), with one
     /// operator log entry; returns how many were forgotten.
     async fn forget_evictions(&self, sha256: &[String], log: &LogEntry) -> Result<u64>;
+
+    // ---- Issue 11, point 1: operator console sessions ----
+
+    /// Opens a console session, and forgets sessions that expired before `session.created_at`.
+    async fn create_console_session(&self, session: &ConsoleSession) -> Result<()>;
+    /// The session whose id hashes to `id_hash`, if it exists and has not expired at `now`.
+    async fn console_session(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>>;
+    /// Ends a session (logout); ending an unknown one is not an error.
+    async fn end_console_session(&self, id_hash: &str) -> Result<()>;
+}
+
+/// An operator console session (issue 11, point 1), kept server-side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// [`hash_secret`] of the random id in the session cookie.
+    pub id_hash: String,
+    /// [`hash_secret`] of the operator token the session was opened with.
+    pub token_hash: String,
+    /// The CSRF token every form of this session carries.
+    pub csrf: String,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// When it ends (whole seconds).
+    pub expires_at: Timestamp,
 }
 
 /// A payload evicted from the content store (issue 10, point 7).

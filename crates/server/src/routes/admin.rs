@@ -461,7 +461,7 @@ pub async fn approve(
 /// Query of `GET /v1/report`.
 #[derive(Deserialize)]
 pub struct ReportQuery {
-    tenant: Option<TenantId>,
+    pub(crate) tenant: Option<TenantId>,
 }
 
 /// `GET /v1/report`: compliance of every host in scope.

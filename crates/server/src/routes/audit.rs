@@ -30,7 +30,7 @@ pub async fn facts(
 /// Query of the host audit.
 #[derive(Deserialize)]
 pub struct FormatQuery {
-    format: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 /// `GET /v1/tenants/{t}/hosts/{h}/audit?format=text|json|html`.

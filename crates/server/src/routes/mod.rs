@@ -1,9 +1,9 @@
 //! The `/v1` routes.
 
-mod admin;
+pub(crate) mod admin;
 mod agent;
-mod audit;
-mod catalog;
+pub(crate) mod audit;
+pub(crate) mod catalog;
 mod director;
 pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
@@ -11,7 +11,7 @@ mod fleet;
 pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host facts
 pub(crate) mod history; // issue 10, point 1
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
-mod rings; // issue 10, points 2 and 3 (rings)
+pub(crate) mod rings; // issue 10, points 2 and 3 (rings)
 mod tuf;
 pub(crate) mod windows; // issue 10, point 5: maintenance windows, reboot policy
 
@@ -154,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         )
         // Issue 9, point 1 (archive sync).
         .route("/v1/fleet/source-packages", get(fleet::source_packages))
+        .merge(crate::console::router()) // issue 11, point 1: the operator console
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

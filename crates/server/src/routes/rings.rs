@@ -96,7 +96,7 @@ pub async fn list(
 /// Query of the preview.
 #[derive(Deserialize)]
 pub struct PreviewQuery {
-    update: UpdateId,
+    pub(crate) update: UpdateId,
 }
 
 /// `GET /v1/tenants/{t}/rings/preview?update=U`.
