@@ -83,15 +83,7 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().unwrap();
-        let chromium = ["chromium", "chromium-browser", "google-chrome"]
-            .iter()
-            .flat_map(|n| {
-                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-                    .map(move |d| d.join(n))
-                    .collect::<Vec<_>>()
-            })
-            .find(|p| p.is_file())
-            .expect("chromium on PATH");
+        let chromium = chromium_path();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -243,6 +235,18 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+fn chromium_path() -> PathBuf {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|n| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(move |d| d.join(n))
+                .collect::<Vec<_>>()
+        })
+        .find(|p| p.is_file())
+        .expect("chromium on PATH")
 }
 
 fn requirements_met() -> bool {
@@ -404,15 +408,129 @@ fn an_operator_approves_from_the_console_and_watches_the_host_go_compliant() {
     assert!(host.contains("installed"), "{host}");
     b.resize(390, 844);
     b.screenshot("05-host-on-a-phone");
+    b.resize(1280, 900);
+
+    // Catalog expiry, the operator log (the approval and the login, from the console)
+    // and the fleet audit plan render for this tenant's operator.
+    b.go(&format!("{}/console/catalog", w.srv.url));
+    let catalog = b.text();
+    assert!(
+        catalog.contains("Expiry of every role") && catalog.contains("timestamp"),
+        "{catalog}"
+    );
+    b.go(&format!("{}/console/log", w.srv.url));
+    let log = b.text();
+    assert!(
+        log.contains("approval.approve") && log.contains("console.login"),
+        "{log}"
+    );
+    assert!(log.contains("acme-ops"), "the log names who: {log}");
+    b.go(&format!("{}/console/tenants/acme/audit", w.srv.url));
+    assert!(b.text().contains("Audit plan for acme"), "{}", b.text());
+    drop(b);
+
+    customer_report_of_the_day(&w);
+}
+
+/// Issue 11, point 6: the tenant's report for the day of the approval, as HTML and as
+/// a PDF printed by Chromium, and the HTML rendered to PNG for review.
+fn customer_report_of_the_day(w: &World) {
+    let approvals: Value = serde_json::from_str(&approvals(&w.srv)).unwrap();
+    let day = approvals[0]["decided_at"].as_str().unwrap()[..10].to_string();
+    let out = tempfile::tempdir().unwrap();
+    let (html, pdf) = (out.path().join("acme.html"), out.path().join("acme.pdf"));
+    w.srv.cli(&[
+        "report",
+        "--tenant",
+        "acme",
+        "--from",
+        &day,
+        "--to",
+        &day,
+        "--html",
+        html.to_str().unwrap(),
+        "--pdf",
+        pdf.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(text.contains("Patch report for acme"), "{text}");
+    assert!(
+        text.contains(&format!("Period {day}T00:00:00Z")),
+        "the period is named: {text}"
+    );
+    assert!(
+        text.contains("<b id=\"installs\">1</b>"),
+        "the install of the day is counted: {text}"
+    );
+    assert!(text.contains("Nothing remains open."), "{text}");
+    assert!(!text.contains("<details"), "print shows everything");
+    let pdf_bytes = std::fs::read(&pdf).unwrap();
+    assert!(pdf_bytes.starts_with(b"%PDF"), "a PDF");
+
+    let png = screenshot_dir().join("08-customer-report.png");
+    let _ = std::fs::remove_file(&png);
+    let profile = tempfile::tempdir().unwrap();
+    let chromium = chromium_path();
+    let o = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1000,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| {
+        panic!(
+            "no PNG of the report ({e}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
+}
+
+/// Console answers carry the security headers, and the login cookie its attributes.
+fn assert_security_headers(srv: &Server) {
+    let o = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("{}/console/login", srv.url))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&o.stdout).to_lowercase();
+    for h in [
+        "content-security-policy: default-src 'none'; script-src 'self'; style-src 'self'",
+        "frame-ancestors 'none'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "referrer-policy: no-referrer",
+        "set-cookie: patchday_login=",
+        "httponly; samesite=strict",
+    ] {
+        assert!(headers.contains(h), "missing {h:?} in {headers}");
+    }
 }
 
 #[test]
-fn the_console_refuses_another_tenants_page_and_a_form_without_its_csrf_token() {
+fn the_console_refuses_another_tenants_page_a_form_without_its_csrf_token_and_an_ended_session() {
     if !requirements_met() {
         return;
     }
     let _serial = patchday_testkit::serial();
     let w = world();
+    assert_security_headers(&w.srv);
     let b = Browser::start();
     log_in(&b, &w.srv, &w.acme_admin);
 
