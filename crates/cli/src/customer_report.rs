@@ -8,6 +8,7 @@ use anyhow::Context;
 use askama::Template;
 use jiff::{SignedDuration, Timestamp};
 use patchday_audit::fleet::FleetReport;
+use patchday_core::compliance::{is_open, SEVERITIES};
 use patchday_types::api::{ComplianceReport, HistoryAnswer, HostCompliance, Tenant, TenantUpdate};
 use patchday_types::{Severity, UpdateState};
 use std::collections::BTreeMap;
@@ -29,29 +30,6 @@ pub struct Input<'a> {
     pub updates: &'a [TenantUpdate],
     /// The fleet audit plan.
     pub audit: &'a FleetReport,
-}
-
-/// Severities, worst first.
-const SEVERITIES: [Severity; 4] = [
-    Severity::Critical,
-    Severity::Important,
-    Severity::Moderate,
-    Severity::Low,
-];
-
-/// Whether a host still lacks the update in this state.
-fn is_open(s: UpdateState) -> bool {
-    matches!(
-        s,
-        UpdateState::Needed
-            | UpdateState::Approved
-            | UpdateState::Downloading
-            | UpdateState::Downloaded
-            | UpdateState::Installing
-            | UpdateState::InstalledPendingReboot
-            | UpdateState::Failed
-            | UpdateState::RemoveFailed
-    )
 }
 
 /// One severity's line of the executive summary.
@@ -94,24 +72,6 @@ pub struct HostIssue {
     pub why: String,
 }
 
-/// One action of the fleet audit plan, naming its hosts.
-pub struct AuditLine {
-    /// Section.
-    pub section: String,
-    /// Source package and release.
-    pub package: String,
-    /// Version to upgrade to.
-    pub fix: String,
-    /// Severity.
-    pub severity: String,
-    /// Known exploited.
-    pub known_exploited: bool,
-    /// Vulnerability ids closed.
-    pub ids: String,
-    /// The hosts, by name.
-    pub hosts: String,
-}
-
 /// The report, ready to render.
 #[derive(Template)]
 #[template(path = "customer_report.html")]
@@ -145,7 +105,7 @@ pub struct CustomerReport {
     /// Hosts not up to date as a whole.
     pub host_issues: Vec<HostIssue>,
     /// Fleet audit plan.
-    pub audit: Vec<AuditLine>,
+    pub audit: Vec<patchday_audit::fleet::FleetActionLine>,
     /// Hosts that reported audit facts.
     pub audit_hosts: usize,
 }
@@ -315,33 +275,8 @@ pub fn build(i: &Input<'_>) -> CustomerReport {
             why: h.compliance_reason.clone().unwrap_or_default(),
         })
         .collect();
-    let mine = i
-        .audit
-        .tenants
-        .iter()
-        .find(|r| r.tenant == i.tenant.id.as_str());
-    let names = &i.audit.host_names;
-    let audit = mine
-        .map(|r| {
-            r.actions
-                .iter()
-                .map(|a| AuditLine {
-                    section: a.section.title().into(),
-                    package: format!("{} ({})", a.source, a.release),
-                    fix: a.fix.clone().unwrap_or_else(|| "no fix yet".into()),
-                    severity: a.severity.clone().unwrap_or_default(),
-                    known_exploited: a.known_exploited,
-                    ids: a.ids.join(" "),
-                    hosts: a
-                        .hosts
-                        .iter()
-                        .filter_map(|h| names.get(*h as usize).cloned())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mine = i.audit.tenant(i.tenant.id.as_str());
+    let audit = i.audit.lines(i.tenant.id.as_str());
     let sec = |t: Timestamp| t.round(jiff::Unit::Second).unwrap_or(t).to_string();
     CustomerReport {
         customer: i.tenant.name.clone(),
@@ -375,6 +310,34 @@ pub fn html(r: &CustomerReport) -> anyhow::Result<String> {
 
 /// Prints `html` (a file) to `pdf` with headless Chromium.
 pub fn print_pdf(html: &Path, pdf: &Path) -> anyhow::Result<()> {
+    chromium(
+        html,
+        pdf,
+        &[
+            format!("--print-to-pdf={}", pdf.display()),
+            "--no-pdf-header-footer".into(),
+        ],
+        b"%PDF",
+    )
+}
+
+/// Renders `html` (a file) to a PNG screenshot with headless Chromium (what the test
+/// looks at).
+pub fn screenshot_png(html: &Path, png: &Path) -> anyhow::Result<()> {
+    chromium(
+        html,
+        png,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1000,1400".into(),
+            "--hide-scrollbars".into(),
+        ],
+        b"\x89PNG",
+    )
+}
+
+/// Runs headless Chromium on `html` with `args` and checks that `out` starts with `magic`.
+fn chromium(html: &Path, out: &Path, args: &[String], magic: &[u8]) -> anyhow::Result<()> {
     let browser = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .find_map(|n| {
@@ -386,7 +349,8 @@ pub fn print_pdf(html: &Path, pdf: &Path) -> anyhow::Result<()> {
     let profile = tempfile::tempdir().context("making a browser profile directory")?;
     let html =
         std::fs::canonicalize(html).with_context(|| format!("reading {}", html.display()))?;
-    let out = std::process::Command::new(&browser)
+    let _ = std::fs::remove_file(out);
+    let run = std::process::Command::new(&browser)
         .args([
             "--headless",
             "--no-sandbox",
@@ -397,21 +361,20 @@ pub fn print_pdf(html: &Path, pdf: &Path) -> anyhow::Result<()> {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--no-pdf-header-footer",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .args(args)
         .arg(format!("file://{}", html.display()))
         .output()
         .with_context(|| format!("running {}", browser.display()))?;
-    let ok = std::fs::read(pdf).is_ok_and(|b| b.starts_with(b"%PDF"));
+    let ok = std::fs::read(out).is_ok_and(|b| b.starts_with(magic));
     anyhow::ensure!(
         ok,
-        "{} printed no PDF to {} (exit {}): {}",
+        "{} wrote nothing usable to {} (exit {}): {}",
         browser.display(),
-        pdf.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        out.display(),
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
             .lines()
             .last()
             .unwrap_or("")

@@ -468,33 +468,8 @@ fn customer_report_of_the_day(w: &World) {
     assert!(pdf_bytes.starts_with(b"%PDF"), "a PDF");
 
     let png = screenshot_dir().join("08-customer-report.png");
-    let _ = std::fs::remove_file(&png);
-    let profile = tempfile::tempdir().unwrap();
-    let chromium = chromium_path();
-    let o = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1000,1400",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .unwrap();
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| {
-        panic!(
-            "no PNG of the report ({e}): {}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
+    patchday_cli::customer_report::screenshot_png(&html, &png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
     assert!(
         bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
         "{} bytes",

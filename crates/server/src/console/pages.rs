@@ -796,16 +796,6 @@ pub async fn catalog(State(s): State<AppState>, session: Session) -> PageResult 
     })
 }
 
-struct AuditRow {
-    section: String,
-    source: String,
-    fix: String,
-    severity: String,
-    known_exploited: bool,
-    ids: String,
-    hosts: String,
-}
-
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 struct AuditPage {
@@ -813,7 +803,7 @@ struct AuditPage {
     tenant: String,
     hosts: usize,
     releases: Vec<(String, usize)>,
-    actions: Vec<AuditRow>,
+    actions: Vec<patchday_audit::fleet::FleetActionLine>,
 }
 
 /// `GET /console/tenants/{t}/audit`: the fleet audit plan, naming its hosts.
@@ -827,8 +817,7 @@ pub async fn audit(
     let report = audit::fleet(State(s.clone()), session.op.clone(), Path(t.clone()))
         .await?
         .0;
-    let names = &report.host_names;
-    let mine = report.tenants.iter().find(|r| r.tenant == t.as_str());
+    let mine = report.tenant(t.as_str());
     render(&AuditPage {
         chrome,
         tenant: t.to_string(),
@@ -836,27 +825,7 @@ pub async fn audit(
         releases: mine
             .map(|r| r.releases.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default(),
-        actions: mine
-            .map(|r| {
-                r.actions
-                    .iter()
-                    .map(|a| AuditRow {
-                        section: a.section.title().to_string(),
-                        source: format!("{} ({})", a.source, a.release),
-                        fix: a.fix.clone().unwrap_or_else(|| "no fix yet".into()),
-                        severity: a.severity.clone().unwrap_or_default(),
-                        known_exploited: a.known_exploited,
-                        ids: a.ids.join(" "),
-                        hosts: a
-                            .hosts
-                            .iter()
-                            .filter_map(|i| names.get(*i as usize).cloned())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        actions: report.lines(t.as_str()),
     })
 }
 

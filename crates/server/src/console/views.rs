@@ -2,8 +2,8 @@
 //! functions (no I/O, no clock), so the numbers on a page are the numbers of
 //! `GET /v1/report` and can be tested without a browser.
 
+pub use patchday_core::compliance::{is_open, SEVERITIES};
 use patchday_types::api::{ComplianceReport, HostCompliance, HostSummaryRow};
-use patchday_types::{Severity, UpdateState};
 
 /// Every host state, in the order the overview lists them (best first).
 pub const HOST_STATES: [HostCompliance; 9] = [
@@ -16,14 +16,6 @@ pub const HOST_STATES: [HostCompliance; 9] = [
     HostCompliance::CatalogExpired,
     HostCompliance::Broken,
     HostCompliance::Stale,
-];
-
-/// Severities, worst first.
-pub const SEVERITIES: [Severity; 4] = [
-    Severity::Critical,
-    Severity::Important,
-    Severity::Moderate,
-    Severity::Low,
 ];
 
 /// One host as a line in a list.
@@ -90,21 +82,6 @@ impl TenantOverview {
     }
 }
 
-/// Whether a host still lacks what this state says it needs.
-pub fn is_open(state: UpdateState) -> bool {
-    matches!(
-        state,
-        UpdateState::Needed
-            | UpdateState::Approved
-            | UpdateState::Downloading
-            | UpdateState::Downloaded
-            | UpdateState::Installing
-            | UpdateState::InstalledPendingReboot
-            | UpdateState::Failed
-            | UpdateState::RemoveFailed
-    )
-}
-
 /// The overview of every tenant in `report`, in the report's tenant order.
 pub fn overview(report: &ComplianceReport, tenants: &[String]) -> Vec<TenantOverview> {
     tenants
@@ -159,6 +136,7 @@ pub fn overview(report: &ComplianceReport, tenants: &[String]) -> Vec<TenantOver
 mod tests {
     use super::*;
     use patchday_types::api::ComplianceRow;
+    use patchday_types::{Severity, UpdateState};
 
     fn host(tenant: &str, name: &str, c: HostCompliance) -> HostSummaryRow {
         HostSummaryRow {
