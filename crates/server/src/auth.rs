@@ -87,16 +87,9 @@ impl FromRequestParts<AppState> for Operator {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
         login_allowed(parts, state)?;
-        let t = live_operator_token(state, secret)
+        operator_by_token_hash(state, &hash_secret(secret), parts)
             .await
-            .map_err(|e| counted_failure(parts, state, e))?;
-        Ok(Operator {
-            name: t.name,
-            role: t.role,
-            tenant: t.tenant,
-            token_id: t.id,
-            source: source_address(parts),
-        })
+            .map_err(|e| counted_failure(parts, state, e))
     }
 }
 
