@@ -4,8 +4,11 @@
 # protocol, one emergency update installed everywhere, a second one still needed), then
 # the console's pages fetched with a logged-in session. The figure is the time to first
 # byte over loopback (curl's time_starttransfer: the server's work, as the page is
-# rendered whole before it is sent), median and worst of R requests per page.
-# Target: overview (/) < 200 ms at 10,000 hosts.
+# rendered whole before it is sent): the first request (cold: the overview evaluates
+# every host) and the median and worst of R requests per page. The overview keeps each
+# tenant's summary for 15 s (console/cache.rs), so its median is the page an operator
+# sees on a refresh; the other pages evaluate at each request.
+# Target: overview (/) median < 200 ms at 10,000 hosts.
 #
 # Usage: bench/console.sh [N] [R] ; PROFILE=debug tries it on the debug binaries
 # (`cargo build --workspace`; figures only from release), KEEP=1 keeps the directory.
@@ -90,9 +93,10 @@ page() { # NAME PATH [TARGET_MS]
   python3 - "$1" "$2" "${3:-}" "${times[@]}" <<'PY' || status=1
 import statistics, sys
 name, path, target = sys.argv[1], sys.argv[2], sys.argv[3]
-ms = sorted(float(t) * 1000 for t in sys.argv[4:])
+ms = sorted(float(t) * 1000 for t in sys.argv[4:])  # the first request is the cold one
 med, worst = statistics.median(ms), ms[-1]
-line = f"{name:<10} {path:<40} median {med:8.1f} ms  worst {worst:8.1f} ms  ({len(ms)} requests)"
+first = float(sys.argv[4]) * 1000
+line = f"{name:<10} {path:<40} first {first:8.1f} ms  median {med:8.1f} ms  worst {worst:8.1f} ms  ({len(ms)} requests)"
 if target:
     ok = med < float(target)
     print(("PASS: " if ok else "FAIL: ") + line + f"  target < {target} ms")

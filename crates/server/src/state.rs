@@ -110,6 +110,8 @@ pub struct AppState {
     pub push: Arc<crate::push::PushHub>,
     /// Issue 10, point 7: the cleanup's last run.
     pub cleanup_runs: Arc<crate::cleanup::CleanupRuns>,
+    /// Issue 11, point 1: the console overview's per-tenant summaries.
+    pub console_overview: Arc<crate::console::cache::OverviewCache>,
 }
 
 impl AppState {
@@ -153,6 +155,7 @@ impl AppState {
                 )),
             )),
             cleanup_runs: Arc::default(),
+            console_overview: Arc::default(),
         })
     }
 }

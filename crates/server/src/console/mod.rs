@@ -7,6 +7,7 @@
 //! in the console exactly what it sees in the API. Pages work without JavaScript; the
 //! script only refreshes the rollout page from its JSON fragment.
 
+pub(crate) mod cache;
 mod pages;
 pub(crate) mod session;
 pub(crate) mod views;

@@ -3,7 +3,7 @@
 
 use super::session::{self, Session, LOGIN_COOKIE, SESSION_COOKIE};
 use super::views::{self, HostLine, TenantOverview};
-use super::{render, PageError};
+use super::{cache, render, PageError};
 use crate::auth::new_secret;
 use crate::error::ApiError;
 use crate::routes::{admin, audit, catalog as catalog_routes, history, log as log_routes, rings};
@@ -182,20 +182,42 @@ pub async fn logout(
 struct OverviewPage {
     chrome: Chrome,
     tenants: Vec<TenantOverview>,
+    /// When the oldest summary shown was made.
+    as_of: String,
+    fresh_for: i64,
 }
 
-/// `GET /`: every tenant in scope at a glance.
+/// `GET /`: every tenant in scope at a glance (summaries at most
+/// [`cache::FRESH_FOR`] old).
 pub async fn overview(State(s): State<AppState>, session: Session) -> PageResult {
     let chrome = chrome(&s, &session).await?;
-    let report = admin::report(
-        State(s.clone()),
-        session.op.clone(),
-        Query(admin::ReportQuery { tenant: None }),
-    )
-    .await?
-    .0;
-    let tenants = views::overview(&report, &chrome.tenants);
-    render(&OverviewPage { chrome, tenants })
+    let now = s.clock.now();
+    let mut tenants = Vec::new();
+    let mut oldest = now;
+    for id in &chrome.tenants {
+        let t: TenantId = id
+            .parse()
+            .map_err(|e| ApiError::internal(format!("tenant id {id}: {e}")))?;
+        let (at, o) = match s.console_overview.fresh(&t, now) {
+            Some(hit) => hit,
+            None => {
+                let report = report_for(&s, &session, &t).await?;
+                let o = views::overview(&report, std::slice::from_ref(id))
+                    .pop()
+                    .ok_or_else(|| ApiError::not_found(format!("tenant {t} not found")))?;
+                s.console_overview.put(t, now, o.clone());
+                (now, o)
+            }
+        };
+        oldest = oldest.min(at);
+        tenants.push(o);
+    }
+    render(&OverviewPage {
+        chrome,
+        tenants,
+        as_of: when(Some(oldest)),
+        fresh_for: cache::FRESH_FOR.as_secs(),
+    })
 }
 
 // ---- one tenant ----
@@ -616,8 +638,14 @@ pub async fn decide(
         emergency: f.emergency.is_some(),
         remove: false,
     };
-    let _approved =
-        admin::approve(State(s), session.op.clone(), Path(t.clone()), Json(req)).await?;
+    let _approved = admin::approve(
+        State(s.clone()),
+        session.op.clone(),
+        Path(t.clone()),
+        Json(req),
+    )
+    .await?;
+    s.console_overview.forget(&t);
     let to = format!("/console/tenants/{t}/rollouts/{}", f.update);
     let mut resp = StatusCode::SEE_OTHER.into_response();
     resp.headers_mut().insert(

@@ -65,13 +65,18 @@ pub struct TenantOverview {
     /// Host-update pairs still open (needed, approved and not yet installed, failed,
     /// waiting for a reboot) per severity.
     pub exposure: Vec<Count>,
-    /// Hosts past a deadline.
+    /// Hosts past a deadline (the first [`LISTED`]; `by_state` has the count).
     pub overdue: Vec<HostLine>,
     /// Hosts whose dpkg or agent is broken, or whose update failed.
     pub broken: Vec<HostLine>,
     /// Hosts not heard from.
     pub stale: Vec<HostLine>,
+    /// Whether a list above was cut at [`LISTED`] (the tenant page lists every host).
+    pub cut: bool,
 }
+
+/// Hosts the overview names per list; the tenant page lists all.
+pub const LISTED: usize = 20;
 
 impl TenantOverview {
     /// Compliant share in whole percent (100 for an empty fleet: nothing is exposed).
@@ -96,6 +101,7 @@ pub fn overview(report: &ComplianceReport, tenants: &[String]) -> Vec<TenantOver
                 hosts
                     .iter()
                     .filter(|h| want(h.compliance))
+                    .take(LISTED + 1)
                     .map(|h| HostLine::from(*h))
                     .collect()
             };
@@ -118,15 +124,25 @@ pub fn overview(report: &ComplianceReport, tenants: &[String]) -> Vec<TenantOver
                         .count(),
                 })
                 .collect();
+            let (mut overdue, mut broken, mut stale) = (
+                lines(&|c| c == HostCompliance::Overdue),
+                lines(&|c| matches!(c, HostCompliance::Broken | HostCompliance::Failed)),
+                lines(&|c| c == HostCompliance::Stale),
+            );
+            let cut = [&overdue, &broken, &stale].iter().any(|l| l.len() > LISTED);
+            for l in [&mut overdue, &mut broken, &mut stale] {
+                l.truncate(LISTED);
+            }
             TenantOverview {
                 id: t.clone(),
                 hosts: hosts.len(),
                 compliant: hosts.iter().filter(|h| h.compliance.is_compliant()).count(),
                 by_state,
                 exposure,
-                overdue: lines(&|c| c == HostCompliance::Overdue),
-                broken: lines(&|c| matches!(c, HostCompliance::Broken | HostCompliance::Failed)),
-                stale: lines(&|c| c == HostCompliance::Stale),
+                overdue,
+                broken,
+                stale,
+                cut,
             }
         })
         .collect()
@@ -199,6 +215,21 @@ mod tests {
         assert_eq!(acme.overdue[0].hostname, "b");
         assert_eq!(acme.broken[0].hostname, "c");
         assert_eq!(acme.stale[0].reason, "d because");
+    }
+
+    #[test]
+    fn long_lists_are_cut_for_the_overview() {
+        let report = ComplianceReport {
+            generated_at: None,
+            hosts: (0..LISTED + 5)
+                .map(|i| host("acme", &format!("s{i}"), HostCompliance::Stale))
+                .collect(),
+            rows: vec![],
+        };
+        let o = &overview(&report, &["acme".into()])[0];
+        assert_eq!((o.stale.len(), o.cut), (LISTED, true));
+        let n = o.by_state.iter().find(|c| c.label == "stale").unwrap().n;
+        assert_eq!(n, LISTED + 5, "the count stays whole");
     }
 
     #[test]
