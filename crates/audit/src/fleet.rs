@@ -94,6 +94,57 @@ pub struct TenantReport {
     pub actions: Vec<FleetAction>,
 }
 
+/// One action of a tenant's plan as a table row, its hosts by name (issue 11: the
+/// console's audit page and the customer report show the same rows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetActionLine {
+    /// Plan section, as its title.
+    pub section: String,
+    /// Source package and release.
+    pub package: String,
+    /// Version to upgrade to, or `no fix yet`.
+    pub fix: String,
+    /// Highest severity.
+    pub severity: String,
+    /// Any id is known exploited.
+    pub known_exploited: bool,
+    /// Vulnerability ids it closes, space-separated.
+    pub ids: String,
+    /// The hosts that need it, by name.
+    pub hosts: String,
+}
+
+impl FleetReport {
+    /// The plan of `tenant`, if any of its hosts reported facts.
+    pub fn tenant(&self, tenant: &str) -> Option<&TenantReport> {
+        self.tenants.iter().find(|r| r.tenant == tenant)
+    }
+
+    /// The actions of `tenant`'s plan as rows naming their hosts.
+    pub fn lines(&self, tenant: &str) -> Vec<FleetActionLine> {
+        let Some(r) = self.tenant(tenant) else {
+            return Vec::new();
+        };
+        r.actions
+            .iter()
+            .map(|a| FleetActionLine {
+                section: a.section.title().to_string(),
+                package: format!("{} ({})", a.source, a.release),
+                fix: a.fix.clone().unwrap_or_else(|| "no fix yet".into()),
+                severity: a.severity.clone().unwrap_or_default(),
+                known_exploited: a.known_exploited,
+                ids: a.ids.join(" "),
+                hosts: a
+                    .hosts
+                    .iter()
+                    .filter_map(|h| self.host_names.get(*h as usize).map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+            .collect()
+    }
+}
+
 /// The fleet's aggregated plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

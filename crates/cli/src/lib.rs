@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod catalog;
+// Issue 11, point 6: the customer-ready report (HTML and PDF).
+pub mod customer_report;
 pub mod demo;
 // Issue 10, point 2: groups joined by rules on host facts.
 pub mod group_rules;

@@ -91,9 +91,12 @@ enum Command {
     /// and a host that cannot (nothing older signed, something depends on it) reports why:
     /// patchday decline --tenant acme --group web PD-2026-0001 --remove --reason "breaks the web app"
     Decline(DeclineArgs),
-    /// Compliance per tenant, group, host or update.
+    /// Compliance per tenant, group, host or update; with --html or --pdf, one tenant's
+    /// customer-ready report for a period (executive summary, what remains and why, the
+    /// fleet audit plan naming its hosts).
     ///
     /// Example: patchday report --by host --format csv
+    ///          patchday report --tenant acme --from 2026-11-01 --to 2026-11-30 --html acme.html --pdf acme.pdf
     Report {
         /// Only this tenant.
         #[arg(long)]
@@ -101,6 +104,18 @@ enum Command {
         /// Grouping.
         #[arg(long, value_enum, default_value_t = By::Host)]
         by: By,
+        /// Customer report: start of the period (a date, midnight UTC, or an RFC 3339 time).
+        #[arg(long)]
+        from: Option<String>,
+        /// Customer report: end of the period (a date counts whole, or an RFC 3339 time).
+        #[arg(long)]
+        to: Option<String>,
+        /// Customer report: write the HTML here.
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
+        /// Customer report: print it to PDF here with headless Chromium.
+        #[arg(long)]
+        pdf: Option<std::path::PathBuf>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -1505,12 +1520,78 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             )
             .await
         }
-        Command::Report { tenant, by, conn } => {
+        Command::Report {
+            tenant,
+            by,
+            from,
+            to,
+            html,
+            pdf,
+            conn,
+        } => {
+            // Issue 11, point 6: the customer-ready report.
+            if html.is_some() || pdf.is_some() {
+                let (Some(tenant), Some(from), Some(to)) = (tenant, from, to) else {
+                    anyhow::bail!("a customer report needs --tenant, --from and --to (patchday report --tenant acme --from 2026-11-01 --to 2026-11-30 --pdf acme.pdf)");
+                };
+                customer_report(&conn, &tenant, (&from, &to), html, pdf).await?;
+                return Ok(0);
+            }
+            anyhow::ensure!(
+                from.is_none() && to.is_none(),
+                "--from and --to go with --html or --pdf (the customer report)"
+            );
             let r = conn.api()?.report(tenant.as_ref()).await?;
             print(&report_table(&r, by), conn.format);
             Ok(0)
         }
     }
+}
+
+/// Issue 11, point 6: reads what the report needs through the API, writes the HTML
+/// (to --html, or next to the PDF) and prints the PDF.
+async fn customer_report(
+    conn: &Conn,
+    tenant: &TenantId,
+    (from, to): (&str, &str),
+    html: Option<std::path::PathBuf>,
+    pdf: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use patchday_cli::customer_report as cr;
+    let (from, to) = (cr::parse_bound(from, false)?, cr::parse_bound(to, true)?);
+    anyhow::ensure!(from < to, "--from {from} is not before --to {to}");
+    let api = conn.api()?;
+    let t = api
+        .tenants()
+        .await?
+        .into_iter()
+        .find(|x| &x.id == tenant)
+        .with_context(|| format!("tenant {tenant} not found (or not yours)"))?;
+    let history = api.history(tenant, None, None).await?;
+    let report = api.report(Some(tenant)).await?;
+    let updates = api.updates(tenant).await?;
+    let audit = api.fleet_audit(tenant).await?;
+    let r = cr::build(&cr::Input {
+        tenant: &t,
+        from,
+        to,
+        history: &history,
+        report: &report,
+        updates: &updates,
+        audit: &audit,
+    });
+    let text = cr::html(&r)?;
+    let html_path = html
+        .or_else(|| pdf.as_ref().map(|p| p.with_extension("html")))
+        .context("a customer report needs --html or --pdf")?;
+    std::fs::write(&html_path, text).with_context(|| format!("writing {}", html_path.display()))?;
+    println!("wrote {}", html_path.display());
+    if let Some(p) = pdf {
+        cr::print_pdf(&html_path, &p)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }
 
 async fn decide(

@@ -189,6 +189,32 @@ fn human(d: SignedDuration) -> String {
     }
 }
 
+// Issue 11, points 1 and 6: what the console's overview and the customer report count.
+
+/// Severities, worst first (the order summaries list them in).
+pub const SEVERITIES: [patchday_types::Severity; 4] = [
+    patchday_types::Severity::Critical,
+    patchday_types::Severity::Important,
+    patchday_types::Severity::Moderate,
+    patchday_types::Severity::Low,
+];
+
+/// Whether a host still lacks what this state says it needs: the update is needed,
+/// approved and not yet installed, failed, or waits for a reboot (exposure).
+pub fn is_open(state: UpdateState) -> bool {
+    matches!(
+        state,
+        UpdateState::Needed
+            | UpdateState::Approved
+            | UpdateState::Downloading
+            | UpdateState::Downloaded
+            | UpdateState::Installing
+            | UpdateState::InstalledPendingReboot
+            | UpdateState::Failed
+            | UpdateState::RemoveFailed
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,16 +87,9 @@ impl FromRequestParts<AppState> for Operator {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
         login_allowed(parts, state)?;
-        let t = live_operator_token(state, secret)
+        operator_by_token_hash(state, &hash_secret(secret), parts)
             .await
-            .map_err(|e| counted_failure(parts, state, e))?;
-        Ok(Operator {
-            name: t.name,
-            role: t.role,
-            tenant: t.tenant,
-            token_id: t.id,
-            source: source_address(parts),
-        })
+            .map_err(|e| counted_failure(parts, state, e))
     }
 }
 
@@ -108,7 +101,32 @@ async fn live_operator_token(
     state: &AppState,
     secret: &str,
 ) -> Result<patchday_types::api::TokenInfo, ApiError> {
-    let Some(t) = state.store.token_info_by_hash(&hash_secret(secret)).await? else {
+    live_operator_token_by_hash(state, &hash_secret(secret)).await
+}
+
+/// Issue 11, point 1 (console): the operator whose token hashes to `hash` (a console
+/// session keeps only the hash), refused like a bearer token when the token was revoked
+/// or expired since the login.
+pub(crate) async fn operator_by_token_hash(
+    state: &AppState,
+    hash: &str,
+    parts: &Parts,
+) -> Result<Operator, ApiError> {
+    let t = live_operator_token_by_hash(state, hash).await?;
+    Ok(Operator {
+        name: t.name,
+        role: t.role,
+        tenant: t.tenant,
+        token_id: t.id,
+        source: source_address(parts),
+    })
+}
+
+async fn live_operator_token_by_hash(
+    state: &AppState,
+    hash: &str,
+) -> Result<patchday_types::api::TokenInfo, ApiError> {
+    let Some(t) = state.store.token_info_by_hash(hash).await? else {
         return Err(unauthorized(
             "unknown token: check PATCHDAY_TOKEN (a provider admin makes tokens with `patchday token create`)",
         ));

@@ -20,6 +20,7 @@ pub mod cleanup; // issue 10, point 7 (second half)
 mod clock;
 mod closure; // issue 9, point 4: dependency payloads, repair assignments
 mod compliance;
+mod console; // issue 11, point 1: the operator console
 mod director;
 mod error;
 pub mod freshness;

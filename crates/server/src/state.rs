@@ -119,6 +119,8 @@ pub struct AppState {
     pub notify_wake: Arc<tokio::sync::Notify>,
     /// Issue 11, point 4: counters and histograms for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Issue 11, point 1: the console overview's per-tenant summaries.
+    pub console_overview: Arc<crate::console::cache::OverviewCache>,
 }
 
 impl AppState {
@@ -167,6 +169,7 @@ impl AppState {
             cleanup_runs: Arc::default(),
             notify_wake: Arc::default(),
             metrics: Arc::default(),
+            console_overview: Arc::default(),
         })
     }
 }

@@ -1080,6 +1080,67 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
+
+    // ---- Issue 11, point 1: operator console sessions ----
+
+    async fn create_console_session(&self, session: &patchday_store::ConsoleSession) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        sqlx::query("DELETE FROM console_sessions WHERE expires_unix <= ?")
+            .bind(session.created_at.as_second())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, token_hash, csrf, created_at, expires_unix) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&session.id_hash)
+        .bind(&session.token_hash)
+        .bind(&session.csrf)
+        .bind(session.created_at.to_string())
+        .bind(session.expires_at.as_second())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.finish(None).await
+    }
+
+    async fn console_session(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<patchday_store::ConsoleSession>> {
+        let Some(r) = sqlx::query(
+            "SELECT id_hash, token_hash, csrf, created_at, expires_unix FROM console_sessions \
+             WHERE id_hash = ? AND expires_unix > ?",
+        )
+        .bind(id_hash)
+        .bind(now.as_second())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(patchday_store::ConsoleSession {
+            id_hash: r.get("id_hash"),
+            token_hash: r.get("token_hash"),
+            csrf: r.get("csrf"),
+            created_at: parse("timestamp", r.get::<&str, _>("created_at"))?,
+            expires_at: Timestamp::from_second(r.get::<i64, _>("expires_unix"))
+                .map_err(|e| StoreError::Corrupt(format!("session expiry: {e}")))?,
+        }))
+    }
+
+    async fn end_console_session(&self, id_hash: &str) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        sqlx::query("DELETE FROM console_sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.finish(None).await
+    }
 }
 
 /// An outbox row (issue 11, point 5), from a query that selects its columns.
@@ -2495,6 +2556,15 @@ mod tests {
     }
 
     // Issue 10, point 7 (cleanup).
+    #[tokio::test]
+    async fn console_session_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::console_sessions(&store).await;
+    }
+
     #[tokio::test]
     async fn eviction_conformance() {
         let dir = tempfile::tempdir().unwrap();

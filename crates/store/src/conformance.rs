@@ -1939,3 +1939,63 @@ pub async fn notification_outbox(store: &dyn Store) {
         .is_empty());
     assert_eq!(store.notification_log(None, 1).await.unwrap().len(), 1);
 }
+
+/// Issue 11, point 1 (console): a session is found by its id's hash until it expires,
+/// never after, and is gone after logout; opening a session forgets expired ones.
+pub async fn console_sessions(store: &dyn Store) {
+    use crate::ConsoleSession;
+    let s = |n: u8, created: &str, expires: &str| ConsoleSession {
+        id_hash: hash_secret(&format!("session-{n}")),
+        token_hash: hash_secret("pd_operator"),
+        csrf: format!("csrf-{n}"),
+        created_at: ts(created),
+        expires_at: ts(expires),
+    };
+    let first = s(1, "2026-12-01T10:00:00Z", "2026-12-01T18:00:00Z");
+    store.create_console_session(&first).await.unwrap();
+    assert_eq!(
+        store
+            .console_session(&first.id_hash, ts("2026-12-01T17:59:59Z"))
+            .await
+            .unwrap(),
+        Some(first.clone()),
+        "a session is found before it expires"
+    );
+    assert_eq!(
+        store
+            .console_session(&first.id_hash, ts("2026-12-01T18:00:00Z"))
+            .await
+            .unwrap(),
+        None,
+        "an expired session is not found"
+    );
+    assert_eq!(
+        store
+            .console_session(&hash_secret("session-unknown"), ts("2026-12-01T11:00:00Z"))
+            .await
+            .unwrap(),
+        None,
+        "an unknown id finds nothing"
+    );
+    // A later session opened after the first expired removes the first.
+    let second = s(2, "2026-12-02T10:00:00Z", "2026-12-02T18:00:00Z");
+    store.create_console_session(&second).await.unwrap();
+    assert_eq!(
+        store
+            .console_session(&first.id_hash, ts("2026-12-01T11:00:00Z"))
+            .await
+            .unwrap(),
+        None,
+        "expired sessions are forgotten when a new one opens"
+    );
+    store.end_console_session(&second.id_hash).await.unwrap();
+    store.end_console_session(&second.id_hash).await.unwrap();
+    assert_eq!(
+        store
+            .console_session(&second.id_hash, ts("2026-12-02T11:00:00Z"))
+            .await
+            .unwrap(),
+        None,
+        "logout ends the session"
+    );
+}

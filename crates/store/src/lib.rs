@@ -290,6 +290,34 @@ pub trait Store: Send + Sync {
         tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<patchday_types::notify::NotificationDelivery>>;
+
+    // ---- Issue 11, point 1: operator console sessions ----
+
+    /// Opens a console session, and forgets sessions that expired before `session.created_at`.
+    async fn create_console_session(&self, session: &ConsoleSession) -> Result<()>;
+    /// The session whose id hashes to `id_hash`, if it exists and has not expired at `now`.
+    async fn console_session(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>>;
+    /// Ends a session (logout); ending an unknown one is not an error.
+    async fn end_console_session(&self, id_hash: &str) -> Result<()>;
+}
+
+/// An operator console session (issue 11, point 1), kept server-side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// [`hash_secret`] of the random id in the session cookie.
+    pub id_hash: String,
+    /// [`hash_secret`] of the operator token the session was opened with.
+    pub token_hash: String,
+    /// The CSRF token every form of this session carries.
+    pub csrf: String,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// When it ends (whole seconds).
+    pub expires_at: Timestamp,
 }
 
 /// An event for the notification outbox (issue 11, point 5).

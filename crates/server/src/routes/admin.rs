@@ -550,7 +550,7 @@ pub async fn approve(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
-    tenant: Option<TenantId>,
+    pub(crate) tenant: Option<TenantId>,
 }
 
 /// `GET /v1/report`: compliance of every host in scope.

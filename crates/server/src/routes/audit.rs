@@ -38,7 +38,7 @@ pub async fn facts(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FormatQuery {
-    format: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 /// `GET /v1/tenants/{t}/hosts/{h}/audit?format=text|json|html`.

@@ -19,9 +19,9 @@ const MAX_ENTRIES: u32 = 100_000;
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    host: Option<HostId>,
-    update: Option<UpdateId>,
-    limit: Option<u32>,
+    pub(crate) host: Option<HostId>,
+    pub(crate) update: Option<UpdateId>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// `GET /v1/tenants/{t}/history?host=H&update=U&limit=N`.

@@ -85,11 +85,11 @@ pub async fn record_provider(
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only this tenant (`GET /v1/log`).
-    tenant: Option<TenantId>,
+    pub(crate) tenant: Option<TenantId>,
     /// Entries at or after this time.
-    since: Option<Timestamp>,
+    pub(crate) since: Option<Timestamp>,
     /// At most this many entries.
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// `GET /v1/log`: the entries in the caller's scope (`?tenant=&since=&limit=`).

@@ -1,9 +1,9 @@
 //! The `/v1` routes.
 
-mod admin;
+pub(crate) mod admin;
 mod agent;
-mod audit;
-mod catalog;
+pub(crate) mod audit;
+pub(crate) mod catalog;
 mod director;
 pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
@@ -12,7 +12,7 @@ pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host
 pub(crate) mod history; // issue 10, point 1
 mod notify; // issue 11, point 5
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
-mod rings; // issue 10, points 2 and 3 (rings)
+pub(crate) mod rings; // issue 10, points 2 and 3 (rings)
 mod tuf;
 pub(crate) mod windows; // issue 10, point 5: maintenance windows, reboot policy
 
@@ -51,6 +51,8 @@ pub fn router(state: AppState) -> Router {
     api
         // Issue 11, point 4: Prometheus metrics, outside `/v1` and the API document.
         .merge(crate::metrics::router())
+        // Issue 11, point 1: the operator console, outside `/v1` and the API document.
+        .merge(crate::console::router())
         .layer(axum::Extension(document))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

@@ -112,7 +112,7 @@ pub async fn list(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PreviewQuery {
-    update: UpdateId,
+    pub(crate) update: UpdateId,
 }
 
 /// `GET /v1/tenants/{t}/rings/preview?update=U`.

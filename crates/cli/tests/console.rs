@@ -1,0 +1,557 @@
+//! Issue 11, point 2: the operator console in a real browser. Headless Chromium from
+//! Debian, driven by chromedriver over W3C WebDriver (plain JSON over HTTP, so no
+//! browser crate to build), against the real server binary and a real agent on an
+//! overlay host: log in with a tenant token, approve an update from the page, watch
+//! the host go compliant as the agent installs it, be refused another tenant's page and
+//! a form without its CSRF token. Screenshots land in `target/console-screenshots/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use base64::Engine;
+use patchday_lab::{DebSpec, Requirement};
+use patchday_testkit::{scratch, AcmeWorld, Bins, Host, Server};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bins() -> Bins {
+    Bins::new(env!("CARGO_BIN_EXE_patchday"))
+}
+
+/// Generous: the point is what the page shows, not how fast.
+const LIMIT: Duration = Duration::from_secs(180);
+
+const CHROMEDRIVER: Requirement = Requirement::Program {
+    name: "chromedriver",
+    package: "chromium-driver",
+};
+
+/// Where screenshots go for review.
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// chromedriver and one headless Chromium session; both end when dropped.
+struct Browser {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    driver: Child,
+    base: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = rt.block_on(async {
+                match http.get(format!("{base}/status")).send().await {
+                    Ok(r) => r.json::<Value>().await.ok(),
+                    Err(_) => None,
+                }
+            });
+            if ready.is_some_and(|v| v["value"]["ready"] == true) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let chromium = chromium_path();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        }}});
+        let mut b = Browser {
+            rt,
+            http,
+            driver,
+            base,
+            session: String::new(),
+            _profile: profile,
+        };
+        let v = b.call("POST", "/session", Some(caps));
+        b.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        b
+    }
+
+    /// One WebDriver command; returns its `value`.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let v: Value = self.rt.block_on(async {
+            let req = match method {
+                "GET" => self.http.get(url),
+                "DELETE" => self.http.delete(url),
+                _ => self.http.post(url).json(&body.unwrap_or(json!({}))),
+            };
+            req.send().await.unwrap().json().await.unwrap()
+        });
+        if v["value"]["error"].is_string() {
+            panic!("WebDriver {method} {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    fn s(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", &self.s("/url"), Some(json!({ "url": url })));
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            &self.s("/element"),
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}: {}", self.text()))
+            .to_string()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{e}/value")),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.call("POST", &self.s(&format!("/element/{e}/click")), None);
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/sync"),
+            Some(json!({"script": js, "args": []})),
+        )
+    }
+
+    /// The page's visible text.
+    fn text(&self) -> String {
+        self.script("return document.body.innerText;")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", &self.s("/url"), None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let v = self.call("GET", &self.s("/screenshot"), None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let path = screenshot_dir().join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Polls the page text until `cond` holds.
+    fn until(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let t = self.text();
+            if cond(&t) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what}: {t}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.rt.block_on(
+                self.http
+                    .delete(format!("{}/session/{}", self.base, self.session))
+                    .send(),
+            );
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn chromium_path() -> PathBuf {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|n| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(move |d| d.join(n))
+                .collect::<Vec<_>>()
+        })
+        .find(|p| p.is_file())
+        .expect("chromium on PATH")
+}
+
+fn requirements_met() -> bool {
+    patchday_lab::require(Requirement::Root)
+        && patchday_lab::require(Requirement::Chromium)
+        && patchday_lab::require(CHROMEDRIVER)
+}
+
+/// Tenants `acme` (group `web`, host `console-a` on `pd-console` 1.0-1, update
+/// `PD-C-1` to 1.0-2 in the emergency lane so it is approvable at once) and `globex`.
+struct World {
+    _dir: tempfile::TempDir,
+    srv: Server,
+    host: Host,
+    acme_admin: String,
+}
+
+fn world() -> World {
+    let d = scratch();
+    let dir = d.path().to_path_buf();
+    let pkgs = dir.join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let old = patchday_lab::build_deb(
+        &DebSpec::new("pd-console", "1.0-1").changelog("1.0-1", "Initial release."),
+        &pkgs,
+    )
+    .unwrap();
+    let new = patchday_lab::build_deb(
+        &DebSpec::new("pd-console", "1.0-2")
+            .changelog("1.0-2", "Fix CVE-2099-1101.")
+            .changelog("1.0-1", "Initial release."),
+        &pkgs,
+    )
+    .unwrap();
+    let AcmeWorld { srv, enroll, .. } = AcmeWorld::start(
+        &bins(),
+        &dir,
+        ("PD-C-1", &new, &["--emergency", "test", "--since", "1.0-1"]),
+        &|_| Vec::new(),
+        &["--unlimited"],
+    );
+    srv.cli(&["tenant", "create", "globex"]);
+    let acme_admin = srv
+        .cli(&[
+            "token",
+            "create",
+            "--role",
+            "tenant-admin",
+            "--tenant",
+            "acme",
+            "--name",
+            "acme-ops",
+        ])
+        .trim()
+        .to_string();
+    let host = Host::new(&bins(), &dir, "console-a");
+    host.enrol_into_web(&srv, &srv.url, &enroll, &old);
+    World {
+        _dir: d,
+        srv,
+        host,
+        acme_admin,
+    }
+}
+
+/// Tenant acme's approvals, as the API lists them.
+fn approvals(srv: &Server) -> String {
+    let (status, body) = srv.http_get("/v1/tenants/acme/approvals", Some(&srv.admin));
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn log_in(b: &Browser, srv: &Server, token: &str) {
+    b.go(&format!("{}/", srv.url));
+    assert!(
+        b.url().ends_with("/console/login"),
+        "signed out, / sends the browser to the login page: {}",
+        b.url()
+    );
+    b.type_into("#token", token);
+    b.click("#login");
+    b.until("the overview", |t| t.contains("Fleet overview"));
+}
+
+#[test]
+fn an_operator_approves_from_the_console_and_watches_the_host_go_compliant() {
+    if !requirements_met() {
+        return;
+    }
+    let _serial = patchday_testkit::serial();
+    let w = world();
+    let b = Browser::start();
+    log_in(&b, &w.srv, &w.acme_admin);
+    let overview = b.text();
+    assert!(overview.contains("acme"), "{overview}");
+    assert!(
+        !overview.contains("globex"),
+        "a tenant token sees its tenant only: {overview}"
+    );
+    b.screenshot("01-overview");
+
+    // The updates page says what the approval would touch, then approve from it.
+    b.go(&format!("{}/console/tenants/acme/updates", w.srv.url));
+    let updates = b.text();
+    assert!(updates.contains("PD-C-1"), "{updates}");
+    assert!(
+        updates.contains("group web: 1 host(s): console-a"),
+        "the page says which hosts an approval touches: {updates}"
+    );
+    b.screenshot("02-updates");
+    b.click("#approve-PD-C-1");
+    b.until("the rollout page", |t| t.contains("Rollout of PD-C-1"));
+    assert!(
+        b.url().ends_with("/console/tenants/acme/rollouts/PD-C-1"),
+        "{}",
+        b.url()
+    );
+    assert!(
+        approvals(&w.srv).contains("PD-C-1"),
+        "the approval made in the browser is the server's"
+    );
+
+    // A real agent installs it; the rollout page (its script polling the JSON
+    // fragment, no reload) shows the host installed.
+    let o = w.host.agent(&w.srv.url, None);
+    assert!(o.status.success(), "{}", patchday_testkit::text(&o));
+    assert_eq!(w.host.version("pd-console").as_deref(), Some("1.0-2"));
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let state = b.script(
+            "var c = document.querySelector('td.host-state[data-host=\"console-a\"]'); return c ? c.textContent : '';",
+        );
+        if state == "installed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rollout page never showed console-a installed: {state} {}",
+            b.text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    b.screenshot("03-rollout-installed");
+
+    // The tenant page: the host is compliant.
+    b.go(&format!("{}/console/tenants/acme", w.srv.url));
+    let tenant = b.text();
+    assert!(tenant.contains("100 %"), "{tenant}");
+    let state = b.script(
+        "return document.querySelector('#hosts td.host-state[data-host=\"console-a\"]').textContent;",
+    );
+    assert_eq!(state, "up-to-date", "{tenant}");
+    b.screenshot("04-tenant-compliant");
+
+    // Host detail: its history shows the install.
+    b.click("#hosts a");
+    let host = b.until("the host page", |t| t.contains("Host console-a"));
+    assert!(host.contains("State history"), "{host}");
+    assert!(host.contains("installed"), "{host}");
+    b.resize(390, 844);
+    b.screenshot("05-host-on-a-phone");
+    b.resize(1280, 900);
+
+    // Catalog expiry, the operator log (the approval and the login, from the console)
+    // and the fleet audit plan render for this tenant's operator.
+    b.go(&format!("{}/console/catalog", w.srv.url));
+    let catalog = b.text();
+    assert!(
+        catalog.contains("Expiry of every role") && catalog.contains("timestamp"),
+        "{catalog}"
+    );
+    b.go(&format!("{}/console/log", w.srv.url));
+    let log = b.text();
+    assert!(
+        log.contains("approval.approve") && log.contains("console.login"),
+        "{log}"
+    );
+    assert!(log.contains("acme-ops"), "the log names who: {log}");
+    b.go(&format!("{}/console/tenants/acme/audit", w.srv.url));
+    assert!(b.text().contains("Audit plan for acme"), "{}", b.text());
+    drop(b);
+
+    customer_report_of_the_day(&w);
+}
+
+/// Issue 11, point 6: the tenant's report for the day of the approval, as HTML and as
+/// a PDF printed by Chromium, and the HTML rendered to PNG for review.
+fn customer_report_of_the_day(w: &World) {
+    let approvals: Value = serde_json::from_str(&approvals(&w.srv)).unwrap();
+    let day = approvals[0]["decided_at"].as_str().unwrap()[..10].to_string();
+    let out = tempfile::tempdir().unwrap();
+    let (html, pdf) = (out.path().join("acme.html"), out.path().join("acme.pdf"));
+    w.srv.cli(&[
+        "report",
+        "--tenant",
+        "acme",
+        "--from",
+        &day,
+        "--to",
+        &day,
+        "--html",
+        html.to_str().unwrap(),
+        "--pdf",
+        pdf.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(text.contains("Patch report for acme"), "{text}");
+    assert!(
+        text.contains(&format!("Period {day}T00:00:00Z")),
+        "the period is named: {text}"
+    );
+    assert!(
+        text.contains("<b id=\"installs\">1</b>"),
+        "the install of the day is counted: {text}"
+    );
+    assert!(text.contains("Nothing remains open."), "{text}");
+    assert!(!text.contains("<details"), "print shows everything");
+    let pdf_bytes = std::fs::read(&pdf).unwrap();
+    assert!(pdf_bytes.starts_with(b"%PDF"), "a PDF");
+
+    let png = screenshot_dir().join("08-customer-report.png");
+    patchday_cli::customer_report::screenshot_png(&html, &png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
+}
+
+/// Console answers carry the security headers, and the login cookie its attributes.
+fn assert_security_headers(srv: &Server) {
+    let o = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("{}/console/login", srv.url))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&o.stdout).to_lowercase();
+    for h in [
+        "content-security-policy: default-src 'none'; script-src 'self'; style-src 'self'",
+        "frame-ancestors 'none'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "referrer-policy: no-referrer",
+        "set-cookie: patchday_login=",
+        "httponly; samesite=strict",
+    ] {
+        assert!(headers.contains(h), "missing {h:?} in {headers}");
+    }
+}
+
+#[test]
+fn the_console_refuses_another_tenants_page_a_form_without_its_csrf_token_and_an_ended_session() {
+    if !requirements_met() {
+        return;
+    }
+    let _serial = patchday_testkit::serial();
+    let w = world();
+    assert_security_headers(&w.srv);
+    let b = Browser::start();
+    log_in(&b, &w.srv, &w.acme_admin);
+
+    // Another tenant's page: not found, like the API (existence is not revealed).
+    b.go(&format!("{}/console/tenants/globex", w.srv.url));
+    let refused = b.text();
+    assert!(
+        refused.contains("Not done (404)") && refused.contains("tenant globex not found"),
+        "{refused}"
+    );
+    b.screenshot("06-other-tenant-refused");
+    let (status, _) = w.srv.http_get("/console/tenants/globex", None);
+    assert_eq!(status, 303, "signed out, the page sends to the login");
+
+    // A form whose CSRF token was taken out: refused, and nothing is approved.
+    b.go(&format!("{}/console/tenants/acme/updates", w.srv.url));
+    b.script("document.querySelector('form.decide input[name=csrf]').remove();");
+    b.click("#approve-PD-C-1");
+    let refused = b.until("the refusal", |t| t.contains("Not done"));
+    assert!(
+        refused.contains("Not done (403)") && refused.contains("CSRF"),
+        "{refused}"
+    );
+    b.screenshot("07-csrf-refused");
+    assert!(
+        !approvals(&w.srv).contains("PD-C-1"),
+        "nothing was approved"
+    );
+
+    // Logging out ends the session server-side: the old cookie opens nothing.
+    let cookie = b.call("GET", &b.s("/cookie/patchday_session"), None)["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.go(&format!("{}/", w.srv.url));
+    b.click(".logout button");
+    b.until("the login page", |t| t.contains("Operator token"));
+    let o = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("Cookie: patchday_session={cookie}"))
+        .arg(format!("{}/console/tenants/acme", w.srv.url))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "303",
+        "the session is gone"
+    );
+}

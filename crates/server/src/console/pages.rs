@@ -1,0 +1,887 @@
+//! The console's pages. Each reads through the `/v1` handlers themselves (called with
+//! the session's operator), so scoping, errors and numbers are the API's.
+
+use super::session::{self, Session, LOGIN_COOKIE, SESSION_COOKIE};
+use super::views::{self, HostLine, TenantOverview};
+use super::{cache, render, PageError};
+use crate::auth::new_secret;
+use crate::error::ApiError;
+use crate::routes::{admin, audit, catalog as catalog_routes, history, log as log_routes, rings};
+use crate::state::AppState;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Form, Json};
+use patchday_types::api::{
+    ApprovalRequest, ComplianceReport, Decision, LogEntry, RingPreview, RolloutStatus, TenantUpdate,
+};
+use patchday_types::{HostId, TenantId, UpdateId, UpdateState};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+type PageResult = Result<Html<String>, PageError>;
+
+/// What every signed-in page shows around its content.
+pub struct Chrome {
+    /// Token name and role.
+    pub who: String,
+    /// For the logout form.
+    pub csrf: String,
+    /// Tenants this operator may see.
+    pub tenants: Vec<String>,
+}
+
+async fn chrome(s: &AppState, session: &Session) -> Result<Chrome, PageError> {
+    let tenants = admin::list_tenants(State(s.clone()), session.op.clone())
+        .await?
+        .0
+        .into_iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    Ok(Chrome {
+        who: format!("{} ({})", session.op.name, role_name(session.op.role)),
+        csrf: session.csrf.clone(),
+        tenants,
+    })
+}
+
+fn role_name(r: patchday_types::api::Role) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn when(t: Option<jiff::Timestamp>) -> String {
+    t.map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+        .unwrap_or_else(|| "never".into())
+}
+
+async fn report_for(
+    s: &AppState,
+    session: &Session,
+    t: &TenantId,
+) -> Result<ComplianceReport, PageError> {
+    Ok(admin::report(
+        State(s.clone()),
+        session.op.clone(),
+        Query(admin::ReportQuery {
+            tenant: Some(t.clone()),
+        }),
+    )
+    .await?
+    .0)
+}
+
+// ---- login and logout ----
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    error: &'a str,
+}
+
+/// `GET /console/login`: the form, with a fresh double-submit token.
+pub async fn login_form() -> Response {
+    login_page("", StatusCode::OK)
+}
+
+fn login_page(error: &str, status: StatusCode) -> Response {
+    let csrf = new_secret("login");
+    match render(&LoginPage { csrf: &csrf, error }) {
+        Ok(html) => {
+            let mut resp = (status, html).into_response();
+            resp.headers_mut()
+                .append(SET_COOKIE, session::set_cookie(LOGIN_COOKIE, &csrf, 3600));
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The login form.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    token: String,
+}
+
+/// `POST /console/login`.
+pub async fn login(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match session::open(&s, &parts, &form.csrf, &form.token).await {
+        Ok((op, cookie)) => {
+            let entry = op.log_entry(
+                s.clock.now(),
+                op.tenant.as_ref(),
+                "console.login",
+                format!("token {}", op.token_id),
+                serde_json::json!({}),
+            );
+            if let Err(e) = log_routes::record(&s, &entry).await {
+                return PageError(e).into_response();
+            }
+            let mut resp = StatusCode::SEE_OTHER.into_response();
+            resp.headers_mut()
+                .insert(LOCATION, HeaderValue::from_static("/"));
+            resp.headers_mut().append(SET_COOKIE, cookie);
+            resp.headers_mut()
+                .append(SET_COOKIE, session::set_cookie(LOGIN_COOKIE, "", 0));
+            resp
+        }
+        Err(e) => {
+            let status = e_status(&e);
+            login_page(&e.message, status)
+        }
+    }
+}
+
+fn e_status(e: &ApiError) -> StatusCode {
+    ApiError::new(e.code, String::new())
+        .into_response()
+        .status()
+}
+
+/// The logout form.
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /console/logout`.
+pub async fn logout(
+    State(s): State<AppState>,
+    session: Session,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf)?;
+    s.store
+        .end_console_session(&session.id_hash)
+        .await
+        .map_err(ApiError::from)?;
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut()
+        .insert(LOCATION, HeaderValue::from_static("/console/login"));
+    resp.headers_mut()
+        .append(SET_COOKIE, session::set_cookie(SESSION_COOKIE, "", 0));
+    Ok(resp)
+}
+
+// ---- overview ----
+
+#[derive(Template)]
+#[template(path = "console/overview.html")]
+struct OverviewPage {
+    chrome: Chrome,
+    tenants: Vec<TenantOverview>,
+    /// When the oldest summary shown was made.
+    as_of: String,
+    fresh_for: i64,
+}
+
+/// `GET /`: every tenant in scope at a glance (summaries at most
+/// [`cache::FRESH_FOR`] old).
+pub async fn overview(State(s): State<AppState>, session: Session) -> PageResult {
+    let chrome = chrome(&s, &session).await?;
+    let now = s.clock.now();
+    let mut tenants = Vec::new();
+    let mut oldest = now;
+    for id in &chrome.tenants {
+        let t: TenantId = id
+            .parse()
+            .map_err(|e| ApiError::internal(format!("tenant id {id}: {e}")))?;
+        let (at, o) = match s.console_overview.fresh(&t, now) {
+            Some(hit) => hit,
+            None => {
+                let report = report_for(&s, &session, &t).await?;
+                let o = views::overview(&report, std::slice::from_ref(id))
+                    .pop()
+                    .ok_or_else(|| ApiError::not_found(format!("tenant {t} not found")))?;
+                s.console_overview.put(t, now, o.clone());
+                (now, o)
+            }
+        };
+        oldest = oldest.min(at);
+        tenants.push(o);
+    }
+    render(&OverviewPage {
+        chrome,
+        tenants,
+        as_of: when(Some(oldest)),
+        fresh_for: cache::FRESH_FOR.as_secs(),
+    })
+}
+
+// ---- one tenant ----
+
+/// A host as the tenant page lists it.
+struct HostRow {
+    line: HostLine,
+    groups: String,
+    last_seen: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/tenant.html")]
+struct TenantPage {
+    chrome: Chrome,
+    t: TenantOverview,
+    hosts: Vec<HostRow>,
+}
+
+/// `GET /console/tenants/{t}`.
+pub async fn tenant(
+    State(s): State<AppState>,
+    session: Session,
+    Path(t): Path<TenantId>,
+) -> PageResult {
+    session.op.see(&t)?;
+    let chrome = chrome(&s, &session).await?;
+    let report = report_for(&s, &session, &t).await?;
+    let overview = views::overview(&report, &[t.to_string()])
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("tenant {t} not found")))?;
+    let hosts = report
+        .hosts
+        .iter()
+        .map(|h| HostRow {
+            line: HostLine::from(h),
+            groups: h
+                .groups
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            last_seen: when(h.last_seen),
+        })
+        .collect();
+    render(&TenantPage {
+        chrome,
+        t: overview,
+        hosts,
+    })
+}
+
+// ---- one host ----
+
+struct StateRow {
+    update: String,
+    severity: String,
+    state: String,
+    message: String,
+}
+
+struct HistoryRow {
+    at: String,
+    update: String,
+    from: String,
+    to: String,
+    message: String,
+}
+
+struct PackageRow {
+    name: String,
+    version: String,
+    architecture: String,
+}
+
+struct FindingRow {
+    section: String,
+    title: String,
+    severity: String,
+    ids: String,
+    remediation: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/host.html")]
+struct HostPage {
+    chrome: Chrome,
+    tenant: String,
+    line: HostLine,
+    groups: String,
+    last_seen: String,
+    os: String,
+    kernel: String,
+    reboot_required: bool,
+    states: Vec<StateRow>,
+    history: Vec<HistoryRow>,
+    packages: Vec<PackageRow>,
+    findings: Vec<FindingRow>,
+    audit_note: String,
+}
+
+/// `GET /console/tenants/{t}/hosts/{h}`: inventory, states, history, audit findings.
+pub async fn host(
+    State(s): State<AppState>,
+    session: Session,
+    Path((t, h)): Path<(TenantId, HostId)>,
+) -> PageResult {
+    session.op.see(&t)?;
+    let chrome = chrome(&s, &session).await?;
+    let report = report_for(&s, &session, &t).await?;
+    let summary = report
+        .hosts
+        .iter()
+        .find(|r| r.host == h)
+        .ok_or_else(|| ApiError::not_found(format!("host {h} not found in tenant {t}")))?;
+    let states = report
+        .rows
+        .iter()
+        .filter(|r| r.host == h)
+        .map(|r| StateRow {
+            update: r.update.to_string(),
+            severity: r.severity.as_str().into(),
+            state: r.state.as_str().into(),
+            message: r.message.clone().unwrap_or_default(),
+        })
+        .collect();
+    let answer = history::list(
+        State(s.clone()),
+        session.op.clone(),
+        Path(t.clone()),
+        Query(history::HistoryQuery {
+            host: Some(h.clone()),
+            update: None,
+            limit: Some(500),
+        }),
+    )
+    .await?
+    .0;
+    let history = answer
+        .entries
+        .iter()
+        .rev()
+        .map(|e| HistoryRow {
+            at: e.at.to_string(),
+            update: e.update.to_string(),
+            from: e
+                .previous
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
+            to: e.state.as_str().into(),
+            message: e.message.clone().unwrap_or_default(),
+        })
+        .collect();
+    let inventory = s
+        .store
+        .tenant(&t)
+        .await
+        .map_err(ApiError::from)?
+        .inventory(&h)
+        .await
+        .map_err(ApiError::from)?;
+    let (os, kernel, reboot_required, packages) = match inventory {
+        Some(i) => (
+            i.os.pretty_name.clone(),
+            i.kernel_running.clone(),
+            i.reboot_required,
+            i.packages
+                .iter()
+                .map(|p| PackageRow {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    architecture: p.architecture.clone(),
+                })
+                .collect(),
+        ),
+        None => (String::new(), String::new(), false, Vec::new()),
+    };
+    let (findings, audit_note) = host_findings(&s, &session, &t, &h).await?;
+    render(&HostPage {
+        chrome,
+        tenant: t.to_string(),
+        line: HostLine::from(summary),
+        groups: summary
+            .groups
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        last_seen: when(summary.last_seen),
+        os,
+        kernel,
+        reboot_required,
+        states,
+        history,
+        packages,
+        findings,
+        audit_note,
+    })
+}
+
+/// The host's audit plan as rows, or why there is none.
+async fn host_findings(
+    s: &AppState,
+    session: &Session,
+    t: &TenantId,
+    h: &HostId,
+) -> Result<(Vec<FindingRow>, String), PageError> {
+    let answer = audit::host(
+        State(s.clone()),
+        session.op.clone(),
+        Path((t.clone(), h.clone())),
+        Query(audit::FormatQuery {
+            format: Some("json".into()),
+        }),
+    )
+    .await;
+    let resp = match answer {
+        Ok(r) => r,
+        Err(e) if e.code == patchday_types::api::ErrorCode::NotFound => {
+            return Ok((Vec::new(), e.message))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
+        .await
+        .map_err(ApiError::internal)?;
+    let plan: patchday_audit::plan::Plan =
+        serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    let rows: Vec<FindingRow> = plan
+        .actions
+        .iter()
+        .map(|a| FindingRow {
+            section: a.section.title().to_string(),
+            title: a.title.clone(),
+            severity: a.severity.clone().unwrap_or_default(),
+            ids: a.ids.join(" "),
+            remediation: a.remediation.clone(),
+        })
+        .collect();
+    let note = format!(
+        "{} failing, {} passed, {} not applicable (plan made {})",
+        plan.summary.failed,
+        plan.summary.passed,
+        plan.summary.not_applicable,
+        plan.generated_at
+            .round(jiff::Unit::Second)
+            .unwrap_or(plan.generated_at)
+    );
+    Ok((rows, note))
+}
+
+// ---- updates and decisions ----
+
+struct UpdateRow {
+    id: String,
+    title: String,
+    severity: String,
+    cves: String,
+    approvable: bool,
+    wait: String,
+    /// Decisions already made, one line each.
+    decisions: Vec<String>,
+    /// Hosts an approval would touch, per group (from the report: hosts the update is
+    /// open on).
+    touches: Vec<(String, Vec<String>)>,
+    /// The rings' preview, when the tenant has rings.
+    rings: Vec<RingPreview>,
+}
+
+#[derive(Template)]
+#[template(path = "console/updates.html")]
+struct UpdatesPage {
+    chrome: Chrome,
+    tenant: String,
+    groups: Vec<String>,
+    updates: Vec<UpdateRow>,
+    may_change: bool,
+}
+
+/// `GET /console/tenants/{t}/updates`: the catalog as this tenant's calendar sees it,
+/// what each approval would touch, and the approve/decline forms.
+pub async fn updates(
+    State(s): State<AppState>,
+    session: Session,
+    Path(t): Path<TenantId>,
+) -> PageResult {
+    session.op.see(&t)?;
+    let chrome = chrome(&s, &session).await?;
+    let op = session.op.clone();
+    let list: Vec<TenantUpdate> =
+        admin::tenant_updates(State(s.clone()), op.clone(), Path(t.clone()))
+            .await?
+            .0;
+    let approvals = admin::list_approvals(State(s.clone()), op.clone(), Path(t.clone()))
+        .await?
+        .0;
+    let groups: Vec<String> = admin::list_groups(State(s.clone()), op.clone(), Path(t.clone()))
+        .await?
+        .0
+        .into_iter()
+        .map(|g| g.id.to_string())
+        .collect();
+    let report = report_for(&s, &session, &t).await?;
+    let has_rings = !rings::list(State(s.clone()), op.clone(), Path(t.clone()))
+        .await?
+        .0
+        .is_empty();
+    let mut rows = Vec::new();
+    for u in list {
+        let id = u.update.id.clone();
+        let mut touches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in report
+            .rows
+            .iter()
+            .filter(|r| r.update == id && views::is_open(r.state))
+        {
+            for g in &r.groups {
+                touches
+                    .entry(g.to_string())
+                    .or_default()
+                    .push(r.hostname.clone());
+            }
+        }
+        let ring_preview = if has_rings {
+            rings::preview(
+                State(s.clone()),
+                op.clone(),
+                Path(t.clone()),
+                Query(rings::PreviewQuery { update: id.clone() }),
+            )
+            .await?
+            .0
+        } else {
+            Vec::new()
+        };
+        rows.push(UpdateRow {
+            id: id.to_string(),
+            title: u.update.title.clone(),
+            severity: u.update.severity.as_str().into(),
+            cves: u.update.cves.join(" "),
+            approvable: u.approvable,
+            wait: u.wait.clone().unwrap_or_default(),
+            decisions: approvals
+                .iter()
+                .filter(|a| a.update == id)
+                .map(|a| {
+                    format!(
+                        "{} for {} by {} at {}{}",
+                        match a.decision {
+                            Decision::Approve => "approved",
+                            Decision::Decline => "declined",
+                        },
+                        a.group,
+                        a.decided_by,
+                        a.decided_at
+                            .round(jiff::Unit::Second)
+                            .unwrap_or(a.decided_at),
+                        a.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect(),
+            touches: touches.into_iter().collect(),
+            rings: ring_preview,
+        });
+    }
+    render(&UpdatesPage {
+        chrome,
+        tenant: t.to_string(),
+        groups,
+        updates: rows,
+        may_change: session.op.role != patchday_types::api::Role::ReadOnly,
+    })
+}
+
+/// The approve/decline form.
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+    update: UpdateId,
+    group: patchday_types::GroupId,
+    decision: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    emergency: Option<String>,
+}
+
+/// `POST /console/tenants/{t}/approvals`: approves or declines through the API's own
+/// handler, then shows the rollout.
+pub async fn decide(
+    State(s): State<AppState>,
+    session: Session,
+    Path(t): Path<TenantId>,
+    Form(f): Form<DecisionForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf)?;
+    let decision = match f.decision.as_str() {
+        "approve" => Decision::Approve,
+        "decline" => Decision::Decline,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown decision {other:?}: approve or decline"
+            ))
+            .into())
+        }
+    };
+    let reason = Some(f.reason.trim().to_string()).filter(|r| !r.is_empty());
+    let req = ApprovalRequest {
+        update: f.update.clone(),
+        group: f.group,
+        decision,
+        deadline: None,
+        reason,
+        emergency: f.emergency.is_some(),
+        remove: false,
+    };
+    let _approved = admin::approve(
+        State(s.clone()),
+        session.op.clone(),
+        Path(t.clone()),
+        Json(req),
+    )
+    .await?;
+    s.console_overview.forget(&t);
+    let to = format!("/console/tenants/{t}/rollouts/{}", f.update);
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut().insert(
+        LOCATION,
+        HeaderValue::from_str(&to).map_err(ApiError::internal)?,
+    );
+    Ok(resp)
+}
+
+// ---- rollout progress ----
+
+/// The rollout of one update in one tenant: what the page shows and the script polls.
+#[derive(Serialize)]
+pub struct Progress {
+    update: String,
+    /// Hosts per state.
+    counts: BTreeMap<String, usize>,
+    /// Every host the update is not "not applicable" on.
+    hosts: Vec<ProgressHost>,
+    /// Rings, when the tenant has them.
+    rings: Vec<ProgressRing>,
+    /// A halt, in words.
+    halt: String,
+}
+
+#[derive(Serialize)]
+struct ProgressHost {
+    id: String,
+    hostname: String,
+    state: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ProgressRing {
+    group: String,
+    applicable: u32,
+    installed: u32,
+    failed: u32,
+    verdict: String,
+}
+
+async fn progress_of(
+    s: &AppState,
+    session: &Session,
+    t: &TenantId,
+    u: &UpdateId,
+) -> Result<Progress, PageError> {
+    session.op.see(t)?;
+    let report = report_for(s, session, t).await?;
+    let status: RolloutStatus =
+        rings::status(State(s.clone()), session.op.clone(), Path(u.clone()))
+            .await?
+            .0;
+    let hosts: Vec<ProgressHost> = report
+        .rows
+        .iter()
+        .filter(|r| &r.update == u && r.state != UpdateState::NotApplicable)
+        .map(|r| ProgressHost {
+            id: r.host.to_string(),
+            hostname: r.hostname.clone(),
+            state: r.state.as_str().into(),
+            message: r.message.clone().unwrap_or_default(),
+        })
+        .collect();
+    let mut counts = BTreeMap::new();
+    for h in &hosts {
+        *counts.entry(h.state.clone()).or_insert(0) += 1;
+    }
+    Ok(Progress {
+        update: u.to_string(),
+        counts,
+        hosts,
+        rings: status
+            .rings
+            .iter()
+            .filter(|r| &r.tenant == t)
+            .map(|r| ProgressRing {
+                group: r.group.to_string(),
+                applicable: r.applicable,
+                installed: r.installed,
+                failed: r.failed,
+                verdict: r.verdict.clone(),
+            })
+            .collect(),
+        halt: status
+            .halt
+            .filter(|h| h.active())
+            .map(|h| format!("halted by {} at {}: {}", h.by, h.at, h.reason))
+            .unwrap_or_default(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/rollout.html")]
+struct RolloutPage {
+    chrome: Chrome,
+    tenant: String,
+    p: Progress,
+}
+
+/// `GET /console/tenants/{t}/rollouts/{u}`.
+pub async fn rollout(
+    State(s): State<AppState>,
+    session: Session,
+    Path((t, u)): Path<(TenantId, UpdateId)>,
+) -> PageResult {
+    let p = progress_of(&s, &session, &t, &u).await?;
+    let chrome = chrome(&s, &session).await?;
+    render(&RolloutPage {
+        chrome,
+        tenant: t.to_string(),
+        p,
+    })
+}
+
+/// `GET /console/tenants/{t}/rollouts/{u}/progress.json`: what the page's script polls.
+pub async fn progress(
+    State(s): State<AppState>,
+    session: Session,
+    Path((t, u)): Path<(TenantId, UpdateId)>,
+) -> Result<Json<Progress>, ApiError> {
+    progress_of(&s, &session, &t, &u)
+        .await
+        .map(Json)
+        .map_err(|e| e.0)
+}
+
+// ---- catalog, audit, log ----
+
+struct RoleRow {
+    role: String,
+    version: u64,
+    expires: String,
+    state: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/catalog.html")]
+struct CatalogPage {
+    chrome: Chrome,
+    versions: Vec<(String, u64)>,
+    updates: u64,
+    payloads: u64,
+    roles: Vec<RoleRow>,
+    warnings: Vec<String>,
+}
+
+/// `GET /console/catalog`: versions, every role's expiry and the warnings.
+pub async fn catalog(State(s): State<AppState>, session: Session) -> PageResult {
+    let chrome = chrome(&s, &session).await?;
+    let c = catalog_routes::status(State(s.clone()), session.op.clone())
+        .await?
+        .0;
+    render(&CatalogPage {
+        chrome,
+        versions: vec![
+            ("root".into(), c.root_version),
+            ("targets".into(), c.targets_version),
+            ("snapshot".into(), c.snapshot_version),
+            ("timestamp".into(), c.timestamp_version),
+        ],
+        updates: c.updates,
+        payloads: c.payloads,
+        roles: c
+            .roles
+            .iter()
+            .map(|r| RoleRow {
+                role: r.role.clone(),
+                version: r.version,
+                expires: r.expires.to_string(),
+                state: r.state.to_string(),
+            })
+            .collect(),
+        warnings: c.warnings,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    tenant: String,
+    hosts: usize,
+    releases: Vec<(String, usize)>,
+    actions: Vec<patchday_audit::fleet::FleetActionLine>,
+}
+
+/// `GET /console/tenants/{t}/audit`: the fleet audit plan, naming its hosts.
+pub async fn audit(
+    State(s): State<AppState>,
+    session: Session,
+    Path(t): Path<TenantId>,
+) -> PageResult {
+    session.op.see(&t)?;
+    let chrome = chrome(&s, &session).await?;
+    let report = audit::fleet(State(s.clone()), session.op.clone(), Path(t.clone()))
+        .await?
+        .0;
+    let mine = report.tenant(t.as_str());
+    render(&AuditPage {
+        chrome,
+        tenant: t.to_string(),
+        hosts: mine.map_or(0, |r| r.hosts),
+        releases: mine
+            .map(|r| r.releases.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default(),
+        actions: report.lines(t.as_str()),
+    })
+}
+
+/// Entries the log page shows (newest first).
+const LOG_PAGE: usize = 200;
+
+#[derive(Template)]
+#[template(path = "console/log.html")]
+struct LogPage {
+    chrome: Chrome,
+    entries: Vec<LogEntry>,
+}
+
+/// `GET /console/log`: the newest operator log entries in this operator's scope.
+pub async fn log(State(s): State<AppState>, session: Session) -> PageResult {
+    let chrome = chrome(&s, &session).await?;
+    let mut entries = log_routes::list(
+        State(s.clone()),
+        session.op.clone(),
+        Query(log_routes::LogQuery {
+            tenant: None,
+            since: None,
+            limit: None,
+        }),
+    )
+    .await?
+    .0;
+    entries.reverse();
+    entries.truncate(LOG_PAGE);
+    render(&LogPage { chrome, entries })
+}
