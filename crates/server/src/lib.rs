@@ -158,7 +158,10 @@ pub async fn bind_tls(
         .with_context(|| format!("cannot listen on {listen}: is another server running there?"))?;
     let addr = listener.local_addr()?;
     let limits = state.config.limits;
-    let app = router(state);
+    // Issue 11, point 1: over HTTPS the console's cookies are `Secure`.
+    let app = router(state).layer(axum::middleware::map_response(
+        console::session::secure_cookies,
+    ));
     Ok((addr, async move {
         tls::serve(listener, &files, app, limits).await
     }))

@@ -35,6 +35,33 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Marks every cookie of an answer `Secure`: the HTTPS listener maps every response
+/// through this, so a session cookie set over TLS is never sent back over plain HTTP.
+pub async fn secure_cookies(mut resp: axum::response::Response) -> axum::response::Response {
+    let cookies: Vec<HeaderValue> = resp
+        .headers_mut()
+        .get_all(axum::http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let text = v.to_str().ok()?;
+            if text
+                .split(';')
+                .any(|a| a.trim().eq_ignore_ascii_case("secure"))
+            {
+                return Some(v.clone());
+            }
+            HeaderValue::from_str(&format!("{text}; Secure")).ok()
+        })
+        .collect();
+    if !cookies.is_empty() {
+        resp.headers_mut().remove(axum::http::header::SET_COOKIE);
+        for c in cookies {
+            resp.headers_mut().append(axum::http::header::SET_COOKIE, c);
+        }
+    }
+    resp
+}
+
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, whole site; `max_age` 0 deletes it.
 pub fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
     let v = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
@@ -176,6 +203,32 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_https_listener_marks_every_cookie_secure_once() {
+        let mut resp = axum::response::Response::new(axum::body::Body::empty());
+        resp.headers_mut().append(
+            axum::http::header::SET_COOKIE,
+            set_cookie(SESSION_COOKIE, "abc", 60),
+        );
+        resp.headers_mut().append(
+            axum::http::header::SET_COOKIE,
+            HeaderValue::from_static("other=1; Path=/; Secure"),
+        );
+        let resp = secure_cookies(resp).await;
+        let all: Vec<&str> = resp
+            .headers()
+            .get_all(axum::http::header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(
+            all[0].starts_with("patchday_session=abc;") && all[0].ends_with("; Secure"),
+            "{all:?}"
+        );
+        assert_eq!(all[1], "other=1; Path=/; Secure");
+    }
 
     #[test]
     fn cookies_are_found_by_exact_name() {
