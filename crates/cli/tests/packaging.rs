@@ -123,6 +123,10 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
             name: "setpriv",
             package: "util-linux",
         },
+        Requirement::Program {
+            name: "systemd-analyze",
+            package: "systemd",
+        },
     ] {
         if !patchday_lab::require(r) {
             return;
@@ -206,25 +210,21 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
     );
 
     // The units, as systemd reads them.
-    if patchday_lab::require::find_program(&["systemd-analyze"]).is_some() {
-        let o = run_in(
-            &s,
-            "systemd-analyze",
-            &[
-                "verify",
-                "/lib/systemd/system/patchday.service",
-                "/lib/systemd/system/patchday-agent.service",
-            ],
-        );
-        assert!(o.status.success(), "systemd-analyze verify: {}", text(&o));
-        let said = text(&o);
-        assert!(
-            !said.contains("patchday"),
-            "systemd-analyze verify complains about our units: {said}"
-        );
-    } else {
-        eprintln!("systemd-analyze is not installed: the units were not verified");
-    }
+    let o = run_in(
+        &s,
+        "systemd-analyze",
+        &[
+            "verify",
+            "/lib/systemd/system/patchday.service",
+            "/lib/systemd/system/patchday-agent.service",
+        ],
+    );
+    assert!(o.status.success(), "systemd-analyze verify: {}", text(&o));
+    let said = text(&o);
+    assert!(
+        !said.contains("patchday"),
+        "systemd-analyze verify complains about our units: {said}"
+    );
 
     // The shipped config, with the catalog root added; an unknown key is refused.
     s.lab
