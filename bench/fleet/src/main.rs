@@ -557,6 +557,13 @@ async fn live(
                         errors = 0;
                         since = w.generation;
                         if w.wake {
+                            // As the agent does (`patchday_agent::push`): start within
+                            // the spread the server names for everyone woken at once.
+                            if w.spread_seconds > 0 {
+                                let ms = rand::thread_rng()
+                                    .gen_range(0..=w.spread_seconds.saturating_mul(1000));
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                            }
                             run_until_done(index, &host, install, &tx).await;
                         } else if w.retry_after_seconds > 0 {
                             // The server asks for a pause before the next wait.

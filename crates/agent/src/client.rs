@@ -97,7 +97,26 @@ impl Client {
         path: &str,
         body: &B,
     ) -> anyhow::Result<R> {
-        decode(self.post_response(path, body).await?).await
+        // Issue 10: a server busy with many agents answers 503 with `Retry-After`
+        // before doing any work; come back when it says, a few times, then give up
+        // (the daemon's back-off takes over).
+        let mut tries = 0;
+        loop {
+            let resp = self.post_response(path, body).await?;
+            let retry = busy_retry_after(&resp);
+            match retry {
+                Some(after) if tries < BUSY_RETRIES => {
+                    tries += 1;
+                    tracing::info!(
+                        seconds = after.as_secs(),
+                        path,
+                        "the server is busy: coming back when it asks"
+                    );
+                    tokio::time::sleep(after).await;
+                }
+                _ => return decode(resp).await,
+            }
+        }
     }
 
     /// Like [`Client::post`], but hands back the response undecoded, for callers that
@@ -154,6 +173,29 @@ impl Client {
         self.signer = Some(std::sync::Arc::new(signer));
         self
     }
+}
+
+/// How often a request answered 503 with `Retry-After` is sent again (issue 10).
+const BUSY_RETRIES: u32 = 5;
+/// Longest pause a busy server's `Retry-After` can ask for (a hostile one asking for a
+/// year gets this).
+const MAX_BUSY_PAUSE: Duration = Duration::from_secs(300);
+
+/// A 503's `Retry-After` in seconds, capped at [`MAX_BUSY_PAUSE`]; `None` for any other
+/// answer (a 503 without it is an error the caller sees).
+fn busy_retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    if resp.status() != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let secs = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(Duration::from_secs(secs.max(1)).min(MAX_BUSY_PAUSE))
 }
 
 /// Largest JSON answer the agent reads (finding 1): a check-in answer carries director

@@ -142,6 +142,18 @@ pub async fn until_work(
                 let changed = a.generation != *since;
                 *since = a.generation;
                 if a.wake && changed {
+                    // Issue 10: the server names the time it needs for everyone woken
+                    // with this agent; start at a random moment within it.
+                    if a.spread_seconds > 0 {
+                        let spread = Duration::from_secs(a.spread_seconds.min(3600));
+                        let pause = spread.mul_f64(rand::random::<f64>());
+                        tracing::info!(
+                            seconds = pause.as_secs(),
+                            spread = spread.as_secs(),
+                            "woken with many others: starting within the server's spread"
+                        );
+                        tokio::time::sleep(pause).await;
+                    }
                     return Woken::Pushed;
                 }
                 // An answer that holds nothing (a misbehaving server or proxy) must

@@ -4,9 +4,9 @@
 
 use crate::api::Conn;
 use crate::render::{Format, Table};
-use patchday_core::rollout::{ring, DEFAULT_FAILURE_PERMILLE, DEFAULT_SUCCESS_PERMILLE};
+use patchday_core::rollout::{RingsSpec, DEFAULT_FAILURE_PERMILLE, DEFAULT_SUCCESS_PERMILLE};
 use patchday_types::api::{AutoRule, Ring, RingsRequest};
-use patchday_types::{Classification, GroupId, Severity, TenantId, UpdateId};
+use patchday_types::{Classification, Severity, TenantId, UpdateId};
 
 /// `patchday ring ...`.
 #[derive(clap::Subcommand)]
@@ -117,58 +117,13 @@ pub enum RolloutCmd {
     },
 }
 
-/// `90s`, `30m`, `12h`, `5d`, `2w` as seconds.
-fn seconds(s: &str) -> anyhow::Result<i64> {
-    let s = s.trim();
-    let unit = s.chars().last().unwrap_or('?');
-    let n: i64 = s
-        .get(..s.len().saturating_sub(unit.len_utf8()))
-        .and_then(|n| n.parse().ok())
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| anyhow::anyhow!("{s:?} is not a duration (90s, 30m, 12h, 5d, 2w)"))?;
-    let unit = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        'w' => 7 * 86_400,
-        _ => anyhow::bail!("{s:?} is not a duration (90s, 30m, 12h, 5d, 2w)"),
-    };
-    Ok(n.saturating_mul(unit))
-}
-
-fn permille(what: &str, percent: f64) -> anyhow::Result<u32> {
-    anyhow::ensure!(
-        (0.0..=100.0).contains(&percent),
-        "--{what} is a percentage, 0 to 100"
-    );
-    Ok((percent * 10.0).round() as u32)
-}
-
 /// `GROUP:DEFERRAL[:DEADLINE[:GRACE]]` as a ring with the defaults.
 pub fn parse_ring(spec: &str) -> anyhow::Result<Ring> {
-    let mut parts = spec.split(':');
-    let group = parts.next().unwrap_or_default();
-    let group = GroupId::new(group).map_err(|e| anyhow::anyhow!("ring {spec:?}: {e}"))?;
-    let deferral = seconds(parts.next().unwrap_or("0d"))?;
-    let mut r = ring(group, jiff::SignedDuration::from_secs(deferral));
-    r.deadline_seconds = parts.next().map(seconds).transpose()?;
-    r.grace_seconds = parts.next().map(seconds).transpose()?.unwrap_or(0);
-    anyhow::ensure!(
-        parts.next().is_none(),
-        "ring {spec:?}: write GROUP:DEFERRAL[:DEADLINE[:GRACE]], e.g. pilot:0d or broad:5d:3d:1d"
-    );
-    Ok(r)
+    patchday_core::rollout::parse_ring(spec).map_err(anyhow::Error::msg)
 }
 
 fn days(secs: i64) -> String {
-    if secs % 86_400 == 0 {
-        format!("{}d", secs / 86_400)
-    } else if secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else {
-        format!("{secs}s")
-    }
+    patchday_core::rollout::duration_text(secs)
 }
 
 fn rule_text(rule: &Option<AutoRule>) -> String {
@@ -238,27 +193,20 @@ pub async fn ring_cmd(cmd: RingCmd) -> anyhow::Result<i32> {
             failure_count,
             conn,
         } => {
-            let auto = auto
-                || !severity.is_empty()
-                || !classification.is_empty()
-                || !source_package.is_empty()
-                || known_exploited;
-            let soak = seconds(&soak)?;
-            let mut out = Vec::new();
-            for spec in &rings {
-                let mut r = parse_ring(spec)?;
-                r.soak_seconds = soak;
-                r.success_permille = permille("success", success)?;
-                r.failure_permille = permille("failure", failure)?;
-                r.failure_count = failure_count;
-                r.rule = auto.then(|| AutoRule {
-                    severities: severity.clone(),
-                    classifications: classification.clone(),
-                    source_packages: source_package.clone(),
-                    known_exploited,
-                });
-                out.push(r);
+            let out = RingsSpec {
+                rings,
+                auto,
+                severities: severity,
+                classifications: classification,
+                source_packages: source_package,
+                known_exploited,
+                soak,
+                success_percent: success,
+                failure_percent: failure,
+                failure_count,
             }
+            .build()
+            .map_err(anyhow::Error::msg)?;
             let set = conn
                 .api()?
                 .set_rings(&tenant, &RingsRequest { rings: out })

@@ -999,3 +999,51 @@ fn a_halt_is_announced_once_to_a_webhook_that_refuses_twice_and_by_mail_to_a_rea
     );
     drop(sink);
 }
+
+/// Issue 11, point 5: a catalog role inside the warning time is announced to the
+/// notification targets, signed, once per role version (the watch runs every minute).
+#[test]
+fn a_catalog_role_about_to_expire_is_announced_once_per_role_by_a_signed_webhook() {
+    let _serial = patchday_testkit::serial();
+    // Every role of a fresh catalog expires within ten years: all inside the warning.
+    let w = world_notifying(
+        &[("PD-R-EXP", "pd-ring-x", "1.0-2", false, &[])],
+        0,
+        &["--catalog-expiry-warning".into(), "3650d".into()],
+    );
+    let first = next_event(&w.hook, "catalog.expiring");
+    assert!(signature_ok(&first), "bad signature");
+    let body: Value = serde_json::from_slice(&first.body).unwrap();
+    assert_eq!(body["event"], "catalog.expiring");
+    assert!(body["tenant"].is_null(), "a provider event: {body}");
+    let log = || -> Vec<Value> {
+        serde_json::from_str::<Vec<Value>>(&w.srv.cli(&["notify", "log", "--format", "json"]))
+            .unwrap()
+            .into_iter()
+            .filter(|d| d["event"] == "catalog.expiring")
+            .collect()
+    };
+    wait_for("each signing role announced", || {
+        let roles: std::collections::BTreeSet<String> = log()
+            .iter()
+            .map(|d| d["subject"].as_str().unwrap_or_default().to_string())
+            .collect();
+        roles.len() >= 3
+    });
+    // A minute later, nothing was announced twice.
+    let before = log().len();
+    std::thread::sleep(std::time::Duration::from_secs(65));
+    let after = log();
+    assert_eq!(
+        after.len(),
+        before,
+        "announced once per role version: {after:?}"
+    );
+    let mut subjects: Vec<&str> = after
+        .iter()
+        .map(|d| d["subject"].as_str().unwrap())
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), after.len(), "no subject twice: {after:?}");
+}

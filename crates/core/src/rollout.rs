@@ -242,6 +242,134 @@ pub fn wave_size(
         .unwrap_or(hosts.max(admitted))
 }
 
+// ---- Rings as an operator writes them (the CLI's `ring set` and the console's form) ----
+
+/// Rings as an operator writes them: `GROUP:DEFERRAL[:DEADLINE[:GRACE]]` each, pilot
+/// first, and the options every ring shares.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RingsSpec {
+    /// The rings, pilot first.
+    pub rings: Vec<String>,
+    /// Approve matching updates by rule (implied by any match option).
+    pub auto: bool,
+    /// Rule: these severities only.
+    pub severities: Vec<patchday_types::Severity>,
+    /// Rule: these classifications only.
+    pub classifications: Vec<patchday_types::Classification>,
+    /// Rule: updates of these source packages only.
+    pub source_packages: Vec<String>,
+    /// Rule: only updates fixing a known-exploited CVE.
+    pub known_exploited: bool,
+    /// Soak time (`1h`).
+    pub soak: String,
+    /// Per cent of applicable hosts that must be installed.
+    pub success_percent: f64,
+    /// Per cent of failed hosts above which the update halts.
+    pub failure_percent: f64,
+    /// Failed hosts at which the update halts, whatever the share.
+    pub failure_count: Option<u32>,
+}
+
+impl RingsSpec {
+    /// The rings, or what is wrong with the spec in words an operator can act on.
+    pub fn build(&self) -> Result<Vec<Ring>, String> {
+        let auto = self.auto
+            || !self.severities.is_empty()
+            || !self.classifications.is_empty()
+            || !self.source_packages.is_empty()
+            || self.known_exploited;
+        let soak = duration_seconds(&self.soak)?;
+        let success = permille("success", self.success_percent)?;
+        let failure = permille("failure", self.failure_percent)?;
+        let mut out = Vec::new();
+        for spec in &self.rings {
+            let mut r = parse_ring(spec)?;
+            r.soak_seconds = soak;
+            r.success_permille = success;
+            r.failure_permille = failure;
+            r.failure_count = self.failure_count;
+            r.rule = auto.then(|| AutoRule {
+                severities: self.severities.clone(),
+                classifications: self.classifications.clone(),
+                source_packages: self.source_packages.clone(),
+                known_exploited: self.known_exploited,
+            });
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+/// `90s`, `30m`, `12h`, `5d`, `2w` as seconds.
+pub fn duration_seconds(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let unit = s.chars().last().unwrap_or('?');
+    let bad = || format!("{s:?} is not a duration (90s, 30m, 12h, 5d, 2w)");
+    let n: i64 = s
+        .get(..s.len().saturating_sub(unit.len_utf8()))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(bad)?;
+    let unit = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(n.saturating_mul(unit))
+}
+
+/// Seconds as the shortest of `5d`, `12h`, `90s`.
+pub fn duration_text(secs: i64) -> String {
+    if secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+fn permille(what: &str, percent: f64) -> Result<u32, String> {
+    if !(0.0..=100.0).contains(&percent) {
+        return Err(format!("{what} is a percentage, 0 to 100"));
+    }
+    Ok((percent * 10.0).round() as u32)
+}
+
+/// `GROUP:DEFERRAL[:DEADLINE[:GRACE]]` as a ring with the defaults.
+pub fn parse_ring(spec: &str) -> Result<Ring, String> {
+    let mut parts = spec.split(':');
+    let group = parts.next().unwrap_or_default();
+    let group = GroupId::new(group).map_err(|e| format!("ring {spec:?}: {e}"))?;
+    let deferral = duration_seconds(parts.next().unwrap_or("0d"))?;
+    let mut r = ring(group, SignedDuration::from_secs(deferral));
+    r.deadline_seconds = parts.next().map(duration_seconds).transpose()?;
+    r.grace_seconds = parts.next().map(duration_seconds).transpose()?.unwrap_or(0);
+    if parts.next().is_some() {
+        return Err(format!(
+            "ring {spec:?}: write GROUP:DEFERRAL[:DEADLINE[:GRACE]], e.g. pilot:0d or broad:5d:3d:1d"
+        ));
+    }
+    Ok(r)
+}
+
+/// A ring as `GROUP:DEFERRAL[:DEADLINE[:GRACE]]`, the inverse of [`parse_ring`].
+pub fn ring_spec(r: &Ring) -> String {
+    let mut s = format!("{}:{}", r.group, duration_text(r.deferral_seconds));
+    if let Some(d) = r.deadline_seconds {
+        s.push(':');
+        s.push_str(&duration_text(d));
+        if r.grace_seconds != 0 {
+            s.push(':');
+            s.push_str(&duration_text(r.grace_seconds));
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,5 +699,42 @@ mod tests {
                 started: 3
             }
         );
+    }
+
+    #[test]
+    fn rings_as_written_round_trip_and_errors_say_what_to_write() {
+        let spec = RingsSpec {
+            rings: vec!["pilot:0d".into(), "broad:5d:3d:1d".into()],
+            severities: vec![patchday_types::Severity::Critical],
+            soak: "2h".into(),
+            success_percent: 90.0,
+            failure_percent: 2.5,
+            ..RingsSpec::default()
+        };
+        let rings = spec.build().unwrap();
+        assert_eq!(rings.len(), 2);
+        assert_eq!(rings[1].deferral_seconds, 5 * 86_400);
+        assert_eq!(rings[1].deadline_seconds, Some(3 * 86_400));
+        assert_eq!(rings[1].grace_seconds, 86_400);
+        assert_eq!(rings[0].soak_seconds, 7200);
+        assert_eq!(
+            (rings[0].success_permille, rings[0].failure_permille),
+            (900, 25)
+        );
+        assert!(rings[0].rule.is_some(), "a severity implies the rule");
+        let back: Vec<String> = rings.iter().map(ring_spec).collect();
+        assert_eq!(back, ["pilot:0d", "broad:5d:3d:1d"]);
+        let bad = RingsSpec {
+            rings: vec!["pilot:soon".into()],
+            soak: "1h".into(),
+            ..RingsSpec::default()
+        };
+        assert!(bad.build().unwrap_err().contains("not a duration"));
+        let bad = RingsSpec {
+            rings: vec!["a:1d:1d:1d:1d".into()],
+            soak: "1h".into(),
+            ..RingsSpec::default()
+        };
+        assert!(bad.build().unwrap_err().contains("GROUP:DEFERRAL"));
     }
 }

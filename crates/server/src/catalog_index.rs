@@ -25,6 +25,20 @@ pub struct CatalogCache {
 impl CatalogCache {
     /// The index of the catalog the database holds now.
     pub async fn index(&self, store: &dyn Store) -> Result<Arc<CatalogIndex>, ApiError> {
+        Ok(self.versioned(store).await?.1)
+    }
+
+    /// The index of the catalog the database holds now, with a text naming that
+    /// catalog's content (issue 11: part of a stored evaluation's basis).
+    pub async fn versioned(
+        &self,
+        store: &dyn Store,
+    ) -> Result<(String, Arc<CatalogIndex>), ApiError> {
+        let (key, index) = self.keyed(store).await?;
+        Ok((format!("{}.{}.{}", key.0, key.1, key.2), index))
+    }
+
+    async fn keyed(&self, store: &dyn Store) -> Result<(Key, Arc<CatalogIndex>), ApiError> {
         let status = store.catalog_status().await?;
         let key = (
             status.snapshot_version,
@@ -33,20 +47,20 @@ impl CatalogCache {
         );
         if let Some((k, index)) = self.current.read().await.as_ref() {
             if *k == key {
-                return Ok(index.clone());
+                return Ok((key, index.clone()));
             }
         }
         let mut slot = self.current.write().await;
         // Another request may have rebuilt it while this one waited.
         if let Some((k, index)) = slot.as_ref() {
             if *k == key {
-                return Ok(index.clone());
+                return Ok((key, index.clone()));
             }
         }
         let updates = store.catalog_updates().await?;
         let index = Arc::new(CatalogIndex::new(updates));
         tracing::debug!(updates = index.len(), "catalog index rebuilt");
         *slot = Some((key, index.clone()));
-        Ok(index)
+        Ok((key, index))
     }
 }

@@ -12,6 +12,7 @@
 //! before they are served and damaged ones quarantined ([`scrub`] checks them all),
 //! and the trusted catalog state is swapped in a way a crash can recover from.
 
+pub mod admission; // issue 10: agent requests admitted at the measured rate
 mod auth;
 mod catalog;
 mod catalog_expiry; // issue 9, point 5
@@ -23,6 +24,7 @@ mod compliance;
 mod console; // issue 11, point 1: the operator console
 mod director;
 mod error;
+mod fleet_view; // issue 11, point 1: stored evaluations for the fleet views
 pub mod freshness;
 mod limits; // finding 4 (issue 8)
 pub mod listener;

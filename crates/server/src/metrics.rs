@@ -307,9 +307,9 @@ async fn compliance_counts(s: &AppState) -> anyhow::Result<ComplianceCounts> {
     if let Some(c) = fresh {
         return Ok(c);
     }
-    let catalog = s
+    let (version, catalog) = s
         .catalog_index
-        .index(s.store.as_ref())
+        .versioned(s.store.as_ref())
         .await
         .map_err(api_error)?;
     let now = s.clock.now();
@@ -318,17 +318,11 @@ async fn compliance_counts(s: &AppState) -> anyhow::Result<ComplianceCounts> {
     for t in s.store.list_tenants().await? {
         let tenant = s.store.tenant(&t.id).await?;
         let approvals = tenant.list_approvals().await?;
-        for h in tenant.list_hosts().await? {
-            let v = crate::routes::host_verdict(
-                tenant.as_ref(),
-                &h,
-                &approvals,
-                &catalog,
-                stale_after,
-                now,
-            )
+        let fleet = crate::fleet_view::evaluate(tenant.as_ref(), &approvals, &version, &catalog)
             .await
             .map_err(api_error)?;
+        for e in &fleet {
+            let v = crate::routes::host_verdict(e, stale_after, now);
             *counts
                 .entry((t.id.to_string(), v.verdict.state.as_str().to_string()))
                 .or_insert(0) += 1;

@@ -89,6 +89,8 @@ pub struct PushHub {
     tenants: Mutex<HashMap<TenantId, watch::Sender<u64>>>,
     waiting: Arc<AtomicUsize>,
     limits: PushLimits,
+    /// How many waits the last bump woke (issue 10: the wake spread is sized to it).
+    last_woken: AtomicUsize,
 }
 
 impl std::fmt::Debug for PushHub {
@@ -118,6 +120,7 @@ impl PushHub {
             tenants: Mutex::default(),
             waiting: Arc::new(AtomicUsize::new(0)),
             limits,
+            last_woken: AtomicUsize::new(0),
         }
     }
 
@@ -135,13 +138,17 @@ impl PushHub {
 
     /// Something changed for hosts of `t`: wake them.
     pub fn tenant(&self, t: &TenantId) {
-        self.tenant_sender(t)
-            .send_modify(|g| *g = g.wrapping_add(1));
+        let sender = self.tenant_sender(t);
+        self.last_woken
+            .store(sender.receiver_count(), Ordering::Release);
+        sender.send_modify(|g| *g = g.wrapping_add(1));
         tracing::debug!(tenant = %t, "push: tenant generation bumped");
     }
 
     /// Something changed for every tenant (catalog, director, a halt): wake everyone.
     pub fn everyone(&self) {
+        self.last_woken
+            .store(self.global.receiver_count(), Ordering::Release);
         self.global.send_modify(|g| *g = g.wrapping_add(1));
         tracing::debug!("push: global generation bumped");
     }
@@ -161,6 +168,12 @@ impl PushHub {
             })
             .ok()
             .map(|_| Slot(self.waiting.clone()))
+    }
+
+    /// How many waits the last bump woke: each wait subscribes once to its tenant's
+    /// counter and once to everyone's, so the subscribers are the waiters.
+    pub fn last_woken(&self) -> usize {
+        self.last_woken.load(Ordering::Acquire)
     }
 
     /// Waits held now.
@@ -236,6 +249,7 @@ pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
                 generation: 0,
                 wake: false,
                 retry_after_seconds: retry,
+                spread_seconds: 0,
             }),
         )
             .into_response();
@@ -252,6 +266,7 @@ pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
     // before the value, so any agent reads it as before), then the answer. A heartbeat
     // that cannot be written means the agent is gone: the wait and its slot end there.
     let limits = push.limits();
+    let admission = s.admission.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
     tokio::spawn(async move {
         let held = push.wait(&who.tenant, ask.since, limits.long_poll);
@@ -272,10 +287,17 @@ pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
         };
         // The place is free before the answer leaves: whoever reads it may wait again.
         drop(slot);
+        // Issue 10: the woken spread their runs over the time their check-ins take.
+        let spread_seconds = if wake {
+            admission.spread_for(push.last_woken())
+        } else {
+            0
+        };
         let answer = WaitAnswer {
             generation,
             wake,
             retry_after_seconds: 0,
+            spread_seconds,
         };
         if let Ok(body) = serde_json::to_vec(&answer) {
             let _ = tx.send(body).await;

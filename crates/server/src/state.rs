@@ -121,6 +121,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Issue 11, point 1: the console overview's per-tenant summaries.
     pub console_overview: Arc<crate::console::cache::OverviewCache>,
+    /// Issue 10: admission of agent requests and the measured rate behind wake spreads.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 impl AppState {
@@ -170,6 +172,7 @@ impl AppState {
             notify_wake: Arc::default(),
             metrics: Arc::default(),
             console_overview: Arc::default(),
+            admission: Arc::new(crate::admission::Admission::for_this_machine()),
         })
     }
 }

@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, EnrollGrant, HistoryEntry, HostMemberships, HostRecord,
-    HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest, Result, SequenceCheck,
-    Store, StoreError, StoredState, TenantStore, TokenRecord,
+    CatalogRecord, CatalogTarget, EnrollGrant, FleetHost, HistoryEntry, HostMemberships,
+    HostRecord, HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest, Result,
+    SequenceCheck, Store, StoreError, StoredState, StoredVerdict, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, GroupRule, GroupRuleInfo, LogEntry,
@@ -180,9 +180,17 @@ fn opt_ts(s: Option<String>) -> Result<Option<Timestamp>> {
 }
 
 /// The SQLite store.
+///
+/// Issue 10 (10,000 agents checking in at once): reads and writes use separate pools.
+/// Readers (several connections, `query_only`) never wait for the write lock in WAL
+/// mode. Every write goes through one writer connection, so writers queue in order in
+/// the pool instead of in SQLite's busy handler, which sleeps in growing steps (up to
+/// 100 ms) between tries: with eight connections contending, a burst of check-ins
+/// waited seconds for `BEGIN IMMEDIATE` while the lock sat mostly unused.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -195,22 +203,37 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let open_failed =
+            |e: sqlx::Error| StoreError::Backend(format!("cannot open {}: {e}", path.display()));
+        // One writer, kept open (its connection also keeps the WAL files in place).
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_release(release_check)
+            .connect_with(opts.clone())
+            .await
+            .map_err(open_failed)?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
+        // Readers refuse writes (`query_only`): a write sent to the wrong pool fails in
+        // the tests instead of contending for the lock.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .after_release(release_check)
-            .connect_with(opts)
+            .connect_with(opts.pragma("query_only", "ON"))
             .await
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
-        Ok(Self { pool })
+            .map_err(open_failed)?;
+        Ok(Self { pool, writer })
     }
 
     /// Creates tenant `t`; with `log`, logs it in the same transaction (finding 10, issue 8).
     async fn write_tenant(&self, t: &Tenant, now: Timestamp, log: Option<&LogEntry>) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query(
             "INSERT INTO tenants (id, name, patch_day, created_at, max_hosts) VALUES (?, ?, ?, ?, ?)",
         )
@@ -233,7 +256,7 @@ impl SqliteStore {
         expires_at: Option<Timestamp>,
         log: Option<&LogEntry>,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query(
             "INSERT INTO tokens (hash, name, role, tenant_id, created_at, prefix, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -275,6 +298,7 @@ impl Store for SqliteStore {
         match exists {
             Some(_) => Ok(Arc::new(SqliteTenant {
                 pool: self.pool.clone(),
+                writer: self.writer.clone(),
                 id: id.clone(),
             })),
             None => Err(StoreError::NotFound(format!("tenant {id}"))),
@@ -358,7 +382,7 @@ impl Store for SqliteStore {
     }
 
     async fn replace_catalog(&self, c: &CatalogRecord) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         for table in [
             "catalog_updates",
             "catalog_targets",
@@ -404,7 +428,7 @@ impl Store for SqliteStore {
         status: &CatalogStatus,
         metadata: &[(String, Vec<u8>)],
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("UPDATE catalog_status SET status = ? WHERE k = 1")
             .bind(to_json(status)?)
             .execute(&mut *tx)
@@ -515,7 +539,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: &str, now: Timestamp, log: &LogEntry) -> Result<TokenInfo> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query(
             "UPDATE tokens SET revoked_at = ? WHERE substr(hash, 1, 12) = ? AND revoked_at IS NULL",
         )
@@ -580,7 +604,7 @@ impl Store for SqliteStore {
              AND (max_uses IS NULL OR uses < max_uses)",
         )
         .bind(hash)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         if taken.rows_affected() == 0 {
@@ -624,7 +648,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         log: &LogEntry,
     ) -> Result<u64> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -685,7 +709,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_log(&self, entry: &LogEntry) -> Result<u64> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let seq = insert_log(&mut tx, entry).await?;
         tx.commit().await.map_err(backend)?;
         Ok(seq)
@@ -736,7 +760,7 @@ impl Store for SqliteStore {
     async fn probe_write(&self, now: Timestamp) -> Result<()> {
         sqlx::query("INSERT OR REPLACE INTO storage_probe (id, at) VALUES (1, ?)")
             .bind(now.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(())
@@ -745,7 +769,7 @@ impl Store for SqliteStore {
     // ---- Issue 10, point 1: state history ----
 
     async fn note_published(&self, updates: &[UpdateId], now: Timestamp) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         for u in updates {
             sqlx::query("INSERT OR IGNORE INTO update_published (update_id, at) VALUES (?, ?)")
                 .bind(u.as_str())
@@ -784,7 +808,7 @@ impl Store for SqliteStore {
         halt: &patchday_types::api::RolloutHalt,
         log: Option<&LogEntry>,
     ) -> Result<bool> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let done = sqlx::query(
             "INSERT INTO rollout_halts (update_id, reason, at, halted_by) VALUES (?, ?, ?, ?) \
              ON CONFLICT (update_id) DO UPDATE SET reason = excluded.reason, at = excluded.at, \
@@ -808,7 +832,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         log: &LogEntry,
     ) -> Result<bool> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let done = sqlx::query(
             "UPDATE rollout_halts SET resumed_at = ? WHERE update_id = ? AND resumed_at IS NULL",
         )
@@ -849,7 +873,7 @@ impl Store for SqliteStore {
         evictions: &[patchday_store::PayloadEviction],
         log: &LogEntry,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         for e in evictions {
             sqlx::query(
                 "INSERT OR IGNORE INTO payload_evictions (sha256, name, length, evicted_at, reason) \
@@ -899,7 +923,7 @@ impl Store for SqliteStore {
     }
 
     async fn forget_evictions(&self, sha256: &[String], log: &LogEntry) -> Result<u64> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let mut n = 0;
         for h in sha256 {
             n += sqlx::query("DELETE FROM payload_evictions WHERE sha256 = ?")
@@ -920,7 +944,7 @@ impl Store for SqliteStore {
         e: &patchday_store::OutboxEvent,
         targets: &[String],
     ) -> Result<bool> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let done = sqlx::query(
             "INSERT OR IGNORE INTO notification_outbox \
              (event_key, tenant_id, event, subject, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -1000,7 +1024,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let id = i64::try_from(delivery)
             .map_err(|_| StoreError::NotFound(format!("delivery {delivery}")))?;
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let done = sqlx::query(
             "UPDATE notification_deliveries SET status = ?, attempts = ?, next_at = ? WHERE id = ?",
         )
@@ -1084,7 +1108,7 @@ impl Store for SqliteStore {
     // ---- Issue 11, point 1: operator console sessions ----
 
     async fn create_console_session(&self, session: &patchday_store::ConsoleSession) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("DELETE FROM console_sessions WHERE expires_unix <= ?")
             .bind(session.created_at.as_second())
             .execute(&mut *tx)
@@ -1133,7 +1157,7 @@ impl Store for SqliteStore {
     }
 
     async fn end_console_session(&self, id_hash: &str) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("DELETE FROM console_sessions WHERE id_hash = ?")
             .bind(id_hash)
             .execute(&mut *tx)
@@ -1172,6 +1196,7 @@ fn eviction_row(r: &sqlx::sqlite::SqliteRow) -> Result<patchday_store::PayloadEv
 /// A store handle bound to one tenant.
 struct SqliteTenant {
     pool: SqlitePool,
+    writer: SqlitePool,
     id: TenantId,
 }
 
@@ -1246,7 +1271,7 @@ impl TenantStore for SqliteTenant {
             .bind(hash)
             .bind(self.id.as_str())
             .bind(now.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(())
@@ -1291,7 +1316,7 @@ impl TenantStore for SqliteTenant {
         .bind(hostname)
         .bind(cred)
         .bind(now.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(about(format!("host {id}")))?;
         if done.rows_affected() == 0 {
@@ -1335,7 +1360,7 @@ impl TenantStore for SqliteTenant {
         .bind(self.id.as_str())
         .bind(id.as_str())
         .bind(&sha)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         if same.rows_affected() == 1 {
@@ -1353,7 +1378,7 @@ impl TenantStore for SqliteTenant {
         .bind(&inv.hostname)
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         host_updated(&done, id)
@@ -1415,7 +1440,7 @@ impl TenantStore for SqliteTenant {
                 .bind(now.to_string())
                 .bind(self.id.as_str())
                 .bind(id.as_str())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(backend)?;
         host_updated(&done, id)
@@ -1434,7 +1459,7 @@ impl TenantStore for SqliteTenant {
 
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
         self.require_host(id).await?;
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         for s in states {
             sqlx::query(
                 "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES (?, ?, ?, ?, ?, ?)
@@ -1447,6 +1472,99 @@ impl TenantStore for SqliteTenant {
             .bind(s.state.as_str())
             .bind(&s.message)
             .bind(now.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn fleet(&self) -> Result<Vec<FleetHost>> {
+        // One query for the tenant, whatever its size (the per-host queries of
+        // `list_hosts`, `host_signing` and `states` cost 10,000 round trips at 10,000).
+        let rows = sqlx::query(
+            "SELECT h.id, h.hostname, h.enrolled_at, h.last_seen, h.public_key, h.last_sequence,
+                    h.last_signed_at, h.agent_error, h.agent_error_at,
+                    (SELECT group_concat(group_id, ' ') FROM (SELECT group_id FROM host_groups g
+                       WHERE g.tenant_id = h.tenant_id AND g.host_id = h.id ORDER BY group_id)) AS groups,
+                    (SELECT group_concat(mark, ';') FROM (SELECT update_id || '=' || state || '@' || at AS mark
+                       FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id
+                       ORDER BY update_id)) AS states_mark,
+                    v.basis, v.body
+             FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
+             WHERE h.tenant_id = ? ORDER BY h.id",
+        )
+        .bind(self.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let id: HostId = parse("host id", r.get::<&str, _>("id"))?;
+                let groups = r
+                    .get::<Option<String>, _>("groups")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(|g| parse("group id", g))
+                    .collect::<Result<Vec<GroupId>>>()?;
+                let agent_error = match (
+                    r.get::<Option<String>, _>("agent_error"),
+                    opt_ts(r.get("agent_error_at"))?,
+                ) {
+                    (Some(e), Some(at)) => Some((e, at)),
+                    _ => None,
+                };
+                let verdict = match (
+                    r.get::<Option<String>, _>("basis"),
+                    r.get::<Option<String>, _>("body"),
+                ) {
+                    (Some(basis), Some(body)) => Some(StoredVerdict {
+                        host: id.clone(),
+                        basis,
+                        body,
+                    }),
+                    _ => None,
+                };
+                Ok(FleetHost {
+                    host: HostRecord {
+                        id,
+                        hostname: r.get("hostname"),
+                        groups,
+                        enrolled_at: parse("timestamp", r.get::<&str, _>("enrolled_at"))?,
+                        last_seen: opt_ts(r.get("last_seen"))?,
+                    },
+                    signing: HostSigning {
+                        public_key: r.get("public_key"),
+                        last_sequence: u64::try_from(r.get::<i64, _>("last_sequence"))
+                            .map_err(|e| corrupt("last_sequence", e))?,
+                        last_signed_at: opt_ts(r.get("last_signed_at"))?,
+                        agent_error,
+                    },
+                    states_mark: r
+                        .get::<Option<String>, _>("states_mark")
+                        .unwrap_or_default(),
+                    verdict,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_verdicts(&self, verdicts: &[StoredVerdict]) -> Result<()> {
+        if verdicts.is_empty() {
+            return Ok(());
+        }
+        // One transaction for the lot: one turn of the writer, not one per host.
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        for v in verdicts {
+            sqlx::query(
+                "INSERT INTO host_verdicts (tenant_id, host_id, basis, body)
+                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM hosts WHERE tenant_id = ?1 AND id = ?2)
+                 ON CONFLICT (tenant_id, host_id) DO UPDATE SET basis = excluded.basis, body = excluded.body",
+            )
+            .bind(self.id.as_str())
+            .bind(v.host.as_str())
+            .bind(&v.basis)
+            .bind(&v.body)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -1486,7 +1604,7 @@ impl TenantStore for SqliteTenant {
         .bind(public_key)
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
@@ -1541,7 +1659,7 @@ impl TenantStore for SqliteTenant {
         .bind(self.id.as_str())
         .bind(id.as_str())
         .bind(seq)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         if done.rows_affected() == 1 {
@@ -1564,7 +1682,7 @@ impl TenantStore for SqliteTenant {
         .bind(error.map(|_| now.to_string()))
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         host_updated(&done, id)
@@ -1573,7 +1691,7 @@ impl TenantStore for SqliteTenant {
     // ---- Finding 3/4 (issue 8): enrolment tokens with limits, removal, host quota ----
 
     async fn create_enroll_token(&self, t: &NewEnrollToken, log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         if let Some(g) = &t.group {
             sqlx::query("SELECT 1 FROM groups WHERE tenant_id = ? AND id = ?")
                 .bind(self.id.as_str())
@@ -1619,7 +1737,7 @@ impl TenantStore for SqliteTenant {
         now: Timestamp,
         log: &LogEntry,
     ) -> Result<EnrollTokenInfo> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query(
             "UPDATE enroll_tokens SET revoked_at = ? WHERE tenant_id = ? \
              AND substr(hash, 1, 12) = ? AND revoked_at IS NULL",
@@ -1645,7 +1763,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn remove_host(&self, id: &HostId, now: Timestamp, log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let moved = sqlx::query(
             "INSERT INTO removed_hosts (credential_hash, tenant_id, host_id, removed_at) \
              SELECT credential_hash, tenant_id, id, ? FROM hosts WHERE tenant_id = ? AND id = ? \
@@ -1672,7 +1790,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn remove_group(&self, id: &GroupId, log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         // Memberships and approvals go with the group (ON DELETE CASCADE).
         let gone = sqlx::query("DELETE FROM groups WHERE tenant_id = ? AND id = ?")
             .bind(self.id.as_str())
@@ -1709,7 +1827,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn set_max_hosts(&self, max_hosts: Option<u32>, log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("UPDATE tenants SET max_hosts = ? WHERE id = ?")
             .bind(max_hosts.map(i64::from))
             .bind(self.id.as_str())
@@ -1729,7 +1847,7 @@ impl TenantStore for SqliteTenant {
         now: Timestamp,
         log: &LogEntry,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let done = sqlx::query(
             "UPDATE hosts SET repair_requested_at = ?, repair_allow_apt = ?, repair_sent_at = NULL WHERE tenant_id = ? AND id = ?",
         )
@@ -1766,7 +1884,7 @@ impl TenantStore for SqliteTenant {
         .bind(now.to_string())
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         Ok(())
@@ -1778,7 +1896,7 @@ impl TenantStore for SqliteTenant {
         )
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         Ok(())
@@ -1792,7 +1910,7 @@ impl TenantStore for SqliteTenant {
         policy: &patchday_types::api::GroupPolicy,
         log: &LogEntry,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let done =
             sqlx::query("UPDATE groups SET windows = ?, reboot = ? WHERE tenant_id = ? AND id = ?")
                 .bind(to_json(&policy.windows)?)
@@ -1838,7 +1956,28 @@ impl TenantStore for SqliteTenant {
         states: &[StateReport],
         now: Timestamp,
     ) -> Result<Vec<HistoryEntry>> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        // Issue 10: most check-ins change no state. Look first through a reader, so
+        // they take no turn of the single writer; a change is checked again inside the
+        // write transaction below.
+        let current = sqlx::query(
+            "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let unchanged = states.iter().all(|st| {
+            current.iter().any(|r| {
+                r.get::<&str, _>("update_id") == st.update.as_str()
+                    && r.get::<&str, _>("state") == st.state.as_str()
+                    && r.get::<Option<String>, _>("message") == st.message
+            })
+        });
+        if unchanged {
+            return Ok(Vec::new());
+        }
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let rows = sqlx::query(
             "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
         )
@@ -1954,7 +2093,7 @@ impl TenantStore for SqliteTenant {
         hosts: &[HostId],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         for h in hosts {
             sqlx::query(
                 "INSERT OR IGNORE INTO rollout_waves (tenant_id, update_id, group_id, host_id, admitted_at) VALUES (?, ?, ?, ?, ?)",
@@ -2058,7 +2197,7 @@ impl TenantStore for SqliteTenant {
         rule: &GroupRule,
         log: &LogEntry,
     ) -> Result<GroupRuleInfo> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         self.must_exist(&mut tx, "groups", group.as_str(), || {
             format!("group {group}")
         })
@@ -2095,7 +2234,7 @@ impl TenantStore for SqliteTenant {
         id: u64,
         log: &LogEntry,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let n = i64::try_from(id).map_err(|_| StoreError::NotFound(format!("rule {id}")))?;
         let gone =
             sqlx::query("DELETE FROM group_rules WHERE tenant_id = ? AND group_id = ? AND id = ?")
@@ -2136,7 +2275,7 @@ impl TenantStore for SqliteTenant {
                 .bind(to_json(facts)?)
                 .bind(self.id.as_str())
                 .bind(id.as_str())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(backend)?;
         host_updated(&done, id)
@@ -2158,7 +2297,7 @@ impl TenantStore for SqliteTenant {
         changes: &[MembershipChange],
         logs: &[LogEntry],
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         for c in changes {
             self.must_exist(&mut tx, "hosts", c.host.as_str(), || {
                 format!("host {}", c.host)
@@ -2266,7 +2405,7 @@ impl SqliteTenant {
 
 impl SqliteTenant {
     async fn write_rings(&self, rings: &[patchday_types::api::Ring], log: &LogEntry) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("DELETE FROM rings WHERE tenant_id = ?")
             .bind(self.id.as_str())
             .execute(&mut *tx)
@@ -2408,7 +2547,7 @@ impl SqliteTenant {
 
     /// Records (or replaces) a decision.
     async fn write_approval(&self, a: &Approval, log: Option<&LogEntry>) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let decision = match a.decision {
             Decision::Approve => "approve",
             Decision::Decline => "decline",
@@ -2439,7 +2578,7 @@ impl SqliteTenant {
 
     /// Creates group `g`.
     async fn write_group(&self, g: &Group, log: Option<&LogEntry>) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("INSERT INTO groups (tenant_id, id, name) VALUES (?, ?, ?)")
             .bind(self.id.as_str())
             .bind(g.id.as_str())
@@ -2452,7 +2591,7 @@ impl SqliteTenant {
 
     /// Sets this tenant's patch day.
     async fn write_patch_day(&self, pd: &PatchDayConfig, log: Option<&LogEntry>) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("UPDATE tenants SET patch_day = ? WHERE id = ?")
             .bind(to_json(pd)?)
             .bind(self.id.as_str())
@@ -2469,7 +2608,7 @@ impl SqliteTenant {
         groups: &[GroupId],
         log: Option<&LogEntry>,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         self.must_exist(&mut tx, "hosts", id.as_str(), || format!("host {id}"))
             .await?;
         // Issue 10, point 2: only the manual memberships are replaced; what a rule made
@@ -2533,6 +2672,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.list_tenants().await.unwrap().len(), 4);
+    }
+
+    // Issue 11, point 1: the fleet views' read model.
+    #[tokio::test]
+    async fn fleet_views_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        patchday_store::conformance::fleet_views(&store).await;
     }
 
     // Finding 3/4/10 (issue 8).
@@ -2626,7 +2775,7 @@ mod tests {
             "UPDATE operator_log SET actor = 'mallory'",
             "DELETE FROM operator_log",
         ] {
-            let e = sqlx::query(sql).execute(&store.pool).await.unwrap_err();
+            let e = sqlx::query(sql).execute(&store.writer).await.unwrap_err();
             assert!(e.to_string().contains("append-only"), "{sql}: {e}");
         }
     }

@@ -1999,3 +1999,96 @@ pub async fn console_sessions(store: &dyn Store) {
         "logout ends the session"
     );
 }
+
+/// Issue 11, point 1: the fleet read in one call, stored verdicts kept per host, marks
+/// that move with every report, and nothing crossing tenants.
+pub async fn fleet_views(store: &dyn Store) {
+    use crate::StoredVerdict;
+    let now = ts("2026-11-26T10:00:00Z");
+    let a = new_tenant(store, "fv-a").await;
+    let b = new_tenant(store, "fv-b").await;
+    for g in ["db", "web"] {
+        a.create_group(&Group {
+            id: id(g),
+            name: g.into(),
+        })
+        .await
+        .unwrap();
+    }
+    a.create_host(&id("h2"), "beta", &hash_secret("fv-h2"), now)
+        .await
+        .unwrap();
+    a.create_host(&id("h1"), "alpha", &hash_secret("fv-h1"), now)
+        .await
+        .unwrap();
+    b.create_host(&id("x1"), "other", &hash_secret("fv-x1"), now)
+        .await
+        .unwrap();
+    a.set_host_groups(&id("h1"), &[id("web"), id("db")])
+        .await
+        .unwrap();
+    a.set_host_public_key(&id("h1"), "ab12").await.unwrap();
+
+    let fleet = a.fleet().await.unwrap();
+    let ids: Vec<&str> = fleet.iter().map(|f| f.host.id.as_str()).collect();
+    assert_eq!(ids, ["h1", "h2"], "the tenant's hosts only, by id");
+    assert_eq!(fleet[0].host, a.host(&id("h1")).await.unwrap());
+    assert_eq!(fleet[0].signing, a.host_signing(&id("h1")).await.unwrap());
+    assert_eq!(fleet[0].host.groups, vec![id("db"), id("web")]);
+    assert!(fleet[1].host.groups.is_empty());
+    assert_eq!(fleet[0].states_mark, "", "no reports yet");
+    assert!(fleet.iter().all(|f| f.verdict.is_none()));
+
+    // A report moves the host's mark, and only its own.
+    let report = |state| StateReport {
+        update: id("PD-FV-1"),
+        state,
+        message: None,
+    };
+    a.put_states(&id("h1"), &[report(UpdateState::Downloading)], now)
+        .await
+        .unwrap();
+    let first = a.fleet().await.unwrap()[0].states_mark.clone();
+    assert!(!first.is_empty());
+    a.put_states(
+        &id("h1"),
+        &[report(UpdateState::Installed)],
+        ts("2026-11-26T10:05:00Z"),
+    )
+    .await
+    .unwrap();
+    let fleet = a.fleet().await.unwrap();
+    assert_ne!(fleet[0].states_mark, first, "a new report, a new mark");
+    assert_eq!(fleet[1].states_mark, "");
+
+    // Verdicts are kept and replaced; one for a host of another tenant (or none) is
+    // skipped, not stored under this tenant.
+    let v = |host: &str, basis: &str| StoredVerdict {
+        host: id(host),
+        basis: basis.into(),
+        body: format!("{{\"{basis}\":1}}"),
+    };
+    a.put_verdicts(&[v("h1", "one"), v("x1", "stray"), v("nope", "stray")])
+        .await
+        .unwrap();
+    a.put_verdicts(&[v("h1", "two"), v("h2", "one")])
+        .await
+        .unwrap();
+    let fleet = a.fleet().await.unwrap();
+    assert_eq!(fleet[0].verdict, Some(v("h1", "two")));
+    assert_eq!(fleet[1].verdict, Some(v("h2", "one")));
+    let other = b.fleet().await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].verdict, None, "nothing crossed tenants");
+    a.put_verdicts(&[]).await.unwrap();
+
+    // A removed host takes its verdict with it.
+    a.remove_host(
+        &id("h2"),
+        now,
+        &log_entry(Some("fv-a"), "host.remove", "2026-11-26T10:06:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.fleet().await.unwrap().len(), 1);
+}

@@ -84,6 +84,32 @@ pub struct HostRecord {
     pub last_seen: Option<Timestamp>,
 }
 
+/// One host as a fleet view reads it ([`TenantStore::fleet`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetHost {
+    /// The host.
+    pub host: HostRecord,
+    /// What it signed and its agent's last error.
+    pub signing: HostSigning,
+    /// A mark of its reported states (update, state, time of each): it changes with
+    /// every report, so an evaluation made before one is known to be old.
+    pub states_mark: String,
+    /// Its stored evaluation, if any.
+    pub verdict: Option<StoredVerdict>,
+}
+
+/// A host's evaluation as the server keeps it: the basis it was computed from and the
+/// body (the server's own format; the store does not read it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredVerdict {
+    /// The host.
+    pub host: HostId,
+    /// What the evaluation depended on, as the server fingerprints it.
+    pub basis: String,
+    /// The evaluation.
+    pub body: String,
+}
+
 /// A reported per-update state with its time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredState {
@@ -427,6 +453,15 @@ pub trait TenantStore: Send + Sync {
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()>;
     /// The agent's latest state per update for a host.
     async fn states(&self, id: &HostId) -> Result<Vec<StoredState>>;
+
+    // ---- Issue 11, point 1: fleet views at 10,000 hosts ----
+
+    /// Every host with what a fleet view needs (groups, signing, last report, stored
+    /// verdict), in a bounded number of queries whatever the fleet's size.
+    async fn fleet(&self) -> Result<Vec<FleetHost>>;
+    /// Keeps hosts' evaluations (host, basis, body) for the next fleet view; a host
+    /// removed meanwhile is skipped.
+    async fn put_verdicts(&self, verdicts: &[StoredVerdict]) -> Result<()>;
 
     // ---- Finding 3/4 (issue 8): enrolment tokens with limits, removal, host quota ----
 

@@ -517,6 +517,11 @@ pub struct WaitAnswer {
     pub wake: bool,
     /// When refused (503): seconds to wait before trying again (jittered); else 0.
     pub retry_after_seconds: u64,
+    /// When woken: start the run at a uniformly random moment within this many seconds,
+    /// the time the server needs for every agent woken with this one (issue 10). 0: now.
+    /// Absent from older servers.
+    #[serde(default)]
+    pub spread_seconds: u64,
 }
 
 // ---- end issue 10, point 6 (push) ----

@@ -46,6 +46,12 @@ pub fn router() -> Router<AppState> {
             get(pages::progress),
         )
         .route("/console/tenants/{tenant}/audit", get(pages::audit))
+        .route("/console/rollouts/{update}/halt", post(pages::halt))
+        .route("/console/rollouts/{update}/resume", post(pages::resume))
+        .route(
+            "/console/tenants/{tenant}/rings",
+            get(pages::rings_page).post(pages::set_rings),
+        )
         .layer(axum::middleware::from_fn(security_headers))
 }
 

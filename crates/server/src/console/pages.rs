@@ -745,6 +745,8 @@ struct RolloutPage {
     chrome: Chrome,
     tenant: String,
     p: Progress,
+    /// Provider admins halt and resume rollouts (for every tenant).
+    may_halt: bool,
 }
 
 /// `GET /console/tenants/{t}/rollouts/{u}`.
@@ -759,7 +761,270 @@ pub async fn rollout(
         chrome,
         tenant: t.to_string(),
         p,
+        may_halt: session.op.provider().is_ok(),
     })
+}
+
+/// The halt and resume forms.
+#[derive(Deserialize)]
+pub struct HaltForm {
+    #[serde(default)]
+    csrf: String,
+    /// The tenant whose rollout page sent it (where to go back).
+    tenant: TenantId,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/rollouts/{u}/halt`: halts the update everywhere through the API's
+/// own handler (provider admins; a reason is required), then shows the rollout again.
+pub async fn halt(
+    State(s): State<AppState>,
+    session: Session,
+    Path(u): Path<UpdateId>,
+    Form(f): Form<HaltForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf)?;
+    session.op.see(&f.tenant)?;
+    let _halt = rings::halt(
+        State(s.clone()),
+        session.op.clone(),
+        Path(u.clone()),
+        Json(patchday_types::api::HaltRequest { reason: f.reason }),
+    )
+    .await?;
+    s.console_overview.forget(&f.tenant);
+    see_other(&format!("/console/tenants/{}/rollouts/{u}", f.tenant))
+}
+
+/// `POST /console/rollouts/{u}/resume` (provider admins).
+pub async fn resume(
+    State(s): State<AppState>,
+    session: Session,
+    Path(u): Path<UpdateId>,
+    Form(f): Form<HaltForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf)?;
+    session.op.see(&f.tenant)?;
+    let _resumed = rings::resume(State(s.clone()), session.op.clone(), Path(u.clone())).await?;
+    s.console_overview.forget(&f.tenant);
+    see_other(&format!("/console/tenants/{}/rollouts/{u}", f.tenant))
+}
+
+fn see_other(to: &str) -> Result<Response, PageError> {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut().insert(
+        LOCATION,
+        HeaderValue::from_str(to).map_err(ApiError::internal)?,
+    );
+    Ok(resp)
+}
+
+// ---- rings ----
+
+#[derive(Template)]
+#[template(path = "console/rings.html")]
+struct RingsPage {
+    chrome: Chrome,
+    tenant: String,
+    rings: Vec<RingRow>,
+    /// The form, filled with the rings in force.
+    form: RingsFormView,
+    groups: Vec<String>,
+    may_change: bool,
+}
+
+struct RingRow {
+    group: String,
+    deferral: String,
+    deadline: String,
+    grace: String,
+    soak: String,
+    success: String,
+    failure: String,
+    rule: String,
+}
+
+struct RingsFormView {
+    rings: String,
+    auto: bool,
+    severities: Vec<(String, bool)>,
+    soak: String,
+    success: String,
+    failure: String,
+    failure_count: String,
+}
+
+/// `GET /console/tenants/{t}/rings`: the rings in force and the form that replaces them
+/// (the same words as `patchday ring set`).
+pub async fn rings_page(
+    State(s): State<AppState>,
+    session: Session,
+    Path(t): Path<TenantId>,
+) -> PageResult {
+    let rings = rings::list(State(s.clone()), session.op.clone(), Path(t.clone()))
+        .await?
+        .0;
+    let groups = admin::list_groups(State(s.clone()), session.op.clone(), Path(t.clone()))
+        .await?
+        .0
+        .into_iter()
+        .map(|g| g.id.to_string())
+        .collect();
+    use patchday_core::rollout::{duration_text, ring_spec};
+    let first = rings.first();
+    let rule = first.and_then(|r| r.rule.clone());
+    let percent = |p: u32| format!("{}", f64::from(p) / 10.0);
+    let form = RingsFormView {
+        rings: rings.iter().map(ring_spec).collect::<Vec<_>>().join(" "),
+        auto: rule.is_some(),
+        severities: patchday_core::compliance::SEVERITIES
+            .iter()
+            .map(|sev| {
+                (
+                    sev.as_str().to_string(),
+                    rule.as_ref().is_some_and(|r| r.severities.contains(sev)),
+                )
+            })
+            .collect(),
+        soak: duration_text(
+            first.map_or(patchday_core::rollout::DEFAULT_SOAK_SECONDS, |r| {
+                r.soak_seconds
+            }),
+        ),
+        success: percent(
+            first.map_or(patchday_core::rollout::DEFAULT_SUCCESS_PERMILLE, |r| {
+                r.success_permille
+            }),
+        ),
+        failure: percent(
+            first.map_or(patchday_core::rollout::DEFAULT_FAILURE_PERMILLE, |r| {
+                r.failure_permille
+            }),
+        ),
+        failure_count: first
+            .and_then(|r| r.failure_count)
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+    };
+    let rows = rings
+        .iter()
+        .map(|r| RingRow {
+            group: r.group.to_string(),
+            deferral: duration_text(r.deferral_seconds),
+            deadline: r.deadline_seconds.map(duration_text).unwrap_or_default(),
+            grace: duration_text(r.grace_seconds),
+            soak: duration_text(r.soak_seconds),
+            success: format!("{}%", percent(r.success_permille)),
+            failure: format!(
+                "{}%{}",
+                percent(r.failure_permille),
+                r.failure_count
+                    .map(|n| format!(" or {n} hosts"))
+                    .unwrap_or_default()
+            ),
+            rule: match &r.rule {
+                None => "by hand".into(),
+                Some(rule) if rule.severities.is_empty() => "automatic: every update".into(),
+                Some(rule) => format!(
+                    "automatic: {}",
+                    rule.severities
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        })
+        .collect();
+    let chrome = chrome(&s, &session).await?;
+    render(&RingsPage {
+        chrome,
+        tenant: t.to_string(),
+        rings: rows,
+        form,
+        groups,
+        may_change: session.op.change(&t).is_ok(),
+    })
+}
+
+/// The rings form (one checkbox per severity: `severity-critical`, ...).
+#[derive(Deserialize)]
+pub struct RingsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    rings: String,
+    #[serde(default)]
+    auto: Option<String>,
+    #[serde(default, rename = "severity-critical")]
+    critical: Option<String>,
+    #[serde(default, rename = "severity-important")]
+    important: Option<String>,
+    #[serde(default, rename = "severity-moderate")]
+    moderate: Option<String>,
+    #[serde(default, rename = "severity-low")]
+    low: Option<String>,
+    #[serde(default)]
+    soak: String,
+    #[serde(default)]
+    success: String,
+    #[serde(default)]
+    failure: String,
+    #[serde(default)]
+    failure_count: String,
+}
+
+/// `POST /console/tenants/{t}/rings`: replaces the tenant's rings through the API's own
+/// handler (checked and logged there), then shows them.
+pub async fn set_rings(
+    State(s): State<AppState>,
+    session: Session,
+    Path(t): Path<TenantId>,
+    Form(f): Form<RingsForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf)?;
+    let number = |what: &str, v: &str| -> Result<f64, ApiError> {
+        v.trim()
+            .parse::<f64>()
+            .map_err(|_| ApiError::bad_request(format!("{what}: {v:?} is not a number")))
+    };
+    let failure_count = match f.failure_count.trim() {
+        "" => None,
+        n => Some(n.parse::<u32>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "failure count: {n:?} is not a whole number (leave it empty for none)"
+            ))
+        })?),
+    };
+    let spec = patchday_core::rollout::RingsSpec {
+        rings: f.rings.split_whitespace().map(String::from).collect(),
+        auto: f.auto.is_some(),
+        severities: [
+            (f.critical, patchday_types::Severity::Critical),
+            (f.important, patchday_types::Severity::Important),
+            (f.moderate, patchday_types::Severity::Moderate),
+            (f.low, patchday_types::Severity::Low),
+        ]
+        .into_iter()
+        .filter_map(|(on, sev)| on.map(|_| sev))
+        .collect(),
+        soak: f.soak,
+        success_percent: number("success", &f.success)?,
+        failure_percent: number("failure", &f.failure)?,
+        failure_count,
+        ..Default::default()
+    };
+    let rings = spec.build().map_err(ApiError::bad_request)?;
+    let _rings = rings::set(
+        State(s.clone()),
+        session.op.clone(),
+        Path(t.clone()),
+        Json(patchday_types::api::RingsRequest { rings }),
+    )
+    .await?;
+    s.console_overview.forget(&t);
+    see_other(&format!("/console/tenants/{t}/rings"))
 }
 
 /// `GET /console/tenants/{t}/rollouts/{u}/progress.json`: what the page's script polls.

@@ -6,7 +6,6 @@
 //! enqueues nothing.
 
 use super::{enqueue, event};
-use crate::compliance::host_statuses;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use jiff::Timestamp;
@@ -34,7 +33,7 @@ pub async fn scan(state: &AppState, watch: &mut Watch, now: Timestamp) -> ApiRes
     if state.config.notify.targets.is_empty() {
         return Ok(());
     }
-    let catalog = state.catalog_index.index(state.store.as_ref()).await?;
+    let (version, catalog) = state.catalog_index.versioned(state.store.as_ref()).await?;
     let kev_known = state.feeds.advisories.known_exploited_count() > 0;
     for t in state.store.list_tenants().await? {
         let tenant = state.store.tenant(&t.id).await?;
@@ -44,15 +43,26 @@ pub async fn scan(state: &AppState, watch: &mut Watch, now: Timestamp) -> ApiRes
         // CVE → (updates that fix it, hosts exposed)
         let mut exploited: BTreeMap<String, (BTreeSet<UpdateId>, BTreeSet<String>)> =
             BTreeMap::new();
-        for h in tenant.list_hosts().await? {
-            let statuses = host_statuses(tenant.as_ref(), &h, &approvals, &catalog, None).await?;
-            let reported: HashMap<UpdateId, Timestamp> = tenant
-                .states(&h.id)
-                .await?
-                .into_iter()
-                .map(|s| (s.report.update, s.at))
-                .collect();
-            for st in &statuses {
+        // Issue 11, point 1: stored evaluations of hosts that did not change.
+        for e in
+            crate::fleet_view::evaluate(tenant.as_ref(), &approvals, &version, &catalog).await?
+        {
+            let (h, statuses) = (&e.host, &e.statuses);
+            // When each failure was reported: read only for hosts with one.
+            let reported: HashMap<UpdateId, Timestamp> = if statuses
+                .iter()
+                .any(|st| matches!(st.state, UpdateState::Failed | UpdateState::RemoveFailed))
+            {
+                tenant
+                    .states(&h.id)
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.report.update, s.at))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
+            for st in statuses {
                 // An install or a removal failed.
                 if matches!(st.state, UpdateState::Failed | UpdateState::RemoveFailed) {
                     let since = reported.get(&st.update).copied().unwrap_or(now);
@@ -121,12 +131,12 @@ pub async fn scan(state: &AppState, watch: &mut Watch, now: Timestamp) -> ApiRes
                 }
             }
             // The host's dpkg database is broken (dpkg's own words).
-            if let Some(b) = tenant.inventory(&h.id).await?.and_then(|i| i.dpkg_broken) {
+            if let Some(b) = &e.dpkg_broken {
                 enqueue(
                     state,
                     event(
                         NotifyEvent::HostBroken,
-                        format!("{}:{}:dpkg:{}", t.id, h.id, short_hash(&b)),
+                        format!("{}:{}:dpkg:{}", t.id, h.id, short_hash(b)),
                         Some(t.id.clone()),
                         format!(
                             "host {} ({}): its dpkg database is broken",

@@ -1,7 +1,6 @@
 //! Operator routes: tenants, tokens, groups, hosts, updates, approvals, reports.
 
 use crate::auth::{new_secret, Operator};
-use crate::compliance::host_statuses;
 use crate::error::{ApiError, ApiResult};
 use crate::limits;
 use crate::state::AppState;
@@ -329,14 +328,15 @@ pub async fn list_hosts(
             .map(|m| (m.host.clone(), m))
             .collect();
     let mut out = Vec::new();
-    for h in tenant.list_hosts().await? {
+    for f in tenant.fleet().await? {
+        let h = f.host;
         let m = memberships.remove(&h.id);
         let os = tenant
             .inventory(&h.id)
             .await?
             .map(|i| i.os.pretty_name)
             .unwrap_or_default();
-        let signed = host_signed(tenant.as_ref(), &h.id).await?;
+        let signed = host_signed(&f.signing);
         out.push(HostSummary {
             id: h.id,
             hostname: h.hostname,
@@ -580,7 +580,7 @@ pub async fn report(
             .filter(|t| op.see(t).is_ok())
             .collect(),
     };
-    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
     let now = s.clock.now();
     let stale_after = s.config.stale_after();
     let mut report = ComplianceReport {
@@ -590,22 +590,17 @@ pub async fn report(
     for t in tenants {
         let tenant = s.store.tenant(&t).await?;
         let approvals = tenant.list_approvals().await?;
-        for h in tenant.list_hosts().await? {
-            let HostVerdict {
-                statuses,
-                signed,
-                dpkg_broken,
-                verdict,
-            } = host_verdict(tenant.as_ref(), &h, &approvals, &catalog, stale_after, now).await?;
-            for mut st in statuses {
-                if st.state == UpdateState::NotApplicable {
-                    continue;
-                }
+        // Issue 11, point 1: the stored evaluations of hosts that did not change.
+        for e in
+            crate::fleet_view::evaluate(tenant.as_ref(), &approvals, &version, &catalog).await?
+        {
+            let HostVerdict { signed, verdict } = host_verdict(&e, stale_after, now);
+            for mut st in e.statuses {
                 // finding 13: why an approved update is not moving on this host.
-                if let (UpdateState::Approved, None, Some(e)) =
+                if let (UpdateState::Approved, None, Some(err)) =
                     (st.state, &st.message, &signed.agent_error)
                 {
-                    st.message = Some(format!("agent-error: {e}"));
+                    st.message = Some(format!("agent-error: {err}"));
                 }
                 if let (UpdateState::Declined, Some(r)) = (st.state, &st.message) {
                     st.message = Some(format!("declined: {r}"));
@@ -615,9 +610,9 @@ pub async fn report(
                 };
                 report.rows.push(ComplianceRow {
                     tenant: t.clone(),
-                    host: h.id.clone(),
-                    hostname: h.hostname.clone(),
-                    groups: h.groups.clone(),
+                    host: e.host.id.clone(),
+                    hostname: e.host.hostname.clone(),
+                    groups: e.host.groups.clone(),
                     update: st.update,
                     severity: u.severity,
                     state: st.state,
@@ -626,16 +621,16 @@ pub async fn report(
             }
             report.hosts.push(HostSummaryRow {
                 tenant: t.clone(),
-                host: h.id,
-                hostname: h.hostname,
-                groups: h.groups,
-                last_seen: h.last_seen.map(seconds),
+                host: e.host.id,
+                hostname: e.host.hostname,
+                groups: e.host.groups,
+                last_seen: e.host.last_seen.map(seconds),
                 signed: HostSigned {
                     at: signed.at.map(seconds),
                     agent_error_at: signed.agent_error_at.map(seconds),
                     ..signed
                 },
-                dpkg_broken, // issue 9, point 4
+                dpkg_broken: e.dpkg_broken, // issue 9, point 4
                 compliance: verdict.state,
                 compliance_reason: verdict.reason,
             });
@@ -644,46 +639,34 @@ pub async fn report(
     Ok(Json(report))
 }
 
-/// Where one host stands, with what the verdict was made from.
+/// Where one host stands, with what the host itself signed.
 pub(crate) struct HostVerdict {
-    /// Its state per update.
-    pub statuses: Vec<patchday_core::applicability::UpdateStatus>,
     /// What the host itself signed, and its agent's last error.
     pub signed: HostSigned,
-    /// A broken dpkg database, in dpkg's words (issue 9, point 4).
-    pub dpkg_broken: Option<String>,
     /// The host's state as a whole (issue 9, point 7).
     pub verdict: patchday_core::compliance::Verdict,
 }
 
-/// Evaluates one host for the report and the compliance metrics (issue 11, point 4).
-pub(crate) async fn host_verdict(
-    tenant: &dyn patchday_store::TenantStore,
-    h: &patchday_store::HostRecord,
-    approvals: &[Approval],
-    catalog: &patchday_core::applicability::CatalogIndex,
+/// One evaluated host's state as a whole at `now`, for the report and the compliance
+/// metrics (issue 11, point 4): the time-dependent parts (stale, overdue) and the
+/// agent's last error are decided here, never stored.
+pub(crate) fn host_verdict(
+    e: &crate::fleet_view::Evaluated,
     stale_after: jiff::SignedDuration,
     now: jiff::Timestamp,
-) -> ApiResult<HostVerdict> {
-    let signed = host_signed(tenant, &h.id).await?;
-    let dpkg_broken = tenant.inventory(&h.id).await?.and_then(|i| i.dpkg_broken);
-    let statuses = host_statuses(tenant, h, approvals, catalog, None).await?;
+) -> HostVerdict {
+    let signed = host_signed(&e.signing);
     let verdict = host_compliance(
-        &statuses,
+        &e.statuses,
         &HostFacts {
-            last_seen: h.last_seen,
+            last_seen: e.host.last_seen,
             agent_error: signed.agent_error.as_deref(),
-            dpkg_broken: dpkg_broken.as_deref(),
+            dpkg_broken: e.dpkg_broken.as_deref(),
         },
         stale_after,
         now,
     );
-    Ok(HostVerdict {
-        statuses,
-        signed,
-        dpkg_broken,
-        verdict,
-    })
+    HostVerdict { signed, verdict }
 }
 
 /// A time as the report shows it: whole seconds (issue 9, point 7).
@@ -692,22 +675,18 @@ fn seconds(t: jiff::Timestamp) -> jiff::Timestamp {
 }
 
 // issue 8, findings 8 and 13: what each host itself signed, and its agent's errors.
-async fn host_signed(
-    tenant: &dyn patchday_store::TenantStore,
-    id: &HostId,
-) -> ApiResult<HostSigned> {
-    let s = tenant.host_signing(id).await?;
-    let (agent_error, agent_error_at) = match s.agent_error {
-        Some((e, at)) => (Some(e), Some(at)),
+fn host_signed(s: &patchday_store::HostSigning) -> HostSigned {
+    let (agent_error, agent_error_at) = match &s.agent_error {
+        Some((e, at)) => (Some(e.clone()), Some(*at)),
         None => (None, None),
     };
-    Ok(HostSigned {
+    HostSigned {
         key: s.public_key.is_some(),
         sequence: s.last_sequence,
         at: s.last_signed_at,
         agent_error,
         agent_error_at,
-    })
+    }
 }
 
 // ---- Finding 3/4 (issue 8): listing and revoking secrets, removing hosts, groups and

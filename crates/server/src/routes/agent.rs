@@ -1,5 +1,6 @@
 //! What agents call: enrol, check in (inventory in, assignments out), report states.
 
+use crate::admission::Admitted;
 use crate::auth::{new_secret, HostAuth, SignedHost};
 use crate::compliance::host_statuses;
 use crate::error::{ApiError, ApiResult};
@@ -82,6 +83,7 @@ pub async fn enroll(
 )]
 pub async fn checkin(
     State(s): State<AppState>,
+    _place: Admitted, // issue 10: before the body, its signature and the database
     SignedHost {
         who,
         body: req,
@@ -250,6 +252,7 @@ async fn sign_assignments(
 )]
 pub async fn report(
     State(s): State<AppState>,
+    _place: Admitted, // issue 10: before the body, its signature and the database
     SignedHost { who, body: req, .. }: SignedHost<ReportRequest>,
 ) -> ApiResult<Json<()>> {
     // Finding 4: bounded, and only for updates the catalog has.
@@ -331,6 +334,7 @@ const MAX_AGENT_ERROR: usize = 4096;
 )]
 pub async fn status(
     State(s): State<AppState>,
+    _place: Admitted, // issue 10: before the body, its signature and the database
     SignedHost { who, body, .. }: SignedHost<AgentStatusRequest>,
 ) -> ApiResult<Json<()>> {
     let error = body.error.map(|mut e| {
