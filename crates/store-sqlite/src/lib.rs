@@ -2521,97 +2521,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn conformance() {
+    async fn reopening_applies_no_migration_twice_and_keeps_the_data() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("patchday.db"))
             .await
             .unwrap();
-        patchday_store::conformance::run(&store).await;
-        // Reopening applies no migration twice and keeps the data.
+        patchday_store::conformance::case::tenant_isolation(&store).await;
         drop(store);
         let again = SqliteStore::open(&dir.path().join("patchday.db"))
             .await
             .unwrap();
-        assert_eq!(again.list_tenants().await.unwrap().len(), 4);
-    }
-
-    // Finding 3/4/10 (issue 8).
-    #[tokio::test]
-    async fn lifecycle_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::lifecycle(&store).await;
-    }
-
-    // Issue 10, points 2 and 3 (rings).
-    #[tokio::test]
-    async fn rings_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::rings_halts_and_waves(&store).await;
-    }
-
-    // Issue 10, point 7 (cleanup).
-    #[tokio::test]
-    async fn console_session_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::console_sessions(&store).await;
-    }
-
-    #[tokio::test]
-    async fn eviction_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::payload_evictions(&store).await;
-    }
-
-    // Issue 11, point 5: the notification outbox and its delivery log.
-    #[tokio::test]
-    async fn notification_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::notification_outbox(&store).await;
-    }
-
-    // Issue 10, point 2: groups joined by rules on host facts.
-    #[tokio::test]
-    async fn group_rules_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::group_rules_and_memberships(&store).await;
-    }
-
-    // Issue 9, point 4 (closure).
-    #[tokio::test]
-    async fn repair_request_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::repair_requests(&store).await;
-    }
-
-    // Issue 10, point 5: maintenance windows and reboot policy per group.
-    #[tokio::test]
-    async fn group_policy_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::group_policies(&store).await;
+        assert_eq!(again.list_tenants().await.unwrap().len(), 2);
     }
 
     // Finding 10 (issue 8): the log refuses changes even from outside the trait.
@@ -2621,7 +2541,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("patchday.db"))
             .await
             .unwrap();
-        patchday_store::conformance::lifecycle(&store).await;
+        patchday_store::conformance::case::approval_and_its_log_entry_commit_together(&store).await;
         for sql in [
             "UPDATE operator_log SET actor = 'mallory'",
             "DELETE FROM operator_log",
