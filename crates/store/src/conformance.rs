@@ -2228,7 +2228,7 @@ mod replicas {
         }
         for (i, host) in hosts.iter().enumerate() {
             for round in 1..=5u64 {
-                let t = if (i + round as usize) % 2 == 0 {
+                let t = if (i + round as usize).is_multiple_of(2) {
                     ta.clone()
                 } else {
                     tb.clone()
