@@ -9,8 +9,7 @@
 use patchday_lab::{DebSpec, Requirement};
 use patchday_store::Store;
 use patchday_store_postgres::testing::ThrowawayDatabase;
-use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
-use serde_json::Value;
+use patchday_testkit::{scratch, text, AcmeWorld, Bins, Host};
 use std::process::Command;
 
 fn bins() -> Bins {
@@ -42,43 +41,30 @@ fn a_host_enrols_installs_and_is_compliant_with_the_server_on_postgresql() {
     let b = bins();
     let pkgs = dir.join("pkgs");
     std::fs::create_dir_all(&pkgs).unwrap();
-    let cat = Catalog::new(&b, &dir);
     let old = DebSpec::new("pd-pg", "1.0-1").changelog("1.0-1", "Initial release.");
     let new = DebSpec::new("pd-pg", "1.0-2")
         .changelog("1.0-2", "Fix CVE-2099-1201.")
         .changelog("1.0-1", "Initial release.");
     let old = patchday_lab::build_deb(&old, &pkgs).unwrap();
     let new = patchday_lab::build_deb(&new, &pkgs).unwrap();
-    let o = cat.add_deb(
-        "PD-PG-1",
-        &new,
-        &["--emergency", "test", "--since", "1.0-1"],
+    let url = db.url().to_string();
+    let w = AcmeWorld::start(
+        &b,
+        &dir,
+        (
+            "PD-PG-1",
+            &new,
+            &["--emergency", "test", "--since", "1.0-1"],
+        ),
+        &|_| vec!["--database".into(), url.clone()],
+        &["--unlimited"],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    let srv = &w.srv;
 
-    let srv = Server::start_with(&b, &dir, &cat.root(), &["--database", db.url()]);
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = srv
-        .cli(&[
-            "enroll-token",
-            "create",
-            "--tenant",
-            "acme",
-            "--unlimited",
-            "--group",
-            "web",
-        ])
-        .trim()
-        .to_string();
-
-    // Enrol: one agent run.
+    // Enrol: one agent run, then into group `web`.
     let h = Host::new(&b, &dir, "pg-1");
-    h.lab.install_deb(&old).unwrap();
-    let o = h.agent(&srv.url, Some(&enroll));
-    assert!(o.status.success(), "enrol: {}", text(&o));
-    let row = host_row(&srv, "pg-1");
+    h.enrol_into_web(srv, &srv.url, &w.enroll, &old);
+    let row = srv.host_report("pg-1");
     assert_eq!(row["status"], "exposed", "{row}");
 
     // Approve, install, compliant.
@@ -86,7 +72,7 @@ fn a_host_enrols_installs_and_is_compliant_with_the_server_on_postgresql() {
     let o = h.agent(&srv.url, None);
     assert!(o.status.success(), "install: {}", text(&o));
     assert_eq!(h.version("pd-pg").as_deref(), Some("1.0-2"));
-    let row = host_row(&srv, "pg-1");
+    let row = srv.host_report("pg-1");
     assert_eq!(row["status"], "up-to-date", "{row}");
     assert_eq!(row["compliant"], "yes", "{row}");
 
@@ -112,7 +98,6 @@ fn a_host_enrols_installs_and_is_compliant_with_the_server_on_postgresql() {
         "the approval's log entry is in PostgreSQL: {:?}",
         log.iter().map(|e| &e.action).collect::<Vec<_>>()
     );
-    drop(srv);
 }
 
 #[test]
@@ -135,12 +120,4 @@ fn an_unknown_database_scheme_is_refused_with_what_to_write() {
         t.contains("unknown database scheme \"mysql\"") && t.contains("postgres://"),
         "{t}"
     );
-}
-
-fn host_row(srv: &Server, hostname: &str) -> Value {
-    let rows: Vec<Value> =
-        serde_json::from_str(&srv.cli(&["report", "--by", "host", "--format", "json"])).unwrap();
-    rows.into_iter()
-        .find(|r| r["hostname"] == hostname)
-        .unwrap_or_else(|| panic!("{hostname} is not in the report"))
 }
