@@ -211,8 +211,9 @@ struct ServerArgs {
     data: Option<PathBuf>,
     /// Issue 12, point 2: the database, instead of SQLite in --data (which still holds the
     /// content store, the pinned root and the director key). Pool limits as parameters:
-    /// postgres://patchday:PASSWORD@db:5432/patchday?max_connections=16&acquire_timeout=10
-    /// (keep the password out of `ps`: use the environment variable or --config).
+    /// postgres://patchday@db:5432/patchday?max_connections=16&acquire_timeout=10
+    /// Leave the password out of the URL: it is read from a pgpass file of mode 0600
+    /// (PGPASSFILE, or ~/.pgpass of the server's user) or PGPASSWORD.
     #[arg(long, env = "PATCHDAY_DATABASE", hide_env_values = true)]
     database: Option<String>,
     /// Listen address.
