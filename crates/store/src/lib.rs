@@ -9,6 +9,7 @@
 //! [`conformance`] is one behavioural suite that every backend runs.
 
 pub mod conformance;
+pub mod sql_rows;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
