@@ -209,6 +209,13 @@ struct ServerArgs {
     /// Data directory (database, content store, pinned root).
     #[arg(long, env = "PATCHDAY_DATA")]
     data: Option<PathBuf>,
+    /// Issue 12, point 2: the database, instead of SQLite in --data (which still holds the
+    /// content store, the pinned root and the director key). Pool limits as parameters:
+    /// postgres://patchday@db:5432/patchday?max_connections=16&acquire_timeout=10
+    /// Leave the password out of the URL: it is read from a pgpass file of mode 0600
+    /// (PGPASSFILE, or ~/.pgpass of the server's user) or PGPASSWORD.
+    #[arg(long, env = "PATCHDAY_DATABASE", hide_env_values = true)]
+    database: Option<String>,
     /// Listen address.
     #[arg(long, env = "PATCHDAY_LISTEN")]
     listen: Option<SocketAddr>,
@@ -2019,6 +2026,12 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8470)));
     let mut cfg = patchday_server::ServerConfig::new(data);
+    // Issue 12, point 2: an unknown scheme is refused before anything is opened.
+    cfg.database = a
+        .database
+        .as_deref()
+        .map(str::parse::<patchday_server::DatabaseChoice>)
+        .transpose()?;
     // Issues 10 and 11 (point 5): notification targets.
     cfg.notify = notify_config(&a)?;
     cfg.catalog_root = a.catalog_root.clone();

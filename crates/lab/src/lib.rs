@@ -23,4 +23,4 @@ pub use real::{
     download_real_update, find_real_update, RealUpdate, DEFAULT_REAL_UPDATE_CANDIDATES,
     DOWNLOAD_LIMIT,
 };
-pub use require::{require, skip_or_fail, Requirement};
+pub use require::{postgres_url, require, skip_or_fail, Requirement, POSTGRES_VARIABLE};

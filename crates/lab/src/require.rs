@@ -48,6 +48,20 @@ pub enum Requirement {
         /// The Debian package that has it.
         package: &'static str,
     },
+    /// Issue 12, point 2: a PostgreSQL server where the test may create and drop
+    /// databases, named by the URL in `PATCHDAY_TEST_POSTGRES`.
+    Postgres,
+}
+
+/// The variable that names a PostgreSQL server for tests (issue 12, point 2), e.g.
+/// `postgres://postgres@127.0.0.1:54329/postgres`.
+pub const POSTGRES_VARIABLE: &str = "PATCHDAY_TEST_POSTGRES";
+
+/// The URL in [`POSTGRES_VARIABLE`], if it is set and not empty.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_VARIABLE)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
 }
 
 impl Requirement {
@@ -109,6 +123,9 @@ impl Requirement {
             Requirement::File { path, package } => {
                 format!("the file {path} (Debian package {package})")
             }
+            Requirement::Postgres => format!(
+                "a PostgreSQL server where tests may create databases, named in {POSTGRES_VARIABLE}"
+            ),
         }
     }
 
@@ -136,6 +153,11 @@ impl Requirement {
             Requirement::DebianArchive => {
                 "`.ci/run` runs `apt-get update` first and needs the Debian archive to answer".into()
             }
+            Requirement::Postgres => format!(
+                "`.ci/run` installs Debian's `postgresql`, starts a throwaway cluster on 127.0.0.1 \
+                 and exports {POSTGRES_VARIABLE}; by hand: \
+                 {POSTGRES_VARIABLE}=postgres://USER@HOST:PORT/postgres (a role that may CREATE DATABASE)"
+            ),
         }
     }
 
@@ -161,6 +183,7 @@ impl Requirement {
             Requirement::CargoDeb => find_program(&["cargo-deb"]).is_some(),
             Requirement::DebianArchive => true,
             Requirement::File { path, .. } => std::path::Path::new(path).exists(),
+            Requirement::Postgres => postgres_url().is_some(),
         }
     }
 }

@@ -707,6 +707,11 @@ async fn main() -> anyhow::Result<()> {
 
     let mut cfg = patchday_server::ServerConfig::new(tmp.path().join("server"));
     cfg.catalog_root = Some(tmp.path().join("1.root.json"));
+    // Issue 12, point 2: the same load on PostgreSQL (bench/checkin-postgres.sh).
+    if let Ok(url) = std::env::var("PATCHDAY_BENCH_DATABASE") {
+        cfg.database = Some(url.parse()?);
+        println!("database: PostgreSQL (PATCHDAY_BENCH_DATABASE)");
+    }
     let init = patchday_server::init(&cfg, Arc::new(patchday_server::SystemClock)).await?;
     let admin = init
         .first_admin_token

@@ -99,6 +99,16 @@ impl From<StoreError> for ApiError {
                 )
                 .retry_after(60)
             }
+            // Issue 12, point 2: a conflict between replicas or a lost connection; the
+            // same request may pass in a moment.
+            StoreError::Unavailable(why) => {
+                tracing::warn!(error = %why, "a storage call failed and may pass when retried");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the database is busy or was briefly unreachable; nothing needs fixing: retry in a moment",
+                )
+                .retry_after(1)
+            }
             other => ApiError::internal(other),
         }
     }
@@ -185,5 +195,24 @@ mod tests {
             e.message,
             "payload x: targets/abc.x is missing; see catalog/datastore"
         );
+    }
+
+    // Issue 12, point 2: a retryable storage failure is a 503 with Retry-After, a fatal
+    // one stays a 500 without it.
+    #[test]
+    fn retryable_storage_failures_answer_503_with_retry_after() {
+        let busy =
+            ApiError::from(StoreError::Unavailable("deadlock detected".into())).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            busy.headers().get(axum::http::header::RETRY_AFTER).unwrap(),
+            "1"
+        );
+        let fatal = ApiError::from(StoreError::Backend("syntax error".into())).into_response();
+        assert_eq!(fatal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(fatal
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .is_none());
     }
 }

@@ -42,7 +42,7 @@ mod take_back; // issue 10, point 3: decline with removal
 pub mod tls;
 
 pub use clock::{Clock, SystemClock};
-pub use state::ServerConfig;
+pub use state::{DatabaseChoice, ServerConfig};
 
 use anyhow::Context;
 use patchday_store::{hash_secret, Store, TokenRecord};

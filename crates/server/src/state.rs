@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub struct ServerConfig {
     /// Data directory: database, content store, pinned root.
     pub data_dir: PathBuf,
+    /// Issue 12, point 2: the database (`--database postgres://…`); `None`: SQLite in
+    /// the data directory.
+    pub database: Option<DatabaseChoice>,
     /// The catalog root to pin on first start (`root.json` from the publisher).
     pub catalog_root: Option<PathBuf>,
     /// Largest accepted catalog upload in bytes.
@@ -57,6 +60,7 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: None,
             catalog_root: None,
             max_catalog_bytes: 2 << 30,
             poll_seconds: 3600,
@@ -83,6 +87,57 @@ impl ServerConfig {
             let poll = i64::try_from(self.poll_seconds).unwrap_or(i64::MAX / 3);
             jiff::SignedDuration::from_secs(poll.saturating_mul(3))
         })
+    }
+}
+
+/// Issue 12, point 2: which database the server uses besides SQLite in its data
+/// directory. Parsed from `--database URL`; an unknown scheme is refused with the ones
+/// known.
+#[derive(Clone, Debug)]
+pub enum DatabaseChoice {
+    /// A PostgreSQL server (several replicas may share it).
+    Postgres(patchday_store_postgres::DatabaseUrl),
+}
+
+impl std::str::FromStr for DatabaseChoice {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let scheme = s.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("postgres" | "postgresql") => Ok(DatabaseChoice::Postgres(
+                patchday_store_postgres::DatabaseUrl::parse(s)?,
+            )),
+            Some(other) => anyhow::bail!(
+                "--database: unknown database scheme {other:?}; use postgres://USER:PASSWORD@HOST:PORT/DATABASE, \
+                 or leave --database out for SQLite in the data directory (--data DIR)"
+            ),
+            None => anyhow::bail!(
+                "--database: {:?} is not a URL; use postgres://USER:PASSWORD@HOST:PORT/DATABASE, \
+                 or leave --database out for SQLite in the data directory (--data DIR)",
+                s.chars().take(40).collect::<String>()
+            ),
+        }
+    }
+}
+
+/// Opens the configured database: SQLite in the data directory, or PostgreSQL.
+async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.database {
+        None => {
+            let dir = &config.data_dir;
+            let store = SqliteStore::open(&dir.join("patchday.db"))
+                .await
+                .with_context(|| format!("opening the database in {}", dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        Some(DatabaseChoice::Postgres(url)) => {
+            let store = patchday_store_postgres::PostgresStore::connect(url)
+                .await
+                .with_context(|| format!("opening the PostgreSQL database {}", url.redacted()))?;
+            tracing::info!(database = %url.redacted(), "using PostgreSQL");
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -132,12 +187,10 @@ impl AppState {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         set_private(dir)?;
-        let store = SqliteStore::open(&dir.join("patchday.db"))
-            .await
-            .with_context(|| format!("opening the database in {}", dir.display()))?;
+        let store = open_store(config).await?;
         let content = LocalDisk::new(dir.join("content"))?;
         crate::catalog::pin_root(dir, config.catalog_root.as_deref())?;
-        crate::catalog::recover(dir, &store)
+        crate::catalog::recover(dir, store.as_ref())
             .await
             .context("recovering the trusted catalog state")?;
         let feeds = patchday_audit::feeds::Feeds::load(&config.audit_feeds)
@@ -147,7 +200,7 @@ impl AppState {
             .context("loading the director key")?;
         let push_start = u64::try_from(clock.now().as_second()).unwrap_or(0);
         Ok(Self {
-            store: Arc::new(store),
+            store,
             content: Arc::new(content),
             clock,
             config: Arc::new(config.clone()),

@@ -22,6 +22,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+patchday_store::sql_row_decoders!(sqlx::sqlite::SqliteRow);
+
 fn backend(e: sqlx::Error) -> StoreError {
     if is_disk_full(&e) {
         return StoreError::StorageFull(format!(
@@ -137,48 +139,6 @@ fn about(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
     }
 }
 
-/// One row of `approvals`.
-fn approval_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval> {
-    Ok(Approval {
-        update: parse("update id", r.get::<&str, _>("update_id"))?,
-        group: parse("group id", r.get::<&str, _>("group_id"))?,
-        decision: match r.get::<&str, _>("decision") {
-            "approve" => Decision::Approve,
-            "decline" => Decision::Decline,
-            other => return Err(corrupt("decision", other)),
-        },
-        deadline: opt_ts(r.get("deadline"))?,
-        decided_at: parse("timestamp", r.get::<&str, _>("decided_at"))?,
-        decided_by: r.get("decided_by"),
-        reason: r.get("reason"),
-        emergency: r.get::<i64, _>("emergency") != 0,
-        remove: r.get::<i64, _>("remove") != 0,
-    })
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn parse<T: FromStr>(what: &str, s: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e| corrupt(what, e))
-}
-
-fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| corrupt(what, e))
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
-}
-
-fn opt_ts(s: Option<String>) -> Result<Option<Timestamp>> {
-    s.map(|s| parse("timestamp", &s)).transpose()
-}
-
 /// The SQLite store.
 ///
 /// Issue 10 (10,000 agents checking in at once): reads and writes use separate pools.
@@ -273,18 +233,6 @@ impl SqliteStore {
         .map_err(backend)?;
         tx.finish(log).await
     }
-}
-
-fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant> {
-    Ok(Tenant {
-        id: parse("tenant id", r.get::<&str, _>("id"))?,
-        name: r.get("name"),
-        patch_day: json::<PatchDayConfig>("patch day", r.get::<&str, _>("patch_day"))?,
-        max_hosts: r
-            .get::<Option<i64>, _>("max_hosts")
-            .map(|n| u32::try_from(n).map_err(|e| corrupt("max_hosts", e)))
-            .transpose()?,
-    })
 }
 
 #[async_trait]
@@ -1165,32 +1113,6 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         tx.finish(None).await
     }
-}
-
-/// An outbox row (issue 11, point 5), from a query that selects its columns.
-fn outbox_row(r: &sqlx::sqlite::SqliteRow) -> Result<patchday_store::OutboxEvent> {
-    Ok(patchday_store::OutboxEvent {
-        key: r.get("event_key"),
-        tenant: r
-            .get::<Option<&str>, _>("tenant_id")
-            .map(|t| parse("tenant id", t))
-            .transpose()?,
-        event: parse("notification event", r.get::<&str, _>("event"))?,
-        subject: r.get("subject"),
-        body: json("notification body", r.get::<&str, _>("body"))?,
-        at: parse("timestamp", r.get::<&str, _>("created_at"))?,
-    })
-}
-
-fn eviction_row(r: &sqlx::sqlite::SqliteRow) -> Result<patchday_store::PayloadEviction> {
-    Ok(patchday_store::PayloadEviction {
-        sha256: r.get("sha256"),
-        name: r.get("name"),
-        length: u64::try_from(r.get::<i64, _>("length"))
-            .map_err(|_| StoreError::Corrupt("negative payload length".into()))?,
-        evicted_at: parse("timestamp", r.get::<&str, _>("evicted_at"))?,
-        reason: r.get("reason"),
-    })
 }
 
 /// A store handle bound to one tenant.
@@ -2446,16 +2368,6 @@ fn host_updated(done: &sqlx::sqlite::SqliteQueryResult, id: &HostId) -> Result<(
     Ok(())
 }
 
-fn catalog_target_row(r: &sqlx::sqlite::SqliteRow) -> Result<CatalogTarget> {
-    Ok(CatalogTarget {
-        name: r.get("name"),
-        length: u64::try_from(r.get::<i64, _>("length")).map_err(|e| corrupt("length", e))?,
-        sha256: r.get("sha256"),
-        release_counter: u64::try_from(r.get::<i64, _>("release_counter"))
-            .map_err(|e| corrupt("release_counter", e))?,
-    })
-}
-
 /// Writes (or replaces) catalog metadata files inside a transaction.
 async fn put_metadata(tx: &mut WriteTx, metadata: &[(String, Vec<u8>)]) -> Result<()> {
     for (name, bytes) in metadata {
@@ -2473,52 +2385,6 @@ async fn put_metadata(tx: &mut WriteTx, metadata: &[(String, Vec<u8>)]) -> Resul
 }
 
 // ---- Finding 3/4/10 (issue 8): helpers of the lifecycle and log methods ----
-
-const TOKEN_COLUMNS: &str =
-    "substr(hash, 1, 12) AS id, name, prefix, role, tenant_id, created_at, expires_at, revoked_at";
-
-const ENROLL_COLUMNS: &str = "substr(hash, 1, 12) AS id, name, prefix, tenant_id, group_id, \
-     created_at, expires_at, max_uses, uses, revoked_at";
-
-fn u32_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Option<u32>> {
-    r.get::<Option<i64>, _>(col)
-        .map(|n| u32::try_from(n).map_err(|e| corrupt(col, e)))
-        .transpose()
-}
-
-fn token_info_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenInfo> {
-    Ok(TokenInfo {
-        id: r.get("id"),
-        name: r.get("name"),
-        prefix: r.get("prefix"),
-        role: parse::<Role>("role", r.get::<&str, _>("role"))?,
-        tenant: r
-            .get::<Option<String>, _>("tenant_id")
-            .map(|t| parse("tenant id", &t))
-            .transpose()?,
-        created_at: parse("timestamp", r.get::<&str, _>("created_at"))?,
-        expires_at: opt_ts(r.get("expires_at"))?,
-        revoked_at: opt_ts(r.get("revoked_at"))?,
-    })
-}
-
-fn enroll_info_row(r: &sqlx::sqlite::SqliteRow) -> Result<EnrollTokenInfo> {
-    Ok(EnrollTokenInfo {
-        id: r.get("id"),
-        name: r.get("name"),
-        prefix: r.get("prefix"),
-        tenant: parse("tenant id", r.get::<&str, _>("tenant_id"))?,
-        group: r
-            .get::<Option<String>, _>("group_id")
-            .map(|g| parse("group id", &g))
-            .transpose()?,
-        created_at: parse("timestamp", r.get::<&str, _>("created_at"))?,
-        expires_at: opt_ts(r.get("expires_at"))?,
-        max_uses: u32_col(r, "max_uses")?,
-        uses: u32_col(r, "uses")?.unwrap_or(0),
-        revoked_at: opt_ts(r.get("revoked_at"))?,
-    })
-}
 
 /// Appends a log entry inside a transaction; returns its sequence number.
 async fn insert_log(tx: &mut WriteTx, e: &LogEntry) -> Result<u64> {
@@ -2660,107 +2526,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn conformance() {
+    async fn reopening_applies_no_migration_twice_and_keeps_the_data() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("patchday.db"))
             .await
             .unwrap();
-        patchday_store::conformance::run(&store).await;
-        // Reopening applies no migration twice and keeps the data.
+        patchday_store::conformance::case::tenant_isolation(&store).await;
         drop(store);
         let again = SqliteStore::open(&dir.path().join("patchday.db"))
             .await
             .unwrap();
-        assert_eq!(again.list_tenants().await.unwrap().len(), 4);
-    }
-
-    // Issue 11, point 1: the fleet views' read model.
-    #[tokio::test]
-    async fn fleet_views_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::fleet_views(&store).await;
-    }
-
-    // Finding 3/4/10 (issue 8).
-    #[tokio::test]
-    async fn lifecycle_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::lifecycle(&store).await;
-    }
-
-    // Issue 10, points 2 and 3 (rings).
-    #[tokio::test]
-    async fn rings_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::rings_halts_and_waves(&store).await;
-    }
-
-    // Issue 10, point 7 (cleanup).
-    #[tokio::test]
-    async fn console_session_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::console_sessions(&store).await;
-    }
-
-    #[tokio::test]
-    async fn eviction_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::payload_evictions(&store).await;
-    }
-
-    // Issue 11, point 5: the notification outbox and its delivery log.
-    #[tokio::test]
-    async fn notification_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::notification_outbox(&store).await;
-    }
-
-    // Issue 10, point 2: groups joined by rules on host facts.
-    #[tokio::test]
-    async fn group_rules_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::group_rules_and_memberships(&store).await;
-    }
-
-    // Issue 9, point 4 (closure).
-    #[tokio::test]
-    async fn repair_request_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::repair_requests(&store).await;
-    }
-
-    // Issue 10, point 5: maintenance windows and reboot policy per group.
-    #[tokio::test]
-    async fn group_policy_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("patchday.db"))
-            .await
-            .unwrap();
-        patchday_store::conformance::group_policies(&store).await;
+        assert_eq!(again.list_tenants().await.unwrap().len(), 2);
     }
 
     // Finding 10 (issue 8): the log refuses changes even from outside the trait.
@@ -2770,7 +2546,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("patchday.db"))
             .await
             .unwrap();
-        patchday_store::conformance::lifecycle(&store).await;
+        patchday_store::conformance::case::approval_and_its_log_entry_commit_together(&store).await;
         for sql in [
             "UPDATE operator_log SET actor = 'mallory'",
             "DELETE FROM operator_log",

@@ -1,7 +1,11 @@
-//! One behavioural suite for every storage backend (SQLite now, PostgreSQL later).
+//! One behavioural suite for every storage backend (SQLite and PostgreSQL).
 //!
-//! A backend's test calls [`run`] with a fresh, empty store. Each step panics with a
-//! message naming the broken promise, which is what a test wants.
+//! A backend's tests invoke [`conformance_tests!`](crate::conformance_tests) with a
+//! function that makes a fresh, empty database (a [`Harness`]): the macro expands to one
+//! `#[tokio::test]` per case of [`case`], so one broken promise does not hide the
+//! others. Each step panics with a message naming the broken promise, which is what a
+//! test wants. The concurrency cases open a second handle on the same database (a second
+//! server replica) and race the two.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::{
@@ -28,15 +32,170 @@ fn ts(s: &str) -> Timestamp {
     s.parse().expect("valid timestamp")
 }
 
-/// Runs every conformance step against an empty store.
-pub async fn run(store: &dyn Store) {
-    tenants_and_tokens(store).await;
-    tenant_isolation(store).await;
-    approvals_and_states(store).await;
-    catalog_replacement(store).await;
-    host_signing_and_sequences(store).await; // finding 8/13
-    storage_probe(store).await;
-    state_history_records_changes_only(store).await; // issue 10, point 1
+/// A fresh, empty database for one conformance case (issue 12, point 2).
+#[async_trait::async_trait]
+pub trait Harness: Send + Sync {
+    /// The store the case uses.
+    fn store(&self) -> &dyn Store;
+    /// Another handle on the same database, as a second server replica opens it (its own
+    /// connections; nothing shared in memory with [`Harness::store`]).
+    async fn replica(&self) -> Box<dyn Store>;
+}
+
+/// Expands to one `#[tokio::test]` per conformance case. `$make` is an async function
+/// returning `Option<H>` where `H:` [`Harness`]: `None` when the backend cannot run here
+/// (the function has said why, and fails under `CI=true`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@cases $make;
+            tenants_and_tokens, tenant_isolation, approvals_and_states, catalog_replacement,
+            host_signing_and_sequences, storage_probe, state_history_records_changes_only,
+            enroll_token_limits_expiry_and_revocation, enroll_token_into_a_removed_group,
+            operator_token_expiry_and_revocation, removed_host_credential_is_remembered,
+            tenant_removal_refused_while_it_has_hosts, host_quota_refuses_above_its_limit,
+            operator_log_is_scoped_and_filtered, approval_and_its_log_entry_commit_together,
+            refused_changes_leave_no_log_entry, repair_requests, group_policies,
+            rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
+            notification_outbox, console_sessions, fleet_views);
+        $crate::conformance_tests!(@replicas $make;
+            replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
+            replicas_record_each_state_change_once, replicas_share_one_host_quota,
+            replicas_number_log_entries_uniquely);
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(harness) = $make().await else { return };
+                $crate::conformance::case::$case($crate::conformance::Harness::store(&harness))
+                    .await;
+            }
+        )*
+    };
+    (@replicas $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(harness) = $make().await else { return };
+                $crate::conformance::case::$case(&harness).await;
+            }
+        )*
+    };
+}
+
+/// The named cases; each starts from an empty store and runs the steps it needs.
+pub mod case {
+    use crate::Store;
+
+    /// Issue 11, point 1: the fleet read in one call and the stored evaluations.
+    pub async fn fleet_views(s: &dyn Store) {
+        super::fleet_views(s).await;
+    }
+
+    /// Tenants, operator tokens and the first provider admin.
+    pub async fn tenants_and_tokens(s: &dyn Store) {
+        super::tenants_and_tokens(s).await;
+    }
+    /// Groups, hosts and tokens stay in their tenant.
+    pub async fn tenant_isolation(s: &dyn Store) {
+        super::tenants_and_tokens(s).await;
+        super::tenant_isolation(s).await;
+    }
+    /// Decisions, inventories and reported states.
+    pub async fn approvals_and_states(s: &dyn Store) {
+        super::tenants_and_tokens(s).await;
+        super::tenant_isolation(s).await;
+        super::approvals_and_states(s).await;
+    }
+    /// The catalog is replaced as a whole.
+    pub async fn catalog_replacement(s: &dyn Store) {
+        super::catalog_replacement(s).await;
+    }
+    /// Host keys, replay-proof sequence numbers, agent errors (finding 8/13, issue 8).
+    pub async fn host_signing_and_sequences(s: &dyn Store) {
+        super::tenants_and_tokens(s).await;
+        super::host_signing_and_sequences(s).await;
+    }
+    /// The health probe commits and changes nothing anyone reads (finding 11, issue 8).
+    pub async fn storage_probe(s: &dyn Store) {
+        super::tenants_and_tokens(s).await;
+        super::storage_probe(s).await;
+    }
+    /// Issue 10, point 1.
+    pub async fn state_history_records_changes_only(s: &dyn Store) {
+        super::state_history_records_changes_only(s).await;
+    }
+    /// Finding 3 (issue 8).
+    pub async fn enroll_token_limits_expiry_and_revocation(s: &dyn Store) {
+        super::enroll_token_limits_expiry_and_revocation(s).await;
+    }
+    /// Finding 3 (issue 8).
+    pub async fn enroll_token_into_a_removed_group(s: &dyn Store) {
+        super::enroll_token_into_a_removed_group(s).await;
+    }
+    /// Finding 3 (issue 8).
+    pub async fn operator_token_expiry_and_revocation(s: &dyn Store) {
+        super::operator_token_expiry_and_revocation(s).await;
+    }
+    /// Finding 3 (issue 8).
+    pub async fn removed_host_credential_is_remembered(s: &dyn Store) {
+        super::removed_host_credential_is_remembered(s).await;
+    }
+    /// Finding 3 (issue 8).
+    pub async fn tenant_removal_refused_while_it_has_hosts(s: &dyn Store) {
+        super::tenant_removal_refused_while_it_has_hosts(s).await;
+    }
+    /// Finding 4 (issue 8).
+    pub async fn host_quota_refuses_above_its_limit(s: &dyn Store) {
+        super::host_quota_refuses_above_its_limit(s).await;
+    }
+    /// Finding 10 (issue 8).
+    pub async fn operator_log_is_scoped_and_filtered(s: &dyn Store) {
+        super::operator_log_is_scoped_and_filtered(s).await;
+    }
+    /// Finding 10 (issue 8).
+    pub async fn approval_and_its_log_entry_commit_together(s: &dyn Store) {
+        super::approval_and_its_log_entry_commit_together(s).await;
+    }
+    /// Finding 10 (issue 8).
+    pub async fn refused_changes_leave_no_log_entry(s: &dyn Store) {
+        super::refused_changes_leave_no_log_entry(s).await;
+    }
+    /// Issue 9, point 4.
+    pub async fn repair_requests(s: &dyn Store) {
+        super::repair_requests(s).await;
+    }
+    /// Issue 10, point 5.
+    pub async fn group_policies(s: &dyn Store) {
+        super::group_policies(s).await;
+    }
+    /// Issue 10, points 2 and 3.
+    pub async fn rings_halts_and_waves(s: &dyn Store) {
+        super::rings_halts_and_waves(s).await;
+    }
+    /// Issue 10, point 7.
+    pub async fn payload_evictions(s: &dyn Store) {
+        super::payload_evictions(s).await;
+    }
+    /// Issue 10, point 2.
+    pub async fn group_rules_and_memberships(s: &dyn Store) {
+        super::group_rules_and_memberships(s).await;
+    }
+    /// Issue 11, point 5.
+    pub async fn notification_outbox(s: &dyn Store) {
+        super::notification_outbox(s).await;
+    }
+    /// Issue 11, point 1.
+    pub async fn console_sessions(s: &dyn Store) {
+        super::console_sessions(s).await;
+    }
+
+    pub use super::replicas::{
+        replicas_accept_each_sequence_once, replicas_approve_and_check_in_at_once,
+        replicas_number_log_entries_uniquely, replicas_record_each_state_change_once,
+        replicas_share_one_host_quota,
+    };
 }
 
 async fn tenants_and_tokens(store: &dyn Store) {
@@ -560,20 +719,6 @@ async fn host_signing_and_sequences(store: &dyn Store) {
 }
 
 // ---- Finding 3/4/10 (issue 8): lifecycle, quotas and the operator log ----
-
-/// Runs the lifecycle steps (enrolment and operator token limits, removal, host quota,
-/// the operator log) against an empty store.
-pub async fn lifecycle(store: &dyn Store) {
-    enroll_token_limits_expiry_and_revocation(store).await;
-    enroll_token_into_a_removed_group(store).await;
-    operator_token_expiry_and_revocation(store).await;
-    removed_host_credential_is_remembered(store).await;
-    tenant_removal_refused_while_it_has_hosts(store).await;
-    host_quota_refuses_above_its_limit(store).await;
-    operator_log_is_scoped_and_filtered(store).await;
-    approval_and_its_log_entry_commit_together(store).await;
-    refused_changes_leave_no_log_entry(store).await;
-}
 
 fn log_entry(tenant: Option<&str>, action: &str, at: &str) -> LogEntry {
     LogEntry {
@@ -1147,7 +1292,7 @@ async fn storage_probe(store: &dyn Store) {
 
 /// A repair request: logged with its request, replaced by a newer one, marked sent once
 /// (the first time counts), cleared, scoped to its tenant, `NotFound` for another host.
-pub async fn repair_requests(store: &dyn Store) {
+async fn repair_requests(store: &dyn Store) {
     let t = new_tenant(store, "repair").await;
     let other = new_tenant(store, "elsewhere").await;
     let now = ts("2026-12-01T10:00:00Z");
@@ -1283,7 +1428,7 @@ async fn state_history_records_changes_only(store: &dyn Store) {
 
 /// A group's policy: defaults until set, replaced whole, logged with its change, scoped
 /// to its tenant, `NotFound` for a group that is not there (and then nothing is logged).
-pub async fn group_policies(store: &dyn Store) {
+async fn group_policies(store: &dyn Store) {
     use patchday_types::api::GroupPolicy;
     let t = new_tenant(store, "windows").await;
     let other = new_tenant(store, "windows-elsewhere").await;
@@ -1334,7 +1479,7 @@ pub async fn group_policies(store: &dyn Store) {
 
 /// Rings replace each other in order and stay in their tenant; halts are per update and
 /// resume once; waves admit hosts idempotently and hold the others of the group.
-pub async fn rings_halts_and_waves(store: &dyn Store) {
+async fn rings_halts_and_waves(store: &dyn Store) {
     use patchday_types::api::{Ring, RolloutHalt};
     let t = new_tenant(store, "rings").await;
     let other = new_tenant(store, "rings-other").await;
@@ -1456,7 +1601,7 @@ pub async fn rings_halts_and_waves(store: &dyn Store) {
 
 /// Issue 10, point 7 (cleanup): evicted payloads are recorded once, with their log entry,
 /// listed, found by sha256 and forgotten when needed again.
-pub async fn payload_evictions(store: &dyn Store) {
+async fn payload_evictions(store: &dyn Store) {
     use crate::{LogScope, PayloadEviction};
     let e = |n: u8, at: &str| PayloadEviction {
         sha256: format!("{n:02x}").repeat(32),
@@ -1545,7 +1690,7 @@ pub async fn payload_evictions(store: &dyn Store) {
 /// are stored per host; rule-made memberships join and leave, manual ones never leave by
 /// a rule, and `set_host_groups` replaces only the manual ones; every change is logged in
 /// the same transaction.
-pub async fn group_rules_and_memberships(store: &dyn Store) {
+async fn group_rules_and_memberships(store: &dyn Store) {
     use patchday_types::api::{GroupRule, MembershipChange, MembershipFacts};
     let t = new_tenant(store, "rules").await;
     let other = new_tenant(store, "rules-other").await;
@@ -1772,7 +1917,7 @@ pub async fn group_rules_and_memberships(store: &dyn Store) {
 /// pending delivery per target; due deliveries come oldest first and not before their
 /// time; each try is logged; a delivered or given-up delivery is no longer due; the log
 /// is scoped to one tenant or shows every event.
-pub async fn notification_outbox(store: &dyn Store) {
+async fn notification_outbox(store: &dyn Store) {
     use crate::OutboxEvent;
     use patchday_types::notify::{DeliveryAttempt, DeliveryStatus, NotifyEvent};
     let ev = |key: &str, tenant: Option<&str>, at: &str| OutboxEvent {
@@ -1942,7 +2087,7 @@ pub async fn notification_outbox(store: &dyn Store) {
 
 /// Issue 11, point 1 (console): a session is found by its id's hash until it expires,
 /// never after, and is gone after logout; opening a session forgets expired ones.
-pub async fn console_sessions(store: &dyn Store) {
+async fn console_sessions(store: &dyn Store) {
     use crate::ConsoleSession;
     let s = |n: u8, created: &str, expires: &str| ConsoleSession {
         id_hash: hash_secret(&format!("session-{n}")),
@@ -2091,4 +2236,306 @@ pub async fn fleet_views(store: &dyn Store) {
     .await
     .unwrap();
     assert_eq!(a.fleet().await.unwrap().len(), 1);
+}
+
+// ---- Issue 12, point 2: two replicas on one database ----
+
+/// Two handles on one database (two server replicas) racing each other: nothing is lost,
+/// nothing is done twice. A failure the backend calls retryable is retried, as a client
+/// of the server retries a 503.
+mod replicas {
+    use super::{hash_secret, id, log_entry, new_tenant, ts, Harness};
+    use crate::{LogScope, SequenceCheck, Store, StoreError};
+    use futures::future::join_all;
+    use patchday_types::api::{Approval, Decision, Group, StateReport};
+    use patchday_types::{GroupId, HostId, Inventory, UpdateState};
+    use std::future::Future;
+
+    /// Runs `f` until it does not fail retryably (at most 50 tries).
+    async fn retrying<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut tries = 0;
+        loop {
+            match f().await {
+                Err(e) if e.is_retryable() && tries < 50 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn hosts_in_group(store: &dyn Store, tenant: &str, n: usize) -> Vec<HostId> {
+        let t = new_tenant(store, tenant).await;
+        t.create_group(&Group {
+            id: id("web"),
+            name: "Web".into(),
+        })
+        .await
+        .unwrap();
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            let h: HostId = id(&format!("h{i:02}"));
+            t.create_host(
+                &h,
+                h.as_str(),
+                &hash_secret(&format!("cred-{h}")),
+                ts("2026-12-01T10:00:00Z"),
+            )
+            .await
+            .unwrap();
+            t.set_host_groups(&h, &[id("web")]).await.unwrap();
+            hosts.push(h);
+        }
+        hosts
+    }
+
+    /// Two replicas record approvals (each with its log entry) while both take check-ins
+    /// (inventory, sequence, states): every approval and log entry is there once, every
+    /// host's last sequence and states are what its last check-in said.
+    pub async fn replicas_approve_and_check_in_at_once(h: &dyn Harness) {
+        let a = h.store();
+        let b = h.replica().await;
+        let hosts = hosts_in_group(a, "race", 8).await;
+        let (ta, tb) = (
+            a.tenant(&id("race")).await.unwrap(),
+            b.tenant(&id("race")).await.unwrap(),
+        );
+        let approve = |n: usize| Approval {
+            update: id(&format!("PD-{n}")),
+            group: id::<GroupId>("web"),
+            decision: Decision::Approve,
+            deadline: None,
+            decided_at: ts("2026-12-01T11:00:00Z"),
+            decided_by: "alice".into(),
+            reason: None,
+            emergency: false,
+            remove: false,
+        };
+        let mut work: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = Vec::new();
+        for n in 0..40 {
+            let t = if n % 2 == 0 { ta.clone() } else { tb.clone() };
+            work.push(Box::pin(async move {
+                let log = log_entry(Some("race"), "approve", "2026-12-01T11:00:00Z");
+                let decision = approve(n);
+                retrying(|| t.put_approval_logged(&decision, &log))
+                    .await
+                    .unwrap();
+            }));
+        }
+        for (i, host) in hosts.iter().enumerate() {
+            for round in 1..=5u64 {
+                let t = if (i + round as usize).is_multiple_of(2) {
+                    ta.clone()
+                } else {
+                    tb.clone()
+                };
+                let host = host.clone();
+                work.push(Box::pin(async move {
+                    let now = ts("2026-12-01T12:00:00Z");
+                    let inv = Inventory {
+                        hostname: format!("{host}-round-{round}"),
+                        ..Default::default()
+                    };
+                    retrying(|| t.save_inventory(&host, &inv, now))
+                        .await
+                        .unwrap();
+                    retrying(|| t.advance_sequence(&host, round, now))
+                        .await
+                        .unwrap();
+                    let states = [StateReport {
+                        update: id("PD-0"),
+                        state: UpdateState::Installed,
+                        message: None,
+                    }];
+                    retrying(|| t.put_states(&host, &states, now))
+                        .await
+                        .unwrap();
+                }));
+            }
+        }
+        join_all(work).await;
+        let approvals = ta.list_approvals().await.unwrap();
+        assert_eq!(
+            approvals.len(),
+            40,
+            "every approval of both replicas is there once"
+        );
+        let log = a
+            .list_log(&LogScope::Tenant(id("race")), None, 1000)
+            .await
+            .unwrap();
+        assert_eq!(log.len(), 40, "one log entry per approval");
+        let mut seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 40, "log sequence numbers are unique");
+        for host in &hosts {
+            let s = tb.host_signing(host).await.unwrap();
+            assert!(
+                (1..=5).contains(&s.last_sequence),
+                "{host}: a sequence number was accepted"
+            );
+            let states = ta.states(host).await.unwrap();
+            assert_eq!(states.len(), 1, "{host}: one state per update");
+            assert!(
+                tb.inventory(host).await.unwrap().is_some(),
+                "{host}: inventory kept"
+            );
+            assert!(
+                tb.host(host).await.unwrap().last_seen.is_some(),
+                "{host}: seen"
+            );
+        }
+    }
+
+    /// The same sequence numbers offered through two replicas at once: each is accepted
+    /// exactly once (a signed check-in cannot be replayed through another replica).
+    pub async fn replicas_accept_each_sequence_once(h: &dyn Harness) {
+        let a = h.store();
+        let b = h.replica().await;
+        let hosts = hosts_in_group(a, "seq", 1).await;
+        let host = &hosts[0];
+        let (ta, tb) = (
+            a.tenant(&id("seq")).await.unwrap(),
+            b.tenant(&id("seq")).await.unwrap(),
+        );
+        let now = ts("2026-12-01T12:00:00Z");
+        let mut work = Vec::new();
+        for n in 1..=30u64 {
+            for t in [ta.clone(), tb.clone()] {
+                work.push(
+                    async move { retrying(|| t.advance_sequence(host, n, now)).await.unwrap() },
+                );
+            }
+        }
+        let outcomes = join_all(work).await;
+        let accepted = outcomes
+            .iter()
+            .filter(|o| **o == SequenceCheck::Accepted)
+            .count();
+        assert!(
+            (1..=30).contains(&accepted),
+            "each number is accepted by one replica at most: {accepted} accepted of 30"
+        );
+        let last = ta.host_signing(host).await.unwrap().last_sequence;
+        assert_eq!(last, 30, "the highest number offered is the last accepted");
+        assert_eq!(
+            tb.advance_sequence(host, 30, now).await.unwrap(),
+            SequenceCheck::Replayed { last: 30 },
+            "a number accepted through one replica is a replay through the other"
+        );
+        // Accepted numbers strictly increase: a number is never accepted twice.
+        let mut pairs = Vec::new();
+        for (i, o) in outcomes.iter().enumerate() {
+            if *o == SequenceCheck::Accepted {
+                pairs.push(i / 2 + 1);
+            }
+        }
+        let before = pairs.len();
+        pairs.dedup();
+        assert_eq!(
+            pairs.len(),
+            before,
+            "no number was accepted by both replicas"
+        );
+    }
+
+    /// One host's check-in handled by two replicas at once (a retry through the load
+    /// balancer): each state change is appended to the history once.
+    pub async fn replicas_record_each_state_change_once(h: &dyn Harness) {
+        let a = h.store();
+        let b = h.replica().await;
+        let hosts = hosts_in_group(a, "hist-race", 1).await;
+        let host = &hosts[0];
+        let (ta, tb) = (
+            a.tenant(&id("hist-race")).await.unwrap(),
+            b.tenant(&id("hist-race")).await.unwrap(),
+        );
+        let states = |s: UpdateState| {
+            (0..5)
+                .map(|n| StateReport {
+                    update: id(&format!("PD-{n}")),
+                    state: s,
+                    message: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        for s in [
+            UpdateState::Needed,
+            UpdateState::Approved,
+            UpdateState::Installed,
+        ] {
+            let now = ts("2026-12-01T12:00:00Z");
+            let list = states(s);
+            let (x, y) = futures::join!(
+                retrying(|| ta.record_host_states(host, &list, now)),
+                retrying(|| tb.record_host_states(host, &list, now)),
+            );
+            let appended = x.unwrap().len() + y.unwrap().len();
+            assert_eq!(
+                appended, 5,
+                "{s:?}: five changes, appended once between the replicas"
+            );
+        }
+        let history = ta.history(Some(host), None, 1000).await.unwrap();
+        assert_eq!(history.len(), 15, "three changes of five updates");
+    }
+
+    /// Two replicas enrol hosts into a tenant with a quota at once: exactly the quota
+    /// is enrolled, the rest is refused.
+    pub async fn replicas_share_one_host_quota(h: &dyn Harness) {
+        let a = h.store();
+        let b = h.replica().await;
+        let t = new_tenant(a, "quota-race").await;
+        t.set_max_hosts(
+            Some(5),
+            &log_entry(Some("quota-race"), "quota", "2026-12-01T10:00:00Z"),
+        )
+        .await
+        .unwrap();
+        let tb = b.tenant(&id("quota-race")).await.unwrap();
+        let mut work = Vec::new();
+        for i in 0..12 {
+            let t = if i % 2 == 0 { t.clone() } else { tb.clone() };
+            work.push(async move {
+                let h: HostId = id(&format!("q{i:02}"));
+                let cred = hash_secret(&format!("cred-q{i}"));
+                retrying(|| t.create_host(&h, "q", &cred, ts("2026-12-01T10:00:00Z"))).await
+            });
+        }
+        let outcomes = join_all(work).await;
+        let created = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(created, 5, "exactly the quota is enrolled: {outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| o.is_ok() || matches!(o, Err(StoreError::Refused(_)))),
+            "the others are refused by the quota: {outcomes:?}"
+        );
+        assert_eq!(t.list_hosts().await.unwrap().len(), 5);
+    }
+
+    /// Log entries appended through two replicas at once get distinct, increasing
+    /// sequence numbers, and all of them are listed.
+    pub async fn replicas_number_log_entries_uniquely(h: &dyn Harness) {
+        let a = h.store();
+        let b = h.replica().await;
+        let b: &dyn Store = &*b;
+        let mut work = Vec::new();
+        for i in 0..50 {
+            let s = if i % 2 == 0 { a } else { b };
+            work.push(async move {
+                let entry = log_entry(None, "race", "2026-12-01T10:00:00Z");
+                retrying(|| s.append_log(&entry)).await.unwrap()
+            });
+        }
+        let mut seqs = join_all(work).await;
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 50, "no sequence number was given twice");
+        let listed = a.list_log(&LogScope::Everything, None, 1000).await.unwrap();
+        let listed: Vec<u64> = listed.iter().map(|e| e.seq).collect();
+        assert_eq!(listed, seqs, "every entry is listed, in sequence order");
+    }
 }

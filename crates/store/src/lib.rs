@@ -9,6 +9,7 @@
 //! [`conformance`] is one behavioural suite that every backend runs.
 
 pub mod conformance;
+pub mod sql_rows;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -43,6 +44,19 @@ pub enum StoreError {
     /// Issue 8, finding 11: nothing can be committed now (disk full); nothing changed.
     #[error("storage cannot write: {0}")]
     StorageFull(String),
+    /// Issue 12, point 2: a failure that may pass when the same work is tried again (a
+    /// serialization failure or deadlock between replicas, a lost database connection, no
+    /// free connection in time). The server answers 503 with `Retry-After`.
+    #[error("storage temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether trying the same work again may succeed ([`StoreError::Unavailable`]);
+    /// every other failure is fatal for this request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// Result alias for storage calls.
