@@ -462,6 +462,33 @@ pub struct CheckinRequest {
     /// `/etc/patchday/labels`), which group rules match; absent from older agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Issue 13, point 1: what the agent found and did per baseline at this run (drift,
+    /// repairs, measurements); absent from older agents and from runs with no baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<BaselineReport>,
+}
+
+/// Issue 13, point 1: one baseline on one host at one agent run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BaselineReport {
+    /// Baseline name.
+    pub name: String,
+    /// The version applied on the host (empty when none could be applied yet).
+    pub version: String,
+    /// What the agent found changed by hand since it applied the baseline (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+    /// Whether the drift found was repaired at this run.
+    #[serde(default)]
+    pub repaired: bool,
+    /// What went wrong (apply refused, guard rolled back, repair failed), in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the checks measured: per firewall rule `packets`/`bytes` counters
+    /// (`firewall.<rule>.packets`), and the like.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub measured: std::collections::BTreeMap<String, u64>,
 }
 
 /// One update the host must install now.
