@@ -36,8 +36,11 @@ pub fn payload_fit(inv: &Inventory, p: &PayloadRef) -> PayloadFit {
             .package(&p.package, &p.architecture)
             .map(|i| i.version.as_str()),
         PayloadKind::Bundle => inv.bundle(&p.package).map(|b| b.version.as_str()),
+        PayloadKind::Baseline => inv.baseline(&p.package).map(|b| b.version.as_str()),
     };
     match installed {
+        // Issue 13, point 1: a baseline applies to every host; not applied yet means needed.
+        None if p.kind == PayloadKind::Baseline => PayloadFit::Older,
         None => PayloadFit::Absent,
         Some(v) => match compare_deb(v, &p.version) {
             Ok(Ordering::Less) => PayloadFit::Older,
@@ -189,6 +192,8 @@ pub struct CatalogIndex {
     by_id: HashMap<UpdateId, usize>,
     by_target: HashMap<String, usize>,
     superseded_by: BTreeMap<UpdateId, BTreeSet<UpdateId>>,
+    /// Issue 13, point 1: updates carrying a baseline, relevant to every host.
+    baselines: Vec<usize>,
 }
 
 impl CatalogIndex {
@@ -197,7 +202,11 @@ impl CatalogIndex {
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_id = HashMap::new();
         let mut by_target = HashMap::new();
+        let mut baselines = Vec::new();
         for (i, u) in updates.iter().enumerate() {
+            if u.payloads.iter().any(|p| p.kind == PayloadKind::Baseline) {
+                baselines.push(i);
+            }
             by_id.insert(u.id.clone(), i);
             by_target.insert(UpdateDocument::target_name(&u.id), i);
             let names: BTreeSet<&str> = u.payloads.iter().map(|p| p.package.as_str()).collect();
@@ -212,6 +221,7 @@ impl CatalogIndex {
             by_id,
             by_target,
             superseded_by,
+            baselines,
         }
     }
 
@@ -258,6 +268,7 @@ impl CatalogIndex {
         let hits: BTreeSet<usize> = names
             .filter_map(|n| self.by_name.get(n))
             .flatten()
+            .chain(&self.baselines)
             .copied()
             .collect();
         hits.into_iter()

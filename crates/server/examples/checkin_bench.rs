@@ -317,6 +317,7 @@ fn inventory_variant(
     let bytes = serde_json::to_vec(&CheckinRequest {
         inventory: inv,
         labels: None,
+        baselines: Vec::new(),
     })?;
     let marker = b"\"hostname\":\"";
     let at = (bytes.windows(marker.len()).position(|w| w == marker))

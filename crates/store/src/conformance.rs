@@ -1999,3 +1999,59 @@ pub async fn console_sessions(store: &dyn Store) {
         "logout ends the session"
     );
 }
+
+// ---- Issue 13, point 1: baselines ----
+
+/// The latest report per host and baseline replaces the one before (a later run without
+/// drift keeps when drift was last found and how often); drift is also kept as history,
+/// newest first; another tenant sees none of it.
+pub async fn baseline_reports(store: &dyn Store) {
+    use patchday_types::api::BaselineReport;
+    let acme = new_tenant(store, "bl-acme").await;
+    let other = new_tenant(store, "bl-other").await;
+    let now = ts("2026-12-02T04:00:00Z");
+    acme.create_host(&id("bh1"), "alpha", &hash_secret("cred-bh1"), now)
+        .await
+        .unwrap();
+    assert!(acme.baseline_reports().await.unwrap().is_empty());
+    let report = |version: &str, drift: &[&str], repaired: bool| BaselineReport {
+        name: "web-fw".into(),
+        version: version.into(),
+        drift: drift.iter().map(|d| d.to_string()).collect(),
+        repaired,
+        error: None,
+        measured: [("firewall.https.packets".to_string(), 7u64)]
+            .into_iter()
+            .collect(),
+    };
+    // Nothing reported, nothing stored.
+    acme.save_baseline_reports(&id("bh1"), &[], now).await.unwrap();
+    assert!(acme.baseline_reports().await.unwrap().is_empty());
+    acme.save_baseline_reports(&id("bh1"), &[report("1", &["rule added by hand"], true)], now)
+        .await
+        .unwrap();
+    let later = ts("2026-12-02T05:00:00Z");
+    acme.save_baseline_reports(&id("bh1"), &[report("2", &[], false)], later)
+        .await
+        .unwrap();
+    let rows = acme.baseline_reports().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (r.hostname.as_str(), r.baseline.as_str(), r.version.as_str()),
+        ("alpha", "web-fw", "2")
+    );
+    assert!(r.drift.is_empty() && !r.repaired);
+    assert_eq!(r.reported_at, later);
+    assert_eq!(r.last_drift_at, Some(now), "when drift was last found stays");
+    assert_eq!(r.drift_runs, 1);
+    assert_eq!(r.measured["firewall.https.packets"], 7);
+    let drift = acme.baseline_drift(10).await.unwrap();
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].drift, vec!["rule added by hand".to_string()]);
+    assert!(drift[0].repaired);
+    assert_eq!(drift[0].version, "1");
+    // Tenant isolation.
+    assert!(other.baseline_reports().await.unwrap().is_empty());
+    assert!(other.baseline_drift(10).await.unwrap().is_empty());
+}

@@ -1225,3 +1225,66 @@ pub struct MembershipFacts {
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
 }
+
+/// Issue 13, point 1: a host's latest report for one baseline, as the server stores it
+/// (`GET /v1/tenants/{t}/baselines`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostBaseline {
+    /// The host.
+    pub host: HostId,
+    /// Its name.
+    pub hostname: String,
+    /// The baseline.
+    pub baseline: String,
+    /// The version applied on the host.
+    pub version: String,
+    /// Drift the latest run found (empty: none).
+    #[serde(default)]
+    pub drift: Vec<String>,
+    /// Whether the latest run repaired it.
+    #[serde(default)]
+    pub repaired: bool,
+    /// What went wrong at the latest run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the latest run measured (firewall rule counters).
+    #[serde(default)]
+    pub measured: std::collections::BTreeMap<String, u64>,
+    /// When the server received the report.
+    pub reported_at: Timestamp,
+    /// When drift was last found on this host (kept after it was repaired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_at: Option<Timestamp>,
+    /// How many runs found drift (each one repaired or reported as an error).
+    #[serde(default)]
+    pub drift_runs: u64,
+}
+
+/// Issue 13, point 1: one run's drift finding, kept as history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BaselineDriftEvent {
+    /// The host.
+    pub host: HostId,
+    /// The baseline.
+    pub baseline: String,
+    /// Its version then.
+    pub version: String,
+    /// What was found.
+    pub drift: Vec<String>,
+    /// Whether it was repaired.
+    pub repaired: bool,
+    /// When the server received it.
+    pub at: Timestamp,
+}
+
+/// Issue 13, point 1: `GET /v1/tenants/{t}/baselines`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BaselinesAnswer {
+    /// Latest report per host and baseline.
+    pub hosts: Vec<HostBaseline>,
+    /// Drift found, newest first (at most 1,000).
+    pub drift: Vec<BaselineDriftEvent>,
+}

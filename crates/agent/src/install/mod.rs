@@ -1,6 +1,7 @@
 //! Installer backends. Each runs in phases: stage → apply → verify, and leaves a
 //! state the next run can finish or undo when it dies at any point.
 
+pub mod baseline;
 pub mod bundle;
 pub mod deb;
 

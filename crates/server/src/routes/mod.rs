@@ -9,6 +9,7 @@ pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
 mod fleet;
 pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host facts
+pub(crate) mod baselines; // issue 13, point 1
 pub(crate) mod history; // issue 10, point 1
 mod notify; // issue 11, point 5
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
@@ -98,6 +99,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(repair::request))
         .routes(routes!(admin::tenant_updates))
         .routes(routes!(history::list)) // issue 10, point 1
+        .routes(routes!(baselines::list)) // issue 13, point 1
         // issue 10, point 5: maintenance windows and reboot policy per group
         .routes(routes!(windows::set_policy))
         .routes(routes!(windows::list_policies))
