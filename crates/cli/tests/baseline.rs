@@ -88,15 +88,16 @@ impl NetNs {
         c
     }
 
-    /// Whether `user` (and its primary group, no supplementary groups) inside the
-    /// namespace can open a TCP connection to `addr:port`.
+    /// Whether `user` with primary group of the same name (`nobody`: `nogroup`) and no
+    /// supplementary groups, inside the namespace, can open a TCP connection to `addr:port`.
     fn connects_as(&self, user: &str, addr: &str, port: u16) -> bool {
+        let group = if user == "nobody" { "nogroup" } else { user };
         let script = format!("exec 3<>/dev/tcp/{addr}/{port}");
         self.command(
             "setpriv",
             &[
                 &format!("--reuid={user}"),
-                &format!("--regid={user}"),
+                &format!("--regid={group}"),
                 "--clear-groups",
                 "timeout",
                 "5",
@@ -209,9 +210,9 @@ action = "reject"
     )
 }
 
-fn add_baseline(cat: &Catalog, dir: &Path, id: &str, text: &str) -> String {
+fn add_baseline(cat: &Catalog, dir: &Path, id: &str, policy: &str) -> String {
     let file = dir.join(format!("{id}.toml"));
-    std::fs::write(&file, text).unwrap();
+    std::fs::write(&file, policy).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
         .args(["catalog", "add-baseline", "--keys"])
         .arg(&cat.keys)

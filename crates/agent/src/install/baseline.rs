@@ -263,7 +263,16 @@ fn enforce(
         return Ok(());
     };
     let nft = Nft::default();
-    let mut current = nft.list()?;
+    let current = nft.list()?;
+    // Measured before a repair, which replaces the table and so starts its counters at 0.
+    if let Some(listing) = &current {
+        for (rule, (packets, bytes)) in nft::counters(listing) {
+            report
+                .measured
+                .insert(format!("firewall.{rule}.packets"), packets);
+            report.measured.insert(format!("firewall.{rule}.bytes"), bytes);
+        }
+    }
     report.drift = nft::drift(applied, current.as_ref());
     if !report.drift.is_empty() {
         for d in &report.drift {
@@ -272,19 +281,10 @@ fn enforce(
         let policy = Policy::parse(&entry.policy)?;
         let doc = compile(root, &policy)?.context("the applied policy has no firewall")?;
         nft.apply(&doc).context("repairing the drift")?;
-        current = nft.list()?;
-        entry.applied = current.clone();
+        entry.applied = nft.list()?;
         *changed = true;
         report.repaired = true;
         tracing::info!(baseline = %report.name, "baseline drift repaired");
-    }
-    if let Some(listing) = &current {
-        for (rule, (packets, bytes)) in nft::counters(listing) {
-            report
-                .measured
-                .insert(format!("firewall.{rule}.packets"), packets);
-            report.measured.insert(format!("firewall.{rule}.bytes"), bytes);
-        }
     }
     Ok(())
 }
