@@ -262,8 +262,8 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     }
     bundle::recover(&cfg.root)?;
     crate::take_back::recover(&state, &dpkg)?; // issue 10, point 3
-    // Issue 13, points 1-2: undo a firewall a stopped run left unconfirmed, then verify
-    // every applied baseline (drift repaired) before anything else, also when offline.
+                                               // Issue 13, points 1-2: undo a firewall a stopped run left unconfirmed, then verify
+                                               // every applied baseline (drift repaired) before anything else, also when offline.
     crate::install::baseline::recover(&cfg.root)?;
     let baselines = crate::install::baseline::enforce_all(&cfg.root);
 
@@ -1018,7 +1018,10 @@ pub(crate) fn apply(
         .map(|i| i.server)
         .filter(|_| cfg.server.is_empty())
         .unwrap_or_else(|| cfg.server.clone());
-    for (p, path) in files.iter().filter(|(p, _)| p.kind == PayloadKind::Baseline) {
+    for (p, path) in files
+        .iter()
+        .filter(|(p, _)| p.kind == PayloadKind::Baseline)
+    {
         if matches!(outcome, Outcome::Failed(_)) {
             break;
         }

@@ -338,7 +338,11 @@ pub fn compile(fw: &Firewall, accounts: &Accounts) -> Result<NftDocument> {
     b.rule(
         "input",
         "builtin-invalid",
-        vec![matches("in", ct_state(), Value::List(vec![text("invalid")]))],
+        vec![matches(
+            "in",
+            ct_state(),
+            Value::List(vec![text("invalid")]),
+        )],
         Verdict::Drop,
     );
     if fw.icmp {
@@ -468,7 +472,12 @@ pub fn compile(fw: &Firewall, accounts: &Accounts) -> Result<NftDocument> {
         }
     }
     if fw.outbound_default == Verdict::Reject {
-        b.rule("output", "builtin-default-reject", Vec::new(), Verdict::Reject);
+        b.rule(
+            "output",
+            "builtin-default-reject",
+            Vec::new(),
+            Verdict::Reject,
+        );
     }
     Ok(NftDocument {
         nftables: b.commands,
@@ -509,10 +518,20 @@ mod tests {
             assert_eq!(table, "patchday", "only the Patchday table: {c}");
         }
         let text = json.to_string();
-        assert!(text.contains(r#"{"meta":{"key":"skgid"}},"op":"==","right":1001"#) || text.contains(r#""right":1001"#), "{text}");
+        assert!(
+            text.contains(r#"{"meta":{"key":"skgid"}},"op":"==","right":1001"#)
+                || text.contains(r#""right":1001"#),
+            "{text}"
+        );
         assert!(text.contains(r#""right":33"#), "{text}");
-        assert!(text.contains(r#""comment":"patchday:registry-for-dev""#), "{text}");
-        assert!(text.contains(r#"{"prefix":{"addr":"10.0.0.0","len":8}}"#), "{text}");
+        assert!(
+            text.contains(r#""comment":"patchday:registry-for-dev""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{"prefix":{"addr":"10.0.0.0","len":8}}"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -72,9 +72,8 @@ impl Nft {
     /// Patchday's table as `nft -j` lists it, or `None` when it does not exist.
     pub fn list(&self) -> Result<Option<Value>> {
         let tables: Value = parse(&self.run(&["-j", "list", "tables"], None)?)?;
-        let present = objects(&tables).any(|(kind, o)| {
-            kind == "table" && o["family"] == FAMILY && o["name"] == TABLE
-        });
+        let present = objects(&tables)
+            .any(|(kind, o)| kind == "table" && o["family"] == FAMILY && o["name"] == TABLE);
         if !present {
             return Ok(None);
         }
@@ -156,7 +155,10 @@ pub fn drift(applied: &Value, current: Option<&Value>) -> Vec<String> {
     }
     for (kind, body) in &c {
         if !a.iter().any(|(k, b)| k == kind && b == body) {
-            out.push(format!("{} was added or changed by hand", describe(kind, body)));
+            out.push(format!(
+                "{} was added or changed by hand",
+                describe(kind, body)
+            ));
         }
     }
     if out.is_empty() {
@@ -222,8 +224,14 @@ mod tests {
     fn counters_and_handles_are_not_drift() {
         assert!(drift(&listing("drop", 0), Some(&listing("drop", 99))).is_empty());
         let d = drift(&listing("drop", 0), Some(&listing("accept", 0)));
-        assert!(d.iter().any(|m| m.contains("chain input (policy drop)")), "{d:?}");
-        assert_eq!(drift(&listing("drop", 0), None), vec!["table inet patchday is gone"]);
+        assert!(
+            d.iter().any(|m| m.contains("chain input (policy drop)")),
+            "{d:?}"
+        );
+        assert_eq!(
+            drift(&listing("drop", 0), None),
+            vec!["table inet patchday is gone"]
+        );
     }
 
     #[test]
@@ -237,7 +245,10 @@ mod tests {
         assert_eq!(none["nftables"].as_array().unwrap().len(), 2);
         let back = restore_document(Some(&listing("drop", 5)));
         let text = back.to_string();
-        assert!(!text.contains("handle") && !text.contains("metainfo"), "{text}");
+        assert!(
+            !text.contains("handle") && !text.contains("metainfo"),
+            "{text}"
+        );
         assert!(text.contains(r#""comment":"patchday:https""#), "{text}");
     }
 }

@@ -167,7 +167,10 @@ impl Cidr {
         let addr: IpAddr = a.trim().parse().map_err(|_| bad("bad address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match l {
-            Some(l) => l.trim().parse::<u8>().map_err(|_| bad("bad prefix length"))?,
+            Some(l) => l
+                .trim()
+                .parse::<u8>()
+                .map_err(|_| bad("bad prefix length"))?,
             None => max,
         };
         if len > max {
@@ -192,7 +195,10 @@ impl Policy {
 
     /// The TUF target name it is published under: `baselines/<name>-<version>.toml`.
     pub fn target_name(&self) -> String {
-        format!("baselines/{}-{}.toml", self.baseline.name, self.baseline.version)
+        format!(
+            "baselines/{}-{}.toml",
+            self.baseline.name, self.baseline.version
+        )
     }
 
     /// Checks what the types cannot say: names, versions, references, ports, networks.
@@ -214,7 +220,9 @@ impl Policy {
         }
         let version_ok = !h.version.is_empty()
             && h.version.len() <= 32
-            && h.version.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+~".contains(&b))
+            && h.version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+~".contains(&b))
             && h.version.starts_with(|c: char| c.is_ascii_digit())
             && patchday_pkg::version::compare_deb(&h.version, &h.version).is_ok();
         if !version_ok {
@@ -316,8 +324,9 @@ impl Firewall {
                 ));
             }
             for a in &r.to {
-                Cidr::parse(a)
-                    .map_err(|e| BaselineError::Policy(format!("outbound rule {:?}: {e}", r.name)))?;
+                Cidr::parse(a).map_err(|e| {
+                    BaselineError::Policy(format!("outbound rule {:?}: {e}", r.name))
+                })?;
             }
         }
         Ok(())
@@ -410,11 +419,23 @@ mod tests {
         let cases = [
             ("zone = \"admin\"", "zone = \"dmz\"", "does not define"),
             ("ports = [22]", "ports = []", "needs ports"),
-            ("name = \"https\"", "name = \"ssh-from-admin\"", "used twice"),
-            ("guard_seconds = 60", "guard_seconds = 1", "between 5 and 3600"),
+            (
+                "name = \"https\"",
+                "name = \"ssh-from-admin\"",
+                "used twice",
+            ),
+            (
+                "guard_seconds = 60",
+                "guard_seconds = 1",
+                "between 5 and 3600",
+            ),
             ("192.0.2.10/32", "192.0.2.10/33", "prefix length"),
             ("version = \"1\"", "version = \"one\"", "start with a digit"),
-            ("groups = [\"dev\"]", "groups = [\"dev\"]\nusers = [\"bob\"]", "one rule for"),
+            (
+                "groups = [\"dev\"]",
+                "groups = [\"dev\"]\nusers = [\"bob\"]",
+                "one rule for",
+            ),
         ];
         for (from, to, want) in cases {
             let text = example("web").replacen(from, to, 1);

@@ -1184,7 +1184,6 @@ struct DeclineArgs {
     remove: bool,
 }
 
-#[allow(clippy::disallowed_methods)] // the binary edge: publishing signs with the wall clock
 /// Issue 13, point 1: `patchday baseline ...`.
 async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
     match c {
@@ -1269,6 +1268,7 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+#[allow(clippy::disallowed_methods)] // the binary edge: publishing signs with the wall clock
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }

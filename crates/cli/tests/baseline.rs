@@ -42,7 +42,9 @@ impl NetNs {
             inside: format!("10.213.{subnet}.2"),
         };
         let _ = Command::new("ip").args(["netns", "del", &n.name]).output();
-        let _ = Command::new("ip").args(["link", "del", &n.outside]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &n.outside])
+            .output();
         run(Command::new("ip").args(["netns", "add", &n.name]));
         run(Command::new("ip").args([
             "link", "add", &n.outside, "type", "veth", "peer", "name", "pdbin", "netns", &n.name,
@@ -60,7 +62,14 @@ impl NetNs {
                 .args(["netns", "exec", &n.name])
                 .args(args));
         };
-        exec(&["ip", "addr", "add", &format!("{}/24", n.inside), "dev", "pdbin"]);
+        exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", n.inside),
+            "dev",
+            "pdbin",
+        ]);
         exec(&["ip", "link", "set", "pdbin", "up"]);
         exec(&["ip", "link", "set", "lo", "up"]);
         n
@@ -125,8 +134,12 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.outside]).output();
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.outside])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -228,8 +241,7 @@ fn add_baseline(cat: &Catalog, dir: &Path, id: &str, policy: &str) -> String {
 
 #[test]
 fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guarded() {
-    if !require(Requirement::Root) || !require(Requirement::NetNs) || !require(Requirement::NFT)
-    {
+    if !require(Requirement::Root) || !require(Requirement::NetNs) || !require(Requirement::NFT) {
         return;
     }
     if !require(Requirement::Program {
@@ -265,8 +277,17 @@ fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guard
         .arg(&typo)
         .output()
         .unwrap();
-    assert!(!o.status.success() && text(&o).contains("gaurd_seconds"), "{}", text(&o));
-    add_baseline(&cat, dir.path(), "PD-BL-1", &policy("1", registry_port, "", 10));
+    assert!(
+        !o.status.success() && text(&o).contains("gaurd_seconds"),
+        "{}",
+        text(&o)
+    );
+    add_baseline(
+        &cat,
+        dir.path(),
+        "PD-BL-1",
+        &policy("1", registry_port, "", 10),
+    );
 
     let srv = Server::start_with(
         &bins,
@@ -307,27 +328,54 @@ fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guard
 
     // Inbound: the allowed service comes in, the other does not (default deny).
     assert!(connects(&ns.inside, 8081), "allowed service refused");
-    assert!(!connects(&ns.inside, 8082), "default-deny inbound let 8082 in");
+    assert!(
+        !connects(&ns.inside, 8082),
+        "default-deny inbound let 8082 in"
+    );
     // Outbound per group and user: daemon's group reaches the registry, nobody does not,
     // root does not (the reject rule for everyone else); nobody reaches nothing else,
     // root does (default accept).
-    assert!(ns.connects_as("daemon", &ns.gateway, registry_port), "group daemon refused");
-    assert!(!ns.connects_as("nobody", &ns.gateway, registry_port), "nobody reached the registry");
-    assert!(!ns.connects_as("root", &ns.gateway, registry_port), "root reached the registry");
-    assert!(!ns.connects_as("nobody", &ns.gateway, other_port), "nobody went out");
-    assert!(ns.connects_as("root", &ns.gateway, other_port), "root refused elsewhere");
+    assert!(
+        ns.connects_as("daemon", &ns.gateway, registry_port),
+        "group daemon refused"
+    );
+    assert!(
+        !ns.connects_as("nobody", &ns.gateway, registry_port),
+        "nobody reached the registry"
+    );
+    assert!(
+        !ns.connects_as("root", &ns.gateway, registry_port),
+        "root reached the registry"
+    );
+    assert!(
+        !ns.connects_as("nobody", &ns.gateway, other_port),
+        "nobody went out"
+    );
+    assert!(
+        ns.connects_as("root", &ns.gateway, other_port),
+        "root refused elsewhere"
+    );
     // Counters per rule count what happened (read back by the agent at its next run).
 
     // Drift: someone opens 8082 by hand; the next run repairs it and reports it.
     run(&mut ns.command(
         "nft",
-        &["insert", "rule", "inet", "patchday", "input", "tcp", "dport", "8082", "accept"],
+        &[
+            "insert", "rule", "inet", "patchday", "input", "tcp", "dport", "8082", "accept",
+        ],
     ));
-    assert!(connects(&ns.inside, 8082), "the hand edit did not open 8082");
+    assert!(
+        connects(&ns.inside, 8082),
+        "the hand edit did not open 8082"
+    );
     let o = agent(None);
     assert!(o.status.success(), "repair run: {}", text(&o));
     assert!(text(&o).contains("baseline drift repaired"), "{}", text(&o));
-    assert!(!connects(&ns.inside, 8082), "drift not repaired: {}", ns.table());
+    assert!(
+        !connects(&ns.inside, 8082),
+        "drift not repaired: {}",
+        ns.table()
+    );
     let report = srv.cli(&["baseline", "report", "--tenant", "acme", "--format", "json"]);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&report).unwrap();
     let row = rows
@@ -346,11 +394,17 @@ fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guard
     );
     assert_eq!(row["drift_runs"], 1, "{row}");
     assert!(
-        row["measured"]["firewall.web-from-lab.packets"].as_u64().unwrap() > 0,
+        row["measured"]["firewall.web-from-lab.packets"]
+            .as_u64()
+            .unwrap()
+            > 0,
         "counters: {row}"
     );
     assert!(
-        row["measured"]["firewall.nobody-stays-home.packets"].as_u64().unwrap() > 0,
+        row["measured"]["firewall.nobody-stays-home.packets"]
+            .as_u64()
+            .unwrap()
+            > 0,
         "counters: {row}"
     );
 
@@ -366,7 +420,10 @@ fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guard
         1,
     );
     let shown = add_baseline(&cat, dir.path(), "PD-BL-2", &v2);
-    assert!(shown.contains("+ name = \"cut-off-server\""), "diff before signing: {shown}");
+    assert!(
+        shown.contains("+ name = \"cut-off-server\""),
+        "diff before signing: {shown}"
+    );
     srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-BL-2"]);
     let o = agent(None);
@@ -374,8 +431,14 @@ fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guard
     assert!(out.contains("lock-out guard"), "guard: {out}");
     let table = ns.table();
     assert!(!table.contains("cut-off-server"), "v2 stayed: {table}");
-    assert!(table.contains("patchday:registry-for-daemon"), "v1 not restored: {table}");
-    assert!(ns.connects_as("root", &ns.gateway, server_port), "server still unreachable");
+    assert!(
+        table.contains("patchday:registry-for-daemon"),
+        "v1 not restored: {table}"
+    );
+    assert!(
+        ns.connects_as("root", &ns.gateway, server_port),
+        "server still unreachable"
+    );
     let (state, message) = srv.update_state("fw1", "PD-BL-2");
     assert_eq!(state, "failed", "{message}");
     assert!(message.contains("lock-out guard"), "{message}");

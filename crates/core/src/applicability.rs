@@ -257,7 +257,8 @@ impl CatalogIndex {
     }
 
     /// The updates that name a package or bundle the host has (installed or left
-    /// unfinished), in catalog order: every other update is not applicable to it.
+    /// unfinished), and every baseline (issue 13), in catalog order: every other update is
+    /// not applicable to it.
     pub fn relevant(&self, inv: &Inventory) -> Vec<&UpdateDocument> {
         let names = inv
             .packages
@@ -542,6 +543,39 @@ mod tests {
             tenants: vec![],
             upstream: None,
         }
+    }
+
+    /// Issue 13, point 1: a baseline applies to every host (needed until applied), is
+    /// satisfied by the applied version or a newer one, and is relevant without naming a
+    /// package the host has.
+    #[test]
+    fn a_baseline_is_needed_everywhere_until_applied() {
+        let mut doc = upd("PD-BL-1", "web-fw", "2", &[]);
+        doc.payloads[0].kind = PayloadKind::Baseline;
+        doc.payloads[0].architecture = "all".into();
+        doc.payloads[0].target = "baseline-web-fw-2.toml".into();
+        let mut host = inv(&[("libfoo", "1.0")]);
+        assert_eq!(
+            applicability(&host, &doc),
+            Applicability::Missing(vec!["baseline-web-fw-2.toml".into()])
+        );
+        let index = CatalogIndex::new(vec![doc.clone(), upd("PD-X", "other", "1", &[])]);
+        let relevant: Vec<&str> = index
+            .relevant(&host)
+            .iter()
+            .map(|u| u.id.as_str())
+            .collect();
+        assert_eq!(relevant, vec!["PD-BL-1"]);
+        host.baselines.push(patchday_types::AppliedBaseline {
+            name: "web-fw".into(),
+            version: "1".into(),
+        });
+        assert!(matches!(
+            applicability(&host, &doc),
+            Applicability::Missing(_)
+        ));
+        host.baselines[0].version = "2".into();
+        assert_eq!(applicability(&host, &doc), Applicability::Installed);
     }
 
     fn approve() -> HostDecision {

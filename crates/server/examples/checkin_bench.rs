@@ -312,6 +312,7 @@ fn inventory_variant(
         packages: pkgs,
         unfinished: vec![],
         bundles: vec![],
+        baselines: vec![],
         dpkg_broken: None,
     };
     let bytes = serde_json::to_vec(&CheckinRequest {

@@ -162,38 +162,6 @@ pub fn tenant_id(id: &patchday_types::TenantId) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostnames_over_253_bytes_or_with_other_characters_are_refused() {
-        assert!(hostname("web-1.example.com").is_ok());
-        assert!(hostname(&"a".repeat(253)).is_ok());
-        for bad in [
-            String::new(),
-            "a".repeat(254),
-            "web 1".into(),
-            "web\u{1b}[2J".into(),
-            "wéb".into(),
-        ] {
-            let e = hostname(&bad).unwrap_err();
-            assert_eq!(e.code, ErrorCode::BadRequest, "{bad:?}");
-            assert!(e.message.contains("253 bytes"), "{}", e.message);
-        }
-    }
-
-    #[test]
-    fn names_over_256_bytes_are_refused() {
-        assert!(name("group name", &"x".repeat(256)).is_ok());
-        let e = name("group name", &"x".repeat(257)).unwrap_err();
-        assert_eq!(
-            e.message,
-            "group name is 257 bytes long; the limit is 256 bytes"
-        );
-    }
-}
-
 /// Issue 13, point 1: most baselines one check-in reports on.
 pub const MAX_BASELINES: usize = 64;
 /// Issue 13, point 1: most drift lines and measurements per baseline report.
@@ -237,4 +205,36 @@ pub fn baseline_reports(reports: &[patchday_types::api::BaselineReport]) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_over_253_bytes_or_with_other_characters_are_refused() {
+        assert!(hostname("web-1.example.com").is_ok());
+        assert!(hostname(&"a".repeat(253)).is_ok());
+        for bad in [
+            String::new(),
+            "a".repeat(254),
+            "web 1".into(),
+            "web\u{1b}[2J".into(),
+            "wéb".into(),
+        ] {
+            let e = hostname(&bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{bad:?}");
+            assert!(e.message.contains("253 bytes"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn names_over_256_bytes_are_refused() {
+        assert!(name("group name", &"x".repeat(256)).is_ok());
+        let e = name("group name", &"x".repeat(257)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "group name is 257 bytes long; the limit is 256 bytes"
+        );
+    }
 }

@@ -2025,11 +2025,17 @@ pub async fn baseline_reports(store: &dyn Store) {
             .collect(),
     };
     // Nothing reported, nothing stored.
-    acme.save_baseline_reports(&id("bh1"), &[], now).await.unwrap();
-    assert!(acme.baseline_reports().await.unwrap().is_empty());
-    acme.save_baseline_reports(&id("bh1"), &[report("1", &["rule added by hand"], true)], now)
+    acme.save_baseline_reports(&id("bh1"), &[], now)
         .await
         .unwrap();
+    assert!(acme.baseline_reports().await.unwrap().is_empty());
+    acme.save_baseline_reports(
+        &id("bh1"),
+        &[report("1", &["rule added by hand"], true)],
+        now,
+    )
+    .await
+    .unwrap();
     let later = ts("2026-12-02T05:00:00Z");
     acme.save_baseline_reports(&id("bh1"), &[report("2", &[], false)], later)
         .await
@@ -2043,7 +2049,11 @@ pub async fn baseline_reports(store: &dyn Store) {
     );
     assert!(r.drift.is_empty() && !r.repaired);
     assert_eq!(r.reported_at, later);
-    assert_eq!(r.last_drift_at, Some(now), "when drift was last found stays");
+    assert_eq!(
+        r.last_drift_at,
+        Some(now),
+        "when drift was last found stays"
+    );
     assert_eq!(r.drift_runs, 1);
     assert_eq!(r.measured["firewall.https.packets"], 7);
     let drift = acme.baseline_drift(10).await.unwrap();

@@ -108,7 +108,10 @@ fn server_reachable(server: &str, limit: Duration) -> bool {
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
         return false;
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let start = Instant::now();
     loop {
         let left = limit.saturating_sub(start.elapsed());
@@ -169,12 +172,8 @@ fn install_inner(
                 },
             )?;
             nft.apply(&doc)?;
-            let guard = Duration::from_secs(
-                policy
-                    .firewall
-                    .as_ref()
-                    .map_or(60, |f| f.guard_seconds),
-            );
+            let guard =
+                Duration::from_secs(policy.firewall.as_ref().map_or(60, |f| f.guard_seconds));
             if !server_reachable(server, guard) {
                 nft.apply(&nft::restore_document(previous.as_ref()))
                     .context("the lock-out guard could not restore the previous ruleset")?;
@@ -207,9 +206,8 @@ pub fn recover(root: &Path) -> anyhow::Result<()> {
     let Ok(bytes) = std::fs::read(guard_path(root)) else {
         return Ok(());
     };
-    let guard: Guard = serde_json::from_slice(&bytes).with_context(|| {
-        format!("{} is corrupt; remove it", guard_path(root).display())
-    })?;
+    let guard: Guard = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is corrupt; remove it", guard_path(root).display()))?;
     let committed = registry(root)?
         .get(&guard.name)
         .is_some_and(|e| e.version == guard.version);
@@ -270,7 +268,9 @@ fn enforce(
             report
                 .measured
                 .insert(format!("firewall.{rule}.packets"), packets);
-            report.measured.insert(format!("firewall.{rule}.bytes"), bytes);
+            report
+                .measured
+                .insert(format!("firewall.{rule}.bytes"), bytes);
         }
     }
     report.drift = nft::drift(applied, current.as_ref());
@@ -291,7 +291,10 @@ fn enforce(
 
 /// The reports of a run's second check-in (after installs): what the first verification
 /// found stays reported (drift repaired then is not lost because it is gone now).
-pub fn merge_reports(earlier: &[BaselineReport], mut later: Vec<BaselineReport>) -> Vec<BaselineReport> {
+pub fn merge_reports(
+    earlier: &[BaselineReport],
+    mut later: Vec<BaselineReport>,
+) -> Vec<BaselineReport> {
     for r in &mut later {
         if let Some(e) = earlier
             .iter()

@@ -7,9 +7,9 @@ pub(crate) mod catalog;
 mod director;
 pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
+pub(crate) mod baselines; // issue 13, point 1
 mod fleet;
 pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host facts
-pub(crate) mod baselines; // issue 13, point 1
 pub(crate) mod history; // issue 10, point 1
 mod notify; // issue 11, point 5
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
