@@ -58,16 +58,10 @@ fn guard_path(root: &Path) -> PathBuf {
 
 /// Applied baselines by name.
 pub fn registry(root: &Path) -> anyhow::Result<BTreeMap<String, Entry>> {
-    match std::fs::read(registry_path(root)) {
-        Ok(b) => serde_json::from_slice(&b).with_context(|| {
-            format!(
-                "{} is corrupt; remove it and the next run applies the assigned baselines again",
-                registry_path(root).display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e.into()),
-    }
+    super::read_registry(
+        &registry_path(root),
+        "remove it and the next run applies the assigned baselines again",
+    )
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {

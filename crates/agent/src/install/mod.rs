@@ -15,3 +15,18 @@ pub enum Outcome {
     /// Failed; the installer's own message.
     Failed(String),
 }
+
+/// A backend's registry file (`var/lib/patchday/*.json`): empty when absent, an error that
+/// says `what_to_do` when it does not parse.
+pub(crate) fn read_registry<T: serde::de::DeserializeOwned + Default>(
+    path: &std::path::Path,
+    what_to_do: &str,
+) -> anyhow::Result<T> {
+    use anyhow::Context;
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("{} is corrupt; {what_to_do}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e.into()),
+    }
+}
