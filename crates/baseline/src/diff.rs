@@ -23,12 +23,13 @@ pub fn lines(old: &str, new: &str) -> Vec<String> {
             out.push(format!("  {}", a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removed lines before the added lines that replace them, as diff(1) shows.
             out.push(format!("- {}", a[i]));
             i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
         }
     }
     out
@@ -47,6 +48,7 @@ mod tests {
     fn marks_added_and_removed_lines() {
         let d = lines("a\nb\nc\n", "a\nc\nd\n");
         assert_eq!(d, vec!["  a", "- b", "  c", "+ d"]);
+        assert_eq!(lines("v = 1\n", "v = 2\n"), vec!["- v = 1", "+ v = 2"]);
         assert!(changes(&d));
         assert!(!changes(&lines("x\n", "x\n")));
     }

@@ -497,6 +497,13 @@ enum BaselineCmd {
     Check {
         /// The policy file.
         policy: PathBuf,
+        /// Print the firewall as the `nft -j -f` document the agent would apply, compiled
+        /// with the users and groups of the system at --root.
+        #[arg(long)]
+        nft: bool,
+        /// Whose /etc/passwd and /etc/group resolve user and group names (with --nft).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
     },
     /// Shows what a policy changes against the version the catalog publishes (or --from
     /// another file), before it is signed and approved.
@@ -1210,8 +1217,15 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                 }
             }
         }
-        BaselineCmd::Check { policy } => {
+        BaselineCmd::Check { policy, nft, root } => {
             let (p, _) = patchday_cli::baseline::read(&policy)?;
+            if nft {
+                let fw = p.firewall.as_ref().context("the policy has no [firewall]")?;
+                let accounts = patchday_baseline::accounts::Accounts::read(&root)?;
+                let doc = patchday_baseline::firewall::compile(fw, &accounts)?;
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                return Ok(0);
+            }
             let fw = p.firewall.as_ref();
             println!(
                 "baseline {} {}: ok; target {}; firewall: {}",
