@@ -14,6 +14,7 @@
 pub mod accounts;
 pub mod diff;
 pub mod firewall;
+pub mod memory;
 pub mod nft;
 pub mod policy;
 

@@ -15,6 +15,9 @@ pub struct Policy {
     /// Issue 13, point 2: the host firewall, when the baseline has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<Firewall>,
+    /// Issue 13, point 3 (partial): kernel settings and per-service hardening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::memory::Memory>,
 }
 
 /// The `[baseline]` table.
@@ -233,6 +236,9 @@ impl Policy {
         }
         if let Some(f) = &self.firewall {
             f.check()?;
+        }
+        if let Some(m) = &self.memory {
+            m.check()?;
         }
         Ok(())
     }

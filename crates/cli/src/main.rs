@@ -1220,7 +1220,10 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
         BaselineCmd::Check { policy, nft, root } => {
             let (p, _) = patchday_cli::baseline::read(&policy)?;
             if nft {
-                let fw = p.firewall.as_ref().context("the policy has no [firewall]")?;
+                let fw = p
+                    .firewall
+                    .as_ref()
+                    .context("the policy has no [firewall]")?;
                 let accounts = patchday_baseline::accounts::Accounts::read(&root)?;
                 let doc = patchday_baseline::firewall::compile(fw, &accounts)?;
                 println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -447,3 +447,121 @@ fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guard
     assert!(text(&o).contains("lock-out guard"), "{}", text(&o));
     assert_eq!(srv.update_state("fw1", "PD-BL-1").0, "installed");
 }
+
+/// Issue 13, point 3 (partial): a memory-protection profile's files land in the overlay
+/// host's /etc (never the machine's), its `net.*` settings are set for real inside the
+/// host's own network namespace (kernel.* settings are global, so the test sets none),
+/// and a hand edit of either is repaired at the next run and reported.
+#[test]
+fn memory_profile_files_and_settings_land_and_drift_is_repaired() {
+    if !require(Requirement::Root) || !require(Requirement::NetNs) {
+        return;
+    }
+    let _serial = patchday_testkit::serial();
+    let dir = scratch();
+    let bins = bins();
+    let ns = NetNs::create(&format!("{}m", std::process::id() % 10000), 1);
+    let machine_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let profile = r#"[baseline]
+name = "lab-mem"
+version = "1"
+
+[memory]
+sysctls = { "net.ipv4.ip_forward" = 1, "net.ipv4.conf.all.log_martians" = 1 }
+
+[[memory.services]]
+unit = "pdtest.service"
+memory_deny_write_execute = true
+no_new_privileges = true
+protect_system = "strict"
+system_call_filter = ["@system-service"]
+"#;
+    let cat = Catalog::new(&bins, dir.path());
+    add_baseline(&cat, dir.path(), "PD-MEM-1", profile);
+    let srv = Server::start_with(
+        &bins,
+        dir.path(),
+        &cat.root(),
+        &["--listen", &format!("{}:0", ns.gateway)],
+    );
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = patchday_testkit::acme_enroll_token(&srv, &["--unlimited"]);
+    let host = Host::new(&bins, dir.path(), "mem1");
+    let agent = |enroll: Option<&str>| -> Output {
+        ns.wrap(&host.agent_command(&srv.url, enroll, &[]))
+            .output()
+            .expect("agent")
+    };
+    let o = agent(Some(&enroll));
+    assert!(o.status.success(), "enrol: {}", text(&o));
+    let id = srv.acme_host_id(host.lab.name());
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-MEM-1"]);
+    let o = agent(None);
+    assert!(o.status.success(), "apply: {}", text(&o));
+    assert_eq!(srv.update_state("mem1", "PD-MEM-1").0, "installed");
+
+    let sysctl_file = "/etc/sysctl.d/90-patchday-lab-mem.conf";
+    let dropin = "/etc/systemd/system/pdtest.service.d/90-patchday-lab-mem.conf";
+    let (ok, content) = host.run_in("cat", &[sysctl_file]);
+    assert!(
+        ok && content.contains("net.ipv4.ip_forward = 1\n"),
+        "{content}"
+    );
+    let (ok, content) = host.run_in("cat", &[dropin]);
+    assert!(
+        ok && content.contains("MemoryDenyWriteExecute=yes\nNoNewPrivileges=yes\nProtectSystem=strict\nSystemCallFilter=@system-service\n"),
+        "{content}"
+    );
+    let in_ns = |path: &str| {
+        let o = run(&mut ns.command("cat", &[path]));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(in_ns("/proc/sys/net/ipv4/ip_forward"), "1");
+    assert_eq!(in_ns("/proc/sys/net/ipv4/conf/all/log_martians"), "1");
+    // The machine itself: no file, its own setting unchanged.
+    assert!(!Path::new(sysctl_file).exists() && !Path::new(dropin).exists());
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        machine_forward
+    );
+
+    // Drift: the setting turned off by hand, the drop-in edited.
+    run(&mut ns.command("sh", &["-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"]));
+    let (ok, out) = host.run_in(
+        "sh",
+        &[
+            "-c",
+            &format!("echo 'MemoryDenyWriteExecute=no' >> {dropin}"),
+        ],
+    );
+    assert!(ok, "{out}");
+    let o = agent(None);
+    assert!(text(&o).contains("baseline drift repaired"), "{}", text(&o));
+    assert_eq!(in_ns("/proc/sys/net/ipv4/ip_forward"), "1");
+    let (_, content) = host.run_in("cat", &[dropin]);
+    assert!(!content.contains("=no"), "{content}");
+    let report = srv.cli(&["baseline", "report", "--tenant", "acme", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&report).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["hostname"] == "mem1" && r["baseline"] == "lab-mem")
+        .unwrap_or_else(|| panic!("no report row: {report}"));
+    let drift: Vec<&str> = row["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        drift.contains(&"kernel setting net.ipv4.ip_forward is 0, the baseline says 1"),
+        "{row}"
+    );
+    assert!(
+        drift.contains(&format!("file {dropin} was changed by hand").as_str()),
+        "{row}"
+    );
+    assert_eq!(row["repaired"], true, "{row}");
+}

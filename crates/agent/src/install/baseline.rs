@@ -18,6 +18,7 @@
 use super::Outcome;
 use anyhow::Context;
 use patchday_baseline::accounts::Accounts;
+use patchday_baseline::memory::{self, OwnedFile};
 use patchday_baseline::nft::{self, Nft};
 use patchday_baseline::{firewall, Policy};
 use patchday_types::api::BaselineReport;
@@ -37,6 +38,9 @@ pub struct Entry {
     /// difference from it); absent for a baseline without a firewall.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<serde_json::Value>,
+    /// Issue 13, point 3 (partial): the files the memory profile owns, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<OwnedFile>,
 }
 
 /// What an apply left to undo if the guard does not confirm it.
@@ -180,12 +184,23 @@ fn install_inner(
             nft.list()?
         }
     };
+    // Issue 13, point 3 (partial): the memory profile's files and kernel settings.
+    let files = match &policy.memory {
+        Some(m) if !m.dry_run => {
+            let files = memory::compile(package, m);
+            write_files(root, &files)?;
+            apply_sysctls(root, m)?;
+            files
+        }
+        _ => Vec::new(),
+    };
     reg.insert(
         package.to_owned(),
         Entry {
             version: version.to_owned(),
             policy: text,
             applied,
+            files,
         },
     );
     write_json(&registry_path(root), &reg)?; // the commit point
@@ -251,6 +266,7 @@ fn enforce(
     report: &mut BaselineReport,
     changed: &mut bool,
 ) -> anyhow::Result<()> {
+    enforce_memory(root, entry, report)?;
     let Some(applied) = &entry.applied else {
         return Ok(());
     };
@@ -267,11 +283,12 @@ fn enforce(
                 .insert(format!("firewall.{rule}.bytes"), bytes);
         }
     }
-    report.drift = nft::drift(applied, current.as_ref());
-    if !report.drift.is_empty() {
-        for d in &report.drift {
+    let drift = nft::drift(applied, current.as_ref());
+    if !drift.is_empty() {
+        for d in &drift {
             tracing::warn!(baseline = %report.name, drift = %d, "baseline drift found");
         }
+        report.drift.extend(drift);
         let policy = Policy::parse(&entry.policy)?;
         let doc = compile(root, &policy)?.context("the applied policy has no firewall")?;
         nft.apply(&doc).context("repairing the drift")?;
@@ -301,4 +318,113 @@ pub fn merge_reports(
         }
     }
     later
+}
+
+// ---- Issue 13, point 3 (partial): memory-protection profiles ----
+
+/// Writes the profile's files below `root` (a `sysctl.d` file, systemd drop-ins).
+fn write_files(root: &Path, files: &[OwnedFile]) -> anyhow::Result<()> {
+    for f in files {
+        let path = root.join(&f.path);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        crate::state::write_atomic(&path, f.content.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(file = %path.display(), "baseline file written");
+    }
+    Ok(())
+}
+
+/// `/proc/sys` path of a sysctl name.
+fn proc_sys(name: &str) -> PathBuf {
+    Path::new("/proc/sys").join(name.replace('.', "/"))
+}
+
+/// Sets the profile's kernel settings now, as `sysctl -p FILE` would, on the running
+/// system only (an image gets them from its sysctl.d file at boot).
+fn apply_sysctls(root: &Path, m: &memory::Memory) -> anyhow::Result<()> {
+    if root != Path::new("/") {
+        return Ok(());
+    }
+    for (k, v) in &m.sysctls {
+        std::fs::write(proc_sys(k), format!("{v}\n"))
+            .with_context(|| format!("setting {k} = {v} in {}", proc_sys(k).display()))?;
+        tracing::info!(setting = %k, value = v, "kernel setting applied");
+    }
+    Ok(())
+}
+
+/// Every run: files changed or removed by hand are written again, kernel settings that
+/// moved are set again (drift, repaired), and for services under MemoryDenyWriteExecute
+/// the mappings of their running main process that MDWE forbids are counted (the dry run:
+/// `memory.<unit>.wx_mappings`, without writing anything when the profile says `dry_run`).
+fn enforce_memory(
+    root: &Path,
+    entry: &mut Entry,
+    report: &mut BaselineReport,
+) -> anyhow::Result<()> {
+    let policy = Policy::parse(&entry.policy)?;
+    let Some(m) = &policy.memory else {
+        return Ok(());
+    };
+    let mut drift = Vec::new();
+    for f in &entry.files {
+        let path = root.join(&f.path);
+        match std::fs::read_to_string(&path) {
+            Ok(c) if c == f.content => {}
+            Ok(_) => drift.push(format!("file /{} was changed by hand", f.path)),
+            Err(_) => drift.push(format!("file /{} is gone", f.path)),
+        }
+    }
+    if !m.dry_run && root == Path::new("/") {
+        for (k, v) in &m.sysctls {
+            let live = std::fs::read_to_string(proc_sys(k)).unwrap_or_default();
+            if live.trim() != v.to_string() {
+                drift.push(format!(
+                    "kernel setting {k} is {}, the baseline says {v}",
+                    live.trim()
+                ));
+            }
+        }
+    }
+    if !drift.is_empty() {
+        for d in &drift {
+            tracing::warn!(baseline = %report.name, drift = %d, "baseline drift found");
+        }
+        write_files(root, &entry.files)?;
+        apply_sysctls(root, m)?;
+        report.repaired = true;
+        tracing::info!(baseline = %report.name, "baseline drift repaired");
+        report.drift.extend(drift);
+    }
+    for s in m.services.iter().filter(|s| s.memory_deny_write_execute) {
+        if let Some(n) = wx_mappings(root, &s.unit) {
+            report
+                .measured
+                .insert(format!("memory.{}.wx_mappings", s.unit), n);
+            if n > 0 {
+                tracing::warn!(unit = %s.unit, mappings = n, "this running service maps memory writable and executable: it would fail under MemoryDenyWriteExecute");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many writable-and-executable (or anonymous executable) mappings the running main
+/// process of `unit` has (`None`: not the running system, or the unit is not running).
+fn wx_mappings(root: &Path, unit: &str) -> Option<u64> {
+    if root != Path::new("/") {
+        return None;
+    }
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "--property=MainPID", "--value", unit])
+        .output()
+        .ok()?;
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    if pid == 0 {
+        return None;
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    u64::try_from(memory::write_execute_mappings(&maps).len()).ok()
 }
