@@ -239,6 +239,41 @@ fn add_baseline(cat: &Catalog, dir: &Path, id: &str, policy: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// One agent run of `host` inside `ns` against `srv` (enrolling with `enroll`).
+fn run_agent(ns: &NetNs, host: &Host, srv: &Server, enroll: Option<&str>) -> Output {
+    ns.wrap(&host.agent_command(&srv.url, enroll, &[]))
+        .output()
+        .expect("agent")
+}
+
+/// A server listening on the namespace's gateway address with `cat` pushed, tenant `acme`
+/// with group `web`, and overlay host `name`, whose agent runs inside `ns`, enrolled into
+/// `web`.
+fn server_and_host(
+    bins: &Bins,
+    dir: &Path,
+    ns: &NetNs,
+    cat: &Catalog,
+    name: &str,
+) -> (Server, Host) {
+    let srv = Server::start_with(
+        bins,
+        dir,
+        &cat.root(),
+        &["--listen", &format!("{}:0", ns.gateway)],
+    );
+    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = patchday_testkit::acme_enroll_token(&srv, &["--unlimited"]);
+    let host = Host::new(bins, dir, name);
+    let o = run_agent(ns, &host, &srv, Some(&enroll));
+    assert!(o.status.success(), "enrol: {}", text(&o));
+    let id = srv.acme_host_id(host.lab.name());
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    (srv, host)
+}
+
 #[test]
 fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guarded() {
     if !require(Requirement::Root) || !require(Requirement::NetNs) || !require(Requirement::NFT) {
@@ -289,28 +324,9 @@ fn firewall_baseline_enforced_with_real_traffic_drift_repaired_and_lockout_guard
         &policy("1", registry_port, "", 10),
     );
 
-    let srv = Server::start_with(
-        &bins,
-        dir.path(),
-        &cat.root(),
-        &["--listen", &format!("{}:0", ns.gateway)],
-    );
+    let (srv, host) = server_and_host(&bins, dir.path(), &ns, &cat, "fw1");
     let server_port: u16 = srv.url.rsplit(':').next().unwrap().parse().unwrap();
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = patchday_testkit::acme_enroll_token(&srv, &["--unlimited"]);
-
-    let host = Host::new(&bins, dir.path(), "fw1");
-    let agent = |enroll: Option<&str>| -> Output {
-        ns.wrap(&host.agent_command(&srv.url, enroll, &[]))
-            .output()
-            .expect("agent")
-    };
-    let o = agent(Some(&enroll));
-    assert!(o.status.success(), "enrol: {}", text(&o));
-    let id = srv.acme_host_id(host.lab.name());
-    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    let agent = |enroll: Option<&str>| run_agent(&ns, &host, &srv, enroll);
     // Before any baseline the namespace is open, and the baseline is needed.
     let _web = Listener::start(&ns, 8081);
     let _hidden = Listener::start(&ns, 8082);
@@ -478,26 +494,8 @@ system_call_filter = ["@system-service"]
 "#;
     let cat = Catalog::new(&bins, dir.path());
     add_baseline(&cat, dir.path(), "PD-MEM-1", profile);
-    let srv = Server::start_with(
-        &bins,
-        dir.path(),
-        &cat.root(),
-        &["--listen", &format!("{}:0", ns.gateway)],
-    );
-    srv.cli(&["catalog", "push", "--repo", cat.repo.to_str().unwrap()]);
-    srv.cli(&["tenant", "create", "acme"]);
-    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
-    let enroll = patchday_testkit::acme_enroll_token(&srv, &["--unlimited"]);
-    let host = Host::new(&bins, dir.path(), "mem1");
-    let agent = |enroll: Option<&str>| -> Output {
-        ns.wrap(&host.agent_command(&srv.url, enroll, &[]))
-            .output()
-            .expect("agent")
-    };
-    let o = agent(Some(&enroll));
-    assert!(o.status.success(), "enrol: {}", text(&o));
-    let id = srv.acme_host_id(host.lab.name());
-    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    let (srv, host) = server_and_host(&bins, dir.path(), &ns, &cat, "mem1");
+    let agent = |enroll: Option<&str>| run_agent(&ns, &host, &srv, enroll);
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-MEM-1"]);
     let o = agent(None);
     assert!(o.status.success(), "apply: {}", text(&o));
