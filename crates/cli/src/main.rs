@@ -501,6 +501,9 @@ enum BaselineCmd {
         /// with the users and groups of the system at --root.
         #[arg(long)]
         nft: bool,
+        /// Print the files a `[memory]` profile writes (sysctl.d file, systemd drop-ins).
+        #[arg(long, conflicts_with = "nft")]
+        files: bool,
         /// Whose /etc/passwd and /etc/group resolve user and group names (with --nft).
         #[arg(long, default_value = "/")]
         root: PathBuf,
@@ -1217,8 +1220,20 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                 }
             }
         }
-        BaselineCmd::Check { policy, nft, root } => {
+        BaselineCmd::Check {
+            policy,
+            nft,
+            files,
+            root,
+        } => {
             let (p, _) = patchday_cli::baseline::read(&policy)?;
+            if files {
+                let m = p.memory.as_ref().context("the policy has no [memory]")?;
+                for f in patchday_baseline::memory::compile(&p.baseline.name, m) {
+                    println!("==> /{} <==\n{}", f.path, f.content);
+                }
+                return Ok(0);
+            }
             if nft {
                 let fw = p
                     .firewall
@@ -1231,7 +1246,7 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
             }
             let fw = p.firewall.as_ref();
             println!(
-                "baseline {} {}: ok; target {}; firewall: {}",
+                "baseline {} {}: ok; target {}; firewall: {}; memory: {}",
                 p.baseline.name,
                 p.baseline.version,
                 patchday_cli::baseline::target_name(&p),
@@ -1244,6 +1259,15 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                         f.outbound.len(),
                         f.outbound_default,
                         f.guard_seconds
+                    ),
+                },
+                match &p.memory {
+                    None => "none".to_string(),
+                    Some(m) => format!(
+                        "{} kernel settings, {} services{}",
+                        m.sysctls.len(),
+                        m.services.len(),
+                        if m.dry_run { " (dry run)" } else { "" }
                     ),
                 }
             );

@@ -190,6 +190,7 @@ fn install_inner(
             let files = memory::compile(package, m);
             write_files(root, &files)?;
             apply_sysctls(root, m)?;
+            reload_units(root, &files);
             files
         }
         _ => Vec::new(),
@@ -336,6 +337,24 @@ fn write_files(root: &Path, files: &[OwnedFile]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After drop-ins changed on a running systemd (`/run/systemd/system`): `systemctl
+/// daemon-reload`, so each service gets them at its next start (services are not
+/// restarted here). A failure is logged, never fatal: the files are in place.
+fn reload_units(root: &Path, files: &[OwnedFile]) {
+    let dropins = files.iter().any(|f| f.path.starts_with("etc/systemd/"));
+    if !dropins || root != Path::new("/") || !Path::new("/run/systemd/system").exists() {
+        return;
+    }
+    match std::process::Command::new("systemctl")
+        .arg("daemon-reload")
+        .status()
+    {
+        Ok(s) if s.success() => tracing::info!("systemctl daemon-reload: done"),
+        Ok(s) => tracing::warn!(status = %s, "systemctl daemon-reload failed"),
+        Err(e) => tracing::warn!(error = %e, "cannot run systemctl daemon-reload"),
+    }
+}
+
 /// `/proc/sys` path of a sysctl name.
 fn proc_sys(name: &str) -> PathBuf {
     Path::new("/proc/sys").join(name.replace('.', "/"))
@@ -394,6 +413,7 @@ fn enforce_memory(
         }
         write_files(root, &entry.files)?;
         apply_sysctls(root, m)?;
+        reload_units(root, &entry.files);
         report.repaired = true;
         tracing::info!(baseline = %report.name, "baseline drift repaired");
         report.drift.extend(drift);
