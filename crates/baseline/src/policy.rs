@@ -196,10 +196,12 @@ impl Policy {
         Ok(p)
     }
 
-    /// The TUF target name it is published under: `baselines/<name>-<version>.toml`.
+    /// The TUF target name it is published under: `baseline-<name>-<version>.toml`, flat
+    /// like every payload name (the catalog keeps files as `targets/<sha256>.<name>` in one
+    /// directory, delegated roles prefix `<role>~`).
     pub fn target_name(&self) -> String {
         format!(
-            "baselines/{}-{}.toml",
+            "baseline-{}-{}.toml",
             self.baseline.name, self.baseline.version
         )
     }
@@ -404,7 +406,7 @@ mod tests {
     #[test]
     fn the_example_parses() {
         let p = Policy::parse(&example("web")).unwrap();
-        assert_eq!(p.target_name(), "baselines/web-1.toml");
+        assert_eq!(p.target_name(), "baseline-web-1.toml");
         let f = p.firewall.unwrap();
         assert_eq!(f.outbound[0].groups, vec!["dev".to_string()]);
         assert_eq!(f.guard_seconds, 60);

@@ -8,13 +8,6 @@ use patchday_baseline::Policy;
 use patchday_types::{PayloadKind, PayloadRef, TargetCustom};
 use std::path::{Path, PathBuf};
 
-/// The payload target of a baseline version. Flat like every payload name (`<sha>.<name>`
-/// in one `targets/` directory, `<role>~<name>` under a delegation), so not
-/// `baselines/<name>-<version>.toml`.
-pub fn target_name(p: &Policy) -> String {
-    format!("baseline-{}-{}.toml", p.baseline.name, p.baseline.version)
-}
-
 /// Reads and checks a policy file.
 pub fn read(path: &Path) -> anyhow::Result<(Policy, String)> {
     let text = std::fs::read_to_string(path)
@@ -27,7 +20,7 @@ pub fn read(path: &Path) -> anyhow::Result<(Policy, String)> {
 pub fn describe(path: &Path) -> anyhow::Result<PayloadRef> {
     let (p, _) = read(path)?;
     Ok(PayloadRef {
-        target: target_name(&p),
+        target: p.target_name(),
         kind: PayloadKind::Baseline,
         package: p.baseline.name.clone(),
         version: p.baseline.version.clone(),

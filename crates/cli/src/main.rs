@@ -1249,7 +1249,7 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                 "baseline {} {}: ok; target {}; firewall: {}; memory: {}",
                 p.baseline.name,
                 p.baseline.version,
-                patchday_cli::baseline::target_name(&p),
+                p.target_name(),
                 match fw {
                     None => "none".to_string(),
                     Some(f) => format!(
