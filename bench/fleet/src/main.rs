@@ -355,6 +355,7 @@ async fn run_once(
             &CheckinRequest {
                 inventory,
                 labels: None,
+                baselines: Vec::new(),
             },
         )
         .await?;
@@ -492,6 +493,7 @@ async fn run_once(
             &CheckinRequest {
                 inventory,
                 labels: None,
+                baselines: Vec::new(),
             },
         )
         .await?;

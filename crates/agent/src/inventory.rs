@@ -57,6 +57,14 @@ pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
                 version: e.version,
             })
             .collect(),
+        // Issue 13, point 1: the baselines the agent applied and keeps applied.
+        baselines: crate::install::baseline::registry(root)?
+            .into_iter()
+            .map(|(name, e)| patchday_types::AppliedBaseline {
+                name,
+                version: e.version,
+            })
+            .collect(),
         // Filled by the run, which knows how to call dpkg (issue 9, point 4).
         dpkg_broken: None,
     })

@@ -262,6 +262,10 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     }
     bundle::recover(&cfg.root)?;
     crate::take_back::recover(&state, &dpkg)?; // issue 10, point 3
+                                               // Issue 13, points 1-2: undo a firewall a stopped run left unconfirmed, then verify
+                                               // every applied baseline (drift repaired) before anything else, also when offline.
+    crate::install::baseline::recover(&cfg.root)?;
+    let baselines = crate::install::baseline::enforce_all(&cfg.root);
 
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     let labels = crate::inventory::labels(cfg)?; // issue 10, point 2
@@ -280,6 +284,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             &CheckinRequest {
                 inventory: inventory.clone(),
                 labels: Some(labels.clone()),
+                baselines: baselines.clone(),
             },
         )
         .await
@@ -481,6 +486,10 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             &CheckinRequest {
                 inventory,
                 labels: Some(labels),
+                baselines: crate::install::baseline::merge_reports(
+                    &baselines,
+                    crate::install::baseline::enforce_all(&cfg.root),
+                ),
             },
         )
         .await?;
@@ -527,6 +536,7 @@ pub async fn repair(cfg: &AgentConfig, allow_apt: bool) -> anyhow::Result<Repair
             &CheckinRequest {
                 inventory,
                 labels: Some(crate::inventory::labels(cfg)?),
+                baselines: Vec::new(),
             },
         )
         .await?;
@@ -997,6 +1007,27 @@ pub(crate) fn apply(
             break;
         }
         if let Outcome::Failed(m) = bundle::install(&cfg.root, path, &p.package, &p.version) {
+            outcome = Outcome::Failed(m);
+        }
+    }
+    // Issue 13, points 1-2: baselines last, each guarded by the server's reachability.
+    let server = state
+        .identity()
+        .ok()
+        .flatten()
+        .map(|i| i.server)
+        .filter(|_| cfg.server.is_empty())
+        .unwrap_or_else(|| cfg.server.clone());
+    for (p, path) in files
+        .iter()
+        .filter(|(p, _)| p.kind == PayloadKind::Baseline)
+    {
+        if matches!(outcome, Outcome::Failed(_)) {
+            break;
+        }
+        if let Outcome::Failed(m) =
+            crate::install::baseline::install(&cfg.root, &server, path, &p.package, &p.version)
+        {
             outcome = Outcome::Failed(m);
         }
     }

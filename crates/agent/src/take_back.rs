@@ -60,6 +60,9 @@ pub(crate) fn record_installs(
                     patchday_types::PayloadKind::Bundle => {
                         before.bundle(&p.package).map(|b| b.version.clone())
                     }
+                    patchday_types::PayloadKind::Baseline => {
+                        before.baseline(&p.package).map(|b| b.version.clone())
+                    }
                 },
             })
             .collect();

@@ -372,6 +372,18 @@ impl Api {
         .await
     }
 
+    /// Issue 13, point 1: each host's latest report per baseline, and drift found.
+    pub async fn baselines(
+        &self,
+        tenant: &TenantId,
+    ) -> anyhow::Result<patchday_types::api::BaselinesAnswer> {
+        self.get(
+            &format!("/v1/tenants/{tenant}/baselines"),
+            "reading the baseline reports",
+        )
+        .await
+    }
+
     pub async fn log(
         &self,
         tenant: Option<&TenantId>,

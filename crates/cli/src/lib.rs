@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod catalog;
+// Issue 13, point 1: baselines (policy files published as updates).
+pub mod baseline;
 // Issue 11, point 6: the customer-ready report (HTML and PDF).
 pub mod customer_report;
 pub mod demo;

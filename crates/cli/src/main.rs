@@ -40,6 +40,10 @@ enum Command {
     /// Publishes the catalog: keys, signing updates offline, pushing.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    /// Issue 13: baseline policies (host firewall): write one, check it, diff it against
+    /// the published version; publish with `catalog add-baseline`.
+    #[command(subcommand)]
+    Baseline(BaselineCmd),
     /// Catalog keys: generate (root 2-of-3 by default), rotate a role's keys, check permissions.
     ///
     /// Example: patchday keys generate --keys ~/patchday-keys; patchday keys check --keys ~/patchday-keys
@@ -480,6 +484,64 @@ enum ServerAction {
     },
 }
 
+/// Issue 13, point 1: baseline policy files.
+#[derive(Subcommand)]
+enum BaselineCmd {
+    /// Prints a commented example policy to edit (or writes it to --out).
+    ///
+    /// Example: patchday baseline new web-servers --out web-servers.toml
+    New {
+        /// Baseline name (a-z, 0-9, -).
+        name: String,
+        /// Write here instead of standard output (refuses to overwrite).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Checks a policy file strictly (unknown keys, references, networks) and prints
+    /// what it would publish.
+    ///
+    /// Example: patchday baseline check web-servers.toml
+    Check {
+        /// The policy file.
+        policy: PathBuf,
+        /// Print the firewall as the `nft -j -f` document the agent would apply, compiled
+        /// with the users and groups of the system at --root.
+        #[arg(long)]
+        nft: bool,
+        /// Print the files a `[memory]` profile writes (sysctl.d file, systemd drop-ins).
+        #[arg(long, conflicts_with = "nft")]
+        files: bool,
+        /// Whose /etc/passwd and /etc/group resolve user and group names (with --nft).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+    /// Shows what a policy changes against the version the catalog publishes (or --from
+    /// another file), before it is signed and approved.
+    ///
+    /// Example: patchday baseline diff --repo ~/catalog web-servers.toml
+    /// Baseline compliance as the agents reported it: per host and baseline the applied
+    /// version, drift found and repaired at the latest run, and how often drift was found.
+    ///
+    /// Example: patchday baseline report --tenant acme
+    Report {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    Diff {
+        /// The publisher's catalog directory.
+        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+        repo: Option<PathBuf>,
+        /// Compare with this file instead.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The new policy file.
+        policy: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum CatalogCmd {
     /// Creates an empty signed catalog.
@@ -517,6 +579,17 @@ enum CatalogCmd {
         /// CVEs it fixes.
         #[arg(long = "cve")]
         cves: Vec<String>,
+    },
+    /// Issue 13: signs a baseline policy into the catalog as an update (classification
+    /// security unless given) whose one payload is the policy file; approve it like any
+    /// update. Shows the diff against the published version first.
+    ///
+    /// Example: patchday catalog add-baseline --keys K --repo R --id PD-2026-0100 --emergency "firewall" web-servers.toml
+    AddBaseline {
+        #[command(flatten)]
+        common: AddArgs,
+        /// The policy file (`patchday baseline new`).
+        policy: PathBuf,
     },
     /// Delegates target paths to an online role (a mirror) held by its own key: the offline
     /// targets key signs the delegation; the role can then sign only under those paths.
@@ -1128,6 +1201,121 @@ struct DeclineArgs {
     remove: bool,
 }
 
+/// Issue 13, point 1: `patchday baseline ...`.
+async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
+    match c {
+        BaselineCmd::New { name, out } => {
+            let text = patchday_baseline::policy::example(&name);
+            patchday_baseline::Policy::parse(&text)?;
+            match out {
+                None => print!("{text}"),
+                Some(path) => {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .with_context(|| {
+                            format!("creating {} (it must not exist yet)", path.display())
+                        })?;
+                    f.write_all(text.as_bytes())?;
+                    println!(
+                        "wrote {}; edit it, check it with `patchday baseline check {}`",
+                        path.display(),
+                        path.display()
+                    );
+                }
+            }
+        }
+        BaselineCmd::Check {
+            policy,
+            nft,
+            files,
+            root,
+        } => {
+            let (p, _) = patchday_cli::baseline::read(&policy)?;
+            if files {
+                let m = p.memory.as_ref().context("the policy has no [memory]")?;
+                for f in patchday_baseline::memory::compile(&p.baseline.name, m) {
+                    println!("==> /{} <==\n{}", f.path, f.content);
+                }
+                return Ok(0);
+            }
+            if nft {
+                let fw = p
+                    .firewall
+                    .as_ref()
+                    .context("the policy has no [firewall]")?;
+                let accounts = patchday_baseline::accounts::Accounts::read(&root)?;
+                let doc = patchday_baseline::firewall::compile(fw, &accounts)?;
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                return Ok(0);
+            }
+            let fw = p.firewall.as_ref();
+            println!(
+                "baseline {} {}: ok; target {}; firewall: {}; memory: {}",
+                p.baseline.name,
+                p.baseline.version,
+                p.target_name(),
+                match fw {
+                    None => "none".to_string(),
+                    Some(f) => format!(
+                        "{} zones, {} inbound services, {} outbound rules, outbound default {:?}, guard {}s",
+                        f.zones.len(),
+                        f.inbound.len(),
+                        f.outbound.len(),
+                        f.outbound_default,
+                        f.guard_seconds
+                    ),
+                },
+                match &p.memory {
+                    None => "none".to_string(),
+                    Some(m) => format!(
+                        "{} kernel settings, {} services{}",
+                        m.sysctls.len(),
+                        m.services.len(),
+                        if m.dry_run { " (dry run)" } else { "" }
+                    ),
+                }
+            );
+        }
+        BaselineCmd::Report { tenant, conn } => {
+            let a = conn.api()?.baselines(&tenant).await?;
+            match conn.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&a.hosts)?),
+                f => print(&patchday_cli::render::baseline_table(&a.hosts), f),
+            }
+        }
+        BaselineCmd::Diff { repo, from, policy } => {
+            let (p, text) = patchday_cli::baseline::read(&policy)?;
+            let new_label = format!("{} {}", p.baseline.name, p.baseline.version);
+            let (old_label, old) = match (repo, from) {
+                (_, Some(f)) => (
+                    f.display().to_string(),
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                (Some(r), None) => {
+                    match patchday_cli::baseline::published(&r, &p.baseline.name).await? {
+                        Some((v, path)) => (
+                            format!("{} {v} (published)", p.baseline.name),
+                            std::fs::read_to_string(&path)
+                                .with_context(|| format!("reading {}", path.display()))?,
+                        ),
+                        None => ("(not published yet)".to_string(), String::new()),
+                    }
+                }
+                (None, None) => anyhow::bail!("give --repo CATALOG or --from FILE"),
+            };
+            print!(
+                "{}",
+                patchday_cli::baseline::diff_text(&old_label, &old, &new_label, &text)
+            );
+        }
+    }
+    Ok(0)
+}
+
 #[allow(clippy::disallowed_methods)] // the binary edge: publishing signs with the wall clock
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
@@ -1145,6 +1333,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             patchday_agent::cli::run(args).await != std::process::ExitCode::SUCCESS,
         )),
         Command::Catalog(c) => catalog(c).await,
+        Command::Baseline(c) => baseline(c).await,
         Command::Director(DirectorCmd::Key { data, output, conn }) => {
             director_key(data, output, conn).await
         }
@@ -1689,6 +1878,53 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                     payloads: vec![p],
                     cves,
                     description: String::new(),
+                },
+                &opts,
+                now(),
+            )
+            .await?;
+            println!("signed {}: {} [{}]", doc.id, doc.title, doc.release);
+        }
+        CatalogCmd::AddBaseline { common, policy } => {
+            let p = patchday_cli::baseline::describe(&policy)?;
+            let (_, text) = patchday_cli::baseline::read(&policy)?;
+            if let Some((v, old)) =
+                patchday_cli::baseline::published(&common.repo, &p.package).await?
+            {
+                anyhow::ensure!(
+                    patchday_pkg::version::compare_deb(&p.version, &v)?
+                        == std::cmp::Ordering::Greater,
+                    "baseline {} {} is not newer than the published version {v}; raise `version` in [baseline]",
+                    p.package,
+                    p.version
+                );
+                let old_text = std::fs::read_to_string(&old)
+                    .with_context(|| format!("reading {}", old.display()))?;
+                print!(
+                    "{}",
+                    patchday_cli::baseline::diff_text(
+                        &format!("{} {v} (published)", p.package),
+                        &old_text,
+                        &format!("{} {}", p.package, p.version),
+                        &text,
+                    )
+                );
+            }
+            let mut opts = common.options(None)?;
+            opts.classification = opts
+                .classification
+                .or(Some(patchday_types::Classification::Security));
+            if opts.title.is_none() {
+                opts.title = Some(format!("baseline {} {}", p.package, p.version));
+            }
+            let doc = patchday_cli::catalog::add_update(
+                &KeyPaths::in_dir(&common.keys),
+                &common.repo,
+                patchday_cli::catalog::UpdateContent {
+                    files: vec![policy],
+                    payloads: vec![p],
+                    cves: Vec::new(),
+                    description: text,
                 },
                 &opts,
                 now(),

@@ -546,6 +546,39 @@ pub fn time_to_install_table(rows: &[patchday_types::api::TimeToInstall]) -> Tab
 }
 
 /// Issue 8, finding 5: server-provided text in tables and CSV.
+/// Issue 13, point 1: baseline compliance per host and baseline.
+pub fn baseline_table(rows: &[patchday_types::api::HostBaseline]) -> Table {
+    let mut t = Table::new(&[
+        "host",
+        "baseline",
+        "version",
+        "status",
+        "drift found",
+        "last drift",
+        "drift runs",
+        "reported",
+    ]);
+    for r in rows {
+        let status = match (&r.error, r.drift.is_empty(), r.repaired) {
+            (Some(e), _, _) => format!("error: {e}"),
+            (None, true, _) => "enforced".to_string(),
+            (None, false, true) => "drift repaired".to_string(),
+            (None, false, false) => "drift not repaired".to_string(),
+        };
+        t.rows.push(vec![
+            r.hostname.clone(),
+            r.baseline.clone(),
+            r.version.clone(),
+            status,
+            r.drift.join("; "),
+            r.last_drift_at.map(|a| a.to_string()).unwrap_or_default(),
+            r.drift_runs.to_string(),
+            r.reported_at.to_string(),
+        ]);
+    }
+    t
+}
+
 #[cfg(test)]
 mod escaping_tests {
     use super::*;

@@ -210,6 +210,7 @@ fn forged_checkin(package: &str, hostname: &str) -> Vec<u8> {
     serde_json::to_vec(&CheckinRequest {
         inventory,
         labels: None,
+        baselines: Vec::new(),
     })
     .unwrap()
 }

@@ -36,8 +36,11 @@ pub fn payload_fit(inv: &Inventory, p: &PayloadRef) -> PayloadFit {
             .package(&p.package, &p.architecture)
             .map(|i| i.version.as_str()),
         PayloadKind::Bundle => inv.bundle(&p.package).map(|b| b.version.as_str()),
+        PayloadKind::Baseline => inv.baseline(&p.package).map(|b| b.version.as_str()),
     };
     match installed {
+        // Issue 13, point 1: a baseline applies to every host; not applied yet means needed.
+        None if p.kind == PayloadKind::Baseline => PayloadFit::Older,
         None => PayloadFit::Absent,
         Some(v) => match compare_deb(v, &p.version) {
             Ok(Ordering::Less) => PayloadFit::Older,
@@ -189,6 +192,8 @@ pub struct CatalogIndex {
     by_id: HashMap<UpdateId, usize>,
     by_target: HashMap<String, usize>,
     superseded_by: BTreeMap<UpdateId, BTreeSet<UpdateId>>,
+    /// Issue 13, point 1: updates carrying a baseline, relevant to every host.
+    baselines: Vec<usize>,
 }
 
 impl CatalogIndex {
@@ -197,7 +202,11 @@ impl CatalogIndex {
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_id = HashMap::new();
         let mut by_target = HashMap::new();
+        let mut baselines = Vec::new();
         for (i, u) in updates.iter().enumerate() {
+            if u.payloads.iter().any(|p| p.kind == PayloadKind::Baseline) {
+                baselines.push(i);
+            }
             by_id.insert(u.id.clone(), i);
             by_target.insert(UpdateDocument::target_name(&u.id), i);
             let names: BTreeSet<&str> = u.payloads.iter().map(|p| p.package.as_str()).collect();
@@ -212,6 +221,7 @@ impl CatalogIndex {
             by_id,
             by_target,
             superseded_by,
+            baselines,
         }
     }
 
@@ -247,7 +257,8 @@ impl CatalogIndex {
     }
 
     /// The updates that name a package or bundle the host has (installed or left
-    /// unfinished), in catalog order: every other update is not applicable to it.
+    /// unfinished), and every baseline (issue 13), in catalog order: every other update is
+    /// not applicable to it.
     pub fn relevant(&self, inv: &Inventory) -> Vec<&UpdateDocument> {
         let names = inv
             .packages
@@ -258,6 +269,7 @@ impl CatalogIndex {
         let hits: BTreeSet<usize> = names
             .filter_map(|n| self.by_name.get(n))
             .flatten()
+            .chain(&self.baselines)
             .copied()
             .collect();
         hits.into_iter()
@@ -531,6 +543,39 @@ mod tests {
             tenants: vec![],
             upstream: None,
         }
+    }
+
+    /// Issue 13, point 1: a baseline applies to every host (needed until applied), is
+    /// satisfied by the applied version or a newer one, and is relevant without naming a
+    /// package the host has.
+    #[test]
+    fn a_baseline_is_needed_everywhere_until_applied() {
+        let mut doc = upd("PD-BL-1", "web-fw", "2", &[]);
+        doc.payloads[0].kind = PayloadKind::Baseline;
+        doc.payloads[0].architecture = "all".into();
+        doc.payloads[0].target = "baseline-web-fw-2.toml".into();
+        let mut host = inv(&[("libfoo", "1.0")]);
+        assert_eq!(
+            applicability(&host, &doc),
+            Applicability::Missing(vec!["baseline-web-fw-2.toml".into()])
+        );
+        let index = CatalogIndex::new(vec![doc.clone(), upd("PD-X", "other", "1", &[])]);
+        let relevant: Vec<&str> = index
+            .relevant(&host)
+            .iter()
+            .map(|u| u.id.as_str())
+            .collect();
+        assert_eq!(relevant, vec!["PD-BL-1"]);
+        host.baselines.push(patchday_types::AppliedBaseline {
+            name: "web-fw".into(),
+            version: "1".into(),
+        });
+        assert!(matches!(
+            applicability(&host, &doc),
+            Applicability::Missing(_)
+        ));
+        host.baselines[0].version = "2".into();
+        assert_eq!(applicability(&host, &doc), Applicability::Installed);
     }
 
     fn approve() -> HostDecision {

@@ -41,6 +41,9 @@ pub enum Requirement {
     /// apt's lists of the Debian archive and the archive itself (`apt-get update`,
     /// `apt-get download`): genuine security updates.
     DebianArchive,
+    /// Issue 13, point 2: network namespaces a test makes itself (`ip netns add`, veth):
+    /// root and `ip` from iproute2.
+    NetNs,
     /// A file a Debian package installs, e.g. Debian's archive keyring.
     File {
         /// The file.
@@ -85,6 +88,11 @@ impl Requirement {
         name: "apt-get",
         package: "apt",
     };
+    /// Issue 13, point 2: `nft`, from Debian's `nftables` package (host firewall baselines).
+    pub const NFT: Requirement = Requirement::Program {
+        name: "nft",
+        package: "nftables",
+    };
     /// Debian's archive keyring, from `debian-archive-keyring`.
     pub const DEBIAN_KEYRING: Requirement = Requirement::File {
         path: "/usr/share/keyrings/debian-archive-keyring.gpg",
@@ -126,6 +134,9 @@ impl Requirement {
             Requirement::Postgres => format!(
                 "a PostgreSQL server where tests may create databases, named in {POSTGRES_VARIABLE}"
             ),
+            Requirement::NetNs => {
+                "root and `ip netns` (Debian package iproute2) for network namespaces".into()
+            }
         }
     }
 
@@ -158,6 +169,9 @@ impl Requirement {
                  and exports {POSTGRES_VARIABLE}; by hand: \
                  {POSTGRES_VARIABLE}=postgres://USER@HOST:PORT/postgres (a role that may CREATE DATABASE)"
             ),
+            Requirement::NetNs => {
+                "CI runs .ci/run as root and installs it with `apt-get install -y iproute2`".into()
+            }
         }
     }
 
@@ -182,6 +196,13 @@ impl Requirement {
                 .is_ok_and(|s| s.success()),
             Requirement::CargoDeb => find_program(&["cargo-deb"]).is_some(),
             Requirement::DebianArchive => true,
+            Requirement::NetNs => {
+                find_program(&["ip"]).is_some()
+                    && Command::new("id")
+                        .arg("-u")
+                        .output()
+                        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            }
             Requirement::File { path, .. } => std::path::Path::new(path).exists(),
             Requirement::Postgres => postgres_url().is_some(),
         }

@@ -203,6 +203,7 @@ pub async fn add_update(
         product: opts.product.clone().unwrap_or_else(|| match first.kind {
             PayloadKind::Deb => "debian".into(),
             PayloadKind::Bundle => first.package.clone(),
+            PayloadKind::Baseline => format!("baseline {}", first.package),
         }),
         classification: opts.classification.unwrap_or(if cves.is_empty() {
             Classification::Bugfix

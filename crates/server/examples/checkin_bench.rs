@@ -312,11 +312,13 @@ fn inventory_variant(
         packages: pkgs,
         unfinished: vec![],
         bundles: vec![],
+        baselines: vec![],
         dpkg_broken: None,
     };
     let bytes = serde_json::to_vec(&CheckinRequest {
         inventory: inv,
         labels: None,
+        baselines: Vec::new(),
     })?;
     let marker = b"\"hostname\":\"";
     let at = (bytes.windows(marker.len()).position(|w| w == marker))

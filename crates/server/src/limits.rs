@@ -85,6 +85,10 @@ pub fn inventory(inv: &Inventory) -> Result<(), ApiError> {
         name("bundle name", &b.name)?;
         name("bundle version", &b.version)?;
     }
+    for b in &inv.baselines {
+        name("baseline name", &b.name)?;
+        name("baseline version", &b.version)?;
+    }
     // issue 9, point 4: dpkg's words about a broken host, one line.
     if let Some(m) = &inv.dpkg_broken {
         if m.len() > MAX_MESSAGE || m.chars().any(char::is_control) {
@@ -154,6 +158,51 @@ pub fn tenant_id(id: &patchday_types::TenantId) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(format!(
             "tenant id {id} ends like a catalog hash bin (.bin-xx): choose another id"
         )));
+    }
+    Ok(())
+}
+
+/// Issue 13, point 1: most baselines one check-in reports on.
+pub const MAX_BASELINES: usize = 64;
+/// Issue 13, point 1: most drift lines and measurements per baseline report.
+pub const MAX_BASELINE_ITEMS: usize = 1000;
+
+/// Issue 13, point 1: a check-in's baseline reports: how many, their names, drift lines,
+/// errors and measurements.
+pub fn baseline_reports(reports: &[patchday_types::api::BaselineReport]) -> Result<(), ApiError> {
+    if reports.len() > MAX_BASELINES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the check-in reports {} baselines; the limit is {MAX_BASELINES}",
+                reports.len()
+            ),
+        ));
+    }
+    for r in reports {
+        name("baseline name", &r.name)?;
+        name("baseline version", &r.version)?;
+        if r.drift.len() > MAX_BASELINE_ITEMS || r.measured.len() > MAX_BASELINE_ITEMS {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "baseline {}: more than {MAX_BASELINE_ITEMS} drift lines or measurements",
+                    r.name
+                ),
+            ));
+        }
+        for m in r.drift.iter().chain(&r.error) {
+            if m.len() > MAX_MESSAGE || m.chars().any(char::is_control) {
+                return Err(ApiError::bad_request(format!(
+                    "baseline {}: a drift line or error is {} bytes long or has control characters; the limit is {MAX_MESSAGE} bytes of one line",
+                    r.name,
+                    m.len()
+                )));
+            }
+        }
+        for k in r.measured.keys() {
+            name("baseline measurement", k)?;
+        }
     }
     Ok(())
 }

@@ -2111,6 +2111,120 @@ impl TenantStore for SqliteTenant {
             .collect()
     }
 
+    // ---- Issue 13, point 1: baselines ----
+
+    async fn save_baseline_reports(
+        &self,
+        id: &HostId,
+        reports: &[patchday_types::api::BaselineReport],
+        now: Timestamp,
+    ) -> Result<()> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        for r in reports {
+            let drifted = !r.drift.is_empty();
+            sqlx::query(
+                "INSERT INTO host_baselines (tenant_id, host_id, baseline, version, drift, repaired, error, \
+                 measured, reported_at, last_drift_at, drift_runs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                 CASE WHEN ?10 THEN ?9 END, ?10) \
+                 ON CONFLICT (tenant_id, host_id, baseline) DO UPDATE SET version = excluded.version, \
+                 drift = excluded.drift, repaired = excluded.repaired, error = excluded.error, \
+                 measured = excluded.measured, reported_at = excluded.reported_at, \
+                 last_drift_at = COALESCE(excluded.last_drift_at, host_baselines.last_drift_at), \
+                 drift_runs = host_baselines.drift_runs + excluded.drift_runs",
+            )
+            .bind(self.id.as_str())
+            .bind(id.as_str())
+            .bind(&r.name)
+            .bind(&r.version)
+            .bind(to_json(&r.drift)?)
+            .bind(i64::from(r.repaired))
+            .bind(&r.error)
+            .bind(to_json(&r.measured)?)
+            .bind(now.to_string())
+            .bind(i64::from(drifted))
+            .execute(&mut *tx)
+            .await
+            .map_err(about(format!("host {id}")))?;
+            if drifted {
+                sqlx::query(
+                    "INSERT INTO baseline_drift (tenant_id, host_id, baseline, version, drift, repaired, at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(self.id.as_str())
+                .bind(id.as_str())
+                .bind(&r.name)
+                .bind(&r.version)
+                .bind(to_json(&r.drift)?)
+                .bind(i64::from(r.repaired))
+                .bind(now.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn baseline_reports(&self) -> Result<Vec<patchday_types::api::HostBaseline>> {
+        let rows = sqlx::query(
+            "SELECT b.host_id, h.hostname, b.baseline, b.version, b.drift, b.repaired, b.error, \
+             b.measured, b.reported_at, b.last_drift_at, b.drift_runs FROM host_baselines b \
+             JOIN hosts h ON h.tenant_id = b.tenant_id AND h.id = b.host_id \
+             WHERE b.tenant_id = ? ORDER BY h.hostname, b.host_id, b.baseline",
+        )
+        .bind(self.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(patchday_types::api::HostBaseline {
+                    host: parse("host id", r.get::<&str, _>("host_id"))?,
+                    hostname: r.get("hostname"),
+                    baseline: r.get("baseline"),
+                    version: r.get("version"),
+                    drift: json("baseline drift", r.get::<&str, _>("drift"))?,
+                    repaired: r.get::<i64, _>("repaired") != 0,
+                    error: r.get("error"),
+                    measured: json("baseline measurements", r.get::<&str, _>("measured"))?,
+                    reported_at: parse("timestamp", r.get::<&str, _>("reported_at"))?,
+                    last_drift_at: opt_ts(r.get("last_drift_at"))?,
+                    drift_runs: u64::try_from(r.get::<i64, _>("drift_runs")).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn baseline_drift(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<patchday_types::api::BaselineDriftEvent>> {
+        let rows = sqlx::query(
+            "SELECT host_id, baseline, version, drift, repaired, at FROM baseline_drift \
+             WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(self.id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(patchday_types::api::BaselineDriftEvent {
+                    host: parse("host id", r.get::<&str, _>("host_id"))?,
+                    baseline: r.get("baseline"),
+                    version: r.get("version"),
+                    drift: json("baseline drift", r.get::<&str, _>("drift"))?,
+                    repaired: r.get::<i64, _>("repaired") != 0,
+                    at: parse("timestamp", r.get::<&str, _>("at"))?,
+                })
+            })
+            .collect()
+    }
+
     // ---- Issue 10, point 2: groups joined by rules on host facts ----
 
     async fn add_group_rule_logged(

@@ -57,7 +57,7 @@ macro_rules! conformance_tests {
             operator_log_is_scoped_and_filtered, approval_and_its_log_entry_commit_together,
             refused_changes_leave_no_log_entry, repair_requests, group_policies,
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
-            notification_outbox, console_sessions, fleet_views);
+            notification_outbox, console_sessions, fleet_views, baseline_reports);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
@@ -88,6 +88,10 @@ macro_rules! conformance_tests {
 pub mod case {
     use crate::Store;
 
+    /// Issue 13, point 1: baseline reports and drift history.
+    pub async fn baseline_reports(s: &dyn Store) {
+        super::baseline_reports(s).await;
+    }
     /// Issue 11, point 1: the fleet read in one call and the stored evaluations.
     pub async fn fleet_views(s: &dyn Store) {
         super::fleet_views(s).await;
@@ -2538,4 +2542,70 @@ mod replicas {
         let listed: Vec<u64> = listed.iter().map(|e| e.seq).collect();
         assert_eq!(listed, seqs, "every entry is listed, in sequence order");
     }
+}
+
+// ---- Issue 13, point 1: baselines ----
+
+/// The latest report per host and baseline replaces the one before (a later run without
+/// drift keeps when drift was last found and how often); drift is also kept as history,
+/// newest first; another tenant sees none of it.
+pub async fn baseline_reports(store: &dyn Store) {
+    use patchday_types::api::BaselineReport;
+    let acme = new_tenant(store, "bl-acme").await;
+    let other = new_tenant(store, "bl-other").await;
+    let now = ts("2026-12-02T04:00:00Z");
+    acme.create_host(&id("bh1"), "alpha", &hash_secret("cred-bh1"), now)
+        .await
+        .unwrap();
+    assert!(acme.baseline_reports().await.unwrap().is_empty());
+    let report = |version: &str, drift: &[&str], repaired: bool| BaselineReport {
+        name: "web-fw".into(),
+        version: version.into(),
+        drift: drift.iter().map(|d| d.to_string()).collect(),
+        repaired,
+        error: None,
+        measured: [("firewall.https.packets".to_string(), 7u64)]
+            .into_iter()
+            .collect(),
+    };
+    // Nothing reported, nothing stored.
+    acme.save_baseline_reports(&id("bh1"), &[], now)
+        .await
+        .unwrap();
+    assert!(acme.baseline_reports().await.unwrap().is_empty());
+    acme.save_baseline_reports(
+        &id("bh1"),
+        &[report("1", &["rule added by hand"], true)],
+        now,
+    )
+    .await
+    .unwrap();
+    let later = ts("2026-12-02T05:00:00Z");
+    acme.save_baseline_reports(&id("bh1"), &[report("2", &[], false)], later)
+        .await
+        .unwrap();
+    let rows = acme.baseline_reports().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (r.hostname.as_str(), r.baseline.as_str(), r.version.as_str()),
+        ("alpha", "web-fw", "2")
+    );
+    assert!(r.drift.is_empty() && !r.repaired);
+    assert_eq!(r.reported_at, later);
+    assert_eq!(
+        r.last_drift_at,
+        Some(now),
+        "when drift was last found stays"
+    );
+    assert_eq!(r.drift_runs, 1);
+    assert_eq!(r.measured["firewall.https.packets"], 7);
+    let drift = acme.baseline_drift(10).await.unwrap();
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].drift, vec!["rule added by hand".to_string()]);
+    assert!(drift[0].repaired);
+    assert_eq!(drift[0].version, "1");
+    // Tenant isolation.
+    assert!(other.baseline_reports().await.unwrap().is_empty());
+    assert!(other.baseline_drift(10).await.unwrap().is_empty());
 }

@@ -552,6 +552,25 @@ pub trait TenantStore: Send + Sync {
         update: Option<&UpdateId>,
         limit: u32,
     ) -> Result<Vec<HistoryEntry>>;
+
+    // ---- issue 13, point 1: baselines ----
+
+    /// Stores a host's per-baseline reports of one agent run (the latest per baseline
+    /// replaces the one before; a report with drift is also appended to the drift
+    /// history and counted). Baselines the run did not report keep their last report.
+    async fn save_baseline_reports(
+        &self,
+        id: &HostId,
+        reports: &[patchday_types::api::BaselineReport],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// The latest report per host and baseline of this tenant, by hostname and baseline.
+    async fn baseline_reports(&self) -> Result<Vec<patchday_types::api::HostBaseline>>;
+    /// Drift found on this tenant's hosts, newest first, at most `limit`.
+    async fn baseline_drift(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<patchday_types::api::BaselineDriftEvent>>;
     // ---- issue 9, point 4 (closure): server-side repair assignments ----
 
     /// Asks the host's agent to run the repair `patchday-agent repair` runs (`patchday

@@ -260,6 +260,7 @@ impl ReleaseCounters {
         let kind = match kind {
             PayloadKind::Deb => "deb",
             PayloadKind::Bundle => "bundle",
+            PayloadKind::Baseline => "baseline",
         };
         format!("{kind}:{package}")
     }
@@ -551,6 +552,7 @@ pub fn downgrade(inv: &Inventory, p: &PayloadRef) -> Result<(), Refusal> {
             .package(&p.package, &p.architecture)
             .map(|i| i.version.clone()),
         PayloadKind::Bundle => inv.bundle(&p.package).map(|b| b.version.clone()),
+        PayloadKind::Baseline => inv.baseline(&p.package).map(|b| b.version.clone()),
     };
     let Some(installed) = installed else {
         return Ok(());

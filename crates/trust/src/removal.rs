@@ -195,7 +195,7 @@ pub fn decide(input: &RemovalInput<'_>, update: &UpdateId) -> Result<Removal, Re
         if !signed {
             continue;
         }
-        if r.kind == PayloadKind::Bundle {
+        if r.kind != PayloadKind::Deb {
             return Err(RemovalRefusal::Bundle {
                 update: update.clone(),
                 package: r.package.clone(),

@@ -462,6 +462,33 @@ pub struct CheckinRequest {
     /// `/etc/patchday/labels`), which group rules match; absent from older agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Issue 13, point 1: what the agent found and did per baseline at this run (drift,
+    /// repairs, measurements); absent from older agents and from runs with no baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<BaselineReport>,
+}
+
+/// Issue 13, point 1: one baseline on one host at one agent run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BaselineReport {
+    /// Baseline name.
+    pub name: String,
+    /// The version applied on the host (empty when none could be applied yet).
+    pub version: String,
+    /// What the agent found changed by hand since it applied the baseline (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+    /// Whether the drift found was repaired at this run.
+    #[serde(default)]
+    pub repaired: bool,
+    /// What went wrong (apply refused, guard rolled back, repair failed), in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the checks measured: per firewall rule `packets`/`bytes` counters
+    /// (`firewall.<rule>.packets`), and the like.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub measured: std::collections::BTreeMap<String, u64>,
 }
 
 /// One update the host must install now.
@@ -1202,4 +1229,67 @@ pub struct MembershipFacts {
     /// Its labels (empty before the first check-in, or from an older agent).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Issue 13, point 1: a host's latest report for one baseline, as the server stores it
+/// (`GET /v1/tenants/{t}/baselines`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostBaseline {
+    /// The host.
+    pub host: HostId,
+    /// Its name.
+    pub hostname: String,
+    /// The baseline.
+    pub baseline: String,
+    /// The version applied on the host.
+    pub version: String,
+    /// Drift the latest run found (empty: none).
+    #[serde(default)]
+    pub drift: Vec<String>,
+    /// Whether the latest run repaired it.
+    #[serde(default)]
+    pub repaired: bool,
+    /// What went wrong at the latest run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the latest run measured (firewall rule counters).
+    #[serde(default)]
+    pub measured: std::collections::BTreeMap<String, u64>,
+    /// When the server received the report.
+    pub reported_at: Timestamp,
+    /// When drift was last found on this host (kept after it was repaired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_at: Option<Timestamp>,
+    /// How many runs found drift (each one repaired or reported as an error).
+    #[serde(default)]
+    pub drift_runs: u64,
+}
+
+/// Issue 13, point 1: one run's drift finding, kept as history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BaselineDriftEvent {
+    /// The host.
+    pub host: HostId,
+    /// The baseline.
+    pub baseline: String,
+    /// Its version then.
+    pub version: String,
+    /// What was found.
+    pub drift: Vec<String>,
+    /// Whether it was repaired.
+    pub repaired: bool,
+    /// When the server received it.
+    pub at: Timestamp,
+}
+
+/// Issue 13, point 1: `GET /v1/tenants/{t}/baselines`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BaselinesAnswer {
+    /// Latest report per host and baseline.
+    pub hosts: Vec<HostBaseline>,
+    /// Drift found, newest first (at most 1,000).
+    pub drift: Vec<BaselineDriftEvent>,
 }

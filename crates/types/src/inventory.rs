@@ -28,6 +28,17 @@ pub struct InstalledBundle {
     pub version: String,
 }
 
+/// Issue 13, point 1: a baseline the agent applied (and keeps applied): the version the
+/// server's applicability compares, like a bundle's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppliedBaseline {
+    /// Baseline name from its policy file.
+    pub name: String,
+    /// Applied version, compared with Debian version ordering.
+    pub version: String,
+}
+
 /// The `os-release` fields that matter for applicability and support dates.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -65,6 +76,9 @@ pub struct Inventory {
     /// Bundles installed by the agent.
     #[serde(default)]
     pub bundles: Vec<InstalledBundle>,
+    /// Issue 13, point 1: baselines applied by the agent (and enforced at its last run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<AppliedBaseline>,
     /// dpkg's own words when its database is not clean (`dpkg --audit`): the host is
     /// **broken** until repaired, whatever its updates say (issue 9, point 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +111,10 @@ impl Inventory {
                 .iter()
                 .chain(&self.unfinished)
                 .any(|p| p.name == package && p.architecture == arch)
+    }
+    /// Issue 13, point 1: the applied baseline with this name.
+    pub fn baseline(&self, name: &str) -> Option<&AppliedBaseline> {
+        self.baselines.iter().find(|b| b.name == name)
     }
     /// The installed bundle with this name.
     pub fn bundle(&self, name: &str) -> Option<&InstalledBundle> {

@@ -13,7 +13,7 @@ pub mod secret;
 pub mod update;
 
 pub use ids::{GroupId, HostId, IdError, TenantId, UpdateId};
-pub use inventory::{InstalledBundle, InstalledPackage, Inventory, OsRelease};
+pub use inventory::{AppliedBaseline, InstalledBundle, InstalledPackage, Inventory, OsRelease};
 pub use secret::Secret;
 pub use update::{
     Classification, PayloadKind, PayloadRef, Release, Severity, TargetCustom, UpdateDocument,

@@ -167,6 +167,9 @@ pub enum PayloadKind {
     Deb,
     /// A tar.zst with a manifest, for software without a package manager.
     Bundle,
+    /// Issue 13, point 1: a baseline, a TOML policy (`baselines/<name>-<version>.toml`)
+    /// the agent applies, re-verifies on every run and repairs when the host drifts.
+    Baseline,
 }
 
 /// One payload of an update: a TUF target plus what it installs.

@@ -44,16 +44,7 @@ fn registry_path(root: &Path) -> PathBuf {
 
 /// Installed bundles by name.
 pub fn registry(root: &Path) -> anyhow::Result<BTreeMap<String, Entry>> {
-    match std::fs::read(registry_path(root)) {
-        Ok(b) => serde_json::from_slice(&b).with_context(|| {
-            format!(
-                "{} is corrupt; restore it from backup or remove it",
-                registry_path(root).display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e.into()),
-    }
+    super::read_registry(&registry_path(root), "restore it from backup or remove it")
 }
 
 fn save_registry(root: &Path, reg: &BTreeMap<String, Entry>) -> anyhow::Result<()> {

@@ -92,10 +92,15 @@ pub async fn checkin(
 ) -> ApiResult<Json<CheckinResponse>> {
     tracing::debug!(tenant = %who.tenant, host = %who.host, sequence, "signed check-in");
     crate::limits::inventory(&req.inventory)?; // finding 4
+    crate::limits::baseline_reports(&req.baselines)?; // issue 13, point 1
     crate::routes::group_rules::check_checkin_labels(req.labels.as_ref())?; // issue 10, point 2
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .save_inventory(&who.host, &req.inventory, s.clock.now())
+        .await?;
+    // Issue 13, point 1: what the agent found and did per baseline at this run.
+    tenant
+        .save_baseline_reports(&who.host, &req.baselines, s.clock.now())
         .await?;
     // Issue 10, point 2: the group rules on this host's facts, before its assignments.
     crate::routes::group_rules::at_checkin(

@@ -7,6 +7,7 @@ pub(crate) mod catalog;
 mod director;
 pub mod log; // finding 10 (issue 8)
              // Issue 9, point 1 (archive sync): read-only fleet views for the mirror.
+pub(crate) mod baselines; // issue 13, point 1
 mod fleet;
 pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host facts
 pub(crate) mod history; // issue 10, point 1
@@ -98,6 +99,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(repair::request))
         .routes(routes!(admin::tenant_updates))
         .routes(routes!(history::list)) // issue 10, point 1
+        .routes(routes!(baselines::list)) // issue 13, point 1
         // issue 10, point 5: maintenance windows and reboot policy per group
         .routes(routes!(windows::set_policy))
         .routes(routes!(windows::list_policies))

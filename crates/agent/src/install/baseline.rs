@@ -1,0 +1,450 @@
+//! Issue 13, points 1 and 2: the baseline backend. A baseline payload is a signed TOML
+//! policy (`baselines/<name>-<version>.toml`), verified through TUF like every payload
+//! before it gets here. Phases:
+//! 1. check: the policy parses strictly and names the package and version the signed
+//!    catalog described;
+//! 2. apply: the firewall is compiled for this host's accounts and replaces the one
+//!    `inet patchday` table in one `nft -j -f` transaction, after the previous table was
+//!    saved in a guard journal (`var/lib/patchday/baseline-guard.json`);
+//! 3. guard: the server must be reachable (a new TCP connection to it) within the policy's
+//!    `guard_seconds`, or the previous table comes back and the install fails;
+//! 4. commit: the registry (`var/lib/patchday/baselines.json`) records the version, the
+//!    policy and what the kernel listed after applying (the commit point).
+//!
+//! [`recover`] finishes or undoes a run that died between two steps. [`enforce_all`] runs
+//! at every agent run: what differs from the committed listing (a hand edit) is drift,
+//! repaired by applying the policy again, and reported with the rules' counters.
+
+use super::Outcome;
+use anyhow::Context;
+use patchday_baseline::accounts::Accounts;
+use patchday_baseline::memory::{self, OwnedFile};
+use patchday_baseline::nft::{self, Nft};
+use patchday_baseline::{firewall, Policy};
+use patchday_types::api::BaselineReport;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One applied baseline.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    /// Applied version.
+    pub version: String,
+    /// The signed policy text it was applied from (re-applied when the host drifts).
+    pub policy: String,
+    /// What `nft -j list table inet patchday` said right after applying (drift is any
+    /// difference from it); absent for a baseline without a firewall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<serde_json::Value>,
+    /// Issue 13, point 3 (partial): the files the memory profile owns, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<OwnedFile>,
+}
+
+/// What an apply left to undo if the guard does not confirm it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Guard {
+    name: String,
+    version: String,
+    /// The table before, as listed (`None`: there was none).
+    previous: Option<serde_json::Value>,
+}
+
+fn registry_path(root: &Path) -> PathBuf {
+    root.join("var/lib/patchday/baselines.json")
+}
+
+fn guard_path(root: &Path) -> PathBuf {
+    root.join("var/lib/patchday/baseline-guard.json")
+}
+
+/// Applied baselines by name.
+pub fn registry(root: &Path) -> anyhow::Result<BTreeMap<String, Entry>> {
+    super::read_registry(
+        &registry_path(root),
+        "remove it and the next run applies the assigned baselines again",
+    )
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    crate::state::write_atomic(path, &serde_json::to_vec_pretty(value)?, 0o600)
+}
+
+/// The firewall is the running system's: refused for an image (`--root` elsewhere), whose
+/// rules would land on the machine running the agent.
+fn running_system(root: &Path) -> anyhow::Result<()> {
+    if root != Path::new("/") {
+        anyhow::bail!(
+            "a firewall baseline applies to the running system only; run the agent with --root / on the host itself (its root here is {})",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Compiles a policy's firewall for the host at `root` (`None`: the policy has none).
+fn compile(root: &Path, policy: &Policy) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(fw) = &policy.firewall else {
+        return Ok(None);
+    };
+    running_system(root)?;
+    let accounts = Accounts::read(root)?;
+    let doc = firewall::compile(fw, &accounts)?;
+    Ok(Some(serde_json::to_value(doc)?))
+}
+
+/// Whether a new TCP connection to the server opens within `limit` (tried every second).
+fn server_reachable(server: &str, limit: Duration) -> bool {
+    let Ok(url) = url::Url::parse(server) else {
+        return false;
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let start = Instant::now();
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .map(|a| a.collect::<Vec<_>>())
+            .unwrap_or_default();
+        for a in addrs {
+            let attempt = left.min(Duration::from_secs(2));
+            if std::net::TcpStream::connect_timeout(&a, attempt).is_ok() {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1).min(limit.saturating_sub(start.elapsed())));
+    }
+}
+
+/// Applies one verified baseline payload (`package`/`version` as the signed catalog
+/// describes it), guarded: `server` must stay reachable.
+pub fn install(root: &Path, server: &str, path: &Path, package: &str, version: &str) -> Outcome {
+    match install_inner(root, server, path, package, version) {
+        Ok(()) => Outcome::Installed,
+        Err(e) => Outcome::Failed(format!("baseline {package} {version}: {e:#}")),
+    }
+}
+
+fn install_inner(
+    root: &Path,
+    server: &str,
+    path: &Path,
+    package: &str,
+    version: &str,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the policy {}", path.display()))?;
+    let policy = Policy::parse(&text)?;
+    if policy.baseline.name != package || policy.baseline.version != version {
+        anyhow::bail!(
+            "the policy file says it is {} {}, but the signed catalog describes {package} {version}; nothing was applied",
+            policy.baseline.name,
+            policy.baseline.version
+        );
+    }
+    let mut reg = registry(root)?;
+    let applied = match compile(root, &policy)? {
+        None => None,
+        Some(doc) => {
+            let nft = Nft::default();
+            let previous = nft.list()?;
+            write_json(
+                &guard_path(root),
+                &Guard {
+                    name: package.to_owned(),
+                    version: version.to_owned(),
+                    previous: previous.clone(),
+                },
+            )?;
+            nft.apply(&doc)?;
+            let guard =
+                Duration::from_secs(policy.firewall.as_ref().map_or(60, |f| f.guard_seconds));
+            if !server_reachable(server, guard) {
+                nft.apply(&nft::restore_document(previous.as_ref()))
+                    .context("the lock-out guard could not restore the previous ruleset")?;
+                let _ = std::fs::remove_file(guard_path(root));
+                anyhow::bail!(
+                    "the server {server} was not reachable within {}s of applying the firewall; the previous ruleset was restored (lock-out guard)",
+                    guard.as_secs()
+                );
+            }
+            nft.list()?
+        }
+    };
+    // Issue 13, point 3 (partial): the memory profile's files and kernel settings.
+    let files = match &policy.memory {
+        Some(m) if !m.dry_run => {
+            let files = memory::compile(package, m);
+            write_files(root, &files)?;
+            apply_sysctls(root, m)?;
+            reload_units(root, &files);
+            files
+        }
+        _ => Vec::new(),
+    };
+    reg.insert(
+        package.to_owned(),
+        Entry {
+            version: version.to_owned(),
+            policy: text,
+            applied,
+            files,
+        },
+    );
+    write_json(&registry_path(root), &reg)?; // the commit point
+    let _ = std::fs::remove_file(guard_path(root));
+    tracing::info!(baseline = package, version, "baseline applied");
+    Ok(())
+}
+
+/// Finishes or undoes an apply that a stopped run left in its guard: committed, the
+/// journal goes; not committed, the previous table comes back.
+pub fn recover(root: &Path) -> anyhow::Result<()> {
+    let Ok(bytes) = std::fs::read(guard_path(root)) else {
+        return Ok(());
+    };
+    let guard: Guard = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is corrupt; remove it", guard_path(root).display()))?;
+    let committed = registry(root)?
+        .get(&guard.name)
+        .is_some_and(|e| e.version == guard.version);
+    if !committed {
+        tracing::warn!(baseline = %guard.name, version = %guard.version, "a run stopped while guarding a new firewall; the previous ruleset is restored");
+        Nft::default().apply(&nft::restore_document(guard.previous.as_ref()))?;
+    }
+    std::fs::remove_file(guard_path(root))?;
+    Ok(())
+}
+
+/// Verifies every applied baseline: drift is repaired by applying the policy again; each
+/// baseline's report says what was found and measured.
+pub fn enforce_all(root: &Path) -> Vec<BaselineReport> {
+    let mut reg = match registry(root) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "baselines not verified");
+            return Vec::new();
+        }
+    };
+    let mut reports = Vec::new();
+    let mut changed = false;
+    for (name, entry) in reg.iter_mut() {
+        let mut report = BaselineReport {
+            name: name.clone(),
+            version: entry.version.clone(),
+            ..Default::default()
+        };
+        if let Err(e) = enforce(root, entry, &mut report, &mut changed) {
+            report.error = Some(format!("{e:#}"));
+            tracing::error!(baseline = %name, error = %format!("{e:#}"), "baseline not enforced");
+        }
+        reports.push(report);
+    }
+    if changed {
+        if let Err(e) = write_json(&registry_path(root), &reg) {
+            tracing::error!(error = %format!("{e:#}"), "could not record the repaired baselines");
+        }
+    }
+    reports
+}
+
+fn enforce(
+    root: &Path,
+    entry: &mut Entry,
+    report: &mut BaselineReport,
+    changed: &mut bool,
+) -> anyhow::Result<()> {
+    enforce_memory(root, entry, report)?;
+    let Some(applied) = &entry.applied else {
+        return Ok(());
+    };
+    let nft = Nft::default();
+    let current = nft.list()?;
+    // Measured before a repair, which replaces the table and so starts its counters at 0.
+    if let Some(listing) = &current {
+        for (rule, (packets, bytes)) in nft::counters(listing) {
+            report
+                .measured
+                .insert(format!("firewall.{rule}.packets"), packets);
+            report
+                .measured
+                .insert(format!("firewall.{rule}.bytes"), bytes);
+        }
+    }
+    let drift = nft::drift(applied, current.as_ref());
+    if !drift.is_empty() {
+        for d in &drift {
+            tracing::warn!(baseline = %report.name, drift = %d, "baseline drift found");
+        }
+        report.drift.extend(drift);
+        let policy = Policy::parse(&entry.policy)?;
+        let doc = compile(root, &policy)?.context("the applied policy has no firewall")?;
+        nft.apply(&doc).context("repairing the drift")?;
+        entry.applied = nft.list()?;
+        *changed = true;
+        report.repaired = true;
+        tracing::info!(baseline = %report.name, "baseline drift repaired");
+    }
+    Ok(())
+}
+
+/// The reports of a run's second check-in (after installs): what the first verification
+/// found stays reported (drift repaired then is not lost because it is gone now).
+pub fn merge_reports(
+    earlier: &[BaselineReport],
+    mut later: Vec<BaselineReport>,
+) -> Vec<BaselineReport> {
+    for r in &mut later {
+        if let Some(e) = earlier
+            .iter()
+            .find(|e| e.name == r.name && e.version == r.version)
+        {
+            if r.drift.is_empty() && !e.drift.is_empty() {
+                r.drift = e.drift.clone();
+                r.repaired = e.repaired;
+            }
+        }
+    }
+    later
+}
+
+// ---- Issue 13, point 3 (partial): memory-protection profiles ----
+
+/// Writes the profile's files below `root` (a `sysctl.d` file, systemd drop-ins).
+fn write_files(root: &Path, files: &[OwnedFile]) -> anyhow::Result<()> {
+    for f in files {
+        let path = root.join(&f.path);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        crate::state::write_atomic(&path, f.content.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(file = %path.display(), "baseline file written");
+    }
+    Ok(())
+}
+
+/// After drop-ins changed on a running systemd (`/run/systemd/system`): `systemctl
+/// daemon-reload`, so each service gets them at its next start (services are not
+/// restarted here). A failure is logged, never fatal: the files are in place.
+fn reload_units(root: &Path, files: &[OwnedFile]) {
+    let dropins = files.iter().any(|f| f.path.starts_with("etc/systemd/"));
+    if !dropins || root != Path::new("/") || !Path::new("/run/systemd/system").exists() {
+        return;
+    }
+    match std::process::Command::new("systemctl")
+        .arg("daemon-reload")
+        .status()
+    {
+        Ok(s) if s.success() => tracing::info!("systemctl daemon-reload: done"),
+        Ok(s) => tracing::warn!(status = %s, "systemctl daemon-reload failed"),
+        Err(e) => tracing::warn!(error = %e, "cannot run systemctl daemon-reload"),
+    }
+}
+
+/// `/proc/sys` path of a sysctl name.
+fn proc_sys(name: &str) -> PathBuf {
+    Path::new("/proc/sys").join(name.replace('.', "/"))
+}
+
+/// Sets the profile's kernel settings now, as `sysctl -p FILE` would, on the running
+/// system only (an image gets them from its sysctl.d file at boot).
+fn apply_sysctls(root: &Path, m: &memory::Memory) -> anyhow::Result<()> {
+    if root != Path::new("/") {
+        return Ok(());
+    }
+    for (k, v) in &m.sysctls {
+        std::fs::write(proc_sys(k), format!("{v}\n"))
+            .with_context(|| format!("setting {k} = {v} in {}", proc_sys(k).display()))?;
+        tracing::info!(setting = %k, value = v, "kernel setting applied");
+    }
+    Ok(())
+}
+
+/// Every run: files changed or removed by hand are written again, kernel settings that
+/// moved are set again (drift, repaired), and for services under MemoryDenyWriteExecute
+/// the mappings of their running main process that MDWE forbids are counted (the dry run:
+/// `memory.<unit>.wx_mappings`, without writing anything when the profile says `dry_run`).
+fn enforce_memory(
+    root: &Path,
+    entry: &mut Entry,
+    report: &mut BaselineReport,
+) -> anyhow::Result<()> {
+    let policy = Policy::parse(&entry.policy)?;
+    let Some(m) = &policy.memory else {
+        return Ok(());
+    };
+    let mut drift = Vec::new();
+    for f in &entry.files {
+        let path = root.join(&f.path);
+        match std::fs::read_to_string(&path) {
+            Ok(c) if c == f.content => {}
+            Ok(_) => drift.push(format!("file /{} was changed by hand", f.path)),
+            Err(_) => drift.push(format!("file /{} is gone", f.path)),
+        }
+    }
+    if !m.dry_run && root == Path::new("/") {
+        for (k, v) in &m.sysctls {
+            let live = std::fs::read_to_string(proc_sys(k)).unwrap_or_default();
+            if live.trim() != v.to_string() {
+                drift.push(format!(
+                    "kernel setting {k} is {}, the baseline says {v}",
+                    live.trim()
+                ));
+            }
+        }
+    }
+    if !drift.is_empty() {
+        for d in &drift {
+            tracing::warn!(baseline = %report.name, drift = %d, "baseline drift found");
+        }
+        write_files(root, &entry.files)?;
+        apply_sysctls(root, m)?;
+        reload_units(root, &entry.files);
+        report.repaired = true;
+        tracing::info!(baseline = %report.name, "baseline drift repaired");
+        report.drift.extend(drift);
+    }
+    for s in m.services.iter().filter(|s| s.memory_deny_write_execute) {
+        if let Some(n) = wx_mappings(root, &s.unit) {
+            report
+                .measured
+                .insert(format!("memory.{}.wx_mappings", s.unit), n);
+            if n > 0 {
+                tracing::warn!(unit = %s.unit, mappings = n, "this running service maps memory writable and executable: it would fail under MemoryDenyWriteExecute");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many writable-and-executable (or anonymous executable) mappings the running main
+/// process of `unit` has (`None`: not the running system, or the unit is not running).
+fn wx_mappings(root: &Path, unit: &str) -> Option<u64> {
+    if root != Path::new("/") {
+        return None;
+    }
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "--property=MainPID", "--value", unit])
+        .output()
+        .ok()?;
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    if pid == 0 {
+        return None;
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    u64::try_from(memory::write_execute_mappings(&maps).len()).ok()
+}
