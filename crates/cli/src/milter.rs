@@ -12,7 +12,10 @@ use patchday_milter::policy::Policy;
 use patchday_milter::quarantine::{self, Reinject};
 use patchday_milter::record::VerdictLog;
 use patchday_milter::verdict::content_verdict;
+use patchday_milter::record::VerdictRecord;
 use patchday_milter::Engine;
+
+use crate::api::Conn;
 
 /// Milter commands.
 #[derive(clap::Subcommand)]
@@ -104,6 +107,10 @@ pub struct RunArgs {
     /// Append verdicts here as JSON lines (default: standard output).
     #[arg(long)]
     log: Option<PathBuf>,
+    /// With --server and a tenant-admin --token, every verdict is also reported to the
+    /// Patchday server (`GET /v1/tenants/T/mail/verdicts` lists them).
+    #[command(flatten)]
+    conn: Conn,
 }
 
 /// Runs a milter command.
@@ -208,7 +215,7 @@ async fn serve(a: RunArgs, now: fn() -> jiff::Timestamp) -> anyhow::Result<i32> 
         quarantine_dir: a.quarantine,
         log,
         now,
-        report: None,
+        report: reporter(&a.conn)?,
     });
     let shutdown = async {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -224,4 +231,40 @@ async fn serve(a: RunArgs, now: fn() -> jiff::Timestamp) -> anyhow::Result<i32> 
         .await
         .context("the milter stopped")?;
     Ok(0)
+}
+
+/// Reports each verdict to the server in the background, once per tenant it concerns; a
+/// failed report is logged and does not change the verdict.
+fn reporter(conn: &Conn) -> anyhow::Result<Option<Box<dyn Fn(VerdictRecord) + Send + Sync>>> {
+    if conn.server.is_none() {
+        return Ok(None);
+    }
+    let api = Arc::new(conn.api()?);
+    Ok(Some(Box::new(move |record: VerdictRecord| {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let verdict = patchday_types::api::MailVerdict {
+                time: record.time,
+                verdict: serde_json::to_value(record.verdict)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                queue_id: record.queue_id,
+                sender: record.sender,
+                recipients: record.recipients,
+                reasons: record.reasons,
+                size: record.size,
+                quarantine_id: record.quarantine_id,
+            };
+            for tenant in &record.tenants {
+                let result = match patchday_types::TenantId::new(tenant.as_str()) {
+                    Ok(t) => api.report_mail_verdict(&t, &verdict).await,
+                    Err(e) => Err(anyhow::anyhow!("tenant name {tenant:?} in the policy: {e}")),
+                };
+                if let Err(e) = result {
+                    tracing::warn!("the verdict was not reported to the server: {e:#}");
+                }
+            }
+        });
+    })))
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use patchday_lab::{require, Requirement};
 use patchday_milter::samples::{self, Attachment};
+use patchday_testkit::{Bins, Catalog, Server};
 
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -140,9 +141,10 @@ struct Milter {
 }
 
 impl Milter {
-    fn start(dir: &Path, port: u16, clamd_socket: &Path) -> Milter {
-        let child = Command::new(env!("CARGO_BIN_EXE_patchday"))
+    fn start(dir: &Path, port: u16, clamd_socket: &Path, server: &Server) -> Milter {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_patchday"))
             .args(["milter", "run", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--server", &server.url, "--token", server.admin.trim()])
             .arg("--policy")
             .arg(dir.join("policy.toml"))
             .arg("--clamd")
@@ -157,6 +159,12 @@ impl Milter {
             .spawn()
             .unwrap();
         wait_for("the milter to listen", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the milter exited ({status}): {}",
+                    std::fs::read_to_string(dir.join("milter.stderr")).unwrap_or_default()
+                );
+            }
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         Milter { child }
@@ -418,9 +426,16 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
     )
     .unwrap();
 
+    // The Patchday server the milter reports its verdicts to.
+    let bins = Bins::new(env!("CARGO_BIN_EXE_patchday"));
+    let cat = Catalog::new(&bins, dir);
+    let server = Server::start(&bins, dir, &cat.root());
+    server.cli(&["tenant", "create", "acme"]);
+    server.cli(&["tenant", "create", "globex"]);
+
     let clamd = Clamd::start(dir);
     let (milter_port, smtp_port) = (free_port(), free_port());
-    let mut milter = Milter::start(dir, milter_port, &clamd.socket);
+    let mut milter = Milter::start(dir, milter_port, &clamd.socket, &server);
     let postfix = Postfix::start(dir, smtp_port, milter_port);
     let msg = |subject: &str, to: &str, name: &str, ct: &str, bytes: &[u8]| {
         samples::message(
@@ -582,4 +597,28 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
     let (code, text) = send(smtp_port, "sender@outside.example", acme, &later);
     assert_eq!(code / 100, 4, "{code} {text}");
     assert_eq!(postfix.delivered().len(), 3);
+
+    // Every verdict reached the server, each under its tenant.
+    let reported = |tenant: &str| -> Vec<serde_json::Value> {
+        let (status, body) = server.http_get(
+            &format!("/v1/tenants/{tenant}/mail/verdicts"),
+            Some(server.admin.trim()),
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    wait_for("the verdicts on the server", || reported("acme").len() == 9);
+    let kinds: Vec<String> = reported("acme")
+        .iter()
+        .map(|v| v["verdict"].as_str().unwrap().to_string())
+        .collect();
+    for kind in ["accept", "reject", "quarantine", "tempfail"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} missing in {kinds:?}");
+    }
+    wait_for("globex's verdict on the server", || reported("globex").len() == 1);
+    let globex = reported("globex");
+    assert!(globex[0]["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("Office document with macros"));
 }

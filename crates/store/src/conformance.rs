@@ -1191,6 +1191,31 @@ pub async fn repair_requests(store: &dyn Store) {
     assert_eq!(store.list_log(&scope, None, 10).await.unwrap().len(), 2);
 }
 
+/// Issue 14, point 4: mail verdicts are kept per tenant and listed newest first, bounded.
+pub async fn mail_verdicts(store: &dyn Store) {
+    use patchday_types::api::MailVerdict;
+    let t = new_tenant(store, "mail").await;
+    let other = new_tenant(store, "mail-other").await;
+    let verdict = |n: u64, kind: &str| MailVerdict {
+        time: ts("2026-12-02T04:00:00Z"),
+        verdict: kind.into(),
+        queue_id: Some(format!("Q{n}")),
+        sender: "a@outside.example".into(),
+        recipients: vec!["b@mail.example".into()],
+        reasons: vec![format!("reason {n}")],
+        size: n,
+        quarantine_id: None,
+    };
+    assert!(t.mail_verdicts(10).await.unwrap().is_empty());
+    t.record_mail_verdict(&verdict(1, "reject")).await.unwrap();
+    t.record_mail_verdict(&verdict(2, "accept")).await.unwrap();
+    other.record_mail_verdict(&verdict(3, "quarantine")).await.unwrap();
+    let listed = t.mail_verdicts(10).await.unwrap();
+    assert_eq!(listed, vec![verdict(2, "accept"), verdict(1, "reject")]);
+    assert_eq!(t.mail_verdicts(1).await.unwrap(), vec![verdict(2, "accept")]);
+    assert_eq!(other.mail_verdicts(10).await.unwrap(), vec![verdict(3, "quarantine")]);
+}
+
 /// Issue 10, point 1: only changes are appended, per tenant, in order; publication times
 /// are kept from the first push.
 async fn state_history_records_changes_only(store: &dyn Store) {
