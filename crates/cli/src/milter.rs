@@ -11,9 +11,9 @@ use patchday_milter::inspect::{inspect_message, Limits};
 use patchday_milter::policy::Policy;
 use patchday_milter::quarantine::{self, Reinject};
 use patchday_milter::record::VerdictLog;
-use patchday_milter::verdict::content_verdict;
 use patchday_milter::record::VerdictRecord;
-use patchday_milter::Engine;
+use patchday_milter::verdict::content_verdict;
+use patchday_milter::{Engine, Report};
 
 use crate::api::Conn;
 
@@ -172,7 +172,10 @@ pub async fn run(cmd: MilterCmd, now: fn() -> jiff::Timestamp) -> anyhow::Result
                     .with_context(|| {
                         format!("no quarantined message {id} in {}", quarantine.display())
                     })?;
-                println!("{}", how.by_hand(&record, &quarantine.join(format!("{id}.eml"))));
+                println!(
+                    "{}",
+                    how.by_hand(&record, &quarantine.join(format!("{id}.eml")))
+                );
                 return Ok(0);
             }
             let record = quarantine::release(&quarantine, &id, &how)?;
@@ -218,10 +221,11 @@ async fn serve(a: RunArgs, now: fn() -> jiff::Timestamp) -> anyhow::Result<i32> 
         report: reporter(&a.conn)?,
     });
     let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => return std::future::pending::<()>().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return std::future::pending::<()>().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -235,7 +239,7 @@ async fn serve(a: RunArgs, now: fn() -> jiff::Timestamp) -> anyhow::Result<i32> 
 
 /// Reports each verdict to the server in the background, once per tenant it concerns; a
 /// failed report is logged and does not change the verdict.
-fn reporter(conn: &Conn) -> anyhow::Result<Option<Box<dyn Fn(VerdictRecord) + Send + Sync>>> {
+fn reporter(conn: &Conn) -> anyhow::Result<Option<Report>> {
     if conn.server.is_none() {
         return Ok(None);
     }

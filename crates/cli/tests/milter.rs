@@ -3,6 +3,8 @@
 //! sent over SMTP: every verdict, the quarantine and its release, and nothing lost when
 //! clamd or the milter is down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -489,7 +491,13 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
         dir,
         smtp_port,
         acme,
-        &msg("eicar", acme, "eicar.com", "application/octet-stream", &samples::eicar()),
+        &msg(
+            "eicar",
+            acme,
+            "eicar.com",
+            "application/octet-stream",
+            &samples::eicar(),
+        ),
         5,
         "Patchday.Test.EICAR",
         "reject",
@@ -532,7 +540,13 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
         dir,
         smtp_port,
         acme,
-        &msg("secret", acme, "secret.zip", "application/zip", &samples::encrypted_zip().unwrap()),
+        &msg(
+            "secret",
+            acme,
+            "secret.zip",
+            "application/zip",
+            &samples::encrypted_zip().unwrap(),
+        ),
         5,
         "secret.zip/secret.txt is encrypted",
         "reject",
@@ -544,12 +558,24 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
         dir,
         smtp_port,
         globex,
-        &msg("macro", globex, "report.docm", "application/vnd.ms-word.document.macroEnabled.12", &docm),
+        &msg(
+            "macro",
+            globex,
+            "report.docm",
+            "application/vnd.ms-word.document.macroEnabled.12",
+            &docm,
+        ),
         5,
         "report.docm is an Office document with macros",
         "reject",
     );
-    let held = msg("macro", acme, "report.docm", "application/vnd.ms-word.document.macroEnabled.12", &docm);
+    let held = msg(
+        "macro",
+        acme,
+        "report.docm",
+        "application/vnd.ms-word.document.macroEnabled.12",
+        &docm,
+    );
     let v = expect(dir, smtp_port, acme, &held, 2, "", "quarantine");
     let id = v["quarantine_id"].as_str().unwrap().to_string();
     assert!(dir.join("quarantine").join(format!("{id}.eml")).exists());
@@ -559,7 +585,11 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
-    assert_eq!(postfix.delivered().len(), 1, "a quarantined message was delivered");
+    assert_eq!(
+        postfix.delivered().len(),
+        1,
+        "a quarantined message was delivered"
+    );
     // Released through Postfix's sendmail, it reaches the mailbox (not held again).
     let released = Command::new(env!("CARGO_BIN_EXE_patchday"))
         .args(["milter", "release", &id, "--quarantine"])
@@ -578,12 +608,29 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
     });
     let held_body = &normalized(&held)[normalized(&held).find("\n\n").unwrap()..];
     assert!(normalized(&postfix.delivered()[1]).ends_with(held_body));
-    assert!(dir.join("quarantine/released").join(format!("{id}.eml")).exists());
+    assert!(dir
+        .join("quarantine/released")
+        .join(format!("{id}.eml"))
+        .exists());
 
     // clamd down: a clean message is tempfailed (4xx), so it stays with the sender ...
-    let later = msg("later", acme, "report.pdf", "application/pdf", &samples::pdf());
+    let later = msg(
+        "later",
+        acme,
+        "report.pdf",
+        "application/pdf",
+        &samples::pdf(),
+    );
     let (conf, socket) = clamd.stop();
-    expect(dir, smtp_port, acme, &later, 4, "virus scan unavailable", "tempfail");
+    expect(
+        dir,
+        smtp_port,
+        acme,
+        &later,
+        4,
+        "virus scan unavailable",
+        "tempfail",
+    );
     // ... and is delivered when the sender tries again after clamd is back.
     let _clamd = Clamd::start_with(conf, socket);
     expect(dir, smtp_port, acme, &later, 2, "", "accept");
@@ -613,9 +660,14 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
         .map(|v| v["verdict"].as_str().unwrap().to_string())
         .collect();
     for kind in ["accept", "reject", "quarantine", "tempfail"] {
-        assert!(kinds.iter().any(|k| k == kind), "{kind} missing in {kinds:?}");
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing in {kinds:?}"
+        );
     }
-    wait_for("globex's verdict on the server", || reported("globex").len() == 1);
+    wait_for("globex's verdict on the server", || {
+        reported("globex").len() == 1
+    });
     let globex = reported("globex");
     assert!(globex[0]["reasons"][0]
         .as_str()

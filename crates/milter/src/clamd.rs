@@ -1,10 +1,10 @@
 //! A small client for ClamAV's `clamd`: `zINSTREAM` over its Unix or TCP socket.
 //!
 //! Written here rather than taken from a crate: the protocol is four steps (command,
-//! length-prefixed chunks, a zero chunk, one reply line), and the available crates
-//! either block a thread per scan or carry no timeout; the milter needs one deadline
-//! over the whole exchange so that a hung clamd becomes a tempfail, not a hung SMTP
-//! session.
+//! length-prefixed chunks, a zero chunk, one reply line), and the milter needs one
+//! deadline over the whole exchange (connect, send, answer) on tokio, so that a hung
+//! clamd becomes a tempfail, not a hung SMTP session; that is less code than checking a
+//! crate for both.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,7 +25,9 @@ impl std::str::FromStr for ClamdAddress {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(rest) = s.strip_prefix("tcp:") {
             if rest.rsplit_once(':').is_none() {
-                return Err(format!("{s:?}: a TCP address is tcp:HOST:PORT, e.g. tcp:127.0.0.1:3310"));
+                return Err(format!(
+                    "{s:?}: a TCP address is tcp:HOST:PORT, e.g. tcp:127.0.0.1:3310"
+                ));
             }
             Ok(ClamdAddress::Tcp(rest.into()))
         } else if let Some(rest) = s.strip_prefix("unix:") {
@@ -104,10 +106,7 @@ impl Clamd {
     pub async fn scan(&self, bytes: &[u8]) -> Result<ScanResult, ClamdError> {
         let address = self.address.to_string();
         match tokio::time::timeout(self.timeout, self.exchange(bytes)).await {
-            Ok(Ok(answer)) => parse_answer(&answer).ok_or(ClamdError::Refused {
-                address,
-                answer,
-            }),
+            Ok(Ok(answer)) => parse_answer(&answer).ok_or(ClamdError::Refused { address, answer }),
             Ok(Err(source)) => Err(ClamdError::Io { address, source }),
             Err(_) => Err(ClamdError::Timeout {
                 address,
@@ -235,7 +234,10 @@ mod tests {
             "tcp:127.0.0.1:3310".parse::<ClamdAddress>(),
             Ok(ClamdAddress::Tcp("127.0.0.1:3310".into()))
         );
-        assert!("clamd".parse::<ClamdAddress>().unwrap_err().contains("unix:"));
+        assert!("clamd"
+            .parse::<ClamdAddress>()
+            .unwrap_err()
+            .contains("unix:"));
     }
 
     #[tokio::test]

@@ -107,7 +107,10 @@ mod tests {
         assert_eq!(sniff(b"\x7fELF\x02\x01\x01"), Some(ContentKind::Elf));
         assert_eq!(sniff(b"MZ\x90\x00"), Some(ContentKind::Pe));
         assert_eq!(sniff(b"#!/bin/sh\nrm -rf /"), Some(ContentKind::Script));
-        assert_eq!(sniff(b"\xef\xbb\xbf#!/usr/bin/env python3"), Some(ContentKind::Script));
+        assert_eq!(
+            sniff(b"\xef\xbb\xbf#!/usr/bin/env python3"),
+            Some(ContentKind::Script)
+        );
         assert_eq!(sniff(b"%PDF-1.7\n"), Some(ContentKind::Pdf));
         assert_eq!(sniff(b"hello"), None);
         assert_eq!(sniff(b""), None);

@@ -180,33 +180,29 @@ impl Walk<'_> {
             macros: false,
             encrypted: false,
         });
+        if kind == Some(ContentKind::Ole) && ole_has_macros(bytes) {
+            self.out.files[index].macros = true;
+        }
+        let archive = matches!(
+            kind,
+            Some(ContentKind::Zip | ContentKind::Gzip | ContentKind::Tar)
+        );
+        if !archive || !self.open_level(&path, depth) {
+            return;
+        }
         match kind {
-            Some(ContentKind::Ole) => {
-                if ole_has_macros(bytes) {
-                    self.out.files[index].macros = true;
-                }
-            }
             Some(ContentKind::Zip) => {
-                if self.open_level(&path, depth) {
-                    if self.zip(&path, bytes, depth + 1) {
-                        self.out.files[index].macros = true;
-                    }
-                }
+                let macros = self.zip(&path, bytes, depth + 1);
+                self.out.files[index].macros |= macros;
             }
             Some(ContentKind::Gzip) => {
-                if self.open_level(&path, depth) {
-                    let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
-                    if let Some(inner) = self.read_bounded(&path, &mut decoder) {
-                        let inner_path = format!("{path}/{}", path.trim_end_matches(".gz"));
-                        self.file(inner_path, &inner, depth + 1);
-                    }
+                let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
+                if let Some(inner) = self.read_bounded(&path, &mut decoder) {
+                    let inner_path = format!("{path}/{}", path.trim_end_matches(".gz"));
+                    self.file(inner_path, &inner, depth + 1);
                 }
             }
-            Some(ContentKind::Tar) => {
-                if self.open_level(&path, depth) {
-                    self.tar(&path, bytes, depth + 1);
-                }
-            }
+            Some(ContentKind::Tar) => self.tar(&path, bytes, depth + 1),
             _ => {}
         }
     }
@@ -288,7 +284,11 @@ impl Walk<'_> {
                 continue;
             }
             let entry_path = format!("{path}/{name}");
-            if name.rsplit('/').next().is_some_and(|base| base.eq_ignore_ascii_case("vbaProject.bin")) {
+            if name
+                .rsplit('/')
+                .next()
+                .is_some_and(|base| base.eq_ignore_ascii_case("vbaProject.bin"))
+            {
                 macros = true;
             }
             if encrypted {

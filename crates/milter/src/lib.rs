@@ -17,4 +17,4 @@ pub mod record;
 pub mod samples;
 pub mod verdict;
 
-pub use milter::{serve, Engine};
+pub use milter::{serve, Engine, Report};

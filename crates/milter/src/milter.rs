@@ -12,6 +12,9 @@ use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// What is called with every verdict after it was logged (the server report).
+pub type Report = Box<dyn Fn(VerdictRecord) + Send + Sync>;
+
 /// Everything the milter needs to judge a message.
 pub struct Engine {
     /// The attachment policy.
@@ -25,7 +28,7 @@ pub struct Engine {
     /// The clock (read only at the binary's edge).
     pub now: fn() -> jiff::Timestamp,
     /// Called with every verdict after it was logged (the server report).
-    pub report: Option<Box<dyn Fn(VerdictRecord) + Send + Sync>>,
+    pub report: Option<Report>,
 }
 
 /// One SMTP transaction's envelope and message.
@@ -52,7 +55,13 @@ fn text(c: &CString) -> String {
 fn reply_text(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     out.truncate(400);
     out
@@ -106,7 +115,9 @@ impl Engine {
             }
         }
         if tenants.is_empty() {
-            verdict.reasons.push("no tenant policy for these recipients".into());
+            verdict
+                .reasons
+                .push("no tenant policy for these recipients".into());
         }
         let mut record = VerdictRecord {
             time: now,
@@ -128,7 +139,9 @@ impl Engine {
                 tracing::error!("quarantine failed, answering tempfail: {e}");
                 record.verdict = VerdictKind::Tempfail;
                 record.quarantine_id = None;
-                record.reasons.push("quarantine unavailable, try again later".into());
+                record
+                    .reasons
+                    .push("quarantine unavailable, try again later".into());
             }
         }
         let reply = reply_text(&record.reasons.join("; "));
@@ -153,17 +166,30 @@ async fn on_eom(engine: &Engine, cx: &mut EomContext<Transaction>) -> Status {
     let Some(tx) = cx.data.take() else {
         return Status::Continue;
     };
-    let queue_id = cx.macros.get(c"i").map(|v| v.to_string_lossy().into_owned());
+    let queue_id = cx
+        .macros
+        .get(c"i")
+        .map(|v| v.to_string_lossy().into_owned());
     let judgement = engine.judge(&tx, queue_id).await;
     let status = match judgement.record.verdict {
         VerdictKind::Accept => Status::Continue,
         VerdictKind::Quarantine => Status::Discard,
         VerdictKind::Reject => {
-            reply(cx, "550", "5.7.1", &format!("message refused: {}", judgement.reply));
+            reply(
+                cx,
+                "550",
+                "5.7.1",
+                &format!("message refused: {}", judgement.reply),
+            );
             Status::Reject
         }
         VerdictKind::Tempfail => {
-            reply(cx, "451", "4.7.1", &format!("message not accepted now: {}", judgement.reply));
+            reply(
+                cx,
+                "451",
+                "4.7.1",
+                &format!("message not accepted now: {}", judgement.reply),
+            );
             Status::Tempfail
         }
     };
@@ -172,7 +198,10 @@ async fn on_eom(engine: &Engine, cx: &mut EomContext<Transaction>) -> Status {
 }
 
 fn reply(cx: &mut EomContext<Transaction>, code: &str, enhanced: &str, text: &str) {
-    if let Err(e) = cx.reply.set_error_reply(code, Some(enhanced), [reply_text(text)]) {
+    if let Err(e) = cx
+        .reply
+        .set_error_reply(code, Some(enhanced), [reply_text(text)])
+    {
         tracing::warn!("cannot set the SMTP reply text: {e}");
     }
 }
@@ -180,15 +209,18 @@ fn reply(cx: &mut EomContext<Transaction>, code: &str, enhanced: &str, text: &st
 fn too_big(engine: &Engine, cx: &mut Context<Transaction>, limit: u64) -> Status {
     let tx = cx.data.take().unwrap_or_default();
     let reason = format!("message larger than {limit} bytes cannot be inspected");
-    if let Err(e) = cx
-        .reply
-        .set_error_reply("552", Some("5.3.4"), [format!("message refused: {reason}")])
+    if let Err(e) =
+        cx.reply
+            .set_error_reply("552", Some("5.3.4"), [format!("message refused: {reason}")])
     {
         tracing::warn!("cannot set the SMTP reply text: {e}");
     }
     engine.finish(VerdictRecord {
         time: (engine.now)(),
-        queue_id: cx.macros.get(c"i").map(|v| v.to_string_lossy().into_owned()),
+        queue_id: cx
+            .macros
+            .get(c"i")
+            .map(|v| v.to_string_lossy().into_owned()),
         tenants: engine
             .tenants(&tx.recipients)
             .iter()

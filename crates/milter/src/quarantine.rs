@@ -19,7 +19,9 @@ pub enum QuarantineError {
         source: std::io::Error,
     },
     /// An ID that is not one of ours (only letters, digits and `-`).
-    #[error("{0:?} is not a quarantine ID: list them with `patchday milter list --quarantine DIR`")]
+    #[error(
+        "{0:?} is not a quarantine ID: list them with `patchday milter list --quarantine DIR`"
+    )]
     BadId(String),
     /// No such message.
     #[error("no quarantined message {id} in {dir}: list them with `patchday milter list --quarantine DIR`")]
@@ -63,7 +65,8 @@ pub fn new_id(now: jiff::Timestamp) -> String {
 }
 
 fn check_id(id: &str) -> Result<(), QuarantineError> {
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
         return Err(QuarantineError::BadId(id.into()));
     }
     Ok(())
@@ -85,7 +88,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), QuarantineError> {
 }
 
 /// Keeps a message: the message first, its record last (a listing reads records).
-pub fn store(dir: &Path, id: &str, raw: &[u8], record: &VerdictRecord) -> Result<(), QuarantineError> {
+pub fn store(
+    dir: &Path,
+    id: &str,
+    raw: &[u8],
+    record: &VerdictRecord,
+) -> Result<(), QuarantineError> {
     use std::os::unix::fs::DirBuilderExt;
     check_id(id)?;
     std::fs::DirBuilder::new()
@@ -157,7 +165,11 @@ impl Reinject {
             .chain(self.args(record))
             .map(|w| patchday_text::shell_word(&w).into_owned())
             .collect();
-        format!("{} < {}", words.join(" "), patchday_text::shell_word(&eml.display().to_string()))
+        format!(
+            "{} < {}",
+            words.join(" "),
+            patchday_text::shell_word(&eml.display().to_string())
+        )
     }
 }
 
@@ -191,7 +203,9 @@ pub fn release(dir: &Path, id: &str, how: &Reinject) -> Result<VerdictRecord, Qu
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&raw).map_err(|e| failed(e.to_string()))?;
     }
-    let out = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
     if !out.status.success() {
         return Err(failed(format!(
             "{}: {}",
@@ -216,7 +230,10 @@ mod tests {
     #[test]
     fn ids_cannot_leave_the_directory() {
         assert!(check_id("20261202T041100Z-0a1b2c3d").is_ok());
-        assert!(matches!(check_id("../../etc/passwd"), Err(QuarantineError::BadId(_))));
+        assert!(matches!(
+            check_id("../../etc/passwd"),
+            Err(QuarantineError::BadId(_))
+        ));
         assert!(matches!(check_id(""), Err(QuarantineError::BadId(_))));
     }
 }

@@ -65,7 +65,10 @@ impl VerdictLog {
     pub fn open(path: Option<&Path>) -> std::io::Result<VerdictLog> {
         let file = match path {
             Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
             )),
             None => None,
         };

@@ -31,7 +31,8 @@ fn zip_of(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> std::io:
         .compression_method(method)
         .large_file(false);
     for (name, bytes) in entries {
-        w.start_file(*name, options).map_err(std::io::Error::other)?;
+        w.start_file(*name, options)
+            .map_err(std::io::Error::other)?;
         w.write_all(bytes)?;
     }
     Ok(w.finish().map_err(std::io::Error::other)?.into_inner())
@@ -71,7 +72,10 @@ pub fn nested_zip(levels: u32) -> std::io::Result<Vec<u8>> {
 
 /// A zip whose one entry carries the "encrypted" flag (traditional PKWARE encryption).
 pub fn encrypted_zip() -> std::io::Result<Vec<u8>> {
-    let mut bytes = zip_of(&[("secret.txt", b"0123456789abcdef")], zip::CompressionMethod::Stored)?;
+    let mut bytes = zip_of(
+        &[("secret.txt", b"0123456789abcdef")],
+        zip::CompressionMethod::Stored,
+    )?;
     // General purpose bit 0 in the local header (offset 6) and central header (offset 8).
     for (magic, offset) in [(b"PK\x03\x04", 6usize), (b"PK\x01\x02", 8usize)] {
         if let Some(at) = bytes.windows(4).position(|w| w == magic) {
@@ -85,11 +89,13 @@ pub fn encrypted_zip() -> std::io::Result<Vec<u8>> {
 /// stores a document's macros.
 pub fn ole_with_macros() -> std::io::Result<Vec<u8>> {
     let mut c = cfb::CompoundFile::create(Cursor::new(Vec::new()))?;
-    c.create_stream("/WordDocument")?.write_all(b"not really a document")?;
+    c.create_stream("/WordDocument")?
+        .write_all(b"not really a document")?;
     c.create_storage_all("/Macros/VBA")?;
     c.create_stream("/Macros/VBA/_VBA_PROJECT")?
         .write_all(b"\xcc\x61\xff\xff\x00\x00\x00")?;
-    c.create_stream("/Macros/VBA/dir")?.write_all(b"Attribute VB_Name")?;
+    c.create_stream("/Macros/VBA/dir")?
+        .write_all(b"Attribute VB_Name")?;
     c.flush()?;
     Ok(c.into_inner().into_inner())
 }
@@ -126,7 +132,13 @@ pub struct Attachment<'a> {
 }
 
 /// A MIME message (CRLF line ends) with a text part and base64 attachments.
-pub fn message(from: &str, to: &str, subject: &str, text: &str, attachments: &[Attachment<'_>]) -> Vec<u8> {
+pub fn message(
+    from: &str,
+    to: &str,
+    subject: &str,
+    text: &str,
+    attachments: &[Attachment<'_>],
+) -> Vec<u8> {
     let boundary = "=_patchday_sample_boundary";
     let mut m = format!(
         "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{}@patchday.test>\r\n\
@@ -181,11 +193,16 @@ mod tests {
         bomb[at + 24..at + 28].copy_from_slice(&1024u32.to_le_bytes());
         let seen = inspect_file("liar.zip", &bomb, &LIMITS);
         assert!(
-            seen.problems.iter().any(|p| matches!(p, Problem::Bomb { .. } | Problem::Unreadable { .. })),
+            seen.problems
+                .iter()
+                .any(|p| matches!(p, Problem::Bomb { .. } | Problem::Unreadable { .. })),
             "{:?}",
             seen.problems
         );
-        assert!(seen.files.iter().all(|f| f.size <= LIMITS.max_expanded_bytes));
+        assert!(seen
+            .files
+            .iter()
+            .all(|f| f.size <= LIMITS.max_expanded_bytes));
     }
 
     #[test]
@@ -205,7 +222,11 @@ mod tests {
     fn an_executable_inside_an_archive_is_seen_by_content() {
         let z = zip(&[("docs/manual.pdf", &elf_header())]).unwrap();
         let seen = inspect_file("docs.zip", &z, &LIMITS);
-        let f = seen.files.iter().find(|f| f.path == "docs.zip/docs/manual.pdf").unwrap();
+        let f = seen
+            .files
+            .iter()
+            .find(|f| f.path == "docs.zip/docs/manual.pdf")
+            .unwrap();
         assert_eq!(f.kind, Some(ContentKind::Elf));
     }
 
@@ -223,7 +244,11 @@ mod tests {
     #[test]
     fn encrypted_entries_are_flagged_not_read() {
         let seen = inspect_file("x.zip", &encrypted_zip().unwrap(), &LIMITS);
-        let f = seen.files.iter().find(|f| f.path == "x.zip/secret.txt").unwrap();
+        let f = seen
+            .files
+            .iter()
+            .find(|f| f.path == "x.zip/secret.txt")
+            .unwrap();
         assert!(f.encrypted);
         assert!(seen.problems.is_empty(), "{:?}", seen.problems);
     }

@@ -152,7 +152,11 @@ mod tests {
     #[test]
     fn clamd_down_is_a_tempfail_never_an_accept() {
         let seen = Inspection::default();
-        let v = decide(&policy(""), &seen, &Scan::Failed("connection refused".into()));
+        let v = decide(
+            &policy(""),
+            &seen,
+            &Scan::Failed("connection refused".into()),
+        );
         assert_eq!(v.kind, VerdictKind::Tempfail);
         // A quarantine still becomes a tempfail: the message must not be lost nor released.
         let mut m = file("m.doc", Some(ContentKind::Ole));
@@ -199,7 +203,10 @@ mod tests {
             &clean,
         );
         assert_eq!(v.kind, VerdictKind::Reject);
-        assert_eq!(v.reasons, vec!["x.zip/secret.txt is encrypted and cannot be inspected"]);
+        assert_eq!(
+            v.reasons,
+            vec!["x.zip/secret.txt is encrypted and cannot be inspected"]
+        );
     }
 
     #[test]
@@ -221,7 +228,11 @@ mod tests {
         let found = Scan::Done(ScanResult::Found("Eicar".into()));
         let v = decide(&policy(""), &Inspection::default(), &found);
         assert_eq!(v.kind, VerdictKind::Reject);
-        let v = decide(&policy("virus = \"quarantine\""), &Inspection::default(), &found);
+        let v = decide(
+            &policy("virus = \"quarantine\""),
+            &Inspection::default(),
+            &found,
+        );
         assert_eq!(v.kind, VerdictKind::Quarantine);
         assert_eq!(v.reasons, vec!["virus found: Eicar"]);
     }

@@ -1209,11 +1209,20 @@ pub async fn mail_verdicts(store: &dyn Store) {
     assert!(t.mail_verdicts(10).await.unwrap().is_empty());
     t.record_mail_verdict(&verdict(1, "reject")).await.unwrap();
     t.record_mail_verdict(&verdict(2, "accept")).await.unwrap();
-    other.record_mail_verdict(&verdict(3, "quarantine")).await.unwrap();
+    other
+        .record_mail_verdict(&verdict(3, "quarantine"))
+        .await
+        .unwrap();
     let listed = t.mail_verdicts(10).await.unwrap();
     assert_eq!(listed, vec![verdict(2, "accept"), verdict(1, "reject")]);
-    assert_eq!(t.mail_verdicts(1).await.unwrap(), vec![verdict(2, "accept")]);
-    assert_eq!(other.mail_verdicts(10).await.unwrap(), vec![verdict(3, "quarantine")]);
+    assert_eq!(
+        t.mail_verdicts(1).await.unwrap(),
+        vec![verdict(2, "accept")]
+    );
+    assert_eq!(
+        other.mail_verdicts(10).await.unwrap(),
+        vec![verdict(3, "quarantine")]
+    );
 }
 
 /// Issue 10, point 1: only changes are appended, per tenant, in order; publication times
