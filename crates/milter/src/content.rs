@@ -53,19 +53,14 @@ impl ContentKind {
         }
     }
 
-    /// Every kind, for error messages that list the valid names.
-    pub const ALL: [ContentKind; 11] = [
+    /// Kinds that run when opened (the policy's default `block_types`).
+    pub const RUNNABLE: [ContentKind; 6] = [
         ContentKind::Elf,
         ContentKind::Pe,
         ContentKind::MachO,
         ContentKind::Script,
         ContentKind::JavaClass,
         ContentKind::Shortcut,
-        ContentKind::Zip,
-        ContentKind::Gzip,
-        ContentKind::Tar,
-        ContentKind::Ole,
-        ContentKind::Pdf,
     ];
 }
 

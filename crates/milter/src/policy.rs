@@ -67,16 +67,7 @@ pub struct TenantPolicy {
 }
 
 fn default_block_types() -> BTreeSet<ContentKind> {
-    [
-        ContentKind::Elf,
-        ContentKind::Pe,
-        ContentKind::MachO,
-        ContentKind::Script,
-        ContentKind::JavaClass,
-        ContentKind::Shortcut,
-    ]
-    .into_iter()
-    .collect()
+    ContentKind::RUNNABLE.into_iter().collect()
 }
 fn default_quarantine() -> Action {
     Action::Quarantine
