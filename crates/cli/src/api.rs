@@ -697,3 +697,34 @@ fn url_escape(s: &str) -> String {
         })
         .collect()
 }
+
+// ---- Issue 14, point 4: the mail attachment filter's verdicts ----
+
+impl Api {
+    /// Reports one milter verdict for a tenant.
+    pub async fn report_mail_verdict(
+        &self,
+        t: &TenantId,
+        verdict: &patchday_types::api::MailVerdict,
+    ) -> anyhow::Result<()> {
+        self.post(
+            &format!("/v1/tenants/{t}/mail/verdicts"),
+            verdict,
+            "reporting a mail verdict",
+        )
+        .await
+    }
+
+    /// The tenant's newest mail verdicts.
+    pub async fn mail_verdicts(
+        &self,
+        t: &TenantId,
+        limit: u32,
+    ) -> anyhow::Result<Vec<patchday_types::api::MailVerdict>> {
+        self.get(
+            &format!("/v1/tenants/{t}/mail/verdicts?limit={limit}"),
+            "listing mail verdicts",
+        )
+        .await
+    }
+}

@@ -16,6 +16,8 @@ pub mod keys;
 pub mod manuals;
 // Issue 9, point 1: archive sync.
 pub mod mirror;
+// Issue 14, point 4: mail attachment filtering for Postfix.
+pub mod milter;
 // Issue 11, point 5: notification targets and the delivery log.
 pub mod notify;
 pub mod render;

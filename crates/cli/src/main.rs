@@ -54,6 +54,11 @@ enum Command {
     /// Example: patchday mirror run --config mirror.toml --repo ~/catalog --keys ~/patchday-keys --packages openssl
     #[command(subcommand)]
     Mirror(patchday_cli::mirror::MirrorCmd),
+    /// Mail attachment filtering for Postfix: the milter, its quarantine (issue 14, point 4).
+    ///
+    /// Example: patchday milter run --policy /etc/patchday/milter.toml --clamd unix:/run/clamav/clamd.ctl
+    #[command(subcommand)]
+    Milter(patchday_cli::milter::MilterCmd),
     /// Tenants (customers).
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -1340,6 +1345,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Keys(k) => patchday_cli::keys::run(k, now()).await,
         // Issue 9, point 1: archive sync.
         Command::Mirror(m) => patchday_cli::mirror::run(m, now()).await,
+        // Issue 14, point 4: mail attachment filtering.
+        Command::Milter(m) => patchday_cli::milter::run(m, now).await,
         Command::Ring(c) => patchday_cli::rings::ring_cmd(c).await, // issue 10 (rings)
         Command::Rollout(c) => patchday_cli::rings::rollout_cmd(c).await, // issue 10 (rings)
         Command::Notify(c) => patchday_cli::notify::run(c).await,   // issue 11, point 5

@@ -98,6 +98,18 @@ impl Requirement {
         path: "/usr/share/keyrings/debian-archive-keyring.gpg",
         package: "debian-archive-keyring",
     };
+    /// Issue 14, point 4: Postfix (`postfix`, its daemons and `sendmail`), from Debian's
+    /// `postfix` package; the milter tests start a throwaway instance.
+    pub const POSTFIX: Requirement = Requirement::File {
+        path: "/usr/sbin/postfix",
+        package: "postfix",
+    };
+    /// Issue 14, point 4: ClamAV's scanning daemon, from Debian's `clamav-daemon`
+    /// package; the milter tests start their own with their own signatures.
+    pub const CLAMD: Requirement = Requirement::File {
+        path: "/usr/sbin/clamd",
+        package: "clamav-daemon",
+    };
 
     /// aiosmtpd: a real SMTP server for the notification tests (issue 11, point 5).
     pub const PYTHON_SMTP: Requirement = Requirement::PythonModule {

@@ -1503,6 +1503,36 @@ impl TenantStore for PgTenant {
         tx.commit().await.map_err(backend)
     }
 
+    // ---- Issue 14, point 4: the mail attachment filter's verdicts ----
+
+    async fn record_mail_verdict(&self, verdict: &patchday_types::api::MailVerdict) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mail_verdicts (tenant_id, time, verdict, record) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(self.id.as_str())
+        .bind(verdict.time.to_string())
+        .bind(&verdict.verdict)
+        .bind(to_json(verdict)?)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn mail_verdicts(&self, limit: u32) -> Result<Vec<patchday_types::api::MailVerdict>> {
+        let rows = sqlx::query(
+            "SELECT record FROM mail_verdicts WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(self.id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| json("mail verdict", &r.get::<String, _>("record")))
+            .collect()
+    }
+
     // ---- issue 13, point 1: baselines ----
 
     async fn save_baseline_reports(

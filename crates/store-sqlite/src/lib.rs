@@ -1799,6 +1799,36 @@ impl TenantStore for SqliteTenant {
         }))
     }
 
+    // ---- Issue 14, point 4: the mail attachment filter's verdicts ----
+
+    async fn record_mail_verdict(&self, verdict: &patchday_types::api::MailVerdict) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mail_verdicts (tenant_id, time, verdict, record) VALUES (?, ?, ?, ?)",
+        )
+        .bind(self.id.as_str())
+        .bind(verdict.time.to_string())
+        .bind(&verdict.verdict)
+        .bind(to_json(verdict)?)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn mail_verdicts(&self, limit: u32) -> Result<Vec<patchday_types::api::MailVerdict>> {
+        let rows = sqlx::query(
+            "SELECT record FROM mail_verdicts WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(self.id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| json("mail verdict", &r.get::<String, _>("record")))
+            .collect()
+    }
+
     async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()> {
         sqlx::query(
             "UPDATE hosts SET repair_sent_at = COALESCE(repair_sent_at, ?) WHERE tenant_id = ? AND id = ? AND repair_requested_at IS NOT NULL",

@@ -57,7 +57,7 @@ macro_rules! conformance_tests {
             operator_log_is_scoped_and_filtered, approval_and_its_log_entry_commit_together,
             refused_changes_leave_no_log_entry, repair_requests, group_policies,
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
-            notification_outbox, console_sessions, fleet_views, baseline_reports);
+            notification_outbox, console_sessions, fleet_views, baseline_reports, mail_verdicts);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
@@ -88,6 +88,10 @@ macro_rules! conformance_tests {
 pub mod case {
     use crate::Store;
 
+    /// Issue 14, point 4: the milter's verdicts, per tenant.
+    pub async fn mail_verdicts(s: &dyn Store) {
+        super::mail_verdicts(s).await;
+    }
     /// Issue 13, point 1: baseline reports and drift history.
     pub async fn baseline_reports(s: &dyn Store) {
         super::baseline_reports(s).await;
@@ -1338,6 +1342,40 @@ async fn repair_requests(store: &dyn Store) {
     assert_eq!(t.repair_request(&id("r-1")).await.unwrap(), None);
     let scope = crate::LogScope::Tenant(id("repair"));
     assert_eq!(store.list_log(&scope, None, 10).await.unwrap().len(), 2);
+}
+
+/// Issue 14, point 4: mail verdicts are kept per tenant and listed newest first, bounded.
+pub async fn mail_verdicts(store: &dyn Store) {
+    use patchday_types::api::MailVerdict;
+    let t = new_tenant(store, "mail").await;
+    let other = new_tenant(store, "mail-other").await;
+    let verdict = |n: u64, kind: &str| MailVerdict {
+        time: ts("2026-12-02T04:00:00Z"),
+        verdict: kind.into(),
+        queue_id: Some(format!("Q{n}")),
+        sender: "a@outside.example".into(),
+        recipients: vec!["b@mail.example".into()],
+        reasons: vec![format!("reason {n}")],
+        size: n,
+        quarantine_id: None,
+    };
+    assert!(t.mail_verdicts(10).await.unwrap().is_empty());
+    t.record_mail_verdict(&verdict(1, "reject")).await.unwrap();
+    t.record_mail_verdict(&verdict(2, "accept")).await.unwrap();
+    other
+        .record_mail_verdict(&verdict(3, "quarantine"))
+        .await
+        .unwrap();
+    let listed = t.mail_verdicts(10).await.unwrap();
+    assert_eq!(listed, vec![verdict(2, "accept"), verdict(1, "reject")]);
+    assert_eq!(
+        t.mail_verdicts(1).await.unwrap(),
+        vec![verdict(2, "accept")]
+    );
+    assert_eq!(
+        other.mail_verdicts(10).await.unwrap(),
+        vec![verdict(3, "quarantine")]
+    );
 }
 
 /// Issue 10, point 1: only changes are appended, per tenant, in order; publication times

@@ -584,6 +584,13 @@ pub trait TenantStore: Send + Sync {
     ) -> Result<()>;
     /// The host's pending repair request, if any.
     async fn repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>>;
+
+    // ---- Issue 14, point 4: the mail attachment filter's verdicts ----
+
+    /// Keeps one verdict the milter reported.
+    async fn record_mail_verdict(&self, verdict: &patchday_types::api::MailVerdict) -> Result<()>;
+    /// The newest `limit` verdicts, newest first.
+    async fn mail_verdicts(&self, limit: u32) -> Result<Vec<patchday_types::api::MailVerdict>>;
     /// Records that a signed check-in answer carried the request (the first time only).
     async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()>;
     /// Clears the request (the host reported a clean dpkg database after it was sent).

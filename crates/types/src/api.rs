@@ -1293,3 +1293,29 @@ pub struct BaselinesAnswer {
     /// Drift found, newest first (at most 1,000).
     pub drift: Vec<BaselineDriftEvent>,
 }
+
+/// Issue 14, point 4: one verdict of the mail attachment filter (`patchday milter`),
+/// reported to `POST /v1/tenants/{t}/mail/verdicts` and listed by `GET`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MailVerdict {
+    /// When the milter decided.
+    pub time: Timestamp,
+    /// accept, quarantine, tempfail or reject.
+    pub verdict: String,
+    /// Postfix's queue ID, when known.
+    #[serde(default)]
+    pub queue_id: Option<String>,
+    /// The envelope sender.
+    pub sender: String,
+    /// The envelope recipients.
+    pub recipients: Vec<String>,
+    /// Why (empty for a clean accept).
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// The message size in bytes.
+    pub size: u64,
+    /// The quarantine ID, for `patchday milter release`.
+    #[serde(default)]
+    pub quarantine_id: Option<String>,
+}

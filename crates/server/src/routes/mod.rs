@@ -11,6 +11,7 @@ pub(crate) mod baselines; // issue 13, point 1
 mod fleet;
 pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host facts
 pub(crate) mod history; // issue 10, point 1
+mod mail; // issue 14, point 4: the mail attachment filter's verdicts
 mod notify; // issue 11, point 5
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
 pub(crate) mod rings; // issue 10, points 2 and 3 (rings)
@@ -97,6 +98,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::set_host_groups))
         // issue 9, point 4 (closure)
         .routes(routes!(repair::request))
+        .routes(routes!(mail::report, mail::list)) // issue 14, point 4
         .routes(routes!(admin::tenant_updates))
         .routes(routes!(history::list)) // issue 10, point 1
         .routes(routes!(baselines::list)) // issue 13, point 1
