@@ -646,13 +646,7 @@ pub async fn decide(
     )
     .await?;
     s.console_overview.forget(&t);
-    let to = format!("/console/tenants/{t}/rollouts/{}", f.update);
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut().insert(
-        LOCATION,
-        HeaderValue::from_str(&to).map_err(ApiError::internal)?,
-    );
-    Ok(resp)
+    see_other(&format!("/console/tenants/{t}/rollouts/{}", f.update))
 }
 
 // ---- rollout progress ----
