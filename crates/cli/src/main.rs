@@ -520,10 +520,6 @@ enum BaselineCmd {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
-    /// Shows what a policy changes against the version the catalog publishes (or --from
-    /// another file), before it is signed and approved.
-    ///
-    /// Example: patchday baseline diff --repo ~/catalog web-servers.toml
     /// Baseline compliance as the agents reported it: per host and baseline the applied
     /// version, drift found and repaired at the latest run, and how often drift was found.
     ///
@@ -535,6 +531,10 @@ enum BaselineCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Shows what a policy changes against the version the catalog publishes (or --from
+    /// another file), before it is signed and approved.
+    ///
+    /// Example: patchday baseline diff --repo ~/catalog web-servers.toml
     Diff {
         /// The publisher's catalog directory.
         #[arg(long, required_unless_present = "from", conflicts_with = "from")]
