@@ -12,8 +12,7 @@ use patchday_lab::DebSpec;
 use patchday_testkit::{scratch, text, Bins, Catalog, Host, Server};
 use serde_json::Value;
 
-#[path = "support/apt_archive.rs"]
-mod apt_archive;
+use crate::support::apt_archive;
 use apt_archive::{delegate_mirror_role, libfoo, mirror_run, wall_clock, write_config, AptArchive};
 
 fn bins() -> Bins {

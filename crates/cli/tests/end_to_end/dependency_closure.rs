@@ -13,8 +13,7 @@ use patchday_testkit::{
 };
 use serde_json::Value;
 
-#[path = "support/apt_archive.rs"]
-mod apt_archive;
+use crate::support::apt_archive;
 use apt_archive::{last_month, mirror_run, write_config, AptArchive};
 
 fn bins() -> Bins {

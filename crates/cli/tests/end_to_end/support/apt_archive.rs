@@ -3,7 +3,7 @@
 //! half is the keyring the mirror configuration pins. It can publish again (a new
 //! source version appears), with a later `Date` each time.
 
-// Each test binary that includes this module uses a part of it.
+// Not every part is used by the tests.
 #![allow(dead_code)]
 
 use std::io::Write;

@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/recording_proxy.rs"]
-mod recording_proxy;
+use crate::support::recording_proxy;
 
 use patchday_lab::DebSpec;
 use patchday_testkit::{scratch, text, Bins, Catalog, Host, Requirement, Server};
