@@ -374,8 +374,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     if assignments.is_empty() && repaired.is_none() && !took_back {
         state.set_journal(None)?;
         state.save_staged(&Default::default())?;
-        // A reboot left for a window that is open now.
-        send_facts(cfg, &client).await;
+        send_facts(cfg, &client, resp.facts_sha256.as_deref()).await;
         // Issue 10, point 5: a reboot left for a window that is open now.
         crate::window::reboot_if_due(cfg, &state, now, &mut summary)?;
         return Ok(summary);
@@ -480,7 +479,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                                  // Tell the server the truth as dpkg now sees it.
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     inventory.dpkg_broken = dpkg.audit(); // issue 9, point 4
-    let _: CheckinResponse = client
+    let after: CheckinResponse = client
         .post(
             "v1/agent/checkin",
             &CheckinRequest {
@@ -493,7 +492,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             },
         )
         .await?;
-    send_facts(cfg, &client).await;
+    send_facts(cfg, &client, after.facts_sha256.as_deref()).await;
     // Issue 10, point 5: reboot as the policy says, after the server heard the truth.
     crate::window::reboot_if_due(cfg, &state, now, &mut summary)?;
     if let Some(r) = repaired {
@@ -690,9 +689,14 @@ fn accept(
     Ok(signed_at)
 }
 
-/// Collects the security-audit facts and sends them; a failure is logged, never
-/// fatal: patching must not depend on the audit.
-async fn send_facts(cfg: &AgentConfig, client: &Client) {
+/// Collects the security-audit facts and sends them when they changed; a failure is
+/// logged, never fatal: patching must not depend on the audit.
+///
+/// Issue 12, point 7: `held` is the digest of the facts the server holds for this host
+/// (from the check-in answer); equal facts are not sent. Otherwise the facts go by parts,
+/// zstd-compressed, each apt suite by its digest; the suites the server then asks for
+/// follow in a second upload.
+async fn send_facts(cfg: &AgentConfig, client: &Client, held: Option<&str>) {
     if !cfg.audit {
         return;
     }
@@ -701,15 +705,43 @@ async fn send_facts(cfg: &AgentConfig, client: &Client) {
     } else {
         patchday_audit::facts::CollectOptions::image(&cfg.root)
     };
-    let facts =
-        match tokio::task::spawn_blocking(move || patchday_audit::facts::collect(&opts)).await {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) => return tracing::warn!(error = %e, "could not collect audit facts"),
-            Err(e) => return tracing::warn!(error = %e, "audit fact collection failed"),
-        };
-    if let Err(e) = client.post::<_, ()>("v1/agent/facts", &facts).await {
-        tracing::warn!(error = %e, "could not send audit facts");
+    let split = tokio::task::spawn_blocking(move || {
+        patchday_audit::facts::collect(&opts).map(patchday_audit::upload::split)
+    })
+    .await;
+    let (mut upload, contents) = match split {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return tracing::warn!(error = %e, "could not collect audit facts"),
+        Err(e) => return tracing::warn!(error = %e, "audit fact collection failed"),
+    };
+    if held == Some(upload.sha256.as_str()) {
+        tracing::debug!(sha256 = %upload.sha256, "audit facts unchanged: not sent");
+        return;
     }
+    // Two rounds at most: the second carries what the first was told is missing. (A
+    // third is needed only if a suite vanished from the server in between.)
+    for _ in 0..3 {
+        let answer: patchday_audit::upload::FactsAnswer =
+            match client.post_compressed("v1/agent/facts", &upload).await {
+                Ok(a) => a,
+                Err(e) => return tracing::warn!(error = %e, "could not send audit facts"),
+            };
+        if answer.stored {
+            return;
+        }
+        upload.contents = answer
+            .missing
+            .iter()
+            .filter_map(|d| contents.get(d).map(|suite| (d.clone(), suite.clone())))
+            .collect();
+        if upload.contents.is_empty() {
+            return tracing::warn!(
+                missing = ?answer.missing,
+                "the server asked for audit facts this agent did not name; not sent"
+            );
+        }
+    }
+    tracing::warn!("the server did not store the audit facts after three uploads");
 }
 
 /// Test-only clock offset in seconds (finding 12's tests run an agent whose clock is

@@ -18,3 +18,4 @@ pub mod model;
 pub mod pending;
 pub mod plan;
 pub mod report;
+pub mod upload;

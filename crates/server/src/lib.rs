@@ -24,6 +24,7 @@ mod compliance;
 mod console; // issue 11, point 1: the operator console
 mod director;
 mod error;
+mod facts; // issue 12, point 7: audit facts once per distinct content
 mod fleet_view; // issue 11, point 1: stored evaluations for the fleet views
 pub mod freshness;
 mod limits; // finding 4 (issue 8)

@@ -15,7 +15,8 @@ use jiff::Timestamp;
 use patchday_store::{
     CatalogRecord, CatalogTarget, EnrollGrant, FleetHost, HistoryEntry, HostMemberships,
     HostRecord, HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest, Result,
-    SequenceCheck, Store, StoreError, StoredState, StoredVerdict, TenantStore, TokenRecord,
+    SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
+    TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, GroupRule, GroupRuleInfo, LogEntry,
@@ -734,6 +735,7 @@ impl Store for PostgresStore {
             "host_groups",
             "approvals",
             "hosts",
+            "facts_blobs",
             "groups",
             "enroll_tokens",
             "tokens",
@@ -1267,6 +1269,7 @@ impl PgTenant {
             hostname: r.get("hostname"),
             enrolled_at: parse("timestamp", r.get::<&str, _>("enrolled_at"))?,
             last_seen: opt_ts(r.get("last_seen"))?,
+            facts_sha256: r.get("facts_sha256"),
         })
     }
 }
@@ -1355,13 +1358,13 @@ impl TenantStore for PgTenant {
 
     async fn host(&self, id: &HostId) -> Result<HostRecord> {
         let row = self
-            .host_row("id, hostname, enrolled_at, last_seen", id)
+            .host_row("id, hostname, enrolled_at, last_seen, facts_sha256", id)
             .await?;
         self.host_from_row(&row).await
     }
 
     async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
-        let rows = sqlx::query("SELECT id, hostname, enrolled_at, last_seen FROM hosts WHERE tenant_id = $1 ORDER BY id")
+        let rows = sqlx::query("SELECT id, hostname, enrolled_at, last_seen, facts_sha256 FROM hosts WHERE tenant_id = $1 ORDER BY id")
             .bind(self.id.as_str())
             .fetch_all(&self.pool)
             .await
@@ -1456,29 +1459,174 @@ impl TenantStore for PgTenant {
         rows.iter().map(approval_row).collect()
     }
 
-    async fn save_facts(&self, id: &HostId, facts: &str, now: Timestamp) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE hosts SET facts = $1, facts_at = $2 WHERE tenant_id = $3 AND id = $4",
-        )
-        .bind(facts)
-        .bind(now.to_string())
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        host_updated(&done, id)
+    async fn missing_facts_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
+        let held: std::collections::HashSet<String> =
+            sqlx::query("SELECT sha256 FROM facts_blobs WHERE tenant_id = $1 AND sha256 = ANY($2)")
+                .bind(self.id.as_str())
+                .bind(digests)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?
+                .iter()
+                .map(|r| r.get("sha256"))
+                .collect();
+        Ok(digests
+            .iter()
+            .filter(|d| !held.contains(*d))
+            .cloned()
+            .collect())
     }
 
-    async fn facts(&self, id: &HostId) -> Result<Option<(String, Timestamp)>> {
-        let row = self.host_row("facts, facts_at", id).await?;
-        match (
-            row.get::<Option<String>, _>("facts"),
-            opt_ts(row.get("facts_at"))?,
-        ) {
-            (Some(f), Some(at)) => Ok(Some((f, at))),
-            _ => Ok(None),
+    async fn save_facts(
+        &self,
+        id: &HostId,
+        facts: &StoredFacts,
+        blobs: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        let tenant = self.id.as_str();
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE hosts SET facts = NULL, facts_sha256 = $1, facts_at = $2 WHERE tenant_id = $3 AND id = $4",
+        )
+        .bind(&facts.sha256)
+        .bind(facts.at.to_string())
+        .bind(tenant)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        host_updated(&done, id)?;
+        for (digest, body) in blobs {
+            sqlx::query(
+                "INSERT INTO facts_blobs (tenant_id, sha256, body) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id, sha256) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(digest)
+            .bind(body.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
+        let old: Vec<String> = sqlx::query(
+            "DELETE FROM host_facts_parts WHERE tenant_id = $1 AND host_id = $2 RETURNING sha256",
+        )
+        .bind(tenant)
+        .bind(id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| r.get("sha256"))
+        .collect();
+        for (part, digest) in &facts.parts {
+            // FOR KEY SHARE: a concurrent save's orphan sweep cannot take the blob away
+            // between this check and the commit.
+            let held = sqlx::query(
+                "SELECT 1 FROM facts_blobs WHERE tenant_id = $1 AND sha256 = $2 FOR KEY SHARE",
+            )
+            .bind(tenant)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if held.is_none() {
+                return Err(StoreError::Refused(format!(
+                    "facts part {part:?} names blob {digest}, which tenant {tenant} does not hold: send its content"
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO host_facts_parts (tenant_id, host_id, part, sha256) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(tenant)
+            .bind(id.as_str())
+            .bind(part)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        // Blobs no host names any more, after the commit and on their own: a concurrent
+        // save that just named one holds it (the foreign key), and this sweep then fails
+        // for it, which is what should happen. A blob left over costs disk only.
+        for digest in old {
+            let _ = sqlx::query(
+                "DELETE FROM facts_blobs WHERE tenant_id = $1 AND sha256 = $2 AND NOT EXISTS \
+                 (SELECT 1 FROM host_facts_parts WHERE tenant_id = $1 AND sha256 = $2)",
+            )
+            .bind(tenant)
+            .bind(&digest)
+            .execute(&self.pool)
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn facts(&self, id: &HostId) -> Result<Option<StoredFacts>> {
+        let row = self.host_row("facts_sha256, facts_at", id).await?;
+        let (Some(sha256), Some(at)) = (
+            row.get::<Option<String>, _>("facts_sha256"),
+            opt_ts(row.get("facts_at"))?,
+        ) else {
+            return Ok(None);
+        };
+        let parts = sqlx::query(
+            "SELECT part, sha256 FROM host_facts_parts WHERE tenant_id = $1 AND host_id = $2",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| (r.get("part"), r.get("sha256")))
+        .collect();
+        Ok(Some(StoredFacts { sha256, parts, at }))
+    }
+
+    async fn all_facts(&self) -> Result<Vec<(HostId, StoredFacts)>> {
+        let rows = sqlx::query(
+            "SELECT h.id, h.facts_sha256, h.facts_at, p.part, p.sha256 FROM hosts h \
+             JOIN host_facts_parts p ON p.tenant_id = h.tenant_id AND p.host_id = h.id \
+             WHERE h.tenant_id = $1 AND h.facts_sha256 IS NOT NULL ORDER BY h.id, p.part",
+        )
+        .bind(self.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut out: Vec<(HostId, StoredFacts)> = Vec::new();
+        for r in &rows {
+            let host: HostId = parse("host id", r.get::<&str, _>("id"))?;
+            if out.last().is_none_or(|(h, _)| *h != host) {
+                out.push((
+                    host,
+                    StoredFacts {
+                        sha256: r.get("facts_sha256"),
+                        parts: Default::default(),
+                        at: parse("timestamp", r.get::<&str, _>("facts_at"))?,
+                    },
+                ));
+            }
+            if let Some((_, f)) = out.last_mut() {
+                f.parts.insert(r.get("part"), r.get("sha256"));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn facts_blobs(&self, digests: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(sqlx::query(
+            "SELECT sha256, body FROM facts_blobs WHERE tenant_id = $1 AND sha256 = ANY($2)",
+        )
+        .bind(self.id.as_str())
+        .bind(digests)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| (r.get("sha256"), r.get("body")))
+        .collect())
     }
 
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
@@ -1650,7 +1798,7 @@ impl TenantStore for PgTenant {
     async fn fleet(&self) -> Result<Vec<FleetHost>> {
         // One query for the tenant, whatever its size (issue 11, point 1).
         let rows = sqlx::query(
-            "SELECT h.id, h.hostname, h.enrolled_at, h.last_seen, h.public_key, h.last_sequence,
+            "SELECT h.id, h.hostname, h.enrolled_at, h.last_seen, h.facts_sha256, h.public_key, h.last_sequence,
                     h.last_signed_at, h.agent_error, h.agent_error_at,
                     (SELECT string_agg(g.group_id, ' ' ORDER BY g.group_id) FROM host_groups g
                        WHERE g.tenant_id = h.tenant_id AND g.host_id = h.id) AS groups,
@@ -1698,6 +1846,7 @@ impl TenantStore for PgTenant {
                         groups,
                         enrolled_at: parse("timestamp", r.get::<&str, _>("enrolled_at"))?,
                         last_seen: opt_ts(r.get("last_seen"))?,
+                        facts_sha256: r.get("facts_sha256"),
                     },
                     signing: HostSigning {
                         public_key: r.get("public_key"),
@@ -1951,7 +2100,18 @@ impl TenantStore for PgTenant {
             return Err(StoreError::NotFound(format!("host {id}")));
         }
         insert_log(&mut tx, log).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        // Its facts parts went with it; the blobs only it named go too (issue 12, point
+        // 7), after the commit and best-effort as in `save_facts`.
+        let _ = sqlx::query(
+            "DELETE FROM facts_blobs WHERE tenant_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM host_facts_parts p WHERE p.tenant_id = facts_blobs.tenant_id \
+             AND p.sha256 = facts_blobs.sha256)",
+        )
+        .bind(self.id.as_str())
+        .execute(&self.pool)
+        .await;
+        Ok(())
     }
 
     async fn remove_group(&self, id: &GroupId, log: &LogEntry) -> Result<()> {

@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use patchday_store::{
     CatalogRecord, CatalogTarget, EnrollGrant, FleetHost, HistoryEntry, HostMemberships,
     HostRecord, HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest, Result,
-    SequenceCheck, Store, StoreError, StoredState, StoredVerdict, TenantStore, TokenRecord,
+    SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
+    TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, GroupRule, GroupRuleInfo, LogEntry,
@@ -630,6 +631,7 @@ impl Store for SqliteStore {
             "host_groups",
             "approvals",
             "hosts",
+            "facts_blobs",
             "groups",
             "enroll_tokens",
             "tokens",
@@ -1164,6 +1166,7 @@ impl SqliteTenant {
             hostname: r.get("hostname"),
             enrolled_at: parse("timestamp", r.get::<&str, _>("enrolled_at"))?,
             last_seen: opt_ts(r.get("last_seen"))?,
+            facts_sha256: r.get("facts_sha256"),
         })
     }
 }
@@ -1249,13 +1252,13 @@ impl TenantStore for SqliteTenant {
 
     async fn host(&self, id: &HostId) -> Result<HostRecord> {
         let row = self
-            .host_row("id, hostname, enrolled_at, last_seen", id)
+            .host_row("id, hostname, enrolled_at, last_seen, facts_sha256", id)
             .await?;
         self.host_from_row(&row).await
     }
 
     async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
-        let rows = sqlx::query("SELECT id, hostname, enrolled_at, last_seen FROM hosts WHERE tenant_id = ? ORDER BY id")
+        let rows = sqlx::query("SELECT id, hostname, enrolled_at, last_seen, facts_sha256 FROM hosts WHERE tenant_id = ? ORDER BY id")
             .bind(self.id.as_str())
             .fetch_all(&self.pool)
             .await
@@ -1355,28 +1358,181 @@ impl TenantStore for SqliteTenant {
         Ok(out)
     }
 
-    async fn save_facts(&self, id: &HostId, facts: &str, now: Timestamp) -> Result<()> {
-        let done =
-            sqlx::query("UPDATE hosts SET facts = ?, facts_at = ? WHERE tenant_id = ? AND id = ?")
-                .bind(facts)
-                .bind(now.to_string())
-                .bind(self.id.as_str())
-                .bind(id.as_str())
-                .execute(&self.writer)
+    async fn missing_facts_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for chunk in digests.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT sha256 FROM facts_blobs WHERE tenant_id = ? AND sha256 IN ({marks})"
+            );
+            let mut q = sqlx::query(&sql).bind(self.id.as_str());
+            for d in chunk {
+                q = q.bind(d.as_str());
+            }
+            let held: std::collections::HashSet<String> = q
+                .fetch_all(&self.pool)
                 .await
-                .map_err(backend)?;
-        host_updated(&done, id)
+                .map_err(backend)?
+                .iter()
+                .map(|r| r.get("sha256"))
+                .collect();
+            missing.extend(chunk.iter().filter(|d| !held.contains(*d)).cloned());
+        }
+        Ok(missing)
     }
 
-    async fn facts(&self, id: &HostId) -> Result<Option<(String, Timestamp)>> {
-        let row = self.host_row("facts, facts_at", id).await?;
-        match (
-            row.get::<Option<String>, _>("facts"),
-            opt_ts(row.get("facts_at"))?,
-        ) {
-            (Some(f), Some(at)) => Ok(Some((f, at))),
-            _ => Ok(None),
+    async fn save_facts(
+        &self,
+        id: &HostId,
+        facts: &StoredFacts,
+        blobs: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        let tenant = self.id.as_str();
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        let done = sqlx::query(
+            "UPDATE hosts SET facts = NULL, facts_sha256 = ?, facts_at = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(&facts.sha256)
+        .bind(facts.at.to_string())
+        .bind(tenant)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        host_updated(&done, id)?;
+        for (digest, body) in blobs {
+            sqlx::query(
+                "INSERT INTO facts_blobs (tenant_id, sha256, body) VALUES (?, ?, ?) \
+                 ON CONFLICT (tenant_id, sha256) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(digest)
+            .bind(body.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
+        let old: Vec<String> =
+            sqlx::query("SELECT sha256 FROM host_facts_parts WHERE tenant_id = ? AND host_id = ?")
+                .bind(tenant)
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?
+                .iter()
+                .map(|r| r.get("sha256"))
+                .collect();
+        sqlx::query("DELETE FROM host_facts_parts WHERE tenant_id = ? AND host_id = ?")
+            .bind(tenant)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for (part, digest) in &facts.parts {
+            let held = sqlx::query("SELECT 1 FROM facts_blobs WHERE tenant_id = ? AND sha256 = ?")
+                .bind(tenant)
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if held.is_none() {
+                return Err(StoreError::Refused(format!(
+                    "facts part {part:?} names blob {digest}, which tenant {tenant} does not hold: send its content"
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO host_facts_parts (tenant_id, host_id, part, sha256) VALUES (?, ?, ?, ?)",
+            )
+            .bind(tenant)
+            .bind(id.as_str())
+            .bind(part)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        for digest in old {
+            sqlx::query(
+                "DELETE FROM facts_blobs WHERE tenant_id = ?1 AND sha256 = ?2 AND NOT EXISTS \
+                 (SELECT 1 FROM host_facts_parts WHERE tenant_id = ?1 AND sha256 = ?2)",
+            )
+            .bind(tenant)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn facts(&self, id: &HostId) -> Result<Option<StoredFacts>> {
+        let row = self.host_row("facts_sha256, facts_at", id).await?;
+        let (Some(sha256), Some(at)) = (
+            row.get::<Option<String>, _>("facts_sha256"),
+            opt_ts(row.get("facts_at"))?,
+        ) else {
+            return Ok(None);
+        };
+        let parts = sqlx::query(
+            "SELECT part, sha256 FROM host_facts_parts WHERE tenant_id = ? AND host_id = ?",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| (r.get("part"), r.get("sha256")))
+        .collect();
+        Ok(Some(StoredFacts { sha256, parts, at }))
+    }
+
+    async fn all_facts(&self) -> Result<Vec<(HostId, StoredFacts)>> {
+        let rows = sqlx::query(
+            "SELECT h.id, h.facts_sha256, h.facts_at, p.part, p.sha256 FROM hosts h \
+             JOIN host_facts_parts p ON p.tenant_id = h.tenant_id AND p.host_id = h.id \
+             WHERE h.tenant_id = ? AND h.facts_sha256 IS NOT NULL ORDER BY h.id, p.part",
+        )
+        .bind(self.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut out: Vec<(HostId, StoredFacts)> = Vec::new();
+        for r in &rows {
+            let host: HostId = parse("host id", r.get::<&str, _>("id"))?;
+            if out.last().is_none_or(|(h, _)| *h != host) {
+                out.push((
+                    host,
+                    StoredFacts {
+                        sha256: r.get("facts_sha256"),
+                        parts: Default::default(),
+                        at: parse("timestamp", r.get::<&str, _>("facts_at"))?,
+                    },
+                ));
+            }
+            if let Some((_, f)) = out.last_mut() {
+                f.parts.insert(r.get("part"), r.get("sha256"));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn facts_blobs(&self, digests: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for chunk in digests.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT sha256, body FROM facts_blobs WHERE tenant_id = ? AND sha256 IN ({marks})"
+            );
+            let mut q = sqlx::query(&sql).bind(self.id.as_str());
+            for d in chunk {
+                q = q.bind(d.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(backend)? {
+                out.push((r.get("sha256"), r.get("body")));
+            }
+        }
+        Ok(out)
     }
 
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
@@ -1405,7 +1561,7 @@ impl TenantStore for SqliteTenant {
         // One query for the tenant, whatever its size (the per-host queries of
         // `list_hosts`, `host_signing` and `states` cost 10,000 round trips at 10,000).
         let rows = sqlx::query(
-            "SELECT h.id, h.hostname, h.enrolled_at, h.last_seen, h.public_key, h.last_sequence,
+            "SELECT h.id, h.hostname, h.enrolled_at, h.last_seen, h.facts_sha256, h.public_key, h.last_sequence,
                     h.last_signed_at, h.agent_error, h.agent_error_at,
                     (SELECT group_concat(group_id, ' ') FROM (SELECT group_id FROM host_groups g
                        WHERE g.tenant_id = h.tenant_id AND g.host_id = h.id ORDER BY group_id)) AS groups,
@@ -1454,6 +1610,7 @@ impl TenantStore for SqliteTenant {
                         groups,
                         enrolled_at: parse("timestamp", r.get::<&str, _>("enrolled_at"))?,
                         last_seen: opt_ts(r.get("last_seen"))?,
+                        facts_sha256: r.get("facts_sha256"),
                     },
                     signing: HostSigning {
                         public_key: r.get("public_key"),
@@ -1707,6 +1864,16 @@ impl TenantStore for SqliteTenant {
         if gone.rows_affected() == 0 && moved.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("host {id}")));
         }
+        // Its facts parts went with it; the blobs only it named go too (issue 12, point 7).
+        sqlx::query(
+            "DELETE FROM facts_blobs WHERE tenant_id = ? AND NOT EXISTS \
+             (SELECT 1 FROM host_facts_parts p WHERE p.tenant_id = facts_blobs.tenant_id \
+             AND p.sha256 = facts_blobs.sha256)",
+        )
+        .bind(self.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         insert_log(&mut tx, log).await?;
         tx.commit().await.map_err(backend)
     }

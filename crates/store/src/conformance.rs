@@ -57,7 +57,8 @@ macro_rules! conformance_tests {
             operator_log_is_scoped_and_filtered, approval_and_its_log_entry_commit_together,
             refused_changes_leave_no_log_entry, repair_requests, group_policies,
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
-            notification_outbox, console_sessions, fleet_views, baseline_reports, mail_verdicts);
+            notification_outbox, console_sessions, fleet_views, baseline_reports, mail_verdicts,
+            facts_blobs);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
@@ -109,6 +110,12 @@ pub mod case {
     pub async fn tenant_isolation(s: &dyn Store) {
         super::tenants_and_tokens(s).await;
         super::tenant_isolation(s).await;
+    }
+    /// Facts stored once per distinct content (issue 12, point 7).
+    pub async fn facts_blobs(s: &dyn Store) {
+        super::tenants_and_tokens(s).await;
+        super::tenant_isolation(s).await;
+        super::facts_blobs(s).await;
     }
     /// Decisions, inventories and reported states.
     pub async fn approvals_and_states(s: &dyn Store) {
@@ -398,21 +405,138 @@ async fn tenant_isolation(store: &dyn Store) {
     assert_eq!(globex.inventory(&id("g1")).await.unwrap(), None);
 
     assert_eq!(acme.facts(&id("h1")).await.unwrap(), None);
-    acme.save_facts(&id("h1"), r#"{"hostname":"alpha"}"#, later)
+    let facts = |sha: &str, parts: &[(&str, &str)], at: Timestamp| crate::StoredFacts {
+        sha256: sha.into(),
+        parts: parts
+            .iter()
+            .map(|(p, d)| (p.to_string(), d.to_string()))
+            .collect(),
+        at,
+    };
+    let f = facts("whole-1", &[("", "doc-1")], later);
+    acme.save_facts(&id("h1"), &f, &[("doc-1".into(), b"alpha".to_vec())])
         .await
         .unwrap();
-    assert_eq!(
-        acme.facts(&id("h1")).await.unwrap(),
-        Some((r#"{"hostname":"alpha"}"#.to_string(), later))
-    );
+    assert_eq!(acme.facts(&id("h1")).await.unwrap(), Some(f.clone()));
     assert!(matches!(
-        globex.save_facts(&id("h1"), "{}", later).await,
+        globex.save_facts(&id("h1"), &f, &[]).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
         globex.facts(&id("h1")).await,
         Err(StoreError::NotFound(_))
     ));
+    // Another tenant's blobs are not this tenant's.
+    assert_eq!(
+        globex.missing_facts_blobs(&["doc-1".into()]).await.unwrap(),
+        vec!["doc-1".to_string()]
+    );
+    assert!(globex
+        .facts_blobs(&["doc-1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Issue 12, point 7: facts stored once per distinct content, shared between the hosts
+/// of one tenant, refused when a part names a blob the tenant lacks, swept when no host
+/// names it any more.
+async fn facts_blobs(store: &dyn Store) {
+    let acme = store.tenant(&id("acme")).await.unwrap();
+    let now = ts("2026-11-26T11:00:00Z");
+    let facts = |sha: &str, parts: &[(&str, &str)]| crate::StoredFacts {
+        sha256: sha.into(),
+        parts: parts
+            .iter()
+            .map(|(p, d)| (p.to_string(), d.to_string()))
+            .collect(),
+        at: now,
+    };
+    let blob = |d: &str, b: &str| (d.to_string(), b.as_bytes().to_vec());
+    let digests = |v: &[&str]| v.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+    acme.create_host(&id("h2"), "beta", &crate::hash_secret("cred-h2"), now)
+        .await
+        .unwrap();
+    // h1: its document and the shared suite.
+    let h1 = facts("w1", &[("", "doc-h1"), ("suite:bookworm", "suite-a")]);
+    acme.save_facts(
+        &id("h1"),
+        &h1,
+        &[blob("doc-h1", "one"), blob("suite-a", "A")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        acme.missing_facts_blobs(&digests(&["doc-2", "suite-a"]))
+            .await
+            .unwrap(),
+        digests(&["doc-2"])
+    );
+    // h2 names the suite without sending it again.
+    let h2 = facts("w2", &[("", "doc-2"), ("suite:bookworm", "suite-a")]);
+    acme.save_facts(&id("h2"), &h2, &[blob("doc-2", "two")])
+        .await
+        .unwrap();
+    let mut all = acme.all_facts().await.unwrap();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(all, vec![(id("h1"), h1.clone()), (id("h2"), h2.clone())]);
+    let mut got = acme
+        .facts_blobs(&digests(&["suite-a", "doc-h1", "nope"]))
+        .await
+        .unwrap();
+    got.sort();
+    assert_eq!(got, vec![blob("doc-h1", "one"), blob("suite-a", "A")]);
+    // A part naming a blob nobody sent is refused, and nothing changes.
+    let bad = facts("w3", &[("", "doc-3"), ("suite:bookworm", "suite-b")]);
+    assert!(matches!(
+        acme.save_facts(&id("h1"), &bad, &[blob("doc-3", "three")])
+            .await,
+        Err(StoreError::Refused(_))
+    ));
+    assert_eq!(acme.facts(&id("h1")).await.unwrap(), Some(h1.clone()));
+    assert_eq!(
+        acme.missing_facts_blobs(&digests(&["doc-3"]))
+            .await
+            .unwrap(),
+        digests(&["doc-3"]),
+        "a refused save stores no blob"
+    );
+    // h1 moves to a new suite: the old one stays while h2 names it.
+    let h1b = facts("w1b", &[("", "doc-h1"), ("suite:bookworm", "suite-b")]);
+    acme.save_facts(&id("h1"), &h1b, &[blob("suite-b", "B")])
+        .await
+        .unwrap();
+    assert!(acme
+        .missing_facts_blobs(&digests(&["suite-a", "suite-b", "doc-h1"]))
+        .await
+        .unwrap()
+        .is_empty());
+    // h2 moves too: suite-a is named by nobody and goes; doc-2 is replaced and goes.
+    let h2b = facts("w2b", &[("", "doc-2b"), ("suite:bookworm", "suite-b")]);
+    acme.save_facts(&id("h2"), &h2b, &[blob("doc-2b", "two b")])
+        .await
+        .unwrap();
+    assert_eq!(
+        acme.missing_facts_blobs(&digests(&["suite-a", "doc-2", "suite-b", "doc-2b"]))
+            .await
+            .unwrap(),
+        digests(&["suite-a", "doc-2"])
+    );
+    // A removed host's blobs go with it, the shared ones stay.
+    acme.remove_host(
+        &id("h2"),
+        now,
+        &log_entry(Some("acme"), "host.remove", "2026-11-26T11:00:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        acme.missing_facts_blobs(&digests(&["doc-2b", "suite-b", "doc-h1"]))
+            .await
+            .unwrap(),
+        digests(&["doc-2b"])
+    );
+    assert_eq!(acme.all_facts().await.unwrap(), vec![(id("h1"), h1b)]);
 }
 
 async fn approvals_and_states(store: &dyn Store) {

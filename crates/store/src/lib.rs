@@ -96,6 +96,8 @@ pub struct HostRecord {
     pub enrolled_at: Timestamp,
     /// Last check-in.
     pub last_seen: Option<Timestamp>,
+    /// The agent's digest of the audit facts the server holds for it (issue 12, point 7).
+    pub facts_sha256: Option<String>,
 }
 
 /// One host as a fleet view reads it ([`TenantStore::fleet`]).
@@ -458,10 +460,26 @@ pub trait TenantStore: Send + Sync {
     /// decisions of the updates that may apply to the host, not of the whole catalog).
     async fn list_approvals_for(&self, updates: &[UpdateId]) -> Result<Vec<Approval>>;
 
-    /// Stores the audit facts a host reported (JSON owned by `patchday-audit`).
-    async fn save_facts(&self, id: &HostId, facts_json: &str, now: Timestamp) -> Result<()>;
-    /// A host's latest audit facts and when they arrived.
-    async fn facts(&self, id: &HostId) -> Result<Option<(String, Timestamp)>>;
+    // Issue 12, point 7: audit facts stored once per distinct content (the parts and
+    // digests are `patchday-audit`'s; the store only keeps bytes by digest).
+    /// Which of these digests the tenant's facts blobs lack.
+    async fn missing_facts_blobs(&self, digests: &[String]) -> Result<Vec<String>>;
+    /// Stores a host's facts in one transaction: the blobs given (digest, bytes; ones
+    /// already held are kept as they are), then the parts naming them. Blobs that no host
+    /// of the tenant names any more are deleted. A part naming a blob the tenant does not
+    /// hold is refused (`Refused`), and nothing changes.
+    async fn save_facts(
+        &self,
+        id: &HostId,
+        facts: &StoredFacts,
+        blobs: &[(String, Vec<u8>)],
+    ) -> Result<()>;
+    /// A host's latest audit facts.
+    async fn facts(&self, id: &HostId) -> Result<Option<StoredFacts>>;
+    /// Every host's latest audit facts (the fleet audit), in host id order.
+    async fn all_facts(&self) -> Result<Vec<(HostId, StoredFacts)>>;
+    /// The blobs with these digests that the tenant holds.
+    async fn facts_blobs(&self, digests: &[String]) -> Result<Vec<(String, Vec<u8>)>>;
 
     /// Records the agent's latest state per update.
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()>;
@@ -805,6 +823,18 @@ pub struct RemovedHost {
     pub host: HostId,
     /// When it was removed.
     pub removed_at: Timestamp,
+}
+
+/// A host's audit facts as stored (issue 12, point 7): named parts, each the digest of
+/// a blob of the tenant's, and the agent's digest of the whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFacts {
+    /// The agent's digest of the whole facts (returned to it in check-ins).
+    pub sha256: String,
+    /// Part name → blob digest.
+    pub parts: std::collections::BTreeMap<String, String>,
+    /// When they arrived.
+    pub at: Timestamp,
 }
 
 /// Which entries of the operator log a caller may read.

@@ -315,6 +315,17 @@ impl Host {
         }
     }
 
+    /// A `dpkg --root` sandbox host, also where overlays work: its agent reads an image,
+    /// so its facts change only when the test changes them (issue 12, point 7).
+    pub fn sandbox(bins: &Bins, dir: &Path, name: &str) -> Host {
+        let base = dir.join("hosts");
+        std::fs::create_dir_all(&base).unwrap();
+        Host {
+            lab: LabHost::create(&base, name, HostKind::Sandbox).expect("create sandbox host"),
+            bins: bins.clone(),
+        }
+    }
+
     /// Whether this host is an overlay of the real system.
     pub fn is_overlay(&self) -> bool {
         self.lab.kind() == HostKind::Overlay
@@ -443,6 +454,18 @@ impl Server {
         signed: Option<(u64, &str)>,
         body: &[u8],
     ) -> (u16, String) {
+        self.http_post_with(path, token, signed, &[], body)
+    }
+
+    /// [`Server::http_post`] with extra headers (e.g. `Content-Encoding: zstd`).
+    pub fn http_post_with(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        signed: Option<(u64, &str)>,
+        headers: &[&str],
+        body: &[u8],
+    ) -> (u16, String) {
         use patchday_trust::host_signature::{SEQUENCE_HEADER, SIGNATURE_HEADER};
         use std::io::Write;
         let mut c = Command::new("curl");
@@ -453,6 +476,9 @@ impl Server {
                 "--data-binary",
                 "@-",
             ]);
+        for h in headers {
+            c.arg("-H").arg(h);
+        }
         let ca = self.data.join("tls/ca.pem");
         if ca.exists() {
             c.arg("--cacert").arg(ca);
@@ -536,6 +562,18 @@ impl SigningHost {
     /// Signs `body` for `path` with the next sequence number and posts it with the
     /// host's credential; returns (status, body).
     pub fn post(&mut self, srv: &Server, path: &str, body: &[u8]) -> (u16, String) {
+        self.post_as(srv, path, body, None)
+    }
+
+    /// Signs `body` as [`SigningHost::post`] does, but sends `wire` in its place with
+    /// `headers` (a compressed body: the signature covers the uncompressed JSON).
+    pub fn post_as(
+        &mut self,
+        srv: &Server,
+        path: &str,
+        body: &[u8],
+        wire: Option<(&[&str], &[u8])>,
+    ) -> (u16, String) {
         self.sequence += 1;
         let signature = self.key.sign_request(
             path.trim_start_matches('/'),
@@ -544,11 +582,13 @@ impl SigningHost {
             self.sequence,
             body,
         );
-        srv.http_post(
+        let (headers, bytes) = wire.unwrap_or((&[], body));
+        srv.http_post_with(
             path,
             Some(&self.credential),
             Some((self.sequence, &signature)),
-            body,
+            headers,
+            bytes,
         )
     }
 }

@@ -522,6 +522,11 @@ pub struct CheckinResponse {
     /// through it.
     #[serde(default)]
     pub director_certificate: Option<String>,
+    /// The digest of the audit facts the server holds for this host (issue 12, point 7):
+    /// an agent whose facts have this digest does not send them again. Absent when the
+    /// server holds none (or is older).
+    #[serde(default)]
+    pub facts_sha256: Option<String>,
 }
 
 // ---- Issue 10, point 6 (push): the long poll ----

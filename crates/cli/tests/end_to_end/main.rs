@@ -21,6 +21,7 @@ mod decline_remove;
 mod delegation;
 mod demo_archive;
 mod dependency_closure;
+mod facts;
 mod group_rules;
 mod lifecycle;
 mod milter;

@@ -175,6 +175,7 @@ pub async fn checkin(
         poll_seconds: s.config.poll_seconds,
         director,
         director_certificate: s.director.certificate(),
+        facts_sha256: host.facts_sha256.clone(),
     }))
 }
 

@@ -14,24 +14,38 @@ use patchday_audit::report::Format;
 use patchday_types::{HostId, TenantId};
 use serde::Deserialize;
 
-/// `POST /v1/agent/facts`.
+/// What an agent sends to `POST /v1/agent/facts`: an upload by parts (issue 12, point 7),
+/// or the whole facts, as agents before it do.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum FactsBody {
+    /// Facts by parts: the suites by digest, their contents only where asked.
+    Upload(patchday_audit::upload::FactsUpload),
+    /// The whole facts (older agents).
+    Whole(Facts),
+}
+
+/// `POST /v1/agent/facts`: the host's audit facts, stored once per distinct content. The
+/// body may be zstd-compressed (`Content-Encoding: zstd`); the signature covers the
+/// uncompressed JSON.
 #[utoipa::path(
     post,
     path = "/v1/agent/facts",
     tag = "agent",
-    request_body = patchday_audit::model::Facts,
-    responses((status = 200, description = "Done (the body is `null`)"))
+    request_body = FactsBody,
+    responses((status = 200, description = "Stored, or the digests of the suites to send with the upload again", body = patchday_audit::upload::FactsAnswer))
 )]
 pub async fn facts(
     State(s): State<AppState>,
-    SignedHost {
-        who, body: facts, ..
-    }: SignedHost<Facts>,
-) -> ApiResult<Json<()>> {
+    SignedHost { who, body, .. }: SignedHost<FactsBody>,
+) -> ApiResult<Json<patchday_audit::upload::FactsAnswer>> {
     let tenant = s.store.tenant(&who.tenant).await?;
-    let text = serde_json::to_string(&facts).map_err(ApiError::internal)?;
-    tenant.save_facts(&who.host, &text, s.clock.now()).await?;
-    Ok(Json(()))
+    let upload = match body {
+        FactsBody::Upload(u) => u,
+        FactsBody::Whole(f) => crate::facts::from_whole(f),
+    };
+    let answer = crate::facts::save(tenant.as_ref(), &who.host, upload, s.clock.now()).await?;
+    Ok(Json(answer))
 }
 
 /// Query of the host audit.
@@ -67,12 +81,14 @@ pub async fn host(
         }
     };
     let tenant = s.store.tenant(&t).await?;
-    let (text, _) = tenant.facts(&h).await?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "host {h} has reported no audit facts yet; run its agent"
-        ))
-    })?;
-    let facts: Facts = serde_json::from_str(&text).map_err(ApiError::internal)?;
+    tenant.host(&h).await?; // 404 for a host that is not the tenant's
+    let facts = crate::facts::read(tenant.as_ref(), &h)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "host {h} has reported no audit facts yet; run its agent"
+            ))
+        })?;
     let now = s.clock.now();
     let findings = patchday_audit::feeds::assess(&facts, &s.feeds, None, now);
     let plan = patchday_audit::plan::build(&facts, findings, now);
@@ -101,12 +117,10 @@ pub async fn fleet(
     op.see(&t)?;
     let tenant = s.store.tenant(&t).await?;
     let mut fleet = Fleet::new();
-    for h in tenant.list_hosts().await? {
-        if let Some((text, _)) = tenant.facts(&h.id).await? {
-            let facts: Facts = serde_json::from_str(&text).map_err(ApiError::internal)?;
-            fleet.add_facts(t.as_str(), &facts);
-        }
-    }
+    crate::facts::documents(tenant.as_ref(), |_, facts| {
+        fleet.add_facts(t.as_str(), facts)
+    })
+    .await?;
     let feeds = s.feeds.clone();
     let report = tokio::task::spawn_blocking(move || fleet.audit(&feeds.advisories))
         .await

@@ -109,7 +109,16 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::report))
         .routes(routes!(audit::fleet))
         .routes(routes!(audit::host))
-        .routes(routes!(audit::facts))
+        // Issue 12, point 7: facts may arrive zstd-compressed; the body limit applies to
+        // the decompressed bytes (the extractor reads through the decompression).
+        .routes(
+            routes!(audit::facts).layer(
+                tower_http::decompression::RequestDecompressionLayer::new()
+                    .no_gzip()
+                    .no_deflate()
+                    .no_br(),
+            ),
+        )
         .routes(routes!(catalog::status))
         .routes(catalog_push)
         .routes(routes!(catalog::missing).layer(DefaultBodyLimit::max(MISSING_LIMIT)))

@@ -102,7 +102,11 @@ async fn forward(
         path,
         query,
         request_type: content_type(&parts.headers),
-        request_body: body.to_vec(),
+        // Forwarded as it came; kept decoded (issue 12, point 7: facts go zstd-compressed).
+        request_body: match parts.headers.get(header::CONTENT_ENCODING) {
+            Some(e) if e == "zstd" => zstd::decode_all(body.as_ref()).unwrap(),
+            _ => body.to_vec(),
+        },
         status: status.as_u16(),
         response_type: content_type(&headers),
         response_body: bytes.to_vec(),
