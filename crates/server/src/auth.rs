@@ -167,9 +167,13 @@ async fn host_refusal(state: &AppState, hash: &str) -> Result<ApiError, ApiError
              (PATCHDAY_ENROLL_TOKEN or --enroll-token-file)",
             r.host, r.tenant, r.removed_at
         )),
-        None => {
-            unauthorized("unknown host credential: re-enrol the agent with a fresh enrolment token")
-        }
+        None => unauthorized(
+            "unknown host credential: this server does not know the host (was the server \
+                 restored from a backup taken before the host enrolled?). To enrol it again, \
+                 delete identity.json in the agent's state directory (default \
+                 /var/lib/patchday-agent) and run the agent with a new enrolment token \
+                 (PATCHDAY_ENROLL_TOKEN or --enroll-token-file)",
+        ),
     })
 }
 

@@ -14,6 +14,7 @@
 
 pub mod admission; // issue 10: agent requests admitted at the measured rate
 mod auth;
+pub mod backup; // issue 12, point 6: backup and restore of a SQLite server
 mod catalog;
 mod catalog_expiry; // issue 9, point 5
 mod catalog_index; // issue 9, point 6

@@ -155,6 +155,18 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Writes a consistent copy of the whole database to `path`, a file that must not
+    /// exist yet (SQLite's `VACUUM INTO`: one read transaction, so the server's writers
+    /// go on meanwhile). Issue 12, point 6: `patchday server backup`.
+    pub async fn copy_into(&self, path: &Path) -> Result<()> {
+        sqlx::query("VACUUM INTO ?")
+            .bind(path.to_string_lossy().into_owned())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         let opts = SqliteConnectOptions::new()

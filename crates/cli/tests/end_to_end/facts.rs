@@ -122,7 +122,7 @@ fn facts_go_by_parts_suites_once_per_tenant_and_unchanged_facts_not_at_all() {
         &b,
         dir,
         ("PD-F-1", &deb, &["--emergency", "test"]),
-        &|_| vec!["--metrics-token-file".into(), tf.clone().into()],
+        &|_| vec!["--metrics-token-file".into(), tf.clone()],
         &["--unlimited"],
     );
     let mut one = SigningHost::enrol(&srv, &enroll, "facts-1").unwrap();

@@ -14,6 +14,7 @@ mod support {
 
 mod agent_trust;
 mod api;
+mod backup;
 mod baseline;
 mod compliance;
 mod console;
