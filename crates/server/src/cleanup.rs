@@ -54,6 +54,11 @@ pub struct Pass {
 /// Runs the cleanup forever, every `every`.
 pub async fn run(state: AppState, every: std::time::Duration) {
     loop {
+        // Issue 12, point 5: one replica at a time.
+        if !crate::lease::hold(&state, crate::lease::CLEANUP, every).await {
+            tokio::time::sleep(every).await;
+            continue;
+        }
         match pass(&state, state.clock.now()).await {
             Ok(p)
                 if !p.evicted.is_empty() || !p.needed_again.is_empty() || !p.orphans.is_empty() =>

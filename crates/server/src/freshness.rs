@@ -154,6 +154,11 @@ pub async fn refresh_if_due(
 /// Runs [`refresh_if_due`] forever, every `check_every`.
 pub async fn run(state: AppState, online: OnlineTimestampKey) {
     loop {
+        // Issue 12, point 5: one replica at a time.
+        if !crate::lease::hold(&state, crate::lease::TIMESTAMP, online.check_every).await {
+            tokio::time::sleep(online.check_every).await;
+            continue;
+        }
         if let Err(e) = refresh_if_due(&state, &online).await {
             tracing::error!(error = %e.message, "the timestamp refresher failed; agents will see the catalog expire unless it recovers");
         }

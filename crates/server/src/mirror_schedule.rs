@@ -151,6 +151,11 @@ pub fn health_lines(state: &AppState) -> Vec<String> {
 /// two never overlap.
 pub async fn run(state: AppState, schedule: MirrorSchedule) {
     loop {
+        // Issue 12, point 5: one replica at a time.
+        if !crate::lease::hold(&state, crate::lease::MIRROR, schedule.every).await {
+            tokio::time::sleep(schedule.every).await;
+            continue;
+        }
         let at = state.clock.now();
         let outcome = match run_once(&state, &schedule.job, at).await {
             Ok((imported, served)) => {

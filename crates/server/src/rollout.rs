@@ -98,12 +98,16 @@ pub async fn run(state: AppState, every: std::time::Duration) {
             tracing::warn!(error = %e.message, "cannot look for patch days this time");
         }
         last = now;
-        if let Err(e) = tick(&state, state.clock.now()).await {
-            tracing::warn!(error = %e.message, "the rollout could not advance this time");
-        }
-        // Issue 10, point 7 (first half).
-        if let Err(e) = decline_superseded(&state, state.clock.now()).await {
-            tracing::warn!(error = %e.message, "cannot decline superseded updates this time");
+        // Issue 12, point 5: the waking above is per replica (each holds its own agents'
+        // waits); the rollout itself advances on one replica at a time.
+        if crate::lease::hold(&state, crate::lease::ROLLOUT, every).await {
+            if let Err(e) = tick(&state, state.clock.now()).await {
+                tracing::warn!(error = %e.message, "the rollout could not advance this time");
+            }
+            // Issue 10, point 7 (first half).
+            if let Err(e) = decline_superseded(&state, state.clock.now()).await {
+                tracing::warn!(error = %e.message, "cannot decline superseded updates this time");
+            }
         }
         tokio::time::sleep(every).await;
     }

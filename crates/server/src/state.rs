@@ -178,6 +178,8 @@ pub struct AppState {
     pub console_overview: Arc<crate::console::cache::OverviewCache>,
     /// Issue 10: admission of agent requests and the measured rate behind wake spreads.
     pub admission: Arc<crate::admission::Admission>,
+    /// Issue 12, point 5: this process's name among replicas, as lease holder.
+    pub replica: Arc<str>,
 }
 
 impl AppState {
@@ -226,6 +228,7 @@ impl AppState {
             metrics: Arc::default(),
             console_overview: Arc::default(),
             admission: Arc::new(crate::admission::Admission::for_this_machine()),
+            replica: crate::lease::replica_name().into(),
         })
     }
 }

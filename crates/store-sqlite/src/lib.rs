@@ -306,6 +306,30 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        // One statement: a free name is inserted; a held one changes hands only when it
+        // expired or is the holder's own (a renewal), so two replicas never both win.
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+             WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until.as_millisecond())
+        .bind(now.as_millisecond())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn has_provider_admin(&self) -> Result<bool> {
         // A revoked admin token does not count: a restart then prints a new one.
         let row = sqlx::query(

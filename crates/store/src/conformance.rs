@@ -62,7 +62,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
-            replicas_number_log_entries_uniquely);
+            replicas_number_log_entries_uniquely, replicas_take_a_lease_once);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -209,7 +209,7 @@ pub mod case {
     pub use super::replicas::{
         replicas_accept_each_sequence_once, replicas_approve_and_check_in_at_once,
         replicas_number_log_entries_uniquely, replicas_record_each_state_change_once,
-        replicas_share_one_host_quota,
+        replicas_share_one_host_quota, replicas_take_a_lease_once,
     };
 }
 
@@ -2703,6 +2703,55 @@ mod replicas {
         let listed = a.list_log(&LogScope::Everything, None, 1000).await.unwrap();
         let listed: Vec<u64> = listed.iter().map(|e| e.seq).collect();
         assert_eq!(listed, seqs, "every entry is listed, in sequence order");
+    }
+
+    /// Two replicas race for the same lease, many times: each round exactly one holds
+    /// it; it changes hands only after it expired (issue 12, point 5).
+    pub async fn replicas_take_a_lease_once(h: &dyn Harness) {
+        let a = h.store();
+        let b = h.replica().await;
+        let b: &dyn Store = &*b;
+        let t0 = ts("2026-12-01T10:00:00Z");
+        for round in 0..20i64 {
+            // Each round starts after the last one's lease expired.
+            let now = t0 + jiff::SignedDuration::from_secs(round * 100);
+            let until = now + jiff::SignedDuration::from_secs(60);
+            let (x, y) = futures::join!(
+                retrying(|| a.acquire_lease("rollout", "replica-a", now, until)),
+                retrying(|| b.acquire_lease("rollout", "replica-b", now, until)),
+            );
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert!(
+                x ^ y,
+                "round {round}: exactly one replica holds the lease ({x}, {y})"
+            );
+            let (winner, loser): (&dyn Store, &dyn Store) = if x { (a, b) } else { (b, a) };
+            let (w, l) = if x {
+                ("replica-a", "replica-b")
+            } else {
+                ("replica-b", "replica-a")
+            };
+            let later = now + jiff::SignedDuration::from_secs(30);
+            let renew = later + jiff::SignedDuration::from_secs(60);
+            assert!(!loser
+                .acquire_lease("rollout", l, later, renew)
+                .await
+                .unwrap());
+            assert!(winner
+                .acquire_lease("rollout", w, later, renew)
+                .await
+                .unwrap());
+        }
+        // Leases are per name.
+        assert!(a
+            .acquire_lease(
+                "cleanup",
+                "replica-a",
+                t0,
+                t0 + jiff::SignedDuration::from_secs(60)
+            )
+            .await
+            .unwrap());
     }
 }
 

@@ -178,6 +178,17 @@ pub trait Store: Send + Sync {
     /// Whether any provider-admin token exists (first start).
     async fn has_provider_admin(&self) -> Result<bool>;
 
+    /// Takes or renews the lease `name` for `holder` until `until`, when it is free,
+    /// expired at `now`, or already `holder`'s; true when `holder` holds it afterwards.
+    /// Issue 12, point 5: each kind of background work runs on one replica at a time.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
+
     /// Finds the tenant of an enrolment token.
     async fn enroll_token_tenant(&self, hash: &str) -> Result<Option<TenantId>>;
     /// Finds a host by the hash of its credential.
