@@ -8,11 +8,11 @@
 //! fails until the catalog is pushed again), the TLS files, and a manifest. A data
 //! directory that lacks one of the parts a restore needs is refused, naming the part.
 //!
-//! The trusted catalog state and the director key are files beside the database (the
-//! seam issue 12, point 1 is about), so a catalog push or key rotation during the backup
-//! could leave the two disagreeing. The backup therefore fingerprints those files before
-//! the database copy and after the last file is written, and starts again (up to five
-//! times) when they moved.
+//! The pinned root and the trusted catalog state are in the database (issue 12, point
+//! 1), so the copy holds them consistently with the catalog rows. The director key and
+//! its certificate are still files: the backup fingerprints them before the database
+//! copy and after the last file is written, and starts again (up to five times) when a
+//! rotation moved them.
 //!
 //! Restore unpacks into a directory that must not exist or be empty, checks the manifest
 //! and the parts, opens the database (which applies newer migrations), and only then
@@ -61,11 +61,13 @@ fn transient(rel: &Path) -> bool {
         .unwrap_or_default();
     s == DATABASE
         || s.starts_with("patchday.db-")
+        // A restored server is another replica (issue 12, point 5: lease holder).
+        || s == "replica-id"
         || first == "dependency-facts"
         || s.starts_with("catalog/incoming")
         || s.starts_with("catalog/staging-")
-        || s == "catalog/datastore.next"
-        || s == "catalog/datastore.old"
+        || s.starts_with("catalog/datastore")
+        || s.starts_with("catalog/states")
 }
 
 /// The parts a restore cannot do without, each with what goes wrong without it.
@@ -89,13 +91,10 @@ fn required(data: &Path) -> Vec<String> {
     missing
 }
 
-/// A digest of the files that change with a catalog push or a director key rotation.
+/// A digest of the files that change with a director key rotation.
 fn fingerprint(data: &Path) -> anyhow::Result<String> {
     let mut h = Sha256::new();
-    let link = std::fs::read_link(data.join("catalog/datastore")).unwrap_or_default();
-    h.update(link.to_string_lossy().as_bytes());
     for f in [
-        "catalog/root.json",
         "director/ed25519.pk8",
         "director/next.pk8",
         "director/certificate.json",
@@ -174,11 +173,11 @@ pub async fn backup(data: &Path, out: &Path, now: jiff::Timestamp) -> anyhow::Re
         }
         tracing::warn!(
             attempt,
-            "the catalog or the director key changed during the backup: taking it again"
+            "the director key changed during the backup: taking it again"
         );
     }
     bail!(
-        "the catalog or the director key changed during each of {ATTEMPTS} attempts: back up when no catalog push or key rotation is running (nothing was written)"
+        "the director key changed during each of {ATTEMPTS} attempts: back up when no key rotation is running (nothing was written)"
     )
 }
 
@@ -333,13 +332,13 @@ mod tests {
             "catalog/incoming/u.tar",
             "catalog/staging-ab12/metadata/root.json",
             "catalog/datastore.next",
+            "replica-id",
+            "catalog/datastore",
+            "catalog/states/ab/timestamp.json",
         ] {
             assert!(transient(Path::new(t)), "{t}");
         }
         for t in [
-            "catalog/datastore",
-            "catalog/states/ab/timestamp.json",
-            "catalog/root.json",
             "director/ed25519.pk8",
             "content/ab/abcdef",
             "tls/server.key",

@@ -15,54 +15,61 @@ fn catalog_dir(data: &Path) -> PathBuf {
     data.join("catalog")
 }
 
-/// Path of the pinned root.
-pub fn pinned_root(data: &Path) -> PathBuf {
+/// Path where servers before issue 12 kept the pinned root (adopted into the store).
+fn legacy_pinned_root(data: &Path) -> PathBuf {
     catalog_dir(data).join("root.json")
 }
 
-/// Pins `root` on first use; refuses a different root later.
-pub fn pin_root(data: &Path, root: Option<&Path>) -> anyhow::Result<()> {
+/// Pins the catalog root given at start in the store (issue 12, point 1: the store holds
+/// the server's trust, so every replica and every restore has it); refuses a different
+/// root later. A root pinned by an older server as a file is adopted first.
+pub async fn pin_root(
+    store: &dyn patchday_store::Store,
+    data: &Path,
+    root: Option<&Path>,
+) -> anyhow::Result<()> {
     let dir = catalog_dir(data);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let legacy = legacy_pinned_root(data);
+    if store.pinned_root().await?.is_none() {
+        if let Ok(old) = std::fs::read(&legacy) {
+            store.pin_root(&old).await?;
+            tracing::info!(path = %legacy.display(), "pinned catalog root moved into the database");
+        }
+    }
+    let _ = std::fs::remove_file(&legacy);
     let Some(root) = root else { return Ok(()) };
     let new =
         std::fs::read(root).with_context(|| format!("reading catalog root {}", root.display()))?;
-    let pinned = pinned_root(data);
-    match std::fs::read(&pinned) {
-        Ok(old) if old == new => Ok(()),
-        Ok(_) => anyhow::bail!(
-            "this server already pins a different catalog root ({}); a root changes only by a rotation signed with the old root keys, pushed as a catalog",
-            pinned.display()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            serde_json::from_slice::<serde_json::Value>(&new)
-                .with_context(|| format!("{} is not JSON: pass the catalog's metadata/1.root.json", root.display()))?;
-            std::fs::write(&pinned, &new).with_context(|| format!("writing {}", pinned.display()))
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", pinned.display())),
-    }
+    serde_json::from_slice::<serde_json::Value>(&new).with_context(|| {
+        format!(
+            "{} is not JSON: pass the catalog's metadata/1.root.json",
+            root.display()
+        )
+    })?;
+    store.pin_root(&new).await.map_err(|e| match e {
+        patchday_store::StoreError::Refused(m) => anyhow::anyhow!("{m}"),
+        e => e.into(),
+    })
+}
+
+/// The pinned root, or the 409 that says how to pin one.
+pub async fn pinned_root(store: &dyn patchday_store::Store) -> Result<Vec<u8>, ApiError> {
+    store.pinned_root().await?.ok_or_else(|| {
+        ApiError::conflict(
+            "this server has no pinned catalog root: restart it once with --catalog-root PATH/TO/1.root.json",
+        )
+    })
 }
 
 /// The newest catalog root this server trusts: the one its last accepted push ended
 /// on, or the pinned one before any push.
-pub fn newest_trusted_root(data: &Path) -> Result<Vec<u8>, ApiError> {
-    std::fs::read(catalog_dir(data).join("datastore/root.json"))
-        .or_else(|_| std::fs::read(pinned_root(data)))
-        .map_err(|_| {
-            ApiError::conflict(
-                "this server has no catalog root yet: start it once with --catalog-root PATH/TO/1.root.json",
-            )
-        })
-}
-
-/// Records a timestamp the server signed itself as trusted by its own client state.
-pub fn trust_own_timestamp(data: &Path, bytes: &[u8]) -> Result<(), ApiError> {
-    let ds = catalog_dir(data).join("datastore");
-    if !ds.is_dir() {
-        return Ok(());
+pub async fn newest_trusted_root(store: &dyn patchday_store::Store) -> Result<Vec<u8>, ApiError> {
+    let trusted = store.trusted_metadata().await?;
+    match trusted.into_iter().find(|(name, _)| name == "root.json") {
+        Some((_, bytes)) => Ok(bytes),
+        None => pinned_root(store).await,
     }
-    patchday_trust::client::write_atomically(&ds.join("timestamp.json"), bytes)
-        .map_err(ApiError::internal)
 }
 
 fn rejected(m: impl Into<String>) -> ApiError {
@@ -119,30 +126,21 @@ fn unpack(tar_path: &Path, dest: &Path) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    if !from.exists() {
-        return Ok(());
+/// A stored trusted-state file name as a plain file name (never a path).
+fn safe_name(name: &str) -> Result<&str, ApiError> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(ApiError::internal(format!(
+            "the stored trusted catalog state names a file {name:?}"
+        )));
     }
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        if e.file_type()?.is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name()))?;
-        }
-    }
-    Ok(())
+    Ok(name)
 }
 
 /// Verifies and stores an uploaded catalog (a tar file on disk).
 pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, ApiError> {
     let _guard = state.catalog_lock.lock().await;
     let data = &state.config.data_dir;
-    let root = pinned_root(data);
-    if !root.exists() {
-        return Err(ApiError::conflict(
-            "this server has no pinned catalog root: restart it once with --catalog-root PATH/TO/1.root.json",
-        ));
-    }
+    let pinned = pinned_root(state.store.as_ref()).await?;
     let staging = tempdir_in(&catalog_dir(data))?;
     let stage = staging.path().to_path_buf();
     let tar = tar_path.to_path_buf();
@@ -151,24 +149,35 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         .await
         .map_err(ApiError::internal)??;
 
-    let trusted_ds = catalog_dir(data).join("datastore");
+    // Issue 12, point 1: the trusted client state comes from the store; the push is
+    // verified in a copy of it, and what the copy ends on is stored with the catalog in
+    // one transaction (no file beside the database to disagree with it).
+    let trusted = state.store.trusted_metadata().await?;
+    let root = stage.join("pinned-root.json");
+    std::fs::write(&root, &pinned).map_err(ApiError::internal)?;
     let trial_ds = stage.join("datastore");
-    copy_dir(&trusted_ds, &trial_ds).map_err(ApiError::internal)?;
+    std::fs::create_dir_all(&trial_ds).map_err(ApiError::internal)?;
+    for (name, bytes) in &trusted {
+        std::fs::write(trial_ds.join(safe_name(name)?), bytes).map_err(ApiError::internal)?;
+    }
     let meta = stage.join("metadata");
     let targets = stage.join("targets");
     if let Some(online) = &state.config.online_timestamp {
-        let trusted = std::fs::read(trusted_ds.join("timestamp.json")).ok();
+        let trusted_timestamp = trusted
+            .iter()
+            .find(|(n, _)| n == "timestamp.json")
+            .map(|(_, b)| b.clone());
         // Sign under the root the push ends on (it may rotate the timestamp key); it is
         // only used to pick the key id here, and verified with everything else below.
         let signing_root = match std::fs::read(meta.join("root.json")) {
             Ok(r) => r,
-            Err(_) => newest_trusted_root(data)?,
+            Err(_) => newest_trusted_root(state.store.as_ref()).await?,
         };
         crate::freshness::sign_pushed(
             online,
             &signing_root,
             &meta,
-            trusted.as_deref(),
+            trusted_timestamp.as_deref(),
             state.clock.now(),
         )
         .await?;
@@ -275,26 +284,26 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         payloads,
         ..Default::default()
     };
-    // The new trusted state is kept under its own name before the database commit, so
-    // a crash after the commit finds it at start (issue 8, finding 15).
-    let state_dir = prepare_state(data, &trial_ds).map_err(ApiError::internal)?;
+    let mut trusted_after = Vec::new();
+    for e in std::fs::read_dir(&trial_ds).map_err(ApiError::internal)? {
+        let e = e.map_err(ApiError::internal)?;
+        let bytes = std::fs::read(e.path()).map_err(ApiError::internal)?;
+        trusted_after.push((e.file_name().to_string_lossy().into_owned(), bytes));
+    }
     let updates_ids: Vec<patchday_types::UpdateId> = updates.iter().map(|u| u.id.clone()).collect();
-    let committed = state
+    state
         .store
         .replace_catalog(&CatalogRecord {
             status: status.clone(),
             updates,
             targets: record_targets,
             metadata,
+            trusted: trusted_after,
         })
-        .await;
-    if let Err(e) = committed {
-        let _ = std::fs::remove_dir_all(&state_dir);
-        return Err(e.into());
-    }
-    // Only now does the trusted datastore advance (see `commit_state` for the protocol).
+        .await?;
+    // Issue 8, finding 15: a server killed here has committed the catalog and its trust
+    // together; the staging directory is removed at the next start.
     failpoint("catalog-after-commit");
-    commit_state(data, &state_dir).map_err(ApiError::internal)?;
     // Issue 10, point 1: when each update was first published, for time-to-install. The
     // catalog is in by now; a failure here costs only that figure, so it is logged.
     if let Err(e) = state
@@ -456,9 +465,37 @@ fn datastore_timestamp(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// At start: removes staging directories a killed push left behind, and makes the
-/// trusted datastore the one the database committed.
+/// At start: removes staging directories a killed push left behind, and moves a trusted
+/// state that a server before issue 12 kept in files into the store (once; the files go).
 pub async fn recover(data: &Path, store: &dyn patchday_store::Store) -> anyhow::Result<()> {
+    settle_legacy(data, store).await?;
+    let dir = catalog_dir(data);
+    let link = dir.join("datastore");
+    if let Ok(entries) = std::fs::read_dir(&link) {
+        let mut files = Vec::new();
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                let bytes = std::fs::read(e.path())
+                    .with_context(|| format!("reading {}", e.path().display()))?;
+                files.push((e.file_name().to_string_lossy().into_owned(), bytes));
+            }
+        }
+        if !files.is_empty() && store.adopt_trusted_metadata(&files).await? {
+            tracing::info!("the trusted catalog state moved from files into the database");
+        }
+    }
+    if std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(&link)?;
+    } else if std::fs::symlink_metadata(&link).is_ok() {
+        std::fs::remove_file(&link)?;
+    }
+    let _ = std::fs::remove_dir_all(states_dir(data));
+    Ok(())
+}
+
+/// The file layout of issue 8, finding 15 (before issue 12): makes the trusted datastore
+/// the one the database committed, so that the right one is adopted.
+async fn settle_legacy(data: &Path, store: &dyn patchday_store::Store) -> anyhow::Result<()> {
     let dir = catalog_dir(data);
     for parent in [dir.clone(), dir.join("incoming")] {
         let Ok(entries) = std::fs::read_dir(&parent) else {
@@ -531,4 +568,57 @@ pub async fn intake_repo(state: &AppState, repo_dir: &Path) -> Result<CatalogSta
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::internal(format!("{e:#}")))?;
     intake(state, packed.path()).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use patchday_store::Store;
+
+    /// Issue 12, point 1: a data directory of a server before the trust moved into the
+    /// store (pinned root and trusted state as files, the state behind the `datastore`
+    /// symlink of finding 15) is adopted at the first start, and the files go.
+    #[tokio::test]
+    async fn a_file_kept_trust_is_adopted_into_the_store_once() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path();
+        let store = patchday_store_sqlite::SqliteStore::open(&data.join("patchday.db"))
+            .await
+            .unwrap();
+        let dir = catalog_dir(data);
+        std::fs::create_dir_all(dir.join("states/s1")).unwrap();
+        std::fs::write(dir.join("root.json"), b"{\"pinned\":1}").unwrap();
+        std::fs::write(dir.join("states/s1/root.json"), b"{\"root\":2}").unwrap();
+        std::fs::write(
+            dir.join("states/s1/timestamp.json"),
+            br#"{"signed":{"version":0}}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("states/s1", dir.join("datastore")).unwrap();
+
+        pin_root(&store, data, None).await.unwrap();
+        recover(data, &store).await.unwrap();
+        assert_eq!(
+            store.pinned_root().await.unwrap(),
+            Some(b"{\"pinned\":1}".to_vec())
+        );
+        let trusted = store.trusted_metadata().await.unwrap();
+        assert_eq!(trusted.len(), 2, "{trusted:?}");
+        assert_eq!(
+            newest_trusted_root(&store).await.unwrap(),
+            b"{\"root\":2}".to_vec()
+        );
+        for gone in ["root.json", "datastore", "states"] {
+            assert!(
+                std::fs::symlink_metadata(dir.join(gone)).is_err(),
+                "{gone} is still there"
+            );
+        }
+        // A different root later is refused.
+        let other = data.join("other-root.json");
+        std::fs::write(&other, b"{\"other\":1}").unwrap();
+        let e = pin_root(&store, data, Some(&other)).await.unwrap_err();
+        assert!(e.to_string().contains("different catalog root"), "{e}");
+    }
 }

@@ -11,7 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Every role of the served catalog, judged at the server's `now`, with the warnings.
 pub async fn roles(state: &AppState) -> Result<(Vec<RoleExpiry>, Vec<String>), ApiError> {
-    let root = crate::catalog::newest_trusted_root(&state.config.data_dir).ok();
+    let root = crate::catalog::newest_trusted_root(state.store.as_ref())
+        .await
+        .ok();
     // `role_expiries` walks timestamp → snapshot → targets roles with a plain lookup;
     // fill a cache from the store round by round (one round per level).
     let mut cache: HashMap<String, Option<Vec<u8>>> = HashMap::new();

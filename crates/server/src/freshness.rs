@@ -129,7 +129,7 @@ pub async fn refresh_if_due(
         .ok_or_else(|| {
             ApiError::internal(format!("{snapshot_version}.snapshot.json is missing"))
         })?;
-    let root = crate::catalog::newest_trusted_root(&state.config.data_dir)?;
+    let root = crate::catalog::newest_trusted_root(state.store.as_ref()).await?;
     let t = sign(
         online,
         &root,
@@ -143,10 +143,14 @@ pub async fn refresh_if_due(
     status.timestamp_version = t.version;
     state
         .store
-        .refresh_catalog_metadata(&status, &[("timestamp.json".into(), t.bytes.clone())])
+        // The server's own client state moves on too (in the same transaction), so the
+        // next push is judged against it.
+        .refresh_catalog_metadata(
+            &status,
+            &[("timestamp.json".into(), t.bytes.clone())],
+            &[("timestamp.json".into(), t.bytes.clone())],
+        )
         .await?;
-    // The server's own client state moves on too, so the next push is judged against it.
-    crate::catalog::trust_own_timestamp(&state.config.data_dir, &t.bytes)?;
     tracing::info!(version = t.version, expires = %t.expires, "timestamp re-signed");
     Ok(Some(t.version))
 }
@@ -169,9 +173,12 @@ pub async fn run(state: AppState, online: OnlineTimestampKey) {
 /// Checks at start that the key can sign for the catalog: a key the trusted root does
 /// not name is only a warning, since rotating the timestamp key means starting the
 /// server with the new key before the catalog whose root names it is pushed.
-pub async fn check(online: &OnlineTimestampKey, data: &Path) -> anyhow::Result<()> {
+pub async fn check(
+    online: &OnlineTimestampKey,
+    store: &dyn patchday_store::Store,
+) -> anyhow::Result<()> {
     patchday_trust::check_key_file_mode(&online.key)?;
-    let Ok(root) = crate::catalog::newest_trusted_root(data) else {
+    let Ok(root) = crate::catalog::newest_trusted_root(store).await else {
         return Ok(()); // no catalog root pinned yet: nothing to check against
     };
     if let Err(e) = patchday_trust::sign_online_timestamp(

@@ -53,11 +53,24 @@ pub async fn hold(state: &AppState, work: &str, every: Duration) -> bool {
     }
 }
 
-/// A random name for this server process among the replicas.
-pub fn replica_name() -> String {
+/// This server's name among the replicas: kept in its data directory (`replica-id`,
+/// made once), so a restarted server renews its own leases at once instead of waiting
+/// for them to expire.
+pub fn replica_name(data: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let path = data.join("replica-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
     let mut b = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-    format!("{}-{}", std::process::id(), hex::encode(b))
+    let name = hex::encode(b);
+    patchday_trust::client::write_atomically(&path, name.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(name)
 }
 
 #[cfg(test)]

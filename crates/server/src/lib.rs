@@ -66,7 +66,7 @@ pub struct Initialised {
 pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Initialised> {
     let state = state::AppState::open(config, clock.clone()).await?;
     if let Some(online) = &config.online_timestamp {
-        freshness::check(online, &config.data_dir).await?;
+        freshness::check(online, state.store.as_ref()).await?;
         tokio::spawn(freshness::run(state.clone(), online.clone()));
     }
     // Issue 9, point 5: the log shows every role's expiry and warns before one expires.

@@ -191,7 +191,7 @@ impl AppState {
         set_private(dir)?;
         let store = open_store(config).await?;
         let content = LocalDisk::new(dir.join("content"))?;
-        crate::catalog::pin_root(dir, config.catalog_root.as_deref())?;
+        crate::catalog::pin_root(store.as_ref(), dir, config.catalog_root.as_deref()).await?;
         crate::catalog::recover(dir, store.as_ref())
             .await
             .context("recovering the trusted catalog state")?;
@@ -228,7 +228,7 @@ impl AppState {
             metrics: Arc::default(),
             console_overview: Arc::default(),
             admission: Arc::new(crate::admission::Admission::for_this_machine()),
-            replica: crate::lease::replica_name().into(),
+            replica: crate::lease::replica_name(dir)?.into(),
         })
     }
 }

@@ -368,6 +368,21 @@ impl Store for SqliteStore {
 
     async fn replace_catalog(&self, c: &CatalogRecord) -> Result<()> {
         let mut tx = WriteTx::begin(&self.writer).await?;
+        // Issue 12, point 1: a push verified against an older trusted state than the
+        // one committed meanwhile (another push, another replica) must not roll it back.
+        if let Some(r) = sqlx::query("SELECT status FROM catalog_status WHERE k = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+        {
+            let now: CatalogStatus = json("catalog status", r.get::<&str, _>("status"))?;
+            if now.timestamp_version > c.status.timestamp_version {
+                return Err(StoreError::Conflict(format!(
+                    "a newer catalog (timestamp version {}) was accepted meanwhile; this one has {}: push again",
+                    now.timestamp_version, c.status.timestamp_version
+                )));
+            }
+        }
         for table in [
             "catalog_updates",
             "catalog_targets",
@@ -405,6 +420,11 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
         }
         put_metadata(&mut tx, &c.metadata).await?;
+        sqlx::query("DELETE FROM catalog_trusted")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        put_trusted(&mut tx, &c.trusted).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -412,6 +432,7 @@ impl Store for SqliteStore {
         &self,
         status: &CatalogStatus,
         metadata: &[(String, Vec<u8>)],
+        trusted: &[(String, Vec<u8>)],
     ) -> Result<()> {
         let mut tx = WriteTx::begin(&self.writer).await?;
         sqlx::query("UPDATE catalog_status SET status = ? WHERE k = 1")
@@ -420,7 +441,64 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         put_metadata(&mut tx, metadata).await?;
+        put_trusted(&mut tx, trusted).await?;
         tx.commit().await.map_err(backend)
+    }
+
+    async fn pinned_root(&self) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT root FROM catalog_pin WHERE k = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>("root")))
+    }
+
+    async fn pin_root(&self, root: &[u8]) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        let pinned = sqlx::query("SELECT root FROM catalog_pin WHERE k = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| r.get::<Vec<u8>, _>("root"));
+        match pinned {
+            Some(p) if p == root => Ok(()),
+            Some(_) => Err(StoreError::Refused(
+                "this server already pins a different catalog root; a root changes only by a rotation signed with the old root keys, pushed as a catalog".into(),
+            )),
+            None => {
+                sqlx::query("INSERT INTO catalog_pin (k, root) VALUES (1, ?)")
+                    .bind(root)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                tx.commit().await.map_err(backend)
+            }
+        }
+    }
+
+    async fn trusted_metadata(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT name, bytes FROM catalog_trusted ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("name"), r.get::<Vec<u8>, _>("bytes")))
+            .collect())
+    }
+
+    async fn adopt_trusted_metadata(&self, trusted: &[(String, Vec<u8>)]) -> Result<bool> {
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        let held = sqlx::query("SELECT 1 FROM catalog_trusted LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if held.is_some() {
+            return Ok(false);
+        }
+        put_trusted(&mut tx, trusted).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn catalog_status(&self) -> Result<CatalogStatus> {
@@ -2711,6 +2789,22 @@ impl SqliteTenant {
 fn host_updated(done: &sqlx::sqlite::SqliteQueryResult, id: &HostId) -> Result<()> {
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("host {id}")));
+    }
+    Ok(())
+}
+
+/// Writes (or replaces) files of the trusted catalog state inside a transaction.
+async fn put_trusted(tx: &mut WriteTx, trusted: &[(String, Vec<u8>)]) -> Result<()> {
+    for (name, bytes) in trusted {
+        sqlx::query(
+            "INSERT INTO catalog_trusted (name, bytes) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes",
+        )
+        .bind(name)
+        .bind(bytes.as_slice())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
     }
     Ok(())
 }

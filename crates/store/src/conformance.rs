@@ -58,7 +58,7 @@ macro_rules! conformance_tests {
             refused_changes_leave_no_log_entry, repair_requests, group_policies,
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
             notification_outbox, console_sessions, fleet_views, baseline_reports, mail_verdicts,
-            facts_blobs);
+            facts_blobs, catalog_trust);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
@@ -110,6 +110,10 @@ pub mod case {
     pub async fn tenant_isolation(s: &dyn Store) {
         super::tenants_and_tokens(s).await;
         super::tenant_isolation(s).await;
+    }
+    /// The pinned root and the trusted catalog state (issue 12, point 1).
+    pub async fn catalog_trust(s: &dyn Store) {
+        super::catalog_trust(s).await;
     }
     /// Facts stored once per distinct content (issue 12, point 7).
     pub async fn facts_blobs(s: &dyn Store) {
@@ -696,8 +700,14 @@ async fn catalog_replacement(store: &dyn Store) {
         updates: vec![doc.clone()],
         targets: vec![target.clone()],
         metadata: vec![("timestamp.json".into(), b"{}".to_vec())],
+        trusted: vec![
+            ("root.json".into(), b"root-1".to_vec()),
+            ("timestamp.json".into(), b"ts-2".to_vec()),
+        ],
     };
+    assert!(store.trusted_metadata().await.unwrap().is_empty());
     store.replace_catalog(&rec).await.unwrap();
+    assert_eq!(store.trusted_metadata().await.unwrap(), rec.trusted);
     assert_eq!(store.catalog_status().await.unwrap(), rec.status);
     assert_eq!(store.catalog_updates().await.unwrap(), vec![doc]);
     assert_eq!(
@@ -726,9 +736,24 @@ async fn catalog_replacement(store: &dyn Store) {
         .refresh_catalog_metadata(
             &refreshed,
             &[("timestamp.json".into(), b"{\"v\":3}".to_vec())],
+            &[("timestamp.json".into(), b"ts-3".to_vec())],
         )
         .await
         .unwrap();
+    assert_eq!(store.catalog_status().await.unwrap(), refreshed);
+    assert_eq!(
+        store.trusted_metadata().await.unwrap(),
+        vec![
+            ("root.json".into(), b"root-1".to_vec()),
+            ("timestamp.json".into(), b"ts-3".to_vec())
+        ],
+        "the refresher's timestamp is trusted with the served one"
+    );
+    // A push verified against an older state than the one committed is refused.
+    assert!(matches!(
+        store.replace_catalog(&rec).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(store.catalog_status().await.unwrap(), refreshed);
     assert_eq!(
         store.catalog_metadata("timestamp.json").await.unwrap(),
@@ -754,7 +779,27 @@ async fn catalog_replacement(store: &dyn Store) {
         store.catalog_metadata("timestamp.json").await.unwrap(),
         None
     );
+    assert!(store.trusted_metadata().await.unwrap().is_empty());
     let _: TenantId = id("acme");
+}
+
+/// Issue 12, point 1: the pinned root and an adopted file-kept trusted state.
+async fn catalog_trust(store: &dyn Store) {
+    assert_eq!(store.pinned_root().await.unwrap(), None);
+    store.pin_root(b"root-a").await.unwrap();
+    store.pin_root(b"root-a").await.unwrap();
+    assert!(matches!(
+        store.pin_root(b"root-b").await,
+        Err(StoreError::Refused(_))
+    ));
+    assert_eq!(store.pinned_root().await.unwrap(), Some(b"root-a".to_vec()));
+    let files = vec![("timestamp.json".to_string(), b"ts-9".to_vec())];
+    assert!(store.adopt_trusted_metadata(&files).await.unwrap());
+    assert_eq!(store.trusted_metadata().await.unwrap(), files);
+    // Only once: a store that holds a trusted state keeps it.
+    let other = vec![("timestamp.json".to_string(), b"ts-1".to_vec())];
+    assert!(!store.adopt_trusted_metadata(&other).await.unwrap());
+    assert_eq!(store.trusted_metadata().await.unwrap(), files);
 }
 
 // finding 8/13 (issue 8): host keys, replay-proof sequence numbers, agent errors.

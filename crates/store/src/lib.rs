@@ -159,6 +159,9 @@ pub struct CatalogRecord {
     pub targets: Vec<CatalogTarget>,
     /// TUF metadata files by name, as served to agents.
     pub metadata: Vec<(String, Vec<u8>)>,
+    /// The server's trusted TUF client state once this catalog verified (issue 12,
+    /// point 1): replaced in the same transaction as the rows above.
+    pub trusted: Vec<(String, Vec<u8>)>,
 }
 
 /// Provider-wide storage: tenants, credentials and the catalog.
@@ -208,12 +211,27 @@ pub trait Store: Send + Sync {
     /// are left out; order is unspecified).
     async fn catalog_targets(&self, names: &[String]) -> Result<Vec<CatalogTarget>>;
     /// Replaces some metadata files (a re-signed timestamp, or snapshot and timestamp)
-    /// and the status, atomically, leaving updates and targets as they are.
+    /// and the status, atomically, leaving updates and targets as they are; `trusted`
+    /// replaces those files of the trusted client state in the same transaction.
     async fn refresh_catalog_metadata(
         &self,
         status: &CatalogStatus,
         metadata: &[(String, Vec<u8>)],
+        trusted: &[(String, Vec<u8>)],
     ) -> Result<()>;
+
+    // ---- Issue 12, point 1: the server's trust in the catalog, in the store ----
+
+    /// The pinned catalog root, if one is pinned.
+    async fn pinned_root(&self) -> Result<Option<Vec<u8>>>;
+    /// Pins `root` when none is pinned; the same root again is fine; another one is
+    /// `Refused` (a root changes only by a rotation pushed as a catalog).
+    async fn pin_root(&self, root: &[u8]) -> Result<()>;
+    /// The trusted TUF client state (file name, bytes), empty before the first push.
+    async fn trusted_metadata(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Takes a trusted state kept in files by an older server, only while the store holds
+    /// none; true when it was taken.
+    async fn adopt_trusted_metadata(&self, trusted: &[(String, Vec<u8>)]) -> Result<bool>;
 
     // ---- Finding 3 (issue 8): operator tokens expire and are revoked ----
 

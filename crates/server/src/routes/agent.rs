@@ -58,7 +58,11 @@ pub async fn enroll(
         tenant.set_host_groups(&id, std::slice::from_ref(g)).await?;
     }
     tracing::info!(tenant = %tenant_id, host = %id, "host enrolled");
-    let root = std::fs::read_to_string(crate::catalog::pinned_root(&s.config.data_dir)).ok();
+    let root = s
+        .store
+        .pinned_root()
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
     let key = s.director.key();
     let pk = key.public();
     Ok(Json(EnrollResponse {

@@ -1,7 +1,7 @@
 //! Catalog push and status.
 
 use crate::auth::Operator;
-use crate::catalog::{intake, pinned_root, tempdir_in};
+use crate::catalog::{intake, tempdir_in};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::body::Body;
@@ -35,8 +35,10 @@ pub async fn status(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<
     responses((status = 200, description = "The pinned TUF root (public keys only)", body = Object, content_type = "application/json"))
 )]
 pub async fn root(State(s): State<AppState>) -> ApiResult<Vec<u8>> {
-    std::fs::read(pinned_root(&s.config.data_dir))
-        .map_err(|_| ApiError::not_found("this server has no pinned catalog root yet"))
+    s.store
+        .pinned_root()
+        .await?
+        .ok_or_else(|| ApiError::not_found("this server has no pinned catalog root yet"))
 }
 
 /// `POST /v1/catalog`: a tar of the catalog's `metadata/` and `targets/`.

@@ -68,7 +68,7 @@ pub async fn certificate(
     body: Bytes,
 ) -> ApiResult<Json<DirectorStatus>> {
     op.provider()?;
-    let root = crate::catalog::newest_trusted_root(&s.config.data_dir)?;
+    let root = crate::catalog::newest_trusted_root(s.store.as_ref()).await?;
     s.director.install(&body, &root, s.clock.now()).await?;
     s.push.everyone(); // issue 10, point 6 (push): agents fetch the new certificate now
     let now_status = status(&s, None);
