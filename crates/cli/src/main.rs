@@ -225,6 +225,10 @@ struct ServerArgs {
     /// (PGPASSFILE, or ~/.pgpass of the server's user) or PGPASSWORD.
     #[arg(long, env = "PATCHDAY_DATABASE", hide_env_values = true)]
     database: Option<String>,
+    /// Issue 12, point 5: the payload directory, instead of DATA/content: one directory
+    /// every replica of a PostgreSQL deployment shares (e.g. a network filesystem).
+    #[arg(long, env = "PATCHDAY_CONTENT")]
+    content: Option<PathBuf>,
     /// Listen address.
     #[arg(long, env = "PATCHDAY_LISTEN")]
     listen: Option<SocketAddr>,
@@ -2334,6 +2338,7 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     // Issues 10 and 11 (point 5): notification targets.
     cfg.notify = notify_config(&a)?;
     cfg.catalog_root = a.catalog_root.clone();
+    cfg.content_dir = a.content.clone();
     if let Some(p) = a.poll_seconds {
         cfg.poll_seconds = p;
     }

@@ -16,6 +16,9 @@ pub struct ServerConfig {
     /// Issue 12, point 2: the database (`--database postgres://…`); `None`: SQLite in
     /// the data directory.
     pub database: Option<DatabaseChoice>,
+    /// Issue 12, points 3 and 5: the payload directory, when not `DATA/content` (a
+    /// directory all replicas share, e.g. on a network filesystem).
+    pub content_dir: Option<PathBuf>,
     /// The catalog root to pin on first start (`root.json` from the publisher).
     pub catalog_root: Option<PathBuf>,
     /// Largest accepted catalog upload in bytes.
@@ -61,6 +64,7 @@ impl ServerConfig {
         Self {
             data_dir: data_dir.into(),
             database: None,
+            content_dir: None,
             catalog_root: None,
             max_catalog_bytes: 2 << 30,
             poll_seconds: 3600,
@@ -190,7 +194,12 @@ impl AppState {
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         set_private(dir)?;
         let store = open_store(config).await?;
-        let content = LocalDisk::new(dir.join("content"))?;
+        let content = LocalDisk::new(
+            config
+                .content_dir
+                .clone()
+                .unwrap_or_else(|| dir.join("content")),
+        )?;
         crate::catalog::pin_root(store.as_ref(), dir, config.catalog_root.as_deref()).await?;
         crate::catalog::recover(dir, store.as_ref())
             .await

@@ -151,7 +151,14 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     if let Err(why) = database_ready(&s).await {
         failed.push(format!("database: {why}"));
     }
-    if let Err(why) = content_ready(&s.config.data_dir.join("content")).await {
+    if let Err(why) = content_ready(
+        &s.config
+            .content_dir
+            .clone()
+            .unwrap_or_else(|| s.config.data_dir.join("content")),
+    )
+    .await
+    {
         failed.push(format!("content store: {why}"));
     }
     if failed.is_empty() {

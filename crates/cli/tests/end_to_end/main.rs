@@ -33,6 +33,7 @@ mod packaging;
 mod pipeline;
 mod postgres;
 mod push;
+mod replicas;
 mod rings;
 mod safe_installs;
 mod server_hardening;

@@ -1,0 +1,268 @@
+//! Issue 12, point 5: three `patchday server` replicas on one PostgreSQL database and one
+//! shared payload directory, behind Debian's nginx. Agents enrol and check in through
+//! nginx in a storm while an operator approves; one replica is killed in the middle.
+//! Nothing is lost: every agent is served (nginx moves a request that died with its
+//! replica to another one), every host installs the approved update, and the report and
+//! each host's state history say so exactly once. Real PostgreSQL, nginx, servers,
+//! agents and dpkg (`dpkg --root` sandbox hosts, so that many run at once).
+
+use patchday_lab::{DebSpec, Requirement};
+use patchday_store_postgres::testing::ThrowawayDatabase;
+use patchday_testkit::{scratch, text, AcmeWorld, Bins, Host, Server};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+fn bins() -> Bins {
+    Bins::new(env!("CARGO_BIN_EXE_patchday"))
+}
+
+/// nginx in front of `upstreams` (`127.0.0.1:port`), on a free port; killed on drop.
+struct Nginx {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx(dir: &Path, upstreams: &[String]) -> Nginx {
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = prefix.display();
+    let servers: String = upstreams
+        .iter()
+        .map(|u| format!("    server {u} max_fails=1 fail_timeout=60s;\n"))
+        .collect();
+    let conf = format!(
+        "user root;
+worker_processes 1;
+error_log {p}/error.log;
+pid {p}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  log_format upstream '$upstream_addr $status $request';
+  access_log {p}/access.log upstream;
+  client_body_temp_path {p}/tmp/body;
+  proxy_temp_path {p}/tmp/proxy;
+  fastcgi_temp_path {p}/tmp/fastcgi;
+  uwsgi_temp_path {p}/tmp/uwsgi;
+  scgi_temp_path {p}/tmp/scgi;
+  client_max_body_size 0;
+  upstream patchday {{
+{servers}  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://patchday;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      # A request that died with its replica goes to another (POSTs too: a check-in
+      # the dead replica had committed comes back as a replay, which the agent handles).
+      proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+"
+    );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let mut child = Command::new("nginx")
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Nginx { child, url };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "nginx exited ({status}): {}",
+                std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "nginx did not start: {}",
+        std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
+    );
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[test]
+fn three_replicas_behind_nginx_lose_nothing_when_one_dies_during_a_check_in_storm() {
+    if !patchday_lab::require(Requirement::Postgres)
+        || !patchday_lab::require(Requirement::Program {
+            name: "nginx",
+            package: "nginx",
+        })
+    {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt
+        .block_on(ThrowawayDatabase::create(
+            &patchday_lab::postgres_url().unwrap(),
+        ))
+        .unwrap();
+    let url = db.url().to_string();
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let pkgs = dir.join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let build = |v: &str| {
+        let spec = DebSpec::new("pd-replica", v)
+            .changelog(v, "Fix CVE-2099-0701.")
+            .file(
+                "/usr/share/pd-replica/version",
+                v.as_bytes().to_vec(),
+                0o644,
+            );
+        patchday_lab::build_deb(&spec, &pkgs).unwrap()
+    };
+    let (old, new) = (build("1.0-1"), build("1.0-2"));
+    let shared = dir.join("content");
+    let flags = vec![
+        "--database".to_string(),
+        url.clone(),
+        "--content".to_string(),
+        shared.to_str().unwrap().to_string(),
+    ];
+    // Replica A pins the root, takes the catalog, makes tenant acme and a token.
+    let dir_a = dir.join("a");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    let w = AcmeWorld::start(
+        &b,
+        &dir_a,
+        ("PD-R-1", &new, &["--emergency", "test", "--since", "1.0-1"]),
+        &|_| flags.clone(),
+        &["--unlimited"],
+    );
+    // B and C: the same director key (the one private key replicas share), their own
+    // data directories.
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut replicas: Vec<Server> = Vec::new();
+    for name in ["b", "c"] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(d.join("server")).unwrap();
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(w.srv.data.join("director"))
+            .arg(d.join("server/director"))
+            .status()
+            .unwrap()
+            .success());
+        std::fs::copy(dir_a.join("admin-token"), d.join("admin-token")).unwrap();
+        replicas.push(Server::start_with(&b, &d, &w.cat.root(), &flag_refs));
+    }
+    let mut upstreams = vec![host_port(&w.srv.url)];
+    upstreams.extend(replicas.iter().map(|s| host_port(&s.url)));
+    let lb = nginx(dir, &upstreams);
+    let mut front = w.srv;
+    let replica_a_url = front.url.clone();
+    front.url = lb.url.clone(); // the CLI goes through nginx from here on
+
+    // Six hosts enrol through nginx, into group web.
+    let hosts: Vec<Host> = (0..6)
+        .map(|i| {
+            let h = Host::sandbox(&b, dir, &format!("replica-host-{i}"));
+            h.enrol_into_web(&front, &lb.url, &w.enroll, &old);
+            h
+        })
+        .collect();
+
+    // The storm: every agent checks in at once, three times, while the update is approved and
+    // replica B is killed.
+    let mut b_replica = replicas.remove(0);
+    let b_addr = host_port(&b_replica.url);
+    std::thread::scope(|s| {
+        let runs: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let url = lb.url.clone();
+                s.spawn(move || (0..3).map(|_| h.agent(&url, None)).collect::<Vec<_>>())
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        front.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-R-1"]);
+        b_replica.stop();
+        for r in runs {
+            for o in r.join().unwrap() {
+                assert!(o.status.success(), "an agent was not served: {}", text(&o));
+            }
+        }
+    });
+    // Replica B did serve agents before it died, and nginx sent nothing to it after.
+    let log = std::fs::read_to_string(dir.join("nginx/access.log")).unwrap();
+    let served_by_b = log
+        .lines()
+        .filter(|l| l.starts_with(&b_addr) && l.contains(" 200 "))
+        .count();
+    assert!(served_by_b > 0, "replica B served nothing:\n{log}");
+    let lines_before = log.lines().count();
+    // Every host installs (a run that checked in before the approval does on the next).
+    for h in &hosts {
+        let o = h.agent(&lb.url, None);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(h.version("pd-replica").as_deref(), Some("1.0-2"));
+    }
+    for i in 0..6 {
+        let name = format!("replica-host-{i}");
+        assert_eq!(front.update_state(&name, "PD-R-1").0, "installed", "{name}");
+        let id = front.acme_host_id(&name);
+        let history = front.cli(&[
+            "history", "--tenant", "acme", "--host", &id, "--update", "PD-R-1", "--format", "json",
+        ]);
+        let h: serde_json::Value = serde_json::from_str(&history).unwrap();
+        let rows = h["entries"].as_array().unwrap();
+        let installed = rows.iter().filter(|r| r["state"] == "installed").count();
+        assert_eq!(
+            installed, 1,
+            "{name}: installed once in the history: {history}"
+        );
+    }
+    let log = std::fs::read_to_string(dir.join("nginx/access.log")).unwrap();
+    for l in log.lines().skip(lines_before) {
+        assert!(
+            !l.starts_with(&format!("{b_addr} ")) || !l.contains(" 200 "),
+            "a request after B died was answered by B: {l}"
+        );
+    }
+    // The surviving replicas both answer, from the same database.
+    for u in [&replica_a_url, &replicas[0].url] {
+        let o = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("{u}/v1/ready"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{u}");
+    }
+}
