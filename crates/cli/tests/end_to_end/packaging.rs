@@ -4,7 +4,8 @@
 //! privileges, no capabilities: an equivalent supervisor check with `setpriv`, since an
 //! overlay host has no systemd) from /etc/patchday/server.toml, the agent from
 //! /etc/patchday/agent.toml; the agent enrols and patches its host. Logs written to a
-//! file have no colour codes; man pages and completions are where the shells look.
+//! file have no colour codes; man pages and completions are where the shells look; lintian
+//! finds no error or warning in either package.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -127,6 +128,10 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
             name: "systemd-analyze",
             package: "systemd",
         },
+        Requirement::Program {
+            name: "lintian",
+            package: "lintian",
+        },
     ] {
         if !patchday_lab::require(r) {
             return;
@@ -138,6 +143,15 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
     let out = dir.join("debs");
     std::fs::create_dir_all(&out).unwrap();
     let (server_deb, agent_deb) = build_debs(&out);
+    // Debian's own package checker: no error and no warning (the overrides shipped in
+    // packaging/*/lintian-overrides say why each exception is wanted).
+    let o = Command::new("lintian")
+        .args(["--tag-display-limit", "0", "--fail-on", "error,warning"])
+        .arg(&server_deb)
+        .arg(&agent_deb)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "lintian: {}", text(&o));
     let c = contents(&server_deb);
     for f in [
         "./usr/bin/patchday",
