@@ -254,20 +254,39 @@ impl Api {
         )
         .await
     }
-    /// Pushes a catalog tar file (streamed, not loaded into memory).
+    /// Pushes a catalog tar file (streamed, not loaded into memory), with a progress bar
+    /// on a terminal (issue 12, point 4).
     pub async fn push_catalog(&self, tar: &std::path::Path) -> anyhow::Result<CatalogStatus> {
+        use futures::StreamExt;
         let f = tokio::fs::File::open(tar).await?;
         let len = f.metadata().await?.len();
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
-        self.send(
-            self.http
-                .post(format!("{}/v1/catalog", self.base))
-                .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
-                .header(reqwest::header::CONTENT_LENGTH, len)
-                .body(body),
-            "pushing the catalog",
-        )
-        .await
+        // indicatif draws nothing when stderr is not a terminal.
+        let bar = indicatif::ProgressBar::new(len).with_style(
+            indicatif::ProgressStyle::with_template(
+                "pushing {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let progress = bar.clone();
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(f, 256 << 10).inspect(move |chunk| {
+                if let Ok(c) = chunk {
+                    progress.inc(c.len() as u64);
+                }
+            });
+        let body = reqwest::Body::wrap_stream(stream);
+        let answer = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/catalog", self.base))
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(body),
+                "pushing the catalog",
+            )
+            .await;
+        bar.finish_and_clear();
+        answer
     }
 
     /// Which of these target files (sha256) the server lacks (issue 9, point 6).

@@ -190,6 +190,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         .map_err(|e| rejected(e.to_string()))?;
 
     let evicted = crate::cleanup::evicted_digests(state.store.as_ref()).await?;
+    let resumable = crate::resume::held(data);
     // Cross-check update documents against the payload targets they name.
     let mut updates = Vec::new();
     let mut record_targets = Vec::new();
@@ -211,6 +212,11 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
         // asked for nor missed (an update document is never evicted).
         let evicted =
             matches!(custom, TargetCustom::Payload { .. }) && evicted.contains(&info.sha256);
+        // Issue 12, point 4: a file kept from a cut-off push goes into the content store
+        // (its digest checked again there, its length just below).
+        if !uploaded && !evicted && resumable.contains(&info.sha256) {
+            crate::resume::take(state, &info.sha256).await?;
+        }
         if uploaded {
             patchday_trust::check_target_file(name, info, &path)
                 .map_err(|e| rejected(e.to_string()))?;

@@ -270,6 +270,8 @@ pub async fn pass(state: &AppState, now: Timestamp) -> ApiResult<Pass> {
         );
         state.store.append_log(&entry).await?;
     }
+    // Issue 12, point 4: files kept from a cut-off push that no push used within a day.
+    crate::resume::expire(&state.config.data_dir, now);
     state.cleanup_runs.set(now);
     Ok(out)
 }

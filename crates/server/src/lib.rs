@@ -37,6 +37,7 @@ pub mod notify; // issue 11, point 5
 pub mod openapi; // issue 11, point 3
 pub mod push; // issue 10, point 6
 mod ratelimit;
+mod resume; // issue 12, point 4: a cut-off push is resumed
 pub mod rollout; // issue 10, points 2 and 3 (rings)
 mod routes;
 mod state;

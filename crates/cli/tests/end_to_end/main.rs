@@ -34,6 +34,7 @@ mod pipeline;
 mod postgres;
 mod push;
 mod replicas;
+mod resume;
 mod rings;
 mod safe_installs;
 mod server_hardening;

@@ -60,6 +60,8 @@ pub async fn push(
     let mut f = tokio::fs::File::create(&path)
         .await
         .map_err(ApiError::internal)?;
+    // Issue 12, point 4: an upload cut off before its end keeps its complete files.
+    let guard = crate::resume::Guard::new(&s, dir, path.clone());
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     while let Some(chunk) = stream.next().await {
@@ -91,6 +93,7 @@ pub async fn push(
     }
     f.flush().await.map_err(ApiError::internal)?;
     drop(f);
+    let _dir = guard.done();
     let status = intake(&s, &path)
         .await
         .map_err(|e| e.hide_paths(&s.config.data_dir))?;
@@ -124,6 +127,7 @@ pub async fn missing(
     op.provider()?;
     // Issue 10, point 7: evicted payloads are not asked for again.
     let evicted = crate::cleanup::evicted_digests(s.store.as_ref()).await?;
+    let resumable = crate::resume::held(&s.config.data_dir);
     let mut missing = Vec::new();
     for h in req.sha256 {
         if h.len() != 64
@@ -136,6 +140,10 @@ pub async fn missing(
             )));
         }
         if evicted.contains(&h) {
+            continue;
+        }
+        // Issue 12, point 4: kept from a push that was cut off.
+        if resumable.contains(&h) {
             continue;
         }
         // Held means intact: a damaged copy is quarantined here and asked for again, so a
