@@ -2795,32 +2795,31 @@ fn host_updated(done: &sqlx::sqlite::SqliteQueryResult, id: &HostId) -> Result<(
 
 /// Writes (or replaces) files of the trusted catalog state inside a transaction.
 async fn put_trusted(tx: &mut WriteTx, trusted: &[(String, Vec<u8>)]) -> Result<()> {
-    for (name, bytes) in trusted {
-        sqlx::query(
-            "INSERT INTO catalog_trusted (name, bytes) VALUES (?, ?) \
-             ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes",
-        )
-        .bind(name)
-        .bind(bytes.as_slice())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(())
+    put_named(tx, "catalog_trusted", trusted).await
 }
 
 /// Writes (or replaces) catalog metadata files inside a transaction.
 async fn put_metadata(tx: &mut WriteTx, metadata: &[(String, Vec<u8>)]) -> Result<()> {
-    for (name, bytes) in metadata {
-        sqlx::query(
-            "INSERT INTO catalog_metadata (name, bytes) VALUES (?, ?) \
-             ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes",
-        )
-        .bind(name)
-        .bind(bytes.as_slice())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+    put_named(tx, "catalog_metadata", metadata).await
+}
+
+/// Writes (or replaces) named files in `table` (one of the two above) inside a transaction.
+async fn put_named(
+    tx: &mut WriteTx,
+    table: &'static str,
+    files: &[(String, Vec<u8>)],
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {table} (name, bytes) VALUES (?, ?) \
+         ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes"
+    );
+    for (name, bytes) in files {
+        sqlx::query(&sql)
+            .bind(name)
+            .bind(bytes.as_slice())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
     }
     Ok(())
 }
