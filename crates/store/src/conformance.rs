@@ -62,7 +62,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
-            replicas_number_log_entries_uniquely, replicas_take_a_lease_once);
+            replicas_number_log_entries_uniquely, replicas_take_a_lease_once,
+            replicas_share_facts_blobs);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -213,7 +214,7 @@ pub mod case {
     pub use super::replicas::{
         replicas_accept_each_sequence_once, replicas_approve_and_check_in_at_once,
         replicas_number_log_entries_uniquely, replicas_record_each_state_change_once,
-        replicas_share_one_host_quota, replicas_take_a_lease_once,
+        replicas_share_facts_blobs, replicas_share_one_host_quota, replicas_take_a_lease_once,
     };
 }
 
@@ -2748,6 +2749,63 @@ mod replicas {
         let listed = a.list_log(&LogScope::Everything, None, 1000).await.unwrap();
         let listed: Vec<u64> = listed.iter().map(|e| e.seq).collect();
         assert_eq!(listed, seqs, "every entry is listed, in sequence order");
+    }
+
+    /// Two replicas save the facts of two hosts that move from one shared suite to the
+    /// next at once, round after round: no part ever names a blob that is gone, and the
+    /// suites nobody names any more are swept (issue 12, point 7).
+    pub async fn replicas_share_facts_blobs(h: &dyn Harness) {
+        let a = h.store();
+        let b = h.replica().await;
+        let t = new_tenant(a, "facts-race").await;
+        let tb = b.tenant(&id("facts-race")).await.unwrap();
+        let now = ts("2026-12-01T10:00:00Z");
+        for (i, host) in ["f1", "f2"].iter().enumerate() {
+            t.create_host(&id(host), host, &hash_secret(&format!("cred-f{i}")), now)
+                .await
+                .unwrap();
+        }
+        let facts = |host: &str, round: usize| crate::StoredFacts {
+            sha256: format!("{host}-{round}"),
+            parts: [
+                (String::new(), format!("doc-{host}-{round}")),
+                ("suite:bookworm".to_string(), format!("suite-{round}")),
+            ]
+            .into(),
+            at: now,
+        };
+        let blobs = |host: &str, round: usize| {
+            vec![
+                (format!("doc-{host}-{round}"), host.as_bytes().to_vec()),
+                (format!("suite-{round}"), b"suite".to_vec()),
+            ]
+        };
+        for round in 0..15 {
+            let (fa, fb) = (facts("f1", round), facts("f2", round));
+            let (ba, bb) = (blobs("f1", round), blobs("f2", round));
+            let (h1, h2): (HostId, HostId) = (id("f1"), id("f2"));
+            let (x, y) = futures::join!(
+                retrying(|| t.save_facts(&h1, &fa, &ba)),
+                retrying(|| tb.save_facts(&h2, &fb, &bb)),
+            );
+            x.unwrap();
+            y.unwrap();
+            for (host, f) in [("f1", &fa), ("f2", &fb)] {
+                let named: Vec<String> = f.parts.values().cloned().collect();
+                let held = t.facts_blobs(&named).await.unwrap();
+                assert_eq!(
+                    held.len(),
+                    2,
+                    "round {round}: {host}'s parts name blobs that are gone"
+                );
+            }
+        }
+        let old: Vec<String> = (0..14).map(|r| format!("suite-{r}")).collect();
+        assert_eq!(
+            t.missing_facts_blobs(&old).await.unwrap().len(),
+            14,
+            "suites no host names any more are swept"
+        );
     }
 
     /// Two replicas race for the same lease, many times: each round exactly one holds
