@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// Issue 11, point 4: the secret a scraper of `/metrics` sends (`--metrics-token-file`);
     /// `None`: `/metrics` is off.
     pub metrics_token: Option<patchday_types::Secret>,
+    /// Issue 14, point 1: how long a compliance access token lives
+    /// (`--access-token-lifetime`, ten minutes by default).
+    pub access_token_lifetime: jiff::SignedDuration,
 }
 
 impl ServerConfig {
@@ -78,6 +81,7 @@ impl ServerConfig {
             cleanup_every: std::time::Duration::from_secs(3600),
             retain: jiff::SignedDuration::from_hours(30 * 24),
             metrics_token: None,
+            access_token_lifetime: jiff::SignedDuration::from_mins(10),
         }
     }
 
@@ -178,6 +182,9 @@ pub struct AppState {
     pub console_overview: Arc<crate::console::cache::OverviewCache>,
     /// Issue 10: admission of agent requests and the measured rate behind wake spreads.
     pub admission: Arc<crate::admission::Admission>,
+    /// Issue 14, point 1: the key that signs compliance access tokens (apart from the
+    /// director key).
+    pub access_key: Arc<patchday_trust::access::AccessKey>,
 }
 
 impl AppState {
@@ -198,6 +205,12 @@ impl AppState {
         // The server's own online key: the only private key in its data directory.
         let director = crate::director::Director::open(&dir.join("director"))
             .context("loading the director key")?;
+        // Issue 14, point 1: its own key, so gates trust tokens without trusting
+        // assignments and a leak of one key is not a leak of the other.
+        let access_key = patchday_trust::access::AccessKey::load_or_create(
+            &dir.join("access").join("ed25519.pk8"),
+        )
+        .context("loading the access token key")?;
         let push_start = u64::try_from(clock.now().as_second()).unwrap_or(0);
         Ok(Self {
             store,
@@ -226,6 +239,7 @@ impl AppState {
             metrics: Arc::default(),
             console_overview: Arc::default(),
             admission: Arc::new(crate::admission::Admission::for_this_machine()),
+            access_key: Arc::new(access_key),
         })
     }
 }

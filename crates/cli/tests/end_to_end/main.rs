@@ -21,6 +21,7 @@ mod decline_remove;
 mod delegation;
 mod demo_archive;
 mod dependency_closure;
+mod gate; // issue 14, points 1-3: compliance-gated access (nginx, nftables)
 mod group_rules;
 mod lifecycle;
 mod milter;
