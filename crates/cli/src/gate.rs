@@ -137,7 +137,7 @@ async fn http(a: HttpArgs, now: fn() -> jiff::Timestamp) -> anyhow::Result<i32> 
         listener.local_addr()?,
         a.follow.tenant
     );
-    axum::serve(listener, patchday_gate::http::router(gate))
+    patchday_gate::http::serve(listener, gate)
         .await
         .context("the gate's listener failed")?;
     Ok(0)

@@ -518,6 +518,8 @@ mod tests {
         assert!(e.starts_with("stale: last seen 7d ago"), "{e}");
         let failed = st("PD-1", UpdateState::Failed);
         let v = decide(std::slice::from_ref(&failed), &seen_ago(60));
-        assert!(access(&v, &[failed], &none).unwrap_err().starts_with("failed: "));
+        assert!(access(&v, &[failed], &none)
+            .unwrap_err()
+            .starts_with("failed: "));
     }
 }

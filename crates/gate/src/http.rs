@@ -163,6 +163,11 @@ pub fn router(gate: Arc<HttpGate>) -> axum::Router {
     axum::Router::new().fallback(check).with_state(gate)
 }
 
+/// Serves the gate on `listener` until it fails.
+pub async fn serve(listener: tokio::net::TcpListener, gate: Arc<HttpGate>) -> std::io::Result<()> {
+    axum::serve(listener, router(gate)).await
+}
+
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
