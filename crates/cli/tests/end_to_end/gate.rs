@@ -406,6 +406,31 @@ fn nginx_admits_a_compliant_host_and_refuses_lapsed_expired_foreign_and_replayed
     assert_eq!(row["why"], "overdue: past its deadline: PD-G-1", "{row}");
     assert_eq!(access_row(&srv, "acme", "gw-good")["access"], "allowed");
 
+    // The agent's daemon keeps a token in its --access-token-file and renews it before
+    // it expires (after two thirds of its 10 s).
+    let file = match good.lab.root_dir() {
+        Some(_) => good.lab.dir().join("agent-state/daemon-token"),
+        None => PathBuf::from("/var/lib/patchday-agent/daemon-token"),
+    };
+    let daemon = Daemon::start(
+        &good,
+        &srv.url,
+        dir,
+        &["--access-token-file", file.to_str().unwrap()],
+    );
+    wait_for("the daemon to renew its token", || {
+        daemon
+            .log()
+            .matches("access token renewed, valid until")
+            .count()
+            >= 2
+    });
+    drop(daemon);
+    assert!(
+        good.state_file("daemon-token").starts_with(b"ey"),
+        "no token in the daemon's file"
+    );
+
     // An expired token (with a fresh proof) is refused.
     let (code, out) = fetch_token(&good, &srv);
     assert_eq!(code, 0, "{out}");
