@@ -87,6 +87,11 @@ pub struct Args {
     /// Do not collect and send security-audit facts.
     #[arg(long)]
     pub no_audit: bool,
+    /// Issue 14: keep a compliance access token in this file (mode 0644) while the host
+    /// is compliant, renewed after two thirds of its lifetime; removed when the server
+    /// refuses one. Without it the daemon asks for none.
+    #[arg(long)]
+    pub access_token_file: Option<PathBuf>,
     /// Log as JSON.
     #[arg(long)]
     pub log_json: bool,
@@ -112,6 +117,29 @@ pub enum AgentCommand {
         /// Let `apt-get -f install` install or remove packages to fix dependencies.
         #[arg(long)]
         allow_apt: bool,
+    },
+    /// Issue 14: asks the server for a compliance access token now and writes it to
+    /// --access-token-file (default: STATE/access-token); says why when the host is not
+    /// compliant (exit code 2).
+    ///
+    /// Example: patchday-agent access-token --access-token-file /run/patchday/access-token
+    AccessToken,
+    /// Issue 14: signs one request for a gate with the host key and prints the two
+    /// headers to send (`Authorization` and `Patchday-Proof`); valid for a minute, for
+    /// this method and URL only. Needs read access to the host key (root).
+    ///
+    /// Example: mapfile -t h < <(patchday-agent access-proof --url https://app.example/); curl -H "${h[0]}" -H "${h[1]}" https://app.example/
+    AccessProof {
+        /// The request's method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request's URL, exactly as the client sends it.
+        #[arg(long)]
+        url: String,
+        /// The token file (`-`: standard input); default: --access-token-file, else
+        /// STATE/access-token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -190,8 +218,59 @@ pub async fn run(args: Args) -> std::process::ExitCode {
             .collect(),
         labels: args.labels.iter().cloned().collect(),
     };
-    if let Some(AgentCommand::Repair { allow_apt }) = args.command {
-        return repair(&cfg, allow_apt).await;
+    let token_file = args
+        .access_token_file
+        .clone()
+        .unwrap_or_else(|| crate::access::default_token_file(&cfg));
+    match args.command {
+        Some(AgentCommand::Repair { allow_apt }) => return repair(&cfg, allow_apt).await,
+        Some(AgentCommand::AccessToken) => {
+            return match crate::access::fetch(&cfg, &token_file).await {
+                Ok(crate::access::Fetched::Token(a)) => {
+                    println!(
+                        "access token written to {}, valid until {} (host {})",
+                        token_file.display(),
+                        a.expires_at,
+                        a.compliance
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Ok(crate::access::Fetched::NotCompliant(why)) => {
+                    println!("no access token: {why}");
+                    std::process::ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Some(AgentCommand::AccessProof {
+            method,
+            url,
+            token_file: file,
+        }) => {
+            let file = file.unwrap_or(token_file);
+            return match crate::access::proof_headers(&cfg, &method, &url, &file) {
+                Ok(h) => {
+                    print!("{h}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
+    }
+    // Issue 14: the daemon keeps the access token fresh beside its runs.
+    if let (Some(file), false) = (&args.access_token_file, args.once) {
+        tokio::spawn(crate::access::keep_fresh(
+            cfg.clone(),
+            file.clone(),
+            Duration::from_secs(args.retry_seconds.clamp(1, 60)),
+        ));
     }
     // Issue 10, point 6 (push): the generation seen before the first run, so that
     // whatever changes during it wakes the first wait.

@@ -11,6 +11,8 @@
 //!
 //! It carries no server code and never decides what is approved.
 
+// Issue 14, points 1 and 2: compliance access tokens and request proofs.
+pub mod access;
 pub mod cli;
 pub mod client;
 pub mod config_file; // issue 11, point 7: --config FILE, keys from the flags

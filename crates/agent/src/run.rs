@@ -750,7 +750,7 @@ pub const CLOCK_OFFSET_ENV: &str = "PATCHDAY_TEST_CLOCK_OFFSET_SECONDS";
 
 /// The agent's one clock read; every decision takes its result as `now`.
 #[allow(clippy::disallowed_methods)]
-fn clock_now() -> Timestamp {
+pub(crate) fn clock_now() -> Timestamp {
     let now = Timestamp::now();
     match std::env::var(CLOCK_OFFSET_ENV)
         .ok()

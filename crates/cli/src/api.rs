@@ -45,6 +45,11 @@ impl Api {
         })
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends a request; returns the body of a success, or the server's error message.
     async fn send_raw(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Vec<u8>> {
         let resp = req.bearer_auth(&self.token).send().await.with_context(|| {
@@ -587,6 +592,27 @@ pub struct FleetSourcePackages {
     /// servers).
     #[serde(default)]
     pub binaries: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl Api {
+    /// Issue 14: every host's access in tenant `t`; with `known`, the server holds the
+    /// answer up to `wait` seconds until the list differs.
+    pub async fn access_list(
+        &self,
+        t: &TenantId,
+        known: Option<&str>,
+        wait: std::time::Duration,
+    ) -> anyhow::Result<AccessList> {
+        let mut req = self
+            .http
+            .get(format!("{}/v1/tenants/{t}/access", self.base))
+            // The server holds a wait at most 120 s; longer means it is gone.
+            .timeout(wait + std::time::Duration::from_secs(30));
+        if let Some(k) = known {
+            req = req.query(&[("known", k), ("wait", &wait.as_secs().to_string())]);
+        }
+        self.send(req, "reading the access list").await
+    }
 }
 
 impl Api {

@@ -9,6 +9,8 @@ pub mod baseline;
 // Issue 11, point 6: the customer-ready report (HTML and PDF).
 pub mod customer_report;
 pub mod demo;
+// Issue 14, points 2 and 3: compliance-gated access for web apps and the network edge.
+pub mod gate;
 // Issue 10, point 2: groups joined by rules on host facts.
 pub mod group_rules;
 pub mod keys;

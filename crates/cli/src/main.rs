@@ -59,6 +59,13 @@ enum Command {
     /// Example: patchday milter run --policy /etc/patchday/milter.toml --clamd unix:/run/clamav/clamd.ctl
     #[command(subcommand)]
     Milter(patchday_cli::milter::MilterCmd),
+    /// Compliance-gated access (issue 14): a web gate for nginx `auth_request` / Envoy
+    /// `ext_authz`, and an nftables quarantine on a VPN or gateway host.
+    ///
+    /// Example: patchday gate http --tenant acme --listen 127.0.0.1:8471
+    ///          patchday gate nft --tenant acme --peers /etc/patchday/wg-peers
+    #[command(subcommand)]
+    Gate(patchday_cli::gate::GateCmd),
     /// Tenants (customers).
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -300,6 +307,11 @@ struct ServerArgs {
     /// 2d) [default: three poll intervals] (issue 9, point 7).
     #[arg(long, value_parser = parse_duration)]
     stale_after: Option<jiff::SignedDuration>,
+    /// Issue 14, point 1: how long a compliance access token lives (agents renew it after
+    /// two thirds; a host that falls out of compliance keeps its last token at most this
+    /// long where a gate cannot ask the server). E.g. 10m, 5m, 30s.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    access_token_lifetime: jiff::SignedDuration,
     /// Warn (log, health, `catalog status`) this long before root, targets or snapshot
     /// expire (issue 9, point 5).
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
@@ -1077,6 +1089,17 @@ enum GroupCmd {
 
 #[derive(Subcommand)]
 enum HostCmd {
+    /// Issue 14: whether each host gets compliance access tokens (and passes the gates),
+    /// and why not.
+    ///
+    /// Example: patchday host access --tenant acme
+    Access {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Lists hosts, with their groups and when each last checked in.
     ///
     /// Example: patchday host list --tenant acme
@@ -1379,6 +1402,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mirror(m) => patchday_cli::mirror::run(m, now()).await,
         // Issue 14, point 4: mail attachment filtering.
         Command::Milter(m) => patchday_cli::milter::run(m, now).await,
+        Command::Gate(g) => patchday_cli::gate::run(g, now).await,
         Command::Ring(c) => patchday_cli::rings::ring_cmd(c).await, // issue 10 (rings)
         Command::Rollout(c) => patchday_cli::rings::rollout_cmd(c).await, // issue 10 (rings)
         Command::Notify(c) => patchday_cli::notify::run(c).await,   // issue 11, point 5
@@ -1597,6 +1621,24 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "group {group} in {tenant}: installs {windows}; reboot {}",
                 p.reboot
             );
+            Ok(0)
+        }
+        Command::Host(HostCmd::Access { tenant, conn }) => {
+            let list = conn
+                .api()?
+                .access_list(&tenant, None, std::time::Duration::ZERO)
+                .await?;
+            let mut t = Table::new(&["id", "hostname", "access", "compliance", "why"]);
+            for h in list.hosts {
+                t.rows.push(vec![
+                    h.host.to_string(),
+                    h.hostname,
+                    if h.allowed { "allowed" } else { "refused" }.into(),
+                    h.compliance.to_string(),
+                    h.reason.unwrap_or_default(),
+                ]);
+            }
+            print(&t, conn.format);
             Ok(0)
         }
         Command::Host(HostCmd::List { tenant, conn }) => {
@@ -2366,6 +2408,7 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         body_timeout: std::time::Duration::from_secs(a.body_timeout.max(1)),
     };
     cfg.stale_after = a.stale_after;
+    cfg.access_token_lifetime = a.access_token_lifetime;
     cfg.expiry_warning = patchday_core::catalog_expiry::ExpiryWarning {
         roles: a.catalog_expiry_warning,
         timestamp: a.timestamp_expiry_warning,

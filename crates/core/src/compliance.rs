@@ -9,7 +9,7 @@
 use crate::applicability::UpdateStatus;
 use jiff::{SignedDuration, Timestamp};
 use patchday_types::api::{HostCompliance, AGENT_ERROR_BROKEN_PREFIX};
-use patchday_types::UpdateState;
+use patchday_types::{UpdateId, UpdateState};
 
 /// What an agent's last run error means for the report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +168,40 @@ pub fn host_compliance(
     Verdict {
         state: HostCompliance::UpToDate,
         reason: None,
+    }
+}
+
+/// Issue 14, point 1: whether a host may hold a compliance access token, from its
+/// [`Verdict`] (the report's decision, not a second one) and its statuses. Refused:
+/// a broken or stale host, an expired catalog, a failed install, anything overdue (a
+/// baseline is an update, so an assigned baseline not applied by its deadline too), and
+/// any update still missing that fixes a known-exploited vulnerability (`exploited`),
+/// approved or not. An update inside its deadline, or needed but not yet approved, does
+/// not lock a host out unless it is known-exploited. `Err` says why, for the host and the
+/// operator.
+pub fn access(
+    verdict: &Verdict,
+    statuses: &[UpdateStatus],
+    exploited: &dyn Fn(&UpdateId) -> bool,
+) -> Result<(), String> {
+    let why = || verdict.reason.clone().unwrap_or_default();
+    match verdict.state {
+        HostCompliance::Broken
+        | HostCompliance::Stale
+        | HostCompliance::CatalogExpired
+        | HostCompliance::Failed
+        | HostCompliance::Overdue => return Err(format!("{}: {}", verdict.state, why())),
+        _ => {}
+    }
+    let missing: Vec<String> = statuses
+        .iter()
+        .filter(|s| is_open(s.state) && exploited(&s.update))
+        .map(|s| s.update.to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(list("known-exploited, not installed", &missing))
     }
 }
 
@@ -445,5 +479,47 @@ mod tests {
         );
         r.overdue_at = Some(now() - SignedDuration::from_hours(1));
         assert_eq!(decide(&[r], &seen_ago(60)).state, HostCompliance::Overdue);
+    }
+
+    // Issue 14, point 1: who may hold an access token.
+    #[test]
+    fn access_is_refused_when_overdue_stale_or_missing_a_known_exploited_fix() {
+        let none = |_: &UpdateId| false;
+        let kev = |u: &UpdateId| u.as_str() == "PD-KEV";
+        // Up to date: allowed.
+        let v = decide(&[], &seen_ago(60));
+        assert_eq!(access(&v, &[], &none), Ok(()));
+        // Approved, inside its deadline: allowed; needed and not approved: allowed...
+        let pending = st("PD-1", UpdateState::Approved);
+        let v = decide(std::slice::from_ref(&pending), &seen_ago(60));
+        assert_eq!(access(&v, std::slice::from_ref(&pending), &none), Ok(()));
+        let needed = st("PD-KEV", UpdateState::Needed);
+        let v = decide(std::slice::from_ref(&needed), &seen_ago(60));
+        assert_eq!(access(&v, std::slice::from_ref(&needed), &none), Ok(()));
+        // ...unless it fixes a known-exploited vulnerability.
+        assert_eq!(
+            access(&v, std::slice::from_ref(&needed), &kev),
+            Err("known-exploited, not installed: PD-KEV".into())
+        );
+        // Installed: the same update no longer counts.
+        let done = st("PD-KEV", UpdateState::Installed);
+        let v = decide(std::slice::from_ref(&done), &seen_ago(60));
+        assert_eq!(access(&v, std::slice::from_ref(&done), &kev), Ok(()));
+        // Overdue and stale: refused with the report's reason.
+        let mut late = st("PD-1", UpdateState::Approved);
+        late.deadline = Some(now() - SignedDuration::from_hours(1));
+        let v = decide(std::slice::from_ref(&late), &seen_ago(60));
+        assert_eq!(
+            access(&v, std::slice::from_ref(&late), &none),
+            Err("overdue: past its deadline: PD-1".into())
+        );
+        let v = decide(&[], &seen_ago(7 * 86_400));
+        let e = access(&v, &[], &none).unwrap_err();
+        assert!(e.starts_with("stale: last seen 7d ago"), "{e}");
+        let failed = st("PD-1", UpdateState::Failed);
+        let v = decide(std::slice::from_ref(&failed), &seen_ago(60));
+        assert!(access(&v, &[failed], &none)
+            .unwrap_err()
+            .starts_with("failed: "));
     }
 }

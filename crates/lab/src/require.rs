@@ -111,6 +111,13 @@ impl Requirement {
         package: "clamav-daemon",
     };
 
+    /// Issue 14, point 2: nginx with `auth_request`, from Debian's `nginx` package; the
+    /// gate tests start their own instance on 127.0.0.1 (never the system service).
+    pub const NGINX: Requirement = Requirement::File {
+        path: "/usr/sbin/nginx",
+        package: "nginx",
+    };
+
     /// aiosmtpd: a real SMTP server for the notification tests (issue 11, point 5).
     pub const PYTHON_SMTP: Requirement = Requirement::PythonModule {
         module: "aiosmtpd.controller",

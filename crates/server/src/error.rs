@@ -160,6 +160,7 @@ impl IntoResponse for ApiError {
             ErrorCode::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Gone => StatusCode::GONE,
+            ErrorCode::NotCompliant => StatusCode::FORBIDDEN,
         };
         let mut resp = (
             status,

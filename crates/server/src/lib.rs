@@ -12,6 +12,8 @@
 //! before they are served and damaged ones quarantined ([`scrub`] checks them all),
 //! and the trusted catalog state is swapped in a way a crash can recover from.
 
+// Issue 14, points 1-3: who may hold compliance access tokens.
+mod access;
 pub mod admission; // issue 10: agent requests admitted at the measured rate
 mod auth;
 pub mod backup; // issue 12, point 6: backup and restore of a SQLite server

@@ -91,6 +91,10 @@ pub struct PushHub {
     limits: PushLimits,
     /// How many waits the last bump woke (issue 10: the wake spread is sized to it).
     last_woken: AtomicUsize,
+    /// Issue 14, points 2 and 3: bumped whenever a host's compliance may have changed (a
+    /// host's check-in, report or status, or any event that wakes agents); the gates'
+    /// long polls of `GET /v1/tenants/{t}/access` wait on it.
+    access: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for PushHub {
@@ -121,7 +125,18 @@ impl PushHub {
             waiting: Arc::new(AtomicUsize::new(0)),
             limits,
             last_woken: AtomicUsize::new(0),
+            access: watch::Sender::new(0),
         }
+    }
+
+    /// Issue 14: a host's compliance may have changed; wake the gates' long polls.
+    pub fn access_changed(&self) {
+        self.access.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Issue 14: a receiver that sees [`PushHub::access_changed`].
+    pub fn access_changes(&self) -> watch::Receiver<u64> {
+        self.access.subscribe()
     }
 
     /// The limits in force.
@@ -142,6 +157,7 @@ impl PushHub {
         self.last_woken
             .store(sender.receiver_count(), Ordering::Release);
         sender.send_modify(|g| *g = g.wrapping_add(1));
+        self.access_changed();
         tracing::debug!(tenant = %t, "push: tenant generation bumped");
     }
 
@@ -150,6 +166,7 @@ impl PushHub {
         self.last_woken
             .store(self.global.receiver_count(), Ordering::Release);
         self.global.send_modify(|g| *g = g.wrapping_add(1));
+        self.access_changed();
         tracing::debug!("push: global generation bumped");
     }
 

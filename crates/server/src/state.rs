@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// Issue 11, point 4: the secret a scraper of `/metrics` sends (`--metrics-token-file`);
     /// `None`: `/metrics` is off.
     pub metrics_token: Option<patchday_types::Secret>,
+    /// Issue 14, point 1: how long a compliance access token lives
+    /// (`--access-token-lifetime`, ten minutes by default).
+    pub access_token_lifetime: jiff::SignedDuration,
 }
 
 impl ServerConfig {
@@ -82,6 +85,7 @@ impl ServerConfig {
             cleanup_every: std::time::Duration::from_secs(3600),
             retain: jiff::SignedDuration::from_hours(30 * 24),
             metrics_token: None,
+            access_token_lifetime: jiff::SignedDuration::from_mins(10),
         }
     }
 
@@ -184,6 +188,9 @@ pub struct AppState {
     pub admission: Arc<crate::admission::Admission>,
     /// Issue 12, point 5: this process's name among replicas, as lease holder.
     pub replica: Arc<str>,
+    /// Issue 14, point 1: the key that signs compliance access tokens (apart from the
+    /// director key).
+    pub access_key: Arc<patchday_trust::access::AccessKey>,
 }
 
 impl AppState {
@@ -209,6 +216,12 @@ impl AppState {
         // The server's own online key: the only private key in its data directory.
         let director = crate::director::Director::open(&dir.join("director"))
             .context("loading the director key")?;
+        // Issue 14, point 1: its own key, so gates trust tokens without trusting
+        // assignments and a leak of one key is not a leak of the other.
+        let access_key = patchday_trust::access::AccessKey::load_or_create(
+            &dir.join("access").join("ed25519.pk8"),
+        )
+        .context("loading the access token key")?;
         let push_start = u64::try_from(clock.now().as_second()).unwrap_or(0);
         Ok(Self {
             store,
@@ -238,6 +251,7 @@ impl AppState {
             console_overview: Arc::default(),
             admission: Arc::new(crate::admission::Admission::for_this_machine()),
             replica: crate::lease::replica_name(dir)?.into(),
+            access_key: Arc::new(access_key),
         })
     }
 }

@@ -117,6 +117,17 @@ impl HostKey {
         hex::encode(self.pair.public_key().as_ref())
     }
 
+    /// Issue 14, point 1: signs `message` as it is (the access proof of
+    /// [`crate::access`], which has its own context string); the signature's raw bytes.
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
+    }
+
+    /// The raw 32-byte public key.
+    pub(crate) fn public_bytes(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
     /// Signs one request; returns the signature, hex.
     pub fn sign_request(
         &self,

@@ -21,6 +21,8 @@
 
 #![warn(missing_docs)]
 
+// issue 14, points 1 and 2: compliance access tokens and their proof of possession.
+pub mod access;
 pub mod client;
 pub mod decision;
 pub mod director;

@@ -89,6 +89,9 @@ pub enum ErrorCode {
     Unavailable,
     /// Issue 10, point 7: the payload was evicted because no host can need it (410).
     Gone,
+    /// Issue 14, point 1: the host is not compliant, so it gets no access token (403);
+    /// the message says why.
+    NotCompliant,
 }
 
 /// The JSON body of every error response.
@@ -1323,4 +1326,91 @@ pub struct MailVerdict {
     /// The quarantine ID, for `patchday milter release`.
     #[serde(default)]
     pub quarantine_id: Option<String>,
+}
+
+// ---- Issue 14, points 1-3: compliance-gated access ----
+
+/// An Ed25519 public key as a JWK (RFC 8037): the server's token key, or a host key in
+/// a token's `cnf` claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Jwk {
+    /// Always `OKP`.
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// The raw public key, base64url without padding.
+    pub x: String,
+    /// The key's id (its RFC 7638 thumbprint), for keys that sign tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// `EdDSA`, for keys that sign tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    /// `sig`, for keys that sign tokens.
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+}
+
+/// A JWK set (RFC 7517): `GET /v1/access/keys`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JwkSet {
+    /// The keys that sign access tokens.
+    pub keys: Vec<Jwk>,
+}
+
+/// The body of `POST /v1/agent/access-token` (signed like a check-in; nothing to say).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessTokenRequest {}
+
+/// A compliant host's access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessTokenAnswer {
+    /// The token (a JWT signed EdDSA by the server's access key).
+    pub token: String,
+    /// When it expires.
+    pub expires_at: Timestamp,
+    /// Its lifetime in seconds (the agent renews it after two thirds of it).
+    pub lifetime_seconds: u64,
+    /// The host's compliance when it was issued.
+    pub compliance: HostCompliance,
+}
+
+/// Whether one host may hold an access token now, and why not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostAccess {
+    /// The host.
+    pub host: HostId,
+    /// Its name.
+    pub hostname: String,
+    /// Whether it gets tokens (and passes the gates).
+    pub allowed: bool,
+    /// Its compliance, as the report says.
+    pub compliance: HostCompliance,
+    /// Why it is refused (`None` when allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /v1/tenants/{t}/access`: every host's access, for operators and gates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessList {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// When the server decided.
+    pub generated_at: Timestamp,
+    /// Changes whenever a host's access, or the keys, change: send it back as `known`
+    /// to wait for the next change.
+    pub etag: String,
+    /// How long the tokens the server issues live.
+    pub token_lifetime_seconds: u64,
+    /// The keys that sign tokens (as `GET /v1/access/keys`).
+    pub keys: JwkSet,
+    /// Every host of the tenant.
+    pub hosts: Vec<HostAccess>,
 }

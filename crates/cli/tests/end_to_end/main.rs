@@ -23,6 +23,7 @@ mod delegation;
 mod demo_archive;
 mod dependency_closure;
 mod facts;
+mod gate; // issue 14, points 1-3: compliance-gated access (nginx, nftables)
 mod group_rules;
 mod lifecycle;
 mod milter;

@@ -174,6 +174,7 @@ pub async fn checkin(
         )
         .await?,
     );
+    s.push.access_changed(); // issue 14: the gates look at this host's compliance again
     Ok(Json(CheckinResponse {
         assignments,
         poll_seconds: s.config.poll_seconds,
@@ -312,6 +313,7 @@ pub async fn report(
         .filter(|st| in_progress.contains(st.update.as_str()))
         .collect();
     crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
+    s.push.access_changed(); // issue 14: the gates look at this host's compliance again
     Ok(Json(()))
 }
 
@@ -366,6 +368,7 @@ pub async fn status(
         .await?
         .set_agent_error(&who.host, error.as_deref(), s.clock.now())
         .await?;
+    s.push.access_changed(); // issue 14: an agent error can change compliance
     Ok(Json(()))
 }
 

@@ -1,5 +1,7 @@
 //! The `/v1` routes.
 
+// Issue 14, points 1-3: compliance access tokens and the gates' list.
+mod access;
 pub(crate) mod admin;
 mod agent;
 pub(crate) mod audit;
@@ -129,6 +131,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::enroll).layer(DefaultBodyLimit::max(ENROLL_LIMIT)))
         .routes(routes!(agent::checkin))
         .routes(routes!(crate::push::wait)) // issue 10, point 6 (push)
+        .routes(routes!(access::token)) // issue 14, point 1
+        .routes(routes!(access::keys))
+        .routes(routes!(access::list))
         .routes(routes!(agent::report).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
         // issue 8, finding 13: the agent's run errors.
         .routes(routes!(agent::status).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
