@@ -9,12 +9,14 @@
 
 mod support {
     pub mod apt_archive;
+    pub mod browser;
     pub mod recording_proxy;
 }
 
 mod agent_trust;
 mod api;
 mod baseline;
+mod browser_policy;
 mod compliance;
 mod console;
 mod decline_remove;
