@@ -326,9 +326,11 @@ fn browser_baseline_blocks_script_on_untrusted_origins_in_real_chromium_and_drif
         // directory) with status OK: none unknown to this Chromium, none in error.
         let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
         let json = &policy_file[policy_file.find('{').unwrap()..=policy_file.rfind('}').unwrap()];
-        let names: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(json).unwrap();
-        assert!(names.contains_key("JavaScriptAllowedForUrls"), "{policy_file}");
+        let names: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        assert!(
+            names.contains_key("JavaScriptAllowedForUrls"),
+            "{policy_file}"
+        );
         for name in names.keys() {
             let row = page
                 .find(&format!(" {name} "))
