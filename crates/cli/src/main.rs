@@ -1320,13 +1320,17 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                 }
             );
             if let Some(b) = &p.browser {
-                let chromium = patchday_baseline::browser::chromium_policies(b);
-                let firefox = patchday_baseline::browser::firefox_policies(b);
-                println!(
-                    "browser: chromium: {}; firefox: {}",
-                    chromium.keys().cloned().collect::<Vec<_>>().join(", "),
-                    firefox.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
+                use patchday_baseline::browser::{self as br, BrowserKind};
+                for kind in &b.browsers {
+                    let (label, policies) = match kind {
+                        BrowserKind::Chromium => ("chromium", br::chromium_policies(b)),
+                        BrowserKind::Firefox => ("firefox", br::firefox_policies(b)),
+                    };
+                    println!(
+                        "browser: {label}: {}",
+                        policies.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
                 for l in patchday_baseline::browser::limits(b) {
                     println!("note: {l}");
                 }
