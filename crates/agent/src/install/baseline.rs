@@ -632,3 +632,93 @@ fn measure_service(root: &Path, unit: &str, mdwe: bool, report: &mut BaselineRep
             .insert(format!("memory.{unit}.elf_without_{what}"), n);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str, version: &str, browsers: &str) -> String {
+        format!(
+            "[baseline]\nname = \"{name}\"\nversion = \"{version}\"\n\n[browser]\nbrowsers = {browsers}\ndownloads = \"block-dangerous\"\n\n[browser.javascript]\nmode = \"allow-list\"\nsites = [\"https://intranet.example\"]\n"
+        )
+    }
+
+    fn install_text(root: &Path, name: &str, version: &str, text: &str) -> Outcome {
+        let file = root.join(format!("{name}-{version}.toml"));
+        std::fs::write(&file, text).unwrap();
+        // No firewall, so the server is never probed.
+        install(root, "http://127.0.0.1:9", &file, name, version)
+    }
+
+    /// An image root (not `/`): the browser files land below it, one browser baseline per
+    /// host, a new version removes what it no longer owns, and every run repairs an edit
+    /// and moves an overriding Chromium file aside.
+    #[test]
+    fn browser_files_land_below_the_root_and_drift_is_repaired() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let both = policy("desk", "1", "[\"chromium\", \"firefox\"]");
+        assert_eq!(install_text(root, "desk", "1", &both), Outcome::Installed);
+        let chromium = root.join("etc/chromium/policies/managed/patchday-desk.json");
+        let firefox = root.join("etc/firefox-esr/policies/policies.json");
+        assert!(std::fs::read_to_string(&chromium)
+            .unwrap()
+            .contains("\"DefaultJavaScriptSetting\": 2"));
+        assert!(firefox.exists());
+
+        // A second browser baseline is refused, and writes nothing.
+        let Outcome::Failed(why) =
+            install_text(root, "other", "1", &policy("other", "1", "[\"chromium\"]"))
+        else {
+            panic!("a second browser baseline was applied");
+        };
+        assert!(
+            why.contains("baseline desk already sets the browser policy"),
+            "{why}"
+        );
+        assert!(!root
+            .join("etc/chromium/policies/managed/patchday-other.json")
+            .exists());
+
+        // Version 2 is for Chromium only: Firefox's files go.
+        let v2 = policy("desk", "2", "[\"chromium\"]");
+        assert_eq!(install_text(root, "desk", "2", &v2), Outcome::Installed);
+        assert!(!firefox.exists());
+        assert!(chromium.exists());
+
+        // Drift: an edit and an overriding file; one run repairs both and says so.
+        std::fs::write(&chromium, "{\"DefaultJavaScriptSetting\": 1}").unwrap();
+        let local = root.join("etc/chromium/policies/managed/zz-local.json");
+        std::fs::write(
+            &local,
+            "{\"DefaultJavaScriptSetting\": 1, \"ShowHomeButton\": true}",
+        )
+        .unwrap();
+        let unrelated = root.join("etc/chromium/policies/managed/home.json");
+        std::fs::write(&unrelated, "{\"ShowHomeButton\": true}").unwrap();
+        let reports = enforce_all(root);
+        let r = &reports[0];
+        assert!(r.repaired, "{r:?}");
+        assert_eq!(r.drift.len(), 2, "{r:?}");
+        assert!(
+            r.drift[1].contains("zz-local.json set DefaultJavaScriptSetting"),
+            "{r:?}"
+        );
+        assert!(std::fs::read_to_string(&chromium)
+            .unwrap()
+            .contains("\"DefaultJavaScriptSetting\": 2"));
+        assert!(!local.exists());
+        assert!(root
+            .join("var/lib/patchday/displaced/etc_chromium_policies_managed-zz-local.json")
+            .exists());
+        assert!(
+            unrelated.exists(),
+            "a file setting other policies is left alone"
+        );
+        // Both Chromium directories, in place.
+        assert_eq!(r.measured["browser.policy_files"], 2, "{r:?}");
+        // Nothing left to repair.
+        let again = enforce_all(root);
+        assert!(again[0].drift.is_empty() && !again[0].repaired, "{again:?}");
+    }
+}
