@@ -53,6 +53,11 @@ pub struct AuditArgs {
     /// Write the report here instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Issue 13, point 5: also write the baseline that would close the hardening findings
+    /// (kernel settings, firewall, browser policy) to this file, for review and
+    /// `patchday catalog add-baseline`; nothing is written when there is nothing to close.
+    #[arg(long, value_name = "FILE")]
+    pub propose_baseline: Option<PathBuf>,
 }
 
 /// Runs the audit; returns the exit code: 0 when no failing finding remains outside
@@ -94,6 +99,10 @@ pub fn run(args: &AuditArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
     }
 
     let plan = crate::plan::build(&facts, findings, now);
+    if let (Some(path), Some(p)) = (&args.propose_baseline, &plan.proposed_baseline) {
+        std::fs::write(path, &p.policy)
+            .with_context(|| format!("writing the proposed baseline to {}", path.display()))?;
+    }
     let rendered = crate::report::render(&plan, args.format).context("rendering the report")?;
     match &args.output {
         Some(path) => std::fs::write(path, rendered)

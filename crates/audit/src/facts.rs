@@ -183,6 +183,7 @@ pub fn collect(opts: &CollectOptions) -> Result<Facts, FactsError> {
         binaries,
         firewall_loaded,
         sshd,
+        browser_policy: crate::browser::collect(root),
     })
 }
 

@@ -81,5 +81,6 @@ pub fn assess(
     };
     let mut findings = crate::checks::run_all(facts, &inputs, now);
     findings.extend(crate::hardening::check(facts));
+    findings.extend(crate::browser::check(facts));
     findings
 }

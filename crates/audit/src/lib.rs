@@ -6,6 +6,7 @@
 //! and on the server over the facts that agents report.
 
 pub mod advisory;
+pub mod browser;
 pub mod checks;
 pub mod cli;
 pub mod command;
@@ -17,5 +18,6 @@ pub mod hardening;
 pub mod model;
 pub mod pending;
 pub mod plan;
+pub mod proposal;
 pub mod report;
 pub mod upload;

@@ -37,6 +37,23 @@ pub struct Facts {
     pub firewall_loaded: Option<bool>,
     /// sshd effective settings (lower-case keys), empty when sshd is absent.
     pub sshd: BTreeMap<String, String>,
+    /// Issue 13, point 5: the enterprise policy Chromium and Firefox read.
+    #[serde(default)]
+    pub browser_policy: BrowserPolicyFacts,
+}
+
+/// The enterprise policy the browsers of a host read, policy name to value.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BrowserPolicyFacts {
+    /// Chromium's managed policy directory, merged as Chromium merges it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub chromium: BTreeMap<String, serde_json::Value>,
+    /// The `policies` object of the `policies.json` Firefox reads.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub firefox: BTreeMap<String, serde_json::Value>,
 }
 
 /// Hardening properties of one ELF file.

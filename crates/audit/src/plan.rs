@@ -107,6 +107,10 @@ pub struct Plan {
     pub passed: Vec<Finding>,
     /// Checks that did not apply, with their reasons.
     pub not_applicable: Vec<Finding>,
+    /// Issue 13, point 5: the baseline that would close the hardening findings a baseline
+    /// can close (kernel settings, firewall, browser policy), for an operator to review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_baseline: Option<crate::proposal::ProposedBaseline>,
 }
 
 impl Plan {
@@ -198,6 +202,7 @@ fn group_key(f: &Finding) -> GroupKey {
 /// kept apart for the report).
 pub fn build(facts: &Facts, findings: Vec<Finding>, now: Timestamp) -> Plan {
     let exposed = exposed_sources(facts);
+    let proposed_baseline = crate::proposal::propose(facts, &findings);
     let mut passed = Vec::new();
     let mut not_applicable = Vec::new();
     let mut groups: BTreeMap<GroupKey, Vec<Finding>> = BTreeMap::new();
@@ -248,6 +253,7 @@ pub fn build(facts: &Facts, findings: Vec<Finding>, now: Timestamp) -> Plan {
         actions,
         passed,
         not_applicable,
+        proposed_baseline,
     }
 }
 

@@ -140,6 +140,16 @@ pub fn text(plan: &Plan) -> String {
             );
         }
     }
+    if let Some(p) = &plan.proposed_baseline {
+        let _ = writeln!(
+            out,
+            "\n== Proposed baseline (closes {} checks; review, then `patchday catalog add-baseline`) ==",
+            p.closes.len()
+        );
+        for line in p.policy.lines() {
+            let _ = writeln!(out, "  {}", t(line));
+        }
+    }
     if plan.summary.actions == 0 {
         let _ = writeln!(
             out,
@@ -330,6 +340,18 @@ pub fn html(plan: &Plan) -> String {
             );
         }
         out.push_str("</ul></details></section>\n");
+    }
+    if let Some(p) = &plan.proposed_baseline {
+        let _ = write!(
+            out,
+            "<section id=\"proposed-baseline\"><h2>Proposed baseline (closes {} checks)</h2>\
+             <p class=\"meta\">Review it, then sign it with <code>patchday catalog add-baseline</code>.</p><pre>",
+            p.closes.len()
+        );
+        for line in p.policy.lines() {
+            let _ = writeln!(out, "{}", e(line));
+        }
+        out.push_str("</pre></section>\n");
     }
     out.push_str(
         "<footer>Produced by Patchday's security audit. Severity comes from the advisory \

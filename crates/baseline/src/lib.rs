@@ -6,12 +6,15 @@
 //! built with serde), the host's accounts the compilation resolves names with
 //! ([`accounts`]), running `nft` and reading back what the kernel holds ([`nft`]: apply,
 //! drift fingerprint, per-rule counters, the previous ruleset for the lock-out guard) and
-//! the operator's diff between two versions ([`diff`]).
+//! the operator's diff between two versions ([`diff`]), memory-protection profiles
+//! ([`memory`]) and browser policy compiled to Chromium's and Firefox's enterprise policy
+//! files ([`browser`]).
 //!
 //! It must not touch: the network beyond running `nft`, the catalog, the server, the clock
 //! (the agent's guard waits; this crate only says what to restore).
 
 pub mod accounts;
+pub mod browser;
 pub mod diff;
 pub mod firewall;
 pub mod memory;

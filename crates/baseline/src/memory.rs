@@ -184,6 +184,18 @@ pub fn write_execute_mappings(maps: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a process whose `/proc/PID/cgroup` reads `cgroup` belongs to `unit`: one of
+/// its cgroup paths (v2 `0::/system.slice/nginx.service`, or a v1 hierarchy) names the
+/// unit as a component, so worker processes and sub-cgroups count, not only the main
+/// process systemd records.
+pub fn in_unit(cgroup: &str, unit: &str) -> bool {
+    cgroup.lines().any(|l| {
+        l.splitn(3, ':')
+            .nth(2)
+            .is_some_and(|path| path.split('/').any(|c| c == unit))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +243,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("service unit"));
+    }
+
+    #[test]
+    fn processes_are_found_by_cgroup() {
+        let v2 = "0::/system.slice/nginx.service\n";
+        let v1 = "9:name=systemd:/system.slice/nginx.service/worker\n4:memory:/\n";
+        assert!(in_unit(v2, "nginx.service"));
+        assert!(in_unit(v1, "nginx.service"));
+        assert!(!in_unit(v2, "ginx.service"));
+        assert!(!in_unit(
+            "0::/user.slice/user-1000.slice\n",
+            "nginx.service"
+        ));
     }
 
     #[test]

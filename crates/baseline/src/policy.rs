@@ -18,6 +18,9 @@ pub struct Policy {
     /// Issue 13, point 3 (partial): kernel settings and per-service hardening.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<crate::memory::Memory>,
+    /// Issue 13, point 4: Chromium and Firefox enterprise policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<crate::browser::Browser>,
 }
 
 /// The `[baseline]` table.
@@ -196,6 +199,12 @@ impl Policy {
         Ok(p)
     }
 
+    /// The policy as TOML that [`Policy::parse`] reads back (the audit's proposals).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self)
+            .map_err(|e| BaselineError::Policy(format!("writing the policy as TOML: {e}")))
+    }
+
     /// The TUF target name it is published under: `baseline-<name>-<version>.toml`, flat
     /// like every payload name (the catalog keeps files as `targets/<sha256>.<name>` in one
     /// directory, delegated roles prefix `<role>~`).
@@ -241,6 +250,9 @@ impl Policy {
         }
         if let Some(m) = &self.memory {
             m.check()?;
+        }
+        if let Some(b) = &self.browser {
+            b.check()?;
         }
         Ok(())
     }
@@ -399,9 +411,97 @@ action = "reject"
     )
 }
 
+/// A commented example memory-protection profile, for `patchday baseline new --kind memory`.
+pub fn example_memory(name: &str) -> String {
+    format!(
+        r#"# Patchday baseline policy. Unknown keys are refused, so a typo cannot weaken it.
+[baseline]
+name = "{name}"
+version = "1"
+description = "Memory protection for {name}"
+
+[memory]
+# true: write nothing, only report (memory.<unit>.wx_mappings) which running services map
+# memory writable and executable, i.e. would break under MemoryDenyWriteExecute.
+dry_run = true
+
+# Written to /etc/sysctl.d/90-patchday-{name}.conf and set at once.
+[memory.sysctls]
+"kernel.randomize_va_space" = 2
+"kernel.kptr_restrict" = 2
+"kernel.dmesg_restrict" = 1
+"kernel.unprivileged_bpf_disabled" = 1
+"fs.protected_symlinks" = 1
+"fs.protected_hardlinks" = 1
+
+# One drop-in per service: /etc/systemd/system/<unit>.d/90-patchday-{name}.conf,
+# in force at the service's next start.
+[[memory.services]]
+unit = "nginx.service"
+memory_deny_write_execute = true
+no_new_privileges = true
+protect_system = "strict"
+system_call_filter = ["@system-service"]
+"#
+    )
+}
+
+/// A commented example browser policy, for `patchday baseline new --kind browser`.
+pub fn example_browser(name: &str) -> String {
+    format!(
+        r#"# Patchday baseline policy. Unknown keys are refused, so a typo cannot weaken it.
+[baseline]
+name = "{name}"
+version = "1"
+description = "Browser policy for {name}"
+
+[browser]
+# Written to /etc/chromium/policies/managed/patchday-{name}.json (and Google Chrome's
+# /etc/opt/chrome/...) and to Firefox's policies.json (/etc/firefox-esr/policies/ for
+# Debian's firefox-esr, /etc/firefox/policies/ for Mozilla's builds).
+browsers = ["chromium", "firefox"]
+# Refuse dangerous file types and files Safe Browsing flags: block-malicious,
+# block-dangerous, block-potentially-dangerous, block-all.
+downloads = "block-dangerous"
+# Safe Browsing on, its warnings not bypassable: standard or enhanced.
+safe_browsing = "standard"
+
+# JavaScript only on these sites ("allow-list"), or everywhere but these ("block-list").
+# Chromium content-setting patterns; Firefox has no per-site JavaScript policy.
+[browser.javascript]
+mode = "allow-list"
+sites = ["https://intranet.example.com", "[*.]example.org"]
+
+# Only these extensions may be installed; every other one is blocked.
+[browser.extensions]
+chromium = []
+firefox = []
+
+# After an update (through apt, so through Patchday) the browser must restart within this.
+[browser.updates]
+relaunch_within_hours = 24
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_other_examples_parse() {
+        let p = Policy::parse(&example_memory("web")).unwrap();
+        assert!(p.memory.unwrap().dry_run);
+        let p = Policy::parse(&example_browser("desk")).unwrap();
+        let b = p.browser.unwrap();
+        assert_eq!(b.javascript.unwrap().sites.len(), 2);
+        assert_eq!(b.downloads, Some(crate::browser::Downloads::BlockDangerous));
+        let typo = example_browser("desk").replace("safe_browsing", "safe_browsnig");
+        assert!(Policy::parse(&typo)
+            .unwrap_err()
+            .to_string()
+            .contains("safe_browsnig"));
+    }
 
     #[test]
     fn the_example_parses() {

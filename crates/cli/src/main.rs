@@ -533,15 +533,30 @@ enum ServerAction {
     },
 }
 
+/// Which example `baseline new` writes.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BaselineKind {
+    /// A host firewall (`[firewall]`).
+    Firewall,
+    /// A memory-protection profile (`[memory]`).
+    Memory,
+    /// Chromium and Firefox policy (`[browser]`).
+    Browser,
+}
+
 /// Issue 13, point 1: baseline policy files.
 #[derive(Subcommand)]
 enum BaselineCmd {
     /// Prints a commented example policy to edit (or writes it to --out).
     ///
     /// Example: patchday baseline new web-servers --out web-servers.toml
+    /// (--kind browser: a browser policy; --kind memory: a memory-protection profile)
     New {
         /// Baseline name (a-z, 0-9, -).
         name: String,
+        /// Which example: firewall, memory or browser.
+        #[arg(long, value_enum, default_value = "firewall")]
+        kind: BaselineKind,
         /// Write here instead of standard output (refuses to overwrite).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -557,7 +572,8 @@ enum BaselineCmd {
         /// with the users and groups of the system at --root.
         #[arg(long)]
         nft: bool,
-        /// Print the files a `[memory]` profile writes (sysctl.d file, systemd drop-ins).
+        /// Print the files a `[memory]` profile and a `[browser]` policy write (sysctl.d
+        /// file, systemd drop-ins, Chromium's and Firefox's policy files).
         #[arg(long, conflicts_with = "nft")]
         files: bool,
         /// Whose /etc/passwd and /etc/group resolve user and group names (with --nft).
@@ -1264,8 +1280,12 @@ struct DeclineArgs {
 /// Issue 13, point 1: `patchday baseline ...`.
 async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
     match c {
-        BaselineCmd::New { name, out } => {
-            let text = patchday_baseline::policy::example(&name);
+        BaselineCmd::New { name, kind, out } => {
+            let text = match kind {
+                BaselineKind::Firewall => patchday_baseline::policy::example(&name),
+                BaselineKind::Memory => patchday_baseline::policy::example_memory(&name),
+                BaselineKind::Browser => patchday_baseline::policy::example_browser(&name),
+            };
             patchday_baseline::Policy::parse(&text)?;
             match out {
                 None => print!("{text}"),
@@ -1295,8 +1315,24 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
         } => {
             let (p, _) = patchday_cli::baseline::read(&policy)?;
             if files {
-                let m = p.memory.as_ref().context("the policy has no [memory]")?;
-                for f in patchday_baseline::memory::compile(&p.baseline.name, m) {
+                if p.memory.is_none() && p.browser.is_none() {
+                    anyhow::bail!(
+                        "the policy has no [memory] and no [browser]: it writes no files"
+                    );
+                }
+                let mut all = p
+                    .memory
+                    .as_ref()
+                    .map(|m| patchday_baseline::memory::compile(&p.baseline.name, m))
+                    .unwrap_or_default();
+                if let Some(b) = &p.browser {
+                    all.extend(patchday_baseline::browser::compile(
+                        &p.baseline.name,
+                        b,
+                        &patchday_baseline::browser::BrowserPaths::default(),
+                    )?);
+                }
+                for f in all {
                     println!("==> /{} <==\n{}", f.path, f.content);
                 }
                 return Ok(0);
@@ -1338,6 +1374,22 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                     ),
                 }
             );
+            if let Some(b) = &p.browser {
+                use patchday_baseline::browser::{self as br, BrowserKind};
+                for kind in &b.browsers {
+                    let (label, policies) = match kind {
+                        BrowserKind::Chromium => ("chromium", br::chromium_policies(b)),
+                        BrowserKind::Firefox => ("firefox", br::firefox_policies(b)),
+                    };
+                    println!(
+                        "browser: {label}: {}",
+                        policies.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+                for l in patchday_baseline::browser::limits(b) {
+                    println!("note: {l}");
+                }
+            }
         }
         BaselineCmd::Report { tenant, conn } => {
             let a = conn.api()?.baselines(&tenant).await?;

@@ -1,4 +1,4 @@
-//! Issue 13, points 1 and 2: the baseline backend. A baseline payload is a signed TOML
+//! Issue 13, points 1 to 4: the baseline backend. A baseline payload is a signed TOML
 //! policy (`baselines/<name>-<version>.toml`), verified through TUF like every payload
 //! before it gets here. Phases:
 //! 1. check: the policy parses strictly and names the package and version the signed
@@ -11,6 +11,10 @@
 //! 4. commit: the registry (`var/lib/patchday/baselines.json`) records the version, the
 //!    policy and what the kernel listed after applying (the commit point).
 //!
+//! A `[memory]` profile and a `[browser]` policy are files the baseline owns (sysctl.d,
+//! systemd drop-ins, Chromium's and Firefox's enterprise policy files), each written
+//! atomically (temporary file + rename) and recorded in the registry entry.
+//!
 //! [`recover`] finishes or undoes a run that died between two steps. [`enforce_all`] runs
 //! at every agent run: what differs from the committed listing (a hand edit) is drift,
 //! repaired by applying the policy again, and reported with the rules' counters.
@@ -18,6 +22,7 @@
 use super::Outcome;
 use anyhow::Context;
 use patchday_baseline::accounts::Accounts;
+use patchday_baseline::browser::{self, BrowserPaths};
 use patchday_baseline::memory::{self, OwnedFile};
 use patchday_baseline::nft::{self, Nft};
 use patchday_baseline::{firewall, Policy};
@@ -156,6 +161,21 @@ fn install_inner(
         );
     }
     let mut reg = registry(root)?;
+    // Checked and compiled before anything is applied, so a refusal changes nothing.
+    let browser_files = match &policy.browser {
+        None => Vec::new(),
+        Some(b) => {
+            if let Some((other, _)) = reg
+                .iter()
+                .find(|(n, e)| n.as_str() != package && entry_has_browser(e))
+            {
+                anyhow::bail!(
+                    "baseline {other} already sets the browser policy on this host, and Firefox reads one policies.json; put the browser settings in one baseline (or decline {other}); nothing was applied"
+                );
+            }
+            browser::compile(package, b, &BrowserPaths::default())?
+        }
+    };
     let applied = match compile(root, &policy)? {
         None => None,
         Some(doc) => {
@@ -185,7 +205,7 @@ fn install_inner(
         }
     };
     // Issue 13, point 3 (partial): the memory profile's files and kernel settings.
-    let files = match &policy.memory {
+    let mut files = match &policy.memory {
         Some(m) if !m.dry_run => {
             let files = memory::compile(package, m);
             write_files(root, &files)?;
@@ -195,6 +215,25 @@ fn install_inner(
         }
         _ => Vec::new(),
     };
+    // Issue 13, point 4: the browsers' enterprise policy files.
+    write_files(root, &browser_files)?;
+    files.extend(browser_files);
+    // Files the previous version owned and this one does not (a service or browser
+    // dropped from the policy) go, so no stale setting stays in force.
+    if let Some(previous) = reg.get(package) {
+        for old in &previous.files {
+            if !files.iter().any(|f| f.path == old.path) {
+                match std::fs::remove_file(root.join(&old.path)) {
+                    Ok(()) => tracing::info!(file = %old.path, "baseline file removed"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("removing /{} of the previous version", old.path)))
+                    }
+                }
+            }
+        }
+    }
     reg.insert(
         package.to_owned(),
         Entry {
@@ -208,6 +247,11 @@ fn install_inner(
     let _ = std::fs::remove_file(guard_path(root));
     tracing::info!(baseline = package, version, "baseline applied");
     Ok(())
+}
+
+/// Whether the policy an entry was applied from has a `[browser]` section.
+fn entry_has_browser(e: &Entry) -> bool {
+    Policy::parse(&e.policy).is_ok_and(|p| p.browser.is_some())
 }
 
 /// Finishes or undoes an apply that a stopped run left in its guard: committed, the
@@ -267,7 +311,7 @@ fn enforce(
     report: &mut BaselineReport,
     changed: &mut bool,
 ) -> anyhow::Result<()> {
-    enforce_memory(root, entry, report)?;
+    enforce_files(root, entry, report)?;
     let Some(applied) = &entry.applied else {
         return Ok(());
     };
@@ -321,7 +365,7 @@ pub fn merge_reports(
     later
 }
 
-// ---- Issue 13, point 3 (partial): memory-protection profiles ----
+// ---- Issue 13, points 3 and 4: files the baseline owns (memory profiles, browser policy) ----
 
 /// Writes the profile's files below `root` (a `sysctl.d` file, systemd drop-ins).
 fn write_files(root: &Path, files: &[OwnedFile]) -> anyhow::Result<()> {
@@ -375,18 +419,15 @@ fn apply_sysctls(root: &Path, m: &memory::Memory) -> anyhow::Result<()> {
 }
 
 /// Every run: files changed or removed by hand are written again, kernel settings that
-/// moved are set again (drift, repaired), and for services under MemoryDenyWriteExecute
-/// the mappings of their running main process that MDWE forbids are counted (the dry run:
-/// `memory.<unit>.wx_mappings`, without writing anything when the profile says `dry_run`).
-fn enforce_memory(
+/// moved are set again, another Chromium policy file that would override the baseline's
+/// is moved out of Chromium's reach (drift, repaired), and the services a memory profile
+/// names are measured ([`measure_service`]; with `dry_run` that is all the profile does).
+fn enforce_files(
     root: &Path,
     entry: &mut Entry,
     report: &mut BaselineReport,
 ) -> anyhow::Result<()> {
     let policy = Policy::parse(&entry.policy)?;
-    let Some(m) = &policy.memory else {
-        return Ok(());
-    };
     let mut drift = Vec::new();
     for f in &entry.files {
         let path = root.join(&f.path);
@@ -396,55 +437,288 @@ fn enforce_memory(
             Err(_) => drift.push(format!("file /{} is gone", f.path)),
         }
     }
-    if !m.dry_run && root == Path::new("/") {
-        for (k, v) in &m.sysctls {
-            let live = std::fs::read_to_string(proc_sys(k)).unwrap_or_default();
-            if live.trim() != v.to_string() {
-                drift.push(format!(
-                    "kernel setting {k} is {}, the baseline says {v}",
-                    live.trim()
-                ));
+    let memory = policy.memory.as_ref().filter(|m| !m.dry_run);
+    if let Some(m) = memory {
+        if root == Path::new("/") {
+            for (k, v) in &m.sysctls {
+                let live = std::fs::read_to_string(proc_sys(k)).unwrap_or_default();
+                if live.trim() != v.to_string() {
+                    drift.push(format!(
+                        "kernel setting {k} is {}, the baseline says {v}",
+                        live.trim()
+                    ));
+                }
             }
         }
+    }
+    if let Some(b) = &policy.browser {
+        drift.extend(displace_chromium_overrides(
+            root,
+            &report.name,
+            b,
+            &BrowserPaths::default(),
+        )?);
     }
     if !drift.is_empty() {
         for d in &drift {
             tracing::warn!(baseline = %report.name, drift = %d, "baseline drift found");
         }
         write_files(root, &entry.files)?;
-        apply_sysctls(root, m)?;
-        reload_units(root, &entry.files);
+        if let Some(m) = memory {
+            apply_sysctls(root, m)?;
+            reload_units(root, &entry.files);
+        }
         report.repaired = true;
         tracing::info!(baseline = %report.name, "baseline drift repaired");
         report.drift.extend(drift);
     }
-    for s in m.services.iter().filter(|s| s.memory_deny_write_execute) {
-        if let Some(n) = wx_mappings(root, &s.unit) {
-            report
-                .measured
-                .insert(format!("memory.{}.wx_mappings", s.unit), n);
-            if n > 0 {
-                tracing::warn!(unit = %s.unit, mappings = n, "this running service maps memory writable and executable: it would fail under MemoryDenyWriteExecute");
-            }
-        }
+    if let Some(b) = &policy.browser {
+        // Measured after any repair: the browser policy files in place as compiled.
+        let in_place = browser::compile(&report.name, b, &BrowserPaths::default())?
+            .iter()
+            .filter(|f| std::fs::read_to_string(root.join(&f.path)).is_ok_and(|c| c == f.content))
+            .count();
+        report
+            .measured
+            .insert("browser.policy_files".into(), u64::try_from(in_place)?);
+    }
+    let Some(m) = &policy.memory else {
+        return Ok(());
+    };
+    for s in &m.services {
+        measure_service(root, &s.unit, s.memory_deny_write_execute, report);
     }
     Ok(())
 }
 
-/// How many writable-and-executable (or anonymous executable) mappings the running main
-/// process of `unit` has (`None`: not the running system, or the unit is not running).
-fn wx_mappings(root: &Path, unit: &str) -> Option<u64> {
+/// Another file in a Chromium policy directory that sets a policy the baseline sets can
+/// override it (Chromium lets the file whose name sorts last win): such a file is moved to
+/// `var/lib/patchday/displaced/` (out of Chromium's reach, kept for the admin) and each
+/// move is returned as drift.
+fn displace_chromium_overrides(
+    root: &Path,
+    baseline: &str,
+    b: &browser::Browser,
+    paths: &BrowserPaths,
+) -> anyhow::Result<Vec<String>> {
+    if !b.browsers.contains(&browser::BrowserKind::Chromium) {
+        return Ok(Vec::new());
+    }
+    let own_name = browser::chromium_file_name(baseline);
+    let own = browser::chromium_policies(b);
+    let mut drift = Vec::new();
+    for dir in &paths.chromium_dirs {
+        let dir_path = root.join(dir);
+        let Ok(entries) = std::fs::read_dir(&dir_path) else {
+            continue;
+        };
+        let mut listing = Vec::new();
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Files that cannot be read as text are not JSON policy either.
+            if let Ok(content) = std::fs::read_to_string(e.path()) {
+                listing.push((name, content));
+            }
+        }
+        for (name, policies) in browser::chromium_overrides(&own_name, &own, &listing) {
+            let aside_dir = root.join("var/lib/patchday/displaced");
+            std::fs::create_dir_all(&aside_dir)
+                .with_context(|| format!("creating {}", aside_dir.display()))?;
+            let flat = format!("{}-{name}", dir.replace('/', "_"));
+            let aside = aside_dir.join(&flat);
+            std::fs::rename(dir_path.join(&name), &aside).with_context(|| {
+                format!(
+                    "moving /{dir}/{name}, which overrides the baseline's browser policy, to {}",
+                    aside.display()
+                )
+            })?;
+            drift.push(format!(
+                "file /{dir}/{name} set {} over the baseline; moved to /var/lib/patchday/displaced/{flat}",
+                policies.join(", ")
+            ));
+        }
+    }
+    Ok(drift)
+}
+
+/// The running processes of `unit` on the running system (`None` for an image): every
+/// process whose cgroup names the unit, workers included.
+fn unit_processes(root: &Path, unit: &str) -> Option<Vec<u32>> {
     if root != Path::new("/") {
         return None;
     }
-    let out = std::process::Command::new("systemctl")
-        .args(["show", "--property=MainPID", "--value", unit])
-        .output()
-        .ok()?;
-    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    if pid == 0 {
-        return None;
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A process may end between listing and reading: it is simply not counted.
+        if let Ok(cgroup) = std::fs::read_to_string(e.path().join("cgroup")) {
+            if memory::in_unit(&cgroup, unit) {
+                pids.push(pid);
+            }
+        }
     }
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    u64::try_from(memory::write_execute_mappings(&maps).len()).ok()
+    Some(pids)
+}
+
+/// Issue 13, point 3: what the profile's dry run and the audit's ELF checks say about a
+/// named service that is running. Under `MemoryDenyWriteExecute` (`mdwe`), the mappings
+/// MDWE forbids, summed over its processes (`memory.<unit>.wx_mappings`: more than 0 and
+/// the service would fail under the drop-in). For its programs (`/proc/PID/exe`), how
+/// many lack each protection the audit checks (`memory.<unit>.elf_without_pie`, `_nx`,
+/// `_full_relro`, `_canary`), the audit's findings as the baseline's.
+fn measure_service(root: &Path, unit: &str, mdwe: bool, report: &mut BaselineReport) {
+    let Some(pids) = unit_processes(root, unit) else {
+        return;
+    };
+    report
+        .measured
+        .insert(format!("memory.{unit}.processes"), pids.len() as u64);
+    if pids.is_empty() {
+        return;
+    }
+    if mdwe {
+        let n: usize = pids
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/maps")).ok())
+            .map(|maps| memory::write_execute_mappings(&maps).len())
+            .sum();
+        report
+            .measured
+            .insert(format!("memory.{unit}.wx_mappings"), n as u64);
+        if n > 0 {
+            tracing::warn!(unit = %unit, mappings = n, "this running service maps memory writable and executable: it would fail under MemoryDenyWriteExecute");
+        }
+    }
+    // One inspection per program (a service's workers usually share one); the link is
+    // opened itself, so the path need not resolve from the agent's root.
+    let mut programs = BTreeMap::new();
+    for p in &pids {
+        let exe = format!("/proc/{p}/exe");
+        let Ok(target) = std::fs::read_link(&exe) else {
+            continue;
+        };
+        if let std::collections::btree_map::Entry::Vacant(v) = programs.entry(target) {
+            if let Ok(info) = patchday_audit::elf::inspect(Path::new(&exe)) {
+                v.insert(info);
+            }
+        }
+    }
+    let mut without = BTreeMap::from([("pie", 0u64), ("nx", 0), ("full_relro", 0), ("canary", 0)]);
+    for (path, info) in &programs {
+        let missing = [
+            ("pie", info.pie),
+            ("nx", info.nx),
+            (
+                "full_relro",
+                info.relro == patchday_audit::model::Relro::Full,
+            ),
+            ("canary", info.canary),
+        ];
+        for (what, ok) in missing {
+            if !ok {
+                *without.entry(what).or_default() += 1;
+                tracing::warn!(unit = %unit, program = %path.display(), missing = what, "a program of this service is built without a protection the audit checks");
+            }
+        }
+    }
+    for (what, n) in without {
+        report
+            .measured
+            .insert(format!("memory.{unit}.elf_without_{what}"), n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str, version: &str, browsers: &str) -> String {
+        format!(
+            "[baseline]\nname = \"{name}\"\nversion = \"{version}\"\n\n[browser]\nbrowsers = {browsers}\ndownloads = \"block-dangerous\"\n\n[browser.javascript]\nmode = \"allow-list\"\nsites = [\"https://intranet.example\"]\n"
+        )
+    }
+
+    fn install_text(root: &Path, name: &str, version: &str, text: &str) -> Outcome {
+        let file = root.join(format!("{name}-{version}.toml"));
+        std::fs::write(&file, text).unwrap();
+        // No firewall, so the server is never probed.
+        install(root, "http://127.0.0.1:9", &file, name, version)
+    }
+
+    /// An image root (not `/`): the browser files land below it, one browser baseline per
+    /// host, a new version removes what it no longer owns, and every run repairs an edit
+    /// and moves an overriding Chromium file aside.
+    #[test]
+    fn browser_files_land_below_the_root_and_drift_is_repaired() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let both = policy("desk", "1", "[\"chromium\", \"firefox\"]");
+        assert_eq!(install_text(root, "desk", "1", &both), Outcome::Installed);
+        let chromium = root.join("etc/chromium/policies/managed/patchday-desk.json");
+        let firefox = root.join("etc/firefox-esr/policies/policies.json");
+        assert!(std::fs::read_to_string(&chromium)
+            .unwrap()
+            .contains("\"DefaultJavaScriptSetting\": 2"));
+        assert!(firefox.exists());
+
+        // A second browser baseline is refused, and writes nothing.
+        let Outcome::Failed(why) =
+            install_text(root, "other", "1", &policy("other", "1", "[\"chromium\"]"))
+        else {
+            panic!("a second browser baseline was applied");
+        };
+        assert!(
+            why.contains("baseline desk already sets the browser policy"),
+            "{why}"
+        );
+        assert!(!root
+            .join("etc/chromium/policies/managed/patchday-other.json")
+            .exists());
+
+        // Version 2 is for Chromium only: Firefox's files go.
+        let v2 = policy("desk", "2", "[\"chromium\"]");
+        assert_eq!(install_text(root, "desk", "2", &v2), Outcome::Installed);
+        assert!(!firefox.exists());
+        assert!(chromium.exists());
+
+        // Drift: an edit and an overriding file; one run repairs both and says so.
+        std::fs::write(&chromium, "{\"DefaultJavaScriptSetting\": 1}").unwrap();
+        let local = root.join("etc/chromium/policies/managed/zz-local.json");
+        std::fs::write(
+            &local,
+            "{\"DefaultJavaScriptSetting\": 1, \"ShowHomeButton\": true}",
+        )
+        .unwrap();
+        let unrelated = root.join("etc/chromium/policies/managed/home.json");
+        std::fs::write(&unrelated, "{\"ShowHomeButton\": true}").unwrap();
+        let reports = enforce_all(root);
+        let r = &reports[0];
+        assert!(r.repaired, "{r:?}");
+        assert_eq!(r.drift.len(), 2, "{r:?}");
+        assert!(
+            r.drift[1].contains("zz-local.json set DefaultJavaScriptSetting"),
+            "{r:?}"
+        );
+        assert!(std::fs::read_to_string(&chromium)
+            .unwrap()
+            .contains("\"DefaultJavaScriptSetting\": 2"));
+        assert!(!local.exists());
+        assert!(root
+            .join("var/lib/patchday/displaced/etc_chromium_policies_managed-zz-local.json")
+            .exists());
+        assert!(
+            unrelated.exists(),
+            "a file setting other policies is left alone"
+        );
+        // Both Chromium directories, in place.
+        assert_eq!(r.measured["browser.policy_files"], 2, "{r:?}");
+        // Nothing left to repair.
+        let again = enforce_all(root);
+        assert!(again[0].drift.is_empty() && !again[0].repaired, "{again:?}");
+    }
 }

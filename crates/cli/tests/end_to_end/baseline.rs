@@ -563,3 +563,172 @@ system_call_filter = ["@system-service"]
     );
     assert_eq!(row["repaired"], true, "{row}");
 }
+
+/// A process moved into a cgroup named like a systemd unit (as systemd would place a
+/// service's processes), removed with its cgroup when dropped.
+struct FakeService {
+    child: Child,
+    cgroup: std::path::PathBuf,
+}
+
+impl FakeService {
+    /// Starts `program args` in cgroup `.../patchday-test-<pid>/<unit>` of this machine's
+    /// writable cgroup hierarchy (v2, or v1's named `systemd` one).
+    fn start(unit: &str, program: &Path, args: &[&str]) -> FakeService {
+        let base = [
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/systemd",
+            "/sys/fs/cgroup/unified",
+        ]
+        .iter()
+        .map(Path::new)
+        .find(|b| b.join("cgroup.procs").exists())
+        .expect("a cgroup hierarchy with cgroup.procs under /sys/fs/cgroup");
+        let cgroup = base
+            .join(format!("patchday-test-{}", std::process::id()))
+            .join(unit);
+        std::fs::create_dir_all(&cgroup).unwrap();
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Ready once it has printed (its mappings are made by then).
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = [0u8; 5];
+        std::io::Read::read_exact(&mut out, &mut buf).expect("program ready");
+        std::fs::write(cgroup.join("cgroup.procs"), child.id().to_string()).unwrap();
+        FakeService { child, cgroup }
+    }
+}
+
+impl Drop for FakeService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir(&self.cgroup);
+        if let Some(parent) = self.cgroup.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+/// Issue 13, point 3 (the rest): a memory profile in dry run writes nothing and measures
+/// the running services it names: a JIT-like program (an anonymous writable and
+/// executable mapping) built without PIE, NX stack, RELRO or stack protector is reported
+/// as breaking under MemoryDenyWriteExecute and with the audit's ELF findings, while a
+/// hardened Debian program (`sleep`) is reported clean.
+#[test]
+fn memory_dry_run_reports_jit_services_and_unhardened_programs() {
+    if !require(Requirement::Root) || !require(Requirement::GCC) {
+        return;
+    }
+    let _serial = patchday_testkit::serial();
+    let dir = scratch();
+    let bins = bins();
+    let src = dir.path().join("jit.c");
+    std::fs::write(
+        &src,
+        "#include <sys/mman.h>\n#include <stdio.h>\n#include <unistd.h>\n\
+         int main(void){void *p=mmap(0,4096,PROT_READ|PROT_WRITE|PROT_EXEC,MAP_PRIVATE|MAP_ANONYMOUS,-1,0);\
+         if(p==MAP_FAILED)return 1;puts(\"ready\");fflush(stdout);pause();return 0;}\n",
+    )
+    .unwrap();
+    let jit = dir.path().join("jit");
+    run(Command::new("gcc")
+        .args([
+            "-O0",
+            "-no-pie",
+            "-fno-stack-protector",
+            "-z",
+            "execstack",
+            "-Wl,-z,norelro",
+            "-o",
+        ])
+        .arg(&jit)
+        .arg(&src));
+    let tag = std::process::id();
+    let jit_unit = format!("pdjit{tag}.service");
+    let ok_unit = format!("pdok{tag}.service");
+    let _jit = FakeService::start(&jit_unit, &jit, &[]);
+    let _ok = FakeService::start(
+        &ok_unit,
+        Path::new("/bin/sh"),
+        &["-c", "echo ready; exec sleep 600"],
+    );
+
+    let profile = format!(
+        r#"[baseline]
+name = "lab-dry"
+version = "1"
+
+[memory]
+dry_run = true
+
+[[memory.services]]
+unit = "{jit_unit}"
+memory_deny_write_execute = true
+no_new_privileges = true
+
+[[memory.services]]
+unit = "{ok_unit}"
+memory_deny_write_execute = true
+"#
+    );
+    let cat = Catalog::new(&bins, dir.path());
+    add_baseline(&cat, dir.path(), "PD-DRY-1", &profile);
+    let srv = Server::start(&bins, dir.path(), &cat.root());
+    patchday_testkit::acme_with_web(&srv, &cat.repo);
+    let enroll = patchday_testkit::acme_enroll_token(&srv, &["--unlimited"]);
+    let host = Host::new(&bins, dir.path(), "dry1");
+    let o = host.agent(&srv.url, Some(&enroll));
+    assert!(o.status.success(), "enrol: {}", text(&o));
+    let id = srv.acme_host_id("dry1");
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-DRY-1"]);
+    let o = host.agent(&srv.url, None);
+    assert!(o.status.success(), "apply: {}", text(&o));
+    assert_eq!(srv.update_state("dry1", "PD-DRY-1").0, "installed");
+    let o = host.agent(&srv.url, None);
+    assert!(
+        text(&o).contains("would fail under MemoryDenyWriteExecute"),
+        "{}",
+        text(&o)
+    );
+    // A dry run writes no drop-in.
+    let (exists, _) = host.run_in(
+        "test",
+        &[
+            "-e",
+            &format!("/etc/systemd/system/{jit_unit}.d/90-patchday-lab-dry.conf"),
+        ],
+    );
+    assert!(!exists, "the dry run wrote a drop-in");
+
+    let report = srv.cli(&["baseline", "report", "--tenant", "acme", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&report).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["hostname"] == "dry1" && r["baseline"] == "lab-dry")
+        .unwrap_or_else(|| panic!("no report row: {report}"));
+    let m = &row["measured"];
+    let get = |unit: &str, what: &str| {
+        m[format!("memory.{unit}.{what}")]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no memory.{unit}.{what}: {row}"))
+    };
+    assert_eq!(get(&jit_unit, "processes"), 1, "{row}");
+    assert!(get(&jit_unit, "wx_mappings") >= 1, "{row}");
+    for what in ["pie", "nx", "full_relro", "canary"] {
+        assert_eq!(
+            get(&jit_unit, &format!("elf_without_{what}")),
+            1,
+            "{what}: {row}"
+        );
+    }
+    assert_eq!(get(&ok_unit, "processes"), 1, "{row}");
+    assert_eq!(get(&ok_unit, "wx_mappings"), 0, "{row}");
+    assert_eq!(get(&ok_unit, "elf_without_pie"), 0, "{row}");
+    assert_eq!(get(&ok_unit, "elf_without_nx"), 0, "{row}");
+}

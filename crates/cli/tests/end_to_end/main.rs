@@ -9,6 +9,7 @@
 
 mod support {
     pub mod apt_archive;
+    pub mod browser;
     pub mod recording_proxy;
 }
 
@@ -16,6 +17,7 @@ mod agent_trust;
 mod api;
 mod backup;
 mod baseline;
+mod browser_policy;
 mod compliance;
 mod console;
 mod decline_remove;
