@@ -299,6 +299,85 @@ mod tests {
     }
 
     #[test]
+    fn a_lapsed_host_and_a_silent_server_are_refused_with_a_valid_token() {
+        use patchday_trust::access::{claims_for, sign_proof, AccessKey};
+        use patchday_trust::host_signature::HostKey;
+        use patchday_types::api::{AccessList, HostAccess, HostCompliance, JwkSet};
+        let d = tempfile::tempdir().unwrap();
+        let server = AccessKey::load_or_create(&d.path().join("k.pk8")).unwrap();
+        let host = HostKey::ephemeral().unwrap();
+        let now = Timestamp::from_second(1_796_000_000).unwrap();
+        let c = claims_for(
+            "web-1-ab",
+            "web-1",
+            "acme",
+            &host.public_hex(),
+            "up-to-date",
+            now,
+            SignedDuration::from_secs(600),
+            "j".into(),
+        )
+        .unwrap();
+        let token = server.issue(&c).unwrap();
+        let target = ProofTarget {
+            method: "GET",
+            authority: "app",
+            path_and_query: "/",
+        };
+        let req = Checked {
+            method: "GET".into(),
+            authority: "app".into(),
+            path_and_query: "/".into(),
+            authorization: Some(format!("Bearer {token}")),
+            proof: Some(sign_proof(&host, &target, &token, now)),
+        };
+        let list = |allowed: bool| Current {
+            list: AccessList {
+                tenant: patchday_types::TenantId::new("acme").unwrap(),
+                generated_at: now,
+                etag: "e".into(),
+                token_lifetime_seconds: 600,
+                keys: JwkSet {
+                    keys: vec![server.public().clone()],
+                },
+                hosts: vec![HostAccess {
+                    host: patchday_types::HostId::new("web-1-ab").unwrap(),
+                    hostname: "web-1".into(),
+                    allowed,
+                    compliance: HostCompliance::Overdue,
+                    reason: (!allowed).then(|| "overdue: past its deadline: PD-1".into()),
+                }],
+            },
+            received: tokio::time::Instant::now(),
+        };
+        let w = SignedDuration::from_secs(60);
+        let max = Duration::from_secs(90);
+        let fresh = Some(Duration::from_secs(1));
+        let ok = decide("acme", w, max, Some(&list(true)), fresh, &req, now);
+        assert_eq!((ok.status, ok.code), (200, "allowed"), "{ok:?}");
+        let lapsed = decide("acme", w, max, Some(&list(false)), fresh, &req, now);
+        assert_eq!((lapsed.status, lapsed.code), (403, "not-compliant"));
+        assert_eq!(
+            lapsed.reason,
+            "host web-1 (web-1-ab) is not compliant: overdue: past its deadline: PD-1"
+        );
+        let silent = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(true)),
+            Some(Duration::from_secs(91)),
+            &req,
+            now,
+        );
+        assert_eq!(
+            (silent.status, silent.code),
+            (403, "server-silent"),
+            "{silent:?}"
+        );
+    }
+
+    #[test]
     fn reasons_reach_headers_and_pages_escaped() {
         let out = refused(403, "not-compliant", "<script>\u{1b}[31m \"x\"".into());
         let resp = respond(&out);
