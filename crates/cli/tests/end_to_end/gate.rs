@@ -234,7 +234,10 @@ http {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM: the master stops its workers (SIGKILL would leave them running).
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.id().to_string())
+            .status();
         let _ = self.0.wait();
     }
 }
