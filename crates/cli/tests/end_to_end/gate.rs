@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::support::nginx::Nginx;
 use patchday_lab::DebSpec;
 use patchday_testkit::{
     require, scratch, text, wait_for, Bins, Catalog, Daemon, Host, Requirement, Server,
@@ -14,7 +15,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
@@ -148,29 +149,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// nginx as this test's own process (never the system service), killed when dropped.
-struct Nginx(Child);
-
-impl Nginx {
-    fn start(dir: &Path, port: u16, app: u16, gate: &str) -> Nginx {
-        let prefix = dir.join("nginx");
-        std::fs::create_dir_all(prefix.join("tmp")).unwrap();
-        let p = prefix.display();
-        // The README's snippet, with this test's ports.
-        let conf = format!(
-            r#"worker_processes 1;
-master_process off;
-daemon off;
-pid {p}/nginx.pid;
-error_log {p}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {p}/tmp/body;
-  proxy_temp_path {p}/tmp/proxy;
-  fastcgi_temp_path {p}/tmp/fastcgi;
-  uwsgi_temp_path {p}/tmp/uwsgi;
-  scgi_temp_path {p}/tmp/scgi;
+/// nginx in front of the test application on `app`, asking the gate at `gate` (the
+/// README's snippet, with this test's ports).
+fn start_nginx(dir: &Path, port: u16, app: u16, gate: &str) -> Nginx {
+    let http = format!(
+        r#"  access_log off;
   server {{
     listen 127.0.0.1:{port};
     location / {{
@@ -198,48 +181,9 @@ http {{
       proxy_set_header X-Original-Host $http_host;
     }}
   }}
-}}
 "#
-        );
-        let conf_path = prefix.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let check = Command::new("/usr/sbin/nginx")
-            .arg("-t")
-            .arg("-e")
-            .arg(prefix.join("error.log"))
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf_path)
-            .output()
-            .unwrap();
-        assert!(check.status.success(), "nginx -t: {}", text(&check));
-        let child = Command::new("/usr/sbin/nginx")
-            .arg("-e")
-            .arg(prefix.join("error.log"))
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("nginx to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Nginx(child)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers (SIGKILL would leave them running).
-        let _ = std::process::Command::new("kill")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
+    );
+    Nginx::start(dir, port, &http)
 }
 
 /// `patchday gate http` for tenant `acme` on a free port: the daemon and its address.
@@ -318,7 +262,7 @@ fn nginx_admits_a_compliant_host_and_refuses_lapsed_expired_foreign_and_replayed
     let app = start_app("127.0.0.1:0");
     let (_gate, gate_addr) = start_gate(&srv, dir);
     let port = free_port();
-    let _nginx = Nginx::start(dir, port, app, &gate_addr);
+    let _nginx = start_nginx(dir, port, app, &gate_addr);
     let url = format!("http://127.0.0.1:{port}/reports?q=1");
 
     // Nothing: refused with the reason.

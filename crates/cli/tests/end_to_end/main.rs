@@ -10,6 +10,7 @@
 mod support {
     pub mod apt_archive;
     pub mod browser;
+    pub mod nginx;
     pub mod recording_proxy;
 }
 

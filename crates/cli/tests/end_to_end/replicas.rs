@@ -6,59 +6,33 @@
 //! each host's state history say so exactly once. Real PostgreSQL, nginx, servers,
 //! agents and dpkg (`dpkg --root` sandbox hosts, so that many run at once).
 
+use crate::support::nginx::Nginx;
 use patchday_lab::{DebSpec, Requirement};
 use patchday_store_postgres::testing::ThrowawayDatabase;
 use patchday_testkit::{scratch, text, AcmeWorld, Bins, Host, Server};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 fn bins() -> Bins {
     Bins::new(env!("CARGO_BIN_EXE_patchday"))
 }
 
-/// nginx in front of `upstreams` (`127.0.0.1:port`), on a free port; killed on drop.
-struct Nginx {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers (SIGKILL would leave them running).
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx(dir: &Path, upstreams: &[String]) -> Nginx {
-    let prefix = dir.join("nginx");
-    std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+/// nginx in front of `upstreams` (`127.0.0.1:port`) on a free port, and its URL.
+fn load_balancer(dir: &Path, upstreams: &[String]) -> (Nginx, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let p = prefix.display();
+    let p = dir.join("nginx");
+    let p = p.display();
     let servers: String = upstreams
         .iter()
         .map(|u| format!("    server {u} max_fails=1 fail_timeout=60s;\n"))
         .collect();
-    let conf = format!(
-        "user root;
-worker_processes 1;
-error_log {p}/error.log;
-pid {p}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  log_format upstream '$upstream_addr $status $request';
+    let http = format!(
+        "  log_format upstream '$upstream_addr $status $request';
   access_log {p}/access.log upstream;
-  client_body_temp_path {p}/tmp/body;
-  proxy_temp_path {p}/tmp/proxy;
-  fastcgi_temp_path {p}/tmp/fastcgi;
-  uwsgi_temp_path {p}/tmp/uwsgi;
-  scgi_temp_path {p}/tmp/scgi;
   client_max_body_size 0;
   upstream patchday {{
 {servers}  }}
@@ -73,41 +47,12 @@ http {{
       proxy_next_upstream error timeout http_502 http_503 non_idempotent;
       proxy_read_timeout 300s;
     }}
-  }}
-}}
-"
+  }}"
     );
-    let conf_path = prefix.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let mut child = Command::new("nginx")
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Nginx { child, url };
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "nginx exited ({status}): {}",
-                std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!(
-        "nginx did not start: {}",
-        std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
-    );
+    (
+        Nginx::start(dir, port, &http),
+        format!("http://127.0.0.1:{port}"),
+    )
 }
 
 fn host_port(url: &str) -> String {
@@ -118,12 +63,7 @@ fn host_port(url: &str) -> String {
 
 #[test]
 fn three_replicas_behind_nginx_lose_nothing_when_one_dies_during_a_check_in_storm() {
-    if !patchday_lab::require(Requirement::Postgres)
-        || !patchday_lab::require(Requirement::Program {
-            name: "nginx",
-            package: "nginx",
-        })
-    {
+    if !patchday_lab::require(Requirement::Postgres) || !patchday_lab::require(Requirement::NGINX) {
         return;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -188,16 +128,16 @@ fn three_replicas_behind_nginx_lose_nothing_when_one_dies_during_a_check_in_stor
     }
     let mut upstreams = vec![host_port(&w.srv.url)];
     upstreams.extend(replicas.iter().map(|s| host_port(&s.url)));
-    let lb = nginx(dir, &upstreams);
+    let (_lb, lb_url) = load_balancer(dir, &upstreams);
     let mut front = w.srv;
     let replica_a_url = front.url.clone();
-    front.url = lb.url.clone(); // the CLI goes through nginx from here on
+    front.url = lb_url.clone(); // the CLI goes through nginx from here on
 
     // Six hosts enrol through nginx, into group web.
     let hosts: Vec<Host> = (0..6)
         .map(|i| {
             let h = Host::sandbox(&b, dir, &format!("replica-host-{i}"));
-            h.enrol_into_web(&front, &lb.url, &w.enroll, &old);
+            h.enrol_into_web(&front, &lb_url, &w.enroll, &old);
             h
         })
         .collect();
@@ -210,7 +150,7 @@ fn three_replicas_behind_nginx_lose_nothing_when_one_dies_during_a_check_in_stor
         let runs: Vec<_> = hosts
             .iter()
             .map(|h| {
-                let url = lb.url.clone();
+                let url = lb_url.clone();
                 s.spawn(move || (0..3).map(|_| h.agent(&url, None)).collect::<Vec<_>>())
             })
             .collect();
@@ -233,7 +173,7 @@ fn three_replicas_behind_nginx_lose_nothing_when_one_dies_during_a_check_in_stor
     let lines_before = log.lines().count();
     // Every host installs (a run that checked in before the approval does on the next).
     for h in &hosts {
-        let o = h.agent(&lb.url, None);
+        let o = h.agent(&lb_url, None);
         assert!(o.status.success(), "{}", text(&o));
         assert_eq!(h.version("pd-replica").as_deref(), Some("1.0-2"));
     }
