@@ -33,20 +33,6 @@ pub async fn save(
     now: jiff::Timestamp,
 ) -> ApiResult<FactsAnswer> {
     check(&upload)?;
-    // Suites sent but not named are dropped; named ones not sent must be held already.
-    let named: BTreeSet<String> = upload.suites.values().cloned().collect();
-    let not_sent: Vec<String> = named
-        .iter()
-        .filter(|d| !upload.contents.contains_key(*d))
-        .cloned()
-        .collect();
-    let missing = tenant.missing_facts_blobs(&not_sent).await?;
-    if !missing.is_empty() {
-        return Ok(FactsAnswer {
-            stored: false,
-            missing,
-        });
-    }
     let FactsUpload {
         sha256,
         facts,
@@ -55,14 +41,29 @@ pub async fn save(
     } = upload;
     let document = serde_json::to_vec(&facts).map_err(ApiError::internal)?;
     let document_sha256 = upload::sha256_hex(&document);
-    // Compress only what the tenant does not hold yet (a suite another host sent first).
-    let mut candidates: Vec<String> = vec![document_sha256.clone()];
-    candidates.extend(named.iter().filter(|d| contents.contains_key(*d)).cloned());
+    // One question to the store: which of the document and the named suites it lacks.
+    // A named suite that was not sent must be held already (else the agent sends it);
+    // what it lacks of the rest is compressed and stored (a suite another host sent
+    // first is not). Suites sent but not named are dropped.
+    let named: BTreeSet<String> = suites.values().cloned().collect();
+    let mut asked: Vec<String> = named.iter().cloned().collect();
+    asked.push(document_sha256.clone());
     let lacking: BTreeSet<String> = tenant
-        .missing_facts_blobs(&candidates)
+        .missing_facts_blobs(&asked)
         .await?
         .into_iter()
         .collect();
+    let missing: Vec<String> = named
+        .iter()
+        .filter(|d| lacking.contains(*d) && !contents.contains_key(*d))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Ok(FactsAnswer {
+            stored: false,
+            missing,
+        });
+    }
     let mut plain: Vec<(String, Vec<u8>)> = Vec::new();
     if lacking.contains(&document_sha256) {
         plain.push((document_sha256.clone(), document));

@@ -28,7 +28,7 @@ fn is_digest(s: &str) -> bool {
 }
 
 /// Whether a salvaged file with this digest waits.
-pub fn has(data: &Path, sha256: &str) -> bool {
+fn has(data: &Path, sha256: &str) -> bool {
     is_digest(sha256) && dir(data).join(sha256).is_file()
 }
 
