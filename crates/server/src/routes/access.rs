@@ -16,6 +16,8 @@ const MAX_WAIT: Duration = Duration::from_secs(120);
 /// How often a held wait decides again even when nothing was reported: deadlines pass
 /// and hosts go stale with time alone.
 const RECHECK: Duration = Duration::from_secs(5);
+/// How long a held wait lets changes gather before deciding again.
+const COALESCE: Duration = Duration::from_secs(1);
 
 /// `POST /v1/agent/access-token`: a compliant host's short-lived token, bound to its
 /// own key and its tenant; a host that is not compliant is told why (403 not-compliant).
@@ -133,6 +135,11 @@ pub async fn list(
             return Ok(Json(list));
         }
         let pause = (until - now).min(RECHECK);
-        let _ = tokio::time::timeout(pause, changes.changed()).await;
+        if let Ok(Ok(())) = tokio::time::timeout(pause, changes.changed()).await {
+            // Every check-in signals a change: during a storm, decide at most once per
+            // COALESCE per held wait, not once per check-in.
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            tokio::time::sleep(COALESCE.min(left)).await;
+        }
     }
 }
