@@ -440,7 +440,6 @@ async fn run_once(
                 .await?,
             );
         }
-        report(host, &a.update, UpdateState::Downloaded, None).await;
         report(host, &a.update, UpdateState::Installing, None).await;
         // dpkg's work, simulated.
         tokio::time::sleep(install).await;

@@ -56,36 +56,30 @@ fn is_disk_full(e: &sqlx::Error) -> bool {
     }
 }
 
-/// After each use: a connection still inside a transaction (SQLite can end or keep a
-/// transaction on its own after SQLITE_FULL, and sqlx then loses track of it) is
-/// rolled back and closed, never handed out again: its later statements would look
-/// committed while they are not, and its write lock would block everyone else.
-fn release_check(
-    conn: &mut sqlx::SqliteConnection,
-    _meta: sqlx::pool::PoolConnectionMetadata,
-) -> futures::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
-    Box::pin(async move {
-        match sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
-            // There was a transaction nobody was going to finish (an error or a
-            // cancelled request left it): rolled back, and the connection is replaced.
-            Ok(_) => {
-                tracing::debug!(
-                    "an unfinished transaction was rolled back; its connection is closed"
-                );
-                Ok(false)
-            }
-            Err(_) => Ok(true),
-        }
-    })
-}
-
 /// A write transaction (`BEGIN IMMEDIATE` … `COMMIT`) whose connection never goes
 /// back to the pool inside a transaction: a failed commit rolls back and closes it, and
-/// one dropped unfinished (an error, a cancelled request) is rolled back and closed by
-/// `release_check`. sqlx's own transactions track their depth in a counter that a
-/// SQLITE_FULL can put out of step with SQLite.
+/// one dropped unfinished (an error such as SQLITE_FULL, after which SQLite may end or
+/// keep the transaction on its own, or a cancelled request) is closed instead of
+/// returned, which rolls it back. sqlx's own transactions track their depth in a counter
+/// that a SQLITE_FULL can put out of step with SQLite.
+///
+/// Issue 10: this replaced a `ROLLBACK` probe after every use of every connection (an
+/// `after_release` hook): each probe was one more round trip to the connection's worker
+/// thread, and with ~150 statements per host and rollout the probes cost as many thread
+/// wake-ups as the work itself (half the server's CPU in a 2,000-host profile).
 struct WriteTx {
     conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    /// Set once `COMMIT` (or the rollback of a failed commit) ran.
+    ended: bool,
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if !self.ended {
+            // Closing the connection ends its transaction: SQLite rolls back on close.
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 impl WriteTx {
@@ -95,7 +89,7 @@ impl WriteTx {
             let _ = conn.close().await;
             return Err(backend(e));
         }
-        Ok(Self { conn })
+        Ok(Self { conn, ended: false })
     }
 
     /// Commits, first appending `log` to the operator log when there is one.
@@ -108,10 +102,13 @@ impl WriteTx {
 
     async fn commit(mut self) -> std::result::Result<(), sqlx::Error> {
         match sqlx::Executor::execute(&mut *self.conn, "COMMIT").await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.ended = true;
+                Ok(())
+            }
             Err(e) => {
                 let _ = sqlx::Executor::execute(&mut *self.conn, "ROLLBACK").await;
-                let _ = self.conn.close().await;
+                // `ended` stays false: the connection is closed when self drops.
                 Err(e)
             }
         }
@@ -152,6 +149,45 @@ fn about(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    /// Tenants known to exist (issue 10: `tenant()` is called several times per agent
+    /// request; each call was a query, a round trip to a connection's thread). Only this
+    /// process writes its database, and a tenant leaves the set when it is removed.
+    known_tenants: Arc<KnownTenants>,
+}
+
+/// The tenants seen to exist, and a count of removals so that an existence read that
+/// raced a removal is not cached.
+#[derive(Default)]
+struct KnownTenants {
+    ids: std::sync::RwLock<std::collections::HashSet<TenantId>>,
+    removals: std::sync::atomic::AtomicU64,
+}
+
+impl KnownTenants {
+    fn contains(&self, id: &TenantId) -> bool {
+        self.ids.read().is_ok_and(|ids| ids.contains(id))
+    }
+
+    fn removals(&self) -> u64 {
+        self.removals.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records that `id` exists, as read when `removals` was `seen`.
+    fn found(&self, id: &TenantId, seen: u64) {
+        if let Ok(mut ids) = self.ids.write() {
+            if self.removals() == seen {
+                ids.insert(id.clone());
+            }
+        }
+    }
+
+    fn removed(&self, id: &TenantId) {
+        if let Ok(mut ids) = self.ids.write() {
+            self.removals
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            ids.remove(id);
+        }
+    }
 }
 
 impl SqliteStore {
@@ -185,7 +221,6 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(30))
-            .after_release(release_check)
             .connect_with(opts.clone())
             .await
             .map_err(open_failed)?;
@@ -197,11 +232,14 @@ impl SqliteStore {
         // the tests instead of contending for the lock.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .after_release(release_check)
             .connect_with(opts.pragma("query_only", "ON"))
             .await
             .map_err(open_failed)?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            known_tenants: Arc::default(),
+        })
     }
 
     /// Creates tenant `t`; with `log`, logs it in the same transaction (finding 10, issue 8).
@@ -251,18 +289,27 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn tenant(&self, id: &TenantId) -> Result<Arc<dyn TenantStore>> {
-        let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let exists = if self.known_tenants.contains(id) {
+            true
+        } else {
+            let seen = self.known_tenants.removals();
+            let row = sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+            if row.is_some() {
+                self.known_tenants.found(id, seen);
+            }
+            row.is_some()
+        };
         match exists {
-            Some(_) => Ok(Arc::new(SqliteTenant {
+            true => Ok(Arc::new(SqliteTenant {
                 pool: self.pool.clone(),
                 writer: self.writer.clone(),
                 id: id.clone(),
             })),
-            None => Err(StoreError::NotFound(format!("tenant {id}"))),
+            false => Err(StoreError::NotFound(format!("tenant {id}"))),
         }
     }
 
@@ -763,6 +810,9 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         insert_log(&mut tx, log).await?;
         tx.commit().await.map_err(backend)?;
+        // After the commit: an existence read that began before it (and saw the tenant)
+        // finds the removal count moved and caches nothing.
+        self.known_tenants.removed(id);
         Ok(u64::try_from(hosts).unwrap_or(0))
     }
 
