@@ -426,20 +426,35 @@ async fn run_once(
                 bail!("{}: refused: {refusal}", a.update);
             }
         };
-        report(host, &a.update, UpdateState::Downloading, None).await;
-        let mut files = Vec::new();
-        for (p, info) in &decided.payloads {
-            files.push(
-                patchday_agent::download::fetch_target(
-                    &host.client,
-                    &host.state.downloads(),
-                    &p.target,
-                    info,
-                    host.cfg.download_deadline,
-                )
-                .await?,
-            );
-        }
+        // As the agent: "downloading" only when the download outlasts
+        // DOWNLOADING_REPORT_AFTER.
+        let fetch = async {
+            let mut files = Vec::new();
+            for (p, info) in &decided.payloads {
+                files.push(
+                    patchday_agent::download::fetch_target(
+                        &host.client,
+                        &host.state.downloads(),
+                        &p.target,
+                        info,
+                        host.cfg.download_deadline,
+                    )
+                    .await?,
+                );
+            }
+            Ok::<_, anyhow::Error>(files)
+        };
+        tokio::pin!(fetch);
+        let files =
+            match tokio::time::timeout(patchday_agent::run::DOWNLOADING_REPORT_AFTER, &mut fetch)
+                .await
+            {
+                Ok(done) => done?,
+                Err(_) => {
+                    report(host, &a.update, UpdateState::Downloading, None).await;
+                    fetch.await?
+                }
+            };
         report(host, &a.update, UpdateState::Installing, None).await;
         // dpkg's work, simulated.
         tokio::time::sleep(install).await;

@@ -942,6 +942,9 @@ async fn process_together(
     Ok((installs, Some(outcome)))
 }
 
+/// How long a download runs before the agent reports "downloading" (issue 10, point 8).
+pub const DOWNLOADING_REPORT_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Decides and downloads one assignment.
 async fn prepare(
     ctx: &Ctx<'_>,
@@ -973,28 +976,44 @@ async fn prepare(
         FailedBefore(r.to_string())
     })?;
 
-    // Issue 10, point 5: an update staged for its window says so once, not at every poll.
-    if report {
-        reporter
-            .send(&a.update, UpdateState::Downloading, None)
-            .await;
-    }
-    let mut files = Vec::new();
-    for (p, info) in &install.payloads {
-        let path = crate::download::fetch_target(
-            client,
-            &state.downloads(),
-            &p.target,
-            info,
-            cfg.download_deadline,
-        )
-        .await?;
-        files.push((p.clone(), path));
-    }
-    // No "downloaded" report here: when `report` is set the update is installed at
-    // once and "installing" follows within moments (a staged update reports
-    // "downloaded" with its reason where it waits). Issue 10: one request fewer per
-    // host and update when a fleet installs at once.
+    // Issue 10, point 5: an update staged for its window says so once, not at every poll
+    // (`report` is false then). Issue 10, point 8: "downloading" is reported only when
+    // the download is still going after DOWNLOADING_REPORT_AFTER, so that a fleet
+    // fetching a small payload from a near server does not send a report nobody could
+    // see; "installing" follows at once otherwise. There is no "downloaded" report here
+    // either: a staged update reports it with its reason where it waits.
+    // (A block: the pinned download borrows the install's payloads until it ends.)
+    let files = {
+        let fetch = async {
+            let mut files = Vec::new();
+            for (p, info) in &install.payloads {
+                let path = crate::download::fetch_target(
+                    client,
+                    &state.downloads(),
+                    &p.target,
+                    info,
+                    cfg.download_deadline,
+                )
+                .await?;
+                files.push((p.clone(), path));
+            }
+            Ok::<_, FailedBefore>(files)
+        };
+        tokio::pin!(fetch);
+        if report {
+            match tokio::time::timeout(DOWNLOADING_REPORT_AFTER, &mut fetch).await {
+                Ok(done) => done?,
+                Err(_) => {
+                    reporter
+                        .send(&a.update, UpdateState::Downloading, None)
+                        .await;
+                    fetch.await?
+                }
+            }
+        } else {
+            fetch.await?
+        }
+    };
     Ok((install, files))
 }
 
