@@ -1,7 +1,7 @@
 //! The milter itself: collects one message per SMTP transaction (bounded), then judges it
 //! at end of message.
 
-use crate::clamd::Clamd;
+use patchday_clamd::Clamd;
 use crate::inspect::{inspect_message, Limits};
 use crate::policy::{Policy, TenantPolicy};
 use crate::quarantine;

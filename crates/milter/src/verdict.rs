@@ -1,6 +1,6 @@
 //! The decision: one pure function from what was seen (and what clamd said) to a verdict.
 
-use crate::clamd::ScanResult;
+use patchday_clamd::ScanResult;
 use crate::inspect::Inspection;
 use crate::policy::{Action, TenantPolicy};
 use serde::Serialize;

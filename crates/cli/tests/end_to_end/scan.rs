@@ -1,0 +1,241 @@
+//! Issue 14, point 5: a baseline with `[scan]` published and approved like any update;
+//! the agent daemon on the host starts the folder scan by itself, with a real clamd (the
+//! tests' own signatures) and a real server: a file already there, the EICAR file under a
+//! harmless name, a clean file, a partial download renamed when complete, a link to a
+//! file outside the folder; clamd stopped (a new file is not passed as clean and is
+//! reported unscanned, then scanned when clamd is back); and a release from the
+//! quarantine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::support::clamd::Clamd;
+use patchday_lab::{require, Requirement};
+use patchday_milter::samples;
+use patchday_testkit::{text, Bins, Catalog, Daemon, Host, Server};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn bins() -> Bins {
+    Bins::new(env!("CARGO_BIN_EXE_patchday"))
+}
+
+fn policy(clamd_socket: &Path) -> String {
+    format!(
+        r#"[baseline]
+name = "laptops"
+version = "1"
+description = "downloads and messenger transfers scanned"
+
+[scan]
+folders = ["/home/*/Downloads", "/home/*/.local/share/TelegramDesktop"]
+clamd = "unix:{}"
+quarantine = "/var/lib/patchday/quarantine"
+max_file_mib = 10
+when_clamd_down = "report"
+unscanned_after_seconds = 5
+timeout_seconds = 5
+max_scans_per_second = 50
+"#,
+        clamd_socket.display()
+    )
+}
+
+/// `patchday scan findings` as JSON.
+fn findings(srv: &Server) -> Vec<serde_json::Value> {
+    let out = srv.cli(&[
+        "scan", "findings", "--tenant", "acme", "--limit", "1000", "--format", "json",
+    ]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Waits (up to two minutes) until a finding for `path` with `outcome` is on the server.
+fn finding_for(srv: &Server, daemon: &Daemon, path: &str, outcome: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(f) = findings(srv).into_iter().find(|f| {
+            f["finding"]["path"] == path && f["finding"]["outcome"] == outcome
+        }) {
+            return f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {outcome} finding for {path} on the server: {:?}\nagent: {}",
+            findings(srv),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn has_finding(srv: &Server, path: &str, outcome: &str) -> bool {
+    findings(srv)
+        .iter()
+        .any(|f| f["finding"]["path"] == path && f["finding"]["outcome"] == outcome)
+}
+
+/// Writes `bytes` at `path` owned by uid/gid 1000, as a browser of that user would.
+fn download(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    std::os::unix::fs::chown(path, Some(1000), Some(1000)).unwrap();
+}
+
+#[test]
+fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_means_clean() {
+    if !require(Requirement::CLAMD) || !require(Requirement::Root) {
+        return;
+    }
+    let tmp = patchday_testkit::scratch();
+    let dir = tmp.path();
+    let bins = bins();
+    let clamd = Clamd::start(dir);
+    let eicar = samples::eicar();
+
+    let cat = Catalog::new(&bins, dir);
+    let file = dir.join("laptops.toml");
+    std::fs::write(&file, policy(&clamd.socket)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["baseline", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "check: {}", text(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["catalog", "add-baseline", "--keys"])
+        .arg(&cat.keys)
+        .arg("--repo")
+        .arg(&cat.repo)
+        .args(["--id", "PD-SCAN-1", "--emergency", "download scanning"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "add-baseline: {}", text(&o));
+
+    let srv = Server::start(&bins, dir, &cat.root());
+    patchday_testkit::acme_with_web(&srv, &cat.repo);
+    let enroll = patchday_testkit::acme_enroll_token(&srv, &["--unlimited"]);
+    // A `dpkg --root` host: the agent runs on this machine with --root, so the folders and
+    // the quarantine are below the host's root and inotify sees the test's writes.
+    let host = Host::sandbox(&bins, dir, "laptop1");
+    let root: PathBuf = host.lab.root_dir().unwrap().to_path_buf();
+    let o = host.agent(&srv.url, Some(&enroll));
+    assert!(o.status.success(), "enrol: {}", text(&o));
+    let id = srv.acme_host_id("laptop1");
+    srv.cli(&["host", "set-groups", "--tenant", "acme", &id, "web"]);
+    srv.cli(&["approve", "--tenant", "acme", "--group", "web", "PD-SCAN-1"]);
+    let o = host.agent(&srv.url, None);
+    assert!(o.status.success(), "apply: {}", text(&o));
+    assert_eq!(srv.update_state("laptop1", "PD-SCAN-1").0, "installed");
+
+    let downloads = root.join("home/alice/Downloads");
+    let telegram = root.join("home/alice/.local/share/TelegramDesktop");
+    std::fs::create_dir_all(&downloads).unwrap();
+    std::fs::create_dir_all(&telegram).unwrap();
+    // Already there before the scan starts: scanned once at the start.
+    download(&downloads.join("old-invoice.pdf"), &eicar);
+    // A link to a file outside the folder (here, the host's passwd): never followed.
+    std::os::unix::fs::symlink(root.join("etc/passwd"), downloads.join("passwd-link")).unwrap();
+
+    let daemon = Daemon::start(&host, &srv.url, dir, &["--no-push", "--interval", "3600"]);
+    daemon.until_logged("folder scan started");
+    let old = finding_for(&srv, &daemon, "/home/alice/Downloads/old-invoice.pdf", "quarantined");
+    assert!(!downloads.join("old-invoice.pdf").exists());
+    assert_eq!(old["hostname"], "laptop1");
+
+    // EICAR under a harmless name, a clean file, a messenger transfer, a partial download.
+    download(&downloads.join("holiday-photos.jpg"), &eicar);
+    download(&downloads.join("notes.txt"), b"shopping list: milk, bread\n");
+    download(&telegram.join("contract.docx"), &eicar);
+    download(&downloads.join("setup.exe.crdownload"), &eicar);
+    let hit = finding_for(&srv, &daemon, "/home/alice/Downloads/holiday-photos.jpg", "quarantined");
+    let f = &hit["finding"];
+    assert_eq!(f["signature"], "Patchday.Test.EICAR", "{hit}");
+    assert_eq!(f["owner"], 1000, "{hit}");
+    assert_eq!(f["size"], eicar.len(), "{hit}");
+    finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/.local/share/TelegramDesktop/contract.docx",
+        "quarantined",
+    );
+    assert!(!downloads.join("holiday-photos.jpg").exists());
+    assert!(downloads.join("notes.txt").exists(), "the clean file stays");
+    assert!(
+        downloads.join("setup.exe.crdownload").exists(),
+        "a download in progress is left alone until renamed"
+    );
+    assert!(std::fs::symlink_metadata(downloads.join("passwd-link")).is_ok());
+    assert!(root.join("etc/passwd").exists(), "a link's target is never taken");
+    // The download completes: renamed to its final name, then scanned.
+    std::fs::rename(
+        downloads.join("setup.exe.crdownload"),
+        downloads.join("setup.exe"),
+    )
+    .unwrap();
+    finding_for(&srv, &daemon, "/home/alice/Downloads/setup.exe", "quarantined");
+    assert!(!downloads.join("setup.exe").exists());
+
+    // The quarantine: root only, nothing executable, a record per file.
+    let q = root.join("var/lib/patchday/quarantine");
+    assert_eq!(std::fs::metadata(&q).unwrap().permissions().mode() & 0o777, 0o700);
+    let qid = f["quarantine_id"].as_str().unwrap().to_string();
+    let kept = q.join(format!("{qid}.quarantined"));
+    let m = std::fs::metadata(&kept).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    assert_eq!(m.uid(), 0);
+    assert_eq!(std::fs::read(&kept).unwrap(), eicar);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(q.join(format!("{qid}.json"))).unwrap()).unwrap();
+    assert_eq!(record["original_path"], "/home/alice/Downloads/holiday-photos.jpg");
+    assert_eq!(record["uid"], 1000);
+    assert_eq!(record["signature"], "Patchday.Test.EICAR");
+    assert_eq!(record["sha256"], f["sha256"]);
+    let o = host
+        .agent_command(&srv.url, None, &["quarantine", "list"])
+        .output()
+        .unwrap();
+    assert!(o.status.success() && text(&o).contains(&qid), "{}", text(&o));
+
+    // clamd down: a new file is not passed as clean. It is retried, reported unscanned
+    // after the policy's bound, and scanned once clamd is back.
+    let (conf, socket) = clamd.stop();
+    download(&downloads.join("report.docx"), &eicar);
+    download(&downloads.join("minutes.txt"), b"meeting minutes\n");
+    let unscanned = finding_for(&srv, &daemon, "/home/alice/Downloads/report.docx", "unscanned");
+    let reason = unscanned["finding"]["reason"].as_str().unwrap();
+    assert!(reason.contains("not scanned for 5s") && reason.contains("clamd"), "{reason}");
+    finding_for(&srv, &daemon, "/home/alice/Downloads/minutes.txt", "unscanned");
+    assert!(downloads.join("report.docx").exists(), "kept in place and retried");
+    assert!(!has_finding(&srv, "/home/alice/Downloads/report.docx", "quarantined"));
+    let _clamd = Clamd::start_with(conf, socket);
+    finding_for(&srv, &daemon, "/home/alice/Downloads/report.docx", "quarantined");
+    assert!(!downloads.join("report.docx").exists());
+    finding_for(&srv, &daemon, "/home/alice/Downloads/minutes.txt", "clean-after-retry");
+    assert!(downloads.join("minutes.txt").exists());
+
+    // Release: back where it was, with its owner; the scan leaves the released file alone.
+    let o = host
+        .agent_command(&srv.url, None, &["quarantine", "release", &qid])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "release: {}", text(&o));
+    let back = downloads.join("holiday-photos.jpg");
+    assert_eq!(std::fs::read(&back).unwrap(), eicar);
+    assert_eq!(std::fs::metadata(&back).unwrap().uid(), 1000);
+    assert!(!kept.exists());
+    finding_for(&srv, &daemon, "/home/alice/Downloads/holiday-photos.jpg", "released");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(back.exists(), "the released file was taken again: {}", daemon.log());
+    // The server's baseline report counts what the scan holds.
+    let o = host.agent(&srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    let report = srv.cli(&["baseline", "report", "--tenant", "acme", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&report).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["baseline"] == "laptops")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(row["measured"]["scan.folders"], 2, "{row}");
+    assert_eq!(row["measured"]["scan.quarantined"], 4, "{row}");
+}
