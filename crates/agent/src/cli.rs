@@ -141,11 +141,12 @@ pub enum AgentCommand {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
-    /// Issue 14, point 5: runs the folder scans of the applied baselines in the
-    /// foreground (the daemon runs them by itself beside its runs; this is for a host
-    /// that runs them as a unit of their own). Reports findings to the server.
+    /// Issue 14, point 5: runs the folder scans the applied baselines ask for (`[scan]`),
+    /// until stopped: idles without one, starts, restarts and stops watchers as baselines
+    /// change, reports findings to the server. The package runs it as
+    /// patchday-agent-scan.service, in a tighter sandbox than the agent's.
     ///
-    /// Example: patchday-agent scan-folders
+    /// Example: patchday-agent --config /etc/patchday/agent.toml scan-folders
     ScanFolders,
     /// Issue 14, point 5: the folder scan's quarantine (root only).
     #[command(subcommand)]
@@ -254,8 +255,8 @@ async fn quarantine(cfg: &AgentConfig, cmd: QuarantineCommand) -> anyhow::Result
     }
 }
 
-/// How often the daemon looks at the applied baselines for folder scans to start or stop,
-/// and sends waiting scan findings.
+/// How often `scan-folders` looks at the applied baselines for folder scans to start or
+/// stop, and sends waiting scan findings.
 const SCAN_SUPERVISION: Duration = Duration::from_secs(5);
 
 /// `patchday-agent repair` (issue 9, point 4): runs the recovery, prints each step, and
@@ -391,11 +392,6 @@ pub async fn run(args: Args) -> std::process::ExitCode {
             };
         }
         None => {}
-    }
-    // Issue 14, point 5: the daemon runs the folder scans its baselines ask for beside
-    // its runs (started when a baseline with `[scan]` is applied, stopped when it goes).
-    if !args.once {
-        tokio::spawn(crate::scan::supervise(cfg.clone(), SCAN_SUPERVISION));
     }
     // Issue 14: the daemon keeps the access token fresh beside its runs.
     if let (Some(file), false) = (&args.access_token_file, args.once) {

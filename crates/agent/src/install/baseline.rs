@@ -505,6 +505,16 @@ fn enforce_files(
         report
             .measured
             .insert("scan.quarantined".into(), u64::try_from(held)?);
+        let alive = crate::scan::running(root, crate::run::clock_now());
+        report
+            .measured
+            .insert("scan.running".into(), u64::from(alive));
+        if !alive {
+            report.error = Some(
+                "the folder scan is not running: start patchday-agent-scan.service (or `patchday-agent scan-folders`)"
+                    .into(),
+            );
+        }
     }
     let Some(m) = &policy.memory else {
         return Ok(());

@@ -1,8 +1,11 @@
 //! Issue 14, point 5: download and messenger folders scanned with clamd.
 //!
-//! The daemon runs [`supervise`] beside its run loop: whenever an applied baseline has a
-//! `[scan]` table, a watcher runs for it (started, restarted with a new version, stopped
-//! when the baseline goes). A watcher:
+//! `patchday-agent scan-folders` runs [`supervise`] (the package's
+//! `patchday-agent-scan.service`: its own unit, because it opens hostile files and so gets
+//! a much tighter sandbox than the agent's dpkg runs can have): whenever an applied
+//! baseline has a `[scan]` table, a watcher runs for it (started, restarted with a new
+//! version, stopped when the baseline goes), and a heartbeat tells the agent's runs that
+//! the scan is alive (a baseline whose scan is not running is reported). A watcher:
 //! - watches the folders its globs name (inotify, re-expanded every few seconds, so a new
 //!   user's `Downloads` is picked up) for `IN_CLOSE_WRITE` and `IN_MOVED_TO`: a file is
 //!   scanned once it is complete, and a download still named `.crdownload` or `.part` only
@@ -66,6 +69,19 @@ pub fn scan_policies(root: &Path) -> BTreeMap<String, Scan> {
         .collect()
 }
 
+fn heartbeat_path(root: &Path) -> PathBuf {
+    root.join("var/lib/patchday/scan-heartbeat")
+}
+
+/// Whether `scan-folders` said it was alive within the last minute (read by the agent's
+/// baseline check at every run).
+pub fn running(root: &Path, now: jiff::Timestamp) -> bool {
+    std::fs::read_to_string(heartbeat_path(root))
+        .ok()
+        .and_then(|s| s.trim().parse::<jiff::Timestamp>().ok())
+        .is_some_and(|at| now.duration_since(at).as_secs() < 60)
+}
+
 /// The path on the machine of a host path (below the agent's root).
 pub fn on_machine(root: &Path, host_path: &str) -> PathBuf {
     root.join(host_path.trim_start_matches('/'))
@@ -110,6 +126,12 @@ pub async fn supervise(cfg: AgentConfig, every: Duration) {
             running.insert(name, (scan, task));
         }
         outbox.send(&cfg).await;
+        if !running.is_empty() {
+            let beat = crate::run::clock_now().to_string();
+            if let Err(e) = crate::state::write_atomic(&heartbeat_path(&cfg.root), beat.as_bytes(), 0o600) {
+                tracing::warn!(error = %format!("{e:#}"), "cannot write the folder scan's heartbeat");
+            }
+        }
         tokio::time::sleep(every).await;
     }
 }

@@ -1,5 +1,5 @@
 //! Issue 14, point 5: a baseline with `[scan]` published and approved like any update;
-//! the agent daemon on the host starts the folder scan by itself, with a real clamd (the
+//! `patchday-agent scan-folders` (the package's scan unit) starts it by itself, with a real clamd (the
 //! tests' own signatures) and a real server: a file already there, the EICAR file under a
 //! harmless name, a clean file, a partial download renamed when complete, a link to a
 //! file outside the folder; clamd stopped (a new file is not passed as clean and is
@@ -137,7 +137,8 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
     // A link to a file outside the folder (here, the host's passwd): never followed.
     std::os::unix::fs::symlink(root.join("etc/passwd"), downloads.join("passwd-link")).unwrap();
 
-    let daemon = Daemon::start(&host, &srv.url, dir, &["--no-push", "--interval", "3600"]);
+    // What the package's patchday-agent-scan.service runs.
+    let daemon = Daemon::start(&host, &srv.url, dir, &["scan-folders"]);
     daemon.until_logged("folder scan started");
     let old = finding_for(&srv, &daemon, "/home/alice/Downloads/old-invoice.pdf", "quarantined");
     assert!(!downloads.join("old-invoice.pdf").exists());
@@ -238,4 +239,6 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
         .unwrap_or_else(|| panic!("{report}"));
     assert_eq!(row["measured"]["scan.folders"], 2, "{row}");
     assert_eq!(row["measured"]["scan.quarantined"], 4, "{row}");
+    assert_eq!(row["measured"]["scan.running"], 1, "{row}");
+    assert!(row["error"].is_null(), "{row}");
 }
