@@ -56,7 +56,7 @@ pub struct HttpArgs {
     /// Seconds a request's proof of possession may be away from the gate's clock.
     #[arg(long, default_value_t = 60)]
     proof_window: u64,
-    /// Most proofs remembered within the window (each is admitted once; about 100 bytes
+    /// Most proofs remembered within the window (each is admitted once; roughly 100 bytes
     /// each). Past it, requests are refused until older proofs expire.
     #[arg(long, default_value_t = 200_000)]
     proof_cache: usize,

@@ -472,13 +472,14 @@ impl Watcher {
         }
         p.reported = true;
         let host_path = p.host_path.clone();
+        let already_held = p.held.is_some();
         let mut f = self.finding(ScanOutcome::Unscanned, &host_path);
         f.reason = Some(format!(
             "not scanned for {}s: {reason}; kept {} and retried",
             bound.as_secs(),
             if hold { "in the quarantine" } else { "in place" }
         ));
-        if hold && p.held.is_none() {
+        if hold && !already_held {
             match self.hold(path, &host_path) {
                 Ok(r) => {
                     f.size = r.size;
