@@ -2,7 +2,7 @@
 //! `patchday-agent scan-folders` (the package's scan unit) starts it by itself, with a real clamd (the
 //! tests' own signatures) and a real server: a file already there, the EICAR file under a
 //! harmless name, a clean file, a partial download renamed when complete, a link to a
-//! file outside the folder; clamd stopped (a new file is not passed as clean and is
+//! system file outside the folder (which would be a hit if followed); clamd stopped (a new file is not passed as clean and is
 //! reported unscanned, then scanned when clamd is back); and a release from the
 //! quarantine.
 
@@ -75,10 +75,13 @@ fn has_finding(srv: &Server, path: &str, outcome: &str) -> bool {
         .any(|f| f["finding"]["path"] == path && f["finding"]["outcome"] == outcome)
 }
 
-/// Writes `bytes` at `path` owned by uid/gid 1000, as a browser of that user would.
+/// Writes `bytes` at `path` owned by uid/gid 1000, as a browser of that user would (the
+/// owner set before the close that tells the scan the file is complete).
 fn download(path: &Path, bytes: &[u8]) {
-    std::fs::write(path, bytes).unwrap();
-    std::os::unix::fs::chown(path, Some(1000), Some(1000)).unwrap();
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    std::os::unix::fs::fchown(&f, Some(1000), Some(1000)).unwrap();
+    f.write_all(bytes).unwrap();
 }
 
 #[test]
@@ -134,8 +137,11 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
     std::fs::create_dir_all(&telegram).unwrap();
     // Already there before the scan starts: scanned once at the start.
     download(&downloads.join("old-invoice.pdf"), &eicar);
-    // A link to a file outside the folder (here, the host's passwd): never followed.
-    std::os::unix::fs::symlink(root.join("etc/passwd"), downloads.join("passwd-link")).unwrap();
+    // A link to a file outside the folder (a system file that would be a hit if read):
+    // never followed.
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/system-file"), &eicar).unwrap();
+    std::os::unix::fs::symlink(root.join("etc/system-file"), downloads.join("system-link")).unwrap();
 
     // What the package's patchday-agent-scan.service runs.
     let daemon = Daemon::start(&host, &srv.url, dir, &["scan-folders"]);
@@ -151,7 +157,7 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
     download(&downloads.join("setup.exe.crdownload"), &eicar);
     let hit = finding_for(&srv, &daemon, "/home/alice/Downloads/holiday-photos.jpg", "quarantined");
     let f = &hit["finding"];
-    assert_eq!(f["signature"], "Patchday.Test.EICAR", "{hit}");
+    assert_eq!(f["signature"], "Patchday.Test.EICAR.UNOFFICIAL", "{hit}");
     assert_eq!(f["owner"], 1000, "{hit}");
     assert_eq!(f["size"], eicar.len(), "{hit}");
     finding_for(
@@ -166,8 +172,9 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
         downloads.join("setup.exe.crdownload").exists(),
         "a download in progress is left alone until renamed"
     );
-    assert!(std::fs::symlink_metadata(downloads.join("passwd-link")).is_ok());
-    assert!(root.join("etc/passwd").exists(), "a link's target is never taken");
+    assert!(std::fs::symlink_metadata(downloads.join("system-link")).is_ok());
+    assert!(root.join("etc/system-file").exists(), "a link's target is never taken");
+    assert!(!has_finding(&srv, "/home/alice/Downloads/system-link", "quarantined"));
     // The download completes: renamed to its final name, then scanned.
     std::fs::rename(
         downloads.join("setup.exe.crdownload"),
@@ -190,7 +197,7 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
         serde_json::from_slice(&std::fs::read(q.join(format!("{qid}.json"))).unwrap()).unwrap();
     assert_eq!(record["original_path"], "/home/alice/Downloads/holiday-photos.jpg");
     assert_eq!(record["uid"], 1000);
-    assert_eq!(record["signature"], "Patchday.Test.EICAR");
+    assert_eq!(record["signature"], "Patchday.Test.EICAR.UNOFFICIAL");
     assert_eq!(record["sha256"], f["sha256"]);
     let o = host
         .agent_command(&srv.url, None, &["quarantine", "list"])
