@@ -193,7 +193,9 @@ fn quarantine_dir(cfg: &AgentConfig, dir: Option<PathBuf>) -> anyhow::Result<Pat
     dirs.dedup();
     match dirs.as_slice() {
         [one] => Ok(one.clone()),
-        [] => anyhow::bail!("no applied baseline scans folders here; give the quarantine with --dir"),
+        [] => {
+            anyhow::bail!("no applied baseline scans folders here; give the quarantine with --dir")
+        }
         _ => anyhow::bail!("the applied baselines name several quarantines; choose one with --dir"),
     }
 }

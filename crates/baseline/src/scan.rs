@@ -168,7 +168,9 @@ impl Scan {
 
     /// Whether `name` is a download still being written (skipped until renamed).
     pub fn is_partial(&self, name: &str) -> bool {
-        self.partial_suffixes.iter().any(|s| name.ends_with(s.as_str()))
+        self.partial_suffixes
+            .iter()
+            .any(|s| name.ends_with(s.as_str()))
     }
 }
 
@@ -354,11 +356,19 @@ mod tests {
     #[test]
     fn bad_scan_policies_are_refused_and_say_why() {
         let cases = [
-            ("\"/home/*/Downloads\",", "\"home/*/Downloads\",", "absolute"),
+            (
+                "\"/home/*/Downloads\",",
+                "\"home/*/Downloads\",",
+                "absolute",
+            ),
             ("\"/home/*/Downloads\",", "\"/home/../etc\",", "'..'"),
             ("\"/home/*/Downloads\",", "\"/\",", "root directory"),
             ("\"/home/*/Downloads\",", "\"/home/**/x\",", "recursively"),
-            ("\"/home/*/Downloads\",", "\"/*/Downloads\",", "starts with a wildcard"),
+            (
+                "\"/home/*/Downloads\",",
+                "\"/*/Downloads\",",
+                "starts with a wildcard",
+            ),
             ("unix:/run/clamav/clamd.ctl\"", "clamd\"", "unix:"),
             (
                 "quarantine = \"/var/lib/patchday/quarantine\"",
@@ -375,7 +385,11 @@ mod tests {
                 "quarantine = \"q\"",
                 "absolute path",
             ),
-            ("max_file_mib = 100", "max_file_mib = 0", "between 1 and 4096"),
+            (
+                "max_file_mib = 100",
+                "max_file_mib = 0",
+                "between 1 and 4096",
+            ),
             (
                 "when_clamd_down = \"report\"",
                 "when_clamd_down = \"pass\"",
@@ -432,7 +446,10 @@ mod tests {
     fn overlap_is_judged_per_segment() {
         assert!(overlaps("/home/*/Downloads", "/home/alice/Downloads/q"));
         assert!(overlaps("/home/*/Downloads", "/home"));
-        assert!(!overlaps("/home/*/Downloads", "/var/lib/patchday/quarantine"));
+        assert!(!overlaps(
+            "/home/*/Downloads",
+            "/var/lib/patchday/quarantine"
+        ));
         assert!(!overlaps("/home/*/Downloads", "/home/alice/quarantine"));
     }
 }

@@ -374,15 +374,55 @@ mod tests {
         let mut replay = ReplayCache::new(10);
         // Refused requests do not consume their proof (nginx asks again for the reason
         // page, and must get the same reason).
-        let lapsed = decide("acme", w, max, Some(&list(false)), fresh, &req, now, &mut replay);
+        let lapsed = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(false)),
+            fresh,
+            &req,
+            now,
+            &mut replay,
+        );
         assert_eq!((lapsed.status, lapsed.code), (403, "not-compliant"));
-        let lapsed = decide("acme", w, max, Some(&list(false)), fresh, &req, now, &mut replay);
+        let lapsed = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(false)),
+            fresh,
+            &req,
+            now,
+            &mut replay,
+        );
         assert_eq!((lapsed.status, lapsed.code), (403, "not-compliant"));
-        let ok = decide("acme", w, max, Some(&list(true)), fresh, &req, now, &mut replay);
+        let ok = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(true)),
+            fresh,
+            &req,
+            now,
+            &mut replay,
+        );
         assert_eq!((ok.status, ok.code), (200, "allowed"), "{ok:?}");
         // The same headers again: a replay.
-        let again = decide("acme", w, max, Some(&list(true)), fresh, &req, now, &mut replay);
-        assert_eq!((again.status, again.code), (401, "proof-replayed"), "{again:?}");
+        let again = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(true)),
+            fresh,
+            &req,
+            now,
+            &mut replay,
+        );
+        assert_eq!(
+            (again.status, again.code),
+            (401, "proof-replayed"),
+            "{again:?}"
+        );
         assert_eq!(
             lapsed.reason,
             "host web-1 (web-1-ab) is not compliant: overdue: past its deadline: PD-1"

@@ -1814,10 +1814,7 @@ impl TenantStore for PgTenant {
         tx.commit().await.map_err(backend)
     }
 
-    async fn scan_findings(
-        &self,
-        limit: u32,
-    ) -> Result<Vec<patchday_types::api::HostScanFinding>> {
+    async fn scan_findings(&self, limit: u32) -> Result<Vec<patchday_types::api::HostScanFinding>> {
         let rows = sqlx::query(
             "SELECT f.host_id, COALESCE(h.hostname, '') AS hostname, f.received_at, f.record FROM scan_findings f LEFT JOIN hosts h ON h.tenant_id = f.tenant_id AND h.id = f.host_id WHERE f.tenant_id = $1 ORDER BY f.id DESC LIMIT $2",
         )

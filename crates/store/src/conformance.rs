@@ -1559,9 +1559,14 @@ pub async fn scan_findings(store: &dyn Store) {
     let t = new_tenant(store, "scan").await;
     let other = new_tenant(store, "scan-other").await;
     let h: HostId = id("laptop-1");
-    t.create_host(&h, "laptop-1", &hash_secret("c-l1"), ts("2026-12-02T10:00:00Z"))
-        .await
-        .unwrap();
+    t.create_host(
+        &h,
+        "laptop-1",
+        &hash_secret("c-l1"),
+        ts("2026-12-02T10:00:00Z"),
+    )
+    .await
+    .unwrap();
     let finding = |n: u64, outcome: ScanOutcome| ScanFinding {
         time: ts("2026-12-02T10:00:00Z"),
         baseline: "laptops".into(),
@@ -1577,13 +1582,20 @@ pub async fn scan_findings(store: &dyn Store) {
     assert!(t.scan_findings(10).await.unwrap().is_empty());
     t.record_scan_findings(
         &h,
-        &[finding(1, ScanOutcome::Quarantined), finding(2, ScanOutcome::Unscanned)],
+        &[
+            finding(1, ScanOutcome::Quarantined),
+            finding(2, ScanOutcome::Unscanned),
+        ],
         ts("2026-12-02T10:00:01Z"),
     )
     .await
     .unwrap();
     other
-        .record_scan_findings(&h, &[finding(3, ScanOutcome::Quarantined)], ts("2026-12-02T10:00:02Z"))
+        .record_scan_findings(
+            &h,
+            &[finding(3, ScanOutcome::Quarantined)],
+            ts("2026-12-02T10:00:02Z"),
+        )
         .await
         .unwrap();
     let listed = t.scan_findings(10).await.unwrap();

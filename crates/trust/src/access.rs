@@ -413,8 +413,7 @@ pub struct ProofId {
 
 fn nonce_ok(n: &str) -> bool {
     (16..=64).contains(&n.len())
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -730,10 +729,7 @@ mod tests {
     }
 
     fn proof_nonce(proof: &str) -> &str {
-        proof
-            .split(',')
-            .find_map(|p| p.strip_prefix("n="))
-            .unwrap()
+        proof.split(',').find_map(|p| p.strip_prefix("n=")).unwrap()
     }
 
     fn admitted(w: &World, token: &str, proof: &str, at: Timestamp) -> ProofId {
@@ -761,11 +757,19 @@ mod tests {
         // The same headers again, a second later and at the window's last second.
         let again = admitted(&w, &t, &proof, now() + SignedDuration::from_secs(1));
         assert_eq!(
-            cache.admit(&again, now() + SignedDuration::from_secs(1), DEFAULT_PROOF_WINDOW),
+            cache.admit(
+                &again,
+                now() + SignedDuration::from_secs(1),
+                DEFAULT_PROOF_WINDOW
+            ),
             Err(Refusal::ProofReplayed)
         );
         assert_eq!(
-            cache.admit(&again, now() + SignedDuration::from_secs(60), DEFAULT_PROOF_WINDOW),
+            cache.admit(
+                &again,
+                now() + SignedDuration::from_secs(60),
+                DEFAULT_PROOF_WINDOW
+            ),
             Err(Refusal::ProofReplayed)
         );
         // A new proof of the same request (a new nonce) is a new request.

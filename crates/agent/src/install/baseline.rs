@@ -489,11 +489,8 @@ fn enforce_files(
     }
     // Issue 14, point 5: what the folder scan watches and holds, measured every run.
     if let Some(scan) = &policy.scan {
-        let folders = patchday_baseline::scan::expand(
-            root,
-            &scan.folders,
-            crate::scan::MAX_FOLDERS,
-        );
+        let folders =
+            patchday_baseline::scan::expand(root, &scan.folders, crate::scan::MAX_FOLDERS);
         let held = crate::scan::quarantine::list(&crate::scan::on_machine(root, &scan.quarantine))
             .unwrap_or_default()
             .into_iter()

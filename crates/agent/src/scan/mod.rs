@@ -128,7 +128,9 @@ pub async fn supervise(cfg: AgentConfig, every: Duration) {
         outbox.send(&cfg).await;
         if !running.is_empty() {
             let beat = crate::run::clock_now().to_string();
-            if let Err(e) = crate::state::write_atomic(&heartbeat_path(&cfg.root), beat.as_bytes(), 0o600) {
+            if let Err(e) =
+                crate::state::write_atomic(&heartbeat_path(&cfg.root), beat.as_bytes(), 0o600)
+            {
                 tracing::warn!(error = %format!("{e:#}"), "cannot write the folder scan's heartbeat");
             }
         }
@@ -170,7 +172,10 @@ impl Outbox {
                 for _ in 0..batch.len().min(w.len()) {
                     w.pop_front();
                 }
-                tracing::info!(findings = batch.len(), "scan findings reported to the server");
+                tracing::info!(
+                    findings = batch.len(),
+                    "scan findings reported to the server"
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "could not report scan findings; trying again shortly")
@@ -405,7 +410,8 @@ impl Watcher {
                         f.quarantine_id = p.held.clone();
                         if let Some(id) = &p.held {
                             // Held unscanned, now clean: back where it was.
-                            match quarantine::release(&self.quarantine, &self.root, id, None, false) {
+                            match quarantine::release(&self.quarantine, &self.root, id, None, false)
+                            {
                                 Ok((r, _)) => f.size = r.size,
                                 Err(e) => {
                                     f.reason = Some(format!("clean, but it could not be put back: {e:#}; release it by hand"));
@@ -464,7 +470,8 @@ impl Watcher {
             return;
         };
         p.tries = p.tries.saturating_add(1);
-        let backoff = Duration::from_secs(2u64.saturating_pow(p.tries.min(5))).min(Duration::from_secs(15));
+        let backoff =
+            Duration::from_secs(2u64.saturating_pow(p.tries.min(5))).min(Duration::from_secs(15));
         p.next_try = now + backoff;
         tracing::warn!(path = ?p.host_path, tries = p.tries, error = %reason, "not scanned yet; retrying");
         if p.reported || now.duration_since(p.since) < bound {
@@ -477,7 +484,11 @@ impl Watcher {
         f.reason = Some(format!(
             "not scanned for {}s: {reason}; kept {} and retried",
             bound.as_secs(),
-            if hold { "in the quarantine" } else { "in place" }
+            if hold {
+                "in the quarantine"
+            } else {
+                "in place"
+            }
         ));
         if hold && !already_held {
             match self.hold(path, &host_path) {
@@ -494,7 +505,10 @@ impl Watcher {
                     }
                 }
                 Err(e) => {
-                    f.reason = Some(format!("{}; it could not be held: {e:#}", f.reason.unwrap_or_default()));
+                    f.reason = Some(format!(
+                        "{}; it could not be held: {e:#}",
+                        f.reason.unwrap_or_default()
+                    ));
                 }
             }
         }
@@ -595,7 +609,9 @@ impl Watcher {
                         tracing::error!(error = %format!("{e:#}"), "could not update the quarantine record");
                     }
                 }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "quarantine record unreadable"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "quarantine record unreadable")
+                }
             }
             f.quarantine_id = Some(id);
             self.outbox.push(f);
@@ -622,12 +638,18 @@ impl Watcher {
             Ok(r) => {
                 f.quarantine_id = Some(r.id);
                 if !r.original_removed {
-                    f.reason = Some("the path changed before removal; the scanned inode was made unreadable".into());
+                    f.reason = Some(
+                        "the path changed before removal; the scanned inode was made unreadable"
+                            .into(),
+                    );
                 }
                 self.outbox.push(f);
                 Attempt::Quarantined
             }
-            Err(e) => Attempt::Failed(format!("found {} but could not quarantine it: {e:#}", f.signature.unwrap_or_default())),
+            Err(e) => Attempt::Failed(format!(
+                "found {} but could not quarantine it: {e:#}",
+                f.signature.unwrap_or_default()
+            )),
         }
     }
 }
@@ -681,17 +703,27 @@ mod tests {
         std::fs::write(d.path().join("real"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
         let fifo = d.path().join("fifo");
-        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
         assert!(open_regular(&d.path().join("real")).unwrap().is_some());
         assert!(open_regular(&d.path().join("link")).unwrap().is_none());
-        assert!(open_regular(&fifo).unwrap().is_none(), "a FIFO neither hangs nor is read");
+        assert!(
+            open_regular(&fifo).unwrap().is_none(),
+            "a FIFO neither hangs nor is read"
+        );
         assert!(open_regular(&d.path().join("gone")).unwrap().is_none());
     }
 
     #[test]
     fn host_paths_are_below_the_root() {
         let root = Path::new("/srv/img");
-        assert_eq!(on_machine(root, "/home/a/Downloads"), PathBuf::from("/srv/img/home/a/Downloads"));
+        assert_eq!(
+            on_machine(root, "/home/a/Downloads"),
+            PathBuf::from("/srv/img/home/a/Downloads")
+        );
         assert_eq!(on_host(root, Path::new("/srv/img/home/a/x")), "/home/a/x");
         assert_eq!(on_host(Path::new("/"), Path::new("/home/a/x")), "/home/a/x");
     }

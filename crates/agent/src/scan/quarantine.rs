@@ -151,10 +151,9 @@ pub fn take(dir: &Path, t: Taken<'_>, now: jiff::Timestamp) -> anyhow::Result<Re
         out.sync_all()?;
     }
     // The inode itself is neutralised before its name goes: fchmod on the descriptor.
-    let _ = t.file.set_permissions(std::fs::Permissions::from_mode(0));
-    let same = std::fs::symlink_metadata(t.path).is_ok_and(|now| {
-        now.is_file() && now.dev() == t.meta.dev() && now.ino() == t.meta.ino()
-    });
+    let _ = t.file.set_permissions(std::fs::Permissions::from_mode(0o000));
+    let same = std::fs::symlink_metadata(t.path)
+        .is_ok_and(|now| now.is_file() && now.dev() == t.meta.dev() && now.ino() == t.meta.ino());
     let original_removed = same && std::fs::remove_file(t.path).is_ok();
     if !original_removed {
         tracing::warn!(path = ?t.host_path, "the file changed at its path before it could be removed; the scanned copy is in the quarantine and the scanned inode was made unreadable");
@@ -180,7 +179,11 @@ pub fn take(dir: &Path, t: Taken<'_>, now: jiff::Timestamp) -> anyhow::Result<Re
 
 /// Writes (or rewrites) a record.
 pub fn save(dir: &Path, r: &Record) -> anyhow::Result<()> {
-    crate::state::write_atomic(&record_path(dir, &r.id), &serde_json::to_vec_pretty(r)?, 0o600)
+    crate::state::write_atomic(
+        &record_path(dir, &r.id),
+        &serde_json::to_vec_pretty(r)?,
+        0o600,
+    )
 }
 
 /// One record.
@@ -188,7 +191,10 @@ pub fn record(dir: &Path, id: &str) -> anyhow::Result<Record> {
     check_id(id)?;
     let p = record_path(dir, id);
     let f = std::fs::File::open(&p).with_context(|| {
-        format!("no quarantined file {id} in {} (`patchday-agent quarantine list` shows them)", dir.display())
+        format!(
+            "no quarantined file {id} in {} (`patchday-agent quarantine list` shows them)",
+            dir.display()
+        )
     })?;
     let mut bytes = Vec::new();
     f.take(MAX_RECORD).read_to_end(&mut bytes)?;
@@ -323,7 +329,10 @@ mod tests {
         let dir_mode = std::fs::metadata(&q).unwrap().permissions().mode() & 0o777;
         assert_eq!(dir_mode, 0o700);
         let kept = bin_path(&q, &r.id);
-        assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(std::fs::read(&kept).unwrap(), b"not really a virus");
         assert_eq!(list(&q).unwrap(), vec![r.clone()]);
         assert!(check_id("../../etc/passwd").is_err());
@@ -337,7 +346,10 @@ mod tests {
         assert_eq!(at, path);
         assert_eq!(back.sha256, sha256);
         assert_eq!(std::fs::read(&path).unwrap(), b"not really a virus");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
         assert_eq!(released(&q), vec![sha256]);
         assert!(list(&q).unwrap().is_empty());
     }
@@ -376,6 +388,10 @@ mod tests {
             b"scanned bytes"
         );
         let moved = std::fs::metadata(folder.join("moved.bin")).unwrap();
-        assert_eq!(moved.permissions().mode() & 0o777, 0, "the scanned inode is unreadable");
+        assert_eq!(
+            moved.permissions().mode() & 0o777,
+            0,
+            "the scanned inode is unreadable"
+        );
     }
 }

@@ -54,9 +54,10 @@ fn findings(srv: &Server) -> Vec<serde_json::Value> {
 fn finding_for(srv: &Server, daemon: &Daemon, path: &str, outcome: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(f) = findings(srv).into_iter().find(|f| {
-            f["finding"]["path"] == path && f["finding"]["outcome"] == outcome
-        }) {
+        if let Some(f) = findings(srv)
+            .into_iter()
+            .find(|f| f["finding"]["path"] == path && f["finding"]["outcome"] == outcome)
+        {
             return f;
         }
         assert!(
@@ -141,21 +142,35 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
     // never followed.
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/system-file"), &eicar).unwrap();
-    std::os::unix::fs::symlink(root.join("etc/system-file"), downloads.join("system-link")).unwrap();
+    std::os::unix::fs::symlink(root.join("etc/system-file"), downloads.join("system-link"))
+        .unwrap();
 
     // What the package's patchday-agent-scan.service runs.
     let daemon = Daemon::start(&host, &srv.url, dir, &["scan-folders"]);
     daemon.until_logged("folder scan started");
-    let old = finding_for(&srv, &daemon, "/home/alice/Downloads/old-invoice.pdf", "quarantined");
+    let old = finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/Downloads/old-invoice.pdf",
+        "quarantined",
+    );
     assert!(!downloads.join("old-invoice.pdf").exists());
     assert_eq!(old["hostname"], "laptop1");
 
     // EICAR under a harmless name, a clean file, a messenger transfer, a partial download.
     download(&downloads.join("holiday-photos.jpg"), &eicar);
-    download(&downloads.join("notes.txt"), b"shopping list: milk, bread\n");
+    download(
+        &downloads.join("notes.txt"),
+        b"shopping list: milk, bread\n",
+    );
     download(&telegram.join("contract.docx"), &eicar);
     download(&downloads.join("setup.exe.crdownload"), &eicar);
-    let hit = finding_for(&srv, &daemon, "/home/alice/Downloads/holiday-photos.jpg", "quarantined");
+    let hit = finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/Downloads/holiday-photos.jpg",
+        "quarantined",
+    );
     let f = &hit["finding"];
     assert_eq!(f["signature"], "Patchday.Test.EICAR.UNOFFICIAL", "{hit}");
     assert_eq!(f["owner"], 1000, "{hit}");
@@ -173,20 +188,35 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
         "a download in progress is left alone until renamed"
     );
     assert!(std::fs::symlink_metadata(downloads.join("system-link")).is_ok());
-    assert!(root.join("etc/system-file").exists(), "a link's target is never taken");
-    assert!(!has_finding(&srv, "/home/alice/Downloads/system-link", "quarantined"));
+    assert!(
+        root.join("etc/system-file").exists(),
+        "a link's target is never taken"
+    );
+    assert!(!has_finding(
+        &srv,
+        "/home/alice/Downloads/system-link",
+        "quarantined"
+    ));
     // The download completes: renamed to its final name, then scanned.
     std::fs::rename(
         downloads.join("setup.exe.crdownload"),
         downloads.join("setup.exe"),
     )
     .unwrap();
-    finding_for(&srv, &daemon, "/home/alice/Downloads/setup.exe", "quarantined");
+    finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/Downloads/setup.exe",
+        "quarantined",
+    );
     assert!(!downloads.join("setup.exe").exists());
 
     // The quarantine: root only, nothing executable, a record per file.
     let q = root.join("var/lib/patchday/quarantine");
-    assert_eq!(std::fs::metadata(&q).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     let qid = f["quarantine_id"].as_str().unwrap().to_string();
     let kept = q.join(format!("{qid}.quarantined"));
     let m = std::fs::metadata(&kept).unwrap();
@@ -195,7 +225,10 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
     assert_eq!(std::fs::read(&kept).unwrap(), eicar);
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(q.join(format!("{qid}.json"))).unwrap()).unwrap();
-    assert_eq!(record["original_path"], "/home/alice/Downloads/holiday-photos.jpg");
+    assert_eq!(
+        record["original_path"],
+        "/home/alice/Downloads/holiday-photos.jpg"
+    );
     assert_eq!(record["uid"], 1000);
     assert_eq!(record["signature"], "Patchday.Test.EICAR.UNOFFICIAL");
     assert_eq!(record["sha256"], f["sha256"]);
@@ -203,23 +236,57 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
         .agent_command(&srv.url, None, &["quarantine", "list"])
         .output()
         .unwrap();
-    assert!(o.status.success() && text(&o).contains(&qid), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains(&qid),
+        "{}",
+        text(&o)
+    );
 
     // clamd down: a new file is not passed as clean. It is retried, reported unscanned
     // after the policy's bound, and scanned once clamd is back.
     let (conf, socket) = clamd.stop();
     download(&downloads.join("report.docx"), &eicar);
     download(&downloads.join("minutes.txt"), b"meeting minutes\n");
-    let unscanned = finding_for(&srv, &daemon, "/home/alice/Downloads/report.docx", "unscanned");
+    let unscanned = finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/Downloads/report.docx",
+        "unscanned",
+    );
     let reason = unscanned["finding"]["reason"].as_str().unwrap();
-    assert!(reason.contains("not scanned for 5s") && reason.contains("clamd"), "{reason}");
-    finding_for(&srv, &daemon, "/home/alice/Downloads/minutes.txt", "unscanned");
-    assert!(downloads.join("report.docx").exists(), "kept in place and retried");
-    assert!(!has_finding(&srv, "/home/alice/Downloads/report.docx", "quarantined"));
+    assert!(
+        reason.contains("not scanned for 5s") && reason.contains("clamd"),
+        "{reason}"
+    );
+    finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/Downloads/minutes.txt",
+        "unscanned",
+    );
+    assert!(
+        downloads.join("report.docx").exists(),
+        "kept in place and retried"
+    );
+    assert!(!has_finding(
+        &srv,
+        "/home/alice/Downloads/report.docx",
+        "quarantined"
+    ));
     let _clamd = Clamd::start_with(conf, socket);
-    finding_for(&srv, &daemon, "/home/alice/Downloads/report.docx", "quarantined");
+    finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/Downloads/report.docx",
+        "quarantined",
+    );
     assert!(!downloads.join("report.docx").exists());
-    finding_for(&srv, &daemon, "/home/alice/Downloads/minutes.txt", "clean-after-retry");
+    finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/Downloads/minutes.txt",
+        "clean-after-retry",
+    );
     assert!(downloads.join("minutes.txt").exists());
 
     // Release: back where it was, with its owner; the scan leaves the released file alone.
@@ -232,9 +299,18 @@ fn downloads_are_scanned_hits_quarantined_and_reported_and_clamd_down_never_mean
     assert_eq!(std::fs::read(&back).unwrap(), eicar);
     assert_eq!(std::fs::metadata(&back).unwrap().uid(), 1000);
     assert!(!kept.exists());
-    finding_for(&srv, &daemon, "/home/alice/Downloads/holiday-photos.jpg", "released");
+    finding_for(
+        &srv,
+        &daemon,
+        "/home/alice/Downloads/holiday-photos.jpg",
+        "released",
+    );
     std::thread::sleep(Duration::from_secs(3));
-    assert!(back.exists(), "the released file was taken again: {}", daemon.log());
+    assert!(
+        back.exists(),
+        "the released file was taken again: {}",
+        daemon.log()
+    );
     // The server's baseline report counts what the scan holds.
     let o = host.agent(&srv.url, None);
     assert!(o.status.success(), "{}", text(&o));

@@ -14,10 +14,10 @@ mod fleet;
 pub(crate) mod group_rules; // issue 10, point 2: groups joined by rules on host facts
 pub(crate) mod history; // issue 10, point 1
 mod mail; // issue 14, point 4: the mail attachment filter's verdicts
-mod scan; // issue 14, point 5: the agents' folder scan findings
 mod notify; // issue 11, point 5
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
 pub(crate) mod rings; // issue 10, points 2 and 3 (rings)
+mod scan; // issue 14, point 5: the agents' folder scan findings
 mod tuf;
 pub(crate) mod windows; // issue 10, point 5: maintenance windows, reboot policy
 

@@ -33,15 +33,20 @@ fn check(req: &ScanFindingsRequest) -> Result<(), ApiError> {
         ));
     }
     for f in &req.findings {
-        let names = [Some(&f.baseline), f.signature.as_ref(), f.quarantine_id.as_ref()];
+        let names = [
+            Some(&f.baseline),
+            f.signature.as_ref(),
+            f.quarantine_id.as_ref(),
+        ];
         if names.iter().flatten().any(|n| n.len() > MAX_NAME) {
             return Err(ApiError::bad_request(format!(
                 "baseline, signature and quarantine id are at most {MAX_NAME} bytes"
             )));
         }
-        if f.sha256.as_ref().is_some_and(|d| {
-            d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit())
-        }) {
+        if f.sha256
+            .as_ref()
+            .is_some_and(|d| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             return Err(ApiError::bad_request("sha256 must be 64 hex digits"));
         }
         if f.path.len() > MAX_PATH || f.reason.as_ref().is_some_and(|r| r.len() > MAX_MESSAGE) {
