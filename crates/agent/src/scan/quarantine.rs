@@ -151,7 +151,9 @@ pub fn take(dir: &Path, t: Taken<'_>, now: jiff::Timestamp) -> anyhow::Result<Re
         out.sync_all()?;
     }
     // The inode itself is neutralised before its name goes: fchmod on the descriptor.
-    let _ = t.file.set_permissions(std::fs::Permissions::from_mode(0o000));
+    let _ = t
+        .file
+        .set_permissions(std::fs::Permissions::from_mode(0o000));
     let same = std::fs::symlink_metadata(t.path)
         .is_ok_and(|now| now.is_file() && now.dev() == t.meta.dev() && now.ino() == t.meta.ino());
     let original_removed = same && std::fs::remove_file(t.path).is_ok();
