@@ -231,7 +231,7 @@ async fn quarantine(cfg: &AgentConfig, cmd: QuarantineCommand) -> anyhow::Result
             let dir = quarantine_dir(cfg, dir)?;
             let (r, at) = q::release(&dir, &cfg.root, &id, to.as_deref(), true)?;
             println!(
-                "released {} to {} (owner uid {}); the scan leaves sha256 {} alone from now on",
+                "released {} to {} (owner uid {}); the scan leaves this file (sha256 {}) alone there from now on",
                 r.id,
                 patchday_text::terminal(&at.display().to_string()),
                 r.uid,

@@ -599,6 +599,14 @@ impl Watcher {
         f.owner = Some(meta.uid());
         f.sha256 = Some(sha256.clone());
         f.signature = Some(signature.clone());
+        let released = quarantine::released(&self.quarantine)
+            .iter()
+            .any(|r| r.sha256 == sha256 && r.path == host_path);
+        if released {
+            // Released by an admin: left in place (or put back, when held unscanned).
+            tracing::info!(path = ?host_path, signature = %signature, "released from the quarantine by an admin: left alone");
+            return Attempt::Clean;
+        }
         if let Some(id) = held {
             // Already in the quarantine: it stays, now with its signature.
             match quarantine::record(&self.quarantine, &id) {
@@ -616,10 +624,6 @@ impl Watcher {
             f.quarantine_id = Some(id);
             self.outbox.push(f);
             return Attempt::Quarantined;
-        }
-        if quarantine::released(&self.quarantine).contains(&sha256) {
-            tracing::info!(path = ?host_path, signature = %signature, "released from the quarantine by an admin: left in place");
-            return Attempt::Clean;
         }
         let taken = quarantine::take(
             &self.quarantine,

@@ -4,7 +4,8 @@
 //! executable), and the original is removed only if its path still names the inode that
 //! was scanned. A record beside it keeps owner, original path, mode, size, digest and
 //! signature; `patchday-agent quarantine release ID` puts the file back and remembers its
-//! digest, so the scan leaves the released file alone.
+//! path and digest, so the scan leaves that released file alone (not other copies of the
+//! same bytes elsewhere).
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,7 @@ pub struct Record {
 
 /// Most bytes a kept record may have (its JSON).
 const MAX_RECORD: u64 = 64 * 1024;
-/// Most digests remembered as released.
+/// Most releases remembered.
 const MAX_RELEASED: usize = 10_000;
 
 /// Creates the quarantine directory (0700, owned by the agent: root) if needed, and
@@ -226,8 +227,17 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(out)
 }
 
-/// Digests released by an admin: the scan leaves files with them alone.
-pub fn released(dir: &Path) -> Vec<String> {
+/// A file an admin released: the scan leaves these bytes at this path alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    /// Where it was put back, on the host.
+    pub path: String,
+    /// Its sha256.
+    pub sha256: String,
+}
+
+/// The files released by an admin.
+pub fn released(dir: &Path) -> Vec<Released> {
     std::fs::read(released_path(dir))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -236,7 +246,7 @@ pub fn released(dir: &Path) -> Vec<String> {
 
 /// Puts a quarantined file back at `to` (default: where it was) with its owner and
 /// permission bits (setuid, setgid and sticky dropped); refuses to overwrite anything.
-/// `remember` adds its digest to the released list (an admin's release; the scan's own
+/// `remember` adds its path and digest to the released list (an admin's release; the scan's own
 /// put-back of a held file that scanned clean does not need it). Returns the record and
 /// the path on the machine.
 pub fn release(
@@ -256,8 +266,15 @@ pub fn release(
         .with_context(|| format!("the quarantined bytes {} are missing", bin.display()))?;
     if remember {
         let mut list = released(dir);
-        if !list.contains(&r.sha256) {
-            list.push(r.sha256.clone());
+        let entry = Released {
+            path: match target.strip_prefix(root) {
+                Ok(rel) => format!("/{}", rel.display()),
+                Err(_) => target.display().to_string(),
+            },
+            sha256: r.sha256.clone(),
+        };
+        if !list.contains(&entry) {
+            list.push(entry);
             let start = list.len().saturating_sub(MAX_RELEASED);
             crate::state::write_atomic(
                 &released_path(dir),
@@ -352,7 +369,13 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o755
         );
-        assert_eq!(released(&q), vec![sha256]);
+        assert_eq!(
+            released(&q),
+            vec![Released {
+                path: "/home/alice/Downloads/invoice.pdf.exe".into(),
+                sha256
+            }]
+        );
         assert!(list(&q).unwrap().is_empty());
     }
 
