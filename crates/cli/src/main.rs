@@ -1420,6 +1420,19 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                     println!("note: {l}");
                 }
             }
+            // Issue 14, point 5.
+            if let Some(sc) = &p.scan {
+                println!(
+                    "scan: {} folders ({}), clamd {}, quarantine {}, files up to {} MiB, clamd down: {:?} after {}s",
+                    sc.folders.len(),
+                    sc.folders.join(", "),
+                    sc.clamd,
+                    sc.quarantine,
+                    sc.max_file_mib,
+                    sc.when_clamd_down,
+                    sc.unscanned_after_seconds
+                );
+            }
         }
         BaselineCmd::Report { tenant, conn } => {
             let a = conn.api()?.baselines(&tenant).await?;

@@ -51,7 +51,11 @@ fn publish(cat: &Catalog, dir: &Path, id: &str, policy_text: &str) {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(o.status.success(), "check: {}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("scan: 2 folders"),
+        "check: {}",
+        text(&o)
+    );
     let o = Command::new(env!("CARGO_BIN_EXE_patchday"))
         .args(["catalog", "add-baseline", "--keys"])
         .arg(&cat.keys)
