@@ -51,6 +51,9 @@ pub const MAX_PENDING: usize = 10_000;
 pub const MAX_FOLDERS: usize = 1024;
 /// Most findings waiting for the server.
 pub const MAX_OUTBOX: usize = 1000;
+/// Most files remembered as scanned clean (so a walk of a folder with many clean files
+/// makes progress instead of queueing the same first files again); about 50 bytes each.
+pub const MAX_CLEAN: usize = 200_000;
 /// How often folders are re-expanded, retries looked at and findings sent.
 const TICK: Duration = Duration::from_secs(2);
 
@@ -250,6 +253,8 @@ struct Watcher {
     pending: HashMap<PathBuf, Pending>,
     /// Files too large to scan, reported once each (inode, size).
     too_large: HashSet<(u64, u64, u64)>,
+    /// Files scanned clean, as they were then: walks skip them.
+    clean: HashSet<Identity>,
     folders: HashMap<WatchDescriptor, PathBuf>,
 }
 
@@ -298,6 +303,7 @@ async fn watch_inner(
         queue: Queue::default(),
         pending: HashMap::new(),
         too_large: HashSet::new(),
+        clean: HashSet::new(),
         folders: HashMap::new(),
     };
     let mut watches = events.watches();
@@ -371,13 +377,20 @@ impl Watcher {
         }
     }
 
-    /// Queues the files directly in `dir`.
+    /// Queues the files directly in `dir` not known clean as they are; stops when the
+    /// queue is full (another walk is then owed).
     fn walk(&mut self, dir: &Path) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_file()) {
+            if self.queue.order.len() >= MAX_QUEUE {
+                self.queue.walk_owed = true;
+                return;
+            }
+            // DirEntry::metadata does not follow links.
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_file() && !self.clean.contains(&identity(&m)) {
                 self.queue.push(e.path());
             }
         }
@@ -585,6 +598,11 @@ impl Watcher {
         let signature = match result {
             Ok(ScanResult::Clean) => {
                 tracing::debug!(path = ?host_path, "clean");
+                if self.clean.len() >= MAX_CLEAN {
+                    // Forgetting costs only rescans, never a file passed unscanned.
+                    self.clean.clear();
+                }
+                self.clean.insert(identity(&meta));
                 return Attempt::Clean;
             }
             Ok(ScanResult::Found(sig)) => sig,
@@ -656,6 +674,14 @@ impl Watcher {
             )),
         }
     }
+}
+
+/// A file as it was: device, inode, size and status-change time (ctime: set by the
+/// kernel at every write, rename or chmod, and not settable by users as mtime is).
+type Identity = (u64, u64, u64, i64, i64);
+
+fn identity(m: &std::fs::Metadata) -> Identity {
+    (m.dev(), m.ino(), m.len(), m.ctime(), m.ctime_nsec())
 }
 
 /// Opens `path` for reading without following a link at its last component and without
