@@ -103,7 +103,7 @@ fn on_host(root: &Path, path: &Path) -> String {
 /// whose policy changed or that stopped, stops one whose baseline went, and sends the
 /// findings.
 pub async fn supervise(cfg: AgentConfig, every: Duration) {
-    let outbox = Outbox::default();
+    let outbox = Outbox::at(cfg.state_dir.join("scan-outbox.json"));
     let mut running: BTreeMap<String, (Scan, tokio::task::JoinHandle<()>)> = BTreeMap::new();
     loop {
         let wanted = scan_policies(&cfg.root);
@@ -142,13 +142,66 @@ pub async fn supervise(cfg: AgentConfig, every: Duration) {
 }
 
 /// Findings waiting for the server: bounded (the oldest go first when full, counted in
-/// the log), sent in order.
+/// the log), sent in order, kept in a file (when given) at every send, so a restart
+/// loses at most the findings of the last few seconds (the host's log has them all).
 #[derive(Clone, Default)]
 pub struct Outbox {
     waiting: Arc<Mutex<VecDeque<ScanFinding>>>,
+    file: Option<Arc<PathBuf>>,
+    /// Changed since the file was written.
+    dirty: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Outbox {
+    /// An outbox kept in `file`, with what a previous run left there.
+    pub fn at(file: PathBuf) -> Outbox {
+        let mut waiting: VecDeque<ScanFinding> = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(file = %file.display(), error = %e, "the scan findings outbox is unreadable; starting empty (the host's log has the findings)");
+                VecDeque::new()
+            }),
+            Err(_) => VecDeque::new(),
+        };
+        while waiting.len() > MAX_OUTBOX {
+            waiting.pop_front();
+        }
+        Outbox {
+            waiting: Arc::new(Mutex::new(waiting)),
+            file: Some(Arc::new(file)),
+            dirty: Arc::default(),
+        }
+    }
+
+    /// Writes the file when something changed (once per send, not per finding: a flood
+    /// of hits with the server away would otherwise rewrite it for every one).
+    fn save(&self) {
+        let Some(file) = &self.file else { return };
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let written = serde_json::to_vec(&waiting)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| crate::state::write_atomic(file, &b, 0o600));
+        if let Err(e) = written {
+            tracing::warn!(file = %file.display(), error = %format!("{e:#}"), "cannot keep the scan findings outbox on disk");
+        }
+    }
+
+    /// How many findings wait.
+    pub fn len(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Queues a finding (and logs it: the host's own journal keeps every finding).
     pub fn push(&self, f: ScanFinding) {
         tracing::warn!(outcome = ?f.outcome, path = ?f.path, signature = ?f.signature, quarantine = ?f.quarantine_id, reason = ?f.reason, "folder scan finding");
@@ -158,10 +211,16 @@ impl Outbox {
             tracing::error!("the scan findings outbox is full (the server unreachable for long?): the oldest finding is dropped from it; the host's log keeps it");
         }
         w.push_back(f);
+        self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Sends what waits; what the server did not take stays.
     pub async fn send(&self, cfg: &AgentConfig) {
+        self.send_waiting(cfg).await;
+        self.save();
+    }
+
+    async fn send_waiting(&self, cfg: &AgentConfig) {
         let batch: Vec<ScanFinding> = {
             let w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
             if w.is_empty() {
@@ -175,6 +234,7 @@ impl Outbox {
                 for _ in 0..batch.len().min(w.len()) {
                     w.pop_front();
                 }
+                self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!(
                     findings = batch.len(),
                     "scan findings reported to the server"
@@ -745,6 +805,35 @@ mod tests {
             "a FIFO neither hangs nor is read"
         );
         assert!(open_regular(&d.path().join("gone")).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_and_survives_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("scan-outbox.json");
+        let out = Outbox::at(file.clone());
+        let finding = |n: u64| ScanFinding {
+            time: jiff::Timestamp::UNIX_EPOCH,
+            baseline: "b".into(),
+            outcome: ScanOutcome::Unscanned,
+            path: format!("/home/a/Downloads/{n}"),
+            size: n,
+            owner: None,
+            sha256: None,
+            signature: None,
+            quarantine_id: None,
+            reason: None,
+        };
+        for n in 0..(MAX_OUTBOX as u64 + 3) {
+            out.push(finding(n));
+        }
+        assert_eq!(out.len(), MAX_OUTBOX);
+        assert!(!file.exists(), "written at a send, not per finding");
+        out.save();
+        let again = Outbox::at(file);
+        assert_eq!(again.len(), MAX_OUTBOX);
+        let first = again.waiting.lock().unwrap().front().cloned().unwrap();
+        assert_eq!(first.size, 3, "the oldest went first");
     }
 
     #[test]
