@@ -141,7 +141,125 @@ pub enum AgentCommand {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
+    /// Issue 14, point 5: runs the folder scans the applied baselines ask for (`[scan]`),
+    /// until stopped: idles without one, starts, restarts and stops watchers as baselines
+    /// change, reports findings to the server. The package runs it as
+    /// patchday-agent-scan.service, in a tighter sandbox than the agent's.
+    ///
+    /// Example: patchday-agent --config /etc/patchday/agent.toml scan-folders
+    ScanFolders,
+    /// Issue 14, point 5: the folder scan's quarantine (root only).
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
 }
+
+/// `patchday-agent quarantine ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum QuarantineCommand {
+    /// What the folder scan quarantined: id, signature, original path, owner, digest.
+    ///
+    /// Example: patchday-agent quarantine list
+    List {
+        /// The quarantine directory (default: the one the applied scan baseline names).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Puts a quarantined file back (where it was, or --to), with its owner and mode,
+    /// never over an existing file; the scan then leaves a file with its digest alone.
+    /// The release is reported to the server.
+    ///
+    /// Example: patchday-agent quarantine release 20261202T041100Z-0a1b2c3d
+    Release {
+        /// The id `quarantine list` shows.
+        id: String,
+        /// Another place to put it.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// The quarantine directory (default: the one the applied scan baseline names).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The quarantine directory: given, or named by the applied scan baselines (one).
+fn quarantine_dir(cfg: &AgentConfig, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let mut dirs: Vec<PathBuf> = crate::scan::scan_policies(&cfg.root)
+        .values()
+        .map(|s| crate::scan::on_machine(&cfg.root, &s.quarantine))
+        .collect();
+    dirs.dedup();
+    match dirs.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => {
+            anyhow::bail!("no applied baseline scans folders here; give the quarantine with --dir")
+        }
+        _ => anyhow::bail!("the applied baselines name several quarantines; choose one with --dir"),
+    }
+}
+
+/// `patchday-agent quarantine list|release`.
+async fn quarantine(cfg: &AgentConfig, cmd: QuarantineCommand) -> anyhow::Result<()> {
+    use crate::scan::quarantine as q;
+    match cmd {
+        QuarantineCommand::List { dir } => {
+            let dir = quarantine_dir(cfg, dir)?;
+            let records = q::list(&dir)?;
+            if records.is_empty() {
+                println!("the quarantine {} is empty", dir.display());
+            }
+            for r in records {
+                let what = match &r.signature {
+                    Some(s) => s.clone(),
+                    None => "(held unscanned)".into(),
+                };
+                println!(
+                    "{}  {}  {}  uid {}  {} bytes  sha256 {}",
+                    r.id,
+                    patchday_text::terminal(&what),
+                    patchday_text::terminal(&r.original_path),
+                    r.uid,
+                    r.size,
+                    r.sha256
+                );
+            }
+            Ok(())
+        }
+        QuarantineCommand::Release { id, to, dir } => {
+            let dir = quarantine_dir(cfg, dir)?;
+            let (r, at) = q::release(&dir, &cfg.root, &id, to.as_deref(), true)?;
+            println!(
+                "released {} to {} (owner uid {}); the scan leaves this file (sha256 {}) alone there from now on",
+                r.id,
+                patchday_text::terminal(&at.display().to_string()),
+                r.uid,
+                r.sha256
+            );
+            let finding = patchday_types::api::ScanFinding {
+                time: crate::run::clock_now(),
+                baseline: r.baseline.clone(),
+                outcome: patchday_types::api::ScanOutcome::Released,
+                path: r.original_path.clone(),
+                size: r.size,
+                owner: Some(r.uid),
+                sha256: Some(r.sha256.clone()),
+                signature: r.signature.clone(),
+                quarantine_id: Some(r.id.clone()),
+                reason: None,
+            };
+            if let Err(e) = crate::scan::post_findings(cfg, vec![finding]).await {
+                eprintln!("warning: the release could not be reported to the server: {e:#}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// How often `scan-folders` looks at the applied baselines for folder scans to start or
+/// stop, and sends waiting scan findings.
+const SCAN_SUPERVISION: Duration = Duration::from_secs(5);
 
 /// `patchday-agent repair` (issue 9, point 4): runs the recovery, prints each step, and
 /// reports a failure to the server like a failed run.
@@ -256,6 +374,19 @@ pub async fn run(args: Args) -> std::process::ExitCode {
                     print!("{h}");
                     std::process::ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Some(AgentCommand::ScanFolders) => {
+            crate::scan::supervise(cfg.clone(), SCAN_SUPERVISION).await;
+            return std::process::ExitCode::SUCCESS;
+        }
+        Some(AgentCommand::Quarantine(cmd)) => {
+            return match quarantine(&cfg, cmd).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     std::process::ExitCode::FAILURE

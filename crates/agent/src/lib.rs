@@ -21,6 +21,7 @@ pub mod install;
 pub mod inventory;
 pub mod push; // issue 10, point 6: long-poll waits, back-off
 pub mod run;
+pub mod scan; // issue 14, point 5: download and messenger folders scanned with clamd
 pub mod signed;
 pub mod state;
 mod take_back; // issue 10, point 3: decline with removal

@@ -154,6 +154,7 @@ pub fn propose(facts: &Facts, findings: &[Finding]) -> Option<ProposedBaseline> 
         firewall,
         memory: (!memory.sysctls.is_empty()).then_some(memory),
         browser: (!browser.browsers.is_empty()).then_some(browser),
+        scan: None,
     };
     let body = policy.to_toml().ok()?;
     let mut text = String::from(

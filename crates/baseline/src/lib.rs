@@ -8,7 +8,8 @@
 //! drift fingerprint, per-rule counters, the previous ruleset for the lock-out guard) and
 //! the operator's diff between two versions ([`diff`]), memory-protection profiles
 //! ([`memory`]) and browser policy compiled to Chromium's and Firefox's enterprise policy
-//! files ([`browser`]).
+//! files ([`browser`]), and the download-folder scan the agent runs ([`scan`]: the
+//! `[scan]` table and its folder globs).
 //!
 //! It must not touch: the network beyond running `nft`, the catalog, the server, the clock
 //! (the agent's guard waits; this crate only says what to restore).
@@ -20,6 +21,7 @@ pub mod firewall;
 pub mod memory;
 pub mod nft;
 pub mod policy;
+pub mod scan;
 
 pub use policy::Policy;
 

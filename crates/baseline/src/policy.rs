@@ -21,6 +21,9 @@ pub struct Policy {
     /// Issue 13, point 4: Chromium and Firefox enterprise policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub browser: Option<crate::browser::Browser>,
+    /// Issue 14, point 5: download and messenger folders scanned with clamd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::scan::Scan>,
 }
 
 /// The `[baseline]` table.
@@ -253,6 +256,9 @@ impl Policy {
         }
         if let Some(b) = &self.browser {
             b.check()?;
+        }
+        if let Some(s) = &self.scan {
+            s.check()?;
         }
         Ok(())
     }

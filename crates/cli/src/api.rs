@@ -773,3 +773,20 @@ impl Api {
         .await
     }
 }
+
+// ---- Issue 14, point 5: the agents' folder scan ----
+
+impl Api {
+    /// The tenant's newest folder scan findings.
+    pub async fn scan_findings(
+        &self,
+        t: &TenantId,
+        limit: u32,
+    ) -> anyhow::Result<Vec<patchday_types::api::HostScanFinding>> {
+        self.get(
+            &format!("/v1/tenants/{t}/scan-findings?limit={limit}"),
+            "listing folder scan findings",
+        )
+        .await
+    }
+}

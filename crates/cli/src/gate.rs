@@ -56,6 +56,10 @@ pub struct HttpArgs {
     /// Seconds a request's proof of possession may be away from the gate's clock.
     #[arg(long, default_value_t = 60)]
     proof_window: u64,
+    /// Most proofs remembered within the window (each is admitted once; roughly 100 bytes
+    /// each). Past it, requests are refused until older proofs expire.
+    #[arg(long, default_value_t = 200_000)]
+    proof_cache: usize,
     /// Refuse every request when the server has not confirmed the list for this many
     /// seconds (fail closed when the gate cannot learn that a host lapsed).
     #[arg(long, default_value_t = 90)]
@@ -128,6 +132,7 @@ async fn http(a: HttpArgs, now: fn() -> jiff::Timestamp) -> anyhow::Result<i32> 
         max_age: Duration::from_secs(a.max_age.max(a.follow.wait_seconds + 5)),
         now,
         view,
+        replay: std::sync::Mutex::new(patchday_trust::access::ReplayCache::new(a.proof_cache)),
     });
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await

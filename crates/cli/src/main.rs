@@ -66,6 +66,12 @@ enum Command {
     ///          patchday gate nft --tenant acme --peers /etc/patchday/wg-peers
     #[command(subcommand)]
     Gate(patchday_cli::gate::GateCmd),
+    /// Download and messenger folders the agents scan (issue 14, point 5; the policy is a
+    /// baseline's `[scan]`): what they quarantined or could not scan.
+    ///
+    /// Example: patchday scan findings --tenant acme
+    #[command(subcommand)]
+    Scan(ScanCmd),
     /// Tenants (customers).
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -533,6 +539,26 @@ enum ServerAction {
     },
 }
 
+/// Issue 14, point 5: the agents' folder scan.
+#[derive(Subcommand)]
+enum ScanCmd {
+    /// Findings the agents reported, newest first: files quarantined (with the signature
+    /// and the quarantine id for `patchday-agent quarantine release` on the host), files
+    /// not scanned within the policy's bound and why, files clean after a retry, releases.
+    ///
+    /// Example: patchday scan findings --tenant acme --format json
+    Findings {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Most findings to show.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
 /// Which example `baseline new` writes.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum BaselineKind {
@@ -542,6 +568,8 @@ enum BaselineKind {
     Memory,
     /// Chromium and Firefox policy (`[browser]`).
     Browser,
+    /// Download and messenger folders scanned with clamd (`[scan]`, issue 14, point 5).
+    Scan,
 }
 
 /// Issue 13, point 1: baseline policy files.
@@ -550,11 +578,12 @@ enum BaselineCmd {
     /// Prints a commented example policy to edit (or writes it to --out).
     ///
     /// Example: patchday baseline new web-servers --out web-servers.toml
-    /// (--kind browser: a browser policy; --kind memory: a memory-protection profile)
+    /// (--kind browser: a browser policy; --kind memory: a memory-protection profile;
+    /// --kind scan: download folders scanned with clamd)
     New {
         /// Baseline name (a-z, 0-9, -).
         name: String,
-        /// Which example: firewall, memory or browser.
+        /// Which example: firewall, memory, browser or scan.
         #[arg(long, value_enum, default_value = "firewall")]
         kind: BaselineKind,
         /// Write here instead of standard output (refuses to overwrite).
@@ -1285,6 +1314,7 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                 BaselineKind::Firewall => patchday_baseline::policy::example(&name),
                 BaselineKind::Memory => patchday_baseline::policy::example_memory(&name),
                 BaselineKind::Browser => patchday_baseline::policy::example_browser(&name),
+                BaselineKind::Scan => patchday_baseline::scan::example(&name),
             };
             patchday_baseline::Policy::parse(&text)?;
             match out {
@@ -1390,6 +1420,19 @@ async fn baseline(c: BaselineCmd) -> anyhow::Result<i32> {
                     println!("note: {l}");
                 }
             }
+            // Issue 14, point 5.
+            if let Some(sc) = &p.scan {
+                println!(
+                    "scan: {} folders ({}), clamd {}, quarantine {}, files up to {} MiB, clamd down: {:?} after {}s",
+                    sc.folders.len(),
+                    sc.folders.join(", "),
+                    sc.clamd,
+                    sc.quarantine,
+                    sc.max_file_mib,
+                    sc.when_clamd_down,
+                    sc.unscanned_after_seconds
+                );
+            }
         }
         BaselineCmd::Report { tenant, conn } => {
             let a = conn.api()?.baselines(&tenant).await?;
@@ -1455,6 +1498,18 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         // Issue 14, point 4: mail attachment filtering.
         Command::Milter(m) => patchday_cli::milter::run(m, now).await,
         Command::Gate(g) => patchday_cli::gate::run(g, now).await,
+        Command::Scan(ScanCmd::Findings {
+            tenant,
+            limit,
+            conn,
+        }) => {
+            let rows = conn.api()?.scan_findings(&tenant, limit).await?;
+            match conn.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                f => print(&patchday_cli::render::scan_findings_table(&rows), f),
+            }
+            Ok(0)
+        }
         Command::Ring(c) => patchday_cli::rings::ring_cmd(c).await, // issue 10 (rings)
         Command::Rollout(c) => patchday_cli::rings::rollout_cmd(c).await, // issue 10 (rings)
         Command::Notify(c) => patchday_cli::notify::run(c).await,   // issue 11, point 5

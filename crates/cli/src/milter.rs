@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use patchday_milter::clamd::{Clamd, ClamdAddress};
+use patchday_clamd::{Clamd, ClamdAddress};
 use patchday_milter::inspect::{inspect_message, Limits};
 use patchday_milter::policy::Policy;
 use patchday_milter::quarantine::{self, Reinject};

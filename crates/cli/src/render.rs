@@ -591,6 +591,40 @@ pub fn baseline_table(rows: &[patchday_types::api::HostBaseline]) -> Table {
     t
 }
 
+/// Issue 14, point 5: `patchday scan findings`.
+pub fn scan_findings_table(rows: &[patchday_types::api::HostScanFinding]) -> Table {
+    let mut t = Table::new(&[
+        "time",
+        "host",
+        "outcome",
+        "path",
+        "signature",
+        "quarantine id",
+        "owner",
+        "size",
+        "reason",
+    ]);
+    for r in rows {
+        let f = &r.finding;
+        let outcome = serde_json::to_value(f.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        t.rows.push(vec![
+            f.time.to_string(),
+            r.hostname.clone(),
+            outcome,
+            f.path.clone(),
+            f.signature.clone().unwrap_or_default(),
+            f.quarantine_id.clone().unwrap_or_default(),
+            f.owner.map(|o| o.to_string()).unwrap_or_default(),
+            f.size.to_string(),
+            f.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
 #[cfg(test)]
 mod escaping_tests {
     use super::*;

@@ -11,14 +11,19 @@
 //! that is not compliant now, of another tenant, or when the gate has no current word
 //! from the server; the reason in `Patchday-Reason` and in a small HTML page, which nginx
 //! shows through `error_page` when it proxies the denied request to the gate again.
+//!
+//! A proof is admitted once: the gate remembers every admitted proof (its host key and
+//! nonce) until its window is over, and refuses the same headers again (401
+//! `proof-replayed`). Only admissions consume a proof, so nginx asking again for the
+//! reason page of a refused request gets the same reason.
 
 use crate::follow::{Current, View};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
-use patchday_trust::access::{authorize, ProofTarget, Refusal, PROOF_HEADER};
-use std::sync::Arc;
+use patchday_trust::access::{authorize, ProofTarget, Refusal, ReplayCache, PROOF_HEADER};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The reason header on every refusal.
@@ -38,6 +43,8 @@ pub struct HttpGate {
     pub now: fn() -> Timestamp,
     /// The server's list, kept current by [`crate::follow::follow`].
     pub view: View,
+    /// The proofs admitted within their window (each admitted once).
+    pub replay: Mutex<ReplayCache>,
 }
 
 /// The request a check is about.
@@ -78,7 +85,9 @@ fn refused(status: u16, code: &'static str, reason: String) -> Outcome {
 }
 
 /// The whole decision for one request: the token and its proof offline, then the host
-/// against the server's list (`current`, last confirmed `age` ago).
+/// against the server's list (`current`, last confirmed `age` ago), then, for a request
+/// that would be admitted, that its proof was not admitted before (`replay`).
+#[allow(clippy::too_many_arguments)] // each is one input of the decision; time and state are parameters
 pub fn decide(
     tenant: &str,
     window: SignedDuration,
@@ -87,6 +96,7 @@ pub fn decide(
     age: Option<Duration>,
     req: &Checked,
     now: Timestamp,
+    replay: &mut ReplayCache,
 ) -> Outcome {
     let Some(current) = current else {
         return refused(
@@ -100,7 +110,7 @@ pub fn decide(
         authority: &req.authority,
         path_and_query: &req.path_and_query,
     };
-    let claims = match authorize(
+    let (claims, proof) = match authorize(
         req.authorization.as_deref(),
         req.proof.as_deref(),
         &target,
@@ -131,11 +141,14 @@ pub fn decide(
         .iter()
         .find(|h| h.host.as_str() == claims.sub)
     {
-        Some(h) if h.allowed => Outcome {
-            status: 200,
-            code: "allowed",
-            reason: format!("host {} ({}) is compliant", h.hostname, h.host),
-            host: Some((claims.sub, h.hostname.clone(), claims.tenant)),
+        Some(h) if h.allowed => match replay.admit(&proof, now, window) {
+            Ok(()) => Outcome {
+                status: 200,
+                code: "allowed",
+                reason: format!("host {} ({}) is compliant", h.hostname, h.host),
+                host: Some((claims.sub, h.hostname.clone(), claims.tenant)),
+            },
+            Err(r) => refused(401, r.code(), r.to_string()),
         },
         Some(h) => refused(
             403,
@@ -202,15 +215,19 @@ async fn check(
     let req = checked(&method, &uri, &headers);
     let current = g.view.borrow().clone();
     let age = current.as_ref().map(|c| c.received.elapsed());
-    let out = decide(
-        &g.tenant,
-        g.proof_window,
-        g.max_age,
-        current.as_ref(),
-        age,
-        &req,
-        (g.now)(),
-    );
+    let out = {
+        let mut replay = g.replay.lock().unwrap_or_else(|e| e.into_inner());
+        decide(
+            &g.tenant,
+            g.proof_window,
+            g.max_age,
+            current.as_ref(),
+            age,
+            &req,
+            (g.now)(),
+            &mut replay,
+        )
+    };
     if out.status == 200 {
         tracing::debug!(method = %req.method, uri = %req.path_and_query, reason = %out.reason, "allowed");
     } else {
@@ -294,6 +311,7 @@ mod tests {
             None,
             &Checked::default(),
             Timestamp::UNIX_EPOCH,
+            &mut ReplayCache::new(10),
         );
         assert_eq!((out.status, out.code), (403, "gate-not-ready"));
     }
@@ -353,10 +371,58 @@ mod tests {
         let w = SignedDuration::from_secs(60);
         let max = Duration::from_secs(90);
         let fresh = Some(Duration::from_secs(1));
-        let ok = decide("acme", w, max, Some(&list(true)), fresh, &req, now);
-        assert_eq!((ok.status, ok.code), (200, "allowed"), "{ok:?}");
-        let lapsed = decide("acme", w, max, Some(&list(false)), fresh, &req, now);
+        let mut replay = ReplayCache::new(10);
+        // Refused requests do not consume their proof (nginx asks again for the reason
+        // page, and must get the same reason).
+        let lapsed = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(false)),
+            fresh,
+            &req,
+            now,
+            &mut replay,
+        );
         assert_eq!((lapsed.status, lapsed.code), (403, "not-compliant"));
+        let lapsed = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(false)),
+            fresh,
+            &req,
+            now,
+            &mut replay,
+        );
+        assert_eq!((lapsed.status, lapsed.code), (403, "not-compliant"));
+        let ok = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(true)),
+            fresh,
+            &req,
+            now,
+            &mut replay,
+        );
+        assert_eq!((ok.status, ok.code), (200, "allowed"), "{ok:?}");
+        // The same headers again: a replay.
+        let again = decide(
+            "acme",
+            w,
+            max,
+            Some(&list(true)),
+            fresh,
+            &req,
+            now,
+            &mut replay,
+        );
+        assert_eq!(
+            (again.status, again.code),
+            (401, "proof-replayed"),
+            "{again:?}"
+        );
         assert_eq!(
             lapsed.reason,
             "host web-1 (web-1-ab) is not compliant: overdue: past its deadline: PD-1"
@@ -369,6 +435,7 @@ mod tests {
             Some(Duration::from_secs(91)),
             &req,
             now,
+            &mut replay,
         );
         assert_eq!(
             (silent.status, silent.code),

@@ -3,11 +3,11 @@
 //! macros and encrypted archives, scans with clamd, and answers accept, reject (5xx with
 //! the reason), quarantine, or tempfail (4xx) when it cannot be sure.
 //!
-//! Owns: the policy file, inspection, the clamd client, verdicts, the quarantine
-//! directory and the verdict log. Must not touch: the Patchday database (verdicts go to
+//! Owns: the policy file, inspection, verdicts, the quarantine
+//! directory and the verdict log (the clamd client is `patchday-clamd`, shared with the
+//! agent's folder scanner). Must not touch: the Patchday database (verdicts go to
 //! the server over HTTP), Postfix's queue (only `sendmail` re-injects).
 
-pub mod clamd;
 pub mod content;
 pub mod inspect;
 pub mod milter;

@@ -1,13 +1,13 @@
 //! The milter itself: collects one message per SMTP transaction (bounded), then judges it
 //! at end of message.
 
-use crate::clamd::Clamd;
 use crate::inspect::{inspect_message, Limits};
 use crate::policy::{Policy, TenantPolicy};
 use crate::quarantine;
 use crate::record::{FileSummary, VerdictLog, VerdictRecord};
 use crate::verdict::{content_verdict, decide, Scan, Verdict, VerdictKind};
 use indymilter::{Callbacks, Config, Context, EomContext, SetErrorReply, Status};
+use patchday_clamd::Clamd;
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::Arc;

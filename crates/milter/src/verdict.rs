@@ -1,8 +1,8 @@
 //! The decision: one pure function from what was seen (and what clamd said) to a verdict.
 
-use crate::clamd::ScanResult;
 use crate::inspect::Inspection;
 use crate::policy::{Action, TenantPolicy};
+use patchday_clamd::ScanResult;
 use serde::Serialize;
 
 /// What happens to a message. Ordered from mildest to strictest, so that a message for

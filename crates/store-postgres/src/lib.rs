@@ -1785,6 +1785,56 @@ impl TenantStore for PgTenant {
             .collect()
     }
 
+    // ---- Issue 14, point 5: the agents' folder scan ----
+
+    async fn record_scan_findings(
+        &self,
+        host: &HostId,
+        findings: &[patchday_types::api::ScanFinding],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for f in findings {
+            let outcome = serde_json::to_value(f.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO scan_findings (tenant_id, host_id, received_at, outcome, record) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(self.id.as_str())
+            .bind(host.as_str())
+            .bind(now.to_string())
+            .bind(outcome)
+            .bind(to_json(f)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn scan_findings(&self, limit: u32) -> Result<Vec<patchday_types::api::HostScanFinding>> {
+        let rows = sqlx::query(
+            "SELECT f.host_id, COALESCE(h.hostname, '') AS hostname, f.received_at, f.record FROM scan_findings f LEFT JOIN hosts h ON h.tenant_id = f.tenant_id AND h.id = f.host_id WHERE f.tenant_id = $1 ORDER BY f.id DESC LIMIT $2",
+        )
+        .bind(self.id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(patchday_types::api::HostScanFinding {
+                    host: parse("host id", r.get::<&str, _>("host_id"))?,
+                    hostname: r.get("hostname"),
+                    received_at: parse("timestamp", r.get::<&str, _>("received_at"))?,
+                    finding: json("scan finding", &r.get::<String, _>("record"))?,
+                })
+            })
+            .collect()
+    }
+
     // ---- issue 13, point 1: baselines ----
 
     async fn save_baseline_reports(

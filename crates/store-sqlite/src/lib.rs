@@ -2160,6 +2160,56 @@ impl TenantStore for SqliteTenant {
             .collect()
     }
 
+    // ---- Issue 14, point 5: the agents' folder scan ----
+
+    async fn record_scan_findings(
+        &self,
+        host: &HostId,
+        findings: &[patchday_types::api::ScanFinding],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        for f in findings {
+            let outcome = serde_json::to_value(f.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO scan_findings (tenant_id, host_id, received_at, outcome, record) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(self.id.as_str())
+            .bind(host.as_str())
+            .bind(now.to_string())
+            .bind(outcome)
+            .bind(to_json(f)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn scan_findings(&self, limit: u32) -> Result<Vec<patchday_types::api::HostScanFinding>> {
+        let rows = sqlx::query(
+            "SELECT f.host_id, COALESCE(h.hostname, '') AS hostname, f.received_at, f.record FROM scan_findings f LEFT JOIN hosts h ON h.tenant_id = f.tenant_id AND h.id = f.host_id WHERE f.tenant_id = ? ORDER BY f.id DESC LIMIT ?",
+        )
+        .bind(self.id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(patchday_types::api::HostScanFinding {
+                    host: parse("host id", r.get::<&str, _>("host_id"))?,
+                    hostname: r.get("hostname"),
+                    received_at: parse("timestamp", r.get::<&str, _>("received_at"))?,
+                    finding: json("scan finding", &r.get::<String, _>("record"))?,
+                })
+            })
+            .collect()
+    }
+
     async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()> {
         sqlx::query(
             "UPDATE hosts SET repair_sent_at = COALESCE(repair_sent_at, ?) WHERE tenant_id = ? AND id = ? AND repair_requested_at IS NOT NULL",

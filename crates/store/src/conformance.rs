@@ -58,7 +58,7 @@ macro_rules! conformance_tests {
             refused_changes_leave_no_log_entry, repair_requests, group_policies,
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
             notification_outbox, console_sessions, fleet_views, baseline_reports, mail_verdicts,
-            facts_blobs, catalog_trust);
+            scan_findings, facts_blobs, catalog_trust);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
@@ -93,6 +93,10 @@ pub mod case {
     /// Issue 14, point 4: the milter's verdicts, per tenant.
     pub async fn mail_verdicts(s: &dyn Store) {
         super::mail_verdicts(s).await;
+    }
+    /// Issue 14, point 5: the folder scan's findings, per tenant, with the host's name.
+    pub async fn scan_findings(s: &dyn Store) {
+        super::scan_findings(s).await;
     }
     /// Issue 13, point 1: baseline reports and drift history.
     pub async fn baseline_reports(s: &dyn Store) {
@@ -1546,6 +1550,64 @@ pub async fn mail_verdicts(store: &dyn Store) {
         other.mail_verdicts(10).await.unwrap(),
         vec![verdict(3, "quarantine")]
     );
+}
+
+/// Issue 14, point 5: scan findings are kept per tenant with the reporting host and its
+/// name, listed newest first, bounded.
+pub async fn scan_findings(store: &dyn Store) {
+    use patchday_types::api::{ScanFinding, ScanOutcome};
+    let t = new_tenant(store, "scan").await;
+    let other = new_tenant(store, "scan-other").await;
+    let h: HostId = id("laptop-1");
+    t.create_host(
+        &h,
+        "laptop-1",
+        &hash_secret("c-l1"),
+        ts("2026-12-02T10:00:00Z"),
+    )
+    .await
+    .unwrap();
+    let finding = |n: u64, outcome: ScanOutcome| ScanFinding {
+        time: ts("2026-12-02T10:00:00Z"),
+        baseline: "laptops".into(),
+        outcome,
+        path: format!("/home/alice/Downloads/file-{n}"),
+        size: n,
+        owner: Some(1000),
+        sha256: Some("ab".repeat(32)),
+        signature: (outcome == ScanOutcome::Quarantined).then(|| "Eicar-Test".into()),
+        quarantine_id: None,
+        reason: None,
+    };
+    assert!(t.scan_findings(10).await.unwrap().is_empty());
+    t.record_scan_findings(
+        &h,
+        &[
+            finding(1, ScanOutcome::Quarantined),
+            finding(2, ScanOutcome::Unscanned),
+        ],
+        ts("2026-12-02T10:00:01Z"),
+    )
+    .await
+    .unwrap();
+    other
+        .record_scan_findings(
+            &h,
+            &[finding(3, ScanOutcome::Quarantined)],
+            ts("2026-12-02T10:00:02Z"),
+        )
+        .await
+        .unwrap();
+    let listed = t.scan_findings(10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].finding, finding(2, ScanOutcome::Unscanned));
+    assert_eq!(listed[1].finding, finding(1, ScanOutcome::Quarantined));
+    assert_eq!(listed[0].hostname, "laptop-1");
+    assert_eq!(listed[0].received_at, ts("2026-12-02T10:00:01Z"));
+    assert_eq!(t.scan_findings(1).await.unwrap().len(), 1);
+    let theirs = other.scan_findings(10).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].finding.size, 3);
 }
 
 /// Issue 10, point 1: only changes are appended, per tenant, in order; publication times

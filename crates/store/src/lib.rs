@@ -638,6 +638,18 @@ pub trait TenantStore: Send + Sync {
     async fn record_mail_verdict(&self, verdict: &patchday_types::api::MailVerdict) -> Result<()>;
     /// The newest `limit` verdicts, newest first.
     async fn mail_verdicts(&self, limit: u32) -> Result<Vec<patchday_types::api::MailVerdict>>;
+
+    // ---- Issue 14, point 5: the agents' folder scan ----
+
+    /// Keeps the findings host `host` reported, received at `now`.
+    async fn record_scan_findings(
+        &self,
+        host: &HostId,
+        findings: &[patchday_types::api::ScanFinding],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// The newest `limit` findings of the tenant's hosts, newest first.
+    async fn scan_findings(&self, limit: u32) -> Result<Vec<patchday_types::api::HostScanFinding>>;
     /// Records that a signed check-in answer carried the request (the first time only).
     async fn repair_sent(&self, id: &HostId, now: Timestamp) -> Result<()>;
     /// Clears the request (the host reported a clean dpkg database after it was sent).

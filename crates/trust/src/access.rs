@@ -13,7 +13,9 @@
 //! request to a gate carries the token and a proof: a signature by that host key over the
 //! request's method, authority, path and query, the time, and the token's hash
 //! ([`proof_message`]). So a token copied off a host is worthless elsewhere: whoever
-//! replays it cannot sign the proof.
+//! replays it cannot sign the proof. Each proof also carries a random nonce, and a gate
+//! admits a proof once ([`ReplayCache`]), so a request captured in flight cannot be
+//! replayed within the proof's window either.
 //!
 //! Everything here is pure: times are parameters, no HTTP, no clock.
 
@@ -31,8 +33,9 @@ pub const ISSUER: &str = "patchday";
 pub const TOKEN_TYPE: &str = "patchday-access+jwt";
 /// The request header carrying the proof of possession.
 pub const PROOF_HEADER: &str = "patchday-proof";
-/// First line of every proof message (domain separation from host request signatures).
-pub const PROOF_CONTEXT: &str = "patchday-access-proof/1";
+/// First line of every proof message (domain separation from host request signatures;
+/// `/2`: the message carries a nonce, and proofs without one are refused).
+pub const PROOF_CONTEXT: &str = "patchday-access-proof/2";
 /// How far a proof's time may be from the gate's clock when none is configured.
 pub const DEFAULT_PROOF_WINDOW: SignedDuration = SignedDuration::from_secs(60);
 
@@ -246,6 +249,15 @@ pub enum Refusal {
     /// The proof is not the token's host key over this request.
     #[error("the proof of possession is not signed by the host key the token names: the token was replayed from another host, or the request differs from the one signed")]
     ProofMismatch,
+    /// This proof (its host key and nonce) was admitted before within its window.
+    #[error("this proof of possession was used already: a captured request cannot be replayed; sign each request anew (`patchday-agent access-proof`)")]
+    ProofReplayed,
+    /// The gate remembers as many proofs as it may within the window.
+    #[error("the gate has admitted {capacity} proofs within the proof window and remembers no more until they expire; try again in a moment (or raise the gate's --proof-cache)")]
+    ReplayCacheFull {
+        /// The cache's capacity.
+        capacity: usize,
+    },
 }
 
 impl Refusal {
@@ -263,6 +275,8 @@ impl Refusal {
             Refusal::ProofMalformed(_) => "malformed-proof",
             Refusal::ProofStale { .. } => "stale-proof",
             Refusal::ProofMismatch => "proof-mismatch",
+            Refusal::ProofReplayed => "proof-replayed",
+            Refusal::ReplayCacheFull { .. } => "proof-cache-full",
         }
     }
 }
@@ -349,10 +363,10 @@ pub struct ProofTarget<'a> {
 }
 
 /// The bytes a host signs for one request: context, method, authority, path and query,
-/// the time (seconds) and the sha256 of the token, one per line.
-pub fn proof_message(target: &ProofTarget<'_>, time: i64, token: &str) -> Vec<u8> {
+/// the time (seconds), the nonce and the sha256 of the token, one per line.
+pub fn proof_message(target: &ProofTarget<'_>, time: i64, nonce: &str, token: &str) -> Vec<u8> {
     format!(
-        "{PROOF_CONTEXT}\n{}\n{}\n{}\n{time}\n{}",
+        "{PROOF_CONTEXT}\n{}\n{}\n{}\n{time}\n{nonce}\n{}",
         target.method.to_ascii_uppercase(),
         target.authority.to_ascii_lowercase(),
         target.path_and_query,
@@ -361,14 +375,50 @@ pub fn proof_message(target: &ProofTarget<'_>, time: i64, token: &str) -> Vec<u8
     .into_bytes()
 }
 
-/// The `Patchday-Proof` header value for one request: `t=SECONDS,sig=BASE64URL`.
+/// Bytes of randomness in a proof's nonce.
+const NONCE_BYTES: usize = 16;
+
+/// The `Patchday-Proof` header value for one request, with a fresh random nonce:
+/// `t=SECONDS,n=NONCE,sig=BASE64URL`.
 pub fn sign_proof(key: &HostKey, target: &ProofTarget<'_>, token: &str, now: Timestamp) -> String {
-    let t = now.as_second();
-    let sig = key.sign_bytes(&proof_message(target, t, token));
-    format!("t={t},sig={}", URL_SAFE_NO_PAD.encode(sig))
+    let mut raw = [0u8; NONCE_BYTES];
+    // The system's randomness failing is not survivable for a signer; an all-zero nonce
+    // would only make the gate refuse the second use, never admit a replay.
+    let _ = aws_lc_rs::rand::fill(&mut raw);
+    sign_proof_with_nonce(key, target, token, now, &URL_SAFE_NO_PAD.encode(raw))
 }
 
-/// Checks a proof header against the token's `cnf` key, this request and `now`.
+/// [`sign_proof`] with a given nonce (tests, and clients with their own randomness).
+pub fn sign_proof_with_nonce(
+    key: &HostKey,
+    target: &ProofTarget<'_>,
+    token: &str,
+    now: Timestamp,
+    nonce: &str,
+) -> String {
+    let t = now.as_second();
+    let sig = key.sign_bytes(&proof_message(target, t, nonce, token));
+    format!("t={t},n={nonce},sig={}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// A verified proof, as a gate remembers it: when it was made and what identifies it
+/// (the sha256 of the host key's thumbprint and the nonce).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProofId {
+    /// The proof's time (seconds).
+    pub time: i64,
+    /// sha256(thumbprint, nonce).
+    pub key: [u8; 32],
+}
+
+fn nonce_ok(n: &str) -> bool {
+    (16..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks a proof header against the token's `cnf` key, this request and `now`; what
+/// identifies the proof, for the gate's [`ReplayCache`].
 pub fn verify_proof(
     header: Option<&str>,
     claims: &AccessClaims,
@@ -376,20 +426,22 @@ pub fn verify_proof(
     token: &str,
     now: Timestamp,
     window: SignedDuration,
-) -> Result<(), Refusal> {
+) -> Result<ProofId, Refusal> {
     let header = header.ok_or(Refusal::NoProof)?;
     let mut t = None;
+    let mut nonce = None;
     let mut sig = None;
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", v)) => t = v.trim().parse::<i64>().ok(),
+            Some(("n", v)) => nonce = Some(v.trim().to_string()).filter(|n| nonce_ok(n)),
             Some(("sig", v)) => sig = URL_SAFE_NO_PAD.decode(v.trim()).ok(),
             _ => {}
         }
     }
-    let (Some(t), Some(sig)) = (t, sig) else {
+    let (Some(t), Some(nonce), Some(sig)) = (t, nonce, sig) else {
         return Err(Refusal::ProofMalformed(
-            "expected t=SECONDS,sig=BASE64URL".into(),
+            "expected t=SECONDS,n=NONCE,sig=BASE64URL (a nonce of 16 to 64 base64url characters; an agent from before nonces must be updated)".into(),
         ));
     };
     let skew = now.as_second().saturating_sub(t).saturating_abs();
@@ -401,12 +453,85 @@ pub fn verify_proof(
     }
     let raw = jwk_raw(&claims.cnf.jwk).ok_or(Refusal::ProofMismatch)?;
     aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &raw)
-        .verify(&proof_message(target, t, token), &sig)
-        .map_err(|_| Refusal::ProofMismatch)
+        .verify(&proof_message(target, t, &nonce, token), &sig)
+        .map_err(|_| Refusal::ProofMismatch)?;
+    let mut h = Sha256::new();
+    h.update(claims.cnf.jkt.as_bytes());
+    h.update(b"\n");
+    h.update(nonce.as_bytes());
+    Ok(ProofId {
+        time: t,
+        key: h.finalize().into(),
+    })
+}
+
+/// The proofs a gate admitted, each remembered until its window is over (a proof is
+/// refused after that anyway), at most `capacity` at once: memory is bounded by the
+/// capacity, and past it proofs are refused ([`Refusal::ReplayCacheFull`]) rather than
+/// forgotten early, which would let a replay through.
+#[derive(Debug)]
+pub struct ReplayCache {
+    capacity: usize,
+    /// Proof key → the second after which it is forgotten.
+    seen: std::collections::HashMap<[u8; 32], i64>,
+    /// (forget after, key), oldest first.
+    expiry: std::collections::BTreeSet<(i64, [u8; 32])>,
+}
+
+impl ReplayCache {
+    /// An empty cache for at most `capacity` proofs.
+    pub fn new(capacity: usize) -> ReplayCache {
+        ReplayCache {
+            capacity: capacity.max(1),
+            seen: std::collections::HashMap::new(),
+            expiry: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// How many proofs are remembered now.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Admits a proof once within `window` of its time: forgets the proofs whose window
+    /// ended before `now`, then refuses one seen before, or any when full.
+    pub fn admit(
+        &mut self,
+        proof: &ProofId,
+        now: Timestamp,
+        window: SignedDuration,
+    ) -> Result<(), Refusal> {
+        let now_s = now.as_second();
+        while let Some(&(until, key)) = self.expiry.first() {
+            if until >= now_s {
+                break;
+            }
+            self.expiry.pop_first();
+            self.seen.remove(&key);
+        }
+        if self.seen.contains_key(&proof.key) {
+            return Err(Refusal::ProofReplayed);
+        }
+        if self.seen.len() >= self.capacity {
+            return Err(Refusal::ReplayCacheFull {
+                capacity: self.capacity,
+            });
+        }
+        let until = proof.time.saturating_add(window.as_secs());
+        self.seen.insert(proof.key, until);
+        self.expiry.insert((until, proof.key));
+        Ok(())
+    }
 }
 
 /// The whole offline check of one request: token (signature, type, issuer, time,
-/// tenant), then the proof that the sender holds the token's host key.
+/// tenant), then the proof that the sender holds the token's host key; the claims and
+/// what identifies the proof (for a [`ReplayCache`]).
 pub fn authorize(
     authorization: Option<&str>,
     proof: Option<&str>,
@@ -415,7 +540,7 @@ pub fn authorize(
     tenant: &str,
     now: Timestamp,
     window: SignedDuration,
-) -> Result<AccessClaims, Refusal> {
+) -> Result<(AccessClaims, ProofId), Refusal> {
     let token = authorization
         .and_then(|h| {
             let (scheme, rest) = h.trim().split_once(' ')?;
@@ -424,8 +549,8 @@ pub fn authorize(
         .filter(|t| !t.is_empty())
         .ok_or(Refusal::Missing)?;
     let claims = verify_token(token, keys, tenant, now)?;
-    verify_proof(proof, &claims, target, token, now, window)?;
-    Ok(claims)
+    let id = verify_proof(proof, &claims, target, token, now, window)?;
+    Ok((claims, id))
 }
 
 /// The claims for a host's token, issued at `now` for `lifetime`.
@@ -531,6 +656,7 @@ mod tests {
             at,
             DEFAULT_PROOF_WINDOW,
         )
+        .map(|(c, _)| c)
     }
 
     #[test]
@@ -588,6 +714,108 @@ mod tests {
             check(&w, &t, Some("t=1"), now()),
             Err(Refusal::ProofMalformed(_))
         ));
+        // The format before nonces (t and sig only) is refused, saying why.
+        let old = proof.replace(&format!(",n={}", proof_nonce(&proof)), "");
+        assert!(matches!(
+            check(&w, &t, Some(&old), now()),
+            Err(Refusal::ProofMalformed(m)) if m.contains("nonce")
+        ));
+        // A nonce changed after signing: the signature covers it.
+        let other_nonce = proof.replace(proof_nonce(&proof), "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(
+            check(&w, &t, Some(&other_nonce), now()),
+            Err(Refusal::ProofMismatch)
+        );
+    }
+
+    fn proof_nonce(proof: &str) -> &str {
+        proof.split(',').find_map(|p| p.strip_prefix("n=")).unwrap()
+    }
+
+    fn admitted(w: &World, token: &str, proof: &str, at: Timestamp) -> ProofId {
+        authorize(
+            Some(&format!("Bearer {token}")),
+            Some(proof),
+            &TARGET,
+            &w.keys,
+            "acme",
+            at,
+            DEFAULT_PROOF_WINDOW,
+        )
+        .unwrap()
+        .1
+    }
+
+    #[test]
+    fn a_captured_request_replayed_within_its_window_is_refused() {
+        let w = world();
+        let t = token(&w, &w.host, "acme", 600);
+        let mut cache = ReplayCache::new(10);
+        let proof = sign_proof(&w.host, &TARGET, &t, now());
+        let id = admitted(&w, &t, &proof, now());
+        assert_eq!(cache.admit(&id, now(), DEFAULT_PROOF_WINDOW), Ok(()));
+        // The same headers again, a second later and at the window's last second.
+        let again = admitted(&w, &t, &proof, now() + SignedDuration::from_secs(1));
+        assert_eq!(
+            cache.admit(
+                &again,
+                now() + SignedDuration::from_secs(1),
+                DEFAULT_PROOF_WINDOW
+            ),
+            Err(Refusal::ProofReplayed)
+        );
+        assert_eq!(
+            cache.admit(
+                &again,
+                now() + SignedDuration::from_secs(60),
+                DEFAULT_PROOF_WINDOW
+            ),
+            Err(Refusal::ProofReplayed)
+        );
+        // A new proof of the same request (a new nonce) is a new request.
+        let fresh = sign_proof(&w.host, &TARGET, &t, now());
+        assert_ne!(fresh, proof);
+        let fresh = admitted(&w, &t, &fresh, now());
+        assert_eq!(cache.admit(&fresh, now(), DEFAULT_PROOF_WINDOW), Ok(()));
+        // After its window the proof is refused as stale before the cache is asked, and the
+        // cache forgets it: memory follows the window.
+        let late = now() + SignedDuration::from_secs(61);
+        assert!(matches!(
+            check(&w, &t, Some(&proof), late),
+            Err(Refusal::ProofStale { .. })
+        ));
+        let other = sign_proof(&w.host, &TARGET, &t, late);
+        let other = admitted(&w, &t, &other, late);
+        assert_eq!(cache.admit(&other, late, DEFAULT_PROOF_WINDOW), Ok(()));
+        assert_eq!(cache.len(), 1, "the two old proofs were forgotten");
+    }
+
+    #[test]
+    fn a_full_replay_cache_refuses_rather_than_forgets() {
+        let w = world();
+        let t = token(&w, &w.host, "acme", 600);
+        let mut cache = ReplayCache::new(2);
+        for n in ["nonce-number-0001", "nonce-number-0002"] {
+            let p = sign_proof_with_nonce(&w.host, &TARGET, &t, now(), n);
+            let id = admitted(&w, &t, &p, now());
+            assert_eq!(cache.admit(&id, now(), DEFAULT_PROOF_WINDOW), Ok(()));
+        }
+        let p = sign_proof_with_nonce(&w.host, &TARGET, &t, now(), "nonce-number-0003");
+        let id = admitted(&w, &t, &p, now());
+        assert_eq!(
+            cache.admit(&id, now(), DEFAULT_PROOF_WINDOW),
+            Err(Refusal::ReplayCacheFull { capacity: 2 })
+        );
+        // Once the window of the remembered ones is over, there is room again.
+        let later = now() + SignedDuration::from_secs(61);
+        let p = sign_proof_with_nonce(&w.host, &TARGET, &t, later, "nonce-number-0003");
+        let id = admitted(&w, &t, &p, later);
+        assert_eq!(cache.admit(&id, later, DEFAULT_PROOF_WINDOW), Ok(()));
+        // Another host's proof with the same nonce is another proof.
+        let t2 = token(&w, &w.other_host, "acme", 600);
+        let p = sign_proof_with_nonce(&w.other_host, &TARGET, &t2, later, "nonce-number-0003");
+        let id2 = admitted(&w, &t2, &p, later);
+        assert_ne!(id.key, id2.key);
     }
 
     #[test]
@@ -672,7 +900,8 @@ mod tests {
                 "acme",
                 now(),
                 DEFAULT_PROOF_WINDOW
-            ),
+            )
+            .map(|(c, _)| c),
             Err(Refusal::Missing)
         );
         assert_eq!(
@@ -684,7 +913,8 @@ mod tests {
                 "acme",
                 now(),
                 DEFAULT_PROOF_WINDOW
-            ),
+            )
+            .map(|(c, _)| c),
             Err(Refusal::Missing)
         );
         assert!(matches!(

@@ -1328,6 +1328,78 @@ pub struct MailVerdict {
     pub quarantine_id: Option<String>,
 }
 
+// ---- Issue 14, point 5: download and messenger folders scanned by the agent ----
+
+/// What the agent's folder scan did with one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum ScanOutcome {
+    /// clamd found a signature; the file was moved into the quarantine.
+    Quarantined,
+    /// clamd could not scan it within the policy's bound (down, hung, refusing, or the
+    /// file too large); it is retried and not passed as clean.
+    Unscanned,
+    /// A file reported unscanned earlier was scanned since and found clean.
+    CleanAfterRetry,
+    /// A quarantined file was put back by `patchday-agent quarantine release`.
+    Released,
+}
+
+/// One file the folder scan reports (`POST /v1/agent/scan-findings`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScanFinding {
+    /// When the agent decided.
+    pub time: Timestamp,
+    /// The baseline whose `[scan]` watched the folder.
+    pub baseline: String,
+    /// What happened.
+    pub outcome: ScanOutcome,
+    /// The file's path on the host.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its owner's uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
+    /// Its sha256 (hex), when read whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The signature clamd named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The quarantine id, for `patchday-agent quarantine release`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_id: Option<String>,
+    /// Why it is unscanned (clamd's error, "larger than max_file_mib").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/agent/scan-findings`: findings of the host's folder scan, signed like a
+/// check-in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScanFindingsRequest {
+    /// At most 1,000.
+    pub findings: Vec<ScanFinding>,
+}
+
+/// A finding as the server keeps it (`GET /v1/tenants/{t}/scan-findings`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostScanFinding {
+    /// The host that reported it.
+    pub host: HostId,
+    /// Its name.
+    pub hostname: String,
+    /// When the server received it.
+    pub received_at: Timestamp,
+    /// What the host reported.
+    pub finding: ScanFinding,
+}
+
 // ---- Issue 14, points 1-3: compliance-gated access ----
 
 /// An Ed25519 public key as a JWK (RFC 8037): the server's token key, or a host key in

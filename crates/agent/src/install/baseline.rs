@@ -215,6 +215,11 @@ fn install_inner(
         }
         _ => Vec::new(),
     };
+    // Issue 14, point 5: the folder scan's quarantine exists (root only) before the
+    // daemon's watcher starts on the committed policy.
+    if let Some(scan) = &policy.scan {
+        crate::scan::quarantine::prepare(&crate::scan::on_machine(root, &scan.quarantine))?;
+    }
     // Issue 13, point 4: the browsers' enterprise policy files.
     write_files(root, &browser_files)?;
     files.extend(browser_files);
@@ -481,6 +486,32 @@ fn enforce_files(
         report
             .measured
             .insert("browser.policy_files".into(), u64::try_from(in_place)?);
+    }
+    // Issue 14, point 5: what the folder scan watches and holds, measured every run.
+    if let Some(scan) = &policy.scan {
+        let folders =
+            patchday_baseline::scan::expand(root, &scan.folders, crate::scan::MAX_FOLDERS);
+        let held = crate::scan::quarantine::list(&crate::scan::on_machine(root, &scan.quarantine))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.baseline == report.name)
+            .count();
+        report
+            .measured
+            .insert("scan.folders".into(), u64::try_from(folders.len())?);
+        report
+            .measured
+            .insert("scan.quarantined".into(), u64::try_from(held)?);
+        let alive = crate::scan::running(root, crate::run::clock_now());
+        report
+            .measured
+            .insert("scan.running".into(), u64::from(alive));
+        if !alive {
+            report.error = Some(
+                "the folder scan is not running: start patchday-agent-scan.service (or `patchday-agent scan-folders`)"
+                    .into(),
+            );
+        }
     }
     let Some(m) = &policy.memory else {
         return Ok(());

@@ -275,8 +275,21 @@ fn nginx_admits_a_compliant_host_and_refuses_lapsed_expired_foreign_and_replayed
     let (code, out) = fetch_token(&good, &srv);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("access token written to"), "{out}");
-    let (status, reason, body) = get(&url, &proof(&good, &srv, &url, None));
+    let captured = proof(&good, &srv, &url, None);
+    let (status, reason, body) = get(&url, &captured);
     assert_eq!((status, body.as_str()), (200, "app: hello"), "{reason}");
+    // The same request captured in flight and sent again within its window: refused, once
+    // admitted (the nonce cache), with its reason on the page.
+    let (status, reason, body) = get(&url, &captured);
+    assert_eq!(status, 401, "a replayed proof was admitted: {body}");
+    assert!(
+        reason.starts_with("this proof of possession was used already"),
+        "{reason}"
+    );
+    assert!(body.contains("proof-replayed"), "the reason page: {body}");
+    // A fresh proof for the same request passes again.
+    let (status, reason, _) = get(&url, &proof(&good, &srv, &url, None));
+    assert_eq!(status, 200, "{reason}");
     let token_only: Vec<String> = proof(&good, &srv, &url, None)
         .into_iter()
         .filter(|h| h.starts_with("Authorization"))

@@ -10,6 +10,7 @@
 mod support {
     pub mod apt_archive;
     pub mod browser;
+    pub mod clamd;
     pub mod nginx;
     pub mod recording_proxy;
 }
@@ -41,6 +42,7 @@ mod replicas;
 mod resume;
 mod rings;
 mod safe_installs;
+mod scan; // issue 14, point 5: download folders scanned with clamd
 mod server_hardening;
 mod signed_checkins;
 mod windows;

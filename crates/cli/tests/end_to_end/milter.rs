@@ -7,7 +7,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +14,8 @@ use std::time::{Duration, Instant};
 use patchday_lab::{require, Requirement};
 use patchday_milter::samples::{self, Attachment};
 use patchday_testkit::{Bins, Catalog, Server};
+
+use crate::support::clamd::Clamd;
 
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -31,109 +32,6 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     while !ok() {
         assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// clamd with the test's own signatures, in the foreground, on a socket in `dir`.
-struct Clamd {
-    child: Child,
-    socket: PathBuf,
-    conf: PathBuf,
-}
-
-impl Clamd {
-    fn write_config(dir: &Path) -> (PathBuf, PathBuf) {
-        let db = dir.join("clamav-db");
-        std::fs::create_dir_all(&db).unwrap();
-        // A hash signature of EICAR (md5:size:name) and a body signature of the test sample
-        // (name:target:offset:hex), as an air-gapped customer would load its own.
-        let eicar = samples::eicar();
-        let md5 = Command::new("md5sum")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                c.stdin.take().unwrap().write_all(&eicar)?;
-                c.wait_with_output()
-            })
-            .unwrap();
-        let md5 = String::from_utf8(md5.stdout).unwrap();
-        let md5 = md5.split_whitespace().next().unwrap();
-        std::fs::write(
-            db.join("patchday-test.hdb"),
-            format!("{md5}:{}:Patchday.Test.EICAR\n", eicar.len()),
-        )
-        .unwrap();
-        std::fs::write(
-            db.join("patchday-test.ndb"),
-            format!(
-                "Patchday.Test.Sample:0:*:{}\n",
-                hex::encode(samples::TEST_SAMPLE_MARKER)
-            ),
-        )
-        .unwrap();
-        let socket = dir.join("clamd.sock");
-        let conf = dir.join("clamd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "LocalSocket {}\nForeground yes\nDatabaseDirectory {}\nLogFile {}\n\
-                 TemporaryDirectory {}\nPidFile {}\nUser root\n",
-                socket.display(),
-                db.display(),
-                dir.join("clamd.log").display(),
-                dir.display(),
-                dir.join("clamd.pid").display(),
-            ),
-        )
-        .unwrap();
-        (conf, socket)
-    }
-
-    fn start(dir: &Path) -> Clamd {
-        let (conf, socket) = Clamd::write_config(dir);
-        Clamd::start_with(conf, socket)
-    }
-
-    fn start_with(conf: PathBuf, socket: PathBuf) -> Clamd {
-        let _ = std::fs::remove_file(&socket);
-        let child = Command::new("/usr/sbin/clamd")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let clamd = Clamd {
-            child,
-            socket,
-            conf,
-        };
-        wait_for("clamd to answer PING", || clamd.pong());
-        clamd
-    }
-
-    fn pong(&self) -> bool {
-        let Ok(mut s) = UnixStream::connect(&self.socket) else {
-            return false;
-        };
-        let mut answer = String::new();
-        s.write_all(b"PING\n").is_ok()
-            && BufReader::new(s).read_line(&mut answer).is_ok()
-            && answer.trim() == "PONG"
-    }
-
-    fn stop(mut self) -> (PathBuf, PathBuf) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        (self.conf.clone(), self.socket.clone())
-    }
-}
-
-impl Drop for Clamd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -169,6 +169,7 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
         "./usr/bin/patchday-agent",
         "./etc/patchday/agent.toml",
         "./lib/systemd/system/patchday-agent.service",
+        "./lib/systemd/system/patchday-agent-scan.service",
         "./usr/share/man/man1/patchday-agent.1",
         "./usr/share/bash-completion/completions/patchday-agent",
     ] {
@@ -237,6 +238,7 @@ fn the_packages_install_into_a_host_their_units_run_the_server_and_the_agent_pat
             "verify",
             "/lib/systemd/system/patchday.service",
             "/lib/systemd/system/patchday-agent.service",
+            "/lib/systemd/system/patchday-agent-scan.service",
         ],
     );
     assert!(o.status.success(), "systemd-analyze verify: {}", text(&o));

@@ -17,6 +17,7 @@ mod mail; // issue 14, point 4: the mail attachment filter's verdicts
 mod notify; // issue 11, point 5
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
 pub(crate) mod rings; // issue 10, points 2 and 3 (rings)
+mod scan; // issue 14, point 5: the agents' folder scan findings
 mod tuf;
 pub(crate) mod windows; // issue 10, point 5: maintenance windows, reboot policy
 
@@ -101,6 +102,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         // issue 9, point 4 (closure)
         .routes(routes!(repair::request))
         .routes(routes!(mail::report, mail::list)) // issue 14, point 4
+        .routes(routes!(scan::list)) // issue 14, point 5
         .routes(routes!(admin::tenant_updates))
         .routes(routes!(history::list)) // issue 10, point 1
         .routes(routes!(baselines::list)) // issue 13, point 1
@@ -137,6 +139,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::report).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
         // issue 8, finding 13: the agent's run errors.
         .routes(routes!(agent::status).layer(DefaultBodyLimit::max(REPORT_LIMIT)))
+        .routes(routes!(scan::report).layer(DefaultBodyLimit::max(REPORT_LIMIT))) // issue 14, point 5
         .routes(routes!(tuf::metadata))
         .routes(routes!(tuf::target))
         // Finding 3/4/10 (issue 8): listing and revoking secrets, removals, quotas, the log.

@@ -1,10 +1,15 @@
-//! A small client for ClamAV's `clamd`: `zINSTREAM` over its Unix or TCP socket.
+//! A small client for ClamAV's `clamd`: `zINSTREAM` over its Unix or TCP socket, used by
+//! the milter (whole messages) and the agent's folder scanner (files, streamed from the
+//! opened descriptor).
 //!
 //! Written here rather than taken from a crate: the protocol is four steps (command,
-//! length-prefixed chunks, a zero chunk, one reply line), and the milter needs one
+//! length-prefixed chunks, a zero chunk, one reply line), and both callers need one
 //! deadline over the whole exchange (connect, send, answer) on tokio, so that a hung
-//! clamd becomes a tempfail, not a hung SMTP session; that is less code than checking a
-//! crate for both.
+//! clamd becomes a tempfail or a retry, never a hang or a "clean"; that is less code than
+//! checking a crate for both.
+//!
+//! Owns: the wire protocol and the reading of clamd's answer. Must not touch: what a
+//! caller does with a verdict (reject, quarantine, retry).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,7 +65,8 @@ pub enum ScanResult {
     Found(String),
 }
 
-/// clamd could not give an answer: the message must be tempfailed, never accepted.
+/// clamd could not give an answer: what was sent must be treated as unscanned (a
+/// message tempfailed, a file retried), never as clean.
 #[derive(Debug, thiserror::Error)]
 pub enum ClamdError {
     /// Connecting, writing or reading failed.
@@ -141,6 +147,37 @@ impl Clamd {
         }
     }
 
+    /// Scans what `source` yields until its end (a file opened once, so the bytes scanned
+    /// are the bytes of that descriptor even if its path is replaced meanwhile). The
+    /// caller bounds the length (e.g. with `take`); clamd refuses what exceeds its own
+    /// `StreamMaxLength` ([`ClamdError::Refused`]).
+    pub async fn scan_reader<R: AsyncRead + Unpin>(
+        &self,
+        source: &mut R,
+    ) -> Result<ScanResult, ClamdError> {
+        let address = self.address.to_string();
+        let run = async {
+            match &self.address {
+                ClamdAddress::Unix(p) => {
+                    let mut s = tokio::net::UnixStream::connect(p).await?;
+                    instream_from(&mut s, source).await
+                }
+                ClamdAddress::Tcp(a) => {
+                    let mut s = tokio::net::TcpStream::connect(a).await?;
+                    instream_from(&mut s, source).await
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(answer)) => parse_answer(&answer).ok_or(ClamdError::Refused { address, answer }),
+            Ok(Err(source)) => Err(ClamdError::Io { address, source }),
+            Err(_) => Err(ClamdError::Timeout {
+                address,
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+
     async fn exchange(&self, bytes: &[u8]) -> std::io::Result<String> {
         match &self.address {
             ClamdAddress::Unix(p) => {
@@ -153,6 +190,27 @@ impl Clamd {
             }
         }
     }
+}
+
+/// `zINSTREAM` with the chunks read from `source` one at a time (memory: one chunk).
+async fn instream_from<S: AsyncRead + AsyncWrite + Unpin, R: AsyncRead + Unpin>(
+    s: &mut S,
+    source: &mut R,
+) -> std::io::Result<String> {
+    s.write_all(b"zINSTREAM\0").await?;
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = source.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        let len = u32::try_from(n).unwrap_or(u32::MAX);
+        s.write_all(&len.to_be_bytes()).await?;
+        s.write_all(&chunk[..n]).await?;
+    }
+    s.write_all(&0u32.to_be_bytes()).await?;
+    s.flush().await?;
+    read_answer(s).await
 }
 
 async fn ping_on<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> std::io::Result<String> {
@@ -248,6 +306,8 @@ mod tests {
             timeout: Duration::from_secs(5),
         };
         let e = clamd.scan(b"hello").await.unwrap_err();
+        assert!(matches!(e, ClamdError::Io { .. }), "{e}");
+        let e = clamd.scan_reader(&mut &b"hello"[..]).await.unwrap_err();
         assert!(matches!(e, ClamdError::Io { .. }), "{e}");
     }
 }
