@@ -402,7 +402,13 @@ impl ContentStore for LocalDisk {
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
         // Copy to a temporary name while hashing, then rename: a crash or a full
         // disk never leaves a blob under its final name with the wrong bytes.
-        let tmp = dir.join(format!(".{sha256}.tmp-{}", std::process::id()));
+        // A name of its own per put: two puts of one blob at once (two pushes, two
+        // replicas in one process) must not write into each other's file.
+        let tmp = dir.join(format!(
+            ".{sha256}.tmp-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let mut input = tokio::fs::File::open(src).await.map_err(io(src))?;
         let mut out = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
         let mut hasher = Sha256::new();

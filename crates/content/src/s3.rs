@@ -134,7 +134,22 @@ impl S3Config {
 
     /// An `object_store` client for the bucket (also for tests that need raw access).
     pub fn client(&self) -> Result<AmazonS3, ContentError> {
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(&self.location.bucket);
+        // An unreachable endpoint is reported within seconds, not after object_store's
+        // default three minutes of retries; transient failures are still retried.
+        let retry = object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let options = object_store::ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(300));
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&self.location.bucket)
+            .with_retry(retry)
+            .with_client_options(options);
+        // After the client options, which would reset it: plain HTTP only when the
+        // endpoint is written so.
         if let Some(e) = &self.endpoint {
             b = b
                 .with_endpoint(e)
@@ -149,19 +164,7 @@ impl S3Config {
         if let Some(s) = &self.secret_access_key {
             b = b.with_secret_access_key(s);
         }
-        // An unreachable endpoint is reported within seconds, not after object_store's
-        // default three minutes of retries; transient failures are still retried.
-        let retry = object_store::RetryConfig {
-            max_retries: 3,
-            retry_timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
-        let options = object_store::ClientOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(300));
-        b.with_retry(retry)
-            .with_client_options(options)
-            .build()
+        b.build()
             .map_err(|e| ContentError::BadLocation(format!("{}: {e}", self.location)))
     }
 }
@@ -356,39 +359,42 @@ fn check_digest(key: &str, digest: impl AsRef<[u8]>) -> Result<(), ContentError>
     }
 }
 
-/// What went wrong with a request, in words an operator can act on.
+/// What went wrong with a request, in words an operator can act on. Listing errors
+/// reach us as generic ones, so the store's own answer (S3 error codes, Garage's
+/// messages) is read too.
 fn failure(location: &S3Location, op: &'static str, key: &str, e: object_store::Error) -> ContentError {
     use object_store::Error as E;
-    let kind = match &e {
-        E::NotFound { .. } if e.to_string().contains("NoSuchBucket") => S3Failure::BucketMissing,
-        E::NotFound { .. } => return ContentError::NotFound(key.to_string()),
-        E::Precondition { .. } | E::NotModified { .. } => S3Failure::Changed,
-        E::Unauthenticated { .. } => S3Failure::Credentials,
-        E::PermissionDenied { .. } => {
-            let text = e.to_string();
-            if text.contains("InvalidAccessKeyId")
-                || text.contains("SignatureDoesNotMatch")
-                || text.contains("AuthorizationHeaderMalformed")
-            {
-                S3Failure::Credentials
-            } else {
-                S3Failure::Denied
-            }
-        }
-        _ if unreachable(&e) => S3Failure::Unreachable,
-        _ if e.to_string().contains("NoSuchBucket") => S3Failure::BucketMissing,
-        _ if e.to_string().contains("InvalidAccessKeyId")
-            || e.to_string().contains("SignatureDoesNotMatch") =>
-        {
-            S3Failure::Credentials
-        }
-        _ => S3Failure::Other,
+    let text = e.to_string();
+    let says = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    let kind = if says(&["NoSuchBucket", "Bucket not found"]) {
+        S3Failure::BucketMissing
+    } else if matches!(e, E::NotFound { .. }) {
+        return ContentError::NotFound(key.to_string());
+    } else if matches!(e, E::Precondition { .. } | E::NotModified { .. }) {
+        S3Failure::Changed
+    } else if matches!(e, E::Unauthenticated { .. })
+        || says(&[
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "Invalid signature",
+            "AuthorizationHeaderMalformed",
+            "No such key",
+            "401 Unauthorized",
+        ])
+    {
+        S3Failure::Credentials
+    } else if matches!(e, E::PermissionDenied { .. }) || says(&["403 Forbidden", "AccessDenied"]) {
+        S3Failure::Denied
+    } else if unreachable(&e) {
+        S3Failure::Unreachable
+    } else {
+        S3Failure::Other
     };
     ContentError::S3 {
         location: location.to_string(),
         op,
         kind,
-        detail: e.to_string(),
+        detail: text,
     }
 }
 
