@@ -84,7 +84,7 @@ PATCHDAY_SERVER="$url" PATCHDAY_TOKEN="$token" "$PATCHDAY" catalog push --repo "
 mkdir -p "$work/www"; cp "$work/pd-bench.deb" "$work/www/$target"
 nginx_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 cat >"$work/nginx.conf" <<EOF
-daemon off; worker_processes 2; pid $work/nginx.pid; error_log $work/nginx.err;
+daemon off; user root; worker_processes 2; pid $work/nginx.pid; error_log $work/nginx.err;
 events { worker_connections 256; }
 http { access_log off; sendfile on; tcp_nopush on;
   server { listen 127.0.0.1:$nginx_port; root $work/www; } }
@@ -92,33 +92,41 @@ EOF
 nginx -c "$work/nginx.conf" -p "$work" & pids+=("$!")
 sleep 0.5
 
-# One download: prints seconds; fails on a wrong digest.
-fetch() {
-  local out; out="$(mktemp -p "$work")"
-  local t; t="$(curl -sf -L "$@" -o "$out" -w '%{time_total}')"
-  [ "$(sha256sum "$out" | cut -d' ' -f1)" = "$sha" ] || { echo "wrong bytes from $*" >&2; exit 1; }
-  rm -f "$out"; echo "$t"
+# One download into $1 (curl's own time printed); checked afterwards, outside the timing.
+get() { local out="$1"; shift; curl -sf -L "$@" -o "$out" -w '%{time_total}\n'; }
+check() {
+  for f in "$@"; do
+    [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$sha" ] || { echo "wrong bytes in $f" >&2; exit 1; }
+    rm -f "$f"
+  done
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 measure() { # NAME CURL-ARGS...: single-stream and parallel MB/s (median of ROUNDS)
   local name="$1"; shift
   local before; before="$(cpu)"
-  local one; one="$(for _ in $(seq 1 "$ROUNDS"); do fetch "$@"; done | median)"
-  local par; par="$(for _ in $(seq 1 "$ROUNDS"); do
+  local times=()
+  for i in $(seq 1 "$ROUNDS"); do times+=("$(get "$work/one.$i" "$@")"); check "$work/one.$i"; done
+  local one; one="$(printf '%s\n' "${times[@]}" | median)"
+  local walls=()
+  for i in $(seq 1 "$ROUNDS"); do
     local s; s="$(date +%s.%N)"
-    for _ in $(seq 1 "$PARALLEL"); do fetch "$@" >/dev/null & done; wait
-    echo "$(date +%s.%N) - $s" | bc -l
-  done | median)"
+    local jobs=()
+    for j in $(seq 1 "$PARALLEL"); do get "$work/par.$j" "$@" >/dev/null & jobs+=("$!"); done
+    wait "${jobs[@]}"
+    walls+=("$(awk -v a="$(date +%s.%N)" -v b="$s" 'BEGIN { print a - b }')")
+    check "$work"/par.*
+  done
+  local par; par="$(printf '%s\n' "${walls[@]}" | median)"
   local after; after="$(cpu)"
   local served=$(( ROUNDS * (1 + PARALLEL) ))
   awk -v n="$name" -v b="$bytes" -v one="$one" -v par="$par" -v p="$PARALLEL" \
       -v cpu="$(( after - before ))" -v hz="$(getconf CLK_TCK)" -v served="$served" 'BEGIN {
-    printf "%-10s one at a time %7.0f MB/s   %d at once %7.0f MB/s   server CPU %5.2f s/GB\n",
-      n, b / one / 1e6, p, p * b / par / 1e6, (cpu / hz) / (served * b / 1e9) }' | tee -a "$work/results"
+    printf "%-10s %8.0f %8.0f %8.2f\n", n, b / one / 1e6, p * b / par / 1e6, (cpu / hz) / (served * b / 1e9) }' \
+    | tee -a "$work/results"
 }
 
 echo "payload: $SIZE MiB ($bytes bytes), $ROUNDS rounds, $PARALLEL parallel; Garage at $endpoint; $PATCHDAY"
-server_pid_nginx="$server_pid"
+echo "way        MB/s one  MB/s $PARALLEL  patchday CPU s/GB"
 measure nginx "http://127.0.0.1:$nginx_port/$target"
 measure streamed -H "Authorization: Bearer $token" "$url/v1/tuf/targets/$target"
 stop_server
@@ -126,9 +134,9 @@ start_server --content-redirect
 measure redirect -H "Authorization: Bearer $token" "$url/v1/tuf/targets/$target"
 presigned="$(curl -s -o /dev/null -w '%{redirect_url}' -H "Authorization: Bearer $token" "$url/v1/tuf/targets/$target")"
 measure s3-direct "$presigned"
-: "$server_pid_nginx"
 echo
-awk '{ v[$1] = $(NF-10) ; w[$1] = $(NF-5) } END {
-  printf "streamed / nginx: %.2fx one at a time, %.2fx at once\n", v["streamed"] / v["nginx"], w["streamed"] / w["nginx"]
-  printf "redirect / nginx: %.2fx one at a time, %.2fx at once\n", v["redirect"] / v["nginx"], w["redirect"] / w["nginx"]
+awk '{ one[$1] = $2; par[$1] = $3 } END {
+  printf "streamed / nginx: %.2fx one at a time, %.2fx %s at once\n", one["streamed"] / one["nginx"], par["streamed"] / par["nginx"], "'"$PARALLEL"'"
+  printf "redirect / nginx: %.2fx one at a time, %.2fx %s at once\n", one["redirect"] / one["nginx"], par["redirect"] / par["nginx"], "'"$PARALLEL"'"
+  printf "streamed / s3-direct: %.2fx one at a time (the server'"'"'s own cost on top of the store)\n", one["streamed"] / one["s3-direct"]
 }' "$work/results"
