@@ -191,11 +191,15 @@ mod tests {
     /// Issue 12, point 3: where a payload redirect may send the agent.
     #[test]
     fn a_redirect_goes_to_http_or_https_never_down_from_https_and_never_elsewhere() {
-        let https: url::Url = "https://patchday.example/v1/tuf/targets/ab.x".parse().unwrap();
+        let https: url::Url = "https://patchday.example/v1/tuf/targets/ab.x"
+            .parse()
+            .unwrap();
         let http: url::Url = "http://127.0.0.1:8470/v1/tuf/targets/ab.x".parse().unwrap();
         let to = |from: &url::Url, l: &str| redirect_target(from, Some(l));
         assert_eq!(
-            to(&https, "https://s3.example/b/ab?X-Amz-Signature=1").unwrap().as_str(),
+            to(&https, "https://s3.example/b/ab?X-Amz-Signature=1")
+                .unwrap()
+                .as_str(),
             "https://s3.example/b/ab?X-Amz-Signature=1"
         );
         assert_eq!(
@@ -207,7 +211,9 @@ mod tests {
             "https://patchday.example/elsewhere",
             "relative to the request"
         );
-        let e = to(&https, "http://s3.example/b/ab").unwrap_err().to_string();
+        let e = to(&https, "http://s3.example/b/ab")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("HTTPS to plain HTTP"), "{e}");
         for bad in ["file:///etc/shadow", "ftp://s3.example/x", "data:,x"] {
             assert!(to(&http, bad).is_err(), "{bad}");

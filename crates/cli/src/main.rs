@@ -2481,9 +2481,13 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
             let now = jiff::Timestamp::now();
             let cfg = content.config_for(data)?;
             let source = match (&cfg.content_s3, cfg.content_directory()) {
-                (Some(s3), _) => patchday_server::backup::PayloadSource::Elsewhere(s3.location.to_string()),
+                (Some(s3), _) => {
+                    patchday_server::backup::PayloadSource::Elsewhere(s3.location.to_string())
+                }
                 (None, Some(dir)) => patchday_server::backup::PayloadSource::Directory(dir),
-                (None, None) => patchday_server::backup::PayloadSource::Directory(data.join("content")),
+                (None, None) => {
+                    patchday_server::backup::PayloadSource::Directory(data.join("content"))
+                }
             };
             let m = patchday_server::backup::backup(data, &source, out, now).await?;
             println!(

@@ -73,7 +73,11 @@ async fn read_all(store: &dyn ContentStore, key: &str, offset: u64) -> Vec<u8> {
     out
 }
 
-async fn read_verified(store: &dyn ContentStore, key: &str, offset: u64) -> Result<Vec<u8>, ContentError> {
+async fn read_verified(
+    store: &dyn ContentStore,
+    key: &str,
+    offset: u64,
+) -> Result<Vec<u8>, ContentError> {
     let mut b = store.open_verified(key, offset).await?;
     let mut out = Vec::new();
     b.reader.read_to_end(&mut out).await.unwrap();
@@ -109,7 +113,13 @@ pub mod case {
         s.put_file(&src, &key).await.unwrap();
         h.replica().put_file(&src, &key).await.unwrap();
         assert_eq!(s.keys().await.unwrap(), vec![key.clone()]);
-        assert_eq!(s.usage().await.unwrap(), Usage { blobs: 1, bytes: 10 });
+        assert_eq!(
+            s.usage().await.unwrap(),
+            Usage {
+                blobs: 1,
+                bytes: 10
+            }
+        );
     }
 
     /// A file that does not hash to the key is refused and leaves no blob behind.
@@ -134,21 +144,34 @@ pub mod case {
             "A".repeat(64).as_str(),
             "0".repeat(63).as_str(),
         ] {
-            assert!(matches!(s.len(bad).await, Err(ContentError::BadKey(_))), "len {bad}");
-            assert!(matches!(s.open(bad, 0).await, Err(ContentError::BadKey(_))), "open {bad}");
+            assert!(
+                matches!(s.len(bad).await, Err(ContentError::BadKey(_))),
+                "len {bad}"
+            );
+            assert!(
+                matches!(s.open(bad, 0).await, Err(ContentError::BadKey(_))),
+                "open {bad}"
+            );
             assert!(
                 matches!(s.open_verified(bad, 0).await, Err(ContentError::BadKey(_))),
                 "open_verified {bad}"
             );
-            assert!(matches!(s.put_file(&src, bad).await, Err(ContentError::BadKey(_))), "put {bad}");
-            assert!(matches!(s.remove(bad).await, Err(ContentError::BadKey(_))), "remove {bad}");
+            assert!(
+                matches!(s.put_file(&src, bad).await, Err(ContentError::BadKey(_))),
+                "put {bad}"
+            );
+            assert!(
+                matches!(s.remove(bad).await, Err(ContentError::BadKey(_))),
+                "remove {bad}"
+            );
             assert!(
                 matches!(s.quarantine(bad).await, Err(ContentError::BadKey(_))),
                 "quarantine {bad}"
             );
             assert!(
                 matches!(
-                    s.presigned_url(bad, std::time::Duration::from_secs(60)).await,
+                    s.presigned_url(bad, std::time::Duration::from_secs(60))
+                        .await,
                     Err(ContentError::BadKey(_))
                 ),
                 "presign {bad}"
@@ -165,7 +188,11 @@ pub mod case {
         s.put_file(&src, &key).await.unwrap();
         for offset in [0u64, 1, 4096, 65_537, 99_999, 100_000] {
             let o = offset as usize;
-            assert_eq!(read_all(s, &key, offset).await, &bytes[o..], "open from {offset}");
+            assert_eq!(
+                read_all(s, &key, offset).await,
+                &bytes[o..],
+                "open from {offset}"
+            );
             assert_eq!(
                 read_verified(s, &key, offset).await.unwrap(),
                 &bytes[o..],
@@ -174,7 +201,10 @@ pub mod case {
         }
         assert!(matches!(
             s.open(&key, 100_001).await,
-            Err(ContentError::BadRange { offset: 100_001, len: 100_000 })
+            Err(ContentError::BadRange {
+                offset: 100_001,
+                len: 100_000
+            })
         ));
         assert!(matches!(
             s.open_verified(&key, 100_001).await,
@@ -187,8 +217,14 @@ pub mod case {
         let s = h.store();
         let key = hex::encode(Sha256::digest(b"never stored"));
         assert_eq!(s.len(&key).await.unwrap(), None);
-        assert!(matches!(s.open(&key, 0).await, Err(ContentError::NotFound(_))));
-        assert!(matches!(s.open_verified(&key, 0).await, Err(ContentError::NotFound(_))));
+        assert!(matches!(
+            s.open(&key, 0).await,
+            Err(ContentError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.open_verified(&key, 0).await,
+            Err(ContentError::NotFound(_))
+        ));
         assert_eq!(s.remove(&key).await.unwrap(), None);
     }
 
@@ -226,8 +262,15 @@ pub mod case {
         assert_eq!(s.remove(&key).await.unwrap(), Some(11));
         assert_eq!(s.remove(&key).await.unwrap(), None);
         assert_eq!(s.len(&key).await.unwrap(), None);
-        assert!(matches!(s.open_verified(&key, 0).await, Err(ContentError::NotFound(_))));
-        assert_eq!(h.replica().len(&key).await.unwrap(), None, "gone for every replica");
+        assert!(matches!(
+            s.open_verified(&key, 0).await,
+            Err(ContentError::NotFound(_))
+        ));
+        assert_eq!(
+            h.replica().len(&key).await.unwrap(),
+            None,
+            "gone for every replica"
+        );
     }
 
     /// Usage is the count and bytes of the blobs, quarantined ones left out.
@@ -238,9 +281,21 @@ pub mod case {
         let (b, kb) = source(h, "b", &[2u8; 24]);
         s.put_file(&a, &ka).await.unwrap();
         s.put_file(&b, &kb).await.unwrap();
-        assert_eq!(s.usage().await.unwrap(), Usage { blobs: 2, bytes: 1024 });
+        assert_eq!(
+            s.usage().await.unwrap(),
+            Usage {
+                blobs: 2,
+                bytes: 1024
+            }
+        );
         s.quarantine(&kb).await.unwrap();
-        assert_eq!(s.usage().await.unwrap(), Usage { blobs: 1, bytes: 1000 });
+        assert_eq!(
+            s.usage().await.unwrap(),
+            Usage {
+                blobs: 1,
+                bytes: 1000
+            }
+        );
     }
 
     /// `verify` hashes the stored bytes: good is true, a flipped byte is false.
@@ -262,9 +317,15 @@ pub mod case {
         s.put_file(&src, &key).await.unwrap();
         h.damage(&key, b"hello worle").await;
         let r = h.replica();
-        assert!(matches!(r.open_verified(&key, 0).await, Err(ContentError::Damaged { .. })));
+        assert!(matches!(
+            r.open_verified(&key, 0).await,
+            Err(ContentError::Damaged { .. })
+        ));
         assert_eq!(r.len(&key).await.unwrap(), None, "set aside");
-        assert!(matches!(r.open_verified(&key, 0).await, Err(ContentError::NotFound(_))));
+        assert!(matches!(
+            r.open_verified(&key, 0).await,
+            Err(ContentError::NotFound(_))
+        ));
         assert_eq!(s.usage().await.unwrap(), Usage::default());
     }
 
@@ -280,7 +341,10 @@ pub mod case {
         damaged[25_000] ^= 1;
         h.damage(&key, &damaged).await;
         assert!(
-            matches!(s.open_verified(&key, 10).await, Err(ContentError::Damaged { .. })),
+            matches!(
+                s.open_verified(&key, 10).await,
+                Err(ContentError::Damaged { .. })
+            ),
             "damage after a verified read is found before a byte is served"
         );
     }
@@ -294,7 +358,10 @@ pub mod case {
         s.put_file(&src, &key).await.unwrap();
         let r = h.replica();
         for _ in 0..3 {
-            assert_eq!(read_verified(r.as_ref(), &key, 69_000).await.unwrap(), &bytes[69_000..]);
+            assert_eq!(
+                read_verified(r.as_ref(), &key, 69_000).await.unwrap(),
+                &bytes[69_000..]
+            );
         }
     }
 
@@ -328,13 +395,23 @@ pub mod case {
             s.put_file(&src, &wrong).await,
             Err(ContentError::DigestMismatch { .. })
         ));
-        assert_eq!(s.len(&wrong).await.unwrap(), None, "a refused big upload leaves nothing");
+        assert_eq!(
+            s.len(&wrong).await.unwrap(),
+            None,
+            "a refused big upload leaves nothing"
+        );
         s.put_file(&src, &key).await.unwrap();
         assert_eq!(s.len(&key).await.unwrap(), Some(len as u64));
         let from = len - 100_000;
-        assert_eq!(read_verified(s, &key, from as u64).await.unwrap(), &bytes[from..]);
+        assert_eq!(
+            read_verified(s, &key, from as u64).await.unwrap(),
+            &bytes[from..]
+        );
         let r = h.replica();
-        assert_eq!(read_verified(r.as_ref(), &key, 5).await.unwrap(), &bytes[5..]);
+        assert_eq!(
+            read_verified(r.as_ref(), &key, 5).await.unwrap(),
+            &bytes[5..]
+        );
         assert!(s.verify(&key).await.unwrap());
     }
 
@@ -376,9 +453,17 @@ pub mod case {
             return;
         };
         let (status, body) = h.http_get(url.as_str(), None).await;
-        assert_eq!((status, body.as_slice()), (200, &bytes[..]), "the whole blob");
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, &bytes[..]),
+            "the whole blob"
+        );
         let (status, body) = h.http_get(url.as_str(), Some("bytes=19000-")).await;
-        assert_eq!((status, body.as_slice()), (206, &bytes[19_000..]), "a range of it");
+        assert_eq!(
+            (status, body.as_slice()),
+            (206, &bytes[19_000..]),
+            "a range of it"
+        );
         // The signature covers the object: another key under the same URL is refused.
         let other = url.as_str().replace(&key, &"0".repeat(64));
         let (status, _) = h.http_get(&other, None).await;

@@ -96,7 +96,10 @@ pub enum S3Failure {
 impl S3Failure {
     /// Whether trying again later may succeed without an operator's change.
     pub fn is_retryable(self) -> bool {
-        matches!(self, S3Failure::Unreachable | S3Failure::Changed | S3Failure::Other)
+        matches!(
+            self,
+            S3Failure::Unreachable | S3Failure::Changed | S3Failure::Other
+        )
     }
 
     fn what_to_do(self) -> &'static str {

@@ -23,9 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
-use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
-};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
@@ -151,9 +149,7 @@ impl S3Config {
         // After the client options, which would reset it: plain HTTP only when the
         // endpoint is written so.
         if let Some(e) = &self.endpoint {
-            b = b
-                .with_endpoint(e)
-                .with_allow_http(e.starts_with("http://"));
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
         }
         if let Some(r) = &self.region {
             b = b.with_region(r);
@@ -268,7 +264,11 @@ impl S3Store {
     }
 
     /// Hashes the object as it is under `etag`: `Some(actual)` when it does not match.
-    async fn mismatch_at(&self, key: &str, etag: Option<String>) -> Result<Option<String>, ContentError> {
+    async fn mismatch_at(
+        &self,
+        key: &str,
+        etag: Option<String>,
+    ) -> Result<Option<String>, ContentError> {
         let options = GetOptions {
             if_match: etag,
             ..Default::default()
@@ -342,7 +342,10 @@ impl S3Store {
             }
             return Err(e);
         }
-        let put = parts.finish().await.map_err(|e| self.fail("write", key, e))?;
+        let put = parts
+            .finish()
+            .await
+            .map_err(|e| self.fail("write", key, e))?;
         Ok((put.e_tag, len))
     }
 }
@@ -362,7 +365,12 @@ fn check_digest(key: &str, digest: impl AsRef<[u8]>) -> Result<(), ContentError>
 /// What went wrong with a request, in words an operator can act on. Listing errors
 /// reach us as generic ones, so the store's own answer (S3 error codes, Garage's
 /// messages) is read too.
-fn failure(location: &S3Location, op: &'static str, key: &str, e: object_store::Error) -> ContentError {
+fn failure(
+    location: &S3Location,
+    op: &'static str,
+    key: &str,
+    e: object_store::Error,
+) -> ContentError {
     use object_store::Error as E;
     let text = e.to_string();
     let says = |words: &[&str]| words.iter().any(|w| text.contains(w));
@@ -404,7 +412,10 @@ fn unreachable(e: &object_store::Error) -> bool {
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<object_store::client::HttpError>() {
             use object_store::client::HttpErrorKind as K;
-            return matches!(h.kind(), K::Connect | K::Timeout | K::Request | K::Interrupted);
+            return matches!(
+                h.kind(),
+                K::Connect | K::Timeout | K::Request | K::Interrupted
+            );
         }
         source = s.source();
     }
@@ -422,7 +433,10 @@ impl ContentStore for S3Store {
                 let known = self.verified(sha256);
                 let good = match (&known, &meta.e_tag) {
                     (Some((etag, _)), Some(now)) if etag == now => true,
-                    _ => self.mismatch_at(sha256, meta.e_tag.clone()).await?.is_none(),
+                    _ => self
+                        .mismatch_at(sha256, meta.e_tag.clone())
+                        .await?
+                        .is_none(),
                 };
                 if good {
                     if let Some(etag) = meta.e_tag {
@@ -604,7 +618,11 @@ impl ContentStore for S3Store {
         check_key(sha256)?;
         let url = self
             .client
-            .signed_url(object_store::signer::Method::GET, &self.path(sha256), lifetime)
+            .signed_url(
+                object_store::signer::Method::GET,
+                &self.path(sha256),
+                lifetime,
+            )
             .await
             .map_err(|e| self.fail("sign a URL for", sha256, e))?;
         Ok(Some(url))
@@ -624,9 +642,12 @@ impl S3Store {
             .client
             .list(root.as_ref())
             .try_filter_map(|m| async move {
-                let parts: Vec<String> = m.location.parts().map(|p| p.as_ref().to_string()).collect();
+                let parts: Vec<String> =
+                    m.location.parts().map(|p| p.as_ref().to_string()).collect();
                 let blob = match parts.get(depth..) {
-                    Some([dir, name]) if check_key(name).is_ok() && name.starts_with(dir.as_str()) => {
+                    Some([dir, name])
+                        if check_key(name).is_ok() && name.starts_with(dir.as_str()) =>
+                    {
                         Some((name.clone(), m.size))
                     }
                     _ => None,
@@ -659,7 +680,14 @@ mod tests {
         );
         let l: S3Location = "s3://payloads/".parse().unwrap();
         assert_eq!(l.prefix, "");
-        for bad in ["/srv/content", "s3://", "s3://Upper/x", "s3://ab/x", "s3://bucket/a//b", "s3://bucket/../x"] {
+        for bad in [
+            "/srv/content",
+            "s3://",
+            "s3://Upper/x",
+            "s3://ab/x",
+            "s3://bucket/a//b",
+            "s3://bucket/../x",
+        ] {
             let e = bad.parse::<S3Location>().unwrap_err();
             assert!(matches!(e, ContentError::BadLocation(_)), "{bad}: {e}");
         }

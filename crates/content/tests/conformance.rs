@@ -139,7 +139,10 @@ mod s3 {
         let (k, text) = kind(S3Store::new(&c).unwrap().ready().await.unwrap_err());
         assert_eq!(k, S3Failure::Credentials, "{text}");
         assert!(!k.is_retryable() && text.contains("credentials"), "{text}");
-        assert!(!text.contains(&"0".repeat(64)), "the secret is not in the message");
+        assert!(
+            !text.contains(&"0".repeat(64)),
+            "the secret is not in the message"
+        );
 
         let mut c = config("errors").unwrap();
         c.location.bucket = "no-such-bucket-here".into();
@@ -156,6 +159,9 @@ mod s3 {
         c.endpoint = Some(format!("http://127.0.0.1:{port}"));
         let (k, text) = kind(S3Store::new(&c).unwrap().ready().await.unwrap_err());
         assert_eq!(k, S3Failure::Unreachable, "{text}");
-        assert!(k.is_retryable() && text.contains("does not answer"), "{text}");
+        assert!(
+            k.is_retryable() && text.contains("does not answer"),
+            "{text}"
+        );
     }
 }

@@ -463,9 +463,14 @@ mod tests {
 
         // A directory that is not there is refused by name, nothing written.
         let out2 = t.path().join("c.tar");
-        let e = backup(&data, &PayloadSource::Directory(t.path().join("nowhere")), &out2, now)
-            .await
-            .unwrap_err();
+        let e = backup(
+            &data,
+            &PayloadSource::Directory(t.path().join("nowhere")),
+            &out2,
+            now,
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("nowhere"), "{e}");
         assert!(!out2.exists());
     }

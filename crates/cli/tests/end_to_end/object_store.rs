@@ -169,11 +169,7 @@ fn payloads_in_s3_reach_agents_streamed_and_by_redirect_and_cleanup_empties_the_
     let mut w = AcmeWorld::start(
         &b,
         &dir,
-        (
-            "PD-S3-1",
-            &v2,
-            &["--emergency", "test", "--since", "1.0-1"],
-        ),
+        ("PD-S3-1", &v2, &["--emergency", "test", "--since", "1.0-1"]),
         &|_| flags.clone(),
         &["--unlimited"],
     );
@@ -181,7 +177,10 @@ fn payloads_in_s3_reach_agents_streamed_and_by_redirect_and_cleanup_empties_the_
     // The push put the payload in the bucket, and nothing in a directory.
     let sha2 = sha256_of(&v2);
     let keys = rt.block_on(store.keys()).unwrap();
-    assert!(keys.contains(&sha2), "the payload is in the bucket: {keys:?}");
+    assert!(
+        keys.contains(&sha2),
+        "the payload is in the bucket: {keys:?}"
+    );
     let on_disk = w.srv.data.join("content");
     assert!(
         !on_disk.exists() || std::fs::read_dir(&on_disk).unwrap().next().is_none(),
@@ -202,13 +201,22 @@ fn payloads_in_s3_reach_agents_streamed_and_by_redirect_and_cleanup_empties_the_
     // Redirected: the server answers 307 to a presigned URL of the bucket.
     let mut redirect = flags.clone();
     redirect.extend(
-        ["--content-redirect", "--cleanup-every", "1s", "--retain", "0s"].map(String::from),
+        [
+            "--content-redirect",
+            "--cleanup-every",
+            "1s",
+            "--retain",
+            "0s",
+        ]
+        .map(String::from),
     );
     let redirect: Vec<&str> = redirect.iter().map(String::as_str).collect();
     w.srv.restart_with(&dir, &w.cat.root(), &redirect);
-    let add = w
-        .cat
-        .add_deb("PD-S3-2", &v3, &["--emergency", "test", "--supersedes", "PD-S3-1"]);
+    let add = w.cat.add_deb(
+        "PD-S3-2",
+        &v3,
+        &["--emergency", "test", "--supersedes", "PD-S3-1"],
+    );
     assert!(add.status.success(), "{}", text(&add));
     w.srv
         .cli(&["catalog", "push", "--repo", w.cat.repo.to_str().unwrap()]);
@@ -233,7 +241,11 @@ fn payloads_in_s3_reach_agents_streamed_and_by_redirect_and_cleanup_empties_the_
     );
     let (code, _, bytes) = curl(&location, &[]);
     assert_eq!(code, 200);
-    assert_eq!(bytes, std::fs::read(&v3).unwrap(), "the presigned URL serves the payload");
+    assert_eq!(
+        bytes,
+        std::fs::read(&v3).unwrap(),
+        "the presigned URL serves the payload"
+    );
 
     w.srv
         .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-S3-2"]);
@@ -247,8 +259,13 @@ fn payloads_in_s3_reach_agents_streamed_and_by_redirect_and_cleanup_empties_the_
     let request = agent_sent
         .split("\r\n\r\n")
         .find(|r| r.contains("patchday-agent/") && r.contains(&sha3))
-        .unwrap_or_else(|| panic!("the agent's GET of the payload at the object store: {agent_sent}"));
-    assert!(request.starts_with("GET ") && request.contains("X-Amz-Signature="), "{request}");
+        .unwrap_or_else(|| {
+            panic!("the agent's GET of the payload at the object store: {agent_sent}")
+        });
+    assert!(
+        request.starts_with("GET ") && request.contains("X-Amz-Signature="),
+        "{request}"
+    );
     let lower = request.to_ascii_lowercase();
     assert!(
         !lower.contains("authorization:") && !lower.contains("patchday-signature"),
@@ -295,10 +312,18 @@ fn object_store_flags_are_refused_with_what_to_write() {
         text(&o)
     };
     let t = run(&["--content", "s3://Bad_Bucket/x"]);
-    assert!(t.contains("bucket name") && t.contains("s3://BUCKET/PREFIX"), "{t}");
+    assert!(
+        t.contains("bucket name") && t.contains("s3://BUCKET/PREFIX"),
+        "{t}"
+    );
     let t = run(&["--content-redirect"]);
     assert!(t.contains("--content s3://"), "{t}");
-    let t = run(&["--content", "/srv/payloads", "--content-endpoint", "http://127.0.0.1:1"]);
+    let t = run(&[
+        "--content",
+        "/srv/payloads",
+        "--content-endpoint",
+        "http://127.0.0.1:1",
+    ]);
     assert!(t.contains("is a directory"), "{t}");
     // An endpoint that does not answer: the server does not start, and says why.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -315,5 +340,8 @@ fn object_store_flags_are_refused_with_what_to_write() {
         "--content-access-key-id",
         "GK0",
     ]);
-    assert!(t.contains("does not answer") && t.contains("retryable"), "{t}");
+    assert!(
+        t.contains("does not answer") && t.contains("retryable"),
+        "{t}"
+    );
 }
