@@ -417,6 +417,7 @@ mod tests {
 
     /// A data directory with a database and a director key (what `required` asks for).
     async fn data_dir(d: &Path) {
+        std::fs::create_dir_all(d).unwrap();
         patchday_store_sqlite::SqliteStore::open(&d.join(DATABASE))
             .await
             .unwrap();
