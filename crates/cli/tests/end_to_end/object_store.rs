@@ -32,7 +32,7 @@ fn sha256_of(path: &Path) -> String {
 }
 
 /// The `patchday server` flags for the bucket's `prefix` (the secret in a 0600 file).
-fn s3_flags(s3: &TestS3, prefix: &str, dir: &Path) -> Vec<String> {
+pub(crate) fn s3_flags(s3: &TestS3, prefix: &str, dir: &Path) -> Vec<String> {
     let secret = dir.join("s3-secret");
     std::fs::write(&secret, &s3.secret_access_key).unwrap();
     use std::os::unix::fs::PermissionsExt;
