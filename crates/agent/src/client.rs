@@ -16,6 +16,10 @@ pub struct Client {
     /// Server base URL.
     pub base: Url,
     http: reqwest::Client,
+    /// Issue 12, point 3: fetches a payload from where the server redirected it (a
+    /// presigned object-store URL): no credential, no host signature, the public CAs
+    /// (the object store is not the server), and no further redirect.
+    redirected: reqwest::Client,
     credential: Option<String>,
     signer: Option<std::sync::Arc<Signer>>,
 }
@@ -49,14 +53,24 @@ impl Client {
                 .tls_built_in_root_certs(false)
                 .add_root_certificate(cert);
         }
+        // Issue 12, point 3: no request that carries the host credential follows a
+        // redirect; the payload download follows one itself, without the credential.
         let http = builder
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("patchday-agent/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let redirected = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("patchday-agent/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
             base,
             http,
+            redirected,
             credential,
             signer: None,
         })
@@ -69,6 +83,7 @@ impl Client {
         Self {
             base: self.base.clone(),
             http: self.http.clone(),
+            redirected: self.redirected.clone(),
             credential: Some(credential),
             signer: None,
         }
@@ -79,6 +94,13 @@ impl Client {
         self.base
             .join(path.trim_start_matches('/'))
             .with_context(|| format!("bad path {path}"))
+    }
+
+    /// Issue 12, point 3: a GET of `url` where the server redirected a payload download:
+    /// never with the host credential or signature (a presigned URL needs neither, and
+    /// the object store must not learn them).
+    pub fn redirected_get(&self, url: Url) -> reqwest::RequestBuilder {
+        self.redirected.get(url)
     }
 
     /// A request with the credential attached.

@@ -69,10 +69,31 @@ async fn transfer(
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    let resp = req
+    let mut resp = req
         .send()
         .await
         .with_context(|| format!("payload {name}: cannot reach {url}"))?;
+    // Issue 12, point 3: the server may send the download to its object store (a
+    // presigned URL). Followed once, without the host credential, with the same Range;
+    // the bytes are checked against the signed length and sha256 as any others.
+    if resp.status().is_redirection() {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok());
+        let to = redirect_target(&url, location)
+            .with_context(|| format!("payload {name}: the server's redirect"))?;
+        let mut req = client.redirected_get(to.clone());
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        resp = req.send().await.with_context(|| {
+            format!(
+                "payload {name}: cannot reach the object store at {} where the server sent the download",
+                to.origin().ascii_serialization()
+            )
+        })?;
+    }
     let mut f = match resp.status() {
         StatusCode::PARTIAL_CONTENT if have > 0 => {
             std::fs::OpenOptions::new().append(true).open(part)?
@@ -106,6 +127,25 @@ async fn transfer(
     }
     f.sync_all()?;
     Ok(())
+}
+
+/// Where a payload redirect points: an absolute http(s) URL (relative ones resolved
+/// against the request), never from HTTPS down to plain HTTP.
+fn redirect_target(from: &url::Url, location: Option<&str>) -> anyhow::Result<url::Url> {
+    let location = location.context("a redirect without a Location")?;
+    let to = from
+        .join(location)
+        .context("a redirect to an unreadable Location")?;
+    anyhow::ensure!(
+        matches!(to.scheme(), "http" | "https"),
+        "a redirect to a {} URL is not followed (only http and https)",
+        to.scheme()
+    );
+    anyhow::ensure!(
+        !(from.scheme() == "https" && to.scheme() == "http"),
+        "a redirect from HTTPS to plain HTTP is not followed: serve the object store over HTTPS or turn --content-redirect off"
+    );
+    Ok(to)
 }
 
 /// Removes from `dir` every download the current signed assignment does not need
@@ -142,4 +182,42 @@ pub fn prune(dir: &Path, keep: &std::collections::BTreeSet<String>) -> anyhow::R
         }
     }
     Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect_target;
+
+    /// Issue 12, point 3: where a payload redirect may send the agent.
+    #[test]
+    fn a_redirect_goes_to_http_or_https_never_down_from_https_and_never_elsewhere() {
+        let https: url::Url = "https://patchday.example/v1/tuf/targets/ab.x"
+            .parse()
+            .unwrap();
+        let http: url::Url = "http://127.0.0.1:8470/v1/tuf/targets/ab.x".parse().unwrap();
+        let to = |from: &url::Url, l: &str| redirect_target(from, Some(l));
+        assert_eq!(
+            to(&https, "https://s3.example/b/ab?X-Amz-Signature=1")
+                .unwrap()
+                .as_str(),
+            "https://s3.example/b/ab?X-Amz-Signature=1"
+        );
+        assert_eq!(
+            to(&http, "http://127.0.0.1:3900/b/ab").unwrap().as_str(),
+            "http://127.0.0.1:3900/b/ab"
+        );
+        assert_eq!(
+            to(&https, "/elsewhere").unwrap().as_str(),
+            "https://patchday.example/elsewhere",
+            "relative to the request"
+        );
+        let e = to(&https, "http://s3.example/b/ab")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HTTPS to plain HTTP"), "{e}");
+        for bad in ["file:///etc/shadow", "ftp://s3.example/x", "data:,x"] {
+            assert!(to(&http, bad).is_err(), "{bad}");
+        }
+        assert!(redirect_target(&http, None).is_err(), "no Location");
+    }
 }

@@ -238,10 +238,17 @@ struct ServerArgs {
     /// (PGPASSFILE, or ~/.pgpass of the server's user) or PGPASSWORD.
     #[arg(long, env = "PATCHDAY_DATABASE", hide_env_values = true)]
     database: Option<String>,
-    /// Issue 12, point 5: the payload directory, instead of DATA/content: one directory
-    /// every replica of a PostgreSQL deployment shares (e.g. a network filesystem).
-    #[arg(long, env = "PATCHDAY_CONTENT")]
-    content: Option<PathBuf>,
+    #[command(flatten)]
+    content: ContentArgs,
+    /// Issue 12, point 3: answer payload downloads with a redirect to a presigned URL of
+    /// the object store (agents fetch from it directly, without their credential, and
+    /// check the bytes as always) instead of streaming them through the server. Needs
+    /// --content s3://...
+    #[arg(long)]
+    content_redirect: bool,
+    /// How long a presigned URL of --content-redirect is valid (agents use it at once).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    content_redirect_lifetime: jiff::SignedDuration,
     /// Listen address.
     #[arg(long, env = "PATCHDAY_LISTEN")]
     listen: Option<SocketAddr>,
@@ -388,6 +395,79 @@ struct ServerArgs {
     metrics_token_file: Option<PathBuf>,
 }
 
+/// Issues 12, points 3 and 5: where payloads are, for `server`, `server scrub` and
+/// `server backup`.
+#[derive(Args, Clone, Default)]
+struct ContentArgs {
+    /// Where payloads are, instead of DATA/content: a directory (one every replica
+    /// shares, e.g. a network filesystem), or an S3-compatible bucket and prefix,
+    /// s3://BUCKET/PREFIX (Amazon S3, Garage, MinIO, Ceph RGW, ...). The bucket's
+    /// endpoint, region and credentials come from the --content-* flags or the usual AWS
+    /// variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "PATCHDAY_CONTENT")]
+    content: Option<String>,
+    /// The object store's endpoint, e.g. https://s3.example.net or http://127.0.0.1:3900
+    /// (plain HTTP only when written so) [default: AWS_ENDPOINT_URL, or Amazon S3].
+    #[arg(long, requires = "content")]
+    content_endpoint: Option<String>,
+    /// The region the object store signs for (Garage: its s3_region) [default:
+    /// AWS_REGION, or us-east-1].
+    #[arg(long, requires = "content")]
+    content_region: Option<String>,
+    /// The access key id [default: AWS_ACCESS_KEY_ID].
+    #[arg(long, requires = "content")]
+    content_access_key_id: Option<String>,
+    /// A file (mode 0600) holding the secret access key [default:
+    /// AWS_SECRET_ACCESS_KEY]. Never on the command line.
+    #[arg(long, requires = "content")]
+    content_secret_file: Option<PathBuf>,
+}
+
+impl ContentArgs {
+    /// The directory or the bucket, checked before anything is opened.
+    fn apply(&self, cfg: &mut patchday_server::ServerConfig) -> anyhow::Result<()> {
+        let Some(c) = self.content.as_deref() else {
+            anyhow::ensure!(
+                self.content_endpoint.is_none()
+                    && self.content_region.is_none()
+                    && self.content_access_key_id.is_none()
+                    && self.content_secret_file.is_none(),
+                "--content-endpoint, --content-region, --content-access-key-id and --content-secret-file are for --content s3://BUCKET/PREFIX"
+            );
+            return Ok(());
+        };
+        if !c.contains("://") {
+            anyhow::ensure!(
+                self.content_endpoint.is_none() && self.content_secret_file.is_none(),
+                "--content {c} is a directory: the --content-* object store flags are for --content s3://BUCKET/PREFIX"
+            );
+            cfg.content_dir = Some(PathBuf::from(c));
+            return Ok(());
+        }
+        let location: patchday_content::s3::S3Location = c.parse().with_context(|| {
+            "--content: use a directory, or s3://BUCKET/PREFIX for an S3-compatible object store"
+        })?;
+        let mut s3 = patchday_content::s3::S3Config::new(location);
+        s3.endpoint = self.content_endpoint.clone();
+        s3.region = self.content_region.clone();
+        s3.access_key_id = self.content_access_key_id.clone();
+        if let Some(f) = &self.content_secret_file {
+            let secret =
+                patchday_server::notify::read_secret_file(f, "object store secret access key")?;
+            s3.secret_access_key = Some(secret.expose().to_string());
+        }
+        cfg.content_s3 = Some(s3);
+        Ok(())
+    }
+
+    /// A server configuration for maintenance commands on `data` (scrub, backup).
+    fn config_for(&self, data: &std::path::Path) -> anyhow::Result<patchday_server::ServerConfig> {
+        let mut cfg = patchday_server::ServerConfig::new(data);
+        self.apply(&mut cfg)?;
+        Ok(cfg)
+    }
+}
+
 /// Issue 9, point 1: `patchday server --mirror-every 1h`: the archive sync on a schedule.
 #[derive(Args)]
 struct ServerMirrorArgs {
@@ -508,6 +588,9 @@ enum ServerAction {
         /// Data directory.
         #[arg(long, env = "PATCHDAY_DATA")]
         data: PathBuf,
+        /// Where the server keeps payloads, when not DATA/content (issue 12, point 3).
+        #[command(flatten)]
+        content: ContentArgs,
     },
     /// Backs up a SQLite server's data directory (while it runs) into one tar file: the
     /// database, the director key and certificate, the pinned root and trusted catalog
@@ -520,6 +603,11 @@ enum ServerAction {
         /// Data directory.
         #[arg(long, env = "PATCHDAY_DATA")]
         data: PathBuf,
+        /// Where the server keeps payloads, when not DATA/content: that directory is
+        /// backed up (as content/); a bucket (s3://...) is not copied, and the backup
+        /// says so: back the bucket up by the object store's own means.
+        #[command(flatten)]
+        content: ContentArgs,
         /// The backup file to write (must not exist).
         #[arg(long)]
         out: PathBuf,
@@ -2439,12 +2527,24 @@ fn ago(s: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
 
 async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     match &a.action {
-        Some(ServerAction::Scrub { data }) => return scrub(data).await,
+        Some(ServerAction::Scrub { data, content }) => {
+            return scrub(&content.config_for(data)?).await
+        }
         // Issue 12, point 6.
-        Some(ServerAction::Backup { data, out }) => {
+        Some(ServerAction::Backup { data, out, content }) => {
             #[allow(clippy::disallowed_methods)] // the binary edge: the backup's time
             let now = jiff::Timestamp::now();
-            let m = patchday_server::backup::backup(data, out, now).await?;
+            let cfg = content.config_for(data)?;
+            let source = match (&cfg.content_s3, cfg.content_directory()) {
+                (Some(s3), _) => {
+                    patchday_server::backup::PayloadSource::Elsewhere(s3.location.to_string())
+                }
+                (None, Some(dir)) => patchday_server::backup::PayloadSource::Directory(dir),
+                (None, None) => {
+                    patchday_server::backup::PayloadSource::Directory(data.join("content"))
+                }
+            };
+            let m = patchday_server::backup::backup(data, &source, out, now).await?;
             println!(
                 "backup: {} written: the database, {} files ({} bytes), {} payloads. It holds the director key: keep it like a private key.",
                 out.display(),
@@ -2452,6 +2552,11 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
                 m.bytes,
                 m.payloads
             );
+            if let Some(elsewhere) = &m.payloads_elsewhere {
+                println!(
+                    "backup: the payloads are not in it: they stay in {elsewhere}; back that bucket up by the object store's own means (versioning, replication), and start a restored server with --content {elsewhere}"
+                );
+            }
             return Ok(0);
         }
         Some(ServerAction::Restore { from, data }) => {
@@ -2465,6 +2570,11 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
                 r.manifest.payloads,
                 data.display()
             );
+            if let Some(elsewhere) = &r.manifest.payloads_elsewhere {
+                println!(
+                    "restore: the payloads were not in the backup: start the server with --content {elsewhere} (and that bucket's endpoint and credentials)"
+                );
+            }
             return Ok(0);
         }
         None => {}
@@ -2487,7 +2597,19 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
     // Issues 10 and 11 (point 5): notification targets.
     cfg.notify = notify_config(&a)?;
     cfg.catalog_root = a.catalog_root.clone();
-    cfg.content_dir = a.content.clone();
+    // Issue 12, points 3 and 5: a directory or a bucket.
+    a.content.apply(&mut cfg)?;
+    if a.content_redirect {
+        anyhow::ensure!(
+            cfg.content_s3.is_some(),
+            "--content-redirect needs --content s3://BUCKET/PREFIX: a directory has no URL to send agents to"
+        );
+        let lifetime = std::time::Duration::try_from(a.content_redirect_lifetime)
+            .ok()
+            .filter(|d| (10..=7 * 86_400).contains(&d.as_secs()))
+            .context("--content-redirect-lifetime: between 10s and 7d (S3 signs URLs for at most a week)")?;
+        cfg.content_redirect = Some(lifetime);
+    }
     if let Some(p) = a.poll_seconds {
         cfg.poll_seconds = p;
     }
@@ -2656,8 +2778,8 @@ fn write_secret_file(path: &std::path::Path, secret: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn scrub(data: &std::path::Path) -> anyhow::Result<i32> {
-    let r = patchday_server::scrub(data).await?;
+async fn scrub(cfg: &patchday_server::ServerConfig) -> anyhow::Result<i32> {
+    let r = patchday_server::scrub(cfg).await?;
     for d in &r.damaged {
         println!("damaged (quarantined): {d}");
     }

@@ -4,8 +4,12 @@
 //! offset (for HTTP Range). Must not touch: the database, trust decisions (callers
 //! verify signatures before they put anything here).
 //!
-//! [`LocalDisk`] is the default backend. The trait is small on purpose so that an
-//! `object_store`-backed implementation (S3 and compatibles) fits it unchanged.
+//! [`LocalDisk`] is the default backend; [`s3::S3Store`] keeps payloads in an
+//! S3-compatible bucket through `object_store` (issue 12, point 3). Both pass the same
+//! [`conformance`] suite.
+
+pub mod conformance;
+pub mod s3;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -47,6 +51,21 @@ pub enum ContentError {
         /// What the bytes hash to now.
         actual: String,
     },
+    /// Issue 12, point 3: `--content` names no usable store.
+    #[error("content store location {0}")]
+    BadLocation(String),
+    /// Issue 12, point 3: the object store answered with a failure, or not at all.
+    #[error("object store {location}: cannot {op}: {}. ({detail})", kind.what_to_do())]
+    S3 {
+        /// `s3://bucket/prefix`.
+        location: String,
+        /// What was being done (`read`, `write`, `list`, ...).
+        op: &'static str,
+        /// What kind of failure.
+        kind: S3Failure,
+        /// The store's own words.
+        detail: String,
+    },
     /// The disk failed (full, permissions, ...).
     #[error("content store I/O at {path}: {source} (check free space and permissions)")]
     Io {
@@ -55,6 +74,60 @@ pub enum ContentError {
         /// Cause.
         source: std::io::Error,
     },
+}
+
+/// Issue 12, point 3: the kinds of object store failure, each with what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3Failure {
+    /// No answer: connection refused, name not resolved, timed out.
+    Unreachable,
+    /// The access key is unknown or its secret is wrong.
+    Credentials,
+    /// The key is valid but may not do this on the bucket.
+    Denied,
+    /// The bucket does not exist.
+    BucketMissing,
+    /// The object changed under a conditional request (handled inside the store).
+    Changed,
+    /// Anything else the store answered.
+    Other,
+}
+
+impl S3Failure {
+    /// Whether trying again later may succeed without an operator's change.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            S3Failure::Unreachable | S3Failure::Changed | S3Failure::Other
+        )
+    }
+
+    fn what_to_do(self) -> &'static str {
+        match self {
+            S3Failure::Unreachable => "the endpoint does not answer (retryable): check --content-endpoint, the network and that the object store runs",
+            S3Failure::Credentials => "the credentials were refused (fatal): check --content-access-key-id and the secret (--content-secret-file or AWS_SECRET_ACCESS_KEY)",
+            S3Failure::Denied => "the key may not do this (fatal): grant it read, write and list on the bucket",
+            S3Failure::BucketMissing => "the bucket does not exist (fatal): create it, or fix the bucket in --content s3://BUCKET/PREFIX",
+            S3Failure::Changed => "the object changed while it was read (retryable)",
+            S3Failure::Other => "the store refused the request (retryable if the store is busy)",
+        }
+    }
+}
+
+impl ContentError {
+    /// Issue 12, point 3: whether the same call may succeed later without an operator's
+    /// change (an unreachable or busy store), as against a fatal one (bad credentials, a
+    /// missing bucket, a damaged blob).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ContentError::S3 { kind, .. } => kind.is_retryable(),
+            ContentError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// A blob opened for reading from some offset.
@@ -96,6 +169,24 @@ pub trait ContentStore: Send + Sync {
     async fn remove(&self, sha256: &str) -> Result<Option<u64>, ContentError>;
     /// How many blobs the store holds and their bytes (quarantined ones left out).
     async fn usage(&self) -> Result<Usage, ContentError>;
+
+    // Issue 12, point 3.
+    /// Whether the store can be listed, written, read and cleaned up now (a probe object
+    /// that is never listed as a blob).
+    async fn ready(&self) -> Result<(), ContentError>;
+    /// A URL that lets its holder GET the blob for `lifetime`, without other credentials,
+    /// when the store can make one (an object store); `None` otherwise.
+    async fn presigned_url(
+        &self,
+        sha256: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<Option<url::Url>, ContentError> {
+        check_key(sha256)?;
+        let _ = lifetime;
+        Ok(None)
+    }
+    /// Where the blobs are, for logs and status (no credentials).
+    fn describe(&self) -> String;
 }
 
 /// What a content store holds (issue 10, point 7).
@@ -314,7 +405,13 @@ impl ContentStore for LocalDisk {
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
         // Copy to a temporary name while hashing, then rename: a crash or a full
         // disk never leaves a blob under its final name with the wrong bytes.
-        let tmp = dir.join(format!(".{sha256}.tmp-{}", std::process::id()));
+        // A name of its own per put: two puts of one blob at once (two pushes, two
+        // replicas in one process) must not write into each other's file.
+        let tmp = dir.join(format!(
+            ".{sha256}.tmp-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let mut input = tokio::fs::File::open(src).await.map_err(io(src))?;
         let mut out = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
         let mut hasher = Sha256::new();
@@ -517,6 +614,34 @@ impl ContentStore for LocalDisk {
             }
         }
         Ok(u)
+    }
+
+    /// Lists the directory and writes, reads and removes a probe file in it (a name the
+    /// store never lists as a blob).
+    async fn ready(&self) -> Result<(), ContentError> {
+        let dir = &self.root;
+        let mut entries = tokio::fs::read_dir(dir).await.map_err(io(dir))?;
+        entries.next_entry().await.map_err(io(dir))?;
+        let probe = dir.join(format!(".ready-probe-{:016x}", rand::random::<u64>()));
+        let text = b"patchday readiness probe\n";
+        tokio::fs::write(&probe, text).await.map_err(io(&probe))?;
+        let back = tokio::fs::read(&probe).await;
+        let _ = tokio::fs::remove_file(&probe).await;
+        match back {
+            Ok(b) if b == text => Ok(()),
+            Ok(_) => Err(ContentError::Io {
+                path: probe,
+                source: std::io::Error::other("returned other bytes than were written"),
+            }),
+            Err(source) => Err(ContentError::Io {
+                path: probe,
+                source,
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
     }
 }
 

@@ -23,4 +23,7 @@ pub use real::{
     download_real_update, find_real_update, RealUpdate, DEFAULT_REAL_UPDATE_CANDIDATES,
     DOWNLOAD_LIMIT,
 };
-pub use require::{postgres_url, require, skip_or_fail, Requirement, POSTGRES_VARIABLE};
+pub use require::{
+    postgres_url, require, s3_server, skip_or_fail, Requirement, TestS3, POSTGRES_VARIABLE,
+    S3_VARIABLE,
+};

@@ -54,11 +54,71 @@ pub enum Requirement {
     /// Issue 12, point 2: a PostgreSQL server where the test may create and drop
     /// databases, named by the URL in `PATCHDAY_TEST_POSTGRES`.
     Postgres,
+    /// Issue 12, point 3: an S3-compatible object store with a bucket the tests may
+    /// write to, named by the URL in `PATCHDAY_TEST_S3`.
+    S3,
 }
 
 /// The variable that names a PostgreSQL server for tests (issue 12, point 2), e.g.
 /// `postgres://postgres@127.0.0.1:54329/postgres`.
 pub const POSTGRES_VARIABLE: &str = "PATCHDAY_TEST_POSTGRES";
+
+/// The variable that names an S3-compatible server for tests (issue 12, point 3):
+/// `http://ACCESS_KEY_ID:SECRET_ACCESS_KEY@127.0.0.1:3900/BUCKET?region=garage`.
+pub const S3_VARIABLE: &str = "PATCHDAY_TEST_S3";
+
+/// The test S3 server named in [`S3_VARIABLE`], if it is set, not empty and readable.
+pub fn s3_server() -> Option<TestS3> {
+    let v = std::env::var(S3_VARIABLE).ok()?;
+    TestS3::parse(v.trim())
+}
+
+/// An S3-compatible server for tests, as [`S3_VARIABLE`] names it.
+#[derive(Clone)]
+pub struct TestS3 {
+    /// `http://HOST:PORT`.
+    pub endpoint: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// A bucket the tests may write to (each test under a prefix of its own).
+    pub bucket: String,
+    /// The region the server signs for.
+    pub region: String,
+}
+
+impl std::fmt::Debug for TestS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestS3")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestS3 {
+    /// Reads `SCHEME://KEY:SECRET@HOST:PORT/BUCKET?region=REGION`.
+    pub fn parse(v: &str) -> Option<Self> {
+        let (scheme, rest) = v.split_once("://")?;
+        let (auth, rest) = rest.split_once('@')?;
+        let (key, secret) = auth.split_once(':')?;
+        let (host, rest) = rest.split_once('/')?;
+        let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let region = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("region="))
+            .unwrap_or("us-east-1");
+        (!bucket.is_empty() && !key.is_empty()).then(|| TestS3 {
+            endpoint: format!("{scheme}://{host}"),
+            access_key_id: key.into(),
+            secret_access_key: secret.into(),
+            bucket: bucket.trim_end_matches('/').into(),
+            region: region.into(),
+        })
+    }
+}
 
 /// The URL in [`POSTGRES_VARIABLE`], if it is set and not empty.
 pub fn postgres_url() -> Option<String> {
@@ -156,6 +216,9 @@ impl Requirement {
             Requirement::NetNs => {
                 "root and `ip netns` (Debian package iproute2) for network namespaces".into()
             }
+            Requirement::S3 => format!(
+                "an S3-compatible object store with a writable bucket, named in {S3_VARIABLE}"
+            ),
         }
     }
 
@@ -191,6 +254,11 @@ impl Requirement {
             Requirement::NetNs => {
                 "CI runs .ci/run as root and installs it with `apt-get install -y iproute2`".into()
             }
+            Requirement::S3 => format!(
+                "`.ci/run` builds Garage (`cargo install garage`), starts a single-node server \
+                 on 127.0.0.1 with `.ci/s3-server start DIR` and exports {S3_VARIABLE}; by hand: \
+                 {S3_VARIABLE}=\"$(.ci/s3-server start /tmp/s3)\""
+            ),
         }
     }
 
@@ -224,6 +292,7 @@ impl Requirement {
             }
             Requirement::File { path, .. } => std::path::Path::new(path).exists(),
             Requirement::Postgres => postgres_url().is_some(),
+            Requirement::S3 => s3_server().is_some(),
         }
     }
 }

@@ -47,6 +47,20 @@ pub struct Manifest {
     pub bytes: u64,
     /// Payloads of the content store.
     pub payloads: u64,
+    /// Issue 12, point 3: where the payloads are when the backup does not hold them (an
+    /// object store, `s3://BUCKET/PREFIX`, backed up by its own means).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payloads_elsewhere: Option<String>,
+}
+
+/// Where the server being backed up keeps its payloads.
+#[derive(Clone, Debug)]
+pub enum PayloadSource {
+    /// A directory (`DATA/content`, or the one `--content DIR` names): copied into the
+    /// backup as `content/`.
+    Directory(PathBuf),
+    /// An object store (`s3://BUCKET/PREFIX`): not copied; the manifest names it.
+    Elsewhere(String),
 }
 
 /// Paths (relative to the data directory) that are never backed up: the live database
@@ -70,8 +84,9 @@ fn transient(rel: &Path) -> bool {
         || s.starts_with("catalog/states")
 }
 
-/// The parts a restore cannot do without, each with what goes wrong without it.
-fn required(data: &Path) -> Vec<String> {
+/// The parts a restore cannot do without, each with what goes wrong without it;
+/// `payloads`: the payload directory, `None` when the payloads are in an object store.
+fn required(data: &Path, payloads: Option<&Path>) -> Vec<String> {
     let mut missing = Vec::new();
     if !data.join(DATABASE).is_file() {
         missing.push(format!(
@@ -83,10 +98,11 @@ fn required(data: &Path) -> Vec<String> {
             "director/ed25519.pk8 (the director key: without it every agent refuses all assignments as forged)".into(),
         );
     }
-    if !data.join("content").is_dir() {
-        missing.push(
-            "content/ (the payloads: without them every download fails until the catalog is pushed again)".into(),
-        );
+    if let Some(dir) = payloads.filter(|d| !d.is_dir()) {
+        missing.push(format!(
+            "{} (the payloads: without them every download fails until the catalog is pushed again; a server started with --content DIR: pass the same --content)",
+            dir.display()
+        ));
     }
     missing
 }
@@ -133,13 +149,22 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// Backs up the data directory `data` of a server on SQLite (running or not) into the
 /// tar file `out`, which must not exist.
-pub async fn backup(data: &Path, out: &Path, now: jiff::Timestamp) -> anyhow::Result<Manifest> {
+pub async fn backup(
+    data: &Path,
+    payloads: &PayloadSource,
+    out: &Path,
+    now: jiff::Timestamp,
+) -> anyhow::Result<Manifest> {
     ensure!(
         !out.exists(),
         "{} exists: give a new file name (nothing was written)",
         out.display()
     );
-    let missing = required(data);
+    let payload_dir = match payloads {
+        PayloadSource::Directory(d) => Some(d.as_path()),
+        PayloadSource::Elsewhere(_) => None,
+    };
+    let missing = required(data, payload_dir);
     ensure!(
         missing.is_empty(),
         "{} cannot be restored from: it lacks {}. Nothing was written.",
@@ -165,7 +190,7 @@ pub async fn backup(data: &Path, out: &Path, now: jiff::Timestamp) -> anyhow::Re
             .await
             .context("copying the database")?;
         let partial = work.path().join("backup.tar");
-        let manifest = write_tar(data, &db_copy, &partial, now)?;
+        let manifest = write_tar(data, payloads, &db_copy, &partial, now)?;
         if fingerprint(data)? == before {
             std::fs::rename(&partial, out)
                 .with_context(|| format!("moving the backup to {}", out.display()))?;
@@ -183,12 +208,33 @@ pub async fn backup(data: &Path, out: &Path, now: jiff::Timestamp) -> anyhow::Re
 
 fn write_tar(
     data: &Path,
+    payloads: &PayloadSource,
     db_copy: &Path,
     out: &Path,
     now: jiff::Timestamp,
 ) -> anyhow::Result<Manifest> {
-    let mut files = Vec::new();
-    walk(data, data, &mut files)?;
+    // (path on disk, name in the tar): the data directory, then the payloads from where
+    // the server keeps them (issue 12: `--content DIR` elsewhere is backed up too).
+    let mut names = Vec::new();
+    walk(data, data, &mut names)?;
+    let default_dir = data.join("content");
+    let payloads_in_data = matches!(payloads, PayloadSource::Directory(d) if *d == default_dir);
+    let mut files: Vec<(PathBuf, PathBuf)> = names
+        .into_iter()
+        .filter(|rel| payloads_in_data || !rel.starts_with("content"))
+        .map(|rel| (data.join(&rel), rel))
+        .collect();
+    if let PayloadSource::Directory(dir) = payloads {
+        if !payloads_in_data {
+            let mut names = Vec::new();
+            walk(dir, dir, &mut names)?;
+            files.extend(
+                names
+                    .into_iter()
+                    .map(|rel| (dir.join(&rel), Path::new("content").join(rel))),
+            );
+        }
+    }
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
     tar.follow_symlinks(false);
@@ -199,19 +245,23 @@ fn write_tar(
         files: 0,
         bytes: 0,
         payloads: 0,
+        payloads_elsewhere: match payloads {
+            PayloadSource::Elsewhere(at) => Some(at.clone()),
+            PayloadSource::Directory(_) => None,
+        },
     };
     tar.append_path_with_name(db_copy, DATABASE)
         .context("adding the database")?;
-    for rel in &files {
-        let path = data.join(rel);
-        match tar.append_path_with_name(&path, rel) {
+    for (path, rel) in &files {
+        let path = path.as_path();
+        match tar.append_path_with_name(path, rel) {
             Ok(()) => {}
             // A payload evicted while the backup ran: it is no longer needed.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("adding {}", path.display())),
         }
         manifest.files += 1;
-        manifest.bytes += std::fs::symlink_metadata(&path)
+        manifest.bytes += std::fs::symlink_metadata(path)
             .map(|m| m.len())
             .unwrap_or(0);
         if rel.starts_with("content") {
@@ -287,7 +337,14 @@ pub async fn restore(from: &Path, data: &Path) -> anyhow::Result<Restored> {
         manifest.format
     );
     std::fs::remove_file(staged.join(MANIFEST))?;
-    let missing = required(&staged);
+    let payloads = staged.join("content");
+    let missing = required(
+        &staged,
+        manifest
+            .payloads_elsewhere
+            .is_none()
+            .then_some(payloads.as_path()),
+    );
     ensure!(
         missing.is_empty(),
         "{} lacks {}: nothing was restored",
@@ -350,9 +407,91 @@ mod tests {
     #[test]
     fn a_data_directory_without_the_director_key_or_content_is_refused_by_name() {
         let d = tempfile::tempdir().unwrap();
-        let missing = required(d.path());
+        let missing = required(d.path(), Some(&d.path().join("content")));
         assert_eq!(missing.len(), 3, "{missing:?}");
         assert!(missing[1].contains("forged"), "{missing:?}");
         assert!(missing[2].contains("pushed again"), "{missing:?}");
+        // Issue 12, point 3: payloads in an object store are not asked for.
+        assert_eq!(required(d.path(), None).len(), 2);
+    }
+
+    /// A data directory with a database and a director key (what `required` asks for).
+    async fn data_dir(d: &Path) {
+        std::fs::create_dir_all(d).unwrap();
+        patchday_store_sqlite::SqliteStore::open(&d.join(DATABASE))
+            .await
+            .unwrap();
+        std::fs::create_dir_all(d.join("director")).unwrap();
+        std::fs::write(d.join("director/ed25519.pk8"), b"key").unwrap();
+    }
+
+    fn names_in(tar_file: &Path) -> Vec<String> {
+        let mut a = tar::Archive::new(std::fs::File::open(tar_file).unwrap());
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    }
+
+    /// Issue 12: a server started with `--content DIR` elsewhere has those payloads in
+    /// its backup (not a stale DATA/content), and a restore puts them in DATA/content.
+    #[tokio::test]
+    async fn payloads_in_a_directory_elsewhere_are_backed_up_and_restored() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("data");
+        data_dir(&data).await;
+        std::fs::create_dir_all(data.join("content/00")).unwrap();
+        std::fs::write(data.join("content/00/stale"), b"old").unwrap();
+        let shared = t.path().join("shared");
+        let key = "ab".repeat(32);
+        std::fs::create_dir_all(shared.join("ab")).unwrap();
+        std::fs::write(shared.join("ab").join(&key), b"payload").unwrap();
+        let out = t.path().join("b.tar");
+        let now = "2026-12-02T12:00:00Z".parse().unwrap();
+        let m = backup(&data, &PayloadSource::Directory(shared.clone()), &out, now)
+            .await
+            .unwrap();
+        assert_eq!((m.payloads, m.payloads_elsewhere.as_deref()), (1, None));
+        let names = names_in(&out);
+        assert!(names.contains(&format!("content/ab/{key}")), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("stale")), "{names:?}");
+        let restored = t.path().join("restored");
+        restore(&out, &restored).await.unwrap();
+        assert_eq!(
+            std::fs::read(restored.join("content/ab").join(&key)).unwrap(),
+            b"payload"
+        );
+
+        // A directory that is not there is refused by name, nothing written.
+        let out2 = t.path().join("c.tar");
+        let e = backup(
+            &data,
+            &PayloadSource::Directory(t.path().join("nowhere")),
+            &out2,
+            now,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("nowhere"), "{e}");
+        assert!(!out2.exists());
+    }
+
+    /// Issue 12, point 3: payloads in an object store are not copied; the manifest names
+    /// the bucket, and a restore without content/ is accepted because of it.
+    #[tokio::test]
+    async fn payloads_in_an_object_store_are_named_not_copied() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("data");
+        data_dir(&data).await;
+        let out = t.path().join("b.tar");
+        let now = "2026-12-02T12:00:00Z".parse().unwrap();
+        let at = "s3://payloads/prod".to_string();
+        let m = backup(&data, &PayloadSource::Elsewhere(at.clone()), &out, now)
+            .await
+            .unwrap();
+        assert_eq!(m.payloads_elsewhere, Some(at.clone()));
+        assert!(!names_in(&out).iter().any(|n| n.starts_with("content")));
+        let r = restore(&out, &t.path().join("restored")).await.unwrap();
+        assert_eq!(r.manifest.payloads_elsewhere, Some(at));
     }
 }

@@ -137,6 +137,16 @@ impl From<patchday_content::ContentError> for ApiError {
                     format!("payload {key} is not available on the server now (damaged and set aside?); the operator must push the catalog again"),
                 )
             }
+            // Issue 12, point 3: an object store that does not answer now is a wait, not
+            // a server fault; a fatal one (credentials, bucket) stays a 500 with its log.
+            e @ C::S3 { .. } if e.is_retryable() => {
+                tracing::warn!(error = %e, "the content store failed a request that may succeed later");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the payload store does not answer now; try again later".to_string(),
+                )
+                .retry_after(30)
+            }
             other => ApiError::internal(other),
         }
     }

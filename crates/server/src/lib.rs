@@ -199,17 +199,19 @@ impl ScrubReport {
     }
 }
 
-/// Hashes every stored payload under `data_dir`, quarantines damaged ones, and lists
-/// what the current catalog names but the store lacks. A later catalog push repairs both.
-pub async fn scrub(data_dir: &std::path::Path) -> anyhow::Result<ScrubReport> {
-    use patchday_content::ContentStore;
-    let content_dir = data_dir.join("content");
-    anyhow::ensure!(
-        content_dir.is_dir(),
-        "{} has no content store: is it a server data directory (--data)?",
-        data_dir.display()
-    );
-    let content = patchday_content::LocalDisk::new(content_dir)?;
+/// Hashes every stored payload of the server configured by `config` (its directory or,
+/// issue 12 point 3, its bucket), quarantines damaged ones, and lists what the current
+/// catalog names but the store lacks. A later catalog push repairs both.
+pub async fn scrub(config: &ServerConfig) -> anyhow::Result<ScrubReport> {
+    let data_dir = config.data_dir.as_path();
+    if let Some(dir) = config.content_directory() {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "{} has no content store: is it a server data directory (--data), or are its payloads elsewhere (--content)?",
+            dir.display()
+        );
+    }
+    let content = state::open_content(config).await?;
     let mut report = ScrubReport::default();
     for key in content.keys().await? {
         report.checked += 1;

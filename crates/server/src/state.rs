@@ -19,6 +19,12 @@ pub struct ServerConfig {
     /// Issue 12, points 3 and 5: the payload directory, when not `DATA/content` (a
     /// directory all replicas share, e.g. on a network filesystem).
     pub content_dir: Option<PathBuf>,
+    /// Issue 12, point 3: payloads in an S3-compatible bucket instead of a directory
+    /// (`--content s3://BUCKET/PREFIX`).
+    pub content_s3: Option<patchday_content::s3::S3Config>,
+    /// Issue 12, point 3: answer payload downloads with a redirect to a presigned URL
+    /// of this lifetime (object stores only); `None`: stream them through the server.
+    pub content_redirect: Option<std::time::Duration>,
     /// The catalog root to pin on first start (`root.json` from the publisher).
     pub catalog_root: Option<PathBuf>,
     /// Largest accepted catalog upload in bytes.
@@ -68,6 +74,8 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             database: None,
             content_dir: None,
+            content_s3: None,
+            content_redirect: None,
             catalog_root: None,
             max_catalog_bytes: 2 << 30,
             poll_seconds: 3600,
@@ -86,6 +94,18 @@ impl ServerConfig {
             retain: jiff::SignedDuration::from_hours(30 * 24),
             metrics_token: None,
             access_token_lifetime: jiff::SignedDuration::from_mins(10),
+        }
+    }
+
+    /// The payload directory when payloads are on disk (`None` with an object store).
+    pub fn content_directory(&self) -> Option<PathBuf> {
+        match self.content_s3 {
+            Some(_) => None,
+            None => Some(
+                self.content_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("content")),
+            ),
         }
     }
 
@@ -149,6 +169,28 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
+/// Opens the configured content store: a directory, or (issue 12, point 3) a bucket,
+/// which must answer a probe before the server starts.
+pub async fn open_content(config: &ServerConfig) -> anyhow::Result<Arc<dyn ContentStore>> {
+    if let Some(s3) = &config.content_s3 {
+        let store = patchday_content::s3::S3Store::new(s3)?;
+        store
+            .ready()
+            .await
+            .with_context(|| format!("the content store {} is not usable", s3.location))?;
+        tracing::info!(content = %s3.location, redirect = config.content_redirect.is_some(), "payloads in an object store");
+        return Ok(Arc::new(store));
+    }
+    anyhow::ensure!(
+        config.content_redirect.is_none(),
+        "--content-redirect needs an object store (--content s3://BUCKET/PREFIX): a directory has no URL to send agents to"
+    );
+    let dir = config
+        .content_directory()
+        .unwrap_or_else(|| config.data_dir.join("content"));
+    Ok(Arc::new(LocalDisk::new(dir)?))
+}
+
 /// Everything a request handler needs.
 #[derive(Clone)]
 pub struct AppState {
@@ -201,12 +243,7 @@ impl AppState {
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         set_private(dir)?;
         let store = open_store(config).await?;
-        let content = LocalDisk::new(
-            config
-                .content_dir
-                .clone()
-                .unwrap_or_else(|| dir.join("content")),
-        )?;
+        let content = open_content(config).await?;
         crate::catalog::pin_root(store.as_ref(), dir, config.catalog_root.as_deref()).await?;
         crate::catalog::recover(dir, store.as_ref())
             .await
@@ -225,7 +262,7 @@ impl AppState {
         let push_start = u64::try_from(clock.now().as_second()).unwrap_or(0);
         Ok(Self {
             store,
-            content: Arc::new(content),
+            content,
             clock,
             config: Arc::new(config.clone()),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),

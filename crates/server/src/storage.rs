@@ -151,15 +151,8 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     if let Err(why) = database_ready(&s).await {
         failed.push(format!("database: {why}"));
     }
-    if let Err(why) = content_ready(
-        &s.config
-            .content_dir
-            .clone()
-            .unwrap_or_else(|| s.config.data_dir.join("content")),
-    )
-    .await
-    {
-        failed.push(format!("content store: {why}"));
+    if let Err(why) = s.content.ready().await {
+        failed.push(format!("content store: cannot be used: {why}"));
     }
     if failed.is_empty() {
         "ready".into_response()
@@ -184,30 +177,5 @@ async fn database_ready(s: &AppState) -> Result<(), String> {
             "no answer to a query within {} s (locked or stuck?)",
             READY_TIMEOUT.as_secs()
         )),
-    }
-}
-
-/// Lists the content directory and writes, reads and removes a probe file in it (a
-/// name the store never lists as a blob).
-async fn content_ready(dir: &std::path::Path) -> Result<(), String> {
-    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", dir.display());
-    let mut entries = tokio::fs::read_dir(dir)
-        .await
-        .map_err(|e| fail("list", e))?;
-    entries.next_entry().await.map_err(|e| fail("list", e))?;
-    let probe = dir.join(format!(".ready-probe-{}", rand::random::<u64>()));
-    let text = b"patchday readiness probe\n";
-    tokio::fs::write(&probe, text)
-        .await
-        .map_err(|e| fail("write in", e))?;
-    let back = tokio::fs::read(&probe).await;
-    let _ = tokio::fs::remove_file(&probe).await;
-    match back {
-        Ok(b) if b == text => Ok(()),
-        Ok(_) => Err(format!(
-            "{} returned other bytes than were written",
-            dir.display()
-        )),
-        Err(e) => Err(fail("read from", e)),
     }
 }

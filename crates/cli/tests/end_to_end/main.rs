@@ -33,6 +33,7 @@ mod lifecycle;
 mod milter;
 mod mirror;
 mod mirror_schedule;
+mod object_store; // issue 12, point 3: payloads in an S3-compatible bucket
 mod output_escaping;
 mod packaging;
 mod pipeline;

@@ -1,5 +1,5 @@
 //! Issue 12, point 5: three `patchday server` replicas on one PostgreSQL database and one
-//! shared payload directory, behind Debian's nginx. Agents enrol and check in through
+//! shared payload directory (or, point 3, one S3 bucket on Garage), behind Debian's nginx. Agents enrol and check in through
 //! nginx in a storm while an operator approves; one replica is killed in the middle.
 //! Nothing is lost: every agent is served (nginx moves a request that died with its
 //! replica to another one), every host installs the approved update, and the report and
@@ -63,6 +63,26 @@ fn host_port(url: &str) -> String {
 
 #[test]
 fn three_replicas_behind_nginx_lose_nothing_when_one_dies_during_a_check_in_storm() {
+    storm(Payloads::SharedDirectory);
+}
+
+/// Issue 12, point 3: the same, with the payloads in an S3-compatible bucket (Garage)
+/// instead of a shared directory.
+#[test]
+fn three_replicas_on_one_bucket_lose_nothing_when_one_dies_during_a_check_in_storm() {
+    if !patchday_lab::require(Requirement::S3) {
+        return;
+    }
+    storm(Payloads::Bucket);
+}
+
+/// Where the replicas keep payloads.
+enum Payloads {
+    SharedDirectory,
+    Bucket,
+}
+
+fn storm(payloads: Payloads) {
     if !patchday_lab::require(Requirement::Postgres) || !patchday_lab::require(Requirement::NGINX) {
         return;
     }
@@ -92,13 +112,18 @@ fn three_replicas_behind_nginx_lose_nothing_when_one_dies_during_a_check_in_stor
         patchday_lab::build_deb(&spec, &pkgs).unwrap()
     };
     let (old, new) = (build("1.0-1"), build("1.0-2"));
-    let shared = dir.join("content");
-    let flags = vec![
-        "--database".to_string(),
-        url.clone(),
-        "--content".to_string(),
-        shared.to_str().unwrap().to_string(),
-    ];
+    let mut flags = vec!["--database".to_string(), url.clone()];
+    match payloads {
+        Payloads::SharedDirectory => flags.extend([
+            "--content".to_string(),
+            dir.join("content").to_str().unwrap().to_string(),
+        ]),
+        Payloads::Bucket => flags.extend(crate::object_store::s3_flags(
+            &patchday_lab::s3_server().unwrap(),
+            &format!("replicas/{:016x}", rand::random::<u64>()),
+            dir,
+        )),
+    }
     // Replica A pins the root, takes the catalog, makes tenant acme and a token.
     let dir_a = dir.join("a");
     std::fs::create_dir_all(&dir_a).unwrap();

@@ -1,0 +1,167 @@
+//! Issue 12, point 3: the content-store conformance suite, one test per case, on the
+//! local directory (always) and on a real S3-compatible server named in
+//! `PATCHDAY_TEST_S3` (`.ci/run` starts Garage; skipped without it, failed under CI=true).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use async_trait::async_trait;
+use patchday_content::conformance::Harness;
+use patchday_content::ContentStore;
+use std::path::Path;
+
+async fn http_get(url: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(r) = range {
+        req = req.header("Range", r);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+mod local {
+    use super::*;
+    use patchday_content::LocalDisk;
+
+    pub struct Fresh {
+        store: LocalDisk,
+        dir: tempfile::TempDir,
+    }
+
+    #[async_trait]
+    impl Harness for Fresh {
+        fn store(&self) -> &dyn ContentStore {
+            &self.store
+        }
+        fn replica(&self) -> Box<dyn ContentStore> {
+            Box::new(LocalDisk::new(self.dir.path().join("blobs")).unwrap())
+        }
+        async fn damage(&self, key: &str, bytes: &[u8]) {
+            let p = self.dir.path().join("blobs").join(&key[..2]).join(key);
+            std::fs::write(p, bytes).unwrap();
+        }
+        fn scratch(&self) -> &Path {
+            self.dir.path()
+        }
+        async fn http_get(&self, url: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+            super::http_get(url, range).await
+        }
+    }
+
+    pub async fn fresh() -> Option<Fresh> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDisk::new(dir.path().join("blobs")).unwrap();
+        Some(Fresh { store, dir })
+    }
+
+    patchday_content::content_conformance_tests!(fresh);
+}
+
+mod s3 {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use patchday_content::s3::{S3Config, S3Location, S3Store};
+    use patchday_lab::Requirement;
+
+    /// A prefix of its own in the test bucket per case, removed afterwards.
+    pub struct Fresh {
+        store: S3Store,
+        config: S3Config,
+        dir: tempfile::TempDir,
+    }
+
+    #[async_trait]
+    impl Harness for Fresh {
+        fn store(&self) -> &dyn ContentStore {
+            &self.store
+        }
+        fn replica(&self) -> Box<dyn ContentStore> {
+            Box::new(S3Store::new(&self.config).unwrap())
+        }
+        async fn damage(&self, key: &str, bytes: &[u8]) {
+            let raw = self.config.client().unwrap();
+            let path = object_store::path::Path::from(format!(
+                "{}/{}/{key}",
+                self.config.location.prefix,
+                &key[..2]
+            ));
+            raw.put(&path, bytes.to_vec().into()).await.unwrap();
+        }
+        fn scratch(&self) -> &Path {
+            self.dir.path()
+        }
+        async fn http_get(&self, url: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+            super::http_get(url, range).await
+        }
+    }
+
+    pub fn config(prefix: &str) -> Option<S3Config> {
+        let server = patchday_lab::s3_server()?;
+        let mut c = S3Config::new(S3Location {
+            bucket: server.bucket,
+            prefix: prefix.into(),
+        });
+        c.endpoint = Some(server.endpoint);
+        c.region = Some(server.region);
+        c.access_key_id = Some(server.access_key_id);
+        c.secret_access_key = Some(server.secret_access_key);
+        Some(c)
+    }
+
+    pub async fn fresh() -> Option<Fresh> {
+        if !patchday_lab::require(Requirement::S3) {
+            return None;
+        }
+        let prefix = format!("conformance/{:016x}", rand::random::<u64>());
+        let config = config(&prefix)?;
+        let store = S3Store::new(&config).unwrap();
+        Some(Fresh {
+            store,
+            config,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    patchday_content::content_conformance_tests!(fresh);
+
+    /// The failures an operator meets first say what they are and whether to retry.
+    #[tokio::test]
+    async fn bad_credentials_a_missing_bucket_and_no_endpoint_say_what_to_do() {
+        use patchday_content::S3Failure;
+        let Some(_) = fresh().await else { return };
+        let kind = |e: patchday_content::ContentError| match e {
+            patchday_content::ContentError::S3 { kind, .. } => (kind, e.to_string()),
+            other => panic!("expected an object store failure, got {other}"),
+        };
+
+        let mut c = config("errors").unwrap();
+        c.secret_access_key = Some("0".repeat(64));
+        let (k, text) = kind(S3Store::new(&c).unwrap().ready().await.unwrap_err());
+        assert_eq!(k, S3Failure::Credentials, "{text}");
+        assert!(!k.is_retryable() && text.contains("credentials"), "{text}");
+        assert!(
+            !text.contains(&"0".repeat(64)),
+            "the secret is not in the message"
+        );
+
+        let mut c = config("errors").unwrap();
+        c.location.bucket = "no-such-bucket-here".into();
+        let (k, text) = kind(S3Store::new(&c).unwrap().ready().await.unwrap_err());
+        assert_eq!(k, S3Failure::BucketMissing, "{text}");
+        assert!(text.contains("create it"), "{text}");
+
+        let mut c = config("errors").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        c.endpoint = Some(format!("http://127.0.0.1:{port}"));
+        let (k, text) = kind(S3Store::new(&c).unwrap().ready().await.unwrap_err());
+        assert_eq!(k, S3Failure::Unreachable, "{text}");
+        assert!(
+            k.is_retryable() && text.contains("does not answer"),
+            "{text}"
+        );
+    }
+}
