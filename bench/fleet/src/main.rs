@@ -137,7 +137,17 @@ struct Host {
     packages: tokio::sync::Mutex<Vec<Package>>,
     /// Its first assignment after the approval was announced.
     announced: std::sync::atomic::AtomicBool,
+    /// Installed (or failed) by a run whose closing check-in did not get through: the
+    /// retry's check-in, with the new inventory, is the one that counts.
+    settled: std::sync::atomic::AtomicU8,
 }
+
+/// `Host::settled`: nothing pending.
+const SETTLED_NONE: u8 = 0;
+/// `Host::settled`: installed, its closing check-in not answered yet.
+const SETTLED_INSTALLED: u8 = 1;
+/// `Host::settled`: failed, its closing check-in not answered yet.
+const SETTLED_FAILED: u8 = 2;
 
 /// What a host tells the collector.
 enum Event {
@@ -315,6 +325,7 @@ async fn make_host(
         fails,
         packages: tokio::sync::Mutex::new(packages),
         announced: std::sync::atomic::AtomicBool::new(false),
+        settled: std::sync::atomic::AtomicU8::new(SETTLED_NONE),
     })
 }
 
@@ -491,12 +502,14 @@ async fn run_once(
             )
             .await;
             out.failed = true;
+            host.settled.store(SETTLED_FAILED, Ordering::Relaxed);
             continue;
         }
         counters.record(&decided);
         host.state.save_release_counters(&counters)?;
         report(host, &a.update, UpdateState::Installed, None).await;
         out.installed = true;
+        host.settled.store(SETTLED_INSTALLED, Ordering::Relaxed);
     }
     // The truth as dpkg now sees it.
     let inventory = patchday_agent::inventory::collect(&host.cfg.root)?;
@@ -525,7 +538,14 @@ async fn run_until_done(
     let mut attempt = 0u32;
     loop {
         match run_once(host, install, Some((tx, index))).await {
-            Ok(o) => {
+            Ok(mut o) => {
+                // A retry after a closing check-in that failed finds nothing to do: what
+                // the earlier attempt did is what this check-in reported.
+                match host.settled.swap(SETTLED_NONE, Ordering::Relaxed) {
+                    SETTLED_INSTALLED => o.installed = true,
+                    SETTLED_FAILED => o.failed = !o.installed,
+                    _ => {}
+                }
                 if let Some(at) = since_approval() {
                     if o.installed {
                         let _ = tx.send(Event::Installed { host: index, at });
