@@ -344,6 +344,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStall<S> {
         self.watch(cx, r)
     }
 
+    // Issue 10: vectored writes pass through. Without them hyper takes the stream for one
+    // that cannot write several buffers at once and copies every response body into its
+    // own write buffer first: a 1 MB payload held in memory was copied once per download
+    // (1.5 GB of server memory with 2,000 agents downloading at once, 4 GB with 10,000).
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
