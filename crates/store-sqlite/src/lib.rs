@@ -2168,7 +2168,8 @@ impl TenantStore for SqliteTenant {
         findings: &[patchday_types::api::ScanFinding],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        // The store's own write transaction, as every write here (see `WriteTx`).
+        let mut tx = WriteTx::begin(&self.writer).await?;
         for f in findings {
             let outcome = serde_json::to_value(f.outcome)
                 .ok()
@@ -2186,7 +2187,7 @@ impl TenantStore for SqliteTenant {
             .await
             .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        tx.finish(None).await
     }
 
     async fn scan_findings(&self, limit: u32) -> Result<Vec<patchday_types::api::HostScanFinding>> {
