@@ -88,9 +88,10 @@ pub async fn tenant_list(
     now: jiff::Timestamp,
 ) -> Result<AccessList, ApiError> {
     let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
-    let approvals = tenant.list_approvals().await?;
     let mut hosts = Vec::new();
-    for e in crate::fleet_view::evaluate(tenant, &approvals, &version, &catalog).await? {
+    let fleet =
+        crate::fleet_view::FleetReader::open(tenant, &version, &catalog, &s.metrics).await?;
+    for e in fleet.all().await? {
         let d = decide(s, &e, &catalog, now);
         hosts.push(HostAccess {
             host: e.host.id.clone(),

@@ -3,27 +3,34 @@
 //! re-reading and re-evaluating 10,000 inventories per request.
 //!
 //! A host's statuses depend on the catalog, the tenant's decisions and ring grace
-//! periods, the host's groups, its inventory (which changes only at a check-in, which
-//! moves `last_seen`) and its agent's reports. The fleet is read in one query
-//! ([`TenantStore::fleet`]) with each host's stored evaluation and the fingerprint
-//! ("basis") of what it was made from; a host whose basis still holds is taken as
-//! stored, the others are evaluated again (their inventory read) and stored back in one
-//! transaction. What depends on the time (stale, overdue) and on the agent's last error
-//! is decided at read time from the statuses, never stored, so a reused evaluation is as
-//! true as a fresh one. A check-in writes nothing for it.
+//! periods, the host's groups, its inventory and its agent's reports. Each host's
+//! evaluation is kept with a fingerprint ("basis") of what it was made from: the catalog
+//! version, the tenant's decisions mark (moved by the database itself at every change of
+//! approvals and rings), the host's groups, and marks of its inventory (its digest) and
+//! reports ([`HostMarks`]). A check-in and a state report keep the evaluation they make
+//! anyway (in the transaction that records the host's states, and only when its basis
+//! moved: an unchanged check-in writes nothing), so after a rollout the views find
+//! nearly every host evaluated. A view reads the fleet in pages ([`FleetReader`]) and
+//! evaluates again only the hosts whose basis moved since (after a new approval, say),
+//! keeping those too. Marks are always read before the data they cover, so an
+//! evaluation is never kept under a mark newer than what it saw. What depends on the
+//! time (stale, overdue) and on the agent's last error is decided at read time from the
+//! statuses, never stored, so a reused evaluation is as true as a fresh one.
 
-use crate::compliance::{host_statuses, ring_graces};
+use crate::compliance::host_statuses;
 use crate::error::ApiError;
 use patchday_core::applicability::{CatalogIndex, UpdateStatus};
-use patchday_store::{FleetHost, HostRecord, HostSigning, StoredVerdict, TenantStore};
+use patchday_store::{
+    HostMarks, HostRecord, HostSigning, MarksAtCheckin, StoredVerdict, TenantStore,
+};
 use patchday_types::api::Approval;
-use patchday_types::{UpdateId, UpdateState};
+use patchday_types::{HostId, UpdateId, UpdateState};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Raised when the stored body's format or the evaluation's rules change: every stored
 /// evaluation is then made again once.
-const FORMAT: &str = "fleet-view-1";
+const FORMAT: &str = "fleet-view-2";
 
 /// Most evaluations written back in one transaction.
 const WRITE_BATCH: usize = 500;
@@ -90,117 +97,213 @@ impl From<Status> for UpdateStatus {
     }
 }
 
-/// The fingerprint of what every host of the tenant shares: the catalog's content, the
-/// decisions and the ring grace periods.
-async fn tenant_basis(
-    tenant: &dyn TenantStore,
-    catalog_version: &str,
-    approvals: &[Approval],
-) -> Result<Sha256, ApiError> {
-    let mut h = Sha256::new();
-    h.update(FORMAT.as_bytes());
-    h.update(b"\0catalog\0");
-    h.update(catalog_version.as_bytes());
-    h.update(b"\0approvals\0");
-    h.update(serde_json::to_vec(approvals).map_err(ApiError::internal)?);
-    h.update(b"\0graces\0");
-    let graces = ring_graces(tenant).await?;
-    h.update(serde_json::to_vec(&graces).map_err(ApiError::internal)?);
-    Ok(h)
-}
+/// What every host of a tenant shares in its basis: the catalog's content and the
+/// tenant's decisions and rings (through the mark the database moves at each change).
+#[derive(Clone)]
+pub struct Shared(Sha256);
 
-/// The basis of one host's evaluation: the tenant's, its groups, its last check-in and
-/// its reports.
-fn host_basis(tenant: &Sha256, f: &FleetHost) -> String {
-    let mut h = tenant.clone();
-    h.update(b"\0host\0");
-    h.update(f.host.id.as_str().as_bytes());
-    for g in &f.host.groups {
-        h.update(b"\0group\0");
-        h.update(g.as_str().as_bytes());
+impl Shared {
+    /// The shared part of the basis for a catalog version and a decisions mark read
+    /// before the decisions themselves.
+    pub fn new(catalog_version: &str, decisions: i64) -> Self {
+        let mut h = Sha256::new();
+        h.update(FORMAT.as_bytes());
+        h.update(b"\0catalog\0");
+        h.update(catalog_version.as_bytes());
+        h.update(b"\0decisions\0");
+        h.update(decisions.to_le_bytes());
+        Self(h)
     }
-    h.update(b"\0seen\0");
-    if let Some(seen) = f.host.last_seen {
-        h.update(seen.to_string().as_bytes());
-    }
-    h.update(b"\0states\0");
-    h.update(f.states_mark.as_bytes());
-    hex::encode(h.finalize())
-}
 
-/// Every host of `tenant`, evaluated; stored evaluations reused where their basis holds.
-pub async fn evaluate(
-    tenant: &dyn TenantStore,
-    approvals: &[Approval],
-    catalog_version: &str,
-    catalog: &CatalogIndex,
-) -> Result<Vec<Evaluated>, ApiError> {
-    let shared = tenant_basis(tenant, catalog_version, approvals).await?;
-    let fleet = tenant.fleet().await?;
-    let mut out = Vec::with_capacity(fleet.len());
-    let mut fresh = Vec::new();
-    for f in fleet {
-        let basis = host_basis(&shared, &f);
-        let stored = f
-            .verdict
-            .as_ref()
-            .filter(|v| v.basis == basis)
-            .and_then(|v| match serde_json::from_str::<Body>(&v.body) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    // A cache: an unreadable entry is made again, and said once.
-                    tracing::warn!(host = %f.host.id, error = %e, "stored evaluation unreadable; evaluating again");
-                    None
-                }
-            });
-        let (statuses, dpkg_broken) = match stored {
-            Some(b) => (
-                b.statuses.into_iter().map(Into::into).collect(),
-                b.dpkg_broken,
-            ),
-            None => {
-                let inventory = tenant.inventory(&f.host.id).await?;
-                let dpkg_broken = inventory.as_ref().and_then(|i| i.dpkg_broken.clone());
-                let statuses: Vec<UpdateStatus> =
-                    host_statuses(tenant, &f.host, approvals, catalog, inventory.as_ref())
-                        .await?
-                        .into_iter()
-                        .filter(|s| s.state != UpdateState::NotApplicable)
-                        .collect();
-                let body = Body {
-                    statuses: statuses.iter().map(Status::from).collect(),
-                    dpkg_broken: dpkg_broken.clone(),
-                };
-                fresh.push(StoredVerdict {
-                    host: f.host.id.clone(),
-                    basis,
-                    body: serde_json::to_string(&body).map_err(ApiError::internal)?,
-                });
-                (statuses, dpkg_broken)
-            }
-        };
-        out.push(Evaluated {
-            host: f.host,
-            signing: f.signing,
-            statuses,
-            dpkg_broken,
-        });
-    }
-    if !fresh.is_empty() {
-        tracing::debug!(
-            tenant = %tenant.id(),
-            evaluated = fresh.len(),
-            reused = out.len() - fresh.len(),
-            "fleet view: hosts evaluated again"
-        );
-    }
-    for chunk in fresh.chunks(WRITE_BATCH) {
-        // Keeping them is an optimisation: a failure (a full disk) costs the next view
-        // time, never this view its answer.
-        if let Err(e) = tenant.put_verdicts(chunk).await {
-            tracing::warn!(error = %e, "could not keep the fleet view's evaluations");
-            break;
+    /// The basis of one host's evaluation: the shared part, its groups, and the marks of
+    /// its inventory and reports.
+    fn basis(&self, host: &HostRecord, marks: &HostMarks) -> String {
+        let mut h = self.0.clone();
+        h.update(b"\0host\0");
+        h.update(host.id.as_str().as_bytes());
+        for g in &host.groups {
+            h.update(b"\0group\0");
+            h.update(g.as_str().as_bytes());
         }
+        h.update(b"\0inventory\0");
+        h.update(marks.inventory.as_bytes());
+        h.update(b"\0states\0");
+        h.update(marks.states.as_bytes());
+        hex::encode(h.finalize())
     }
-    Ok(out)
+}
+
+/// One host's evaluation as it is kept: `statuses` as [`crate::compliance::host_statuses`]
+/// made them (not-applicable ones are left out here), with the basis of `marks`, which
+/// must have been read before what the evaluation read.
+pub fn verdict(
+    shared: &Shared,
+    host: &HostRecord,
+    marks: &HostMarks,
+    statuses: &[UpdateStatus],
+    dpkg_broken: Option<String>,
+) -> Result<StoredVerdict, ApiError> {
+    let body = Body {
+        statuses: statuses
+            .iter()
+            .filter(|s| s.state != UpdateState::NotApplicable)
+            .map(Status::from)
+            .collect(),
+        dpkg_broken,
+    };
+    Ok(StoredVerdict {
+        host: host.id.clone(),
+        basis: shared.basis(host, marks),
+        body: serde_json::to_string(&body).map_err(ApiError::internal)?,
+    })
+}
+
+/// The evaluation a check-in or a state report just made, to keep in the transaction
+/// that records the host's states; `None` when the one kept has the same basis (an
+/// unchanged check-in writes nothing). `at` was read before the host, its decisions and
+/// its states.
+pub fn kept(
+    catalog_version: &str,
+    at: &MarksAtCheckin,
+    host: &HostRecord,
+    statuses: &[UpdateStatus],
+    dpkg_broken: Option<String>,
+) -> Result<Option<StoredVerdict>, ApiError> {
+    let shared = Shared::new(catalog_version, at.decisions);
+    if at.basis.as_deref() == Some(shared.basis(host, &at.host).as_str()) {
+        return Ok(None);
+    }
+    verdict(&shared, host, &at.host, statuses, dpkg_broken).map(Some)
+}
+
+/// Hosts read per page: bounds a view's memory whatever the fleet's size.
+pub const PAGE: u32 = 1000;
+
+/// A tenant's fleet, evaluated page by page; stored evaluations reused where their basis
+/// holds (a check-in or a report keeps the host's evaluation when it makes one, so after
+/// a rollout nearly every host's is there).
+pub struct FleetReader<'a> {
+    tenant: &'a dyn TenantStore,
+    metrics: &'a crate::metrics::Metrics,
+    catalog: &'a CatalogIndex,
+    shared: Shared,
+    approvals: Vec<Approval>,
+}
+
+impl<'a> FleetReader<'a> {
+    /// Reads the decisions mark, then the decisions (that order: an evaluation is never
+    /// kept under a mark newer than what it read).
+    pub async fn open(
+        tenant: &'a dyn TenantStore,
+        catalog_version: &str,
+        catalog: &'a CatalogIndex,
+        metrics: &'a crate::metrics::Metrics,
+    ) -> Result<FleetReader<'a>, ApiError> {
+        let decisions = tenant.decisions_mark().await?;
+        let approvals = tenant.list_approvals().await?;
+        Ok(Self {
+            tenant,
+            metrics,
+            catalog,
+            shared: Shared::new(catalog_version, decisions),
+            approvals,
+        })
+    }
+
+    /// Every host, evaluated (for views that need them all at once).
+    pub async fn all(&self) -> Result<Vec<Evaluated>, ApiError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.page(after.as_ref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.host.id.clone());
+            let full = page.len() == PAGE as usize;
+            out.extend(page);
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// At most `limit` hosts after `after`, in host id order, evaluated.
+    pub async fn page(
+        &self,
+        after: Option<&HostId>,
+        limit: u32,
+    ) -> Result<Vec<Evaluated>, ApiError> {
+        let fleet = self.tenant.fleet_page(after, limit).await?;
+        let mut out = Vec::with_capacity(fleet.len());
+        let mut fresh = Vec::new();
+        for f in fleet {
+            let basis = self.shared.basis(&f.host, &f.marks);
+            let stored = f
+                .verdict
+                .as_ref()
+                .filter(|v| v.basis == basis)
+                .and_then(|v| match serde_json::from_str::<Body>(&v.body) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        // A cache: an unreadable entry is made again, and said once.
+                        tracing::warn!(host = %f.host.id, error = %e, "stored evaluation unreadable; evaluating again");
+                        None
+                    }
+                });
+            let (statuses, dpkg_broken) = match stored {
+                Some(b) => (
+                    b.statuses.into_iter().map(Into::into).collect(),
+                    b.dpkg_broken,
+                ),
+                None => {
+                    let inventory = self.tenant.inventory(&f.host.id).await?;
+                    let dpkg_broken = inventory.as_ref().and_then(|i| i.dpkg_broken.clone());
+                    let statuses: Vec<UpdateStatus> = host_statuses(
+                        self.tenant,
+                        &f.host,
+                        &self.approvals,
+                        self.catalog,
+                        inventory.as_ref(),
+                    )
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.state != UpdateState::NotApplicable)
+                    .collect();
+                    fresh.push(verdict(
+                        &self.shared,
+                        &f.host,
+                        &f.marks,
+                        &statuses,
+                        dpkg_broken.clone(),
+                    )?);
+                    (statuses, dpkg_broken)
+                }
+            };
+            out.push(Evaluated {
+                host: f.host,
+                signing: f.signing,
+                statuses,
+                dpkg_broken,
+            });
+        }
+        self.metrics
+            .fleet_view(out.len() - fresh.len(), fresh.len());
+        if !fresh.is_empty() {
+            tracing::debug!(
+                tenant = %self.tenant.id(),
+                evaluated = fresh.len(),
+                reused = out.len() - fresh.len(),
+                "fleet view: hosts evaluated again"
+            );
+        }
+        for chunk in fresh.chunks(WRITE_BATCH) {
+            // Keeping them is an optimisation: a failure (a full disk) costs the next view
+            // time, never this view its answer.
+            if let Err(e) = self.tenant.put_verdicts(chunk).await {
+                tracing::warn!(error = %e, "could not keep the fleet view's evaluations");
+                break;
+            }
+        }
+        Ok(out)
+    }
 }

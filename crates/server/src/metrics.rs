@@ -64,6 +64,12 @@ struct OutcomeLabels {
     outcome: String,
 }
 
+/// Labels of the fleet views' host count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvaluationLabels {
+    evaluation: &'static str,
+}
+
 /// Hosts per (tenant, compliance state).
 type ComplianceCounts = BTreeMap<(String, String), u64>;
 
@@ -75,6 +81,7 @@ pub struct Metrics {
     downloads: Counter,
     download_bytes: Counter,
     install_outcomes: Family<StateLabels, Counter>,
+    fleet_view_hosts: Family<EvaluationLabels, Counter>,
     /// The last compliance counts and when they were made.
     compliance: Mutex<Option<(Instant, ComplianceCounts)>>,
 }
@@ -89,12 +96,23 @@ impl Default for Metrics {
             downloads: Counter::default(),
             download_bytes: Counter::default(),
             install_outcomes: Family::default(),
+            fleet_view_hosts: Family::default(),
             compliance: Mutex::new(None),
         }
     }
 }
 
 impl Metrics {
+    /// Counts the hosts a fleet view read (issue 11): `kept` whose kept evaluation held,
+    /// `again` evaluated again.
+    pub fn fleet_view(&self, kept: usize, again: usize) {
+        for (evaluation, n) in [("kept", kept), ("again", again)] {
+            self.fleet_view_hosts
+                .get_or_create(&EvaluationLabels { evaluation })
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
+
     /// Counts the states an agent reported (`/v1/agent/report`).
     pub fn reported(&self, states: &[patchday_types::api::StateReport]) {
         for st in states {
@@ -237,6 +255,11 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
         "Per-update states agents reported after a run, by state",
         m.install_outcomes.clone(),
     );
+    reg.register(
+        "fleet_view_hosts",
+        "Hosts read by the fleet views (report, console, compliance, notifications), by whether the evaluation kept at their last check-in or report still held (kept) or they were evaluated again (again)",
+        m.fleet_view_hosts.clone(),
+    );
     let held: Gauge = Gauge::default();
     held.set(i64::try_from(s.push.waiting()).unwrap_or(i64::MAX));
     reg.register(
@@ -317,10 +340,13 @@ async fn compliance_counts(s: &AppState) -> anyhow::Result<ComplianceCounts> {
     let mut counts = BTreeMap::new();
     for t in s.store.list_tenants().await? {
         let tenant = s.store.tenant(&t.id).await?;
-        let approvals = tenant.list_approvals().await?;
-        let fleet = crate::fleet_view::evaluate(tenant.as_ref(), &approvals, &version, &catalog)
-            .await
-            .map_err(api_error)?;
+        let fleet =
+            crate::fleet_view::FleetReader::open(tenant.as_ref(), &version, &catalog, &s.metrics)
+                .await
+                .map_err(api_error)?
+                .all()
+                .await
+                .map_err(api_error)?;
         for e in &fleet {
             let v = crate::routes::host_verdict(e, stale_after, now);
             *counts

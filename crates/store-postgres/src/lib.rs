@@ -13,9 +13,9 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, EnrollGrant, FleetHost, HistoryEntry, HostMemberships,
-    HostRecord, HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest, Result,
-    SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
+    CatalogRecord, CatalogTarget, EnrollGrant, FleetHost, HistoryEntry, HostMarks, HostMemberships,
+    HostRecord, HostSigning, LogScope, MarksAtCheckin, NewEnrollToken, RemovedHost, RepairRequest,
+    Result, SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
     TokenRecord,
 };
 use patchday_types::api::{
@@ -1949,7 +1949,7 @@ impl TenantStore for PgTenant {
             .collect()
     }
 
-    async fn fleet(&self) -> Result<Vec<FleetHost>> {
+    async fn fleet_page(&self, after: Option<&HostId>, limit: u32) -> Result<Vec<FleetHost>> {
         // One query for the tenant, whatever its size (issue 11, point 1).
         let rows = sqlx::query(
             "SELECT h.id, h.hostname, h.enrolled_at, h.last_seen, h.facts_sha256, h.public_key, h.last_sequence,
@@ -1958,11 +1958,14 @@ impl TenantStore for PgTenant {
                        WHERE g.tenant_id = h.tenant_id AND g.host_id = h.id) AS groups,
                     (SELECT string_agg(s.update_id || '=' || s.state || '@' || s.at, ';' ORDER BY s.update_id)
                        FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id) AS states_mark,
+                    COALESCE(h.inventory_sha256, 'seen ' || h.last_seen) AS inventory_mark,
                     v.basis, v.body
              FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
-             WHERE h.tenant_id = $1 ORDER BY h.id",
+             WHERE h.tenant_id = $1 AND h.id > $2 ORDER BY h.id LIMIT $3",
         )
         .bind(self.id.as_str())
+        .bind(after.map_or("", |a| a.as_str()))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
@@ -2009,13 +2012,58 @@ impl TenantStore for PgTenant {
                         last_signed_at: opt_ts(r.get("last_signed_at"))?,
                         agent_error,
                     },
-                    states_mark: r
-                        .get::<Option<String>, _>("states_mark")
-                        .unwrap_or_default(),
+                    marks: HostMarks {
+                        states: r
+                            .get::<Option<String>, _>("states_mark")
+                            .unwrap_or_default(),
+                        inventory: r
+                            .get::<Option<String>, _>("inventory_mark")
+                            .unwrap_or_default(),
+                    },
                     verdict,
                 })
             })
             .collect()
+    }
+
+    async fn decisions_mark(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT decisions_rev FROM tenants WHERE id = $1")
+            .bind(self.id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("tenant {}", self.id)))
+    }
+
+    async fn host_marks(&self, id: &HostId) -> Result<MarksAtCheckin> {
+        // The same marks as `fleet_page`, for one host, in one query.
+        let row = sqlx::query(
+            "SELECT (SELECT decisions_rev FROM tenants t WHERE t.id = h.tenant_id) AS decisions_rev,
+                    (SELECT string_agg(s.update_id || '=' || s.state || '@' || s.at, ';' ORDER BY s.update_id)
+                       FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id) AS states_mark,
+                    COALESCE(h.inventory_sha256, 'seen ' || h.last_seen) AS inventory_mark,
+                    v.basis
+             FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
+             WHERE h.tenant_id = $1 AND h.id = $2",
+        )
+        .bind(self.id.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        Ok(MarksAtCheckin {
+            decisions: row.get("decisions_rev"),
+            host: HostMarks {
+                states: row
+                    .get::<Option<String>, _>("states_mark")
+                    .unwrap_or_default(),
+                inventory: row
+                    .get::<Option<String>, _>("inventory_mark")
+                    .unwrap_or_default(),
+            },
+            basis: row.get("basis"),
+        })
     }
 
     async fn put_verdicts(&self, verdicts: &[StoredVerdict]) -> Result<()> {
@@ -2024,18 +2072,7 @@ impl TenantStore for PgTenant {
         }
         let mut tx = WriteTx::begin(&self.pool).await?;
         for v in verdicts {
-            sqlx::query(
-                "INSERT INTO host_verdicts (tenant_id, host_id, basis, body)
-                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM hosts WHERE tenant_id = $1 AND id = $2)
-                 ON CONFLICT (tenant_id, host_id) DO UPDATE SET basis = excluded.basis, body = excluded.body",
-            )
-            .bind(self.id.as_str())
-            .bind(v.host.as_str())
-            .bind(&v.basis)
-            .bind(&v.body)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            put_verdict(&mut tx, &self.id, v).await?;
         }
         tx.commit().await.map_err(backend)
     }
@@ -2435,6 +2472,7 @@ impl TenantStore for PgTenant {
         id: &HostId,
         states: &[StateReport],
         now: Timestamp,
+        verdict: Option<&StoredVerdict>,
     ) -> Result<Vec<HistoryEntry>> {
         let mut tx = WriteTx::begin(&self.pool).await?;
         // Two check-ins of one host (on two replicas) take turns: each compares with
@@ -2444,6 +2482,9 @@ impl TenantStore for PgTenant {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        if let Some(v) = verdict {
+            put_verdict(&mut tx, &self.id, v).await?;
+        }
         let rows = sqlx::query(
             "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = $1 AND host_id = $2",
         )
@@ -2958,6 +2999,23 @@ async fn put_named(
 // ---- Finding 3/4/10 (issue 8): helpers of the lifecycle and log methods ----
 
 /// Appends a log entry inside a transaction; returns its sequence number.
+/// Keeps one host's evaluation for the fleet views; a host removed meanwhile is skipped.
+async fn put_verdict(tx: &mut WriteTx, tenant: &TenantId, v: &StoredVerdict) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO host_verdicts (tenant_id, host_id, basis, body)
+         SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM hosts WHERE tenant_id = $1 AND id = $2)
+         ON CONFLICT (tenant_id, host_id) DO UPDATE SET basis = excluded.basis, body = excluded.body",
+    )
+    .bind(tenant.as_str())
+    .bind(v.host.as_str())
+    .bind(&v.basis)
+    .bind(&v.body)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 async fn insert_log(tx: &mut WriteTx, e: &LogEntry) -> Result<u64> {
     let done = sqlx::query(
         "INSERT INTO operator_log (at, at_ms, tenant_id, actor, actor_id, source, action, object, detail) \

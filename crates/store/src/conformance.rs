@@ -57,7 +57,7 @@ macro_rules! conformance_tests {
             operator_log_is_scoped_and_filtered, approval_and_its_log_entry_commit_together,
             refused_changes_leave_no_log_entry, repair_requests, group_policies,
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
-            notification_outbox, console_sessions, fleet_views, baseline_reports, mail_verdicts,
+            notification_outbox, console_sessions, fleet_views, fleet_marks, baseline_reports, mail_verdicts,
             scan_findings, facts_blobs, catalog_trust);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
@@ -105,6 +105,10 @@ pub mod case {
     /// Issue 11, point 1: the fleet read in one call and the stored evaluations.
     pub async fn fleet_views(s: &dyn Store) {
         super::fleet_views(s).await;
+    }
+    /// Issue 11: the marks a check-in keeps its evaluation with, and the fleet in pages.
+    pub async fn fleet_marks(s: &dyn Store) {
+        super::fleet_marks(s).await;
     }
 
     /// Tenants, operator tokens and the first provider admin.
@@ -1630,6 +1634,7 @@ async fn state_history_records_changes_only(store: &dyn Store) {
             &h,
             &[st("U1", S::Needed, None), st("U2", S::Approved, None)],
             ts("2026-11-26T10:00:00Z"),
+            None,
         )
         .await
         .unwrap();
@@ -1641,6 +1646,7 @@ async fn state_history_records_changes_only(store: &dyn Store) {
             &h,
             &[st("U1", S::Needed, None), st("U2", S::Approved, None)],
             ts("2026-11-26T11:00:00Z"),
+            None,
         )
         .await
         .unwrap();
@@ -1654,6 +1660,7 @@ async fn state_history_records_changes_only(store: &dyn Store) {
                 st("U2", S::Approved, Some("waiting")),
             ],
             ts("2026-11-26T12:00:00Z"),
+            None,
         )
         .await
         .unwrap();
@@ -2455,7 +2462,8 @@ pub async fn fleet_views(store: &dyn Store) {
     assert_eq!(fleet[0].signing, a.host_signing(&id("h1")).await.unwrap());
     assert_eq!(fleet[0].host.groups, vec![id("db"), id("web")]);
     assert!(fleet[1].host.groups.is_empty());
-    assert_eq!(fleet[0].states_mark, "", "no reports yet");
+    assert_eq!(fleet[0].marks.states, "", "no reports yet");
+    assert_eq!(fleet[0].marks.inventory, "", "no inventory yet");
     assert!(fleet.iter().all(|f| f.verdict.is_none()));
 
     // A report moves the host's mark, and only its own.
@@ -2467,7 +2475,7 @@ pub async fn fleet_views(store: &dyn Store) {
     a.put_states(&id("h1"), &[report(UpdateState::Downloading)], now)
         .await
         .unwrap();
-    let first = a.fleet().await.unwrap()[0].states_mark.clone();
+    let first = a.fleet().await.unwrap()[0].marks.states.clone();
     assert!(!first.is_empty());
     a.put_states(
         &id("h1"),
@@ -2477,8 +2485,8 @@ pub async fn fleet_views(store: &dyn Store) {
     .await
     .unwrap();
     let fleet = a.fleet().await.unwrap();
-    assert_ne!(fleet[0].states_mark, first, "a new report, a new mark");
-    assert_eq!(fleet[1].states_mark, "");
+    assert_ne!(fleet[0].marks.states, first, "a new report, a new mark");
+    assert_eq!(fleet[1].marks.states, "");
 
     // Verdicts are kept and replaced; one for a host of another tenant (or none) is
     // skipped, not stored under this tenant.
@@ -2510,6 +2518,185 @@ pub async fn fleet_views(store: &dyn Store) {
     .await
     .unwrap();
     assert_eq!(a.fleet().await.unwrap().len(), 1);
+}
+
+/// Issue 11: the marks a check-in reads before it evaluates a host and keeps its
+/// evaluation with; the decisions mark moves with every change of approvals and rings,
+/// whatever wrote it; the fleet read in pages.
+pub async fn fleet_marks(store: &dyn Store) {
+    use crate::StoredVerdict;
+    let now = ts("2026-11-26T10:00:00Z");
+    let a = new_tenant(store, "fm-a").await;
+    let b = new_tenant(store, "fm-b").await;
+    a.create_group(&Group {
+        id: id("web"),
+        name: "web".into(),
+    })
+    .await
+    .unwrap();
+    for h in ["h3", "h1", "h2"] {
+        a.create_host(&id(h), h, &hash_secret(&format!("fm-{h}")), now)
+            .await
+            .unwrap();
+    }
+    b.create_host(&id("x1"), "x1", &hash_secret("fm-x1"), now)
+        .await
+        .unwrap();
+
+    // The decisions mark: approvals, declines, removals and rings move it; the other
+    // tenant's does not move with it.
+    let mut last = a.decisions_mark().await.unwrap();
+    let other = b.decisions_mark().await.unwrap();
+    let moved = |before: i64, after: i64, what: &str| {
+        assert!(
+            after > before,
+            "{what} moves the decisions mark ({before} -> {after})"
+        );
+        after
+    };
+    let approval = |decision| Approval {
+        update: id("PD-FM-1"),
+        group: id("web"),
+        decision,
+        deadline: None,
+        decided_at: now,
+        decided_by: "conformance".into(),
+        reason: None,
+        emergency: false,
+        remove: false,
+    };
+    a.put_approval(&approval(Decision::Approve)).await.unwrap();
+    last = moved(last, a.decisions_mark().await.unwrap(), "an approval");
+    a.put_approval(&approval(Decision::Decline)).await.unwrap();
+    last = moved(last, a.decisions_mark().await.unwrap(), "a decline");
+    a.set_rings_logged(
+        &[patchday_types::api::Ring {
+            group: id("web"),
+            deferral_seconds: 0,
+            deadline_seconds: None,
+            grace_seconds: 3600,
+            soak_seconds: 60,
+            rule: None,
+            success_permille: 950,
+            failure_permille: 50,
+            failure_count: None,
+        }],
+        &log_entry(Some("fm-a"), "rings.set", "2026-11-26T10:01:00Z"),
+    )
+    .await
+    .unwrap();
+    last = moved(last, a.decisions_mark().await.unwrap(), "setting the rings");
+    a.remove_group(
+        &id("web"),
+        &log_entry(Some("fm-a"), "group.remove", "2026-11-26T10:02:00Z"),
+    )
+    .await
+    .unwrap();
+    last = moved(
+        last,
+        a.decisions_mark().await.unwrap(),
+        "removing a group (its approvals and ring go with it)",
+    );
+    assert_eq!(
+        b.decisions_mark().await.unwrap(),
+        other,
+        "other tenants' marks stay"
+    );
+    a.create_host(&id("h4"), "h4", &hash_secret("fm-h4"), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.decisions_mark().await.unwrap(),
+        last,
+        "a new host is no decision"
+    );
+
+    // One host's marks are the ones the fleet shows; the inventory mark moves with a new
+    // inventory and stays with the same one sent again; a report moves the states mark.
+    let at = a.host_marks(&id("h1")).await.unwrap();
+    assert_eq!(at.host, crate::HostMarks::default(), "nothing reported yet");
+    assert_eq!(at.basis, None);
+    assert_eq!(
+        at.decisions, last,
+        "the tenant's decisions mark, with the host's"
+    );
+    let mut inv = Inventory {
+        hostname: "h1".into(),
+        ..Default::default()
+    };
+    a.save_inventory(&id("h1"), &inv, now).await.unwrap();
+    let first = a.host_marks(&id("h1")).await.unwrap().host;
+    assert!(!first.inventory.is_empty());
+    a.save_inventory(&id("h1"), &inv, ts("2026-11-26T10:03:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.host_marks(&id("h1")).await.unwrap().host,
+        first,
+        "the same inventory again keeps its mark"
+    );
+    inv.kernel_running = "6.1.0-99-amd64".into();
+    a.save_inventory(&id("h1"), &inv, ts("2026-11-26T10:04:00Z"))
+        .await
+        .unwrap();
+    let second = a.host_marks(&id("h1")).await.unwrap().host;
+    assert_ne!(
+        second.inventory, first.inventory,
+        "a new inventory, a new mark"
+    );
+    a.put_states(
+        &id("h1"),
+        &[StateReport {
+            update: id("PD-FM-1"),
+            state: UpdateState::Downloading,
+            message: None,
+        }],
+        now,
+    )
+    .await
+    .unwrap();
+    let third = a.host_marks(&id("h1")).await.unwrap().host;
+    assert_eq!(third.inventory, second.inventory);
+    assert_ne!(
+        third.states, second.states,
+        "a report moves the states mark"
+    );
+    let fleet = a.fleet().await.unwrap();
+    assert_eq!(fleet[0].host.id, id("h1"));
+    assert_eq!(fleet[0].marks, third, "host_marks and the fleet agree");
+    assert!(
+        matches!(a.host_marks(&id("x1")).await, Err(StoreError::NotFound(_))),
+        "another tenant's host is not found"
+    );
+
+    // A check-in keeps its evaluation with the state it records, also when no state
+    // changed.
+    let verdict = StoredVerdict {
+        host: id("h1"),
+        basis: "b1".into(),
+        body: "{}".into(),
+    };
+    a.record_host_states(&id("h1"), &[], now, Some(&verdict))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.host_marks(&id("h1")).await.unwrap().basis.as_deref(),
+        Some("b1")
+    );
+    assert_eq!(a.fleet().await.unwrap()[0].verdict, Some(verdict));
+
+    // Pages: in id order, each after the last one's id, never crossing tenants.
+    let mut seen = Vec::new();
+    let mut after: Option<HostId> = None;
+    loop {
+        let page = a.fleet_page(after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.host.id.clone());
+        seen.extend(page.into_iter().map(|f| f.host.id.to_string()));
+    }
+    assert_eq!(seen, ["h1", "h2", "h3", "h4"]);
+    assert_eq!(a.fleet_page(Some(&id("h4")), 10).await.unwrap().len(), 0);
 }
 
 // ---- Issue 12, point 2: two replicas on one database ----
@@ -2743,8 +2930,8 @@ mod replicas {
             let now = ts("2026-12-01T12:00:00Z");
             let list = states(s);
             let (x, y) = futures::join!(
-                retrying(|| ta.record_host_states(host, &list, now)),
-                retrying(|| tb.record_host_states(host, &list, now)),
+                retrying(|| ta.record_host_states(host, &list, now, None)),
+                retrying(|| tb.record_host_states(host, &list, now, None)),
             );
             let appended = x.unwrap().len() + y.unwrap().len();
             assert_eq!(

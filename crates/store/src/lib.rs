@@ -107,11 +107,34 @@ pub struct FleetHost {
     pub host: HostRecord,
     /// What it signed and its agent's last error.
     pub signing: HostSigning,
-    /// A mark of its reported states (update, state, time of each): it changes with
-    /// every report, so an evaluation made before one is known to be old.
-    pub states_mark: String,
+    /// Marks of its reported states and stored inventory.
+    pub marks: HostMarks,
     /// Its stored evaluation, if any.
     pub verdict: Option<StoredVerdict>,
+}
+
+/// What [`TenantStore::host_marks`] reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MarksAtCheckin {
+    /// The tenant's decisions mark ([`TenantStore::decisions_mark`]).
+    pub decisions: i64,
+    /// The host's marks.
+    pub host: HostMarks,
+    /// The basis of its stored evaluation, if it has one.
+    pub basis: Option<String>,
+}
+
+/// Marks of what one host's evaluation depends on in the store beyond the catalog and
+/// the tenant's decisions ([`TenantStore::decisions_mark`]) (issue 11): an evaluation
+/// kept with the marks read before its data was read is known to be old once a mark
+/// moves. They are conservative: a write that changes nothing may still move one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostMarks {
+    /// Its reported states (update, state, time of each): it changes with every report.
+    pub states: String,
+    /// Its stored inventory: the inventory's digest (or, for an inventory stored before
+    /// digests, its check-in time); empty before its first check-in.
+    pub inventory: String,
 }
 
 /// A host's evaluation as the server keeps it: the basis it was computed from and the
@@ -519,7 +542,20 @@ pub trait TenantStore: Send + Sync {
 
     /// Every host with what a fleet view needs (groups, signing, last report, stored
     /// verdict), in a bounded number of queries whatever the fleet's size.
-    async fn fleet(&self) -> Result<Vec<FleetHost>>;
+    async fn fleet(&self) -> Result<Vec<FleetHost>> {
+        self.fleet_page(None, u32::MAX).await
+    }
+    /// At most `limit` hosts of [`TenantStore::fleet`], those after `after` in host id
+    /// order: a view pages through a fleet of any size in bounded memory.
+    async fn fleet_page(&self, after: Option<&HostId>, limit: u32) -> Result<Vec<FleetHost>>;
+    /// A number the database itself moves (by triggers, so no write path can forget it)
+    /// at every change of the tenant's decisions (approvals, declines) and rings.
+    async fn decisions_mark(&self) -> Result<i64>;
+    /// The tenant's decisions mark and one host's marks, with the basis of its stored
+    /// evaluation if it has one, in one query: what a check-in reads before it reads
+    /// what it evaluates, to keep its evaluation for the fleet views. `NotFound` for an
+    /// unknown host.
+    async fn host_marks(&self, id: &HostId) -> Result<MarksAtCheckin>;
     /// Keeps hosts' evaluations (host, basis, body) for the next fleet view; a host
     /// removed meanwhile is skipped.
     async fn put_verdicts(&self, verdicts: &[StoredVerdict]) -> Result<()>;
@@ -585,11 +621,15 @@ pub trait TenantStore: Send + Sync {
     /// decisions and reports) and, in one transaction, appends a history entry for each
     /// update whose state or message changed since the last call, and remembers the new
     /// states. Updates left out keep their last state. Returns the entries appended.
+    ///
+    /// `verdict`, when given, is the host's evaluation for the fleet views (issue 11),
+    /// kept in the same transaction (like [`TenantStore::put_verdicts`]).
     async fn record_host_states(
         &self,
         id: &HostId,
         states: &[StateReport],
         now: Timestamp,
+        verdict: Option<&StoredVerdict>,
     ) -> Result<Vec<HistoryEntry>>;
     /// History entries of this tenant, oldest first, for one host and/or one update, at
     /// most `limit`.

@@ -629,6 +629,49 @@ fn metrics_count_checkins_installs_and_compliance_for_a_real_agent() {
     let expiry = sample(&s, "patchday_catalog_expiry_seconds", &[]).unwrap();
     assert!(expiry > 3600.0, "{expiry}");
     assert_eq!(sample(&s, "patchday_push_connections_held", &[]), Some(0.0));
+
+    // Issue 11: the agent's check-ins and reports kept the host's evaluation, so the
+    // fleet views (the compliance gauge above, a report) read it instead of evaluating
+    // the host again.
+    let views = |evaluation| {
+        let (status, scrape) = w.srv.http_get("/metrics", Some(METRICS_TOKEN));
+        assert_eq!(status, 200, "{scrape}");
+        sample(
+            &parse_metrics(&scrape),
+            "patchday_fleet_view_hosts_total",
+            &[("evaluation", evaluation)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(
+        views("again"),
+        0.0,
+        "evaluated again after a check-in kept it"
+    );
+    assert!(views("kept") >= 1.0);
+    let (status, body) = w.srv.http_get("/v1/report", Some(&w.srv.admin));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(views("again"), 0.0);
+    // A new decision moves the tenant's decisions mark: the next view evaluates the host
+    // once, keeps it, and the views after it read it again; the report says the same.
+    w.srv.cli(&[
+        "approve",
+        "--tenant",
+        "acme",
+        "--group",
+        "web",
+        "--deadline",
+        "2099-01-01T00:00:00Z",
+        "PD-API-1",
+    ]);
+    let (_, again) = w.srv.http_get("/v1/report", Some(&w.srv.admin));
+    assert_eq!(views("again"), 1.0, "the new decision");
+    assert_eq!(views("again"), 1.0, "kept by the view that made it");
+    let rows = |body: &str| -> Vec<Value> {
+        let v: Value = serde_json::from_str(body).unwrap();
+        v["rows"].as_array().unwrap().clone()
+    };
+    assert_eq!(rows(&body), rows(&again), "the same host, the same rows");
 }
 
 #[test]

@@ -64,15 +64,7 @@ async fn report_for(
     session: &Session,
     t: &TenantId,
 ) -> Result<ComplianceReport, PageError> {
-    Ok(admin::report(
-        State(s.clone()),
-        session.op.clone(),
-        Query(admin::ReportQuery {
-            tenant: Some(t.clone()),
-        }),
-    )
-    .await?
-    .0)
+    Ok(crate::routes::report::tenant_report(s, &session.op, t).await?)
 }
 
 // ---- login and logout ----
@@ -689,22 +681,40 @@ async fn progress_of(
     u: &UpdateId,
 ) -> Result<Progress, PageError> {
     session.op.see(t)?;
-    let report = report_for(s, session, t).await?;
     let status: RolloutStatus =
         rings::status(State(s.clone()), session.op.clone(), Path(u.clone()))
             .await?
             .0;
-    let hosts: Vec<ProgressHost> = report
-        .rows
-        .iter()
-        .filter(|r| &r.update == u && r.state != UpdateState::NotApplicable)
-        .map(|r| ProgressHost {
-            id: r.host.to_string(),
-            hostname: r.hostname.clone(),
-            state: r.state.as_str().into(),
-            message: r.message.clone().unwrap_or_default(),
-        })
-        .collect();
+    // The fleet's kept evaluations, this update's statuses only (not the whole report).
+    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
+    let tenant = s.store.tenant(t).await.map_err(ApiError::from)?;
+    let fleet =
+        crate::fleet_view::FleetReader::open(tenant.as_ref(), &version, &catalog, &s.metrics)
+            .await?;
+    let mut hosts: Vec<ProgressHost> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = fleet.page(after.as_ref(), crate::fleet_view::PAGE).await?;
+        let full = page.len() == crate::fleet_view::PAGE as usize;
+        after = page.last().map(|e| e.host.id.clone());
+        for e in page {
+            if let Some(st) = e
+                .statuses
+                .iter()
+                .find(|st| &st.update == u && st.state != UpdateState::NotApplicable)
+            {
+                hosts.push(ProgressHost {
+                    id: e.host.id.to_string(),
+                    hostname: e.host.hostname.clone(),
+                    state: st.state.as_str().into(),
+                    message: st.message.clone().unwrap_or_default(),
+                });
+            }
+        }
+        if !full {
+            break;
+        }
+    }
     let mut counts = BTreeMap::new();
     for h in &hosts {
         *counts.entry(h.state.clone()).or_insert(0) += 1;

@@ -37,16 +37,20 @@ pub async fn scan(state: &AppState, watch: &mut Watch, now: Timestamp) -> ApiRes
     let kev_known = state.feeds.advisories.known_exploited_count() > 0;
     for t in state.store.list_tenants().await? {
         let tenant = state.store.tenant(&t.id).await?;
-        let approvals = tenant.list_approvals().await?;
         // update → (when it became overdue, hosts)
         let mut overdue: BTreeMap<UpdateId, (Timestamp, BTreeSet<String>)> = BTreeMap::new();
         // CVE → (updates that fix it, hosts exposed)
         let mut exploited: BTreeMap<String, (BTreeSet<UpdateId>, BTreeSet<String>)> =
             BTreeMap::new();
         // Issue 11, point 1: stored evaluations of hosts that did not change.
-        for e in
-            crate::fleet_view::evaluate(tenant.as_ref(), &approvals, &version, &catalog).await?
-        {
+        let fleet = crate::fleet_view::FleetReader::open(
+            tenant.as_ref(),
+            &version,
+            &catalog,
+            &state.metrics,
+        )
+        .await?;
+        for e in fleet.all().await? {
             let (h, statuses) = (&e.host, &e.statuses);
             // When each failure was reported: read only for hosts with one.
             let reported: HashMap<UpdateId, Timestamp> = if statuses

@@ -7,16 +7,15 @@ use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use patchday_core::calendar::{parse_schedule, wait_message, PatchDaySchedule};
-use patchday_core::compliance::{host_compliance, HostFacts};
 use patchday_store::{hash_secret, NewEnrollToken, TokenRecord};
 use patchday_types::api::HostSigned;
 use patchday_types::api::{
-    Approval, ApprovalRequest, ComplianceReport, ComplianceRow, CreateEnrollToken, CreateTenant,
-    CreateToken, Decision, EnrollTokenInfo, Group, HostSummary, HostSummaryRow, PatchDayConfig,
-    Removed, Role, SecretCreated, SetHostGroups, Tenant, TenantLimits, TenantUpdate, TokenInfo,
+    Approval, ApprovalRequest, CreateEnrollToken, CreateTenant, CreateToken, Decision,
+    EnrollTokenInfo, Group, HostSummary, PatchDayConfig, Removed, Role, SecretCreated,
+    SetHostGroups, Tenant, TenantLimits, TenantUpdate, TokenInfo,
 };
 use patchday_types::GroupId;
-use patchday_types::{HostId, TenantId, UpdateState};
+use patchday_types::{HostId, TenantId};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -546,136 +545,13 @@ pub async fn approve(
     Ok(Json(a))
 }
 
-/// Query of `GET /v1/report`.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ReportQuery {
-    pub(crate) tenant: Option<TenantId>,
-}
-
-/// `GET /v1/report`: compliance of every host in scope.
-#[utoipa::path(
-    get,
-    path = "/v1/report",
-    tag = "operator",
-    params(ReportQuery),
-    responses((status = 200, description = "Compliance of every host in scope", body = patchday_types::api::ComplianceReport))
-)]
-pub async fn report(
-    State(s): State<AppState>,
-    op: Operator,
-    Query(q): Query<ReportQuery>,
-) -> ApiResult<Json<ComplianceReport>> {
-    let tenants: Vec<TenantId> = match q.tenant {
-        Some(t) => {
-            op.see(&t)?;
-            vec![t]
-        }
-        None => s
-            .store
-            .list_tenants()
-            .await?
-            .into_iter()
-            .map(|t| t.id)
-            .filter(|t| op.see(t).is_ok())
-            .collect(),
-    };
-    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
-    let now = s.clock.now();
-    let stale_after = s.config.stale_after();
-    let mut report = ComplianceReport {
-        generated_at: Some(seconds(now)),
-        ..Default::default()
-    };
-    for t in tenants {
-        let tenant = s.store.tenant(&t).await?;
-        let approvals = tenant.list_approvals().await?;
-        // Issue 11, point 1: the stored evaluations of hosts that did not change.
-        for e in
-            crate::fleet_view::evaluate(tenant.as_ref(), &approvals, &version, &catalog).await?
-        {
-            let HostVerdict { signed, verdict } = host_verdict(&e, stale_after, now);
-            for mut st in e.statuses {
-                // finding 13: why an approved update is not moving on this host.
-                if let (UpdateState::Approved, None, Some(err)) =
-                    (st.state, &st.message, &signed.agent_error)
-                {
-                    st.message = Some(format!("agent-error: {err}"));
-                }
-                if let (UpdateState::Declined, Some(r)) = (st.state, &st.message) {
-                    st.message = Some(format!("declined: {r}"));
-                }
-                let Some(u) = catalog.get(st.update.as_str()) else {
-                    continue;
-                };
-                report.rows.push(ComplianceRow {
-                    tenant: t.clone(),
-                    host: e.host.id.clone(),
-                    hostname: e.host.hostname.clone(),
-                    groups: e.host.groups.clone(),
-                    update: st.update,
-                    severity: u.severity,
-                    state: st.state,
-                    message: st.message,
-                });
-            }
-            report.hosts.push(HostSummaryRow {
-                tenant: t.clone(),
-                host: e.host.id,
-                hostname: e.host.hostname,
-                groups: e.host.groups,
-                last_seen: e.host.last_seen.map(seconds),
-                signed: HostSigned {
-                    at: signed.at.map(seconds),
-                    agent_error_at: signed.agent_error_at.map(seconds),
-                    ..signed
-                },
-                dpkg_broken: e.dpkg_broken, // issue 9, point 4
-                compliance: verdict.state,
-                compliance_reason: verdict.reason,
-            });
-        }
-    }
-    Ok(Json(report))
-}
-
-/// Where one host stands, with what the host itself signed.
-pub(crate) struct HostVerdict {
-    /// What the host itself signed, and its agent's last error.
-    pub signed: HostSigned,
-    /// The host's state as a whole (issue 9, point 7).
-    pub verdict: patchday_core::compliance::Verdict,
-}
-
-/// One evaluated host's state as a whole at `now`, for the report and the compliance
-/// metrics (issue 11, point 4): the time-dependent parts (stale, overdue) and the
-/// agent's last error are decided here, never stored.
-pub(crate) fn host_verdict(
-    e: &crate::fleet_view::Evaluated,
-    stale_after: jiff::SignedDuration,
-    now: jiff::Timestamp,
-) -> HostVerdict {
-    let signed = host_signed(&e.signing);
-    let verdict = host_compliance(
-        &e.statuses,
-        &HostFacts {
-            last_seen: e.host.last_seen,
-            agent_error: signed.agent_error.as_deref(),
-            dpkg_broken: e.dpkg_broken.as_deref(),
-        },
-        stale_after,
-        now,
-    );
-    HostVerdict { signed, verdict }
-}
-
 /// A time as the report shows it: whole seconds (issue 9, point 7).
-fn seconds(t: jiff::Timestamp) -> jiff::Timestamp {
+pub(crate) fn seconds(t: jiff::Timestamp) -> jiff::Timestamp {
     t.round(jiff::Unit::Second).unwrap_or(t)
 }
 
 // issue 8, findings 8 and 13: what each host itself signed, and its agent's errors.
-fn host_signed(s: &patchday_store::HostSigning) -> HostSigned {
+pub(crate) fn host_signed(s: &patchday_store::HostSigning) -> HostSigned {
     let (agent_error, agent_error_at) = match &s.agent_error {
         Some((e, at)) => (Some(e.clone()), Some(*at)),
         None => (None, None),

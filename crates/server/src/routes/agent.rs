@@ -115,10 +115,12 @@ pub async fn checkin(
         s.clock.now(),
     )
     .await?;
+    // Issue 11: the marks this evaluation is kept under, read before what it reads.
+    let marks = tenant.host_marks(&who.host).await?;
     let host = tenant.host(&who.host).await?;
     // Issue 9, point 6: the catalog parsed and indexed once per version, not per check-in,
     // and only the decisions about updates that name the host's packages.
-    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
     let approvals = tenant
         .list_approvals_for(&relevant_ids(&catalog, &req.inventory))
         .await?;
@@ -131,8 +133,23 @@ pub async fn checkin(
         Some(&req.inventory),
     )
     .await?;
-    // Issue 10, point 1: what changed for this host, into the state history.
-    crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
+    let verdict = crate::fleet_view::kept(
+        &version,
+        &marks,
+        &host,
+        &statuses,
+        req.inventory.dpkg_broken.clone(),
+    )?;
+    // Issue 10, point 1: what changed for this host, into the state history (with the
+    // evaluation the fleet views reuse, issue 11).
+    crate::routes::history::record(
+        tenant.as_ref(),
+        &who.host,
+        &statuses,
+        s.clock.now(),
+        verdict.as_ref(),
+    )
+    .await?;
     // ---- issue 10, point 3 (rings): a halted rollout or an unopened wave holds it ----
     let held = crate::rollout::held(&s, tenant.as_ref(), &who.host, &statuses).await?;
     // ---- end issue 10, point 3 (rings) ----
@@ -267,7 +284,7 @@ pub async fn report(
     SignedHost { who, body: req, .. }: SignedHost<ReportRequest>,
 ) -> ApiResult<Json<()>> {
     // Finding 4: bounded, and only for updates the catalog has.
-    let catalog = s.catalog_index.index(s.store.as_ref()).await?;
+    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
     crate::limits::states(&req.states, |u| catalog.get(u).is_some())?;
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
@@ -276,6 +293,8 @@ pub async fn report(
     s.metrics.reported(&req.states); // issue 11, point 4
                                      // Issue 10, point 1: the report changes the host's states (downloading, failed...);
                                      // evaluated with the stored inventory, into the state history.
+                                     // Issue 11: the marks this evaluation is kept under, read before what it reads.
+    let marks = tenant.host_marks(&who.host).await?;
     let host = tenant.host(&who.host).await?;
     let inventory = tenant.inventory(&who.host).await?;
     let ids = inventory
@@ -291,6 +310,13 @@ pub async fn report(
         inventory.as_ref(),
     )
     .await?;
+    let verdict = crate::fleet_view::kept(
+        &version,
+        &marks,
+        &host,
+        &statuses,
+        inventory.as_ref().and_then(|i| i.dpkg_broken.clone()),
+    )?;
     // Only the updates this report is about, and not the ones it says are installed: the
     // stored inventory predates the install, so dpkg's word comes with the check-in that
     // follows (recording it now would write a "failed" that never happened).
@@ -312,7 +338,14 @@ pub async fn report(
         .into_iter()
         .filter(|st| in_progress.contains(st.update.as_str()))
         .collect();
-    crate::routes::history::record(tenant.as_ref(), &who.host, &statuses, s.clock.now()).await?;
+    crate::routes::history::record(
+        tenant.as_ref(),
+        &who.host,
+        &statuses,
+        s.clock.now(),
+        verdict.as_ref(),
+    )
+    .await?;
     s.push.access_changed(); // issue 14: the gates look at this host's compliance again
     Ok(Json(()))
 }

@@ -77,6 +77,7 @@ pub async fn record(
     host: &HostId,
     statuses: &[patchday_core::applicability::UpdateStatus],
     now: jiff::Timestamp,
+    verdict: Option<&patchday_store::StoredVerdict>,
 ) -> ApiResult<()> {
     let states: Vec<patchday_types::api::StateReport> = statuses
         .iter()
@@ -87,6 +88,8 @@ pub async fn record(
             message: st.message.clone(),
         })
         .collect();
-    tenant.record_host_states(host, &states, now).await?;
+    tenant
+        .record_host_states(host, &states, now, verdict)
+        .await?;
     Ok(())
 }

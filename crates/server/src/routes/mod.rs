@@ -16,15 +16,16 @@ pub(crate) mod history; // issue 10, point 1
 mod mail; // issue 14, point 4: the mail attachment filter's verdicts
 mod notify; // issue 11, point 5
 mod repair; // issue 9, point 4 (closure): server-side repair assignments
+pub(crate) mod report; // issue 12, point 7: the compliance report, streamed
 pub(crate) mod rings; // issue 10, points 2 and 3 (rings)
 mod scan; // issue 14, point 5: the agents' folder scan findings
 mod tuf;
 pub(crate) mod windows; // issue 10, point 5: maintenance windows, reboot policy
 
 use crate::state::AppState;
-pub(crate) use admin::host_verdict; // issue 11, point 4: compliance metrics
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+pub(crate) use report::host_verdict; // issue 11, point 4: compliance metrics
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -110,7 +111,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(windows::set_policy))
         .routes(routes!(windows::list_policies))
         .routes(routes!(admin::list_approvals, admin::approve))
-        .routes(routes!(admin::report))
+        .routes(routes!(report::report)) // issue 12, point 7: streamed
         .routes(routes!(audit::fleet))
         .routes(routes!(audit::host))
         // Issue 12, point 7: facts may arrive zstd-compressed; the body limit applies to
