@@ -15,13 +15,16 @@
 #                (what an agent does; curl -L drops the bearer token on the new host)
 #   s3-direct    the presigned URL alone (Garage's own limit)
 #
-# Needs: Garage (PATCHDAY_TEST_S3 set, or `garage` on PATH for .ci/s3-server), nginx,
-# curl, dpkg-deb, python3. PATCHDAY: the binary [default: target/debug/patchday; build it
+# STORE=local (issue 12, point 7) measures the default instead: payloads in the server's
+# own directory (`--data DIR`), streamed, against nginx; no Garage, no redirect.
+#
+# Needs: Garage (PATCHDAY_TEST_S3 set, or `garage` on PATH for .ci/s3-server; not with
+# STORE=local), nginx, curl, dpkg-deb, python3. PATCHDAY: the binary [default: target/debug/patchday; build it
 # with `cargo build -p patchday-cli`; a release build serves faster].
-# Usage: bench/content-s3.sh [SIZE_MIB ROUNDS PARALLEL]
+# Usage: [STORE=s3|local] bench/content-s3.sh [SIZE_MIB ROUNDS PARALLEL]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZE="${1:-64}"; ROUNDS="${2:-5}"; PARALLEL="${3:-4}"
+SIZE="${1:-64}"; ROUNDS="${2:-5}"; PARALLEL="${3:-4}"; STORE="${STORE:-s3}"
 PATCHDAY="${PATCHDAY:-$PWD/target/debug/patchday}"
 [ -x "$PATCHDAY" ] || { echo "no $PATCHDAY: cargo build -p patchday-cli" >&2; exit 1; }
 work="$(mktemp -d)"; s3_dir=""; pids=()
@@ -31,20 +34,25 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-if [ -z "${PATCHDAY_TEST_S3:-}" ]; then
-  s3_dir="$work/garage"
-  PATCHDAY_TEST_S3="$(.ci/s3-server start "$s3_dir")"
-fi
-# http://KEY:SECRET@HOST:PORT/BUCKET?region=R
-read -r key secret endpoint bucket region < <(python3 -c '
+if [ "$STORE" = s3 ]; then
+  if [ -z "${PATCHDAY_TEST_S3:-}" ]; then
+    s3_dir="$work/garage"
+    PATCHDAY_TEST_S3="$(.ci/s3-server start "$s3_dir")"
+  fi
+  # http://KEY:SECRET@HOST:PORT/BUCKET?region=R
+  read -r key secret endpoint bucket region < <(python3 -c '
 import sys, urllib.parse as u
 p = u.urlsplit(sys.argv[1]); q = dict(u.parse_qsl(p.query))
 print(p.username, p.password, "%s://%s:%d" % (p.scheme, p.hostname, p.port), p.path.strip("/"), q.get("region", "us-east-1"))
 ' "$PATCHDAY_TEST_S3")
-printf '%s' "$secret" >"$work/s3-secret"; chmod 600 "$work/s3-secret"
-prefix="bench/$$"
-content=(--content "s3://$bucket/$prefix" --content-endpoint "$endpoint" --content-region "$region"
-  --content-access-key-id "$key" --content-secret-file "$work/s3-secret")
+  printf '%s' "$secret" >"$work/s3-secret"; chmod 600 "$work/s3-secret"
+  prefix="bench/$$"
+  content=(--content "s3://$bucket/$prefix" --content-endpoint "$endpoint" --content-region "$region"
+    --content-access-key-id "$key" --content-secret-file "$work/s3-secret")
+else
+  content=()
+  endpoint="(none: --data DIR/content)"
+fi
 
 # The payload: a .deb holding SIZE MiB of random bytes, stored uncompressed.
 mkdir -p "$work/pkg/DEBIAN" "$work/pkg/opt/pd-bench"
@@ -64,7 +72,7 @@ server_pid=""
 start_server() {
   "$PATCHDAY" server --data "$work/server" --listen 127.0.0.1:0 \
     --catalog-root "$work/catalog/metadata/1.root.json" --admin-token-file "$work/admin" \
-    "${content[@]}" "$@" >"$work/server.out" 2>"$work/server.log" &
+    ${content[@]+"${content[@]}"} "$@" >"$work/server.out" 2>"$work/server.log" &
   server_pid=$!; pids+=("$server_pid")
   for _ in $(seq 1 100); do
     url="$(sed -n 's/^patchday server listening on //p' "$work/server.out")"
@@ -125,10 +133,18 @@ measure() { # NAME CURL-ARGS...: single-stream and parallel MB/s (median of ROUN
     | tee -a "$work/results"
 }
 
-echo "payload: $SIZE MiB ($bytes bytes), $ROUNDS rounds, $PARALLEL parallel; Garage at $endpoint; $PATCHDAY"
+echo "payload: $SIZE MiB ($bytes bytes), $ROUNDS rounds, $PARALLEL parallel; store $STORE, object store $endpoint; $PATCHDAY"
 echo "way        MB/s one  MB/s $PARALLEL  patchday CPU s/GB"
 measure nginx "http://127.0.0.1:$nginx_port/$target"
 measure streamed -H "Authorization: Bearer $token" "$url/v1/tuf/targets/$target"
+if [ "$STORE" = local ]; then
+  echo
+  awk '{ one[$1] = $2; par[$1] = $3 } END {
+    r1 = one["streamed"] / one["nginx"]; rp = par["streamed"] / par["nginx"]
+    printf "streamed / nginx: %.2fx one at a time, %.2fx %s at once (target >= 0.9x)\n", r1, rp, "'"$PARALLEL"'"
+    printf "%s\n", (r1 >= 0.9 && rp >= 0.9) ? "PASS" : "FAIL" }' "$work/results"
+  exit 0
+fi
 stop_server
 start_server --content-redirect
 measure redirect -H "Authorization: Bearer $token" "$url/v1/tuf/targets/$target"

@@ -86,8 +86,8 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
     /// Shell command that approves (the moment it starts is time zero).
-    #[arg(long)]
-    approve: String,
+    #[arg(long, required_unless_present = "setup_only")]
+    approve: Option<String>,
     /// Groups whose hosts should install (default: every group given).
     #[arg(long, value_delimiter = ',')]
     expect: Vec<String>,
@@ -107,6 +107,11 @@ struct Args {
     /// A name for this run in the output.
     #[arg(long, default_value = "fleet")]
     label: String,
+    /// Issue 12, point 8 (load): set the hosts up, then have every host check in once
+    /// more (unchanged, signed and verified as at any run) at --setup-concurrency at a
+    /// time, print the figures (SETUP-JSON) and end: no idle, no approval.
+    #[arg(long)]
+    setup_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -641,10 +646,78 @@ async fn live(
     }
 }
 
+/// `--setup-only`: every host checks in once more (its inventory unchanged), at most
+/// --setup-concurrency at a time; the rate, the server's CPU per check-in and its memory.
+async fn recheck(
+    args: &Args,
+    hosts: &[Arc<Host>],
+    setup_seconds: f64,
+    ticks: f64,
+) -> anyhow::Result<()> {
+    let before = sample(args.server_pid)?;
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.setup_concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for h in hosts {
+        let (h, sem) = (h.clone(), sem.clone());
+        tasks.spawn(async move {
+            let _permit = sem.acquire().await;
+            let t = Instant::now();
+            run_once(&h, Duration::ZERO, None).await?;
+            anyhow::Ok(t.elapsed().as_secs_f64())
+        });
+    }
+    let mut latencies = Vec::with_capacity(hosts.len());
+    while let Some(r) = tasks.join_next().await {
+        latencies.push(r.context("a check-in task panicked")??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let after = sample(args.server_pid)?;
+    latencies.sort_by(f64::total_cmp);
+    let n = latencies.len();
+    let at = |p: f64| {
+        latencies
+            .get(((n as f64 * p / 100.0).ceil() as usize).clamp(1, n.max(1)) - 1)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let figures = serde_json::json!({
+        "label": args.label,
+        "hosts": n,
+        "setup_seconds": setup_seconds,
+        "setups_per_second": n as f64 / setup_seconds,
+        "checkins_per_second": n as f64 / seconds,
+        "checkin_p50_ms": at(50.0) * 1000.0,
+        "checkin_p99_ms": at(99.0) * 1000.0,
+        "server_cpu_ms_per_checkin": (after.cpu_ticks - before.cpu_ticks) as f64 / ticks * 1000.0 / n.max(1) as f64,
+        "server_rss_mib": after.rss_kib as f64 / 1024.0,
+        "server_peak_rss_mib": after.hwm_kib as f64 / 1024.0,
+        "loopback_bytes_per_checkin": after.lo_tx.saturating_sub(before.lo_tx) / n.max(1) as u64,
+    });
+    println!(
+        "fleet set-up {} ({n} hosts): set-up {setup_seconds:.1} s ({:.0} hosts/s); one more check-in each: {:.0} check-ins/s, p50 {:.0} ms, p99 {:.0} ms, server {:.2} CPU-ms per check-in; server RSS {:.0} MiB (peak {:.0} MiB)",
+        args.label,
+        figures["setups_per_second"].as_f64().unwrap_or(0.0),
+        figures["checkins_per_second"].as_f64().unwrap_or(0.0),
+        figures["checkin_p50_ms"].as_f64().unwrap_or(0.0),
+        figures["checkin_p99_ms"].as_f64().unwrap_or(0.0),
+        figures["server_cpu_ms_per_checkin"].as_f64().unwrap_or(0.0),
+        figures["server_rss_mib"].as_f64().unwrap_or(0.0),
+        figures["server_peak_rss_mib"].as_f64().unwrap_or(0.0),
+    );
+    println!(
+        "  loopback bytes per check-in {}",
+        figures["loopback_bytes_per_checkin"]
+    );
+    println!("SETUP-JSON {figures}");
+    Ok(())
+}
+
 /// The server process's figures from /proc.
 #[derive(Clone, Copy, Debug, Default)]
 struct ProcSample {
     cpu_ticks: u64,
+    rss_kib: u64,
     hwm_kib: u64,
     wchar: u64,
     lo_tx: u64,
@@ -681,6 +754,7 @@ fn sample(pid: u32) -> anyhow::Result<ProcSample> {
         .unwrap_or(0);
     Ok(ProcSample {
         cpu_ticks,
+        rss_kib: kib("VmRSS:"),
         hwm_kib: kib("VmHWM:"),
         wchar,
         lo_tx,
@@ -817,6 +891,10 @@ async fn main() -> anyhow::Result<()> {
     let setup_seconds = setup_start.elapsed().as_secs_f64();
     eprintln!("{total} hosts set up in {setup_seconds:.1} s");
 
+    if args.setup_only {
+        return recheck(&args, &hosts, setup_seconds, ticks).await;
+    }
+
     // ---- Live: every host pushes or polls. ----
     let (tx, mut rx) = mpsc::unbounded_channel();
     let start = Instant::now();
@@ -871,7 +949,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::write(format!("/proc/{}/clear_refs", args.server_pid), "5");
     let before = sample(args.server_pid)?;
     let _ = APPROVED_AT.set(Instant::now());
-    let out = shell(&args.approve).await?;
+    let out = shell(args.approve.as_deref().unwrap_or_default()).await?;
     if !out.status.success() {
         bail!(
             "--approve failed: {}{}",
