@@ -319,16 +319,10 @@ pub async fn host(
 ) -> PageResult {
     session.op.see(&t)?;
     let chrome = chrome(&s, &session).await?;
-    let report = report_for(&s, &session, &t).await?;
-    let summary = report
-        .hosts
+    let (rows, summary) = crate::routes::report::host_report(&s, &session.op, &t, &h).await?;
+    let summary = &summary;
+    let states = rows
         .iter()
-        .find(|r| r.host == h)
-        .ok_or_else(|| ApiError::not_found(format!("host {h} not found in tenant {t}")))?;
-    let states = report
-        .rows
-        .iter()
-        .filter(|r| r.host == h)
         .map(|r| StateRow {
             update: r.update.to_string(),
             severity: r.severity.as_str().into(),

@@ -95,6 +95,26 @@ pub(crate) async fn tenant_report(
     Ok(report)
 }
 
+/// One host's rows and summary, evaluated now (the console's host page: one host, not
+/// the tenant's whole report).
+pub(crate) async fn host_report(
+    s: &AppState,
+    op: &Operator,
+    t: &TenantId,
+    h: &patchday_types::HostId,
+) -> ApiResult<(Vec<ComplianceRow>, HostSummaryRow)> {
+    op.see(t)?;
+    let tenant = s.store.tenant(t).await?;
+    let (e, catalog) = crate::access::evaluate_host(s, tenant.as_ref(), h).await?;
+    Ok(host_rows(
+        t,
+        e,
+        &catalog,
+        s.config.stale_after(),
+        s.clock.now(),
+    ))
+}
+
 /// The tenants an operator's report covers.
 async fn in_scope(s: &AppState, op: &Operator, only: Option<TenantId>) -> ApiResult<Vec<TenantId>> {
     Ok(match only {
