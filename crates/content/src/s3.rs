@@ -612,20 +612,21 @@ impl ContentStore for S3Store {
         // 404 still proves the bucket answers and takes the key). A full page of a
         // listing, or a write, per call would cost a bucket behind a load balancer that
         // asks every second.
-        match self.client.head(&self.under(".ready-probe")).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(self.fail("look up", "", e)),
-        }
+        let answered = matches!(
+            self.client.head(&self.under(".ready-probe")).await,
+            Ok(_) | Err(object_store::Error::NotFound { .. })
+        );
         let due = self
             .write_probed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_none_or(|at| at.elapsed() >= crate::WRITE_PROBE_EVERY);
-        if !due {
+        if answered && !due {
             return Ok(());
         }
-        // Then, at most every WRITE_PROBE_EVERY: listed (the key may list the bucket),
-        // written, read back, removed.
+        // Then, at most every WRITE_PROBE_EVERY, or when the HEAD failed (a HEAD's
+        // answer has no body to say why; a listing's does): listed (the key may list the
+        // bucket), written, read back, removed.
         let mut listing = self.client.list(self.root().as_ref());
         if let Some(Err(e)) = listing.next().await {
             return Err(self.fail("list", "", e));
