@@ -443,7 +443,10 @@ pub mod case {
         let mut damaged = bytes.clone();
         damaged[100] ^= 1;
         h.damage(&key, &damaged).await;
-        assert!(!s.holds(&key).await.unwrap(), "damage behind its back is noticed");
+        assert!(
+            !s.holds(&key).await.unwrap(),
+            "damage behind its back is noticed"
+        );
         assert_eq!(s.len(&key).await.unwrap(), None, "and set aside");
         s.put_file(&src, &key).await.unwrap();
         assert!(s.holds(&key).await.unwrap(), "a put repairs it");

@@ -480,7 +480,9 @@ impl ContentStore for S3Store {
             Err(e) => return Err(self.fail("look up", sha256, e)),
         };
         match self.verified(sha256) {
-            Some((etag, len)) if meta.e_tag.as_deref() != Some(etag.as_str()) || meta.size != len => {
+            Some((etag, len))
+                if meta.e_tag.as_deref() != Some(etag.as_str()) || meta.size != len =>
+            {
                 match self.open_verified(sha256, 0).await {
                     Ok(_) => Ok(true),
                     Err(ContentError::NotFound(_) | ContentError::Damaged { .. }) => Ok(false),

@@ -189,8 +189,15 @@ mod s3 {
             "one removal (a bulk delete is a POST): {seen:?}"
         );
         assert_eq!(count("HEAD"), 10, "each check reads: {seen:?}");
-        assert_eq!(seen.len(), 14, "and nothing else but one listing and one read-back: {seen:?}");
-        assert!(store.keys().await.unwrap().is_empty(), "no probe left behind");
+        assert_eq!(
+            seen.len(),
+            14,
+            "and nothing else but one listing and one read-back: {seen:?}"
+        );
+        assert!(
+            store.keys().await.unwrap().is_empty(),
+            "no probe left behind"
+        );
     }
 
     /// A TCP forwarder to `upstream` (`http://HOST:PORT`) that records the method of each
@@ -199,7 +206,10 @@ mod s3 {
         upstream: &str,
     ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let target = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let target = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -249,7 +249,9 @@ fn resolve(
     })
 }
 
-fn read_stored(stored: Option<DirectorCertificate>) -> anyhow::Result<Option<(KeyCertificate, String)>> {
+fn read_stored(
+    stored: Option<DirectorCertificate>,
+) -> anyhow::Result<Option<(KeyCertificate, String)>> {
     stored
         .map(|c| {
             parse(&c.bytes).map_err(|e| {
@@ -267,7 +269,11 @@ impl Director {
     /// store, moving an older server's certificate file into the store first, and
     /// finishing a rotation that a crash interrupted between storing the certificate
     /// and switching the key file.
-    pub async fn open(dir: &Path, store: &dyn Store, now: jiff::Timestamp) -> anyhow::Result<Director> {
+    pub async fn open(
+        dir: &Path,
+        store: &dyn Store,
+        now: jiff::Timestamp,
+    ) -> anyhow::Result<Director> {
         move_old_file(dir, store, now).await?;
         let certificate = read_stored(store.director_certificate().await.map_err(stored)?)?;
         let held = Arc::new(DirectorKey::load_or_create(&key_path(dir))?);
@@ -334,7 +340,8 @@ impl Director {
         }
         let _g = self.rotating.lock().await;
         let certificate = read_stored(stored).map_err(ApiError::internal)?;
-        let fresh = Arc::new(resolve(&self.dir, &cur.key, certificate).map_err(ApiError::internal)?);
+        let fresh =
+            Arc::new(resolve(&self.dir, &cur.key, certificate).map_err(ApiError::internal)?);
         match (&fresh.refusal, &fresh.certificate) {
             (Some(why), _) => tracing::error!(error = %why, "the director signs nothing"),
             (None, Some((c, _))) if c.version != cur.certificate_version() => tracing::info!(
@@ -408,7 +415,9 @@ impl Director {
         let entry = log(&cert);
         match store.put_director_certificate(&record, &entry).await {
             Ok(_) => {}
-            Err(StoreError::Conflict(why)) => return Err(ApiError::conflict(format!("{why}; nothing changed"))),
+            Err(StoreError::Conflict(why)) => {
+                return Err(ApiError::conflict(format!("{why}; nothing changed")))
+            }
             Err(e) => return Err(e.into()),
         }
         if !Arc::ptr_eq(&key, &cur.key) {
@@ -492,12 +501,18 @@ mod tests {
         let dir = w.d.path().join("director");
         let director = Director::open(&dir, store, now()).await.unwrap();
         let first = director.current(store).await.unwrap().public().clone();
-        assert_eq!(director.current(store).await.unwrap().certificate_version(), 0);
+        assert_eq!(
+            director.current(store).await.unwrap().certificate_version(),
+            0
+        );
 
         // A certificate for a key the server does not hold is refused, nothing changes.
         let stranger = DirectorKey::load_or_create(&w.d.path().join("stranger")).unwrap();
         let signed = certificate(&w, stranger.public(), 1).await;
-        assert!(director.install(store, &signed, root, now(), log).await.is_err());
+        assert!(director
+            .install(store, &signed, root, now(), log)
+            .await
+            .is_err());
         assert_eq!(store.director_certificate().await.unwrap(), None);
 
         // The proper rotation switches keys, stores the certificate with its log entry,
@@ -505,12 +520,21 @@ mod tests {
         let next = director.begin().await.unwrap();
         assert_eq!(director.begin().await.unwrap(), next, "same pending key");
         let signed = certificate(&w, &next, 1).await;
-        director.install(store, &signed, root, now(), log).await.unwrap();
+        director
+            .install(store, &signed, root, now(), log)
+            .await
+            .unwrap();
         let cur = director.current(store).await.unwrap();
         assert_eq!(cur.key().unwrap().public(), &next);
         assert_eq!(cur.certificate().unwrap().as_bytes(), signed.as_slice());
-        assert_eq!(store.director_certificate().await.unwrap().unwrap().version, 1);
-        let logged = store.list_log(&LogScope::Everything, None, 10).await.unwrap();
+        assert_eq!(
+            store.director_certificate().await.unwrap().unwrap().version,
+            1
+        );
+        let logged = store
+            .list_log(&LogScope::Everything, None, 10)
+            .await
+            .unwrap();
         assert_eq!(logged.len(), 1, "{logged:?}");
         drop(director);
         let director = Director::open(&dir, store, now()).await.unwrap();
@@ -529,7 +553,10 @@ mod tests {
             bytes: signed,
         };
         let cert = KeyCertificate::new(third.clone(), 2, now(), 30).unwrap();
-        store.put_director_certificate(&record, &log(&cert)).await.unwrap();
+        store
+            .put_director_certificate(&record, &log(&cert))
+            .await
+            .unwrap();
         drop(director);
         let director = Director::open(&dir, store, now()).await.unwrap();
         let cur = director.current(store).await.unwrap();
@@ -550,25 +577,38 @@ mod tests {
         std::fs::create_dir_all(&dir_b).unwrap();
         std::fs::copy(key_path(&dir_a), key_path(&dir_b)).unwrap();
         let b = Director::open(&dir_b, store, now()).await.unwrap();
-        let old = b.current(store).await.unwrap().key().unwrap().public().clone();
+        let old = b
+            .current(store)
+            .await
+            .unwrap()
+            .key()
+            .unwrap()
+            .public()
+            .clone();
 
         let next = a.begin().await.unwrap();
         let signed = certificate(&w, &next, 1).await;
-        a.install(store, &signed, &w.root, now(), log).await.unwrap();
+        a.install(store, &signed, &w.root, now(), log)
+            .await
+            .unwrap();
         std::thread::sleep(RECHECK);
         let cur = b.current(store).await.unwrap();
         assert_eq!(cur.certificate_version(), 1, "B serves what A installed");
         let why = cur.key().unwrap_err();
         assert_eq!(why.code, ErrorCode::Unavailable);
         assert!(
-            why.message.contains(&next.keyid) && why.message.contains("copy DATA/director/ed25519.pk8"),
+            why.message.contains(&next.keyid)
+                && why.message.contains("copy DATA/director/ed25519.pk8"),
             "{}",
             why.message
         );
         assert_eq!(cur.public(), &old);
         // A restart without the key is refused with the same words.
         let e = Director::open(&dir_b, store, now()).await.unwrap_err();
-        assert!(format!("{e}").contains("copy DATA/director/ed25519.pk8"), "{e}");
+        assert!(
+            format!("{e}").contains("copy DATA/director/ed25519.pk8"),
+            "{e}"
+        );
 
         // The operator copies A's key to B: B signs with it at its next look.
         std::fs::copy(key_path(&dir_a), key_path(&dir_b)).unwrap();
@@ -596,12 +636,22 @@ mod tests {
         assert_eq!((stored.version, stored.bytes), (3, signed.clone()));
         assert!(!old_certificate_path(&dir).exists());
         assert_eq!(std::fs::read(moved_certificate_path(&dir)).unwrap(), signed);
-        let logged = store.list_log(&LogScope::Everything, None, 10).await.unwrap();
+        let logged = store
+            .list_log(&LogScope::Everything, None, 10)
+            .await
+            .unwrap();
         assert_eq!(logged.len(), 1);
         assert_eq!(logged[0].action, "director.certificate.moved");
         drop(director);
         // Another start: nothing to move, nothing logged again.
         Director::open(&dir, store, now()).await.unwrap();
-        assert_eq!(store.list_log(&LogScope::Everything, None, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .list_log(&LogScope::Everything, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

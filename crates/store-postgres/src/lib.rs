@@ -14,9 +14,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
     CatalogRecord, CatalogTarget, DirectorCertificate, EnrollGrant, FleetHost, HistoryEntry,
-    HostMemberships,
-    HostRecord, HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest, Result,
-    SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
+    HostMemberships, HostRecord, HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest,
+    Result, SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
     TokenRecord,
 };
 use patchday_types::api::{
@@ -605,8 +604,9 @@ impl Store for PostgresStore {
             .map_err(backend)?;
         row.map(|r| {
             Ok(DirectorCertificate {
-                version: u64::try_from(r.get::<i64, _>("version"))
-                    .map_err(|e| StoreError::Corrupt(format!("director certificate version: {e}")))?,
+                version: u64::try_from(r.get::<i64, _>("version")).map_err(|e| {
+                    StoreError::Corrupt(format!("director certificate version: {e}"))
+                })?,
                 keyid: r.get("keyid"),
                 bytes: r.get("bytes"),
             })
@@ -619,8 +619,7 @@ impl Store for PostgresStore {
         c: &DirectorCertificate,
         log: &LogEntry,
     ) -> Result<bool> {
-        let version =
-            i64::try_from(c.version).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let version = i64::try_from(c.version).map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut tx = WriteTx::begin(&self.pool).await?;
         // Two replicas installing at once take turns (SQLite's BEGIN IMMEDIATE does so).
         sqlx::query("LOCK TABLE director_certificate IN EXCLUSIVE MODE")

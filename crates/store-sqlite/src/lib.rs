@@ -5,9 +5,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
     CatalogRecord, CatalogTarget, DirectorCertificate, EnrollGrant, FleetHost, HistoryEntry,
-    HostMemberships,
-    HostRecord, HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest, Result,
-    SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
+    HostMemberships, HostRecord, HostSigning, LogScope, NewEnrollToken, RemovedHost, RepairRequest,
+    Result, SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
     TokenRecord,
 };
 use patchday_types::api::{
@@ -559,8 +558,9 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         row.map(|r| {
             Ok(DirectorCertificate {
-                version: u64::try_from(r.get::<i64, _>("version"))
-                    .map_err(|e| StoreError::Corrupt(format!("director certificate version: {e}")))?,
+                version: u64::try_from(r.get::<i64, _>("version")).map_err(|e| {
+                    StoreError::Corrupt(format!("director certificate version: {e}"))
+                })?,
                 keyid: r.get("keyid"),
                 bytes: r.get("bytes"),
             })
@@ -573,8 +573,7 @@ impl Store for SqliteStore {
         c: &DirectorCertificate,
         log: &LogEntry,
     ) -> Result<bool> {
-        let version =
-            i64::try_from(c.version).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let version = i64::try_from(c.version).map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut tx = WriteTx::begin(&self.writer).await?;
         let stored = sqlx::query("SELECT version, bytes FROM director_certificate WHERE k = 1")
             .fetch_optional(&mut *tx)

@@ -842,7 +842,10 @@ async fn director_certificate(store: &dyn Store) {
     let v1 = cert(1, "key-1", "{\"signed\":1}");
     let log = log_entry(None, "director.certificate", "2026-12-02T10:00:00Z");
     assert!(store.put_director_certificate(&v1, &log).await.unwrap());
-    assert_eq!(store.director_certificate().await.unwrap(), Some(v1.clone()));
+    assert_eq!(
+        store.director_certificate().await.unwrap(),
+        Some(v1.clone())
+    );
     assert_eq!(entries().await, 1, "the install is logged with it");
     // The same certificate again (a retried request, a second replica moving its file
     // in): nothing changes, nothing is logged.

@@ -493,7 +493,11 @@ fn a_director_certificate_file_of_an_older_server_moves_into_the_store_once() {
     let dir = d.path();
     let b = bins();
     let (old, new) = debs(dir, "pd-test-upgrade");
-    let AcmeWorld { cat, mut srv, enroll } = AcmeWorld::start(
+    let AcmeWorld {
+        cat,
+        mut srv,
+        enroll,
+    } = AcmeWorld::start(
         &b,
         dir,
         ("PD-T-1", &new, &["--emergency", "test", "--since", "1.0-1"]),

@@ -276,14 +276,22 @@ fn a_director_certificate_installed_through_one_replica_is_served_by_the_other()
         patchday_lab::build_deb(&spec, &pkgs).unwrap()
     };
     let (old, new) = (build("1.0-1"), build("1.0-2"));
-    let flags = vec!["--database".to_string(), url.clone(), "--content".to_string(),
-        dir.join("content").to_str().unwrap().to_string()];
+    let flags = vec![
+        "--database".to_string(),
+        url.clone(),
+        "--content".to_string(),
+        dir.join("content").to_str().unwrap().to_string(),
+    ];
     let dir_a = dir.join("a");
     std::fs::create_dir_all(&dir_a).unwrap();
     let a = AcmeWorld::start(
         &b,
         &dir_a,
-        ("PD-RC-1", &new, &["--emergency", "test", "--since", "1.0-1"]),
+        (
+            "PD-RC-1",
+            &new,
+            &["--emergency", "test", "--since", "1.0-1"],
+        ),
         &|_| flags.clone(),
         &["--unlimited"],
     );
@@ -323,7 +331,11 @@ fn a_director_certificate_installed_through_one_replica_is_served_by_the_other()
         store.pool().close().await;
         c
     });
-    assert_eq!(stored.map(|c| c.version), Some(1), "the certificate is in PostgreSQL");
+    assert_eq!(
+        stored.map(|c| c.version),
+        Some(1),
+        "the certificate is in PostgreSQL"
+    );
 
     // B reads it (within a second) but lacks the new key: not ready, and says what to do.
     std::thread::sleep(std::time::Duration::from_millis(1100));

@@ -100,8 +100,8 @@ pub async fn checkin(
     crate::limits::inventory(&req.inventory)?; // finding 4
     crate::limits::baseline_reports(&req.baselines)?; // issue 13, point 1
     crate::routes::group_rules::check_checkin_labels(req.labels.as_ref())?; // issue 10, point 2
-    // Issue 12, point 1: the key and certificate every replica reads from the store; a
-    // replica lacking the certified key answers 503 before it changes anything.
+                                                                            // Issue 12, point 1: the key and certificate every replica reads from the store; a
+                                                                            // replica lacking the certified key answers 503 before it changes anything.
     let signer = s.director.current(s.store.as_ref()).await?;
     let key = signer.key()?;
     let tenant = s.store.tenant(&who.tenant).await?;

@@ -80,7 +80,13 @@ pub async fn certificate(
                 "keyid": cert.key.keyid,
                 "certificate_version": cert.version,
             });
-            op.log_entry(at, None, "director.certificate", "director key".into(), detail)
+            op.log_entry(
+                at,
+                None,
+                "director.certificate",
+                "director key".into(),
+                detail,
+            )
         })
         .await?;
     s.push.everyone(); // issue 10, point 6 (push): agents fetch the new certificate now
