@@ -202,6 +202,10 @@ fn key_for(
             return Ok(Some(Arc::new(pending)));
         }
     }
+    // Never make a key here: a missing file is not the certified key.
+    if !key_path(dir).exists() {
+        return Ok(None);
+    }
     let on_disk = DirectorKey::load_or_create(&key_path(dir))?;
     if on_disk.public() == &cert.key {
         tracing::warn!(
@@ -312,15 +316,15 @@ impl Director {
     }
 
     /// The key and certificate as the store has them now (read again when the last
-    /// read is older than [`RECHECK`]).
+    /// read is older than [`RECHECK`]; one request reads, the others meanwhile use
+    /// what was read before).
     pub async fn current(&self, store: &dyn Store) -> Result<Arc<Current>, ApiError> {
-        let fresh = self
-            .read_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|at| at.elapsed() < RECHECK);
-        if fresh {
-            return Ok(self.cached());
+        {
+            let mut at = self.read_at.lock().unwrap_or_else(|e| e.into_inner());
+            if at.is_some_and(|at| at.elapsed() < RECHECK) {
+                return Ok(self.cached());
+            }
+            *at = Some(Instant::now());
         }
         self.reread(store).await
     }
@@ -328,17 +332,26 @@ impl Director {
     /// Reads the store's certificate and switches to it when it moved.
     async fn reread(&self, store: &dyn Store) -> Result<Arc<Current>, ApiError> {
         let stored = store.director_certificate().await?;
-        let cur = self.cached();
-        let same = match (&stored, &cur.certificate) {
-            (None, None) => true,
-            (Some(s), Some((c, _))) => s.version == c.version && s.keyid == c.key.keyid,
-            _ => false,
+        let unchanged = |cur: &Current| {
+            cur.refusal.is_none()
+                && match (&stored, &cur.certificate) {
+                    (None, None) => true,
+                    (Some(s), Some((c, _))) => s.version == c.version && s.keyid == c.key.keyid,
+                    _ => false,
+                }
         };
-        if same && cur.refusal.is_none() {
-            *self.read_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let cur = self.cached();
+        if unchanged(&cur) {
             return Ok(cur);
         }
         let _g = self.rotating.lock().await;
+        // An install through this replica may have finished while this read waited: what
+        // it set is newer than what was read before it.
+        let cur = self.cached();
+        let read_version = stored.as_ref().map_or(0, |c| c.version);
+        if unchanged(&cur) || cur.certificate_version() > read_version {
+            return Ok(cur);
+        }
         let certificate = read_stored(stored).map_err(ApiError::internal)?;
         let fresh =
             Arc::new(resolve(&self.dir, &cur.key, certificate).map_err(ApiError::internal)?);

@@ -379,3 +379,62 @@ async fn run_once(
         })?;
     Ok((imported, Some(status.targets_version)))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use patchday_mirror::state::SourceState;
+
+    fn progress_with(id: &str) -> MirrorState {
+        let mut s = MirrorState::default();
+        s.imported.insert(id.into());
+        s.sources.insert(
+            "debian-security".into(),
+            SourceState {
+                inrelease_sha256: "ab".repeat(32),
+                date: "2026-12-01T10:00:00Z".parse().unwrap(),
+                complete: true,
+                selection: "x".into(),
+            },
+        );
+        s
+    }
+
+    /// Issue 12, point 1: an older server's `state.json` moves into the store at the first
+    /// load (renamed, not lost, the InRelease dates of replay protection kept); from then
+    /// on the store is read, also by a replica with another work directory.
+    #[tokio::test]
+    async fn a_state_file_moves_into_the_store_once_and_replicas_read_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let store: Arc<dyn patchday_store::Store> = Arc::new(
+            patchday_store_sqlite::SqliteStore::open(&d.path().join("patchday.db"))
+                .await
+                .unwrap(),
+        );
+        let work = d.path().join("mirror");
+        std::fs::create_dir_all(&work).unwrap();
+        let old = progress_with("mirror-DEB-a-1");
+        old.save(&work).unwrap();
+
+        let p = StoreProgress::new(store.clone(), work.clone());
+        assert_eq!(p.load().await.unwrap(), old);
+        assert!(
+            !MirrorState::path(&work).exists(),
+            "the file is no longer read"
+        );
+        assert!(
+            work.join("state.json.moved-to-database").exists(),
+            "and kept"
+        );
+
+        // A replica elsewhere reads what this one saves.
+        let newer = progress_with("mirror-DEB-b-2");
+        p.save(&newer).await.unwrap();
+        let other = StoreProgress::new(store.clone(), d.path().join("elsewhere"));
+        assert_eq!(other.load().await.unwrap(), newer);
+        // A state file that shows up again later is not read over the store's.
+        old.save(&work).unwrap();
+        assert_eq!(p.load().await.unwrap(), newer);
+    }
+}
