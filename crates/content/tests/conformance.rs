@@ -200,6 +200,35 @@ mod s3 {
         );
     }
 
+    /// Issue 12: `POST /v1/catalog/missing` asks `holds` for every payload of a catalog;
+    /// on S3 that is one HEAD each (no GET, no byte of a payload), for blobs this process
+    /// never read as for absent ones. Counted on the wire.
+    #[tokio::test]
+    async fn holds_asks_one_head_per_blob_and_reads_no_payload() {
+        let Some(h) = fresh().await else { return };
+        let mut keys = Vec::new();
+        for i in 0..3 {
+            let (src, key) = patchday_content::conformance::source(
+                &h,
+                &format!("p{i}"),
+                &patchday_content::conformance::pattern(10_000 + i),
+            );
+            h.store().put_file(&src, &key).await.unwrap();
+            keys.push(key);
+        }
+        let server = patchday_lab::s3_server().unwrap();
+        let (endpoint, requests) = counting_proxy(&server.endpoint).await;
+        let mut c = h.config.clone();
+        c.endpoint = Some(endpoint);
+        let replica = S3Store::new(&c).unwrap();
+        for k in &keys {
+            assert!(replica.holds(k).await.unwrap(), "{k}");
+        }
+        assert!(!replica.holds(&"0".repeat(64)).await.unwrap(), "absent");
+        let seen = requests.lock().unwrap().clone();
+        assert_eq!(seen, vec!["HEAD"; 4], "{seen:?}");
+    }
+
     /// A TCP forwarder to `upstream` (`http://HOST:PORT`) that records the method of each
     /// request it carries; returns its `http://127.0.0.1:PORT` and the methods.
     async fn counting_proxy(
