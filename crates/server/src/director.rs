@@ -116,7 +116,7 @@ fn parse(bytes: &[u8]) -> Result<(KeyCertificate, String), String> {
     Ok((cert, text))
 }
 
-fn stored(store_err: StoreError) -> anyhow::Error {
+fn store_failed(store_err: StoreError) -> anyhow::Error {
     anyhow::anyhow!("reading the director certificate from the store: {store_err}")
 }
 
@@ -279,7 +279,7 @@ impl Director {
         now: jiff::Timestamp,
     ) -> anyhow::Result<Director> {
         move_old_file(dir, store, now).await?;
-        let certificate = read_stored(store.director_certificate().await.map_err(stored)?)?;
+        let certificate = read_stored(store.director_certificate().await.map_err(store_failed)?)?;
         let held = Arc::new(DirectorKey::load_or_create(&key_path(dir))?);
         let current = resolve(dir, &held, certificate)?;
         if let Some(why) = &current.refusal {
