@@ -181,7 +181,15 @@ async fn run_once(a: RunArgs, now: jiff::Timestamp) -> anyhow::Result<i32> {
         },
         retain: a.retain.map(|r| r.0),
     };
-    let report = run_job(&job, selection, fleet_binaries, &HttpFetch::new()?, now).await?;
+    let report = run_job(
+        &job,
+        selection,
+        fleet_binaries,
+        &HttpFetch::new()?,
+        None,
+        now,
+    )
+    .await?;
     let mut imported = 0;
     for s in &report.sync.sources {
         if s.unchanged {

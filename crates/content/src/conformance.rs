@@ -46,7 +46,8 @@ macro_rules! content_conformance_tests {
             a_replica_verifies_before_it_serves, quarantine_sets_aside_and_a_put_repairs,
             a_big_payload_goes_up_in_parts_and_reads_back_by_range,
             concurrent_puts_of_one_blob_store_it_once, the_readiness_probe_leaves_nothing,
-            a_presigned_url_serves_the_blob_or_there_is_none);
+            a_presigned_url_serves_the_blob_or_there_is_none,
+            holds_is_true_for_a_stored_blob_not_known_to_be_damaged);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -426,6 +427,33 @@ pub mod case {
         b.unwrap();
         assert_eq!(s.keys().await.unwrap(), vec![key.clone()]);
         assert_eq!(read_verified(s, &key, 0).await.unwrap(), bytes);
+    }
+
+    /// Issue 12: `holds` (what a push asks for every payload) says no for an absent blob,
+    /// yes for a stored one, also on a replica that never read it, and no once this store
+    /// saw it damaged (quarantined, so the push uploads it again).
+    pub async fn holds_is_true_for_a_stored_blob_not_known_to_be_damaged(h: &dyn Harness) {
+        let s = h.store();
+        let bytes = pattern(30_000);
+        let (src, key) = source(h, "a", &bytes);
+        assert!(!s.holds(&key).await.unwrap(), "absent");
+        s.put_file(&src, &key).await.unwrap();
+        assert!(s.holds(&key).await.unwrap());
+        assert!(h.replica().holds(&key).await.unwrap(), "a replica sees it");
+        let mut damaged = bytes.clone();
+        damaged[100] ^= 1;
+        h.damage(&key, &damaged).await;
+        assert!(
+            !s.holds(&key).await.unwrap(),
+            "damage behind its back is noticed"
+        );
+        assert_eq!(s.len(&key).await.unwrap(), None, "and set aside");
+        s.put_file(&src, &key).await.unwrap();
+        assert!(s.holds(&key).await.unwrap(), "a put repairs it");
+        assert!(matches!(
+            s.holds("not-a-key").await,
+            Err(ContentError::BadKey(_))
+        ));
     }
 
     /// The readiness probe passes on a working store and leaves no object behind.

@@ -171,9 +171,22 @@ pub trait ContentStore: Send + Sync {
     async fn usage(&self) -> Result<Usage, ContentError>;
 
     // Issue 12, point 3.
-    /// Whether the store can be listed, written, read and cleaned up now (a probe object
-    /// that is never listed as a blob).
+    /// Whether the store can be used now: reachable on every call, and written, read
+    /// back and cleaned up (a probe object that is never listed as a blob) on the first
+    /// call and then at most every [`WRITE_PROBE_EVERY`] for an object store, where a
+    /// load balancer's readiness check each second would otherwise mean steady writes.
     async fn ready(&self) -> Result<(), ContentError>;
+    /// Whether the blob is held and not known to be damaged, as cheaply as the store can
+    /// tell (a push asks this for every payload of a catalog). By default the blob is
+    /// checked against its key as [`ContentStore::open_verified`] does (cached until the
+    /// file changes; a damaged blob is quarantined and is not held).
+    async fn holds(&self, sha256: &str) -> Result<bool, ContentError> {
+        match self.open_verified(sha256, 0).await {
+            Ok(_) => Ok(true),
+            Err(ContentError::NotFound(_) | ContentError::Damaged { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// A URL that lets its holder GET the blob for `lifetime`, without other credentials,
     /// when the store can make one (an object store); `None` otherwise.
     async fn presigned_url(
@@ -188,6 +201,10 @@ pub trait ContentStore: Send + Sync {
     /// Where the blobs are, for logs and status (no credentials).
     fn describe(&self) -> String;
 }
+
+/// How often an object store's readiness check writes its probe object; in between it
+/// only reads (issue 12: `/v1/ready` behind a load balancer that asks every second).
+pub const WRITE_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a content store holds (issue 10, point 7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -174,6 +174,9 @@ pub struct S3Store {
     /// One verification at a time (hosts asking at once for a blob nobody verified yet
     /// wait for the first one's hash).
     verifying: tokio::sync::Mutex<()>,
+    /// When the readiness check last wrote, read back and removed its probe object
+    /// successfully (issue 12: at most every [`crate::WRITE_PROBE_EVERY`]).
+    write_probed: Mutex<Option<std::time::Instant>>,
 }
 
 impl S3Store {
@@ -184,6 +187,7 @@ impl S3Store {
             location: config.location.clone(),
             verified: Mutex::default(),
             verifying: tokio::sync::Mutex::new(()),
+            write_probed: Mutex::default(),
         })
     }
 
@@ -463,6 +467,32 @@ impl ContentStore for S3Store {
         }
     }
 
+    /// One HEAD, not a GET: an object this process wrote or hashed is held while its
+    /// ETag is the one it remembers (another ETag: hashed again, and quarantined when
+    /// damaged); one it never looked at is held as it stands. Its bytes are still checked
+    /// before any is served ([`ContentStore::open_verified`]), which quarantines a damaged
+    /// one, so the next push uploads it again.
+    async fn holds(&self, sha256: &str) -> Result<bool, ContentError> {
+        check_key(sha256)?;
+        let meta = match self.client.head(&self.path(sha256)).await {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.fail("look up", sha256, e)),
+        };
+        match self.verified(sha256) {
+            Some((etag, len))
+                if meta.e_tag.as_deref() != Some(etag.as_str()) || meta.size != len =>
+            {
+                match self.open_verified(sha256, 0).await {
+                    Ok(_) => Ok(true),
+                    Err(ContentError::NotFound(_) | ContentError::Damaged { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(true),
+        }
+    }
+
     async fn open(&self, sha256: &str, offset: u64) -> Result<BlobReader, ContentError> {
         check_key(sha256)?;
         let meta = self
@@ -580,7 +610,25 @@ impl ContentStore for S3Store {
     }
 
     async fn ready(&self) -> Result<(), ContentError> {
-        // Listed (the bucket exists and the key may list it), written, read back, removed.
+        // Every call reads only: a HEAD of the probe's name (absent between probes; a
+        // 404 still proves the bucket answers and takes the key). A full page of a
+        // listing, or a write, per call would cost a bucket behind a load balancer that
+        // asks every second.
+        let answered = matches!(
+            self.client.head(&self.under(".ready-probe")).await,
+            Ok(_) | Err(object_store::Error::NotFound { .. })
+        );
+        let due = self
+            .write_probed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|at| at.elapsed() >= crate::WRITE_PROBE_EVERY);
+        if answered && !due {
+            return Ok(());
+        }
+        // Then, at most every WRITE_PROBE_EVERY, or when the HEAD failed (a HEAD's
+        // answer has no body to say why; a listing's does): listed (the key may list the
+        // bucket), written, read back, removed.
         let mut listing = self.client.list(self.root().as_ref());
         if let Some(Err(e)) = listing.next().await {
             return Err(self.fail("list", "", e));
@@ -599,7 +647,11 @@ impl ContentStore for S3Store {
         };
         let _ = self.client.delete(&probe).await;
         match back {
-            Ok(b) if b.as_ref() == text => Ok(()),
+            Ok(b) if b.as_ref() == text => {
+                *self.write_probed.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(std::time::Instant::now());
+                Ok(())
+            }
             Ok(_) => Err(ContentError::S3 {
                 location: self.location.to_string(),
                 op: "read back",

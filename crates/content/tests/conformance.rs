@@ -164,4 +164,131 @@ mod s3 {
             "{text}"
         );
     }
+
+    /// Issue 12: a load balancer asks `/v1/ready` every second. The S3 store then only
+    /// reads (one HEAD per call); it writes, reads back and removes its probe object on
+    /// the first call and at most once per `WRITE_PROBE_EVERY` after. Counted on the wire,
+    /// by a forwarding proxy on 127.0.0.1 in front of the real S3 server.
+    #[tokio::test]
+    async fn readiness_writes_its_probe_once_per_period_and_only_reads_between() {
+        let Some(_) = fresh().await else { return };
+        let server = patchday_lab::s3_server().unwrap();
+        let (endpoint, requests) = counting_proxy(&server.endpoint).await;
+        let mut c = config(&format!("ready/{:016x}", rand::random::<u64>())).unwrap();
+        c.endpoint = Some(endpoint);
+        let store = S3Store::new(&c).unwrap();
+        for _ in 0..10 {
+            store.ready().await.unwrap();
+        }
+        let seen = requests.lock().unwrap().clone();
+        let count = |m: &str| seen.iter().filter(|r| r.as_str() == m).count();
+        assert_eq!(count("PUT"), 1, "one probe write in ten checks: {seen:?}");
+        assert_eq!(
+            count("DELETE") + count("POST"),
+            1,
+            "one removal (a bulk delete is a POST): {seen:?}"
+        );
+        assert_eq!(count("HEAD"), 10, "each check reads: {seen:?}");
+        assert_eq!(
+            seen.len(),
+            14,
+            "and nothing else but one listing and one read-back: {seen:?}"
+        );
+        assert!(
+            store.keys().await.unwrap().is_empty(),
+            "no probe left behind"
+        );
+    }
+
+    /// Issue 12: `POST /v1/catalog/missing` asks `holds` for every payload of a catalog;
+    /// on S3 that is one HEAD each (no GET, no byte of a payload), for blobs this process
+    /// never read as for absent ones. Counted on the wire.
+    #[tokio::test]
+    async fn holds_asks_one_head_per_blob_and_reads_no_payload() {
+        let Some(h) = fresh().await else { return };
+        let mut keys = Vec::new();
+        for i in 0..3 {
+            let (src, key) = patchday_content::conformance::source(
+                &h,
+                &format!("p{i}"),
+                &patchday_content::conformance::pattern(10_000 + i),
+            );
+            h.store().put_file(&src, &key).await.unwrap();
+            keys.push(key);
+        }
+        let server = patchday_lab::s3_server().unwrap();
+        let (endpoint, requests) = counting_proxy(&server.endpoint).await;
+        let mut c = h.config.clone();
+        c.endpoint = Some(endpoint);
+        let replica = S3Store::new(&c).unwrap();
+        for k in &keys {
+            assert!(replica.holds(k).await.unwrap(), "{k}");
+        }
+        assert!(!replica.holds(&"0".repeat(64)).await.unwrap(), "absent");
+        let seen = requests.lock().unwrap().clone();
+        assert_eq!(seen, vec!["HEAD"; 4], "{seen:?}");
+    }
+
+    /// A TCP forwarder to `upstream` (`http://HOST:PORT`) that records the method of each
+    /// request it carries; returns its `http://127.0.0.1:PORT` and the methods.
+    async fn counting_proxy(
+        upstream: &str,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = tokio::net::TcpStream::connect(&target).await.unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    let mut line = Vec::new();
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        // Request lines: `METHOD /path HTTP/1.1` at a line start.
+                        for &b in &buf[..n] {
+                            if b == b'\n' {
+                                let text = String::from_utf8_lossy(&line);
+                                let text = text.trim_end();
+                                // A body without a final newline runs into the next
+                                // request line: the method is the upper-case word
+                                // before the path.
+                                if let Some(rest) = text.strip_suffix(" HTTP/1.1") {
+                                    if let Some((before, _path)) = rest.rsplit_once(' ') {
+                                        let method: String = before
+                                            .chars()
+                                            .rev()
+                                            .take_while(char::is_ascii_uppercase)
+                                            .collect::<Vec<_>>()
+                                            .into_iter()
+                                            .rev()
+                                            .collect();
+                                        record.lock().unwrap().push(method);
+                                    }
+                                }
+                                line.clear();
+                            } else if line.len() < 8 << 10 {
+                                line.push(b);
+                            }
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut ur, &mut cw).await;
+                });
+            }
+        });
+        (url, seen)
+    }
 }

@@ -135,6 +135,10 @@ pub enum MirrorError {
     #[error("advisory feed: {0}")]
     Advisories(String),
     /// The caller's publisher refused or failed to sign an update.
+    /// Issue 12, point 1: the run's progress could not be read or kept where the caller
+    /// keeps it (the server's database).
+    #[error("mirror progress: {0} (a rerun resumes from the last progress kept)")]
+    Progress(String),
     #[error("signing update {id} into the catalog: {detail}")]
     Publish {
         /// Update id.

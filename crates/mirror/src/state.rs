@@ -1,9 +1,13 @@
 //! What past runs saw: per source the InRelease they verified (for replay checks and
-//! to skip an unchanged archive), and which update ids they imported.
+//! to skip an unchanged archive), and which update ids they imported. Where it is kept
+//! is the caller's choice ([`Progress`]): a file in the work directory for `patchday
+//! mirror run` ([`StateFile`]), the server's database for `--mirror-every` (issue 12,
+//! point 1: a run on another replica or after a restart continues from it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -72,14 +76,42 @@ impl MirrorState {
     /// updates it holds (keeping each source's last Date, so replay protection stays):
     /// for a working catalog that was replaced by another copy (issue 9, point 1).
     pub fn forget_imports(work_dir: &Path) -> Result<(), MirrorError> {
-        let mut s = Self::load(work_dir)?;
-        s.imported.clear();
-        for src in s.sources.values_mut() {
-            src.complete = false;
-        }
+        let s = Self::load(work_dir)?;
         if Self::path(work_dir).exists() {
-            s.save(work_dir)?;
+            s.forgetting_imports().save(work_dir)?;
         }
         Ok(())
+    }
+
+    /// This state with the imports forgotten, as [`MirrorState::forget_imports`] keeps it.
+    pub fn forgetting_imports(mut self) -> Self {
+        self.imported.clear();
+        for src in self.sources.values_mut() {
+            src.complete = false;
+        }
+        self
+    }
+}
+
+/// Where a run reads and keeps its [`MirrorState`] (issue 12, point 1).
+#[async_trait]
+pub trait Progress: Send + Sync + std::fmt::Debug {
+    /// The state past runs left (empty before the first).
+    async fn load(&self) -> Result<MirrorState, MirrorError>;
+    /// Keeps the state (after each source's InRelease and each update signed).
+    async fn save(&self, state: &MirrorState) -> Result<(), MirrorError>;
+}
+
+/// The state file `state.json` in a work directory.
+#[derive(Clone, Debug)]
+pub struct StateFile(pub PathBuf);
+
+#[async_trait]
+impl Progress for StateFile {
+    async fn load(&self) -> Result<MirrorState, MirrorError> {
+        MirrorState::load(&self.0)
+    }
+    async fn save(&self, state: &MirrorState) -> Result<(), MirrorError> {
+        state.save(&self.0)
     }
 }

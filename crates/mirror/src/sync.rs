@@ -15,7 +15,7 @@ use crate::fetch::Fetch;
 use crate::index::{self, BinaryPackage};
 use crate::release::{self, Keyring};
 use crate::select::{self, Selection};
-use crate::state::{MirrorState, SourceState};
+use crate::state::{MirrorState, Progress, SourceState, StateFile};
 use crate::MirrorError;
 
 /// Where an update came from: enough to re-check it against the archive later.
@@ -85,6 +85,9 @@ pub struct SyncOptions {
     /// versions), against which new dependencies are judged; `None` when unknown (then
     /// only an update's own binaries count, and the archive supplies the rest).
     pub fleet_binaries: Option<crate::closure::FleetBinaries>,
+    /// Issue 12, point 1: where the run's progress is kept; `None`: `state.json` in
+    /// `work_dir`.
+    pub progress: Option<std::sync::Arc<dyn Progress>>,
 }
 
 /// What happened to one source.
@@ -124,10 +127,18 @@ pub async fn run(
 ) -> Result<SyncReport, MirrorError> {
     let downloads = opts.work_dir.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| MirrorError::io(&downloads, e))?;
-    let mut state = MirrorState::load(&opts.work_dir)?;
+    let file;
+    let progress: &dyn Progress = match &opts.progress {
+        Some(p) => p.as_ref(),
+        None => {
+            file = StateFile(opts.work_dir.clone());
+            &file
+        }
+    };
+    let mut state = progress.load().await?;
     let mut report = SyncReport::default();
     for source in &cfg.sources {
-        let out = sync_source(source, fetch, publish, opts, &mut state).await?;
+        let out = sync_source(source, fetch, publish, opts, progress, &mut state).await?;
         report.sources.push(out);
     }
     Ok(report)
@@ -142,6 +153,7 @@ async fn sync_source(
     fetch: &dyn Fetch,
     publish: &dyn Publish,
     opts: &SyncOptions,
+    progress: &dyn Progress,
     state: &mut MirrorState,
 ) -> Result<SourceOutcome, MirrorError> {
     let mut out = SourceOutcome {
@@ -175,7 +187,7 @@ async fn sync_source(
             selection: digest.clone(),
         },
     );
-    state.save(&opts.work_dir)?;
+    progress.save(state).await?;
 
     // Indexes, each checked against InRelease before it is decompressed.
     let mut binaries = Vec::new();
@@ -316,14 +328,14 @@ async fn sync_source(
             let _ = std::fs::remove_file(path);
         }
         state.imported.insert(id.clone());
-        state.save(&opts.work_dir)?;
+        progress.save(state).await?;
         out.imported.push(id);
     }
     bar.finish_and_clear();
     if let Some(s) = state.sources.get_mut(&source.name) {
         s.complete = true;
     }
-    state.save(&opts.work_dir)?;
+    progress.save(state).await?;
     Ok(out)
 }
 

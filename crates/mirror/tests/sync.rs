@@ -246,6 +246,7 @@ fn options(work: &Path, selection: Selection) -> SyncOptions {
         selection,
         feeds: Feeds::default(),
         fleet_binaries: None,
+        progress: None,
     }
 }
 

@@ -287,12 +287,15 @@ impl MirrorJob {
 }
 
 /// Runs the mirror once: verifies every source, imports what `selection` names and signs
-/// it into the catalog. A rerun resumes where a failed run stopped.
+/// it into the catalog. A rerun resumes where a failed run stopped, from the progress
+/// kept in `progress` (issue 12, point 1: the server's database; `None`: a file in the
+/// work directory).
 pub async fn run_job(
     job: &MirrorJob,
     selection: patchday_mirror::Selection,
     fleet_binaries: Option<patchday_mirror::closure::FleetBinaries>,
     fetch: &dyn patchday_mirror::Fetch,
+    progress: Option<std::sync::Arc<dyn patchday_mirror::state::Progress>>,
     now: jiff::Timestamp,
 ) -> anyhow::Result<JobReport> {
     let cfg = patchday_mirror::MirrorConfig::load(&job.config)?;
@@ -324,6 +327,7 @@ pub async fn run_job(
         selection,
         feeds,
         fleet_binaries,
+        progress,
     };
     let report = patchday_mirror::sync::run(&cfg, fetch, &publisher, &opts)
         .await

@@ -8,10 +8,11 @@
 //! fails until the catalog is pushed again), the TLS files, and a manifest. A data
 //! directory that lacks one of the parts a restore needs is refused, naming the part.
 //!
-//! The pinned root and the trusted catalog state are in the database (issue 12, point
-//! 1), so the copy holds them consistently with the catalog rows. The director key and
-//! its certificate are still files: the backup fingerprints them before the database
-//! copy and after the last file is written, and starts again (up to five times) when a
+//! The pinned root, the trusted catalog state, the director key's certificate and the
+//! scheduled mirror's progress are in the database (issue 12, point 1), so the copy holds
+//! them consistently with the catalog rows. The director key files are still files (the
+//! one private key a server keeps): the backup fingerprints them before the database copy
+//! and after the last file is written, and starts again (up to five times) when a
 //! rotation moved them.
 //!
 //! Restore unpacks into a directory that must not exist or be empty, checks the manifest
@@ -107,14 +108,11 @@ fn required(data: &Path, payloads: Option<&Path>) -> Vec<String> {
     missing
 }
 
-/// A digest of the files that change with a director key rotation.
+/// A digest of the files that change with a director key rotation (its certificate is
+/// in the database copy).
 fn fingerprint(data: &Path) -> anyhow::Result<String> {
     let mut h = Sha256::new();
-    for f in [
-        "director/ed25519.pk8",
-        "director/next.pk8",
-        "director/certificate.json",
-    ] {
+    for f in ["director/ed25519.pk8", "director/next.pk8"] {
         h.update(f.as_bytes());
         match std::fs::read(data.join(f)) {
             Ok(b) => h.update(&b),

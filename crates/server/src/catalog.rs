@@ -138,6 +138,16 @@ fn safe_name(name: &str) -> Result<&str, ApiError> {
 
 /// Verifies and stores an uploaded catalog (a tar file on disk).
 pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, ApiError> {
+    intake_with(state, tar_path, None).await
+}
+
+/// [`intake`], storing `mirror_progress` (the scheduled mirror's, after the run that made
+/// this catalog) in the same transaction as the catalog rows (issue 12, point 1).
+async fn intake_with(
+    state: &AppState,
+    tar_path: &Path,
+    mirror_progress: Option<Vec<u8>>,
+) -> Result<CatalogStatus, ApiError> {
     let _guard = state.catalog_lock.lock().await;
     let data = &state.config.data_dir;
     let pinned = pinned_root(state.store.as_ref()).await?;
@@ -305,6 +315,7 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
             targets: record_targets,
             metadata,
             trusted: trusted_after,
+            mirror_progress,
         })
         .await?;
     // Issue 8, finding 15: a server killed here has committed the catalog and its trust
@@ -567,13 +578,18 @@ async fn settle_legacy(data: &Path, store: &dyn patchday_store::Store) -> anyhow
 // Issue 9, point 1: the scheduled mirror's catalog goes through the same intake as a push.
 
 /// Packs the catalog directory `repo_dir` and takes it in with [`intake`].
-pub async fn intake_repo(state: &AppState, repo_dir: &Path) -> Result<CatalogStatus, ApiError> {
+/// Issue 12, point 1: `mirror_progress` is stored with the catalog in one transaction.
+pub async fn intake_repo(
+    state: &AppState,
+    repo_dir: &Path,
+    mirror_progress: Option<Vec<u8>>,
+) -> Result<CatalogStatus, ApiError> {
     let repo = repo_dir.to_path_buf();
     let packed = tokio::task::spawn_blocking(move || patchday_publish::pack::pack(&repo))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    intake(state, packed.path()).await
+    intake_with(state, packed.path(), mirror_progress).await
 }
 
 #[cfg(test)]

@@ -8,12 +8,22 @@
 //!
 //! Runs never overlap (one loop, the next tick waits for the run); a failed run is logged
 //! with what to do, shown in `/v1/health`, and retried at the next tick.
+//!
+//! Issue 12, point 1: the run's progress (each source's last verified InRelease, for
+//! replay protection, and the update ids signed) is in the store ([`StoreProgress`]),
+//! saved as the run goes and stored again with the catalog the run made, in the same
+//! transaction; a run on another replica or after a restart continues from it. A server
+//! before this kept it as `MIRROR-WORK/state.json`: the first run moves it into the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
+use patchday_mirror::state::{MirrorState, Progress};
+use patchday_mirror::MirrorError;
 use patchday_publish::mirror::MirrorJob;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::state::AppState;
 
@@ -147,6 +157,79 @@ pub fn health_lines(state: &AppState) -> Vec<String> {
     lines
 }
 
+/// The scheduled mirror's progress in the store (issue 12, point 1).
+#[derive(Clone)]
+pub struct StoreProgress {
+    store: Arc<dyn patchday_store::Store>,
+    /// The work directory, where servers before this kept `state.json`.
+    work_dir: PathBuf,
+}
+
+impl std::fmt::Debug for StoreProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreProgress")
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn progress_failed(e: impl std::fmt::Display) -> MirrorError {
+    MirrorError::Progress(e.to_string())
+}
+
+impl StoreProgress {
+    /// The progress of the mirror whose work directory is `work_dir`.
+    pub fn new(store: Arc<dyn patchday_store::Store>, work_dir: PathBuf) -> Self {
+        Self { store, work_dir }
+    }
+
+    /// The stored progress, encoded as the store keeps it.
+    fn encode(state: &MirrorState) -> Result<Vec<u8>, MirrorError> {
+        serde_json::to_vec(state).map_err(progress_failed)
+    }
+
+    /// Moves an older server's `state.json` into the store, once (renamed, not deleted).
+    async fn adopt_file(&self) -> Result<MirrorState, MirrorError> {
+        let path = MirrorState::path(&self.work_dir);
+        if !path.exists() {
+            return Ok(MirrorState::default());
+        }
+        let state = MirrorState::load(&self.work_dir)?;
+        self.store
+            .put_mirror_progress(&Self::encode(&state)?)
+            .await
+            .map_err(progress_failed)?;
+        let moved = self.work_dir.join("state.json.moved-to-database");
+        std::fs::rename(&path, &moved)
+            .map_err(|e| progress_failed(format!("renaming {}: {e}", path.display())))?;
+        tracing::warn!(
+            from = %path.display(),
+            "moved the mirror's progress into the database (issue 12); the file is kept as state.json.moved-to-database and no longer read"
+        );
+        Ok(state)
+    }
+}
+
+#[async_trait::async_trait]
+impl Progress for StoreProgress {
+    async fn load(&self) -> Result<MirrorState, MirrorError> {
+        match self.store.mirror_progress().await.map_err(progress_failed)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                MirrorError::Progress(format!(
+                    "the stored mirror progress is unreadable ({e}); a server bug or a hand-edited database"
+                ))
+            }),
+            None => self.adopt_file().await,
+        }
+    }
+    async fn save(&self, state: &MirrorState) -> Result<(), MirrorError> {
+        self.store
+            .put_mirror_progress(&Self::encode(state)?)
+            .await
+            .map_err(progress_failed)
+    }
+}
+
 /// Runs the schedule forever: a run at start, then one `every` after each run ends, so
 /// two never overlap.
 pub async fn run(state: AppState, schedule: MirrorSchedule) {
@@ -233,6 +316,8 @@ async fn run_once(
     // Signing and hashing block: the run gets a thread of its own, so that requests keep
     // their workers while it runs.
     let owned = job.clone();
+    let progress = StoreProgress::new(state.store.clone(), job.work_dir());
+    let shared: Arc<dyn Progress> = Arc::new(progress.clone());
     let handle = tokio::runtime::Handle::current();
     let report = tokio::task::spawn_blocking(move || {
         handle.block_on(patchday_publish::mirror::run_job(
@@ -240,6 +325,7 @@ async fn run_once(
             patchday_mirror::Selection::Installed(sources),
             Some(binaries),
             &fetch,
+            Some(shared),
             now,
         ))
     })
@@ -269,7 +355,8 @@ async fn run_once(
     if local < served || (local == served && !imported.is_empty()) {
         // What this run signed is not served; once the operator replaces the working
         // copy, the next run signs again whatever that catalog lacks.
-        patchday_mirror::state::MirrorState::forget_imports(&job.work_dir())?;
+        let forgotten = progress.load().await?.forgetting_imports();
+        progress.save(&forgotten).await?;
         anyhow::bail!(
             "the served catalog (snapshot version {served}) is ahead of the mirror's working catalog {} (snapshot version {local}): a catalog was pushed from elsewhere; copy that catalog into {}, and the next run signs again what it lacks",
             repo.display(),
@@ -279,7 +366,9 @@ async fn run_once(
     if local == served {
         return Ok((imported, None));
     }
-    let status = crate::catalog::intake_repo(state, repo)
+    // The progress the run ends on commits with the catalog it made.
+    let ended_on = StoreProgress::encode(&progress.load().await?)?;
+    let status = crate::catalog::intake_repo(state, repo, Some(ended_on))
         .await
         .map_err(|e| anyhow::anyhow!(e.message))
         .with_context(|| {
@@ -289,4 +378,63 @@ async fn run_once(
             )
         })?;
     Ok((imported, Some(status.targets_version)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use patchday_mirror::state::SourceState;
+
+    fn progress_with(id: &str) -> MirrorState {
+        let mut s = MirrorState::default();
+        s.imported.insert(id.into());
+        s.sources.insert(
+            "debian-security".into(),
+            SourceState {
+                inrelease_sha256: "ab".repeat(32),
+                date: "2026-12-01T10:00:00Z".parse().unwrap(),
+                complete: true,
+                selection: "x".into(),
+            },
+        );
+        s
+    }
+
+    /// Issue 12, point 1: an older server's `state.json` moves into the store at the first
+    /// load (renamed, not lost, the InRelease dates of replay protection kept); from then
+    /// on the store is read, also by a replica with another work directory.
+    #[tokio::test]
+    async fn a_state_file_moves_into_the_store_once_and_replicas_read_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let store: Arc<dyn patchday_store::Store> = Arc::new(
+            patchday_store_sqlite::SqliteStore::open(&d.path().join("patchday.db"))
+                .await
+                .unwrap(),
+        );
+        let work = d.path().join("mirror");
+        std::fs::create_dir_all(&work).unwrap();
+        let old = progress_with("mirror-DEB-a-1");
+        old.save(&work).unwrap();
+
+        let p = StoreProgress::new(store.clone(), work.clone());
+        assert_eq!(p.load().await.unwrap(), old);
+        assert!(
+            !MirrorState::path(&work).exists(),
+            "the file is no longer read"
+        );
+        assert!(
+            work.join("state.json.moved-to-database").exists(),
+            "and kept"
+        );
+
+        // A replica elsewhere reads what this one saves.
+        let newer = progress_with("mirror-DEB-b-2");
+        p.save(&newer).await.unwrap();
+        let other = StoreProgress::new(store.clone(), d.path().join("elsewhere"));
+        assert_eq!(other.load().await.unwrap(), newer);
+        // A state file that shows up again later is not read over the store's.
+        old.save(&work).unwrap();
+        assert_eq!(p.load().await.unwrap(), newer);
+    }
 }

@@ -251,8 +251,12 @@ impl AppState {
         let feeds = patchday_audit::feeds::Feeds::load(&config.audit_feeds)
             .context("loading the audit feeds")?;
         // The server's own online key: the only private key in its data directory.
-        let director = crate::director::Director::open(&dir.join("director"))
-            .context("loading the director key")?;
+        // Issue 12, point 1: its certificate is in the store (an older server's file is
+        // moved there now).
+        let director =
+            crate::director::Director::open(&dir.join("director"), store.as_ref(), clock.now())
+                .await
+                .context("loading the director key")?;
         // Issue 14, point 1: its own key, so gates trust tokens without trusting
         // assignments and a leak of one key is not a leak of the other.
         let access_key = patchday_trust::access::AccessKey::load_or_create(

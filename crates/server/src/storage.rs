@@ -135,15 +135,17 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
 }
 
 /// `GET /v1/ready`: whether this server can serve now: the database answers a query
-/// (and is still the file it opened) and the content store can be listed, written and
-/// read. 503 names each part that failed, one line each.
+/// (and is still the file it opened), the content store answers (and, at most every
+/// `WRITE_PROBE_EVERY` on an object store, can be listed, written and read), and the
+/// server holds the director key the stored certificate certifies. 503 names each part
+/// that failed, one line each.
 #[utoipa::path(
     get,
     path = "/v1/ready",
     tag = "public",
     responses(
         (status = 200, description = "Ready: `ready`", body = String, content_type = "text/plain"),
-        (status = 503, description = "Not ready: one line per failed part, `database: …` or `content store: …`", body = String, content_type = "text/plain")
+        (status = 503, description = "Not ready: one line per failed part, `database: …`, `content store: …` or `director: …`", body = String, content_type = "text/plain")
     )
 )]
 pub async fn ready(State(s): State<AppState>) -> Response {
@@ -153,6 +155,13 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     }
     if let Err(why) = s.content.ready().await {
         failed.push(format!("content store: cannot be used: {why}"));
+    }
+    // Issue 12, point 1: a replica that lacks the key the stored certificate certifies
+    // signs nothing; the load balancer should send agents elsewhere.
+    if let Ok(cur) = s.director.current(s.store.as_ref()).await {
+        if let Some(why) = cur.refusal() {
+            failed.push(format!("director: {why}"));
+        }
     }
     if failed.is_empty() {
         "ready".into_response()

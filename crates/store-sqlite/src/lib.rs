@@ -4,10 +4,10 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, EnrollGrant, FleetHost, HistoryEntry, HostMarks, HostMemberships,
-    HostRecord, HostSigning, LogScope, MarksAtCheckin, NewEnrollToken, RemovedHost, RepairRequest,
-    Result, SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
-    TokenRecord,
+    CatalogRecord, CatalogTarget, DirectorCertificate, EnrollGrant, FleetHost, HistoryEntry,
+    HostMarks, HostMemberships, HostRecord, HostSigning, LogScope, MarksAtCheckin, NewEnrollToken,
+    RemovedHost, RepairRequest, Result, SequenceCheck, Store, StoreError, StoredFacts, StoredState,
+    StoredVerdict, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, GroupRule, GroupRuleInfo, LogEntry,
@@ -472,6 +472,9 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         put_trusted(&mut tx, &c.trusted).await?;
+        if let Some(progress) = &c.mirror_progress {
+            put_progress(&mut tx, progress).await?;
+        }
         tx.commit().await.map_err(backend)
     }
 
@@ -546,6 +549,73 @@ impl Store for SqliteStore {
         put_trusted(&mut tx, trusted).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
+    }
+
+    async fn director_certificate(&self) -> Result<Option<DirectorCertificate>> {
+        let row = sqlx::query("SELECT version, keyid, bytes FROM director_certificate WHERE k = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(DirectorCertificate {
+                version: u64::try_from(r.get::<i64, _>("version")).map_err(|e| {
+                    StoreError::Corrupt(format!("director certificate version: {e}"))
+                })?,
+                keyid: r.get("keyid"),
+                bytes: r.get("bytes"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_director_certificate(
+        &self,
+        c: &DirectorCertificate,
+        log: &LogEntry,
+    ) -> Result<bool> {
+        let version = i64::try_from(c.version).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        let stored = sqlx::query("SELECT version, bytes FROM director_certificate WHERE k = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| (r.get::<i64, _>("version"), r.get::<Vec<u8>, _>("bytes")));
+        match stored {
+            Some((v, bytes)) if v == version && bytes == c.bytes => return Ok(false),
+            Some((v, _)) if v >= version => {
+                return Err(StoreError::Conflict(format!(
+                    "director certificate v{}: v{v} is installed already (another rotation came first); sign a certificate with a version above {v}",
+                    c.version
+                )))
+            }
+            _ => {}
+        }
+        sqlx::query(
+            "INSERT INTO director_certificate (k, version, keyid, bytes) VALUES (1, ?, ?, ?) \
+             ON CONFLICT (k) DO UPDATE SET version = excluded.version, keyid = excluded.keyid, bytes = excluded.bytes",
+        )
+        .bind(version)
+        .bind(&c.keyid)
+        .bind(c.bytes.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.finish(Some(log)).await?;
+        Ok(true)
+    }
+
+    async fn mirror_progress(&self) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT progress FROM mirror_progress WHERE k = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>("progress")))
+    }
+
+    async fn put_mirror_progress(&self, progress: &[u8]) -> Result<()> {
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        put_progress(&mut tx, progress).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn catalog_status(&self) -> Result<CatalogStatus> {
@@ -2933,6 +3003,19 @@ fn host_updated(done: &sqlx::sqlite::SqliteQueryResult, id: &HostId) -> Result<(
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("host {id}")));
     }
+    Ok(())
+}
+
+/// Replaces the scheduled mirror's progress inside a transaction (issue 12, point 1).
+async fn put_progress(tx: &mut WriteTx, progress: &[u8]) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO mirror_progress (k, progress) VALUES (1, ?) \
+         ON CONFLICT (k) DO UPDATE SET progress = excluded.progress",
+    )
+    .bind(progress)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
     Ok(())
 }
 

@@ -57,13 +57,14 @@ macro_rules! conformance_tests {
             operator_log_is_scoped_and_filtered, approval_and_its_log_entry_commit_together,
             refused_changes_leave_no_log_entry, repair_requests, group_policies,
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
-            notification_outbox, console_sessions, fleet_views, fleet_marks, baseline_reports, mail_verdicts,
-            scan_findings, facts_blobs, catalog_trust);
+            notification_outbox, console_sessions, fleet_views, fleet_marks, baseline_reports,
+            mail_verdicts, scan_findings, facts_blobs, catalog_trust, director_certificate,
+            mirror_progress_with_the_catalog);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
             replicas_number_log_entries_uniquely, replicas_take_a_lease_once,
-            replicas_share_facts_blobs);
+            replicas_share_facts_blobs, replicas_share_one_director_certificate);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -123,6 +124,16 @@ pub mod case {
     /// The pinned root and the trusted catalog state (issue 12, point 1).
     pub async fn catalog_trust(s: &dyn Store) {
         super::catalog_trust(s).await;
+    }
+    /// The director key's certificate, with its log entry, versions only rising (issue
+    /// 12, point 1).
+    pub async fn director_certificate(s: &dyn Store) {
+        super::director_certificate(s).await;
+    }
+    /// The scheduled mirror's progress, kept alone or with the catalog a run made, in one
+    /// transaction (issue 12, point 1).
+    pub async fn mirror_progress_with_the_catalog(s: &dyn Store) {
+        super::mirror_progress_with_the_catalog(s).await;
     }
     /// Facts stored once per distinct content (issue 12, point 7).
     pub async fn facts_blobs(s: &dyn Store) {
@@ -222,7 +233,8 @@ pub mod case {
     pub use super::replicas::{
         replicas_accept_each_sequence_once, replicas_approve_and_check_in_at_once,
         replicas_number_log_entries_uniquely, replicas_record_each_state_change_once,
-        replicas_share_facts_blobs, replicas_share_one_host_quota, replicas_take_a_lease_once,
+        replicas_share_facts_blobs, replicas_share_one_director_certificate,
+        replicas_share_one_host_quota, replicas_take_a_lease_once,
     };
 }
 
@@ -713,6 +725,7 @@ async fn catalog_replacement(store: &dyn Store) {
             ("root.json".into(), b"root-1".to_vec()),
             ("timestamp.json".into(), b"ts-2".to_vec()),
         ],
+        mirror_progress: None,
     };
     assert!(store.trusted_metadata().await.unwrap().is_empty());
     store.replace_catalog(&rec).await.unwrap();
@@ -809,6 +822,110 @@ async fn catalog_trust(store: &dyn Store) {
     let other = vec![("timestamp.json".to_string(), b"ts-1".to_vec())];
     assert!(!store.adopt_trusted_metadata(&other).await.unwrap());
     assert_eq!(store.trusted_metadata().await.unwrap(), files);
+}
+
+/// Issue 12, point 1: the director certificate in the store, rising versions only, each
+/// with its operator log entry in the same transaction.
+async fn director_certificate(store: &dyn Store) {
+    use crate::{DirectorCertificate, LogScope};
+    let cert = |version: u64, keyid: &str, bytes: &str| DirectorCertificate {
+        version,
+        keyid: keyid.into(),
+        bytes: bytes.as_bytes().to_vec(),
+    };
+    let entries = || async {
+        store
+            .list_log(&LogScope::Everything, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action.starts_with("director."))
+            .count()
+    };
+    assert_eq!(store.director_certificate().await.unwrap(), None);
+    let v1 = cert(1, "key-1", "{\"signed\":1}");
+    let log = log_entry(None, "director.certificate", "2026-12-02T10:00:00Z");
+    assert!(store.put_director_certificate(&v1, &log).await.unwrap());
+    assert_eq!(
+        store.director_certificate().await.unwrap(),
+        Some(v1.clone())
+    );
+    assert_eq!(entries().await, 1, "the install is logged with it");
+    // The same certificate again (a retried request, a second replica moving its file
+    // in): nothing changes, nothing is logged.
+    assert!(!store.put_director_certificate(&v1, &log).await.unwrap());
+    assert_eq!(entries().await, 1);
+    // Another certificate at the same version, or an older one: refused, nothing logged.
+    for stale in [cert(1, "key-x", "{\"other\":1}"), cert(0, "key-0", "{}")] {
+        assert!(
+            matches!(
+                store.put_director_certificate(&stale, &log).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "v{} after v1",
+            stale.version
+        );
+    }
+    assert_eq!(store.director_certificate().await.unwrap(), Some(v1));
+    assert_eq!(entries().await, 1);
+    let v2 = cert(2, "key-2", "{\"signed\":2}");
+    assert!(store.put_director_certificate(&v2, &log).await.unwrap());
+    assert_eq!(store.director_certificate().await.unwrap(), Some(v2));
+    assert_eq!(entries().await, 2);
+}
+
+/// Issue 12, point 1: the mirror's progress, saved alone during a run and with the
+/// catalog the run made in the catalog's transaction; a push leaves it as it is, and a
+/// refused catalog does not move it.
+async fn mirror_progress_with_the_catalog(store: &dyn Store) {
+    assert_eq!(store.mirror_progress().await.unwrap(), None);
+    store.put_mirror_progress(b"{\"run\":1}").await.unwrap();
+    assert_eq!(
+        store.mirror_progress().await.unwrap(),
+        Some(b"{\"run\":1}".to_vec())
+    );
+    store.put_mirror_progress(b"{\"run\":2}").await.unwrap();
+    assert_eq!(
+        store.mirror_progress().await.unwrap(),
+        Some(b"{\"run\":2}".to_vec())
+    );
+    let catalog = |timestamp_version: u64, progress: Option<&[u8]>| CatalogRecord {
+        status: CatalogStatus {
+            root_version: 1,
+            targets_version: timestamp_version,
+            snapshot_version: timestamp_version,
+            timestamp_version,
+            ..Default::default()
+        },
+        mirror_progress: progress.map(<[u8]>::to_vec),
+        ..Default::default()
+    };
+    store
+        .replace_catalog(&catalog(5, Some(b"{\"run\":3}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mirror_progress().await.unwrap(),
+        Some(b"{\"run\":3}".to_vec()),
+        "the run's catalog and its progress commit together"
+    );
+    store.replace_catalog(&catalog(6, None)).await.unwrap();
+    assert_eq!(
+        store.mirror_progress().await.unwrap(),
+        Some(b"{\"run\":3}".to_vec()),
+        "a push leaves the mirror's progress alone"
+    );
+    assert!(matches!(
+        store
+            .replace_catalog(&catalog(4, Some(b"{\"run\":4}")))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.mirror_progress().await.unwrap(),
+        Some(b"{\"run\":3}".to_vec()),
+        "a refused catalog takes its progress with it"
+    );
 }
 
 // finding 8/13 (issue 8): host keys, replay-proof sequence numbers, agent errors.
@@ -3059,6 +3176,57 @@ mod replicas {
 
     /// Two replicas race for the same lease, many times: each round exactly one holds
     /// it; it changes hands only after it expired (issue 12, point 5).
+    /// Issue 12, point 1: a certificate installed through one replica is the one the
+    /// other reads; two rotations racing to the same version: exactly one is installed
+    /// and logged.
+    pub async fn replicas_share_one_director_certificate(h: &dyn Harness) {
+        use crate::DirectorCertificate;
+        let a = h.store();
+        let b = h.replica().await;
+        let b: &dyn Store = &*b;
+        let cert = |version: u64, keyid: &str| DirectorCertificate {
+            version,
+            keyid: keyid.into(),
+            bytes: format!("{{\"version\":{version},\"key\":\"{keyid}\"}}").into_bytes(),
+        };
+        let log = log_entry(None, "director.certificate", "2026-12-02T10:00:00Z");
+        assert!(a
+            .put_director_certificate(&cert(1, "k1"), &log)
+            .await
+            .unwrap());
+        assert_eq!(b.director_certificate().await.unwrap(), Some(cert(1, "k1")));
+        for round in 2..12u64 {
+            let (ca, cb) = (cert(round, "ka"), cert(round, "kb"));
+            let (x, y) = futures::join!(
+                retrying(|| a.put_director_certificate(&ca, &log)),
+                retrying(|| b.put_director_certificate(&cb, &log)),
+            );
+            let won = |r: &Result<bool, StoreError>| matches!(r, Ok(true));
+            let lost = |r: &Result<bool, StoreError>| matches!(r, Err(StoreError::Conflict(_)));
+            assert!(
+                (won(&x) && lost(&y)) || (lost(&x) && won(&y)),
+                "round {round}: one install wins, the other is told: {x:?} {y:?}"
+            );
+            let winner = if won(&x) { "ka" } else { "kb" };
+            assert_eq!(
+                a.director_certificate().await.unwrap(),
+                Some(cert(round, winner))
+            );
+            assert_eq!(
+                b.director_certificate().await.unwrap(),
+                Some(cert(round, winner))
+            );
+        }
+        let logged = a
+            .list_log(&LogScope::Everything, None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "director.certificate")
+            .count();
+        assert_eq!(logged, 11, "one log entry per installed certificate");
+    }
+
     pub async fn replicas_take_a_lease_once(h: &dyn Harness) {
         let a = h.store();
         let b = h.replica().await;

@@ -185,6 +185,22 @@ pub struct CatalogRecord {
     /// The server's trusted TUF client state once this catalog verified (issue 12,
     /// point 1): replaced in the same transaction as the rows above.
     pub trusted: Vec<(String, Vec<u8>)>,
+    /// Issue 12, point 1: the scheduled mirror's progress after the run that made this
+    /// catalog (the server's encoding), stored in the same transaction; `None` leaves the
+    /// stored progress as it is (a push).
+    pub mirror_progress: Option<Vec<u8>>,
+}
+
+/// The director key's certificate as agents receive it (issue 12, point 1): one row
+/// every replica reads, so a certificate installed through one is served by all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectorCertificate {
+    /// The certificate's version (raised by every rotation).
+    pub version: u64,
+    /// The key id it certifies.
+    pub keyid: String,
+    /// The signed certificate (JSON), verbatim.
+    pub bytes: Vec<u8>,
 }
 
 /// Provider-wide storage: tenants, credentials and the catalog.
@@ -255,6 +271,21 @@ pub trait Store: Send + Sync {
     /// Takes a trusted state kept in files by an older server, only while the store holds
     /// none; true when it was taken.
     async fn adopt_trusted_metadata(&self, trusted: &[(String, Vec<u8>)]) -> Result<bool>;
+    /// The director key's current certificate, if one was installed.
+    async fn director_certificate(&self) -> Result<Option<DirectorCertificate>>;
+    /// Installs a certificate (the caller verified it) with its operator log entry, in one
+    /// transaction, when its version is above the stored one; true when stored. The same
+    /// certificate again is `false` (nothing changes); another one at or below the stored
+    /// version is `Conflict` (two rotations raced, or an old certificate came back).
+    async fn put_director_certificate(
+        &self,
+        certificate: &DirectorCertificate,
+        log: &LogEntry,
+    ) -> Result<bool>;
+    /// The scheduled mirror's progress (the server's encoding), if a run saved any.
+    async fn mirror_progress(&self) -> Result<Option<Vec<u8>>>;
+    /// Replaces the scheduled mirror's progress.
+    async fn put_mirror_progress(&self, progress: &[u8]) -> Result<()>;
 
     // ---- Finding 3 (issue 8): operator tokens expire and are revoked ----
 

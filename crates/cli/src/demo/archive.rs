@@ -410,6 +410,7 @@ pub async fn run(
         selection: Selection::Installed(installed.sources),
         feeds: Feeds::load(None, None, &source.codename)?,
         fleet_binaries: Some(installed.binaries),
+        progress: None,
     };
     let outcome = match sync::run(&source.cfg, &cache, &recorder, &opts).await {
         Ok(r) => r,

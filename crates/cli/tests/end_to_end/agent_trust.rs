@@ -7,6 +7,9 @@
 //! - 7: the director key can be pinned out of band at enrolment.
 //! - 12: a clock that ran ahead does not lock the agent out once corrected.
 //! - 15: the agent's downloads/ keeps nothing of finished updates.
+//!
+//! And issue 12, point 1: a data directory whose director certificate is still the file
+//! of a server before the certificate moved into the store.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -477,4 +480,77 @@ fn downloads_of_finished_updates_and_stale_partials_are_removed() {
     let o = run(&h, &w.srv.url, &[], 0);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(downloads(&h), Vec::<String>::new());
+}
+
+/// Issue 12, point 1: a server started on a data directory of a server before this one,
+/// with the director key's certificate in `director/certificate.json`, moves it into the
+/// store once (the operator log says so, the file is kept under another name), serves it
+/// to agents, and keeps it across restarts.
+#[test]
+fn a_director_certificate_file_of_an_older_server_moves_into_the_store_once() {
+    use patchday_trust::director::{certify, DirectorKey, KeyCertificate};
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let (old, new) = debs(dir, "pd-test-upgrade");
+    let AcmeWorld {
+        cat,
+        mut srv,
+        enroll,
+    } = AcmeWorld::start(
+        &b,
+        dir,
+        ("PD-T-1", &new, &["--emergency", "test", "--since", "1.0-1"]),
+        &|_| vec![],
+        &["--unlimited"],
+    );
+    let h = Host::sandbox(&b, dir, "upgrade-1");
+    h.lab.install_deb(&old).unwrap();
+    let o = h.agent(&srv.url, Some(&enroll));
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The older server's layout: its certificate (v1, for the key it signs with) as a
+    // file; the database has none.
+    srv.stop();
+    let key = DirectorKey::load_or_create(&srv.data.join("director/ed25519.pk8")).unwrap();
+    let cert = KeyCertificate::new(key.public().clone(), 1, wall_clock(), 30).unwrap();
+    let keys = patchday_trust::KeyPaths::in_dir(&cat.keys);
+    let signed = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(certify(&cert, &keys.root))
+        .unwrap();
+    let file = srv.data.join("director/certificate.json");
+    std::fs::write(&file, &signed).unwrap();
+
+    srv.restart_with(dir, &cat.root(), &[]);
+    assert!(!file.exists(), "the file is no longer read");
+    assert_eq!(
+        std::fs::read(srv.data.join("director/certificate.json.moved-to-database")).unwrap(),
+        signed,
+        "and is kept, never lost"
+    );
+    let status = |srv: &Server| {
+        let (code, body) = srv.http_get("/v1/director", Some(&srv.admin));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    assert_eq!(status(&srv)["certificate_version"], 1);
+    let moved = |srv: &Server| {
+        let (code, body) = srv.http_get("/v1/log?limit=1000", Some(&srv.admin));
+        assert_eq!(code, 200, "{body}");
+        body.matches("director.certificate.moved").count()
+    };
+    assert_eq!(moved(&srv), 1, "the operator log says so");
+
+    // Agents receive it from the store.
+    let o = h.agent(&srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.state_file("director-certificate-version"), b"1");
+
+    // Once: a restart finds nothing to move and still serves it.
+    srv.restart_with(dir, &cat.root(), &[]);
+    assert_eq!(status(&srv)["certificate_version"], 1);
+    assert_eq!(moved(&srv), 1);
+    let o = h.agent(&srv.url, None);
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -95,7 +95,7 @@ fn scheduled_mirror_imports_a_new_source_version_without_any_cli_call_and_the_ag
     let d = scratch();
     let dir = d.path();
     let b = bins();
-    let (mut archive, _cat, srv) = scheduled_world(&b, dir);
+    let (mut archive, cat, srv) = scheduled_world(&b, dir);
     let weekday = first_weekday_of_month();
     srv.cli(&[
         "tenant",
@@ -132,6 +132,11 @@ fn scheduled_mirror_imports_a_new_source_version_without_any_cli_call_and_the_ag
     let (status, body) = srv.http_get("/v1/tenants/acme/updates", Some(&srv.admin));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(id), "the served catalog lists {id}: {body}");
+    // Issue 12, point 1: the run's progress is in the database, not a file of this server.
+    assert!(
+        !cat.repo.join("mirror/state.json").exists(),
+        "the scheduled mirror kept its progress in a file"
+    );
 
     srv.cli(&["approve", "--tenant", "acme", "--group", "web", id]);
     let o = h.agent(&srv.url, None);

@@ -5,6 +5,10 @@
 //! replica to another one), every host installs the approved update, and the report and
 //! each host's state history say so exactly once. Real PostgreSQL, nginx, servers,
 //! agents and dpkg (`dpkg --root` sandbox hosts, so that many run at once).
+//!
+//! Point 1: a director certificate installed through one replica is served by the other
+//! (it is in the database); a replica without the certified key signs nothing and says
+//! which file to copy, then signs with it once it is copied, and its agents follow.
 
 use crate::support::nginx::Nginx;
 use patchday_lab::{DebSpec, Requirement};
@@ -233,4 +237,137 @@ fn storm(payloads: Payloads) {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{u}");
     }
+}
+
+/// Issue 12, point 1: two replicas on one PostgreSQL. The director key is rotated
+/// through replica A; replica B reads the new certificate from the database, and until
+/// the operator copies the new key file to it, signs nothing and fails `/v1/ready` with
+/// what to copy (an agent following B's old key would refuse every answer as forged).
+/// Once copied, an agent checking in through B receives the certificate, accepts the
+/// rotation, and installs what B signs with the new key.
+#[test]
+fn a_director_certificate_installed_through_one_replica_is_served_by_the_other() {
+    if !patchday_lab::require(Requirement::Postgres) {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt
+        .block_on(ThrowawayDatabase::create(
+            &patchday_lab::postgres_url().unwrap(),
+        ))
+        .unwrap();
+    let url = db.url().to_string();
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let pkgs = dir.join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let build = |v: &str| {
+        let spec = DebSpec::new("pd-replica-cert", v)
+            .changelog(v, "Fix CVE-2099-0711.")
+            .file(
+                "/usr/share/pd-replica-cert/version",
+                v.as_bytes().to_vec(),
+                0o644,
+            );
+        patchday_lab::build_deb(&spec, &pkgs).unwrap()
+    };
+    let (old, new) = (build("1.0-1"), build("1.0-2"));
+    let flags = vec![
+        "--database".to_string(),
+        url.clone(),
+        "--content".to_string(),
+        dir.join("content").to_str().unwrap().to_string(),
+    ];
+    let dir_a = dir.join("a");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    let a = AcmeWorld::start(
+        &b,
+        &dir_a,
+        (
+            "PD-RC-1",
+            &new,
+            &["--emergency", "test", "--since", "1.0-1"],
+        ),
+        &|_| flags.clone(),
+        &["--unlimited"],
+    );
+    // Replica B: the same director key file, its own data directory.
+    let dir_b = dir.join("b");
+    std::fs::create_dir_all(dir_b.join("server")).unwrap();
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(a.srv.data.join("director"))
+        .arg(dir_b.join("server/director"))
+        .status()
+        .unwrap()
+        .success());
+    std::fs::copy(dir_a.join("admin-token"), dir_b.join("admin-token")).unwrap();
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let replica_b = Server::start_with(&b, &dir_b, &a.cat.root(), &flag_refs);
+
+    // A host enrolled through B, pinning the key both replicas hold.
+    let h = Host::sandbox(&b, dir, "cert-host");
+    h.enrol_into_web(&a.srv, &replica_b.url, &a.enroll, &old);
+    let pinned_before = h.state_file("director-key.json");
+
+    // The rotation, through A: A makes the next key, the root key holders sign, A installs.
+    let out = a.srv.cli(&[
+        "keys",
+        "rotate",
+        "--role",
+        "director",
+        "--keys",
+        a.cat.keys.to_str().unwrap(),
+    ]);
+    assert!(out.contains("certificate v1"), "{out}");
+    let stored = rt.block_on(async {
+        use patchday_store::Store;
+        let store = db.open().await.unwrap();
+        let c = store.director_certificate().await.unwrap();
+        store.pool().close().await;
+        c
+    });
+    assert_eq!(
+        stored.map(|c| c.version),
+        Some(1),
+        "the certificate is in PostgreSQL"
+    );
+
+    // B reads it (within a second) but lacks the new key: not ready, and says what to do.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, body) = replica_b.http_get("/v1/ready", None);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("director: ") && body.contains("copy DATA/director/ed25519.pk8"),
+        "{body}"
+    );
+    let (code, status) = replica_b.http_get("/v1/director", Some(&replica_b.admin));
+    assert_eq!(code, 200, "{status}");
+    assert!(status.contains("\"certificate_version\":1"), "{status}");
+
+    // The operator copies A's key file to B: B signs with it at its next look.
+    std::fs::copy(
+        a.srv.data.join("director/ed25519.pk8"),
+        replica_b.data.join("director/ed25519.pk8"),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, body) = replica_b.http_get("/v1/ready", None);
+    assert_eq!((code, body.trim()), (200, "ready"));
+
+    // The agent, through B, receives the certificate and follows the rotation...
+    let o = h.agent(&replica_b.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.state_file("director-certificate-version"), b"1");
+    assert_ne!(h.state_file("director-key.json"), pinned_before);
+    // ...and installs what B signs with the new key.
+    a.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-RC-1"]);
+    let o = h.agent(&replica_b.url, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(h.version("pd-replica-cert").as_deref(), Some("1.0-2"));
 }

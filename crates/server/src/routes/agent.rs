@@ -63,7 +63,9 @@ pub async fn enroll(
         .pinned_root()
         .await?
         .map(|b| String::from_utf8_lossy(&b).into_owned());
-    let key = s.director.key();
+    // Issue 12, point 1: the key the stored certificate certifies (503 on a replica that
+    // lacks it: an agent pinning the wrong key here would refuse every answer).
+    let key = s.director.current(s.store.as_ref()).await?.key()?;
     let pk = key.public();
     Ok(Json(EnrollResponse {
         host: id,
@@ -98,6 +100,10 @@ pub async fn checkin(
     crate::limits::inventory(&req.inventory)?; // finding 4
     crate::limits::baseline_reports(&req.baselines)?; // issue 13, point 1
     crate::routes::group_rules::check_checkin_labels(req.labels.as_ref())?; // issue 10, point 2
+                                                                            // Issue 12, point 1: the key and certificate every replica reads from the store; a
+                                                                            // replica lacking the certified key answers 503 before it changes anything.
+    let signer = s.director.current(s.store.as_ref()).await?;
+    let key = signer.key()?;
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .save_inventory(&who.host, &req.inventory, s.clock.now())
@@ -183,6 +189,7 @@ pub async fn checkin(
     let director = Some(
         sign_assignments(
             &s,
+            &key,
             &who,
             &host,
             &req.inventory.architecture,
@@ -196,7 +203,7 @@ pub async fn checkin(
         assignments,
         poll_seconds: s.config.poll_seconds,
         director,
-        director_certificate: s.director.certificate(),
+        director_certificate: signer.certificate(),
         facts_sha256: host.facts_sha256.clone(),
     }))
 }
@@ -208,6 +215,7 @@ const DIRECTOR_LIFETIME_SECONDS: i64 = 3600;
 /// "nothing to do" that names the host).
 async fn sign_assignments(
     s: &AppState,
+    key: &patchday_trust::director::DirectorKey,
     who: &HostAuth,
     host: &patchday_store::HostRecord,
     architecture: &str,
@@ -266,7 +274,7 @@ async fn sign_assignments(
         )
         .await?,
     };
-    let bytes = s.director.key().sign(&signed).map_err(ApiError::internal)?;
+    let bytes = key.sign(&signed).map_err(ApiError::internal)?;
     String::from_utf8(bytes).map_err(ApiError::internal)
 }
 

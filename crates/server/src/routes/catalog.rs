@@ -146,15 +146,11 @@ pub async fn missing(
         if resumable.contains(&h) {
             continue;
         }
-        // Held means intact: a damaged copy is quarantined here and asked for again, so a
-        // push repairs it (the check is cached until the file changes).
-        match s.content.open_verified(&h, 0).await {
-            Ok(_) => {}
-            Err(
-                patchday_content::ContentError::NotFound(_)
-                | patchday_content::ContentError::Damaged { .. },
-            ) => missing.push(h),
-            Err(e) => return Err(e.into()),
+        // Held means not known to be damaged: a damaged copy is quarantined and asked for
+        // again, so a push repairs it. Issue 12: on S3 this is one HEAD per payload, not a
+        // GET (`ContentStore::holds`).
+        if !s.content.holds(&h).await? {
+            missing.push(h);
         }
     }
     Ok(Json(patchday_types::api::TargetHashes { sha256: missing }))

@@ -17,10 +17,10 @@ fn info(k: &DirectorPublicKey) -> DirectorKeyInfo {
     }
 }
 
-fn status(s: &AppState, next: Option<&DirectorPublicKey>) -> DirectorStatus {
+fn status(cur: &crate::director::Current, next: Option<&DirectorPublicKey>) -> DirectorStatus {
     DirectorStatus {
-        key: info(s.director.key().public()),
-        certificate_version: s.director.certificate_version(),
+        key: info(cur.public()),
+        certificate_version: cur.certificate_version(),
         next: next.map(info),
     }
 }
@@ -34,7 +34,8 @@ fn status(s: &AppState, next: Option<&DirectorPublicKey>) -> DirectorStatus {
 )]
 pub async fn get(State(s): State<AppState>, op: Operator) -> ApiResult<Json<DirectorStatus>> {
     op.provider()?;
-    Ok(Json(status(&s, None)))
+    let cur = s.director.current(s.store.as_ref()).await?;
+    Ok(Json(status(&cur, None)))
 }
 
 /// `POST /v1/director/rotation`: makes (or shows again) the key to certify next.
@@ -51,7 +52,8 @@ pub async fn rotation(State(s): State<AppState>, op: Operator) -> ApiResult<Json
     let detail = serde_json::json!({ "next_keyid": next.keyid });
     crate::routes::log::record_provider(&s, &op, "director.rotation", "director key", detail)
         .await?;
-    Ok(Json(status(&s, Some(&next))))
+    let cur = s.director.current(s.store.as_ref()).await?;
+    Ok(Json(status(&cur, Some(&next))))
 }
 
 /// `PUT /v1/director/certificate`: installs a root-signed certificate.
@@ -69,15 +71,25 @@ pub async fn certificate(
 ) -> ApiResult<Json<DirectorStatus>> {
     op.provider()?;
     let root = crate::catalog::newest_trusted_root(s.store.as_ref()).await?;
-    s.director.install(&body, &root, s.clock.now()).await?;
-    s.push.everyone(); // issue 10, point 6 (push): agents fetch the new certificate now
-    let now_status = status(&s, None);
-    // Finding 10 (issue 8): key rotations are in the operator log.
-    let detail = serde_json::json!({
-        "keyid": now_status.key.keyid,
-        "certificate_version": now_status.certificate_version,
-    });
-    crate::routes::log::record_provider(&s, &op, "director.certificate", "director key", detail)
+    // Finding 10 (issue 8): key rotations are in the operator log; issue 12, point 1: the
+    // entry and the certificate commit together, in the store every replica reads.
+    let at = s.clock.now();
+    s.director
+        .install(s.store.as_ref(), &body, &root, at, |cert| {
+            let detail = serde_json::json!({
+                "keyid": cert.key.keyid,
+                "certificate_version": cert.version,
+            });
+            op.log_entry(
+                at,
+                None,
+                "director.certificate",
+                "director key".into(),
+                detail,
+            )
+        })
         .await?;
-    Ok(Json(now_status))
+    s.push.everyone(); // issue 10, point 6 (push): agents fetch the new certificate now
+    let cur = s.director.current(s.store.as_ref()).await?;
+    Ok(Json(status(&cur, None)))
 }
