@@ -424,19 +424,10 @@ pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
             .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     });
     (
-        [
-            (
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            // Issue 12, point 5: nginx passes each heartbeat on at once instead of
-            // collecting the body (its buffering and `postpone_output` would hold a newline
-            // back until the answer, and the agent would see a silent connection).
-            (
-                axum::http::HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-        ],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         axum::body::Body::from_stream(body),
     )
         .into_response()
