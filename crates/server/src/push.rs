@@ -487,7 +487,11 @@ mod tests {
             [(acme.clone(), 7)],
             PushLimits::default(),
         ));
-        assert_eq!(hub.generation(&acme), 1007, "a tenant starts where the store had it");
+        assert_eq!(
+            hub.generation(&acme),
+            1007,
+            "a tenant starts where the store had it"
+        );
         assert_eq!(hub.generation(&t("other")), 1000);
         // A hundred bumps of one tenant and two of everyone: two scopes to raise, each at
         // its generation now.

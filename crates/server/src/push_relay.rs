@@ -138,7 +138,9 @@ async fn listen(state: AppState, mut feed: Box<dyn patchday_store::PushAnnouncem
                 failures = 0;
                 match resync(&state).await {
                     Ok(n) => tracing::debug!(raised = n, "push: generations read again"),
-                    Err(e) => tracing::warn!(error = %e, "cannot read the push generations: the regular read tries again"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the push generations: the regular read tries again")
+                    }
                 }
             }
             Err(e) => {
@@ -196,7 +198,10 @@ mod tests {
         let (again, tenants) = starting_generations(&store, at("2026-12-02T10:00:01Z"))
             .await
             .unwrap();
-        assert_eq!((again, tenants.clone()), (secs + 1, vec![(acme.clone(), 1)]));
+        assert_eq!(
+            (again, tenants.clone()),
+            (secs + 1, vec![(acme.clone(), 1)])
+        );
         let (back, _) = starting_generations(&store, start).await.unwrap();
         assert_eq!(back, secs + 2);
     }

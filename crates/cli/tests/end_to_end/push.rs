@@ -186,7 +186,13 @@ pub(crate) fn wait_raw(
         // Cut off by a time limit, curl still shows what arrived (unbuffered).
         .args(
             max_seconds
-                .map(|s| vec!["--no-buffer".to_string(), "--max-time".into(), s.to_string()])
+                .map(|s| {
+                    vec![
+                        "--no-buffer".to_string(),
+                        "--max-time".into(),
+                        s.to_string(),
+                    ]
+                })
                 .unwrap_or_default(),
         )
         .arg(format!("{}/v1/agent/wait", srv.url))
