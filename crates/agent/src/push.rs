@@ -70,6 +70,23 @@ enum Outcome {
     Busy(Duration),
     /// The server has no `/v1/agent/wait` (an older server): poll only.
     Unsupported,
+    /// Issue 12, point 5: the answer broke off after the server took the wait (the
+    /// server, or the replica a load balancer chose, went away during the hold).
+    Broken(anyhow::Error),
+}
+
+/// Most of the spread of the first reconnect after a hold broke off (issue 12, point 5).
+const RECONNECT_SPREAD: Duration = Duration::from_secs(5);
+
+/// The pause before the first reconnect after a hold broke off: at a random moment
+/// within `retry` (at most [`RECONNECT_SPREAD`]), at least a quarter of a second, so the
+/// agents a dead replica held come back spread out, and soon: through a load balancer a
+/// live replica answers at once.
+pub fn reconnect_pause(retry: Duration) -> Duration {
+    let floor = Duration::from_millis(250);
+    let spread = retry.min(RECONNECT_SPREAD).max(floor);
+    let span = u64::try_from((spread - floor).as_millis()).unwrap_or(0);
+    floor + Duration::from_millis(rand::random::<u64>() % (span + 1))
 }
 
 async fn wait_once(cfg: &AgentConfig, since: u64) -> anyhow::Result<Outcome> {
@@ -99,6 +116,14 @@ async fn wait_once(cfg: &AgentConfig, since: u64) -> anyhow::Result<Outcome> {
             let secs = header.or(body).unwrap_or(60).clamp(1, 3600);
             Ok(Outcome::Busy(Duration::from_secs(secs)))
         }
+        status if status.is_success() => {
+            // Held for up to the server's hold, with heartbeats: a body that breaks off
+            // means the server went away, not that it refused.
+            match crate::client::decode_capped(resp, MAX_WAIT_ANSWER).await {
+                Ok(answer) => Ok(Outcome::Answer(answer)),
+                Err(e) => Ok(Outcome::Broken(e)),
+            }
+        }
         _ => Ok(Outcome::Answer(
             crate::client::decode_capped(resp, MAX_WAIT_ANSWER).await?,
         )),
@@ -126,6 +151,8 @@ pub async fn until_work(
 ) -> Woken {
     let deadline = Instant::now() + interval;
     let mut errors: u32 = 0;
+    // Issue 12, point 5: whether the last hold broke off (its quick retry is spent).
+    let mut broke = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -139,6 +166,7 @@ pub async fn until_work(
         let pause = match outcome {
             Ok(Outcome::Answer(a)) => {
                 errors = 0;
+                broke = false;
                 let changed = a.generation != *since;
                 *since = a.generation;
                 if a.wake && changed {
@@ -173,6 +201,25 @@ pub async fn until_work(
             Ok(Outcome::Unsupported) => {
                 tracing::info!("the server has no push (/v1/agent/wait): polling only");
                 left
+            }
+            Ok(Outcome::Broken(e)) => {
+                // Issue 12, point 5: the first break after a held wait is retried soon
+                // (another replica behind the same URL takes the wait, with the same
+                // `since`: it wakes this agent at once if anything changed meanwhile);
+                // breaks in a row back off like any error.
+                let pause = if errors == 0 && !broke {
+                    broke = true;
+                    reconnect_pause(retry)
+                } else {
+                    errors = errors.saturating_add(1);
+                    backoff(errors, retry, interval)
+                };
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    millis = pause.as_millis(),
+                    "the held wait broke off (server or replica gone): waiting again after a short jittered pause"
+                );
+                pause
             }
             Err(e) => {
                 errors = errors.saturating_add(1);
@@ -211,6 +258,29 @@ mod tests {
             assert_eq!(next_run(hour, Some(Duration::ZERO)), Duration::from_secs(1));
             assert!(next_run(hour, None) >= hour);
         }
+    }
+
+    #[test]
+    fn a_broken_hold_is_retried_within_seconds_spread_out() {
+        let spread: std::collections::BTreeSet<Duration> = (0..200)
+            .map(|_| {
+                let p = reconnect_pause(Duration::from_secs(30));
+                assert!(
+                    p >= Duration::from_millis(250) && p <= Duration::from_secs(5),
+                    "{p:?}"
+                );
+                p
+            })
+            .collect();
+        assert!(spread.len() > 50, "jittered: {spread:?}");
+        for _ in 0..50 {
+            let p = reconnect_pause(Duration::from_secs(2));
+            assert!(p >= Duration::from_millis(250) && p <= Duration::from_secs(2));
+        }
+        assert_eq!(
+            reconnect_pause(Duration::from_millis(1)),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

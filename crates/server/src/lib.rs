@@ -38,6 +38,7 @@ pub mod mirror_schedule; // issue 9, point 1
 pub mod notify; // issue 11, point 5
 pub mod openapi; // issue 11, point 3
 pub mod push; // issue 10, point 6
+mod push_relay; // issue 12, point 5: push events across replicas, through the store
 mod ratelimit;
 mod resume; // issue 12, point 4: a cut-off push is resumed
 pub mod rollout; // issue 10, points 2 and 3 (rings)
@@ -81,6 +82,8 @@ pub async fn init(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     if let Some(schedule) = &config.mirror {
         tokio::spawn(mirror_schedule::run(state.clone(), schedule.clone()));
     }
+    // Issue 12, point 5: this replica's push events to the others, and theirs to it.
+    push_relay::spawn(&state).await;
     // Issue 10, points 2 and 3 (rings): rings advance on evidence, failures halt.
     tokio::spawn(rollout::run(state.clone(), config.rollout_every));
     // Issue 10, point 7: payloads no host can need leave the content store.

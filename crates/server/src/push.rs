@@ -2,12 +2,16 @@
 //! that something changed for them, instead of at their next poll.
 //!
 //! The hub keeps one generation counter per tenant and one for everyone; a host's
-//! generation is their sum, so it only grows while the server runs. It starts at the
-//! server's start time in seconds, so after a restart every agent's `since` differs and
-//! each checks in once (nothing that happened while it was down is lost; the agents'
-//! jittered back-off spreads those check-ins). Every event that can change an assignment
-//! calls [`PushHub::tenant`] or [`PushHub::everyone`]; a bump costs a counter increment
-//! and wakes only the waiters of that tenant (or all).
+//! generation is their sum, so it only grows. Every event that can change an assignment
+//! calls [`PushHub::tenant`] or [`PushHub::everyone`]; a bump costs a counter increment,
+//! wakes only the waiters of that tenant (or all) on this replica at once, and leaves the
+//! scope for [`crate::push_relay`] to raise in the store, whence the other replicas
+//! (issue 12, point 5) learn it and wake theirs. Generations are the same on every
+//! replica, so an agent whose replica died waits on at another with the `since` it had.
+//! Everyone's generation starts at least at the server's start time in seconds, so after
+//! a restart every agent's `since` differs and each checks in once (nothing committed
+//! and not yet announced when the server stopped is lost; the agents' jittered back-off
+//! spreads those check-ins).
 //!
 //! Admission: at most `max_waiting` requests are held at once, well below the connection
 //! cap (a held request keeps its connection busy, and a busy connection is never closed
@@ -21,9 +25,10 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use patchday_store::PushScope;
 use patchday_types::api::{WaitAnswer, WaitRequest};
 use patchday_types::TenantId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -95,6 +100,11 @@ pub struct PushHub {
     /// host's check-in, report or status, or any event that wakes agents); the gates'
     /// long polls of `GET /v1/tenants/{t}/access` wait on it.
     access: watch::Sender<u64>,
+    /// Issue 12, point 5: scopes bumped here and not yet raised in the store. At most one
+    /// entry per tenant and one for everyone, so a flood of bumps coalesces.
+    unsent: Mutex<HashSet<PushScope>>,
+    /// Wakes the relay when `unsent` gained an entry.
+    unsent_added: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for PushHub {
@@ -126,7 +136,25 @@ impl PushHub {
             limits,
             last_woken: AtomicUsize::new(0),
             access: watch::Sender::new(0),
+            unsent: Mutex::default(),
+            unsent_added: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Issue 12, point 5: a hub starting from the generations in the store.
+    pub fn starting(
+        global: u64,
+        tenants: impl IntoIterator<Item = (TenantId, u64)>,
+        limits: PushLimits,
+    ) -> Self {
+        let hub = Self::new(global, limits);
+        {
+            let mut map = hub.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            for (t, g) in tenants {
+                map.insert(t, watch::Sender::new(g));
+            }
+        }
+        hub
     }
 
     /// Issue 14: a host's compliance may have changed; wake the gates' long polls.
@@ -151,23 +179,93 @@ impl PushHub {
             .clone()
     }
 
-    /// Something changed for hosts of `t`: wake them.
+    /// Something changed for hosts of `t`: wake them (on every replica).
     pub fn tenant(&self, t: &TenantId) {
         let sender = self.tenant_sender(t);
         self.last_woken
             .store(sender.receiver_count(), Ordering::Release);
         sender.send_modify(|g| *g = g.wrapping_add(1));
         self.access_changed();
+        self.unsent(PushScope::Tenant(t.clone()));
         tracing::debug!(tenant = %t, "push: tenant generation bumped");
     }
 
-    /// Something changed for every tenant (catalog, director, a halt): wake everyone.
+    /// Something changed for every tenant (catalog, director, a halt): wake everyone (on
+    /// every replica).
     pub fn everyone(&self) {
         self.last_woken
             .store(self.global.receiver_count(), Ordering::Release);
         self.global.send_modify(|g| *g = g.wrapping_add(1));
         self.access_changed();
+        self.unsent(PushScope::Everyone);
         tracing::debug!("push: global generation bumped");
+    }
+
+    /// Issue 12, point 5: `scope` has a bump the store has not heard of yet.
+    fn unsent(&self, scope: PushScope) {
+        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        unsent.insert(scope);
+        drop(unsent);
+        // A permit is kept when the relay is busy: it looks again when done.
+        self.unsent_added.notify_one();
+    }
+
+    /// Issue 12, point 5: returns once a bump is waiting to be raised in the store.
+    pub async fn unsent_added(&self) {
+        self.unsent_added.notified().await;
+    }
+
+    /// Issue 12, point 5: takes the scopes bumped here since the last call, each with its
+    /// generation now (the floor the store raises it to).
+    pub fn take_unsent(&self) -> Vec<(PushScope, u64)> {
+        let scopes: Vec<PushScope> = {
+            let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+            unsent.drain().collect()
+        };
+        scopes
+            .into_iter()
+            .map(|scope| {
+                let g = self.scope_generation(&scope);
+                (scope, g)
+            })
+            .collect()
+    }
+
+    /// Issue 12, point 5: gives back scopes the store could not raise (tried again later).
+    pub fn requeue_unsent(&self, scopes: impl IntoIterator<Item = PushScope>) {
+        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        unsent.extend(scopes);
+    }
+
+    fn scope_generation(&self, scope: &PushScope) -> u64 {
+        match scope {
+            PushScope::Everyone => *self.global.borrow(),
+            PushScope::Tenant(t) => *self.tenant_sender(t).borrow(),
+        }
+    }
+
+    /// Issue 12, point 5: `scope`'s generation is `generation` elsewhere (the store holds
+    /// it, or another replica announced it): raises it here when it is higher, waking
+    /// the waiters it concerns. Never lowers it. True when it rose.
+    pub fn adopt(&self, scope: &PushScope, generation: u64) -> bool {
+        let sender = match scope {
+            PushScope::Everyone => self.global.clone(),
+            PushScope::Tenant(t) => self.tenant_sender(t),
+        };
+        let raised = sender.send_if_modified(|g| {
+            let higher = generation > *g;
+            if higher {
+                *g = generation;
+            }
+            higher
+        });
+        if raised {
+            self.last_woken
+                .store(sender.receiver_count(), Ordering::Release);
+            self.access_changed();
+            tracing::debug!(scope = scope.key(), generation, "push: generation adopted");
+        }
+        raised
     }
 
     /// The generation of hosts of `t` now.
@@ -378,6 +476,57 @@ mod tests {
         hub.everyone();
         assert_eq!(woken.await.unwrap(), (1001, true));
         assert_eq!(hub.generation(&acme), 1002);
+    }
+
+    /// Issue 12, point 5: what the relay takes to the store, and what it brings back.
+    #[tokio::test]
+    async fn bumps_coalesce_for_the_store_and_adopted_generations_wake_but_never_fall() {
+        let acme = t("acme");
+        let hub = Arc::new(PushHub::starting(
+            1000,
+            [(acme.clone(), 7)],
+            PushLimits::default(),
+        ));
+        assert_eq!(
+            hub.generation(&acme),
+            1007,
+            "a tenant starts where the store had it"
+        );
+        assert_eq!(hub.generation(&t("other")), 1000);
+        // A hundred bumps of one tenant and two of everyone: two scopes to raise, each at
+        // its generation now.
+        for _ in 0..100 {
+            hub.tenant(&acme);
+        }
+        hub.everyone();
+        hub.everyone();
+        let mut unsent = hub.take_unsent();
+        unsent.sort();
+        assert_eq!(
+            unsent,
+            [
+                (PushScope::Everyone, 1002),
+                (PushScope::Tenant(acme.clone()), 107)
+            ]
+        );
+        assert!(hub.take_unsent().is_empty(), "taken once");
+        // Given back after a failed raise: taken again, at the generation then.
+        hub.requeue_unsent([PushScope::Everyone]);
+        assert_eq!(hub.take_unsent(), [(PushScope::Everyone, 1002)]);
+
+        // Another replica's higher generation wakes a held wait here...
+        let h = hub.clone();
+        let a = acme.clone();
+        let held = tokio::spawn(async move { h.wait(&a, 1109, Duration::from_secs(3600)).await });
+        tokio::task::yield_now().await;
+        assert!(hub.adopt(&PushScope::Tenant(acme.clone()), 200));
+        assert_eq!(held.await.unwrap(), (1202, true));
+        // ...a lower or equal one changes nothing (a late announcement of an old raise),
+        assert!(!hub.adopt(&PushScope::Tenant(acme.clone()), 150));
+        assert!(!hub.adopt(&PushScope::Everyone, 1002));
+        assert_eq!(hub.generation(&acme), 1202);
+        // ...and an adopted generation is not sent back to the store.
+        assert!(hub.take_unsent().is_empty());
     }
 
     #[test]

@@ -263,7 +263,9 @@ impl AppState {
             &dir.join("access").join("ed25519.pk8"),
         )
         .context("loading the access token key")?;
-        let push_start = u64::try_from(clock.now().as_second()).unwrap_or(0);
+        // Issue 12, point 5: the generations every replica shares.
+        let (push_start, push_tenants) =
+            crate::push_relay::starting_generations(store.as_ref(), clock.now()).await?;
         Ok(Self {
             store,
             content,
@@ -280,8 +282,9 @@ impl AppState {
             catalog_index: Arc::default(),
             mirror_runs: Arc::default(),
             // Issue 10, point 6 (push): long polls stay below the connection cap.
-            push: Arc::new(crate::push::PushHub::new(
+            push: Arc::new(crate::push::PushHub::starting(
                 push_start,
+                push_tenants,
                 config.push.within(crate::listener::connection_cap(
                     config.limits.max_connections,
                 )),

@@ -15,8 +15,9 @@ use jiff::Timestamp;
 use patchday_store::{
     CatalogRecord, CatalogTarget, DirectorCertificate, EnrollGrant, FleetHost, HistoryEntry,
     HostMarks, HostMemberships, HostRecord, HostSigning, LogScope, MarksAtCheckin, NewEnrollToken,
-    RemovedHost, RepairRequest, Result, SequenceCheck, Store, StoreError, StoredFacts, StoredState,
-    StoredVerdict, TenantStore, TokenRecord,
+    PushAnnouncement, PushAnnouncements, PushScope, RemovedHost, RepairRequest, Result,
+    SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
+    TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, GroupRule, GroupRuleInfo, LogEntry,
@@ -253,10 +254,69 @@ impl DatabaseUrl {
     }
 }
 
+// ---- Issue 12, point 5: push across replicas ----
+
+/// The channel push raises are announced on.
+const PUSH_CHANNEL: &str = "patchday_push";
+/// The announcement that asks listeners to read every generation again.
+const RESYNC: &str = "resync";
+/// Most scopes one raise announces one by one; more are announced as [`RESYNC`], so a
+/// flood of raises costs each listener one read, not a queue of notifications.
+const MAX_ANNOUNCED_RAISES: usize = 64;
+/// The listener connection's `application_name`, so an operator (or a test) can tell
+/// it from the request pool's in `pg_stat_activity`.
+pub const LISTENER_NAME: &str = "patchday-push";
+
+/// `LISTEN patchday_push` on a connection of its own, remade after it is lost.
+struct PgAnnouncements {
+    pool: PgPool,
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+#[async_trait]
+impl PushAnnouncements for PgAnnouncements {
+    async fn next(&mut self) -> Result<PushAnnouncement> {
+        let Some(listener) = self.listener.as_mut() else {
+            // Listening before the caller reads the rows again: a raise committed after
+            // that read is announced, one before it is in the read.
+            let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+                .await
+                .map_err(backend)?;
+            listener.listen(PUSH_CHANNEL).await.map_err(backend)?;
+            self.listener = Some(listener);
+            return Ok(PushAnnouncement::Resync);
+        };
+        match listener.try_recv().await {
+            Ok(Some(n)) => Ok(parse_announcement(n.payload())),
+            // Lost and listening again (sqlx reconnects before it says so): whatever was
+            // announced in between is missed.
+            Ok(None) => Ok(PushAnnouncement::Resync),
+            Err(e) => {
+                // Whatever state the connection is in, the next call starts afresh.
+                self.listener = None;
+                Err(backend(e))
+            }
+        }
+    }
+}
+
+/// `GENERATION SCOPE`, as `raise_push_generations` announces it; anything else (a
+/// resync, or a payload this version does not know) asks for a resync.
+fn parse_announcement(payload: &str) -> PushAnnouncement {
+    payload
+        .split_once(' ')
+        .and_then(|(g, key)| Some((g.parse::<u64>().ok()?, PushScope::from_key(key).ok()?)))
+        .map_or(PushAnnouncement::Resync, |(g, scope)| {
+            PushAnnouncement::Raised(scope, g)
+        })
+}
+
 /// The PostgreSQL store.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// How to connect, for the push listener's own connection (issue 12, point 5).
+    options: PgConnectOptions,
 }
 
 impl PostgresStore {
@@ -264,6 +324,7 @@ impl PostgresStore {
     /// once take turns: sqlx holds an advisory lock while it migrates).
     pub async fn connect(url: &DatabaseUrl) -> Result<Self> {
         let opts = url.connect_options()?.application_name("patchday");
+        let options = opts.clone();
         let pool = PgPoolOptions::new()
             .max_connections(url.limits.max_connections)
             .min_connections(url.limits.min_connections)
@@ -286,7 +347,7 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", url.redacted())))?;
-        Ok(Self { pool })
+        Ok(Self { pool, options })
     }
 
     /// The pool, for tests and tools of this crate's users (closing it ends the store).
@@ -417,6 +478,95 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn raise_push_generations(
+        &self,
+        raises: &[(PushScope, u64)],
+    ) -> Result<Vec<(PushScope, u64)>> {
+        let raises = patchday_store::merge_push_raises(raises);
+        if raises.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = raises.iter().map(|(s, _)| s.key().to_string()).collect();
+        let floors: Vec<i64> = raises
+            .iter()
+            .map(|(_, g)| i64::try_from(*g).unwrap_or(i64::MAX))
+            .collect();
+        // Bounded: a flood of scopes is announced as one resync, not one by one.
+        let each = raises.len() <= MAX_ANNOUNCED_RAISES;
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        // One statement: the rows are raised (in key order, so replicas raising
+        // overlapping sets lock them in the same order) and each new value is announced;
+        // NOTIFY is delivered when the transaction commits, and only then.
+        let rows = sqlx::query(
+            "WITH raised AS ( \
+               INSERT INTO push_generations (scope, generation) \
+               SELECT k, GREATEST(f, 1) FROM UNNEST($1::text[], $2::bigint[]) AS r(k, f) ORDER BY k \
+               ON CONFLICT (scope) DO UPDATE \
+               SET generation = GREATEST(push_generations.generation + 1, excluded.generation) \
+               RETURNING scope, generation) \
+             SELECT scope, generation, \
+               CASE WHEN $3 THEN pg_notify($4, generation::text || ' ' || scope) END AS announced \
+             FROM raised",
+        )
+        .bind(&keys)
+        .bind(&floors)
+        .bind(each)
+        .bind(PUSH_CHANNEL)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if !each {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(PUSH_CHANNEL)
+                .bind(RESYNC)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let g: i64 = r.get("generation");
+                Ok((
+                    PushScope::from_key(r.get::<&str, _>("scope"))?,
+                    u64::try_from(g).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn push_generations(&self) -> Result<Vec<(PushScope, u64)>> {
+        let rows = sqlx::query("SELECT scope, generation FROM push_generations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let g: i64 = r.get("generation");
+                Ok((
+                    PushScope::from_key(r.get::<&str, _>("scope"))?,
+                    u64::try_from(g).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn push_announcements(&self) -> Result<Option<Box<dyn PushAnnouncements>>> {
+        // A connection of its own, outside the request pool (a LISTEN holds it for
+        // good), kept open however long it idles; made when first needed.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(self.options.clone().application_name(LISTENER_NAME));
+        Ok(Some(Box::new(PgAnnouncements {
+            pool,
+            listener: None,
+        })))
     }
 
     async fn has_provider_admin(&self) -> Result<bool> {
@@ -3354,6 +3504,69 @@ mod tests {
         let db = testing::ThrowawayDatabase::create(&server).await.unwrap();
         let store = db.open().await.unwrap();
         Some(Fresh { store, db })
+    }
+
+    /// Issue 12, point 5: a push listener whose connection the database ends (a failover,
+    /// an idle reaper, an operator's `pg_terminate_backend`) listens again, says that
+    /// announcements may have been missed, and hears the next raise.
+    #[tokio::test]
+    async fn a_push_listener_whose_connection_is_killed_listens_again_and_asks_for_a_resync() {
+        use patchday_store::{PushAnnouncement, PushScope};
+        let Some(f) = fresh().await else { return };
+        let mut feed = f.store.push_announcements().await.unwrap().unwrap();
+        async fn next(feed: &mut Box<dyn PushAnnouncements>) -> Result<PushAnnouncement> {
+            tokio::time::timeout(Duration::from_secs(10), feed.next())
+                .await
+                .expect("an announcement within 10 s")
+        }
+        assert_eq!(next(&mut feed).await.unwrap(), PushAnnouncement::Resync);
+        let killed = sqlx::query(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE application_name = $1 AND datname = current_database()",
+        )
+        .bind(LISTENER_NAME)
+        .fetch_one(f.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(killed.get::<i64, _>("n"), 1, "one listener connection");
+        // Whatever the driver makes of the dead connection (an error, or a reconnect),
+        // the feed comes back with a resync before anything else.
+        let mut answers = Vec::new();
+        loop {
+            match next(&mut feed).await {
+                Ok(PushAnnouncement::Resync) => break,
+                other => {
+                    answers.push(format!("{other:?}"));
+                    assert!(answers.len() < 5, "no resync after the kill: {answers:?}");
+                }
+            }
+        }
+        let raised = f
+            .store
+            .raise_push_generations(&[(PushScope::Everyone, 77)])
+            .await
+            .unwrap();
+        assert_eq!(raised, [(PushScope::Everyone, 77)]);
+        assert_eq!(
+            next(&mut feed).await.unwrap(),
+            PushAnnouncement::Raised(PushScope::Everyone, 77)
+        );
+    }
+
+    #[test]
+    fn announcements_parse_or_ask_for_a_resync() {
+        use patchday_store::{PushAnnouncement, PushScope};
+        assert_eq!(
+            parse_announcement("12 acme"),
+            PushAnnouncement::Raised(PushScope::Tenant("acme".parse().unwrap()), 12)
+        );
+        assert_eq!(
+            parse_announcement("3 *"),
+            PushAnnouncement::Raised(PushScope::Everyone, 3)
+        );
+        for odd in ["resync", "", "x acme", "12", "12 -bad"] {
+            assert_eq!(parse_announcement(odd), PushAnnouncement::Resync, "{odd:?}");
+        }
     }
 
     #[tokio::test]

@@ -6,8 +6,8 @@ use jiff::Timestamp;
 use patchday_store::{
     CatalogRecord, CatalogTarget, DirectorCertificate, EnrollGrant, FleetHost, HistoryEntry,
     HostMarks, HostMemberships, HostRecord, HostSigning, LogScope, MarksAtCheckin, NewEnrollToken,
-    RemovedHost, RepairRequest, Result, SequenceCheck, Store, StoreError, StoredFacts, StoredState,
-    StoredVerdict, TenantStore, TokenRecord,
+    PushAnnouncements, PushScope, RemovedHost, RepairRequest, Result, SequenceCheck, Store,
+    StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore, TokenRecord,
 };
 use patchday_types::api::{
     Approval, CatalogStatus, Decision, EnrollTokenInfo, Group, GroupRule, GroupRuleInfo, LogEntry,
@@ -375,6 +375,56 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn raise_push_generations(
+        &self,
+        raises: &[(PushScope, u64)],
+    ) -> Result<Vec<(PushScope, u64)>> {
+        let raises = patchday_store::merge_push_raises(raises);
+        if raises.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        let mut out = Vec::with_capacity(raises.len());
+        for (scope, at_least) in raises {
+            let row = sqlx::query(
+                "INSERT INTO push_generations (scope, generation) VALUES (?1, MAX(?2, 1)) \
+                 ON CONFLICT (scope) DO UPDATE \
+                 SET generation = MAX(push_generations.generation + 1, excluded.generation) \
+                 RETURNING generation",
+            )
+            .bind(scope.key())
+            .bind(i64::try_from(at_least).unwrap_or(i64::MAX))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let g: i64 = row.get("generation");
+            out.push((scope, u64::try_from(g).unwrap_or(0)));
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(out)
+    }
+
+    async fn push_generations(&self) -> Result<Vec<(PushScope, u64)>> {
+        let rows = sqlx::query("SELECT scope, generation FROM push_generations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let g: i64 = r.get("generation");
+                Ok((
+                    PushScope::from_key(r.get::<&str, _>("scope"))?,
+                    u64::try_from(g).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn push_announcements(&self) -> Result<Option<Box<dyn PushAnnouncements>>> {
+        // One server per database file: no other process raises anything.
+        Ok(None)
     }
 
     async fn has_provider_admin(&self) -> Result<bool> {

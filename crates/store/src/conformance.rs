@@ -59,12 +59,13 @@ macro_rules! conformance_tests {
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
             notification_outbox, console_sessions, fleet_views, fleet_marks, baseline_reports,
             mail_verdicts, scan_findings, facts_blobs, catalog_trust, director_certificate,
-            mirror_progress_with_the_catalog);
+            mirror_progress_with_the_catalog, push_generations_rise_and_never_fall);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
             replicas_number_log_entries_uniquely, replicas_take_a_lease_once,
-            replicas_share_facts_blobs, replicas_share_one_director_certificate);
+            replicas_share_facts_blobs, replicas_share_one_director_certificate,
+            replicas_hear_each_others_push_raises);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -91,6 +92,10 @@ macro_rules! conformance_tests {
 pub mod case {
     use crate::Store;
 
+    /// Issue 12, point 5: push generations rise by one or to the floor given, never fall.
+    pub async fn push_generations_rise_and_never_fall(s: &dyn Store) {
+        super::push::push_generations_rise_and_never_fall(s).await;
+    }
     /// Issue 14, point 4: the milter's verdicts, per tenant.
     pub async fn mail_verdicts(s: &dyn Store) {
         super::mail_verdicts(s).await;
@@ -230,6 +235,7 @@ pub mod case {
         super::console_sessions(s).await;
     }
 
+    pub use super::push::replicas_hear_each_others_push_raises;
     pub use super::replicas::{
         replicas_accept_each_sequence_once, replicas_approve_and_check_in_at_once,
         replicas_number_log_entries_uniquely, replicas_record_each_state_change_once,
@@ -3272,6 +3278,163 @@ mod replicas {
             )
             .await
             .unwrap());
+    }
+}
+
+// ---- Issue 12, point 5: push across replicas ----
+
+mod push {
+    use super::{id, Harness};
+    use crate::{PushAnnouncement, PushScope, Store, StoreError};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    fn tenant(t: &str) -> PushScope {
+        PushScope::Tenant(id(t))
+    }
+
+    async fn read(s: &dyn Store) -> BTreeMap<PushScope, u64> {
+        s.push_generations().await.unwrap().into_iter().collect()
+    }
+
+    pub async fn push_generations_rise_and_never_fall(s: &dyn Store) {
+        assert!(read(s).await.is_empty(), "a new store has no generation");
+        // The first raise takes the floor (a server's start time, in seconds).
+        let first = s
+            .raise_push_generations(&[(PushScope::Everyone, 1_000)])
+            .await
+            .unwrap();
+        assert_eq!(first, [(PushScope::Everyone, 1_000)]);
+        // Without a floor above it: one more.
+        let next = s
+            .raise_push_generations(&[(PushScope::Everyone, 0)])
+            .await
+            .unwrap();
+        assert_eq!(next, [(PushScope::Everyone, 1_001)]);
+        // A scope named twice is raised once, to its larger floor; a floor below the
+        // stored value still raises it by one.
+        let mut both = s
+            .raise_push_generations(&[
+                (tenant("acme"), 0),
+                (tenant("acme"), 5),
+                (PushScope::Everyone, 10),
+            ])
+            .await
+            .unwrap();
+        both.sort();
+        assert_eq!(both, [(PushScope::Everyone, 1_002), (tenant("acme"), 5)]);
+        // A tenant never raised starts at one.
+        assert_eq!(
+            s.raise_push_generations(&[(tenant("globex"), 0)])
+                .await
+                .unwrap(),
+            [(tenant("globex"), 1)]
+        );
+        assert_eq!(
+            read(s).await,
+            BTreeMap::from([
+                (PushScope::Everyone, 1_002),
+                (tenant("acme"), 5),
+                (tenant("globex"), 1)
+            ])
+        );
+        // A flood of scopes at once (more than are announced one by one) is raised whole.
+        let flood: Vec<(PushScope, u64)> =
+            (0..200).map(|i| (tenant(&format!("t{i:03}")), 7)).collect();
+        assert_eq!(s.raise_push_generations(&flood).await.unwrap().len(), 200);
+        let all = read(s).await;
+        assert_eq!(all.len(), 203);
+        assert_eq!(all[&tenant("t199")], 7);
+        assert!(s.raise_push_generations(&[]).await.unwrap().is_empty());
+    }
+
+    /// The next announcement within ten seconds.
+    async fn heard(feed: &mut Box<dyn crate::PushAnnouncements>, what: &str) -> PushAnnouncement {
+        tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("no announcement within 10 s: {what}"))
+            .unwrap_or_else(|e| panic!("the announcements failed ({e}): {what}"))
+    }
+
+    pub async fn replicas_hear_each_others_push_raises(h: &dyn Harness) {
+        let a = h.store();
+        let b = h.replica().await;
+        let b: &dyn Store = &*b;
+        // Two replicas raising one tenant at once lose no raise.
+        let mut tries = Vec::new();
+        let acme = [(tenant("acme"), 0)];
+        for i in 0..20 {
+            let (x, y) = futures::join!(
+                retrying(|| a.raise_push_generations(&acme)),
+                retrying(|| b.raise_push_generations(&acme)),
+            );
+            tries.push((i, x.unwrap(), y.unwrap()));
+        }
+        for (i, x, y) in &tries {
+            assert_ne!(x, y, "round {i}: two raises at once got one value");
+        }
+        assert_eq!(read(a).await[&tenant("acme")], 40, "no raise was lost");
+        assert_eq!(read(b).await, read(a).await, "both replicas read the same");
+
+        // A replica listening hears the other's raises as they commit.
+        let Some(mut feed) = b.push_announcements().await.unwrap() else {
+            // One process per database (SQLite): nothing to announce to.
+            return;
+        };
+        assert_eq!(
+            heard(&mut feed, "the subscription's first").await,
+            PushAnnouncement::Resync,
+            "a new subscription first asks for a read of every generation"
+        );
+        let raised = a
+            .raise_push_generations(&[(tenant("acme"), 0)])
+            .await
+            .unwrap();
+        assert_eq!(raised, [(tenant("acme"), 41)]);
+        assert_eq!(
+            heard(&mut feed, "a raise on the other replica").await,
+            PushAnnouncement::Raised(tenant("acme"), 41)
+        );
+        let mut both = a
+            .raise_push_generations(&[(PushScope::Everyone, 500), (tenant("globex"), 0)])
+            .await
+            .unwrap();
+        both.sort();
+        let mut got = vec![
+            heard(&mut feed, "the first of two raised together").await,
+            heard(&mut feed, "the second of two raised together").await,
+        ];
+        got.sort_by_key(|a| format!("{a:?}"));
+        assert_eq!(
+            got,
+            [
+                PushAnnouncement::Raised(PushScope::Everyone, 500),
+                PushAnnouncement::Raised(tenant("globex"), 1)
+            ]
+        );
+        // A flood is announced as one resync, not one notification per scope.
+        let flood: Vec<(PushScope, u64)> =
+            (0..100).map(|i| (tenant(&format!("f{i:03}")), 0)).collect();
+        a.raise_push_generations(&flood).await.unwrap();
+        assert_eq!(
+            heard(&mut feed, "a flood of raises").await,
+            PushAnnouncement::Resync
+        );
+    }
+
+    /// Runs `f` until it does not fail retryably (at most 50 tries).
+    async fn retrying<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut tries = 0;
+        loop {
+            match f().await {
+                Err(e) if e.is_retryable() && tries < 50 => tries += 1,
+                other => return other,
+            }
+        }
     }
 }
 

@@ -231,6 +231,22 @@ pub trait Store: Send + Sync {
         until: Timestamp,
     ) -> Result<bool>;
 
+    // ---- Issue 12, point 5: push across replicas ----
+
+    /// Raises each scope's push generation to the larger of one above its stored value
+    /// (0 when none) and the `at_least` given with it, in one transaction that announces
+    /// the new values to every replica listening ([`Store::push_announcements`]) when it
+    /// commits; returns the stored values. A scope named twice is raised once.
+    async fn raise_push_generations(
+        &self,
+        raises: &[(PushScope, u64)],
+    ) -> Result<Vec<(PushScope, u64)>>;
+    /// Every stored push generation (a scope never raised is absent: 0).
+    async fn push_generations(&self) -> Result<Vec<(PushScope, u64)>>;
+    /// Other replicas' raises as they commit, or `None` where no other process shares
+    /// the database (SQLite: one server per file), so there is nothing to listen to.
+    async fn push_announcements(&self) -> Result<Option<Box<dyn PushAnnouncements>>>;
+
     /// Finds the tenant of an enrolment token.
     async fn enroll_token_tenant(&self, hash: &str) -> Result<Option<TenantId>>;
     /// Finds a host by the hash of its credential.
@@ -811,6 +827,72 @@ pub trait TenantStore: Send + Sync {
         changes: &[MembershipChange],
         logs: &[LogEntry],
     ) -> Result<()>;
+}
+
+/// Issue 12, point 5: whose agents a push generation wakes. A host's generation is the
+/// sum of [`PushScope::Everyone`]'s and its tenant's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PushScope {
+    /// Every tenant's agents (catalog intake, director rotation, a halt).
+    Everyone,
+    /// One tenant's agents.
+    Tenant(TenantId),
+}
+
+impl PushScope {
+    /// Its key in the store: `*` for everyone, else the tenant id (which never is `*`:
+    /// tenant ids start with a letter or digit).
+    pub fn key(&self) -> &str {
+        match self {
+            PushScope::Everyone => "*",
+            PushScope::Tenant(t) => t.as_str(),
+        }
+    }
+
+    /// The scope of a stored key.
+    pub fn from_key(key: &str) -> Result<Self> {
+        if key == "*" {
+            return Ok(PushScope::Everyone);
+        }
+        TenantId::new(key)
+            .map(PushScope::Tenant)
+            .map_err(|e| StoreError::Corrupt(format!("push generation scope {key:?}: {e}")))
+    }
+}
+
+/// Issue 12, point 5: `raises` with each scope once (its largest `at_least`), in key
+/// order, so that two replicas raising overlapping sets lock rows in the same order.
+pub fn merge_push_raises(raises: &[(PushScope, u64)]) -> Vec<(PushScope, u64)> {
+    let mut merged: std::collections::BTreeMap<&str, (&PushScope, u64)> = Default::default();
+    for (scope, at_least) in raises {
+        let e = merged.entry(scope.key()).or_insert((scope, 0));
+        e.1 = e.1.max(*at_least);
+    }
+    merged
+        .into_values()
+        .map(|(scope, at_least)| (scope.clone(), at_least))
+        .collect()
+}
+
+/// Issue 12, point 5: what a replica hears of the others' push generations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushAnnouncement {
+    /// A scope's generation is now (at least) this value.
+    Raised(PushScope, u64),
+    /// Announcements may have been missed (the listening connection was lost and is
+    /// back, or more scopes were raised at once than are announced one by one): read
+    /// [`Store::push_generations`] again.
+    Resync,
+}
+
+/// Issue 12, point 5: a replica's subscription to the others' push raises
+/// ([`Store::push_announcements`]).
+#[async_trait]
+pub trait PushAnnouncements: Send {
+    /// The next announcement. The first one after the subscription is made or remade is
+    /// [`PushAnnouncement::Resync`]; an error means the subscription is down (the next
+    /// call makes it again): back off, then call again.
+    async fn next(&mut self) -> Result<PushAnnouncement>;
 }
 
 /// One host's facts and group memberships, for the group rules (issue 10, point 2).

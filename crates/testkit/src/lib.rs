@@ -13,6 +13,79 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+/// Issue 12: with `PATCHDAY_TEST_ENGINES=postgres+s3` every server of the suite runs on
+/// PostgreSQL ([`patchday_lab::POSTGRES_VARIABLE`]) and an S3-compatible store
+/// ([`patchday_lab::S3_VARIABLE`]) instead of its data directory's SQLite file and
+/// payload directory: the same integration tests on both deployment shapes. Unset or
+/// `sqlite`: the default shape.
+pub const ENGINES_VARIABLE: &str = "PATCHDAY_TEST_ENGINES";
+
+/// Whether this run puts every server on PostgreSQL and S3 ([`ENGINES_VARIABLE`]).
+pub fn on_postgres_and_s3() -> bool {
+    std::env::var(ENGINES_VARIABLE).is_ok_and(|v| v.trim() == "postgres+s3")
+}
+
+/// The engine flags of a server in `dir` (its data in `data`): none in the default shape
+/// or when the test chose an engine itself; else a database and a bucket prefix of its
+/// own, named after its data directory, so a restart of the same server finds its data
+/// again.
+fn engine_flags(dir: &Path, data: &Path, extra: &[&str]) -> Vec<String> {
+    if !on_postgres_and_s3()
+        || extra
+            .iter()
+            .any(|a| *a == "--database" || *a == "--content")
+    {
+        return Vec::new();
+    }
+    let (Some(pg), Some(s3)) = (patchday_lab::postgres_url(), patchday_lab::s3_server()) else {
+        panic!(
+            "{ENGINES_VARIABLE}=postgres+s3 needs {} and {} (.ci/run starts both)",
+            patchday_lab::POSTGRES_VARIABLE,
+            patchday_lab::S3_VARIABLE
+        );
+    };
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    let name = format!("pd_e2e_{:016x}", h.finish());
+    let created = Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", &pg, "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql (Debian's postgresql-client)");
+    let err = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        created.status.success() || err.contains("already exists"),
+        "creating database {name}: {err}"
+    );
+    // The server URL with the database's name in place of its path.
+    let (base, query) = pg.split_once('?').unwrap_or((&pg, ""));
+    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
+    let mut url = format!("{root}/{name}");
+    if !query.is_empty() {
+        url = format!("{url}?{query}");
+    }
+    let secret = dir.join("s3-secret");
+    std::fs::create_dir_all(dir).expect("server directory");
+    std::fs::write(&secret, &s3.secret_access_key).expect("s3 secret");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    vec![
+        "--database".into(),
+        url,
+        "--content".into(),
+        format!("s3://{}/e2e/{name}", s3.bucket),
+        "--content-endpoint".into(),
+        s3.endpoint.clone(),
+        "--content-region".into(),
+        s3.region.clone(),
+        "--content-access-key-id".into(),
+        s3.access_key_id.clone(),
+        "--content-secret-file".into(),
+        secret.display().to_string(),
+    ]
+}
+
 /// Where the workspace's binaries are: next to the `patchday` binary under test.
 pub fn bin(name: &str, patchday: &str) -> PathBuf {
     let p = Path::new(patchday).with_file_name(name);
@@ -108,6 +181,7 @@ impl Server {
             .arg(catalog_root)
             .arg("--admin-token-file")
             .arg(&token_file)
+            .args(engine_flags(dir, &data, extra))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(stderr);

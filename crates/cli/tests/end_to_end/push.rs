@@ -140,7 +140,7 @@ fn a_failed_run_is_retried_with_back_off_and_installs_after_the_server_returns()
 
 /// A signed `POST /v1/agent/wait` as the agent sends it; (status, Retry-After, body).
 fn wait(srv: &Server, host: &mut SigningHost, since: u64) -> (u16, Option<u64>, Value) {
-    let (status, retry, body) = wait_raw(srv, host, since);
+    let (status, retry, body) = wait_raw(srv, host, since, None);
     (
         status,
         retry,
@@ -148,8 +148,14 @@ fn wait(srv: &Server, host: &mut SigningHost, since: u64) -> (u16, Option<u64>, 
     )
 }
 
-/// One signed wait with curl: status, Retry-After, the body as sent.
-fn wait_raw(srv: &Server, host: &mut SigningHost, since: u64) -> (u16, Option<u64>, String) {
+/// One signed wait with curl: status, Retry-After, the body as sent (what arrived within
+/// `max_seconds`, when given: curl then gives up).
+pub(crate) fn wait_raw(
+    srv: &Server,
+    host: &mut SigningHost,
+    since: u64,
+    max_seconds: Option<f64>,
+) -> (u16, Option<u64>, String) {
     use patchday_trust::host_signature::{SEQUENCE_HEADER, SIGNATURE_HEADER};
     host.sequence += 1;
     let body = format!("{{\"since\":{since}}}");
@@ -177,6 +183,18 @@ fn wait_raw(srv: &Server, host: &mut SigningHost, since: u64) -> (u16, Option<u6
         .arg("-H")
         .arg(format!("{SIGNATURE_HEADER}: {signature}"))
         .args(["--data-binary", &body])
+        // Cut off by a time limit, curl still shows what arrived (unbuffered).
+        .args(
+            max_seconds
+                .map(|s| {
+                    vec![
+                        "--no-buffer".to_string(),
+                        "--max-time".into(),
+                        s.to_string(),
+                    ]
+                })
+                .unwrap_or_default(),
+        )
         .arg(format!("{}/v1/agent/wait", srv.url))
         .output()
         .unwrap();
@@ -208,7 +226,7 @@ fn a_held_wait_sends_heartbeats_then_its_answer() {
     let mut a = SigningHost::enrol(&w.srv, &w.enroll, "beat-a").unwrap();
     let (_, _, first) = wait(&w.srv, &mut a, 0);
     let g = first["generation"].as_u64().unwrap();
-    let (code, _, raw) = wait_raw(&w.srv, &mut a, g);
+    let (code, _, raw) = wait_raw(&w.srv, &mut a, g, None);
     assert_eq!(code, 200, "{raw:?}");
     assert!(
         raw.starts_with("\n\n") && raw.trim_start().starts_with('{'),
