@@ -25,6 +25,21 @@ pub fn on_postgres_and_s3() -> bool {
     std::env::var(ENGINES_VARIABLE).is_ok_and(|v| v.trim() == "postgres+s3")
 }
 
+/// For a test about the default shape's own files (the data directory's SQLite file or
+/// payload directory, which a test renames, corrupts or copies): true, with a line saying
+/// so and where the other shape is covered, when this run puts servers on PostgreSQL and
+/// S3, so that the test returns. Not a requirement skip: the files it is about do not
+/// exist in that shape.
+pub fn about_the_data_directory(covered_elsewhere: &str) -> bool {
+    let other = on_postgres_and_s3();
+    if other {
+        eprintln!(
+            "not run on PostgreSQL+S3: this test is about the data directory's own files; that shape: {covered_elsewhere}"
+        );
+    }
+    other
+}
+
 /// The engine flags of a server in `dir` (its data in `data`): none in the default shape
 /// or when the test chose an engine itself; else a database and a bucket prefix of its
 /// own, named after its data directory, so a restart of the same server finds its data
@@ -65,16 +80,22 @@ fn engine_flags(dir: &Path, data: &Path, extra: &[&str]) -> Vec<String> {
     if !query.is_empty() {
         url = format!("{url}?{query}");
     }
-    let secret = dir.join("s3-secret");
     std::fs::create_dir_all(dir).expect("server directory");
+    let mut flags = vec!["--database".into(), url];
+    flags.extend(s3_flags(&s3, &format!("e2e/{name}"), dir));
+    flags
+}
+
+/// The `patchday server` flags for `prefix` in the test bucket (the secret in a 0600
+/// file in `dir`).
+pub fn s3_flags(s3: &patchday_lab::TestS3, prefix: &str, dir: &Path) -> Vec<String> {
+    let secret = dir.join("s3-secret");
     std::fs::write(&secret, &s3.secret_access_key).expect("s3 secret");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     vec![
-        "--database".into(),
-        url,
         "--content".into(),
-        format!("s3://{}/e2e/{name}", s3.bucket),
+        format!("s3://{}/{prefix}", s3.bucket),
         "--content-endpoint".into(),
         s3.endpoint.clone(),
         "--content-region".into(),
@@ -133,6 +154,9 @@ pub struct Server {
     pub admin: String,
     /// Data directory.
     pub data: PathBuf,
+    /// The `--content …` flags the harness gave it ([`ENGINES_VARIABLE`]), for offline
+    /// commands on its data (`server scrub`); empty in the default shape.
+    pub content_args: Vec<String>,
     bins: Bins,
     child: Child,
 }
@@ -172,6 +196,11 @@ impl Server {
             ),
             None => Stdio::null(),
         };
+        let engines = engine_flags(dir, &data, extra);
+        let content_args = match engines.iter().position(|a| a == "--content") {
+            Some(i) => engines[i..].to_vec(),
+            None => Vec::new(),
+        };
         cmd.arg("server").arg("--data").arg(&data);
         // Issue 10, point 6 (push): a restart may ask for the port it had.
         if !extra.contains(&"--listen") {
@@ -181,7 +210,7 @@ impl Server {
             .arg(catalog_root)
             .arg("--admin-token-file")
             .arg(&token_file)
-            .args(engine_flags(dir, &data, extra))
+            .args(&engines)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -207,6 +236,7 @@ impl Server {
             url,
             admin,
             data,
+            content_args,
             bins: bins.clone(),
             child,
         }

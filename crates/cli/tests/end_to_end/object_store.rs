@@ -33,22 +33,7 @@ fn sha256_of(path: &Path) -> String {
 
 /// The `patchday server` flags for the bucket's `prefix` (the secret in a 0600 file).
 pub(crate) fn s3_flags(s3: &TestS3, prefix: &str, dir: &Path) -> Vec<String> {
-    let secret = dir.join("s3-secret");
-    std::fs::write(&secret, &s3.secret_access_key).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    vec![
-        "--content".into(),
-        format!("s3://{}/{prefix}", s3.bucket),
-        "--content-endpoint".into(),
-        s3.endpoint.clone(),
-        "--content-region".into(),
-        s3.region.clone(),
-        "--content-access-key-id".into(),
-        s3.access_key_id.clone(),
-        "--content-secret-file".into(),
-        secret.display().to_string(),
-    ]
+    patchday_testkit::s3_flags(s3, prefix, dir)
 }
 
 /// The test's own view of the bucket's prefix.

@@ -137,6 +137,7 @@ fn a_push_cut_off_mid_way_is_resumed_and_sends_only_what_the_server_lacks() {
     // And everything the catalog lists is intact.
     let o = std::process::Command::new(&b.patchday)
         .args(["server", "scrub", "--data", srv.data.to_str().unwrap()])
+        .args(&srv.content_args)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
