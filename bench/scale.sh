@@ -155,7 +155,7 @@ EOF
   nginx -c "$W/nginx-static.conf" -p "$W" & pids+=("$!")
   sleep 0.5
   t0=$(date +%s.%N)
-  curl -s --parallel --parallel-max "$CONCURRENCY" -o /dev/null "http://127.0.0.1:$st_port/answer?[1-$RATE_HOSTS]"
+  curl -s --no-progress-meter --parallel --parallel-max "$CONCURRENCY" -o /dev/null "http://127.0.0.1:$st_port/answer?[1-$RATE_HOSTS]" 2>/dev/null
   t1=$(date +%s.%N)
   nginx_rate=$(python3 -c "print(round($RATE_HOSTS / ($t1 - $t0)))")
   echo
