@@ -315,7 +315,7 @@ async fn advance(
                 serde_json::json!({ "update": u.id, "group": r.group, "ring": ring + 1, "deadline": deadline, "rule": r.rule }),
             );
             // The first wave before the approval, so no check-in sees the approval
-            // without its wave.
+            // without its wave (nothing admitted yet, so nothing to halt on).
             open_waves(tenant, r, &u.id, &views[ring].hosts, now).await?;
             tenant.put_approval_logged(&a, &entry).await?;
             state.push.tenant(t); // issue 10, point 6 (push)
@@ -324,11 +324,42 @@ async fn advance(
         Step::Wait(_) => {}
     }
     for (r, v) in rings.iter().zip(views).take(stop) {
-        if v.by_rule && open_waves(tenant, r, &u.id, &v.hosts, now).await? {
-            state.push.tenant(t); // issue 10, point 6 (push): a wave opened
+        if !v.by_rule {
+            continue;
+        }
+        match open_waves(tenant, r, &u.id, &v.hosts, now).await? {
+            Waves::Opened => state.push.tenant(t), // issue 10, point 6 (push): a wave opened
+            Waves::Unchanged => {}
+            // The admitted wave failed over the ring's threshold: halt now, before the
+            // rest of the ring (the wave's evidence is all there is, and waiting for the
+            // ring's never comes: the rest is held until the wave passes).
+            Waves::Halt(reason) => {
+                let h = RolloutHalt {
+                    update: u.id.clone(),
+                    reason: format!(
+                        "tenant {t}: the admitted wave of ring {}: {reason}",
+                        r.group
+                    ),
+                    at: now,
+                    by: ACTOR.into(),
+                    resumed_at: None,
+                };
+                halt(state, &h, None, Some(t)).await?;
+                return Ok(());
+            }
         }
     }
     Ok(())
+}
+
+/// What [`open_waves`] did.
+enum Waves {
+    /// Admitted more hosts.
+    Opened,
+    /// Nothing to do yet.
+    Unchanged,
+    /// The admitted hosts' failures cross the ring's threshold.
+    Halt(String),
 }
 
 /// Admits the next wave of a ring's hosts once the admitted ones show the evidence.
@@ -338,7 +369,7 @@ async fn open_waves(
     update: &UpdateId,
     hosts: &[(HostId, Option<UpdateState>)],
     now: Timestamp,
-) -> ApiResult<bool> {
+) -> ApiResult<Waves> {
     // A stable order per update, so each update's first wave is a different slice.
     let mut order: Vec<&(HostId, Option<UpdateState>)> = hosts.iter().collect();
     order.sort_by_key(|(h, _)| Sha256::digest(format!("{update}\n{h}").as_bytes()));
@@ -353,6 +384,11 @@ async fn open_waves(
     );
     let total = u32::try_from(order.len()).unwrap_or(u32::MAX);
     let have = u32::try_from(admitted.len()).unwrap_or(u32::MAX);
+    if let patchday_core::rollout::Gate::Halt(reason) =
+        patchday_core::rollout::judge(ring, e, last.unwrap_or(now), now)
+    {
+        return Ok(Waves::Halt(reason));
+    }
     let size = wave_size(ring, total, have, e, last, now) as usize;
     let next: Vec<HostId> = order
         .iter()
@@ -364,7 +400,11 @@ async fn open_waves(
         tracing::info!(update = %update, group = %ring.group, hosts = next.len(), "wave opened");
         tenant.admit_wave(update, &ring.group, &next, now).await?;
     }
-    Ok(!next.is_empty())
+    Ok(if next.is_empty() {
+        Waves::Unchanged
+    } else {
+        Waves::Opened
+    })
 }
 
 /// The check-in's question: of this host's assignments, which do a halt or a wave hold
