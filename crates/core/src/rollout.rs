@@ -208,6 +208,17 @@ pub fn next_step(
     }
 }
 
+/// Why the hosts a ring's waves admitted so far halt the update, if they do: their
+/// failures cross the ring's threshold counted over the admitted hosts, not the whole
+/// ring (a wave of 50 with one failure is 2%, whatever the ring's size: waiting for the
+/// ring's ratio would wait for ever, since the rest is held until the wave passes).
+pub fn wave_halt(ring: &Ring, admitted: Evidence) -> Option<String> {
+    match judge(ring, admitted, Timestamp::MIN, Timestamp::MIN) {
+        Gate::Halt(why) => Some(why),
+        Gate::Passed | Gate::Waiting(_) => None,
+    }
+}
+
 /// How many of a ring's `hosts` the waves admit, given the evidence of the hosts
 /// admitted so far (`admitted` of them, the last at `last_admitted`): the next wave
 /// opens once those reach the ring's success ratio without tripping its failure
@@ -678,6 +689,29 @@ mod tests {
         );
         assert_eq!(wave_size(r, 3, 0, Evidence::default(), None, later), 1);
         assert_eq!(wave_size(r, 0, 0, Evidence::default(), None, later), 0);
+    }
+
+    #[test]
+    fn a_wave_whose_failures_cross_the_threshold_halts_whatever_the_rings_size() {
+        let mut r = rings()[0].clone();
+        r.failure_permille = 5; // 0.5%
+                                // The benchmark's case: a first wave of 50 in a ring of 500, one install failed.
+        let why = wave_halt(&r, ev(50, 49, 1)).expect("2% of the wave fails: halt");
+        assert!(why.contains("1 of 50"), "{why}");
+        assert_eq!(wave_halt(&r, ev(50, 50, 0)), None, "no failure, no halt");
+        assert_eq!(
+            wave_halt(&r, ev(50, 10, 0)),
+            None,
+            "still installing: no halt"
+        );
+        r.failure_permille = 50; // 5%
+        assert_eq!(wave_halt(&r, ev(50, 48, 2)), None, "4% is under 5%");
+        assert!(wave_halt(&r, ev(50, 47, 3)).is_some(), "6% is over 5%");
+        r.failure_count = Some(2);
+        assert!(
+            wave_halt(&r, ev(50, 48, 2)).is_some(),
+            "the absolute count counts too"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use jiff::Timestamp;
 use patchday_core::calendar::parse_schedule;
-use patchday_core::rollout::{next_step, wave_size, Evidence, Step};
+use patchday_core::rollout::{next_step, wave_halt, wave_size, Evidence, Step};
 use patchday_store::TenantStore;
 use patchday_types::api::{Approval, Decision, LogEntry, Ring, RolloutHalt};
 use patchday_types::{HostId, TenantId, UpdateDocument, UpdateId, UpdateState};
@@ -384,9 +384,7 @@ async fn open_waves(
     );
     let total = u32::try_from(order.len()).unwrap_or(u32::MAX);
     let have = u32::try_from(admitted.len()).unwrap_or(u32::MAX);
-    if let patchday_core::rollout::Gate::Halt(reason) =
-        patchday_core::rollout::judge(ring, e, last.unwrap_or(now), now)
-    {
+    if let Some(reason) = wave_halt(ring, e) {
         return Ok(Waves::Halt(reason));
     }
     let size = wave_size(ring, total, have, e, last, now) as usize;
