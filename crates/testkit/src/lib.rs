@@ -25,19 +25,21 @@ pub fn on_postgres_and_s3() -> bool {
     std::env::var(ENGINES_VARIABLE).is_ok_and(|v| v.trim() == "postgres+s3")
 }
 
+thread_local! {
+    /// Set by [`on_the_data_directory`] for the test running on this thread.
+    static DATA_DIRECTORY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// For a test about the default shape's own files (the data directory's SQLite file or
-/// payload directory, which a test renames, corrupts or copies): true, with a line saying
-/// so and where the other shape is covered, when this run puts servers on PostgreSQL and
-/// S3, so that the test returns. Not a requirement skip: the files it is about do not
-/// exist in that shape.
-pub fn about_the_data_directory(covered_elsewhere: &str) -> bool {
-    let other = on_postgres_and_s3();
-    if other {
-        eprintln!(
-            "not run on PostgreSQL+S3: this test is about the data directory's own files; that shape: {covered_elsewhere}"
-        );
+/// payload directory, which it renames, corrupts, fills or copies): the servers this
+/// test starts (on this thread; libtest runs each test on a thread of its own) keep the
+/// data directory even when the run puts servers on PostgreSQL and S3, so the test runs
+/// whole in both passes. `other_shape` says where that shape's own version is tested.
+pub fn on_the_data_directory(other_shape: &str) {
+    if on_postgres_and_s3() {
+        eprintln!("this test's servers keep the data directory (its files are the subject); PostgreSQL+S3: {other_shape}");
     }
-    other
+    DATA_DIRECTORY.with(|d| d.set(true));
 }
 
 /// The engine flags of a server in `dir` (its data in `data`): none in the default shape
@@ -46,6 +48,7 @@ pub fn about_the_data_directory(covered_elsewhere: &str) -> bool {
 /// again.
 fn engine_flags(dir: &Path, data: &Path, extra: &[&str]) -> Vec<String> {
     if !on_postgres_and_s3()
+        || DATA_DIRECTORY.with(|d| d.get())
         || extra
             .iter()
             .any(|a| *a == "--database" || *a == "--content")

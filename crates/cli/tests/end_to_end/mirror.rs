@@ -498,6 +498,10 @@ fn stored_sha(cat: &Catalog, name: &str) -> Option<String> {
 
 #[test]
 fn k_mirror_runs_each_superseding_the_last_keep_the_catalog_and_the_server_bounded() {
+    // It reads the payload directory to see what the cleanup kept.
+    patchday_testkit::on_the_data_directory(
+        "object_store:: (cleanup empties the bucket of what no host needs)",
+    );
     let d = scratch();
     let dir = d.path();
     let b = bins();
@@ -589,19 +593,16 @@ fn k_mirror_runs_each_superseding_the_last_keep_the_catalog_and_the_server_bound
 
     // The server dropped the old updates on intake, and its cleanup the blobs no target
     // lists (`content.drop-unlisted`): only the newest payload is held.
-    // (Read in the payload directory; on a bucket, object_store::'s cleanup test looks.)
-    if !patchday_testkit::on_postgres_and_s3() {
-        let blob = |sha: &str| srv.data.join("content").join(&sha[..2]).join(sha);
-        let (old, newest) = payload_shas.split_at(K as usize - 1);
-        for _ in 0..1200 {
-            if old.iter().all(|s| !blob(s).exists()) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
+    let blob = |sha: &str| srv.data.join("content").join(&sha[..2]).join(sha);
+    let (old, newest) = payload_shas.split_at(K as usize - 1);
+    for _ in 0..1200 {
+        if old.iter().all(|s| !blob(s).exists()) {
+            break;
         }
-        let held: Vec<&String> = payload_shas.iter().filter(|s| blob(s).exists()).collect();
-        assert_eq!(held, vec![&newest[0]], "only the newest payload is held");
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
+    let held: Vec<&String> = payload_shas.iter().filter(|s| blob(s).exists()).collect();
+    assert_eq!(held, vec![&newest[0]], "only the newest payload is held");
     let updates = srv.cli(&["updates", "--tenant", "acme", "--format", "json"]);
     assert!(
         updates.contains(&format!("\"mirror-DEB-libfoo-1.2-1_pdeb12u{K}\"")),
