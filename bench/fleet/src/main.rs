@@ -801,6 +801,8 @@ struct Figures {
     p100_seconds: Option<f64>,
     rollout_seconds: f64,
     server_cpu_seconds: f64,
+    /// The simulator's own CPU-seconds over the same time (it shares the machine).
+    simulator_cpu_seconds: f64,
     server_peak_rss_mib: f64,
     server_peak_rss_mib_overall: f64,
     loopback_bytes: u64,
@@ -948,6 +950,7 @@ async fn main() -> anyhow::Result<()> {
     // Reset the peak so that VmHWM is the rollout's own (root or the server's owner).
     let _ = std::fs::write(format!("/proc/{}/clear_refs", args.server_pid), "5");
     let before = sample(args.server_pid)?;
+    let sim_before = sample(std::process::id())?;
     let _ = APPROVED_AT.set(Instant::now());
     let out = shell(args.approve.as_deref().unwrap_or_default()).await?;
     if !out.status.success() {
@@ -1024,6 +1027,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let after = sample(args.server_pid)?;
+    let sim_after = sample(std::process::id())?;
     let rollout_seconds = since_approval().unwrap_or_default().as_secs_f64();
     let mut times: Vec<f64> = installed_at
         .iter()
@@ -1074,6 +1078,7 @@ async fn main() -> anyhow::Result<()> {
         p100_seconds: percentile(&times, expected, 100.0),
         rollout_seconds,
         server_cpu_seconds: (after.cpu_ticks - before.cpu_ticks) as f64 / ticks,
+        simulator_cpu_seconds: (sim_after.cpu_ticks - sim_before.cpu_ticks) as f64 / ticks,
         server_peak_rss_mib: peak.hwm_kib.max(after.hwm_kib) as f64 / 1024.0,
         server_peak_rss_mib_overall: overall_hwm.max(after.hwm_kib) as f64 / 1024.0,
         loopback_bytes: after.lo_tx.saturating_sub(before.lo_tx),
@@ -1112,6 +1117,7 @@ async fn main() -> anyhow::Result<()> {
         "  per group: assigned {:?}, installed {:?}, failed {:?}",
         figures.assigned_by_group, figures.installed_by_group, figures.failed_by_group
     );
+    println!("  simulator: {:.1} CPU-s", figures.simulator_cpu_seconds);
     println!("  server: {:.1} CPU-s, peak RSS {:.0} MiB during the rollout ({:.0} MiB since start), {} bytes written (wchar)", figures.server_cpu_seconds, figures.server_peak_rss_mib, figures.server_peak_rss_mib_overall, figures.server_wchar_bytes);
     println!(
         "  loopback bytes (both directions): {}",

@@ -23,6 +23,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod inline;
+use inline::InlineReads;
+use rusqlite::OptionalExtension;
+
 patchday_store::sql_row_decoders!(sqlx::sqlite::SqliteRow);
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -153,6 +157,8 @@ pub struct SqliteStore {
     /// request; each call was a query, a round trip to a connection's thread). Only this
     /// process writes its database, and a tenant leaves the set when it is removed.
     known_tenants: Arc<KnownTenants>,
+    /// Issue 10: the agent hot path's reads, on the caller's thread (`inline.rs`).
+    inline: Arc<InlineReads>,
 }
 
 /// The tenants seen to exist, and a count of removals so that an existence read that
@@ -239,6 +245,7 @@ impl SqliteStore {
             pool,
             writer,
             known_tenants: Arc::default(),
+            inline: Arc::new(InlineReads::new(path)),
         })
     }
 
@@ -307,6 +314,7 @@ impl Store for SqliteStore {
             true => Ok(Arc::new(SqliteTenant {
                 pool: self.pool.clone(),
                 writer: self.writer.clone(),
+                inline: self.inline.clone(),
                 id: id.clone(),
             })),
             false => Err(StoreError::NotFound(format!("tenant {id}"))),
@@ -449,18 +457,15 @@ impl Store for SqliteStore {
     }
 
     async fn host_by_credential(&self, hash: &str) -> Result<Option<(TenantId, HostId)>> {
-        let row = sqlx::query("SELECT tenant_id, id FROM hosts WHERE credential_hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|r| {
-            Ok((
-                parse("tenant id", r.get::<&str, _>("tenant_id"))?,
-                parse("host id", r.get::<&str, _>("id"))?,
-            ))
-        })
-        .transpose()
+        let row = self.inline.read(|c| {
+            c.prepare_cached("SELECT tenant_id, id FROM hosts WHERE credential_hash = ?")?
+                .query_row([hash], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()
+        })?;
+        row.map(|(t, h)| Ok((parse("tenant id", &t)?, parse("host id", &h)?)))
+            .transpose()
     }
 
     async fn replace_catalog(&self, c: &CatalogRecord) -> Result<()> {
@@ -669,12 +674,13 @@ impl Store for SqliteStore {
     }
 
     async fn catalog_status(&self) -> Result<CatalogStatus> {
-        let row = sqlx::query("SELECT status FROM catalog_status WHERE k = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = self.inline.read(|c| {
+            c.prepare_cached("SELECT status FROM catalog_status WHERE k = 1")?
+                .query_row([], |r| r.get::<_, String>(0))
+                .optional()
+        })?;
         match row {
-            Some(r) => json("catalog status", r.get::<&str, _>("status")),
+            Some(r) => json("catalog status", &r),
             None => Ok(CatalogStatus::default()),
         }
     }
@@ -690,36 +696,41 @@ impl Store for SqliteStore {
     }
 
     async fn catalog_metadata(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT bytes FROM catalog_metadata WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(row.map(|r| r.get::<Vec<u8>, _>("bytes")))
+        self.inline.read(|c| {
+            c.prepare_cached("SELECT bytes FROM catalog_metadata WHERE name = ?")?
+                .query_row([name], |r| r.get::<_, Vec<u8>>(0))
+                .optional()
+        })
     }
 
     async fn catalog_target(&self, name: &str) -> Result<Option<CatalogTarget>> {
-        let row = sqlx::query(
-            "SELECT name, length, sha256, release_counter FROM catalog_targets WHERE name = ?",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(catalog_target_row).transpose()
+        let rows = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT name, length, sha256, release_counter FROM catalog_targets WHERE name = ?",
+            )?
+            .query_map([name], inline::catalog_target)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .next()
+            .map(inline::CatalogTargetRow::decode)
+            .transpose()
     }
 
     async fn catalog_targets(&self, names: &[String]) -> Result<Vec<CatalogTarget>> {
-        // One round trip for a whole assignment list: the names go in as a JSON array.
-        let rows = sqlx::query(
-            "SELECT name, length, sha256, release_counter FROM catalog_targets \
-             WHERE name IN (SELECT value FROM json_each(?))",
-        )
-        .bind(to_json(&names)?)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(catalog_target_row).collect()
+        // One statement for a whole assignment list: the names go in as a JSON array.
+        let names = to_json(&names)?;
+        let rows = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT name, length, sha256, release_counter FROM catalog_targets \
+                 WHERE name IN (SELECT value FROM json_each(?))",
+            )?
+            .query_map([&names], inline::catalog_target)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(inline::CatalogTargetRow::decode)
+            .collect()
     }
 
     // ---- Finding 3 (issue 8): operator tokens expire and are revoked ----
@@ -1081,20 +1092,30 @@ impl Store for SqliteStore {
     }
 
     async fn rollout_halts(&self) -> Result<Vec<patchday_types::api::RolloutHalt>> {
-        let rows = sqlx::query(
-            "SELECT update_id, reason, at, halted_by, resumed_at FROM rollout_halts ORDER BY update_id",
-        )
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
+        // Issue 10: every check-in asks; inline (`inline.rs`).
+        let rows = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT update_id, reason, at, halted_by, resumed_at FROM rollout_halts ORDER BY update_id",
+            )?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(update, reason, at, by, resumed_at)| {
                 Ok(patchday_types::api::RolloutHalt {
-                    update: parse("update id", r.get::<&str, _>("update_id"))?,
-                    reason: r.get("reason"),
-                    at: parse("timestamp", r.get::<&str, _>("at"))?,
-                    by: r.get("halted_by"),
-                    resumed_at: opt_ts(r.get("resumed_at"))?,
+                    update: parse("update id", &update)?,
+                    reason,
+                    at: parse("timestamp", &at)?,
+                    by,
+                    resumed_at: opt_ts(resumed_at)?,
                 })
             })
             .collect()
@@ -1405,6 +1426,7 @@ impl Store for SqliteStore {
 struct SqliteTenant {
     pool: SqlitePool,
     writer: SqlitePool,
+    inline: Arc<InlineReads>,
     id: TenantId,
 }
 
@@ -1535,10 +1557,44 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn host(&self, id: &HostId) -> Result<HostRecord> {
-        let row = self
-            .host_row("id, hostname, enrolled_at, last_seen, facts_sha256", id)
-            .await?;
-        self.host_from_row(&row).await
+        // Issue 10: a check-in and a report each read their host; inline (`inline.rs`).
+        let (tenant, host) = (self.id.as_str(), id.as_str());
+        let read = self.inline.read(|c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT hostname, enrolled_at, last_seen, facts_sha256 FROM hosts \
+                     WHERE tenant_id = ? AND id = ?",
+                )?
+                .query_row([tenant, host], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .optional()?;
+            let groups = c
+                .prepare_cached(
+                    "SELECT group_id FROM host_groups WHERE tenant_id = ? AND host_id = ? ORDER BY group_id",
+                )?
+                .query_map([tenant, host], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(row.map(|r| (r, groups)))
+        })?;
+        let ((hostname, enrolled_at, last_seen, facts_sha256), groups) =
+            read.ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        Ok(HostRecord {
+            id: id.clone(),
+            hostname,
+            groups: groups
+                .iter()
+                .map(|g| parse("group id", g))
+                .collect::<Result<_>>()?,
+            enrolled_at: parse("timestamp", &enrolled_at)?,
+            last_seen: opt_ts(last_seen)?,
+            facts_sha256,
+        })
     }
 
     async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
@@ -1624,22 +1680,36 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn list_approvals_for(&self, updates: &[UpdateId]) -> Result<Vec<Approval>> {
-        let mut out = Vec::new();
-        for chunk in updates.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency, remove FROM approvals \
-                 WHERE tenant_id = ? AND update_id IN ({marks}) ORDER BY update_id, group_id"
-            );
-            let mut q = sqlx::query(&sql).bind(self.id.as_str());
-            for u in chunk {
-                q = q.bind(u.as_str());
-            }
-            for r in q.fetch_all(&self.pool).await.map_err(backend)? {
-                out.push(approval_row(&r)?);
-            }
-        }
-        Ok(out)
+        // Issue 10: every check-in asks; inline (`inline.rs`), the ids as one JSON array.
+        let ids = to_json(&updates.iter().map(UpdateId::as_str).collect::<Vec<_>>())?;
+        let rows = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT update_id, group_id, decision, deadline, decided_at, decided_by, reason, emergency, remove \
+                 FROM approvals WHERE tenant_id = ? AND update_id IN (SELECT value FROM json_each(?)) \
+                 ORDER BY update_id, group_id",
+            )?
+            .query_map([self.id.as_str(), ids.as_str()], inline::approval)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Approval {
+                    update: parse("update id", &r.update)?,
+                    group: parse("group id", &r.group)?,
+                    decision: match r.decision.as_str() {
+                        "approve" => Decision::Approve,
+                        "decline" => Decision::Decline,
+                        other => return Err(corrupt("decision", other)),
+                    },
+                    deadline: opt_ts(r.deadline)?,
+                    decided_at: parse("timestamp", &r.decided_at)?,
+                    decided_by: r.decided_by,
+                    reason: r.reason,
+                    emergency: r.emergency != 0,
+                    remove: r.remove != 0,
+                })
+            })
+            .collect()
     }
 
     async fn missing_facts_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
@@ -1930,8 +2000,10 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn host_marks(&self, id: &HostId) -> Result<MarksAtCheckin> {
-        // The same marks as `fleet_page`, for one host, in one query.
-        let row = sqlx::query(
+        // The same marks as `fleet_page`, for one host, in one query, inline (issue 10).
+        let (tenant, host) = (self.id.as_str(), id.as_str());
+        let row = self.inline.read(|c| {
+            c.prepare_cached(
             "SELECT (SELECT decisions_rev FROM tenants t WHERE t.id = h.tenant_id) AS decisions_rev,
                     (SELECT group_concat(mark, ';') FROM (SELECT update_id || '=' || state || '@' || at AS mark
                        FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id
@@ -1940,25 +2012,20 @@ impl TenantStore for SqliteTenant {
                     v.basis
              FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
              WHERE h.tenant_id = ? AND h.id = ?",
-        )
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
-        Ok(MarksAtCheckin {
-            decisions: row.get("decisions_rev"),
-            host: HostMarks {
-                states: row
-                    .get::<Option<String>, _>("states_mark")
-                    .unwrap_or_default(),
-                inventory: row
-                    .get::<Option<String>, _>("inventory_mark")
-                    .unwrap_or_default(),
-            },
-            basis: row.get("basis"),
-        })
+            )?
+            .query_row([tenant, host], |r| {
+                Ok(MarksAtCheckin {
+                    decisions: r.get(0)?,
+                    host: HostMarks {
+                        states: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        inventory: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    },
+                    basis: r.get(3)?,
+                })
+            })
+            .optional()
+        })?;
+        row.ok_or_else(|| StoreError::NotFound(format!("host {id}")))
     }
 
     async fn put_verdicts(&self, verdicts: &[StoredVerdict]) -> Result<()> {
@@ -1974,23 +2041,30 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn states(&self, id: &HostId) -> Result<Vec<StoredState>> {
-        let rows = sqlx::query(
-            "SELECT update_id, state, message, at FROM host_states WHERE tenant_id = ? AND host_id = ? ORDER BY update_id",
-        )
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
+        // Issue 10: every evaluation of a host reads them; inline (`inline.rs`).
+        let rows = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT update_id, state, message, at FROM host_states WHERE tenant_id = ? AND host_id = ? ORDER BY update_id",
+            )?
+            .query_map([self.id.as_str(), id.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(update, state, message, at)| {
                 Ok(StoredState {
                     report: StateReport {
-                        update: parse("update id", r.get::<&str, _>("update_id"))?,
-                        state: parse::<UpdateState>("state", r.get::<&str, _>("state"))?,
-                        message: r.get("message"),
+                        update: parse("update id", &update)?,
+                        state: parse::<UpdateState>("state", &state)?,
+                        message,
                     },
-                    at: parse("timestamp", r.get::<&str, _>("at"))?,
+                    at: parse("timestamp", &at)?,
                 })
             })
             .collect()
@@ -2016,24 +2090,35 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn host_signing(&self, id: &HostId) -> Result<HostSigning> {
+        // Issue 10: every signed request reads it; inline (`inline.rs`).
         let r = self
-            .host_row(
-                "public_key, last_sequence, last_signed_at, agent_error, agent_error_at",
-                id,
-            )
-            .await?;
-        let agent_error = match (
-            r.get::<Option<String>, _>("agent_error"),
-            opt_ts(r.get("agent_error_at"))?,
-        ) {
+            .inline
+            .read(|c| {
+                c.prepare_cached(
+                    "SELECT public_key, last_sequence, last_signed_at, agent_error, agent_error_at \
+                     FROM hosts WHERE tenant_id = ? AND id = ?",
+                )?
+                .query_row([self.id.as_str(), id.as_str()], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })
+                .optional()
+            })?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        let (public_key, last_sequence, last_signed_at, agent_error, agent_error_at) = r;
+        let agent_error = match (agent_error, opt_ts(agent_error_at)?) {
             (Some(e), Some(at)) => Some((e, at)),
             _ => None,
         };
         Ok(HostSigning {
-            public_key: r.get("public_key"),
-            last_sequence: u64::try_from(r.get::<i64, _>("last_sequence"))
-                .map_err(|e| corrupt("last_sequence", e))?,
-            last_signed_at: opt_ts(r.get("last_signed_at"))?,
+            public_key,
+            last_sequence: u64::try_from(last_sequence).map_err(|e| corrupt("last_sequence", e))?,
+            last_signed_at: opt_ts(last_signed_at)?,
             agent_error,
         })
     }
@@ -2275,16 +2360,31 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn repair_request(&self, id: &HostId) -> Result<Option<RepairRequest>> {
-        let r = self
-            .host_row("repair_requested_at, repair_allow_apt, repair_sent_at", id)
-            .await?;
-        let Some(requested_at) = opt_ts(r.get("repair_requested_at"))? else {
+        // Issue 10: every check-in asks; inline (`inline.rs`).
+        let (requested_at, allow_apt, sent_at) = self
+            .inline
+            .read(|c| {
+                c.prepare_cached(
+                    "SELECT repair_requested_at, repair_allow_apt, repair_sent_at FROM hosts \
+                     WHERE tenant_id = ? AND id = ?",
+                )?
+                .query_row([self.id.as_str(), id.as_str()], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .optional()
+            })?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        let Some(requested_at) = opt_ts(requested_at)? else {
             return Ok(None);
         };
         Ok(Some(RepairRequest {
             requested_at,
-            allow_apt: r.get::<i64, _>("repair_allow_apt") != 0,
-            sent_at: opt_ts(r.get("repair_sent_at"))?,
+            allow_apt: allow_apt != 0,
+            sent_at: opt_ts(sent_at)?,
         }))
     }
 
@@ -2421,21 +2521,24 @@ impl TenantStore for SqliteTenant {
     async fn group_policies(
         &self,
     ) -> Result<std::collections::BTreeMap<GroupId, patchday_types::api::GroupPolicy>> {
-        let rows = sqlx::query("SELECT id, windows, reboot FROM groups WHERE tenant_id = ?")
-            .bind(self.id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                let id: GroupId = parse("group id", r.get::<&str, _>("id"))?;
-                let windows: Vec<String> = serde_json::from_str(&r.get::<String, _>("windows"))
-                    .map_err(|e| corrupt("group windows", e))?;
-                let policy = patchday_types::api::GroupPolicy {
-                    windows,
-                    reboot: r.get("reboot"),
-                };
-                Ok((id, policy))
+        // Issue 10: every check-in's signed schedule reads them; inline (`inline.rs`).
+        let rows = self.inline.read(|c| {
+            c.prepare_cached("SELECT id, windows, reboot FROM groups WHERE tenant_id = ?")?
+                .query_map([self.id.as_str()], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(id, windows, reboot)| {
+                let id: GroupId = parse("group id", &id)?;
+                let windows: Vec<String> =
+                    serde_json::from_str(&windows).map_err(|e| corrupt("group windows", e))?;
+                Ok((id, patchday_types::api::GroupPolicy { windows, reboot }))
             })
             .collect()
     }
@@ -2452,19 +2555,22 @@ impl TenantStore for SqliteTenant {
         // Issue 10: most check-ins change no state. Look first through a reader, so
         // they take no turn of the single writer; a change is checked again inside the
         // write transaction below.
-        let current = sqlx::query(
-            "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
-        )
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        let current = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
+            )?
+            .query_map([self.id.as_str(), id.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
         let unchanged = states.iter().all(|st| {
-            current.iter().any(|r| {
-                r.get::<&str, _>("update_id") == st.update.as_str()
-                    && r.get::<&str, _>("state") == st.state.as_str()
-                    && r.get::<Option<String>, _>("message") == st.message
+            current.iter().any(|(update, state, message)| {
+                update == st.update.as_str() && state == st.state.as_str() && *message == st.message
             })
         });
         if unchanged && verdict.is_none() {
@@ -2631,20 +2737,20 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn wave_held(&self, host: &HostId, updates: &[UpdateId]) -> Result<Vec<UpdateId>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT w.update_id FROM rollout_waves w \
-             JOIN host_groups g ON g.tenant_id = w.tenant_id AND g.group_id = w.group_id AND g.host_id = ?2 \
-             WHERE w.tenant_id = ?1 AND NOT EXISTS (SELECT 1 FROM rollout_waves a \
-               WHERE a.tenant_id = w.tenant_id AND a.update_id = w.update_id AND a.host_id = ?2)",
-        )
-        .bind(self.id.as_str())
-        .bind(host.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        // Issue 10: every check-in asks; inline (`inline.rs`).
+        let rows = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT DISTINCT w.update_id FROM rollout_waves w \
+                 JOIN host_groups g ON g.tenant_id = w.tenant_id AND g.group_id = w.group_id AND g.host_id = ?2 \
+                 WHERE w.tenant_id = ?1 AND NOT EXISTS (SELECT 1 FROM rollout_waves a \
+                   WHERE a.tenant_id = w.tenant_id AND a.update_id = w.update_id AND a.host_id = ?2)",
+            )?
+            .query_map([self.id.as_str(), host.as_str()], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
         let mut held = Vec::new();
         for r in &rows {
-            let u: UpdateId = parse("update id", r.get::<&str, _>("update_id"))?;
+            let u: UpdateId = parse("update id", r)?;
             if updates.contains(&u) {
                 held.push(u);
             }
@@ -2861,19 +2967,26 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn group_rules(&self) -> Result<Vec<GroupRuleInfo>> {
-        let rows = sqlx::query(
-            "SELECT id, group_id, spec FROM group_rules WHERE tenant_id = ? ORDER BY id",
-        )
-        .bind(self.id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
+        // Issue 10: every check-in applies them; inline (`inline.rs`).
+        let rows = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT id, group_id, spec FROM group_rules WHERE tenant_id = ? ORDER BY id",
+            )?
+            .query_map([self.id.as_str()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(id, group, spec)| {
                 Ok(GroupRuleInfo {
-                    id: u64::try_from(r.get::<i64, _>("id")).map_err(|e| corrupt("rule id", e))?,
-                    group: parse("group id", r.get::<&str, _>("group_id"))?,
-                    rule: json("group rule", r.get::<&str, _>("spec"))?,
+                    id: u64::try_from(id).map_err(|e| corrupt("rule id", e))?,
+                    group: parse("group id", &group)?,
+                    rule: json("group rule", &spec)?,
                 })
             })
             .collect()
@@ -2961,44 +3074,56 @@ impl SqliteTenant {
 
     /// Facts and memberships of every host, or of `one`.
     async fn read_memberships(&self, one: Option<&HostId>) -> Result<Vec<HostMemberships>> {
-        let hosts = sqlx::query(
-            "SELECT id, hostname, membership_facts FROM hosts \
-             WHERE tenant_id = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id",
-        )
-        .bind(self.id.as_str())
-        .bind(one.map(HostId::as_str))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        let rows = sqlx::query(
-            "SELECT host_id, group_id, by_rule FROM host_groups \
-             WHERE tenant_id = ?1 AND (?2 IS NULL OR host_id = ?2) ORDER BY host_id, group_id",
-        )
-        .bind(self.id.as_str())
-        .bind(one.map(HostId::as_str))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        // Issue 10: every check-in reads its host's (inline, `inline.rs`); a rule change
+        // reads every host's, a few columns each.
+        let one = one.map(HostId::as_str);
+        let (hosts, rows) = self.inline.read(|c| {
+            let hosts = c
+                .prepare_cached(
+                    "SELECT id, hostname, membership_facts FROM hosts \
+                     WHERE tenant_id = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id",
+                )?
+                .query_map(rusqlite::params![self.id.as_str(), one], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = c
+                .prepare_cached(
+                    "SELECT host_id, group_id, by_rule FROM host_groups \
+                     WHERE tenant_id = ?1 AND (?2 IS NULL OR host_id = ?2) ORDER BY host_id, group_id",
+                )?
+                .query_map(rusqlite::params![self.id.as_str(), one], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((hosts, rows))
+        })?;
         let mut groups: std::collections::BTreeMap<String, (Vec<GroupId>, Vec<GroupId>)> =
             std::collections::BTreeMap::new();
-        for r in &rows {
-            let g: GroupId = parse("group id", r.get::<&str, _>("group_id"))?;
-            let e = groups.entry(r.get("host_id")).or_default();
-            if r.get::<i64, _>("by_rule") != 0 {
+        for (host, group, by_rule) in rows {
+            let g: GroupId = parse("group id", &group)?;
+            let e = groups.entry(host).or_default();
+            if by_rule != 0 {
                 e.1.push(g.clone());
             }
             e.0.push(g);
         }
         hosts
-            .iter()
-            .map(|r| {
-                let host: String = r.get("id");
-                let mut facts: MembershipFacts = match r.get::<Option<&str>, _>("membership_facts")
-                {
+            .into_iter()
+            .map(|(host, hostname, membership_facts)| {
+                let mut facts: MembershipFacts = match membership_facts.as_deref() {
                     Some(f) => json("membership facts", f)?,
                     None => MembershipFacts::default(),
                 };
-                facts.hostname = r.get("hostname");
+                facts.hostname = hostname;
                 let (all, by_rule) = groups.remove(&host).unwrap_or_default();
                 Ok(HostMemberships {
                     host: parse("host id", &host)?,
@@ -3037,14 +3162,13 @@ impl SqliteTenant {
     }
 
     async fn read_rings(&self) -> Result<Vec<patchday_types::api::Ring>> {
-        let rows = sqlx::query("SELECT spec FROM rings WHERE tenant_id = ? ORDER BY position")
-            .bind(self.id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|r| json("ring", r.get::<&str, _>("spec")))
-            .collect()
+        // Issue 10: several reads per check-in; inline (`inline.rs`).
+        let rows = self.inline.read(|c| {
+            c.prepare_cached("SELECT spec FROM rings WHERE tenant_id = ? ORDER BY position")?
+                .query_map([self.id.as_str()], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.iter().map(|r| json("ring", r)).collect()
     }
 }
 

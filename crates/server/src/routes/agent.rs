@@ -299,9 +299,33 @@ pub async fn report(
         .put_states(&who.host, &req.states, s.clock.now())
         .await?;
     s.metrics.reported(&req.states); // issue 11, point 4
-                                     // Issue 10, point 1: the report changes the host's states (downloading, failed...);
-                                     // evaluated with the stored inventory, into the state history.
-                                     // Issue 11: the marks this evaluation is kept under, read before what it reads.
+                                     // Only the updates this report is about, and not the ones it says are installed: the
+                                     // stored inventory predates the install, so dpkg's word comes with the check-in that
+                                     // follows (recording it now would write a "failed" that never happened).
+    let in_progress: std::collections::BTreeSet<&str> = req
+        .states
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.state,
+                patchday_types::UpdateState::Installed
+                    | patchday_types::UpdateState::InstalledPendingReboot
+                    // Issue 10, point 3: dpkg's word on a removal comes with the check-in.
+                    | patchday_types::UpdateState::Removed
+            )
+        })
+        .map(|r| r.update.as_str())
+        .collect();
+    if in_progress.is_empty() {
+        // Issue 10, point 8: nothing for the history until the check-in that follows (a
+        // rollout's "installed" reports skip the evaluation; the stored states moved the
+        // host's marks, so no kept evaluation outlives them).
+        s.push.access_changed(); // issue 14: the gates look at this host's compliance again
+        return Ok(Json(()));
+    }
+    // Issue 10, point 1: the report changes the host's states (downloading, failed...);
+    // evaluated with the stored inventory, into the state history.
+    // Issue 11: the marks this evaluation is kept under, read before what it reads.
     let marks = tenant.host_marks(&who.host).await?;
     let host = tenant.host(&who.host).await?;
     let inventory = tenant.inventory(&who.host).await?;
@@ -325,23 +349,6 @@ pub async fn report(
         &statuses,
         inventory.as_ref().and_then(|i| i.dpkg_broken.clone()),
     )?;
-    // Only the updates this report is about, and not the ones it says are installed: the
-    // stored inventory predates the install, so dpkg's word comes with the check-in that
-    // follows (recording it now would write a "failed" that never happened).
-    let in_progress: std::collections::BTreeSet<&str> = req
-        .states
-        .iter()
-        .filter(|r| {
-            !matches!(
-                r.state,
-                patchday_types::UpdateState::Installed
-                    | patchday_types::UpdateState::InstalledPendingReboot
-                    // Issue 10, point 3: dpkg's word on a removal comes with the check-in.
-                    | patchday_types::UpdateState::Removed
-            )
-        })
-        .map(|r| r.update.as_str())
-        .collect();
     let statuses: Vec<_> = statuses
         .into_iter()
         .filter(|st| in_progress.contains(st.update.as_str()))
