@@ -3,7 +3,10 @@
 //! `GET /v1/report` and can be tested without a browser.
 
 pub use patchday_core::compliance::{is_open, SEVERITIES};
-use patchday_types::api::{ComplianceReport, HostCompliance, HostSummaryRow};
+#[cfg(test)]
+use patchday_types::api::ComplianceReport;
+use patchday_types::api::{HostCompliance, HostSummaryRow};
+use patchday_types::Severity;
 
 /// Every host state, in the order the overview lists them (best first).
 pub const HOST_STATES: [HostCompliance; 9] = [
@@ -87,63 +90,114 @@ impl TenantOverview {
     }
 }
 
-/// The overview of every tenant in `report`, in the report's tenant order.
+/// One tenant's overview, counted host by host (the console reads the fleet's kept
+/// summaries page by page and adds each host here; no report rows are built).
+#[derive(Clone, Debug)]
+pub struct Tally {
+    id: String,
+    hosts: usize,
+    compliant: usize,
+    by_state: [usize; HOST_STATES.len()],
+    exposure: [usize; SEVERITIES.len()],
+    overdue: Vec<HostLine>,
+    broken: Vec<HostLine>,
+    stale: Vec<HostLine>,
+}
+
+impl Tally {
+    /// Nothing counted yet for tenant `id`.
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            hosts: 0,
+            compliant: 0,
+            by_state: [0; HOST_STATES.len()],
+            exposure: [0; SEVERITIES.len()],
+            overdue: Vec::new(),
+            broken: Vec::new(),
+            stale: Vec::new(),
+        }
+    }
+
+    /// Counts one host: its line, its state as a whole, and the severity of each update
+    /// still open on it.
+    pub fn add(
+        &mut self,
+        line: impl FnOnce() -> HostLine,
+        state: HostCompliance,
+        open: impl IntoIterator<Item = Severity>,
+    ) {
+        self.hosts += 1;
+        if state.is_compliant() {
+            self.compliant += 1;
+        }
+        if let Some(i) = HOST_STATES.iter().position(|s| *s == state) {
+            self.by_state[i] += 1;
+        }
+        for sev in open {
+            if let Some(i) = SEVERITIES.iter().position(|s| *s == sev) {
+                self.exposure[i] += 1;
+            }
+        }
+        let list = match state {
+            HostCompliance::Overdue => Some(&mut self.overdue),
+            HostCompliance::Broken | HostCompliance::Failed => Some(&mut self.broken),
+            HostCompliance::Stale => Some(&mut self.stale),
+            _ => None,
+        };
+        // One more than is shown: whether the list was cut.
+        if let Some(l) = list.filter(|l| l.len() <= LISTED) {
+            l.push(line());
+        }
+    }
+
+    /// The overview.
+    pub fn finish(self) -> TenantOverview {
+        let (mut overdue, mut broken, mut stale) = (self.overdue, self.broken, self.stale);
+        let cut = [&overdue, &broken, &stale].iter().any(|l| l.len() > LISTED);
+        for l in [&mut overdue, &mut broken, &mut stale] {
+            l.truncate(LISTED);
+        }
+        let counts = |labels: &mut dyn Iterator<Item = &'static str>, n: &[usize]| {
+            labels
+                .zip(n)
+                .map(|(label, n)| Count {
+                    label: label.to_string(),
+                    n: *n,
+                })
+                .collect()
+        };
+        TenantOverview {
+            id: self.id,
+            hosts: self.hosts,
+            compliant: self.compliant,
+            by_state: counts(&mut HOST_STATES.iter().map(|s| s.as_str()), &self.by_state),
+            exposure: counts(&mut SEVERITIES.iter().map(|s| s.as_str()), &self.exposure),
+            overdue,
+            broken,
+            stale,
+            cut,
+        }
+    }
+}
+
+/// The overview of every tenant in `report`, in the report's tenant order (what the
+/// console's tally of kept summaries must agree with, host for host).
+#[cfg(test)]
 pub fn overview(report: &ComplianceReport, tenants: &[String]) -> Vec<TenantOverview> {
     tenants
         .iter()
         .map(|t| {
-            let hosts: Vec<&HostSummaryRow> = report
-                .hosts
-                .iter()
-                .filter(|h| h.tenant.as_str() == t)
-                .collect();
-            let lines = |want: &dyn Fn(HostCompliance) -> bool| -> Vec<HostLine> {
-                hosts
+            let mut tally = Tally::new(t);
+            for h in report.hosts.iter().filter(|h| h.tenant.as_str() == t) {
+                let open = report
+                    .rows
                     .iter()
-                    .filter(|h| want(h.compliance))
-                    .take(LISTED + 1)
-                    .map(|h| HostLine::from(*h))
-                    .collect()
-            };
-            let by_state = HOST_STATES
-                .iter()
-                .map(|s| Count {
-                    label: s.as_str().to_string(),
-                    n: hosts.iter().filter(|h| h.compliance == *s).count(),
-                })
-                .collect();
-            let exposure = SEVERITIES
-                .iter()
-                .map(|sev| Count {
-                    label: sev.as_str().to_string(),
-                    n: report
-                        .rows
-                        .iter()
-                        .filter(|r| r.tenant.as_str() == t && r.severity == *sev)
-                        .filter(|r| is_open(r.state))
-                        .count(),
-                })
-                .collect();
-            let (mut overdue, mut broken, mut stale) = (
-                lines(&|c| c == HostCompliance::Overdue),
-                lines(&|c| matches!(c, HostCompliance::Broken | HostCompliance::Failed)),
-                lines(&|c| c == HostCompliance::Stale),
-            );
-            let cut = [&overdue, &broken, &stale].iter().any(|l| l.len() > LISTED);
-            for l in [&mut overdue, &mut broken, &mut stale] {
-                l.truncate(LISTED);
+                    .filter(|r| r.tenant.as_str() == t && r.host == h.host && is_open(r.state))
+                    .map(|r| r.severity);
+                tally.add(|| HostLine::from(h), h.compliance, open);
             }
-            TenantOverview {
-                id: t.clone(),
-                hosts: hosts.len(),
-                compliant: hosts.iter().filter(|h| h.compliance.is_compliant()).count(),
-                by_state,
-                exposure,
-                overdue,
-                broken,
-                stale,
-                cut,
-            }
+            tally.finish()
         })
         .collect()
 }
