@@ -161,6 +161,15 @@ impl From<Status> for UpdateStatus {
     }
 }
 
+/// A kept evaluation's body or summary, read: its statuses and dpkg's words.
+pub(crate) fn read(kept: &str) -> Result<(Vec<UpdateStatus>, Option<String>), serde_json::Error> {
+    let b: Body = serde_json::from_str(kept)?;
+    Ok((
+        b.statuses.into_iter().map(Into::into).collect(),
+        b.dpkg_broken,
+    ))
+}
+
 /// What every host of a tenant shares in its basis: the catalog's content and the
 /// tenant's decisions and rings (through the mark the database moves at each change).
 #[derive(Clone)]
@@ -315,7 +324,7 @@ impl<'a> FleetReader<'a> {
                 .verdict
                 .as_ref()
                 .filter(|v| v.basis == basis)
-                .and_then(|v| match serde_json::from_str::<Body>(&v.body) {
+                .and_then(|v| match read(&v.body) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         // A cache: an unreadable entry is made again, and said once.
@@ -324,10 +333,7 @@ impl<'a> FleetReader<'a> {
                     }
                 });
             let (statuses, dpkg_broken) = match stored {
-                Some(b) => (
-                    b.statuses.into_iter().map(Into::into).collect(),
-                    b.dpkg_broken,
-                ),
+                Some(b) => b,
                 None => {
                     let (statuses, dpkg_broken, kept) = self.evaluate(&f.host, &f.marks).await?;
                     fresh.push(kept);
@@ -362,7 +368,7 @@ impl<'a> FleetReader<'a> {
                 .kept
                 .as_ref()
                 .filter(|k| k.basis == basis)
-                .and_then(|k| match serde_json::from_str::<Body>(&k.summary) {
+                .and_then(|k| match read(&k.summary) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         tracing::warn!(host = %f.host.id, error = %e, "stored summary unreadable; evaluating again");
@@ -370,10 +376,7 @@ impl<'a> FleetReader<'a> {
                     }
                 });
             let (statuses, dpkg_broken) = match stored {
-                Some(b) => (
-                    b.statuses.into_iter().map(Into::into).collect(),
-                    b.dpkg_broken,
-                ),
+                Some(b) => b,
                 None => {
                     let (statuses, dpkg_broken, kept) = self.evaluate(&f.host, &f.marks).await?;
                     fresh.push(kept);

@@ -87,33 +87,6 @@ async fn each_counted(
     Ok(())
 }
 
-/// A counted host as a line in a list (as [`HostLine::from`] a report's host row).
-fn line(c: &Counted, v: &Verdict) -> HostLine {
-    HostLine {
-        id: c.host.id.to_string(),
-        hostname: c.host.hostname.clone(),
-        state: v.state.as_str().to_string(),
-        reason: v.reason.clone().unwrap_or_default(),
-    }
-}
-
-/// The severities of the updates still open on a counted host (its exposure, as the
-/// report's rows count it: updates the catalog has).
-fn open_severities<'a>(
-    c: &'a Counted,
-    catalog: &'a CatalogIndex,
-) -> impl Iterator<Item = patchday_types::Severity> + 'a {
-    c.statuses
-        .iter()
-        .filter(|st| views::is_open(st.state))
-        .filter_map(|st| catalog.get(st.update.as_str()).map(|u| u.severity))
-}
-
-/// Counts one host into `tally`.
-fn tally_host(tally: &mut Tally, c: &Counted, v: &Verdict, catalog: &CatalogIndex) {
-    tally.add(|| line(c, v), v.state, open_severities(c, catalog));
-}
-
 /// One tenant's overview, counted from the kept summaries.
 async fn tenant_overview(
     s: &AppState,
@@ -122,7 +95,7 @@ async fn tenant_overview(
 ) -> Result<TenantOverview, PageError> {
     let mut tally = Tally::new(t.as_str());
     each_counted(s, session, t, |c, v, catalog| {
-        tally_host(&mut tally, &c, &v, catalog)
+        tally.add_counted(&c, &v, catalog)
     })
     .await?;
     Ok(tally.finish())
@@ -298,9 +271,9 @@ pub async fn tenant(
     let mut tally = Tally::new(t.as_str());
     let mut hosts = Vec::new();
     each_counted(&s, &session, &t, |c, v, catalog| {
-        tally_host(&mut tally, &c, &v, catalog);
+        tally.add_counted(&c, &v, catalog);
         hosts.push(HostRow {
-            line: line(&c, &v),
+            line: HostLine::counted(&c, &v),
             groups: c
                 .host
                 .groups

@@ -225,7 +225,7 @@ async fn write_report(
 }
 
 /// One evaluated host's rows and summary.
-fn host_rows(
+pub(crate) fn host_rows(
     t: &TenantId,
     e: Evaluated,
     catalog: &CatalogIndex,
