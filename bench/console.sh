@@ -4,11 +4,12 @@
 # protocol, one emergency update installed everywhere, a second one still needed), then
 # the console's pages fetched with a logged-in session. The figure is the time to first
 # byte over loopback (curl's time_starttransfer: the server's work, as the page is
-# rendered whole before it is sent): the first request (cold: the overview evaluates
-# every host) and the median and worst of R requests per page. The overview keeps each
-# tenant's summary for 15 s (console/cache.rs), so its median is the page an operator
-# sees on a refresh; the other pages evaluate at each request.
-# Target: overview (/) median < 200 ms at 10,000 hosts.
+# rendered whole before it is sent): the first request (cold: nothing cached in the
+# server's memory) and the median and worst of R requests per page. Check-ins keep each
+# host's evaluation and its summary (server/src/fleet_view.rs); the overview, tenant and
+# updates pages count the summaries, the rollout progress and host pages read the whole
+# evaluations. The overview also keeps each tenant's numbers for 15 s (console/cache.rs).
+# Target: every page, its first (cold) request and its median, < 200 ms at 10,000 hosts.
 #
 # Usage: bench/console.sh [N] [R] ; PROFILE=debug tries it on the debug binaries
 # (`cargo build --workspace`; figures only from release), KEEP=1 keeps the directory.
@@ -98,19 +99,19 @@ med, worst = statistics.median(ms), ms[-1]
 first = float(sys.argv[4]) * 1000
 line = f"{name:<10} {path:<40} first {first:8.1f} ms  median {med:8.1f} ms  worst {worst:8.1f} ms  ({len(ms)} requests)"
 if target:
-    ok = med < float(target)
-    print(("PASS: " if ok else "FAIL: ") + line + f"  target < {target} ms")
+    ok = max(first, med) < float(target)
+    print(("PASS: " if ok else "FAIL: ") + line + f"  target: first and median < {target} ms")
     sys.exit(0 if ok else 1)
-print("       " + line)
+print("      " + line)
 PY
 }
 host=$("$PD" host list --tenant acme --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 echo
 echo "console pages at $N hosts ($PROFILE build, time to first byte over loopback):"
 page overview / 200
-page tenant /console/tenants/acme
-page updates /console/tenants/acme/updates
-page rollout /console/tenants/acme/rollouts/PD-BENCH-A/progress.json
-page host "/console/tenants/acme/hosts/$host"
-page catalog /console/catalog
+page tenant /console/tenants/acme 200
+page updates /console/tenants/acme/updates 200
+page rollout /console/tenants/acme/rollouts/PD-BENCH-A/progress.json 200
+page host "/console/tenants/acme/hosts/$host" 200
+page catalog /console/catalog 200
 exit $status

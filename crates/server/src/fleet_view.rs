@@ -16,10 +16,17 @@
 //! evaluation is never kept under a mark newer than what it saw. What depends on the
 //! time (stale, overdue) and on the agent's last error is decided at read time from the
 //! statuses, never stored, so a reused evaluation is as true as a fresh one.
+//!
+//! Beside the whole evaluation each host keeps its summary: only the statuses that decide
+//! its state and its exposure ([`counts`]), and dpkg's words. The pages that count (the
+//! console's overview, tenant and updates pages) read the summaries ([`Counted`],
+//! [`FleetReader::summaries`]), small rows at 10,000 hosts; what needs every status (the
+//! report, rollout progress) reads the whole.
 
 use crate::compliance::host_statuses;
 use crate::error::ApiError;
 use patchday_core::applicability::{CatalogIndex, UpdateStatus};
+use patchday_core::compliance::{host_compliance, is_open, HostFacts, Verdict};
 use patchday_store::{
     HostMarks, HostRecord, HostSigning, MarksAtCheckin, StoredVerdict, TenantStore,
 };
@@ -30,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 /// Raised when the stored body's format or the evaluation's rules change: every stored
 /// evaluation is then made again once.
-const FORMAT: &str = "fleet-view-2";
+const FORMAT: &str = "fleet-view-3";
 
 /// Most evaluations written back in one transaction.
 const WRITE_BATCH: usize = 500;
@@ -48,7 +55,64 @@ pub struct Evaluated {
     pub dpkg_broken: Option<String>,
 }
 
-/// What is stored per host.
+/// One host as the counting pages read it: its kept summary.
+#[derive(Clone, Debug)]
+pub struct Counted {
+    /// The host.
+    pub host: HostRecord,
+    /// Its agent's last run error.
+    pub agent_error: Option<String>,
+    /// The statuses its state and exposure depend on ([`counts`]), in the order the whole
+    /// evaluation lists them.
+    pub statuses: Vec<UpdateStatus>,
+    /// A broken dpkg database, in dpkg's words.
+    pub dpkg_broken: Option<String>,
+}
+
+impl Counted {
+    /// Where the host stands at `now`: the report's own decision
+    /// ([`crate::routes::host_verdict`]) on the statuses it reads.
+    pub fn verdict(&self, stale_after: jiff::SignedDuration, now: jiff::Timestamp) -> Verdict {
+        host_compliance(
+            &self.statuses,
+            &HostFacts {
+                last_seen: self.host.last_seen,
+                agent_error: self.agent_error.as_deref(),
+                dpkg_broken: self.dpkg_broken.as_deref(),
+            },
+            stale_after,
+            now,
+        )
+    }
+}
+
+/// Whether the summary keeps a status: every open one (the exposure, and what a state
+/// depends on: failed, approved and pending, waiting for a reboot, with their deadlines)
+/// and every declined one (a decline without a reason leaves the host exposed). The rest
+/// (installed, superseded, removed...) decide nothing [`host_compliance`] or the
+/// exposure read.
+pub fn counts(s: &UpdateStatus) -> bool {
+    is_open(s.state) || s.state == UpdateState::Declined
+}
+
+/// A status as the summary keeps it: what [`host_compliance`] reads (a decline's reason,
+/// not an install's message or its missing packages).
+fn summarised(s: &UpdateStatus) -> Status {
+    Status {
+        update: s.update.clone(),
+        state: s.state,
+        message: if s.state == UpdateState::Declined {
+            s.message.clone()
+        } else {
+            None
+        },
+        missing: Vec::new(),
+        deadline: s.deadline,
+        overdue_at: s.overdue_at,
+    }
+}
+
+/// What is stored per host (the whole evaluation, and in the same form its summary).
 #[derive(Serialize, Deserialize)]
 struct Body {
     statuses: Vec<Status>,
@@ -97,6 +161,15 @@ impl From<Status> for UpdateStatus {
     }
 }
 
+/// A kept evaluation's body or summary, read: its statuses and dpkg's words.
+pub(crate) fn read(kept: &str) -> Result<(Vec<UpdateStatus>, Option<String>), serde_json::Error> {
+    let b: Body = serde_json::from_str(kept)?;
+    Ok((
+        b.statuses.into_iter().map(Into::into).collect(),
+        b.dpkg_broken,
+    ))
+}
+
 /// What every host of a tenant shares in its basis: the catalog's content and the
 /// tenant's decisions and rings (through the mark the database moves at each change).
 #[derive(Clone)]
@@ -143,6 +216,14 @@ pub fn verdict(
     statuses: &[UpdateStatus],
     dpkg_broken: Option<String>,
 ) -> Result<StoredVerdict, ApiError> {
+    let summary = Body {
+        statuses: statuses
+            .iter()
+            .filter(|s| counts(s))
+            .map(summarised)
+            .collect(),
+        dpkg_broken: dpkg_broken.clone(),
+    };
     let body = Body {
         statuses: statuses
             .iter()
@@ -155,6 +236,7 @@ pub fn verdict(
         host: host.id.clone(),
         basis: shared.basis(host, marks),
         body: serde_json::to_string(&body).map_err(ApiError::internal)?,
+        summary: serde_json::to_string(&summary).map_err(ApiError::internal)?,
     })
 }
 
@@ -242,7 +324,7 @@ impl<'a> FleetReader<'a> {
                 .verdict
                 .as_ref()
                 .filter(|v| v.basis == basis)
-                .and_then(|v| match serde_json::from_str::<Body>(&v.body) {
+                .and_then(|v| match read(&v.body) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         // A cache: an unreadable entry is made again, and said once.
@@ -251,31 +333,10 @@ impl<'a> FleetReader<'a> {
                     }
                 });
             let (statuses, dpkg_broken) = match stored {
-                Some(b) => (
-                    b.statuses.into_iter().map(Into::into).collect(),
-                    b.dpkg_broken,
-                ),
+                Some(b) => b,
                 None => {
-                    let inventory = self.tenant.inventory(&f.host.id).await?;
-                    let dpkg_broken = inventory.as_ref().and_then(|i| i.dpkg_broken.clone());
-                    let statuses: Vec<UpdateStatus> = host_statuses(
-                        self.tenant,
-                        &f.host,
-                        &self.approvals,
-                        self.catalog,
-                        inventory.as_ref(),
-                    )
-                    .await?
-                    .into_iter()
-                    .filter(|s| s.state != UpdateState::NotApplicable)
-                    .collect();
-                    fresh.push(verdict(
-                        &self.shared,
-                        &f.host,
-                        &f.marks,
-                        &statuses,
-                        dpkg_broken.clone(),
-                    )?);
+                    let (statuses, dpkg_broken, kept) = self.evaluate(&f.host, &f.marks).await?;
+                    fresh.push(kept);
                     (statuses, dpkg_broken)
                 }
             };
@@ -286,13 +347,104 @@ impl<'a> FleetReader<'a> {
                 dpkg_broken,
             });
         }
-        self.metrics
-            .fleet_view(out.len() - fresh.len(), fresh.len());
+        self.keep(out.len(), &fresh).await;
+        Ok(out)
+    }
+
+    /// At most `limit` hosts after `after`, in host id order, as the counting pages read
+    /// them: each host's kept summary where its basis holds (no whole evaluation read,
+    /// none parsed), the others evaluated again and kept whole.
+    pub async fn summaries(
+        &self,
+        after: Option<&HostId>,
+        limit: u32,
+    ) -> Result<Vec<Counted>, ApiError> {
+        let fleet = self.tenant.fleet_summaries(after, limit).await?;
+        let mut out = Vec::with_capacity(fleet.len());
+        let mut fresh = Vec::new();
+        for f in fleet {
+            let basis = self.shared.basis(&f.host, &f.marks);
+            let stored = f
+                .kept
+                .as_ref()
+                .filter(|k| k.basis == basis)
+                .and_then(|k| match read(&k.summary) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::warn!(host = %f.host.id, error = %e, "stored summary unreadable; evaluating again");
+                        None
+                    }
+                });
+            let (statuses, dpkg_broken) = match stored {
+                Some(b) => b,
+                None => {
+                    let (statuses, dpkg_broken, kept) = self.evaluate(&f.host, &f.marks).await?;
+                    fresh.push(kept);
+                    (statuses.into_iter().filter(counts).collect(), dpkg_broken)
+                }
+            };
+            out.push(Counted {
+                host: f.host,
+                agent_error: f.agent_error.map(|(e, _)| e),
+                statuses,
+                dpkg_broken,
+            });
+        }
+        self.keep(out.len(), &fresh).await;
+        Ok(out)
+    }
+
+    /// Every host as the counting pages read them, page by page into `each`.
+    pub async fn each_summary(
+        &self,
+        mut each: impl FnMut(Counted) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let mut after = None;
+        loop {
+            let page = self.summaries(after.as_ref(), PAGE).await?;
+            let full = page.len() == PAGE as usize;
+            after = page.last().map(|c| c.host.id.clone());
+            for c in page {
+                each(c)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One host evaluated again (its basis moved, or it has none): its statuses (not
+    /// applicable ones left out), dpkg's words, and the evaluation to keep.
+    async fn evaluate(
+        &self,
+        host: &HostRecord,
+        marks: &HostMarks,
+    ) -> Result<(Vec<UpdateStatus>, Option<String>, StoredVerdict), ApiError> {
+        let inventory = self.tenant.inventory(&host.id).await?;
+        let dpkg_broken = inventory.as_ref().and_then(|i| i.dpkg_broken.clone());
+        let statuses: Vec<UpdateStatus> = host_statuses(
+            self.tenant,
+            host,
+            &self.approvals,
+            self.catalog,
+            inventory.as_ref(),
+        )
+        .await?
+        .into_iter()
+        .filter(|s| s.state != UpdateState::NotApplicable)
+        .collect();
+        let kept = verdict(&self.shared, host, marks, &statuses, dpkg_broken.clone())?;
+        Ok((statuses, dpkg_broken, kept))
+    }
+
+    /// Counts a page's reuse and keeps the evaluations it made again.
+    async fn keep(&self, read: usize, fresh: &[StoredVerdict]) {
+        self.metrics.fleet_view(read - fresh.len(), fresh.len());
         if !fresh.is_empty() {
             tracing::debug!(
                 tenant = %self.tenant.id(),
                 evaluated = fresh.len(),
-                reused = out.len() - fresh.len(),
+                reused = read - fresh.len(),
                 "fleet view: hosts evaluated again"
             );
         }
@@ -304,6 +456,5 @@ impl<'a> FleetReader<'a> {
                 break;
             }
         }
-        Ok(out)
     }
 }

@@ -13,10 +13,10 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use patchday_store::{
-    CatalogRecord, CatalogTarget, DirectorCertificate, EnrollGrant, FleetHost, HistoryEntry,
-    HostMarks, HostMemberships, HostRecord, HostSigning, LogScope, MarksAtCheckin, NewEnrollToken,
-    PushAnnouncement, PushAnnouncements, PushScope, RemovedHost, RepairRequest, Result,
-    SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
+    CatalogRecord, CatalogTarget, DirectorCertificate, EnrollGrant, FleetHost, FleetSummary,
+    HistoryEntry, HostMarks, HostMemberships, HostRecord, HostSigning, LogScope, MarksAtCheckin,
+    NewEnrollToken, PushAnnouncement, PushAnnouncements, PushScope, RemovedHost, RepairRequest,
+    Result, SequenceCheck, Store, StoreError, StoredFacts, StoredState, StoredVerdict, TenantStore,
     TokenRecord,
 };
 use patchday_types::api::{
@@ -2175,80 +2175,59 @@ impl TenantStore for PgTenant {
     }
 
     async fn fleet_page(&self, after: Option<&HostId>, limit: u32) -> Result<Vec<FleetHost>> {
-        // One query for the tenant, whatever its size (issue 11, point 1).
-        let rows = sqlx::query(
-            "SELECT h.id, h.hostname, h.enrolled_at, h.last_seen, h.facts_sha256, h.public_key, h.last_sequence,
-                    h.last_signed_at, h.agent_error, h.agent_error_at,
+        // One query for the tenant, whatever its size (issue 11, point 1), and one value
+        // for the page: PostgreSQL builds it as JSON (patchday_store::fleet_pages).
+        let page: Option<String> = sqlx::query_scalar(
+            "SELECT json_agg(json_build_array(h.id, h.hostname, h.enrolled_at, h.last_seen,
+                    h.facts_sha256, h.public_key, h.last_sequence, h.last_signed_at, h.agent_error,
+                    h.agent_error_at,
                     (SELECT string_agg(g.group_id, ' ' ORDER BY g.group_id) FROM host_groups g
-                       WHERE g.tenant_id = h.tenant_id AND g.host_id = h.id) AS groups,
+                       WHERE g.tenant_id = h.tenant_id AND g.host_id = h.id),
                     (SELECT string_agg(s.update_id || '=' || s.state || '@' || s.at, ';' ORDER BY s.update_id)
-                       FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id) AS states_mark,
-                    COALESCE(h.inventory_sha256, 'seen ' || h.last_seen) AS inventory_mark,
-                    v.basis, v.body
-             FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
-             WHERE h.tenant_id = $1 AND h.id > $2 ORDER BY h.id LIMIT $3",
+                       FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id),
+                    COALESCE(h.inventory_sha256, 'seen ' || h.last_seen),
+                    v.basis, v.body, v.summary) ORDER BY h.id)::text
+             FROM (SELECT tenant_id, id, hostname, enrolled_at, last_seen, facts_sha256, public_key,
+                          last_sequence, last_signed_at, agent_error, agent_error_at, inventory_sha256
+                   FROM hosts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3) h
+             LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id",
         )
         .bind(self.id.as_str())
         .bind(after.map_or("", |a| a.as_str()))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                let id: HostId = parse("host id", r.get::<&str, _>("id"))?;
-                let groups = r
-                    .get::<Option<String>, _>("groups")
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .map(|g| parse("group id", g))
-                    .collect::<Result<Vec<GroupId>>>()?;
-                let agent_error = match (
-                    r.get::<Option<String>, _>("agent_error"),
-                    opt_ts(r.get("agent_error_at"))?,
-                ) {
-                    (Some(e), Some(at)) => Some((e, at)),
-                    _ => None,
-                };
-                let verdict = match (
-                    r.get::<Option<String>, _>("basis"),
-                    r.get::<Option<String>, _>("body"),
-                ) {
-                    (Some(basis), Some(body)) => Some(StoredVerdict {
-                        host: id.clone(),
-                        basis,
-                        body,
-                    }),
-                    _ => None,
-                };
-                Ok(FleetHost {
-                    host: HostRecord {
-                        id,
-                        hostname: r.get("hostname"),
-                        groups,
-                        enrolled_at: parse("timestamp", r.get::<&str, _>("enrolled_at"))?,
-                        last_seen: opt_ts(r.get("last_seen"))?,
-                        facts_sha256: r.get("facts_sha256"),
-                    },
-                    signing: HostSigning {
-                        public_key: r.get("public_key"),
-                        last_sequence: u64::try_from(r.get::<i64, _>("last_sequence"))
-                            .map_err(|e| corrupt("last_sequence", e))?,
-                        last_signed_at: opt_ts(r.get("last_signed_at"))?,
-                        agent_error,
-                    },
-                    marks: HostMarks {
-                        states: r
-                            .get::<Option<String>, _>("states_mark")
-                            .unwrap_or_default(),
-                        inventory: r
-                            .get::<Option<String>, _>("inventory_mark")
-                            .unwrap_or_default(),
-                    },
-                    verdict,
-                })
-            })
-            .collect()
+        patchday_store::fleet_pages::fleet_hosts(page.as_deref())
+    }
+
+    async fn fleet_summaries(
+        &self,
+        after: Option<&HostId>,
+        limit: u32,
+    ) -> Result<Vec<FleetSummary>> {
+        // `fleet_page` without what the host signed and with the summary for the body.
+        let page: Option<String> = sqlx::query_scalar(
+            "SELECT json_agg(json_build_array(h.id, h.hostname, h.enrolled_at, h.last_seen,
+                    h.facts_sha256, h.agent_error, h.agent_error_at,
+                    (SELECT string_agg(g.group_id, ' ' ORDER BY g.group_id) FROM host_groups g
+                       WHERE g.tenant_id = h.tenant_id AND g.host_id = h.id),
+                    (SELECT string_agg(s.update_id || '=' || s.state || '@' || s.at, ';' ORDER BY s.update_id)
+                       FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id),
+                    COALESCE(h.inventory_sha256, 'seen ' || h.last_seen),
+                    v.basis, v.summary) ORDER BY h.id)::text
+             FROM (SELECT tenant_id, id, hostname, enrolled_at, last_seen, facts_sha256, agent_error,
+                          agent_error_at, inventory_sha256
+                   FROM hosts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3) h
+             LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id",
+        )
+        .bind(self.id.as_str())
+        .bind(after.map_or("", |a| a.as_str()))
+        .bind(i64::from(limit))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        patchday_store::fleet_pages::fleet_summaries(page.as_deref())
     }
 
     async fn decisions_mark(&self) -> Result<i64> {
@@ -3240,14 +3219,16 @@ async fn put_named(
 /// Keeps one host's evaluation for the fleet views; a host removed meanwhile is skipped.
 async fn put_verdict(tx: &mut WriteTx, tenant: &TenantId, v: &StoredVerdict) -> Result<()> {
     sqlx::query(
-        "INSERT INTO host_verdicts (tenant_id, host_id, basis, body)
-         SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM hosts WHERE tenant_id = $1 AND id = $2)
-         ON CONFLICT (tenant_id, host_id) DO UPDATE SET basis = excluded.basis, body = excluded.body",
+        "INSERT INTO host_verdicts (tenant_id, host_id, basis, body, summary)
+         SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM hosts WHERE tenant_id = $1 AND id = $2)
+         ON CONFLICT (tenant_id, host_id) DO UPDATE SET basis = excluded.basis, body = excluded.body,
+             summary = excluded.summary",
     )
     .bind(tenant.as_str())
     .bind(v.host.as_str())
     .bind(&v.basis)
     .bind(&v.body)
+    .bind(&v.summary)
     .execute(&mut **tx)
     .await
     .map_err(backend)?;

@@ -57,7 +57,8 @@ macro_rules! conformance_tests {
             operator_log_is_scoped_and_filtered, approval_and_its_log_entry_commit_together,
             refused_changes_leave_no_log_entry, repair_requests, group_policies,
             rings_halts_and_waves, payload_evictions, group_rules_and_memberships,
-            notification_outbox, console_sessions, fleet_views, fleet_marks, baseline_reports,
+            notification_outbox, console_sessions, fleet_views, fleet_marks, fleet_summaries,
+            baseline_reports,
             mail_verdicts, scan_findings, facts_blobs, catalog_trust, director_certificate,
             mirror_progress_with_the_catalog, push_generations_rise_and_never_fall);
         $crate::conformance_tests!(@replicas $make;
@@ -115,6 +116,10 @@ pub mod case {
     /// Issue 11: the marks a check-in keeps its evaluation with, and the fleet in pages.
     pub async fn fleet_marks(s: &dyn Store) {
         super::fleet_marks(s).await;
+    }
+    /// Issue 11, point 1: the fleet's kept summaries in pages, as the console counts.
+    pub async fn fleet_summaries(s: &dyn Store) {
+        super::fleet_summaries(s).await;
     }
 
     /// Tenants, operator tokens and the first provider admin.
@@ -2617,6 +2622,7 @@ pub async fn fleet_views(store: &dyn Store) {
         host: id(host),
         basis: basis.into(),
         body: format!("{{\"{basis}\":1}}"),
+        summary: format!("{{\"{basis}\":0}}"),
     };
     a.put_verdicts(&[v("h1", "one"), v("x1", "stray"), v("nope", "stray")])
         .await
@@ -2798,6 +2804,7 @@ pub async fn fleet_marks(store: &dyn Store) {
         host: id("h1"),
         basis: "b1".into(),
         body: "{}".into(),
+        summary: "[]".into(),
     };
     a.record_host_states(&id("h1"), &[], now, Some(&verdict))
         .await
@@ -2820,6 +2827,132 @@ pub async fn fleet_marks(store: &dyn Store) {
     }
     assert_eq!(seen, ["h1", "h2", "h3", "h4"]);
     assert_eq!(a.fleet_page(Some(&id("h4")), 10).await.unwrap().len(), 0);
+}
+
+/// Issue 11, point 1: the counting pages read each host's kept summary in pages: the
+/// same hosts, groups, marks and agent error as the whole fleet page, the summary
+/// written with the evaluation (also by a check-in's `record_host_states`), hosts
+/// without one listed without it, nothing crossing tenants, and the pages in id order
+/// whatever order the hosts were made in.
+pub async fn fleet_summaries(store: &dyn Store) {
+    use crate::{KeptSummary, StoredVerdict};
+    let now = ts("2026-11-26T10:00:00Z");
+    let a = new_tenant(store, "fs-a").await;
+    let b = new_tenant(store, "fs-b").await;
+    for g in ["db", "web"] {
+        a.create_group(&Group {
+            id: id(g),
+            name: g.into(),
+        })
+        .await
+        .unwrap();
+    }
+    for (h, name) in [
+        ("h3", "gamma"),
+        ("h1", "alpha"),
+        ("h2", "beta"),
+        ("h4", "delta"),
+    ] {
+        a.create_host(&id(h), name, &hash_secret(&format!("fs-{h}")), now)
+            .await
+            .unwrap();
+    }
+    b.create_host(&id("x1"), "other", &hash_secret("fs-x1"), now)
+        .await
+        .unwrap();
+    a.set_host_groups(&id("h1"), &[id("web"), id("db")])
+        .await
+        .unwrap();
+    a.save_inventory(&id("h2"), &Inventory::default(), ts("2026-11-26T10:01:00Z"))
+        .await
+        .unwrap();
+    a.set_agent_error(&id("h3"), Some("broken: dpkg was interrupted"), now)
+        .await
+        .unwrap();
+    a.put_states(
+        &id("h1"),
+        &[StateReport {
+            update: id("PD-FS-1"),
+            state: UpdateState::Failed,
+            message: Some("dpkg said no".into()),
+        }],
+        now,
+    )
+    .await
+    .unwrap();
+    let kept = |host: &str, n: u32| StoredVerdict {
+        host: id(host),
+        basis: format!("basis-{n}"),
+        body: format!("{{\"whole\":{n}}}"),
+        summary: format!("{{\"counted\":{n}}}"),
+    };
+    a.put_verdicts(&[kept("h1", 1), kept("h3", 3)])
+        .await
+        .unwrap();
+    b.put_verdicts(&[kept("x1", 9)]).await.unwrap();
+    // A check-in writes its summary with the states it records.
+    a.record_host_states(&id("h4"), &[], now, Some(&kept("h4", 4)))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<HostId> = None;
+    loop {
+        let page = a.fleet_summaries(after.as_ref(), 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = Some(last.host.id.clone());
+        seen.extend(page);
+    }
+    let ids: Vec<&str> = seen.iter().map(|f| f.host.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["h1", "h2", "h3", "h4"],
+        "the tenant's hosts only, by id"
+    );
+    let whole = a.fleet().await.unwrap();
+    for (s, w) in seen.iter().zip(&whole) {
+        assert_eq!(s.host, w.host, "the same host as the whole fleet page");
+        assert_eq!(s.marks, w.marks, "the same marks");
+        assert_eq!(s.agent_error, w.signing.agent_error, "the same agent error");
+        assert_eq!(
+            s.kept,
+            w.verdict.as_ref().map(|v| KeptSummary {
+                basis: v.basis.clone(),
+                summary: v.summary.clone(),
+            }),
+            "the summary kept with the evaluation"
+        );
+    }
+    assert_eq!(seen[0].host.groups, vec![id("db"), id("web")]);
+    assert!(!seen[0].marks.states.is_empty(), "h1 reported");
+    assert_eq!(
+        seen[0].kept,
+        Some(KeptSummary {
+            basis: "basis-1".into(),
+            summary: "{\"counted\":1}".into(),
+        })
+    );
+    assert_eq!(seen[1].kept, None, "h2 has no kept evaluation");
+    assert_eq!(seen[1].host.last_seen, Some(ts("2026-11-26T10:01:00Z")));
+    assert_eq!(
+        seen[2].agent_error.as_ref().map(|(e, _)| e.as_str()),
+        Some("broken: dpkg was interrupted")
+    );
+    assert_eq!(
+        seen[3].kept.as_ref().map(|k| k.summary.as_str()),
+        Some("{\"counted\":4}")
+    );
+    assert_eq!(
+        a.fleet_summaries(Some(&id("h4")), 10).await.unwrap().len(),
+        0
+    );
+    let other = b.fleet_summaries(None, 10).await.unwrap();
+    assert_eq!(other.len(), 1, "nothing crossed tenants");
+    assert_eq!(
+        other[0].kept.as_ref().map(|k| k.basis.as_str()),
+        Some("basis-9")
+    );
 }
 
 // ---- Issue 12, point 2: two replicas on one database ----

@@ -9,6 +9,7 @@
 //! [`conformance`] is one behavioural suite that every backend runs.
 
 pub mod conformance;
+pub mod fleet_pages;
 pub mod sql_rows;
 
 use async_trait::async_trait;
@@ -147,6 +148,32 @@ pub struct StoredVerdict {
     pub basis: String,
     /// The evaluation.
     pub body: String,
+    /// What the fleet's counting pages read of it (the server's format, small: the
+    /// console's overview reads this, not `body`).
+    pub summary: String,
+}
+
+/// One host as a counting view reads it ([`TenantStore::fleet_summaries`]): the summary
+/// of its kept evaluation, not the whole of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetSummary {
+    /// The host.
+    pub host: HostRecord,
+    /// Its agent's last run error, with when it came (as [`HostSigning::agent_error`]).
+    pub agent_error: Option<(String, Timestamp)>,
+    /// Marks of its reported states and stored inventory.
+    pub marks: HostMarks,
+    /// The basis and summary of its kept evaluation, if it has one.
+    pub kept: Option<KeptSummary>,
+}
+
+/// A kept evaluation's basis and summary ([`StoredVerdict::summary`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptSummary {
+    /// What the evaluation depended on.
+    pub basis: String,
+    /// Its summary.
+    pub summary: String,
 }
 
 /// A reported per-update state with its time.
@@ -603,8 +630,16 @@ pub trait TenantStore: Send + Sync {
     /// what it evaluates, to keep its evaluation for the fleet views. `NotFound` for an
     /// unknown host.
     async fn host_marks(&self, id: &HostId) -> Result<MarksAtCheckin>;
-    /// Keeps hosts' evaluations (host, basis, body) for the next fleet view; a host
-    /// removed meanwhile is skipped.
+    /// [`TenantStore::fleet_page`] for views that count (the console's overview, tenant
+    /// and updates pages): each host's kept summary instead of its whole evaluation, and
+    /// not what it signed.
+    async fn fleet_summaries(
+        &self,
+        after: Option<&HostId>,
+        limit: u32,
+    ) -> Result<Vec<FleetSummary>>;
+    /// Keeps hosts' evaluations (host, basis, body, summary) for the next fleet view; a
+    /// host removed meanwhile is skipped.
     async fn put_verdicts(&self, verdicts: &[StoredVerdict]) -> Result<()>;
 
     // ---- Finding 3/4 (issue 8): enrolment tokens with limits, removal, host quota ----

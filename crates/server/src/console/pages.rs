@@ -2,10 +2,11 @@
 //! the session's operator), so scoping, errors and numbers are the API's.
 
 use super::session::{self, Session, LOGIN_COOKIE, SESSION_COOKIE};
-use super::views::{self, HostLine, TenantOverview};
+use super::views::{self, HostLine, Tally, TenantOverview};
 use super::{cache, render, PageError};
 use crate::auth::new_secret;
 use crate::error::ApiError;
+use crate::fleet_view::{Counted, FleetReader};
 use crate::routes::{admin, audit, catalog as catalog_routes, history, log as log_routes, rings};
 use crate::state::AppState;
 use askama::Template;
@@ -14,12 +15,14 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
+use patchday_core::applicability::CatalogIndex;
+use patchday_core::compliance::Verdict;
 use patchday_types::api::{
-    ApprovalRequest, ComplianceReport, Decision, LogEntry, RingPreview, RolloutStatus, TenantUpdate,
+    ApprovalRequest, Decision, LogEntry, RingPreview, RolloutStatus, TenantUpdate,
 };
 use patchday_types::{HostId, TenantId, UpdateId, UpdateState};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 type PageResult = Result<Html<String>, PageError>;
 
@@ -59,12 +62,43 @@ fn when(t: Option<jiff::Timestamp>) -> String {
         .unwrap_or_else(|| "never".into())
 }
 
-async fn report_for(
+/// Every host of tenant `t` as the counting pages read it (its kept summary, issue 11:
+/// no report rows built, no whole evaluation read), with where it stands now, in host
+/// id order; `each` gets the catalog too (for severities).
+async fn each_counted(
     s: &AppState,
     session: &Session,
     t: &TenantId,
-) -> Result<ComplianceReport, PageError> {
-    Ok(crate::routes::report::tenant_report(s, &session.op, t).await?)
+    mut each: impl FnMut(Counted, Verdict, &CatalogIndex),
+) -> Result<(), PageError> {
+    session.op.see(t)?;
+    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
+    let now = s.clock.now();
+    let stale_after = s.config.stale_after();
+    let tenant = s.store.tenant(t).await.map_err(ApiError::from)?;
+    let fleet = FleetReader::open(tenant.as_ref(), &version, &catalog, &s.metrics).await?;
+    fleet
+        .each_summary(|c| {
+            let v = c.verdict(stale_after, now);
+            each(c, v, &catalog);
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// One tenant's overview, counted from the kept summaries.
+async fn tenant_overview(
+    s: &AppState,
+    session: &Session,
+    t: &TenantId,
+) -> Result<TenantOverview, PageError> {
+    let mut tally = Tally::new(t.as_str());
+    each_counted(s, session, t, |c, v, catalog| {
+        tally.add_counted(&c, &v, catalog)
+    })
+    .await?;
+    Ok(tally.finish())
 }
 
 // ---- login and logout ----
@@ -193,10 +227,7 @@ pub async fn overview(State(s): State<AppState>, session: Session) -> PageResult
         let (at, o) = match s.console_overview.fresh(&t, now) {
             Some(hit) => hit,
             None => {
-                let report = report_for(&s, &session, &t).await?;
-                let o = views::overview(&report, std::slice::from_ref(id))
-                    .pop()
-                    .ok_or_else(|| ApiError::not_found(format!("tenant {t} not found")))?;
+                let o = tenant_overview(&s, &session, &t).await?;
                 s.console_overview.put(t, now, o.clone());
                 (now, o)
             }
@@ -237,24 +268,24 @@ pub async fn tenant(
 ) -> PageResult {
     session.op.see(&t)?;
     let chrome = chrome(&s, &session).await?;
-    let report = report_for(&s, &session, &t).await?;
-    let overview = views::overview(&report, &[t.to_string()])
-        .pop()
-        .ok_or_else(|| ApiError::not_found(format!("tenant {t} not found")))?;
-    let hosts = report
-        .hosts
-        .iter()
-        .map(|h| HostRow {
-            line: HostLine::from(h),
-            groups: h
+    let mut tally = Tally::new(t.as_str());
+    let mut hosts = Vec::new();
+    each_counted(&s, &session, &t, |c, v, catalog| {
+        tally.add_counted(&c, &v, catalog);
+        hosts.push(HostRow {
+            line: HostLine::counted(&c, &v),
+            groups: c
+                .host
                 .groups
                 .iter()
                 .map(|g| g.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-            last_seen: when(h.last_seen),
-        })
-        .collect();
+            last_seen: when(c.host.last_seen.map(admin::seconds)),
+        });
+    })
+    .await?;
+    let overview = tally.finish();
     render(&TenantPage {
         chrome,
         t: overview,
@@ -506,7 +537,21 @@ pub async fn updates(
         .into_iter()
         .map(|g| g.id.to_string())
         .collect();
-    let report = report_for(&s, &session, &t).await?;
+    // What each approval would touch: the hosts each update is open on, per group (in
+    // host id order, as the report lists them), counted from the kept summaries.
+    let mut open_on: HashMap<UpdateId, BTreeMap<String, Vec<String>>> = HashMap::new();
+    each_counted(&s, &session, &t, |c, _, _| {
+        for st in c.statuses.iter().filter(|st| views::is_open(st.state)) {
+            let by_group = open_on.entry(st.update.clone()).or_default();
+            for g in &c.host.groups {
+                by_group
+                    .entry(g.to_string())
+                    .or_default()
+                    .push(c.host.hostname.clone());
+            }
+        }
+    })
+    .await?;
     let has_rings = !rings::list(State(s.clone()), op.clone(), Path(t.clone()))
         .await?
         .0
@@ -514,19 +559,7 @@ pub async fn updates(
     let mut rows = Vec::new();
     for u in list {
         let id = u.update.id.clone();
-        let mut touches: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for r in report
-            .rows
-            .iter()
-            .filter(|r| r.update == id && views::is_open(r.state))
-        {
-            for g in &r.groups {
-                touches
-                    .entry(g.to_string())
-                    .or_default()
-                    .push(r.hostname.clone());
-            }
-        }
+        let touches = open_on.remove(&id).unwrap_or_default();
         let ring_preview = if has_rings {
             rings::preview(
                 State(s.clone()),

@@ -14,7 +14,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use patchday_core::applicability::CatalogIndex;
 use patchday_core::compliance::{host_compliance, HostFacts};
-use patchday_types::api::{ComplianceReport, ComplianceRow, HostSigned, HostSummaryRow};
+use patchday_types::api::{ComplianceRow, HostSigned, HostSummaryRow};
 use patchday_types::{TenantId, UpdateState};
 use serde::Deserialize;
 use std::io::{Read, Seek, Write};
@@ -68,31 +68,6 @@ pub async fn report(
         rx.recv().await.map(|chunk| (chunk, rx))
     }));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// The whole report of one tenant, in memory (the console's pages; bounded by one
-/// tenant's hosts).
-pub(crate) async fn tenant_report(
-    s: &AppState,
-    op: &Operator,
-    t: &TenantId,
-) -> ApiResult<ComplianceReport> {
-    op.see(t)?;
-    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
-    let now = s.clock.now();
-    let stale_after = s.config.stale_after();
-    let tenant = s.store.tenant(t).await?;
-    let fleet = FleetReader::open(tenant.as_ref(), &version, &catalog, &s.metrics).await?;
-    let mut report = ComplianceReport {
-        generated_at: Some(seconds(now)),
-        ..Default::default()
-    };
-    for e in fleet.all().await? {
-        let (rows, host) = host_rows(t, e, &catalog, stale_after, now);
-        report.rows.extend(rows);
-        report.hosts.push(host);
-    }
-    Ok(report)
 }
 
 /// One host's rows and summary, evaluated now (the console's host page: one host, not
@@ -250,7 +225,7 @@ async fn write_report(
 }
 
 /// One evaluated host's rows and summary.
-fn host_rows(
+pub(crate) fn host_rows(
     t: &TenantId,
     e: Evaluated,
     catalog: &CatalogIndex,
