@@ -825,6 +825,24 @@ enum CatalogCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Copies the catalog the server serves into a directory (every metadata file and the
+    /// update documents; payloads stay on the server), verified against the catalog's
+    /// first root: the copy to sign onto when the server's scheduled mirror signs too, or
+    /// to check with `catalog verify-upstream`. Refuses a directory whose catalog is ahead
+    /// of the served one.
+    ///
+    /// Example: patchday catalog pull --repo ~/catalog
+    Pull {
+        /// Catalog directory (created when missing).
+        #[arg(long)]
+        repo: PathBuf,
+        /// The catalog's first root, which everything served must chain to
+        /// [default: REPO/metadata/1.root.json].
+        #[arg(long)]
+        root: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Shows the catalog the server holds: every role's version and expiry, with a
     /// warning for a role that expires soon.
     ///
@@ -2256,6 +2274,29 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                 sent.uploaded,
                 sent.targets,
                 sent.bytes / 1024
+            );
+        }
+        // Issue 12, point 1.
+        CatalogCmd::Pull { repo, root, conn } => {
+            let root = root.unwrap_or_else(|| repo.join("metadata/1.root.json"));
+            anyhow::ensure!(
+                root.is_file(),
+                "{} does not exist: give --root PATH/TO/1.root.json (the catalog's first root, from the offline catalog), which everything the server serves must chain to",
+                root.display()
+            );
+            // The root may be the one the pull replaces: read it first.
+            let pinned = tempfile::NamedTempFile::new()?;
+            std::fs::copy(&root, pinned.path())
+                .with_context(|| format!("reading {}", root.display()))?;
+            let p = patchday_cli::catalog::pull(&conn.api()?, &repo, pinned.path(), now()).await?;
+            println!(
+                "pulled the served catalog into {}: root v{}, targets v{}, snapshot v{}; {} metadata file(s), {} update document(s) fetched (payloads stay on the server: `catalog push` sends only what it lacks)",
+                repo.display(),
+                p.root_version,
+                p.targets_version,
+                p.snapshot_version,
+                p.metadata,
+                p.documents
             );
         }
         // Issue 9, point 2.

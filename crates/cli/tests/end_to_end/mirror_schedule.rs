@@ -407,3 +407,135 @@ fn role_version(srv: &Server, role: &str) -> u64 {
         .as_u64()
         .unwrap_or(0)
 }
+
+/// Issue 12, point 1: with the mirror signing on the server, the publisher's copy of the
+/// catalog falls behind the served one. Pushing it would roll the mirror's updates back
+/// and is refused; `catalog pull` refuses to overwrite what was signed there and not
+/// pushed, and into a fresh directory gives the served catalog (verified against the
+/// operator's first root), which the publisher signs onto and pushes; the next scheduled
+/// run signs onto that, and `verify-upstream` checks the pulled copy with the server's
+/// kept evidence.
+#[test]
+fn a_publisher_pulls_the_served_catalog_signs_onto_it_and_the_mirror_goes_on_from_there() {
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let (mut archive, cat, srv) = scheduled_world(&b, dir);
+    srv.cli(&["tenant", "create", "acme"]);
+    srv.cli(&["group", "create", "--tenant", "acme", "web"]);
+    let enroll = srv
+        .cli(&["enroll-token", "create", "--tenant", "acme"])
+        .trim()
+        .to_string();
+    let old =
+        patchday_lab::build_deb(&libfoo("libfoo1", "1.2-1", "amd64"), &dir.join("old")).unwrap();
+    let h = Host::new(&b, dir, "web1");
+    h.enrol_into_web(&srv, &srv.url, &enroll, &old);
+    archive.publish(&[
+        DebSpec::new("bar", "2.0-1"),
+        libfoo("libfoo1", "1.2-1+deb12u1", "amd64"),
+    ]);
+    let first = "mirror-DEB-libfoo-1.2-1_pdeb12u1";
+    health_until(&srv, dir, "signed the first", |h| {
+        h.contains(&format!("1 update(s) signed: {first}"))
+    });
+
+    // The publisher's own copy, with an offline update signed onto it.
+    let deb = patchday_lab::build_deb(&DebSpec::new("baz", "1.0-1"), &dir.join("debs")).unwrap();
+    let add = |repo: &Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_patchday"))
+            .args(["catalog", "add-deb", "--keys"])
+            .arg(&cat.keys)
+            .arg("--repo")
+            .arg(repo)
+            .args(["--id", "PD-2026-0001", "--emergency", "test"])
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    add(&cat.repo);
+    let stale = srv.cli_as(
+        &srv.admin,
+        &["catalog", "push", "--repo", cat.repo.to_str().unwrap()],
+    );
+    assert!(
+        !stale.status.success(),
+        "a copy without the mirror's update was taken: {}",
+        text(&stale)
+    );
+    assert!(
+        catalog_updates(&srv).contains(first),
+        "the mirror's update is still served"
+    );
+    let refused = srv.cli_as(
+        &srv.admin,
+        &["catalog", "pull", "--repo", cat.repo.to_str().unwrap()],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("signed there and not pushed"),
+        "{}",
+        text(&refused)
+    );
+
+    // From the served catalog: pull, sign, push.
+    let pulled = dir.join("pulled");
+    let root = cat.repo.join("metadata/1.root.json");
+    let pull = || {
+        srv.cli(&[
+            "catalog",
+            "pull",
+            "--repo",
+            pulled.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ])
+    };
+    let said = pull();
+    assert!(said.contains("1 update document(s) fetched"), "{said}");
+    add(&pulled);
+    srv.cli(&["catalog", "push", "--repo", pulled.to_str().unwrap()]);
+    let updates = catalog_updates(&srv);
+    assert!(
+        updates.contains(first) && updates.contains("PD-2026-0001"),
+        "{updates}"
+    );
+
+    // The next scheduled run signs onto the pushed catalog.
+    archive.publish(&[
+        DebSpec::new("bar", "2.0-1"),
+        libfoo("libfoo1", "1.2-1+deb12u1", "amd64"),
+        libfoo("libfoo1", "1.2-1+deb12u2", "amd64"),
+    ]);
+    let second = "mirror-DEB-libfoo-1.2-1_pdeb12u2";
+    health_until(&srv, dir, "signed the second", |h| {
+        h.contains(&format!("1 update(s) signed: {second}"))
+    });
+    let updates = catalog_updates(&srv);
+    for id in [first, second, "PD-2026-0001"] {
+        assert!(updates.contains(id), "{id} is not served: {updates}");
+    }
+
+    // The served catalog, pulled again, re-checked against the evidence the server kept.
+    pull();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["catalog", "verify-upstream", "--repo"])
+        .arg(&pulled)
+        .arg("--config")
+        .arg(dir.join("mirror.toml"))
+        .arg("--work")
+        .arg(srv.data.join("mirror"))
+        .output()
+        .unwrap();
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("2 verified, 0 differ"), "{said}");
+}
+
+/// The served catalog's update ids (`/v1/tenants/acme/updates`).
+fn catalog_updates(srv: &Server) -> String {
+    let (status, body) = srv.http_get("/v1/tenants/acme/updates", Some(&srv.admin));
+    assert_eq!(status, 200, "{body}");
+    body
+}
