@@ -539,3 +539,78 @@ fn catalog_updates(srv: &Server) -> String {
     assert_eq!(status, 200, "{body}");
     body
 }
+
+/// Issue 12, point 1: `--mirror-catalog` (an older server's working catalog) is only read:
+/// its state file moves into the database at the first run, its publication times seed
+/// the database's, nothing in it is written; a path that is not a directory stops the
+/// server with what to do.
+#[test]
+fn an_older_servers_working_catalog_is_only_read_and_a_missing_one_is_refused() {
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let mut archive = AptArchive::serve(dir);
+    archive.publish(&[DebSpec::new("bar", "2.0-1")]);
+    write_config(dir, &archive.url);
+    let keys = mirror_keys(&b, dir);
+
+    let missing = dir.join("no-such-catalog");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["server", "--data"])
+        .arg(dir.join("refused"))
+        .args(["--listen", "127.0.0.1:0", "--catalog-root"])
+        .arg(keys.cat.root())
+        .args(mirror_flags(
+            dir,
+            &keys,
+            &["--mirror-catalog", missing.to_str().unwrap()],
+        ))
+        .output()
+        .unwrap();
+    let said = text(&o);
+    assert!(!o.status.success(), "{said}");
+    assert!(
+        said.contains("is not a directory") && said.contains("drop the flag"),
+        "{said}"
+    );
+
+    // What a server before issue 12 left: its working catalog with the mirror's state
+    // file and publication times.
+    let old = dir.join("old-catalog");
+    std::fs::create_dir_all(old.join("mirror")).unwrap();
+    std::fs::write(
+        old.join("mirror/state.json"),
+        br#"{"sources":{"test-security":{"inrelease_sha256":"00","date":"2026-01-01T00:00:00Z","complete":false,"selection":""}},"imported":[]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        old.join("published.json"),
+        br#"{"published":{"mirror-DEB-old-1":"2026-01-01T00:00:00Z"}}"#,
+    )
+    .unwrap();
+    let srv = mirror_server(
+        &b,
+        dir,
+        &keys,
+        &mirror_flags(dir, &keys, &["--mirror-catalog", old.to_str().unwrap()]),
+    );
+    srv.cli(&["catalog", "push", "--repo", keys.cat.repo.to_str().unwrap()]);
+    health_until(&srv, dir, "ran", |h| h.contains("ok: 0 update(s) imported"));
+    assert!(old.join("mirror/state.json.moved-to-database").exists());
+    assert!(!old.join("mirror/state.json").exists());
+    let mut left: Vec<String> = std::fs::read_dir(&old)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["mirror", "published.json"],
+        "the seed was written to"
+    );
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap();
+    assert!(
+        log.contains("--mirror-catalog is no longer needed"),
+        "{log}"
+    );
+}
