@@ -348,11 +348,13 @@ pub async fn run(state: AppState, schedule: MirrorSchedule) {
             continue;
         }
         let at = state.clock.now();
+        let started = std::time::Instant::now();
         let outcome = match run_once(&state, &schedule, at).await {
             Ok((imported, served)) => {
                 tracing::info!(
                     imported = imported.len(),
                     served = ?served,
+                    elapsed_ms = started.elapsed().as_millis(),
                     "scheduled mirror run finished"
                 );
                 MirrorOutcome::Ok { imported, served }
@@ -537,7 +539,13 @@ async fn run_once(
     let published = publications(state, &committed, schedule.seed.as_deref()).await?;
     // Issue 12, point 1: the working catalog comes from the store, on whichever replica
     // holds the lease, and goes when the run ends.
+    let building = std::time::Instant::now();
     let working = build_working_catalog(state, &published).await?;
+    tracing::debug!(
+        documents = working.held.len(),
+        elapsed_ms = building.elapsed().as_millis(),
+        "built the mirror's working catalog from the store"
+    );
     let start = if committed.catalog_snapshot == Some(working.snapshot) {
         committed.state.clone()
     } else {
