@@ -424,6 +424,9 @@ struct WorkingCatalog {
     held: BTreeSet<String>,
 }
 
+/// Update documents read from the content store at once while a working catalog is built.
+const DOCUMENT_READS: usize = 16;
+
 /// A plain file name from the store (never a path).
 fn plain_name(name: &str) -> anyhow::Result<&str> {
     anyhow::ensure!(
@@ -473,9 +476,16 @@ async fn build_working_catalog(
         .map(|u| patchday_types::UpdateDocument::target_name(&u.id))
         .collect();
     let mut held = BTreeSet::new();
-    for t in state.store.catalog_targets(&names).await? {
-        let bytes = crate::catalog::stored_bytes(state, &t.name, &t.sha256, t.length)
-            .await
+    // Several reads at once: an object store answers each in milliseconds.
+    use futures::StreamExt;
+    let mut reads = futures::stream::iter(state.store.catalog_targets(&names).await?)
+        .map(|t| async move {
+            let bytes = crate::catalog::stored_bytes(state, &t.name, &t.sha256, t.length).await;
+            (t, bytes)
+        })
+        .buffer_unordered(DOCUMENT_READS);
+    while let Some((t, bytes)) = reads.next().await {
+        let bytes = bytes
             .map_err(|e| anyhow::anyhow!(e.message))
             .with_context(|| {
                 format!("reading update document {} from the content store", t.name)
