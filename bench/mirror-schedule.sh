@@ -68,7 +68,7 @@ RUST_LOG=warn,patchday_server=debug $pd server --data "$w/server" --listen 127.0
   --mirror-key "$w/mirror-keys/targets.pem" --mirror-online-keys "$w/online" \
   >"$w/server.out" 2>"$w/server.log" &
 server_pid=$!
-trap 'kill $server_pid $archive_pid 2>/dev/null || true' EXIT
+trap 'kill $server_pid $archive_pid 2>/dev/null || true; gpgconf --kill gpg-agent 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do grep -q 'listening on' "$w/server.out" && break; sleep 0.2; done
 url=$(sed -n 's/^patchday server listening on //p' "$w/server.out")
 PATCHDAY_SERVER=$url PATCHDAY_TOKEN=$(cat "$w/admin-token") $pd catalog push --repo "$w/catalog"

@@ -431,7 +431,7 @@ const DOCUMENT_READS: usize = 16;
 fn plain_name(name: &str) -> anyhow::Result<&str> {
     anyhow::ensure!(
         !name.is_empty() && !name.contains('/') && !name.starts_with('.'),
-        "the stored catalog names a metadata file {name:?}; a server bug or a hand-edited database"
+        "the stored catalog names a file {name:?}; a server bug or a hand-edited database"
     );
     Ok(name)
 }
@@ -573,6 +573,16 @@ async fn run_once(
     let mut job = schedule.job.clone();
     job.publish.repo = working.dir.path().to_path_buf();
     let repo = job.publish.repo.clone();
+    if let Some(role) = &job.publish.role {
+        let delegated = patchday_trust::delegated_roles(&repo)
+            .await
+            .context("reading the served catalog's delegations")?;
+        anyhow::ensure!(
+            delegated.iter().any(|d| d.role == role.role),
+            "the served catalog does not delegate to the {r} role: delegate it with the offline targets key (`patchday catalog delegate --role {r} --key-file MIRROR-KEY`) and push the catalog",
+            r = role.role
+        );
+    }
     // Signing and hashing block: the run gets a thread of its own, so that requests keep
     // their workers while it runs.
     let handle = tokio::runtime::Handle::current();

@@ -614,3 +614,43 @@ fn an_older_servers_working_catalog_is_only_read_and_a_missing_one_is_refused() 
         "{log}"
     );
 }
+
+/// Issue 12, point 1: the served catalog must delegate to the mirror's role (once checked
+/// on the working directory at start; now on the catalog each run builds): a run says
+/// what to do instead of signing nothing or failing at the first update.
+#[test]
+fn a_served_catalog_without_the_mirror_role_is_named_with_what_to_do() {
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let mut archive = AptArchive::serve(dir);
+    archive.publish(&[DebSpec::new("bar", "2.0-1")]);
+    write_config(dir, &archive.url);
+    let cat = Catalog::new(&b, dir);
+    let mirror_keys_dir = dir.join("mirror-keys");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(["keys", "generate", "--keys"])
+        .arg(&mirror_keys_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let online = dir.join("online-keys");
+    std::fs::create_dir_all(&online).unwrap();
+    for k in ["snapshot.pem", "timestamp.pem"] {
+        std::fs::copy(cat.keys.join(k), online.join(k)).unwrap();
+    }
+    let keys = MirrorKeys {
+        cat,
+        key: mirror_keys_dir.join("targets.pem"),
+        online,
+    };
+    let srv = mirror_server(&b, dir, &keys, &mirror_flags(dir, &keys, &[]));
+    srv.cli(&["catalog", "push", "--repo", keys.cat.repo.to_str().unwrap()]);
+    let health = health_until(&srv, dir, "named the missing role", |h| {
+        h.contains("does not delegate to the mirror role")
+    });
+    assert!(
+        health.contains("patchday catalog delegate --role mirror"),
+        "{health}"
+    );
+}
