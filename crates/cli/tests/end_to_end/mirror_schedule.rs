@@ -479,8 +479,31 @@ fn a_publisher_pulls_the_served_catalog_signs_onto_it_and_the_mirror_goes_on_fro
         text(&refused)
     );
 
-    // From the served catalog: pull, sign, push.
+    // From the served catalog: pull, sign, push. Verified against the root given: the
+    // first root of another catalog refuses the served one, and nothing is written.
     let pulled = dir.join("pulled");
+    let other = Catalog::new(&b, &dir.join("other"));
+    let foreign = srv.cli_as(
+        &srv.admin,
+        &[
+            "catalog",
+            "pull",
+            "--repo",
+            pulled.to_str().unwrap(),
+            "--root",
+            other.root().to_str().unwrap(),
+        ],
+    );
+    assert!(!foreign.status.success(), "{}", text(&foreign));
+    assert!(
+        text(&foreign).contains("does not verify against"),
+        "{}",
+        text(&foreign)
+    );
+    assert!(
+        !pulled.join("metadata").exists(),
+        "a refused pull wrote metadata"
+    );
     let root = cat.repo.join("metadata/1.root.json");
     let pull = || {
         srv.cli(&[
