@@ -231,6 +231,43 @@ impl Api {
         )
         .await
     }
+    /// Issue 12, point 1 (`catalog pull`): a file the server serves to TUF clients under
+    /// `/v1/tuf/` (`metadata/NAME` or `targets/SHA256.NAME`), `None` when it has none by
+    /// that name. At most `limit` bytes are accepted.
+    pub async fn tuf_file(&self, path: &str, limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        let url = format!("{}/v1/tuf/{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the Patchday server at {}: is it running? (set --server or PATCHDAY_SERVER)",
+                    self.base
+                )
+            })?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "reading {path} from the server: it answered {}",
+            resp.status()
+        );
+        anyhow::ensure!(
+            resp.content_length().is_none_or(|n| n <= limit),
+            "{path} is larger than {limit} bytes: refused"
+        );
+        let bytes = resp.bytes().await?;
+        anyhow::ensure!(
+            bytes.len() as u64 <= limit,
+            "{path} is larger than {limit} bytes: refused"
+        );
+        Ok(Some(bytes.to_vec()))
+    }
+
     /// Catalog status.
     pub async fn catalog_status(&self) -> anyhow::Result<CatalogStatus> {
         self.get("/v1/catalog", "reading the catalog status").await

@@ -155,6 +155,194 @@ pub async fn push(
     ))
 }
 
+// ---- Issue 12, point 1: the served catalog back into a directory ----
+
+/// What [`pull`] brought.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// The served catalog's versions.
+    pub root_version: u64,
+    /// Top-level targets version.
+    pub targets_version: u64,
+    /// Snapshot version.
+    pub snapshot_version: u64,
+    /// Metadata files written.
+    pub metadata: usize,
+    /// Update documents fetched (the others were in `targets/` already).
+    pub documents: usize,
+}
+
+/// The largest update document a pull accepts (the server's intake allows 4 MiB).
+const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// Copies the catalog the server serves into `repo` (issue 12, point 1: the scheduled
+/// mirror signs into the served catalog, so a publisher's or an auditor's copy is made
+/// from it): every root version, the current targets, role, bin, snapshot and timestamp
+/// metadata, and the update documents; payloads stay on the server (`catalog push` sends
+/// only the files it lacks). Everything is verified against `root` (the catalog's first
+/// root, the operator's own) before `repo` is touched, and a `repo` whose catalog is
+/// ahead of the served one is refused (its signatures would be lost).
+pub async fn pull(
+    api: &crate::api::Api,
+    repo: &Path,
+    root: &Path,
+    now: jiff::Timestamp,
+) -> anyhow::Result<Pulled> {
+    use patchday_types::TargetCustom;
+    let limit = patchday_trust::verify::MAX_METADATA_FILE;
+    let fetch = |name: String| async move {
+        api.tuf_file(&format!("metadata/{name}"), limit)
+            .await?
+            .with_context(|| format!("the server serves no {name}: push a catalog first"))
+    };
+    let version = |bytes: &[u8], path: &str| -> anyhow::Result<u64> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).context("not JSON")?;
+        v.pointer(path)
+            .and_then(serde_json::Value::as_u64)
+            .with_context(|| format!("no {path}"))
+    };
+    std::fs::create_dir_all(repo).with_context(|| format!("creating {}", repo.display()))?;
+    let stage = tempfile::Builder::new()
+        .prefix(".pull-")
+        .tempdir_in(repo)
+        .with_context(|| format!("staging in {}", repo.display()))?;
+    let meta = stage.path().join("metadata");
+    std::fs::create_dir_all(&meta)?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let newest_root = fetch("root.json".into()).await?;
+    let root_version = version(&newest_root, "/signed/version").context("the served root.json")?;
+    anyhow::ensure!(
+        root_version <= 256,
+        "the served root claims version {root_version}: refused"
+    );
+    for v in 1..=root_version {
+        let name = format!("{v}.root.json");
+        files.push((name.clone(), fetch(name).await?));
+    }
+    files.push(("root.json".into(), newest_root));
+    let timestamp = fetch("timestamp.json".into()).await?;
+    let snapshot_version = version(&timestamp, "/signed/meta/snapshot.json/version")
+        .context("the served timestamp.json")?;
+    let snapshot_name = format!("{snapshot_version}.snapshot.json");
+    let snapshot = fetch(snapshot_name.clone()).await?;
+    let listed: serde_json::Value =
+        serde_json::from_slice(&snapshot).context("the served snapshot is not JSON")?;
+    if let Some(roles) = listed.pointer("/signed/meta").and_then(|m| m.as_object()) {
+        for (role, m) in roles {
+            let v = m["version"]
+                .as_u64()
+                .with_context(|| format!("the served snapshot lists {role} without a version"))?;
+            anyhow::ensure!(
+                !role.contains('/') && !role.starts_with('.'),
+                "the served snapshot lists {role:?}: refused"
+            );
+            let name = format!("{v}.{role}");
+            files.push((name.clone(), fetch(name).await?));
+        }
+    }
+    files.push((snapshot_name, snapshot));
+    files.push(("timestamp.json".into(), timestamp));
+    for (name, bytes) in &files {
+        std::fs::write(meta.join(name), bytes)?;
+    }
+    // The whole TUF workflow from the operator's first root: a server that forged or
+    // rolled back anything is refused here, before the publisher signs onto it.
+    let verified =
+        patchday_trust::verify_metadata_at(root, &stage.path().join("datastore"), &meta, now)
+            .await
+            .with_context(|| {
+                format!(
+                    "the served catalog does not verify against {}: nothing was written",
+                    root.display()
+                )
+            })?;
+    if let Ok(local) = std::fs::read(repo.join("metadata/timestamp.json")) {
+        // What was signed here and not pushed would be lost: a target the served catalog
+        // lacks (or lists with other bytes), or a newer snapshot.
+        let listing = patchday_trust::catalog_listing(repo)
+            .await
+            .with_context(|| {
+                format!(
+                    "reading the catalog in {} (move it away to start from the served catalog)",
+                    repo.display()
+                )
+            })?;
+        if let Some((name, _)) = listing.iter().find(|(n, l)| {
+            verified
+                .targets
+                .get(*n)
+                .is_none_or(|t| t.sha256 != l.info.sha256)
+        }) {
+            anyhow::bail!(
+                "the catalog in {} lists {name}, which the served catalog does not: it was signed there and not pushed; push it first (`patchday catalog push --repo {}`), or move the directory away to start from the served catalog",
+                repo.display(),
+                repo.display()
+            );
+        }
+        let local = patchday_publish::update::timestamp_snapshot_version(&local).unwrap_or(0);
+        anyhow::ensure!(
+            local <= verified.snapshot_version,
+            "the catalog in {} is ahead of the served one (snapshot version {local}, the server's {}): push it first (`patchday catalog push --repo {}`); pulling would drop what it signed",
+            repo.display(),
+            verified.snapshot_version,
+            repo.display()
+        );
+    }
+    // Update documents (the prune and verify-upstream read them); not payloads.
+    let targets = repo.join("targets");
+    std::fs::create_dir_all(&targets)?;
+    let mut documents = Vec::new();
+    for (name, info) in &verified.targets {
+        if !matches!(
+            serde_json::from_value(info.custom.clone()),
+            Ok(TargetCustom::Update { .. })
+        ) {
+            continue;
+        }
+        let file = info.stored_name(name);
+        let held = std::fs::read(targets.join(&file))
+            .is_ok_and(|b| patchday_trust::check_bytes(name, info, &b).is_ok());
+        if held {
+            continue;
+        }
+        let bytes = api
+            .tuf_file(&format!("targets/{file}"), MAX_DOCUMENT)
+            .await?
+            .with_context(|| format!("the server serves no {file}"))?;
+        patchday_trust::check_bytes(name, info, &bytes)
+            .with_context(|| format!("the served {file} does not match the signed catalog"))?;
+        documents.push((file, bytes));
+    }
+    // Into place: documents, then metadata (timestamp last), then the versions the
+    // served catalog no longer lists go, as a signing step leaves them.
+    for (file, bytes) in &documents {
+        std::fs::write(targets.join(file), bytes)?;
+    }
+    let dest = repo.join("metadata");
+    std::fs::create_dir_all(&dest)?;
+    for (name, _) in files.iter().filter(|(n, _)| n != "timestamp.json") {
+        std::fs::rename(meta.join(name), dest.join(name))?;
+    }
+    std::fs::rename(meta.join("timestamp.json"), dest.join("timestamp.json"))?;
+    let current: std::collections::BTreeSet<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    for e in std::fs::read_dir(&dest)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        let versioned = name.split_once('.').is_some_and(|(v, rest)| {
+            !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && rest != "root.json"
+        });
+        if versioned && !current.contains(name.as_str()) {
+            std::fs::remove_file(dest.join(&name))?;
+        }
+    }
+    Ok(Pulled {
+        root_version: verified.root_version,
+        targets_version: verified.targets_version,
+        snapshot_version: verified.snapshot_version,
+        metadata: files.len(),
+        documents: documents.len(),
+    })
+}
+
 // ---- Issue 9, point 5: catalog upkeep ----
 
 /// Every role of the catalog in `repo` and its expiry, read from its metadata files.

@@ -473,19 +473,23 @@ impl ContentArgs {
 struct ServerMirrorArgs {
     /// Run the archive sync (what `patchday mirror run` does, selecting newer versions of
     /// the source packages the fleet has installed) inside the server this often (30m,
-    /// 1h, 1d); what it signs is taken in like a push. Needs --mirror-config,
-    /// --mirror-catalog, --mirror-key and --mirror-online-keys.
+    /// 1h, 1d); what it signs is taken in like a push. Needs --mirror-config, --mirror-key
+    /// and --mirror-online-keys. Each run signs onto the served catalog, built from the
+    /// database (any replica can run it).
     #[arg(
         long,
         value_parser = parse_duration,
-        requires_all = ["mirror_config", "mirror_catalog", "mirror_key", "mirror_online_keys"]
+        requires_all = ["mirror_config", "mirror_key", "mirror_online_keys"]
     )]
     mirror_every: Option<jiff::SignedDuration>,
     /// Mirror configuration (TOML with [[source]] tables, as for `patchday mirror run`).
     #[arg(long, requires = "mirror_every")]
     mirror_config: Option<PathBuf>,
-    /// The server's working copy of the catalog the mirror signs into (a copy of the
-    /// catalog directory that delegates to the mirror role).
+    /// No longer needed (issue 12): each run builds its working catalog from the
+    /// database. Given, the working catalog directory of an older server is only read: its
+    /// published.json (when each update was first published, for pruning) until the
+    /// database holds those times, and MIRROR_CATALOG/mirror stays the default
+    /// --mirror-work. Never written.
     #[arg(long, requires = "mirror_every")]
     mirror_catalog: Option<PathBuf>,
     /// The delegated role the mirror signs as (`patchday catalog delegate --role mirror`).
@@ -497,7 +501,8 @@ struct ServerMirrorArgs {
     /// Directory with the catalog's online keys, snapshot.pem and timestamp.pem.
     #[arg(long, requires = "mirror_every")]
     mirror_online_keys: Option<PathBuf>,
-    /// Mirror state and downloads [default: MIRROR_CATALOG/mirror].
+    /// Downloads and the kept InRelease/index copies (`catalog verify-upstream --work`), a
+    /// cache of this replica [default: DATA/mirror, or MIRROR_CATALOG/mirror].
     #[arg(long, requires = "mirror_every")]
     mirror_work: Option<PathBuf>,
 }
@@ -508,6 +513,7 @@ impl ServerMirrorArgs {
     fn schedule(
         &self,
         feeds: &patchday_audit::feeds::FeedPaths,
+        data: &std::path::Path,
     ) -> anyhow::Result<Option<patchday_server::mirror_schedule::MirrorSchedule>> {
         let Some(every) = self.mirror_every else {
             return Ok(None);
@@ -516,25 +522,40 @@ impl ServerMirrorArgs {
             .ok()
             .filter(|d| !d.is_zero())
             .context("--mirror-every must be longer than zero")?;
-        let (Some(config), Some(repo), Some(online)) = (
-            &self.mirror_config,
-            &self.mirror_catalog,
-            &self.mirror_online_keys,
-        ) else {
-            anyhow::bail!(
-                "--mirror-every needs --mirror-config, --mirror-catalog and --mirror-online-keys"
-            );
+        let (Some(config), Some(online)) = (&self.mirror_config, &self.mirror_online_keys) else {
+            anyhow::bail!("--mirror-every needs --mirror-config and --mirror-online-keys");
         };
+        // Issue 12, point 1: an older server's working catalog is a seed, read only.
+        if let Some(seed) = &self.mirror_catalog {
+            anyhow::ensure!(
+                seed.is_dir(),
+                "--mirror-catalog {} is not a directory: the server no longer needs a working catalog directory (each run builds one from the database); drop the flag, or name the directory an older server signed into, to take its publication times once",
+                seed.display()
+            );
+            tracing::warn!(
+                seed = %seed.display(),
+                "--mirror-catalog is no longer needed: the mirror builds its working catalog from the database at each run; the directory is only read (published.json, until the database holds publication times) and never written"
+            );
+        }
+        let work = self
+            .mirror_work
+            .clone()
+            .unwrap_or_else(|| match &self.mirror_catalog {
+                Some(seed) => seed.join("mirror"),
+                None => data.join("mirror"),
+            });
         let job = patchday_publish::mirror::MirrorJob {
             config: config.clone(),
-            work: self.mirror_work.clone(),
+            work: Some(work),
             debian_tracker: feeds.debian_tracker.first().cloned(),
             kev: feeds.kev.clone(),
             codename: None,
             train: None,
             publish: patchday_publish::mirror::PublishSettings {
                 keys: patchday_trust::KeyPaths::in_dir(online),
-                repo: repo.clone(),
+                // Each run signs into a working catalog built from the database
+                // (`mirror_schedule::run_once` sets it).
+                repo: PathBuf::new(),
                 severity: patchday_types::Severity::Important,
                 tenants: Vec::new(),
                 role: Some(patchday_publish::DelegatedSigner {
@@ -547,13 +568,6 @@ impl ServerMirrorArgs {
         };
         // Fail at start, not at the first tick, on a configuration that cannot work.
         patchday_mirror::MirrorConfig::load(config)?;
-        anyhow::ensure!(
-            repo.join("metadata/timestamp.json").is_file(),
-            "--mirror-catalog {} is not a catalog: copy there the catalog directory that delegates to the {} role (`patchday catalog delegate --role {}`)",
-            repo.display(),
-            self.mirror_role,
-            self.mirror_role
-        );
         for k in [&job.publish.keys.snapshot, &job.publish.keys.timestamp]
             .into_iter()
             .chain(&self.mirror_key)
@@ -567,6 +581,7 @@ impl ServerMirrorArgs {
         Ok(Some(patchday_server::mirror_schedule::MirrorSchedule {
             job,
             every,
+            seed: self.mirror_catalog.clone(),
         }))
     }
 }
@@ -807,6 +822,24 @@ enum CatalogCmd {
         /// Catalog directory.
         #[arg(long)]
         repo: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Copies the catalog the server serves into a directory (every metadata file and the
+    /// update documents; payloads stay on the server), verified against the catalog's
+    /// first root: the copy to sign onto when the server's scheduled mirror signs too, or
+    /// to check with `catalog verify-upstream`. Refuses a directory whose catalog is ahead
+    /// of the served one.
+    ///
+    /// Example: patchday catalog pull --repo ~/catalog
+    Pull {
+        /// Catalog directory (created when missing).
+        #[arg(long)]
+        repo: PathBuf,
+        /// The catalog's first root, which everything served must chain to
+        /// [default: REPO/metadata/1.root.json].
+        #[arg(long)]
+        root: Option<PathBuf>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -2243,6 +2276,29 @@ async fn catalog(c: CatalogCmd) -> anyhow::Result<i32> {
                 sent.bytes / 1024
             );
         }
+        // Issue 12, point 1.
+        CatalogCmd::Pull { repo, root, conn } => {
+            let root = root.unwrap_or_else(|| repo.join("metadata/1.root.json"));
+            anyhow::ensure!(
+                root.is_file(),
+                "{} does not exist: give --root PATH/TO/1.root.json (the catalog's first root, from the offline catalog), which everything the server serves must chain to",
+                root.display()
+            );
+            // The root may be the one the pull replaces: read it first.
+            let pinned = tempfile::NamedTempFile::new()?;
+            std::fs::copy(&root, pinned.path())
+                .with_context(|| format!("reading {}", root.display()))?;
+            let p = patchday_cli::catalog::pull(&conn.api()?, &repo, pinned.path(), now()).await?;
+            println!(
+                "pulled the served catalog into {}: root v{}, targets v{}, snapshot v{}; {} metadata file(s), {} update document(s) fetched (payloads stay on the server: `catalog push` sends only what it lacks)",
+                repo.display(),
+                p.root_version,
+                p.targets_version,
+                p.snapshot_version,
+                p.metadata,
+                p.documents
+            );
+        }
         // Issue 9, point 2.
         CatalogCmd::VerifyUpstream(a) => {
             return patchday_cli::mirror::verify_upstream(a, now()).await;
@@ -2643,7 +2699,7 @@ async fn server(a: ServerArgs) -> anyhow::Result<i32> {
         timestamp: a.timestamp_expiry_warning,
     };
     // Issue 9, point 1: the archive sync on a schedule.
-    cfg.mirror = a.mirror.schedule(&cfg.audit_feeds)?;
+    cfg.mirror = a.mirror.schedule(&cfg.audit_feeds, &cfg.data_dir)?;
     // Issues 10 and 11 (point 5): the rollout's pace.
     cfg.rollout_every = std::time::Duration::try_from(a.rollout_every)
         .unwrap_or(cfg.rollout_every)

@@ -268,15 +268,13 @@ pub async fn verify_upstream(a: VerifyUpstreamArgs, now: jiff::Timestamp) -> any
     let meta = a.repo.join("metadata");
     let targets_dir = a.repo.join("targets");
     let datastore = tempfile::tempdir()?;
-    let catalog = patchday_trust::verify_repository_at(
-        &meta.join("1.root.json"),
-        datastore.path(),
-        &meta,
-        &targets_dir,
-        now,
-    )
-    .await
-    .with_context(|| format!("verifying the catalog in {}", a.repo.display()))?;
+    // The metadata whole; of the target files only the update documents are read (each
+    // checked against its signed hash): payloads are compared by their signed hashes, so
+    // a copy made by `catalog pull` (no payloads) is checked as well (issue 12, point 1).
+    let catalog =
+        patchday_trust::verify_metadata_at(&meta.join("1.root.json"), datastore.path(), &meta, now)
+            .await
+            .with_context(|| format!("verifying the catalog in {}", a.repo.display()))?;
     let work = a.work.clone().unwrap_or_else(|| a.repo.join("mirror"));
     let fetch = HttpFetch::new()?;
     let (mut verified, mut failed, mut seen) = (0usize, 0usize, false);

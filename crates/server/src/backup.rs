@@ -66,7 +66,7 @@ pub enum PayloadSource {
 
 /// Paths (relative to the data directory) that are never backed up: the live database
 /// files (copied consistently instead), and work in progress of catalog intake and the
-/// dependency scan.
+/// dependency scan, and the scheduled mirror's downloads.
 fn transient(rel: &Path) -> bool {
     let s = rel.to_string_lossy();
     let first = rel
@@ -83,6 +83,9 @@ fn transient(rel: &Path) -> bool {
         || s.starts_with("catalog/staging-")
         || s.starts_with("catalog/datastore")
         || s.starts_with("catalog/states")
+        // Issue 12, point 1: the scheduled mirror's partial downloads (a cache; its kept
+        // upstream evidence, `mirror/evidence`, is backed up for verify-upstream).
+        || s.starts_with("mirror/downloads")
 }
 
 /// The parts a restore cannot do without, each with what goes wrong without it;
@@ -390,10 +393,12 @@ mod tests {
             "replica-id",
             "catalog/datastore",
             "catalog/states/ab/timestamp.json",
+            "mirror/downloads/0123_libfoo1_1.2-1_amd64.deb.part",
         ] {
             assert!(transient(Path::new(t)), "{t}");
         }
         for t in [
+            "mirror/evidence/abcdef",
             "director/ed25519.pk8",
             "content/ab/abcdef",
             "tls/server.key",

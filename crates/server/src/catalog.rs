@@ -141,12 +141,23 @@ pub async fn intake(state: &AppState, tar_path: &Path) -> Result<CatalogStatus, 
     intake_with(state, tar_path, None).await
 }
 
-/// [`intake`], storing `mirror_progress` (the scheduled mirror's, after the run that made
-/// this catalog) in the same transaction as the catalog rows (issue 12, point 1).
+/// What a scheduled mirror run commits with the catalog it made (issue 12, point 1).
+#[derive(Clone, Debug)]
+pub struct MirrorCommit {
+    /// The mirror's progress after the run (the server's encoding).
+    pub progress: Vec<u8>,
+    /// The snapshot version of the served catalog the run built its working catalog
+    /// from: the catalog is stored only while that is still the stored one.
+    pub based_on_snapshot: u64,
+}
+
+/// [`intake`], storing the scheduled mirror's progress (after the run that made this
+/// catalog) in the same transaction as the catalog rows, and only onto the catalog the
+/// run started from (issue 12, point 1).
 async fn intake_with(
     state: &AppState,
     tar_path: &Path,
-    mirror_progress: Option<Vec<u8>>,
+    mirror: Option<MirrorCommit>,
 ) -> Result<CatalogStatus, ApiError> {
     let _guard = state.catalog_lock.lock().await;
     let data = &state.config.data_dir;
@@ -315,7 +326,8 @@ async fn intake_with(
             targets: record_targets,
             metadata,
             trusted: trusted_after,
-            mirror_progress,
+            mirror_progress: mirror.as_ref().map(|m| m.progress.clone()),
+            based_on_snapshot: mirror.as_ref().map(|m| m.based_on_snapshot),
         })
         .await?;
     // Issue 8, finding 15: a server killed here has committed the catalog and its trust
@@ -355,7 +367,7 @@ pub async fn targets_by_name(
 
 /// A small target (an update document) the server already holds, read back and checked
 /// against its signed length and sha256.
-async fn stored_bytes(
+pub(crate) async fn stored_bytes(
     state: &AppState,
     name: &str,
     sha256: &str,
@@ -577,19 +589,23 @@ async fn settle_legacy(data: &Path, store: &dyn patchday_store::Store) -> anyhow
 
 // Issue 9, point 1: the scheduled mirror's catalog goes through the same intake as a push.
 
-/// Packs the catalog directory `repo_dir` and takes it in with [`intake`].
-/// Issue 12, point 1: `mirror_progress` is stored with the catalog in one transaction.
+/// Packs the catalog directory `repo_dir` (leaving out the target files whose sha256 is
+/// in `held`: the server has them) and takes it in with [`intake`].
+/// Issue 12, point 1: `mirror`'s progress is stored with the catalog in one transaction.
 pub async fn intake_repo(
     state: &AppState,
     repo_dir: &Path,
-    mirror_progress: Option<Vec<u8>>,
+    held: &std::collections::BTreeSet<String>,
+    mirror: Option<MirrorCommit>,
 ) -> Result<CatalogStatus, ApiError> {
     let repo = repo_dir.to_path_buf();
-    let packed = tokio::task::spawn_blocking(move || patchday_publish::pack::pack(&repo))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    intake_with(state, packed.path(), mirror_progress).await
+    let held = held.clone();
+    let packed =
+        tokio::task::spawn_blocking(move || patchday_publish::pack::pack_except(&repo, &held))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    intake_with(state, packed.path(), mirror).await
 }
 
 #[cfg(test)]

@@ -622,6 +622,13 @@ impl Store for PostgresStore {
                     now.timestamp_version, c.status.timestamp_version
                 )));
             }
+            if c.based_on_snapshot
+                .is_some_and(|b| b != now.snapshot_version)
+            {
+                return Err(based_on_another(c, now.snapshot_version));
+            }
+        } else if c.based_on_snapshot.is_some() {
+            return Err(based_on_another(c, 0));
         }
         for table in [
             "catalog_updates",
@@ -838,6 +845,17 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| json("update document", r.get::<&str, _>("doc")))
             .collect()
+    }
+
+    async fn catalog_metadata_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT name, bytes FROM catalog_metadata ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("name"), r.get::<Vec<u8>, _>("bytes")))
+            .collect())
     }
 
     async fn catalog_metadata(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -3167,6 +3185,15 @@ fn host_updated(done: &sqlx::postgres::PgQueryResult, id: &HostId) -> Result<()>
         return Err(StoreError::NotFound(format!("host {id}")));
     }
     Ok(())
+}
+
+/// Issue 12, point 1: a scheduled mirror run's catalog signed onto a catalog that is no
+/// longer the stored one.
+fn based_on_another(c: &CatalogRecord, stored: u64) -> StoreError {
+    StoreError::Conflict(format!(
+        "the mirror's catalog was signed onto snapshot version {}, but the stored catalog is at snapshot version {stored} now (a push, or another replica's run, came first); the next run signs onto it",
+        c.based_on_snapshot.unwrap_or(0)
+    ))
 }
 
 /// Replaces the scheduled mirror's progress inside a transaction (issue 12, point 1).

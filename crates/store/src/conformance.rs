@@ -60,7 +60,8 @@ macro_rules! conformance_tests {
             notification_outbox, console_sessions, fleet_views, fleet_marks, fleet_summaries,
             baseline_reports,
             mail_verdicts, scan_findings, facts_blobs, catalog_trust, director_certificate,
-            mirror_progress_with_the_catalog, push_generations_rise_and_never_fall);
+            mirror_progress_with_the_catalog, mirror_catalog_from_the_store,
+            push_generations_rise_and_never_fall);
         $crate::conformance_tests!(@replicas $make;
             replicas_approve_and_check_in_at_once, replicas_accept_each_sequence_once,
             replicas_record_each_state_change_once, replicas_share_one_host_quota,
@@ -144,6 +145,11 @@ pub mod case {
     /// transaction (issue 12, point 1).
     pub async fn mirror_progress_with_the_catalog(s: &dyn Store) {
         super::mirror_progress_with_the_catalog(s).await;
+    }
+    /// The whole stored catalog metadata, which a mirror run signs onto, and its catalog
+    /// taken in only onto the catalog it was built from (issue 12, point 1).
+    pub async fn mirror_catalog_from_the_store(s: &dyn Store) {
+        super::mirror_catalog_from_the_store(s).await;
     }
     /// Facts stored once per distinct content (issue 12, point 7).
     pub async fn facts_blobs(s: &dyn Store) {
@@ -737,6 +743,7 @@ async fn catalog_replacement(store: &dyn Store) {
             ("timestamp.json".into(), b"ts-2".to_vec()),
         ],
         mirror_progress: None,
+        based_on_snapshot: None,
     };
     assert!(store.trusted_metadata().await.unwrap().is_empty());
     store.replace_catalog(&rec).await.unwrap();
@@ -937,6 +944,109 @@ async fn mirror_progress_with_the_catalog(store: &dyn Store) {
         Some(b"{\"run\":3}".to_vec()),
         "a refused catalog takes its progress with it"
     );
+}
+
+/// Issue 12, point 1: the scheduled mirror builds its working catalog from the stored
+/// metadata (every file, ordered by name, replaced whole with the catalog) and takes its
+/// catalog in only onto the snapshot it was built from: a push (or another replica's
+/// run) that came first makes it a `Conflict` that changes nothing, progress included.
+async fn mirror_catalog_from_the_store(store: &dyn Store) {
+    assert!(store.catalog_metadata_files().await.unwrap().is_empty());
+    let catalog = |version: u64, files: &[&str], based_on: Option<u64>| CatalogRecord {
+        status: CatalogStatus {
+            root_version: 1,
+            targets_version: version,
+            snapshot_version: version,
+            timestamp_version: version,
+            ..Default::default()
+        },
+        metadata: files
+            .iter()
+            .map(|f| (f.to_string(), format!("{f}@{version}").into_bytes()))
+            .collect(),
+        mirror_progress: based_on.map(|b| format!("{{\"onto\":{b}}}").into_bytes()),
+        based_on_snapshot: based_on,
+        ..Default::default()
+    };
+    // Onto no catalog at all: refused (a run needs a pushed catalog to sign onto).
+    assert!(matches!(
+        store
+            .replace_catalog(&catalog(1, &["timestamp.json"], Some(0)))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.catalog_metadata_files().await.unwrap().is_empty());
+    let pushed = [
+        "1.root.json",
+        "2.root.json",
+        "root.json",
+        "3.targets.json",
+        "3.snapshot.json",
+        "timestamp.json",
+    ];
+    store
+        .replace_catalog(&catalog(3, &pushed, None))
+        .await
+        .unwrap();
+    let files = store.catalog_metadata_files().await.unwrap();
+    let mut names: Vec<&str> = pushed.to_vec();
+    names.sort_unstable();
+    assert_eq!(
+        files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        names,
+        "every metadata file, ordered by name"
+    );
+    assert!(files.iter().all(|(n, b)| b == format!("{n}@3").as_bytes()));
+    // A run built on snapshot 3 is taken in, with its progress.
+    let mirrored = [
+        "1.root.json",
+        "2.root.json",
+        "root.json",
+        "3.targets.json",
+        "4.mirror.json",
+        "4.snapshot.json",
+        "timestamp.json",
+    ];
+    store
+        .replace_catalog(&catalog(4, &mirrored, Some(3)))
+        .await
+        .unwrap();
+    assert_eq!(store.catalog_status().await.unwrap().snapshot_version, 4);
+    assert_eq!(
+        store.mirror_progress().await.unwrap(),
+        Some(b"{\"onto\":3}".to_vec())
+    );
+    let files = store.catalog_metadata_files().await.unwrap();
+    assert_eq!(files.len(), mirrored.len(), "replaced whole: {files:?}");
+    assert!(!files.iter().any(|(n, _)| n == "3.snapshot.json"));
+    // Another run built on snapshot 3 (a replica that read the store before that
+    // intake): refused, whatever its versions, and nothing of it is stored.
+    for version in [4, 5] {
+        assert!(
+            matches!(
+                store
+                    .replace_catalog(&catalog(version, &mirrored, Some(3)))
+                    .await,
+                Err(StoreError::Conflict(_))
+            ),
+            "a run onto snapshot 3 after snapshot 4 was stored (version {version})"
+        );
+    }
+    assert_eq!(store.catalog_status().await.unwrap().snapshot_version, 4);
+    assert_eq!(
+        store.mirror_progress().await.unwrap(),
+        Some(b"{\"onto\":3}".to_vec())
+    );
+    assert_eq!(
+        store.catalog_metadata("4.mirror.json").await.unwrap(),
+        Some(b"4.mirror.json@4".to_vec())
+    );
+    // A push needs no base.
+    store
+        .replace_catalog(&catalog(6, &pushed, None))
+        .await
+        .unwrap();
+    assert_eq!(store.catalog_status().await.unwrap().snapshot_version, 6);
 }
 
 // finding 8/13 (issue 8): host keys, replay-proof sequence numbers, agent errors.

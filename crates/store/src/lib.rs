@@ -216,6 +216,12 @@ pub struct CatalogRecord {
     /// catalog (the server's encoding), stored in the same transaction; `None` leaves the
     /// stored progress as it is (a push).
     pub mirror_progress: Option<Vec<u8>>,
+    /// Issue 12, point 1: the snapshot version of the stored catalog this one was signed
+    /// onto (a scheduled mirror run builds its working catalog from the store): the
+    /// replacement is `Conflict` unless that is still the stored catalog's, so a run never
+    /// replaces a catalog pushed (or mirrored by another replica) meanwhile. `None`: no
+    /// such condition (a push, verified against the trusted state instead).
+    pub based_on_snapshot: Option<u64>,
 }
 
 /// The director key's certificate as agents receive it (issue 12, point 1): one row
@@ -287,6 +293,10 @@ pub trait Store: Send + Sync {
     async fn catalog_updates(&self) -> Result<Vec<UpdateDocument>>;
     /// One TUF metadata file.
     async fn catalog_metadata(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Every TUF metadata file of the stored catalog (name, bytes), ordered by name:
+    /// what a catalog directory's `metadata/` holds (issue 12, point 1: the scheduled
+    /// mirror builds its working catalog from it on whichever replica runs it).
+    async fn catalog_metadata_files(&self) -> Result<Vec<(String, Vec<u8>)>>;
     /// One target by name.
     async fn catalog_target(&self, name: &str) -> Result<Option<CatalogTarget>>;
     /// The listed targets among `names`, in one query (names the catalog does not list
