@@ -1711,16 +1711,41 @@ impl TenantStore for PgTenant {
     }
 
     async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
+        // Two queries for the tenant, whatever its size (a groups query per host cost
+        // 10,000 round trips at 10,000 hosts: ring previews and the rollout tick call this).
         let rows = sqlx::query("SELECT id, hostname, enrolled_at, last_seen, facts_sha256 FROM hosts WHERE tenant_id = $1 ORDER BY id")
             .bind(self.id.as_str())
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.host_from_row(r).await?);
+        let groups = sqlx::query(
+            "SELECT host_id, group_id FROM host_groups WHERE tenant_id = $1 ORDER BY host_id, group_id",
+        )
+        .bind(self.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut by_host: std::collections::HashMap<String, Vec<GroupId>> =
+            std::collections::HashMap::new();
+        for r in &groups {
+            by_host
+                .entry(r.get("host_id"))
+                .or_default()
+                .push(parse("group id", r.get::<&str, _>("group_id"))?);
         }
-        Ok(out)
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get("id");
+                Ok(HostRecord {
+                    groups: by_host.remove(&id).unwrap_or_default(),
+                    id: parse("host id", &id)?,
+                    hostname: r.get("hostname"),
+                    enrolled_at: parse("timestamp", r.get::<&str, _>("enrolled_at"))?,
+                    last_seen: opt_ts(r.get("last_seen"))?,
+                    facts_sha256: r.get("facts_sha256"),
+                })
+            })
+            .collect()
     }
 
     async fn set_host_groups(&self, id: &HostId, groups: &[GroupId]) -> Result<()> {
