@@ -150,3 +150,200 @@ pub(crate) fn approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
         remove: r.get(8)?,
     })
 }
+
+/// The one way to write the database (issue 10): sqlx's single writer connection for
+/// transactions and rare statements, and an inline rusqlite connection for the agent
+/// hot path's writes (a request's sequence number, a check-in's last-seen time, a
+/// report's states), both behind one async lock, so they never meet in SQLite's busy
+/// handler (which sleeps in growing steps) and commit one at a time as before.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pool: sqlx::SqlitePool,
+    /// Held for every write; holds the inline connection (opened at first use).
+    gate: std::sync::Arc<tokio::sync::Mutex<Option<Connection>>>,
+    path: PathBuf,
+}
+
+/// sqlx's writer connection, with the lock held as long as it is.
+pub(crate) struct WriterConn {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    /// `None` once handed to the task that waits for this connection's close.
+    gate: Option<tokio::sync::OwnedMutexGuard<Option<Connection>>>,
+    pool: sqlx::SqlitePool,
+}
+
+impl Writer {
+    /// The writer of the database at `path`, through `pool` (one connection).
+    pub(crate) fn new(pool: sqlx::SqlitePool, path: &Path) -> Self {
+        Self {
+            pool,
+            gate: std::sync::Arc::new(tokio::sync::Mutex::new(None)),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// sqlx's writer connection, once no other write runs.
+    pub(crate) async fn conn(&self) -> Result<WriterConn> {
+        let gate = self.gate.clone().lock_owned().await;
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the database writer: {e}")))?;
+        Ok(WriterConn {
+            conn,
+            gate: Some(gate),
+            pool: self.pool.clone(),
+        })
+    }
+
+    /// Runs `f` in one transaction (`BEGIN IMMEDIATE` … `COMMIT`) on the inline writer,
+    /// on this thread, once no other write runs. A statement's own work is microseconds;
+    /// WAL with `synchronous = NORMAL` syncs only at checkpoints.
+    pub(crate) async fn inline<R: Send>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send,
+    ) -> Result<R> {
+        let mut gate = self.gate.lock().await;
+        if gate.is_none() {
+            let c = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot open {}: {e}", self.path.display()))
+            })?;
+            c.busy_timeout(Duration::from_secs(10)).map_err(written)?;
+            c.pragma_update(None, "foreign_keys", "ON")
+                .map_err(written)?;
+            c.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(written)?;
+            c.set_prepared_statement_cache_capacity(64);
+            *gate = Some(c);
+        }
+        let Some(conn) = gate.as_mut() else {
+            return Err(StoreError::Backend("the inline writer is not open".into()));
+        };
+        // The lock is free under the gate, except while a failed sqlx transaction's
+        // connection is being closed (its rollback runs on a task of this runtime): wait
+        // for that asynchronously, never in SQLite's busy handler, which would block
+        // this thread and with it, on a one-thread runtime, the rollback itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let busy = match conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => false,
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(rusqlite::ErrorCode::DatabaseBusy)
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    true
+                }
+                Err(e) => return Err(written(e)),
+            };
+            if !busy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // The transaction BEGIN IMMEDIATE opened: committed, or rolled back on any error
+        // (a failed COMMIT included), so the connection never stays inside one.
+        match f(conn).and_then(|out| conn.execute_batch("COMMIT").map(|()| out)) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(written(e))
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for WriterConn {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriterConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl WriterConn {
+    /// Closes the connection when dropped instead of returning it to the pool (its
+    /// transaction ended unfinished: closing rolls it back).
+    ///
+    /// The close (and with it the rollback) runs on a task of its own; the write lock
+    /// passes on only once it is done, which the pool's one permit tells: a task holds
+    /// the lock until it can take the pool's connection again.
+    pub(crate) fn close_on_drop(&mut self) {
+        self.conn.close_on_drop();
+        if let Some(gate) = self.gate.take() {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                let _ = pool.acquire().await;
+                drop(gate);
+            });
+        }
+    }
+
+    /// Closes the connection now, then lets the next writer in.
+    pub(crate) async fn close(self) {
+        let WriterConn { conn, gate, .. } = self;
+        let _ = conn.close().await;
+        drop(gate);
+    }
+}
+
+/// A rusqlite failure of a write as the store's error, as `backend` maps sqlx's: a full
+/// disk, a unique or foreign-key violation, a busy database, or anything else.
+pub(crate) fn written(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    let text = e.to_string();
+    match e.sqlite_error_code() {
+        Some(C::DiskFull) => StoreError::StorageFull(format!(
+            "disk full ({text}); free space in the data directory"
+        )),
+        Some(C::SystemIoFailure)
+            if text.contains("No space left") || text.contains("Disk quota exceeded") =>
+        {
+            StoreError::StorageFull(format!(
+                "disk full ({text}); free space in the data directory"
+            ))
+        }
+        Some(C::ConstraintViolation) if text.contains("FOREIGN KEY") => {
+            StoreError::NotFound(format!("referenced object ({text})"))
+        }
+        Some(C::ConstraintViolation) if text.contains("UNIQUE") => StoreError::Conflict(text),
+        Some(C::DatabaseBusy | C::DatabaseLocked) => StoreError::Unavailable(text),
+        _ => StoreError::Backend(text),
+    }
+}
+
+/// Keeps a host's evaluation (issue 11), in the writer's transaction `tx`; nothing when
+/// the host is gone (removed meanwhile).
+pub(crate) fn put_verdict(
+    tx: &Connection,
+    tenant: &str,
+    v: &patchday_store::StoredVerdict,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO host_verdicts (tenant_id, host_id, basis, body, summary)
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM hosts WHERE tenant_id = ?1 AND id = ?2)
+         ON CONFLICT (tenant_id, host_id) DO UPDATE SET basis = excluded.basis, body = excluded.body,
+             summary = excluded.summary",
+    )?
+    .execute(rusqlite::params![
+        tenant,
+        v.host.as_str(),
+        v.basis,
+        v.body,
+        v.summary
+    ])?;
+    Ok(())
+}

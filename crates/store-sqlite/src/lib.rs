@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod inline;
-use inline::InlineReads;
+use inline::{InlineReads, Writer};
 use rusqlite::OptionalExtension;
 
 patchday_store::sql_row_decoders!(sqlx::sqlite::SqliteRow);
@@ -73,7 +73,7 @@ fn is_disk_full(e: &sqlx::Error) -> bool {
 /// thread, and with ~150 statements per host and rollout the probes cost as many thread
 /// wake-ups as the work itself (half the server's CPU in a 2,000-host profile).
 struct WriteTx {
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    conn: inline::WriterConn,
     /// Set once `COMMIT` (or the rollback of a failed commit) ran.
     ended: bool,
 }
@@ -88,10 +88,10 @@ impl Drop for WriteTx {
 }
 
 impl WriteTx {
-    async fn begin(pool: &SqlitePool) -> Result<Self> {
-        let mut conn = pool.acquire().await.map_err(backend)?;
+    async fn begin(writer: &Writer) -> Result<Self> {
+        let mut conn = writer.conn().await?;
         if let Err(e) = sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await {
-            let _ = conn.close().await;
+            conn.close().await;
             return Err(backend(e));
         }
         Ok(Self { conn, ended: false })
@@ -153,7 +153,7 @@ fn about(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: SqlitePool,
+    writer: Writer,
     /// Tenants known to exist (issue 10: `tenant()` is called several times per agent
     /// request; each call was a query, a round trip to a connection's thread). Only this
     /// process writes its database, and a tenant leaves the set when it is removed.
@@ -204,7 +204,7 @@ impl SqliteStore {
     pub async fn copy_into(&self, path: &Path) -> Result<()> {
         sqlx::query("VACUUM INTO ?")
             .bind(path.to_string_lossy().into_owned())
-            .execute(&self.writer)
+            .execute(&mut *self.writer.conn().await?)
             .await
             .map_err(backend)?;
         Ok(())
@@ -244,7 +244,7 @@ impl SqliteStore {
             .map_err(open_failed)?;
         Ok(Self {
             pool,
-            writer,
+            writer: Writer::new(writer, path),
             known_tenants: Arc::default(),
             inline: Arc::new(InlineReads::new(path)),
         })
@@ -380,7 +380,7 @@ impl Store for SqliteStore {
         .bind(holder)
         .bind(until.as_millisecond())
         .bind(now.as_millisecond())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await?)
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
@@ -864,7 +864,7 @@ impl Store for SqliteStore {
              AND (max_uses IS NULL OR uses < max_uses)",
         )
         .bind(hash)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await?)
         .await
         .map_err(backend)?;
         if taken.rows_affected() == 0 {
@@ -1024,7 +1024,7 @@ impl Store for SqliteStore {
     async fn probe_write(&self, now: Timestamp) -> Result<()> {
         sqlx::query("INSERT OR REPLACE INTO storage_probe (id, at) VALUES (1, ?)")
             .bind(now.to_string())
-            .execute(&self.writer)
+            .execute(&mut *self.writer.conn().await?)
             .await
             .map_err(backend)?;
         Ok(())
@@ -1444,7 +1444,7 @@ impl Store for SqliteStore {
 /// A store handle bound to one tenant.
 struct SqliteTenant {
     pool: SqlitePool,
-    writer: SqlitePool,
+    writer: Writer,
     inline: Arc<InlineReads>,
     id: TenantId,
 }
@@ -1497,7 +1497,7 @@ impl TenantStore for SqliteTenant {
             .bind(hash)
             .bind(self.id.as_str())
             .bind(now.to_string())
-            .execute(&self.writer)
+            .execute(&mut *self.writer.conn().await?)
             .await
             .map_err(backend)?;
         Ok(())
@@ -1542,7 +1542,7 @@ impl TenantStore for SqliteTenant {
         .bind(hostname)
         .bind(cred)
         .bind(now.to_string())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await?)
         .await
         .map_err(about(format!("host {id}")))?;
         if done.rows_affected() == 0 {
@@ -1654,35 +1654,37 @@ impl TenantStore for SqliteTenant {
         let text = to_json(inv)?;
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
         // Most check-ins send what the last one did: then only the time moves.
-        let same = sqlx::query(
-            "UPDATE hosts SET last_seen = ? WHERE tenant_id = ? AND id = ? AND inventory_sha256 = ?",
-        )
-        .bind(now.to_string())
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .bind(&sha)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        if same.rows_affected() == 1 {
+        // Issue 10: inline (`inline.rs`, `Writer`).
+        let at = now.to_string();
+        let (tenant, host) = (self.id.as_str(), id.as_str());
+        let same = self
+            .writer
+            .inline(|tx| {
+                tx.prepare_cached(
+                    "UPDATE hosts SET last_seen = ? WHERE tenant_id = ? AND id = ? AND inventory_sha256 = ?",
+                )?
+                .execute([at.as_str(), tenant, host, sha.as_str()])
+            })
+            .await?;
+        if same == 1 {
             return Ok(());
         }
         let packed = zstd::encode_all(text.as_bytes(), 3)
             .map_err(|e| StoreError::Backend(format!("compressing an inventory: {e}")))?;
-        let done = sqlx::query(
-            "UPDATE hosts SET inventory = NULL, inventory_zstd = ?, inventory_sha256 = ?, \
-             last_seen = ?, hostname = ? WHERE tenant_id = ? AND id = ?",
-        )
-        .bind(packed)
-        .bind(&sha)
-        .bind(now.to_string())
-        .bind(&inv.hostname)
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        host_updated(&done, id)
+        let done =
+            self.writer
+                .inline(|tx| {
+                    tx.prepare_cached(
+                    "UPDATE hosts SET inventory = NULL, inventory_zstd = ?, inventory_sha256 = ?, \
+                     last_seen = ?, hostname = ? WHERE tenant_id = ? AND id = ?",
+                )?
+                .execute(rusqlite::params![packed, sha, at, inv.hostname, tenant, host])
+                })
+                .await?;
+        if done == 0 {
+            return Err(StoreError::NotFound(format!("host {id}")));
+        }
+        Ok(())
     }
 
     async fn inventory(&self, id: &HostId) -> Result<Option<Inventory>> {
@@ -1926,25 +1928,41 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
-        self.require_host(id).await?;
-        let mut tx = WriteTx::begin(&self.writer).await?;
-        for s in states {
-            sqlx::query(
-                "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES (?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET
-                   state = excluded.state, message = excluded.message, at = excluded.at",
-            )
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .bind(s.update.as_str())
-            .bind(s.state.as_str())
-            .bind(&s.message)
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        // Issue 10: every report writes them; inline (`inline.rs`, `Writer`), the host's
+        // existence checked in the same transaction.
+        let at = now.to_string();
+        let (tenant, host) = (self.id.as_str(), id.as_str());
+        let found = self
+            .writer
+            .inline(|tx| {
+                let found = tx
+                    .prepare_cached("SELECT 1 FROM hosts WHERE tenant_id = ? AND id = ?")?
+                    .exists([tenant, host])?;
+                if !found {
+                    return Ok(false);
+                }
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET
+                       state = excluded.state, message = excluded.message, at = excluded.at",
+                )?;
+                for s in states {
+                    insert.execute(rusqlite::params![
+                        tenant,
+                        host,
+                        s.update.as_str(),
+                        s.state.as_str(),
+                        s.message,
+                        at
+                    ])?;
+                }
+                Ok(true)
+            })
+            .await?;
+        if !found {
+            return Err(StoreError::NotFound(format!("host {id}")));
         }
-        tx.commit().await.map_err(backend)
+        Ok(())
     }
 
     async fn fleet_page(&self, after: Option<&HostId>, limit: u32) -> Result<Vec<FleetHost>> {
@@ -2096,7 +2114,7 @@ impl TenantStore for SqliteTenant {
         .bind(public_key)
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await?)
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
@@ -2153,19 +2171,24 @@ impl TenantStore for SqliteTenant {
                 last: self.host_signing(id).await?.last_sequence,
             });
         };
-        let done = sqlx::query(
-            "UPDATE hosts SET last_sequence = ?, last_signed_at = ? \
-             WHERE tenant_id = ? AND id = ? AND last_sequence < ?",
-        )
-        .bind(seq)
-        .bind(now.to_string())
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .bind(seq)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 1 {
+        // Issue 10: every signed request writes it; inline (`inline.rs`, `Writer`).
+        let at = now.to_string();
+        let changed = self
+            .writer
+            .inline(|tx| {
+                tx.prepare_cached(
+                    "UPDATE hosts SET last_sequence = ?1, last_signed_at = ?2 \
+                     WHERE tenant_id = ?3 AND id = ?4 AND last_sequence < ?1",
+                )?
+                .execute(rusqlite::params![
+                    seq,
+                    at,
+                    self.id.as_str(),
+                    id.as_str()
+                ])
+            })
+            .await?;
+        if changed == 1 {
             return Ok(SequenceCheck::Accepted);
         }
         let last = self.host_signing(id).await?.last_sequence;
@@ -2185,7 +2208,7 @@ impl TenantStore for SqliteTenant {
         .bind(error.map(|_| now.to_string()))
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await?)
         .await
         .map_err(backend)?;
         host_updated(&done, id)
@@ -2415,7 +2438,7 @@ impl TenantStore for SqliteTenant {
         .bind(verdict.time.to_string())
         .bind(&verdict.verdict)
         .bind(to_json(verdict)?)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await?)
         .await
         .map_err(backend)?;
         Ok(())
@@ -2493,7 +2516,7 @@ impl TenantStore for SqliteTenant {
         .bind(now.to_string())
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await?)
         .await
         .map_err(backend)?;
         Ok(())
@@ -2505,7 +2528,7 @@ impl TenantStore for SqliteTenant {
         )
         .bind(self.id.as_str())
         .bind(id.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await?)
         .await
         .map_err(backend)?;
         Ok(())
@@ -2593,79 +2616,81 @@ impl TenantStore for SqliteTenant {
         if unchanged && verdict.is_none() {
             return Ok(Vec::new());
         }
-        let mut tx = WriteTx::begin(&self.writer).await?;
-        if let Some(v) = verdict {
-            put_verdict(&mut tx, &self.id, v).await?;
-        }
-        let rows = sqlx::query(
-            "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
-        )
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut last: std::collections::HashMap<String, (String, Option<String>)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<String, _>("update_id"),
-                    (
-                        r.get::<String, _>("state"),
-                        r.get::<Option<String>, _>("message"),
-                    ),
-                )
+        // Issue 10: a check-in whose states moved writes here; inline (`inline.rs`,
+        // `Writer`), one transaction with the kept evaluation.
+        let at = now.to_string();
+        let (tenant, host) = (self.id.as_str(), id.as_str());
+        let changes = self
+            .writer
+            .inline(|tx| {
+                if let Some(v) = verdict {
+                    inline::put_verdict(tx, tenant, v)?;
+                }
+                let mut last: std::collections::HashMap<String, (String, Option<String>)> = tx
+                    .prepare_cached(
+                        "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
+                    )?
+                    .query_map([tenant, host], |r| {
+                        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut changes = Vec::new();
+                for (i, st) in states.iter().enumerate() {
+                    let before = last.remove(st.update.as_str());
+                    if before
+                        .as_ref()
+                        .is_some_and(|(s, m)| s == st.state.as_str() && *m == st.message)
+                    {
+                        continue;
+                    }
+                    let previous = before.map(|(s, _)| s);
+                    tx.prepare_cached(
+                        "INSERT INTO host_update_state (tenant_id, host_id, update_id, state, message, since) \
+                         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET \
+                         state = excluded.state, message = excluded.message, since = excluded.since",
+                    )?
+                    .execute(rusqlite::params![
+                        tenant,
+                        host,
+                        st.update.as_str(),
+                        st.state.as_str(),
+                        st.message,
+                        at
+                    ])?;
+                    tx.prepare_cached(
+                        "INSERT INTO state_history (tenant_id, host_id, update_id, state, previous, message, at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )?
+                    .execute(rusqlite::params![
+                        tenant,
+                        host,
+                        st.update.as_str(),
+                        st.state.as_str(),
+                        previous,
+                        st.message,
+                        at
+                    ])?;
+                    changes.push((i, previous));
+                }
+                Ok(changes)
             })
-            .collect();
-        let mut appended = Vec::new();
-        for st in states {
-            let before = last.remove(st.update.as_str());
-            if before
-                .as_ref()
-                .is_some_and(|(s, m)| s == st.state.as_str() && *m == st.message)
-            {
-                continue;
-            }
-            let previous = match &before {
-                Some((s, _)) => Some(parse::<UpdateState>("state", s)?),
-                None => None,
-            };
-            sqlx::query(
-                "INSERT INTO host_update_state (tenant_id, host_id, update_id, state, message, since)                  VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET                  state = excluded.state, message = excluded.message, since = excluded.since",
-            )
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .bind(st.update.as_str())
-            .bind(st.state.as_str())
-            .bind(&st.message)
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query(
-                "INSERT INTO state_history (tenant_id, host_id, update_id, state, previous, message, at)                  VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .bind(st.update.as_str())
-            .bind(st.state.as_str())
-            .bind(previous.map(|p| p.as_str()))
-            .bind(&st.message)
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            appended.push(HistoryEntry {
-                host: id.clone(),
-                update: st.update.clone(),
-                state: st.state,
-                previous,
-                message: st.message.clone(),
-                at: now,
-            });
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(appended)
+            .await?;
+        changes
+            .into_iter()
+            .filter_map(|(i, previous)| states.get(i).map(|st| (st, previous)))
+            .map(|(st, previous)| {
+                Ok(HistoryEntry {
+                    host: id.clone(),
+                    update: st.update.clone(),
+                    state: st.state,
+                    previous: previous
+                        .map(|p| parse::<UpdateState>("state", &p))
+                        .transpose()?,
+                    message: st.message.clone(),
+                    at: now,
+                })
+            })
+            .collect()
     }
 
     // ---- Issue 10, points 2 and 3 (rings) ----
@@ -3015,7 +3040,7 @@ impl TenantStore for SqliteTenant {
                 .bind(to_json(facts)?)
                 .bind(self.id.as_str())
                 .bind(id.as_str())
-                .execute(&self.writer)
+                .execute(&mut *self.writer.conn().await?)
                 .await
                 .map_err(backend)?;
         host_updated(&done, id)
@@ -3436,7 +3461,10 @@ mod tests {
             "UPDATE operator_log SET actor = 'mallory'",
             "DELETE FROM operator_log",
         ] {
-            let e = sqlx::query(sql).execute(&store.writer).await.unwrap_err();
+            let e = sqlx::query(sql)
+                .execute(&mut *store.writer.conn().await.unwrap())
+                .await
+                .unwrap_err();
             assert!(e.to_string().contains("append-only"), "{sql}: {e}");
         }
     }

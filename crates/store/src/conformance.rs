@@ -399,12 +399,10 @@ async fn tenant_isolation(store: &dyn Store) {
         globex.set_host_groups(&id("h1"), &[id("web")]).await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(matches!(
-        globex
-            .save_inventory(&id("h1"), &Inventory::default(), now)
-            .await,
-        Err(StoreError::NotFound(_))
-    ));
+    let r = globex
+        .save_inventory(&id("h1"), &Inventory::default(), now)
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
     assert_eq!(globex.list_hosts().await.unwrap().len(), 1);
     // Groups must exist in the host's own tenant.
     assert!(matches!(
