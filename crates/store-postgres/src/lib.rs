@@ -3116,19 +3116,26 @@ impl PgTenant {
 
     /// Facts and memberships of every host, or of `one`.
     async fn read_memberships(&self, one: Option<&HostId>) -> Result<Vec<HostMemberships>> {
-        let hosts = sqlx::query(
+        // Two statements each, not one with `($2 IS NULL OR id = $2)`, on which a
+        // generic plan cannot use the host's index (every check-in reads its host's).
+        let hosts = sqlx::query(if one.is_some() {
+            "SELECT id, hostname, membership_facts FROM hosts WHERE tenant_id = $1 AND id = $2"
+        } else {
             "SELECT id, hostname, membership_facts FROM hosts \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY id",
-        )
+             WHERE tenant_id = $1 AND $2::text IS NULL ORDER BY id"
+        })
         .bind(self.id.as_str())
         .bind(one.map(HostId::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(if one.is_some() {
             "SELECT host_id, group_id, by_rule FROM host_groups \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR host_id = $2) ORDER BY host_id, group_id",
-        )
+             WHERE tenant_id = $1 AND host_id = $2 ORDER BY group_id"
+        } else {
+            "SELECT host_id, group_id, by_rule FROM host_groups \
+             WHERE tenant_id = $1 AND $2::text IS NULL ORDER BY host_id, group_id"
+        })
         .bind(self.id.as_str())
         .bind(one.map(HostId::as_str))
         .fetch_all(&self.pool)
