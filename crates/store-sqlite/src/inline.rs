@@ -70,6 +70,18 @@ impl InlineReads {
     }
 }
 
+/// Runs `f` on a pooled connection on tokio's blocking threads: for reads of a whole
+/// tenant (every host), which would hold an async worker for tens of milliseconds.
+pub(crate) async fn read_blocking<R: Send + 'static>(
+    reads: &std::sync::Arc<InlineReads>,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+) -> Result<R> {
+    let reads = reads.clone();
+    tokio::task::spawn_blocking(move || reads.read(f))
+        .await
+        .map_err(|e| StoreError::Backend(format!("a database read stopped: {e}")))?
+}
+
 impl std::fmt::Debug for InlineReads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InlineReads")

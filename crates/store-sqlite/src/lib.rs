@@ -1595,14 +1595,16 @@ impl TenantStore for SqliteTenant {
     async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
         // Two statements for the tenant, whatever its size (a groups query per host cost
         // 10,000 round trips at 10,000 hosts: ring previews and the rollout tick call
-        // this), read inline (`inline.rs`: sqlx's per-row hand-over was most of the time).
-        let (hosts, groups) = self.inline.read(|c| {
+        // this), read through rusqlite on a blocking thread (`inline.rs`: sqlx's per-row
+        // hand-over was most of the time; a whole tenant would hold an async worker).
+        let tenant = self.id.as_str().to_string();
+        let (hosts, groups) = inline::read_blocking(&self.inline, move |c| {
             let hosts = c
                 .prepare_cached(
                     "SELECT id, hostname, enrolled_at, last_seen, facts_sha256 FROM hosts \
                      WHERE tenant_id = ? ORDER BY id",
                 )?
-                .query_map([self.id.as_str()], |r| {
+                .query_map([tenant.as_str()], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
@@ -1617,12 +1619,13 @@ impl TenantStore for SqliteTenant {
                     "SELECT host_id, group_id FROM host_groups WHERE tenant_id = ? \
                      ORDER BY host_id, group_id",
                 )?
-                .query_map([self.id.as_str()], |r| {
+                .query_map([tenant.as_str()], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((hosts, groups))
-        })?;
+        })
+        .await?;
         let mut by_host: std::collections::HashMap<String, Vec<GroupId>> =
             std::collections::HashMap::new();
         for (host, group) in groups {
