@@ -8,8 +8,9 @@
 //! agent's own code: `patchday_agent::run::enroll`, signed requests
 //! (`client::Signer`), `inventory::collect`, the director signature and TUF catalog
 //! check (`run::signed_answer_and_catalog`), `trust::decision::decide`, verified
-//! downloads (`download::fetch_target`: signed length and sha256). Only dpkg is
-//! simulated: an install is a sleep of a fixed cost, after which the status file
+//! downloads (`download::fetch_target` for update documents, `download::fetch_and_discard`
+//! for payloads: the same transfer, signed length and sha256, the bytes not kept, as
+//! ten thousand hosts' disks are one page cache here). Only dpkg is simulated: an install is a sleep of a fixed cost, after which the status file
 //! carries the new version (so the server's "installed" comes from the inventory,
 //! as with a real host).
 //!
@@ -444,24 +445,22 @@ async fn run_once(
         };
         // As the agent: "downloading" only when the download outlasts
         // DOWNLOADING_REPORT_AFTER.
+        // The agent's transfer and checks (`fetch_and_discard`); the bytes are not kept:
+        // the install is simulated, and ten thousand hosts' disks are one page cache here.
         let fetch = async {
-            let mut files = Vec::new();
             for (p, info) in &decided.payloads {
-                files.push(
-                    patchday_agent::download::fetch_target(
-                        &host.client,
-                        &host.state.downloads(),
-                        &p.target,
-                        info,
-                        host.cfg.download_deadline,
-                    )
-                    .await?,
-                );
+                patchday_agent::download::fetch_and_discard(
+                    &host.client,
+                    &p.target,
+                    info,
+                    host.cfg.download_deadline,
+                )
+                .await?;
             }
-            Ok::<_, anyhow::Error>(files)
+            Ok::<_, anyhow::Error>(())
         };
         tokio::pin!(fetch);
-        let files =
+        let () =
             match tokio::time::timeout(patchday_agent::run::DOWNLOADING_REPORT_AFTER, &mut fetch)
                 .await
             {
@@ -474,9 +473,6 @@ async fn run_once(
         report(host, &a.update, UpdateState::Installing, None).await;
         // dpkg's work, simulated.
         tokio::time::sleep(install).await;
-        for f in &files {
-            let _ = std::fs::remove_file(f);
-        }
         // What dpkg leaves: the new version, configured, or half-configured when the
         // (simulated) postinst failed, as a real failing package does.
         {

@@ -8,7 +8,7 @@
 use crate::client::Client;
 use anyhow::Context;
 use futures::StreamExt;
-use patchday_trust::TargetInfo;
+use patchday_trust::{TargetDigest, TargetInfo};
 use reqwest::StatusCode;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ use std::time::Duration;
 
 /// Downloads one target into `dir`, resuming a partial file, and returns the
 /// verified file's path.
+///
+/// The bytes are hashed as they are written (a payload is read once, not written and
+/// read back); a resumed partial file is hashed once before its rest arrives.
 pub async fn fetch_target(
     client: &Client,
     dir: &Path,
@@ -36,17 +39,20 @@ pub async fn fetch_target(
         std::fs::remove_file(&part)?;
         have = 0;
     }
+    let mut digest = if have > 0 {
+        TargetDigest::of_file(name, &part)?
+    } else {
+        TargetDigest::new()
+    };
     if have < info.length {
-        tokio::time::timeout(deadline, transfer(client, name, info, &part, have))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "payload {name}: download did not finish within {}s (slow or stalled server); the partial file is kept and the next run resumes it",
-                    deadline.as_secs()
-                )
-            })??;
+        within(
+            deadline,
+            name,
+            transfer(client, name, info, Sink::Part(&part), have, &mut digest),
+        )
+        .await?;
     }
-    if let Err(e) = patchday_trust::check_target_file(name, info, &part) {
+    if let Err(e) = digest.check(name, info) {
         // Corrupt bytes are worthless; start over next time.
         let _ = std::fs::remove_file(&part);
         return Err(anyhow::anyhow!(
@@ -57,12 +63,62 @@ pub async fn fetch_target(
     Ok(done)
 }
 
+/// Downloads one target and checks its signed length and sha256 as [`fetch_target`]
+/// does (the same request, redirect, endless-data cut-off and digest), dropping the
+/// bytes once hashed instead of keeping them.
+///
+/// For the fleet simulator (`bench/fleet`), whose ten thousand hosts share one
+/// machine's disk and whose installs are simulated: it measures the server with the
+/// agent's own transfer and checks, not the simulator's page cache.
+pub async fn fetch_and_discard(
+    client: &Client,
+    name: &str,
+    info: &TargetInfo,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let mut digest = TargetDigest::new();
+    within(
+        deadline,
+        name,
+        transfer(client, name, info, Sink::Discard, 0, &mut digest),
+    )
+    .await?;
+    digest.check(name, info)?;
+    Ok(())
+}
+
+async fn within(
+    deadline: Duration,
+    name: &str,
+    transfer: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(deadline, transfer)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "payload {name}: download did not finish within {}s (slow or stalled server); the partial file is kept and the next run resumes it",
+                deadline.as_secs()
+            )
+        })?
+}
+
+/// Where a transfer's bytes go once hashed.
+enum Sink<'a> {
+    /// Appended to this partial file.
+    Part(&'a Path),
+    /// Nowhere ([`fetch_and_discard`]).
+    Discard,
+}
+
+/// Fetches the target's bytes from `have` on, into `sink` and `digest` (which holds the
+/// first `have` bytes' digest, and starts again when the server sends the whole file).
 async fn transfer(
     client: &Client,
     name: &str,
     info: &TargetInfo,
-    part: &Path,
+    sink: Sink<'_>,
     have: u64,
+    digest: &mut TargetDigest,
 ) -> anyhow::Result<()> {
     let url = client.url(&format!("v1/tuf/targets/{}", info.stored_name(name)))?;
     let mut req = client.request(reqwest::Method::GET, url.clone());
@@ -94,38 +150,52 @@ async fn transfer(
             )
         })?;
     }
-    let mut f = match resp.status() {
-        StatusCode::PARTIAL_CONTENT if have > 0 => {
-            std::fs::OpenOptions::new().append(true).open(part)?
+    let (mut f, part) = match (resp.status(), sink) {
+        (StatusCode::PARTIAL_CONTENT, Sink::Part(part)) if have > 0 => (
+            Some(std::fs::OpenOptions::new().append(true).open(part)?),
+            Some(part),
+        ),
+        (StatusCode::OK, Sink::Part(part)) => {
+            *digest = TargetDigest::new();
+            (Some(std::fs::File::create(part)?), Some(part))
         }
-        StatusCode::OK => std::fs::File::create(part)?,
-        s => anyhow::bail!("payload {name}: server answered {s}"),
-    };
-    let mut written = if resp.status() == StatusCode::OK {
-        0
-    } else {
-        have
+        (StatusCode::OK, Sink::Discard) => {
+            *digest = TargetDigest::new();
+            (None, None)
+        }
+        (s, _) => anyhow::bail!("payload {name}: server answered {s}"),
     };
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.with_context(|| {
-            format!("payload {name}: connection dropped after {written} of {} bytes; the next run resumes", info.length)
+            format!(
+                "payload {name}: connection dropped after {} of {} bytes; the next run resumes",
+                digest.length(),
+                info.length
+            )
         })?;
-        written += chunk.len() as u64;
-        if written > info.length {
+        if digest.length() + chunk.len() as u64 > info.length {
             // A source that sends too much cannot be trusted for what it sent before
             // either: resuming from those bytes would only fail the hash later.
             drop(f);
-            let _ = std::fs::remove_file(part);
+            if let Some(part) = part {
+                let _ = std::fs::remove_file(part);
+            }
             anyhow::bail!(
                 "payload {name}: server sent more than the signed length of {} bytes (endless-data attack?); the partial file was discarded",
                 info.length
             );
         }
-        f.write_all(&chunk)
-            .with_context(|| format!("payload {name}: writing {} (disk full?)", part.display()))?;
+        digest.update(&chunk);
+        if let (Some(f), Some(part)) = (f.as_mut(), part) {
+            f.write_all(&chunk).with_context(|| {
+                format!("payload {name}: writing {} (disk full?)", part.display())
+            })?;
+        }
     }
-    f.sync_all()?;
+    if let Some(f) = f {
+        f.sync_all()?;
+    }
     Ok(())
 }
 

@@ -1479,13 +1479,30 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn get(&self) -> Result<Tenant> {
-        let row = sqlx::query("SELECT id, name, patch_day, max_hosts FROM tenants WHERE id = ?")
-            .bind(self.id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("tenant {}", self.id)))?;
-        tenant_from_row(&row)
+        // Read at every check-in (the patch day its rollout gates use): inline (issue 10).
+        let tenant = self.id.as_str();
+        let row = self.inline.read(|c| {
+            c.prepare_cached("SELECT name, patch_day, max_hosts FROM tenants WHERE id = ?")?
+                .query_row([tenant], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })
+                .optional()
+        })?;
+        let Some((name, patch_day, max_hosts)) = row else {
+            return Err(StoreError::NotFound(format!("tenant {}", self.id)));
+        };
+        Ok(Tenant {
+            id: self.id.clone(),
+            name,
+            patch_day: json::<PatchDayConfig>("patch day", &patch_day)?,
+            max_hosts: max_hosts
+                .map(|n| u32::try_from(n).map_err(|e| corrupt("max_hosts", e)))
+                .transpose()?,
+        })
     }
 
     async fn set_patch_day(&self, pd: &PatchDayConfig) -> Result<()> {
@@ -1691,17 +1708,31 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn inventory(&self, id: &HostId) -> Result<Option<Inventory>> {
-        let row = self.host_row("inventory, inventory_zstd", id).await?;
-        if let Some(packed) = row.get::<Option<Vec<u8>>, _>("inventory_zstd") {
+        // Read by every state report: inline (issue 10).
+        let (tenant, host) = (self.id.as_str(), id.as_str());
+        let row = self.inline.read(|c| {
+            c.prepare_cached(
+                "SELECT inventory, inventory_zstd FROM hosts WHERE tenant_id = ? AND id = ?",
+            )?
+            .query_row([tenant, host], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<Vec<u8>>>(1)?,
+                ))
+            })
+            .optional()
+        })?;
+        let Some((text, packed)) = row else {
+            return Err(StoreError::NotFound(format!("host {id}")));
+        };
+        if let Some(packed) = packed {
             let text =
                 zstd::decode_all(packed.as_slice()).map_err(|e| corrupt("inventory_zstd", e))?;
             return serde_json::from_slice(&text)
                 .map(Some)
                 .map_err(|e| corrupt("inventory_zstd", e));
         }
-        row.get::<Option<String>, _>("inventory")
-            .map(|s| json("inventory", &s))
-            .transpose()
+        text.map(|s| json("inventory", &s)).transpose()
     }
 
     async fn put_approval(&self, a: &Approval) -> Result<()> {

@@ -54,6 +54,6 @@ pub use publish::{
 };
 pub use verify::{
     check_bytes, check_payload, check_target_file, load_remote, read_verified_target,
-    verify_metadata_at, verify_repository_at, LoadTime, TargetInfo, VerifiedCatalog,
+    verify_metadata_at, verify_repository_at, LoadTime, TargetDigest, TargetInfo, VerifiedCatalog,
     MAX_METADATA_FILE,
 };

@@ -234,6 +234,61 @@ pub async fn read_verified_target(
         })?
 }
 
+/// A target's length and sha256, checked as its bytes arrive (issue 10): a download is
+/// hashed while it is written, so a payload is read once, not written and read back.
+#[derive(Clone)]
+pub struct TargetDigest {
+    hasher: Sha256,
+    length: u64,
+}
+
+impl Default for TargetDigest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TargetDigest {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        Self {
+            hasher: Sha256::new(),
+            length: 0,
+        }
+    }
+
+    /// The bytes already in `path` (a partial download being resumed), read once.
+    pub fn of_file(name: &str, path: &Path) -> Result<Self, TrustError> {
+        let mut file = open_target(name, path)?;
+        let mut digest = Self::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(TrustError::io("read", path))?;
+            if n == 0 {
+                break;
+            }
+            digest.update(buf.get(..n).unwrap_or_default());
+        }
+        Ok(digest)
+    }
+
+    /// The next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.length += bytes.len() as u64;
+    }
+
+    /// Bytes seen so far.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// All bytes seen: do they have the signed length and sha256 of `info`?
+    pub fn check(self, name: &str, info: &TargetInfo) -> Result<(), TrustError> {
+        check_digest(name, info, self.length, &self.hasher.finalize())
+    }
+}
+
 /// Checks bytes already in memory against their signed length and sha256.
 pub fn check_bytes(name: &str, info: &TargetInfo, bytes: &[u8]) -> Result<(), TrustError> {
     check_digest(name, info, bytes.len() as u64, &Sha256::digest(bytes))
