@@ -48,6 +48,7 @@ pub async fn fetch_target(
         within(
             deadline,
             name,
+            "the partial file is kept and the next run resumes it",
             transfer(client, name, info, Sink::Part(&part), have, &mut digest),
         )
         .await?;
@@ -80,6 +81,7 @@ pub async fn fetch_and_discard(
     within(
         deadline,
         name,
+        "nothing was kept",
         transfer(client, name, info, Sink::Discard, 0, &mut digest),
     )
     .await?;
@@ -87,16 +89,18 @@ pub async fn fetch_and_discard(
     Ok(())
 }
 
+/// `transfer`, cut off after `deadline`; `then` says what became of the bytes so far.
 async fn within(
     deadline: Duration,
     name: &str,
+    then: &str,
     transfer: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     tokio::time::timeout(deadline, transfer)
         .await
         .map_err(|_| {
             anyhow::anyhow!(
-                "payload {name}: download did not finish within {}s (slow or stalled server); the partial file is kept and the next run resumes it",
+                "payload {name}: download did not finish within {}s (slow or stalled server); {then}",
                 deadline.as_secs()
             )
         })?
@@ -150,18 +154,18 @@ async fn transfer(
             )
         })?;
     }
-    let (mut f, part) = match (resp.status(), sink) {
-        (StatusCode::PARTIAL_CONTENT, Sink::Part(part)) if have > 0 => (
-            Some(std::fs::OpenOptions::new().append(true).open(part)?),
-            Some(part),
-        ),
-        (StatusCode::OK, Sink::Part(part)) => {
-            *digest = TargetDigest::new();
-            (Some(std::fs::File::create(part)?), Some(part))
+    // The partial file and its path; `None` when the bytes are dropped once hashed.
+    let mut out = match (resp.status(), sink) {
+        (StatusCode::PARTIAL_CONTENT, Sink::Part(part)) if have > 0 => {
+            Some((std::fs::OpenOptions::new().append(true).open(part)?, part))
         }
-        (StatusCode::OK, Sink::Discard) => {
+        (StatusCode::OK, sink) => {
+            // The whole file: what was hashed before does not count.
             *digest = TargetDigest::new();
-            (None, None)
+            match sink {
+                Sink::Part(part) => Some((std::fs::File::create(part)?, part)),
+                Sink::Discard => None,
+            }
         }
         (s, _) => anyhow::bail!("payload {name}: server answered {s}"),
     };
@@ -177,8 +181,8 @@ async fn transfer(
         if digest.length() + chunk.len() as u64 > info.length {
             // A source that sends too much cannot be trusted for what it sent before
             // either: resuming from those bytes would only fail the hash later.
-            drop(f);
-            if let Some(part) = part {
+            if let Some((f, part)) = out {
+                drop(f);
                 let _ = std::fs::remove_file(part);
             }
             anyhow::bail!(
@@ -187,13 +191,13 @@ async fn transfer(
             );
         }
         digest.update(&chunk);
-        if let (Some(f), Some(part)) = (f.as_mut(), part) {
+        if let Some((f, part)) = out.as_mut() {
             f.write_all(&chunk).with_context(|| {
                 format!("payload {name}: writing {} (disk full?)", part.display())
             })?;
         }
     }
-    if let Some(f) = f {
+    if let Some((f, _)) = out {
         f.sync_all()?;
     }
     Ok(())

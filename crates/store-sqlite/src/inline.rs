@@ -278,28 +278,42 @@ impl Writer {
         f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send,
     ) -> Result<R> {
         let _gate = self.gate.take().await;
-        // The lock is free under the gate, except while a failed sqlx transaction's
-        // connection is being closed (its rollback runs on a task of this runtime): wait
-        // for that asynchronously, never in SQLite's busy handler, which would block
-        // this thread and with it, on a one-thread runtime, the rollback itself.
+        // SQLite's lock is free under the gate, except while a failed sqlx transaction's
+        // connection is being closed (its rollback runs on a task of this runtime) or
+        // another process (a replica on the same file) writes: wait for that
+        // asynchronously, never in SQLite's busy handler, which would block this thread
+        // and with it, on a one-thread runtime, the very writer it waits for.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut f = Some(f);
-        loop {
-            if let Some(done) = self.try_inline(&mut f, deadline)? {
-                return done;
+        let mut open = loop {
+            if let Some(open) = self.begin(deadline)? {
+                break open;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let Some(conn) = open.as_mut() else {
+            return Err(StoreError::Backend("the inline writer is not open".into()));
+        };
+        // The transaction `begin` opened: committed, or rolled back on any error (a
+        // failed COMMIT included), so the connection never stays inside one.
+        match f(conn).and_then(|out| conn.execute_batch("COMMIT").map(|()| out)) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(written(e))
+            }
         }
     }
 
-    /// One attempt of [`Writer::inline`] under the gate: `None` when SQLite's lock is
-    /// still held by a closing sqlx connection (try again later), else `f`'s outcome.
-    fn try_inline<R, F: FnOnce(&Connection) -> rusqlite::Result<R>>(
+    /// The inline connection (opened at first use) inside `BEGIN IMMEDIATE`, or `None`
+    /// while SQLite's lock is still held by a closing sqlx connection (try again later).
+    /// Called under the gate; the returned guard is uncontended and never held across
+    /// an await.
+    fn begin(
         &self,
-        f: &mut Option<F>,
         deadline: std::time::Instant,
-    ) -> Result<Option<Result<R>>> {
-        // Uncontended: taken only under the gate, and never across an await.
+    ) -> Result<Option<std::sync::MutexGuard<'_, Option<Connection>>>> {
         let mut open = self
             .inline
             .lock()
@@ -312,7 +326,12 @@ impl Writer {
             .map_err(|e| {
                 StoreError::Backend(format!("cannot open {}: {e}", self.path.display()))
             })?;
-            c.busy_timeout(Duration::from_secs(10)).map_err(written)?;
+            // No busy handler: it would block this thread while it waits, and the
+            // writer it waits for (another process's, or another store's on this file,
+            // as replicas in tests) may need this very thread to finish. `BEGIN
+            // IMMEDIATE` is the only statement that can find the lock taken (WAL: COMMIT
+            // waits for no reader); it is retried asynchronously below.
+            c.busy_timeout(Duration::ZERO).map_err(written)?;
             c.pragma_update(None, "foreign_keys", "ON")
                 .map_err(written)?;
             c.pragma_update(None, "synchronous", "NORMAL")
@@ -324,34 +343,17 @@ impl Writer {
             return Err(StoreError::Backend("the inline writer is not open".into()));
         };
         match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => {}
+            Ok(()) => Ok(Some(open)),
             Err(e)
                 if matches!(
                     e.sqlite_error_code(),
                     Some(rusqlite::ErrorCode::DatabaseBusy)
                 ) && std::time::Instant::now() < deadline =>
             {
-                return Ok(None);
+                Ok(None)
             }
-            Err(e) => return Err(written(e)),
+            Err(e) => Err(written(e)),
         }
-        let Some(f) = f.take() else {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(StoreError::Backend("an inline write ran twice".into()));
-        };
-        // The transaction BEGIN IMMEDIATE opened: committed, or rolled back on any error
-        // (a failed COMMIT included), so the connection never stays inside one.
-        Ok(Some(
-            match f(conn).and_then(|out| conn.execute_batch("COMMIT").map(|()| out)) {
-                Ok(out) => Ok(out),
-                Err(e) => {
-                    if !conn.is_autocommit() {
-                        let _ = conn.execute_batch("ROLLBACK");
-                    }
-                    Err(written(e))
-                }
-            },
-        ))
     }
 }
 
@@ -440,4 +442,64 @@ pub(crate) fn put_verdict(
         v.summary
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_gate_lets_one_holder_in_at_a_time_under_contention() {
+        let gate = Arc::new(Gate::new());
+        let inside = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (gate, inside, done) = (gate.clone(), inside.clone(), done.clone());
+            tasks.spawn(async move {
+                for i in 0..300 {
+                    let _held = gate.take().await;
+                    assert!(!inside.swap(true, Ordering::AcqRel), "two holders at once");
+                    // Some holders yield while holding, as sqlx's writers do.
+                    if i % 3 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    inside.store(false, Ordering::Release);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+        assert_eq!(done.load(Ordering::Relaxed), 16 * 300);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_does_not_keep_the_gate_from_the_next() {
+        let gate = Arc::new(Gate::new());
+        let held = gate.take().await;
+        // A waiter registers, then is dropped (its request was cancelled).
+        let mut first = Box::pin(gate.take());
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        let second = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                let _g = gate.take().await;
+            }
+        });
+        tokio::task::yield_now().await;
+        drop(held);
+        // Woken or not, the first waiter goes away without taking the gate.
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the second waiter got the gate")
+            .unwrap();
+        // And the gate is free again afterwards.
+        assert!(gate.try_take());
+    }
 }

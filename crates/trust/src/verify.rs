@@ -259,11 +259,15 @@ impl TargetDigest {
 
     /// The bytes already in `path` (a partial download being resumed), read once.
     pub fn of_file(name: &str, path: &Path) -> Result<Self, TrustError> {
-        let mut file = open_target(name, path)?;
+        Self::of_reader(open_target(name, path)?, path)
+    }
+
+    /// Every byte `r` gives (read from `path`, which errors name).
+    fn of_reader(mut r: impl Read, path: &Path) -> Result<Self, TrustError> {
         let mut digest = Self::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = file.read(&mut buf).map_err(TrustError::io("read", path))?;
+            let n = r.read(&mut buf).map_err(TrustError::io("read", path))?;
             if n == 0 {
                 break;
             }
@@ -339,21 +343,7 @@ fn check_file(name: &str, info: &TargetInfo, path: &Path) -> Result<(), TrustErr
             actual: on_disk,
         });
     }
-    let mut hasher = Sha256::new();
-    let mut read = 0u64;
-    let mut limited = file.take(info.length.saturating_add(1));
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = limited
-            .read(&mut buf)
-            .map_err(TrustError::io("read", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-        read += n as u64;
-    }
-    check_digest(name, info, read, &hasher.finalize())
+    TargetDigest::of_reader(file.take(info.length.saturating_add(1)), path)?.check(name, info)
 }
 
 fn read_checked(name: &str, info: &TargetInfo, path: &Path) -> Result<Vec<u8>, TrustError> {
