@@ -9,6 +9,7 @@
 //! [`conformance`] suite.
 
 pub mod conformance;
+pub mod file_backed;
 pub mod s3;
 
 use async_trait::async_trait;
@@ -523,15 +524,25 @@ impl ContentStore for LocalDisk {
             return memory_reader(bytes, offset);
         }
         if stamp.len <= MEMORY_BLOB_MAX {
-            // Read once, hash what was read, serve exactly those bytes from memory.
-            let bytes = bytes::Bytes::from(tokio::fs::read(&p).await.map_err(io(&p))?);
-            let hashed = bytes.clone();
-            let actual = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&hashed)))
-                .await
-                .map_err(|e| ContentError::Io {
-                    path: p.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+            // Read once through one descriptor, hash what was read, serve exactly those
+            // bytes from memory; the descriptor stays with them (`file_backed`), so a
+            // plain TCP connection can send the same region of the same file.
+            let path = p.clone();
+            let (file, data, opened, actual) = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut file = std::fs::File::open(&path)?;
+                let opened = FileStamp::of(&file.metadata()?);
+                let mut data = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
+                file.read_to_end(&mut data)?;
+                let actual = hex::encode(Sha256::digest(&data));
+                Ok::<_, std::io::Error>((file, data, opened, actual))
+            })
+            .await
+            .map_err(|e| ContentError::Io {
+                path: p.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(io(&p))?;
             if actual != sha256 {
                 self.set_verified(sha256, None);
                 self.quarantine(sha256).await?;
@@ -542,7 +553,14 @@ impl ContentStore for LocalDisk {
             }
             // The file changed while it was read: serve the bytes that hashed right,
             // keep nothing (the next request looks again).
-            if stat().await? == stamp && bytes.len() as u64 == stamp.len {
+            let whole = data.len() as u64 == opened.len
+                && file.metadata().map(|m| FileStamp::of(&m)).ok() == Some(opened);
+            let bytes = if whole {
+                file_backed::bytes(data, file)
+            } else {
+                bytes::Bytes::from(data)
+            };
+            if whole && opened == stamp && stat().await? == stamp {
                 self.memory().insert(sha256, stamp, bytes.clone());
                 self.set_verified(sha256, Some(stamp));
             }

@@ -1213,7 +1213,7 @@ fn signature_is_valid(key: &Value, message: &[u8], sig_hex: &str) -> bool {
     let (Ok(signature), Ok(key)) = (hex::decode(sig_hex), Key::deserialize(key)) else {
         return false;
     };
-    let (algorithm, public): (&dyn VerificationAlgorithm, &[u8]) = match &key {
+    let (algorithm, name, public): (&dyn VerificationAlgorithm, &str, &[u8]) = match &key {
         Key::Ecdsa {
             scheme: EcdsaScheme::EcdsaSha2Nistp256,
             keyval,
@@ -1223,19 +1223,29 @@ fn signature_is_valid(key: &Value, message: &[u8], sig_hex: &str) -> bool {
             scheme: EcdsaScheme::EcdsaSha2Nistp256,
             keyval,
             ..
-        } => (&sig::ECDSA_P256_SHA256_ASN1, &keyval.public),
+        } => (
+            &sig::ECDSA_P256_SHA256_ASN1,
+            "ecdsa-sha2-nistp256",
+            &keyval.public,
+        ),
         Key::Ed25519 {
             scheme: Ed25519Scheme::Ed25519,
             keyval,
             ..
-        } => (&sig::ED25519, &keyval.public),
+        } => (&sig::ED25519, "ed25519", &keyval.public),
         Key::Rsa {
             scheme: RsaScheme::RsassaPssSha256,
             keyval,
             ..
-        } => (&sig::RSA_PSS_2048_8192_SHA256, &keyval.public),
+        } => (
+            &sig::RSA_PSS_2048_8192_SHA256,
+            "rsassa-pss-sha256",
+            &keyval.public,
+        ),
     };
-    algorithm.verify_sig(public, message, &signature).is_ok()
+    crate::verified_signatures::valid(name, public, &signature, message, || {
+        algorithm.verify_sig(public, message, &signature).is_ok()
+    })
 }
 
 /// Listed length (when the parent lists one, never above the hard cap) or the role's cap.

@@ -37,6 +37,7 @@ mod keys;
 mod names;
 mod publish;
 pub mod transport;
+mod verified_signatures;
 pub mod verify;
 
 pub use error::TrustError;

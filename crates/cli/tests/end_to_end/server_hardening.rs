@@ -378,6 +378,63 @@ fn suffix_and_multiple_ranges_are_answered_as_http_allows() {
     assert_eq!(code, 200, "several ranges: the whole target");
 }
 
+/// Issue 10: a payload held in memory goes out over plain HTTP as the same region of its
+/// file (`sendfile`); every byte, whole or by range, first fetch or cached, is the file's.
+#[test]
+fn payload_bytes_over_plain_http_are_the_files_whole_and_by_range() {
+    let d = scratch();
+    let (cat, _, new) = catalog(d.path(), "pd-h-bytes");
+    let srv = Server::start_logged(&bins(), d.path(), &cat.root(), &[], &[], &[]);
+    assert!(push(&srv, &cat.repo).status.success());
+    let bytes = std::fs::read(&new).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let name = std::fs::read_dir(cat.repo.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(&sha))
+        .unwrap();
+    let url = format!("{}/v1/tuf/targets/{name}", srv.url);
+    let auth = format!("Authorization: Bearer {}", srv.admin);
+    let fetch = |range: Option<&str>| {
+        let out = d.path().join("fetched");
+        let mut c = Command::new("curl");
+        c.args(["-s", "--max-time", "30", "-o"]).arg(&out).args([
+            "-w",
+            "%{http_code}",
+            "-H",
+            &auth,
+        ]);
+        if let Some(r) = range {
+            c.arg("-H").arg(format!("Range: bytes={r}"));
+        }
+        let o = c.arg(&url).output().expect("curl");
+        let code: u16 = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (code, std::fs::read(&out).unwrap_or_default())
+    };
+    let len = bytes.len();
+    assert!(len > 1000, "the test payload is {len} bytes");
+    for round in 0..3 {
+        let (code, got) = fetch(None);
+        assert_eq!(code, 200, "round {round}");
+        assert!(got == bytes, "round {round}: the whole payload differs");
+        let (code, got) = fetch(Some("100-999"));
+        assert_eq!(code, 206, "round {round}");
+        assert!(
+            got == bytes[100..1000],
+            "round {round}: bytes 100-999 differ"
+        );
+        let (code, got) = fetch(Some(&format!("{}-", len - 7)));
+        assert_eq!(code, 206, "round {round}");
+        assert!(
+            got == bytes[len - 7..],
+            "round {round}: the last 7 bytes differ"
+        );
+    }
+}
+
 // --- finding 11: a full disk ------------------------------------------------------
 
 fn status_code(o: &std::process::Output) -> String {
