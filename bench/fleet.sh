@@ -18,8 +18,9 @@
 #
 # Usage: bench/fleet.sh [N] ; environment: SCENARIOS (default "a b c"), C_HOSTS
 # (pilot,early,broad; default 500,500,1000), INSTALL_MS (default 2000), A_POLL (10),
-# IDLE_SECONDS (default 60), KEEP=1 keeps the temporary directory, PROFILE=debug uses
-# the debug binaries (to try the script; figures only from release).
+# IDLE_SECONDS (default 60), CENSUS=1 counts the rollout's requests per host, KEEP=1 keeps
+# the temporary directory, PROFILE=debug uses the debug binaries (to try the script;
+# figures only from release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
@@ -108,19 +109,54 @@ common=(--server "$URL" --server-pid "$SERVER_PID" --install-ms "$INSTALL_MS")
 fleet=(--idle-seconds "$IDLE_SECONDS" --state "$STATE" --group "fleet=$W/token-fleet:$N"
   --package pd-fleet-a:1.0-1 --package pd-fleet-b:1.0-1
   --package libfiller1:2.3-1 --package libfiller2:0.9-4 --package libfiller3:5.1-2)
-emergency() { echo "$PD approve --tenant acme --group fleet $1 --emergency --reason 'fleet benchmark: exploited today' >/dev/null"; }
+# CENSUS=1: the server's request counters are read just before the approval and after
+# the run; their difference is every request the rollout cost, by route and status. Off
+# by default: the first read renders the compliance gauges (~0.1 s at 10,000 hosts),
+# which would count in the measured time.
+scrape() { curl -s -H "Authorization: Bearer $PATCHDAY_TOKEN" "$URL/metrics" >"$1" || true; }
+emergency() {
+  local before=""
+  [ "${CENSUS:-0}" = 1 ] && before="curl -s -H 'Authorization: Bearer $PATCHDAY_TOKEN' '$URL/metrics' >'$W/metrics-before-$2.txt'; "
+  echo "$before$PD approve --tenant acme --group fleet $1 --emergency --reason 'fleet benchmark: exploited today' >/dev/null"
+}
+census() { # LABEL HOSTS: requests per host during the rollout, by route and status
+  [ "${CENSUS:-0}" = 1 ] || return 0
+  scrape "$W/metrics-after-$1.txt"
+  python3 - "$W/metrics-before-$1.txt" "$W/metrics-after-$1.txt" "$2" <<'PY'
+import re, sys
+def read(p):
+    out = {}
+    for line in open(p, errors="replace"):
+        m = re.match(r'patchday_http_requests_total\{(.*)\} (\S+)', line)
+        if m:
+            lab = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            out[(lab.get("method"), lab.get("route"), lab.get("status"))] = float(m.group(2))
+    return out
+try:
+    a, b = read(sys.argv[1]), read(sys.argv[2])
+except OSError as e:
+    sys.exit(f"  requests: not counted ({e})")
+hosts = int(sys.argv[3])
+rows = sorted(((b[k] - a.get(k, 0), k) for k in b if b[k] - a.get(k, 0) > 0), reverse=True)
+print(f"  requests during the rollout: {sum(n for n, _ in rows):.0f} ({sum(n for n, _ in rows) / hosts:.2f} per host)")
+for n, (m, r, st) in rows:
+    print(f"    {n:9.0f} {n / hosts:6.2f}/host  {st} {m} {r}")
+PY
+}
 
 if [[ " $SCENARIOS " == *" a "* ]]; then
   echo; echo "== (a) $N hosts, emergency approval, 1 MB payload, ${A_MODE[*]}"
   "$FLEET" "${common[@]}" "${fleet[@]}" --label a "${A_MODE[@]}" --horizon-seconds 600 \
-    --approve "$(emergency PD-FLEET-A)" | tee "$W/a.out"
+    --approve "$(emergency PD-FLEET-A a)" | tee "$W/a.out"
   R[a]=$(json "$W/a.out")
+  census a "$N"
 fi
 if [[ " $SCENARIOS " == *" b "* ]]; then
   echo; echo "== (b) the same $N hosts polling every 300 s (uniform random phase), no push"
   "$FLEET" "${common[@]}" "${fleet[@]}" --label b --mode poll --poll-seconds 300 --horizon-seconds 900 \
-    --approve "$(emergency PD-FLEET-B)" | tee "$W/b.out"
+    --approve "$(emergency PD-FLEET-B b)" | tee "$W/b.out"
   R[b]=$(json "$W/b.out")
+  census b "$N"
 fi
 if [[ " $SCENARIOS " == *" c "* ]]; then
   IFS=, read -r CP CE CB <<<"$C_HOSTS"

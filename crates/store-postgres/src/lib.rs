@@ -2917,16 +2917,14 @@ impl TenantStore for PgTenant {
         update: Option<&UpdateId>,
         limit: u32,
     ) -> Result<Vec<HistoryEntry>> {
-        let rows = sqlx::query(
-            "SELECT host_id, update_id, state, previous, message, at FROM state_history              WHERE tenant_id = $1 AND ($2 IS NULL OR host_id = $2) AND ($3 IS NULL OR update_id = $3)              ORDER BY seq LIMIT $4",
-        )
-        .bind(self.id.as_str())
-        .bind(host.map(|h| h.as_str()))
-        .bind(update.map(|u| u.as_str()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        let rows = sqlx::query(history_sql(host.is_some(), update.is_some()))
+            .bind(self.id.as_str())
+            .bind(host.map(|h| h.as_str()))
+            .bind(update.map(|u| u.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter()
             .map(|r| {
                 Ok(HistoryEntry {
@@ -3521,6 +3519,31 @@ pub mod testing {
             if let Ok(Err(e)) = dropped {
                 eprintln!("could not drop test database {}: {e}", self.name);
             }
+        }
+    }
+}
+
+/// Issue 12: the history read, one statement per shape of the question, each able to
+/// seek on its index (`state_history_by_host`, `state_history_by_update`); one statement
+/// with `($2 IS NULL OR host_id = $2)` read the tenant's whole history for one host.
+/// Every shape takes the same four parameters.
+fn history_sql(host: bool, update: bool) -> &'static str {
+    match (host, update) {
+        (true, true) => {
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history \
+             WHERE tenant_id = $1 AND host_id = $2 AND update_id = $3 ORDER BY seq LIMIT $4"
+        }
+        (true, false) => {
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history \
+             WHERE tenant_id = $1 AND host_id = $2 AND $3::text IS NULL ORDER BY seq LIMIT $4"
+        }
+        (false, true) => {
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history \
+             WHERE tenant_id = $1 AND $2::text IS NULL AND update_id = $3 ORDER BY seq LIMIT $4"
+        }
+        (false, false) => {
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history \
+             WHERE tenant_id = $1 AND $2::text IS NULL AND $3::text IS NULL ORDER BY seq LIMIT $4"
         }
     }
 }

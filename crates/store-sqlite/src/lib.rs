@@ -2840,16 +2840,14 @@ impl TenantStore for SqliteTenant {
         update: Option<&UpdateId>,
         limit: u32,
     ) -> Result<Vec<HistoryEntry>> {
-        let rows = sqlx::query(
-            "SELECT host_id, update_id, state, previous, message, at FROM state_history              WHERE tenant_id = ?1 AND (?2 IS NULL OR host_id = ?2) AND (?3 IS NULL OR update_id = ?3)              ORDER BY seq LIMIT ?4",
-        )
-        .bind(self.id.as_str())
-        .bind(host.map(|h| h.as_str()))
-        .bind(update.map(|u| u.as_str()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        let rows = sqlx::query(history_sql(host.is_some(), update.is_some()))
+            .bind(self.id.as_str())
+            .bind(host.map(|h| h.as_str()))
+            .bind(update.map(|u| u.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter()
             .map(|r| {
                 Ok(HistoryEntry {
@@ -3474,6 +3472,31 @@ impl SqliteTenant {
     }
 }
 
+/// Issue 12: the history read, one statement per shape of the question, each able to
+/// seek on its index (`state_history_by_host`, `state_history_by_update`); one statement
+/// with `(?2 IS NULL OR host_id = ?2)` read the tenant's whole history for one host.
+/// Every shape takes the same four parameters.
+fn history_sql(host: bool, update: bool) -> &'static str {
+    match (host, update) {
+        (true, true) => {
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history \
+             WHERE tenant_id = ?1 AND host_id = ?2 AND update_id = ?3 ORDER BY seq LIMIT ?4"
+        }
+        (true, false) => {
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history \
+             WHERE tenant_id = ?1 AND host_id = ?2 AND ?3 IS NULL ORDER BY seq LIMIT ?4"
+        }
+        (false, true) => {
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history \
+             WHERE tenant_id = ?1 AND ?2 IS NULL AND update_id = ?3 ORDER BY seq LIMIT ?4"
+        }
+        (false, false) => {
+            "SELECT host_id, update_id, state, previous, message, at FROM state_history \
+             WHERE tenant_id = ?1 AND ?2 IS NULL AND ?3 IS NULL ORDER BY seq LIMIT ?4"
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -3510,5 +3533,48 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains("append-only"), "{sql}: {e}");
         }
+    }
+
+    // Issue 12: a history question about one host or one update seeks on its index.
+    #[tokio::test]
+    async fn history_reads_seek_on_the_host_or_update_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("patchday.db"))
+            .await
+            .unwrap();
+        let plan = |host: bool, update: bool| {
+            store
+                .inline
+                .read(|c| {
+                    c.prepare(&format!("EXPLAIN QUERY PLAN {}", history_sql(host, update)))?
+                        .query_map(rusqlite::params!["t", "h", "u", 10], |r| {
+                            r.get::<_, String>(3)
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .unwrap()
+                .join("; ")
+        };
+        for (host, update, index) in [
+            (
+                true,
+                false,
+                "state_history_by_host (tenant_id=? AND host_id=?)",
+            ),
+            (
+                false,
+                true,
+                "state_history_by_update (tenant_id=? AND update_id=?)",
+            ),
+        ] {
+            let p = plan(host, update);
+            assert!(p.contains(index), "host {host}, update {update}: {p}");
+        }
+        let both = plan(true, true);
+        assert!(
+            both.contains("(tenant_id=? AND host_id=?)")
+                || both.contains("(tenant_id=? AND update_id=?)"),
+            "{both}"
+        );
     }
 }

@@ -1917,6 +1917,21 @@ async fn state_history_records_changes_only(store: &dyn Store) {
     let u1 = t.history(None, Some(&id("U1")), 100).await.unwrap();
     assert_eq!(u1.len(), 2);
     assert_eq!(u1[1].at, ts("2026-11-26T12:00:00Z"));
+    // Every shape of the question (each backend has one statement per shape).
+    let h_u2 = t.history(Some(&h), Some(&id("U2")), 100).await.unwrap();
+    assert_eq!(
+        h_u2.iter()
+            .map(|e| (e.update.as_str(), e.message.as_deref()))
+            .collect::<Vec<_>>(),
+        [("U2", None), ("U2", Some("waiting"))]
+    );
+    assert_eq!(t.history(None, None, 100).await.unwrap(), all);
+    assert_eq!(t.history(None, None, 3).await.unwrap(), all[..3]);
+    assert!(t
+        .history(Some(&h), Some(&id("U3")), 100)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(other.history(None, None, 100).await.unwrap().is_empty());
 
     store
