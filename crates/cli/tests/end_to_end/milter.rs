@@ -541,6 +541,20 @@ fn postfix_and_clamd_give_every_verdict_and_lose_nothing() {
         postfix.delivered().len() == 3
     });
 
+    // The verdicts are reported in the background after Postfix has its answer; the
+    // milter is killed below only once they are on the server (a verdict decided in the
+    // instant before a SIGKILL is in the milter's own log, not necessarily on the server).
+    let on_server = || {
+        let (status, body) =
+            server.http_get("/v1/tenants/acme/mail/verdicts", Some(server.admin.trim()));
+        status == 200
+            && serde_json::from_str::<Vec<serde_json::Value>>(&body).map_or(0, |v| v.len()) == 9
+    };
+    wait_for(
+        "the verdicts on the server before the milter goes",
+        on_server,
+    );
+
     // The milter down: Postfix tempfails too (milter_default_action = tempfail).
     milter.child.kill().unwrap();
     milter.child.wait().unwrap();
