@@ -72,8 +72,13 @@ TRAIN=$(date -u +%Y-%m)
 PAYLOAD_BYTES=$(stat -c %s "$W/pd-fleet-a_1.0-2_amd64.deb")
 
 # ---- The server: its own process, release build. ----
+METRICS=()
+if [ "${CENSUS:-0}" = 1 ]; then
+  (umask 077; head -c 24 /dev/urandom | base64 >"$W/metrics-token")
+  METRICS=(--metrics-token-file "$W/metrics-token")
+fi
 "$PD" server --data "$W/server" --listen 127.0.0.1:0 --catalog-root "$W/catalog/metadata/1.root.json" \
-  --admin-token-file "$W/admin-token" --max-connections $((N + 4000)) --rollout-every 2s \
+  --admin-token-file "$W/admin-token" --max-connections $((N + 4000)) --rollout-every 2s "${METRICS[@]}" \
   >"$W/server.out" 2>"$W/server.log" &
 SERVER_PID=$!
 for _ in $(seq 600); do
@@ -113,10 +118,10 @@ fleet=(--idle-seconds "$IDLE_SECONDS" --state "$STATE" --group "fleet=$W/token-f
 # the run; their difference is every request the rollout cost, by route and status. Off
 # by default: the first read renders the compliance gauges (~0.1 s at 10,000 hosts),
 # which would count in the measured time.
-scrape() { curl -s -H "Authorization: Bearer $PATCHDAY_TOKEN" "$URL/metrics" >"$1" || true; }
+scrape() { curl -s -H "Authorization: Bearer $(cat "$W/metrics-token")" "$URL/metrics" >"$1" || true; }
 emergency() {
   local before=""
-  [ "${CENSUS:-0}" = 1 ] && before="curl -s -H 'Authorization: Bearer $PATCHDAY_TOKEN' '$URL/metrics' >'$W/metrics-before-$2.txt'; "
+  [ "${CENSUS:-0}" = 1 ] && before="curl -s -H 'Authorization: Bearer $(cat "$W/metrics-token")' '$URL/metrics' >'$W/metrics-before-$2.txt'; "
   echo "$before$PD approve --tenant acme --group fleet $1 --emergency --reason 'fleet benchmark: exploited today' >/dev/null"
 }
 census() { # LABEL HOSTS: requests per host during the rollout, by route and status
