@@ -352,11 +352,11 @@ fn refused_catalog_push_answer_does_not_reveal_server_paths() {
     );
 }
 
-#[test]
-fn suffix_and_multiple_ranges_are_answered_as_http_allows() {
-    let d = scratch();
-    let (cat, _, new) = catalog(d.path(), "pd-h-range");
-    let srv = Server::start_logged(&bins(), d.path(), &cat.root(), &[], &[], &[]);
+/// A server with `package`'s catalog pushed: the server, the newer payload's bytes and
+/// its consistent-snapshot target name.
+fn serving_a_payload(d: &Path, package: &str) -> (Server, Vec<u8>, String) {
+    let (cat, _, new) = catalog(d, package);
+    let srv = Server::start_logged(&bins(), d, &cat.root(), &[], &[], &[]);
     assert!(push(&srv, &cat.repo).status.success());
     let bytes = std::fs::read(&new).unwrap();
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
@@ -365,6 +365,13 @@ fn suffix_and_multiple_ranges_are_answered_as_http_allows() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .find(|n| n.starts_with(&sha))
         .unwrap();
+    (srv, bytes, name)
+}
+
+#[test]
+fn suffix_and_multiple_ranges_are_answered_as_http_allows() {
+    let d = scratch();
+    let (srv, bytes, name) = serving_a_payload(d.path(), "pd-h-range");
     let path = format!("/v1/tuf/targets/{name}");
     let auth = format!("Authorization: Bearer {}", srv.admin);
     let (code, answer) = curl(&srv, &path, &["-H", &auth, "-H", "Range: bytes=-10"]);
@@ -383,16 +390,7 @@ fn suffix_and_multiple_ranges_are_answered_as_http_allows() {
 #[test]
 fn payload_bytes_over_plain_http_are_the_files_whole_and_by_range() {
     let d = scratch();
-    let (cat, _, new) = catalog(d.path(), "pd-h-bytes");
-    let srv = Server::start_logged(&bins(), d.path(), &cat.root(), &[], &[], &[]);
-    assert!(push(&srv, &cat.repo).status.success());
-    let bytes = std::fs::read(&new).unwrap();
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    let name = std::fs::read_dir(cat.repo.join("targets"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with(&sha))
-        .unwrap();
+    let (srv, bytes, name) = serving_a_payload(d.path(), "pd-h-bytes");
     let url = format!("{}/v1/tuf/targets/{name}", srv.url);
     let auth = format!("Authorization: Bearer {}", srv.admin);
     let fetch = |range: Option<&str>| {
