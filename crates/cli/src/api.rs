@@ -9,6 +9,33 @@ use std::path::PathBuf;
 
 use crate::render::Format;
 
+/// The server answered with an error status (a request that did not reach it is a
+/// transport error instead): callers that retry tell the two apart.
+#[derive(Debug)]
+pub struct Refused {
+    /// The answer's status.
+    pub status: reqwest::StatusCode,
+    text: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Refused {
+    /// Whether the same request may succeed later: the server was busy, unavailable or
+    /// failed (5xx, 408, 429), as opposed to refusing this request (other 4xx).
+    pub fn is_transient(&self) -> bool {
+        self.status.is_server_error()
+            || self.status == reqwest::StatusCode::REQUEST_TIMEOUT
+            || self.status == reqwest::StatusCode::TOO_MANY_REQUESTS
+    }
+}
+
 /// Where the server is and who we are.
 #[derive(Clone)]
 pub struct Api {
@@ -63,10 +90,11 @@ impl Api {
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => anyhow::bail!("{what}: {} ({status})", e.message),
-            Err(_) => anyhow::bail!("{what}: server answered {status}"),
-        }
+        let text = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => format!("{what}: {} ({status})", e.message),
+            Err(_) => format!("{what}: server answered {status}"),
+        };
+        Err(Refused { status, text }.into())
     }
 
     async fn send<R: DeserializeOwned>(

@@ -212,13 +212,17 @@ async fn serve(a: RunArgs, now: fn() -> jiff::Timestamp) -> anyhow::Result<i32> 
         listener.local_addr()?,
         listener.local_addr()?
     );
+    let (report, reports) = match reporter(&a.conn)? {
+        Some((r, q)) => (Some(r), Some(q)),
+        None => (None, None),
+    };
     let engine = Arc::new(Engine {
         policy,
         clamd,
         quarantine_dir: a.quarantine,
         log,
         now,
-        report: reporter(&a.conn)?,
+        report,
     });
     let shutdown = async {
         let mut term =
@@ -231,44 +235,255 @@ async fn serve(a: RunArgs, now: fn() -> jiff::Timestamp) -> anyhow::Result<i32> 
             _ = term.recv() => {}
         }
     };
-    patchday_milter::serve(listener, engine, shutdown)
-        .await
-        .context("the milter stopped")?;
+    let served = patchday_milter::serve(listener, engine, shutdown).await;
+    if let Some(q) = reports {
+        q.drain(REPORT_DRAIN).await;
+    }
+    served.context("the milter stopped")?;
     Ok(0)
 }
 
-/// Reports each verdict to the server in the background, once per tenant it concerns; a
-/// failed report is logged and does not change the verdict.
-fn reporter(conn: &Conn) -> anyhow::Result<Option<Report>> {
+/// Verdict reports waiting for the server, at most this many (a server down for long:
+/// newer verdicts beyond it are in the verdict log only, and the milter says so).
+const REPORT_QUEUE: usize = 10_000;
+/// Longest wait between two tries of a report the server could not take.
+const REPORT_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long a stopping milter keeps handing over the verdict reports still queued.
+const REPORT_DRAIN: Duration = Duration::from_secs(10);
+
+enum Job {
+    Report(patchday_types::TenantId, patchday_types::api::MailVerdict),
+    Stop,
+}
+
+/// The background sender of verdict reports: one at a time, in order, each tried again
+/// with back-off while the server is unreachable or busy (a verdict decided while the
+/// server restarts still reaches it), dropped with a warning when the server refuses it.
+/// The verdict itself never waits for the server, and every verdict is in the log.
+struct Reports {
+    tx: tokio::sync::mpsc::Sender<Job>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn reporter(conn: &Conn) -> anyhow::Result<Option<(Report, Reports)>> {
     if conn.server.is_none() {
         return Ok(None);
     }
-    let api = Arc::new(conn.api()?);
-    Ok(Some(Box::new(move |record: VerdictRecord| {
-        let api = api.clone();
-        tokio::spawn(async move {
-            let verdict = patchday_types::api::MailVerdict {
-                time: record.time,
-                verdict: serde_json::to_value(record.verdict)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                queue_id: record.queue_id,
-                sender: record.sender,
-                recipients: record.recipients,
-                reasons: record.reasons,
-                size: record.size,
-                quarantine_id: record.quarantine_id,
-            };
-            for tenant in &record.tenants {
-                let result = match patchday_types::TenantId::new(tenant.as_str()) {
-                    Ok(t) => api.report_mail_verdict(&t, &verdict).await,
-                    Err(e) => Err(anyhow::anyhow!("tenant name {tenant:?} in the policy: {e}")),
-                };
-                if let Err(e) = result {
-                    tracing::warn!("the verdict was not reported to the server: {e:#}");
+    Ok(Some(report_queue(conn.api()?, Duration::from_secs(1))))
+}
+
+/// Whether a failed report may succeed later: the server unreachable, or busy or failing
+/// (5xx, 408, 429); not when it refused the report itself.
+fn worth_retrying(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<crate::api::Refused>() {
+        Some(r) => r.is_transient(),
+        None => e.chain().any(|c| c.is::<reqwest::Error>()),
+    }
+}
+
+fn report_queue(api: crate::api::Api, first_wait: Duration) -> (Report, Reports) {
+    use std::sync::atomic::Ordering;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(REPORT_QUEUE);
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let left = pending.clone();
+    let task = tokio::spawn(async move {
+        while let Some(Job::Report(tenant, verdict)) = rx.recv().await {
+            let mut wait = first_wait;
+            loop {
+                match api.report_mail_verdict(&tenant, &verdict).await {
+                    Ok(()) => break,
+                    Err(e) if worth_retrying(&e) => {
+                        tracing::warn!(
+                            "a verdict was not reported to the server yet ({e:#}); trying again in {} s",
+                            wait.as_secs_f64()
+                        );
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(REPORT_BACKOFF_MAX);
+                    }
+                    Err(e) => {
+                        tracing::warn!("the server refused a verdict report ({e:#}); the verdict is in the verdict log only");
+                        break;
+                    }
                 }
             }
+            left.fetch_sub(1, Ordering::AcqRel);
+        }
+    });
+    let queue = tx.clone();
+    let counted = pending.clone();
+    let report: Report = Box::new(move |record: VerdictRecord| {
+        let verdict = patchday_types::api::MailVerdict {
+            time: record.time,
+            verdict: serde_json::to_value(record.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            queue_id: record.queue_id,
+            sender: record.sender,
+            recipients: record.recipients,
+            reasons: record.reasons,
+            size: record.size,
+            quarantine_id: record.quarantine_id,
+        };
+        for tenant in &record.tenants {
+            let t = match patchday_types::TenantId::new(tenant.as_str()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(
+                        "tenant name {tenant:?} in the policy: {e}; the verdict is not reported"
+                    );
+                    continue;
+                }
+            };
+            counted.fetch_add(1, Ordering::AcqRel);
+            if queue.try_send(Job::Report(t, verdict.clone())).is_err() {
+                counted.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!("{REPORT_QUEUE} verdict reports are waiting for the server; this one (tenant {tenant}) is in the verdict log only");
+            }
+        }
+    });
+    (report, Reports { tx, pending, task })
+}
+
+impl Reports {
+    /// Hands over what is queued, for at most `within`; says how many were not.
+    async fn drain(self, within: Duration) -> usize {
+        let Reports { tx, pending, task } = self;
+        let finished = tokio::time::timeout(within, async {
+            let _ = tx.send(Job::Stop).await;
+            let _ = task.await;
+        })
+        .await;
+        let left = pending.load(std::sync::atomic::Ordering::Acquire);
+        if finished.is_err() && left > 0 {
+            tracing::error!("{left} verdict report(s) not delivered to the server before stopping; the verdicts are in the verdict log");
+        }
+        left
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Mutex;
+
+    /// A real HTTP listener on loopback answering the statuses in `script` in turn (then
+    /// 200); the request bodies it received.
+    fn server(script: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let got = seen.clone();
+        std::thread::spawn(move || {
+            let mut script = script.into_iter();
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    let n = c.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break Some(body.to_string());
+                        }
+                    }
+                };
+                let Some(body) = body else { continue };
+                got.lock().unwrap().push(body);
+                let status = script.next().unwrap_or(200);
+                let answer = if status == 200 { "null" } else { "{}" };
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
         });
-    })))
+        (url, seen)
+    }
+
+    fn verdict(queue_id: &str) -> VerdictRecord {
+        VerdictRecord {
+            time: jiff::Timestamp::UNIX_EPOCH,
+            queue_id: Some(queue_id.into()),
+            tenants: vec!["acme".into()],
+            sender: "a@outside.example".into(),
+            recipients: vec!["b@acme.example".into()],
+            verdict: patchday_milter::verdict::VerdictKind::Accept,
+            reasons: Vec::new(),
+            files: Vec::new(),
+            size: 10,
+            quarantine_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_report_the_server_cannot_take_yet_is_sent_again_until_it_can() {
+        let (url, seen) = server(vec![503, 502, 200]);
+        let (report, queue) = report_queue(
+            crate::api::Api::new(&url, "t", None).unwrap(),
+            Duration::from_millis(10),
+        );
+        report(verdict("Q1"));
+        report(verdict("Q2"));
+        assert_eq!(
+            queue.drain(Duration::from_secs(10)).await,
+            0,
+            "all handed over"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.len(),
+            4,
+            "Q1 three times (503, 502, 200), then Q2: {seen:?}"
+        );
+        assert!(seen[..3].iter().all(|b| b.contains("Q1")), "{seen:?}");
+        assert!(seen[3].contains("Q2"), "in order: {seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_report_the_server_refuses_is_not_sent_again() {
+        let (url, seen) = server(vec![400, 200]);
+        let (report, queue) = report_queue(
+            crate::api::Api::new(&url, "t", None).unwrap(),
+            Duration::from_millis(10),
+        );
+        report(verdict("Q1"));
+        report(verdict("Q2"));
+        assert_eq!(queue.drain(Duration::from_secs(10)).await, 0);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen[0].contains("Q1") && seen[1].contains("Q2"), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stopping_milter_says_how_many_reports_the_unreachable_server_did_not_get() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let api = crate::api::Api::new(&format!("http://127.0.0.1:{port}"), "t", None).unwrap();
+        let (report, queue) = report_queue(api, Duration::from_millis(10));
+        report(verdict("Q1"));
+        report(verdict("Q2"));
+        assert_eq!(queue.drain(Duration::from_millis(300)).await, 2);
+    }
 }
