@@ -459,17 +459,12 @@ async fn run_once(
             }
             Ok::<_, anyhow::Error>(())
         };
-        tokio::pin!(fetch);
-        let () =
-            match tokio::time::timeout(patchday_agent::run::DOWNLOADING_REPORT_AFTER, &mut fetch)
-                .await
-            {
-                Ok(done) => done?,
-                Err(_) => {
-                    report(host, &a.update, UpdateState::Downloading, None).await;
-                    fetch.await?
-                }
-            };
+        patchday_agent::download::saying_when_slow(
+            patchday_agent::run::DOWNLOADING_REPORT_AFTER,
+            fetch,
+            report(host, &a.update, UpdateState::Downloading, None),
+        )
+        .await?;
         report(host, &a.update, UpdateState::Installing, None).await;
         // dpkg's work, simulated.
         tokio::time::sleep(install).await;

@@ -982,7 +982,6 @@ async fn prepare(
     // fetching a small payload from a near server does not send a report nobody could
     // see; "installing" follows at once otherwise. There is no "downloaded" report here
     // either: a staged update reports it with its reason where it waits.
-    // (A block: the pinned download borrows the install's payloads until it ends.)
     let files = {
         let fetch = async {
             let mut files = Vec::new();
@@ -999,17 +998,13 @@ async fn prepare(
             }
             Ok::<_, FailedBefore>(files)
         };
-        tokio::pin!(fetch);
         if report {
-            match tokio::time::timeout(DOWNLOADING_REPORT_AFTER, &mut fetch).await {
-                Ok(done) => done?,
-                Err(_) => {
-                    reporter
-                        .send(&a.update, UpdateState::Downloading, None)
-                        .await;
-                    fetch.await?
-                }
-            }
+            crate::download::saying_when_slow(
+                DOWNLOADING_REPORT_AFTER,
+                fetch,
+                reporter.send(&a.update, UpdateState::Downloading, None),
+            )
+            .await?
         } else {
             fetch.await?
         }

@@ -1689,7 +1689,9 @@ impl TenantStore for SqliteTenant {
         if same == 1 {
             return Ok(());
         }
-        let packed = zstd::encode_all(text.as_bytes(), 3)
+        // In one call, the size known: zstd sizes its tables to the inventory (a few KB)
+        // where the streaming encoder set up level 3's whole window at every check-in.
+        let packed = zstd::bulk::compress(text.as_bytes(), 3)
             .map_err(|e| StoreError::Backend(format!("compressing an inventory: {e}")))?;
         let done =
             self.writer
