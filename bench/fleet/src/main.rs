@@ -44,6 +44,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+// Ten thousand hosts in one process download at once: hyper's read buffers (up to
+// ~400 KB per connection, a new one whenever the last chunk is still held) churned
+// glibc's malloc (a quarter of the simulator's CPU in `_int_malloc`,
+// `malloc_consolidate` and page faults). jemalloc's size classes and thread caches
+// take that churn; what is measured is the server, in its own process.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Simulated hosts against a real server; see the crate documentation.
 #[derive(Parser, Debug)]
 #[command(

@@ -93,8 +93,8 @@ pub async fn fetch_and_discard(
 /// issue 10, point 8) runs beside it, and both are awaited, so the report is never sent
 /// after whatever follows the download. The download keeps being read while the report
 /// is held: a busy server queues it or answers 503 with `Retry-After`, and a download
-/// paused that long is cut by the server as a client that stopped reading (3 of 10,000
-/// simulated hosts lost their payload mid-way that way in a fleet run).
+/// paused that long is cut by the server as a client that stopped reading (the likely
+/// cause of the 3-4 payloads per 10,000-host fleet run cut mid-body).
 pub async fn saying_when_slow<T>(
     after: Duration,
     fetch: impl std::future::Future<Output = T>,

@@ -14,6 +14,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+// The server's hot path allocates and frees in every request and in SQLite's page cache
+// (emptied by each read transaction after another connection wrote): with glibc's malloc
+// that was ~17% of the server's CPU during a fleet rollout (`_int_malloc`,
+// `malloc_consolidate`, `unlink_chunk`; `perf record` at 2,000 hosts). jemalloc's size
+// classes and per-thread caches take it for less (BENCHMARKS.md, tenth run).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Patchday: a self-hosted patch-management system.
 ///
 /// Start with `patchday demo` to watch a small fleet go from vulnerable to compliant.
