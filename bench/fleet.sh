@@ -37,6 +37,24 @@ if [ "$(ulimit -n)" -lt $((N + 2000)) ]; then
   echo "FAIL: the open-file limit $(ulimit -n) is below $((N + 2000)); raise the hard limit (ulimit -Hn) for $N hosts"
   exit 1
 fi
+# PROFILE=debug tries the script against the debug binaries of `cargo build --workspace`.
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ] && [ "${BUILD:-1}" = 1 ]; then cargo build --release -q -p patchday-cli -p patchday-fleet; fi
+PD=$CARGO_TARGET_DIR/$PROFILE/patchday
+FLEET=$CARGO_TARGET_DIR/$PROFILE/patchday-fleet
+
+W=$(mktemp -d /tmp/patchday-fleet.XXXXXX)
+STATE=/dev/shm/patchday-fleet-$$
+SERVER_PID=
+cleanup() {
+  if [ -n "${RCVQ_DROPS_AT_START:-}" ]; then
+    echo "kernel receive-queue drops during the run (TcpExtTCPRcvQDrop): $(($(rcvq_drops) - RCVQ_DROPS_AT_START))"
+  fi
+  if [ -n "${TCP_MEM_SAVED:-}" ]; then echo "$TCP_MEM_SAVED" >/proc/sys/net/ipv4/tcp_mem; fi
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$W" "$STATE"; else echo "kept $W and $STATE"; fi
+}
+trap cleanup EXIT
 # N hosts' TCP receive buffers share this one kernel, where a fleet's are spread over N
 # kernels: the kernel's TCP memory cap (net.ipv4.tcp_mem, ~9% of RAM by default; 2.25 GB
 # here) was crossed with thousands of 1 MB payloads in flight to a busy simulator, and
@@ -50,29 +68,13 @@ TCP_MEM_MIB=${TCP_MEM_MIB:-$((N + 2048))}
 if [ "$(id -u)" = 0 ] && [ -w /proc/sys/net/ipv4/tcp_mem ]; then
   TCP_MEM_SAVED=$(cat /proc/sys/net/ipv4/tcp_mem)
   pages=$((TCP_MEM_MIB * 256))
-  read -r _ cur_pressure cur_max </proc/sys/net/ipv4/tcp_mem
+  read -r _ _ cur_max </proc/sys/net/ipv4/tcp_mem
   if [ "$cur_max" -lt "$pages" ]; then
     echo "$((pages / 2)) $((pages * 3 / 4)) $pages" >/proc/sys/net/ipv4/tcp_mem
   fi
 fi
 rcvq_drops() { awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else { split($0, v); for (i in k) if (k[i] == "TCPRcvQDrop") print v[i] } }' /proc/net/netstat; }
 RCVQ_DROPS_AT_START=$(rcvq_drops)
-# PROFILE=debug tries the script against the debug binaries of `cargo build --workspace`.
-PROFILE=${PROFILE:-release}
-if [ "$PROFILE" = release ] && [ "${BUILD:-1}" = 1 ]; then cargo build --release -q -p patchday-cli -p patchday-fleet; fi
-PD=$CARGO_TARGET_DIR/$PROFILE/patchday
-FLEET=$CARGO_TARGET_DIR/$PROFILE/patchday-fleet
-
-W=$(mktemp -d /tmp/patchday-fleet.XXXXXX)
-STATE=/dev/shm/patchday-fleet-$$
-SERVER_PID=
-cleanup() {
-  echo "kernel receive-queue drops during the run (TcpExtTCPRcvQDrop): $(($(rcvq_drops) - RCVQ_DROPS_AT_START))"
-  if [ -n "$TCP_MEM_SAVED" ]; then echo "$TCP_MEM_SAVED" >/proc/sys/net/ipv4/tcp_mem; fi
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$W" "$STATE"; else echo "kept $W and $STATE"; fi
-}
-trap cleanup EXIT
 
 # ---- The catalog: three updates, each a 1 MB .deb (random bytes: no compression gain). ----
 deb() { # NAME VERSION SIZE_KIB
