@@ -10,8 +10,8 @@
 //! rusqlite on a small pool of read-only connections instead. A WAL read never waits for
 //! the writer, so running it on an async worker thread blocks it only for the
 //! statement's own work (tens of microseconds); large reads (fleet pages, reports) stay
-//! on sqlx. Writes stay on sqlx's single writer, so everything that commits does so in
-//! one place as before.
+//! on sqlx. Writes go through one lock ([`Writer`]): the hot path's on an inline
+//! rusqlite connection, committed in groups, the rest on sqlx's single writer.
 //!
 //! rusqlite is the crate that wraps the same `libsqlite3-sys` sqlx links (one SQLite
 //! library in the process; the versions must match, see Cargo.toml).
@@ -428,10 +428,16 @@ impl Writer {
                 let (Some(conn), Some(group)) = (conn.as_ref(), open.as_mut()) else {
                     return Err(StoreError::Backend("the inline writer is not open".into()));
                 };
-                let ran = conn
-                    .execute_batch("SAVEPOINT pd_write")
-                    .and_then(|()| f(conn))
-                    .and_then(|out| conn.execute_batch("RELEASE pd_write").map(|()| out));
+                // The group's first write needs no savepoint: if it fails, the whole
+                // transaction goes (a lone write, the common case, pays nothing extra).
+                let first = group.members == 0;
+                let ran = if first {
+                    f(conn)
+                } else {
+                    conn.execute_batch("SAVEPOINT pd_write")
+                        .and_then(|()| f(conn))
+                        .and_then(|out| conn.execute_batch("RELEASE pd_write").map(|()| out))
+                };
                 match ran {
                     Ok(out) => {
                         group.members += 1;
@@ -441,22 +447,30 @@ impl Writer {
                         // SQLite may have ended the whole transaction (a full disk, say).
                         let whole = conn.is_autocommit();
                         if !whole {
-                            let _ = conn.execute_batch("ROLLBACK TO pd_write; RELEASE pd_write");
+                            let undo = if first {
+                                "ROLLBACK"
+                            } else {
+                                "ROLLBACK TO pd_write; RELEASE pd_write"
+                            };
+                            let _ = conn.execute_batch(undo);
                         }
-                        Err((written(e), whole, group.members == 0))
+                        Err((written(e), whole, first))
                     }
                 }
             };
             let (number, out) = match ran {
                 Ok(done) => done,
-                Err((err, whole, alone)) => {
-                    if whole {
-                        // The group's earlier writes are lost with the transaction.
+                Err((err, whole, first)) => {
+                    if whole || first {
+                        // The transaction is gone: with the group's earlier writes (they
+                        // fail too), or with nothing else in it.
                         if let Some(group) = w.open.take() {
-                            w.end(group.number, Err(err.clone()), &self.ended);
+                            let outcome = if whole { Err(err.clone()) } else { Ok(()) };
+                            w.end(group.number, outcome, &self.ended);
                         }
-                    } else if alone {
-                        // Nothing else in the group: end it here.
+                    } else if !self.gate.contended() {
+                        // As after a write that succeeded: nobody comes to commit the
+                        // earlier writes, so this one does.
                         let _ = w.commit(&self.ended);
                     }
                     return Err(err);
@@ -909,6 +923,27 @@ mod tests {
             .collect();
         let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
         ticks / 100.0
+    }
+
+    #[tokio::test]
+    async fn a_lone_failed_write_leaves_no_transaction_open() {
+        let (dir, store) = writer().await;
+        let e = store
+            .writer
+            .inline(|c| {
+                c.execute("INSERT INTO t VALUES (1, 'kept?')", [])?;
+                c.execute("INSERT INTO t VALUES (1, 'dup')", [])
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+        assert!(store.writer.lock_inline().unwrap().open.is_none());
+        store
+            .writer
+            .inline(|c| c.execute("INSERT INTO t VALUES (2, 'next')", []))
+            .await
+            .unwrap();
+        assert_eq!(committed(&dir), vec![2]);
     }
 
     #[tokio::test]
