@@ -363,7 +363,7 @@ struct RunOutcome {
 }
 
 /// One agent run: check in, verify the signed answer and the catalog, decide, download
-/// and verify, simulated install, report, check in with the new inventory.
+/// and verify, simulated install, check in with the new inventory and the outcome.
 async fn run_once(
     host: &Host,
     install: Duration,
@@ -381,6 +381,7 @@ async fn run_once(
                 inventory,
                 labels: None,
                 baselines: Vec::new(),
+                states: Vec::new(),
             },
         )
         .await?;
@@ -408,7 +409,16 @@ async fn run_once(
         }
     }
     let mut counters = host.state.release_counters()?;
+    // As the agent: an install's outcome goes with the next report or the closing check-in.
+    let mut outcomes: Vec<StateReport> = Vec::new();
     for a in &assignments {
+        if !outcomes.is_empty() {
+            let states = std::mem::take(&mut outcomes);
+            let _ = host
+                .client
+                .post::<_, ()>("v1/agent/report", &ReportRequest { states })
+                .await;
+        }
         // The update document, fetched and checked against the catalog as the agent does.
         let name = a.document();
         let document: Result<UpdateDocument, String> = match catalog.target(&name) {
@@ -498,36 +508,47 @@ async fn run_once(
             )?;
         }
         if host.fails {
-            report(
-                host,
-                &a.update,
-                UpdateState::Failed,
-                Some("simulated failure: installed pd post-installation script subprocess returned error exit status 1".into()),
-            )
-            .await;
+            outcomes.push(StateReport {
+                update: a.update.clone(),
+                state: UpdateState::Failed,
+                message: Some("simulated failure: installed pd post-installation script subprocess returned error exit status 1".into()),
+            });
             out.failed = true;
             host.settled.store(SETTLED_FAILED, Ordering::Relaxed);
             continue;
         }
         counters.record(&decided);
         host.state.save_release_counters(&counters)?;
-        report(host, &a.update, UpdateState::Installed, None).await;
+        outcomes.push(StateReport {
+            update: a.update.clone(),
+            state: UpdateState::Installed,
+            message: None,
+        });
         out.installed = true;
         host.settled.store(SETTLED_INSTALLED, Ordering::Relaxed);
     }
     // The truth as dpkg now sees it.
     let inventory = patchday_agent::inventory::collect(&host.cfg.root)?;
-    let _: CheckinResponse = host
+    let closing = host
         .client
-        .post(
+        .post::<_, CheckinResponse>(
             "v1/agent/checkin",
             &CheckinRequest {
                 inventory,
                 labels: None,
                 baselines: Vec::new(),
+                states: outcomes.clone(),
             },
         )
-        .await?;
+        .await;
+    if closing.is_err() && !outcomes.is_empty() {
+        // As the agent: the outcomes are not lost with a refused check-in.
+        let _ = host
+            .client
+            .post::<_, ()>("v1/agent/report", &ReportRequest { states: outcomes })
+            .await;
+    }
+    closing?;
     Ok(out)
 }
 

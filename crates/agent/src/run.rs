@@ -216,23 +216,60 @@ pub async fn enroll(
     Ok(id)
 }
 
+/// Sends the run's state reports. The outcome of an install (installed, waiting for a
+/// reboot, failed, staged) is held back ([`Reporter::later`]) until the next report or the
+/// closing check-in carries it: the last group's outcomes, the common case, then cost no
+/// request of their own (issue 10, point 8), and no outcome waits for a later install.
 struct Reporter<'a> {
     client: &'a Client,
+    pending: std::sync::Mutex<Vec<StateReport>>,
 }
 
-impl Reporter<'_> {
-    async fn send(&self, update: &UpdateId, state: UpdateState, message: Option<String>) {
-        let body = ReportRequest {
-            states: vec![StateReport {
+impl<'a> Reporter<'a> {
+    fn new(client: &'a Client) -> Self {
+        Self {
+            client,
+            pending: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The outcomes held back so far, in the order they happened.
+    fn take(&self) -> Vec<StateReport> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Holds an outcome back for the next report or the closing check-in.
+    fn later(&self, update: &UpdateId, state: UpdateState, message: Option<String>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(StateReport {
                 update: update.clone(),
                 state,
                 message,
-            }],
-        };
+            });
+    }
+
+    /// Reports a state now, after the outcomes held back.
+    async fn send(&self, update: &UpdateId, state: UpdateState, message: Option<String>) {
+        self.later(update, state, message);
+        self.flush().await;
+    }
+
+    /// Sends the outcomes held back, if any, in one report.
+    async fn flush(&self) {
+        let states = self.take();
+        if states.is_empty() {
+            return;
+        }
         // A lost report is repaired by the next run: the server derives installed
         // states from the inventory, not from these messages.
-        if let Err(e) = self.client.post::<_, ()>("v1/agent/report", &body).await {
-            tracing::warn!(error = %e, update = %update, "could not report state");
+        if let Err(e) = self
+            .client
+            .post::<_, ()>("v1/agent/report", &ReportRequest { states })
+            .await
+        {
+            tracing::warn!(error = %e, "could not report states");
         }
     }
 }
@@ -247,7 +284,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
     };
     let id = crate::signed::follow_server(cfg, &state, id)?;
     let client = crate::signed::host_client(cfg, &state, &id)?;
-    let reporter = Reporter { client: &client };
+    let reporter = Reporter::new(&client);
     let dpkg = Dpkg {
         root: cfg.root.clone(),
         extra_args: cfg.dpkg_args.clone(),
@@ -285,6 +322,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                 inventory: inventory.clone(),
                 labels: Some(labels.clone()),
                 baselines: baselines.clone(),
+                states: Vec::new(),
             },
         )
         .await
@@ -429,13 +467,11 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                     tracing::info!(update = %install.update, "{why}");
                     // Without the relative time: the server's history records a change
                     // only when the state or the message changes, not at every poll.
-                    reporter
-                        .send(
-                            &install.update,
-                            UpdateState::Downloaded,
-                            Some(reason.clone()),
-                        )
-                        .await;
+                    reporter.later(
+                        &install.update,
+                        UpdateState::Downloaded,
+                        Some(reason.clone()),
+                    );
                     summary.waiting.push((install.update.clone(), why.clone()));
                 }
                 staged.runs.push(
@@ -455,7 +491,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                     summary.installed += 1;
                     counters.record(install);
                     state.save_release_counters(&counters)?;
-                    reporter.send(&install.update, st, None).await;
+                    reporter.later(&install.update, st, None);
                 }
                 crate::take_back::record_installs(&state, &before, &installs)?;
                 if outcome == Outcome::PendingReboot {
@@ -466,9 +502,7 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
             Ok((_, Some(Outcome::Failed(m)))) | Err(FailedBefore(m)) => {
                 for a in &members {
                     tracing::error!(update = %a.update, message = %m, "update failed");
-                    reporter
-                        .send(&a.update, UpdateState::Failed, Some(m.clone()))
-                        .await;
+                    reporter.later(&a.update, UpdateState::Failed, Some(m.clone()));
                     summary.failed.push((a.update.clone(), m.clone()));
                 }
             }
@@ -479,7 +513,8 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                                  // Tell the server the truth as dpkg now sees it.
     let mut inventory = crate::inventory::collect(&cfg.root)?;
     inventory.dpkg_broken = dpkg.audit(); // issue 9, point 4
-    let after: CheckinResponse = client
+    let states = reporter.take(); // issue 10, point 8: the last outcomes ride along
+    let after: CheckinResponse = match client
         .post(
             "v1/agent/checkin",
             &CheckinRequest {
@@ -489,9 +524,23 @@ pub async fn run_once(cfg: &AgentConfig) -> anyhow::Result<RunSummary> {
                     &baselines,
                     crate::install::baseline::enforce_all(&cfg.root),
                 ),
+                states: states.clone(),
             },
         )
-        .await?;
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            // Not lost when the check-in alone was refused: a failure is evidence the
+            // rollout's halt needs now, not at the next run.
+            if !states.is_empty() {
+                let _ = client
+                    .post::<_, ()>("v1/agent/report", &ReportRequest { states })
+                    .await;
+            }
+            return Err(e);
+        }
+    };
     send_facts(cfg, &client, after.facts_sha256.as_deref()).await;
     // Issue 10, point 5: reboot as the policy says, after the server heard the truth.
     crate::window::reboot_if_due(cfg, &state, now, &mut summary)?;
@@ -536,6 +585,7 @@ pub async fn repair(cfg: &AgentConfig, allow_apt: bool) -> anyhow::Result<Repair
                 inventory,
                 labels: Some(crate::inventory::labels(cfg)?),
                 baselines: Vec::new(),
+                states: Vec::new(),
             },
         )
         .await?;

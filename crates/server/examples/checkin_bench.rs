@@ -319,6 +319,7 @@ fn inventory_variant(
         inventory: inv,
         labels: None,
         baselines: Vec::new(),
+        states: Vec::new(),
     })?;
     let marker = b"\"hostname\":\"";
     let at = (bytes.windows(marker.len()).position(|w| w == marker))

@@ -258,6 +258,58 @@ pub fn kept(
     verdict(&shared, host, &at.host, statuses, dpkg_broken).map(Some)
 }
 
+/// Issue 10, point 8: how an agent's report of work under way (downloading, downloaded,
+/// installing, failed) carries the host's kept evaluation forward, for
+/// [`TenantStore::report_on_kept`], instead of evaluating the host again. It can when the
+/// kept evaluation is the host's current one (its basis is that of the marks read in the
+/// report's transaction) and says each reported update is assigned (approved, not
+/// superseded, missing here): the evaluation of such an update is then the agent's word
+/// (`patchday_core::applicability`'s approved branch), and the report changes nothing else
+/// the evaluation reads. The new evaluation is kept under the marks as they stand after
+/// the report; `None` (evaluate in full) otherwise.
+pub fn carry_report<'a>(
+    catalog_version: &'a str,
+    host: &'a HostRecord,
+    reports: &'a [patchday_types::api::StateReport],
+) -> impl Fn(&MarksAtCheckin, Option<&str>) -> Option<patchday_store::CarriedForward> + Sync + 'a {
+    move |before, body| {
+        let shared = Shared::new(catalog_version, before.decisions);
+        if before.basis.as_deref() != Some(shared.basis(host, &before.host).as_str()) {
+            return None;
+        }
+        let (mut statuses, dpkg_broken) = read(body?).ok()?;
+        let mut history = Vec::with_capacity(reports.len());
+        for r in reports {
+            let under_way = matches!(
+                r.state,
+                UpdateState::Downloading
+                    | UpdateState::Downloaded
+                    | UpdateState::Installing
+                    | UpdateState::Failed
+            );
+            let st = statuses.iter_mut().find(|st| st.update == r.update)?;
+            if !under_way || !st.is_assigned() {
+                return None;
+            }
+            st.state = r.state;
+            st.message = r.message.clone();
+            history.push(patchday_types::api::StateReport {
+                update: st.update.clone(),
+                state: st.state,
+                message: st.message.clone(),
+            });
+        }
+        let (host, version) = (host.clone(), catalog_version.to_owned());
+        Some(patchday_store::CarriedForward {
+            history,
+            keep: Box::new(move |after| {
+                let shared = Shared::new(&version, after.decisions);
+                verdict(&shared, &host, &after.host, &statuses, dpkg_broken).ok()
+            }),
+        })
+    }
+}
+
 /// Hosts read per page: bounds a view's memory whatever the fleet's size.
 pub const PAGE: u32 = 1000;
 
@@ -456,5 +508,180 @@ impl<'a> FleetReader<'a> {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use patchday_types::api::StateReport;
+
+    fn host() -> HostRecord {
+        HostRecord {
+            id: HostId::new("web-1").unwrap(),
+            hostname: "web-1".into(),
+            groups: vec![patchday_types::GroupId::new("web").unwrap()],
+            enrolled_at: "2026-12-01T00:00:00Z".parse().unwrap(),
+            last_seen: None,
+            facts_sha256: None,
+        }
+    }
+
+    fn status(update: &str, state: UpdateState) -> UpdateStatus {
+        UpdateStatus {
+            update: UpdateId::new(update).unwrap(),
+            state,
+            message: None,
+            missing: vec![format!("{update}.deb")],
+            deadline: None,
+            overdue_at: None,
+        }
+    }
+
+    fn report(update: &str, state: UpdateState) -> StateReport {
+        StateReport {
+            update: UpdateId::new(update).unwrap(),
+            state,
+            message: Some(format!("{state}")),
+        }
+    }
+
+    /// The host's marks with the kept evaluation of `statuses` made under them.
+    fn kept(statuses: &[UpdateStatus]) -> (MarksAtCheckin, String) {
+        let mut marks = MarksAtCheckin {
+            decisions: 7,
+            host: HostMarks {
+                states: String::new(),
+                inventory: "inv-1".into(),
+            },
+            basis: None,
+        };
+        let v = verdict(
+            &Shared::new("cat-1", 7),
+            &host(),
+            &marks.host,
+            statuses,
+            None,
+        )
+        .unwrap();
+        marks.basis = Some(v.basis);
+        (marks, v.body)
+    }
+
+    #[test]
+    fn a_report_of_work_under_way_carries_the_kept_evaluation_forward() {
+        let h = host();
+        let (marks, body) = kept(&[
+            status("U1", UpdateState::Approved),
+            status("U2", UpdateState::Needed),
+        ]);
+        let reports = [report("U1", UpdateState::Installing)];
+        let carry = carry_report("cat-1", &h, &reports);
+        let carried = carry(&marks, Some(&body)).expect("carried forward");
+        assert_eq!(carried.history, reports);
+        // Kept under the marks after the report, with only U1 changed.
+        let after = MarksAtCheckin {
+            host: HostMarks {
+                states: "U1=installing@t".into(),
+                ..marks.host.clone()
+            },
+            ..marks.clone()
+        };
+        let v = (carried.keep)(&after).unwrap();
+        assert_eq!(
+            Some(v.basis.as_str()),
+            Some(Shared::new("cat-1", 7).basis(&h, &after.host).as_str())
+        );
+        let (statuses, _) = read(&v.body).unwrap();
+        assert_eq!(
+            statuses
+                .iter()
+                .map(|s| (s.update.as_str(), s.state, s.message.as_deref()))
+                .collect::<Vec<_>>(),
+            [
+                ("U1", UpdateState::Installing, Some("installing")),
+                ("U2", UpdateState::Needed, None)
+            ]
+        );
+        assert_eq!(
+            statuses[0].missing,
+            ["U1.deb"],
+            "the rest of the status stays"
+        );
+    }
+
+    #[test]
+    fn a_report_falls_back_to_a_full_evaluation_when_the_kept_one_cannot_say() {
+        let h = host();
+        let (marks, body) = kept(&[
+            status("U1", UpdateState::Approved),
+            status("U2", UpdateState::Declined),
+            status("U3", UpdateState::Superseded),
+        ]);
+        let none = |reports: &[StateReport], marks: &MarksAtCheckin, body: Option<&str>| {
+            carry_report("cat-1", &h, reports)(marks, body).is_none()
+        };
+        let installing = [report("U1", UpdateState::Installing)];
+        assert!(
+            !none(&installing, &marks, Some(&body)),
+            "the case that carries"
+        );
+        // The kept evaluation is not the current one: a decision, the catalog, the
+        // inventory or the states moved since, or there is none.
+        for moved in [
+            MarksAtCheckin {
+                decisions: 8,
+                ..marks.clone()
+            },
+            MarksAtCheckin {
+                host: HostMarks {
+                    inventory: "inv-2".into(),
+                    ..marks.host.clone()
+                },
+                ..marks.clone()
+            },
+            MarksAtCheckin {
+                host: HostMarks {
+                    states: "U1=downloading@t".into(),
+                    ..marks.host.clone()
+                },
+                ..marks.clone()
+            },
+            MarksAtCheckin {
+                basis: None,
+                ..marks.clone()
+            },
+        ] {
+            assert!(none(&installing, &moved, Some(&body)), "{moved:?}");
+        }
+        assert!(carry_report("cat-2", &h, &installing)(&marks, Some(&body)).is_none());
+        assert!(none(&installing, &marks, None), "no body");
+        assert!(none(&installing, &marks, Some("not json")));
+        // Updates the kept evaluation does not assign, or one it does not list.
+        for u in ["U2", "U3", "U4"] {
+            assert!(
+                none(&[report(u, UpdateState::Installing)], &marks, Some(&body)),
+                "{u}"
+            );
+        }
+        // Outcomes the inventory decides, and take-back reports.
+        for st in [
+            UpdateState::Installed,
+            UpdateState::InstalledPendingReboot,
+            UpdateState::Removed,
+            UpdateState::RemoveFailed,
+        ] {
+            assert!(none(&[report("U1", st)], &marks, Some(&body)), "{st:?}");
+        }
+        // One report that cannot carry makes the whole report fall back.
+        assert!(none(
+            &[
+                report("U1", UpdateState::Installing),
+                report("U2", UpdateState::Installing)
+            ],
+            &marks,
+            Some(&body)
+        ));
     }
 }

@@ -2006,22 +2006,9 @@ impl TenantStore for PgTenant {
     async fn put_states(&self, id: &HostId, states: &[StateReport], now: Timestamp) -> Result<()> {
         self.require_host(id).await?;
         let mut tx = WriteTx::begin(&self.pool).await?;
-        for s in states {
-            sqlx::query(
-                "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET
-                   state = excluded.state, message = excluded.message, at = excluded.at",
-            )
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .bind(s.update.as_str())
-            .bind(s.state.as_str())
-            .bind(&s.message)
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
+        // Issue 10, point 8: in turn with `report_on_kept` for the same host.
+        lock_host_states(&mut tx, &self.id, id).await?;
+        store_states(&mut tx, &self.id, id, states, now).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -2286,33 +2273,11 @@ impl TenantStore for PgTenant {
 
     async fn host_marks(&self, id: &HostId) -> Result<MarksAtCheckin> {
         // The same marks as `fleet_page`, for one host, in one query.
-        let row = sqlx::query(
-            "SELECT (SELECT decisions_rev FROM tenants t WHERE t.id = h.tenant_id) AS decisions_rev,
-                    (SELECT string_agg(s.update_id || '=' || s.state || '@' || s.at, ';' ORDER BY s.update_id)
-                       FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id) AS states_mark,
-                    COALESCE(h.inventory_sha256, 'seen ' || h.last_seen) AS inventory_mark,
-                    v.basis
-             FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
-             WHERE h.tenant_id = $1 AND h.id = $2",
-        )
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
-        Ok(MarksAtCheckin {
-            decisions: row.get("decisions_rev"),
-            host: HostMarks {
-                states: row
-                    .get::<Option<String>, _>("states_mark")
-                    .unwrap_or_default(),
-                inventory: row
-                    .get::<Option<String>, _>("inventory_mark")
-                    .unwrap_or_default(),
-            },
-            basis: row.get("basis"),
-        })
+        let mut c = self.pool.acquire().await.map_err(backend)?;
+        marks_and_kept(&mut c, &self.id, id, false)
+            .await?
+            .map(|(m, _)| m)
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))
     }
 
     async fn put_verdicts(&self, verdicts: &[StoredVerdict]) -> Result<()> {
@@ -2724,85 +2689,42 @@ impl TenantStore for PgTenant {
         verdict: Option<&StoredVerdict>,
     ) -> Result<Vec<HistoryEntry>> {
         let mut tx = WriteTx::begin(&self.pool).await?;
-        // Two check-ins of one host (on two replicas) take turns: each compares with
-        // what the other committed, so no change is appended twice or lost.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("host-states/{}/{}", self.id, id))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        lock_host_states(&mut tx, &self.id, id).await?;
         if let Some(v) = verdict {
             put_verdict(&mut tx, &self.id, v).await?;
         }
-        let rows = sqlx::query(
-            "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = $1 AND host_id = $2",
-        )
-        .bind(self.id.as_str())
-        .bind(id.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut last: std::collections::HashMap<String, (String, Option<String>)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<String, _>("update_id"),
-                    (
-                        r.get::<String, _>("state"),
-                        r.get::<Option<String>, _>("message"),
-                    ),
-                )
-            })
-            .collect();
-        let mut appended = Vec::new();
-        for st in states {
-            let before = last.remove(st.update.as_str());
-            if before
-                .as_ref()
-                .is_some_and(|(s, m)| s == st.state.as_str() && *m == st.message)
-            {
-                continue;
-            }
-            let previous = match &before {
-                Some((s, _)) => Some(parse::<UpdateState>("state", s)?),
-                None => None,
-            };
-            sqlx::query(
-                "INSERT INTO host_update_state (tenant_id, host_id, update_id, state, message, since)                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET                  state = excluded.state, message = excluded.message, since = excluded.since",
-            )
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .bind(st.update.as_str())
-            .bind(st.state.as_str())
-            .bind(&st.message)
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query(
-                "INSERT INTO state_history (tenant_id, host_id, update_id, state, previous, message, at)                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(self.id.as_str())
-            .bind(id.as_str())
-            .bind(st.update.as_str())
-            .bind(st.state.as_str())
-            .bind(previous.map(|p| p.as_str()))
-            .bind(&st.message)
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            appended.push(HistoryEntry {
-                host: id.clone(),
-                update: st.update.clone(),
-                state: st.state,
-                previous,
-                message: st.message.clone(),
-                at: now,
-            });
-        }
+        let appended = record_changes(&mut tx, &self.id, id, states, now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(appended)
+    }
+
+    async fn report_on_kept(
+        &self,
+        id: &HostId,
+        states: &[StateReport],
+        now: Timestamp,
+        carry: &patchday_store::CarryForward<'_>,
+    ) -> Result<Option<Vec<HistoryEntry>>> {
+        // Issue 10, point 8: one transaction for the whole report, its evaluation carried
+        // forward. The host's row stays locked from the marks read to the commit (a
+        // check-in's inventory waits), and reports of the host take turns.
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        lock_host_states(&mut tx, &self.id, id).await?;
+        let (before, body) = marks_and_kept(&mut tx, &self.id, id, true)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))?;
+        let Some(carried) = carry(&before, body.as_deref()) else {
+            return Ok(None); // rolled back: nothing was written
+        };
+        store_states(&mut tx, &self.id, id, states, now).await?;
+        if let Some((after, _)) = marks_and_kept(&mut tx, &self.id, id, false).await? {
+            if let Some(v) = (carried.keep)(&after) {
+                put_verdict(&mut tx, &self.id, &v).await?;
+            }
+        }
+        let appended = record_changes(&mut tx, &self.id, id, &carried.history, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(appended))
     }
 
     // ---- Issue 10, points 2 and 3 (rings) ----
@@ -3272,9 +3194,170 @@ async fn put_named(
     Ok(())
 }
 
+// ---- Issue 10, points 1 and 8: state reports and the history ----
+
+/// Reports and history of one host take turns across replicas: each compares with what
+/// the other committed, so no change is appended twice or lost.
+async fn lock_host_states(tx: &mut WriteTx, tenant: &TenantId, host: &HostId) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("host-states/{tenant}/{host}"))
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Stores an agent's reported states.
+async fn store_states(
+    tx: &mut WriteTx,
+    tenant: &TenantId,
+    host: &HostId,
+    states: &[StateReport],
+    now: Timestamp,
+) -> Result<()> {
+    for s in states {
+        sqlx::query(
+            "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET
+               state = excluded.state, message = excluded.message, at = excluded.at",
+        )
+        .bind(tenant.as_str())
+        .bind(host.as_str())
+        .bind(s.update.as_str())
+        .bind(s.state.as_str())
+        .bind(&s.message)
+        .bind(now.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The host's marks (as `fleet_page` computes them) and, when `body`, its kept
+/// evaluation's body, its row locked until the transaction ends; `None` for an unknown
+/// host.
+async fn marks_and_kept(
+    c: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+    host: &HostId,
+    body: bool,
+) -> Result<Option<(MarksAtCheckin, Option<String>)>> {
+    let row = sqlx::query(
+        "SELECT (SELECT decisions_rev FROM tenants t WHERE t.id = h.tenant_id) AS decisions_rev,
+                (SELECT string_agg(s.update_id || '=' || s.state || '@' || s.at, ';' ORDER BY s.update_id)
+                   FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id) AS states_mark,
+                COALESCE(h.inventory_sha256, 'seen ' || h.last_seen) AS inventory_mark,
+                v.basis, CASE WHEN $3 THEN v.body END AS body
+         FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
+         WHERE h.tenant_id = $1 AND h.id = $2
+         FOR SHARE OF h",
+    )
+    .bind(tenant.as_str())
+    .bind(host.as_str())
+    .bind(body)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(backend)?;
+    Ok(row.map(|row| {
+        (
+            MarksAtCheckin {
+                decisions: row.get("decisions_rev"),
+                host: HostMarks {
+                    states: row
+                        .get::<Option<String>, _>("states_mark")
+                        .unwrap_or_default(),
+                    inventory: row
+                        .get::<Option<String>, _>("inventory_mark")
+                        .unwrap_or_default(),
+                },
+                basis: row.get("basis"),
+            },
+            row.get("body"),
+        )
+    }))
+}
+
+/// Records the host's states that changed in the read model and the history.
+async fn record_changes(
+    tx: &mut WriteTx,
+    tenant: &TenantId,
+    id: &HostId,
+    states: &[StateReport],
+    now: Timestamp,
+) -> Result<Vec<HistoryEntry>> {
+    let rows = sqlx::query(
+        "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = $1 AND host_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let mut last: std::collections::HashMap<String, (String, Option<String>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String, _>("update_id"),
+                (
+                    r.get::<String, _>("state"),
+                    r.get::<Option<String>, _>("message"),
+                ),
+            )
+        })
+        .collect();
+    let mut appended = Vec::new();
+    for st in states {
+        let before = last.remove(st.update.as_str());
+        if before
+            .as_ref()
+            .is_some_and(|(s, m)| s == st.state.as_str() && *m == st.message)
+        {
+            continue;
+        }
+        let previous = match &before {
+            Some((s, _)) => Some(parse::<UpdateState>("state", s)?),
+            None => None,
+        };
+        sqlx::query(
+            "INSERT INTO host_update_state (tenant_id, host_id, update_id, state, message, since)                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET                  state = excluded.state, message = excluded.message, since = excluded.since",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(st.update.as_str())
+        .bind(st.state.as_str())
+        .bind(&st.message)
+        .bind(now.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO state_history (tenant_id, host_id, update_id, state, previous, message, at)                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(st.update.as_str())
+        .bind(st.state.as_str())
+        .bind(previous.map(|p| p.as_str()))
+        .bind(&st.message)
+        .bind(now.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        appended.push(HistoryEntry {
+            host: id.clone(),
+            update: st.update.clone(),
+            state: st.state,
+            previous,
+            message: st.message.clone(),
+            at: now,
+        });
+    }
+    Ok(appended)
+}
+
 // ---- Finding 3/4/10 (issue 8): helpers of the lifecycle and log methods ----
 
-/// Appends a log entry inside a transaction; returns its sequence number.
 /// Keeps one host's evaluation for the fleet views; a host removed meanwhile is skipped.
 async fn put_verdict(tx: &mut WriteTx, tenant: &TenantId, v: &StoredVerdict) -> Result<()> {
     sqlx::query(
@@ -3294,6 +3377,7 @@ async fn put_verdict(tx: &mut WriteTx, tenant: &TenantId, v: &StoredVerdict) -> 
     Ok(())
 }
 
+/// Appends a log entry inside a transaction; returns its sequence number.
 async fn insert_log(tx: &mut WriteTx, e: &LogEntry) -> Result<u64> {
     let done = sqlx::query(
         "INSERT INTO operator_log (at, at_ms, tenant_id, actor, actor_id, source, action, object, detail) \

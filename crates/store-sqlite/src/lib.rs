@@ -1977,21 +1977,7 @@ impl TenantStore for SqliteTenant {
                 if !found {
                     return Ok(false);
                 }
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES (?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET
-                       state = excluded.state, message = excluded.message, at = excluded.at",
-                )?;
-                for s in states {
-                    insert.execute(rusqlite::params![
-                        tenant,
-                        host,
-                        s.update.as_str(),
-                        s.state.as_str(),
-                        s.message,
-                        at
-                    ])?;
-                }
+                store_states(tx, tenant, host, states, &at)?;
                 Ok(true)
             })
             .await?;
@@ -2073,30 +2059,11 @@ impl TenantStore for SqliteTenant {
     async fn host_marks(&self, id: &HostId) -> Result<MarksAtCheckin> {
         // The same marks as `fleet_page`, for one host, in one query, inline (issue 10).
         let (tenant, host) = (self.id.as_str(), id.as_str());
-        let row = self.inline.read(|c| {
-            c.prepare_cached(
-            "SELECT (SELECT decisions_rev FROM tenants t WHERE t.id = h.tenant_id) AS decisions_rev,
-                    (SELECT group_concat(mark, ';') FROM (SELECT update_id || '=' || state || '@' || at AS mark
-                       FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id
-                       ORDER BY update_id)) AS states_mark,
-                    COALESCE(h.inventory_sha256, 'seen ' || h.last_seen) AS inventory_mark,
-                    v.basis
-             FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
-             WHERE h.tenant_id = ? AND h.id = ?",
-            )?
-            .query_row([tenant, host], |r| {
-                Ok(MarksAtCheckin {
-                    decisions: r.get(0)?,
-                    host: HostMarks {
-                        states: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                        inventory: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    },
-                    basis: r.get(3)?,
-                })
-            })
-            .optional()
-        })?;
-        row.ok_or_else(|| StoreError::NotFound(format!("host {id}")))
+        let row = self
+            .inline
+            .read(|c| marks_and_kept(c, tenant, host, false))?;
+        row.map(|(marks, _)| marks)
+            .ok_or_else(|| StoreError::NotFound(format!("host {id}")))
     }
 
     async fn put_verdicts(&self, verdicts: &[StoredVerdict]) -> Result<()> {
@@ -2662,71 +2629,47 @@ impl TenantStore for SqliteTenant {
                 if let Some(v) = verdict {
                     inline::put_verdict(tx, tenant, v)?;
                 }
-                let mut last: std::collections::HashMap<String, (String, Option<String>)> = tx
-                    .prepare_cached(
-                        "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
-                    )?
-                    .query_map([tenant, host], |r| {
-                        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-                let mut changes = Vec::new();
-                for (i, st) in states.iter().enumerate() {
-                    let before = last.remove(st.update.as_str());
-                    if before
-                        .as_ref()
-                        .is_some_and(|(s, m)| s == st.state.as_str() && *m == st.message)
-                    {
-                        continue;
-                    }
-                    let previous = before.map(|(s, _)| s);
-                    tx.prepare_cached(
-                        "INSERT INTO host_update_state (tenant_id, host_id, update_id, state, message, since) \
-                         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET \
-                         state = excluded.state, message = excluded.message, since = excluded.since",
-                    )?
-                    .execute(rusqlite::params![
-                        tenant,
-                        host,
-                        st.update.as_str(),
-                        st.state.as_str(),
-                        st.message,
-                        at
-                    ])?;
-                    tx.prepare_cached(
-                        "INSERT INTO state_history (tenant_id, host_id, update_id, state, previous, message, at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )?
-                    .execute(rusqlite::params![
-                        tenant,
-                        host,
-                        st.update.as_str(),
-                        st.state.as_str(),
-                        previous,
-                        st.message,
-                        at
-                    ])?;
-                    changes.push((i, previous));
-                }
-                Ok(changes)
+                record_changes(tx, tenant, host, states, &at)
             })
             .await?;
-        changes
-            .into_iter()
-            .filter_map(|(i, previous)| states.get(i).map(|st| (st, previous)))
-            .map(|(st, previous)| {
-                Ok(HistoryEntry {
-                    host: id.clone(),
-                    update: st.update.clone(),
-                    state: st.state,
-                    previous: previous
-                        .map(|p| parse::<UpdateState>("state", &p))
-                        .transpose()?,
-                    message: st.message.clone(),
-                    at: now,
-                })
+        history_entries(id, states, changes, now)
+    }
+
+    async fn report_on_kept(
+        &self,
+        id: &HostId,
+        states: &[StateReport],
+        now: Timestamp,
+        carry: &patchday_store::CarryForward<'_>,
+    ) -> Result<Option<Vec<HistoryEntry>>> {
+        // Issue 10, point 8: one inline transaction (`inline.rs`, `Writer`) for the whole
+        // report, its evaluation carried forward instead of made again.
+        let at = now.to_string();
+        let (tenant, host) = (self.id.as_str(), id.as_str());
+        let recorded = self
+            .writer
+            .inline(|tx| {
+                let Some((before, body)) = marks_and_kept(tx, tenant, host, true)? else {
+                    return Ok(Err(()));
+                };
+                let Some(carried) = carry(&before, body.as_deref()) else {
+                    return Ok(Ok(None));
+                };
+                store_states(tx, tenant, host, states, &at)?;
+                if let Some((after, _)) = marks_and_kept(tx, tenant, host, false)? {
+                    if let Some(v) = (carried.keep)(&after) {
+                        inline::put_verdict(tx, tenant, &v)?;
+                    }
+                }
+                let changes = record_changes(tx, tenant, host, &carried.history, &at)?;
+                Ok(Ok(Some((carried.history, changes))))
             })
-            .collect()
+            .await?;
+        match recorded {
+            Err(()) => Err(StoreError::NotFound(format!("host {id}"))),
+            Ok(None) => Ok(None),
+            Ok(Some((history, changes))) => history_entries(id, &history, changes, now).map(Some),
+        }
     }
 
     // ---- Issue 10, points 2 and 3 (rings) ----
@@ -3497,6 +3440,151 @@ fn history_sql(host: bool, update: bool) -> &'static str {
              WHERE tenant_id = ?1 AND ?2 IS NULL AND ?3 IS NULL ORDER BY seq LIMIT ?4"
         }
     }
+}
+
+// ---- Issue 10, points 1 and 8: state reports and the history, inside one transaction ----
+
+/// Stores an agent's reported states (`put_states`, `report_on_kept`).
+fn store_states(
+    tx: &rusqlite::Connection,
+    tenant: &str,
+    host: &str,
+    states: &[StateReport],
+    at: &str,
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO host_states (tenant_id, host_id, update_id, state, message, at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET
+           state = excluded.state, message = excluded.message, at = excluded.at",
+    )?;
+    for s in states {
+        insert.execute(rusqlite::params![
+            tenant,
+            host,
+            s.update.as_str(),
+            s.state.as_str(),
+            s.message,
+            at
+        ])?;
+    }
+    Ok(())
+}
+
+/// The host's marks (as `fleet_page` computes them) and its kept evaluation's body when
+/// `body`; `None` for an unknown host.
+fn marks_and_kept(
+    c: &rusqlite::Connection,
+    tenant: &str,
+    host: &str,
+    body: bool,
+) -> rusqlite::Result<Option<(MarksAtCheckin, Option<String>)>> {
+    c.prepare_cached(
+        "SELECT (SELECT decisions_rev FROM tenants t WHERE t.id = h.tenant_id) AS decisions_rev,
+                (SELECT group_concat(mark, ';') FROM (SELECT update_id || '=' || state || '@' || at AS mark
+                   FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id
+                   ORDER BY update_id)) AS states_mark,
+                COALESCE(h.inventory_sha256, 'seen ' || h.last_seen) AS inventory_mark,
+                v.basis, CASE WHEN ?3 THEN v.body END
+         FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
+         WHERE h.tenant_id = ?1 AND h.id = ?2",
+    )?
+    .query_row(rusqlite::params![tenant, host, body], |r| {
+        Ok((
+            MarksAtCheckin {
+                decisions: r.get(0)?,
+                host: HostMarks {
+                    states: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    inventory: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                },
+                basis: r.get(3)?,
+            },
+            r.get(4)?,
+        ))
+    })
+    .optional()
+}
+
+/// Records the host's states that changed in the read model and the history; the index
+/// of each changed state with its previous state.
+fn record_changes(
+    tx: &rusqlite::Connection,
+    tenant: &str,
+    host: &str,
+    states: &[StateReport],
+    at: &str,
+) -> rusqlite::Result<Vec<(usize, Option<String>)>> {
+    let mut last: std::collections::HashMap<String, (String, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT update_id, state, message FROM host_update_state WHERE tenant_id = ? AND host_id = ?",
+        )?
+        .query_map([tenant, host], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut changes = Vec::new();
+    for (i, st) in states.iter().enumerate() {
+        let before = last.remove(st.update.as_str());
+        if before
+            .as_ref()
+            .is_some_and(|(s, m)| s == st.state.as_str() && *m == st.message)
+        {
+            continue;
+        }
+        let previous = before.map(|(s, _)| s);
+        tx.prepare_cached(
+            "INSERT INTO host_update_state (tenant_id, host_id, update_id, state, message, since) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, host_id, update_id) DO UPDATE SET \
+             state = excluded.state, message = excluded.message, since = excluded.since",
+        )?
+        .execute(rusqlite::params![
+            tenant,
+            host,
+            st.update.as_str(),
+            st.state.as_str(),
+            st.message,
+            at
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO state_history (tenant_id, host_id, update_id, state, previous, message, at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )?
+        .execute(rusqlite::params![
+            tenant,
+            host,
+            st.update.as_str(),
+            st.state.as_str(),
+            previous,
+            st.message,
+            at
+        ])?;
+        changes.push((i, previous));
+    }
+    Ok(changes)
+}
+
+/// The history entries of `record_changes`'s answer.
+fn history_entries(
+    id: &HostId,
+    states: &[StateReport],
+    changes: Vec<(usize, Option<String>)>,
+    now: Timestamp,
+) -> Result<Vec<HistoryEntry>> {
+    changes
+        .into_iter()
+        .filter_map(|(i, previous)| states.get(i).map(|st| (st, previous)))
+        .map(|(st, previous)| {
+            Ok(HistoryEntry {
+                host: id.clone(),
+                update: st.update.clone(),
+                state: st.state,
+                previous: previous
+                    .map(|p| parse::<UpdateState>("state", &p))
+                    .transpose()?,
+                message: st.message.clone(),
+                at: now,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

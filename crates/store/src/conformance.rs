@@ -51,7 +51,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $make;
             tenants_and_tokens, tenant_isolation, approvals_and_states, catalog_replacement,
             host_signing_and_sequences, storage_probe, state_history_records_changes_only,
-            enroll_token_limits_expiry_and_revocation, enroll_token_into_a_removed_group,
+            report_on_kept_carries_forward_or_writes_nothing, enroll_token_limits_expiry_and_revocation, enroll_token_into_a_removed_group,
             operator_token_expiry_and_revocation, removed_host_credential_is_remembered,
             tenant_removal_refused_while_it_has_hosts, host_quota_refuses_above_its_limit,
             operator_log_is_scoped_and_filtered, approval_and_its_log_entry_commit_together,
@@ -180,6 +180,10 @@ pub mod case {
     /// Issue 10, point 1.
     pub async fn state_history_records_changes_only(s: &dyn Store) {
         super::state_history_records_changes_only(s).await;
+    }
+    /// Issue 10, point 8.
+    pub async fn report_on_kept_carries_forward_or_writes_nothing(s: &dyn Store) {
+        super::report_on_kept_carries_forward_or_writes_nothing(s).await;
     }
     /// Finding 3 (issue 8).
     pub async fn enroll_token_limits_expiry_and_revocation(s: &dyn Store) {
@@ -1954,6 +1958,143 @@ async fn state_history_records_changes_only(store: &dyn Store) {
             (id("U2"), ts("2026-11-25T00:00:00Z"))
         ]
     );
+}
+
+/// Issue 10, point 8: a report on the kept evaluation. The caller sees the host's marks
+/// and kept body as they stand; when it declines, nothing is written; when it carries
+/// them forward, the states, the changed history and the evaluation (made from the marks
+/// after the states were stored) are written together.
+async fn report_on_kept_carries_forward_or_writes_nothing(store: &dyn Store) {
+    use crate::{CarriedForward, MarksAtCheckin, StoredVerdict};
+    use patchday_types::UpdateState as S;
+    let t = new_tenant(store, "carry").await;
+    let other = new_tenant(store, "carry-other").await;
+    let h: HostId = id("h1");
+    let now = ts("2026-11-26T10:00:00Z");
+    t.create_host(&h, "h1", &hash_secret("c-carry-h1"), now)
+        .await
+        .unwrap();
+    let st = |u: &str, s: S| StateReport {
+        update: id(u),
+        state: s,
+        message: None,
+    };
+    let kept = StoredVerdict {
+        host: h.clone(),
+        basis: "b0".into(),
+        body: "body0".into(),
+        summary: "summary0".into(),
+    };
+    t.record_host_states(&h, &[st("U1", S::Approved)], now, Some(&kept))
+        .await
+        .unwrap();
+    let marks0 = t.host_marks(&h).await.unwrap();
+    assert_eq!(marks0.basis.as_deref(), Some("b0"));
+
+    // Declined: nothing written.
+    let seen = std::sync::Mutex::new(None);
+    let decline = |m: &MarksAtCheckin, body: Option<&str>| {
+        *seen.lock().unwrap() = Some((m.clone(), body.map(String::from)));
+        None
+    };
+    let later = ts("2026-11-26T10:05:00Z");
+    let none = t
+        .report_on_kept(&h, &[st("U1", S::Downloading)], later, &decline)
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        Some((marks0.clone(), Some("body0".into()))),
+        "the caller sees the marks and the kept body"
+    );
+    assert!(t.states(&h).await.unwrap().is_empty(), "nothing stored");
+    assert_eq!(t.host_marks(&h).await.unwrap(), marks0);
+    assert_eq!(t.history(Some(&h), None, 100).await.unwrap().len(), 1);
+
+    // Carried forward: the states, the history and the evaluation, together.
+    let carry = |m: &MarksAtCheckin, body: Option<&str>| {
+        assert_eq!(body, Some("body0"));
+        assert_eq!(m.basis.as_deref(), Some("b0"));
+        Some(CarriedForward {
+            history: vec![st("U1", S::Downloading)],
+            keep: Box::new(|after: &MarksAtCheckin| {
+                Some(StoredVerdict {
+                    host: id("h1"),
+                    basis: format!("after {}", after.host.states),
+                    body: "body1".into(),
+                    summary: "summary1".into(),
+                })
+            }),
+        })
+    };
+    let entries = t
+        .report_on_kept(&h, &[st("U1", S::Downloading)], later, &carry)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].previous, Some(S::Approved));
+    assert_eq!(entries[0].state, S::Downloading);
+    assert_eq!(entries[0].at, later);
+    let states = t.states(&h).await.unwrap();
+    assert_eq!(
+        states
+            .iter()
+            .map(|s| (s.report.update.as_str(), s.report.state, s.at))
+            .collect::<Vec<_>>(),
+        [("U1", S::Downloading, later)]
+    );
+    let marks1 = t.host_marks(&h).await.unwrap();
+    assert_ne!(marks1.host.states, marks0.host.states);
+    assert_eq!(
+        marks1.basis,
+        Some(format!("after {}", marks1.host.states)),
+        "the evaluation is kept under the marks after the report"
+    );
+    let history = t.history(Some(&h), None, 100).await.unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.state).collect::<Vec<_>>(),
+        [S::Approved, S::Downloading]
+    );
+    // An unchanged state is stored again but not appended to the history.
+    let again = t
+        .report_on_kept(
+            &h,
+            &[st("U1", S::Downloading)],
+            ts("2026-11-26T10:06:00Z"),
+            &carry_same(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(t.history(Some(&h), None, 100).await.unwrap().len(), 2);
+
+    // Unknown here: another tenant's host, a host that is not there.
+    for (tenant, host) in [(&other, &h), (&t, &id("nope"))] {
+        assert!(matches!(
+            tenant
+                .report_on_kept(host, &[st("U1", S::Installing)], later, &decline)
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
+
+/// A carry that records the same state again and keeps no evaluation.
+fn carry_same(
+) -> impl Fn(&crate::MarksAtCheckin, Option<&str>) -> Option<crate::CarriedForward> + Sync {
+    |_, _| {
+        Some(crate::CarriedForward {
+            history: vec![StateReport {
+                update: id("U1"),
+                state: patchday_types::UpdateState::Downloading,
+                message: None,
+            }],
+            keep: Box::new(|_| None),
+        })
+    }
 }
 
 // ---- Issue 10, point 5: maintenance windows and reboot policy per group ----

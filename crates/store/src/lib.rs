@@ -125,6 +125,28 @@ pub struct MarksAtCheckin {
     pub basis: Option<String>,
 }
 
+/// Issue 10, point 8: how a state report carries a host's kept evaluation forward
+/// ([`TenantStore::report_on_kept`]): the states it changes, for the history, and the
+/// evaluation to keep once the report is stored.
+pub struct CarriedForward {
+    /// The host's new states for the updates the report is about (recorded in the
+    /// history where they changed, as [`TenantStore::record_host_states`] records them).
+    pub history: Vec<StateReport>,
+    /// The evaluation to keep, from the host's marks as they stand after the report's
+    /// states were stored (`None`: keep none).
+    pub keep: KeepEvaluation,
+}
+
+/// [`CarriedForward::keep`]: the evaluation to keep, from the host's marks after the report.
+pub type KeepEvaluation = Box<dyn FnOnce(&MarksAtCheckin) -> Option<StoredVerdict> + Send>;
+
+/// What [`TenantStore::report_on_kept`] asks of the caller: from the host's marks and its
+/// kept evaluation's body, read in the report's transaction before anything is written,
+/// how the report carries the evaluation forward, or `None` when it cannot (the kept
+/// evaluation is not the host's current one, or the report changes more than it says).
+pub type CarryForward<'a> =
+    dyn Fn(&MarksAtCheckin, Option<&str>) -> Option<CarriedForward> + Sync + 'a;
+
 /// Marks of what one host's evaluation depends on in the store beyond the catalog and
 /// the tenant's decisions ([`TenantStore::decisions_mark`]) (issue 11): an evaluation
 /// kept with the marks read before its data was read is known to be old once a mark
@@ -723,6 +745,20 @@ pub trait TenantStore: Send + Sync {
         now: Timestamp,
         verdict: Option<&StoredVerdict>,
     ) -> Result<Vec<HistoryEntry>>;
+    /// Issue 10, point 8: an agent's state report (downloading, installing...) applied to
+    /// the host's kept evaluation instead of a new one, in one transaction: `carry` is
+    /// given the host's marks and kept evaluation as they stand in the transaction; when it
+    /// carries them forward, the states are stored (as [`TenantStore::put_states`]), its
+    /// history recorded and its evaluation kept, and the history entries are returned.
+    /// `Ok(None)`, with nothing written, when `carry` cannot: the caller then stores the
+    /// report and evaluates the host in full. `NotFound` for an unknown host.
+    async fn report_on_kept(
+        &self,
+        id: &HostId,
+        states: &[StateReport],
+        now: Timestamp,
+        carry: &CarryForward<'_>,
+    ) -> Result<Option<Vec<HistoryEntry>>>;
     /// History entries of this tenant, oldest first, for one host and/or one update, at
     /// most `limit`.
     async fn history(

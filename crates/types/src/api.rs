@@ -469,6 +469,12 @@ pub struct CheckinRequest {
     /// repairs, measurements); absent from older agents and from runs with no baseline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub baselines: Vec<BaselineReport>,
+    /// Issue 10, point 8: what this run's last installs ended in (installed, waiting for a
+    /// reboot, failed, staged for a window), which would otherwise come as a report just
+    /// before this check-in; the server records them before it evaluates the host, as
+    /// it records a report. Absent from older agents and from runs that installed nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<StateReport>,
 }
 
 /// Issue 13, point 1: one baseline on one host at one agent run.

@@ -591,6 +591,22 @@ fn metrics_count_checkins_installs_and_compliance_for_a_real_agent() {
         &[("state", "installed")],
     );
     assert!(installed.unwrap_or(0.0) >= 1.0, "{scrape}");
+    // Issue 10, point 8: one report per step under way (installing, and downloading when
+    // the download was slow); the outcome came with the closing check-in, not alone.
+    let reported = |state: &str| {
+        sample(&s, "patchday_install_outcomes_total", &[("state", state)]).unwrap_or(0.0)
+    };
+    assert_eq!(reported("installing"), 1.0, "{scrape}");
+    assert_eq!(
+        sample(
+            &s,
+            "patchday_http_requests_total",
+            &[("route", "/v1/agent/report"), ("status", "200")]
+        )
+        .unwrap_or(0.0),
+        reported("installing") + reported("downloading"),
+        "{scrape}"
+    );
     // The payload it downloaded.
     assert!(
         sample(&s, "patchday_downloads_total", &[]).unwrap_or(0.0) >= 1.0,

@@ -430,6 +430,80 @@ fn states_for_unknown_updates_are_refused() {
     assert_eq!(code, 200, "a known update is accepted: {body}");
 }
 
+/// Issue 10, point 8: a run's last outcomes ride on its closing check-in. They are
+/// recorded before the host is evaluated, bounded like a report's; one about an update
+/// the catalog no longer has is left out instead of costing the host its check-in.
+#[test]
+fn a_checkins_outcomes_are_recorded_bounded_and_unknown_updates_left_out() {
+    let w = world();
+    let token = enroll_token(&w.srv, &["--group", "web"]);
+    let mut host = SigningHost::enrol(&w.srv, &token, "web-1").unwrap();
+    w.srv
+        .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-L-1"]);
+    let arch = String::from_utf8(
+        Command::new("dpkg")
+            .arg("--print-architecture")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let mut checkin = |states: Value| {
+        let inventory = patchday_types::Inventory {
+            hostname: "web-1".into(),
+            architecture: arch.clone(),
+            packages: vec![patchday_types::InstalledPackage {
+                name: "pd-lifecycle".into(),
+                version: "1.0-1".into(),
+                architecture: arch.clone(),
+                source: "pd-lifecycle".into(),
+                source_version: "1.0-1".into(),
+            }],
+            ..Default::default()
+        };
+        let mut body = json!({
+            "inventory": inventory,
+            "states": states
+        });
+        if body["states"].is_null() {
+            body.as_object_mut().unwrap().remove("states");
+        }
+        host.post(&w.srv, "/v1/agent/checkin", body.to_string().as_bytes())
+    };
+    let (code, body) = checkin(json!([
+        { "update": "PD-L-1", "state": "failed", "message": "dpkg: error processing pd-lifecycle" },
+        { "update": "PD-NOPE-1", "state": "installed" }
+    ]));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        w.srv.update_state("web-1", "PD-L-1"),
+        (
+            "failed".into(),
+            "dpkg: error processing pd-lifecycle".into()
+        ),
+        "recorded before the evaluation"
+    );
+    let many: Vec<Value> = (0..1001)
+        .map(|_| json!({ "update": "PD-L-1", "state": "failed" }))
+        .collect();
+    let (code, body) = checkin(json!(many));
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(
+        message(&body),
+        "1001 states in one report; the limit is 1000"
+    );
+    let (code, body) = checkin(json!([
+        { "update": "PD-L-1", "state": "failed", "message": "x".repeat(4097) }
+    ]));
+    assert_eq!(code, 400, "{body}");
+    // A check-in without states (an older agent's) leaves them as they were.
+    let (code, body) = checkin(Value::Null);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(w.srv.update_state("web-1", "PD-L-1").0, "failed");
+}
+
 #[test]
 fn host_quota_refuses_enrolment_above_it() {
     let w = world();

@@ -211,6 +211,7 @@ fn forged_checkin(package: &str, hostname: &str) -> Vec<u8> {
         inventory,
         labels: None,
         baselines: Vec::new(),
+        states: Vec::new(),
     })
     .unwrap()
 }

@@ -104,10 +104,33 @@ pub async fn checkin(
                                                                             // replica lacking the certified key answers 503 before it changes anything.
     let signer = s.director.current(s.store.as_ref()).await?;
     let key = signer.key()?;
+    // Issue 9, point 6: the catalog parsed and indexed once per version, not per check-in,
+    // and only the decisions about updates that name the host's packages.
+    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
+    // Issue 10, point 8: the run's last outcomes, bounded as a report is (finding 4). One
+    // about an update the catalog no longer has (removed since the run began) is left
+    // out, not a reason to refuse the inventory that comes with it.
+    crate::limits::states(&req.states, |_| true)?;
+    let (outcomes, gone): (Vec<_>, Vec<_>) = req
+        .states
+        .iter()
+        .cloned()
+        .partition(|r| catalog.get(r.update.as_str()).is_some());
+    for r in &gone {
+        tracing::warn!(tenant = %who.tenant, host = %who.host, update = %r.update, "check-in: state for an update the catalog no longer has left out");
+    }
     let tenant = s.store.tenant(&who.tenant).await?;
     tenant
         .save_inventory(&who.host, &req.inventory, s.clock.now())
         .await?;
+    // Recorded as a report records them, before the marks and the states this evaluation
+    // reads.
+    if !outcomes.is_empty() {
+        tenant
+            .put_states(&who.host, &outcomes, s.clock.now())
+            .await?;
+        s.metrics.reported(&outcomes); // issue 11, point 4
+    }
     // Issue 13, point 1: what the agent found and did per baseline at this run.
     tenant
         .save_baseline_reports(&who.host, &req.baselines, s.clock.now())
@@ -124,9 +147,6 @@ pub async fn checkin(
     // Issue 11: the marks this evaluation is kept under, read before what it reads.
     let marks = tenant.host_marks(&who.host).await?;
     let host = tenant.host(&who.host).await?;
-    // Issue 9, point 6: the catalog parsed and indexed once per version, not per check-in,
-    // and only the decisions about updates that name the host's packages.
-    let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
     let approvals = tenant
         .list_approvals_for(&relevant_ids(&catalog, &req.inventory))
         .await?;
@@ -295,9 +315,6 @@ pub async fn report(
     let (version, catalog) = s.catalog_index.versioned(s.store.as_ref()).await?;
     crate::limits::states(&req.states, |u| catalog.get(u).is_some())?;
     let tenant = s.store.tenant(&who.tenant).await?;
-    tenant
-        .put_states(&who.host, &req.states, s.clock.now())
-        .await?;
     s.metrics.reported(&req.states); // issue 11, point 4
                                      // Only the updates this report is about, and not the ones it says are installed: the
                                      // stored inventory predates the install, so dpkg's word comes with the check-in that
@@ -317,12 +334,32 @@ pub async fn report(
         .map(|r| r.update.as_str())
         .collect();
     if in_progress.is_empty() {
+        tenant
+            .put_states(&who.host, &req.states, s.clock.now())
+            .await?;
         // Issue 10, point 8: nothing for the history until the check-in that follows (a
         // rollout's "installed" reports skip the evaluation; the stored states moved the
         // host's marks, so no kept evaluation outlives them).
         s.push.access_changed(); // issue 14: the gates look at this host's compliance again
         return Ok(Json(()));
     }
+    // Issue 10, point 8: work under way (downloading, installing...) on the host's kept
+    // evaluation, in one transaction, when that evaluation is current; else below.
+    if in_progress.len() == req.states.len() {
+        let host = tenant.host(&who.host).await?;
+        let carry = crate::fleet_view::carry_report(&version, &host, &req.states);
+        if tenant
+            .report_on_kept(&who.host, &req.states, s.clock.now(), &carry)
+            .await?
+            .is_some()
+        {
+            s.push.access_changed(); // issue 14
+            return Ok(Json(()));
+        }
+    }
+    tenant
+        .put_states(&who.host, &req.states, s.clock.now())
+        .await?;
     // Issue 10, point 1: the report changes the host's states (downloading, failed...);
     // evaluated with the stored inventory, into the state history.
     // Issue 11: the marks this evaluation is kept under, read before what it reads.
