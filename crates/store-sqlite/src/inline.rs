@@ -26,10 +26,6 @@ use std::time::Duration;
 /// Connections kept for reuse; more are opened while more readers run at once.
 const KEEP: usize = 16;
 
-/// How much of the database file a reader maps (address space, not memory: the kernel
-/// shares the pages with its page cache); a larger file is read past it as before.
-const MMAP_BYTES: i64 = 1 << 30;
-
 /// A pool of read-only connections used on the caller's thread.
 pub(crate) struct InlineReads {
     path: PathBuf,
@@ -53,13 +49,9 @@ impl InlineReads {
         .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", self.path.display())))?;
         c.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
         c.pragma_update(None, "query_only", "ON").map_err(failed)?;
-        // Issue 10, point 8: pages read through a memory map. Every commit empties a
-        // reader's page cache (SQLite cannot tell which pages changed); without the map each
-        // page is then read again with a system call and copied (9% of the server's CPU
-        // in a rollout to 10,000 hosts, BENCHMARKS.md eleventh run). Writes still go
-        // through the writer's `write` calls, not the map.
-        c.pragma_update(None, "mmap_size", MMAP_BYTES)
-            .map_err(failed)?;
+        // No `mmap_size`: every commit empties a reader's page cache, but reading pages
+        // through a map cost the fleet rollout more server CPU than it saved (BENCHMARKS.md,
+        // twelfth run).
         // Prepared statements are cached per connection (rusqlite's default is 16).
         c.set_prepared_statement_cache_capacity(64);
         Ok(c)

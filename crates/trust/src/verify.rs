@@ -402,8 +402,13 @@ fn refuse_foreign_root(pinned: &PinnedRoot, metadata_dir: &Path) -> Result<(), T
 /// `N.root.json` files fall back to old (maybe revoked) keys.
 fn seed_trusted_root(pinned: &PinnedRoot, datastore: &Path) -> Result<(), TrustError> {
     let stored = datastore.join("root.json");
-    let newer = std::fs::read(&stored)
-        .ok()
+    let bytes = std::fs::read(&stored).ok();
+    // The pinned root already stored as it is (every run after the first until a
+    // rotation): nothing to write, so a run does not rewrite and sync the file each time.
+    if bytes.as_deref() == Some(pinned.bytes.as_slice()) {
+        return Ok(());
+    }
+    let newer = bytes
         .and_then(|bytes| client::self_signed_root(&bytes).ok())
         .is_some_and(|(version, _)| version > pinned.version);
     if newer {
@@ -526,5 +531,28 @@ mod tests {
             check_bytes("x", &info, b"abd"),
             Err(TrustError::HashMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn the_pinned_root_is_written_once_and_replaces_a_damaged_copy() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pinned = PinnedRoot {
+            bytes: b"{\"pinned\": 1}".to_vec(),
+            version: 1,
+            signed: serde_json::Value::Null,
+        };
+        let stored = dir.path().join("root.json");
+        seed_trusted_root(&pinned, dir.path()).unwrap();
+        assert_eq!(std::fs::read(&stored).unwrap(), pinned.bytes);
+        let first = std::fs::metadata(&stored).unwrap().ino();
+        // A later run finds it as pinned: the file is left as it is (same inode, no
+        // replacement written and synced).
+        seed_trusted_root(&pinned, dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(&stored).unwrap().ino(), first);
+        // A damaged copy (not a self-signed root of a newer version) is replaced.
+        std::fs::write(&stored, b"{\"damaged\"").unwrap();
+        seed_trusted_root(&pinned, dir.path()).unwrap();
+        assert_eq!(std::fs::read(&stored).unwrap(), pinned.bytes);
     }
 }
