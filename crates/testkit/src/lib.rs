@@ -122,6 +122,15 @@ pub fn bin(name: &str, patchday: &str) -> PathBuf {
 }
 
 /// Text of an output, for assertions and messages.
+/// dpkg's native architecture on this machine (what agents report in their inventory).
+pub fn native_architecture() -> String {
+    let o = std::process::Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .expect("dpkg --print-architecture");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",

@@ -440,16 +440,7 @@ fn a_checkins_outcomes_are_recorded_bounded_and_unknown_updates_left_out() {
     let mut host = SigningHost::enrol(&w.srv, &token, "web-1").unwrap();
     w.srv
         .cli(&["approve", "--tenant", "acme", "--group", "web", "PD-L-1"]);
-    let arch = String::from_utf8(
-        Command::new("dpkg")
-            .arg("--print-architecture")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    let arch = patchday_testkit::native_architecture();
     let mut checkin = |states: Value| {
         let inventory = patchday_types::Inventory {
             hostname: "web-1".into(),

@@ -826,15 +826,6 @@ fn wall_clock() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
-/// dpkg's native architecture here (what agents report).
-fn native_arch() -> String {
-    let o = std::process::Command::new("dpkg")
-        .arg("--print-architecture")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// The release counter the catalog signed for `name` (0 when none or not listed).
 fn signed_counter(w: &World, name: &str) -> u64 {
     let meta = w.cat.repo.join("metadata");
@@ -902,7 +893,7 @@ fn forge_director_with(
                 "hashes": {"sha256": sha},
                 "custom": {
                     "update": update, "tenant": "acme", "host": host,
-                    "architecture": native_arch(), "groups": ["web"],
+                    "architecture": patchday_testkit::native_architecture(), "groups": ["web"],
                     "release_counter": signed_counter(w, name),
                 },
             }),

@@ -185,16 +185,7 @@ fn post_as_host(
 
 /// A check-in claiming `package` is already at 1.0-2, under another host name.
 fn forged_checkin(package: &str, hostname: &str) -> Vec<u8> {
-    let arch = String::from_utf8(
-        std::process::Command::new("dpkg")
-            .arg("--print-architecture")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    let arch = patchday_testkit::native_architecture();
     let inventory = Inventory {
         hostname: hostname.into(),
         architecture: arch.clone(),
