@@ -3234,31 +3234,36 @@ async fn store_states(
     Ok(())
 }
 
-/// The host's marks (as `fleet_page` computes them) and, when `body`, its kept
-/// evaluation's body, its row locked until the transaction ends; `None` for an unknown
-/// host.
+/// The host's marks (as `fleet_page` computes them); `None` for an unknown host. With
+/// `kept` (a report's transaction, `report_on_kept`): also its kept evaluation's body,
+/// and its row locked until the transaction ends, so that a check-in's inventory waits.
+/// Without, a plain read: a row lock writes to the row (its `xmax`), which no check-in's
+/// `host_marks` should pay.
 async fn marks_and_kept(
     c: &mut sqlx::PgConnection,
     tenant: &TenantId,
     host: &HostId,
-    body: bool,
+    kept: bool,
 ) -> Result<Option<(MarksAtCheckin, Option<String>)>> {
-    let row = sqlx::query(
-        "SELECT (SELECT decisions_rev FROM tenants t WHERE t.id = h.tenant_id) AS decisions_rev,
+    const MARKS: &str = "SELECT (SELECT decisions_rev FROM tenants t WHERE t.id = h.tenant_id) AS decisions_rev,
                 (SELECT string_agg(s.update_id || '=' || s.state || '@' || s.at, ';' ORDER BY s.update_id)
                    FROM host_states s WHERE s.tenant_id = h.tenant_id AND s.host_id = h.id) AS states_mark,
                 COALESCE(h.inventory_sha256, 'seen ' || h.last_seen) AS inventory_mark,
                 v.basis, CASE WHEN $3 THEN v.body END AS body
          FROM hosts h LEFT JOIN host_verdicts v ON v.tenant_id = h.tenant_id AND v.host_id = h.id
-         WHERE h.tenant_id = $1 AND h.id = $2
-         FOR SHARE OF h",
-    )
-    .bind(tenant.as_str())
-    .bind(host.as_str())
-    .bind(body)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(backend)?;
+         WHERE h.tenant_id = $1 AND h.id = $2";
+    let sql = if kept {
+        format!("{MARKS} FOR SHARE OF h")
+    } else {
+        MARKS.to_owned()
+    };
+    let row = sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(host.as_str())
+        .bind(kept)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(backend)?;
     Ok(row.map(|row| {
         (
             MarksAtCheckin {
