@@ -205,21 +205,48 @@ impl Dpkg {
 
     /// dpkg's own words when its database is not clean (`dpkg --audit`: half-installed,
     /// unconfigured, triggers pending), on one line; `None` when it is clean.
+    ///
+    /// A failure that is not dpkg's report (dpkg could not be started, or it exited
+    /// non-zero without listing anything, as when the machine is out of processes or
+    /// memory for a moment) is tried once more before it is reported: the host is then
+    /// shown broken with those words, since an agent that cannot run dpkg cannot install.
     pub fn audit(&self) -> Option<String> {
-        let out = match self.command().arg("--audit").output() {
-            Ok(o) => o,
-            Err(e) => return Some(format!("cannot run dpkg --audit: {e}")),
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        let words = one_line(&text);
-        if words.is_empty() && out.status.success() {
-            None
-        } else if words.is_empty() {
-            Some(message(&out))
-        } else {
-            Some(words)
+        match self.audit_once() {
+            Audit::Clean => None,
+            Audit::Listed(words) => Some(words),
+            Audit::NotRun(first) => {
+                tracing::warn!(error = %first, "dpkg --audit did not run; trying once more");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                match self.audit_once() {
+                    Audit::Clean => None,
+                    Audit::Listed(words) | Audit::NotRun(words) => Some(words),
+                }
+            }
         }
     }
+
+    fn audit_once(&self) -> Audit {
+        let out = match self.command().arg("--audit").output() {
+            Ok(o) => o,
+            Err(e) => return Audit::NotRun(format!("cannot run dpkg --audit: {e}")),
+        };
+        let words = one_line(&String::from_utf8_lossy(&out.stdout));
+        match (words.is_empty(), out.status.success()) {
+            (true, true) => Audit::Clean,
+            (true, false) => Audit::NotRun(message(&out)),
+            (false, _) => Audit::Listed(words),
+        }
+    }
+}
+
+/// What one `dpkg --audit` said.
+enum Audit {
+    /// Nothing listed, exit 0.
+    Clean,
+    /// dpkg's own report of packages not in order, on one line.
+    Listed(String),
+    /// dpkg did not run or failed without listing anything (its words or the error).
+    NotRun(String),
 }
 
 impl Dpkg {

@@ -631,7 +631,8 @@ fn metrics_count_checkins_installs_and_compliance_for_a_real_agent() {
         !scrape.contains("route=\"/v1/tenants/acme"),
         "raw paths in labels:\n{scrape}"
     );
-    // Compliance: the one host is up to date.
+    // Compliance: the one host is up to date. On failure, the host's row says why (its
+    // compliance reason, e.g. dpkg's words) and the agent's log what it saw.
     assert_eq!(
         sample(
             &s,
@@ -639,7 +640,9 @@ fn metrics_count_checkins_installs_and_compliance_for_a_real_agent() {
             &[("tenant", "acme"), ("state", "up-to-date")]
         ),
         Some(1.0),
-        "{scrape}"
+        "{scrape}\nhost: {}\nagent: {}",
+        w.srv.host_report("metrics-host-1"),
+        text(&o)
     );
     // Catalog expiry in the future; no long poll held by a one-shot agent.
     let expiry = sample(&s, "patchday_catalog_expiry_seconds", &[]).unwrap();
