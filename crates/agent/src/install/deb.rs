@@ -382,3 +382,58 @@ fn message(out: &std::process::Output) -> String {
     }
     format!("dpkg failed ({}): {m}", out.status)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// Real dpkg on a scratch root (`dpkg --root=DIR --audit` only reads). Without dpkg
+    /// the test skips on a laptop and fails under `CI`.
+    fn dpkg_here() -> bool {
+        let ok = Command::new("dpkg").arg("--version").output().is_ok();
+        assert!(
+            ok || std::env::var_os("CI").is_none(),
+            "dpkg is required under CI"
+        );
+        ok
+    }
+
+    fn root_with_status(status: &str) -> (tempfile::TempDir, Dpkg) {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path().join("var/lib/dpkg");
+        std::fs::create_dir_all(admin.join("updates")).unwrap();
+        std::fs::create_dir_all(admin.join("info")).unwrap();
+        std::fs::write(admin.join("status"), status).unwrap();
+        let dpkg = Dpkg {
+            root: dir.path().to_path_buf(),
+            extra_args: Vec::new(),
+        };
+        (dir, dpkg)
+    }
+
+    #[test]
+    fn audit_is_clean_lists_dpkgs_words_and_reports_a_dpkg_that_cannot_run() {
+        if !dpkg_here() {
+            return;
+        }
+        let (_clean, dpkg) = root_with_status("");
+        assert_eq!(dpkg.audit(), None);
+        let half = "Package: pd-x\nStatus: install ok half-configured\nPriority: optional\n\
+                    Section: misc\nMaintainer: t <t@example.org>\nArchitecture: all\n\
+                    Version: 1.0-1\nDescription: x\n\n";
+        let (_half, dpkg) = root_with_status(half);
+        let words = dpkg.audit().expect("a half-configured package is reported");
+        assert!(words.contains("pd-x"), "{words}");
+        // A dpkg that fails without listing anything (here: an option it refuses) is
+        // tried twice, and the failure is still reported (the host cannot install), in
+        // dpkg's words.
+        let (_bad, mut dpkg) = root_with_status("");
+        dpkg.extra_args = vec!["--no-such-option-here".into()];
+        let words = dpkg.audit().expect("a dpkg that cannot run is reported");
+        assert!(
+            words.starts_with("dpkg failed") && words.contains("no-such-option-here"),
+            "{words}"
+        );
+    }
+}
