@@ -483,9 +483,14 @@ async fn run_once(
             report(host, &a.update, UpdateState::Downloading, None),
         )
         .await?;
-        report(host, &a.update, UpdateState::Installing, None).await;
-        // dpkg's work, simulated.
-        tokio::time::sleep(install).await;
+        // dpkg's work, simulated; "installing" only when it outlasts
+        // INSTALLING_REPORT_AFTER, as the agent does.
+        patchday_agent::download::saying_when_slow(
+            patchday_agent::run::INSTALLING_REPORT_AFTER,
+            tokio::time::sleep(install),
+            report(host, &a.update, UpdateState::Installing, None),
+        )
+        .await;
         // What dpkg leaves: the new version, configured, or half-configured when the
         // (simulated) postinst failed, as a real failing package does.
         {

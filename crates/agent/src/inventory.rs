@@ -28,7 +28,8 @@ pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
     let os_text = std::fs::read_to_string(root.join("etc/os-release"))
         .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
         .unwrap_or_default();
-    let architecture = dpkg_architecture(root);
+    let packages = parse_status(&status);
+    let architecture = dpkg_architecture(root, &packages);
     let hostname = std::fs::read_to_string(root.join("etc/hostname"))
         .ok()
         .map(|s| s.trim().to_string())
@@ -48,7 +49,7 @@ pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
         architecture,
         kernel_running,
         reboot_required: reboot_required(root),
-        packages: parse_status(&status),
+        packages,
         unfinished: parse_unfinished(&status),
         bundles: crate::install::bundle::registry(root)?
             .into_iter()
@@ -70,31 +71,30 @@ pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
     })
 }
 
-/// dpkg's native architecture: from `dpkg --print-architecture` on the live host,
-/// else the architecture of the `dpkg` package itself in the status file.
-fn dpkg_architecture(root: &Path) -> String {
-    if root == Path::new("/") {
-        if let Ok(out) = std::process::Command::new("dpkg")
+/// dpkg's native architecture: from `dpkg --print-architecture` on the live host (asked
+/// once per process: it changes only when dpkg itself is replaced, and an agent collects
+/// its inventory several times a run), else the architecture of the `dpkg` package in
+/// the status file already parsed.
+fn dpkg_architecture(root: &Path, packages: &[patchday_types::InstalledPackage]) -> String {
+    static LIVE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let ask = || {
+        std::process::Command::new("dpkg")
             .arg("--print-architecture")
             .output()
-        {
-            if out.status.success() {
-                return String::from_utf8_lossy(&out.stdout).trim().to_string();
-            }
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if root == Path::new("/") {
+        if let Some(a) = LIVE.get_or_init(ask) {
+            return a.clone();
         }
     }
-    let status = std::fs::read_to_string(status_path(root)).unwrap_or_default();
-    parse_status(&status)
-        .into_iter()
+    packages
+        .iter()
         .find(|p| p.name == "dpkg")
-        .map(|p| p.architecture)
-        .or_else(|| {
-            std::process::Command::new("dpkg")
-                .arg("--print-architecture")
-                .output()
-                .ok()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        })
+        .map(|p| p.architecture.clone())
+        .or_else(ask)
         .unwrap_or_default()
 }
 

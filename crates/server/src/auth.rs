@@ -177,6 +177,8 @@ async fn host_refusal(state: &AppState, hash: &str) -> Result<ApiError, ApiError
     })
 }
 
+use crate::host_credentials::KnownHost;
+
 /// An authenticated host.
 #[derive(Clone, Debug)]
 pub struct HostAuth {
@@ -190,16 +192,52 @@ impl FromRequestParts<AppState> for HostAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = bearer(parts)?;
-        login_allowed(parts, state)?;
-        match state.store.host_by_credential(&hash_secret(secret)).await? {
-            Some((tenant, host)) => Ok(HostAuth { tenant, host }),
-            None => {
-                let refusal = host_refusal(state, &hash_secret(secret)).await?;
-                Err(counted_failure(parts, state, refusal))
-            }
+        Ok(host_caller(parts, state).await?.1.auth())
+    }
+}
+
+impl KnownHost {
+    fn auth(&self) -> HostAuth {
+        HostAuth {
+            tenant: self.tenant.clone(),
+            host: self.host.clone(),
         }
     }
+}
+
+/// The host whose credential the request carries (its hash, and the host), or the
+/// refusal that says why there is none.
+async fn host_caller(parts: &Parts, state: &AppState) -> Result<(String, KnownHost), ApiError> {
+    let secret = bearer(parts)?;
+    login_allowed(parts, state)?;
+    let hash = hash_secret(secret);
+    match known_host(state, &hash).await? {
+        Some(h) => Ok((hash, h)),
+        None => {
+            let refusal = host_refusal(state, &hash).await?;
+            Err(counted_failure(parts, state, refusal))
+        }
+    }
+}
+
+/// The host a credential hash names: remembered for seconds
+/// ([`crate::host_credentials`]), else read from the store.
+async fn known_host(state: &AppState, hash: &str) -> Result<Option<KnownHost>, ApiError> {
+    let known = &state.host_credentials;
+    if let Some(h) = known.get(hash, std::time::Instant::now()) {
+        return Ok(Some(h));
+    }
+    let began = known.begin();
+    let Some((tenant, host)) = state.store.host_by_credential(hash).await? else {
+        return Ok(None);
+    };
+    let h = KnownHost {
+        tenant,
+        host,
+        public_key: None,
+    };
+    known.put(hash, h.clone(), began);
+    Ok(Some(h))
 }
 
 /// Either kind of caller, for what both may read (TUF metadata and payloads), with the
@@ -238,15 +276,23 @@ impl FromRequestParts<AppState> for AnyCaller {
         let secret = bearer(parts)?;
         login_allowed(parts, state)?;
         let h = hash_secret(secret);
-        if let Some((tenant, _)) = state.store.host_by_credential(&h).await? {
+        if let Some(known) = known_host(state, &h).await? {
             return Ok(AnyCaller {
-                scope: ReadScope::Tenant(tenant),
+                scope: ReadScope::Tenant(known.tenant),
             });
         }
         // Finding 3: revoked and expired operator tokens read nothing either.
-        let t = live_operator_token(state, secret)
-            .await
-            .map_err(|e| counted_failure(parts, state, e))?;
+        let t = match live_operator_token(state, secret).await {
+            Ok(t) => t,
+            Err(e) => {
+                // A removed host's credential is told so, as on the agent routes.
+                let e = match state.store.removed_host_by_credential(&h).await? {
+                    Some(_) => host_refusal(state, &h).await?,
+                    None => e,
+                };
+                return Err(counted_failure(parts, state, e));
+            }
+        };
         let scope = match (t.role, t.tenant) {
             (Role::ProviderAdmin, _) => ReadScope::All,
             (_, Some(tenant)) => ReadScope::Tenant(tenant),
@@ -288,10 +334,25 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState>
         use patchday_trust::host_signature::{
             verify_request, LAST_SEQUENCE_HEADER, SEQUENCE_HEADER, SIGNATURE_HEADER,
         };
-        let (mut parts, body) = req.into_parts();
-        let who = HostAuth::from_request_parts(&mut parts, state)
+        let (parts, body) = req.into_parts();
+        let (hash, known) = host_caller(&parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
+        let who = known.auth();
+        // A host gone since its credential was remembered (removed through another
+        // replica): forgotten, and refused as a removed host is.
+        let hash_ref = hash.as_str();
+        let gone = |e: patchday_store::StoreError| async move {
+            match e {
+                patchday_store::StoreError::NotFound(_) => {
+                    state.host_credentials.forget(hash_ref);
+                    match host_refusal(state, hash_ref).await {
+                        Ok(refusal) | Err(refusal) => refusal.into_response(),
+                    }
+                }
+                e => ApiError::from(e).into_response(),
+            }
+        };
         let header = |name: &str| {
             parts
                 .headers
@@ -322,16 +383,24 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState>
             .tenant(&who.tenant)
             .await
             .map_err(|e| ApiError::from(e).into_response())?;
-        let signing = tenant
-            .host_signing(&who.host)
-            .await
-            .map_err(|e| ApiError::from(e).into_response())?;
-        let Some(public) = signing.public_key else {
-            return Err(signature_rejected(format!(
-                "host {} has no signing key: it was enrolled before hosts signed their check-ins; enrol it again (remove identity.json from the agent's state directory and run it with an enrolment token)",
-                who.host
-            ))
-            .into_response());
+        // The key never changes once set: remembered with the credential.
+        let public = match known.public_key {
+            Some(k) => k,
+            None => {
+                let signing = match tenant.host_signing(&who.host).await {
+                    Ok(s) => s,
+                    Err(e) => return Err(gone(e).await),
+                };
+                let Some(k) = signing.public_key else {
+                    return Err(signature_rejected(format!(
+                        "host {} has no signing key: it was enrolled before hosts signed their check-ins; enrol it again (remove identity.json from the agent's state directory and run it with an enrolment token)",
+                        who.host
+                    ))
+                    .into_response());
+                };
+                state.host_credentials.add_key(&hash, &k);
+                k
+            }
         };
         if let Err(e) = verify_request(
             &public,
@@ -348,11 +417,14 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState>
         let decoded: T = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("malformed JSON body: {e}")).into_response()
         })?;
-        match tenant
+        let advanced = match tenant
             .advance_sequence(&who.host, sequence, state.clock.now())
             .await
-            .map_err(|e| ApiError::from(e).into_response())?
         {
+            Ok(a) => a,
+            Err(e) => return Err(gone(e).await),
+        };
+        match advanced {
             patchday_store::SequenceCheck::Accepted => Ok(SignedHost {
                 who,
                 sequence,

@@ -30,6 +30,7 @@ mod error;
 mod facts; // issue 12, point 7: audit facts once per distinct content
 mod fleet_view; // issue 11, point 1: stored evaluations for the fleet views
 pub mod freshness;
+mod host_credentials; // issue 10, point 8: host credentials remembered for seconds
 mod lease; // issue 12, point 5: background work on one replica at a time
 mod limits; // finding 4 (issue 8)
 pub mod listener;

@@ -246,6 +246,8 @@ pub struct Shared {
     /// Issue 14, point 1: the key that signs compliance access tokens (apart from the
     /// director key).
     pub access_key: Arc<patchday_trust::access::AccessKey>,
+    /// Issue 10, point 8: host credentials looked up in the last seconds.
+    pub host_credentials: Arc<crate::host_credentials::HostCredentials>,
 }
 
 impl AppState {
@@ -309,6 +311,7 @@ impl AppState {
             admission: Arc::new(crate::admission::Admission::for_this_machine()),
             replica: crate::lease::replica_name(dir)?.into(),
             access_key: Arc::new(access_key),
+            host_credentials: Arc::default(),
         })))
     }
 }

@@ -1411,6 +1411,12 @@ async fn removed_host_credential_is_remembered(store: &dyn Store) {
         })
     );
     assert!(matches!(t.host(&h).await, Err(StoreError::NotFound(_))));
+    // Issue 10, point 8: a server that still remembers the credential (another replica)
+    // learns here that the host is gone, and refuses its signed body.
+    assert!(matches!(
+        t.advance_sequence(&h, 7, now).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(t.list_hosts().await.unwrap().is_empty());
     assert!(matches!(
         t.remove_host(&h, now, &log).await,

@@ -36,18 +36,23 @@ fn world() -> World {
     let dir = d.path().to_path_buf();
     let b = bins();
     let pkgs = dir.join("pkgs");
-    let build = |v: &str| {
-        let spec = DebSpec::new("pd-api-tool", v)
+    let build = |v: &str, postinst: Option<&str>| {
+        let mut spec = DebSpec::new("pd-api-tool", v)
             .changelog(v, "Fix CVE-2099-1101.")
             .file(
                 "/usr/share/pd-api-tool/version",
                 format!("{v}\n").into_bytes(),
                 0o644,
             );
+        if let Some(script) = postinst {
+            spec = spec.postinst(script);
+        }
         patchday_lab::build_deb(&spec, &pkgs).unwrap()
     };
-    let deb_old = build("1.0-1");
-    let deb_new = build("1.0-2");
+    let deb_old = build("1.0-1", None);
+    // dpkg works on the update longer than INSTALLING_REPORT_AFTER (5 s), so the agent
+    // sends its "installing" report (issue 10, point 8) and the report route is used.
+    let deb_new = build("1.0-2", Some("sleep 7"));
     let cat = Catalog::new(&b, &dir);
     let o = cat.add_deb("PD-API-1", &deb_new, &["--emergency", "test"]);
     assert!(o.status.success(), "add-deb: {}", text(&o));
@@ -591,8 +596,9 @@ fn metrics_count_checkins_installs_and_compliance_for_a_real_agent() {
         &[("state", "installed")],
     );
     assert!(installed.unwrap_or(0.0) >= 1.0, "{scrape}");
-    // Issue 10, point 8: one report per step under way (installing, and downloading when
-    // the download was slow); the outcome came with the closing check-in, not alone.
+    // Issue 10, point 8: one report per step under way, and only for a slow step
+    // (downloading over 2 s, dpkg over 5 s: this update's postinst takes 7 s); the
+    // outcome came with the closing check-in, not alone.
     let reported = |state: &str| {
         sample(&s, "patchday_install_outcomes_total", &[("state", state)]).unwrap_or(0.0)
     };

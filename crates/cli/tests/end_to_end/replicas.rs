@@ -455,6 +455,103 @@ fn a_director_certificate_installed_through_one_replica_is_served_by_the_other()
     assert_eq!(h.version("pd-replica-cert").as_deref(), Some("1.0-2"));
 }
 
+/// Issue 10, point 8: a replica remembers host credentials for seconds
+/// (`server/src/host_credentials.rs`). A host removed through another replica is refused
+/// at once for anything it signs (its sequence number has no row to go to), and for reads
+/// once the remembered credential is older than its ten seconds.
+#[test]
+fn a_host_removed_through_one_replica_is_refused_by_the_other_that_remembers_it() {
+    if !patchday_lab::require(Requirement::Postgres) {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt
+        .block_on(ThrowawayDatabase::create(
+            &patchday_lab::postgres_url().unwrap(),
+        ))
+        .unwrap();
+    let url = db.url().to_string();
+    let d = scratch();
+    let dir = d.path();
+    let b = bins();
+    let pkgs = dir.join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let build = |v: &str| {
+        let spec = DebSpec::new("pd-replica-gone", v)
+            .changelog(v, "Fix CVE-2099-0712.")
+            .file(
+                "/usr/share/pd-replica-gone/version",
+                v.as_bytes().to_vec(),
+                0o644,
+            );
+        patchday_lab::build_deb(&spec, &pkgs).unwrap()
+    };
+    let (old, new) = (build("1.0-1"), build("1.0-2"));
+    let flags = vec![
+        "--database".to_string(),
+        url.clone(),
+        "--content".to_string(),
+        dir.join("content").to_str().unwrap().to_string(),
+    ];
+    let dir_a = dir.join("a");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    let a = AcmeWorld::start(
+        &b,
+        &dir_a,
+        (
+            "PD-RG-1",
+            &new,
+            &["--emergency", "test", "--since", "1.0-1"],
+        ),
+        &|_| flags.clone(),
+        &["--unlimited"],
+    );
+    let dir_b = dir.join("b");
+    std::fs::create_dir_all(dir_b.join("server")).unwrap();
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(a.srv.data.join("director"))
+        .arg(dir_b.join("server/director"))
+        .status()
+        .unwrap()
+        .success());
+    std::fs::copy(dir_a.join("admin-token"), dir_b.join("admin-token")).unwrap();
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let replica_b = Server::start_with(&b, &dir_b, &a.cat.root(), &flag_refs);
+
+    // Enrolled and checked in through B, which now remembers its credential.
+    let h = Host::sandbox(&b, dir, "gone-host");
+    let id = h.enrol_into_web(&a.srv, &replica_b.url, &a.enroll, &old);
+    let identity: serde_json::Value =
+        serde_json::from_slice(&h.state_file("identity.json")).unwrap();
+    let credential = identity["credential"].as_str().unwrap().to_string();
+    let (code, body) = replica_b.http_get("/v1/tuf/metadata/timestamp.json", Some(&credential));
+    assert_eq!(code, 200, "{body}");
+
+    // Removed through A; B is not told.
+    let out = a.srv.cli(&["host", "remove", "--tenant", "acme", &id]);
+    assert!(out.contains("its credential no longer works"), "{out}");
+    let removed_at = Instant::now();
+
+    // At once: a signed check-in through B is refused, in the removal's own words.
+    let o = h.agent(&replica_b.url, None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("host {id} was removed from tenant acme at")),
+        "{}",
+        text(&o)
+    );
+    // After B's memory of the credential ran out (10 s), reads are refused as well.
+    let remembered = Duration::from_secs(10);
+    std::thread::sleep(remembered.saturating_sub(removed_at.elapsed()) + Duration::from_secs(1));
+    let (code, body) = replica_b.http_get("/v1/tuf/metadata/timestamp.json", Some(&credential));
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("was removed from tenant acme"), "{body}");
+}
+
 // ---- Push across replicas ----
 
 /// Agents of the push tests.

@@ -146,8 +146,9 @@ fn in_state(h: &Host, script: &str) {
     assert!(o.status.success(), "{script}: {}", text(&o));
 }
 
-/// The host's credential, key and last sequence number, as a thief of its files or a
-/// test would read them.
+/// The host's credential, key and the sequence numbers it reserved (every number it
+/// signed is at or below it: the agent stores a block of numbers before using them), as
+/// a thief of its files or a test would read them.
 fn host_secrets(h: &Host) -> (String, Option<HostKey>, u64) {
     let id: Value = serde_json::from_slice(&h.state_file("identity.json")).unwrap();
     let credential = id["credential"].as_str().unwrap().to_string();
@@ -220,8 +221,12 @@ fn stolen_host_credential_without_the_host_key_cannot_change_the_hosts_inventory
     let (w, old) = world("pd-sign-stolen");
     let (h, id) = w.host("stolen-1", &old);
     assert_eq!(w.state_of(&id).0, "needed");
-    let (credential, _, seq) = host_secrets(&h);
-    assert!(seq > 0, "the agent signed its enrolment check-in");
+    let (credential, _, reserved) = host_secrets(&h);
+    let seq = w.report_host(&id)["signed"]["sequence"].as_u64().unwrap();
+    assert!(
+        seq > 0 && seq <= reserved,
+        "the agent signed its enrolment check-in with a number it had stored: {seq}, {reserved}"
+    );
     let row = w.host_row("stolen-1");
     assert_eq!(row["signed"], format!("yes, seq {seq}"), "{row}");
     assert_eq!(row["agent"], "ok", "{row}");

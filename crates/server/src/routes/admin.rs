@@ -701,7 +701,10 @@ pub async fn remove_host(
     let now = s.clock.now();
     let detail = json!({ "hostname": host.hostname, "groups": host.groups });
     let entry = op.log_entry(now, Some(&t), "host.remove", format!("host {h}"), detail);
-    tenant.remove_host(&h, now, &entry).await?;
+    let removed = tenant.remove_host(&h, now, &entry).await;
+    // Issue 10, point 8: the credential stops working at once on this server.
+    s.host_credentials.forget_all();
+    removed?;
     tracing::info!(tenant = %t, host = %h, by = %op.name, "host removed");
     Ok(Json(Removed {
         removed: format!("host {h}"),
@@ -770,7 +773,10 @@ pub async fn remove_tenant(
         format!("tenant {t}"),
         json!({ "force": q.force }),
     );
-    let hosts = s.store.remove_tenant(&t, q.force, now, &entry).await?;
+    let hosts = s.store.remove_tenant(&t, q.force, now, &entry).await;
+    // Forgotten even if the removal failed part-way: a removed host must not stay known.
+    s.host_credentials.forget_all();
+    let hosts = hosts?;
     tracing::info!(tenant = %t, hosts, by = %op.name, "tenant removed");
     Ok(Json(Removed {
         removed: format!("tenant {t}"),
