@@ -328,10 +328,23 @@ fn storm(payloads: Payloads) {
 /// what to copy (an agent following B's old key would refuse every answer as forged).
 /// Once copied, an agent checking in through B receives the certificate, accepts the
 /// rotation, and installs what B signs with the new key.
-#[test]
-fn a_director_certificate_installed_through_one_replica_is_served_by_the_other() {
+/// Two replicas on one throwaway PostgreSQL database and one payload directory: A (an
+/// `AcmeWorld` whose catalog has update `id`, a new version of `package`) and B (A's
+/// director key, its own data directory); the package's old deb; `None` where
+/// PostgreSQL is missing outside CI.
+struct TwoReplicas {
+    _rt: tokio::runtime::Runtime,
+    db: ThrowawayDatabase,
+    _d: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    a: AcmeWorld,
+    b: Server,
+    old: std::path::PathBuf,
+}
+
+fn two_replicas(package: &str, id: &str, cve: &str) -> Option<TwoReplicas> {
     if !patchday_lab::require(Requirement::Postgres) {
-        return;
+        return None;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -344,15 +357,15 @@ fn a_director_certificate_installed_through_one_replica_is_served_by_the_other()
         .unwrap();
     let url = db.url().to_string();
     let d = scratch();
-    let dir = d.path();
+    let dir = d.path().to_path_buf();
     let b = bins();
     let pkgs = dir.join("pkgs");
     std::fs::create_dir_all(&pkgs).unwrap();
     let build = |v: &str| {
-        let spec = DebSpec::new("pd-replica-cert", v)
-            .changelog(v, "Fix CVE-2099-0711.")
+        let spec = DebSpec::new(package, v)
+            .changelog(v, format!("Fix {cve}."))
             .file(
-                "/usr/share/pd-replica-cert/version",
+                format!("/usr/share/{package}/version"),
                 v.as_bytes().to_vec(),
                 0o644,
             );
@@ -361,7 +374,7 @@ fn a_director_certificate_installed_through_one_replica_is_served_by_the_other()
     let (old, new) = (build("1.0-1"), build("1.0-2"));
     let flags = vec![
         "--database".to_string(),
-        url.clone(),
+        url,
         "--content".to_string(),
         dir.join("content").to_str().unwrap().to_string(),
     ];
@@ -370,11 +383,7 @@ fn a_director_certificate_installed_through_one_replica_is_served_by_the_other()
     let a = AcmeWorld::start(
         &b,
         &dir_a,
-        (
-            "PD-RC-1",
-            &new,
-            &["--emergency", "test", "--since", "1.0-1"],
-        ),
+        (id, &new, &["--emergency", "test", "--since", "1.0-1"]),
         &|_| flags.clone(),
         &["--unlimited"],
     );
@@ -391,6 +400,32 @@ fn a_director_certificate_installed_through_one_replica_is_served_by_the_other()
     std::fs::copy(dir_a.join("admin-token"), dir_b.join("admin-token")).unwrap();
     let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
     let replica_b = Server::start_with(&b, &dir_b, &a.cat.root(), &flag_refs);
+    Some(TwoReplicas {
+        _rt: rt,
+        db,
+        _d: d,
+        dir,
+        a,
+        b: replica_b,
+        old,
+    })
+}
+
+#[test]
+fn a_director_certificate_installed_through_one_replica_is_served_by_the_other() {
+    let Some(TwoReplicas {
+        _rt: rt,
+        db,
+        _d,
+        dir,
+        a,
+        b: replica_b,
+        old,
+    }) = two_replicas("pd-replica-cert", "PD-RC-1", "CVE-2099-0711")
+    else {
+        return;
+    };
+    let (dir, b) = (dir.as_path(), bins());
 
     // A host enrolled through B, pinning the key both replicas hold.
     let h = Host::sandbox(&b, dir, "cert-host");
@@ -461,66 +496,22 @@ fn a_director_certificate_installed_through_one_replica_is_served_by_the_other()
 /// once the remembered credential is older than its ten seconds.
 #[test]
 fn a_host_removed_through_one_replica_is_refused_by_the_other_that_remembers_it() {
-    if !patchday_lab::require(Requirement::Postgres) {
+    // Every field bound: what is left unbound (the database, the directory) would be
+    // dropped with the temporary at once.
+    let Some(TwoReplicas {
+        _rt,
+        db: _db,
+        _d,
+        dir,
+        a,
+        b: replica_b,
+        old,
+    }) = two_replicas("pd-replica-gone", "PD-RG-1", "CVE-2099-0712")
+    else {
         return;
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let db = rt
-        .block_on(ThrowawayDatabase::create(
-            &patchday_lab::postgres_url().unwrap(),
-        ))
-        .unwrap();
-    let url = db.url().to_string();
-    let d = scratch();
-    let dir = d.path();
-    let b = bins();
-    let pkgs = dir.join("pkgs");
-    std::fs::create_dir_all(&pkgs).unwrap();
-    let build = |v: &str| {
-        let spec = DebSpec::new("pd-replica-gone", v)
-            .changelog(v, "Fix CVE-2099-0712.")
-            .file(
-                "/usr/share/pd-replica-gone/version",
-                v.as_bytes().to_vec(),
-                0o644,
-            );
-        patchday_lab::build_deb(&spec, &pkgs).unwrap()
     };
-    let (old, new) = (build("1.0-1"), build("1.0-2"));
-    let flags = vec![
-        "--database".to_string(),
-        url.clone(),
-        "--content".to_string(),
-        dir.join("content").to_str().unwrap().to_string(),
-    ];
-    let dir_a = dir.join("a");
-    std::fs::create_dir_all(&dir_a).unwrap();
-    let a = AcmeWorld::start(
-        &b,
-        &dir_a,
-        (
-            "PD-RG-1",
-            &new,
-            &["--emergency", "test", "--since", "1.0-1"],
-        ),
-        &|_| flags.clone(),
-        &["--unlimited"],
-    );
-    let dir_b = dir.join("b");
-    std::fs::create_dir_all(dir_b.join("server")).unwrap();
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(a.srv.data.join("director"))
-        .arg(dir_b.join("server/director"))
-        .status()
-        .unwrap()
-        .success());
-    std::fs::copy(dir_a.join("admin-token"), dir_b.join("admin-token")).unwrap();
-    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let replica_b = Server::start_with(&b, &dir_b, &a.cat.root(), &flag_refs);
+    let b = bins();
+    let dir = dir.as_path();
 
     // Enrolled and checked in through B, which now remembers its credential.
     let h = Host::sandbox(&b, dir, "gone-host");
