@@ -343,6 +343,8 @@ struct TwoReplicas {
 }
 
 fn two_replicas(package: &str, id: &str, cve: &str) -> Option<TwoReplicas> {
+    // Under CI a missing PostgreSQL fails the test here (`require` panics); `.ci/run`
+    // starts one. Only a developer's machine without it gets `None` (a skip).
     if !patchday_lab::require(Requirement::Postgres) {
         return None;
     }
