@@ -41,6 +41,12 @@ fi
 PROFILE=${PROFILE:-release}
 if [ "$PROFILE" = release ] && [ "${BUILD:-1}" = 1 ]; then cargo build --release -q -p patchday-cli -p patchday-fleet; fi
 PD=$CARGO_TARGET_DIR/$PROFILE/patchday
+# The simulator's jemalloc keeps the pages it frees (no decay back to the kernel): its
+# hosts' downloads free and allocate hyper's read buffers (up to ~400 KB each) all run
+# long, and with the default 10-s decay a fifth of the simulator's CPU went to page
+# faults and zeroing pages it had just given back (fifteenth run, BENCHMARKS.md). Only
+# the simulator's process: the server runs as shipped. SIM_MALLOC_CONF overrides.
+SIM_MALLOC_CONF=${SIM_MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1}
 FLEET=$CARGO_TARGET_DIR/$PROFILE/patchday-fleet
 
 W=$(mktemp -d /tmp/patchday-fleet.XXXXXX)
@@ -128,6 +134,11 @@ else
   A_NOTE="push: POST /v1/agent/wait"
 fi
 echo "server $URL (pid $SERVER_PID), payload $PAYLOAD_BYTES bytes, $N hosts; $A_NOTE"
+# The machine's speed at the time (a shared VM's varies by a quarter from hour to hour):
+# one core's SHA-256, the simulator's largest single cost.
+if command -v openssl >/dev/null; then
+  echo "machine: one core hashes SHA-256 at $(openssl speed -evp sha256 -bytes 1048576 -seconds 1 2>/dev/null | awk '/^sha256/ {printf "%.2f", $2 / 1e6}') GB/s (openssl speed -evp sha256 -bytes 1048576)"
+fi
 
 json() { sed -n 's/^FLEET-JSON //p' "$1"; }
 field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print("" if v is None else (round(v, 1) if isinstance(v, float) else v))' "$1" "$2"; }
@@ -175,14 +186,14 @@ PY
 
 if [[ " $SCENARIOS " == *" a "* ]]; then
   echo; echo "== (a) $N hosts, emergency approval, 1 MB payload, ${A_MODE[*]}"
-  "$FLEET" "${common[@]}" "${fleet[@]}" --label a "${A_MODE[@]}" --horizon-seconds 600 \
+  _RJEM_MALLOC_CONF=$SIM_MALLOC_CONF "$FLEET" "${common[@]}" "${fleet[@]}" --label a "${A_MODE[@]}" --horizon-seconds 600 \
     --approve "$(emergency PD-FLEET-A a)" | tee "$W/a.out"
   R[a]=$(json "$W/a.out")
   census a "$N"
 fi
 if [[ " $SCENARIOS " == *" b "* ]]; then
   echo; echo "== (b) the same $N hosts polling every 300 s (uniform random phase), no push"
-  "$FLEET" "${common[@]}" "${fleet[@]}" --label b --mode poll --poll-seconds 300 --horizon-seconds 900 \
+  _RJEM_MALLOC_CONF=$SIM_MALLOC_CONF "$FLEET" "${common[@]}" "${fleet[@]}" --label b --mode poll --poll-seconds 300 --horizon-seconds 900 \
     --approve "$(emergency PD-FLEET-B b)" | tee "$W/b.out"
   R[b]=$(json "$W/b.out")
   census b "$N"
@@ -199,7 +210,7 @@ if [[ " $SCENARIOS " == *" c "* ]]; then
     "$PD" enroll-token create --tenant ringco --unlimited --group "$g" 2>/dev/null | tr -d '\n' >"$W/token-$g"
   done
   halted="$PD rollout status --update PD-FLEET-C --format json | python3 -c 'import json,sys; h=json.load(sys.stdin).get(\"halt\"); sys.exit(0 if h and h.get(\"resumed_at\") is None else 1)'"
-  "$FLEET" "${common[@]}" --label c "${A_MODE[@]}" --state "$STATE-c" --idle-seconds 10 \
+  _RJEM_MALLOC_CONF=$SIM_MALLOC_CONF "$FLEET" "${common[@]}" --label c "${A_MODE[@]}" --state "$STATE-c" --idle-seconds 10 \
     --group "pilot=$W/token-pilot:$CP" --group "early=$W/token-early:$CE" --group "broad=$W/token-broad:$CB" \
     --package pd-fleet-c:1.0-1 --package libfiller1:2.3-1 --package libfiller2:0.9-4 \
     --fail-group pilot --fail-every 100 --expect pilot --horizon-seconds 600 \

@@ -94,8 +94,6 @@ pub struct PushHub {
     tenants: Mutex<HashMap<TenantId, watch::Sender<u64>>>,
     waiting: Arc<AtomicUsize>,
     limits: PushLimits,
-    /// How many waits the last bump woke (issue 10: the wake spread is sized to it).
-    last_woken: AtomicUsize,
     /// Issue 14, points 2 and 3: bumped whenever a host's compliance may have changed (a
     /// host's check-in, report or status, or any event that wakes agents); the gates'
     /// long polls of `GET /v1/tenants/{t}/access` wait on it.
@@ -134,7 +132,6 @@ impl PushHub {
             tenants: Mutex::default(),
             waiting: Arc::new(AtomicUsize::new(0)),
             limits,
-            last_woken: AtomicUsize::new(0),
             access: watch::Sender::new(0),
             unsent: Mutex::default(),
             unsent_added: tokio::sync::Notify::new(),
@@ -182,8 +179,6 @@ impl PushHub {
     /// Something changed for hosts of `t`: wake them (on every replica).
     pub fn tenant(&self, t: &TenantId) {
         let sender = self.tenant_sender(t);
-        self.last_woken
-            .store(sender.receiver_count(), Ordering::Release);
         sender.send_modify(|g| *g = g.wrapping_add(1));
         self.access_changed();
         self.unsent(PushScope::Tenant(t.clone()));
@@ -193,8 +188,6 @@ impl PushHub {
     /// Something changed for every tenant (catalog, director, a halt): wake everyone (on
     /// every replica).
     pub fn everyone(&self) {
-        self.last_woken
-            .store(self.global.receiver_count(), Ordering::Release);
         self.global.send_modify(|g| *g = g.wrapping_add(1));
         self.access_changed();
         self.unsent(PushScope::Everyone);
@@ -260,8 +253,6 @@ impl PushHub {
             higher
         });
         if raised {
-            self.last_woken
-                .store(sender.receiver_count(), Ordering::Release);
             self.access_changed();
             tracing::debug!(scope = scope.key(), generation, "push: generation adopted");
         }
@@ -283,12 +274,6 @@ impl PushHub {
             })
             .ok()
             .map(|_| Slot(self.waiting.clone()))
-    }
-
-    /// How many waits the last bump woke: each wait subscribes once to its tenant's
-    /// counter and once to everyone's, so the subscribers are the waiters.
-    pub fn last_woken(&self) -> usize {
-        self.last_woken.load(Ordering::Acquire)
     }
 
     /// Waits held now.
@@ -380,39 +365,38 @@ pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
     // The answer streams: a newline every heartbeat while held (JSON allows whitespace
     // before the value, so any agent reads it as before), then the answer. A heartbeat
     // that cannot be written means the agent is gone: the wait and its slot end there.
+    // Issue 10: an agent that waits again has ended its run (paced wakes).
+    s.admission.run_ended(&who.tenant, &who.host);
     let limits = push.limits();
     let admission = s.admission.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
     tokio::spawn(async move {
         let held = push.wait(&who.tenant, ask.since, limits.long_poll);
-        tokio::pin!(held);
         let mut beat = tokio::time::interval_at(
             tokio::time::Instant::now() + limits.heartbeat,
             limits.heartbeat,
         );
-        let (generation, wake) = loop {
-            tokio::select! {
-                r = &mut held => break r,
-                _ = beat.tick() => {
-                    if tx.send(b"\n".to_vec()).await.is_err() {
-                        return;
-                    }
-                }
-            }
+        let Some((generation, wake)) = with_heartbeat(held, &mut beat, &tx).await else {
+            return;
         };
+        // Issue 10: a woken agent is answered when this server has room for its run, in
+        // the order the waits were woken (`admission.rs`, paced wakes); the heartbeat
+        // goes on meanwhile, and an agent that leaves gives up its turn.
+        if wake
+            && with_heartbeat(admission.released(&who.tenant, &who.host), &mut beat, &tx)
+                .await
+                .is_none()
+        {
+            return;
+        }
         // The place is free before the answer leaves: whoever reads it may wait again.
         drop(slot);
-        // Issue 10: the woken spread their runs over the time their check-ins take.
-        let spread_seconds = if wake {
-            admission.spread_for(push.last_woken())
-        } else {
-            0
-        };
         let answer = WaitAnswer {
             generation,
             wake,
             retry_after_seconds: 0,
-            spread_seconds,
+            // The server paces the runs itself: each starts at once.
+            spread_seconds: 0,
         };
         if let Ok(body) = serde_json::to_vec(&answer) {
             let _ = tx.send(body).await;
@@ -431,6 +415,26 @@ pub async fn wait(State(s): State<AppState>, req: Request) -> Response {
         axum::body::Body::from_stream(body),
     )
         .into_response()
+}
+
+/// Runs `work` while sending a newline every `beat`: its result, or `None` when a
+/// newline could not be written (the agent is gone).
+async fn with_heartbeat<T>(
+    work: impl std::future::Future<Output = T>,
+    beat: &mut tokio::time::Interval,
+    tx: &tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> Option<T> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => return Some(r),
+            _ = beat.tick() => {
+                if tx.send(b"\n".to_vec()).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

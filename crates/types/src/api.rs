@@ -558,9 +558,10 @@ pub struct WaitAnswer {
     pub wake: bool,
     /// When refused (503): seconds to wait before trying again (jittered); else 0.
     pub retry_after_seconds: u64,
-    /// When woken: start the run at a uniformly random moment within this many seconds,
-    /// the time the server needs for every agent woken with this one (issue 10). 0: now.
-    /// Absent from older servers.
+    /// When woken: start the run at a uniformly random moment within this many seconds
+    /// (issue 10). 0: now. This server answers 0: it holds a woken wait until it has
+    /// room for the run (paced wakes); earlier servers named a spread here. Absent from
+    /// still older servers.
     #[serde(default)]
     pub spread_seconds: u64,
 }
