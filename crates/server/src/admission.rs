@@ -17,7 +17,8 @@
 //!   (from the answer to the agent's next wait) are kept within a window that adapts to
 //!   the queue of admitted requests: it widens while their expected wait stays under
 //!   [`QUEUE_WAIT_LOW`] and the window is what holds agents back, and narrows when it
-//!   exceeds [`QUEUE_WAIT_HIGH`]. Small fleets are released at once.
+//!   exceeds [`QUEUE_WAIT_HIGH`]. Small fleets are released at once; no wait is held
+//!   longer than [`MAX_HOLD`].
 //!
 //! The rate is measured, not configured: an exponentially weighted mean of how long an
 //! admitted request held its place, so it falls when the database slows down (a busy
@@ -65,6 +66,11 @@ const ADAPT_EVERY: Duration = Duration::from_millis(100);
 /// A run whose agent has not come back to wait within this no longer counts as in flight
 /// (it failed, switched to polling, or went to another replica).
 const RUN_ALLOWANCE: Duration = Duration::from_secs(600);
+/// Longest a woken wait is held for release. The window narrows on any queue of agent
+/// requests, also one its runs did not cause (polling agents, a slow database), and must
+/// not keep woken agents back for ever: past this the run goes ahead uncounted, and
+/// admission (its queue, then 503 with `Retry-After`) bounds what it costs.
+pub const MAX_HOLD: Duration = Duration::from_secs(60);
 /// The window before anything was learnt, per admitted request at once.
 const INITIAL_WINDOW_PER_PLACE: usize = 100;
 
@@ -86,6 +92,8 @@ pub struct Admission {
     runs: Mutex<Runs>,
     /// How many runs are in flight (read without the lock at admission).
     in_flight: AtomicUsize,
+    /// [`MAX_HOLD`] (shorter in tests).
+    max_hold: Duration,
 }
 
 impl Admission {
@@ -101,6 +109,7 @@ impl Admission {
             awaiting: AtomicUsize::new(0),
             pacing: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            max_hold: MAX_HOLD,
             runs: Mutex::new(Runs {
                 in_flight: HashMap::new(),
                 granted: 0,
@@ -126,13 +135,22 @@ impl Admission {
     /// Waits until this server has room for the run of a woken agent (`tenant`, `host`),
     /// behind every wait woken before it; the run counts as in flight from then until
     /// [`Admission::run_ended`]. Cancel-safe: a wait whose agent left gives up its turn.
+    /// Held at most [`MAX_HOLD`]; a run let go then does not count as in flight.
     pub async fn released(self: &Arc<Self>, tenant: &TenantId, host: &HostId) {
         let _awaiting = Counted::new(&self.awaiting);
         self.start_pacer();
-        match self.release.acquire().await {
-            Ok(p) => p.forget(),
+        match tokio::time::timeout(self.max_hold, self.release.acquire()).await {
+            Ok(Ok(p)) => p.forget(),
             // Never closed while the state lives; released at once if it were.
-            Err(_) => return,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!(
+                    host = host.as_str(),
+                    held_seconds = self.max_hold.as_secs(),
+                    "paced wakes: held as long as it may be; the run goes ahead uncounted"
+                );
+                return;
+            }
         }
         let mut runs = self.lock_runs();
         runs.granted = runs.granted.saturating_sub(1);
@@ -473,6 +491,22 @@ mod tests {
         for q in queued {
             q.await.unwrap().unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_woken_wait_is_held_no_longer_than_max_hold() {
+        // No pacer and no room: only the bound lets it go.
+        let mut gate = Admission::new(1);
+        gate.max_hold = Duration::from_millis(50);
+        let gate = Arc::new(gate);
+        gate.pacing.store(true, Ordering::Release);
+        gate.lock_runs().window = 0;
+        let (t, h) = host(0);
+        tokio::time::timeout(Duration::from_secs(5), gate.released(&t, &h))
+            .await
+            .expect("let go after max_hold");
+        assert_eq!(gate.runs_in_flight(), (0, 0), "a run let go is not counted");
+        assert_eq!(gate.awaiting_release(), 0);
     }
 
     #[tokio::test]
