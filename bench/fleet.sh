@@ -47,7 +47,7 @@ PD=$CARGO_TARGET_DIR/$PROFILE/patchday
 # faults and zeroing pages it had just given back (fifteenth run, BENCHMARKS.md). Only
 # the simulator's process: the server runs as shipped. SIM_MALLOC_CONF overrides.
 SIM_MALLOC_CONF=${SIM_MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1}
-FLEET=$CARGO_TARGET_DIR/$PROFILE/patchday-fleet
+FLEET=(env "_RJEM_MALLOC_CONF=$SIM_MALLOC_CONF" "$CARGO_TARGET_DIR/$PROFILE/patchday-fleet")
 
 W=$(mktemp -d /tmp/patchday-fleet.XXXXXX)
 STATE=/dev/shm/patchday-fleet-$$
@@ -186,14 +186,14 @@ PY
 
 if [[ " $SCENARIOS " == *" a "* ]]; then
   echo; echo "== (a) $N hosts, emergency approval, 1 MB payload, ${A_MODE[*]}"
-  _RJEM_MALLOC_CONF=$SIM_MALLOC_CONF "$FLEET" "${common[@]}" "${fleet[@]}" --label a "${A_MODE[@]}" --horizon-seconds 600 \
+  "${FLEET[@]}" "${common[@]}" "${fleet[@]}" --label a "${A_MODE[@]}" --horizon-seconds 600 \
     --approve "$(emergency PD-FLEET-A a)" | tee "$W/a.out"
   R[a]=$(json "$W/a.out")
   census a "$N"
 fi
 if [[ " $SCENARIOS " == *" b "* ]]; then
   echo; echo "== (b) the same $N hosts polling every 300 s (uniform random phase), no push"
-  _RJEM_MALLOC_CONF=$SIM_MALLOC_CONF "$FLEET" "${common[@]}" "${fleet[@]}" --label b --mode poll --poll-seconds 300 --horizon-seconds 900 \
+  "${FLEET[@]}" "${common[@]}" "${fleet[@]}" --label b --mode poll --poll-seconds 300 --horizon-seconds 900 \
     --approve "$(emergency PD-FLEET-B b)" | tee "$W/b.out"
   R[b]=$(json "$W/b.out")
   census b "$N"
@@ -210,7 +210,7 @@ if [[ " $SCENARIOS " == *" c "* ]]; then
     "$PD" enroll-token create --tenant ringco --unlimited --group "$g" 2>/dev/null | tr -d '\n' >"$W/token-$g"
   done
   halted="$PD rollout status --update PD-FLEET-C --format json | python3 -c 'import json,sys; h=json.load(sys.stdin).get(\"halt\"); sys.exit(0 if h and h.get(\"resumed_at\") is None else 1)'"
-  _RJEM_MALLOC_CONF=$SIM_MALLOC_CONF "$FLEET" "${common[@]}" --label c "${A_MODE[@]}" --state "$STATE-c" --idle-seconds 10 \
+  "${FLEET[@]}" "${common[@]}" --label c "${A_MODE[@]}" --state "$STATE-c" --idle-seconds 10 \
     --group "pilot=$W/token-pilot:$CP" --group "early=$W/token-early:$CE" --group "broad=$W/token-broad:$CB" \
     --package pd-fleet-c:1.0-1 --package libfiller1:2.3-1 --package libfiller2:0.9-4 \
     --fail-group pilot --fail-every 100 --expect pilot --horizon-seconds 600 \
